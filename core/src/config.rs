@@ -1,0 +1,588 @@
+//! The one typed configuration: defaults, then a TOML file, then `CHORUS_*` environment
+//! overrides, then validation that names the key, the value and what was expected.
+//!
+//! Loading is pure (file text and environment map in, [`Config`] out) so every rule
+//! here is unit-tested without touching the process environment.
+
+use crate::secret::{Secret, mask_url_password};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything Chorus reads at start. Every field has a usable default, so an empty
+/// file (or none) gives a working single-instance server.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub journal: JournalConfig,
+    pub engine: EngineConfig,
+    pub auth: AuthConfig,
+    pub providers: Vec<ProviderConfig>,
+    /// Directory for the embedded SQLite database (when `database.url` is unset).
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP server binds, e.g. `127.0.0.1:3000`.
+    pub listen: String,
+    /// Stable name of this instance, used as the owner of run leases. Defaults to
+    /// the host name plus the listen address, so a restarted instance recognises the
+    /// runs it owned before it died.
+    pub instance_id: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:3000".into(),
+            instance_id: None,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://...`; defaults to `sqlite://DATA_DIR/chorus.db`.
+    pub url: Option<Secret>,
+    /// Upper bound of pooled connections.
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Redis URL; when absent the journal is in-process (one instance only).
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// How long a finished run's events stay readable from the journal, in seconds.
+    pub retention_secs: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            key_prefix: "chorus:".into(),
+            retention_secs: 3600,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Model used when a request names none, as `provider/model`.
+    pub default_model: Option<String>,
+    /// How long a run lease lasts without renewal before another instance may mark
+    /// the run interrupted, in seconds.
+    pub lease_ttl_secs: u64,
+    /// Smallest interval between two checkpoints of a streaming run's text, in ms.
+    pub checkpoint_interval_ms: u64,
+    /// Longest accepted user message, in characters.
+    pub max_message_chars: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            default_model: None,
+            lease_ttl_secs: 15,
+            checkpoint_interval_ms: 500,
+            max_message_chars: 100_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of a web login session, in hours.
+    pub session_ttl_hours: u64,
+    /// Mark the session cookie `Secure` (set when served over HTTPS).
+    pub cookie_secure: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl_hours: 24 * 14,
+            cookie_secure: false,
+        }
+    }
+}
+
+/// The wire protocol a provider speaks.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// OpenAI Chat Completions, or any server that speaks it.
+    Openai,
+    /// Deterministic local text, for demos and tests.
+    Scripted,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Name used in model references: `ID/MODEL`.
+    pub id: String,
+    pub kind: ProviderKind,
+    pub base_url: Option<String>,
+    pub api_key: Option<Secret>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Extra HTTP headers sent with every request (values are treated as secrets).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Seconds to wait for the connection and response headers.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait between two streamed chunks before giving up.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Scripted provider: the text it replies with.
+    pub text: Option<String>,
+    /// Scripted provider: pace of the reply.
+    pub tokens_per_second: Option<f64>,
+}
+
+fn default_connect_timeout() -> u64 {
+    30
+}
+
+fn default_idle_timeout() -> u64 {
+    120
+}
+
+/// A configuration that cannot be used, with enough detail to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file is not valid TOML: {0}")]
+    Syntax(String),
+    #[error("config key `{key}`: {message}")]
+    Shape { key: String, message: String },
+    #[error("config key `{key}` has value {value:?}, expected {expected}")]
+    Invalid {
+        key: String,
+        value: String,
+        expected: String,
+    },
+    #[error("config key `{key}` refers to environment variable `{var}`, which is not set")]
+    MissingEnv { key: String, var: String },
+}
+
+fn invalid(key: impl Into<String>, value: impl Into<String>, expected: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: value.into(),
+        expected: expected.into(),
+    }
+}
+
+impl Config {
+    /// Reads `path` (if given) and the environment, and validates the result.
+    pub fn load(
+        path: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Self::from_toml(&text, env)
+    }
+
+    /// Parses TOML text, applies `CHORUS_*` overrides and `${VAR}` references, validates.
+    pub fn from_toml(text: &str, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut root: toml::Value = if text.trim().is_empty() {
+            toml::Value::Table(Default::default())
+        } else {
+            text.parse::<toml::Table>()
+                .map(toml::Value::Table)
+                .map_err(|e| ConfigError::Syntax(e.to_string()))?
+        };
+        apply_env_overrides(&mut root, env)?;
+        interpolate_env(&mut root, env, &mut String::new())?;
+        let config: Config = serde_path_to_error::deserialize(root).map_err(|e| {
+            ConfigError::Shape {
+                key: e.path().to_string(),
+                message: e.inner().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if let Some(url) = &self.database.url {
+            let u = url.expose();
+            if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                return Err(invalid(
+                    "database.url",
+                    mask_url_password(u),
+                    "a URL starting with sqlite:, postgres:// or postgresql://",
+                ));
+            }
+        }
+        if let Some(url) = &self.journal.redis_url {
+            let u = url.expose();
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                return Err(invalid(
+                    "journal.redis_url",
+                    mask_url_password(u),
+                    "a URL starting with redis:// or rediss://",
+                ));
+            }
+        }
+        if self.engine.lease_ttl_secs < 2 {
+            return Err(invalid(
+                "engine.lease_ttl_secs",
+                self.engine.lease_ttl_secs.to_string(),
+                "at least 2 seconds",
+            ));
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid(
+                "server.max_body_bytes",
+                self.server.max_body_bytes.to_string(),
+                "at least 1024 bytes",
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let key = |field: &str| format!("providers[{i}].{field}");
+            if p.id.is_empty() || p.id.contains('/') || p.id.chars().any(char::is_whitespace) {
+                return Err(invalid(key("id"), &p.id, "a non-empty name without `/` or spaces"));
+            }
+            if !seen.insert(p.id.clone()) {
+                return Err(invalid(key("id"), &p.id, "a name no other provider uses"));
+            }
+            if p.kind == ProviderKind::Openai {
+                if let Some(base) = &p.base_url
+                    && !(base.starts_with("http://") || base.starts_with("https://"))
+                {
+                    return Err(invalid(key("base_url"), base, "an http:// or https:// URL"));
+                }
+                if p.models.is_empty() {
+                    return Err(invalid(key("models"), "[]", "at least one model name"));
+                }
+            }
+            if let Some(tps) = p.tokens_per_second
+                && !(tps > 0.0 && tps.is_finite())
+            {
+                return Err(invalid(key("tokens_per_second"), tps.to_string(), "a positive number"));
+            }
+        }
+        if let Some(model) = &self.engine.default_model {
+            let known = model.split_once('/').is_some_and(|(pid, m)| {
+                self.effective_providers()
+                    .iter()
+                    .any(|p| p.id == pid && (p.models.is_empty() || p.models.iter().any(|x| x == m)))
+            });
+            if !known {
+                return Err(invalid(
+                    "engine.default_model",
+                    model,
+                    "PROVIDER/MODEL naming a configured provider and one of its models",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The parsed listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server
+            .listen
+            .parse()
+            .map_err(|_| invalid("server.listen", &self.server.listen, "HOST:PORT, e.g. 127.0.0.1:3000"))
+    }
+
+    /// The directory for embedded data (`./data` unless configured).
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"))
+    }
+
+    /// The database URL in force: the configured one, or SQLite under the data dir.
+    pub fn database_url(&self) -> Secret {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => Secret::new(format!(
+                "sqlite://{}/chorus.db",
+                self.data_dir().display()
+            )),
+        }
+    }
+
+    /// The providers in force: the configured ones, or the scripted demo provider
+    /// when none is configured, so a fresh install can chat at once.
+    pub fn effective_providers(&self) -> Vec<ProviderConfig> {
+        if !self.providers.is_empty() {
+            return self.providers.clone();
+        }
+        vec![ProviderConfig {
+            id: "scripted".into(),
+            kind: ProviderKind::Scripted,
+            base_url: None,
+            api_key: None,
+            models: vec!["demo".into()],
+            headers: BTreeMap::new(),
+            connect_timeout_secs: default_connect_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+            text: None,
+            tokens_per_second: None,
+        }]
+    }
+
+    /// The instance name used for run leases.
+    pub fn instance_id(&self) -> String {
+        if let Some(id) = &self.server.instance_id {
+            return id.clone();
+        }
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        format!("{host}@{}", self.server.listen)
+    }
+
+    /// The effective configuration as TOML with every secret masked.
+    pub fn masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.data_dir = Some(self.data_dir());
+        let url = mask_url_password(self.database_url().expose());
+        shown.database.url = Some(Secret::new(url));
+        let mut text = toml::to_string_pretty(&shown).unwrap_or_default();
+        // `Secret` already serializes masked; URLs keep their non-secret parts visible.
+        text = text.replace(
+            "url = \"********\"",
+            &format!("url = {:?}", mask_url_password(self.database_url().expose())),
+        );
+        if let Some(redis) = &self.journal.redis_url {
+            text = text.replace(
+                "redis_url = \"********\"",
+                &format!("redis_url = {:?}", mask_url_password(redis.expose())),
+            );
+        }
+        text
+    }
+}
+
+/// Applies `CHORUS_SECTION__KEY=value` variables: the name after the prefix, split on
+/// `__` and lower-cased, is the key path (numbers index arrays); the value is read as
+/// a TOML value when it parses as one, else as a string.
+fn apply_env_overrides(
+    root: &mut toml::Value,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    for (name, value) in env {
+        let Some(path) = name.strip_prefix("CHORUS_") else {
+            continue;
+        };
+        if !path.contains("__") && !KNOWN_TOP_LEVEL.contains(&path.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        set_path(root, &parts, parsed).map_err(|expected| invalid(name, value, &expected))?;
+    }
+    Ok(())
+}
+
+const KNOWN_TOP_LEVEL: &[&str] = &["data_dir"];
+
+fn set_path(node: &mut toml::Value, parts: &[String], value: toml::Value) -> Result<(), String> {
+    let (first, rest) = parts.split_first().ok_or("a key path")?;
+    match node {
+        toml::Value::Table(table) => {
+            if rest.is_empty() {
+                table.insert(first.clone(), value);
+                return Ok(());
+            }
+            let child = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(Default::default()));
+            set_path(child, rest, value)
+        }
+        toml::Value::Array(items) => {
+            let index: usize = first
+                .parse()
+                .map_err(|_| format!("an array index at `{first}`"))?;
+            let len = items.len();
+            let item = items
+                .get_mut(index)
+                .ok_or_else(|| format!("an existing array element (there are {len})"))?;
+            if rest.is_empty() {
+                *item = value;
+                return Ok(());
+            }
+            set_path(item, rest, value)
+        }
+        _ => Err(format!("a table or array at `{first}`")),
+    }
+}
+
+/// Replaces `${VAR}` in every string with the variable's value.
+fn interpolate_env(
+    node: &mut toml::Value,
+    env: &BTreeMap<String, String>,
+    key: &mut String,
+) -> Result<(), ConfigError> {
+    match node {
+        toml::Value::String(s) if s.contains("${") => {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let end = after.find('}').ok_or_else(|| {
+                    invalid(key.clone(), s.clone(), "`${VAR}` with a closing brace")
+                })?;
+                let var = &after[..end];
+                let val = env.get(var).ok_or_else(|| ConfigError::MissingEnv {
+                    key: key.clone(),
+                    var: var.to_string(),
+                })?;
+                out.push_str(val);
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                let len = key.len();
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(k);
+                interpolate_env(v, env, key)?;
+                key.truncate(len);
+            }
+        }
+        toml::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                let len = key.len();
+                key.push_str(&format!("[{i}]"));
+                interpolate_env(v, env, key)?;
+                key.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn empty_config_gives_usable_defaults() {
+        let c = Config::from_toml("", &env(&[])).unwrap();
+        assert_eq!(c.listen_addr().unwrap().to_string(), "127.0.0.1:3000");
+        assert_eq!(c.database_url().expose(), "sqlite://data/chorus.db");
+        assert!(c.journal.redis_url.is_none());
+        let providers = c.effective_providers();
+        assert_eq!(providers.len(), 1);
+        assert_eq!(providers[0].kind, ProviderKind::Scripted);
+    }
+
+    #[test]
+    fn env_overrides_and_interpolation_apply() {
+        let text = r#"
+[[providers]]
+id = "openai"
+kind = "openai"
+api_key = "${OPENAI_API_KEY}"
+models = ["gpt-4o-mini"]
+"#;
+        let c = Config::from_toml(
+            text,
+            &env(&[
+                ("OPENAI_API_KEY", "sk-test"),
+                ("CHORUS_SERVER__LISTEN", "0.0.0.0:8080"),
+                ("CHORUS_ENGINE__LEASE_TTL_SECS", "30"),
+                ("CHORUS_PROVIDERS__0__BASE_URL", "http://127.0.0.1:9/v1"),
+                ("CHORUS_UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:8080");
+        assert_eq!(c.engine.lease_ttl_secs, 30);
+        assert_eq!(c.providers[0].api_key.as_ref().unwrap().expose(), "sk-test");
+        assert_eq!(c.providers[0].base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
+    }
+
+    #[test]
+    fn wrong_values_name_key_value_and_expectation() {
+        let err = Config::from_toml("[server]\nlisten = \"nowhere\"", &env(&[])).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("server.listen") && msg.contains("nowhere") && msg.contains("HOST:PORT"), "{msg}");
+
+        let err = Config::from_toml("[engine]\nlease_ttl_secs = \"soon\"", &env(&[])).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("engine.lease_ttl_secs") && msg.contains("soon"), "{msg}");
+
+        let err = Config::from_toml("[server]\nlisten_on = \"x\"", &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("listen_on"), "{err}");
+
+        let err = Config::from_toml("[database]\nurl = \"mysql://x\"", &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("database.url"), "{err}");
+
+        let err = Config::from_toml(
+            "[[providers]]\nid='a'\nkind='openai'\napi_key='${NOPE}'\nmodels=['m']",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("NOPE") && err.to_string().contains("providers[0].api_key"), "{err}");
+    }
+
+    #[test]
+    fn masked_dump_hides_secrets() {
+        let text = r#"
+[database]
+url = "postgres://chorus:hunter2@db/chorus"
+[journal]
+redis_url = "redis://:redispw@cache:6379"
+[[providers]]
+id = "openai"
+kind = "openai"
+api_key = "sk-very-secret"
+models = ["gpt-4o-mini"]
+headers = { "X-Org" = "org-secret" }
+"#;
+        let c = Config::from_toml(text, &env(&[])).unwrap();
+        let dump = c.masked_toml();
+        for secret in ["hunter2", "redispw", "sk-very-secret", "org-secret"] {
+            assert!(!dump.contains(secret), "{secret} leaked in:\n{dump}");
+        }
+        assert!(dump.contains("postgres://chorus:********@db/chorus"), "{dump}");
+    }
+}

@@ -1,0 +1,467 @@
+//! [`Core`]: what every surface calls. It resolves the account, checks ownership and
+//! input, and drives the store, the engine and the journal. Surfaces never reach
+//! past it.
+
+use crate::auth::{self, AuthError};
+use crate::config::Config;
+use crate::engine::{Engine, EngineSettings, RunJob};
+use crate::ids::{ConversationId, MessageId, RunId};
+use crate::journal::{EntryStream, Journal, JournalEntry, JournalError, MemoryJournal, RedisJournal, RunEvent};
+use crate::provider::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderRegistry};
+use crate::store::{Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, Store, StoreError};
+use crate::time::now_ms;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors a surface turns into its own words (HTTP status, chat reply).
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("invalid credentials")]
+    Unauthorized,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => CoreError::NotFound(what),
+            StoreError::Conflict(msg) => CoreError::Conflict(msg),
+            other => CoreError::Store(other),
+        }
+    }
+}
+
+/// A conversation with its whole message tree.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ConversationView {
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    pub messages: Vec<Message>,
+}
+
+/// A run as a client sees it: its status and the text generated so far.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunView {
+    #[serde(flatten)]
+    pub run: Run,
+    /// The message text before this run (what a continuation extends).
+    pub prefix: String,
+    /// The last journal seq included in `text`.
+    pub seq: u64,
+}
+
+/// What sending a message started.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SentMessage {
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    pub assistant_message_id: MessageId,
+    pub run_id: RunId,
+}
+
+#[derive(Clone)]
+pub struct Core {
+    store: Store,
+    journal: Arc<dyn Journal>,
+    providers: Arc<ProviderRegistry>,
+    engine: Engine,
+    config: Arc<Config>,
+}
+
+impl Core {
+    /// Connects storage and journal, migrates, and starts the engine's sweeper.
+    pub async fn start(config: Config) -> Result<Self, CoreError> {
+        let store = Store::connect(config.database_url().expose(), config.database.max_connections).await?;
+        store.migrate().await?;
+        let retention = Duration::from_secs(config.journal.retention_secs);
+        let journal: Arc<dyn Journal> = match &config.journal.redis_url {
+            Some(url) => Arc::new(RedisJournal::connect(url.expose(), &config.journal.key_prefix, retention).await?),
+            None => Arc::new(MemoryJournal::new(retention)),
+        };
+        let providers = Arc::new(ProviderRegistry::from_config(
+            &config.effective_providers(),
+            config.engine.default_model.as_deref(),
+        ));
+        let engine = Engine::new(
+            store.clone(),
+            journal.clone(),
+            providers.clone(),
+            EngineSettings {
+                owner: config.instance_id(),
+                lease_ttl: Duration::from_secs(config.engine.lease_ttl_secs),
+                checkpoint_interval: Duration::from_millis(config.engine.checkpoint_interval_ms),
+            },
+        );
+        engine.start_sweeper();
+        Ok(Self {
+            store,
+            journal,
+            providers,
+            engine,
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Stops every local run (kept as `interrupted`) and closes the database.
+    pub async fn shutdown(&self) {
+        self.engine.shutdown(Duration::from_secs(10)).await;
+        self.store.close().await;
+    }
+
+    /// Whether storage and journal answer.
+    pub async fn ready(&self) -> bool {
+        self.store.ping().await && self.journal.ping().await
+    }
+
+    // ---- accounts and authentication ----
+
+    /// Creates a local account; the password is hashed with argon2.
+    pub async fn create_user(&self, name: &str, admin: bool, password: Option<&str>) -> Result<Account, CoreError> {
+        validate_account_name(name)?;
+        let hash = password.map(auth::hash_password).transpose()?;
+        let role = if admin { Role::Admin } else { Role::User };
+        Ok(self.store.create_account(name, role, hash.as_deref()).await?)
+    }
+
+    /// Checks a name and password; returns the account and a new session token.
+    pub async fn login(&self, name: &str, password: &str) -> Result<(Account, String), CoreError> {
+        let account = self.store.account_by_name(name).await?;
+        let hash = account.as_ref().and_then(|a| a.password_hash.clone());
+        let ok = auth::verify_password(password, hash.as_deref().unwrap_or(auth::dummy_hash()));
+        let account = match account {
+            Some(a) if ok && hash.is_some() && a.is_active() => a,
+            _ => return Err(CoreError::Unauthorized),
+        };
+        let token = auth::new_token();
+        let ttl_ms = self.config.auth.session_ttl_hours as i64 * 3_600_000;
+        self.store
+            .create_session(&auth::token_hash(&token), &account.id, now_ms() + ttl_ms)
+            .await?;
+        Ok((account, token))
+    }
+
+    pub async fn logout(&self, session_token: &str) -> Result<(), CoreError> {
+        Ok(self.store.delete_session(&auth::token_hash(session_token)).await?)
+    }
+
+    pub async fn account_by_session(&self, token: &str) -> Result<Option<Account>, CoreError> {
+        Ok(self.store.account_by_session(&auth::token_hash(token)).await?.filter(Account::is_active))
+    }
+
+    pub async fn account_by_api_key(&self, key: &str) -> Result<Option<Account>, CoreError> {
+        Ok(self.store.account_by_api_key(&auth::token_hash(key)).await?.filter(Account::is_active))
+    }
+
+    /// Creates an API key for the named account; the key is returned once, stored hashed.
+    pub async fn create_api_key(&self, account_name: &str, key_name: &str) -> Result<(ApiKeyRecord, String), CoreError> {
+        let account = self
+            .store
+            .account_by_name(account_name)
+            .await?
+            .ok_or(CoreError::NotFound("account"))?;
+        let key = auth::new_api_key();
+        let prefix: String = key.chars().take(auth::API_KEY_PREFIX.len() + 6).collect();
+        let record = self
+            .store
+            .create_api_key(&account.id, key_name, &auth::token_hash(&key), &prefix)
+            .await?;
+        Ok((record, key))
+    }
+
+    // ---- models ----
+
+    pub fn models(&self) -> &[ModelInfo] {
+        self.providers.models()
+    }
+
+    pub fn default_model(&self) -> &str {
+        self.providers.default_model()
+    }
+
+    fn check_model(&self, model: &str) -> Result<(), CoreError> {
+        self.providers
+            .resolve(model)
+            .map(|_| ())
+            .map_err(|e| CoreError::Invalid(e.to_string()))
+    }
+
+    // ---- conversations ----
+
+    pub async fn create_conversation(
+        &self,
+        account: &Account,
+        title: Option<&str>,
+        model: Option<&str>,
+        system_prompt: Option<&str>,
+    ) -> Result<Conversation, CoreError> {
+        let model = model.unwrap_or(self.default_model());
+        self.check_model(model)?;
+        let title = title.map(str::trim).filter(|t| !t.is_empty()).unwrap_or("New chat");
+        if title.chars().count() > 200 {
+            return Err(CoreError::Invalid("title is longer than 200 characters".into()));
+        }
+        Ok(self
+            .store
+            .create_conversation(&account.id, title, model, system_prompt)
+            .await?)
+    }
+
+    pub async fn list_conversations(&self, account: &Account) -> Result<Vec<Conversation>, CoreError> {
+        Ok(self.store.list_conversations(&account.id, 200).await?)
+    }
+
+    pub async fn conversation(&self, account: &Account, id: &ConversationId) -> Result<ConversationView, CoreError> {
+        let conversation = self
+            .store
+            .conversation(&account.id, id)
+            .await?
+            .ok_or(CoreError::NotFound("conversation"))?;
+        let messages = self.store.messages(id).await?;
+        Ok(ConversationView { conversation, messages })
+    }
+
+    /// Adds a user message (under `parent`, or the newest message) and starts the
+    /// assistant's run. The run belongs to the server: the caller may go away.
+    pub async fn send_message(
+        &self,
+        account: &Account,
+        conversation_id: &ConversationId,
+        content: &str,
+        parent: Option<&MessageId>,
+        model: Option<&str>,
+    ) -> Result<SentMessage, CoreError> {
+        if content.trim().is_empty() {
+            return Err(CoreError::Invalid("content must not be empty".into()));
+        }
+        let max = self.config.engine.max_message_chars;
+        if content.chars().count() > max {
+            return Err(CoreError::Invalid(format!("content is longer than {max} characters")));
+        }
+        let conversation = self
+            .store
+            .conversation(&account.id, conversation_id)
+            .await?
+            .ok_or(CoreError::NotFound("conversation"))?;
+        let model = model.unwrap_or(&conversation.model).to_string();
+        self.check_model(&model)?;
+        let parent_id = match parent {
+            Some(p) => {
+                if !self.store.message_in_conversation(conversation_id, p).await? {
+                    return Err(CoreError::NotFound("parent message"));
+                }
+                Some(p.clone())
+            }
+            None => self.store.latest_message(conversation_id).await?,
+        };
+        let turn = NewTurn {
+            account_id: account.id.clone(),
+            conversation_id: conversation_id.clone(),
+            parent_id,
+            content: content.to_string(),
+            model: model.clone(),
+        };
+        let settings = self.engine.settings();
+        let lease_until = now_ms() + settings.lease_ttl.as_millis() as i64;
+        let ids = self.store.start_turn(&turn, &settings.owner, lease_until).await?;
+        let history = self.store.branch(conversation_id, &ids.user_message_id).await?;
+        let request = build_request(&conversation, &history, &model, None);
+        self.engine.spawn(RunJob {
+            run_id: ids.run_id.clone(),
+            message_id: ids.assistant_message_id.to_string(),
+            model_ref: model,
+            request,
+            prefix: String::new(),
+        });
+        Ok(SentMessage {
+            conversation_id: conversation_id.clone(),
+            message_id: ids.user_message_id,
+            assistant_message_id: ids.assistant_message_id,
+            run_id: ids.run_id,
+        })
+    }
+
+    // ---- runs ----
+
+    /// A run, only if `account` owns it.
+    pub async fn owned_run(&self, account: &Account, id: &RunId) -> Result<Run, CoreError> {
+        match self.store.run(id).await? {
+            Some(run) if run.account_id == account.id => Ok(run),
+            _ => Err(CoreError::NotFound("run")),
+        }
+    }
+
+    /// A run with its text so far: exact from the journal while it streams, else
+    /// as stored.
+    pub async fn run_view(&self, account: &Account, id: &RunId) -> Result<RunView, CoreError> {
+        let mut run = self.owned_run(account, id).await?;
+        let mut prefix = self.store.message_content(&run.message_id).await?;
+        let mut seq = run.checkpoint_seq.max(0) as u64;
+        if run.status.is_active() {
+            let backlog = self.journal.backlog(id, 0).await?;
+            if !backlog.is_empty() {
+                let (text, last, started_prefix) = replay(&backlog);
+                if text.len() >= run.text.len() {
+                    run.text = text;
+                    seq = last;
+                }
+                if let Some(p) = started_prefix {
+                    prefix = p;
+                }
+            }
+        } else if prefix.ends_with(&run.text) {
+            // The run's text was appended to its message when it ended.
+            prefix.truncate(prefix.len() - run.text.len());
+        }
+        Ok(RunView { run, prefix, seq })
+    }
+
+    /// Asks the run to stop, wherever it executes. Idempotent.
+    pub async fn stop_run(&self, account: &Account, id: &RunId) -> Result<Run, CoreError> {
+        let run = self.owned_run(account, id).await?;
+        if run.status.is_active() && !self.engine.stop_local(id) {
+            self.store.request_stop(id).await?;
+        }
+        Ok(run)
+    }
+
+    /// Starts a run that extends the message of a stopped or interrupted run from its
+    /// partial text.
+    pub async fn continue_run(&self, account: &Account, id: &RunId) -> Result<RunId, CoreError> {
+        let previous = self.owned_run(account, id).await?;
+        if previous.status.is_active() {
+            return Err(CoreError::Conflict("the run is still going; stop it first".into()));
+        }
+        let conversation = self
+            .store
+            .conversation(&account.id, &previous.conversation_id)
+            .await?
+            .ok_or(CoreError::NotFound("conversation"))?;
+        let partial = self.store.message_content(&previous.message_id).await?;
+        let model = previous.model.clone();
+        self.check_model(&model)?;
+        let settings = self.engine.settings();
+        let lease_until = now_ms() + settings.lease_ttl.as_millis() as i64;
+        let run_id = self
+            .store
+            .start_continuation(&previous, &model, &settings.owner, lease_until)
+            .await?;
+        let all = self.store.branch(&previous.conversation_id, &previous.message_id).await?;
+        // Context: the branch up to the user message the assistant answers.
+        let history: Vec<Message> = all.into_iter().filter(|m| m.id != previous.message_id).collect();
+        let request = build_request(&conversation, &history, &model, Some(partial.clone()));
+        self.engine.spawn(RunJob {
+            run_id: run_id.clone(),
+            message_id: previous.message_id.to_string(),
+            model_ref: model,
+            request,
+            prefix: partial,
+        });
+        Ok(run_id)
+    }
+
+    /// The run's events after `after`: backlog, then live, ending after `finished`.
+    /// When the journal no longer holds the run, a snapshot of its text stands in for
+    /// the lost events.
+    pub async fn follow_run(&self, account: &Account, id: &RunId, after: u64) -> Result<EntryStream, CoreError> {
+        let run = self.owned_run(account, id).await?;
+        if self.journal.has_run(id).await? {
+            return Ok(self.journal.follow(id, after));
+        }
+        if run.status.is_active() {
+            // Not started yet, or lost with a restarted in-process journal: every
+            // event that comes is new to this reader.
+            return Ok(self.journal.follow(id, 0));
+        }
+        let seq = run.checkpoint_seq.max(0) as u64;
+        let entries = vec![
+            Ok(JournalEntry {
+                seq: seq + 1,
+                event: RunEvent::Snapshot { text: run.text.clone() },
+            }),
+            Ok(JournalEntry {
+                seq: seq + 2,
+                event: RunEvent::Finished {
+                    status: run.status.as_str().into(),
+                    reason: run.finish_reason.clone().unwrap_or_default(),
+                    error: run.error.clone(),
+                },
+            }),
+        ];
+        Ok(Box::pin(futures::stream::iter(entries)))
+    }
+}
+
+/// The text, last seq and started prefix that a journal backlog adds up to.
+fn replay(entries: &[JournalEntry]) -> (String, u64, Option<String>) {
+    let mut text = String::new();
+    let mut prefix = None;
+    for entry in entries {
+        match &entry.event {
+            RunEvent::Started { prefix: p, .. } => prefix = Some(p.clone()),
+            RunEvent::Delta { text: t } => text.push_str(t),
+            RunEvent::Snapshot { text: t } => text = t.clone(),
+            _ => {}
+        }
+    }
+    (text, entries.last().map_or(0, |e| e.seq), prefix)
+}
+
+fn build_request(conversation: &Conversation, history: &[Message], model_ref: &str, prefill: Option<String>) -> ChatRequest {
+    let mut messages = Vec::with_capacity(history.len() + 1);
+    if let Some(system) = conversation.system_prompt.as_deref().filter(|s| !s.is_empty()) {
+        messages.push(ChatMessage { role: ChatRole::System, content: system.to_string() });
+    }
+    for m in history {
+        let role = match m.role.as_str() {
+            "assistant" => ChatRole::Assistant,
+            "system" => ChatRole::System,
+            _ => ChatRole::User,
+        };
+        if role == ChatRole::Assistant && m.content.is_empty() {
+            continue; // a reply that produced nothing adds nothing to the context
+        }
+        messages.push(ChatMessage { role, content: m.content.clone() });
+    }
+    ChatRequest {
+        model: model_ref.split_once('/').map_or(model_ref, |(_, m)| m).to_string(),
+        messages,
+        prefill,
+        ..Default::default()
+    }
+}
+
+fn validate_account_name(name: &str) -> Result<(), CoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::Invalid(format!(
+            "account name {name:?} must be 1-64 characters of letters, digits, `_`, `-`, `.` or `@`"
+        )))
+    }
+}

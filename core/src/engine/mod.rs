@@ -1,0 +1,129 @@
+//! The engine: starts runs as tasks owned by the server (never by the request that
+//! asked), streams them from providers into the journal, checkpoints their text in
+//! batches, and hands stops to whichever instance holds a run's lease.
+
+mod execute;
+mod sweeper;
+
+use crate::ids::RunId;
+use crate::journal::Journal;
+use crate::provider::{ChatRequest, ProviderRegistry};
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Timing of leases and checkpoints.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// Name of this instance, the owner written on its run leases.
+    pub owner: String,
+    pub lease_ttl: Duration,
+    pub checkpoint_interval: Duration,
+}
+
+/// What a run task needs to generate.
+pub(crate) struct RunJob {
+    pub run_id: RunId,
+    pub message_id: String,
+    pub model_ref: String,
+    pub request: ChatRequest,
+    /// Message text before this run (the partial text a continuation extends).
+    pub prefix: String,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    pub store: Store,
+    pub journal: Arc<dyn Journal>,
+    pub providers: Arc<ProviderRegistry>,
+    pub settings: EngineSettings,
+    /// Stop tokens of the runs this instance executes.
+    pub local: Mutex<HashMap<RunId, CancellationToken>>,
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        journal: Arc<dyn Journal>,
+        providers: Arc<ProviderRegistry>,
+        settings: EngineSettings,
+    ) -> Self {
+        Self {
+            inner: Arc::new(EngineInner {
+                store,
+                journal,
+                providers,
+                settings,
+                local: Mutex::new(HashMap::new()),
+                tasks: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.inner.settings
+    }
+
+    /// Starts the sweeper that marks runs of dead instances interrupted. It first
+    /// recovers the runs this instance owned before a restart.
+    pub fn start_sweeper(&self) {
+        let inner = self.inner.clone();
+        self.inner.tasks.spawn(sweeper::sweep_forever(inner));
+    }
+
+    /// Spawns the task that executes a run whose row exists and is leased to us.
+    pub(crate) fn spawn(&self, job: RunJob) {
+        let stop = CancellationToken::new();
+        self.inner
+            .local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.run_id.clone(), stop.clone());
+        let inner = self.inner.clone();
+        self.inner.tasks.spawn(async move {
+            let run_id = job.run_id.clone();
+            execute::execute(inner.clone(), job, stop).await;
+            inner.local.lock().unwrap_or_else(|e| e.into_inner()).remove(&run_id);
+        });
+    }
+
+    /// Stops a run if this instance executes it. Returns false when it runs elsewhere
+    /// (the caller then records the request in the store for the lease holder).
+    pub fn stop_local(&self, run: &RunId) -> bool {
+        match self.inner.local.lock().unwrap_or_else(|e| e.into_inner()).get(run) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Number of runs executing on this instance.
+    pub fn active_local_runs(&self) -> usize {
+        self.inner.local.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Graceful shutdown: every local run ends as `interrupted` with its text kept
+    /// (so it can be continued), then the sweeper stops.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait()).await.is_err() {
+            tracing::warn!(
+                remaining = self.inner.tasks.len(),
+                "engine: runs did not end within the grace period"
+            );
+        }
+    }
+}

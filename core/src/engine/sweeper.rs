@@ -1,0 +1,86 @@
+//! Marks runs whose instance died `interrupted`, keeping every byte of their text
+//! that the checkpoint or the journal still holds, and ends their journal so readers
+//! stop waiting.
+
+use super::EngineInner;
+use crate::journal::{JournalEntry, RunEvent};
+use crate::store::Run;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(super) async fn sweep_forever(inner: Arc<EngineInner>) {
+    let period = (inner.settings.lease_ttl / 3).max(Duration::from_millis(500));
+    let mut restarted_owner = Some(inner.settings.owner.clone());
+    loop {
+        match inner.store.orphaned_runs(restarted_owner.as_deref()).await {
+            Ok(runs) => {
+                restarted_owner = None;
+                for run in runs {
+                    if inner.local.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&run.id) {
+                        continue;
+                    }
+                    if let Err(e) = recover(&inner, &run).await {
+                        tracing::warn!(run = %run.id, error = %e, "could not recover orphaned run");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "sweeper: cannot list orphaned runs"),
+        }
+        tokio::select! {
+            _ = inner.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+async fn recover(inner: &EngineInner, run: &Run) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let backlog = inner.journal.backlog(&run.id, 0).await.unwrap_or_default();
+    let mut journal_text: Option<String> = None;
+    for entry in &backlog {
+        match &entry.event {
+            RunEvent::Started { .. } => journal_text = Some(String::new()),
+            RunEvent::Delta { text } => journal_text.get_or_insert_with(String::new).push_str(text),
+            RunEvent::Snapshot { text } => journal_text = Some(text.clone()),
+            _ => {}
+        }
+    }
+    let last_seq = backlog.last().map(|e| e.seq);
+    // The journal may hold more than the last checkpoint; never keep less.
+    let text = match journal_text {
+        Some(jt) if jt.len() > run.text.len() && jt.starts_with(&run.text) => jt,
+        _ => run.text.clone(),
+    };
+    // Ended in the journal but not in the store: the instance died in between.
+    let already_finished = backlog.iter().any(|e| e.event.is_finished());
+    let seq = last_seq.unwrap_or(run.checkpoint_seq as u64);
+    if !inner.store.interrupt_orphan(run, &text, seq as i64 + 1).await? {
+        return Ok(()); // someone else got there first
+    }
+    tracing::info!(run = %run.id, chars = text.len(), "marked orphaned run interrupted");
+    if already_finished {
+        return Ok(());
+    }
+    let finished = RunEvent::Finished {
+        status: "interrupted".into(),
+        reason: "lease_expired".into(),
+        error: None,
+    };
+    if last_seq.is_some() {
+        inner
+            .journal
+            .append(&run.id, JournalEntry { seq: seq + 1, event: finished })
+            .await?;
+    } else {
+        // The journal lost the run (in-process journal after a restart): readers get
+        // the whole text as a snapshot, then the end.
+        inner
+            .journal
+            .append(&run.id, JournalEntry { seq: seq + 1, event: RunEvent::Snapshot { text } })
+            .await?;
+        inner
+            .journal
+            .append(&run.id, JournalEntry { seq: seq + 2, event: finished })
+            .await?;
+    }
+    Ok(())
+}

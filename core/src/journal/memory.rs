@@ -1,0 +1,148 @@
+//! The in-process journal: each run's events in a vector, readers woken through a
+//! watch channel. The embedded default; one instance only.
+
+use super::{EntryStream, Journal, JournalEntry, JournalError};
+use crate::ids::RunId;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub struct MemoryJournal {
+    runs: Arc<Mutex<HashMap<RunId, Arc<RunLog>>>>,
+    retention: Duration,
+}
+
+struct RunLog {
+    /// Entries in seq order; the first has seq `base + 1`.
+    entries: RwLock<(u64, Vec<JournalEntry>)>,
+    /// The last appended seq; readers wait on changes.
+    last_seq: watch::Sender<u64>,
+}
+
+impl RunLog {
+    fn new() -> Self {
+        Self {
+            entries: RwLock::new((0, Vec::new())),
+            last_seq: watch::Sender::new(0),
+        }
+    }
+
+    fn after(&self, after: u64, into: &mut VecDeque<JournalEntry>) {
+        let guard = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let (base, entries) = &*guard;
+        let start = (after.saturating_sub(*base) as usize).min(entries.len());
+        into.extend(entries[start..].iter().cloned());
+    }
+}
+
+impl MemoryJournal {
+    /// A journal that forgets a finished run's events after `retention`.
+    pub fn new(retention: Duration) -> Self {
+        Self {
+            runs: Arc::new(Mutex::new(HashMap::new())),
+            retention,
+        }
+    }
+
+    fn log(&self, run: &RunId) -> Arc<RunLog> {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.entry(run.clone()).or_insert_with(|| Arc::new(RunLog::new())).clone()
+    }
+
+    fn existing(&self, run: &RunId) -> Option<Arc<RunLog>> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner()).get(run).cloned()
+    }
+}
+
+struct FollowState {
+    log: Arc<RunLog>,
+    rx: watch::Receiver<u64>,
+    cursor: u64,
+    buffer: VecDeque<JournalEntry>,
+    done: bool,
+}
+
+#[async_trait::async_trait]
+impl Journal for MemoryJournal {
+    async fn append(&self, run: &RunId, entry: JournalEntry) -> Result<(), JournalError> {
+        let log = self.log(run);
+        let finished = entry.event.is_finished();
+        {
+            let mut guard = log.entries.write().unwrap_or_else(|e| e.into_inner());
+            let (base, entries) = &mut *guard;
+            // A run recovered after a restart starts past its checkpointed seq.
+            if entries.is_empty() && entry.seq > 0 {
+                *base = entry.seq - 1;
+            }
+            let expected = *base + entries.len() as u64 + 1;
+            if entry.seq != expected {
+                return Err(JournalError::OutOfOrder {
+                    run: run.to_string(),
+                    expected,
+                    got: entry.seq,
+                });
+            }
+            entries.push(entry);
+            log.last_seq.send_replace(expected);
+        }
+        if finished {
+            let runs = self.runs.clone();
+            let run = run.clone();
+            let retention = self.retention;
+            tokio::spawn(async move {
+                tokio::time::sleep(retention).await;
+                runs.lock().unwrap_or_else(|e| e.into_inner()).remove(&run);
+            });
+        }
+        Ok(())
+    }
+
+    fn follow(&self, run: &RunId, after: u64) -> EntryStream {
+        let log = self.log(run);
+        let state = FollowState {
+            rx: log.last_seq.subscribe(),
+            log,
+            cursor: after,
+            buffer: VecDeque::new(),
+            done: false,
+        };
+        Box::pin(futures::stream::unfold(state, |mut s| async move {
+            loop {
+                if let Some(entry) = s.buffer.pop_front() {
+                    s.cursor = entry.seq;
+                    s.done = entry.event.is_finished();
+                    return Some((Ok(entry), s));
+                }
+                if s.done {
+                    return None;
+                }
+                // Mark the current value seen before reading, so an append that lands
+                // between the read and the wait still wakes us.
+                s.rx.borrow_and_update();
+                s.log.after(s.cursor, &mut s.buffer);
+                if s.buffer.is_empty() && s.rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        }))
+    }
+
+    async fn backlog(&self, run: &RunId, after: u64) -> Result<Vec<JournalEntry>, JournalError> {
+        let mut out = VecDeque::new();
+        if let Some(log) = self.existing(run) {
+            log.after(after, &mut out);
+        }
+        Ok(out.into())
+    }
+
+    async fn has_run(&self, run: &RunId) -> Result<bool, JournalError> {
+        Ok(self
+            .existing(run)
+            .is_some_and(|log| !log.entries.read().unwrap_or_else(|e| e.into_inner()).1.is_empty()))
+    }
+
+    async fn ping(&self) -> bool {
+        true
+    }
+}

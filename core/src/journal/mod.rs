@@ -1,0 +1,108 @@
+//! The journal: the ordered events of each run, and the only way any surface reads a
+//! run. A reader asks for the events after a sequence number and gets the backlog,
+//! then live events, with no gap and no repeat, ending after `finished`.
+//!
+//! Two backends: [`MemoryJournal`] (one instance) and [`RedisJournal`] (Redis Streams,
+//! shared by every instance of a deployment).
+
+mod memory;
+mod redis;
+
+pub use memory::MemoryJournal;
+pub use redis::RedisJournal;
+
+use crate::ids::RunId;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use std::pin::Pin;
+
+/// One event of a run. Serialized with its kind in `kind`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// The run began. `prefix` is the message text before this run (non-empty for a
+    /// continuation), so a reader can show the whole message.
+    Started {
+        message_id: String,
+        model: String,
+        prefix: String,
+    },
+    /// Generated text.
+    Delta { text: String },
+    /// Reasoning text, shown apart from the answer.
+    Reasoning { text: String },
+    Usage {
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        estimated: bool,
+    },
+    /// The whole text of the run so far, sent in place of events a journal no longer
+    /// holds (after a restart of an in-process journal, or past retention).
+    Snapshot { text: String },
+    /// The run ended: `status` is its final status, `reason` why.
+    Finished {
+        status: String,
+        reason: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        error: Option<String>,
+    },
+}
+
+impl RunEvent {
+    /// The event's kind, as used for the SSE `event:` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RunEvent::Started { .. } => "started",
+            RunEvent::Delta { .. } => "delta",
+            RunEvent::Reasoning { .. } => "reasoning",
+            RunEvent::Usage { .. } => "usage",
+            RunEvent::Snapshot { .. } => "snapshot",
+            RunEvent::Finished { .. } => "finished",
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self, RunEvent::Finished { .. })
+    }
+}
+
+/// An event with its per-run sequence number (1, 2, 3, ...).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub seq: u64,
+    pub event: RunEvent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("corrupt journal entry: {0}")]
+    Corrupt(String),
+    #[error("sequence {got} out of order for run {run} (expected {expected})")]
+    OutOfOrder { run: String, expected: u64, got: u64 },
+}
+
+pub type EntryStream = Pin<Box<dyn Stream<Item = Result<JournalEntry, JournalError>> + Send>>;
+
+/// Where runs' events are kept and read.
+#[async_trait::async_trait]
+pub trait Journal: Send + Sync {
+    /// Appends the next event of `run`. Exactly one writer per run (the lease holder)
+    /// assigns `entry.seq`, one more than the last.
+    async fn append(&self, run: &RunId, entry: JournalEntry) -> Result<(), JournalError>;
+
+    /// The events after `after` and then live ones, ending after `finished`. A run the
+    /// journal does not know yet is waited for.
+    fn follow(&self, run: &RunId, after: u64) -> EntryStream;
+
+    /// The events after `after` held now, without waiting.
+    async fn backlog(&self, run: &RunId, after: u64) -> Result<Vec<JournalEntry>, JournalError>;
+
+    /// Whether the journal holds any event of `run` (false after a restart of an
+    /// in-process journal, or once retention dropped it).
+    async fn has_run(&self, run: &RunId) -> Result<bool, JournalError>;
+
+    /// Whether the journal backend answers (for `/readyz`).
+    async fn ping(&self) -> bool;
+}

@@ -1,0 +1,373 @@
+//! The Redis Streams journal, shared by every instance of a deployment.
+//!
+//! Each run is a stream `{prefix}run:{id}` whose entry ids are `0-{seq}`, so "events
+//! after seq N" is an exclusive XRANGE from `0-N`. Live delivery: one tailer task per
+//! instance runs a blocking XREAD over every run that local readers follow and fans
+//! entries out through broadcast channels. A reader subscribes first, then reads the
+//! backlog, then takes live entries, skipping what it has and refilling any gap with
+//! XRANGE, so it never misses or repeats an event.
+
+use super::{EntryStream, Journal, JournalEntry, JournalError, RunEvent};
+use crate::ids::RunId;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast};
+
+/// How long one XREAD of the tailer blocks; a new follow interrupts it at once.
+const TAIL_BLOCK_MS: usize = 5_000;
+
+pub struct RedisJournal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: MultiplexedConnection,
+    prefix: String,
+    retention_secs: u64,
+    follows: Mutex<HashMap<RunId, Follow>>,
+    wake: Notify,
+    tailer_client_id: Mutex<Option<i64>>,
+}
+
+struct Follow {
+    /// Last seq the tailer has broadcast.
+    cursor: u64,
+    finished: bool,
+    readers: usize,
+    tx: broadcast::Sender<Arc<JournalEntry>>,
+}
+
+impl RedisJournal {
+    /// Connects and starts the tailer task (stopped when the journal is dropped).
+    pub async fn connect(url: &str, prefix: &str, retention: Duration) -> Result<Self, JournalError> {
+        let client = Client::open(url)?;
+        let conn = client.get_multiplexed_async_connection().await?;
+        let inner = Arc::new(Inner {
+            conn,
+            prefix: prefix.to_string(),
+            retention_secs: retention.as_secs().max(1),
+            follows: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            tailer_client_id: Mutex::new(None),
+        });
+        let tail_config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(Duration::from_millis(TAIL_BLOCK_MS as u64 + 5_000)));
+        let tail_conn = client.get_multiplexed_async_connection_with_config(&tail_config).await?;
+        tokio::spawn(tail(Arc::downgrade(&inner), tail_conn));
+        Ok(Self { inner })
+    }
+}
+
+impl Inner {
+    fn key(&self, run: &RunId) -> String {
+        format!("{}run:{}", self.prefix, run)
+    }
+
+    async fn range(&self, run: &RunId, after: u64) -> Result<Vec<JournalEntry>, JournalError> {
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(self.key(run))
+            .arg(format!("(0-{after}"))
+            .arg("+")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        parse_entries(reply)
+    }
+
+    /// Registers a reader of `run`; returns its live receiver.
+    async fn register(&self, run: &RunId, after: u64) -> broadcast::Receiver<Arc<JournalEntry>> {
+        let (rx, new) = {
+            let mut follows = self.follows.lock().unwrap_or_else(|e| e.into_inner());
+            let mut new = false;
+            let follow = follows.entry(run.clone()).or_insert_with(|| {
+                new = true;
+                Follow {
+                    cursor: after,
+                    finished: false,
+                    readers: 0,
+                    tx: broadcast::channel(1024).0,
+                }
+            });
+            follow.readers += 1;
+            (follow.tx.subscribe(), new)
+        };
+        if new {
+            self.wake.notify_one();
+            let id = *self.tailer_client_id.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(id) = id {
+                // Cut the tailer's current XREAD short so it includes this run now.
+                let _: Result<Value, _> = redis::cmd("CLIENT")
+                    .arg("UNBLOCK")
+                    .arg(id)
+                    .query_async(&mut self.conn.clone())
+                    .await;
+            }
+        }
+        rx
+    }
+
+    fn unregister(&self, run: &RunId) {
+        let mut follows = self.follows.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = follows.get_mut(run) {
+            f.readers -= 1;
+            if f.readers == 0 {
+                follows.remove(run);
+            }
+        }
+    }
+}
+
+/// Parses an XRANGE/XREAD entry list: `[[id, [field, value, ...]], ...]`.
+fn parse_entries(reply: Value) -> Result<Vec<JournalEntry>, JournalError> {
+    let items = match reply {
+        Value::Array(items) => items,
+        Value::Nil => return Ok(Vec::new()),
+        other => return Err(JournalError::Corrupt(format!("unexpected reply {other:?}"))),
+    };
+    items.into_iter().map(parse_entry).collect()
+}
+
+fn parse_entry(item: Value) -> Result<JournalEntry, JournalError> {
+    let corrupt = |what: &str| JournalError::Corrupt(what.to_string());
+    let Value::Array(mut parts) = item else {
+        return Err(corrupt("entry is not an array"));
+    };
+    if parts.len() != 2 {
+        return Err(corrupt("entry is not [id, fields]"));
+    }
+    let fields = parts.pop().unwrap_or(Value::Nil);
+    let id: String = redis::from_redis_value(parts.pop().unwrap_or(Value::Nil))
+        .map_err(|e| JournalError::Corrupt(format!("entry id: {e}")))?;
+    let seq = id
+        .strip_prefix("0-")
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| JournalError::Corrupt(format!("entry id {id} is not 0-SEQ")))?;
+    let fields: Vec<String> =
+        redis::from_redis_value(fields).map_err(|e| JournalError::Corrupt(format!("entry fields: {e}")))?;
+    let json = fields
+        .chunks(2)
+        .find(|kv| kv[0] == "e")
+        .and_then(|kv| kv.get(1))
+        .ok_or_else(|| corrupt("entry has no `e` field"))?;
+    let event: RunEvent =
+        serde_json::from_str(json).map_err(|e| JournalError::Corrupt(format!("entry {id}: {e}")))?;
+    Ok(JournalEntry { seq, event })
+}
+
+/// The tailer: one blocking XREAD over every followed, unfinished run.
+async fn tail(inner: std::sync::Weak<Inner>, mut conn: MultiplexedConnection) {
+    let my_id: Result<i64, _> = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await;
+    loop {
+        let Some(journal) = inner.upgrade() else { return };
+        if let Ok(id) = &my_id {
+            *journal.tailer_client_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(*id);
+        }
+        let targets: Vec<(RunId, u64)> = {
+            let follows = journal.follows.lock().unwrap_or_else(|e| e.into_inner());
+            follows
+                .iter()
+                .filter(|(_, f)| !f.finished)
+                .map(|(run, f)| (run.clone(), f.cursor))
+                .collect()
+        };
+        if targets.is_empty() {
+            // Re-check now and then so a dropped journal ends this task.
+            let _ = tokio::time::timeout(Duration::from_secs(5), journal.wake.notified()).await;
+            continue;
+        }
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT").arg(1000).arg("BLOCK").arg(TAIL_BLOCK_MS).arg("STREAMS");
+        for (run, _) in &targets {
+            cmd.arg(journal.key(run));
+        }
+        for (_, cursor) in &targets {
+            cmd.arg(format!("0-{cursor}"));
+        }
+        drop(journal);
+        let reply: Result<Value, _> = cmd.query_async(&mut conn).await;
+        let Some(journal) = inner.upgrade() else { return };
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "journal tailer: XREAD failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        dispatch(&journal, reply);
+    }
+}
+
+/// Broadcasts what one XREAD returned to the local readers of each run.
+fn dispatch(journal: &Inner, reply: Value) {
+    let Value::Array(streams) = reply else { return };
+    let key_prefix = format!("{}run:", journal.prefix);
+    for stream in streams {
+        let (key, entries) = match stream {
+            Value::Array(mut kv) if kv.len() == 2 => {
+                let entries = kv.pop().unwrap_or(Value::Nil);
+                let key: Result<String, _> = redis::from_redis_value(kv.pop().unwrap_or(Value::Nil));
+                (key, entries)
+            }
+            // RESP3 servers answer with a map of key -> entries.
+            _ => continue,
+        };
+        let Ok(key) = key else { continue };
+        let Some(run) = key.strip_prefix(&key_prefix).map(|r| RunId::from_stored(r.to_string())) else {
+            continue;
+        };
+        let entries = match parse_entries(entries) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, run = %run, "journal tailer: skipping corrupt entries");
+                continue;
+            }
+        };
+        let mut follows = journal.follows.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(follow) = follows.get_mut(&run) else { continue };
+        for entry in entries {
+            if entry.seq <= follow.cursor {
+                continue;
+            }
+            follow.cursor = entry.seq;
+            follow.finished |= entry.event.is_finished();
+            let _ = follow.tx.send(Arc::new(entry));
+        }
+    }
+}
+
+struct ReaderState {
+    inner: Arc<Inner>,
+    run: RunId,
+    cursor: u64,
+    rx: Option<broadcast::Receiver<Arc<JournalEntry>>>,
+    buffer: VecDeque<JournalEntry>,
+    done: bool,
+    /// Set after a refill for a gap; a gap that survives the refill is real (the
+    /// writer lost an append) and is stepped over rather than retried forever.
+    gap_refilled: bool,
+}
+
+impl Drop for ReaderState {
+    fn drop(&mut self) {
+        if self.rx.is_some() {
+            self.inner.unregister(&self.run);
+        }
+    }
+}
+
+impl ReaderState {
+    async fn refill(&mut self) -> Result<(), JournalError> {
+        let entries = self.inner.range(&self.run, self.cursor).await?;
+        self.buffer.clear();
+        self.buffer.extend(entries);
+        Ok(())
+    }
+
+    async fn next(&mut self) -> Option<Result<JournalEntry, JournalError>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if self.rx.is_none() {
+                // Subscribe before reading the backlog so nothing falls between them.
+                self.rx = Some(self.inner.register(&self.run, self.cursor).await);
+                if let Err(e) = self.refill().await {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+            if let Some(entry) = self.buffer.pop_front() {
+                if entry.seq <= self.cursor {
+                    continue;
+                }
+                if entry.seq > self.cursor + 1 && !self.gap_refilled {
+                    // A gap (missed broadcast): read it from the stream.
+                    self.gap_refilled = true;
+                    if let Err(e) = self.refill().await {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                    continue;
+                }
+                self.gap_refilled = false;
+                self.cursor = entry.seq;
+                self.done = entry.event.is_finished();
+                return Some(Ok(entry));
+            }
+            let rx = self.rx.as_mut()?;
+            match rx.recv().await {
+                Ok(entry) => self.buffer.push_back((*entry).clone()),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if let Err(e) = self.refill().await {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    self.done = true;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Journal for RedisJournal {
+    async fn append(&self, run: &RunId, entry: JournalEntry) -> Result<(), JournalError> {
+        let key = self.inner.key(run);
+        let json = serde_json::to_string(&entry.event).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("XADD").arg(&key).arg(format!("0-{}", entry.seq)).arg("e").arg(json).ignore();
+        // Unfinished runs keep their events at least a day; finished ones for the retention.
+        let ttl = if entry.event.is_finished() { self.inner.retention_secs } else { 86_400 };
+        pipe.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
+        let result: Result<(), redis::RedisError> = pipe.query_async(&mut self.inner.conn.clone()).await;
+        match result {
+            Err(e) if e.to_string().contains("equal or smaller") => Err(JournalError::OutOfOrder {
+                run: run.to_string(),
+                expected: 0,
+                got: entry.seq,
+            }),
+            other => Ok(other?),
+        }
+    }
+
+    fn follow(&self, run: &RunId, after: u64) -> EntryStream {
+        let state = ReaderState {
+            inner: self.inner.clone(),
+            run: run.clone(),
+            cursor: after,
+            rx: None,
+            buffer: VecDeque::new(),
+            done: false,
+            gap_refilled: false,
+        };
+        Box::pin(futures::stream::unfold(state, |mut s| async move {
+            let item = s.next().await?;
+            Some((item, s))
+        }))
+    }
+
+    async fn backlog(&self, run: &RunId, after: u64) -> Result<Vec<JournalEntry>, JournalError> {
+        self.inner.range(run, after).await
+    }
+
+    async fn has_run(&self, run: &RunId) -> Result<bool, JournalError> {
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(self.inner.key(run))
+            .query_async(&mut self.inner.conn.clone())
+            .await?;
+        Ok(exists > 0)
+    }
+
+    async fn ping(&self) -> bool {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.inner.conn.clone())
+            .await
+            .is_ok()
+    }
+}

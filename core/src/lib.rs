@@ -1,0 +1,16 @@
+//! Chorus core: the domain, the store, model providers, the run journal and the
+//! engine that executes runs. Surfaces (web, chat platforms) call into this crate and
+//! never touch SQL, Redis or a provider directly.
+
+pub mod auth;
+pub mod config;
+pub mod core;
+pub mod engine;
+pub mod ids;
+pub mod journal;
+pub mod provider;
+pub mod secret;
+pub mod store;
+pub mod time;
+
+pub use crate::core::{Core, CoreError};

@@ -1,0 +1,397 @@
+//! Runs: the generations of assistant messages, their leases and checkpoints.
+//!
+//! A run's text lives in `runs.text` while it streams (checkpointed in batches, never
+//! per token) and is appended to its message in the same transaction that ends it.
+
+use super::{NewTurn, Store, StoreError};
+use crate::ids::{AccountId, ConversationId, MessageId, RunId};
+use crate::time::now_ms;
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Streaming,
+    Complete,
+    Stopped,
+    Interrupted,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Streaming => "streaming",
+            RunStatus::Complete => "complete",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "queued" => RunStatus::Queued,
+            "streaming" => RunStatus::Streaming,
+            "complete" => RunStatus::Complete,
+            "stopped" => RunStatus::Stopped,
+            "interrupted" => RunStatus::Interrupted,
+            _ => RunStatus::Failed,
+        }
+    }
+
+    /// Whether the run is still going (someone holds, or held, its lease).
+    pub fn is_active(self) -> bool {
+        matches!(self, RunStatus::Queued | RunStatus::Streaming)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Run {
+    pub id: RunId,
+    pub account_id: AccountId,
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    pub continues_run_id: Option<RunId>,
+    pub model: String,
+    pub status: RunStatus,
+    /// The text this run produced (checkpointed while streaming, final once ended).
+    pub text: String,
+    pub checkpoint_seq: i64,
+    pub finish_reason: Option<String>,
+    pub error: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    #[serde(skip)]
+    pub lease_owner: Option<String>,
+    #[serde(skip)]
+    pub lease_expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl Run {
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: RunId::from_stored(row.try_get("id")?),
+            account_id: AccountId::from_stored(row.try_get("account_id")?),
+            conversation_id: ConversationId::from_stored(row.try_get("conversation_id")?),
+            message_id: MessageId::from_stored(row.try_get("message_id")?),
+            continues_run_id: row.try_get::<Option<String>, _>("continues_run_id")?.map(RunId::from_stored),
+            model: row.try_get("model")?,
+            status: RunStatus::parse(&row.try_get::<String, _>("status")?),
+            text: row.try_get("text")?,
+            checkpoint_seq: row.try_get("checkpoint_seq")?,
+            finish_reason: row.try_get("finish_reason")?,
+            error: row.try_get("error")?,
+            prompt_tokens: row.try_get("prompt_tokens")?,
+            completion_tokens: row.try_get("completion_tokens")?,
+            lease_owner: row.try_get("lease_owner")?,
+            lease_expires_at: row.try_get("lease_expires_at")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            finished_at: row.try_get("finished_at")?,
+        })
+    }
+}
+
+/// How a run ended, written in one transaction with the message text.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub text: String,
+    pub seq: i64,
+    pub finish_reason: Option<String>,
+    pub error: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+}
+
+const RUN_COLUMNS: &str = "id, account_id, conversation_id, message_id, continues_run_id, model, status, text, \
+    checkpoint_seq, finish_reason, error, prompt_tokens, completion_tokens, lease_owner, lease_expires_at, \
+    created_at, updated_at, finished_at";
+
+/// The ids a new turn created.
+#[derive(Clone, Debug)]
+pub struct TurnIds {
+    pub user_message_id: MessageId,
+    pub assistant_message_id: MessageId,
+    pub run_id: RunId,
+}
+
+impl Store {
+    /// Writes the user message, the empty assistant message and its queued run, leased
+    /// to `owner`, in one transaction.
+    pub async fn start_turn(&self, turn: &NewTurn, owner: &str, lease_until: i64) -> Result<TurnIds, StoreError> {
+        let ids = TurnIds {
+            user_message_id: MessageId::generate(),
+            assistant_message_id: MessageId::generate(),
+            run_id: RunId::generate(),
+        };
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
+             VALUES ($1, $2, $3, 'user', $4, NULL, $5)",
+        )
+        .bind(ids.user_message_id.as_str())
+        .bind(turn.conversation_id.as_str())
+        .bind(turn.parent_id.as_ref().map(|p| p.as_str()))
+        .bind(&turn.content)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
+             VALUES ($1, $2, $3, 'assistant', '', $4, $5)",
+        )
+        .bind(ids.assistant_message_id.as_str())
+        .bind(turn.conversation_id.as_str())
+        .bind(ids.user_message_id.as_str())
+        .bind(&turn.model)
+        .bind(now + 1)
+        .execute(&mut *tx)
+        .await?;
+        insert_run(
+            &mut tx,
+            &ids.run_id,
+            &turn.account_id,
+            &turn.conversation_id,
+            &ids.assistant_message_id,
+            None,
+            &turn.model,
+            owner,
+            lease_until,
+        )
+        .await?;
+        sqlx::query("UPDATE conversations SET updated_at = $1, model = $2 WHERE id = $3")
+            .bind(now)
+            .bind(&turn.model)
+            .bind(turn.conversation_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Starts a run that extends the message of `previous`, unless another run on that
+    /// message is still active.
+    pub async fn start_continuation(
+        &self,
+        previous: &Run,
+        model: &str,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<RunId, StoreError> {
+        let id = RunId::generate();
+        let mut tx = self.pool().begin().await?;
+        let active = sqlx::query("SELECT id FROM runs WHERE message_id = $1 AND status IN ('queued', 'streaming')")
+            .bind(previous.message_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if active.is_some() {
+            return Err(StoreError::Conflict("a run on this message is still going".into()));
+        }
+        insert_run(
+            &mut tx,
+            &id,
+            &previous.account_id,
+            &previous.conversation_id,
+            &previous.message_id,
+            Some(&previous.id),
+            model,
+            owner,
+            lease_until,
+        )
+        .await?;
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(previous.conversation_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn run(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(Run::from_row).transpose()?)
+    }
+
+    /// The content of a message as committed (without any active run's text).
+    pub async fn message_content(&self, id: &MessageId) -> Result<String, StoreError> {
+        let row = sqlx::query("SELECT content FROM messages WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("message"))?;
+        Ok(row.try_get("content")?)
+    }
+
+    pub async fn mark_streaming(&self, id: &RunId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET status = 'streaming', updated_at = $1 WHERE id = $2 AND status = 'queued'")
+            .bind(now_ms())
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Saves the text so far and renews the lease in one write. Returns whether a stop
+    /// was requested, or `NotFound` when this instance no longer holds the lease.
+    pub async fn checkpoint(
+        &self,
+        id: &RunId,
+        owner: &str,
+        text: &str,
+        seq: i64,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "UPDATE runs SET text = $1, checkpoint_seq = $2, lease_expires_at = $3, updated_at = $4 \
+             WHERE id = $5 AND lease_owner = $6 AND status IN ('queued', 'streaming') RETURNING stop_requested",
+        )
+        .bind(text)
+        .bind(seq)
+        .bind(lease_until)
+        .bind(now_ms())
+        .bind(id.as_str())
+        .bind(owner)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("leased run"))?;
+        Ok(row.try_get::<i64, _>("stop_requested")? != 0)
+    }
+
+    /// Asks whichever instance runs `id` to stop it (seen at its next checkpoint).
+    pub async fn request_stop(&self, id: &RunId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET stop_requested = 1 WHERE id = $1")
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Ends an active run held by `owner` and appends its text to the message, in
+    /// one transaction. Returns false when the run was no longer this owner's to end.
+    pub async fn finish_run(&self, id: &RunId, owner: &str, outcome: &RunOutcome) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let now = now_ms();
+        let updated = sqlx::query(
+            "UPDATE runs SET status = $1, text = $2, checkpoint_seq = $3, finish_reason = $4, error = $5, \
+             prompt_tokens = $6, completion_tokens = $7, updated_at = $8, finished_at = $8, lease_expires_at = NULL \
+             WHERE id = $9 AND lease_owner = $10 AND status IN ('queued', 'streaming') RETURNING message_id",
+        )
+        .bind(outcome.status.as_str())
+        .bind(&outcome.text)
+        .bind(outcome.seq)
+        .bind(outcome.finish_reason.as_deref())
+        .bind(outcome.error.as_deref())
+        .bind(outcome.prompt_tokens)
+        .bind(outcome.completion_tokens)
+        .bind(now)
+        .bind(id.as_str())
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = updated else {
+            return Ok(false);
+        };
+        let message_id: String = row.try_get("message_id")?;
+        sqlx::query("UPDATE messages SET content = content || $1 WHERE id = $2")
+            .bind(&outcome.text)
+            .bind(&message_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Active runs whose lease has lapsed (their instance died), plus, when given, every
+    /// active run of `restarted_owner`: an instance that just started owns no run yet,
+    /// so any run leased to its name was left by its previous life.
+    pub async fn orphaned_runs(&self, restarted_owner: Option<&str>) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'streaming') \
+             AND (lease_expires_at < $1 OR lease_owner = $2)"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms())
+            .bind(restarted_owner)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|r| Ok(Run::from_row(r)?)).collect()
+    }
+
+    /// Marks an orphaned run interrupted with `text` (its checkpoint, or more if the
+    /// journal had more), if it is still orphaned: the lease is unchanged since it was
+    /// read. Returns whether this call did it.
+    pub async fn interrupt_orphan(&self, run: &Run, text: &str, seq: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let now = now_ms();
+        let updated = sqlx::query(
+            "UPDATE runs SET status = 'interrupted', text = $1, checkpoint_seq = $2, finish_reason = 'interrupted', \
+             updated_at = $3, finished_at = $3, lease_expires_at = NULL \
+             WHERE id = $4 AND status IN ('queued', 'streaming') AND lease_owner = $5 AND lease_expires_at = $6",
+        )
+        .bind(text)
+        .bind(seq)
+        .bind(now)
+        .bind(run.id.as_str())
+        .bind(run.lease_owner.as_deref())
+        .bind(run.lease_expires_at)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE messages SET content = content || $1 WHERE id = $2")
+            .bind(text)
+            .bind(run.message_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_run(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &RunId,
+    account: &AccountId,
+    conversation: &ConversationId,
+    message: &MessageId,
+    continues: Option<&RunId>,
+    model: &str,
+    owner: &str,
+    lease_until: i64,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO runs (id, account_id, conversation_id, message_id, continues_run_id, model, status, text, \
+         checkpoint_seq, stop_requested, lease_owner, lease_expires_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', '', 0, 0, $7, $8, $9, $9)",
+    )
+    .bind(id.as_str())
+    .bind(account.as_str())
+    .bind(conversation.as_str())
+    .bind(message.as_str())
+    .bind(continues.map(|c| c.as_str()))
+    .bind(model)
+    .bind(owner)
+    .bind(lease_until)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Wall-clock time as Unix milliseconds: the one portable timestamp type stored in
+//! both SQLite and PostgreSQL.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
