@@ -1,1 +1,137 @@
-fn main() {}
+//! `chorus`: the one binary. It owns the runtime, the CLI, configuration loading,
+//! logging and signals, and wires core to the surfaces.
+
+mod cli;
+mod serve;
+
+use anyhow::Context;
+use chorus_core::config::Config;
+use clap::Parser;
+use cli::{ApiKeyCommand, Cli, Command, ConfigCommand, UserCommand};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CHORUS_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The config file: `--config`, else `CHORUS_CONFIG`, else `./chorus.toml` if present.
+fn config_path(cli: &Cli) -> Option<PathBuf> {
+    cli.config
+        .clone()
+        .or_else(|| std::env::var_os("CHORUS_CONFIG").map(PathBuf::from))
+        .or_else(|| Some(PathBuf::from("chorus.toml")).filter(|p| p.exists()))
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let mut config = Config::load(config_path(cli).as_deref(), &env)?;
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = Some(dir.clone());
+    }
+    Ok(config)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = load_config(&cli)?;
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Serve { listen } => {
+            drop(out);
+            let mut config = config;
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+                config.listen_addr()?;
+            }
+            serve::serve(config).await
+        }
+        Command::Migrate => {
+            let store =
+                chorus_core::store::Store::connect(config.database_url().expose(), None).await?;
+            store.migrate().await?;
+            writeln!(out, "database is up to date")?;
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            write!(out, "{}", config.masked_toml())?;
+            writeln!(out, "# config is valid")?;
+            Ok(())
+        }
+        Command::User {
+            command:
+                UserCommand::Create {
+                    name,
+                    admin,
+                    password_stdin,
+                },
+        } => {
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .context("reading the password from stdin")?;
+                (line.trim_end_matches(['\r', '\n']).to_string(), false)
+            } else {
+                (chorus_core::auth::new_token()[..20].to_string(), true)
+            };
+            let core = chorus_core::Core::start(config).await?;
+            let account = core.create_user(&name, admin, Some(&password)).await?;
+            writeln!(
+                out,
+                "created {} account {:?} ({})",
+                account.role.as_str(),
+                account.name,
+                account.id
+            )?;
+            if generated {
+                writeln!(out, "password: {password}")?;
+                writeln!(out, "(shown once; pass --password-stdin to choose one)")?;
+            }
+            core.shutdown().await;
+            Ok(())
+        }
+        Command::Apikey {
+            command: ApiKeyCommand::Create { user, name },
+        } => {
+            let core = chorus_core::Core::start(config).await?;
+            let (record, key) = core.create_api_key(&user, &name).await?;
+            writeln!(out, "{key}")?;
+            eprintln!(
+                "API key {:?} ({}) for {user}: shown once, stored hashed",
+                record.name, record.prefix
+            );
+            core.shutdown().await;
+            Ok(())
+        }
+    }
+}

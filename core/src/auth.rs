@@ -3,8 +3,8 @@
 //! Passwords use argon2id; tokens are 256-bit random strings stored only as SHA-256
 //! hashes, so a database leak yields nothing that logs anyone in.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -25,7 +25,9 @@ pub const API_KEY_PREFIX: &str = "chorus_";
 
 pub fn hash_password(password: &str) -> Result<String, AuthError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(AuthError::WeakPassword { min: MIN_PASSWORD_CHARS });
+        return Err(AuthError::WeakPassword {
+            min: MIN_PASSWORD_CHARS,
+        });
     }
     let mut salt_bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut salt_bytes);
@@ -39,7 +41,11 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
 /// Checks a password against a stored hash; any malformed hash simply fails.
 pub fn verify_password(password: &str, stored_hash: &str) -> bool {
     PasswordHash::new(stored_hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -77,7 +83,10 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
         assert!(!verify_password("anything", "not-a-hash"));
-        assert!(matches!(hash_password("short"), Err(AuthError::WeakPassword { .. })));
+        assert!(matches!(
+            hash_password("short"),
+            Err(AuthError::WeakPassword { .. })
+        ));
     }
 
     #[test]

@@ -196,10 +196,7 @@ fn invalid(key: impl Into<String>, value: impl Into<String>, expected: &str) -> 
 
 impl Config {
     /// Reads `path` (if given) and the environment, and validates the result.
-    pub fn load(
-        path: Option<&Path>,
-        env: &BTreeMap<String, String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
         let text = match path {
             Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                 path: p.to_path_buf(),
@@ -221,12 +218,11 @@ impl Config {
         };
         apply_env_overrides(&mut root, env)?;
         interpolate_env(&mut root, env, &mut String::new())?;
-        let config: Config = serde_path_to_error::deserialize(root).map_err(|e| {
-            ConfigError::Shape {
+        let config: Config =
+            serde_path_to_error::deserialize(root).map_err(|e| ConfigError::Shape {
                 key: e.path().to_string(),
                 message: e.inner().to_string(),
-            }
-        })?;
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -235,7 +231,10 @@ impl Config {
         self.listen_addr()?;
         if let Some(url) = &self.database.url {
             let u = url.expose();
-            if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+            if !(u.starts_with("sqlite:")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://"))
+            {
                 return Err(invalid(
                     "database.url",
                     mask_url_password(u),
@@ -271,7 +270,11 @@ impl Config {
         for (i, p) in self.providers.iter().enumerate() {
             let key = |field: &str| format!("providers[{i}].{field}");
             if p.id.is_empty() || p.id.contains('/') || p.id.chars().any(char::is_whitespace) {
-                return Err(invalid(key("id"), &p.id, "a non-empty name without `/` or spaces"));
+                return Err(invalid(
+                    key("id"),
+                    &p.id,
+                    "a non-empty name without `/` or spaces",
+                ));
             }
             if !seen.insert(p.id.clone()) {
                 return Err(invalid(key("id"), &p.id, "a name no other provider uses"));
@@ -289,14 +292,18 @@ impl Config {
             if let Some(tps) = p.tokens_per_second
                 && !(tps > 0.0 && tps.is_finite())
             {
-                return Err(invalid(key("tokens_per_second"), tps.to_string(), "a positive number"));
+                return Err(invalid(
+                    key("tokens_per_second"),
+                    tps.to_string(),
+                    "a positive number",
+                ));
             }
         }
         if let Some(model) = &self.engine.default_model {
             let known = model.split_once('/').is_some_and(|(pid, m)| {
-                self.effective_providers()
-                    .iter()
-                    .any(|p| p.id == pid && (p.models.is_empty() || p.models.iter().any(|x| x == m)))
+                self.effective_providers().iter().any(|p| {
+                    p.id == pid && (p.models.is_empty() || p.models.iter().any(|x| x == m))
+                })
             });
             if !known {
                 return Err(invalid(
@@ -311,25 +318,27 @@ impl Config {
 
     /// The parsed listen address.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.server
-            .listen
-            .parse()
-            .map_err(|_| invalid("server.listen", &self.server.listen, "HOST:PORT, e.g. 127.0.0.1:3000"))
+        self.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                &self.server.listen,
+                "HOST:PORT, e.g. 127.0.0.1:3000",
+            )
+        })
     }
 
     /// The directory for embedded data (`./data` unless configured).
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"))
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data"))
     }
 
     /// The database URL in force: the configured one, or SQLite under the data dir.
     pub fn database_url(&self) -> Secret {
         match &self.database.url {
             Some(url) => url.clone(),
-            None => Secret::new(format!(
-                "sqlite://{}/chorus.db",
-                self.data_dir().display()
-            )),
+            None => Secret::new(format!("sqlite://{}/chorus.db", self.data_dir().display())),
         }
     }
 
@@ -374,7 +383,10 @@ impl Config {
         // `Secret` already serializes masked; URLs keep their non-secret parts visible.
         text = text.replace(
             "url = \"********\"",
-            &format!("url = {:?}", mask_url_password(self.database_url().expose())),
+            &format!(
+                "url = {:?}",
+                mask_url_password(self.database_url().expose())
+            ),
         );
         if let Some(redis) = &self.journal.redis_url {
             text = text.replace(
@@ -500,7 +512,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -537,18 +552,27 @@ models = ["gpt-4o-mini"]
         assert_eq!(c.server.listen, "0.0.0.0:8080");
         assert_eq!(c.engine.lease_ttl_secs, 30);
         assert_eq!(c.providers[0].api_key.as_ref().unwrap().expose(), "sk-test");
-        assert_eq!(c.providers[0].base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(
+            c.providers[0].base_url.as_deref(),
+            Some("http://127.0.0.1:9/v1")
+        );
     }
 
     #[test]
     fn wrong_values_name_key_value_and_expectation() {
         let err = Config::from_toml("[server]\nlisten = \"nowhere\"", &env(&[])).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("server.listen") && msg.contains("nowhere") && msg.contains("HOST:PORT"), "{msg}");
+        assert!(
+            msg.contains("server.listen") && msg.contains("nowhere") && msg.contains("HOST:PORT"),
+            "{msg}"
+        );
 
         let err = Config::from_toml("[engine]\nlease_ttl_secs = \"soon\"", &env(&[])).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("engine.lease_ttl_secs") && msg.contains("soon"), "{msg}");
+        assert!(
+            msg.contains("engine.lease_ttl_secs") && msg.contains("soon"),
+            "{msg}"
+        );
 
         let err = Config::from_toml("[server]\nlisten_on = \"x\"", &env(&[])).unwrap_err();
         assert!(err.to_string().contains("listen_on"), "{err}");
@@ -561,7 +585,10 @@ models = ["gpt-4o-mini"]
             &env(&[]),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("NOPE") && err.to_string().contains("providers[0].api_key"), "{err}");
+        assert!(
+            err.to_string().contains("NOPE") && err.to_string().contains("providers[0].api_key"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -583,6 +610,9 @@ headers = { "X-Org" = "org-secret" }
         for secret in ["hunter2", "redispw", "sk-very-secret", "org-secret"] {
             assert!(!dump.contains(secret), "{secret} leaked in:\n{dump}");
         }
-        assert!(dump.contains("postgres://chorus:********@db/chorus"), "{dump}");
+        assert!(
+            dump.contains("postgres://chorus:********@db/chorus"),
+            "{dump}"
+        );
     }
 }

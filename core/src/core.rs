@@ -6,9 +6,13 @@ use crate::auth::{self, AuthError};
 use crate::config::Config;
 use crate::engine::{Engine, EngineSettings, RunJob};
 use crate::ids::{ConversationId, MessageId, RunId};
-use crate::journal::{EntryStream, Journal, JournalEntry, JournalError, MemoryJournal, RedisJournal, RunEvent};
+use crate::journal::{
+    EntryStream, Journal, JournalEntry, JournalError, MemoryJournal, RedisJournal, RunEvent,
+};
 use crate::provider::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderRegistry};
-use crate::store::{Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, Store, StoreError};
+use crate::store::{
+    Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, Store, StoreError,
+};
 use crate::time::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,11 +86,17 @@ pub struct Core {
 impl Core {
     /// Connects storage and journal, migrates, and starts the engine's sweeper.
     pub async fn start(config: Config) -> Result<Self, CoreError> {
-        let store = Store::connect(config.database_url().expose(), config.database.max_connections).await?;
+        let store = Store::connect(
+            config.database_url().expose(),
+            config.database.max_connections,
+        )
+        .await?;
         store.migrate().await?;
         let retention = Duration::from_secs(config.journal.retention_secs);
         let journal: Arc<dyn Journal> = match &config.journal.redis_url {
-            Some(url) => Arc::new(RedisJournal::connect(url.expose(), &config.journal.key_prefix, retention).await?),
+            Some(url) => Arc::new(
+                RedisJournal::connect(url.expose(), &config.journal.key_prefix, retention).await?,
+            ),
             None => Arc::new(MemoryJournal::new(retention)),
         };
         let providers = Arc::new(ProviderRegistry::from_config(
@@ -139,11 +149,19 @@ impl Core {
     // ---- accounts and authentication ----
 
     /// Creates a local account; the password is hashed with argon2.
-    pub async fn create_user(&self, name: &str, admin: bool, password: Option<&str>) -> Result<Account, CoreError> {
+    pub async fn create_user(
+        &self,
+        name: &str,
+        admin: bool,
+        password: Option<&str>,
+    ) -> Result<Account, CoreError> {
         validate_account_name(name)?;
         let hash = password.map(auth::hash_password).transpose()?;
         let role = if admin { Role::Admin } else { Role::User };
-        Ok(self.store.create_account(name, role, hash.as_deref()).await?)
+        Ok(self
+            .store
+            .create_account(name, role, hash.as_deref())
+            .await?)
     }
 
     /// Checks a name and password; returns the account and a new session token.
@@ -164,19 +182,34 @@ impl Core {
     }
 
     pub async fn logout(&self, session_token: &str) -> Result<(), CoreError> {
-        Ok(self.store.delete_session(&auth::token_hash(session_token)).await?)
+        Ok(self
+            .store
+            .delete_session(&auth::token_hash(session_token))
+            .await?)
     }
 
     pub async fn account_by_session(&self, token: &str) -> Result<Option<Account>, CoreError> {
-        Ok(self.store.account_by_session(&auth::token_hash(token)).await?.filter(Account::is_active))
+        Ok(self
+            .store
+            .account_by_session(&auth::token_hash(token))
+            .await?
+            .filter(Account::is_active))
     }
 
     pub async fn account_by_api_key(&self, key: &str) -> Result<Option<Account>, CoreError> {
-        Ok(self.store.account_by_api_key(&auth::token_hash(key)).await?.filter(Account::is_active))
+        Ok(self
+            .store
+            .account_by_api_key(&auth::token_hash(key))
+            .await?
+            .filter(Account::is_active))
     }
 
     /// Creates an API key for the named account; the key is returned once, stored hashed.
-    pub async fn create_api_key(&self, account_name: &str, key_name: &str) -> Result<(ApiKeyRecord, String), CoreError> {
+    pub async fn create_api_key(
+        &self,
+        account_name: &str,
+        key_name: &str,
+    ) -> Result<(ApiKeyRecord, String), CoreError> {
         let account = self
             .store
             .account_by_name(account_name)
@@ -219,9 +252,14 @@ impl Core {
     ) -> Result<Conversation, CoreError> {
         let model = model.unwrap_or(self.default_model());
         self.check_model(model)?;
-        let title = title.map(str::trim).filter(|t| !t.is_empty()).unwrap_or("New chat");
+        let title = title
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .unwrap_or("New chat");
         if title.chars().count() > 200 {
-            return Err(CoreError::Invalid("title is longer than 200 characters".into()));
+            return Err(CoreError::Invalid(
+                "title is longer than 200 characters".into(),
+            ));
         }
         Ok(self
             .store
@@ -229,18 +267,28 @@ impl Core {
             .await?)
     }
 
-    pub async fn list_conversations(&self, account: &Account) -> Result<Vec<Conversation>, CoreError> {
+    pub async fn list_conversations(
+        &self,
+        account: &Account,
+    ) -> Result<Vec<Conversation>, CoreError> {
         Ok(self.store.list_conversations(&account.id, 200).await?)
     }
 
-    pub async fn conversation(&self, account: &Account, id: &ConversationId) -> Result<ConversationView, CoreError> {
+    pub async fn conversation(
+        &self,
+        account: &Account,
+        id: &ConversationId,
+    ) -> Result<ConversationView, CoreError> {
         let conversation = self
             .store
             .conversation(&account.id, id)
             .await?
             .ok_or(CoreError::NotFound("conversation"))?;
         let messages = self.store.messages(id).await?;
-        Ok(ConversationView { conversation, messages })
+        Ok(ConversationView {
+            conversation,
+            messages,
+        })
     }
 
     /// Adds a user message (under `parent`, or the newest message) and starts the
@@ -258,7 +306,9 @@ impl Core {
         }
         let max = self.config.engine.max_message_chars;
         if content.chars().count() > max {
-            return Err(CoreError::Invalid(format!("content is longer than {max} characters")));
+            return Err(CoreError::Invalid(format!(
+                "content is longer than {max} characters"
+            )));
         }
         let conversation = self
             .store
@@ -269,7 +319,11 @@ impl Core {
         self.check_model(&model)?;
         let parent_id = match parent {
             Some(p) => {
-                if !self.store.message_in_conversation(conversation_id, p).await? {
+                if !self
+                    .store
+                    .message_in_conversation(conversation_id, p)
+                    .await?
+                {
                     return Err(CoreError::NotFound("parent message"));
                 }
                 Some(p.clone())
@@ -285,8 +339,14 @@ impl Core {
         };
         let settings = self.engine.settings();
         let lease_until = now_ms() + settings.lease_ttl.as_millis() as i64;
-        let ids = self.store.start_turn(&turn, &settings.owner, lease_until).await?;
-        let history = self.store.branch(conversation_id, &ids.user_message_id).await?;
+        let ids = self
+            .store
+            .start_turn(&turn, &settings.owner, lease_until)
+            .await?;
+        let history = self
+            .store
+            .branch(conversation_id, &ids.user_message_id)
+            .await?;
         let request = build_request(&conversation, &history, &model, None);
         self.engine.spawn(RunJob {
             run_id: ids.run_id.clone(),
@@ -352,7 +412,9 @@ impl Core {
     pub async fn continue_run(&self, account: &Account, id: &RunId) -> Result<RunId, CoreError> {
         let previous = self.owned_run(account, id).await?;
         if previous.status.is_active() {
-            return Err(CoreError::Conflict("the run is still going; stop it first".into()));
+            return Err(CoreError::Conflict(
+                "the run is still going; stop it first".into(),
+            ));
         }
         let conversation = self
             .store
@@ -368,9 +430,15 @@ impl Core {
             .store
             .start_continuation(&previous, &model, &settings.owner, lease_until)
             .await?;
-        let all = self.store.branch(&previous.conversation_id, &previous.message_id).await?;
+        let all = self
+            .store
+            .branch(&previous.conversation_id, &previous.message_id)
+            .await?;
         // Context: the branch up to the user message the assistant answers.
-        let history: Vec<Message> = all.into_iter().filter(|m| m.id != previous.message_id).collect();
+        let history: Vec<Message> = all
+            .into_iter()
+            .filter(|m| m.id != previous.message_id)
+            .collect();
         let request = build_request(&conversation, &history, &model, Some(partial.clone()));
         self.engine.spawn(RunJob {
             run_id: run_id.clone(),
@@ -385,7 +453,12 @@ impl Core {
     /// The run's events after `after`: backlog, then live, ending after `finished`.
     /// When the journal no longer holds the run, a snapshot of its text stands in for
     /// the lost events.
-    pub async fn follow_run(&self, account: &Account, id: &RunId, after: u64) -> Result<EntryStream, CoreError> {
+    pub async fn follow_run(
+        &self,
+        account: &Account,
+        id: &RunId,
+        after: u64,
+    ) -> Result<EntryStream, CoreError> {
         let run = self.owned_run(account, id).await?;
         if self.journal.has_run(id).await? {
             return Ok(self.journal.follow(id, after));
@@ -399,7 +472,9 @@ impl Core {
         let entries = vec![
             Ok(JournalEntry {
                 seq: seq + 1,
-                event: RunEvent::Snapshot { text: run.text.clone() },
+                event: RunEvent::Snapshot {
+                    text: run.text.clone(),
+                },
             }),
             Ok(JournalEntry {
                 seq: seq + 2,
@@ -429,10 +504,22 @@ fn replay(entries: &[JournalEntry]) -> (String, u64, Option<String>) {
     (text, entries.last().map_or(0, |e| e.seq), prefix)
 }
 
-fn build_request(conversation: &Conversation, history: &[Message], model_ref: &str, prefill: Option<String>) -> ChatRequest {
+fn build_request(
+    conversation: &Conversation,
+    history: &[Message],
+    model_ref: &str,
+    prefill: Option<String>,
+) -> ChatRequest {
     let mut messages = Vec::with_capacity(history.len() + 1);
-    if let Some(system) = conversation.system_prompt.as_deref().filter(|s| !s.is_empty()) {
-        messages.push(ChatMessage { role: ChatRole::System, content: system.to_string() });
+    if let Some(system) = conversation
+        .system_prompt
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        messages.push(ChatMessage {
+            role: ChatRole::System,
+            content: system.to_string(),
+        });
     }
     for m in history {
         let role = match m.role.as_str() {
@@ -443,10 +530,16 @@ fn build_request(conversation: &Conversation, history: &[Message], model_ref: &s
         if role == ChatRole::Assistant && m.content.is_empty() {
             continue; // a reply that produced nothing adds nothing to the context
         }
-        messages.push(ChatMessage { role, content: m.content.clone() });
+        messages.push(ChatMessage {
+            role,
+            content: m.content.clone(),
+        });
     }
     ChatRequest {
-        model: model_ref.split_once('/').map_or(model_ref, |(_, m)| m).to_string(),
+        model: model_ref
+            .split_once('/')
+            .map_or(model_ref, |(_, m)| m)
+            .to_string(),
         messages,
         prefill,
         ..Default::default()
@@ -456,7 +549,9 @@ fn build_request(conversation: &Conversation, history: &[Message], model_ref: &s
 fn validate_account_name(name: &str) -> Result<(), CoreError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
     if ok {
         Ok(())
     } else {

@@ -25,7 +25,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"********\"" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"********\""
+        })
     }
 }
 
@@ -78,6 +82,9 @@ mod tests {
             mask_url_password("postgres://bob:hunter2@db:5432/chorus"),
             "postgres://bob:********@db:5432/chorus"
         );
-        assert_eq!(mask_url_password("sqlite://data/chorus.db"), "sqlite://data/chorus.db");
+        assert_eq!(
+            mask_url_password("sqlite://data/chorus.db"),
+            "sqlite://data/chorus.db"
+        );
     }
 }

@@ -30,7 +30,12 @@ impl Writer<'_> {
             event,
         };
         for attempt in 0..3u32 {
-            match self.inner.journal.append(&self.job.run_id, entry.clone()).await {
+            match self
+                .inner
+                .journal
+                .append(&self.job.run_id, entry.clone())
+                .await
+            {
                 Ok(()) => {
                     self.seq += 1;
                     return;
@@ -149,7 +154,9 @@ pub(super) async fn execute(inner: Arc<EngineInner>, job: RunJob, stop: Cancella
         (Some("stopped"), _, _) => (RunStatus::Stopped, "stopped".to_string()),
         (Some(_), _, _) => (RunStatus::Interrupted, "shutdown".to_string()),
         // A failure after text keeps the text and can be continued.
-        (None, Some(_), _) if !text.is_empty() => (RunStatus::Interrupted, "provider_error".to_string()),
+        (None, Some(_), _) if !text.is_empty() => {
+            (RunStatus::Interrupted, "provider_error".to_string())
+        }
         (None, Some(_), _) => (RunStatus::Failed, "provider_error".to_string()),
         (None, None, Some(r)) => (RunStatus::Complete, r.clone()),
         (None, None, None) => (RunStatus::Interrupted, "stream_ended".to_string()),

@@ -93,14 +93,24 @@ impl Engine {
         self.inner.tasks.spawn(async move {
             let run_id = job.run_id.clone();
             execute::execute(inner.clone(), job, stop).await;
-            inner.local.lock().unwrap_or_else(|e| e.into_inner()).remove(&run_id);
+            inner
+                .local
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&run_id);
         });
     }
 
     /// Stops a run if this instance executes it. Returns false when it runs elsewhere
     /// (the caller then records the request in the store for the lease holder).
     pub fn stop_local(&self, run: &RunId) -> bool {
-        match self.inner.local.lock().unwrap_or_else(|e| e.into_inner()).get(run) {
+        match self
+            .inner
+            .local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(run)
+        {
             Some(token) => {
                 token.cancel();
                 true
@@ -111,7 +121,11 @@ impl Engine {
 
     /// Number of runs executing on this instance.
     pub fn active_local_runs(&self) -> usize {
-        self.inner.local.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.inner
+            .local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Graceful shutdown: every local run ends as `interrupted` with its text kept
@@ -119,7 +133,10 @@ impl Engine {
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutdown.cancel();
         self.inner.tasks.close();
-        if tokio::time::timeout(grace, self.inner.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 remaining = self.inner.tasks.len(),
                 "engine: runs did not end within the grace period"

@@ -16,7 +16,12 @@ pub(super) async fn sweep_forever(inner: Arc<EngineInner>) {
             Ok(runs) => {
                 restarted_owner = None;
                 for run in runs {
-                    if inner.local.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&run.id) {
+                    if inner
+                        .local
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains_key(&run.id)
+                    {
                         continue;
                     }
                     if let Err(e) = recover(&inner, &run).await {
@@ -33,7 +38,10 @@ pub(super) async fn sweep_forever(inner: Arc<EngineInner>) {
     }
 }
 
-async fn recover(inner: &EngineInner, run: &Run) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn recover(
+    inner: &EngineInner,
+    run: &Run,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let backlog = inner.journal.backlog(&run.id, 0).await.unwrap_or_default();
     let mut journal_text: Option<String> = None;
     for entry in &backlog {
@@ -53,7 +61,11 @@ async fn recover(inner: &EngineInner, run: &Run) -> Result<(), Box<dyn std::erro
     // Ended in the journal but not in the store: the instance died in between.
     let already_finished = backlog.iter().any(|e| e.event.is_finished());
     let seq = last_seq.unwrap_or(run.checkpoint_seq as u64);
-    if !inner.store.interrupt_orphan(run, &text, seq as i64 + 1).await? {
+    if !inner
+        .store
+        .interrupt_orphan(run, &text, seq as i64 + 1)
+        .await?
+    {
         return Ok(()); // someone else got there first
     }
     tracing::info!(run = %run.id, chars = text.len(), "marked orphaned run interrupted");
@@ -68,18 +80,36 @@ async fn recover(inner: &EngineInner, run: &Run) -> Result<(), Box<dyn std::erro
     if last_seq.is_some() {
         inner
             .journal
-            .append(&run.id, JournalEntry { seq: seq + 1, event: finished })
+            .append(
+                &run.id,
+                JournalEntry {
+                    seq: seq + 1,
+                    event: finished,
+                },
+            )
             .await?;
     } else {
         // The journal lost the run (in-process journal after a restart): readers get
         // the whole text as a snapshot, then the end.
         inner
             .journal
-            .append(&run.id, JournalEntry { seq: seq + 1, event: RunEvent::Snapshot { text } })
+            .append(
+                &run.id,
+                JournalEntry {
+                    seq: seq + 1,
+                    event: RunEvent::Snapshot { text },
+                },
+            )
             .await?;
         inner
             .journal
-            .append(&run.id, JournalEntry { seq: seq + 2, event: finished })
+            .append(
+                &run.id,
+                JournalEntry {
+                    seq: seq + 2,
+                    event: finished,
+                },
+            )
             .await?;
     }
     Ok(())

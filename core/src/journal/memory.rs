@@ -47,11 +47,17 @@ impl MemoryJournal {
 
     fn log(&self, run: &RunId) -> Arc<RunLog> {
         let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        runs.entry(run.clone()).or_insert_with(|| Arc::new(RunLog::new())).clone()
+        runs.entry(run.clone())
+            .or_insert_with(|| Arc::new(RunLog::new()))
+            .clone()
     }
 
     fn existing(&self, run: &RunId) -> Option<Arc<RunLog>> {
-        self.runs.lock().unwrap_or_else(|e| e.into_inner()).get(run).cloned()
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(run)
+            .cloned()
     }
 }
 
@@ -137,9 +143,13 @@ impl Journal for MemoryJournal {
     }
 
     async fn has_run(&self, run: &RunId) -> Result<bool, JournalError> {
-        Ok(self
-            .existing(run)
-            .is_some_and(|log| !log.entries.read().unwrap_or_else(|e| e.into_inner()).1.is_empty()))
+        Ok(self.existing(run).is_some_and(|log| {
+            !log.entries
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .1
+                .is_empty()
+        }))
     }
 
     async fn ping(&self) -> bool {

@@ -80,7 +80,11 @@ pub enum JournalError {
     #[error("corrupt journal entry: {0}")]
     Corrupt(String),
     #[error("sequence {got} out of order for run {run} (expected {expected})")]
-    OutOfOrder { run: String, expected: u64, got: u64 },
+    OutOfOrder {
+        run: String,
+        expected: u64,
+        got: u64,
+    },
 }
 
 pub type EntryStream = Pin<Box<dyn Stream<Item = Result<JournalEntry, JournalError>> + Send>>;

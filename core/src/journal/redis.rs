@@ -42,7 +42,11 @@ struct Follow {
 
 impl RedisJournal {
     /// Connects and starts the tailer task (stopped when the journal is dropped).
-    pub async fn connect(url: &str, prefix: &str, retention: Duration) -> Result<Self, JournalError> {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        retention: Duration,
+    ) -> Result<Self, JournalError> {
         let client = Client::open(url)?;
         let conn = client.get_multiplexed_async_connection().await?;
         let inner = Arc::new(Inner {
@@ -55,7 +59,9 @@ impl RedisJournal {
         });
         let tail_config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(Duration::from_millis(TAIL_BLOCK_MS as u64 + 5_000)));
-        let tail_conn = client.get_multiplexed_async_connection_with_config(&tail_config).await?;
+        let tail_conn = client
+            .get_multiplexed_async_connection_with_config(&tail_config)
+            .await?;
         tokio::spawn(tail(Arc::downgrade(&inner), tail_conn));
         Ok(Self { inner })
     }
@@ -95,7 +101,10 @@ impl Inner {
         };
         if new {
             self.wake.notify_one();
-            let id = *self.tailer_client_id.lock().unwrap_or_else(|e| e.into_inner());
+            let id = *self
+                .tailer_client_id
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if let Some(id) = id {
                 // Cut the tailer's current XREAD short so it includes this run now.
                 let _: Result<Value, _> = redis::cmd("CLIENT")
@@ -144,15 +153,15 @@ fn parse_entry(item: Value) -> Result<JournalEntry, JournalError> {
         .strip_prefix("0-")
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| JournalError::Corrupt(format!("entry id {id} is not 0-SEQ")))?;
-    let fields: Vec<String> =
-        redis::from_redis_value(fields).map_err(|e| JournalError::Corrupt(format!("entry fields: {e}")))?;
+    let fields: Vec<String> = redis::from_redis_value(fields)
+        .map_err(|e| JournalError::Corrupt(format!("entry fields: {e}")))?;
     let json = fields
         .chunks(2)
         .find(|kv| kv[0] == "e")
         .and_then(|kv| kv.get(1))
         .ok_or_else(|| corrupt("entry has no `e` field"))?;
-    let event: RunEvent =
-        serde_json::from_str(json).map_err(|e| JournalError::Corrupt(format!("entry {id}: {e}")))?;
+    let event: RunEvent = serde_json::from_str(json)
+        .map_err(|e| JournalError::Corrupt(format!("entry {id}: {e}")))?;
     Ok(JournalEntry { seq, event })
 }
 
@@ -160,9 +169,14 @@ fn parse_entry(item: Value) -> Result<JournalEntry, JournalError> {
 async fn tail(inner: std::sync::Weak<Inner>, mut conn: MultiplexedConnection) {
     let my_id: Result<i64, _> = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await;
     loop {
-        let Some(journal) = inner.upgrade() else { return };
+        let Some(journal) = inner.upgrade() else {
+            return;
+        };
         if let Ok(id) = &my_id {
-            *journal.tailer_client_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(*id);
+            *journal
+                .tailer_client_id
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(*id);
         }
         let targets: Vec<(RunId, u64)> = {
             let follows = journal.follows.lock().unwrap_or_else(|e| e.into_inner());
@@ -178,7 +192,11 @@ async fn tail(inner: std::sync::Weak<Inner>, mut conn: MultiplexedConnection) {
             continue;
         }
         let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT").arg(1000).arg("BLOCK").arg(TAIL_BLOCK_MS).arg("STREAMS");
+        cmd.arg("COUNT")
+            .arg(1000)
+            .arg("BLOCK")
+            .arg(TAIL_BLOCK_MS)
+            .arg("STREAMS");
         for (run, _) in &targets {
             cmd.arg(journal.key(run));
         }
@@ -187,7 +205,9 @@ async fn tail(inner: std::sync::Weak<Inner>, mut conn: MultiplexedConnection) {
         }
         drop(journal);
         let reply: Result<Value, _> = cmd.query_async(&mut conn).await;
-        let Some(journal) = inner.upgrade() else { return };
+        let Some(journal) = inner.upgrade() else {
+            return;
+        };
         let reply = match reply {
             Ok(r) => r,
             Err(e) => {
@@ -208,14 +228,18 @@ fn dispatch(journal: &Inner, reply: Value) {
         let (key, entries) = match stream {
             Value::Array(mut kv) if kv.len() == 2 => {
                 let entries = kv.pop().unwrap_or(Value::Nil);
-                let key: Result<String, _> = redis::from_redis_value(kv.pop().unwrap_or(Value::Nil));
+                let key: Result<String, _> =
+                    redis::from_redis_value(kv.pop().unwrap_or(Value::Nil));
                 (key, entries)
             }
             // RESP3 servers answer with a map of key -> entries.
             _ => continue,
         };
         let Ok(key) = key else { continue };
-        let Some(run) = key.strip_prefix(&key_prefix).map(|r| RunId::from_stored(r.to_string())) else {
+        let Some(run) = key
+            .strip_prefix(&key_prefix)
+            .map(|r| RunId::from_stored(r.to_string()))
+        else {
             continue;
         };
         let entries = match parse_entries(entries) {
@@ -226,7 +250,9 @@ fn dispatch(journal: &Inner, reply: Value) {
             }
         };
         let mut follows = journal.follows.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(follow) = follows.get_mut(&run) else { continue };
+        let Some(follow) = follows.get_mut(&run) else {
+            continue;
+        };
         for entry in entries {
             if entry.seq <= follow.cursor {
                 continue;
@@ -319,13 +345,24 @@ impl ReaderState {
 impl Journal for RedisJournal {
     async fn append(&self, run: &RunId, entry: JournalEntry) -> Result<(), JournalError> {
         let key = self.inner.key(run);
-        let json = serde_json::to_string(&entry.event).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+        let json = serde_json::to_string(&entry.event)
+            .map_err(|e| JournalError::Corrupt(e.to_string()))?;
         let mut pipe = redis::pipe();
-        pipe.cmd("XADD").arg(&key).arg(format!("0-{}", entry.seq)).arg("e").arg(json).ignore();
+        pipe.cmd("XADD")
+            .arg(&key)
+            .arg(format!("0-{}", entry.seq))
+            .arg("e")
+            .arg(json)
+            .ignore();
         // Unfinished runs keep their events at least a day; finished ones for the retention.
-        let ttl = if entry.event.is_finished() { self.inner.retention_secs } else { 86_400 };
+        let ttl = if entry.event.is_finished() {
+            self.inner.retention_secs
+        } else {
+            86_400
+        };
         pipe.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
-        let result: Result<(), redis::RedisError> = pipe.query_async(&mut self.inner.conn.clone()).await;
+        let result: Result<(), redis::RedisError> =
+            pipe.query_async(&mut self.inner.conn.clone()).await;
         match result {
             Err(e) if e.to_string().contains("equal or smaller") => Err(JournalError::OutOfOrder {
                 run: run.to_string(),

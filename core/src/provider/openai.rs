@@ -47,7 +47,11 @@ impl OpenAiProvider {
                 .trim_end_matches('/')
                 .to_string(),
             api_key: cfg.api_key.clone().filter(|k| !k.is_empty()),
-            headers: cfg.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            headers: cfg
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             idle_timeout: Duration::from_secs(cfg.idle_timeout_secs),
         }
     }
@@ -73,7 +77,10 @@ impl OpenAiProvider {
         if !request.stop.is_empty() {
             // The API takes at most four stop sequences.
             if request.stop.len() > 4 {
-                tracing::debug!(count = request.stop.len(), "openai: keeping the first 4 stop sequences");
+                tracing::debug!(
+                    count = request.stop.len(),
+                    "openai: keeping the first 4 stop sequences"
+                );
             }
             body["stop"] = json!(request.stop.iter().take(4).collect::<Vec<_>>());
         }
@@ -103,7 +110,9 @@ impl Provider for OpenAiProvider {
         }
         let response = tokio::time::timeout(self.idle_timeout, req.send())
             .await
-            .map_err(|_| ProviderError::new(ProviderErrorKind::Timeout, "no response headers in time"))?
+            .map_err(|_| {
+                ProviderError::new(ProviderErrorKind::Timeout, "no response headers in time")
+            })?
             .map_err(|e| transport_error(&e))?;
         let status = response.status();
         if !status.is_success() {
@@ -114,7 +123,10 @@ impl Provider for OpenAiProvider {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
             let body = response.text().await.unwrap_or_default();
-            let mut err = ProviderError::new(status_kind(status.as_u16()), error_message(status.as_u16(), &body));
+            let mut err = ProviderError::new(
+                status_kind(status.as_u16()),
+                error_message(status.as_u16(), &body),
+            );
             err.retry_after = retry_after;
             return Err(err);
         }
@@ -132,7 +144,10 @@ impl Provider for OpenAiProvider {
 type SseStream = std::pin::Pin<
     Box<
         dyn futures::Stream<
-                Item = Result<eventsource_stream::Event, eventsource_stream::EventStreamError<reqwest::Error>>,
+                Item = Result<
+                    eventsource_stream::Event,
+                    eventsource_stream::EventStreamError<reqwest::Error>,
+                >,
             > + Send,
     >,
 >;
@@ -144,7 +159,9 @@ struct ChunkState {
     idle_timeout: Duration,
 }
 
-async fn next_event(mut state: ChunkState) -> Option<(Result<ProviderEvent, ProviderError>, ChunkState)> {
+async fn next_event(
+    mut state: ChunkState,
+) -> Option<(Result<ProviderEvent, ProviderError>, ChunkState)> {
     loop {
         if let Some(event) = state.pending.pop_front() {
             return Some((Ok(event), state));
@@ -163,12 +180,16 @@ async fn next_event(mut state: ChunkState) -> Option<(Result<ProviderEvent, Prov
         match next {
             None => {
                 state.finished = true;
-                let err = ProviderError::new(ProviderErrorKind::Connect, "the stream ended before [DONE]");
+                let err = ProviderError::new(
+                    ProviderErrorKind::Connect,
+                    "the stream ended before [DONE]",
+                );
                 return Some((Err(err), state));
             }
             Some(Err(e)) => {
                 state.finished = true;
-                let err = ProviderError::new(ProviderErrorKind::Connect, format!("stream broke: {e}"));
+                let err =
+                    ProviderError::new(ProviderErrorKind::Connect, format!("stream broke: {e}"));
                 return Some((Err(err), state));
             }
             Some(Ok(event)) => {
@@ -221,7 +242,10 @@ struct ChunkUsage {
 /// Turns one `chat.completion.chunk` into events.
 fn parse_chunk(data: &str, out: &mut VecDeque<ProviderEvent>) -> Result<(), ProviderError> {
     let chunk: Chunk = serde_json::from_str(data).map_err(|e| {
-        ProviderError::new(ProviderErrorKind::Protocol, format!("malformed chunk ({e}): {}", truncate(data, 200)))
+        ProviderError::new(
+            ProviderErrorKind::Protocol,
+            format!("malformed chunk ({e}): {}", truncate(data, 200)),
+        )
     })?;
     if let Some(error) = chunk.error {
         let message = error
@@ -252,7 +276,11 @@ fn parse_chunk(data: &str, out: &mut VecDeque<ProviderEvent>) -> Result<(), Prov
 }
 
 fn transport_error(e: &reqwest::Error) -> ProviderError {
-    let kind = if e.is_timeout() { ProviderErrorKind::Timeout } else { ProviderErrorKind::Connect };
+    let kind = if e.is_timeout() {
+        ProviderErrorKind::Timeout
+    } else {
+        ProviderErrorKind::Connect
+    };
     ProviderError::new(kind, format!("request failed: {e}"))
 }
 
@@ -270,7 +298,11 @@ fn status_kind(status: u16) -> ProviderErrorKind {
 fn error_message(status: u16, body: &str) -> String {
     let detail = serde_json::from_str::<Value>(body)
         .ok()
-        .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_string))
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| truncate(body, 300).to_string());
     format!("HTTP {status}: {detail}")
 }
@@ -309,7 +341,11 @@ mod tests {
             vec![
                 ProviderEvent::Text("Hel".into()),
                 ProviderEvent::Finished("stop".into()),
-                ProviderEvent::Usage(Usage { prompt_tokens: 9, completion_tokens: 2, estimated: false }),
+                ProviderEvent::Usage(Usage {
+                    prompt_tokens: 9,
+                    completion_tokens: 2,
+                    estimated: false
+                }),
             ]
         );
     }
@@ -317,10 +353,17 @@ mod tests {
     #[test]
     fn errors_are_classified() {
         let mut out = VecDeque::new();
-        let err = parse_chunk(r#"{"error":{"message":"overloaded","type":"server_error"}}"#, &mut out).unwrap_err();
+        let err = parse_chunk(
+            r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+            &mut out,
+        )
+        .unwrap_err();
         assert_eq!(err.kind, ProviderErrorKind::Upstream);
         assert_eq!(err.message, "overloaded");
-        assert_eq!(parse_chunk("{not json", &mut out).unwrap_err().kind, ProviderErrorKind::Protocol);
+        assert_eq!(
+            parse_chunk("{not json", &mut out).unwrap_err().kind,
+            ProviderErrorKind::Protocol
+        );
         assert!(ProviderError::new(status_kind(429), "").is_retryable());
         assert!(ProviderError::new(status_kind(503), "").is_retryable());
         assert!(!ProviderError::new(status_kind(401), "").is_retryable());
@@ -335,7 +378,10 @@ mod tests {
     fn continuation_appends_partial_and_instruction() {
         let body = OpenAiProvider::body(&ChatRequest {
             model: "gpt-4o-mini".into(),
-            messages: vec![ChatMessage { role: ChatRole::User, content: "hi".into() }],
+            messages: vec![ChatMessage {
+                role: ChatRole::User,
+                content: "hi".into(),
+            }],
             prefill: Some("Hello, wor".into()),
             ..Default::default()
         });

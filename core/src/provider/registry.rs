@@ -43,7 +43,11 @@ impl ProviderRegistry {
                 ProviderKind::Openai => Arc::new(OpenAiProvider::new(cfg)),
                 ProviderKind::Scripted => Arc::new(ScriptedProvider::from_config(cfg)),
             };
-            let names = if cfg.models.is_empty() { vec!["demo".to_string()] } else { cfg.models.clone() };
+            let names = if cfg.models.is_empty() {
+                vec!["demo".to_string()]
+            } else {
+                cfg.models.clone()
+            };
             for model in names {
                 let scripted = cfg.kind == ProviderKind::Scripted;
                 models.push(ModelInfo {

@@ -90,7 +90,11 @@ impl Provider for ScriptedProvider {
             _ => &self.script[..],
         };
         let tokens = tokenize(remaining);
-        let prompt_tokens: u64 = request.messages.iter().map(|m| estimate_tokens(&m.content)).sum();
+        let prompt_tokens: u64 = request
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(&m.content))
+            .sum();
         let completion_tokens = tokens.len() as u64;
         let interval = self.interval;
         let text_events = futures::stream::iter(tokens).then(move |token| async move {
@@ -119,7 +123,13 @@ mod tests {
             prefill: prefill.map(str::to_string),
             ..Default::default()
         };
-        let events: Vec<_> = p.stream(req).await.unwrap().map(Result::unwrap).collect().await;
+        let events: Vec<_> = p
+            .stream(req)
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+            .await;
         let text = events
             .iter()
             .filter_map(|e| match e {
@@ -132,7 +142,13 @@ mod tests {
 
     #[test]
     fn tokens_concatenate_to_the_text() {
-        for text in [DEFAULT_SCRIPT, "", "one", "  lead and trail  ", "multi\n\nline ünïcode ✓"] {
+        for text in [
+            DEFAULT_SCRIPT,
+            "",
+            "one",
+            "  lead and trail  ",
+            "multi\n\nline ünïcode ✓",
+        ] {
             assert_eq!(tokenize(text).concat(), text);
         }
         assert!(tokenize(DEFAULT_SCRIPT).len() > 150);
@@ -144,7 +160,11 @@ mod tests {
         let (text, events) = collect(&p, None).await;
         assert_eq!(text, "alpha beta gamma");
         assert_eq!(events.last(), Some(&ProviderEvent::Finished("stop".into())));
-        assert!(events.iter().any(|e| matches!(e, ProviderEvent::Usage(u) if u.completion_tokens == 3)));
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, ProviderEvent::Usage(u) if u.completion_tokens == 3))
+        );
     }
 
     #[tokio::test]

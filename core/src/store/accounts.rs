@@ -23,7 +23,11 @@ impl Role {
     }
 
     fn parse(s: &str) -> Self {
-        if s == "admin" { Role::Admin } else { Role::User }
+        if s == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        }
     }
 }
 
@@ -92,7 +96,9 @@ impl Store {
         .await;
         match inserted {
             Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!("an account named {name:?} already exists")));
+                return Err(StoreError::Conflict(format!(
+                    "an account named {name:?} already exists"
+                )));
             }
             other => other?,
         };
@@ -171,7 +177,10 @@ impl Store {
     }
 
     /// The account of an unexpired session.
-    pub async fn account_by_session(&self, token_hash: &str) -> Result<Option<Account>, StoreError> {
+    pub async fn account_by_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<Account>, StoreError> {
         let sql = format!(
             "SELECT a.{} FROM accounts a JOIN sessions s ON s.account_id = a.id \
              WHERE s.token_hash = $1 AND s.expires_at > $2",

@@ -57,7 +57,8 @@ pub struct NewTurn {
     pub model: String,
 }
 
-const CONVERSATION_COLUMNS: &str = "id, account_id, title, model, system_prompt, created_at, updated_at";
+const CONVERSATION_COLUMNS: &str =
+    "id, account_id, title, model, system_prompt, created_at, updated_at";
 
 impl Store {
     /// Creates a conversation and binds it to the web surface under its own id.
@@ -117,7 +118,9 @@ impl Store {
             .bind(limit)
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(|r| Ok(Conversation::from_row(r)?)).collect()
+        rows.iter()
+            .map(|r| Ok(Conversation::from_row(r)?))
+            .collect()
     }
 
     /// A conversation, only if `account` owns it.
@@ -126,7 +129,9 @@ impl Store {
         account: &AccountId,
         id: &ConversationId,
     ) -> Result<Option<Conversation>, StoreError> {
-        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 AND account_id = $2");
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 AND account_id = $2"
+        );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.as_str())
             .bind(account.as_str())
@@ -136,7 +141,10 @@ impl Store {
     }
 
     /// Every message of a conversation in creation order, with live run text merged in.
-    pub async fn messages(&self, conversation: &ConversationId) -> Result<Vec<Message>, StoreError> {
+    pub async fn messages(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<Message>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, parent_id, role, content, model, created_at FROM messages \
              WHERE conversation_id = $1 ORDER BY created_at, id",
@@ -155,7 +163,9 @@ impl Store {
             .map(|row| {
                 Ok(Message {
                     id: MessageId::from_stored(row.try_get("id")?),
-                    parent_id: row.try_get::<Option<String>, _>("parent_id")?.map(MessageId::from_stored),
+                    parent_id: row
+                        .try_get::<Option<String>, _>("parent_id")?
+                        .map(MessageId::from_stored),
                     role: row.try_get("role")?,
                     content: row.try_get("content")?,
                     model: row.try_get("model")?,
@@ -182,14 +192,19 @@ impl Store {
     }
 
     /// The newest message of a conversation: where a new turn hangs by default.
-    pub async fn latest_message(&self, conversation: &ConversationId) -> Result<Option<MessageId>, StoreError> {
+    pub async fn latest_message(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<MessageId>, StoreError> {
         let row = sqlx::query(
             "SELECT id FROM messages WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
         )
         .bind(conversation.as_str())
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(|r| r.try_get::<String, _>("id").map(MessageId::from_stored)).transpose()?)
+        Ok(row
+            .map(|r| r.try_get::<String, _>("id").map(MessageId::from_stored))
+            .transpose()?)
     }
 
     /// Whether `message` belongs to `conversation`.
@@ -207,12 +222,18 @@ impl Store {
     }
 
     /// The branch from the root down to `leaf`, inclusive: a run's context.
-    pub async fn branch(&self, conversation: &ConversationId, leaf: &MessageId) -> Result<Vec<Message>, StoreError> {
+    pub async fn branch(
+        &self,
+        conversation: &ConversationId,
+        leaf: &MessageId,
+    ) -> Result<Vec<Message>, StoreError> {
         let all = self.messages(conversation).await?;
         let mut chain = Vec::new();
         let mut cursor = Some(leaf.clone());
         while let Some(id) = cursor {
-            let Some(m) = all.iter().find(|m| m.id == id) else { break };
+            let Some(m) = all.iter().find(|m| m.id == id) else {
+                break;
+            };
             cursor = m.parent_id.clone();
             chain.push(m.clone());
             if chain.len() > all.len() {

@@ -98,7 +98,13 @@ impl Store {
         let migrations = source
             .iter()
             .map(|(version, description, sql)| {
-                Migration::new(*version, (*description).into(), MigrationType::Simple, sqlx::SqlSafeStr::into_sql_str(*sql), false)
+                Migration::new(
+                    *version,
+                    (*description).into(),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(*sql),
+                    false,
+                )
             })
             .collect();
         let migrator = Migrator::with_migrations(migrations);

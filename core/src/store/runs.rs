@@ -82,7 +82,9 @@ impl Run {
             account_id: AccountId::from_stored(row.try_get("account_id")?),
             conversation_id: ConversationId::from_stored(row.try_get("conversation_id")?),
             message_id: MessageId::from_stored(row.try_get("message_id")?),
-            continues_run_id: row.try_get::<Option<String>, _>("continues_run_id")?.map(RunId::from_stored),
+            continues_run_id: row
+                .try_get::<Option<String>, _>("continues_run_id")?
+                .map(RunId::from_stored),
             model: row.try_get("model")?,
             status: RunStatus::parse(&row.try_get::<String, _>("status")?),
             text: row.try_get("text")?,
@@ -127,7 +129,12 @@ pub struct TurnIds {
 impl Store {
     /// Writes the user message, the empty assistant message and its queued run, leased
     /// to `owner`, in one transaction.
-    pub async fn start_turn(&self, turn: &NewTurn, owner: &str, lease_until: i64) -> Result<TurnIds, StoreError> {
+    pub async fn start_turn(
+        &self,
+        turn: &NewTurn,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<TurnIds, StoreError> {
         let ids = TurnIds {
             user_message_id: MessageId::generate(),
             assistant_message_id: MessageId::generate(),
@@ -190,12 +197,16 @@ impl Store {
     ) -> Result<RunId, StoreError> {
         let id = RunId::generate();
         let mut tx = self.pool().begin().await?;
-        let active = sqlx::query("SELECT id FROM runs WHERE message_id = $1 AND status IN ('queued', 'streaming')")
-            .bind(previous.message_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let active = sqlx::query(
+            "SELECT id FROM runs WHERE message_id = $1 AND status IN ('queued', 'streaming')",
+        )
+        .bind(previous.message_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
         if active.is_some() {
-            return Err(StoreError::Conflict("a run on this message is still going".into()));
+            return Err(StoreError::Conflict(
+                "a run on this message is still going".into(),
+            ));
         }
         insert_run(
             &mut tx,
@@ -283,7 +294,12 @@ impl Store {
 
     /// Ends an active run held by `owner` and appends its text to the message, in
     /// one transaction. Returns false when the run was no longer this owner's to end.
-    pub async fn finish_run(&self, id: &RunId, owner: &str, outcome: &RunOutcome) -> Result<bool, StoreError> {
+    pub async fn finish_run(
+        &self,
+        id: &RunId,
+        owner: &str,
+        outcome: &RunOutcome,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let now = now_ms();
         let updated = sqlx::query(
@@ -319,7 +335,10 @@ impl Store {
     /// Active runs whose lease has lapsed (their instance died), plus, when given, every
     /// active run of `restarted_owner`: an instance that just started owns no run yet,
     /// so any run leased to its name was left by its previous life.
-    pub async fn orphaned_runs(&self, restarted_owner: Option<&str>) -> Result<Vec<Run>, StoreError> {
+    pub async fn orphaned_runs(
+        &self,
+        restarted_owner: Option<&str>,
+    ) -> Result<Vec<Run>, StoreError> {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'streaming') \
              AND (lease_expires_at < $1 OR lease_owner = $2)"
@@ -335,7 +354,12 @@ impl Store {
     /// Marks an orphaned run interrupted with `text` (its checkpoint, or more if the
     /// journal had more), if it is still orphaned: the lease is unchanged since it was
     /// read. Returns whether this call did it.
-    pub async fn interrupt_orphan(&self, run: &Run, text: &str, seq: i64) -> Result<bool, StoreError> {
+    pub async fn interrupt_orphan(
+        &self,
+        run: &Run,
+        text: &str,
+        seq: i64,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let now = now_ms();
         let updated = sqlx::query(

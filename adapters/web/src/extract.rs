@@ -1,0 +1,96 @@
+//! Extractors: the authenticated account, JSON bodies and path ids, each rejecting
+//! bad input with our error shape.
+
+use crate::{ApiError, AppState};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::request::Parts;
+use chorus_core::store::Account;
+use serde::de::DeserializeOwned;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "chorus_session";
+
+/// The account making the request, from `Authorization: Bearer` or the session cookie.
+pub struct Authed(pub Account);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(value) = parts.headers.get(AUTHORIZATION) {
+            let key = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim)
+                .ok_or_else(ApiError::unauthenticated)?;
+            return match state.core.account_by_api_key(key).await? {
+                Some(account) => Ok(Authed(account)),
+                None => Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_api_key",
+                    "API key is invalid or revoked",
+                )),
+            };
+        }
+        let token = session_token(parts).ok_or_else(ApiError::unauthenticated)?;
+        match state.core.account_by_session(&token).await? {
+            Some(account) => Ok(Authed(account)),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "session_expired",
+                "session expired; log in again",
+            )),
+        }
+    }
+}
+
+/// The session token from the request's cookies.
+pub fn session_token(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// A JSON body whose rejections (malformed, wrong type, too large) use our error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ => "malformed_json",
+    };
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    ApiError::new(status, code, rejection.body_text())
+}
+
+/// Parses a path id, answering 404 for anything that is not one (it cannot exist).
+pub fn parse_id<T>(raw: &str, parse: fn(&str) -> Option<T>, what: &str) -> Result<T, ApiError> {
+    parse(raw).ok_or_else(|| ApiError::not_found(what))
+}
