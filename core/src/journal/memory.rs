@@ -28,11 +28,14 @@ impl RunLog {
         }
     }
 
-    fn after(&self, after: u64, into: &mut VecDeque<JournalEntry>) {
+    /// Copies the entries after `after` into `into`; returns true when the run has
+    /// finished at or before `after` (a reader there has nothing more to wait for).
+    fn after(&self, after: u64, into: &mut VecDeque<JournalEntry>) -> bool {
         let guard = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let (base, entries) = &*guard;
         let start = (after.saturating_sub(*base) as usize).min(entries.len());
         into.extend(entries[start..].iter().cloned());
+        entries.last().is_some_and(|e| e.event.is_finished() && e.seq <= after)
     }
 }
 
@@ -126,7 +129,9 @@ impl Journal for MemoryJournal {
                 // Mark the current value seen before reading, so an append that lands
                 // between the read and the wait still wakes us.
                 s.rx.borrow_and_update();
-                s.log.after(s.cursor, &mut s.buffer);
+                if s.log.after(s.cursor, &mut s.buffer) {
+                    return None;
+                }
                 if s.buffer.is_empty() && s.rx.changed().await.is_err() {
                     return None;
                 }

@@ -82,6 +82,21 @@ impl Inner {
         parse_entries(reply)
     }
 
+    /// Whether the run's last event is `finished` with a seq at or before `seq`.
+    async fn finished_at_or_before(&self, run: &RunId, seq: u64) -> Result<bool, JournalError> {
+        let reply: Value = redis::cmd("XREVRANGE")
+            .arg(self.key(run))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(parse_entries(reply)?
+            .first()
+            .is_some_and(|e| e.event.is_finished() && e.seq <= seq))
+    }
+
     /// Registers a reader of `run`; returns its live receiver.
     async fn register(&self, run: &RunId, after: u64) -> broadcast::Receiver<Arc<JournalEntry>> {
         let (rx, new) = {
@@ -303,6 +318,19 @@ impl ReaderState {
                 if let Err(e) = self.refill().await {
                     self.done = true;
                     return Some(Err(e));
+                }
+                if self.buffer.is_empty() {
+                    match self.inner.finished_at_or_before(&self.run, self.cursor).await {
+                        Ok(true) => {
+                            self.done = true;
+                            return None;
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            self.done = true;
+                            return Some(Err(e));
+                        }
+                    }
                 }
             }
             if let Some(entry) = self.buffer.pop_front() {

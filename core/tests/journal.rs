@@ -1,0 +1,123 @@
+//! One journal suite, run against the in-process journal and Redis Streams: readers
+//! that join at any point get every event after their cursor exactly once, in order,
+//! ending after `finished`.
+//!
+//! Redis is required: set `CHORUS_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`);
+//! `scripts/test` starts one.
+
+use chorus_core::ids::RunId;
+use chorus_core::journal::{Journal, JournalEntry, MemoryJournal, RedisJournal, RunEvent};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+const EVENTS: u64 = 120;
+
+fn event(seq: u64) -> RunEvent {
+    match seq {
+        1 => RunEvent::Started {
+            message_id: "m".into(),
+            model: "scripted/demo".into(),
+            prefix: String::new(),
+        },
+        EVENTS => RunEvent::Finished {
+            status: "complete".into(),
+            reason: "stop".into(),
+            error: None,
+        },
+        n => RunEvent::Delta { text: format!("t{n} ") },
+    }
+}
+
+async fn redis_journal() -> Arc<dyn Journal> {
+    let url = std::env::var("CHORUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("chorus-test:{}:", uuid::Uuid::new_v4().simple());
+    let journal = RedisJournal::connect(&url, &prefix, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("Redis is required for this test and is not reachable at {url}: {e} (run scripts/test)"));
+    Arc::new(journal)
+}
+
+/// Reads a follow stream to its end and checks it is exactly `after+1..=EVENTS`.
+async fn read_all(journal: Arc<dyn Journal>, run: RunId, after: u64) {
+    let entries: Vec<JournalEntry> = tokio::time::timeout(
+        Duration::from_secs(20),
+        journal.follow(&run, after).map(|e| e.expect("journal error")).collect(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("reader after {after} did not reach `finished`"));
+    let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = (after + 1..=EVENTS).collect();
+    assert_eq!(seqs, expected, "reader after {after}");
+    for entry in &entries {
+        assert_eq!(entry.event, event(entry.seq));
+    }
+}
+
+async fn readers_join_at_every_point(journal: Arc<dyn Journal>) {
+    let run = RunId::generate();
+    let mut readers = Vec::new();
+    // Readers waiting before the first event exists.
+    for after in [0, 5] {
+        readers.push(tokio::spawn(read_all(journal.clone(), run.clone(), after)));
+    }
+    for seq in 1..=EVENTS {
+        journal
+            .append(&run, JournalEntry { seq, event: event(seq) })
+            .await
+            .unwrap();
+        if seq % 10 == 0 {
+            // Readers joining mid-run, behind and at the head.
+            readers.push(tokio::spawn(read_all(journal.clone(), run.clone(), seq / 2)));
+            readers.push(tokio::spawn(read_all(journal.clone(), run.clone(), seq)));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    // Readers after the end get the rest of the backlog, then stop.
+    for after in [0, EVENTS - 1] {
+        readers.push(tokio::spawn(read_all(journal.clone(), run.clone(), after)));
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
+    assert!(journal.has_run(&run).await.unwrap());
+    assert_eq!(journal.backlog(&run, EVENTS - 2).await.unwrap().len(), 2);
+    assert!(!journal.has_run(&RunId::generate()).await.unwrap());
+}
+
+async fn out_of_order_appends_are_refused(journal: Arc<dyn Journal>) {
+    let run = RunId::generate();
+    journal.append(&run, JournalEntry { seq: 1, event: event(1) }).await.unwrap();
+    journal.append(&run, JournalEntry { seq: 2, event: event(2) }).await.unwrap();
+    assert!(journal.append(&run, JournalEntry { seq: 2, event: event(2) }).await.is_err());
+    assert!(journal.append(&run, JournalEntry { seq: 1, event: event(1) }).await.is_err());
+}
+
+#[tokio::test]
+async fn memory_journal_suite() {
+    let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::new(Duration::from_secs(60)));
+    readers_join_at_every_point(journal.clone()).await;
+    out_of_order_appends_are_refused(journal).await;
+}
+
+#[tokio::test]
+async fn redis_journal_suite() {
+    let journal = redis_journal().await;
+    readers_join_at_every_point(journal.clone()).await;
+    out_of_order_appends_are_refused(journal).await;
+}
+
+#[tokio::test]
+async fn redis_journal_is_shared_between_instances() {
+    // Two journals on one prefix behave like two chorus instances.
+    let url = std::env::var("CHORUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("chorus-test:{}:", uuid::Uuid::new_v4().simple());
+    let writer = RedisJournal::connect(&url, &prefix, Duration::from_secs(60)).await.unwrap();
+    let reader: Arc<dyn Journal> = Arc::new(RedisJournal::connect(&url, &prefix, Duration::from_secs(60)).await.unwrap());
+    let run = RunId::generate();
+    let follower = tokio::spawn(read_all(reader.clone(), run.clone(), 0));
+    for seq in 1..=EVENTS {
+        writer.append(&run, JournalEntry { seq, event: event(seq) }).await.unwrap();
+    }
+    follower.await.unwrap();
+}
