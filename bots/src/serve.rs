@@ -7,7 +7,10 @@ use chorus_core::config::Config;
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr()?;
     let scripted_only = config.providers.is_empty();
+    let data_dir = config.data_dir();
     let core = Core::start(config).await?;
+    bootstrap_admin(&core, &data_dir).await?;
+    core.start_background();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
@@ -32,6 +35,34 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await?;
     core.shutdown().await;
     Ok(())
+}
+
+/// On a fresh install (no account at all), creates an `admin` account so the web
+/// client can be used at once. Its generated password goes to a file readable only by
+/// the owner, never to the log.
+async fn bootstrap_admin(core: &Core, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    if core.store().account_count().await? > 0 {
+        return Ok(());
+    }
+    let password = chorus_core::auth::new_token()[..20].to_string();
+    std::fs::create_dir_all(data_dir)?;
+    let path = data_dir.join("initial-admin-password");
+    write_private(&path, &format!("{password}\n"))?;
+    core.create_user("admin", true, Some(&password)).await?;
+    tracing::warn!(
+        file = %path.display(),
+        "first start: created the account `admin`; its password is in the file (delete it once read)"
+    );
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
 }
 
 async fn shutdown_signal() {

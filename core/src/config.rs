@@ -616,3 +616,30 @@ headers = { "X-Org" = "org-secret" }
         );
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The committed example config parses, and documents every key the config has.
+    #[test]
+    fn example_config_is_valid_and_complete() {
+        let example = include_str!("../../chorus.example.toml");
+        let env: BTreeMap<String, String> = [("OPENAI_API_KEY".to_string(), "sk-x".to_string())].into();
+        let config = Config::from_toml(example, &env).expect("chorus.example.toml must be valid");
+        assert_eq!(config.providers.len(), 2);
+        let defaults = toml::to_string(&Config::default()).unwrap();
+        let provider_keys = toml::to_string(&config.providers[0]).unwrap();
+        for line in defaults.lines().chain(provider_keys.lines()) {
+            if let Some((key, _)) = line.split_once(" = ").filter(|(k, _)| *k != "providers") {
+                assert!(
+                    example.contains(&format!("{key} = ")),
+                    "chorus.example.toml does not document `{key}`"
+                );
+            }
+        }
+        for optional in ["instance_id", "url", "max_connections", "redis_url", "default_model", "headers", "text"] {
+            assert!(example.contains(&format!("{optional} = ")), "chorus.example.toml does not document `{optional}`");
+        }
+    }
+}

@@ -84,7 +84,9 @@ pub struct Core {
 }
 
 impl Core {
-    /// Connects storage and journal, migrates, and starts the engine's sweeper.
+    /// Connects storage and journal and migrates. A serving instance then calls
+    /// [`Core::start_background`]; one-shot CLI commands do not, so they never touch
+    /// the runs of a server that shares their instance name.
     pub async fn start(config: Config) -> Result<Self, CoreError> {
         let store = Store::connect(
             config.database_url().expose(),
@@ -113,7 +115,6 @@ impl Core {
                 checkpoint_interval: Duration::from_millis(config.engine.checkpoint_interval_ms),
             },
         );
-        engine.start_sweeper();
         Ok(Self {
             store,
             journal,
@@ -121,6 +122,12 @@ impl Core {
             engine,
             config: Arc::new(config),
         })
+    }
+
+    /// Starts the background work of a serving instance: the sweeper that marks runs
+    /// of dead instances (and this instance's previous life) interrupted.
+    pub fn start_background(&self) {
+        self.engine.start_sweeper();
     }
 
     pub fn config(&self) -> &Config {

@@ -121,6 +121,12 @@ impl Store {
         })
     }
 
+    /// How many accounts exist (zero on a fresh install).
+    pub async fn account_count(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM accounts").fetch_one(self.pool()).await?;
+        Ok(row.try_get("n")?)
+    }
+
     pub async fn account_by_name(&self, name: &str) -> Result<Option<Account>, StoreError> {
         let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -70,3 +70,24 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 async fn not_found() -> crate::ApiError {
     crate::ApiError::not_found("route")
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every route of the API is documented in openapi.json, and nothing else is.
+    #[test]
+    fn openapi_documents_every_route() {
+        let spec: serde_json::Value = serde_json::from_str(include_str!("../../openapi.json")).unwrap();
+        let documented: std::collections::BTreeSet<String> =
+            spec["paths"].as_object().unwrap().keys().cloned().collect();
+        let source = include_str!("mod.rs");
+        let routes_fn = source.split("#[cfg(test)]").next().unwrap();
+        let routed: std::collections::BTreeSet<String> = routes_fn
+            .split(".route(")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').nth(1))
+            .map(str::to_string)
+            .collect();
+        assert!(!routed.is_empty());
+        assert_eq!(documented, routed);
+    }
+}
