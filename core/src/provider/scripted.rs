@@ -96,11 +96,15 @@ impl Provider for ScriptedProvider {
             .map(|m| estimate_tokens(&m.content))
             .sum();
         let completion_tokens = tokens.len() as u64;
-        let interval = self.interval;
-        let text_events = futures::stream::iter(tokens).then(move |token| async move {
-            tokio::time::sleep(interval).await;
-            Ok(ProviderEvent::Text(token))
-        });
+        // A fixed schedule (token k at start + k * interval) rather than a sleep per
+        // token, so the pace does not drift and the benchmark can measure lag against it.
+        let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(
+            tokio::time::Instant::now() + self.interval,
+            self.interval,
+        ));
+        let text_events = ticks
+            .zip(futures::stream::iter(tokens))
+            .map(|(_, token)| Ok(ProviderEvent::Text(token)));
         let tail = futures::stream::iter([
             Ok(ProviderEvent::Usage(Usage {
                 prompt_tokens,
