@@ -381,17 +381,18 @@ impl Config {
         shown.database.url = Some(Secret::new(url));
         let mut text = toml::to_string_pretty(&shown).unwrap_or_default();
         // `Secret` already serializes masked; URLs keep their non-secret parts visible.
+        // Keys are matched from the line start: `url = ` is also the end of `redis_url = `.
         text = text.replace(
-            "url = \"********\"",
+            "\nurl = \"********\"",
             &format!(
-                "url = {:?}",
+                "\nurl = {:?}",
                 mask_url_password(self.database_url().expose())
             ),
         );
         if let Some(redis) = &self.journal.redis_url {
             text = text.replace(
-                "redis_url = \"********\"",
-                &format!("redis_url = {:?}", mask_url_password(redis.expose())),
+                "\nredis_url = \"********\"",
+                &format!("\nredis_url = {:?}", mask_url_password(redis.expose())),
             );
         }
         text
@@ -614,6 +615,10 @@ headers = { "X-Org" = "org-secret" }
             dump.contains("postgres://chorus:********@db/chorus"),
             "{dump}"
         );
+        assert!(
+            dump.contains("redis_url = \"redis://:********@cache:6379\""),
+            "{dump}"
+        );
     }
 }
 
@@ -625,7 +630,8 @@ mod example_tests {
     #[test]
     fn example_config_is_valid_and_complete() {
         let example = include_str!("../../chorus.example.toml");
-        let env: BTreeMap<String, String> = [("OPENAI_API_KEY".to_string(), "sk-x".to_string())].into();
+        let env: BTreeMap<String, String> =
+            [("OPENAI_API_KEY".to_string(), "sk-x".to_string())].into();
         let config = Config::from_toml(example, &env).expect("chorus.example.toml must be valid");
         assert_eq!(config.providers.len(), 2);
         let defaults = toml::to_string(&Config::default()).unwrap();
@@ -638,8 +644,19 @@ mod example_tests {
                 );
             }
         }
-        for optional in ["instance_id", "url", "max_connections", "redis_url", "default_model", "headers", "text"] {
-            assert!(example.contains(&format!("{optional} = ")), "chorus.example.toml does not document `{optional}`");
+        for optional in [
+            "instance_id",
+            "url",
+            "max_connections",
+            "redis_url",
+            "default_model",
+            "headers",
+            "text",
+        ] {
+            assert!(
+                example.contains(&format!("{optional} = ")),
+                "chorus.example.toml does not document `{optional}`"
+            );
         }
     }
 }

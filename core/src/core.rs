@@ -10,7 +10,7 @@ use crate::journal::{
     EntryStream, Journal, JournalEntry, JournalError, MemoryJournal, RedisJournal, RunEvent,
 };
 use crate::provider::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderRegistry};
-use crate::store::{
+use crate::store::{RunStatus, 
     Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, Store, StoreError,
 };
 use crate::time::now_ms;
@@ -298,6 +298,26 @@ impl Core {
         })
     }
 
+    pub async fn rename_conversation(&self, account: &Account, id: &ConversationId, title: &str) -> Result<(), CoreError> {
+        let title = title.trim();
+        if title.is_empty() || title.chars().count() > 200 {
+            return Err(CoreError::Invalid("title must be 1 to 200 characters".into()));
+        }
+        if self.store.rename_conversation(&account.id, id, title).await? {
+            Ok(())
+        } else {
+            Err(CoreError::NotFound("conversation"))
+        }
+    }
+
+    pub async fn delete_conversation(&self, account: &Account, id: &ConversationId) -> Result<(), CoreError> {
+        if self.store.delete_conversation(&account.id, id).await? {
+            Ok(())
+        } else {
+            Err(CoreError::NotFound("conversation"))
+        }
+    }
+
     /// Adds a user message (under `parent`, or the newest message) and starts the
     /// assistant's run. The run belongs to the server: the caller may go away.
     pub async fn send_message(
@@ -384,11 +404,19 @@ impl Core {
     /// as stored.
     pub async fn run_view(&self, account: &Account, id: &RunId) -> Result<RunView, CoreError> {
         let mut run = self.owned_run(account, id).await?;
-        let mut prefix = self.store.message_content(&run.message_id).await?;
+        let content = self.store.message_content(&run.message_id).await?;
+        let mut prefix = content
+            .get(..run.prefix_len.max(0) as usize)
+            .unwrap_or_default()
+            .to_string();
         let mut seq = run.checkpoint_seq.max(0) as u64;
         if run.status.is_active() {
             let backlog = self.journal.backlog(id, 0).await?;
-            if !backlog.is_empty() {
+            if backlog.last().is_some_and(|e| e.event.is_finished()) {
+                // It ended between the two reads: the store has its final state now.
+                run = self.owned_run(account, id).await?;
+                seq = backlog.last().map_or(seq, |e| e.seq);
+            } else if !backlog.is_empty() {
                 let (text, last, started_prefix) = replay(&backlog);
                 if text.len() >= run.text.len() {
                     run.text = text;
@@ -398,9 +426,6 @@ impl Core {
                     prefix = p;
                 }
             }
-        } else if prefix.ends_with(&run.text) {
-            // The run's text was appended to its message when it ended.
-            prefix.truncate(prefix.len() - run.text.len());
         }
         Ok(RunView { run, prefix, seq })
     }
@@ -421,6 +446,13 @@ impl Core {
         if previous.status.is_active() {
             return Err(CoreError::Conflict(
                 "the run is still going; stop it first".into(),
+            ));
+        }
+        let cut_off = previous.finish_reason.as_deref() == Some("length");
+        if previous.status == RunStatus::Complete && !cut_off {
+            return Err(CoreError::Conflict(
+                "the reply is complete; only a stopped, interrupted, failed or cut-off reply can be continued"
+                    .into(),
             ));
         }
         let conversation = self
@@ -468,6 +500,14 @@ impl Core {
     ) -> Result<EntryStream, CoreError> {
         let run = self.owned_run(account, id).await?;
         if self.journal.has_run(id).await? {
+            if !run.status.is_active() && after > 0 {
+                // A reader that already saw `finished` gets it again rather than an
+                // empty stream, which an EventSource would reconnect to forever.
+                let rest = self.journal.backlog(id, after - 1).await?;
+                if let Some(last) = rest.first().filter(|e| e.seq == after && e.event.is_finished()) {
+                    return Ok(Box::pin(futures::stream::iter([Ok(last.clone())])));
+                }
+            }
             return Ok(self.journal.follow(id, after));
         }
         if run.status.is_active() {

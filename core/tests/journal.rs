@@ -25,12 +25,15 @@ fn event(seq: u64) -> RunEvent {
             reason: "stop".into(),
             error: None,
         },
-        n => RunEvent::Delta { text: format!("t{n} ") },
+        n => RunEvent::Delta {
+            text: format!("t{n} "),
+        },
     }
 }
 
 async fn redis_journal() -> Arc<dyn Journal> {
-    let url = std::env::var("CHORUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url =
+        std::env::var("CHORUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("chorus-test:{}:", uuid::Uuid::new_v4().simple());
     let journal = RedisJournal::connect(&url, &prefix, Duration::from_secs(60))
         .await
@@ -42,7 +45,10 @@ async fn redis_journal() -> Arc<dyn Journal> {
 async fn read_all(journal: Arc<dyn Journal>, run: RunId, after: u64) {
     let entries: Vec<JournalEntry> = tokio::time::timeout(
         Duration::from_secs(20),
-        journal.follow(&run, after).map(|e| e.expect("journal error")).collect(),
+        journal
+            .follow(&run, after)
+            .map(|e| e.expect("journal error"))
+            .collect(),
     )
     .await
     .unwrap_or_else(|_| panic!("reader after {after} did not reach `finished`"));
@@ -63,12 +69,22 @@ async fn readers_join_at_every_point(journal: Arc<dyn Journal>) {
     }
     for seq in 1..=EVENTS {
         journal
-            .append(&run, JournalEntry { seq, event: event(seq) })
+            .append(
+                &run,
+                JournalEntry {
+                    seq,
+                    event: event(seq),
+                },
+            )
             .await
             .unwrap();
         if seq % 10 == 0 {
             // Readers joining mid-run, behind and at the head.
-            readers.push(tokio::spawn(read_all(journal.clone(), run.clone(), seq / 2)));
+            readers.push(tokio::spawn(read_all(
+                journal.clone(),
+                run.clone(),
+                seq / 2,
+            )));
             readers.push(tokio::spawn(read_all(journal.clone(), run.clone(), seq)));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -87,10 +103,50 @@ async fn readers_join_at_every_point(journal: Arc<dyn Journal>) {
 
 async fn out_of_order_appends_are_refused(journal: Arc<dyn Journal>) {
     let run = RunId::generate();
-    journal.append(&run, JournalEntry { seq: 1, event: event(1) }).await.unwrap();
-    journal.append(&run, JournalEntry { seq: 2, event: event(2) }).await.unwrap();
-    assert!(journal.append(&run, JournalEntry { seq: 2, event: event(2) }).await.is_err());
-    assert!(journal.append(&run, JournalEntry { seq: 1, event: event(1) }).await.is_err());
+    journal
+        .append(
+            &run,
+            JournalEntry {
+                seq: 1,
+                event: event(1),
+            },
+        )
+        .await
+        .unwrap();
+    journal
+        .append(
+            &run,
+            JournalEntry {
+                seq: 2,
+                event: event(2),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        journal
+            .append(
+                &run,
+                JournalEntry {
+                    seq: 2,
+                    event: event(2)
+                }
+            )
+            .await
+            .is_err()
+    );
+    assert!(
+        journal
+            .append(
+                &run,
+                JournalEntry {
+                    seq: 1,
+                    event: event(1)
+                }
+            )
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -110,14 +166,30 @@ async fn redis_journal_suite() {
 #[tokio::test]
 async fn redis_journal_is_shared_between_instances() {
     // Two journals on one prefix behave like two chorus instances.
-    let url = std::env::var("CHORUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url =
+        std::env::var("CHORUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("chorus-test:{}:", uuid::Uuid::new_v4().simple());
-    let writer = RedisJournal::connect(&url, &prefix, Duration::from_secs(60)).await.unwrap();
-    let reader: Arc<dyn Journal> = Arc::new(RedisJournal::connect(&url, &prefix, Duration::from_secs(60)).await.unwrap());
+    let writer = RedisJournal::connect(&url, &prefix, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let reader: Arc<dyn Journal> = Arc::new(
+        RedisJournal::connect(&url, &prefix, Duration::from_secs(60))
+            .await
+            .unwrap(),
+    );
     let run = RunId::generate();
     let follower = tokio::spawn(read_all(reader.clone(), run.clone(), 0));
     for seq in 1..=EVENTS {
-        writer.append(&run, JournalEntry { seq, event: event(seq) }).await.unwrap();
+        writer
+            .append(
+                &run,
+                JournalEntry {
+                    seq,
+                    event: event(seq),
+                },
+            )
+            .await
+            .unwrap();
     }
     follower.await.unwrap();
 }

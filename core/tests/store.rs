@@ -32,8 +32,12 @@ async fn postgres_store() -> (Store, String) {
         .await
         .expect("create test database");
     admin.close().await;
-    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
-    let store = Store::connect(&format!("{base}/{name}"), Some(4)).await.expect("open postgres");
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b);
+    let store = Store::connect(&format!("{base}/{name}"), Some(4))
+        .await
+        .expect("open postgres");
     store.migrate().await.expect("migrate postgres");
     (store, name)
 }
@@ -43,7 +47,9 @@ async fn drop_pg(name: &str) {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
         let _ = admin
-            .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
             .await;
     }
 }
@@ -53,40 +59,89 @@ async fn suite(store: &Store) {
     conversations_and_ownership(store).await;
     runs_checkpoints_and_finish(store).await;
     orphans_are_interrupted_once(store).await;
+    deleting_a_conversation_removes_its_tree(store).await;
     // Migrating twice is a no-op.
     store.migrate().await.expect("second migrate");
 }
 
 async fn accounts_sessions_and_keys(store: &Store) {
-    let alice = store.create_account("alice", Role::Admin, Some("hash")).await.unwrap();
+    let alice = store
+        .create_account("alice", Role::Admin, Some("hash"))
+        .await
+        .unwrap();
     assert_eq!(alice.role, Role::Admin);
-    let dup = store.create_account("alice", Role::User, None).await.unwrap_err();
-    assert!(matches!(dup, StoreError::Conflict(ref m) if m.contains("alice")), "{dup:?}");
+    let dup = store
+        .create_account("alice", Role::User, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(dup, StoreError::Conflict(ref m) if m.contains("alice")),
+        "{dup:?}"
+    );
 
     let by_name = store.account_by_name("alice").await.unwrap().unwrap();
     assert_eq!(by_name.id, alice.id);
     assert_eq!(by_name.password_hash.as_deref(), Some("hash"));
-    let by_identity = store.account_by_identity("web", "alice").await.unwrap().unwrap();
+    let by_identity = store
+        .account_by_identity("web", "alice")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(by_identity.id, alice.id);
-    assert!(store.account_by_identity("discord", "alice").await.unwrap().is_none());
+    assert!(
+        store
+            .account_by_identity("discord", "alice")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
-    store.create_session("live", &alice.id, now_ms() + 60_000).await.unwrap();
-    store.create_session("expired", &alice.id, now_ms() - 1).await.unwrap();
-    assert_eq!(store.account_by_session("live").await.unwrap().unwrap().id, alice.id);
+    store
+        .create_session("live", &alice.id, now_ms() + 60_000)
+        .await
+        .unwrap();
+    store
+        .create_session("expired", &alice.id, now_ms() - 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.account_by_session("live").await.unwrap().unwrap().id,
+        alice.id
+    );
     assert!(store.account_by_session("expired").await.unwrap().is_none());
     store.delete_session("live").await.unwrap();
     assert!(store.account_by_session("live").await.unwrap().is_none());
 
-    let key = store.create_api_key(&alice.id, "cli", "keyhash", "chorus_abc").await.unwrap();
+    let key = store
+        .create_api_key(&alice.id, "cli", "keyhash", "chorus_abc")
+        .await
+        .unwrap();
     assert_eq!(key.prefix, "chorus_abc");
-    assert_eq!(store.account_by_api_key("keyhash").await.unwrap().unwrap().id, alice.id);
-    assert!(store.account_by_api_key("otherhash").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .account_by_api_key("keyhash")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        alice.id
+    );
+    assert!(
+        store
+            .account_by_api_key("otherhash")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn conversations_and_ownership(store: &Store) {
     let bob = store.create_account("bob", Role::User, None).await.unwrap();
     let eve = store.create_account("eve", Role::User, None).await.unwrap();
-    let first = store.create_conversation(&bob.id, "first", "scripted/demo", None).await.unwrap();
+    let first = store
+        .create_conversation(&bob.id, "first", "scripted/demo", None)
+        .await
+        .unwrap();
     let second = store
         .create_conversation(&bob.id, "second", "scripted/demo", Some("be brief"))
         .await
@@ -94,16 +149,50 @@ async fn conversations_and_ownership(store: &Store) {
     let listed = store.list_conversations(&bob.id, 10).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].id, second.id, "newest first");
-    assert!(store.list_conversations(&eve.id, 10).await.unwrap().is_empty());
-    assert!(store.conversation(&eve.id, &first.id).await.unwrap().is_none(), "not eve's");
+    assert!(
+        store
+            .list_conversations(&eve.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .conversation(&eve.id, &first.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "not eve's"
+    );
     assert_eq!(
-        store.conversation(&bob.id, &second.id).await.unwrap().unwrap().system_prompt.as_deref(),
+        store
+            .conversation(&bob.id, &second.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .system_prompt
+            .as_deref(),
         Some("be brief")
     );
-    assert!(store.conversation(&bob.id, &ConversationId::generate()).await.unwrap().is_none());
+    assert!(!store.rename_conversation(&eve.id, &first.id, "mine now").await.unwrap());
+    assert!(store.rename_conversation(&bob.id, &first.id, "renamed").await.unwrap());
+    assert_eq!(store.conversation(&bob.id, &first.id).await.unwrap().unwrap().title, "renamed");
+    assert!(!store.delete_conversation(&eve.id, &first.id).await.unwrap(), "not eve's to delete");
+    assert!(
+        store
+            .conversation(&bob.id, &ConversationId::generate())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
-fn turn(store_account: &chorus_core::store::Account, conv: &ConversationId, parent: Option<MessageId>, text: &str) -> NewTurn {
+fn turn(
+    store_account: &chorus_core::store::Account,
+    conv: &ConversationId,
+    parent: Option<MessageId>,
+    text: &str,
+) -> NewTurn {
     NewTurn {
         account_id: store_account.id.clone(),
         conversation_id: conv.clone(),
@@ -114,31 +203,58 @@ fn turn(store_account: &chorus_core::store::Account, conv: &ConversationId, pare
 }
 
 async fn runs_checkpoints_and_finish(store: &Store) {
-    let carol = store.create_account("carol", Role::User, None).await.unwrap();
-    let conv = store.create_conversation(&carol.id, "c", "scripted/demo", None).await.unwrap();
+    let carol = store
+        .create_account("carol", Role::User, None)
+        .await
+        .unwrap();
+    let conv = store
+        .create_conversation(&carol.id, "c", "scripted/demo", None)
+        .await
+        .unwrap();
     let lease = now_ms() + 60_000;
-    let ids = store.start_turn(&turn(&carol, &conv.id, None, "hello"), OWNER, lease).await.unwrap();
+    let ids = store
+        .start_turn(&turn(&carol, &conv.id, None, "hello"), OWNER, lease)
+        .await
+        .unwrap();
     let run = store.run(&ids.run_id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Queued);
     assert_eq!(run.message_id, ids.assistant_message_id);
     store.mark_streaming(&ids.run_id).await.unwrap();
 
     // Checkpoints renew the lease and report stop requests; only the owner may write.
-    assert!(!store.checkpoint(&ids.run_id, OWNER, "Hel", 3, lease).await.unwrap());
-    let stolen = store.checkpoint(&ids.run_id, "instance-b", "X", 9, lease).await.unwrap_err();
+    assert!(
+        !store
+            .checkpoint(&ids.run_id, OWNER, "Hel", 3, lease)
+            .await
+            .unwrap()
+    );
+    let stolen = store
+        .checkpoint(&ids.run_id, "instance-b", "X", 9, lease)
+        .await
+        .unwrap_err();
     assert!(matches!(stolen, StoreError::NotFound(_)));
     let messages = store.messages(&conv.id).await.unwrap();
     assert_eq!(messages.len(), 2);
-    assert_eq!(messages[1].content, "Hel", "live run text is merged into its message");
+    assert_eq!(
+        messages[1].content, "Hel",
+        "live run text is merged into its message"
+    );
     assert_eq!(messages[1].run_status.as_deref(), Some("streaming"));
 
     store.request_stop(&ids.run_id).await.unwrap();
-    assert!(store.checkpoint(&ids.run_id, OWNER, "Hello", 5, lease).await.unwrap());
+    assert!(
+        store
+            .checkpoint(&ids.run_id, OWNER, "Hello", 5, lease)
+            .await
+            .unwrap()
+    );
 
     // A continuation cannot start while the run is active.
     let active = store.run(&ids.run_id).await.unwrap().unwrap();
     assert!(matches!(
-        store.start_continuation(&active, "scripted/demo", OWNER, lease).await,
+        store
+            .start_continuation(&active, "scripted/demo", OWNER, lease)
+            .await,
         Err(StoreError::Conflict(_))
     ));
 
@@ -151,19 +267,46 @@ async fn runs_checkpoints_and_finish(store: &Store) {
         prompt_tokens: Some(3),
         completion_tokens: Some(2),
     };
-    assert!(!store.finish_run(&ids.run_id, "instance-b", &outcome).await.unwrap(), "not b's run");
-    assert!(store.finish_run(&ids.run_id, OWNER, &outcome).await.unwrap());
-    assert!(!store.finish_run(&ids.run_id, OWNER, &outcome).await.unwrap(), "ends once");
+    assert!(
+        !store
+            .finish_run(&ids.run_id, "instance-b", &outcome)
+            .await
+            .unwrap(),
+        "not b's run"
+    );
+    assert!(
+        store
+            .finish_run(&ids.run_id, OWNER, &outcome)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_run(&ids.run_id, OWNER, &outcome)
+            .await
+            .unwrap(),
+        "ends once"
+    );
     let stopped = store.run(&ids.run_id).await.unwrap().unwrap();
     assert_eq!(stopped.status, RunStatus::Stopped);
     assert_eq!(stopped.completion_tokens, Some(2));
-    assert_eq!(store.message_content(&ids.assistant_message_id).await.unwrap(), "Hello");
+    assert_eq!(
+        store
+            .message_content(&ids.assistant_message_id)
+            .await
+            .unwrap(),
+        "Hello"
+    );
 
     // The continuation extends the same message.
-    let next = store.start_continuation(&stopped, "scripted/demo", OWNER, lease).await.unwrap();
+    let next = store
+        .start_continuation(&stopped, "scripted/demo", OWNER, lease)
+        .await
+        .unwrap();
     let cont = store.run(&next).await.unwrap().unwrap();
     assert_eq!(cont.message_id, ids.assistant_message_id);
     assert_eq!(cont.continues_run_id.as_ref(), Some(&ids.run_id));
+    assert_eq!(cont.prefix_len, 5, "the continuation extends the 5 bytes of 'Hello'");
     let done = RunOutcome {
         status: RunStatus::Complete,
         text: ", world".into(),
@@ -172,54 +315,142 @@ async fn runs_checkpoints_and_finish(store: &Store) {
         ..outcome
     };
     assert!(store.finish_run(&next, OWNER, &done).await.unwrap());
-    assert_eq!(store.message_content(&ids.assistant_message_id).await.unwrap(), "Hello, world");
+    assert_eq!(
+        store
+            .message_content(&ids.assistant_message_id)
+            .await
+            .unwrap(),
+        "Hello, world"
+    );
 
     // A second turn hangs under the first reply; the branch walks root to leaf.
     let latest = store.latest_message(&conv.id).await.unwrap().unwrap();
     assert_eq!(latest, ids.assistant_message_id);
-    let ids2 = store.start_turn(&turn(&carol, &conv.id, Some(latest), "again"), OWNER, lease).await.unwrap();
+    let ids2 = store
+        .start_turn(&turn(&carol, &conv.id, Some(latest), "again"), OWNER, lease)
+        .await
+        .unwrap();
     let branch = store.branch(&conv.id, &ids2.user_message_id).await.unwrap();
     let contents: Vec<_> = branch.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(contents, ["hello", "Hello, world", "again"]);
     // An edit: a sibling of the first user message starts a new branch.
-    let ids3 = store.start_turn(&turn(&carol, &conv.id, None, "edited hello"), OWNER, lease).await.unwrap();
-    let branch = store.branch(&conv.id, &ids3.assistant_message_id).await.unwrap();
+    let ids3 = store
+        .start_turn(&turn(&carol, &conv.id, None, "edited hello"), OWNER, lease)
+        .await
+        .unwrap();
+    let branch = store
+        .branch(&conv.id, &ids3.assistant_message_id)
+        .await
+        .unwrap();
     assert_eq!(branch.len(), 2);
     assert_eq!(branch[0].content, "edited hello");
-    assert!(store.message_in_conversation(&conv.id, &ids3.user_message_id).await.unwrap());
-    assert!(!store.message_in_conversation(&conv.id, &MessageId::generate()).await.unwrap());
+    assert!(
+        store
+            .message_in_conversation(&conv.id, &ids3.user_message_id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .message_in_conversation(&conv.id, &MessageId::generate())
+            .await
+            .unwrap()
+    );
+}
+
+async fn deleting_a_conversation_removes_its_tree(store: &Store) {
+    let fay = store.create_account("fay", Role::User, None).await.unwrap();
+    let conv = store.create_conversation(&fay.id, "f", "scripted/demo", None).await.unwrap();
+    let lease = now_ms() + 60_000;
+    let first = store.start_turn(&turn(&fay, &conv.id, None, "one"), OWNER, lease).await.unwrap();
+    let busy = store.delete_conversation(&fay.id, &conv.id).await.unwrap_err();
+    assert!(matches!(busy, StoreError::Conflict(_)), "refused while a run is going");
+    let done = RunOutcome {
+        status: RunStatus::Complete,
+        text: "reply".into(),
+        seq: 3,
+        finish_reason: Some("stop".into()),
+        error: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+    };
+    assert!(store.finish_run(&first.run_id, OWNER, &done).await.unwrap());
+    let second = store
+        .start_turn(&turn(&fay, &conv.id, Some(first.assistant_message_id.clone()), "two"), OWNER, lease)
+        .await
+        .unwrap();
+    assert!(store.finish_run(&second.run_id, OWNER, &done).await.unwrap());
+    assert!(store.delete_conversation(&fay.id, &conv.id).await.unwrap());
+    assert!(store.conversation(&fay.id, &conv.id).await.unwrap().is_none());
+    assert!(store.messages(&conv.id).await.unwrap().is_empty());
+    assert!(store.run(&first.run_id).await.unwrap().is_none());
 }
 
 async fn orphans_are_interrupted_once(store: &Store) {
     let dan = store.create_account("dan", Role::User, None).await.unwrap();
-    let conv = store.create_conversation(&dan.id, "d", "scripted/demo", None).await.unwrap();
+    let conv = store
+        .create_conversation(&dan.id, "d", "scripted/demo", None)
+        .await
+        .unwrap();
     let lapsed = store
-        .start_turn(&turn(&dan, &conv.id, None, "q1"), "dead-instance", now_ms() - 1)
+        .start_turn(
+            &turn(&dan, &conv.id, None, "q1"),
+            "dead-instance",
+            now_ms() - 1,
+        )
         .await
         .unwrap();
     let mine = store
         .start_turn(&turn(&dan, &conv.id, None, "q2"), OWNER, now_ms() + 60_000)
         .await
         .unwrap();
-    store.checkpoint(&lapsed.run_id, "dead-instance", "partial", 4, now_ms() - 1).await.unwrap();
+    store
+        .checkpoint(&lapsed.run_id, "dead-instance", "partial", 4, now_ms() - 1)
+        .await
+        .unwrap();
 
     let orphans = store.orphaned_runs(None).await.unwrap();
     let ids: Vec<&RunId> = orphans.iter().map(|r| &r.id).collect();
     assert!(ids.contains(&&lapsed.run_id));
     assert!(!ids.contains(&&mine.run_id), "a live lease is not orphaned");
     let after_restart = store.orphaned_runs(Some(OWNER)).await.unwrap();
-    assert!(after_restart.iter().any(|r| r.id == mine.run_id), "a restarted owner reclaims its runs");
+    assert!(
+        after_restart.iter().any(|r| r.id == mine.run_id),
+        "a restarted owner reclaims its runs"
+    );
 
     let orphan = orphans.into_iter().find(|r| r.id == lapsed.run_id).unwrap();
     assert_eq!(orphan.text, "partial");
-    assert!(store.interrupt_orphan(&orphan, "partial text", 6).await.unwrap());
-    assert!(!store.interrupt_orphan(&orphan, "partial text", 6).await.unwrap(), "only once");
+    assert!(
+        store
+            .interrupt_orphan(&orphan, "partial text", 6)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .interrupt_orphan(&orphan, "partial text", 6)
+            .await
+            .unwrap(),
+        "only once"
+    );
     let run = store.run(&lapsed.run_id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Interrupted);
     assert_eq!(run.text, "partial text");
-    assert_eq!(store.message_content(&lapsed.assistant_message_id).await.unwrap(), "partial text");
+    assert_eq!(
+        store
+            .message_content(&lapsed.assistant_message_id)
+            .await
+            .unwrap(),
+        "partial text"
+    );
     // The dead owner can no longer write to it.
-    assert!(store.checkpoint(&lapsed.run_id, "dead-instance", "late", 9, now_ms()).await.is_err());
+    assert!(
+        store
+            .checkpoint(&lapsed.run_id, "dead-instance", "late", 9, now_ms())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]

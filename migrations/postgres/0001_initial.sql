@@ -70,6 +70,8 @@ CREATE TABLE runs (
     model TEXT NOT NULL,
     status TEXT NOT NULL,
     text TEXT NOT NULL,
+    -- Byte length of the message text before this run (what a continuation extends).
+    prefix_len BIGINT NOT NULL,
     checkpoint_seq BIGINT NOT NULL,
     finish_reason TEXT,
     error TEXT,

@@ -57,4 +57,8 @@ pub fn routes() -> Router<AppState> {
             "/assets/app.css",
             get(|| async { asset("text/css; charset=utf-8", include_str!("assets/app.css")) }),
         )
+        .route(
+            "/assets/favicon.svg",
+            get(|| async { asset("image/svg+xml", include_str!("assets/favicon.svg")) }),
+        )
 }

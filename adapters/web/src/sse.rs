@@ -71,7 +71,7 @@ pub fn run_events(entries: EntryStream, shutdown: tokio_util::sync::Cancellation
                 .data(serde_json::to_string(&entry.event).unwrap_or_else(|_| "{}".into())),
             Err(e) => {
                 tracing::warn!(error = %e, "run stream failed");
-                Event::default().event("error").data(
+                Event::default().event("journal_error").data(
                     serde_json::json!({"message": "the run's journal is unavailable; reconnect"})
                         .to_string(),
                 )

@@ -35,7 +35,9 @@ impl RunLog {
         let (base, entries) = &*guard;
         let start = (after.saturating_sub(*base) as usize).min(entries.len());
         into.extend(entries[start..].iter().cloned());
-        entries.last().is_some_and(|e| e.event.is_finished() && e.seq <= after)
+        entries
+            .last()
+            .is_some_and(|e| e.event.is_finished() && e.seq <= after)
     }
 }
 

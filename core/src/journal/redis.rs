@@ -48,7 +48,13 @@ impl RedisJournal {
         retention: Duration,
     ) -> Result<Self, JournalError> {
         let client = Client::open(url)?;
-        let conn = client.get_multiplexed_async_connection().await?;
+        // The library's default (500 ms) turns a busy moment of this process into
+        // broken streams and 500s; the commands are cheap, so only a dead Redis is slow.
+        let conn_config =
+            AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&conn_config)
+            .await?;
         let inner = Arc::new(Inner {
             conn,
             prefix: prefix.to_string(),
@@ -320,7 +326,11 @@ impl ReaderState {
                     return Some(Err(e));
                 }
                 if self.buffer.is_empty() {
-                    match self.inner.finished_at_or_before(&self.run, self.cursor).await {
+                    match self
+                        .inner
+                        .finished_at_or_before(&self.run, self.cursor)
+                        .await
+                    {
                         Ok(true) => {
                             self.done = true;
                             return None;

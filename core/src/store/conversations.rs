@@ -45,6 +45,12 @@ pub struct Message {
     /// The newest run that wrote this message, if any.
     pub run_id: Option<RunId>,
     pub run_status: Option<String>,
+    /// Why the newest run ended (`stop`, `length`, `stopped`, ...), once it has.
+    pub run_finish_reason: Option<String>,
+    pub run_error: Option<String>,
+    /// Token usage of the newest run, as reported by its provider.
+    pub run_prompt_tokens: Option<i64>,
+    pub run_completion_tokens: Option<i64>,
 }
 
 /// The user turn that starts a run: what the user wrote and where it hangs in the tree.
@@ -140,6 +146,56 @@ impl Store {
         Ok(row.as_ref().map(Conversation::from_row).transpose()?)
     }
 
+    /// Renames a conversation `account` owns; false when it owns none by that id.
+    pub async fn rename_conversation(
+        &self,
+        account: &AccountId,
+        id: &ConversationId,
+        title: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE conversations SET title = $1, updated_at = $2 WHERE id = $3 AND account_id = $4")
+            .bind(title)
+            .bind(now_ms())
+            .bind(id.as_str())
+            .bind(account.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes a conversation `account` owns, with its messages, runs and bindings, in
+    /// one transaction; refused while one of its runs is still going.
+    pub async fn delete_conversation(&self, account: &AccountId, id: &ConversationId) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let owned = sqlx::query("SELECT id FROM conversations WHERE id = $1 AND account_id = $2")
+            .bind(id.as_str())
+            .bind(account.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if owned.is_none() {
+            return Ok(false);
+        }
+        let active = sqlx::query("SELECT id FROM runs WHERE conversation_id = $1 AND status IN ('queued', 'streaming')")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if active.is_some() {
+            return Err(StoreError::Conflict("a reply in this conversation is still going; stop it first".into()));
+        }
+        for sql in [
+            "DELETE FROM bindings WHERE conversation_id = $1",
+            "DELETE FROM runs WHERE conversation_id = $1",
+            // Unlink the tree first, so its self-references never block a delete.
+            "UPDATE messages SET parent_id = NULL WHERE conversation_id = $1",
+            "DELETE FROM messages WHERE conversation_id = $1",
+            "DELETE FROM conversations WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Every message of a conversation in creation order, with live run text merged in.
     pub async fn messages(
         &self,
@@ -153,7 +209,8 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         let runs = sqlx::query(
-            "SELECT id, message_id, status, text FROM runs WHERE conversation_id = $1 ORDER BY created_at, id",
+            "SELECT id, message_id, status, text, finish_reason, error, prompt_tokens, completion_tokens \
+             FROM runs WHERE conversation_id = $1 ORDER BY created_at, id",
         )
         .bind(conversation.as_str())
         .fetch_all(self.pool())
@@ -172,6 +229,10 @@ impl Store {
                     created_at: row.try_get("created_at")?,
                     run_id: None,
                     run_status: None,
+                    run_finish_reason: None,
+                    run_error: None,
+                    run_prompt_tokens: None,
+                    run_completion_tokens: None,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -186,6 +247,10 @@ impl Store {
                 }
                 m.run_id = Some(RunId::from_stored(run.try_get("id")?));
                 m.run_status = Some(status);
+                m.run_finish_reason = run.try_get("finish_reason")?;
+                m.run_error = run.try_get("error")?;
+                m.run_prompt_tokens = run.try_get("prompt_tokens")?;
+                m.run_completion_tokens = run.try_get("completion_tokens")?;
             }
         }
         Ok(messages)

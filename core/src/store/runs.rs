@@ -61,6 +61,9 @@ pub struct Run {
     pub status: RunStatus,
     /// The text this run produced (checkpointed while streaming, final once ended).
     pub text: String,
+    /// Byte length of the message text before this run.
+    #[serde(skip)]
+    pub prefix_len: i64,
     pub checkpoint_seq: i64,
     pub finish_reason: Option<String>,
     pub error: Option<String>,
@@ -88,6 +91,7 @@ impl Run {
             model: row.try_get("model")?,
             status: RunStatus::parse(&row.try_get::<String, _>("status")?),
             text: row.try_get("text")?,
+            prefix_len: row.try_get("prefix_len")?,
             checkpoint_seq: row.try_get("checkpoint_seq")?,
             finish_reason: row.try_get("finish_reason")?,
             error: row.try_get("error")?,
@@ -114,7 +118,7 @@ pub struct RunOutcome {
     pub completion_tokens: Option<i64>,
 }
 
-const RUN_COLUMNS: &str = "id, account_id, conversation_id, message_id, continues_run_id, model, status, text, \
+const RUN_COLUMNS: &str = "id, account_id, conversation_id, message_id, continues_run_id, model, status, text, prefix_len, \
     checkpoint_seq, finish_reason, error, prompt_tokens, completion_tokens, lease_owner, lease_expires_at, \
     created_at, updated_at, finished_at";
 
@@ -403,8 +407,9 @@ async fn insert_run(
     let now = now_ms();
     sqlx::query(
         "INSERT INTO runs (id, account_id, conversation_id, message_id, continues_run_id, model, status, text, \
-         checkpoint_seq, stop_requested, lease_owner, lease_expires_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'queued', '', 0, 0, $7, $8, $9, $9)",
+         prefix_len, checkpoint_seq, stop_requested, lease_owner, lease_expires_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', '', \
+         (SELECT octet_length(content) FROM messages WHERE id = $4), 0, 0, $7, $8, $9, $9)",
     )
     .bind(id.as_str())
     .bind(account.as_str())

@@ -53,6 +53,33 @@ pub async fn get(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RenameConversation {
+    title: String,
+}
+
+pub async fn rename(
+    State(state): State<AppState>,
+    Authed(account): Authed,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RenameConversation>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, ConversationId::parse, "conversation")?;
+    state.core.rename_conversation(&account, &id, &req.title).await?;
+    Ok(Json(json!(state.core.conversation(&account, &id).await?.conversation)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Authed(account): Authed,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, ConversationId::parse, "conversation")?;
+    state.core.delete_conversation(&account, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SendMessage {
     content: String,
     parent_id: Option<String>,

@@ -23,7 +23,10 @@ pub fn routes() -> Router<AppState> {
             "/api/conversations",
             get(conversations::list).post(conversations::create),
         )
-        .route("/api/conversations/{id}", get(conversations::get))
+        .route(
+            "/api/conversations/{id}",
+            get(conversations::get).patch(conversations::rename).delete(conversations::delete),
+        )
         .route(
             "/api/conversations/{id}/messages",
             post(conversations::send),
@@ -76,7 +79,8 @@ mod tests {
     /// Every route of the API is documented in openapi.json, and nothing else is.
     #[test]
     fn openapi_documents_every_route() {
-        let spec: serde_json::Value = serde_json::from_str(include_str!("../../openapi.json")).unwrap();
+        let spec: serde_json::Value =
+            serde_json::from_str(include_str!("../../openapi.json")).unwrap();
         let documented: std::collections::BTreeSet<String> =
             spec["paths"].as_object().unwrap().keys().cloned().collect();
         let source = include_str!("mod.rs");
