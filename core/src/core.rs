@@ -10,8 +10,8 @@ use crate::journal::{
     EntryStream, Journal, JournalEntry, JournalError, MemoryJournal, RedisJournal, RunEvent,
 };
 use crate::provider::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderRegistry};
-use crate::store::{RunStatus, 
-    Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, Store, StoreError,
+use crate::store::{
+    Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, RunStatus, Store, StoreError,
 };
 use crate::time::now_ms;
 use std::sync::Arc;
@@ -298,19 +298,34 @@ impl Core {
         })
     }
 
-    pub async fn rename_conversation(&self, account: &Account, id: &ConversationId, title: &str) -> Result<(), CoreError> {
+    pub async fn rename_conversation(
+        &self,
+        account: &Account,
+        id: &ConversationId,
+        title: &str,
+    ) -> Result<(), CoreError> {
         let title = title.trim();
         if title.is_empty() || title.chars().count() > 200 {
-            return Err(CoreError::Invalid("title must be 1 to 200 characters".into()));
+            return Err(CoreError::Invalid(
+                "title must be 1 to 200 characters".into(),
+            ));
         }
-        if self.store.rename_conversation(&account.id, id, title).await? {
+        if self
+            .store
+            .rename_conversation(&account.id, id, title)
+            .await?
+        {
             Ok(())
         } else {
             Err(CoreError::NotFound("conversation"))
         }
     }
 
-    pub async fn delete_conversation(&self, account: &Account, id: &ConversationId) -> Result<(), CoreError> {
+    pub async fn delete_conversation(
+        &self,
+        account: &Account,
+        id: &ConversationId,
+    ) -> Result<(), CoreError> {
         if self.store.delete_conversation(&account.id, id).await? {
             Ok(())
         } else {
@@ -534,9 +549,14 @@ fn settled_events(run: &Run, backlog: Vec<JournalEntry>, after: u64) -> Vec<Jour
         return vec![
             JournalEntry {
                 seq: seq + 1,
-                event: RunEvent::Snapshot { text: run.text.clone() },
+                event: RunEvent::Snapshot {
+                    text: run.text.clone(),
+                },
             },
-            JournalEntry { seq: seq + 2, event: finished_event },
+            JournalEntry {
+                seq: seq + 2,
+                event: finished_event,
+            },
         ];
     }
     let rebuilt = !matches!(backlog[0].event, RunEvent::Started { .. });
@@ -545,7 +565,10 @@ fn settled_events(run: &Run, backlog: Vec<JournalEntry>, after: u64) -> Vec<Jour
         .iter()
         .find(|e| e.event.is_finished())
         .cloned()
-        .unwrap_or(JournalEntry { seq: last_seq + 1, event: finished_event });
+        .unwrap_or(JournalEntry {
+            seq: last_seq + 1,
+            event: finished_event,
+        });
     let mut entries: Vec<JournalEntry> = if rebuilt {
         backlog
     } else {
@@ -691,15 +714,31 @@ mod tests {
         let run = ended_run("partial", 7);
         let got = settled_events(&run, vec![], 42);
         assert_eq!(kinds(&got), [(8, "snapshot"), (9, "finished")]);
-        assert_eq!(got[0].event, RunEvent::Snapshot { text: "partial".into() });
+        assert_eq!(
+            got[0].event,
+            RunEvent::Snapshot {
+                text: "partial".into()
+            }
+        );
     }
 
     #[test]
     fn readers_get_the_rest_or_finished_again() {
         let run = ended_run("ab", 0);
-        let backlog = vec![entry(1, started()), entry(2, delta("a")), entry(3, delta("b")), entry(4, finished())];
-        assert_eq!(kinds(&settled_events(&run, backlog.clone(), 2)), [(3, "delta"), (4, "finished")]);
-        assert_eq!(kinds(&settled_events(&run, backlog.clone(), 4)), [(4, "finished")]);
+        let backlog = vec![
+            entry(1, started()),
+            entry(2, delta("a")),
+            entry(3, delta("b")),
+            entry(4, finished()),
+        ];
+        assert_eq!(
+            kinds(&settled_events(&run, backlog.clone(), 2)),
+            [(3, "delta"), (4, "finished")]
+        );
+        assert_eq!(
+            kinds(&settled_events(&run, backlog.clone(), 4)),
+            [(4, "finished")]
+        );
         assert_eq!(kinds(&settled_events(&run, backlog, 99)), [(4, "finished")]);
     }
 
@@ -707,19 +746,33 @@ mod tests {
     fn a_rebuilt_journal_is_sent_from_its_snapshot() {
         let run = ended_run("checkpointed", 30);
         let backlog = vec![
-            entry(31, RunEvent::Snapshot { text: "checkpointed".into() }),
+            entry(
+                31,
+                RunEvent::Snapshot {
+                    text: "checkpointed".into(),
+                },
+            ),
             entry(32, finished()),
         ];
         // The reader saw seq 40 before the crash: its seqs belong to lost events.
-        assert_eq!(kinds(&settled_events(&run, backlog, 40)), [(31, "snapshot"), (32, "finished")]);
+        assert_eq!(
+            kinds(&settled_events(&run, backlog, 40)),
+            [(31, "snapshot"), (32, "finished")]
+        );
     }
 
     #[test]
     fn a_missing_finished_comes_from_the_store() {
         let run = ended_run("ab", 0);
-        let backlog = vec![entry(1, started()), entry(2, delta("a")), entry(3, delta("b"))];
+        let backlog = vec![
+            entry(1, started()),
+            entry(2, delta("a")),
+            entry(3, delta("b")),
+        ];
         let got = settled_events(&run, backlog, 1);
         assert_eq!(kinds(&got), [(2, "delta"), (3, "delta"), (4, "finished")]);
-        assert!(matches!(&got[2].event, RunEvent::Finished { status, .. } if status == "interrupted"));
+        assert!(
+            matches!(&got[2].event, RunEvent::Finished { status, .. } if status == "interrupted")
+        );
     }
 }

@@ -174,10 +174,31 @@ async fn conversations_and_ownership(store: &Store) {
             .as_deref(),
         Some("be brief")
     );
-    assert!(!store.rename_conversation(&eve.id, &first.id, "mine now").await.unwrap());
-    assert!(store.rename_conversation(&bob.id, &first.id, "renamed").await.unwrap());
-    assert_eq!(store.conversation(&bob.id, &first.id).await.unwrap().unwrap().title, "renamed");
-    assert!(!store.delete_conversation(&eve.id, &first.id).await.unwrap(), "not eve's to delete");
+    assert!(
+        !store
+            .rename_conversation(&eve.id, &first.id, "mine now")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .rename_conversation(&bob.id, &first.id, "renamed")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .conversation(&bob.id, &first.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .title,
+        "renamed"
+    );
+    assert!(
+        !store.delete_conversation(&eve.id, &first.id).await.unwrap(),
+        "not eve's to delete"
+    );
     assert!(
         store
             .conversation(&bob.id, &ConversationId::generate())
@@ -306,7 +327,10 @@ async fn runs_checkpoints_and_finish(store: &Store) {
     let cont = store.run(&next).await.unwrap().unwrap();
     assert_eq!(cont.message_id, ids.assistant_message_id);
     assert_eq!(cont.continues_run_id.as_ref(), Some(&ids.run_id));
-    assert_eq!(cont.prefix_len, 5, "the continuation extends the 5 bytes of 'Hello'");
+    assert_eq!(
+        cont.prefix_len, 5,
+        "the continuation extends the 5 bytes of 'Hello'"
+    );
     let done = RunOutcome {
         status: RunStatus::Complete,
         text: ", world".into(),
@@ -360,11 +384,23 @@ async fn runs_checkpoints_and_finish(store: &Store) {
 
 async fn deleting_a_conversation_removes_its_tree(store: &Store) {
     let fay = store.create_account("fay", Role::User, None).await.unwrap();
-    let conv = store.create_conversation(&fay.id, "f", "scripted/demo", None).await.unwrap();
+    let conv = store
+        .create_conversation(&fay.id, "f", "scripted/demo", None)
+        .await
+        .unwrap();
     let lease = now_ms() + 60_000;
-    let first = store.start_turn(&turn(&fay, &conv.id, None, "one"), OWNER, lease).await.unwrap();
-    let busy = store.delete_conversation(&fay.id, &conv.id).await.unwrap_err();
-    assert!(matches!(busy, StoreError::Conflict(_)), "refused while a run is going");
+    let first = store
+        .start_turn(&turn(&fay, &conv.id, None, "one"), OWNER, lease)
+        .await
+        .unwrap();
+    let busy = store
+        .delete_conversation(&fay.id, &conv.id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(busy, StoreError::Conflict(_)),
+        "refused while a run is going"
+    );
     let done = RunOutcome {
         status: RunStatus::Complete,
         text: "reply".into(),
@@ -376,12 +412,32 @@ async fn deleting_a_conversation_removes_its_tree(store: &Store) {
     };
     assert!(store.finish_run(&first.run_id, OWNER, &done).await.unwrap());
     let second = store
-        .start_turn(&turn(&fay, &conv.id, Some(first.assistant_message_id.clone()), "two"), OWNER, lease)
+        .start_turn(
+            &turn(
+                &fay,
+                &conv.id,
+                Some(first.assistant_message_id.clone()),
+                "two",
+            ),
+            OWNER,
+            lease,
+        )
         .await
         .unwrap();
-    assert!(store.finish_run(&second.run_id, OWNER, &done).await.unwrap());
+    assert!(
+        store
+            .finish_run(&second.run_id, OWNER, &done)
+            .await
+            .unwrap()
+    );
     assert!(store.delete_conversation(&fay.id, &conv.id).await.unwrap());
-    assert!(store.conversation(&fay.id, &conv.id).await.unwrap().is_none());
+    assert!(
+        store
+            .conversation(&fay.id, &conv.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(store.messages(&conv.id).await.unwrap().is_empty());
     assert!(store.run(&first.run_id).await.unwrap().is_none());
 }

@@ -1,1 +1,78 @@
+//! The end-to-end harness: it runs the real `chorus` binary as a child process against
+//! real PostgreSQL and Redis, and talks to it only over HTTP and the CLI, the way an
+//! operator and a browser would.
+//!
+//! - [`services`]: a fresh PostgreSQL database and a unique Redis key prefix per test,
+//!   failing loudly (never skipping) when either service is unreachable.
+//! - [`server`]: [`TestServer`] writes a config, spawns `chorus serve` on a free port,
+//!   waits for `/healthz`, and can `kill -9` and restart it.
+//! - [`client`]: [`ApiClient`], a typed wrapper over the JSON API, and a reader of a
+//!   run's server-sent events that can stop after k events and resume.
+//! - [`fake_openai`]: a local OpenAI Chat Completions server that replays the
+//!   documented streaming wire format and records every request.
+//! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
 
+pub mod client;
+pub mod fake_openai;
+pub mod server;
+pub mod services;
+pub mod wait;
+
+pub use client::{ApiClient, Resume, RunEvents, SentMessage, SseEvent};
+pub use fake_openai::FakeOpenAi;
+pub use server::{ProviderSpec, ServerConfig, TestServer, chorus_bin};
+pub use services::{TestDatabase, TestRedis};
+
+/// The password every test account gets (long enough for the server's minimum).
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A deterministic reply of `tokens` word-sized tokens for the scripted provider. It
+/// mixes punctuation, repeated spaces, newlines and non-ASCII text so any dropped,
+/// repeated or reordered token changes the concatenation.
+pub fn script(tokens: usize) -> String {
+    const WORDS: &[&str] = &[
+        "Chorus",
+        "keeps",
+        "every",
+        "event,",
+        "ünïcode",
+        "✓",
+        "`code`",
+        "and",
+        "**bold**",
+        "text;",
+        "nothing",
+        "is",
+        "lost.",
+    ];
+    let mut out = String::new();
+    for i in 0..tokens {
+        out.push_str(WORDS[i % WORDS.len()]);
+        out.push_str(&i.to_string());
+        if i + 1 < tokens {
+            out.push_str(match i % 7 {
+                3 => "\n\n",
+                5 => "  ",
+                _ => " ",
+            });
+        }
+    }
+    out
+}
+
+/// A unique account name for one test.
+pub fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Creates an account on `server` (through the CLI) and returns a client logged in
+/// as it with a session cookie.
+pub async fn logged_in_client(server: &TestServer, name: &str) -> anyhow::Result<ApiClient> {
+    server.create_user(name, PASSWORD).await?;
+    let client = server.client();
+    client.login(name, PASSWORD).await?;
+    Ok(client)
+}

@@ -165,7 +165,11 @@ impl Store {
 
     /// Deletes a conversation `account` owns, with its messages, runs and bindings, in
     /// one transaction; refused while one of its runs is still going.
-    pub async fn delete_conversation(&self, account: &AccountId, id: &ConversationId) -> Result<bool, StoreError> {
+    pub async fn delete_conversation(
+        &self,
+        account: &AccountId,
+        id: &ConversationId,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let owned = sqlx::query("SELECT id FROM conversations WHERE id = $1 AND account_id = $2")
             .bind(id.as_str())
@@ -175,12 +179,16 @@ impl Store {
         if owned.is_none() {
             return Ok(false);
         }
-        let active = sqlx::query("SELECT id FROM runs WHERE conversation_id = $1 AND status IN ('queued', 'streaming')")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let active = sqlx::query(
+            "SELECT id FROM runs WHERE conversation_id = $1 AND status IN ('queued', 'streaming')",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
         if active.is_some() {
-            return Err(StoreError::Conflict("a reply in this conversation is still going; stop it first".into()));
+            return Err(StoreError::Conflict(
+                "a reply in this conversation is still going; stop it first".into(),
+            ));
         }
         for sql in [
             "DELETE FROM bindings WHERE conversation_id = $1",

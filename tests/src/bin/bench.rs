@@ -4,11 +4,16 @@
 //! fresh data dir, creates an account and API key, then for each of N concurrent
 //! clients creates a conversation, sends a message and reads the run's SSE stream to
 //! `finished`. Reports replies/s, events/s, the lag each event arrives after its
-//! scheduled time (the scripted provider emits token k at start + k * interval, so
-//! lag = arrival - (first token's arrival + (k - 1) * interval), which is the latency
-//! Chorus adds per event beyond the first), and the server's peak RSS.
+//! scheduled time, and the server's peak RSS. The scripted provider emits token k at
+//! start + k * interval on a fixed schedule, so for each reply offset_k = arrival_k -
+//! k * interval is constant when nothing adds delay; the least-delayed token fixes the
+//! schedule's origin and lag_k = offset_k - min(offset) is the latency Chorus added to
+//! that event (provider task, journal, SSE, HTTP) beyond its best case.
 //!
 //! Usage: bench [--replies N] [--tokens-per-second R] [--tokens T] [--bin PATH] [--redis URL --postgres URL]
+
+// The report on stdout is this program's output.
+#![allow(clippy::print_stdout)]
 
 use anyhow::{Context, Result, bail};
 use eventsource_stream::Eventsource;
@@ -195,35 +200,41 @@ async fn one_reply(
         .error_for_status()?;
     let mut stream = response.bytes_stream().eventsource();
     let mut events = 0;
-    let mut first_delta: Option<Instant> = None;
-    let mut delta_index = 0u32;
-    let mut lags_us = Vec::new();
+    let mut arrivals: Vec<Instant> = Vec::new();
     while let Some(event) = stream.next().await {
         let event = event?;
         events += 1;
         match event.event.as_str() {
-            "delta" => {
-                let now = Instant::now();
-                match first_delta {
-                    None => first_delta = Some(now),
-                    Some(first) => {
-                        let scheduled = first + interval * delta_index;
-                        lags_us.push(now.saturating_duration_since(scheduled).as_micros() as u64);
-                    }
-                }
-                delta_index += 1;
-            }
+            "delta" => arrivals.push(Instant::now()),
             "finished" => {
                 let data: Value = serde_json::from_str(&event.data)?;
                 if data["status"] != "complete" {
                     bail!("run ended {}", data["status"]);
                 }
-                return Ok(ReplyStats { events, lags_us });
+                return Ok(ReplyStats {
+                    events,
+                    lags_us: lags_us(&arrivals, interval),
+                });
             }
             _ => {}
         }
     }
     bail!("stream ended before finished")
+}
+
+/// Each token's delay beyond the reply's least-delayed token, in microseconds.
+fn lags_us(arrivals: &[Instant], interval: Duration) -> Vec<u64> {
+    let Some(&origin) = arrivals.first() else {
+        return Vec::new();
+    };
+    // Offsets relative to the first arrival, signed: arrival_k - origin - k * interval.
+    let offsets: Vec<i128> = arrivals
+        .iter()
+        .enumerate()
+        .map(|(k, &t)| (t - origin).as_micros() as i128 - (interval * k as u32).as_micros() as i128)
+        .collect();
+    let best = offsets.iter().copied().min().unwrap_or(0);
+    offsets.iter().map(|&o| (o - best) as u64).collect()
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {

@@ -64,8 +64,13 @@ pub async fn rename(
     ApiJson(req): ApiJson<RenameConversation>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, ConversationId::parse, "conversation")?;
-    state.core.rename_conversation(&account, &id, &req.title).await?;
-    Ok(Json(json!(state.core.conversation(&account, &id).await?.conversation)))
+    state
+        .core
+        .rename_conversation(&account, &id, &req.title)
+        .await?;
+    Ok(Json(json!(
+        state.core.conversation(&account, &id).await?.conversation
+    )))
 }
 
 pub async fn delete(

@@ -25,7 +25,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/api/conversations/{id}",
-            get(conversations::get).patch(conversations::rename).delete(conversations::delete),
+            get(conversations::get)
+                .patch(conversations::rename)
+                .delete(conversations::delete),
         )
         .route(
             "/api/conversations/{id}/messages",

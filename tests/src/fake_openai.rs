@@ -1,0 +1,312 @@
+//! A fake OpenAI Chat Completions server on `127.0.0.1:0`.
+//!
+//! It answers `POST /v1/chat/completions` in the documented streaming wire format:
+//! `data: {chat.completion.chunk}` events, a chunk with `finish_reason: "stop"`, then
+//! (as the request asks with `stream_options.include_usage`) a chunk with empty
+//! `choices` and the `usage`, then `data: [DONE]`. It records every request's
+//! headers and JSON body, and whether the client hung up before the reply ended.
+//!
+//! What it does is chosen per request by a marker in the last user message:
+//!
+//! | marker              | behaviour                                                   |
+//! |---------------------|-------------------------------------------------------------|
+//! | (none)              | [`NORMAL_CHUNKS`], then stop and usage                      |
+//! | `[midstream-error]` | [`MIDSTREAM_CHUNKS`], then an `error` event, and it closes  |
+//! | `[rate-limit]`      | HTTP 429, `Retry-After: 7`, OpenAI's rate-limit error body  |
+//! | `[slow]`            | [`slow_chunks`], one every [`SLOW_CHUNK_INTERVAL`]          |
+//!
+//! A request whose second-to-last message is the assistant text of a mid-stream
+//! error (a continuation of it) gets [`CONTINUATION_CHUNKS`].
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " the", " fake", " model", "."];
+pub const NORMAL_USAGE: (u64, u64) = (23, 6);
+pub const MIDSTREAM_CHUNKS: &[&str] = &["The answer", " is", " forty"];
+pub const CONTINUATION_CHUNKS: &[&str] = &["-two", ", as", " always."];
+pub const CONTINUATION_USAGE: (u64, u64) = (57, 3);
+/// Exactly what OpenAI sends in a mid-stream error event.
+pub const MIDSTREAM_ERROR_MESSAGE: &str = "The server had an error while processing your request.";
+pub const RATE_LIMIT_MESSAGE: &str = "Rate limit reached for gpt-4o-mini";
+pub const SLOW_CHUNK_INTERVAL: Duration = Duration::from_millis(150);
+
+/// The reply of `[slow]`: 40 chunks.
+pub fn slow_chunks() -> Vec<String> {
+    (0..40).map(|i| format!("slow{i} ")).collect()
+}
+
+/// What the fake did with a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    Normal,
+    MidstreamError,
+    RateLimited,
+    Slow,
+    Continuation,
+}
+
+/// One request as the fake received it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub behaviour: Behaviour,
+    /// Set when the client closed the connection before the reply was complete.
+    pub hung_up: Arc<AtomicBool>,
+}
+
+impl RecordedRequest {
+    /// The `Authorization` header.
+    pub fn authorization(&self) -> Option<&str> {
+        self.headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// `(role, content)` of every message of the request.
+    pub fn messages(&self) -> Vec<(String, String)> {
+        self.body["messages"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| {
+                        (
+                            m["role"].as_str().unwrap_or_default().to_string(),
+                            m["content"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn client_hung_up(&self) -> bool {
+        self.hung_up.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone, Default)]
+struct FakeState {
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+}
+
+/// The running fake. Stops when dropped.
+pub struct FakeOpenAi {
+    addr: std::net::SocketAddr,
+    state: FakeState,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeOpenAi {
+    pub async fn start() -> anyhow::Result<Self> {
+        let state = FakeState::default();
+        let app = Router::new()
+            .route("/v1/chat/completions", post(completions))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    /// The `base_url` to configure: `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for FakeOpenAi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn choose(body: &Value) -> Behaviour {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default();
+    if last_user.contains("[midstream-error]") {
+        return Behaviour::MidstreamError;
+    }
+    if last_user.contains("[rate-limit]") {
+        return Behaviour::RateLimited;
+    }
+    if last_user.contains("[slow]") {
+        return Behaviour::Slow;
+    }
+    let partial = MIDSTREAM_CHUNKS.concat();
+    let continues_partial = messages.len() >= 2
+        && messages[messages.len() - 2]["role"] == "assistant"
+        && messages[messages.len() - 2]["content"] == partial.as_str();
+    if continues_partial {
+        Behaviour::Continuation
+    } else {
+        Behaviour::Normal
+    }
+}
+
+async fn completions(State(state): State<FakeState>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": {"message": format!("invalid JSON: {e}"), "type": "invalid_request_error"}})),
+            )
+                .into_response();
+        }
+    };
+    let behaviour = choose(&body);
+    let hung_up = Arc::new(AtomicBool::new(false));
+    state
+        .requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(RecordedRequest {
+            headers,
+            body: body.clone(),
+            behaviour,
+            hung_up: hung_up.clone(),
+        });
+    let model = body["model"].as_str().unwrap_or("gpt-4o-mini").to_string();
+    let chunk = |content: &str| {
+        sse(json!({
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": created(),
+            "model": model,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": null}],
+        }))
+    };
+    let stop = sse(json!({
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": created(),
+        "model": model,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    }));
+    let usage = |(prompt, completion): (u64, u64)| {
+        sse(json!({
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": created(),
+            "model": model,
+            "choices": [],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        }))
+    };
+    let done = Bytes::from_static(b"data: [DONE]\n\n");
+    let (frames, interval) = match behaviour {
+        Behaviour::RateLimited => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "7")],
+                axum::Json(json!({"error": {
+                    "message": RATE_LIMIT_MESSAGE,
+                    "type": "requests",
+                    "code": "rate_limit_exceeded",
+                }})),
+            )
+                .into_response();
+        }
+        Behaviour::Normal => {
+            let mut frames: Vec<Bytes> = NORMAL_CHUNKS.iter().map(|c| chunk(c)).collect();
+            frames.extend([stop, usage(NORMAL_USAGE), done]);
+            (frames, Duration::from_millis(10))
+        }
+        Behaviour::Continuation => {
+            let mut frames: Vec<Bytes> = CONTINUATION_CHUNKS.iter().map(|c| chunk(c)).collect();
+            frames.extend([stop, usage(CONTINUATION_USAGE), done]);
+            (frames, Duration::from_millis(10))
+        }
+        Behaviour::Slow => {
+            let chunks = slow_chunks();
+            let mut frames: Vec<Bytes> = chunks.iter().map(|c| chunk(c)).collect();
+            frames.extend([stop, usage((10, chunks.len() as u64)), done]);
+            (frames, SLOW_CHUNK_INTERVAL)
+        }
+        Behaviour::MidstreamError => {
+            let mut frames: Vec<Bytes> = MIDSTREAM_CHUNKS.iter().map(|c| chunk(c)).collect();
+            frames.push(sse(json!({"error": {
+                "message": MIDSTREAM_ERROR_MESSAGE,
+                "type": "server_error",
+            }})));
+            (frames, Duration::from_millis(10))
+        }
+    };
+    let guard = HangUpGuard {
+        flag: Some(hung_up),
+    };
+    let stream = futures::stream::unfold(
+        (frames.into_iter(), guard),
+        move |(mut frames, mut guard)| async move {
+            match frames.next() {
+                Some(frame) => {
+                    tokio::time::sleep(interval).await;
+                    Some((Ok::<_, Infallible>(frame), (frames, guard)))
+                }
+                None => {
+                    guard.flag.take(); // the whole reply went out
+                    None
+                }
+            }
+        },
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Records a hang-up when the reply stream is dropped before its end.
+struct HangUpGuard {
+    /// Taken when the reply is complete.
+    flag: Option<Arc<AtomicBool>>,
+}
+
+impl Drop for HangUpGuard {
+    fn drop(&mut self) {
+        if let Some(flag) = &self.flag {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+fn sse(value: Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}
+
+fn created() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}

@@ -1,0 +1,88 @@
+//! End-to-end tests: the real `chorus` binary against real PostgreSQL and Redis, driven
+//! over HTTP and the CLI. One test binary (faster to link); each test starts its own
+//! servers with their own database, data dir and Redis key prefix, so tests run in
+//! parallel.
+//!
+//! Build the binary first: `cargo build -p chorus && cargo test -p chorus-tests`.
+
+mod bad_input;
+mod cli;
+mod crash_recovery;
+mod openai_provider;
+mod sse_resume;
+mod two_instances;
+
+use anyhow::{Result, bail, ensure};
+use chorus_tests::SseEvent;
+use serde_json::Value;
+
+/// Fails unless the events' seqs are `first, first+1, ...` with no gap and no repeat.
+pub fn assert_consecutive(events: &[SseEvent], first: u64) -> Result<()> {
+    for (i, e) in events.iter().enumerate() {
+        let expected = first + i as u64;
+        if e.seq != expected {
+            bail!(
+                "event #{i} has seq {} where {expected} was due; seqs: {:?}",
+                e.seq,
+                events.iter().map(|e| e.seq).collect::<Vec<_>>()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The text a reader shows after applying `events`: deltas append, a snapshot
+/// replaces everything before it.
+pub fn replay_text(events: &[SseEvent]) -> String {
+    let mut text = String::new();
+    for e in events {
+        match e.kind.as_str() {
+            "delta" => text.push_str(e.data["text"].as_str().unwrap_or_default()),
+            "snapshot" => text = e.data["text"].as_str().unwrap_or_default().to_string(),
+            _ => {}
+        }
+    }
+    text
+}
+
+/// The `finished` event that must end `events`.
+pub fn finished(events: &[SseEvent]) -> Result<&SseEvent> {
+    match events.last() {
+        Some(e) if e.is_finished() => Ok(e),
+        other => bail!("the events do not end with `finished` (last: {other:?})"),
+    }
+}
+
+/// A string field of a JSON value.
+pub fn s<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field].as_str().unwrap_or_default()
+}
+
+/// The only assistant message of a conversation's message list.
+pub fn only_assistant(messages: &[Value]) -> Result<&Value> {
+    let assistants: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .collect();
+    ensure!(
+        assistants.len() == 1,
+        "expected one assistant message, got {}: {messages:?}",
+        assistants.len()
+    );
+    Ok(assistants[0])
+}
+
+/// Fails unless `text` is a non-empty proper prefix of `script`.
+pub fn assert_proper_prefix(text: &str, script: &str) -> Result<()> {
+    ensure!(!text.is_empty(), "the text is empty");
+    ensure!(
+        text.len() < script.len(),
+        "the text is the whole script ({} bytes), not a partial reply",
+        text.len()
+    );
+    ensure!(
+        script.starts_with(text),
+        "the text is not a prefix of the script:\n text: {text:?}\n script: {script:?}"
+    );
+    Ok(())
+}
