@@ -127,7 +127,7 @@ impl Core {
     /// Starts the background work of a serving instance: the sweeper that marks runs
     /// of dead instances (and this instance's previous life) interrupted.
     pub fn start_background(&self) {
-        self.engine.start_sweeper();
+        self.engine.start_background();
     }
 
     pub fn config(&self) -> &Config {

@@ -240,7 +240,6 @@ async fn runs_checkpoints_and_finish(store: &Store) {
     let run = store.run(&ids.run_id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Queued);
     assert_eq!(run.message_id, ids.assistant_message_id);
-    store.mark_streaming(&ids.run_id).await.unwrap();
 
     // Checkpoints renew the lease and report stop requests; only the owner may write.
     assert!(
@@ -261,6 +260,42 @@ async fn runs_checkpoints_and_finish(store: &Store) {
         "live run text is merged into its message"
     );
     assert_eq!(messages[1].run_status.as_deref(), Some("streaming"));
+
+    // The batched form used by the engine: one result per run, None for a lost lease.
+    let side = store
+        .create_conversation(&carol.id, "side", "scripted/demo", None)
+        .await
+        .unwrap();
+    let other = store
+        .start_turn(&turn(&carol, &side.id, None, "side"), "instance-b", lease)
+        .await
+        .unwrap();
+    let batch = vec![
+        (
+            ids.run_id.clone(),
+            chorus_core::store::Checkpoint {
+                text: "Hell".into(),
+                seq: 4,
+            },
+        ),
+        (
+            other.run_id.clone(),
+            chorus_core::store::Checkpoint {
+                text: "x".into(),
+                seq: 2,
+            },
+        ),
+    ];
+    assert_eq!(
+        store.checkpoint_many(OWNER, &batch, lease).await.unwrap(),
+        vec![Some(false), None]
+    );
+    assert_eq!(store.run(&ids.run_id).await.unwrap().unwrap().text, "Hell");
+    assert_eq!(
+        store.run(&other.run_id).await.unwrap().unwrap().text,
+        "",
+        "not ours to write"
+    );
 
     store.request_stop(&ids.run_id).await.unwrap();
     assert!(

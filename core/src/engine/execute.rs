@@ -1,17 +1,17 @@
 //! One run, from the provider's stream to the journal and the store.
 //!
-//! Hot path: each provider event becomes one journal append; the store sees one
-//! checkpoint write per `checkpoint_interval` at most (never one per token) and one
-//! transaction at the end.
+//! Hot path: each provider event becomes one journal append and, for text, an append
+//! to the run's in-memory progress. The task never waits on the database while it
+//! streams: the checkpointer saves progress in batches; the task writes once, at the end.
 
+use super::checkpoint::SharedProgress;
 use super::{EngineInner, RunJob};
 use crate::journal::{JournalEntry, RunEvent};
 use crate::provider::{ProviderEvent, Usage};
-use crate::store::{RunOutcome, RunStatus, StoreError};
-use crate::time::now_ms;
+use crate::store::{RunOutcome, RunStatus};
 use futures::StreamExt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The run's journal writer: assigns seqs and survives a journal outage by replacing
@@ -50,9 +50,14 @@ impl Writer<'_> {
     }
 }
 
-pub(super) async fn execute(inner: Arc<EngineInner>, job: RunJob, stop: CancellationToken) {
+pub(super) async fn execute(
+    inner: Arc<EngineInner>,
+    job: RunJob,
+    stop: CancellationToken,
+    progress: SharedProgress,
+) {
     let owner = inner.settings.owner.clone();
-    let ttl_ms = inner.settings.lease_ttl.as_millis() as i64;
+    let lock = || progress.lock().unwrap_or_else(|e| e.into_inner());
     let mut w = Writer {
         inner: &inner,
         job: &job,
@@ -65,19 +70,12 @@ pub(super) async fn execute(inner: Arc<EngineInner>, job: RunJob, stop: Cancella
         prefix: job.prefix.clone(),
     })
     .await;
-    if let Err(e) = inner.store.mark_streaming(&job.run_id).await {
-        tracing::warn!(run = %job.run_id, error = %e, "could not mark run streaming");
-    }
+    lock().seq = w.seq;
 
-    let mut text = String::new();
     let mut usage: Option<Usage> = None;
     let mut finish_reason: Option<String> = None;
     let mut failure: Option<String> = None;
     let mut stopped_by: Option<&'static str> = None;
-    let mut last_checkpoint = Instant::now();
-    let mut checkpointed_len = 0usize;
-    let mut ticker = tokio::time::interval(inner.settings.checkpoint_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let stream = match inner.providers.resolve(&job.model_ref) {
         Err(e) => Err(e.to_string()),
@@ -99,34 +97,12 @@ pub(super) async fn execute(inner: Arc<EngineInner>, job: RunJob, stop: Cancella
                 biased;
                 _ = stop.cancelled() => { stopped_by = Some("stopped"); break; }
                 _ = inner.shutdown.cancelled() => { stopped_by = Some("shutdown"); break; }
-                _ = ticker.tick() => {
-                    let dirty = text.len() != checkpointed_len;
-                    let renew_due = last_checkpoint.elapsed() >= inner.settings.lease_ttl / 3;
-                    if !(dirty || renew_due) || last_checkpoint.elapsed() < inner.settings.checkpoint_interval {
-                        continue;
-                    }
-                    match inner.store.checkpoint(&job.run_id, &owner, &text, w.seq as i64, now_ms() + ttl_ms).await {
-                        Ok(stop_requested) => {
-                            last_checkpoint = Instant::now();
-                            checkpointed_len = text.len();
-                            if stop_requested {
-                                stopped_by = Some("stopped");
-                                break;
-                            }
-                        }
-                        Err(StoreError::NotFound(_)) => {
-                            // Another instance declared this run dead; it is theirs now.
-                            tracing::warn!(run = %job.run_id, "lost the run lease; abandoning the run");
-                            return;
-                        }
-                        Err(e) => tracing::warn!(run = %job.run_id, error = %e, "checkpoint failed"),
-                    }
-                }
                 next = stream.next() => match next {
                     None => break,
                     Some(Ok(ProviderEvent::Text(delta))) => {
-                        text.push_str(&delta);
+                        lock().push(&delta);
                         w.append(RunEvent::Delta { text: delta }).await;
+                        lock().seq = w.seq;
                     }
                     Some(Ok(ProviderEvent::Reasoning(r))) => {
                         w.append(RunEvent::Reasoning { text: r }).await;
@@ -150,6 +126,14 @@ pub(super) async fn execute(inner: Arc<EngineInner>, job: RunJob, stop: Cancella
         },
     }
 
+    let (text, lease_lost) = {
+        let mut p = lock();
+        (std::mem::take(&mut p.text), p.lease_lost)
+    };
+    if lease_lost {
+        // Another instance declared this run dead and ended it; it is theirs now.
+        return;
+    }
     let (status, reason) = match (stopped_by, &failure, &finish_reason) {
         (Some("stopped"), _, _) => (RunStatus::Stopped, "stopped".to_string()),
         (Some(_), _, _) => (RunStatus::Interrupted, "shutdown".to_string()),

@@ -2,6 +2,7 @@
 //! asked), streams them from providers into the journal, checkpoints their text in
 //! batches, and hands stops to whichever instance holds a run's lease.
 
+mod checkpoint;
 mod execute;
 mod sweeper;
 
@@ -34,6 +35,12 @@ pub(crate) struct RunJob {
     pub prefix: String,
 }
 
+/// A run executing on this instance: how to stop it and what it has produced.
+pub(crate) struct LocalRun {
+    pub stop: CancellationToken,
+    pub progress: checkpoint::SharedProgress,
+}
+
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<EngineInner>,
@@ -44,8 +51,8 @@ pub(crate) struct EngineInner {
     pub journal: Arc<dyn Journal>,
     pub providers: Arc<ProviderRegistry>,
     pub settings: EngineSettings,
-    /// Stop tokens of the runs this instance executes.
-    pub local: Mutex<HashMap<RunId, CancellationToken>>,
+    /// The runs this instance executes.
+    pub local: Mutex<HashMap<RunId, LocalRun>>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -74,25 +81,38 @@ impl Engine {
         &self.inner.settings
     }
 
-    /// Starts the sweeper that marks runs of dead instances interrupted. It first
-    /// recovers the runs this instance owned before a restart.
-    pub fn start_sweeper(&self) {
-        let inner = self.inner.clone();
-        self.inner.tasks.spawn(sweeper::sweep_forever(inner));
+    /// Starts the background tasks of a serving instance: the checkpointer that saves
+    /// every local run's text in batches, and the sweeper that marks runs of dead
+    /// instances interrupted (first recovering the runs this instance owned before a
+    /// restart).
+    pub fn start_background(&self) {
+        self.inner
+            .tasks
+            .spawn(checkpoint::checkpoint_forever(self.inner.clone()));
+        self.inner
+            .tasks
+            .spawn(sweeper::sweep_forever(self.inner.clone()));
     }
 
     /// Spawns the task that executes a run whose row exists and is leased to us.
     pub(crate) fn spawn(&self, job: RunJob) {
         let stop = CancellationToken::new();
+        let progress = Arc::new(Mutex::new(checkpoint::Progress::new()));
         self.inner
             .local
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(job.run_id.clone(), stop.clone());
+            .insert(
+                job.run_id.clone(),
+                LocalRun {
+                    stop: stop.clone(),
+                    progress: progress.clone(),
+                },
+            );
         let inner = self.inner.clone();
         self.inner.tasks.spawn(async move {
             let run_id = job.run_id.clone();
-            execute::execute(inner.clone(), job, stop).await;
+            execute::execute(inner.clone(), job, stop, progress).await;
             inner
                 .local
                 .lock()
@@ -111,8 +131,8 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .get(run)
         {
-            Some(token) => {
-                token.cancel();
+            Some(run) => {
+                run.stop.cancel();
                 true
             }
             None => false,

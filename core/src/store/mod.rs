@@ -9,7 +9,7 @@ mod runs;
 
 pub use accounts::{Account, ApiKeyRecord, Role};
 pub use conversations::{Conversation, Message, NewTurn};
-pub use runs::{Run, RunOutcome, RunStatus, TurnIds};
+pub use runs::{Checkpoint, Run, RunOutcome, RunStatus, TurnIds};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};

@@ -252,15 +252,6 @@ impl Store {
         Ok(row.try_get("content")?)
     }
 
-    pub async fn mark_streaming(&self, id: &RunId) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET status = 'streaming', updated_at = $1 WHERE id = $2 AND status = 'queued'")
-            .bind(now_ms())
-            .bind(id.as_str())
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
     /// Saves the text so far and renews the lease in one write. Returns whether a stop
     /// was requested, or `NotFound` when this instance no longer holds the lease.
     pub async fn checkpoint(
@@ -271,20 +262,30 @@ impl Store {
         seq: i64,
         lease_until: i64,
     ) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "UPDATE runs SET text = $1, checkpoint_seq = $2, lease_expires_at = $3, updated_at = $4 \
-             WHERE id = $5 AND lease_owner = $6 AND status IN ('queued', 'streaming') RETURNING stop_requested",
-        )
-        .bind(text)
-        .bind(seq)
-        .bind(lease_until)
-        .bind(now_ms())
-        .bind(id.as_str())
-        .bind(owner)
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or(StoreError::NotFound("leased run"))?;
-        Ok(row.try_get::<i64, _>("stop_requested")? != 0)
+        let mut conn = self.pool().acquire().await?;
+        checkpoint_on(&mut conn, id, owner, text, seq, lease_until)
+            .await?
+            .ok_or(StoreError::NotFound("leased run"))
+    }
+
+    /// Checkpoints many runs in few transactions (the hot path of a busy instance).
+    /// For each run: `Some(stop_requested)`, or `None` when its lease is lost.
+    pub async fn checkpoint_many(
+        &self,
+        owner: &str,
+        runs: &[(RunId, Checkpoint)],
+        lease_until: i64,
+    ) -> Result<Vec<Option<bool>>, StoreError> {
+        let mut results = Vec::with_capacity(runs.len());
+        for chunk in runs.chunks(256) {
+            let mut tx = self.pool().begin().await?;
+            for (id, cp) in chunk {
+                results
+                    .push(checkpoint_on(&mut tx, id, owner, &cp.text, cp.seq, lease_until).await?);
+            }
+            tx.commit().await?;
+        }
+        Ok(results)
     }
 
     /// Asks whichever instance runs `id` to stop it (seen at its next checkpoint).
@@ -390,6 +391,41 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// A run's text to save: everything up to journal seq `seq`.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    pub text: String,
+    pub seq: i64,
+}
+
+/// One checkpoint write: marks the run streaming, saves its text, renews its lease,
+/// and reads back whether a stop was requested; `None` when `owner` lost the lease.
+async fn checkpoint_on(
+    conn: &mut sqlx::AnyConnection,
+    id: &RunId,
+    owner: &str,
+    text: &str,
+    seq: i64,
+    lease_until: i64,
+) -> Result<Option<bool>, StoreError> {
+    let row = sqlx::query(
+        "UPDATE runs SET status = 'streaming', text = $1, checkpoint_seq = $2, lease_expires_at = $3, updated_at = $4 \
+         WHERE id = $5 AND lease_owner = $6 AND status IN ('queued', 'streaming') RETURNING stop_requested",
+    )
+    .bind(text)
+    .bind(seq)
+    .bind(lease_until)
+    .bind(now_ms())
+    .bind(id.as_str())
+    .bind(owner)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        Some(row) => Some(row.try_get::<i64, _>("stop_requested")? != 0),
+        None => None,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

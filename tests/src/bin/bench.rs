@@ -162,7 +162,10 @@ async fn start(o: &Options, dir: &std::path::Path) -> Result<(Server, String)> {
 
 struct ReplyStats {
     events: usize,
-    lags_us: Vec<u64>,
+    /// When the reply's stream opened.
+    opened: Instant,
+    /// Each token's arrival and lag.
+    lags_us: Vec<(Instant, u64)>,
 }
 
 async fn one_reply(
@@ -198,6 +201,7 @@ async fn one_reply(
         .send()
         .await?
         .error_for_status()?;
+    let opened = Instant::now();
     let mut stream = response.bytes_stream().eventsource();
     let mut events = 0;
     let mut arrivals: Vec<Instant> = Vec::new();
@@ -211,9 +215,11 @@ async fn one_reply(
                 if data["status"] != "complete" {
                     bail!("run ended {}", data["status"]);
                 }
+                let lags = lags_us(&arrivals, interval);
                 return Ok(ReplyStats {
                     events,
-                    lags_us: lags_us(&arrivals, interval),
+                    opened,
+                    lags_us: arrivals.into_iter().zip(lags).collect(),
                 });
             }
             _ => {}
@@ -276,13 +282,15 @@ async fn main() -> Result<()> {
         })
         .collect();
     let mut events = 0usize;
-    let mut lags = Vec::new();
+    let mut samples: Vec<(Instant, u64)> = Vec::new();
+    let mut last_opened = started;
     let mut failures = 0usize;
     for task in tasks {
         match task.await? {
             Ok(stats) => {
                 events += stats.events;
-                lags.extend(stats.lags_us);
+                last_opened = last_opened.max(stats.opened);
+                samples.extend(stats.lags_us);
             }
             Err(e) => {
                 failures += 1;
@@ -294,7 +302,16 @@ async fn main() -> Result<()> {
     }
     let elapsed = started.elapsed();
     let peak = peak_rss_kib(pid).unwrap_or(0);
+    // Steady state: once every reply is streaming (the ramp of 2 x N requests that
+    // create conversations and send messages is over).
+    let mut lags: Vec<u64> = samples.iter().map(|&(_, lag)| lag).collect();
+    let mut steady: Vec<u64> = samples
+        .iter()
+        .filter(|&&(at, _)| at > last_opened)
+        .map(|&(_, lag)| lag)
+        .collect();
     lags.sort_unstable();
+    steady.sort_unstable();
     println!("replies:           {} ({} failed)", o.replies, failures);
     println!(
         "reply length:      {} tokens at {} tokens/s (~{:.1} s each)",
@@ -312,11 +329,22 @@ async fn main() -> Result<()> {
         events as f64 / elapsed.as_secs_f64()
     );
     println!(
-        "event lag:         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
+        "event lag (all):   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
         percentile(&lags, 0.50) as f64 / 1000.0,
         percentile(&lags, 0.99) as f64 / 1000.0,
         lags.last().copied().unwrap_or(0) as f64 / 1000.0,
         lags.len()
+    );
+    println!(
+        "ramp:              all replies streaming after {:.2} s",
+        (last_opened - started).as_secs_f64()
+    );
+    println!(
+        "steady-state lag:  p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
+        percentile(&steady, 0.50) as f64 / 1000.0,
+        percentile(&steady, 0.99) as f64 / 1000.0,
+        steady.last().copied().unwrap_or(0) as f64 / 1000.0,
+        steady.len()
     );
     println!(
         "server RSS:        idle {} MiB, peak {} MiB",
