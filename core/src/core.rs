@@ -163,7 +163,20 @@ impl Core {
         password: Option<&str>,
     ) -> Result<Account, CoreError> {
         validate_account_name(name)?;
-        let hash = password.map(auth::hash_password).transpose()?;
+        let hash = match password {
+            // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+            Some(pw) => {
+                let pw = pw.to_string();
+                Some(
+                    tokio::task::spawn_blocking(move || auth::hash_password(&pw))
+                        .await
+                        .map_err(|e| {
+                            CoreError::Invalid(format!("password hashing failed: {e}"))
+                        })??,
+                )
+            }
+            None => None,
+        };
         let role = if admin { Role::Admin } else { Role::User };
         Ok(self
             .store
@@ -175,7 +188,13 @@ impl Core {
     pub async fn login(&self, name: &str, password: &str) -> Result<(Account, String), CoreError> {
         let account = self.store.account_by_name(name).await?;
         let hash = account.as_ref().and_then(|a| a.password_hash.clone());
-        let ok = auth::verify_password(password, hash.as_deref().unwrap_or(auth::dummy_hash()));
+        let (pw, stored) = (password.to_string(), hash.clone());
+        // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+        let ok = tokio::task::spawn_blocking(move || {
+            auth::verify_password(&pw, stored.as_deref().unwrap_or(auth::dummy_hash()))
+        })
+        .await
+        .unwrap_or(false);
         let account = match account {
             Some(a) if ok && hash.is_some() && a.is_active() => a,
             _ => return Err(CoreError::Unauthorized),
