@@ -21,6 +21,8 @@ pub struct Config {
     pub engine: EngineConfig,
     pub auth: AuthConfig,
     pub providers: Vec<ProviderConfig>,
+    /// Model aliases naming an ordered fallback chain of `provider/model`s.
+    pub aliases: Vec<AliasConfig>,
     /// Directory for the embedded SQLite database (when `database.url` is unset).
     pub data_dir: Option<PathBuf>,
 }
@@ -127,8 +129,25 @@ impl Default for AuthConfig {
 pub enum ProviderKind {
     /// OpenAI Chat Completions, or any server that speaks it.
     Openai,
+    /// Anthropic Messages API (`POST /v1/messages`).
+    Anthropic,
+    /// Google Gemini API (`streamGenerateContent`).
+    Gemini,
+    /// Ollama's native chat API (`POST /api/chat`); with no `models`, the local
+    /// models are discovered at start (`GET /api/tags`).
+    Ollama,
     /// Deterministic local text, for demos and tests.
     Scripted,
+}
+
+impl ProviderKind {
+    /// Whether the provider needs its model names listed in config (others discover them).
+    pub fn needs_model_list(self) -> bool {
+        matches!(
+            self,
+            ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Gemini
+        )
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -150,10 +169,40 @@ pub struct ProviderConfig {
     /// Seconds to wait between two streamed chunks before giving up.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_secs: u64,
+    /// Retries of a failure that may pass (connect, 429, 5xx, timeout) before the first
+    /// token, with jittered exponential backoff, before a fallback is tried.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Longest `Retry-After` honoured, in seconds; a longer one skips to the fallback.
+    #[serde(default = "default_max_retry_wait")]
+    pub max_retry_wait_secs: u64,
+    /// Provider-specific request parameters merged into every request body as they
+    /// are (e.g. `{ seed = 7 }` for OpenAI, `{ top_k = 40 }` for Anthropic).
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
     /// Scripted provider: the text it replies with.
     pub text: Option<String>,
     /// Scripted provider: pace of the reply.
     pub tokens_per_second: Option<f64>,
+}
+
+/// A model name that stands for an ordered fallback chain: failures that may pass
+/// (connect errors, 429, 5xx, timeouts) before the first token move to the next model.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasConfig {
+    /// What requests name, e.g. `fast` (no `/`).
+    pub name: String,
+    /// `provider/model` references, tried in order.
+    pub models: Vec<String>,
+}
+
+fn default_max_retries() -> u32 {
+    2
+}
+
+fn default_max_retry_wait() -> u64 {
+    20
 }
 
 fn default_connect_timeout() -> u64 {
@@ -279,15 +328,13 @@ impl Config {
             if !seen.insert(p.id.clone()) {
                 return Err(invalid(key("id"), &p.id, "a name no other provider uses"));
             }
-            if p.kind == ProviderKind::Openai {
-                if let Some(base) = &p.base_url
-                    && !(base.starts_with("http://") || base.starts_with("https://"))
-                {
-                    return Err(invalid(key("base_url"), base, "an http:// or https:// URL"));
-                }
-                if p.models.is_empty() {
-                    return Err(invalid(key("models"), "[]", "at least one model name"));
-                }
+            if let Some(base) = &p.base_url
+                && !(base.starts_with("http://") || base.starts_with("https://"))
+            {
+                return Err(invalid(key("base_url"), base, "an http:// or https:// URL"));
+            }
+            if p.kind.needs_model_list() && p.models.is_empty() {
+                return Err(invalid(key("models"), "[]", "at least one model name"));
             }
             if let Some(tps) = p.tokens_per_second
                 && !(tps > 0.0 && tps.is_finite())
@@ -299,13 +346,45 @@ impl Config {
                 ));
             }
         }
+        let providers = self.effective_providers();
+        for (i, alias) in self.aliases.iter().enumerate() {
+            let key = |field: &str| format!("aliases[{i}].{field}");
+            if alias.name.is_empty()
+                || alias.name.contains('/')
+                || providers.iter().any(|p| p.id == alias.name)
+            {
+                return Err(invalid(
+                    key("name"),
+                    &alias.name,
+                    "a name without `/` that is not a provider id",
+                ));
+            }
+            if alias.models.is_empty() {
+                return Err(invalid(key("models"), "[]", "at least one PROVIDER/MODEL"));
+            }
+            for (j, model) in alias.models.iter().enumerate() {
+                let known = model.split_once('/').is_some_and(|(pid, m)| {
+                    providers.iter().any(|p| {
+                        p.id == pid && (p.models.is_empty() || p.models.iter().any(|x| x == m))
+                    })
+                });
+                if !known {
+                    return Err(invalid(
+                        format!("aliases[{i}].models[{j}]"),
+                        model,
+                        "PROVIDER/MODEL naming a configured provider and one of its models",
+                    ));
+                }
+            }
+        }
         if let Some(model) = &self.engine.default_model {
+            let is_alias = self.aliases.iter().any(|a| &a.name == model);
             let known = model.split_once('/').is_some_and(|(pid, m)| {
                 self.effective_providers().iter().any(|p| {
                     p.id == pid && (p.models.is_empty() || p.models.iter().any(|x| x == m))
                 })
             });
-            if !known {
+            if !known && !is_alias {
                 return Err(invalid(
                     "engine.default_model",
                     model,
@@ -357,6 +436,9 @@ impl Config {
             headers: BTreeMap::new(),
             connect_timeout_secs: default_connect_timeout(),
             idle_timeout_secs: default_idle_timeout(),
+            max_retries: default_max_retries(),
+            max_retry_wait_secs: default_max_retry_wait(),
+            params: serde_json::Map::new(),
             text: None,
             tokens_per_second: None,
         }]
@@ -637,7 +719,10 @@ mod example_tests {
         let defaults = toml::to_string(&Config::default()).unwrap();
         let provider_keys = toml::to_string(&config.providers[0]).unwrap();
         for line in defaults.lines().chain(provider_keys.lines()) {
-            if let Some((key, _)) = line.split_once(" = ").filter(|(k, _)| *k != "providers") {
+            if let Some((key, _)) = line
+                .split_once(" = ")
+                .filter(|(k, _)| *k != "providers" && *k != "aliases")
+            {
                 assert!(
                     example.contains(&format!("{key} = ")),
                     "chorus.example.toml does not document `{key}`"

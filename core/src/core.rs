@@ -101,10 +101,15 @@ impl Core {
             ),
             None => Arc::new(MemoryJournal::new(retention)),
         };
-        let providers = Arc::new(ProviderRegistry::from_config(
+        let mut providers = ProviderRegistry::from_config(
             &config.effective_providers(),
             config.engine.default_model.as_deref(),
-        ));
+        );
+        // Providers configured without models (Ollama) list theirs; an unreachable one
+        // is skipped with a warning.
+        providers.discover_models().await;
+        providers.add_aliases(&config.aliases);
+        let providers = Arc::new(providers);
         let engine = Engine::new(
             store.clone(),
             journal.clone(),

@@ -10,15 +10,24 @@
 //!   run's server-sent events that can stop after k events and resume.
 //! - [`fake_openai`]: a local OpenAI Chat Completions server that replays the
 //!   documented streaming wire format and records every request.
+//! - [`fake_anthropic`]: the same for the Anthropic Messages API.
+//! - [`fake_gemini`] and [`fake_ollama`]: the same for the Gemini API and Ollama's
+//!   native chat API (NDJSON) and model list.
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
 
 pub mod client;
+pub mod fake_anthropic;
+pub mod fake_gemini;
+pub mod fake_ollama;
 pub mod fake_openai;
 pub mod server;
 pub mod services;
 pub mod wait;
 
 pub use client::{ApiClient, Resume, RunEvents, SentMessage, SseEvent};
+pub use fake_anthropic::FakeAnthropic;
+pub use fake_gemini::FakeGemini;
+pub use fake_ollama::FakeOllama;
 pub use fake_openai::FakeOpenAi;
 pub use server::{ProviderSpec, ServerConfig, TestServer, chorus_bin};
 pub use services::{TestDatabase, TestRedis};

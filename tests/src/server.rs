@@ -59,6 +59,26 @@ pub enum ProviderSpec {
         api_key: String,
         models: Vec<String>,
     },
+    /// An Anthropic Messages API endpoint (the fake one, in tests).
+    Anthropic {
+        id: String,
+        base_url: String,
+        api_key: String,
+        models: Vec<String>,
+    },
+    /// A Google Gemini API endpoint (the fake one, in tests).
+    Gemini {
+        id: String,
+        base_url: String,
+        api_key: String,
+        models: Vec<String>,
+    },
+    /// An Ollama server (the fake one, in tests); no `models` means discover them.
+    Ollama {
+        id: String,
+        base_url: String,
+        models: Vec<String>,
+    },
 }
 
 /// What a [`TestServer`] is configured with. Built with the methods below; turned
@@ -73,6 +93,10 @@ pub struct ServerConfig {
     pub lease_ttl_secs: Option<u64>,
     pub checkpoint_interval_ms: Option<u64>,
     pub providers: Vec<ProviderSpec>,
+    /// Extra `(provider id, key, value)` settings written into that provider's table.
+    pub provider_settings: Vec<(String, String, toml::Value)>,
+    /// Raw TOML appended to the file (e.g. `[[aliases]]` tables).
+    pub raw_toml: Vec<String>,
 }
 
 impl ServerConfig {
@@ -124,6 +148,49 @@ impl ServerConfig {
         self
     }
 
+    pub fn anthropic(mut self, id: &str, base_url: &str, api_key: &str, models: &[&str]) -> Self {
+        self.providers.push(ProviderSpec::Anthropic {
+            id: id.to_string(),
+            base_url: base_url.to_string(),
+            api_key: api_key.to_string(),
+            models: models.iter().map(|m| m.to_string()).collect(),
+        });
+        self
+    }
+
+    pub fn gemini(mut self, id: &str, base_url: &str, api_key: &str, models: &[&str]) -> Self {
+        self.providers.push(ProviderSpec::Gemini {
+            id: id.to_string(),
+            base_url: base_url.to_string(),
+            api_key: api_key.to_string(),
+            models: models.iter().map(|m| m.to_string()).collect(),
+        });
+        self
+    }
+
+    /// An Ollama provider; with no `models`, the server discovers them at start.
+    pub fn ollama(mut self, id: &str, base_url: &str, models: &[&str]) -> Self {
+        self.providers.push(ProviderSpec::Ollama {
+            id: id.to_string(),
+            base_url: base_url.to_string(),
+            models: models.iter().map(|m| m.to_string()).collect(),
+        });
+        self
+    }
+
+    /// Sets `key = value` in the table of provider `id`.
+    pub fn provider_setting(mut self, id: &str, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.provider_settings
+            .push((id.to_string(), key.to_string(), value.into()));
+        self
+    }
+
+    /// Appends raw TOML to the config file.
+    pub fn raw_toml(mut self, text: &str) -> Self {
+        self.raw_toml.push(text.to_string());
+        self
+    }
+
     /// The config file text for a server listening on `listen`.
     pub fn to_toml(&self, listen: &str) -> String {
         use toml::{Table, Value};
@@ -170,6 +237,54 @@ impl ServerConfig {
                         t.insert("text".into(), text.as_str().into());
                         t.insert("tokens_per_second".into(), Value::Float(*tokens_per_second));
                     }
+                    ProviderSpec::Anthropic {
+                        id,
+                        base_url,
+                        api_key,
+                        models,
+                    } => {
+                        t.insert("id".into(), id.as_str().into());
+                        t.insert("kind".into(), "anthropic".into());
+                        t.insert("base_url".into(), base_url.as_str().into());
+                        t.insert("api_key".into(), api_key.as_str().into());
+                        t.insert(
+                            "models".into(),
+                            Value::Array(models.iter().map(|m| m.as_str().into()).collect()),
+                        );
+                        t.insert("idle_timeout_secs".into(), Value::Integer(20));
+                    }
+                    ProviderSpec::Gemini {
+                        id,
+                        base_url,
+                        api_key,
+                        models,
+                    } => {
+                        t.insert("id".into(), id.as_str().into());
+                        t.insert("kind".into(), "gemini".into());
+                        t.insert("base_url".into(), base_url.as_str().into());
+                        t.insert("api_key".into(), api_key.as_str().into());
+                        t.insert(
+                            "models".into(),
+                            Value::Array(models.iter().map(|m| m.as_str().into()).collect()),
+                        );
+                        t.insert("idle_timeout_secs".into(), Value::Integer(20));
+                    }
+                    ProviderSpec::Ollama {
+                        id,
+                        base_url,
+                        models,
+                    } => {
+                        t.insert("id".into(), id.as_str().into());
+                        t.insert("kind".into(), "ollama".into());
+                        t.insert("base_url".into(), base_url.as_str().into());
+                        if !models.is_empty() {
+                            t.insert(
+                                "models".into(),
+                                Value::Array(models.iter().map(|m| m.as_str().into()).collect()),
+                            );
+                        }
+                        t.insert("idle_timeout_secs".into(), Value::Integer(20));
+                    }
                     ProviderSpec::Openai {
                         id,
                         base_url,
@@ -188,11 +303,27 @@ impl ServerConfig {
                         t.insert("idle_timeout_secs".into(), Value::Integer(20));
                     }
                 }
+                let id = t
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                for (pid, key, value) in &self.provider_settings {
+                    if *pid == id {
+                        t.insert(key.clone(), value.clone());
+                    }
+                }
                 Value::Table(t)
             })
             .collect();
         root.insert("providers".into(), Value::Array(providers));
-        toml::to_string(&root).unwrap_or_default()
+        let mut text = toml::to_string(&root).unwrap_or_default();
+        for raw in &self.raw_toml {
+            text.push('\n');
+            text.push_str(raw);
+            text.push('\n');
+        }
+        text
     }
 }
 

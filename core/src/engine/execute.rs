@@ -7,7 +7,7 @@
 use super::checkpoint::SharedProgress;
 use super::{EngineInner, RunJob};
 use crate::journal::{JournalEntry, RunEvent};
-use crate::provider::{ProviderEvent, Usage};
+use crate::provider::{ProviderError, ProviderEvent, ProviderStream, Usage};
 use crate::store::{RunOutcome, RunStatus};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -72,59 +72,89 @@ pub(super) async fn execute(
     .await;
     lock().seq = w.seq;
 
-    let mut usage: Option<Usage> = None;
-    let mut finish_reason: Option<String> = None;
+    let mut state = StreamState::default();
     let mut failure: Option<String> = None;
     let mut stopped_by: Option<&'static str> = None;
 
-    let stream = match inner.providers.resolve(&job.model_ref) {
-        Err(e) => Err(e.to_string()),
-        Ok((provider, _)) => tokio::select! {
-            r = provider.stream(job.request.clone()) => r.map_err(|e| e.to_string()),
-            _ = stop.cancelled() => { stopped_by = Some("stopped"); Err(String::new()) }
-            _ = inner.shutdown.cancelled() => { stopped_by = Some("shutdown"); Err(String::new()) }
-        },
-    };
-
-    match stream {
-        Err(message) => {
-            if stopped_by.is_none() {
-                failure = Some(message);
-            }
-        }
-        Ok(mut stream) => loop {
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => { stopped_by = Some("stopped"); break; }
-                _ = inner.shutdown.cancelled() => { stopped_by = Some("shutdown"); break; }
-                next = stream.next() => match next {
-                    None => break,
-                    Some(Ok(ProviderEvent::Text(delta))) => {
-                        lock().push(&delta);
-                        w.append(RunEvent::Delta { text: delta }).await;
-                        lock().seq = w.seq;
+    match inner.providers.resolve_chain(&job.model_ref) {
+        Err(e) => failure = Some(e.to_string()),
+        Ok(chain) => {
+            let mut index = 0;
+            let mut attempt = 0u32;
+            'attempts: while let Some(target) = chain.get(index) {
+                let mut request = job.request.clone();
+                request.model = target.model.clone();
+                let started = tokio::select! {
+                    r = target.provider.stream(request) => r,
+                    _ = stop.cancelled() => { stopped_by = Some("stopped"); break 'attempts; }
+                    _ = inner.shutdown.cancelled() => { stopped_by = Some("shutdown"); break 'attempts; }
+                };
+                let error = match started {
+                    Ok(mut stream) => {
+                        match pump(
+                            &mut stream,
+                            &mut w,
+                            &progress,
+                            &mut state,
+                            &stop,
+                            &inner.shutdown,
+                        )
+                        .await
+                        {
+                            PumpEnd::Done => break 'attempts,
+                            PumpEnd::Stopped(by) => {
+                                stopped_by = Some(by);
+                                break 'attempts;
+                            }
+                            PumpEnd::Failed(e) => e,
+                        }
                     }
-                    Some(Ok(ProviderEvent::Reasoning(r))) => {
-                        w.append(RunEvent::Reasoning { text: r }).await;
+                    Err(e) => e,
+                };
+                // Only failures that may pass, before anything streamed, are retried or
+                // handed to the next model; the rest end the run.
+                if state.produced || !error.is_retryable() {
+                    failure = Some(error.to_string());
+                    break;
+                }
+                if attempt < target.max_retries
+                    && let Some(wait) =
+                        retry_wait(attempt, error.retry_after, target.max_retry_wait)
+                {
+                    tracing::info!(run = %job.run_id, model = %target.model_ref, attempt, ?wait, error = %error, "retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.cancelled() => { stopped_by = Some("stopped"); break 'attempts; }
+                        _ = inner.shutdown.cancelled() => { stopped_by = Some("shutdown"); break 'attempts; }
                     }
-                    Some(Ok(ProviderEvent::Usage(u))) => {
-                        usage = Some(u);
-                        w.append(RunEvent::Usage {
-                            prompt_tokens: u.prompt_tokens,
-                            completion_tokens: u.completion_tokens,
-                            estimated: u.estimated,
+                    attempt += 1;
+                    continue;
+                }
+                match chain.get(index + 1) {
+                    Some(next) => {
+                        tracing::warn!(run = %job.run_id, from = %target.model_ref, to = %next.model_ref, error = %error, "falling back");
+                        w.append(RunEvent::Fallback {
+                            from: target.model_ref.clone(),
+                            to: next.model_ref.clone(),
+                            reason: error.to_string(),
                         })
                         .await;
+                        index += 1;
+                        attempt = 0;
                     }
-                    Some(Ok(ProviderEvent::Finished(reason))) => finish_reason = Some(reason),
-                    Some(Err(e)) => {
-                        failure = Some(e.to_string());
+                    None => {
+                        failure = Some(error.to_string());
                         break;
                     }
                 }
             }
-        },
+        }
     }
+    let StreamState {
+        usage,
+        finish_reason,
+        ..
+    } = state;
 
     let (text, lease_lost) = {
         let mut p = lock();
@@ -179,4 +209,104 @@ pub(super) async fn execute(
     })
     .await;
     tracing::info!(run = %job.run_id, status = status.as_str(), "run ended");
+}
+
+/// What a run has received from its provider so far.
+#[derive(Default)]
+struct StreamState {
+    usage: Option<Usage>,
+    finish_reason: Option<String>,
+    /// Whether any text or reasoning has streamed: after that, no retry or fallback.
+    produced: bool,
+}
+
+enum PumpEnd {
+    /// The provider's stream ended.
+    Done,
+    Stopped(&'static str),
+    Failed(ProviderError),
+}
+
+/// Moves one provider stream into the journal and the run's progress.
+async fn pump(
+    stream: &mut ProviderStream,
+    w: &mut Writer<'_>,
+    progress: &SharedProgress,
+    state: &mut StreamState,
+    stop: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> PumpEnd {
+    let lock = || progress.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return PumpEnd::Stopped("stopped"),
+            _ = shutdown.cancelled() => return PumpEnd::Stopped("shutdown"),
+            next = stream.next() => match next {
+                None => return PumpEnd::Done,
+                Some(Ok(ProviderEvent::Text(delta))) => {
+                    state.produced = true;
+                    lock().push(&delta);
+                    w.append(RunEvent::Delta { text: delta }).await;
+                    lock().seq = w.seq;
+                }
+                Some(Ok(ProviderEvent::Reasoning(r))) => {
+                    state.produced = true;
+                    w.append(RunEvent::Reasoning { text: r }).await;
+                }
+                Some(Ok(ProviderEvent::Usage(u))) => {
+                    state.usage = Some(u);
+                    w.append(RunEvent::Usage {
+                        prompt_tokens: u.prompt_tokens,
+                        completion_tokens: u.completion_tokens,
+                        estimated: u.estimated,
+                    })
+                    .await;
+                }
+                Some(Ok(ProviderEvent::Finished(reason))) => state.finish_reason = Some(reason),
+                Some(Err(e)) => return PumpEnd::Failed(e),
+            }
+        }
+    }
+}
+
+/// How long to wait before retry `attempt` (0-based): the provider's `Retry-After` if it
+/// gave one (`None`, meaning do not retry here, when that exceeds `max_wait`), else
+/// exponential backoff from 250 ms with full jitter, capped at `max_wait`.
+fn retry_wait(attempt: u32, retry_after: Option<Duration>, max_wait: Duration) -> Option<Duration> {
+    if let Some(wait) = retry_after {
+        return (wait <= max_wait).then_some(wait);
+    }
+    let ceiling = Duration::from_millis(250u64.saturating_mul(1 << attempt.min(10))).min(max_wait);
+    let jitter: f64 = rand::random();
+    Some(ceiling.mul_f64(0.5 + jitter / 2.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_wait;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_cap() {
+        let cap = Duration::from_secs(20);
+        assert_eq!(
+            retry_wait(0, Some(Duration::from_secs(7)), cap),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(retry_wait(0, Some(Duration::from_secs(60)), cap), None);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stays_capped() {
+        let cap = Duration::from_secs(2);
+        for attempt in 0..8 {
+            let wait = retry_wait(attempt, None, cap).unwrap();
+            let ceiling = Duration::from_millis(250 << attempt).min(cap);
+            assert!(
+                wait <= ceiling && wait >= ceiling / 2,
+                "attempt {attempt}: {wait:?}"
+            );
+        }
+    }
 }

@@ -36,6 +36,13 @@ pub enum RunEvent {
         completion_tokens: u64,
         estimated: bool,
     },
+    /// A model of the run's fallback chain failed before its first token; the run
+    /// goes on with the next one.
+    Fallback {
+        from: String,
+        to: String,
+        reason: String,
+    },
     /// The whole text of the run so far, sent in place of events a journal no longer
     /// holds (after a restart of an in-process journal, or past retention).
     Snapshot { text: String },
@@ -56,6 +63,7 @@ impl RunEvent {
             RunEvent::Delta { .. } => "delta",
             RunEvent::Reasoning { .. } => "reasoning",
             RunEvent::Usage { .. } => "usage",
+            RunEvent::Fallback { .. } => "fallback",
             RunEvent::Snapshot { .. } => "snapshot",
             RunEvent::Finished { .. } => "finished",
         }

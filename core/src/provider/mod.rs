@@ -4,12 +4,19 @@
 //! failures into a [`ProviderError`] that says whether another attempt (or a fallback
 //! provider) may help. The engine never sees a provider's wire format.
 
+mod anthropic;
+mod gemini;
+mod ollama;
 mod openai;
 mod registry;
 mod scripted;
+mod wire;
 
+pub use anthropic::AnthropicProvider;
+pub use gemini::GeminiProvider;
+pub use ollama::OllamaProvider;
 pub use openai::OpenAiProvider;
-pub use registry::{ModelInfo, ProviderRegistry, ResolveError};
+pub use registry::{ModelInfo, ProviderRegistry, ResolveError, Target};
 pub use scripted::{DEFAULT_SCRIPT, ScriptedProvider};
 
 use futures::Stream;
@@ -38,8 +45,11 @@ pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
     pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
     pub max_output_tokens: Option<u32>,
     pub stop: Vec<String>,
+    /// `low`, `medium` or `high`: how hard a reasoning model should think.
+    pub reasoning_effort: Option<String>,
     /// Partial assistant text to continue from, without repeating it.
     pub prefill: Option<String>,
 }
@@ -122,6 +132,12 @@ pub trait Provider: Send + Sync {
     /// Starts a generation. Errors before the first event come back here; errors
     /// after it come through the stream.
     async fn stream(&self, request: ChatRequest) -> Result<ProviderStream, ProviderError>;
+
+    /// The models the provider serves, for providers whose config lists none (Ollama
+    /// lists its local models). Empty when the provider cannot tell.
+    async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A rough token count for providers that report none (about four characters a token).

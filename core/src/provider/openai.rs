@@ -29,6 +29,7 @@ pub struct OpenAiProvider {
     base_url: String,
     api_key: Option<Secret>,
     headers: Vec<(String, Secret)>,
+    params: serde_json::Map<String, Value>,
     idle_timeout: Duration,
 }
 
@@ -52,11 +53,12 @@ impl OpenAiProvider {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            params: cfg.params.clone(),
             idle_timeout: Duration::from_secs(cfg.idle_timeout_secs),
         }
     }
 
-    fn body(request: &ChatRequest) -> Value {
+    fn body(&self, request: &ChatRequest) -> Value {
         let mut messages: Vec<Value> = request.messages.iter().map(message_json).collect();
         if let Some(partial) = request.prefill.as_deref().filter(|p| !p.is_empty()) {
             messages.push(json!({"role": "assistant", "content": partial}));
@@ -71,6 +73,12 @@ impl OpenAiProvider {
         if let Some(t) = request.temperature {
             body["temperature"] = json!(t);
         }
+        if let Some(p) = request.top_p {
+            body["top_p"] = json!(p);
+        }
+        if let Some(effort) = &request.reasoning_effort {
+            body["reasoning_effort"] = json!(effort);
+        }
         if let Some(max) = request.max_output_tokens {
             body["max_tokens"] = json!(max);
         }
@@ -83,6 +91,10 @@ impl OpenAiProvider {
                 );
             }
             body["stop"] = json!(request.stop.iter().take(4).collect::<Vec<_>>());
+        }
+        // Configured extras pass through as they are, over the normalized fields.
+        for (k, v) in &self.params {
+            body[k] = v.clone();
         }
         body
     }
@@ -101,7 +113,7 @@ fn message_json(m: &ChatMessage) -> Value {
 impl Provider for OpenAiProvider {
     async fn stream(&self, request: ChatRequest) -> Result<ProviderStream, ProviderError> {
         let url = format!("{}/chat/completions", self.base_url);
-        let mut req = self.client.post(&url).json(&Self::body(&request));
+        let mut req = self.client.post(&url).json(&self.body(&request));
         if let Some(key) = &self.api_key {
             req = req.bearer_auth(key.expose());
         }
@@ -376,7 +388,11 @@ mod tests {
 
     #[test]
     fn continuation_appends_partial_and_instruction() {
-        let body = OpenAiProvider::body(&ChatRequest {
+        let mut cfg = crate::config::Config::default()
+            .effective_providers()
+            .remove(0);
+        cfg.params.insert("seed".into(), json!(7));
+        let body = OpenAiProvider::new(&cfg).body(&ChatRequest {
             model: "gpt-4o-mini".into(),
             messages: vec![ChatMessage {
                 role: ChatRole::User,
@@ -390,5 +406,6 @@ mod tests {
         assert_eq!(messages[1]["role"], "assistant");
         assert_eq!(messages[1]["content"], "Hello, wor");
         assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["seed"], 7, "configured params pass through");
     }
 }

@@ -1,10 +1,13 @@
 //! The configured providers and the models they serve, addressed as `provider/model`.
 
-use super::{OpenAiProvider, Provider, ScriptedProvider};
-use crate::config::{ProviderConfig, ProviderKind};
+use super::{
+    AnthropicProvider, GeminiProvider, OllamaProvider, OpenAiProvider, Provider, ScriptedProvider,
+};
+use crate::config::{AliasConfig, ProviderConfig, ProviderKind};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A model as listed to clients.
 #[derive(Clone, Debug, Serialize)]
@@ -19,6 +22,21 @@ pub struct ModelInfo {
     /// True for the deterministic demo provider, so clients can warn that no real model
     /// is configured.
     pub scripted: bool,
+    /// For an alias: the `provider/model`s it tries, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+}
+
+/// One entry of a model's fallback chain, ready to call.
+#[derive(Clone)]
+pub struct Target {
+    /// `provider/model`.
+    pub model_ref: String,
+    pub provider: Arc<dyn Provider>,
+    /// The provider's own model name.
+    pub model: String,
+    pub max_retries: u32,
+    pub max_retry_wait: Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -30,6 +48,7 @@ pub enum ResolveError {
 pub struct ProviderRegistry {
     providers: HashMap<String, (Arc<dyn Provider>, ProviderConfig)>,
     models: Vec<ModelInfo>,
+    aliases: HashMap<String, Vec<String>>,
     default_model: String,
 }
 
@@ -41,9 +60,13 @@ impl ProviderRegistry {
         for cfg in configs {
             let provider: Arc<dyn Provider> = match cfg.kind {
                 ProviderKind::Openai => Arc::new(OpenAiProvider::new(cfg)),
+                ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(cfg)),
+                ProviderKind::Gemini => Arc::new(GeminiProvider::new(cfg)),
+                ProviderKind::Ollama => Arc::new(OllamaProvider::new(cfg)),
                 ProviderKind::Scripted => Arc::new(ScriptedProvider::from_config(cfg)),
             };
-            let names = if cfg.models.is_empty() {
+            // Other kinds without models discover them (`discover_models`).
+            let names = if cfg.models.is_empty() && cfg.kind == ProviderKind::Scripted {
                 vec!["demo".to_string()]
             } else {
                 cfg.models.clone()
@@ -61,6 +84,7 @@ impl ProviderRegistry {
                     model,
                     kind: cfg.kind,
                     scripted,
+                    fallbacks: Vec::new(),
                 });
             }
             providers.insert(cfg.id.clone(), (provider, cfg.clone()));
@@ -72,8 +96,118 @@ impl ProviderRegistry {
         Self {
             providers,
             models,
+            aliases: HashMap::new(),
             default_model,
         }
+    }
+
+    /// Asks each provider configured without models which ones it serves (Ollama lists
+    /// its local models) and adds them. A provider that cannot answer is skipped with a
+    /// warning, so Chorus starts without it; its models appear at the next start.
+    pub async fn discover_models(&mut self) {
+        const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+        let mut pending: Vec<(String, Arc<dyn Provider>, ProviderKind)> = self
+            .providers
+            .iter()
+            .filter(|(_, (_, cfg))| cfg.models.is_empty() && cfg.kind != ProviderKind::Scripted)
+            .map(|(id, (provider, cfg))| (id.clone(), provider.clone(), cfg.kind))
+            .collect();
+        pending.sort_by(|a, b| a.0.cmp(&b.0));
+        let answers = futures::future::join_all(pending.iter().map(|(_, provider, _)| {
+            tokio::time::timeout(DISCOVERY_TIMEOUT, provider.list_models())
+        }))
+        .await;
+        for ((id, _, kind), answer) in pending.into_iter().zip(answers) {
+            let names = match answer {
+                Ok(Ok(names)) => names,
+                Ok(Err(e)) => {
+                    tracing::warn!(provider = %id, error = %e, "cannot list the provider's models; it serves none until the next start");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(provider = %id, timeout = ?DISCOVERY_TIMEOUT, "the provider did not list its models in time; it serves none until the next start");
+                    continue;
+                }
+            };
+            if names.is_empty() {
+                tracing::warn!(provider = %id, "the provider lists no models");
+            } else {
+                tracing::info!(provider = %id, models = ?names, "discovered models");
+            }
+            for model in names {
+                let model_id = format!("{id}/{model}");
+                if self.models.iter().any(|m| m.id == model_id) {
+                    continue;
+                }
+                self.models.push(ModelInfo {
+                    id: model_id,
+                    provider: id.clone(),
+                    label: model.clone(),
+                    model,
+                    kind,
+                    scripted: false,
+                    fallbacks: Vec::new(),
+                });
+            }
+        }
+        if self.default_model.is_empty()
+            && let Some(first) = self.models.first()
+        {
+            self.default_model = first.id.clone();
+        }
+    }
+
+    /// Adds model aliases (validated by config): each is listed as a model whose
+    /// requests try its chain in order.
+    pub fn add_aliases(&mut self, aliases: &[AliasConfig]) {
+        for alias in aliases {
+            let first = self
+                .models
+                .iter()
+                .find(|m| alias.models.first() == Some(&m.id))
+                .cloned();
+            let Some(first) = first else { continue };
+            self.models.push(ModelInfo {
+                id: alias.name.clone(),
+                provider: first.provider,
+                model: first.model,
+                kind: first.kind,
+                label: format!("{} ({})", alias.name, alias.models.join(" → ")),
+                scripted: first.scripted,
+                fallbacks: alias.models.clone(),
+            });
+            self.aliases
+                .insert(alias.name.clone(), alias.models.clone());
+        }
+    }
+
+    /// The ordered targets a model reference stands for: one for `provider/model`,
+    /// the chain for an alias.
+    pub fn resolve_chain(&self, model_ref: &str) -> Result<Vec<Target>, ResolveError> {
+        let refs = match self.aliases.get(model_ref) {
+            Some(chain) => chain.clone(),
+            None => vec![model_ref.to_string()],
+        };
+        refs.iter()
+            .map(|r| {
+                let info = self
+                    .models
+                    .iter()
+                    .find(|m| &m.id == r && m.fallbacks.is_empty())
+                    .ok_or_else(|| ResolveError::UnknownModel(r.clone()))?;
+                let (provider, cfg) = self
+                    .providers
+                    .get(&info.provider)
+                    .ok_or_else(|| ResolveError::UnknownModel(r.clone()))?;
+                Ok(Target {
+                    model_ref: r.clone(),
+                    provider: provider.clone(),
+                    model: info.model.clone(),
+                    max_retries: cfg.max_retries,
+                    max_retry_wait: Duration::from_secs(cfg.max_retry_wait_secs),
+                })
+            })
+            .collect()
     }
 
     pub fn models(&self) -> &[ModelInfo] {
@@ -84,12 +218,14 @@ impl ProviderRegistry {
         &self.default_model
     }
 
-    /// The provider and provider-side model name for a `provider/model` reference.
+    /// The provider and provider-side model name for a model reference (the first of
+    /// an alias's chain).
     pub fn resolve(&self, model_ref: &str) -> Result<(Arc<dyn Provider>, String), ResolveError> {
-        let known = self.models.iter().find(|m| m.id == model_ref);
-        let (info, (provider, _)) = known
-            .and_then(|m| self.providers.get(&m.provider).map(|p| (m, p)))
+        let first = self
+            .resolve_chain(model_ref)?
+            .into_iter()
+            .next()
             .ok_or_else(|| ResolveError::UnknownModel(model_ref.to_string()))?;
-        Ok((provider.clone(), info.model.clone()))
+        Ok((first.provider, first.model))
     }
 }

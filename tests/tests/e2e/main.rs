@@ -5,9 +5,13 @@
 //!
 //! Build the binary first: `cargo build -p chorus && cargo test -p chorus-tests`.
 
+mod anthropic_provider;
 mod bad_input;
 mod cli;
 mod crash_recovery;
+mod fallback;
+mod gemini_provider;
+mod ollama_provider;
 mod openai_provider;
 mod sse_resume;
 mod two_instances;

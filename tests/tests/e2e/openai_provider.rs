@@ -28,12 +28,13 @@ struct Setup {
 
 async fn setup() -> Result<Setup> {
     let fake = FakeOpenAi::start().await?;
-    let server = TestServer::start(ServerConfig::new().openai(
-        "openai",
-        &fake.base_url(),
-        API_KEY,
-        &["gpt-4o-mini"],
-    ))
+    // The fake's `Retry-After: 7` exceeds the 5 s this server honours, so a rate limit
+    // fails the run at once instead of retrying (retries are covered in fallback.rs).
+    let server = TestServer::start(
+        ServerConfig::new()
+            .openai("openai", &fake.base_url(), API_KEY, &["gpt-4o-mini"])
+            .provider_setting("openai", "max_retry_wait_secs", 5),
+    )
     .await?;
     let client = logged_in_client(&server, &unique_name("oai")).await?;
     let conversation = client.create_conversation(Some(MODEL)).await?;
@@ -250,7 +251,10 @@ async fn rate_limit_fails_the_run() -> Result<()> {
             && error.contains(RATE_LIMIT_MESSAGE),
         "run: {run}"
     );
-    ensure!(t.fake.requests().len() == 1);
+    ensure!(
+        t.fake.requests().len() == 1,
+        "a Retry-After beyond max_retry_wait_secs is not waited for"
+    );
     let messages = t.client.messages(&t.conversation).await?;
     let assistant = only_assistant(&messages)?;
     ensure!(

@@ -1,0 +1,466 @@
+//! A fake Anthropic Messages API server on `127.0.0.1:0`.
+//!
+//! It answers `POST /v1/messages` in the documented streaming wire format: named
+//! server-sent events (`event: NAME` + `data: JSON`) `message_start` (with the input
+//! usage), `content_block_start`, `ping`, `content_block_delta`s, `content_block_stop`,
+//! `message_delta` (stop reason, output usage) and `message_stop`. It records every
+//! request's headers and JSON body, and whether the client hung up before the reply
+//! ended.
+//!
+//! Like the real API, it refuses (with Anthropic's error body) a request without
+//! `x-api-key` (401) or `anthropic-version`, without an integer `max_tokens`, with a
+//! `system` role in `messages`, with an empty message, or whose final assistant
+//! message ends in whitespace (400).
+//!
+//! What it does is chosen per request by a marker in the last user message:
+//!
+//! | marker              | behaviour                                                        |
+//! |---------------------|------------------------------------------------------------------|
+//! | (none)              | [`NORMAL_CHUNKS`] with [`NORMAL_USAGE`]                          |
+//! | `[think]`           | a thinking block of [`THINKING_CHUNKS`], then [`THINKING_ANSWER`] |
+//! | `[midstream-error]` | [`MIDSTREAM_CHUNKS`], then an `overloaded_error` event; it closes |
+//! | `[rate-limit]`      | HTTP 429, `retry-after: 3600`, Anthropic's rate-limit error body |
+//!
+//! A request whose last message is the assistant prefill [`continuation_prefill`]
+//! (the mid-stream partial, trailing whitespace trimmed) gets [`CONTINUATION_CHUNKS`].
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Token counts as the API reports them.
+#[derive(Clone, Copy, Debug)]
+pub struct FakeUsage {
+    pub input_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl FakeUsage {
+    /// All the prompt tokens: uncached, written to and read from the cache.
+    pub fn prompt_tokens(&self) -> u64 {
+        self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+    }
+}
+
+pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " the", " fake", " Claude", "."];
+pub const NORMAL_USAGE: FakeUsage = FakeUsage {
+    input_tokens: 19,
+    cache_creation_input_tokens: 2,
+    cache_read_input_tokens: 4,
+    output_tokens: 6,
+};
+pub const THINKING_CHUNKS: &[&str] = &["The user wants", " a greeting", " in French."];
+pub const THINKING_ANSWER: &[&str] = &["Bonjour", " !"];
+/// The partial reply ends in whitespace, which a prefill may not.
+pub const MIDSTREAM_CHUNKS: &[&str] = &["The answer", " is", ":\n\n"];
+/// Exactly what Anthropic sends in a mid-stream overload.
+pub const MIDSTREAM_ERROR_TYPE: &str = "overloaded_error";
+pub const MIDSTREAM_ERROR_MESSAGE: &str = "Overloaded";
+/// The model repeats the whitespace the prefill lost, split over two deltas.
+pub const CONTINUATION_CHUNKS: &[&str] = &["\n", "\nForty-two", ", as always."];
+pub const CONTINUATION_USAGE: FakeUsage = FakeUsage {
+    input_tokens: 41,
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: 0,
+    output_tokens: 5,
+};
+pub const RATE_LIMIT_MESSAGE: &str =
+    "Number of request tokens has exceeded your per-minute rate limit";
+/// Longer than any retry wait Chorus accepts, so the run fails at once.
+pub const RATE_LIMIT_RETRY_AFTER_SECS: u64 = 3600;
+
+/// The assistant prefill a continuation of the mid-stream error must end with.
+pub fn continuation_prefill() -> String {
+    MIDSTREAM_CHUNKS.concat().trim_end().to_string()
+}
+
+/// What the fake did with a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    Normal,
+    Thinking,
+    MidstreamError,
+    RateLimited,
+    Continuation,
+    /// Refused as the real API would (the reason is in the response).
+    Rejected,
+}
+
+/// One request as the fake received it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub behaviour: Behaviour,
+    /// Set when the client closed the connection before the reply was complete.
+    pub hung_up: Arc<AtomicBool>,
+}
+
+impl RecordedRequest {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `(role, content)` of every message of the request.
+    pub fn messages(&self) -> Vec<(String, String)> {
+        self.body["messages"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| {
+                        (
+                            m["role"].as_str().unwrap_or_default().to_string(),
+                            m["content"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn client_hung_up(&self) -> bool {
+        self.hung_up.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone, Default)]
+struct FakeState {
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+}
+
+/// The running fake. Stops when dropped.
+pub struct FakeAnthropic {
+    addr: std::net::SocketAddr,
+    state: FakeState,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeAnthropic {
+    pub async fn start() -> anyhow::Result<Self> {
+        let state = FakeState::default();
+        let app = Router::new()
+            .route("/v1/messages", post(messages))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    /// The `base_url` to configure: `http://127.0.0.1:PORT` (like the real API's, without `/v1`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for FakeAnthropic {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Anthropic's error body.
+fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({
+            "type": "error",
+            "error": {"type": kind, "message": message},
+            "request_id": "req_fake",
+        })),
+    )
+        .into_response()
+}
+
+/// Why the real API would refuse the request, if it would.
+fn refusal(headers: &HeaderMap, body: &Value) -> Option<Response> {
+    let invalid = |message: &str| {
+        Some(api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            message,
+        ))
+    };
+    if headers.get("x-api-key").is_none() {
+        return Some(api_error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "x-api-key header is required",
+        ));
+    }
+    if headers.get("anthropic-version").is_none() {
+        return invalid("anthropic-version: header is required");
+    }
+    if !body["max_tokens"].is_u64() {
+        return invalid("max_tokens: Field required");
+    }
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    if messages.is_empty() {
+        return invalid("messages: at least one message is required");
+    }
+    for m in &messages {
+        let role = m["role"].as_str().unwrap_or_default();
+        if role != "user" && role != "assistant" {
+            return invalid(&format!(
+                "messages: Unexpected role \"{role}\". The Messages API accepts a top-level `system` parameter, not \"system\" as an input message role."
+            ));
+        }
+        if m["content"].as_str().is_none_or(str::is_empty) {
+            return invalid("messages: text content blocks must be non-empty");
+        }
+    }
+    let last = messages.last()?;
+    if last["role"] == "assistant"
+        && last["content"]
+            .as_str()
+            .is_some_and(|c| c.trim_end().len() != c.len())
+    {
+        return invalid("messages: final assistant content cannot end with trailing whitespace");
+    }
+    None
+}
+
+fn choose(body: &Value) -> Behaviour {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    if let Some(last) = messages.last()
+        && last["role"] == "assistant"
+        && last["content"] == continuation_prefill().as_str()
+    {
+        return Behaviour::Continuation;
+    }
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default();
+    if last_user.contains("[midstream-error]") {
+        Behaviour::MidstreamError
+    } else if last_user.contains("[rate-limit]") {
+        Behaviour::RateLimited
+    } else if last_user.contains("[think]") {
+        Behaviour::Thinking
+    } else {
+        Behaviour::Normal
+    }
+}
+
+async fn messages(State(state): State<FakeState>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!("invalid JSON: {e}"),
+            );
+        }
+    };
+    let refused = refusal(&headers, &body);
+    let behaviour = if refused.is_some() {
+        Behaviour::Rejected
+    } else {
+        choose(&body)
+    };
+    let hung_up = Arc::new(AtomicBool::new(false));
+    state
+        .requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(RecordedRequest {
+            headers,
+            body: body.clone(),
+            behaviour,
+            hung_up: hung_up.clone(),
+        });
+    if let Some(response) = refused {
+        return response;
+    }
+    let model = body["model"].as_str().unwrap_or("claude-sonnet-4-5");
+    let frames = match behaviour {
+        Behaviour::Rejected => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Behaviour::RateLimited => {
+            let mut response = api_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                RATE_LIMIT_MESSAGE,
+            );
+            response.headers_mut().insert(
+                "retry-after",
+                header::HeaderValue::from(RATE_LIMIT_RETRY_AFTER_SECS),
+            );
+            return response;
+        }
+        Behaviour::Normal => {
+            let mut frames = vec![message_start(model, NORMAL_USAGE)];
+            frames.extend(text_block(0, NORMAL_CHUNKS));
+            frames.extend(message_end("end_turn", NORMAL_USAGE));
+            frames
+        }
+        Behaviour::Thinking => {
+            let usage = FakeUsage {
+                output_tokens: 30,
+                ..NORMAL_USAGE
+            };
+            let mut frames = vec![message_start(model, usage)];
+            frames.push(event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            ));
+            for chunk in THINKING_CHUNKS {
+                frames.push(event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": chunk}}),
+                ));
+            }
+            frames.push(event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h"}}),
+            ));
+            frames.push(event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ));
+            frames.extend(text_block(1, THINKING_ANSWER));
+            frames.extend(message_end("end_turn", usage));
+            frames
+        }
+        Behaviour::Continuation => {
+            let mut frames = vec![message_start(model, CONTINUATION_USAGE)];
+            frames.extend(text_block(0, CONTINUATION_CHUNKS));
+            frames.extend(message_end("end_turn", CONTINUATION_USAGE));
+            frames
+        }
+        Behaviour::MidstreamError => {
+            let mut frames = vec![message_start(model, NORMAL_USAGE)];
+            let mut block = text_block(0, MIDSTREAM_CHUNKS);
+            block.pop(); // the block never stops
+            frames.extend(block);
+            frames.push(event(
+                "error",
+                json!({"type": "error", "error": {"type": MIDSTREAM_ERROR_TYPE, "message": MIDSTREAM_ERROR_MESSAGE}}),
+            ));
+            frames
+        }
+    };
+    let guard = HangUpGuard {
+        flag: Some(hung_up),
+    };
+    let interval = Duration::from_millis(10);
+    let stream = futures::stream::unfold(
+        (frames.into_iter(), guard),
+        move |(mut frames, mut guard)| async move {
+            match frames.next() {
+                Some(frame) => {
+                    tokio::time::sleep(interval).await;
+                    Some((Ok::<_, Infallible>(frame), (frames, guard)))
+                }
+                None => {
+                    guard.flag.take(); // the whole reply went out
+                    None
+                }
+            }
+        },
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn message_start(model: &str, usage: FakeUsage) -> Bytes {
+    event(
+        "message_start",
+        json!({"type": "message_start", "message": {
+            "id": "msg_01FakeFakeFakeFakeFake",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": model,
+            "stop_reason": null,
+            "stop_sequence": null,
+            "usage": {
+                "input_tokens": usage.input_tokens,
+                "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+                "cache_read_input_tokens": usage.cache_read_input_tokens,
+                "output_tokens": 1,
+            },
+        }}),
+    )
+}
+
+/// `content_block_start`, a `ping`, one `text_delta` per chunk, `content_block_stop`.
+fn text_block(index: u32, chunks: &[&str]) -> Vec<Bytes> {
+    let mut frames = vec![
+        event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+        ),
+        event("ping", json!({"type": "ping"})),
+    ];
+    for chunk in chunks {
+        frames.push(event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": chunk}}),
+        ));
+    }
+    frames.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": index}),
+    ));
+    frames
+}
+
+/// `message_delta` with the stop reason and the cumulative output usage, then `message_stop`.
+fn message_end(stop_reason: &str, usage: FakeUsage) -> Vec<Bytes> {
+    vec![
+        event(
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": usage.output_tokens}}),
+        ),
+        event("message_stop", json!({"type": "message_stop"})),
+    ]
+}
+
+/// Records a hang-up when the reply stream is dropped before its end.
+struct HangUpGuard {
+    /// Taken when the reply is complete.
+    flag: Option<Arc<AtomicBool>>,
+}
+
+impl Drop for HangUpGuard {
+    fn drop(&mut self) {
+        if let Some(flag) = &self.flag {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+fn event(name: &str, data: Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}

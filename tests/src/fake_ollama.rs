@@ -1,0 +1,324 @@
+//! A fake Ollama server on `127.0.0.1:0`.
+//!
+//! - `GET /api/tags` lists [`MODELS`] in the documented shape (`{"models": [{"name",
+//!   "model", "modified_at", "size", "digest", "details"}]}`).
+//! - `POST /api/chat` streams newline-delimited JSON (`application/x-ndjson`): one
+//!   object per line with `message.content`, then a final object with `done: true`,
+//!   `done_reason` and the token counts `prompt_eval_count` and `eval_count`. Every
+//!   line is written in two pieces split mid-line, as a network may deliver it. A
+//!   model it does not list gets the documented 404 `{"error": "model '...' not found"}`.
+//!
+//! It records every chat request's JSON body and counts `/api/tags` calls.
+//!
+//! What `/api/chat` does is chosen by the messages:
+//!
+//! | request                                    | behaviour                                   |
+//! |--------------------------------------------|---------------------------------------------|
+//! | last message is `assistant` (a prefill)    | the rest of [`slow_script`] after that text, continued exactly |
+//! | last user message contains `[slow]`        | [`slow_script`] in [`slow_chunks`], one every [`SLOW_CHUNK_INTERVAL`] |
+//! | otherwise                                  | [`NORMAL_CHUNKS`], usage [`NORMAL_USAGE`]   |
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const MODELS: &[&str] = &["llama3.2:latest", "qwen3:8b"];
+pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " the", " fake", " llama", "."];
+pub const NORMAL_USAGE: (u64, u64) = (26, 6);
+pub const SLOW_CHUNK_INTERVAL: Duration = Duration::from_millis(150);
+
+/// The reply of `[slow]`, 40 chunks (with non-ASCII text, so a split character shows).
+pub fn slow_chunks() -> Vec<String> {
+    (0..40).map(|i| format!("wörd{i} ")).collect()
+}
+
+pub fn slow_script() -> String {
+    slow_chunks().concat()
+}
+
+/// The usage the fake reports: the prompt's characters over four, and one token a chunk.
+pub fn prompt_tokens(body: &Value) -> u64 {
+    let chars: usize = body["messages"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .map(|m| m["content"].as_str().unwrap_or_default().chars().count())
+                .sum()
+        })
+        .unwrap_or_default();
+    (chars as u64).div_ceil(4)
+}
+
+/// What the fake did with a chat request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    Normal,
+    Slow,
+    Continuation,
+    ModelNotFound,
+    /// A prefill that is not a prefix of the slow script.
+    BadPrefill,
+}
+
+/// One chat request as the fake received it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub body: Value,
+    pub behaviour: Behaviour,
+}
+
+impl RecordedRequest {
+    /// `(role, content)` of every message of the request.
+    pub fn messages(&self) -> Vec<(String, String)> {
+        self.body["messages"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| {
+                        (
+                            m["role"].as_str().unwrap_or_default().to_string(),
+                            m["content"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Default)]
+struct FakeState {
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    tags_calls: Arc<AtomicUsize>,
+}
+
+/// The running fake. Stops when dropped.
+pub struct FakeOllama {
+    addr: std::net::SocketAddr,
+    state: FakeState,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeOllama {
+    pub async fn start() -> anyhow::Result<Self> {
+        let state = FakeState::default();
+        let app = Router::new()
+            .route("/api/tags", get(tags))
+            .route("/api/chat", post(chat))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    /// The `base_url` to configure: `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every chat request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// How many times `/api/tags` was asked.
+    pub fn tags_calls(&self) -> usize {
+        self.state.tags_calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FakeOllama {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn tags(State(state): State<FakeState>) -> Response {
+    state.tags_calls.fetch_add(1, Ordering::SeqCst);
+    let models: Vec<Value> = MODELS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            json!({
+                "name": name,
+                "model": name,
+                "modified_at": "2025-05-10T08:06:48.639712648-07:00",
+                "size": 2019393189u64 + i as u64,
+                "digest": format!("{:064x}", i + 1),
+                "details": {
+                    "parent_model": "",
+                    "format": "gguf",
+                    "family": "llama",
+                    "families": ["llama"],
+                    "parameter_size": "3.2B",
+                    "quantization_level": "Q4_K_M",
+                },
+            })
+        })
+        .collect();
+    axum::Json(json!({"models": models})).into_response()
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({"error": message}))).into_response()
+}
+
+fn choose(body: &Value) -> Behaviour {
+    if !MODELS.contains(&body["model"].as_str().unwrap_or_default()) {
+        return Behaviour::ModelNotFound;
+    }
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    if let Some(last) = messages.last()
+        && last["role"] == "assistant"
+    {
+        let prefill = last["content"].as_str().unwrap_or_default();
+        return if slow_script().starts_with(prefill) {
+            Behaviour::Continuation
+        } else {
+            Behaviour::BadPrefill
+        };
+    }
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default();
+    if last_user.contains("[slow]") {
+        Behaviour::Slow
+    } else {
+        Behaviour::Normal
+    }
+}
+
+async fn chat(State(state): State<FakeState>, body: Bytes) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let behaviour = choose(&body);
+    state
+        .requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(RecordedRequest {
+            body: body.clone(),
+            behaviour,
+        });
+    let model = body["model"].as_str().unwrap_or_default().to_string();
+    let (chunks, interval): (Vec<String>, Duration) = match behaviour {
+        Behaviour::ModelNotFound => {
+            return error(StatusCode::NOT_FOUND, &format!("model '{model}' not found"));
+        }
+        Behaviour::BadPrefill => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the fake can only continue a prefix of its slow script",
+            );
+        }
+        Behaviour::Normal => (
+            NORMAL_CHUNKS.iter().map(|c| c.to_string()).collect(),
+            Duration::from_millis(10),
+        ),
+        Behaviour::Slow => (slow_chunks(), SLOW_CHUNK_INTERVAL),
+        Behaviour::Continuation => {
+            let messages = body["messages"].as_array().cloned().unwrap_or_default();
+            let prefill = messages
+                .last()
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            let rest = slow_script()[prefill.len()..].to_string();
+            // The rest in word-sized pieces (the prefill may end mid-word).
+            let pieces = rest
+                .split_inclusive(' ')
+                .map(str::to_string)
+                .collect::<Vec<_>>();
+            (pieces, Duration::from_millis(10))
+        }
+    };
+    let prompt = if behaviour == Behaviour::Normal {
+        NORMAL_USAGE.0
+    } else {
+        prompt_tokens(&body)
+    };
+    let eval = chunks.len() as u64;
+    let mut lines: Vec<String> = chunks
+        .iter()
+        .map(|c| {
+            json!({
+                "model": model,
+                "created_at": "2025-10-26T17:15:24.097767Z",
+                "message": {"role": "assistant", "content": c},
+                "done": false,
+            })
+            .to_string()
+        })
+        .collect();
+    lines.push(
+        json!({
+            "model": model,
+            "created_at": "2025-10-26T17:15:24.166576Z",
+            "message": {"role": "assistant", "content": ""},
+            "done": true,
+            "done_reason": "stop",
+            "total_duration": 4883583458u64,
+            "load_duration": 1334875,
+            "prompt_eval_count": prompt,
+            "prompt_eval_duration": 342546000,
+            "eval_count": eval,
+            "eval_duration": 4535599000u64,
+        })
+        .to_string(),
+    );
+    // Each line goes out in two writes, cut mid-line (inside a multi-byte character
+    // when there is one), so the reader must join pieces of lines.
+    let mut pieces: Vec<Bytes> = Vec::new();
+    for line in lines {
+        let mut bytes = line.into_bytes();
+        bytes.push(b'\n');
+        let cut = bytes
+            .iter()
+            .position(|b| *b >= 0x80)
+            .map_or(bytes.len() / 2, |i| i + 1);
+        let tail = bytes.split_off(cut);
+        pieces.push(Bytes::from(bytes));
+        pieces.push(Bytes::from(tail));
+    }
+    let stream = futures::stream::unfold(
+        (pieces.into_iter(), 0usize),
+        move |(mut pieces, n)| async move {
+            let piece = pieces.next()?;
+            // The pace of the reply before each line; a short pause inside it, so the
+            // two pieces reach the reader as separate reads.
+            let pause = if n % 2 == 0 {
+                interval
+            } else {
+                Duration::from_millis(2)
+            };
+            tokio::time::sleep(pause).await;
+            Some((Ok::<_, Infallible>(piece), (pieces, n + 1)))
+        },
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
