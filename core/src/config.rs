@@ -138,6 +138,11 @@ pub enum ProviderKind {
     Ollama,
     /// Deterministic local text, for demos and tests.
     Scripted,
+    /// Azure OpenAI: Chat Completions per deployment (`models` are deployment names),
+    /// key sent as `api-key`, `api_version` in the query.
+    Azure,
+    /// OpenAI Responses API (`POST /v1/responses`), streamed.
+    OpenaiResponses,
 }
 
 impl ProviderKind {
@@ -145,7 +150,11 @@ impl ProviderKind {
     pub fn needs_model_list(self) -> bool {
         matches!(
             self,
-            ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Gemini
+            ProviderKind::Openai
+                | ProviderKind::Anthropic
+                | ProviderKind::Gemini
+                | ProviderKind::Azure
+                | ProviderKind::OpenaiResponses
         )
     }
 }
@@ -180,6 +189,10 @@ pub struct ProviderConfig {
     /// are (e.g. `{ seed = 7 }` for OpenAI, `{ top_k = 40 }` for Anthropic).
     #[serde(default)]
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// Azure OpenAI: the `api-version` query parameter (default
+    /// [`DEFAULT_AZURE_API_VERSION`], the latest GA version of the inference API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
     /// Scripted provider: the text it replies with.
     pub text: Option<String>,
     /// Scripted provider: pace of the reply.
@@ -196,6 +209,10 @@ pub struct AliasConfig {
     /// `provider/model` references, tried in order.
     pub models: Vec<String>,
 }
+
+/// The Azure OpenAI `api-version` used when a provider sets none: the latest GA
+/// release of the data-plane inference API.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 fn default_max_retries() -> u32 {
     2
@@ -333,6 +350,13 @@ impl Config {
             {
                 return Err(invalid(key("base_url"), base, "an http:// or https:// URL"));
             }
+            if p.kind == ProviderKind::Azure && p.base_url.is_none() {
+                return Err(invalid(
+                    key("base_url"),
+                    "",
+                    "the resource endpoint, e.g. https://RESOURCE.openai.azure.com",
+                ));
+            }
             if p.kind.needs_model_list() && p.models.is_empty() {
                 return Err(invalid(key("models"), "[]", "at least one model name"));
             }
@@ -439,6 +463,7 @@ impl Config {
             max_retries: default_max_retries(),
             max_retry_wait_secs: default_max_retry_wait(),
             params: serde_json::Map::new(),
+            api_version: None,
             text: None,
             tokens_per_second: None,
         }]
@@ -737,6 +762,7 @@ mod example_tests {
             "default_model",
             "headers",
             "text",
+            "api_version",
         ] {
             assert!(
                 example.contains(&format!("{optional} = ")),

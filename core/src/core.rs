@@ -631,10 +631,7 @@ fn build_request(
         .as_deref()
         .filter(|s| !s.is_empty())
     {
-        messages.push(ChatMessage {
-            role: ChatRole::System,
-            content: system.to_string(),
-        });
+        messages.push(ChatMessage::text(ChatRole::System, system));
     }
     for m in history {
         let role = match m.role.as_str() {
@@ -645,10 +642,7 @@ fn build_request(
         if role == ChatRole::Assistant && m.content.is_empty() {
             continue; // a reply that produced nothing adds nothing to the context
         }
-        messages.push(ChatMessage {
-            role,
-            content: m.content.clone(),
-        });
+        messages.push(ChatMessage::text(role, m.content.clone()));
     }
     ChatRequest {
         model: model_ref

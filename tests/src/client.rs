@@ -108,6 +108,18 @@ impl ApiClient {
         req
     }
 
+    /// A GET, retried once when a pooled connection turns out to be closed: the server
+    /// rightly closes a connection after refusing a body it did not read (413), and a
+    /// GET is safe to repeat, as every HTTP client does.
+    pub async fn get(&self, path: &str) -> Result<reqwest::Response> {
+        match self.request(Method::GET, path).send().await {
+            Err(e) if e.is_request() || e.is_connect() => {
+                Ok(self.request(Method::GET, path).send().await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
     /// `POST /api/auth/login`; the session cookie lands in the jar.
     pub async fn login(&self, name: &str, password: &str) -> Result<Value> {
         let resp = self
@@ -119,7 +131,7 @@ impl ApiClient {
     }
 
     pub async fn me(&self) -> Result<Value> {
-        let resp = self.request(Method::GET, "/api/me").send().await?;
+        let resp = self.get("/api/me").await?;
         expect_json(resp, StatusCode::OK, "GET /api/me").await
     }
 
@@ -139,10 +151,7 @@ impl ApiClient {
     }
 
     pub async fn conversation(&self, id: &str) -> Result<Value> {
-        let resp = self
-            .request(Method::GET, &format!("/api/conversations/{id}"))
-            .send()
-            .await?;
+        let resp = self.get(&format!("/api/conversations/{id}")).await?;
         expect_json(resp, StatusCode::OK, "GET the conversation").await
     }
 
@@ -171,10 +180,7 @@ impl ApiClient {
 
     /// `GET /api/runs/{id}`.
     pub async fn run(&self, id: &str) -> Result<Value> {
-        let resp = self
-            .request(Method::GET, &format!("/api/runs/{id}"))
-            .send()
-            .await?;
+        let resp = self.get(&format!("/api/runs/{id}")).await?;
         expect_json(resp, StatusCode::OK, "GET the run").await
     }
 

@@ -11,24 +11,31 @@
 //! - [`fake_openai`]: a local OpenAI Chat Completions server that replays the
 //!   documented streaming wire format and records every request.
 //! - [`fake_anthropic`]: the same for the Anthropic Messages API.
+//! - [`fake_azure`]: the same for Azure OpenAI (deployment URLs, `api-key`, content
+//!   filter results and refusals).
+//! - [`fake_openai_responses`]: the same for the OpenAI Responses API.
 //! - [`fake_gemini`] and [`fake_ollama`]: the same for the Gemini API and Ollama's
 //!   native chat API (NDJSON) and model list.
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
 
 pub mod client;
 pub mod fake_anthropic;
+pub mod fake_azure;
 pub mod fake_gemini;
 pub mod fake_ollama;
 pub mod fake_openai;
+pub mod fake_openai_responses;
 pub mod server;
 pub mod services;
 pub mod wait;
 
 pub use client::{ApiClient, Resume, RunEvents, SentMessage, SseEvent};
 pub use fake_anthropic::FakeAnthropic;
+pub use fake_azure::FakeAzure;
 pub use fake_gemini::FakeGemini;
 pub use fake_ollama::FakeOllama;
 pub use fake_openai::FakeOpenAi;
+pub use fake_openai_responses::FakeOpenAiResponses;
 pub use server::{ProviderSpec, ServerConfig, TestServer, chorus_bin};
 pub use services::{TestDatabase, TestRedis};
 

@@ -178,6 +178,35 @@ impl ServerConfig {
         self
     }
 
+    /// An OpenAI Responses API provider (`kind = "openai_responses"`): written like
+    /// [`ServerConfig::openai`], with the kind overridden.
+    pub fn openai_responses(
+        self,
+        id: &str,
+        base_url: &str,
+        api_key: &str,
+        models: &[&str],
+    ) -> Self {
+        self.openai(id, base_url, api_key, models)
+            .provider_setting(id, "kind", "openai_responses")
+    }
+
+    /// An Azure OpenAI provider (`kind = "azure"`): `base_url` is the resource
+    /// endpoint and `deployments` its deployment names; written like
+    /// [`ServerConfig::openai`], with the kind and `api_version` set.
+    pub fn azure(
+        self,
+        id: &str,
+        base_url: &str,
+        api_key: &str,
+        api_version: &str,
+        deployments: &[&str],
+    ) -> Self {
+        self.openai(id, base_url, api_key, deployments)
+            .provider_setting(id, "kind", "azure")
+            .provider_setting(id, "api_version", api_version)
+    }
+
     /// Sets `key = value` in the table of provider `id`.
     pub fn provider_setting(mut self, id: &str, key: &str, value: impl Into<toml::Value>) -> Self {
         self.provider_settings

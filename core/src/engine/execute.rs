@@ -263,6 +263,15 @@ async fn pump(
                     })
                     .await;
                 }
+                Some(Ok(ProviderEvent::ToolCall(call))) => {
+                    state.produced = true;
+                    w.append(RunEvent::ToolCall {
+                        id: call.id,
+                        name: call.name,
+                        arguments: call.arguments,
+                    })
+                    .await;
+                }
                 Some(Ok(ProviderEvent::Finished(reason))) => state.finish_reason = Some(reason),
                 Some(Err(e)) => return PumpEnd::Failed(e),
             }

@@ -77,37 +77,21 @@ async fn recover(
         reason: "lease_expired".into(),
         error: None,
     };
-    if last_seq.is_some() {
+    // A journal that lost the run (in-process, after a restart) gets the whole text
+    // as a snapshot first, so its readers can show it.
+    let mut events = Vec::with_capacity(2);
+    if last_seq.is_none() {
+        events.push(RunEvent::Snapshot { text });
+    }
+    events.push(finished);
+    for (offset, event) in (1..).zip(events) {
         inner
             .journal
             .append(
                 &run.id,
                 JournalEntry {
-                    seq: seq + 1,
-                    event: finished,
-                },
-            )
-            .await?;
-    } else {
-        // The journal lost the run (in-process journal after a restart): readers get
-        // the whole text as a snapshot, then the end.
-        inner
-            .journal
-            .append(
-                &run.id,
-                JournalEntry {
-                    seq: seq + 1,
-                    event: RunEvent::Snapshot { text },
-                },
-            )
-            .await?;
-        inner
-            .journal
-            .append(
-                &run.id,
-                JournalEntry {
-                    seq: seq + 2,
-                    event: finished,
+                    seq: seq + offset,
+                    event,
                 },
             )
             .await?;

@@ -36,6 +36,12 @@ pub enum RunEvent {
         completion_tokens: u64,
         estimated: bool,
     },
+    /// The model called a tool (arguments as JSON).
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: serde_json::Value,
+    },
     /// A model of the run's fallback chain failed before its first token; the run
     /// goes on with the next one.
     Fallback {
@@ -64,6 +70,7 @@ impl RunEvent {
             RunEvent::Reasoning { .. } => "reasoning",
             RunEvent::Usage { .. } => "usage",
             RunEvent::Fallback { .. } => "fallback",
+            RunEvent::ToolCall { .. } => "tool_call",
             RunEvent::Snapshot { .. } => "snapshot",
             RunEvent::Finished { .. } => "finished",
         }

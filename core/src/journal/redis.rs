@@ -189,16 +189,16 @@ fn parse_entry(item: Value) -> Result<JournalEntry, JournalError> {
 /// The tailer: one blocking XREAD over every followed, unfinished run.
 async fn tail(inner: std::sync::Weak<Inner>, mut conn: MultiplexedConnection) {
     let my_id: Result<i64, _> = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await;
+    if let (Ok(id), Some(journal)) = (&my_id, inner.upgrade()) {
+        *journal
+            .tailer_client_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(*id);
+    }
     loop {
         let Some(journal) = inner.upgrade() else {
             return;
         };
-        if let Ok(id) = &my_id {
-            *journal
-                .tailer_client_id
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(*id);
-        }
         let targets: Vec<(RunId, u64)> = {
             let follows = journal.follows.lock().unwrap_or_else(|e| e.into_inner());
             follows

@@ -8,6 +8,7 @@ mod anthropic;
 mod gemini;
 mod ollama;
 mod openai;
+mod openai_responses;
 mod registry;
 mod scripted;
 mod wire;
@@ -16,6 +17,7 @@ pub use anthropic::AnthropicProvider;
 pub use gemini::GeminiProvider;
 pub use ollama::OllamaProvider;
 pub use openai::OpenAiProvider;
+pub use openai_responses::OpenAiResponsesProvider;
 pub use registry::{ModelInfo, ProviderRegistry, ResolveError, Target};
 pub use scripted::{DEFAULT_SCRIPT, ScriptedProvider};
 
@@ -24,18 +26,75 @@ use serde::Serialize;
 use std::pin::Pin;
 use std::time::Duration;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChatRole {
     System,
+    #[default]
     User,
     Assistant,
+    /// The result of a tool call, answering an assistant message's `tool_calls`.
+    Tool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One message of a request's history.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ChatMessage {
     pub role: ChatRole,
+    /// The text (for a `Tool` message: the tool's output).
     pub content: String,
+    /// Assistant messages: the tool calls the model made (possibly several, in order).
+    pub tool_calls: Vec<ToolCall>,
+    /// `Tool` messages: the id of the call this answers.
+    pub tool_call_id: Option<String>,
+    /// `Tool` messages: the name of the tool called (Gemini and Ollama key results by name).
+    pub tool_name: Option<String>,
+    /// `Tool` messages: whether the output is an error report.
+    pub is_error: bool,
+}
+
+impl ChatMessage {
+    /// A plain text message.
+    pub fn text(role: ChatRole, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A tool offered to the model: a name, what it does, and its parameters as a JSON
+/// Schema object. Names are already safe for every provider (`[a-zA-Z0-9_-]{1,64}`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub parameters: serde_json::Value,
+}
+
+/// Whether and which tools the model may call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides (the default when tools are offered).
+    Auto,
+    /// No tool call, even though tools are listed.
+    None,
+    /// At least one tool call.
+    Required,
+    /// This tool, by name.
+    Tool(String),
+}
+
+/// A complete tool call, assembled from however the provider streamed it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolCall {
+    /// The provider's call id (generated when the provider has none, as Gemini and
+    /// Ollama do), used to pair the result with the call.
+    pub id: String,
+    pub name: String,
+    /// The arguments as a JSON value (an object); `{}` when the model sent none.
+    pub arguments: serde_json::Value,
 }
 
 /// One normalized generation request.
@@ -52,6 +111,10 @@ pub struct ChatRequest {
     pub reasoning_effort: Option<String>,
     /// Partial assistant text to continue from, without repeating it.
     pub prefill: Option<String>,
+    /// Tools the model may call (empty: none offered).
+    pub tools: Vec<ToolSpec>,
+    /// `None` means the provider's default (auto when tools are offered).
+    pub tool_choice: Option<ToolChoice>,
 }
 
 /// Token counts of a generation.
@@ -69,7 +132,11 @@ pub enum ProviderEvent {
     Text(String),
     Reasoning(String),
     Usage(Usage),
-    /// The provider's finish reason, normalized (`stop`, `length`, `content_filter`, ...).
+    /// A complete tool call, emitted once its arguments have fully streamed; parallel
+    /// calls come as several events, in the model's order.
+    ToolCall(ToolCall),
+    /// The provider's finish reason, normalized (`stop`, `length`, `content_filter`,
+    /// `tool_calls`, ...).
     Finished(String),
 }
 

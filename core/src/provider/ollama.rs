@@ -9,13 +9,19 @@
 //! `done: true`, `done_reason` and the token counts `prompt_eval_count` and
 //! `eval_count`. An error after the stream started is a line `{"error": "..."}`.
 //!
+//! Tools: `tools: [{type: "function", function: {name, description, parameters}}]`;
+//! there is no `tool_choice`. Calls go back as the assistant's `tool_calls` (arguments
+//! as an object), results as `{"role": "tool", "tool_name"}` messages. Streamed
+//! `message.tool_calls` arrive whole; calls get `call_<n>` ids when the server sends
+//! none, and `done_reason: stop` after calls becomes `tool_calls`.
+//!
 //! Continuation is native: a final assistant message is continued, not answered.
 //! Models can be discovered with `GET {base_url}/api/tags`.
 
 use super::wire::{self, LineSplitter, truncate};
 use super::{
     ChatRequest, ChatRole, Provider, ProviderError, ProviderErrorKind, ProviderEvent,
-    ProviderStream, Usage,
+    ProviderStream, ToolCall, Usage,
 };
 use crate::config::ProviderConfig;
 use crate::secret::Secret;
@@ -67,18 +73,45 @@ impl OllamaProvider {
     }
 
     fn body(&self, request: &ChatRequest) -> Value {
-        let mut messages: Vec<Value> = request
-            .messages
-            .iter()
-            .map(|m| {
-                let role = match m.role {
-                    ChatRole::System => "system",
-                    ChatRole::User => "user",
-                    ChatRole::Assistant => "assistant",
-                };
-                json!({"role": role, "content": m.content})
-            })
-            .collect();
+        // Call ids to tool names, for results that do not name their tool.
+        let mut names: std::collections::HashMap<&str, &str> = Default::default();
+        let mut messages: Vec<Value> = Vec::with_capacity(request.messages.len());
+        for m in &request.messages {
+            let role = match m.role {
+                ChatRole::System => "system",
+                ChatRole::User => "user",
+                ChatRole::Assistant => "assistant",
+                ChatRole::Tool => "tool",
+            };
+            let mut message = json!({"role": role, "content": m.content});
+            if !m.tool_calls.is_empty() {
+                let calls: Vec<Value> = m
+                    .tool_calls
+                    .iter()
+                    .map(|call| {
+                        names.insert(&call.id, &call.name);
+                        let arguments = match &call.arguments {
+                            Value::Null => json!({}),
+                            args => args.clone(),
+                        };
+                        json!({"function": {"name": call.name, "arguments": arguments}})
+                    })
+                    .collect();
+                message["tool_calls"] = Value::Array(calls);
+            }
+            if m.role == ChatRole::Tool {
+                let name = m.tool_name.as_deref().or_else(|| {
+                    m.tool_call_id
+                        .as_deref()
+                        .and_then(|id| names.get(id).copied())
+                });
+                match name {
+                    Some(name) => message["tool_name"] = json!(name),
+                    None => tracing::debug!("ollama: a tool result names no tool"),
+                }
+            }
+            messages.push(message);
+        }
         if let Some(partial) = request.prefill.as_deref().filter(|p| !p.is_empty()) {
             // A final assistant message is continued from its last character.
             messages.push(json!({"role": "assistant", "content": partial}));
@@ -102,6 +135,23 @@ impl OllamaProvider {
         body.insert("model".into(), json!(request.model));
         body.insert("messages".into(), Value::Array(messages));
         body.insert("stream".into(), json!(true));
+        if !request.tools.is_empty() {
+            let tools: Vec<Value> = request
+                .tools
+                .iter()
+                .map(|t| {
+                    json!({"type": "function", "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    }})
+                })
+                .collect();
+            body.insert("tools".into(), Value::Array(tools));
+        }
+        if let Some(choice) = &request.tool_choice {
+            tracing::debug!(?choice, "ollama: the API has no tool_choice, dropping it");
+        }
         if request.reasoning_effort.is_some() {
             body.insert("think".into(), json!(true));
         }
@@ -136,6 +186,7 @@ impl Provider for OllamaProvider {
         let state = StreamState {
             bytes: Box::pin(response.bytes_stream()),
             lines: LineSplitter::default(),
+            calls: Calls::default(),
             pending: VecDeque::new(),
             done: false,
             failed: None,
@@ -183,6 +234,7 @@ type ByteStream =
 struct StreamState {
     bytes: ByteStream,
     lines: LineSplitter,
+    calls: Calls,
     pending: VecDeque<ProviderEvent>,
     /// Set after `done: true` or an error: nothing more is read.
     done: bool,
@@ -226,7 +278,7 @@ async fn next_event(
                 if state.done {
                     break; // nothing after the final object counts
                 }
-                state.done = parse_line(&line, &mut state.pending)?;
+                state.done = parse_line(&line, &mut state.calls, &mut state.pending)?;
             }
             if ended && !state.done {
                 return Err(ProviderError::new(
@@ -260,10 +312,74 @@ struct ChunkMessage {
     #[serde(default)]
     content: String,
     thinking: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCall>,
 }
 
-/// Turns one NDJSON line into events; true when it was the final object.
-fn parse_line(line: &[u8], out: &mut VecDeque<ProviderEvent>) -> Result<bool, ProviderError> {
+/// A complete tool call (Ollama never splits one across lines).
+#[derive(Deserialize)]
+struct WireToolCall {
+    /// Sent by newer servers only.
+    id: Option<String>,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    arguments: Value,
+}
+
+impl WireToolCall {
+    /// The normalized call; `arguments` must be an object (a JSON string of one is
+    /// accepted, nothing is `{}`).
+    fn into_tool_call(self, n: usize) -> Result<ToolCall, ProviderError> {
+        let WireFunction { name, arguments } = self.function;
+        let malformed = |args: &str| {
+            ProviderError::new(
+                ProviderErrorKind::Protocol,
+                format!(
+                    "malformed arguments of tool call {name:?}: {}",
+                    truncate(args, 200)
+                ),
+            )
+        };
+        let arguments = match arguments {
+            Value::Null => json!({}),
+            Value::String(s) if s.trim().is_empty() => json!({}),
+            Value::String(s) => serde_json::from_str::<Value>(&s)
+                .ok()
+                .filter(Value::is_object)
+                .ok_or_else(|| malformed(&s))?,
+            args @ Value::Object(_) => args,
+            other => return Err(malformed(&other.to_string())),
+        };
+        Ok(ToolCall {
+            id: self
+                .id
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(|| format!("call_{n}")),
+            name,
+            arguments,
+        })
+    }
+}
+
+/// What the lines so far said: how many tool calls (for generated ids and the finish
+/// reason).
+#[derive(Default)]
+struct Calls {
+    count: usize,
+}
+
+/// Turns one NDJSON line into events; true when it was the final object. A line that
+/// fails queues nothing.
+fn parse_line(
+    line: &[u8],
+    calls: &mut Calls,
+    out: &mut VecDeque<ProviderEvent>,
+) -> Result<bool, ProviderError> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(false);
     }
@@ -283,12 +399,21 @@ fn parse_line(line: &[u8], out: &mut VecDeque<ProviderEvent>) -> Result<bool, Pr
         ));
     }
     if let Some(message) = chunk.message {
+        // Calls are checked first, so a malformed one queues nothing of its line.
+        let mut parsed = Vec::with_capacity(message.tool_calls.len());
+        for call in message.tool_calls {
+            parsed.push(ProviderEvent::ToolCall(
+                call.into_tool_call(calls.count + parsed.len())?,
+            ));
+        }
+        calls.count += parsed.len();
         if let Some(thinking) = message.thinking.filter(|t| !t.is_empty()) {
             out.push_back(ProviderEvent::Reasoning(thinking));
         }
         if !message.content.is_empty() {
             out.push_back(ProviderEvent::Text(message.content));
         }
+        out.extend(parsed);
     }
     if !chunk.done {
         return Ok(false);
@@ -299,6 +424,8 @@ fn parse_line(line: &[u8], out: &mut VecDeque<ProviderEvent>) -> Result<bool, Pr
         estimated: false,
     }));
     let reason = match chunk.done_reason.as_deref() {
+        // Ollama says `stop` after tool calls too.
+        None | Some("stop") if calls.count > 0 => "tool_calls".to_string(),
         None | Some("stop") => "stop".to_string(),
         Some("length") => "length".to_string(),
         Some(other) => other.to_string(),
@@ -341,17 +468,15 @@ mod tests {
     }
 
     fn msg(role: ChatRole, content: &str) -> ChatMessage {
-        ChatMessage {
-            role,
-            content: content.into(),
-        }
+        ChatMessage::text(role, content)
     }
 
     fn parse_all(lines: &[&str]) -> Result<(Vec<ProviderEvent>, bool), ProviderError> {
         let mut out = VecDeque::new();
+        let mut calls = Calls::default();
         let mut done = false;
         for l in lines {
-            done = parse_line(l.as_bytes(), &mut out)?;
+            done = parse_line(l.as_bytes(), &mut calls, &mut out)?;
         }
         Ok((Vec::from(out), done))
     }
@@ -506,6 +631,7 @@ mod tests {
             let state = StreamState {
                 bytes: Box::pin(futures::stream::iter(chunks)),
                 lines: LineSplitter::default(),
+                calls: Calls::default(),
                 pending: VecDeque::new(),
                 done: false,
                 failed: None,
@@ -562,6 +688,7 @@ mod tests {
         let state = StreamState {
             bytes: Box::pin(futures::stream::iter(chunks)),
             lines: LineSplitter::default(),
+            calls: Calls::default(),
             pending: VecDeque::new(),
             done: false,
             failed: None,
@@ -577,5 +704,133 @@ mod tests {
             events[1].as_ref().unwrap_err().kind,
             ProviderErrorKind::Connect
         );
+    }
+
+    fn call(id: &str, name: &str, arguments: Value) -> ToolCall {
+        ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments,
+        }
+    }
+
+    #[test]
+    fn tools_calls_and_results_use_the_native_format() {
+        let body = provider(json!({})).body(&ChatRequest {
+            model: "qwen3".into(),
+            messages: vec![
+                msg(ChatRole::User, "Weather and time in Paris?"),
+                ChatMessage {
+                    role: ChatRole::Assistant,
+                    tool_calls: vec![
+                        call("call_0", "weather", json!({"city": "Paris"})),
+                        call("call_1", "time", Value::Null),
+                    ],
+                    ..Default::default()
+                },
+                ChatMessage {
+                    role: ChatRole::Tool,
+                    content: "18°C".into(),
+                    tool_call_id: Some("call_0".into()),
+                    tool_name: Some("weather".into()),
+                    ..Default::default()
+                },
+                // No tool name: found through the call id.
+                ChatMessage {
+                    role: ChatRole::Tool,
+                    content: "clock broke".into(),
+                    tool_call_id: Some("call_1".into()),
+                    is_error: true,
+                    ..Default::default()
+                },
+            ],
+            tools: vec![crate::provider::ToolSpec {
+                name: "weather".into(),
+                description: "Weather of a city".into(),
+                parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+            }],
+            tool_choice: Some(crate::provider::ToolChoice::Required),
+            ..Default::default()
+        });
+        assert_eq!(
+            body["tools"],
+            json!([{"type": "function", "function": {
+                "name": "weather",
+                "description": "Weather of a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            }}])
+        );
+        assert!(body.get("tool_choice").is_none(), "Ollama has none");
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": "Weather and time in Paris?"},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"function": {"name": "weather", "arguments": {"city": "Paris"}}},
+                    {"function": {"name": "time", "arguments": {}}},
+                ]},
+                {"role": "tool", "content": "18°C", "tool_name": "weather"},
+                {"role": "tool", "content": "clock broke", "tool_name": "time"},
+            ])
+        );
+    }
+
+    #[test]
+    fn tool_calls_in_one_line_become_calls_and_finish_with_tool_calls() {
+        let (events, done) = parse_all(&[
+            r#"{"model":"qwen3","message":{"role":"assistant","content":"Checking."},"done":false}"#,
+            r#"{"model":"qwen3","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"weather","arguments":{"city":"Paris"}}},{"function":{"index":1,"name":"time","arguments":{}}}]},"done":false}"#,
+            r#"{"model":"qwen3","message":{"role":"assistant","content":""},"done_reason":"stop","done":true,"prompt_eval_count":40,"eval_count":30}"#,
+        ])
+        .unwrap();
+        assert!(done);
+        assert_eq!(
+            events,
+            vec![
+                ProviderEvent::Text("Checking.".into()),
+                ProviderEvent::ToolCall(call("call_0", "weather", json!({"city": "Paris"}))),
+                ProviderEvent::ToolCall(call("call_1", "time", json!({}))),
+                ProviderEvent::Usage(Usage {
+                    prompt_tokens: 40,
+                    completion_tokens: 30,
+                    estimated: false
+                }),
+                ProviderEvent::Finished("tool_calls".into()),
+            ]
+        );
+        // Ids from the server are kept, missing arguments are `{}`, and numbering goes
+        // on across lines.
+        let (events, _) = parse_all(&[
+            r#"{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"a","arguments":{}}}]},"done":false}"#,
+            r#"{"message":{"role":"assistant","content":"","tool_calls":[{"id":"srv-1","function":{"name":"b"}},{"function":{"name":"c","arguments":"{\"x\":1}"}}]},"done":false}"#,
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                ProviderEvent::ToolCall(call("call_0", "a", json!({}))),
+                ProviderEvent::ToolCall(call("srv-1", "b", json!({}))),
+                ProviderEvent::ToolCall(call("call_2", "c", json!({"x": 1}))),
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_tool_arguments_are_a_protocol_error_naming_the_tool() {
+        let mut out = VecDeque::new();
+        let err = parse_line(
+            br#"{"message":{"role":"assistant","content":"hi","tool_calls":[{"function":{"name":"weather","arguments":"{\"city\":"}}]},"done":false}"#,
+            &mut Calls::default(),
+            &mut out,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, ProviderErrorKind::Protocol);
+        assert!(err.message.contains("\"weather\""), "{}", err.message);
+        assert!(out.is_empty(), "a failed line queues nothing");
+        let err = parse_all(&[
+            r#"{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"t","arguments":[1]}}]},"done":false}"#,
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind, ProviderErrorKind::Protocol);
     }
 }

@@ -1,7 +1,8 @@
 //! The configured providers and the models they serve, addressed as `provider/model`.
 
 use super::{
-    AnthropicProvider, GeminiProvider, OllamaProvider, OpenAiProvider, Provider, ScriptedProvider,
+    AnthropicProvider, GeminiProvider, OllamaProvider, OpenAiProvider, OpenAiResponsesProvider,
+    Provider, ScriptedProvider,
 };
 use crate::config::{AliasConfig, ProviderConfig, ProviderKind};
 use serde::Serialize;
@@ -59,11 +60,12 @@ impl ProviderRegistry {
         let mut models = Vec::new();
         for cfg in configs {
             let provider: Arc<dyn Provider> = match cfg.kind {
-                ProviderKind::Openai => Arc::new(OpenAiProvider::new(cfg)),
+                ProviderKind::Openai | ProviderKind::Azure => Arc::new(OpenAiProvider::new(cfg)),
                 ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(cfg)),
                 ProviderKind::Gemini => Arc::new(GeminiProvider::new(cfg)),
                 ProviderKind::Ollama => Arc::new(OllamaProvider::new(cfg)),
                 ProviderKind::Scripted => Arc::new(ScriptedProvider::from_config(cfg)),
+                ProviderKind::OpenaiResponses => Arc::new(OpenAiResponsesProvider::new(cfg)),
             };
             // Other kinds without models discover them (`discover_models`).
             let names = if cfg.models.is_empty() && cfg.kind == ProviderKind::Scripted {

@@ -6,6 +6,7 @@
 //! Build the binary first: `cargo build -p chorus && cargo test -p chorus-tests`.
 
 mod anthropic_provider;
+mod azure_provider;
 mod bad_input;
 mod cli;
 mod crash_recovery;
@@ -13,6 +14,7 @@ mod fallback;
 mod gemini_provider;
 mod ollama_provider;
 mod openai_provider;
+mod openai_responses_provider;
 mod sse_resume;
 mod two_instances;
 

@@ -15,12 +15,19 @@
 //! events (e.g. `overloaded_error`) end the stream, and unknown event types are
 //! ignored, as the API's versioning policy asks.
 //!
+//! Tools: `tools: [{name, description, input_schema}]` and `tool_choice` (`auto`,
+//! `any`, `tool` with a name, `none`). An assistant's calls go back as `tool_use`
+//! content blocks, results as `tool_result` blocks of a user message (consecutive
+//! results, and a user text after them, share one message). A streamed `tool_use`
+//! block sends its input as `input_json_delta` fragments; at `content_block_stop` the
+//! concatenated JSON is parsed and the call emitted whole.
+//!
 //! Continuation uses the API's native assistant prefill: the partial reply is the
 //! final assistant message and the model goes on from its last character.
 
 use super::{
     ChatRequest, ChatRole, Provider, ProviderError, ProviderErrorKind, ProviderEvent,
-    ProviderStream, Usage,
+    ProviderStream, ToolCall, ToolChoice, Usage,
 };
 use crate::config::ProviderConfig;
 use crate::secret::Secret;
@@ -96,24 +103,60 @@ impl AnthropicProvider {
 
     fn prepare(&self, request: &ChatRequest) -> Prepared {
         let mut system: Vec<&str> = Vec::new();
-        let mut messages: Vec<(&'static str, String)> = Vec::new();
+        let mut messages: Vec<Turn> = Vec::new();
         for m in &request.messages {
-            let role = match m.role {
+            match m.role {
                 ChatRole::System => {
                     if !m.content.trim().is_empty() {
                         system.push(&m.content);
                     }
-                    continue;
                 }
-                ChatRole::User => "user",
-                ChatRole::Assistant => "assistant",
-            };
-            if m.content.trim().is_empty() {
-                // The API rejects empty text content.
-                tracing::debug!(role, "anthropic: dropping an empty message");
-                continue;
+                ChatRole::User | ChatRole::Assistant => {
+                    let role = if m.role == ChatRole::User {
+                        "user"
+                    } else {
+                        "assistant"
+                    };
+                    if !m.content.trim().is_empty() {
+                        push_text(&mut messages, role, &m.content);
+                    } else if m.tool_calls.is_empty() {
+                        // The API rejects empty text content.
+                        tracing::debug!(role, "anthropic: dropping an empty message");
+                    }
+                    for call in &m.tool_calls {
+                        push_block(
+                            &mut messages,
+                            "assistant",
+                            json!({
+                                "type": "tool_use",
+                                "id": call.id,
+                                "name": call.name,
+                                "input": tool_input(&call.arguments),
+                            }),
+                        );
+                    }
+                }
+                ChatRole::Tool => match &m.tool_call_id {
+                    Some(id) => {
+                        let mut block = json!({"type": "tool_result", "tool_use_id": id});
+                        if !m.content.is_empty() {
+                            block["content"] = json!(m.content);
+                        }
+                        if m.is_error {
+                            block["is_error"] = json!(true);
+                        }
+                        push_block(&mut messages, "user", block);
+                    }
+                    None => {
+                        tracing::debug!(
+                            "anthropic: a tool result without a call id, sending it as user text"
+                        );
+                        if !m.content.trim().is_empty() {
+                            push_text(&mut messages, "user", &m.content);
+                        }
+                    }
+                },
             }
-            push_turn(&mut messages, role, &m.content);
         }
 
         let mut strip = String::new();
@@ -129,21 +172,28 @@ impl AnthropicProvider {
                 );
             }
             if !kept.is_empty() {
-                push_turn(&mut messages, "assistant", kept);
+                push_text(&mut messages, "assistant", kept);
             }
-        } else if let Some((role, content)) = messages.last_mut()
-            && *role == "assistant"
+        } else if let Some(turn) = messages.last_mut()
+            && turn.role == "assistant"
+            && let Some(Value::Object(block)) = turn.blocks.last_mut()
+            && block.get("type").and_then(Value::as_str) == Some("text")
+            && let Some(Value::String(content)) = block.get_mut("text")
             && content.trim_end().len() != content.len()
         {
             // A history that ends with an assistant turn is a prefill to the API too.
             tracing::debug!("anthropic: trimming trailing whitespace off the last assistant turn");
             content.truncate(content.trim_end().len());
         }
+        // Extended thinking in the middle of a tool loop needs the signed thinking
+        // blocks of the assistant turn that made the calls, which Chorus does not keep.
+        let mid_tool_loop = messages
+            .iter()
+            .rev()
+            .take_while(|t| !t.has_user_text())
+            .any(|t| t.role == "assistant" && t.has_tool_use());
 
-        let messages: Vec<Value> = messages
-            .into_iter()
-            .map(|(role, content)| json!({"role": role, "content": content}))
-            .collect();
+        let messages: Vec<Value> = messages.into_iter().map(Turn::into_json).collect();
         let mut body = json!({
             "model": request.model,
             "max_tokens": request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
@@ -188,6 +238,11 @@ impl AnthropicProvider {
                     "anthropic: extended thinking cannot be combined with an assistant prefill; \
                      continuing without thinking"
                 );
+            } else if mid_tool_loop {
+                tracing::debug!(
+                    "anthropic: the history ends in a tool loop whose thinking blocks are not \
+                     kept; continuing without extended thinking"
+                );
             } else {
                 body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
                 if let Some(obj) = body.as_object_mut() {
@@ -206,6 +261,7 @@ impl AnthropicProvider {
                 }
             }
         }
+        add_tools(&mut body, request);
         // Configured extras pass through as they are, over the normalized fields.
         for (k, v) in &self.params {
             body[k] = v.clone();
@@ -236,15 +292,128 @@ fn raise_max_tokens_over_budget(body: &mut Value) {
     }
 }
 
-/// Appends a turn, merging it into the previous one of the same role (the API wants
-/// user and assistant turns to alternate).
-fn push_turn(messages: &mut Vec<(&'static str, String)>, role: &'static str, content: &str) {
-    match messages.last_mut() {
-        Some((last, text)) if *last == role => {
-            text.push_str("\n\n");
-            text.push_str(content);
+/// `tools` and `tool_choice`. Extended thinking only allows `auto` and `none`.
+fn add_tools(body: &mut Value, request: &ChatRequest) {
+    if request.tools.is_empty() {
+        if request.tool_choice.is_some() {
+            tracing::debug!("anthropic: dropping tool_choice, no tools are offered");
         }
-        _ => messages.push((role, content.to_string())),
+        return;
+    }
+    let tools: Vec<Value> = request
+        .tools
+        .iter()
+        .map(|t| {
+            let mut tool = json!({"name": t.name, "input_schema": input_schema(&t.parameters)});
+            if !t.description.is_empty() {
+                tool["description"] = json!(t.description);
+            }
+            tool
+        })
+        .collect();
+    body["tools"] = Value::Array(tools);
+    let thinking = body.get("thinking").is_some();
+    let choice = match &request.tool_choice {
+        None => return,
+        Some(ToolChoice::Auto) => json!({"type": "auto"}),
+        Some(ToolChoice::None) => json!({"type": "none"}),
+        Some(ToolChoice::Required | ToolChoice::Tool(_)) if thinking => {
+            tracing::debug!(
+                "anthropic: extended thinking only allows tool_choice auto or none; sending auto"
+            );
+            json!({"type": "auto"})
+        }
+        Some(ToolChoice::Required) => json!({"type": "any"}),
+        Some(ToolChoice::Tool(name)) => json!({"type": "tool", "name": name}),
+    };
+    body["tool_choice"] = choice;
+}
+
+/// A tool's parameters as the API's `input_schema`, which must be an object schema.
+fn input_schema(parameters: &Value) -> Value {
+    match parameters {
+        Value::Object(map) if !map.is_empty() => {
+            let mut schema = map.clone();
+            schema.entry("type").or_insert_with(|| json!("object"));
+            Value::Object(schema)
+        }
+        _ => json!({"type": "object", "properties": {}}),
+    }
+}
+
+/// A tool call's arguments as a `tool_use` block's `input` (always an object).
+fn tool_input(arguments: &Value) -> Value {
+    match arguments {
+        Value::Object(_) => arguments.clone(),
+        Value::Null => json!({}),
+        other => {
+            tracing::debug!("anthropic: wrapping non-object tool arguments as {{\"value\": ...}}");
+            json!({"value": other})
+        }
+    }
+}
+
+/// One message of the request: a role and its content blocks.
+struct Turn {
+    role: &'static str,
+    blocks: Vec<Value>,
+}
+
+impl Turn {
+    fn has_user_text(&self) -> bool {
+        self.role == "user" && self.blocks.iter().any(|b| b["type"] == "text")
+    }
+
+    fn has_tool_use(&self) -> bool {
+        self.blocks.iter().any(|b| b["type"] == "tool_use")
+    }
+
+    /// A turn of one text block is sent as a plain string, anything else as blocks.
+    fn into_json(self) -> Value {
+        let content = match self.blocks.as_slice() {
+            [block] if block["type"] == "text" => block["text"].clone(),
+            _ => Value::Array(self.blocks),
+        };
+        json!({"role": self.role, "content": content})
+    }
+}
+
+/// Appends text, joining it to the previous text of the same role's turn (the API
+/// wants user and assistant turns to alternate).
+fn push_text(messages: &mut Vec<Turn>, role: &'static str, content: &str) {
+    if let Some(turn) = messages.last_mut()
+        && turn.role == role
+        && let Some(last) = turn.blocks.last_mut()
+        && last["type"] == "text"
+        && let Some(Value::String(text)) = last.get_mut("text")
+    {
+        text.push_str("\n\n");
+        text.push_str(content);
+        return;
+    }
+    push_block(messages, role, json!({"type": "text", "text": content}));
+}
+
+/// Appends a content block to the last turn when it has the same role, else to a new
+/// turn. `tool_result` blocks go before any text of their user turn, as the API asks.
+fn push_block(messages: &mut Vec<Turn>, role: &'static str, block: Value) {
+    match messages.last_mut() {
+        Some(turn) if turn.role == role => {
+            if block["type"] == "tool_result" {
+                let at = turn
+                    .blocks
+                    .iter()
+                    .take_while(|b| b["type"] == "tool_result")
+                    .count();
+                turn.blocks.insert(at, block);
+            } else {
+                turn.blocks.push(block);
+            }
+        }
+        _ => messages.push(Turn {
+            role,
+            blocks: vec![block],
+        }),
     }
 }
 
@@ -389,287 +558,8 @@ async fn next_event(
     }
 }
 
-/// The data of one server-sent event, by its `type`.
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum WireEvent {
-    MessageStart {
-        message: StartMessage,
-    },
-    ContentBlockStart {
-        content_block: WireBlock,
-    },
-    ContentBlockDelta {
-        delta: WireDelta,
-    },
-    ContentBlockStop {},
-    MessageDelta {
-        #[serde(default)]
-        delta: MessageDeltaBody,
-        usage: Option<WireUsage>,
-    },
-    MessageStop {},
-    Ping {},
-    Error {
-        error: WireError,
-    },
-    /// Event types added after this code was written.
-    #[serde(other)]
-    Unknown,
-}
-
-#[derive(Deserialize)]
-struct StartMessage {
-    usage: Option<WireUsage>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum WireBlock {
-    Text {
-        #[serde(default)]
-        text: String,
-    },
-    Thinking {
-        #[serde(default)]
-        thinking: String,
-    },
-    /// `tool_use`, `redacted_thinking`, ...: not handled yet.
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum WireDelta {
-    TextDelta {
-        text: String,
-    },
-    ThinkingDelta {
-        thinking: String,
-    },
-    /// `signature_delta`, `input_json_delta`, `citations_delta`: tools come later.
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize, Default)]
-struct MessageDeltaBody {
-    stop_reason: Option<String>,
-}
-
-/// Usage as the API reports it; `message_delta` carries cumulative counts.
-#[derive(Deserialize, Default, Clone, Copy)]
-struct WireUsage {
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    cache_read_input_tokens: Option<u64>,
-    cache_creation_input_tokens: Option<u64>,
-}
-
-impl WireUsage {
-    /// Takes every count `newer` reports.
-    fn update(&mut self, newer: WireUsage) {
-        self.input_tokens = newer.input_tokens.or(self.input_tokens);
-        self.output_tokens = newer.output_tokens.or(self.output_tokens);
-        self.cache_read_input_tokens = newer
-            .cache_read_input_tokens
-            .or(self.cache_read_input_tokens);
-        self.cache_creation_input_tokens = newer
-            .cache_creation_input_tokens
-            .or(self.cache_creation_input_tokens);
-    }
-}
-
-#[derive(Deserialize)]
-struct WireError {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    message: String,
-}
-
-/// Turns the events of one message into [`ProviderEvent`]s.
-struct EventParser {
-    usage: Option<WireUsage>,
-    stop_reason: Option<String>,
-    /// Whitespace still to drop from the start of the text (see [`Prepared::strip`]).
-    strip: String,
-    /// `message_stop` arrived: the message is complete.
-    stopped: bool,
-}
-
-impl EventParser {
-    fn new(strip: String) -> Self {
-        Self {
-            usage: None,
-            stop_reason: None,
-            strip,
-            stopped: false,
-        }
-    }
-
-    fn parse(
-        &mut self,
-        data: &str,
-        out: &mut VecDeque<ProviderEvent>,
-    ) -> Result<(), ProviderError> {
-        let event: WireEvent = serde_json::from_str(data).map_err(|e| {
-            ProviderError::new(
-                ProviderErrorKind::Protocol,
-                format!("malformed event ({e}): {}", truncate(data, 200)),
-            )
-        })?;
-        match event {
-            WireEvent::MessageStart { message } => {
-                if let Some(u) = message.usage {
-                    self.usage.get_or_insert_default().update(u);
-                }
-            }
-            WireEvent::ContentBlockStart { content_block } => match content_block {
-                WireBlock::Text { text } => self.text(&text, out),
-                WireBlock::Thinking { thinking } if !thinking.is_empty() => {
-                    out.push_back(ProviderEvent::Reasoning(thinking));
-                }
-                _ => {}
-            },
-            WireEvent::ContentBlockDelta { delta } => match delta {
-                WireDelta::TextDelta { text } => self.text(&text, out),
-                WireDelta::ThinkingDelta { thinking } if !thinking.is_empty() => {
-                    out.push_back(ProviderEvent::Reasoning(thinking));
-                }
-                _ => {}
-            },
-            WireEvent::MessageDelta { delta, usage } => {
-                if let Some(reason) = delta.stop_reason {
-                    self.stop_reason = Some(reason);
-                }
-                if let Some(u) = usage {
-                    self.usage.get_or_insert_default().update(u);
-                }
-            }
-            WireEvent::MessageStop {} => {
-                self.stopped = true;
-                if let Some(u) = self.usage {
-                    out.push_back(ProviderEvent::Usage(Usage {
-                        prompt_tokens: u.input_tokens.unwrap_or(0)
-                            + u.cache_read_input_tokens.unwrap_or(0)
-                            + u.cache_creation_input_tokens.unwrap_or(0),
-                        completion_tokens: u.output_tokens.unwrap_or(0),
-                        estimated: false,
-                    }));
-                }
-                let reason = self.stop_reason.as_deref().unwrap_or("end_turn");
-                out.push_back(ProviderEvent::Finished(normalize_stop_reason(reason)));
-            }
-            WireEvent::Error { error } => return Err(stream_error(&error)),
-            WireEvent::ContentBlockStop {} | WireEvent::Ping {} | WireEvent::Unknown => {}
-        }
-        Ok(())
-    }
-
-    /// Emits text, first dropping whatever part of the prefill's trimmed whitespace the
-    /// model repeats at its start.
-    fn text(&mut self, text: &str, out: &mut VecDeque<ProviderEvent>) {
-        let mut text = text;
-        if !self.strip.is_empty() && !text.is_empty() {
-            let common: usize = self
-                .strip
-                .chars()
-                .zip(text.chars())
-                .take_while(|(a, b)| a == b)
-                .map(|(a, _)| a.len_utf8())
-                .sum();
-            if common == text.len() {
-                // All of it was repeated whitespace; more may follow in the next delta.
-                self.strip.drain(..common);
-                return;
-            }
-            text = &text[common..];
-            self.strip.clear();
-        }
-        if !text.is_empty() {
-            out.push_back(ProviderEvent::Text(text.to_string()));
-        }
-    }
-}
-
-/// The API's `stop_reason` as a normalized finish reason.
-fn normalize_stop_reason(reason: &str) -> String {
-    match reason {
-        "end_turn" | "stop_sequence" => "stop",
-        "max_tokens" | "model_context_window_exceeded" => "length",
-        "tool_use" => "tool_calls",
-        "refusal" => "content_filter",
-        other => other,
-    }
-    .to_string()
-}
-
-fn stream_error(error: &WireError) -> ProviderError {
-    let kind = match error.kind.as_str() {
-        "overloaded_error" | "api_error" => ProviderErrorKind::Server,
-        "rate_limit_error" => ProviderErrorKind::RateLimited,
-        _ => ProviderErrorKind::Upstream,
-    };
-    let message = if error.message.is_empty() {
-        "the provider reported an error mid-stream"
-    } else {
-        &error.message
-    };
-    if error.kind.is_empty() {
-        ProviderError::new(kind, message)
-    } else {
-        ProviderError::new(kind, format!("{}: {message}", error.kind))
-    }
-}
-
-fn transport_error(e: &reqwest::Error) -> ProviderError {
-    let kind = if e.is_timeout() {
-        ProviderErrorKind::Timeout
-    } else {
-        ProviderErrorKind::Connect
-    };
-    ProviderError::new(kind, format!("request failed: {e}"))
-}
-
-fn status_kind(status: u16) -> ProviderErrorKind {
-    match status {
-        429 => ProviderErrorKind::RateLimited,
-        401 | 403 => ProviderErrorKind::Auth,
-        408 => ProviderErrorKind::Timeout,
-        // 529 is Anthropic's "overloaded".
-        500..=599 => ProviderErrorKind::Server,
-        _ => ProviderErrorKind::BadRequest,
-    }
-}
-
-/// `retry-after` in seconds (Anthropic sends an integer).
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let secs: f64 = value.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
-}
-
-/// The provider's own message from a `{"type":"error","error":{"type","message"}}`
-/// body, else the start of the body.
-fn error_message(status: u16, body: &str) -> String {
-    let parsed = serde_json::from_str::<Value>(body).ok();
-    let error = parsed.as_ref().and_then(|v| v.get("error"));
-    let message = error.and_then(|e| e.get("message")).and_then(Value::as_str);
-    let kind = error.and_then(|e| e.get("type")).and_then(Value::as_str);
-    match (kind, message) {
-        (Some(kind), Some(message)) => format!("HTTP {status} {kind}: {message}"),
-        (None, Some(message)) => format!("HTTP {status}: {message}"),
-        _ => format!("HTTP {status}: {}", truncate(body, 300)),
-    }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
+mod events;
+use events::*;
 
 #[cfg(test)]
 mod tests;

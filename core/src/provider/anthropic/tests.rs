@@ -1,7 +1,7 @@
 //! Unit tests of the Anthropic request body and stream parsing.
 use super::*;
 use crate::config::ProviderKind;
-use crate::provider::ChatMessage;
+use crate::provider::{ChatMessage, ToolSpec};
 
 fn provider(params: Value) -> AnthropicProvider {
     let mut cfg = crate::config::Config::default()
@@ -16,10 +16,7 @@ fn provider(params: Value) -> AnthropicProvider {
 }
 
 fn msg(role: ChatRole, content: &str) -> ChatMessage {
-    ChatMessage {
-        role,
-        content: content.into(),
-    }
+    ChatMessage::text(role, content)
 }
 
 fn request(messages: Vec<ChatMessage>) -> ChatRequest {
@@ -267,9 +264,6 @@ fn events_parse_into_text_reasoning_usage_and_finish() {
             r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Hello"}}"#,
             r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"!"}}"#,
             r#"{"type":"content_block_stop","index":1}"#,
-            r#"{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"t1","name":"x","input":{}}}"#,
-            r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
-            r#"{"type":"content_block_stop","index":2}"#,
             r#"{"type":"some_future_event","detail":1}"#,
             r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#,
             r#"{"type":"message_stop"}"#,
@@ -398,4 +392,271 @@ fn http_errors_are_classified() {
         Some(Duration::from_millis(1500))
     );
     assert_eq!(parse_retry_after("soon"), None);
+}
+
+fn tool(name: &str) -> ToolSpec {
+    ToolSpec {
+        name: name.into(),
+        description: format!("{name} things"),
+        parameters: json!({"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}),
+    }
+}
+
+fn call(id: &str, name: &str, arguments: Value) -> ToolCall {
+    ToolCall {
+        id: id.into(),
+        name: name.into(),
+        arguments,
+    }
+}
+
+fn tool_result(id: &str, name: &str, content: &str, is_error: bool) -> ChatMessage {
+    ChatMessage {
+        role: ChatRole::Tool,
+        content: content.into(),
+        tool_call_id: Some(id.into()),
+        tool_name: Some(name.into()),
+        is_error,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn tools_and_tool_choice_are_offered() {
+    let mut req = request(vec![msg(ChatRole::User, "hi")]);
+    req.tools = vec![
+        tool("search"),
+        ToolSpec {
+            name: "now".into(),
+            description: String::new(),
+            parameters: Value::Null,
+        },
+    ];
+    let body = provider(json!({})).prepare(&req).body;
+    assert_eq!(
+        body["tools"],
+        json!([
+            {"name": "search", "description": "search things", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}},
+            {"name": "now", "input_schema": {"type": "object", "properties": {}}},
+        ])
+    );
+    assert!(body.get("tool_choice").is_none(), "the API default is auto");
+    for (choice, wire) in [
+        (ToolChoice::Auto, json!({"type": "auto"})),
+        (ToolChoice::None, json!({"type": "none"})),
+        (ToolChoice::Required, json!({"type": "any"})),
+        (
+            ToolChoice::Tool("search".into()),
+            json!({"type": "tool", "name": "search"}),
+        ),
+    ] {
+        req.tool_choice = Some(choice);
+        assert_eq!(provider(json!({})).prepare(&req).body["tool_choice"], wire);
+    }
+    // Extended thinking allows only auto and none.
+    req.reasoning_effort = Some("low".into());
+    let body = provider(json!({})).prepare(&req).body;
+    assert_eq!(body["tool_choice"], json!({"type": "auto"}));
+    // No tools, no choice.
+    let mut req = request(vec![msg(ChatRole::User, "hi")]);
+    req.tool_choice = Some(ToolChoice::Required);
+    let body = provider(json!({})).prepare(&req).body;
+    assert!(body.get("tools").is_none() && body.get("tool_choice").is_none());
+}
+
+#[test]
+fn history_with_parallel_calls_and_results_becomes_content_blocks() {
+    let req = request(vec![
+        msg(ChatRole::User, "Weather and time in Paris?"),
+        ChatMessage {
+            role: ChatRole::Assistant,
+            content: "Checking.".into(),
+            tool_calls: vec![
+                call("toolu_1", "weather", json!({"city": "Paris"})),
+                call("toolu_2", "time", json!({})),
+            ],
+            ..Default::default()
+        },
+        tool_result("toolu_1", "weather", "18°C", false),
+        tool_result("toolu_2", "time", "clock broke", true),
+        msg(ChatRole::User, "Thanks, and Rome?"),
+        ChatMessage {
+            role: ChatRole::Assistant,
+            tool_calls: vec![call("toolu_3", "weather", json!({"city": "Rome"}))],
+            ..Default::default()
+        },
+        tool_result("toolu_3", "weather", "", false),
+    ]);
+    let body = provider(json!({})).prepare(&req).body;
+    assert_eq!(
+        body["messages"],
+        json!([
+            {"role": "user", "content": "Weather and time in Paris?"},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "time", "input": {}},
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18°C"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "clock broke", "is_error": true},
+                {"type": "text", "text": "Thanks, and Rome?"},
+            ]},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_3", "name": "weather", "input": {"city": "Rome"}},
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_3"},
+            ]},
+        ])
+    );
+}
+
+#[test]
+fn thinking_is_left_off_in_the_middle_of_a_tool_loop() {
+    let mut req = request(vec![
+        msg(ChatRole::User, "Weather?"),
+        ChatMessage {
+            role: ChatRole::Assistant,
+            tool_calls: vec![call("toolu_1", "weather", json!({}))],
+            ..Default::default()
+        },
+        tool_result("toolu_1", "weather", "sunny", false),
+    ]);
+    req.reasoning_effort = Some("high".into());
+    assert!(
+        provider(json!({}))
+            .prepare(&req)
+            .body
+            .get("thinking")
+            .is_none()
+    );
+    req.messages.push(msg(ChatRole::Assistant, "Sunny."));
+    req.messages.push(msg(ChatRole::User, "And tomorrow?"));
+    assert!(
+        provider(json!({}))
+            .prepare(&req)
+            .body
+            .get("thinking")
+            .is_some()
+    );
+}
+
+fn tool_events(id: &str, index: u64, name: &str, json: &str, cut: usize) -> Vec<String> {
+    let mut events = vec![format!(
+        r#"{{"type":"content_block_start","index":{index},"content_block":{{"type":"tool_use","id":"{id}","name":"{name}","input":{{}}}}}}"#
+    )];
+    let chars: Vec<char> = json.chars().collect();
+    for piece in chars.chunks(cut.max(1)) {
+        let piece: String = piece.iter().collect();
+        events.push(
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}})
+                .to_string(),
+        );
+    }
+    events.push(format!(
+        r#"{{"type":"content_block_stop","index":{index}}}"#
+    ));
+    events
+}
+
+const TOOL_STOP: &str = r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":30}}"#;
+
+#[test]
+fn tool_use_fragments_split_mid_token_assemble_into_one_call() {
+    let args = r#"{"city": "Paris, Île-de-France", "days": [1, 2], "unit": "celsius"}"#;
+    for cut in [1, 2, 3, 5, 64] {
+        let mut events = vec![MESSAGE_START.to_string()];
+        events.extend(tool_events("toolu_1", 0, "weather", args, cut));
+        events.push(TOOL_STOP.into());
+        events.push(r#"{"type":"message_stop"}"#.into());
+        let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+        let out = parse_all("", &refs).unwrap();
+        assert_eq!(
+            out[0],
+            ProviderEvent::ToolCall(call(
+                "toolu_1",
+                "weather",
+                json!({"city": "Paris, Île-de-France", "days": [1, 2], "unit": "celsius"})
+            )),
+            "fragments of {cut} characters"
+        );
+        assert_eq!(
+            out.last(),
+            Some(&ProviderEvent::Finished("tool_calls".into()))
+        );
+    }
+}
+
+#[test]
+fn text_then_two_parallel_tool_uses_come_in_order_before_the_finish() {
+    let mut events = vec![
+        MESSAGE_START.to_string(),
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.into(),
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Checking."}}"#.into(),
+        r#"{"type":"content_block_stop","index":0}"#.into(),
+    ];
+    events.extend(tool_events(
+        "toolu_1",
+        1,
+        "weather",
+        r#"{"city":"Paris"}"#,
+        4,
+    ));
+    events.extend(tool_events("toolu_2", 2, "time", "", 1));
+    events.push(TOOL_STOP.into());
+    events.push(r#"{"type":"message_stop"}"#.into());
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    assert_eq!(
+        parse_all("", &refs).unwrap(),
+        vec![
+            ProviderEvent::Text("Checking.".into()),
+            ProviderEvent::ToolCall(call("toolu_1", "weather", json!({"city": "Paris"}))),
+            ProviderEvent::ToolCall(call("toolu_2", "time", json!({}))),
+            ProviderEvent::Usage(Usage {
+                prompt_tokens: 40,
+                completion_tokens: 30,
+                estimated: false
+            }),
+            ProviderEvent::Finished("tool_calls".into()),
+        ]
+    );
+}
+
+#[test]
+fn interleaved_tool_use_deltas_go_to_their_own_block() {
+    let events = [
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"a","name":"one","input":{}}}"#,
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"b","name":"two","input":{}}}"#,
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"y\":"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"x\":"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"1}"}}"#,
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"2}"}}"#,
+        r#"{"type":"content_block_stop","index":0}"#,
+        r#"{"type":"content_block_stop","index":1}"#,
+    ];
+    assert_eq!(
+        parse_all("", &events).unwrap(),
+        vec![
+            ProviderEvent::ToolCall(call("a", "one", json!({"x": 1}))),
+            ProviderEvent::ToolCall(call("b", "two", json!({"y": 2}))),
+        ]
+    );
+}
+
+#[test]
+fn malformed_tool_input_is_a_protocol_error_naming_the_tool() {
+    let mut events = vec![MESSAGE_START.to_string()];
+    events.extend(tool_events("toolu_1", 0, "weather", r#"{"city": "Par"#, 3));
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    let err = parse_all("", &refs).unwrap_err();
+    assert_eq!(err.kind, ProviderErrorKind::Protocol);
+    assert!(err.message.contains("\"weather\""), "{}", err.message);
+    // A delta for a block that is no tool_use is a protocol error too.
+    let err = parse_all(
+        "",
+        &[r#"{"type":"content_block_delta","index":7,"delta":{"type":"input_json_delta","partial_json":"{}"}}"#],
+    )
+    .unwrap_err();
+    assert_eq!(err.kind, ProviderErrorKind::Protocol);
 }

@@ -10,13 +10,21 @@
 //! There is no `[DONE]`: the stream just ends. A prompt the API refuses comes back as
 //! a chunk with `promptFeedback.blockReason` and no candidates.
 //!
+//! Tools: `tools: [{functionDeclarations}]` whose `parameters` are JSON Schema reduced
+//! to the API's OpenAPI subset, and `toolConfig.functionCallingConfig` (`AUTO`, `ANY`
+//! with `allowedFunctionNames`, `NONE`). Calls are `functionCall` parts of a `model`
+//! turn, results `functionResponse` parts (keyed by tool name, `response.output` or
+//! `response.error`) of a `user` turn. Streamed `functionCall` parts arrive whole; the
+//! API rarely sends ids, so calls without one get `call_<n>`. A reply of calls ends
+//! with `STOP`, normalized to `tool_calls`.
+//!
 //! A safety block is not a failure: the run ends with finish reason `content_filter`
 //! and whatever text came before it, so the user sees why the reply stopped.
 
 use super::wire::{self, truncate};
 use super::{
     ChatRequest, ChatRole, Provider, ProviderError, ProviderErrorKind, ProviderEvent,
-    ProviderStream, Usage,
+    ProviderStream, ToolCall, ToolChoice, Usage,
 };
 use crate::config::ProviderConfig;
 use crate::secret::Secret;
@@ -74,14 +82,58 @@ impl GeminiProvider {
     fn body(&self, request: &ChatRequest) -> Value {
         let mut system: Vec<Value> = Vec::new();
         let mut contents: Vec<Value> = Vec::new();
+        // Call ids to tool names, for results that do not name their tool.
+        let mut names: std::collections::HashMap<&str, &str> = Default::default();
         for m in &request.messages {
-            if m.content.is_empty() {
-                continue; // the API rejects empty parts
-            }
             match m.role {
-                ChatRole::System => system.push(json!({"text": m.content})),
-                ChatRole::User => push_turn(&mut contents, "user", &m.content),
-                ChatRole::Assistant => push_turn(&mut contents, "model", &m.content),
+                // The API rejects empty parts.
+                ChatRole::System if !m.content.is_empty() => {
+                    system.push(json!({"text": m.content}));
+                }
+                ChatRole::User if !m.content.is_empty() => {
+                    push_turn(&mut contents, "user", &m.content);
+                }
+                ChatRole::Assistant => {
+                    if !m.content.is_empty() {
+                        push_turn(&mut contents, "model", &m.content);
+                    }
+                    for call in &m.tool_calls {
+                        names.insert(&call.id, &call.name);
+                        let args = match &call.arguments {
+                            Value::Null => json!({}),
+                            args => args.clone(),
+                        };
+                        push_part(
+                            &mut contents,
+                            "model",
+                            json!({"functionCall": {"id": call.id, "name": call.name, "args": args}}),
+                        );
+                    }
+                }
+                ChatRole::Tool => {
+                    let id = m.tool_call_id.as_deref();
+                    let name = m
+                        .tool_name
+                        .as_deref()
+                        .or_else(|| id.and_then(|id| names.get(id).copied()));
+                    let Some(name) = name else {
+                        tracing::debug!(
+                            "gemini: a tool result names no tool, sending it as user text"
+                        );
+                        if !m.content.is_empty() {
+                            push_turn(&mut contents, "user", &m.content);
+                        }
+                        continue;
+                    };
+                    // The documented keys: `output`, or `error` for a failed call.
+                    let key = if m.is_error { "error" } else { "output" };
+                    let mut response = json!({"name": name, "response": {key: m.content}});
+                    if let Some(id) = id {
+                        response["id"] = json!(id);
+                    }
+                    push_part(&mut contents, "user", json!({"functionResponse": response}));
+                }
+                ChatRole::System | ChatRole::User => {}
             }
         }
         if let Some(partial) = request.prefill.as_deref().filter(|p| !p.is_empty()) {
@@ -123,6 +175,7 @@ impl GeminiProvider {
 
         let mut body = serde_json::Map::new();
         body.insert("contents".into(), Value::Array(contents));
+        add_tools(&mut body, request);
         if !system.is_empty() {
             body.insert("systemInstruction".into(), json!({"parts": system}));
         }
@@ -136,17 +189,220 @@ impl GeminiProvider {
     }
 }
 
-/// Appends a turn, merging it into the previous one when the role repeats (the API
-/// wants user and model turns to alternate).
+/// Appends a text turn, merging it into the previous one when the role repeats (the
+/// API wants user and model turns to alternate).
 fn push_turn(contents: &mut Vec<Value>, role: &str, text: &str) {
+    push_part(contents, role, json!({"text": text}));
+}
+
+/// Appends a part to the last turn when it has the same role, else to a new turn.
+fn push_part(contents: &mut Vec<Value>, role: &str, part: Value) {
     if let Some(last) = contents.last_mut()
         && last["role"] == role
         && let Some(parts) = last["parts"].as_array_mut()
     {
-        parts.push(json!({"text": text}));
+        parts.push(part);
         return;
     }
-    contents.push(json!({"role": role, "parts": [{"text": text}]}));
+    contents.push(json!({"role": role, "parts": [part]}));
+}
+
+/// `tools` (function declarations) and `toolConfig`.
+fn add_tools(body: &mut serde_json::Map<String, Value>, request: &ChatRequest) {
+    if request.tools.is_empty() {
+        if request.tool_choice.is_some() {
+            tracing::debug!("gemini: dropping tool_choice, no tools are offered");
+        }
+        return;
+    }
+    let declarations: Vec<Value> = request
+        .tools
+        .iter()
+        .map(|t| {
+            let mut declaration = json!({"name": t.name, "description": t.description});
+            let parameters = gemini_schema(&t.name, &t.parameters);
+            // An object without properties is rejected ("should be non-empty for
+            // OBJECT type"): a tool without parameters declares none.
+            let empty = parameters
+                .get("properties")
+                .is_none_or(|p| p.as_object().is_some_and(serde_json::Map::is_empty))
+                && parameters.get("type").is_none_or(|t| t == "object");
+            if !empty {
+                declaration["parameters"] = parameters;
+            }
+            declaration
+        })
+        .collect();
+    body.insert(
+        "tools".into(),
+        json!([{"functionDeclarations": declarations}]),
+    );
+    let config = match &request.tool_choice {
+        None => return,
+        Some(ToolChoice::Auto) => json!({"mode": "AUTO"}),
+        Some(ToolChoice::None) => json!({"mode": "NONE"}),
+        Some(ToolChoice::Required) => json!({"mode": "ANY"}),
+        Some(ToolChoice::Tool(name)) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
+    };
+    body.insert(
+        "toolConfig".into(),
+        json!({"functionCallingConfig": config}),
+    );
+}
+
+/// The keywords of the API's `Schema` (a subset of OpenAPI 3.0); anything else is
+/// rejected as an unknown field.
+const SCHEMA_KEYS: &[&str] = &[
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "maxItems",
+    "minItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+    "items",
+    "minimum",
+    "maximum",
+];
+
+/// How deep `$ref`s are inlined (a recursive schema stops there).
+const MAX_REF_DEPTH: usize = 8;
+
+/// A JSON Schema as the API's OpenAPI subset: `$ref`s into `$defs`/`definitions` are
+/// inlined, `const` becomes a one-value `enum`, a `type` list with `null` becomes
+/// `nullable`, and every other unsupported keyword is dropped (with a debug log).
+fn gemini_schema(tool: &str, schema: &Value) -> Value {
+    let defs = schema
+        .get("$defs")
+        .or_else(|| schema.get("definitions"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut dropped = std::collections::BTreeSet::new();
+    let out = convert_schema(schema, &defs, 0, &mut dropped);
+    if !dropped.is_empty() {
+        tracing::debug!(
+            tool,
+            dropped = ?dropped,
+            "gemini: dropping JSON Schema keywords the API does not accept"
+        );
+    }
+    out
+}
+
+fn convert_schema(
+    schema: &Value,
+    defs: &Value,
+    depth: usize,
+    dropped: &mut std::collections::BTreeSet<String>,
+) -> Value {
+    let Value::Object(map) = schema else {
+        return schema.clone();
+    };
+    if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
+        let target = reference
+            .strip_prefix("#/$defs/")
+            .or_else(|| reference.strip_prefix("#/definitions/"))
+            .and_then(|name| defs.get(name));
+        return match target {
+            Some(target) if depth < MAX_REF_DEPTH => {
+                let mut resolved = convert_schema(target, defs, depth + 1, dropped);
+                // Sibling keywords of the `$ref` (e.g. a description) win.
+                if let (Value::Object(resolved), Value::Object(siblings)) = (
+                    &mut resolved,
+                    convert_schema(
+                        &Value::Object(
+                            map.iter()
+                                .filter(|(k, _)| *k != "$ref")
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
+                        ),
+                        defs,
+                        depth + 1,
+                        dropped,
+                    ),
+                ) {
+                    resolved.extend(siblings);
+                }
+                resolved
+            }
+            _ => {
+                dropped.insert(format!("$ref {reference}"));
+                json!({"type": "object"})
+            }
+        };
+    }
+    let mut out = serde_json::Map::new();
+    for (key, value) in map {
+        match key.as_str() {
+            "properties" => {
+                let properties = value
+                    .as_object()
+                    .map(|props| {
+                        props
+                            .iter()
+                            .map(|(name, prop)| {
+                                (name.clone(), convert_schema(prop, defs, depth, dropped))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.insert(key.clone(), Value::Object(properties));
+            }
+            "items" => {
+                out.insert(key.clone(), convert_schema(value, defs, depth, dropped));
+            }
+            "anyOf" => {
+                let variants = value
+                    .as_array()
+                    .map(|v| {
+                        v.iter()
+                            .map(|s| convert_schema(s, defs, depth, dropped))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.insert(key.clone(), Value::Array(variants));
+            }
+            "type" => match value {
+                Value::Array(types) => {
+                    let mut rest = types.iter().filter(|t| *t != "null");
+                    if types.iter().any(|t| t == "null") {
+                        out.insert("nullable".into(), json!(true));
+                    }
+                    if let Some(first) = rest.next() {
+                        out.insert("type".into(), first.clone());
+                    }
+                    if rest.next().is_some() {
+                        dropped.insert("type (all but the first of a type list)".into());
+                    }
+                }
+                other => {
+                    out.insert(key.clone(), other.clone());
+                }
+            },
+            "const" => {
+                out.insert("enum".into(), json!([value]));
+            }
+            k if SCHEMA_KEYS.contains(&k) => {
+                out.insert(key.clone(), value.clone());
+            }
+            other => {
+                dropped.insert(other.to_string());
+            }
+        }
+    }
+    Value::Object(out)
 }
 
 /// The thinking budget, in tokens, of a reasoning effort.
@@ -225,6 +481,8 @@ struct StreamState {
 struct Turn {
     usage: Option<Usage>,
     finish: Option<String>,
+    /// Function calls so far (ids are generated from it when the API sends none).
+    calls: usize,
 }
 
 impl Turn {
@@ -240,6 +498,12 @@ impl Turn {
         if let Some(usage) = self.usage.take() {
             out.push_back(ProviderEvent::Usage(usage));
         }
+        // The API finishes a reply of function calls with STOP.
+        let reason = if self.calls > 0 && reason == "stop" {
+            "tool_calls".to_string()
+        } else {
+            reason
+        };
         out.push_back(ProviderEvent::Finished(reason));
         Ok(())
     }
@@ -311,10 +575,56 @@ struct Content {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Part {
     text: Option<String>,
     #[serde(default)]
     thought: bool,
+    function_call: Option<FunctionCall>,
+}
+
+/// A complete function call (the API never splits one across chunks).
+#[derive(Deserialize)]
+struct FunctionCall {
+    id: Option<String>,
+    name: String,
+    #[serde(default)]
+    args: Value,
+}
+
+impl FunctionCall {
+    /// The normalized call; `args` must be an object (a JSON string of one is
+    /// accepted, nothing is `{}`).
+    fn into_tool_call(self, n: usize) -> Result<ToolCall, ProviderError> {
+        let arguments = match self.args {
+            Value::Null => json!({}),
+            Value::String(s) if s.trim().is_empty() => json!({}),
+            Value::String(s) => serde_json::from_str::<Value>(&s)
+                .ok()
+                .filter(Value::is_object)
+                .ok_or_else(|| malformed_args(&self.name, &s))?,
+            args @ Value::Object(_) => args,
+            other => return Err(malformed_args(&self.name, &other.to_string())),
+        };
+        Ok(ToolCall {
+            id: self
+                .id
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(|| format!("call_{n}")),
+            name: self.name,
+            arguments,
+        })
+    }
+}
+
+fn malformed_args(name: &str, args: &str) -> ProviderError {
+    ProviderError::new(
+        ProviderErrorKind::Protocol,
+        format!(
+            "malformed arguments of tool call {name:?}: {}",
+            truncate(args, 200)
+        ),
+    )
 }
 
 #[derive(Deserialize)]
@@ -338,9 +648,23 @@ struct UsageMetadata {
     cached_content_token_count: u64,
 }
 
-/// Turns one `GenerateContentResponse` into events (text and thoughts at once; usage
-/// and the finish reason are kept in `turn` for the end of the stream).
+/// Turns one `GenerateContentResponse` into events (text, thoughts and function calls
+/// at once; usage and the finish reason are kept in `turn` for the end of the stream).
+/// A chunk that fails queues nothing.
 fn parse_chunk(
+    data: &str,
+    turn: &mut Turn,
+    out: &mut VecDeque<ProviderEvent>,
+) -> Result<(), ProviderError> {
+    let before = out.len();
+    let result = parse_chunk_events(data, turn, out);
+    if result.is_err() {
+        out.truncate(before);
+    }
+    result
+}
+
+fn parse_chunk_events(
     data: &str,
     turn: &mut Turn,
     out: &mut VecDeque<ProviderEvent>,
@@ -364,6 +688,11 @@ fn parse_chunk(
     }
     if let Some(candidate) = chunk.candidates.into_iter().next() {
         for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
+            if let Some(call) = part.function_call {
+                out.push_back(ProviderEvent::ToolCall(call.into_tool_call(turn.calls)?));
+                turn.calls += 1;
+                continue;
+            }
             let Some(text) = part.text.filter(|t| !t.is_empty()) else {
                 continue;
             };
@@ -453,308 +782,4 @@ fn retry_delay(error: &Value) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::provider::ChatMessage;
-
-    fn provider(params: Value) -> GeminiProvider {
-        let mut cfg = crate::config::Config::default()
-            .effective_providers()
-            .remove(0);
-        cfg.params = params.as_object().cloned().unwrap_or_default();
-        GeminiProvider::new(&cfg)
-    }
-
-    fn msg(role: ChatRole, content: &str) -> ChatMessage {
-        ChatMessage {
-            role,
-            content: content.into(),
-        }
-    }
-
-    fn parse_all(chunks: &[&str]) -> Result<Vec<ProviderEvent>, ProviderError> {
-        let mut turn = Turn::default();
-        let mut out = VecDeque::new();
-        for c in chunks {
-            parse_chunk(c, &mut turn, &mut out)?;
-        }
-        turn.close(&mut out)?;
-        Ok(Vec::from(out))
-    }
-
-    #[test]
-    fn body_has_system_instruction_merged_turns_and_generation_config() {
-        let body = provider(json!({})).body(&ChatRequest {
-            model: "gemini-2.5-flash".into(),
-            messages: vec![
-                msg(ChatRole::System, "Be brief."),
-                msg(ChatRole::User, "one"),
-                msg(ChatRole::User, "two"),
-                msg(ChatRole::Assistant, "ok"),
-                msg(ChatRole::System, "Answer in French."),
-                msg(ChatRole::User, "three"),
-            ],
-            temperature: Some(0.5),
-            top_p: Some(0.9),
-            max_output_tokens: Some(100),
-            stop: vec!["a", "b", "c", "d", "e", "f", "g"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            ..Default::default()
-        });
-        assert_eq!(
-            body["systemInstruction"],
-            json!({"parts": [{"text": "Be brief."}, {"text": "Answer in French."}]})
-        );
-        assert_eq!(
-            body["contents"],
-            json!([
-                {"role": "user", "parts": [{"text": "one"}, {"text": "two"}]},
-                {"role": "model", "parts": [{"text": "ok"}]},
-                {"role": "user", "parts": [{"text": "three"}]},
-            ])
-        );
-        let config = &body["generationConfig"];
-        assert_eq!(config["temperature"], 0.5);
-        assert_eq!(config["topP"], json!(0.9f32));
-        assert_eq!(config["maxOutputTokens"], 100);
-        assert_eq!(
-            config["stopSequences"],
-            json!(["a", "b", "c", "d", "e"]),
-            "clamped to five"
-        );
-        assert!(config.get("thinkingConfig").is_none());
-    }
-
-    #[test]
-    fn body_without_options_has_no_generation_config() {
-        let body = provider(json!({})).body(&ChatRequest {
-            model: "m".into(),
-            messages: vec![msg(ChatRole::User, "hi")],
-            ..Default::default()
-        });
-        assert!(body.get("generationConfig").is_none(), "{body}");
-        assert!(body.get("systemInstruction").is_none(), "{body}");
-    }
-
-    #[test]
-    fn reasoning_effort_sets_a_thinking_budget() {
-        for (effort, budget) in [("low", 1024), ("medium", 8192), ("high", 24576)] {
-            let body = provider(json!({})).body(&ChatRequest {
-                model: "m".into(),
-                messages: vec![msg(ChatRole::User, "hi")],
-                reasoning_effort: Some(effort.into()),
-                ..Default::default()
-            });
-            assert_eq!(
-                body["generationConfig"]["thinkingConfig"],
-                json!({"thinkingBudget": budget, "includeThoughts": true})
-            );
-        }
-    }
-
-    #[test]
-    fn params_merge_into_the_body() {
-        let body = provider(json!({
-            "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
-            "generationConfig": {"topK": 40},
-        }))
-        .body(&ChatRequest {
-            model: "m".into(),
-            messages: vec![msg(ChatRole::User, "hi")],
-            temperature: Some(1.0),
-            ..Default::default()
-        });
-        assert_eq!(
-            body["generationConfig"],
-            json!({"temperature": 1.0, "topK": 40})
-        );
-        assert_eq!(body["safetySettings"][0]["threshold"], "BLOCK_NONE");
-    }
-
-    #[test]
-    fn continuation_adds_the_partial_as_a_model_turn_and_an_instruction() {
-        let body = provider(json!({})).body(&ChatRequest {
-            model: "m".into(),
-            messages: vec![msg(ChatRole::User, "hi")],
-            prefill: Some("Hello, wor".into()),
-            ..Default::default()
-        });
-        let contents = body["contents"].as_array().unwrap();
-        assert_eq!(contents.len(), 3);
-        assert_eq!(
-            contents[1],
-            json!({"role": "model", "parts": [{"text": "Hello, wor"}]})
-        );
-        assert_eq!(contents[2]["role"], "user");
-        assert_eq!(contents[2]["parts"][0]["text"], CONTINUE_INSTRUCTION);
-    }
-
-    #[test]
-    fn url_names_the_model_and_asks_for_sse() {
-        let p = provider(json!({}));
-        assert_eq!(
-            p.url("gemini-2.5-flash"),
-            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
-        );
-        assert_eq!(p.url("models/gemini-2.5-flash"), p.url("gemini-2.5-flash"));
-    }
-
-    #[test]
-    fn chunks_parse_into_text_thoughts_usage_and_finish() {
-        let events = parse_all(&[
-            r#"{"candidates":[{"content":{"parts":[{"text":"Let me think.","thought":true}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":12,"totalTokenCount":12},"modelVersion":"gemini-2.5-flash"}"#,
-            r#"{"candidates":[{"content":{"parts":[{"text":"Hel"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":1,"thoughtsTokenCount":30,"totalTokenCount":43}}"#,
-            r#"{"candidates":[{"content":{"parts":[{"text":"lo."}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":2,"thoughtsTokenCount":30,"cachedContentTokenCount":4,"totalTokenCount":44}}"#,
-        ])
-        .unwrap();
-        assert_eq!(
-            events,
-            vec![
-                ProviderEvent::Reasoning("Let me think.".into()),
-                ProviderEvent::Text("Hel".into()),
-                ProviderEvent::Text("lo.".into()),
-                ProviderEvent::Usage(Usage {
-                    prompt_tokens: 12,
-                    completion_tokens: 32,
-                    estimated: false
-                }),
-                ProviderEvent::Finished("stop".into()),
-            ]
-        );
-    }
-
-    #[test]
-    fn finish_reasons_are_normalized() {
-        for (raw, normalized) in [
-            ("STOP", "stop"),
-            ("MAX_TOKENS", "length"),
-            ("SAFETY", "content_filter"),
-            ("RECITATION", "content_filter"),
-            ("BLOCKLIST", "content_filter"),
-            ("PROHIBITED_CONTENT", "content_filter"),
-            ("SPII", "content_filter"),
-            ("MALFORMED_FUNCTION_CALL", "malformed_function_call"),
-            ("OTHER", "other"),
-        ] {
-            assert_eq!(finish_reason(raw), normalized);
-        }
-    }
-
-    #[test]
-    fn a_safety_stop_keeps_the_text_and_finishes_with_content_filter() {
-        let events = parse_all(&[
-            r#"{"candidates":[{"content":{"parts":[{"text":"Some text"}],"role":"model"},"index":0}]}"#,
-            r#"{"candidates":[{"finishReason":"SAFETY","index":0,"safetyRatings":[{"category":"HARM_CATEGORY_DANGEROUS_CONTENT","probability":"HIGH","blocked":true}]}],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":2,"totalTokenCount":7}}"#,
-        ])
-        .unwrap();
-        assert_eq!(events[0], ProviderEvent::Text("Some text".into()));
-        assert_eq!(
-            events.last(),
-            Some(&ProviderEvent::Finished("content_filter".into()))
-        );
-    }
-
-    #[test]
-    fn a_blocked_prompt_finishes_with_content_filter_and_no_text() {
-        let events = parse_all(&[
-            r#"{"promptFeedback":{"blockReason":"SAFETY","safetyRatings":[{"category":"HARM_CATEGORY_HARASSMENT","probability":"HIGH"}]},"usageMetadata":{"promptTokenCount":8,"totalTokenCount":8}}"#,
-        ])
-        .unwrap();
-        assert_eq!(
-            events,
-            vec![
-                ProviderEvent::Usage(Usage {
-                    prompt_tokens: 8,
-                    completion_tokens: 0,
-                    estimated: false
-                }),
-                ProviderEvent::Finished("content_filter".into()),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_stream_without_finish_reason_is_an_error() {
-        let err = parse_all(&[
-            r#"{"candidates":[{"content":{"parts":[{"text":"Hel"}],"role":"model"},"index":0}]}"#,
-        ])
-        .unwrap_err();
-        assert_eq!(err.kind, ProviderErrorKind::Connect);
-        assert!(err.is_retryable());
-    }
-
-    #[test]
-    fn malformed_and_error_chunks_are_errors() {
-        let mut turn = Turn::default();
-        let mut out = VecDeque::new();
-        assert_eq!(
-            parse_chunk("{not json", &mut turn, &mut out)
-                .unwrap_err()
-                .kind,
-            ProviderErrorKind::Protocol
-        );
-        assert_eq!(
-            parse_chunk(r#"{"candidates":"nope"}"#, &mut turn, &mut out)
-                .unwrap_err()
-                .kind,
-            ProviderErrorKind::Protocol
-        );
-        let err = parse_chunk(
-            r#"{"error":{"code":500,"message":"An internal error has occurred.","status":"INTERNAL"}}"#,
-            &mut turn,
-            &mut out,
-        )
-        .unwrap_err();
-        assert_eq!(err.kind, ProviderErrorKind::Upstream);
-        assert_eq!(err.message, "An internal error has occurred.");
-    }
-
-    #[test]
-    fn http_errors_are_classified() {
-        let body = r#"{"error":{"code":429,"message":"You exceeded your current quota.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"7s"}]}}"#;
-        let err = http_error(429, body, None);
-        assert_eq!(err.kind, ProviderErrorKind::RateLimited);
-        assert_eq!(
-            err.message,
-            "HTTP 429 RESOURCE_EXHAUSTED: You exceeded your current quota."
-        );
-        assert_eq!(err.retry_after, Some(Duration::from_secs(7)));
-        assert_eq!(
-            http_error(429, body, Some(Duration::from_secs(3))).retry_after,
-            Some(Duration::from_secs(3)),
-            "the header wins"
-        );
-        let cases = [
-            (400, "INVALID_ARGUMENT", ProviderErrorKind::BadRequest),
-            (401, "UNAUTHENTICATED", ProviderErrorKind::Auth),
-            (403, "PERMISSION_DENIED", ProviderErrorKind::Auth),
-            (404, "NOT_FOUND", ProviderErrorKind::BadRequest),
-            (500, "INTERNAL", ProviderErrorKind::Server),
-            (503, "UNAVAILABLE", ProviderErrorKind::Server),
-        ];
-        for (code, status, kind) in cases {
-            let body =
-                format!(r#"{{"error":{{"code":{code},"message":"m","status":"{status}"}}}}"#);
-            let err = http_error(code, &body, None);
-            assert_eq!(err.kind, kind, "{code}");
-            assert_eq!(err.message, format!("HTTP {code} {status}: m"));
-        }
-        // The array form streaming endpoints use without alt=sse, and a non-JSON body.
-        let err = http_error(
-            503,
-            r#"[{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}]"#,
-            None,
-        );
-        assert_eq!(
-            err.message,
-            "HTTP 503 UNAVAILABLE: The model is overloaded."
-        );
-        assert!(err.is_retryable());
-        assert_eq!(
-            http_error(502, "Bad Gateway", None).message,
-            "HTTP 502: Bad Gateway"
-        );
-    }
-}
+mod tests;

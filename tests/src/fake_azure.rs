@@ -1,0 +1,313 @@
+//! A fake Azure OpenAI server on `127.0.0.1:0`.
+//!
+//! It serves Chat Completions per deployment, as Azure does:
+//! `POST /openai/deployments/{deployment}/chat/completions?api-version=V`, with the key
+//! in an `api-key` header. A request with an unknown deployment, another `api-version`
+//! or a wrong key gets Azure's 404 / 400 / 401 error, so a wrong URL or auth scheme
+//! fails the test with a message saying which.
+//!
+//! The stream is the OpenAI chunk format with Azure's additions: a first chunk with
+//! empty `choices` and `prompt_filter_results`, and `content_filter_results` on every
+//! choice. What it does is chosen by a marker in the last user message:
+//!
+//! | marker                  | behaviour                                                  |
+//! |-------------------------|------------------------------------------------------------|
+//! | (none)                  | [`NORMAL_CHUNKS`], `stop`, usage [`NORMAL_USAGE`]          |
+//! | `[blocked-prompt]`      | HTTP 400 `content_filter` ([`PROMPT_FILTER_MESSAGE`])       |
+//! | `[filtered-completion]` | [`FILTERED_CHUNKS`], then `finish_reason: content_filter`  |
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " Azure", "."];
+pub const NORMAL_USAGE: (u64, u64) = (19, 4);
+pub const FILTERED_CHUNKS: &[&str] = &["Once upon", " a time"];
+pub const FILTERED_USAGE: (u64, u64) = (12, 3);
+/// Exactly what Azure says when its filter rejects a prompt.
+pub const PROMPT_FILTER_MESSAGE: &str = "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify your prompt and retry. To learn more about our content filtering policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766";
+
+/// What the fake did with a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    Normal,
+    BlockedPrompt,
+    FilteredCompletion,
+    /// The URL, `api-version` or key was wrong: answered with Azure's error.
+    Rejected,
+}
+
+/// One request as the fake received it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub deployment: String,
+    pub api_version: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub behaviour: Behaviour,
+}
+
+impl RecordedRequest {
+    /// The `api-key` header.
+    pub fn api_key(&self) -> Option<&str> {
+        self.headers.get("api-key").and_then(|v| v.to_str().ok())
+    }
+
+    /// The `Authorization` header (Azure key auth sends none).
+    pub fn authorization(&self) -> Option<&str> {
+        self.headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
+#[derive(Clone)]
+struct FakeState {
+    deployments: Vec<String>,
+    api_version: String,
+    api_key: String,
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+}
+
+/// The running fake. Stops when dropped.
+pub struct FakeAzure {
+    addr: std::net::SocketAddr,
+    state: FakeState,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeAzure {
+    /// A resource serving `deployments`, accepting only `api_version` and `api_key`.
+    pub async fn start(
+        deployments: &[&str],
+        api_version: &str,
+        api_key: &str,
+    ) -> anyhow::Result<Self> {
+        let state = FakeState {
+            deployments: deployments.iter().map(|d| d.to_string()).collect(),
+            api_version: api_version.to_string(),
+            api_key: api_key.to_string(),
+            requests: Arc::default(),
+        };
+        let app = Router::new()
+            .route(
+                "/openai/deployments/{deployment}/chat/completions",
+                post(completions),
+            )
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    /// The `base_url` to configure: the resource endpoint, `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for FakeAzure {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn azure_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+fn safe_filter_results() -> Value {
+    json!({
+        "hate": {"filtered": false, "severity": "safe"},
+        "self_harm": {"filtered": false, "severity": "safe"},
+        "sexual": {"filtered": false, "severity": "safe"},
+        "violence": {"filtered": false, "severity": "safe"},
+    })
+}
+
+async fn completions(
+    State(state): State<FakeState>,
+    Path(deployment): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let api_version = query.get("api-version").cloned();
+    let key = headers.get("api-key").and_then(|v| v.to_str().ok());
+    let rejection = if key != Some(state.api_key.as_str()) {
+        Some(azure_error(
+            StatusCode::UNAUTHORIZED,
+            "401",
+            "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.",
+        ))
+    } else if api_version.as_deref() != Some(state.api_version.as_str()) {
+        Some(azure_error(
+            StatusCode::NOT_FOUND,
+            "404",
+            &format!(
+                "fake Azure: api-version {api_version:?} where {:?} was expected",
+                state.api_version
+            ),
+        ))
+    } else if !state.deployments.contains(&deployment) {
+        Some(azure_error(
+            StatusCode::NOT_FOUND,
+            "DeploymentNotFound",
+            &format!("The API deployment for this resource does not exist: {deployment:?}"),
+        ))
+    } else {
+        None
+    };
+    let last_user = body["messages"]
+        .as_array()
+        .and_then(|ms| ms.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let behaviour = if rejection.is_some() {
+        Behaviour::Rejected
+    } else if last_user.contains("[blocked-prompt]") {
+        Behaviour::BlockedPrompt
+    } else if last_user.contains("[filtered-completion]") {
+        Behaviour::FilteredCompletion
+    } else {
+        Behaviour::Normal
+    };
+    state
+        .requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(RecordedRequest {
+            deployment: deployment.clone(),
+            api_version,
+            headers,
+            body,
+            behaviour,
+        });
+    if let Some(response) = rejection {
+        return response;
+    }
+    if behaviour == Behaviour::BlockedPrompt {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {
+                "message": PROMPT_FILTER_MESSAGE,
+                "type": null,
+                "param": "prompt",
+                "code": "content_filter",
+                "status": 400,
+                "innererror": {
+                    "code": "ResponsibleAIPolicyViolation",
+                    "content_filter_result": {
+                        "hate": {"filtered": false, "severity": "safe"},
+                        "jailbreak": {"filtered": false, "detected": false},
+                        "self_harm": {"filtered": false, "severity": "safe"},
+                        "sexual": {"filtered": false, "severity": "safe"},
+                        "violence": {"filtered": true, "severity": "medium"},
+                    },
+                },
+            }})),
+        )
+            .into_response();
+    }
+
+    let chunk = |delta: Value, finish_reason: Value, filter: Value| {
+        sse(json!({
+            "id": "chatcmpl-az1",
+            "object": "chat.completion.chunk",
+            "created": 1_730_000_000,
+            "model": "gpt-4o-2024-08-06",
+            "system_fingerprint": "fp_azure",
+            "choices": [{
+                "index": 0,
+                "delta": delta,
+                "finish_reason": finish_reason,
+                "logprobs": null,
+                "content_filter_results": filter,
+            }],
+        }))
+    };
+    let mut frames = vec![
+        // Azure's first chunk: no choices, the prompt's filter results.
+        sse(json!({
+            "choices": [],
+            "created": 0,
+            "id": "",
+            "model": "",
+            "object": "",
+            "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": safe_filter_results()}],
+        })),
+        chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+            json!({}),
+        ),
+    ];
+    let (texts, reason, filter, (prompt, completion)) = match behaviour {
+        Behaviour::FilteredCompletion => (
+            FILTERED_CHUNKS,
+            "content_filter",
+            json!({"violence": {"filtered": true, "severity": "medium"}}),
+            FILTERED_USAGE,
+        ),
+        _ => (NORMAL_CHUNKS, "stop", json!({}), NORMAL_USAGE),
+    };
+    for text in texts {
+        frames.push(chunk(
+            json!({"content": text}),
+            Value::Null,
+            safe_filter_results(),
+        ));
+    }
+    frames.push(chunk(json!({}), json!(reason), filter));
+    frames.push(sse(json!({
+        "id": "chatcmpl-az1",
+        "object": "chat.completion.chunk",
+        "created": 1_730_000_000,
+        "model": "gpt-4o-2024-08-06",
+        "choices": [],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    })));
+    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    let stream = futures::stream::unfold(frames.into_iter(), |mut frames| async move {
+        let frame = frames.next()?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Some((Ok::<_, Infallible>(frame), frames))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn sse(value: Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}

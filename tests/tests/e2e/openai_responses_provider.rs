@@ -1,0 +1,289 @@
+//! The OpenAI Responses API provider against a fake `/v1/responses` server that
+//! replays the documented typed event sequence: what Chorus sends (`stream`,
+//! `store: false`, `instructions` from the system prompt, `input` items), and what it
+//! makes of normal replies, `error` and `response.failed` events mid-stream, and
+//! rate limits.
+
+use crate::{assert_consecutive, finished, only_assistant, s};
+use anyhow::{Context, Result, ensure};
+use chorus_tests::client::{delta_text, expect_json};
+use chorus_tests::fake_openai_responses::{
+    Behaviour, CONTINUATION_CHUNKS, CONTINUATION_USAGE, FAILED_MESSAGE, MIDSTREAM_CHUNKS,
+    MIDSTREAM_ERROR_MESSAGE, NORMAL_CHUNKS, NORMAL_USAGE, RATE_LIMIT_MESSAGE, RecordedRequest,
+};
+use chorus_tests::{
+    ApiClient, FakeOpenAiResponses, Resume, ServerConfig, TestServer, logged_in_client, unique_name,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::time::Duration;
+
+const API_KEY: &str = "sk-e2e-responses-key-5678";
+const MODEL: &str = "oair/gpt-5-mini";
+const SYSTEM_PROMPT: &str = "You are a terse assistant. Answer in one sentence.";
+
+struct Setup {
+    fake: FakeOpenAiResponses,
+    // Kept for its lifetime (and its log on failure).
+    _server: TestServer,
+    client: ApiClient,
+    conversation: String,
+}
+
+async fn setup() -> Result<Setup> {
+    let fake = FakeOpenAiResponses::start().await?;
+    // The fake's `Retry-After: 7` exceeds the 5 s this server honours, so a rate limit
+    // fails the run at once instead of retrying.
+    let server = TestServer::start(
+        ServerConfig::new()
+            .openai_responses("oair", &fake.base_url(), API_KEY, &["gpt-5-mini"])
+            .provider_setting("oair", "max_retry_wait_secs", 5),
+    )
+    .await?;
+    let client = logged_in_client(&server, &unique_name("oair")).await?;
+    let resp = client
+        .request(Method::POST, "/api/conversations")
+        .json(&json!({"title": "e2e", "model": MODEL, "system_prompt": SYSTEM_PROMPT}))
+        .send()
+        .await?;
+    let conv = expect_json(resp, StatusCode::CREATED, "create a conversation").await?;
+    let conversation = conv["id"]
+        .as_str()
+        .context("the conversation has no id")?
+        .to_string();
+    Ok(Setup {
+        fake,
+        _server: server,
+        client,
+        conversation,
+    })
+}
+
+fn check_request_shape(req: &RecordedRequest) -> Result<()> {
+    ensure!(
+        req.authorization() == Some(&format!("Bearer {API_KEY}")),
+        "Authorization was {:?}",
+        req.authorization()
+    );
+    ensure!(
+        req.body["model"] == "gpt-5-mini",
+        "model: {}",
+        req.body["model"]
+    );
+    ensure!(req.body["stream"] == true, "stream: {}", req.body["stream"]);
+    ensure!(req.body["store"] == false, "store: {}", req.body["store"]);
+    ensure!(
+        req.body["instructions"] == SYSTEM_PROMPT,
+        "instructions: {}",
+        req.body["instructions"]
+    );
+    ensure!(
+        req.messages().iter().all(|(role, _)| role != "system"),
+        "the system prompt is sent as instructions, not as an input item: {:?}",
+        req.messages()
+    );
+    ensure!(
+        req.body.get("messages").is_none() && req.body.get("stream_options").is_none(),
+        "Chat Completions fields in a Responses request: {}",
+        req.body
+    );
+    Ok(())
+}
+
+fn roles_and_contents(messages: &[(String, String)]) -> Vec<(&str, &str)> {
+    messages
+        .iter()
+        .map(|(r, c)| (r.as_str(), c.as_str()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_normal_reply_with_exact_usage() -> Result<()> {
+    let t = setup().await?;
+    let sent = t.client.send_message(&t.conversation, "Say hello").await?;
+    let events = t
+        .client
+        .events_to_finished(&sent.run_id, Resume::Start)
+        .await?;
+    assert_consecutive(&events, 1)?;
+    ensure!(finished(&events)?.status() == Some("complete"));
+    let reply = NORMAL_CHUNKS.concat();
+    ensure!(
+        delta_text(&events) == reply,
+        "deltas: {:?}",
+        delta_text(&events)
+    );
+    let usage = events
+        .iter()
+        .find(|e| e.kind == "usage")
+        .context("no usage event")?;
+    ensure!(
+        usage.data["prompt_tokens"] == NORMAL_USAGE.0
+            && usage.data["completion_tokens"] == NORMAL_USAGE.1
+            && usage.data["estimated"] == false,
+        "usage event: {}",
+        usage.data
+    );
+
+    let run = t
+        .client
+        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
+        .await?;
+    ensure!(
+        s(&run, "status") == "complete"
+            && s(&run, "text") == reply
+            && s(&run, "finish_reason") == "stop"
+            && run["prompt_tokens"] == NORMAL_USAGE.0
+            && run["completion_tokens"] == NORMAL_USAGE.1
+            && run["error"].is_null(),
+        "run: {run}"
+    );
+
+    let requests = t.fake.requests();
+    ensure!(requests.len() == 1, "{} requests", requests.len());
+    check_request_shape(&requests[0])?;
+    ensure!(
+        roles_and_contents(&requests[0].messages()) == [("user", "Say hello")],
+        "first request input: {}",
+        requests[0].body["input"]
+    );
+
+    // The second turn carries the first one as context.
+    let second = t.client.send_message(&t.conversation, "And again").await?;
+    let run2 = t
+        .client
+        .wait_run_ended(&second.run_id, Duration::from_secs(10))
+        .await?;
+    ensure!(s(&run2, "status") == "complete", "{run2}");
+    let requests = t.fake.requests();
+    ensure!(requests.len() == 2, "{} requests", requests.len());
+    check_request_shape(&requests[1])?;
+    ensure!(
+        roles_and_contents(&requests[1].messages())
+            == [
+                ("user", "Say hello"),
+                ("assistant", reply.as_str()),
+                ("user", "And again")
+            ],
+        "second request input: {}",
+        requests[1].body["input"]
+    );
+    Ok(())
+}
+
+/// A mid-stream failure (`error` or `response.failed`) interrupts the run with its
+/// partial text and the provider's message; `continue` completes it.
+async fn failure_keeps_partial_text_and_continues(marker: &str, message: &str) -> Result<()> {
+    let t = setup().await?;
+    let question = format!("{marker} what is the answer?");
+    let sent = t.client.send_message(&t.conversation, &question).await?;
+    let events = t
+        .client
+        .events_to_finished(&sent.run_id, Resume::Start)
+        .await?;
+    let partial = MIDSTREAM_CHUNKS.concat();
+    let end = finished(&events)?;
+    ensure!(
+        end.status() == Some("interrupted"),
+        "finished with {}",
+        end.data
+    );
+    ensure!(delta_text(&events) == partial);
+
+    let run = t
+        .client
+        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
+        .await?;
+    ensure!(
+        s(&run, "status") == "interrupted" && s(&run, "text") == partial,
+        "run: {run}"
+    );
+    ensure!(
+        s(&run, "error").contains(message),
+        "the run's error does not carry the provider's message: {}",
+        run["error"]
+    );
+
+    let continuation = t.client.continue_run(&sent.run_id).await?;
+    let run2 = t
+        .client
+        .wait_run_ended(&continuation, Duration::from_secs(10))
+        .await?;
+    let rest = CONTINUATION_CHUNKS.concat();
+    ensure!(
+        s(&run2, "status") == "complete"
+            && s(&run2, "text") == rest
+            && run2["prompt_tokens"] == CONTINUATION_USAGE.0
+            && run2["completion_tokens"] == CONTINUATION_USAGE.1,
+        "continuation run: {run2}"
+    );
+    let requests = t.fake.requests();
+    ensure!(requests.len() == 2, "{} requests", requests.len());
+    let req = &requests[1];
+    check_request_shape(req)?;
+    ensure!(req.behaviour == Behaviour::Continuation);
+    let messages = req.messages();
+    let got = roles_and_contents(&messages);
+    ensure!(
+        got.len() == 3
+            && got[0] == ("user", question.as_str())
+            && got[1] == ("assistant", partial.as_str())
+            && got[2].0 == "user"
+            && !got[2].1.trim().is_empty()
+            && got[2].1 != question,
+        "the continuation request is not [question, partial, instruction]: {got:?}"
+    );
+
+    let messages = t.client.messages(&t.conversation).await?;
+    let content = s(only_assistant(&messages)?, "content");
+    ensure!(
+        content == format!("{partial}{rest}"),
+        "the message after continue is {content:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_error_event_interrupts_and_continue_completes() -> Result<()> {
+    failure_keeps_partial_text_and_continues("[midstream-error]", MIDSTREAM_ERROR_MESSAGE).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_failed_event_interrupts_and_continue_completes() -> Result<()> {
+    failure_keeps_partial_text_and_continues("[failed]", FAILED_MESSAGE).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_rate_limit_fails_the_run() -> Result<()> {
+    let t = setup().await?;
+    let sent = t
+        .client
+        .send_message(&t.conversation, "[rate-limit] hi")
+        .await?;
+    let events = t
+        .client
+        .events_to_finished(&sent.run_id, Resume::Start)
+        .await?;
+    assert_consecutive(&events, 1)?;
+    let end = finished(&events)?;
+    ensure!(end.status() == Some("failed"), "finished with {}", end.data);
+    ensure!(delta_text(&events).is_empty());
+
+    let run = t
+        .client
+        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
+        .await?;
+    let error = s(&run, "error");
+    ensure!(
+        s(&run, "status") == "failed"
+            && s(&run, "text").is_empty()
+            && error.contains("429")
+            && error.contains(RATE_LIMIT_MESSAGE),
+        "run: {run}"
+    );
+    ensure!(
+        t.fake.requests().len() == 1,
+        "a Retry-After beyond max_retry_wait_secs is not waited for"
+    );
+    Ok(())
+}
