@@ -143,6 +143,9 @@ pub enum ProviderKind {
     Azure,
     /// OpenAI Responses API (`POST /v1/responses`), streamed.
     OpenaiResponses,
+    /// AWS Bedrock Converse API (`POST /model/{id}/converse-stream`), SigV4-signed;
+    /// needs `region`; `models` are Bedrock model or inference profile ids.
+    Bedrock,
 }
 
 impl ProviderKind {
@@ -155,6 +158,7 @@ impl ProviderKind {
                 | ProviderKind::Gemini
                 | ProviderKind::Azure
                 | ProviderKind::OpenaiResponses
+                | ProviderKind::Bedrock
         )
     }
 }
@@ -189,14 +193,42 @@ pub struct ProviderConfig {
     /// are (e.g. `{ seed = 7 }` for OpenAI, `{ top_k = 40 }` for Anthropic).
     #[serde(default)]
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// What is known of each model: context window and prices, by model name.
+    #[serde(default)]
+    pub model_info: BTreeMap<String, ModelMeta>,
     /// Azure OpenAI: the `api-version` query parameter (default
     /// [`DEFAULT_AZURE_API_VERSION`], the latest GA version of the inference API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
+    /// AWS Bedrock: the region (e.g. `us-east-1`), required; it names the default
+    /// endpoint and is part of the request signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// AWS Bedrock: the secret access key that goes with `api_key` (the access key
+    /// id). Without both, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<Secret>,
+    /// AWS Bedrock: the session token of temporary credentials (else
+    /// `AWS_SESSION_TOKEN` when the keys come from the environment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<Secret>,
     /// Scripted provider: the text it replies with.
     pub text: Option<String>,
     /// Scripted provider: pace of the reply.
     pub tokens_per_second: Option<f64>,
+}
+
+/// Facts about one model that clients and quotas use. Prices are in credits per
+/// million tokens.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelMeta {
+    /// Tokens of context the model accepts (prompt and reply together).
+    pub context_window: Option<u32>,
+    pub prompt_price: Option<f64>,
+    pub completion_price: Option<f64>,
+    /// Price of prompt tokens served from the provider's cache, where it reports them.
+    pub cached_prompt_price: Option<f64>,
 }
 
 /// A model name that stands for an ordered fallback chain: failures that may pass
@@ -357,8 +389,35 @@ impl Config {
                     "the resource endpoint, e.g. https://RESOURCE.openai.azure.com",
                 ));
             }
+            if p.kind == ProviderKind::Bedrock
+                && p.region.as_deref().is_none_or(|r| r.trim().is_empty())
+            {
+                return Err(invalid(
+                    key("region"),
+                    p.region.as_deref().unwrap_or_default(),
+                    "the AWS region of the Bedrock endpoint, e.g. us-east-1 (required for kind = \"bedrock\")",
+                ));
+            }
             if p.kind.needs_model_list() && p.models.is_empty() {
                 return Err(invalid(key("models"), "[]", "at least one model name"));
+            }
+            for (model, meta) in &p.model_info {
+                let prices = [
+                    ("prompt_price", meta.prompt_price),
+                    ("completion_price", meta.completion_price),
+                    ("cached_prompt_price", meta.cached_prompt_price),
+                ];
+                for (field, price) in prices {
+                    if let Some(price) = price
+                        && !(price >= 0.0 && price.is_finite())
+                    {
+                        return Err(invalid(
+                            format!("providers[{i}].model_info.{model}.{field}"),
+                            price.to_string(),
+                            "a price of zero or more credits per million tokens",
+                        ));
+                    }
+                }
             }
             if let Some(tps) = p.tokens_per_second
                 && !(tps > 0.0 && tps.is_finite())
@@ -463,7 +522,11 @@ impl Config {
             max_retries: default_max_retries(),
             max_retry_wait_secs: default_max_retry_wait(),
             params: serde_json::Map::new(),
+            model_info: BTreeMap::new(),
             api_version: None,
+            region: None,
+            secret_key: None,
+            session_token: None,
             text: None,
             tokens_per_second: None,
         }]

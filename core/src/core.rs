@@ -25,6 +25,8 @@ pub enum CoreError {
     #[error("invalid credentials")]
     Unauthorized,
     #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
@@ -63,6 +65,14 @@ pub struct RunView {
     pub prefix: String,
     /// The last journal seq included in `text`.
     pub seq: u64,
+}
+
+/// A configured provider and its recent health.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProviderView {
+    pub id: String,
+    pub kind: crate::config::ProviderKind,
+    pub health: crate::provider::ProviderHealth,
 }
 
 /// What sending a message started.
@@ -256,6 +266,21 @@ impl Core {
     }
 
     // ---- models ----
+
+    /// The configured providers with their recent health on this instance (admins only).
+    pub fn provider_health(&self, account: &Account) -> Result<Vec<ProviderView>, CoreError> {
+        if account.role != Role::Admin {
+            return Err(CoreError::Forbidden("only admins may see provider health"));
+        }
+        let providers = self.providers.providers();
+        let ids: Vec<String> = providers.iter().map(|(id, _)| id.clone()).collect();
+        let health = self.providers.health().snapshot(&ids);
+        Ok(providers
+            .into_iter()
+            .zip(health)
+            .map(|((id, kind), health)| ProviderView { id, kind, health })
+            .collect())
+    }
 
     pub fn models(&self) -> &[ModelInfo] {
         self.providers.models()

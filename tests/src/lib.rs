@@ -13,6 +13,8 @@
 //! - [`fake_anthropic`]: the same for the Anthropic Messages API.
 //! - [`fake_azure`]: the same for Azure OpenAI (deployment URLs, `api-key`, content
 //!   filter results and refusals).
+//! - [`fake_bedrock`]: the same for AWS Bedrock ConverseStream (binary event-stream
+//!   frames), verifying each request's SigV4 signature.
 //! - [`fake_openai_responses`]: the same for the OpenAI Responses API.
 //! - [`fake_gemini`] and [`fake_ollama`]: the same for the Gemini API and Ollama's
 //!   native chat API (NDJSON) and model list.
@@ -21,6 +23,7 @@
 pub mod client;
 pub mod fake_anthropic;
 pub mod fake_azure;
+pub mod fake_bedrock;
 pub mod fake_gemini;
 pub mod fake_ollama;
 pub mod fake_openai;
@@ -32,6 +35,7 @@ pub mod wait;
 pub use client::{ApiClient, Resume, RunEvents, SentMessage, SseEvent};
 pub use fake_anthropic::FakeAnthropic;
 pub use fake_azure::FakeAzure;
+pub use fake_bedrock::FakeBedrock;
 pub use fake_gemini::FakeGemini;
 pub use fake_ollama::FakeOllama;
 pub use fake_openai::FakeOpenAi;

@@ -207,6 +207,24 @@ impl ServerConfig {
             .provider_setting(id, "api_version", api_version)
     }
 
+    /// An AWS Bedrock provider (`kind = "bedrock"`): `access_key_id` goes in
+    /// `api_key`, with `secret_key` and `region` set; written like
+    /// [`ServerConfig::openai`], with the kind overridden.
+    pub fn bedrock(
+        self,
+        id: &str,
+        base_url: &str,
+        region: &str,
+        access_key_id: &str,
+        secret_key: &str,
+        models: &[&str],
+    ) -> Self {
+        self.openai(id, base_url, access_key_id, models)
+            .provider_setting(id, "kind", "bedrock")
+            .provider_setting(id, "region", region)
+            .provider_setting(id, "secret_key", secret_key)
+    }
+
     /// Sets `key = value` in the table of provider `id`.
     pub fn provider_setting(mut self, id: &str, key: &str, value: impl Into<toml::Value>) -> Self {
         self.provider_settings

@@ -49,6 +49,7 @@ impl From<CoreError> for ApiError {
                 "invalid_credentials",
                 "wrong name or password",
             ),
+            CoreError::Forbidden(msg) => Self::new(StatusCode::FORBIDDEN, "forbidden", msg),
             CoreError::Invalid(msg) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", msg),
             CoreError::Conflict(msg) => Self::new(StatusCode::CONFLICT, "conflict", msg),
             CoreError::Auth(e) => {

@@ -11,7 +11,7 @@ use crate::provider::{ProviderError, ProviderEvent, ProviderStream, Usage};
 use crate::store::{RunOutcome, RunStatus};
 use futures::StreamExt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// The run's journal writer: assigns seqs and survives a journal outage by replacing
@@ -84,14 +84,16 @@ pub(super) async fn execute(
             'attempts: while let Some(target) = chain.get(index) {
                 let mut request = job.request.clone();
                 request.model = target.model.clone();
+                let attempt_started = Instant::now();
                 let started = tokio::select! {
                     r = target.provider.stream(request) => r,
                     _ = stop.cancelled() => { stopped_by = Some("stopped"); break 'attempts; }
                     _ = inner.shutdown.cancelled() => { stopped_by = Some("shutdown"); break 'attempts; }
                 };
+                let health = inner.providers.health();
                 let error = match started {
                     Ok(mut stream) => {
-                        match pump(
+                        let end = pump(
                             &mut stream,
                             &mut w,
                             &progress,
@@ -99,10 +101,20 @@ pub(super) async fn execute(
                             &stop,
                             &inner.shutdown,
                         )
-                        .await
-                        {
-                            PumpEnd::Done => break 'attempts,
+                        .await;
+                        let first_token = state
+                            .first_output_at
+                            .filter(|t| *t >= attempt_started)
+                            .map(|t| t - attempt_started);
+                        match end {
+                            PumpEnd::Done => {
+                                health.record_ok(&target.provider_id, first_token);
+                                break 'attempts;
+                            }
                             PumpEnd::Stopped(by) => {
+                                if first_token.is_some() {
+                                    health.record_ok(&target.provider_id, first_token);
+                                }
                                 stopped_by = Some(by);
                                 break 'attempts;
                             }
@@ -111,6 +123,7 @@ pub(super) async fn execute(
                     }
                     Err(e) => e,
                 };
+                health.record_failure(&target.provider_id, &error);
                 // Only failures that may pass, before anything streamed, are retried or
                 // handed to the next model; the rest end the run.
                 if state.produced || !error.is_retryable() {
@@ -218,6 +231,17 @@ struct StreamState {
     finish_reason: Option<String>,
     /// Whether any text or reasoning has streamed: after that, no retry or fallback.
     produced: bool,
+    /// When the first output arrived (for the provider's time-to-first-token).
+    first_output_at: Option<Instant>,
+}
+
+impl StreamState {
+    fn output_arrived(&mut self) {
+        if !self.produced {
+            self.produced = true;
+            self.first_output_at = Some(Instant::now());
+        }
+    }
 }
 
 enum PumpEnd {
@@ -245,13 +269,13 @@ async fn pump(
             next = stream.next() => match next {
                 None => return PumpEnd::Done,
                 Some(Ok(ProviderEvent::Text(delta))) => {
-                    state.produced = true;
+                    state.output_arrived();
                     lock().push(&delta);
                     w.append(RunEvent::Delta { text: delta }).await;
                     lock().seq = w.seq;
                 }
                 Some(Ok(ProviderEvent::Reasoning(r))) => {
-                    state.produced = true;
+                    state.output_arrived();
                     w.append(RunEvent::Reasoning { text: r }).await;
                 }
                 Some(Ok(ProviderEvent::Usage(u))) => {
@@ -264,7 +288,7 @@ async fn pump(
                     .await;
                 }
                 Some(Ok(ProviderEvent::ToolCall(call))) => {
-                    state.produced = true;
+                    state.output_arrived();
                     w.append(RunEvent::ToolCall {
                         id: call.id,
                         name: call.name,

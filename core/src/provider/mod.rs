@@ -5,7 +5,9 @@
 //! provider) may help. The engine never sees a provider's wire format.
 
 mod anthropic;
+mod bedrock;
 mod gemini;
+mod health;
 mod ollama;
 mod openai;
 mod openai_responses;
@@ -14,7 +16,9 @@ mod scripted;
 mod wire;
 
 pub use anthropic::AnthropicProvider;
+pub use bedrock::BedrockProvider;
 pub use gemini::GeminiProvider;
+pub use health::{HealthBook, ProviderHealth};
 pub use ollama::OllamaProvider;
 pub use openai::OpenAiProvider;
 pub use openai_responses::OpenAiResponsesProvider;

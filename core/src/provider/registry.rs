@@ -1,10 +1,11 @@
 //! The configured providers and the models they serve, addressed as `provider/model`.
 
+use super::health::HealthBook;
 use super::{
     AnthropicProvider, GeminiProvider, OllamaProvider, OpenAiProvider, OpenAiResponsesProvider,
     Provider, ScriptedProvider,
 };
-use crate::config::{AliasConfig, ProviderConfig, ProviderKind};
+use crate::config::{AliasConfig, ModelMeta, ProviderConfig, ProviderKind};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +27,9 @@ pub struct ModelInfo {
     /// For an alias: the `provider/model`s it tries, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
+    /// Context window and prices, as configured.
+    #[serde(flatten)]
+    pub meta: ModelMeta,
 }
 
 /// One entry of a model's fallback chain, ready to call.
@@ -33,6 +37,8 @@ pub struct ModelInfo {
 pub struct Target {
     /// `provider/model`.
     pub model_ref: String,
+    /// The provider's id (for health records).
+    pub provider_id: String,
     pub provider: Arc<dyn Provider>,
     /// The provider's own model name.
     pub model: String,
@@ -51,6 +57,7 @@ pub struct ProviderRegistry {
     models: Vec<ModelInfo>,
     aliases: HashMap<String, Vec<String>>,
     default_model: String,
+    health: HealthBook,
 }
 
 impl ProviderRegistry {
@@ -66,6 +73,7 @@ impl ProviderRegistry {
                 ProviderKind::Ollama => Arc::new(OllamaProvider::new(cfg)),
                 ProviderKind::Scripted => Arc::new(ScriptedProvider::from_config(cfg)),
                 ProviderKind::OpenaiResponses => Arc::new(OpenAiResponsesProvider::new(cfg)),
+                ProviderKind::Bedrock => Arc::new(super::BedrockProvider::new(cfg)),
             };
             // Other kinds without models discover them (`discover_models`).
             let names = if cfg.models.is_empty() && cfg.kind == ProviderKind::Scripted {
@@ -75,6 +83,7 @@ impl ProviderRegistry {
             };
             for model in names {
                 let scripted = cfg.kind == ProviderKind::Scripted;
+                let meta = cfg.model_info.get(&model).cloned().unwrap_or_default();
                 models.push(ModelInfo {
                     id: format!("{}/{}", cfg.id, model),
                     provider: cfg.id.clone(),
@@ -87,6 +96,7 @@ impl ProviderRegistry {
                     kind: cfg.kind,
                     scripted,
                     fallbacks: Vec::new(),
+                    meta,
                 });
             }
             providers.insert(cfg.id.clone(), (provider, cfg.clone()));
@@ -100,6 +110,7 @@ impl ProviderRegistry {
             models,
             aliases: HashMap::new(),
             default_model,
+            health: HealthBook::default(),
         }
     }
 
@@ -141,6 +152,11 @@ impl ProviderRegistry {
                 if self.models.iter().any(|m| m.id == model_id) {
                     continue;
                 }
+                let meta = self
+                    .providers
+                    .get(&id)
+                    .and_then(|(_, cfg)| cfg.model_info.get(&model).cloned())
+                    .unwrap_or_default();
                 self.models.push(ModelInfo {
                     id: model_id,
                     provider: id.clone(),
@@ -149,6 +165,7 @@ impl ProviderRegistry {
                     kind,
                     scripted: false,
                     fallbacks: Vec::new(),
+                    meta,
                 });
             }
         }
@@ -177,6 +194,7 @@ impl ProviderRegistry {
                 label: format!("{} ({})", alias.name, alias.models.join(" → ")),
                 scripted: first.scripted,
                 fallbacks: alias.models.clone(),
+                meta: first.meta,
             });
             self.aliases
                 .insert(alias.name.clone(), alias.models.clone());
@@ -203,6 +221,7 @@ impl ProviderRegistry {
                     .ok_or_else(|| ResolveError::UnknownModel(r.clone()))?;
                 Ok(Target {
                     model_ref: r.clone(),
+                    provider_id: info.provider.clone(),
                     provider: provider.clone(),
                     model: info.model.clone(),
                     max_retries: cfg.max_retries,
@@ -210,6 +229,22 @@ impl ProviderRegistry {
                 })
             })
             .collect()
+    }
+
+    /// Recent outcomes of each provider's attempts on this instance.
+    pub fn health(&self) -> &HealthBook {
+        &self.health
+    }
+
+    /// The configured providers' ids and kinds, sorted by id.
+    pub fn providers(&self) -> Vec<(String, ProviderKind)> {
+        let mut list: Vec<_> = self
+            .providers
+            .iter()
+            .map(|(id, (_, cfg))| (id.clone(), cfg.kind))
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
     }
 
     pub fn models(&self) -> &[ModelInfo] {

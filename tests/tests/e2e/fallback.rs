@@ -7,7 +7,9 @@ use anyhow::{Result, ensure};
 use chorus_tests::client::delta_text;
 use chorus_tests::fake_openai::{MIDSTREAM_CHUNKS, NORMAL_CHUNKS};
 use chorus_tests::server::free_port;
-use chorus_tests::{FakeOpenAi, Resume, ServerConfig, TestServer, logged_in_client, unique_name};
+use chorus_tests::{
+    FakeOpenAi, PASSWORD, Resume, ServerConfig, TestServer, logged_in_client, unique_name,
+};
 use std::time::Duration;
 
 const ALIAS: &str = r#"
@@ -20,6 +22,16 @@ name = "live-first"
 models = ["live/gpt-4o-mini", "dead/gpt-4o-mini"]
 "#;
 
+fn live_model_info() -> toml::Value {
+    let mut meta = toml::Table::new();
+    meta.insert("context_window".into(), toml::Value::Integer(128_000));
+    meta.insert("prompt_price".into(), toml::Value::Float(0.15));
+    meta.insert("completion_price".into(), toml::Value::Float(0.6));
+    let mut info = toml::Table::new();
+    info.insert("gpt-4o-mini".into(), toml::Value::Table(meta));
+    toml::Value::Table(info)
+}
+
 async fn setup() -> Result<(FakeOpenAi, TestServer)> {
     let fake = FakeOpenAi::start().await?;
     // A port with nothing listening: every attempt is a connect error.
@@ -29,6 +41,7 @@ async fn setup() -> Result<(FakeOpenAi, TestServer)> {
             .openai("dead", &dead, "sk-dead", &["gpt-4o-mini"])
             .provider_setting("dead", "max_retries", 1)
             .openai("live", &fake.base_url(), "sk-live", &["gpt-4o-mini"])
+            .provider_setting("live", "model_info", live_model_info())
             .raw_toml(ALIAS),
     )
     .await?;
@@ -50,6 +63,16 @@ async fn connect_failures_fall_back_to_the_next_model() -> Result<()> {
         .and_then(|m| m.iter().find(|m| m["id"] == "resilient").cloned())
         .ok_or_else(|| anyhow::anyhow!("the alias is not listed: {models}"))?;
     ensure!(alias["fallbacks"][1] == "live/gpt-4o-mini", "{alias}");
+    let live = models["models"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["id"] == "live/gpt-4o-mini").cloned())
+        .ok_or_else(|| anyhow::anyhow!("live model not listed: {models}"))?;
+    ensure!(
+        live["context_window"] == 128_000
+            && live["prompt_price"] == 0.15
+            && live["completion_price"] == 0.6,
+        "configured model facts are listed: {live}"
+    );
 
     let conversation = client.create_conversation(Some("resilient")).await?;
     let sent = client.send_message(&conversation, "hello").await?;
@@ -85,6 +108,53 @@ async fn connect_failures_fall_back_to_the_next_model() -> Result<()> {
         s(&run, "status") == "complete" && s(&run, "text") == NORMAL_CHUNKS.concat(),
         "{run}"
     );
+
+    // Provider health: admins see the dead provider's failures (first try + one retry)
+    // and the live one's success; other accounts get 403.
+    let forbidden = client
+        .request(reqwest::Method::GET, "/api/providers")
+        .send()
+        .await?;
+    ensure!(
+        forbidden.status() == 403,
+        "non-admin got {}",
+        forbidden.status()
+    );
+    let admin_name = unique_name("admin");
+    server
+        .cli(
+            &["user", "create", &admin_name, "--admin", "--password-stdin"],
+            Some(&format!("{PASSWORD}\n")),
+        )
+        .await?;
+    let admin = server.client();
+    admin.login(&admin_name, PASSWORD).await?;
+    let providers: serde_json::Value = admin
+        .request(reqwest::Method::GET, "/api/providers")
+        .send()
+        .await?
+        .json()
+        .await?;
+    let health = |id: &str| {
+        providers["providers"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["id"] == id))
+            .map(|p| p["health"].clone())
+            .unwrap_or_default()
+    };
+    let (dead, live) = (health("dead"), health("live"));
+    ensure!(
+        dead["attempts"] == 2 && dead["failures"] == 2 && dead["error_rate"] == 1.0,
+        "{providers}"
+    );
+    ensure!(
+        dead["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("request failed")),
+        "{dead}"
+    );
+    ensure!(live["attempts"] == 1 && live["failures"] == 0, "{live}");
+    ensure!(live["first_token_p50_ms"].is_u64(), "{live}");
     Ok(())
 }
 

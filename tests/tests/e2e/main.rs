@@ -8,6 +8,7 @@
 mod anthropic_provider;
 mod azure_provider;
 mod bad_input;
+mod bedrock_provider;
 mod cli;
 mod crash_recovery;
 mod fallback;

@@ -19,6 +19,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/me", get(auth::me))
         .route("/api/models", get(models))
+        .route("/api/providers", get(providers))
         .route(
             "/api/conversations",
             get(conversations::list).post(conversations::create),
@@ -48,6 +49,14 @@ async fn models(State(state): State<AppState>) -> impl IntoResponse {
         "models": state.core.models(),
         "default_model": state.core.default_model(),
     }))
+}
+
+async fn providers(
+    State(state): State<AppState>,
+    crate::extract::Authed(account): crate::extract::Authed,
+) -> Result<Json<serde_json::Value>, crate::ApiError> {
+    let providers = state.core.provider_health(&account)?;
+    Ok(Json(json!({ "providers": providers })))
 }
 
 async fn openapi() -> impl IntoResponse {
