@@ -14,6 +14,8 @@
 //! | `[midstream-error]` | [`MIDSTREAM_CHUNKS`], then an `error` event, and it closes  |
 //! | `[rate-limit]`      | HTTP 429, `Retry-After: 7`, OpenAI's rate-limit error body  |
 //! | `[slow]`            | [`slow_chunks`], one every [`SLOW_CHUNK_INTERVAL`]          |
+//! | `[no-usage]`        | [`NORMAL_CHUNKS`] and stop, but no usage chunk (as some     |
+//! |                     | compatible servers do)                                      |
 //!
 //! A request whose second-to-last message is the assistant text of a mid-stream
 //! error (a continuation of it) gets [`CONTINUATION_CHUNKS`].
@@ -54,6 +56,7 @@ pub enum Behaviour {
     RateLimited,
     Slow,
     Continuation,
+    NoUsage,
 }
 
 /// One request as the fake received it.
@@ -160,6 +163,9 @@ fn choose(body: &Value) -> Behaviour {
     if last_user.contains("[slow]") {
         return Behaviour::Slow;
     }
+    if last_user.contains("[no-usage]") {
+        return Behaviour::NoUsage;
+    }
     let partial = MIDSTREAM_CHUNKS.concat();
     let continues_partial = messages.len() >= 2
         && messages[messages.len() - 2]["role"] == "assistant"
@@ -238,6 +244,11 @@ async fn completions(State(state): State<FakeState>, headers: HeaderMap, body: B
         Behaviour::Normal => {
             let mut frames: Vec<Bytes> = NORMAL_CHUNKS.iter().map(|c| chunk(c)).collect();
             frames.extend([stop, usage(NORMAL_USAGE), done]);
+            (frames, Duration::from_millis(10))
+        }
+        Behaviour::NoUsage => {
+            let mut frames: Vec<Bytes> = NORMAL_CHUNKS.iter().map(|c| chunk(c)).collect();
+            frames.extend([stop, done]);
             (frames, Duration::from_millis(10))
         }
         Behaviour::Continuation => {

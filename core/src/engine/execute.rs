@@ -7,7 +7,9 @@
 use super::checkpoint::SharedProgress;
 use super::{EngineInner, RunJob};
 use crate::journal::{JournalEntry, RunEvent};
-use crate::provider::{ProviderError, ProviderEvent, ProviderStream, Usage};
+use crate::provider::{
+    ChatRequest, ProviderError, ProviderEvent, ProviderStream, Usage, estimate_usage,
+};
 use crate::store::{RunOutcome, RunStatus};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -73,6 +75,8 @@ pub(super) async fn execute(
     lock().seq = w.seq;
 
     let mut state = StreamState::default();
+    // The provider kind and request of the attempt that streamed, for a usage estimate.
+    let mut streamed_with: Option<(crate::config::ProviderKind, ChatRequest)> = None;
     let mut failure: Option<String> = None;
     let mut stopped_by: Option<&'static str> = None;
 
@@ -86,13 +90,14 @@ pub(super) async fn execute(
                 request.model = target.model.clone();
                 let attempt_started = Instant::now();
                 let started = tokio::select! {
-                    r = target.provider.stream(request) => r,
+                    r = target.provider.stream(request.clone()) => r,
                     _ = stop.cancelled() => { stopped_by = Some("stopped"); break 'attempts; }
                     _ = inner.shutdown.cancelled() => { stopped_by = Some("shutdown"); break 'attempts; }
                 };
                 let health = inner.providers.health();
                 let error = match started {
                     Ok(mut stream) => {
+                        streamed_with = Some((target.kind, request));
                         let end = pump(
                             &mut stream,
                             &mut w,
@@ -164,7 +169,7 @@ pub(super) async fn execute(
         }
     }
     let StreamState {
-        usage,
+        mut usage,
         finish_reason,
         ..
     } = state;
@@ -190,6 +195,25 @@ pub(super) async fn execute(
     };
     if let Some(err) = &failure {
         tracing::warn!(run = %job.run_id, error = %err, status = status.as_str(), "run ended with a provider error");
+    }
+    if usage.is_none()
+        && !text.is_empty()
+        && let Some((kind, request)) = streamed_with
+    {
+        // The provider reported nothing: count with the model's tokenizer, off the
+        // async workers (long prompts take milliseconds to encode).
+        let reply = text.clone();
+        let estimate =
+            tokio::task::spawn_blocking(move || estimate_usage(kind, &request, &reply)).await;
+        if let Ok(u) = estimate {
+            usage = Some(u);
+            w.append(RunEvent::Usage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                estimated: true,
+            })
+            .await;
+        }
     }
     if w.degraded {
         w.append(RunEvent::Snapshot { text: text.clone() }).await;

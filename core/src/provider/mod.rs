@@ -13,6 +13,7 @@ mod openai;
 mod openai_responses;
 mod registry;
 mod scripted;
+mod tokens;
 mod wire;
 
 pub use anthropic::AnthropicProvider;
@@ -24,6 +25,7 @@ pub use openai::OpenAiProvider;
 pub use openai_responses::OpenAiResponsesProvider;
 pub use registry::{ModelInfo, ProviderRegistry, ResolveError, Target};
 pub use scripted::{DEFAULT_SCRIPT, ScriptedProvider};
+pub use tokens::{count_tokens, estimate_usage};
 
 use futures::Stream;
 use serde::Serialize;

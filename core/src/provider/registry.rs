@@ -39,6 +39,8 @@ pub struct Target {
     pub model_ref: String,
     /// The provider's id (for health records).
     pub provider_id: String,
+    /// The provider's wire format (for usage estimates).
+    pub kind: ProviderKind,
     pub provider: Arc<dyn Provider>,
     /// The provider's own model name.
     pub model: String,
@@ -222,6 +224,7 @@ impl ProviderRegistry {
                 Ok(Target {
                     model_ref: r.clone(),
                     provider_id: info.provider.clone(),
+                    kind: cfg.kind,
                     provider: provider.clone(),
                     model: info.model.clone(),
                     max_retries: cfg.max_retries,

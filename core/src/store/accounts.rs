@@ -82,7 +82,7 @@ impl Store {
     ) -> Result<Account, StoreError> {
         let id = AccountId::generate();
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO accounts (id, name, role, status, password_hash, created_at) \
              VALUES ($1, $2, $3, 'active', $4, $5)",

@@ -77,7 +77,7 @@ impl Store {
     ) -> Result<Conversation, StoreError> {
         let id = ConversationId::generate();
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO conversations (id, account_id, title, model, system_prompt, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -170,7 +170,7 @@ impl Store {
         account: &AccountId,
         id: &ConversationId,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let owned = sqlx::query("SELECT id FROM conversations WHERE id = $1 AND account_id = $2")
             .bind(id.as_str())
             .bind(account.as_str())

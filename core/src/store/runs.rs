@@ -145,7 +145,7 @@ impl Store {
             run_id: RunId::generate(),
         };
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
              VALUES ($1, $2, $3, 'user', $4, NULL, $5)",
@@ -200,7 +200,7 @@ impl Store {
         lease_until: i64,
     ) -> Result<RunId, StoreError> {
         let id = RunId::generate();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let active = sqlx::query(
             "SELECT id FROM runs WHERE message_id = $1 AND status IN ('queued', 'streaming')",
         )
@@ -278,7 +278,7 @@ impl Store {
     ) -> Result<Vec<Option<bool>>, StoreError> {
         let mut results = Vec::with_capacity(runs.len());
         for chunk in runs.chunks(256) {
-            let mut tx = self.pool().begin().await?;
+            let mut tx = self.begin_write().await?;
             for (id, cp) in chunk {
                 results
                     .push(checkpoint_on(&mut tx, id, owner, &cp.text, cp.seq, lease_until).await?);
@@ -305,7 +305,7 @@ impl Store {
         owner: &str,
         outcome: &RunOutcome,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let updated = sqlx::query(
             "UPDATE runs SET status = $1, text = $2, checkpoint_seq = $3, finish_reason = $4, error = $5, \
@@ -365,7 +365,7 @@ impl Store {
         text: &str,
         seq: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let updated = sqlx::query(
             "UPDATE runs SET status = 'interrupted', text = $1, checkpoint_seq = $2, finish_reason = 'interrupted', \

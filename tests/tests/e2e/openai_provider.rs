@@ -224,6 +224,38 @@ async fn midstream_error_keeps_partial_text_and_continues() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn missing_usage_is_estimated_with_the_model_tokenizer() -> Result<()> {
+    let t = setup().await?;
+    let sent = t
+        .client
+        .send_message(&t.conversation, "[no-usage] Hello, world!")
+        .await?;
+    let events = t
+        .client
+        .events_to_finished(&sent.run_id, Resume::Start)
+        .await?;
+    let usage = events
+        .iter()
+        .find(|e| e.kind == "usage")
+        .ok_or_else(|| anyhow::anyhow!("no usage event: {events:?}"))?;
+    ensure!(usage.data["estimated"] == true, "{usage:?}");
+    // "Hello from the fake model." is 6 tokens for gpt-4o-mini's tokenizer (o200k_base);
+    // the prompt is one user message: 3 + 9 (`[`, `no`, `-`, `usage`, `]`, ` Hello`, `,`,
+    // ` world`, `!`) + 3 for the reply priming.
+    ensure!(usage.data["completion_tokens"] == 6, "{usage:?}");
+    ensure!(usage.data["prompt_tokens"] == 15, "{usage:?}");
+    let run = t
+        .client
+        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
+        .await?;
+    ensure!(
+        run["completion_tokens"] == 6 && run["prompt_tokens"] == 15,
+        "run: {run}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_fails_the_run() -> Result<()> {
     let t = setup().await?;
     let sent = t
