@@ -189,6 +189,10 @@ pub struct ProviderConfig {
     /// Longest `Retry-After` honoured, in seconds; a longer one skips to the fallback.
     #[serde(default = "default_max_retry_wait")]
     pub max_retry_wait_secs: u64,
+    /// Seconds to wait for the first token after the request was sent; a model that
+    /// takes longer counts as timed out (retried, then the alias's next model).
+    #[serde(default = "default_first_token_timeout")]
+    pub first_token_timeout_secs: u64,
     /// Provider-specific request parameters merged into every request body as they
     /// are (e.g. `{ seed = 7 }` for OpenAI, `{ top_k = 40 }` for Anthropic).
     #[serde(default)]
@@ -248,6 +252,10 @@ pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 fn default_max_retries() -> u32 {
     2
+}
+
+fn default_first_token_timeout() -> u64 {
+    60
 }
 
 fn default_max_retry_wait() -> u64 {
@@ -521,6 +529,7 @@ impl Config {
             idle_timeout_secs: default_idle_timeout(),
             max_retries: default_max_retries(),
             max_retry_wait_secs: default_max_retry_wait(),
+            first_token_timeout_secs: default_first_token_timeout(),
             params: serde_json::Map::new(),
             model_info: BTreeMap::new(),
             api_version: None,

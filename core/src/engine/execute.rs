@@ -89,8 +89,12 @@ pub(super) async fn execute(
                 let mut request = job.request.clone();
                 request.model = target.model.clone();
                 let attempt_started = Instant::now();
+                let first_token_deadline =
+                    tokio::time::Instant::from_std(attempt_started) + target.first_token_timeout;
                 let started = tokio::select! {
-                    r = target.provider.stream(request.clone()) => r,
+                    r = tokio::time::timeout_at(first_token_deadline, target.provider.stream(request.clone())) => {
+                        r.unwrap_or_else(|_| Err(first_token_timeout()))
+                    }
                     _ = stop.cancelled() => { stopped_by = Some("stopped"); break 'attempts; }
                     _ = inner.shutdown.cancelled() => { stopped_by = Some("shutdown"); break 'attempts; }
                 };
@@ -103,8 +107,8 @@ pub(super) async fn execute(
                             &mut w,
                             &progress,
                             &mut state,
-                            &stop,
-                            &inner.shutdown,
+                            (&stop, &inner.shutdown),
+                            first_token_deadline,
                         )
                         .await;
                         let first_token = state
@@ -281,14 +285,18 @@ async fn pump(
     w: &mut Writer<'_>,
     progress: &SharedProgress,
     state: &mut StreamState,
-    stop: &CancellationToken,
-    shutdown: &CancellationToken,
+    (stop, shutdown): (&CancellationToken, &CancellationToken),
+    first_token_deadline: tokio::time::Instant,
 ) -> PumpEnd {
     let lock = || progress.lock().unwrap_or_else(|e| e.into_inner());
     loop {
+        let waiting_for_first = !state.produced;
         tokio::select! {
             biased;
             _ = stop.cancelled() => return PumpEnd::Stopped("stopped"),
+            _ = tokio::time::sleep_until(first_token_deadline), if waiting_for_first => {
+                return PumpEnd::Failed(first_token_timeout());
+            }
             _ = shutdown.cancelled() => return PumpEnd::Stopped("shutdown"),
             next = stream.next() => match next {
                 None => return PumpEnd::Done,
@@ -325,6 +333,13 @@ async fn pump(
             }
         }
     }
+}
+
+fn first_token_timeout() -> ProviderError {
+    ProviderError::new(
+        crate::provider::ProviderErrorKind::Timeout,
+        "no first token in time (first_token_timeout_secs)",
+    )
 }
 
 /// How long to wait before retry `attempt` (0-based): the provider's `Retry-After` if it

@@ -46,6 +46,7 @@ pub struct Target {
     pub model: String,
     pub max_retries: u32,
     pub max_retry_wait: Duration,
+    pub first_token_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -229,6 +230,7 @@ impl ProviderRegistry {
                     model: info.model.clone(),
                     max_retries: cfg.max_retries,
                     max_retry_wait: Duration::from_secs(cfg.max_retry_wait_secs),
+                    first_token_timeout: Duration::from_secs(cfg.first_token_timeout_secs),
                 })
             })
             .collect()

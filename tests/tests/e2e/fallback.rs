@@ -178,3 +178,52 @@ async fn failures_after_tokens_never_fall_back() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_without_a_first_token_in_time_falls_back() -> Result<()> {
+    // A server that accepts connections and never answers.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hole_url = format!("http://{}/v1", hole.local_addr()?);
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hole.accept().await {
+            held.push(socket);
+        }
+    });
+    let fake = FakeOpenAi::start().await?;
+    let server = TestServer::start(
+        ServerConfig::new()
+            .openai("hang", &hole_url, "sk-hang", &["gpt-4o-mini"])
+            .provider_setting("hang", "max_retries", 0)
+            .provider_setting("hang", "first_token_timeout_secs", 1)
+            .openai("live", &fake.base_url(), "sk-live", &["gpt-4o-mini"])
+            .raw_toml(
+                r#"
+[[aliases]]
+name = "patient"
+models = ["hang/gpt-4o-mini", "live/gpt-4o-mini"]
+"#,
+            ),
+    )
+    .await?;
+    let client = logged_in_client(&server, &unique_name("ft")).await?;
+    let conversation = client.create_conversation(Some("patient")).await?;
+    let sent = client.send_message(&conversation, "hello").await?;
+    let events = client
+        .events_to_finished(&sent.run_id, Resume::Start)
+        .await?;
+    let fallback = events
+        .iter()
+        .find(|e| e.kind == "fallback")
+        .ok_or_else(|| anyhow::anyhow!("no fallback event: {events:?}"))?;
+    ensure!(
+        fallback.data["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("first token")),
+        "{fallback:?}"
+    );
+    ensure!(finished(&events)?.status() == Some("complete"));
+    ensure!(delta_text(&events) == NORMAL_CHUNKS.concat());
+    holder.abort();
+    Ok(())
+}
