@@ -133,6 +133,98 @@ impl LineSplitter {
     }
 }
 
+/// One provider's reading of its server-sent events, for [`sse_stream`].
+pub(super) trait SseParser: Send + 'static {
+    /// What ends a complete stream (`[DONE]`, `message_stop`...), named in the error
+    /// when the connection ends without it.
+    const END: &'static str;
+
+    /// Parses one event's data (never blank) into `out`; returns true once the reply
+    /// is complete. Events pushed before an error are delivered before it.
+    fn parse(
+        &mut self,
+        data: &str,
+        out: &mut std::collections::VecDeque<super::ProviderEvent>,
+    ) -> Result<bool, ProviderError>;
+}
+
+/// Turns an SSE response into provider events: parsed by `parser`, ended by an
+/// idle timeout, a broken or early-closed connection, or the parser's end.
+pub(super) fn sse_stream<P: SseParser>(
+    response: reqwest::Response,
+    idle_timeout: Duration,
+    parser: P,
+) -> super::ProviderStream {
+    use eventsource_stream::Eventsource;
+    use futures::StreamExt;
+
+    struct State<P> {
+        events: std::pin::Pin<
+            Box<
+                dyn futures::Stream<
+                        Item = Result<
+                            eventsource_stream::Event,
+                            eventsource_stream::EventStreamError<reqwest::Error>,
+                        >,
+                    > + Send,
+            >,
+        >,
+        parser: P,
+        pending: std::collections::VecDeque<super::ProviderEvent>,
+        error: Option<ProviderError>,
+        finished: bool,
+        idle_timeout: Duration,
+    }
+
+    let state = State {
+        events: Box::pin(response.bytes_stream().eventsource()),
+        parser,
+        pending: Default::default(),
+        error: None,
+        finished: false,
+        idle_timeout,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(event) = s.pending.pop_front() {
+                return Some((Ok(event), s));
+            }
+            if let Some(err) = s.error.take() {
+                return Some((Err(err), s));
+            }
+            if s.finished {
+                return None;
+            }
+            let failure = match tokio::time::timeout(s.idle_timeout, s.events.next()).await {
+                Err(_) => ProviderError::new(ProviderErrorKind::Timeout, "the stream went idle"),
+                Ok(None) => ProviderError::new(
+                    ProviderErrorKind::Connect,
+                    format!("the stream ended before {}", P::END),
+                ),
+                Ok(Some(Err(e))) => {
+                    ProviderError::new(ProviderErrorKind::Connect, format!("stream broke: {e}"))
+                }
+                Ok(Some(Ok(event))) => {
+                    let data = event.data.trim();
+                    if data.is_empty() {
+                        continue;
+                    }
+                    match s.parser.parse(data, &mut s.pending) {
+                        Ok(done) => {
+                            s.finished = done;
+                            continue;
+                        }
+                        Err(err) => err,
+                    }
+                }
+            };
+            s.finished = true;
+            s.error = Some(failure);
+        }
+    })
+    .boxed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -352,6 +352,19 @@ pub(super) fn status_kind(status: u16) -> ProviderErrorKind {
 }
 
 /// `retry-after` in seconds (Anthropic sends an integer).
+impl wire::SseParser for EventParser {
+    const END: &'static str = "message_stop";
+
+    fn parse(
+        &mut self,
+        data: &str,
+        out: &mut VecDeque<ProviderEvent>,
+    ) -> Result<bool, ProviderError> {
+        EventParser::parse(self, data, out)?;
+        Ok(self.stopped)
+    }
+}
+
 pub(super) fn parse_retry_after(value: &str) -> Option<Duration> {
     let secs: f64 = value.trim().parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))

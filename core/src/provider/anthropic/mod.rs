@@ -25,14 +25,13 @@
 //! Continuation uses the API's native assistant prefill: the partial reply is the
 //! final assistant message and the model goes on from its last character.
 
+use super::wire;
 use super::{
     ChatRequest, ChatRole, Provider, ProviderError, ProviderErrorKind, ProviderEvent,
     ProviderStream, ToolCall, ToolChoice, Usage,
 };
 use crate::config::ProviderConfig;
 use crate::secret::Secret;
-use eventsource_stream::Eventsource;
-use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -479,82 +478,11 @@ impl Provider for AnthropicProvider {
             err.retry_after = retry_after;
             return Err(err);
         }
-        let state = StreamState {
-            events: Box::pin(response.bytes_stream().eventsource()),
-            pending: VecDeque::new(),
-            finished: false,
-            idle_timeout: self.idle_timeout,
-            parser: EventParser::new(strip),
-        };
-        Ok(futures::stream::unfold(state, next_event).boxed())
-    }
-}
-
-type SseStream = std::pin::Pin<
-    Box<
-        dyn futures::Stream<
-                Item = Result<
-                    eventsource_stream::Event,
-                    eventsource_stream::EventStreamError<reqwest::Error>,
-                >,
-            > + Send,
-    >,
->;
-
-struct StreamState {
-    events: SseStream,
-    pending: VecDeque<ProviderEvent>,
-    finished: bool,
-    idle_timeout: Duration,
-    parser: EventParser,
-}
-
-async fn next_event(
-    mut state: StreamState,
-) -> Option<(Result<ProviderEvent, ProviderError>, StreamState)> {
-    loop {
-        if let Some(event) = state.pending.pop_front() {
-            return Some((Ok(event), state));
-        }
-        if state.finished {
-            return None;
-        }
-        let next = match tokio::time::timeout(state.idle_timeout, state.events.next()).await {
-            Err(_) => {
-                state.finished = true;
-                let err = ProviderError::new(ProviderErrorKind::Timeout, "the stream went idle");
-                return Some((Err(err), state));
-            }
-            Ok(next) => next,
-        };
-        match next {
-            None => {
-                state.finished = true;
-                let err = ProviderError::new(
-                    ProviderErrorKind::Connect,
-                    "the stream ended before message_stop",
-                );
-                return Some((Err(err), state));
-            }
-            Some(Err(e)) => {
-                state.finished = true;
-                let err =
-                    ProviderError::new(ProviderErrorKind::Connect, format!("stream broke: {e}"));
-                return Some((Err(err), state));
-            }
-            Some(Ok(event)) => {
-                if event.data.trim().is_empty() {
-                    continue;
-                }
-                match state.parser.parse(&event.data, &mut state.pending) {
-                    Err(err) => {
-                        state.finished = true;
-                        return Some((Err(err), state));
-                    }
-                    Ok(()) => state.finished = state.parser.stopped,
-                }
-            }
-        }
+        Ok(wire::sse_stream(
+            response,
+            self.idle_timeout,
+            EventParser::new(strip),
+        ))
     }
 }
 

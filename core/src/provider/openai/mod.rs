@@ -19,14 +19,13 @@
 //! HTTP 400 `error.code = "content_filter"`, and ends a completion its filter cut with
 //! `finish_reason: "content_filter"`.
 
+use super::wire;
 use super::{
     ChatMessage, ChatRequest, ChatRole, Provider, ProviderError, ProviderErrorKind, ProviderEvent,
     ProviderStream, ToolCall, ToolChoice, Usage,
 };
 use crate::config::{DEFAULT_AZURE_API_VERSION, ProviderConfig, ProviderKind};
 use crate::secret::Secret;
-use eventsource_stream::Eventsource;
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
@@ -267,94 +266,28 @@ impl Provider for OpenAiProvider {
             err.retry_after = retry_after;
             return Err(err);
         }
-        let events = response.bytes_stream().eventsource();
-        let state = ChunkState {
-            events: Box::pin(events),
-            pending: VecDeque::new(),
-            parser: ChunkParser::default(),
-            error: None,
-            finished: false,
-            idle_timeout: self.idle_timeout,
-        };
-        Ok(futures::stream::unfold(state, next_event).boxed())
+        Ok(wire::sse_stream(
+            response,
+            self.idle_timeout,
+            ChunkParser::default(),
+        ))
     }
 }
 
-type SseStream = std::pin::Pin<
-    Box<
-        dyn futures::Stream<
-                Item = Result<
-                    eventsource_stream::Event,
-                    eventsource_stream::EventStreamError<reqwest::Error>,
-                >,
-            > + Send,
-    >,
->;
+impl wire::SseParser for ChunkParser {
+    const END: &'static str = "[DONE]";
 
-struct ChunkState {
-    events: SseStream,
-    pending: VecDeque<ProviderEvent>,
-    parser: ChunkParser,
-    /// An error to report once `pending` is drained.
-    error: Option<ProviderError>,
-    finished: bool,
-    idle_timeout: Duration,
-}
-
-async fn next_event(
-    mut state: ChunkState,
-) -> Option<(Result<ProviderEvent, ProviderError>, ChunkState)> {
-    loop {
-        if let Some(event) = state.pending.pop_front() {
-            return Some((Ok(event), state));
+    fn parse(
+        &mut self,
+        data: &str,
+        out: &mut VecDeque<ProviderEvent>,
+    ) -> Result<bool, ProviderError> {
+        if data == "[DONE]" {
+            self.end(out)?;
+            return Ok(true);
         }
-        if let Some(err) = state.error.take() {
-            return Some((Err(err), state));
-        }
-        if state.finished {
-            return None;
-        }
-        let next = match tokio::time::timeout(state.idle_timeout, state.events.next()).await {
-            Err(_) => {
-                state.finished = true;
-                let err = ProviderError::new(ProviderErrorKind::Timeout, "the stream went idle");
-                return Some((Err(err), state));
-            }
-            Ok(next) => next,
-        };
-        match next {
-            None => {
-                state.finished = true;
-                let err = ProviderError::new(
-                    ProviderErrorKind::Connect,
-                    "the stream ended before [DONE]",
-                );
-                return Some((Err(err), state));
-            }
-            Some(Err(e)) => {
-                state.finished = true;
-                let err =
-                    ProviderError::new(ProviderErrorKind::Connect, format!("stream broke: {e}"));
-                return Some((Err(err), state));
-            }
-            Some(Ok(event)) => {
-                let data = event.data.trim();
-                let result = if data == "[DONE]" {
-                    state.finished = true;
-                    state.parser.end(&mut state.pending)
-                } else if data.is_empty() {
-                    continue;
-                } else {
-                    state.parser.chunk(data, &mut state.pending)
-                };
-                if let Err(err) = result {
-                    // Events parsed before the error (text of the same chunk) go out
-                    // first, then the error.
-                    state.finished = true;
-                    state.error = Some(err);
-                }
-            }
-        }
+        self.chunk(data, out)?;
+        Ok(false)
     }
 }
 

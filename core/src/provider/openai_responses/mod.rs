@@ -18,8 +18,6 @@ use super::{
 };
 use crate::config::ProviderConfig;
 use crate::secret::Secret;
-use eventsource_stream::Eventsource;
-use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -184,84 +182,23 @@ impl Provider for OpenAiResponsesProvider {
             err.retry_after = retry_after;
             return Err(err);
         }
-        let state = StreamState {
-            events: Box::pin(response.bytes_stream().eventsource()),
-            parser: Parser::default(),
-            pending: VecDeque::new(),
-            finished: false,
-            idle_timeout: self.idle_timeout,
-        };
-        Ok(futures::stream::unfold(state, next_event).boxed())
+        Ok(wire::sse_stream(
+            response,
+            self.idle_timeout,
+            Parser::default(),
+        ))
     }
 }
 
-type SseStream = std::pin::Pin<
-    Box<
-        dyn futures::Stream<
-                Item = Result<
-                    eventsource_stream::Event,
-                    eventsource_stream::EventStreamError<reqwest::Error>,
-                >,
-            > + Send,
-    >,
->;
+impl wire::SseParser for Parser {
+    const END: &'static str = "response.completed";
 
-struct StreamState {
-    events: SseStream,
-    parser: Parser,
-    pending: VecDeque<ProviderEvent>,
-    finished: bool,
-    idle_timeout: Duration,
-}
-
-async fn next_event(
-    mut state: StreamState,
-) -> Option<(Result<ProviderEvent, ProviderError>, StreamState)> {
-    loop {
-        if let Some(event) = state.pending.pop_front() {
-            return Some((Ok(event), state));
-        }
-        if state.finished {
-            return None;
-        }
-        let next = match tokio::time::timeout(state.idle_timeout, state.events.next()).await {
-            Err(_) => {
-                state.finished = true;
-                let err = ProviderError::new(ProviderErrorKind::Timeout, "the stream went idle");
-                return Some((Err(err), state));
-            }
-            Ok(next) => next,
-        };
-        match next {
-            None => {
-                state.finished = true;
-                let err = ProviderError::new(
-                    ProviderErrorKind::Connect,
-                    "the stream ended before response.completed",
-                );
-                return Some((Err(err), state));
-            }
-            Some(Err(e)) => {
-                state.finished = true;
-                let err =
-                    ProviderError::new(ProviderErrorKind::Connect, format!("stream broke: {e}"));
-                return Some((Err(err), state));
-            }
-            Some(Ok(event)) => {
-                if event.data.trim().is_empty() {
-                    continue;
-                }
-                match state.parser.parse(&event.data, &mut state.pending) {
-                    Ok(done) => state.finished = done,
-                    Err(err) => {
-                        // Nothing of a failed event goes out.
-                        state.finished = true;
-                        state.pending.clear();
-                        return Some((Err(err), state));
-                    }
-                }
-            }
-        }
+    fn parse(
+        &mut self,
+        data: &str,
+        out: &mut VecDeque<ProviderEvent>,
+    ) -> Result<bool, ProviderError> {
+        Parser::parse(self, data, out)
     }
 }
 
