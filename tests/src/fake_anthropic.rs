@@ -24,17 +24,18 @@
 //! A request whose last message is the assistant prefill [`continuation_prefill`]
 //! (the mid-stream partial, trailing whitespace trimmed) gets [`CONTINUATION_CHUNKS`].
 
+use crate::fake_server::{
+    FakeServer, Recorder, hung_up, paced_stream, roles_and_contents, sse_event, streaming_response,
+};
 use axum::Router;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// Token counts as the API reports them.
@@ -115,36 +116,23 @@ impl RecordedRequest {
 
     /// `(role, content)` of every message of the request.
     pub fn messages(&self) -> Vec<(String, String)> {
-        self.body["messages"]
-            .as_array()
-            .map(|ms| {
-                ms.iter()
-                    .map(|m| {
-                        (
-                            m["role"].as_str().unwrap_or_default().to_string(),
-                            m["content"].as_str().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        roles_and_contents(&self.body["messages"])
     }
 
     pub fn client_hung_up(&self) -> bool {
-        self.hung_up.load(Ordering::SeqCst)
+        hung_up(&self.hung_up)
     }
 }
 
 #[derive(Clone, Default)]
 struct FakeState {
-    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    requests: Recorder<RecordedRequest>,
 }
 
 /// The running fake. Stops when dropped.
 pub struct FakeAnthropic {
-    addr: std::net::SocketAddr,
+    server: FakeServer,
     state: FakeState,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl FakeAnthropic {
@@ -153,32 +141,18 @@ impl FakeAnthropic {
         let app = Router::new()
             .route("/v1/messages", post(messages))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, state, task })
+        let server = FakeServer::spawn(app).await?;
+        Ok(Self { server, state })
     }
 
     /// The `base_url` to configure: `http://127.0.0.1:PORT` (like the real API's, without `/v1`).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url("")
     }
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
-impl Drop for FakeAnthropic {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.state.requests.all()
     }
 }
 
@@ -286,16 +260,12 @@ async fn messages(State(state): State<FakeState>, headers: HeaderMap, body: Byte
         choose(&body)
     };
     let hung_up = Arc::new(AtomicBool::new(false));
-    state
-        .requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(RecordedRequest {
-            headers,
-            body: body.clone(),
-            behaviour,
-            hung_up: hung_up.clone(),
-        });
+    state.requests.push(RecordedRequest {
+        headers,
+        body: body.clone(),
+        behaviour,
+        hung_up: hung_up.clone(),
+    });
     if let Some(response) = refused {
         return response;
     }
@@ -326,21 +296,21 @@ async fn messages(State(state): State<FakeState>, headers: HeaderMap, body: Byte
                 ..NORMAL_USAGE
             };
             let mut frames = vec![message_start(model, usage)];
-            frames.push(event(
+            frames.push(sse_event(
                 "content_block_start",
                 json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
             ));
             for chunk in THINKING_CHUNKS {
-                frames.push(event(
+                frames.push(sse_event(
                     "content_block_delta",
                     json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": chunk}}),
                 ));
             }
-            frames.push(event(
+            frames.push(sse_event(
                 "content_block_delta",
                 json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h"}}),
             ));
-            frames.push(event(
+            frames.push(sse_event(
                 "content_block_stop",
                 json!({"type": "content_block_stop", "index": 0}),
             ));
@@ -359,42 +329,20 @@ async fn messages(State(state): State<FakeState>, headers: HeaderMap, body: Byte
             let mut block = text_block(0, MIDSTREAM_CHUNKS);
             block.pop(); // the block never stops
             frames.extend(block);
-            frames.push(event(
+            frames.push(sse_event(
                 "error",
                 json!({"type": "error", "error": {"type": MIDSTREAM_ERROR_TYPE, "message": MIDSTREAM_ERROR_MESSAGE}}),
             ));
             frames
         }
     };
-    let guard = HangUpGuard {
-        flag: Some(hung_up),
-    };
     let interval = Duration::from_millis(10);
-    let stream = futures::stream::unfold(
-        (frames.into_iter(), guard),
-        move |(mut frames, mut guard)| async move {
-            match frames.next() {
-                Some(frame) => {
-                    tokio::time::sleep(interval).await;
-                    Some((Ok::<_, Infallible>(frame), (frames, guard)))
-                }
-                None => {
-                    guard.flag.take(); // the whole reply went out
-                    None
-                }
-            }
-        },
-    );
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    let body = paced_stream(frames, move |_| interval, Some(hung_up));
+    streaming_response("text/event-stream", &[("cache-control", "no-cache")], body)
 }
 
 fn message_start(model: &str, usage: FakeUsage) -> Bytes {
-    event(
+    sse_event(
         "message_start",
         json!({"type": "message_start", "message": {
             "id": "msg_01FakeFakeFakeFakeFake",
@@ -417,19 +365,19 @@ fn message_start(model: &str, usage: FakeUsage) -> Bytes {
 /// `content_block_start`, a `ping`, one `text_delta` per chunk, `content_block_stop`.
 fn text_block(index: u32, chunks: &[&str]) -> Vec<Bytes> {
     let mut frames = vec![
-        event(
+        sse_event(
             "content_block_start",
             json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
         ),
-        event("ping", json!({"type": "ping"})),
+        sse_event("ping", json!({"type": "ping"})),
     ];
     for chunk in chunks {
-        frames.push(event(
+        frames.push(sse_event(
             "content_block_delta",
             json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": chunk}}),
         ));
     }
-    frames.push(event(
+    frames.push(sse_event(
         "content_block_stop",
         json!({"type": "content_block_stop", "index": index}),
     ));
@@ -439,28 +387,10 @@ fn text_block(index: u32, chunks: &[&str]) -> Vec<Bytes> {
 /// `message_delta` with the stop reason and the cumulative output usage, then `message_stop`.
 fn message_end(stop_reason: &str, usage: FakeUsage) -> Vec<Bytes> {
     vec![
-        event(
+        sse_event(
             "message_delta",
             json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": usage.output_tokens}}),
         ),
-        event("message_stop", json!({"type": "message_stop"})),
+        sse_event("message_stop", json!({"type": "message_stop"})),
     ]
-}
-
-/// Records a hang-up when the reply stream is dropped before its end.
-struct HangUpGuard {
-    /// Taken when the reply is complete.
-    flag: Option<Arc<AtomicBool>>,
-}
-
-impl Drop for HangUpGuard {
-    fn drop(&mut self) {
-        if let Some(flag) = &self.flag {
-            flag.store(true, Ordering::SeqCst);
-        }
-    }
-}
-
-fn event(name: &str, data: Value) -> Bytes {
-    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
 }

@@ -16,8 +16,8 @@
 //! | `[blocked-prompt]`      | HTTP 400 `content_filter` ([`PROMPT_FILTER_MESSAGE`])       |
 //! | `[filtered-completion]` | [`FILTERED_CHUNKS`], then `finish_reason: content_filter`  |
 
+use crate::fake_server::{FakeServer, Recorder, paced_stream, sse_data, streaming_response};
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,8 +25,6 @@ use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " Azure", "."];
@@ -75,14 +73,13 @@ struct FakeState {
     deployments: Vec<String>,
     api_version: String,
     api_key: String,
-    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    requests: Recorder<RecordedRequest>,
 }
 
 /// The running fake. Stops when dropped.
 pub struct FakeAzure {
-    addr: std::net::SocketAddr,
+    server: FakeServer,
     state: FakeState,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl FakeAzure {
@@ -96,7 +93,7 @@ impl FakeAzure {
             deployments: deployments.iter().map(|d| d.to_string()).collect(),
             api_version: api_version.to_string(),
             api_key: api_key.to_string(),
-            requests: Arc::default(),
+            requests: Recorder::default(),
         };
         let app = Router::new()
             .route(
@@ -104,32 +101,18 @@ impl FakeAzure {
                 post(completions),
             )
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, state, task })
+        let server = FakeServer::spawn(app).await?;
+        Ok(Self { server, state })
     }
 
     /// The `base_url` to configure: the resource endpoint, `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url("")
     }
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
-impl Drop for FakeAzure {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.state.requests.all()
     }
 }
 
@@ -199,17 +182,13 @@ async fn completions(
     } else {
         Behaviour::Normal
     };
-    state
-        .requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(RecordedRequest {
-            deployment: deployment.clone(),
-            api_version,
-            headers,
-            body,
-            behaviour,
-        });
+    state.requests.push(RecordedRequest {
+        deployment: deployment.clone(),
+        api_version,
+        headers,
+        body,
+        behaviour,
+    });
     if let Some(response) = rejection {
         return response;
     }
@@ -238,7 +217,7 @@ async fn completions(
     }
 
     let chunk = |delta: Value, finish_reason: Value, filter: Value| {
-        sse(json!({
+        sse_data(json!({
             "id": "chatcmpl-az1",
             "object": "chat.completion.chunk",
             "created": 1_730_000_000,
@@ -255,7 +234,7 @@ async fn completions(
     };
     let mut frames = vec![
         // Azure's first chunk: no choices, the prompt's filter results.
-        sse(json!({
+        sse_data(json!({
             "choices": [],
             "created": 0,
             "id": "",
@@ -286,7 +265,7 @@ async fn completions(
         ));
     }
     frames.push(chunk(json!({}), json!(reason), filter));
-    frames.push(sse(json!({
+    frames.push(sse_data(json!({
         "id": "chatcmpl-az1",
         "object": "chat.completion.chunk",
         "created": 1_730_000_000,
@@ -295,19 +274,6 @@ async fn completions(
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
     })));
     frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    let stream = futures::stream::unfold(frames.into_iter(), |mut frames| async move {
-        let frame = frames.next()?;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        Some((Ok::<_, Infallible>(frame), frames))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-fn sse(value: Value) -> Bytes {
-    Bytes::from(format!("data: {value}\n\n"))
+    let body = paced_stream(frames, |_| Duration::from_millis(10), None);
+    streaming_response("text/event-stream", &[("cache-control", "no-cache")], body)
 }

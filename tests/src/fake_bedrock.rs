@@ -24,20 +24,18 @@
 //! turn followed by a user turn (Chorus's explicit continuation) gets
 //! [`CONTINUATION_CHUNKS`] with [`CONTINUATION_USAGE`].
 
+use crate::fake_server::{FakeServer, Recorder, paced_stream, streaming_response};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_eventstream::frame::write_message_to;
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use axum::Router;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " fake", " Bedrock", "."];
@@ -110,14 +108,13 @@ struct FakeState {
     access_key_id: String,
     secret_access_key: String,
     region: String,
-    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    requests: Recorder<RecordedRequest>,
 }
 
 /// The running fake. Stops when dropped.
 pub struct FakeBedrock {
-    addr: std::net::SocketAddr,
+    server: FakeServer,
     state: FakeState,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl FakeBedrock {
@@ -131,34 +128,20 @@ impl FakeBedrock {
             access_key_id: access_key_id.to_string(),
             secret_access_key: secret_access_key.to_string(),
             region: region.to_string(),
-            requests: Arc::default(),
+            requests: Recorder::default(),
         };
         let app = Router::new().fallback(handle).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, state, task })
+        let server = FakeServer::spawn(app).await?;
+        Ok(Self { server, state })
     }
 
     /// The `base_url` to configure.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url("")
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
-impl Drop for FakeBedrock {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.state.requests.all()
     }
 }
 
@@ -399,18 +382,14 @@ async fn handle(
     } else {
         choose(&json_body)
     };
-    state
-        .requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(RecordedRequest {
-            model: model.unwrap_or_default(),
-            path,
-            headers,
-            body: json_body,
-            behaviour,
-            rejection,
-        });
+    state.requests.push(RecordedRequest {
+        model: model.unwrap_or_default(),
+        path,
+        headers,
+        body: json_body,
+        behaviour,
+        rejection,
+    });
     if let Some(response) = refusal {
         return response;
     }
@@ -457,17 +436,12 @@ async fn handle(
             [f.slice(..mid), f.slice(mid..)]
         })
         .collect();
-    let stream = futures::stream::unfold(pieces.into_iter(), |mut pieces| async move {
-        let piece = pieces.next()?;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        Some((Ok::<_, Infallible>(piece), pieces))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/vnd.amazon.eventstream")
-        .header("x-amzn-requestid", "f0a3c1de-fake-4bed-rock-000000000000")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    let body = paced_stream(pieces, |_| Duration::from_millis(5), None);
+    streaming_response(
+        "application/vnd.amazon.eventstream",
+        &[("x-amzn-requestid", "f0a3c1de-fake-4bed-rock-000000000000")],
+        body,
+    )
 }
 
 fn string_header(name: &str, value: &str) -> Header {

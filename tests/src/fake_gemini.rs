@@ -16,16 +16,14 @@
 //! | `[blocked-prompt]` | one chunk with `promptFeedback.blockReason: "SAFETY"`, no candidates |
 //! | `[rate-limit]`     | HTTP 429 with Google's `RESOURCE_EXHAUSTED` error body         |
 
+use crate::fake_server::{FakeServer, Recorder, paced_stream, streaming_response};
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const THOUGHT: &str = "The user wants a greeting.";
@@ -84,14 +82,13 @@ impl RecordedRequest {
 
 #[derive(Clone, Default)]
 struct FakeState {
-    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    requests: Recorder<RecordedRequest>,
 }
 
 /// The running fake. Stops when dropped.
 pub struct FakeGemini {
-    addr: std::net::SocketAddr,
+    server: FakeServer,
     state: FakeState,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl FakeGemini {
@@ -100,32 +97,18 @@ impl FakeGemini {
         let app = Router::new()
             .route("/v1beta/models/{model_and_method}", post(generate))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, state, task })
+        let server = FakeServer::spawn(app).await?;
+        Ok(Self { server, state })
     }
 
     /// The `base_url` to configure: `http://127.0.0.1:PORT` (the API adds `/v1beta`).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url("")
     }
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
-impl Drop for FakeGemini {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.state.requests.all()
     }
 }
 
@@ -185,17 +168,13 @@ async fn generate(
         }
     };
     let behaviour = choose(&body);
-    state
-        .requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(RecordedRequest {
-            model_and_method: model_and_method.clone(),
-            query: query.clone(),
-            headers,
-            body: body.clone(),
-            behaviour,
-        });
+    state.requests.push(RecordedRequest {
+        model_and_method: model_and_method.clone(),
+        query: query.clone(),
+        headers,
+        body: body.clone(),
+        behaviour,
+    });
     if query.as_deref() != Some("alt=sse") {
         // Without alt=sse the API streams a JSON array, which is not what Chorus reads.
         return error_response(
@@ -294,16 +273,8 @@ async fn generate(
             "responseId": response_id,
         }))],
     };
-    let stream = futures::stream::unfold(frames.into_iter(), |mut frames| async move {
-        let frame = frames.next()?;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        Some((Ok::<_, Infallible>(frame), frames))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    let body = paced_stream(frames, |_| Duration::from_millis(10), None);
+    streaming_response("text/event-stream", &[], body)
 }
 
 /// One SSE event, with the `\r\n\r\n` separator the API uses.

@@ -18,17 +18,18 @@
 //! | last user message contains `[slow]`        | [`slow_script`] in [`slow_chunks`], one every [`SLOW_CHUNK_INTERVAL`] |
 //! | otherwise                                  | [`NORMAL_CHUNKS`], usage [`NORMAL_USAGE`]   |
 
+use crate::fake_server::{
+    FakeServer, Recorder, paced_stream, roles_and_contents, streaming_response,
+};
 use axum::Router;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const MODELS: &[&str] = &["llama3.2:latest", "qwen3:8b"];
@@ -79,33 +80,20 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// `(role, content)` of every message of the request.
     pub fn messages(&self) -> Vec<(String, String)> {
-        self.body["messages"]
-            .as_array()
-            .map(|ms| {
-                ms.iter()
-                    .map(|m| {
-                        (
-                            m["role"].as_str().unwrap_or_default().to_string(),
-                            m["content"].as_str().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        roles_and_contents(&self.body["messages"])
     }
 }
 
 #[derive(Clone, Default)]
 struct FakeState {
-    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    requests: Recorder<RecordedRequest>,
     tags_calls: Arc<AtomicUsize>,
 }
 
 /// The running fake. Stops when dropped.
 pub struct FakeOllama {
-    addr: std::net::SocketAddr,
+    server: FakeServer,
     state: FakeState,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl FakeOllama {
@@ -115,37 +103,23 @@ impl FakeOllama {
             .route("/api/tags", get(tags))
             .route("/api/chat", post(chat))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, state, task })
+        let server = FakeServer::spawn(app).await?;
+        Ok(Self { server, state })
     }
 
     /// The `base_url` to configure: `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url("")
     }
 
     /// Every chat request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.state.requests.all()
     }
 
     /// How many times `/api/tags` was asked.
     pub fn tags_calls(&self) -> usize {
         self.state.tags_calls.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for FakeOllama {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -213,14 +187,10 @@ async fn chat(State(state): State<FakeState>, body: Bytes) -> Response {
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let behaviour = choose(&body);
-    state
-        .requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(RecordedRequest {
-            body: body.clone(),
-            behaviour,
-        });
+    state.requests.push(RecordedRequest {
+        body: body.clone(),
+        behaviour,
+    });
     let model = body["model"].as_str().unwrap_or_default().to_string();
     let (chunks, interval): (Vec<String>, Duration) = match behaviour {
         Behaviour::ModelNotFound => {
@@ -301,24 +271,18 @@ async fn chat(State(state): State<FakeState>, body: Bytes) -> Response {
         pieces.push(Bytes::from(bytes));
         pieces.push(Bytes::from(tail));
     }
-    let stream = futures::stream::unfold(
-        (pieces.into_iter(), 0usize),
-        move |(mut pieces, n)| async move {
-            let piece = pieces.next()?;
-            // The pace of the reply before each line; a short pause inside it, so the
-            // two pieces reach the reader as separate reads.
-            let pause = if n % 2 == 0 {
-                interval
-            } else {
-                Duration::from_millis(2)
-            };
-            tokio::time::sleep(pause).await;
-            Some((Ok::<_, Infallible>(piece), (pieces, n + 1)))
-        },
-    );
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    // The pace of the reply before each line; a short pause inside it, so the two
+    // pieces reach the reader as separate reads.
+    let pause = move |n: usize| {
+        if n.is_multiple_of(2) {
+            interval
+        } else {
+            Duration::from_millis(2)
+        }
+    };
+    streaming_response(
+        "application/x-ndjson",
+        &[],
+        paced_stream(pieces, pause, None),
+    )
 }

@@ -20,17 +20,19 @@
 //! A request whose second-to-last message is the assistant text of a mid-stream
 //! error (a continuation of it) gets [`CONTINUATION_CHUNKS`].
 
+use crate::fake_server::{
+    FakeServer, Recorder, hung_up, paced_stream, roles_and_contents, sse_data, streaming_response,
+    unix_now,
+};
 use axum::Router;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " the", " fake", " model", "."];
@@ -79,36 +81,23 @@ impl RecordedRequest {
 
     /// `(role, content)` of every message of the request.
     pub fn messages(&self) -> Vec<(String, String)> {
-        self.body["messages"]
-            .as_array()
-            .map(|ms| {
-                ms.iter()
-                    .map(|m| {
-                        (
-                            m["role"].as_str().unwrap_or_default().to_string(),
-                            m["content"].as_str().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        roles_and_contents(&self.body["messages"])
     }
 
     pub fn client_hung_up(&self) -> bool {
-        self.hung_up.load(Ordering::SeqCst)
+        hung_up(&self.hung_up)
     }
 }
 
 #[derive(Clone, Default)]
 struct FakeState {
-    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    requests: Recorder<RecordedRequest>,
 }
 
 /// The running fake. Stops when dropped.
 pub struct FakeOpenAi {
-    addr: std::net::SocketAddr,
+    server: FakeServer,
     state: FakeState,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl FakeOpenAi {
@@ -117,32 +106,18 @@ impl FakeOpenAi {
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, state, task })
+        let server = FakeServer::spawn(app).await?;
+        Ok(Self { server, state })
     }
 
     /// The `base_url` to configure: `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        self.server.url("/v1")
     }
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
-impl Drop for FakeOpenAi {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.state.requests.all()
     }
 }
 
@@ -190,38 +165,34 @@ async fn completions(State(state): State<FakeState>, headers: HeaderMap, body: B
     };
     let behaviour = choose(&body);
     let hung_up = Arc::new(AtomicBool::new(false));
-    state
-        .requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(RecordedRequest {
-            headers,
-            body: body.clone(),
-            behaviour,
-            hung_up: hung_up.clone(),
-        });
+    state.requests.push(RecordedRequest {
+        headers,
+        body: body.clone(),
+        behaviour,
+        hung_up: hung_up.clone(),
+    });
     let model = body["model"].as_str().unwrap_or("gpt-4o-mini").to_string();
     let chunk = |content: &str| {
-        sse(json!({
+        sse_data(json!({
             "id": "chatcmpl-1",
             "object": "chat.completion.chunk",
-            "created": created(),
+            "created": unix_now(),
             "model": model,
             "choices": [{"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": null}],
         }))
     };
-    let stop = sse(json!({
+    let stop = sse_data(json!({
         "id": "chatcmpl-1",
         "object": "chat.completion.chunk",
-        "created": created(),
+        "created": unix_now(),
         "model": model,
         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
     }));
     let usage = |(prompt, completion): (u64, u64)| {
-        sse(json!({
+        sse_data(json!({
             "id": "chatcmpl-1",
             "object": "chat.completion.chunk",
-            "created": created(),
+            "created": unix_now(),
             "model": model,
             "choices": [],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
@@ -264,60 +235,13 @@ async fn completions(State(state): State<FakeState>, headers: HeaderMap, body: B
         }
         Behaviour::MidstreamError => {
             let mut frames: Vec<Bytes> = MIDSTREAM_CHUNKS.iter().map(|c| chunk(c)).collect();
-            frames.push(sse(json!({"error": {
+            frames.push(sse_data(json!({"error": {
                 "message": MIDSTREAM_ERROR_MESSAGE,
                 "type": "server_error",
             }})));
             (frames, Duration::from_millis(10))
         }
     };
-    let guard = HangUpGuard {
-        flag: Some(hung_up),
-    };
-    let stream = futures::stream::unfold(
-        (frames.into_iter(), guard),
-        move |(mut frames, mut guard)| async move {
-            match frames.next() {
-                Some(frame) => {
-                    tokio::time::sleep(interval).await;
-                    Some((Ok::<_, Infallible>(frame), (frames, guard)))
-                }
-                None => {
-                    guard.flag.take(); // the whole reply went out
-                    None
-                }
-            }
-        },
-    );
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-/// Records a hang-up when the reply stream is dropped before its end.
-struct HangUpGuard {
-    /// Taken when the reply is complete.
-    flag: Option<Arc<AtomicBool>>,
-}
-
-impl Drop for HangUpGuard {
-    fn drop(&mut self) {
-        if let Some(flag) = &self.flag {
-            flag.store(true, Ordering::SeqCst);
-        }
-    }
-}
-
-fn sse(value: Value) -> Bytes {
-    Bytes::from(format!("data: {value}\n\n"))
-}
-
-fn created() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+    let body = paced_stream(frames, move |_| interval, Some(hung_up));
+    streaming_response("text/event-stream", &[("cache-control", "no-cache")], body)
 }

@@ -21,16 +21,16 @@
 //! A request whose second-to-last input item is the assistant text of a mid-stream
 //! failure (a continuation of it) gets [`CONTINUATION_CHUNKS`].
 
+use crate::fake_server::{
+    FakeServer, Recorder, paced_stream, sse_event, streaming_response, unix_now,
+};
 use axum::Router;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " the", " responses", " fake", "."];
@@ -94,14 +94,13 @@ impl RecordedRequest {
 
 #[derive(Clone, Default)]
 struct FakeState {
-    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    requests: Recorder<RecordedRequest>,
 }
 
 /// The running fake. Stops when dropped.
 pub struct FakeOpenAiResponses {
-    addr: std::net::SocketAddr,
+    server: FakeServer,
     state: FakeState,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl FakeOpenAiResponses {
@@ -110,32 +109,18 @@ impl FakeOpenAiResponses {
         let app = Router::new()
             .route("/v1/responses", post(responses))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, state, task })
+        let server = FakeServer::spawn(app).await?;
+        Ok(Self { server, state })
     }
 
     /// The `base_url` to configure: `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        self.server.url("/v1")
     }
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
-impl Drop for FakeOpenAiResponses {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.state.requests.all()
     }
 }
 
@@ -178,8 +163,7 @@ impl Events {
         data["type"] = json!(kind);
         data["sequence_number"] = json!(self.seq);
         self.seq += 1;
-        self.frames
-            .push(Bytes::from(format!("event: {kind}\ndata: {data}\n\n")));
+        self.frames.push(sse_event(kind, &data));
     }
 }
 
@@ -187,7 +171,7 @@ fn response_object(model: &str, status: &str, output: Value, usage: Value) -> Va
     json!({
         "id": "resp_fake1",
         "object": "response",
-        "created_at": created(),
+        "created_at": unix_now(),
         "status": status,
         "model": model,
         "output": output,
@@ -209,15 +193,11 @@ async fn responses(State(state): State<FakeState>, headers: HeaderMap, body: Byt
         }
     };
     let behaviour = choose(&body);
-    state
-        .requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(RecordedRequest {
-            headers,
-            body: body.clone(),
-            behaviour,
-        });
+    state.requests.push(RecordedRequest {
+        headers,
+        body: body.clone(),
+        behaviour,
+    });
     let model = body["model"].as_str().unwrap_or("gpt-5-mini").to_string();
     let (chunks, usage): (&[&str], Option<(u64, u64)>) = match behaviour {
         Behaviour::RateLimited => {
@@ -308,22 +288,6 @@ async fn responses(State(state): State<FakeState>, headers: HeaderMap, body: Byt
         }
     }
     let interval = Duration::from_millis(10);
-    let stream = futures::stream::unfold(ev.frames.into_iter(), move |mut frames| async move {
-        let frame = frames.next()?;
-        tokio::time::sleep(interval).await;
-        Some((Ok::<_, Infallible>(frame), frames))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-fn created() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+    let body = paced_stream(ev.frames, move |_| interval, None);
+    streaming_response("text/event-stream", &[("cache-control", "no-cache")], body)
 }

@@ -18,6 +18,10 @@
 //! - [`fake_openai_responses`]: the same for the OpenAI Responses API.
 //! - [`fake_gemini`] and [`fake_ollama`]: the same for the Gemini API and Ollama's
 //!   native chat API (NDJSON) and model list.
+//! - [`fake_server`]: what the fakes share: request recording, serving, paced
+//!   streaming replies and SSE framing.
+//! - [`provider_case`]: [`ProviderCase`], the fake + server + client + conversation
+//!   each provider test starts from, and its send-and-read steps.
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
 
 pub mod client;
@@ -28,6 +32,8 @@ pub mod fake_gemini;
 pub mod fake_ollama;
 pub mod fake_openai;
 pub mod fake_openai_responses;
+pub mod fake_server;
+pub mod provider_case;
 pub mod server;
 pub mod services;
 pub mod wait;
@@ -40,6 +46,7 @@ pub use fake_gemini::FakeGemini;
 pub use fake_ollama::FakeOllama;
 pub use fake_openai::FakeOpenAi;
 pub use fake_openai_responses::FakeOpenAiResponses;
+pub use provider_case::ProviderCase;
 pub use server::{ProviderSpec, ServerConfig, TestServer, chorus_bin};
 pub use services::{TestDatabase, TestRedis};
 

@@ -11,39 +11,21 @@ use chorus_tests::fake_anthropic::{
     NORMAL_CHUNKS, NORMAL_USAGE, RATE_LIMIT_MESSAGE, RecordedRequest, THINKING_ANSWER,
     THINKING_CHUNKS, continuation_prefill,
 };
-use chorus_tests::{
-    ApiClient, FakeAnthropic, Resume, ServerConfig, TestServer, logged_in_client, unique_name,
-};
+use chorus_tests::{ApiClient, FakeAnthropic, ProviderCase, Resume, ServerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use std::time::Duration;
 
 const API_KEY: &str = "sk-ant-e2e-fake-key-1234";
 const MODEL: &str = "claude/claude-sonnet-4-5";
 const SYSTEM_PROMPT: &str = "You are a terse assistant. Answer in French.";
 
-struct Setup {
-    fake: FakeAnthropic,
-    // Kept for its lifetime (and its log on failure).
-    _server: TestServer,
-    client: ApiClient,
-}
+type Setup = ProviderCase<FakeAnthropic>;
 
 async fn setup() -> Result<Setup> {
     let fake = FakeAnthropic::start().await?;
-    let server = TestServer::start(ServerConfig::new().anthropic(
-        "claude",
-        &fake.base_url(),
-        API_KEY,
-        &["claude-sonnet-4-5"],
-    ))
-    .await?;
-    let client = logged_in_client(&server, &unique_name("ant")).await?;
-    Ok(Setup {
-        fake,
-        _server: server,
-        client,
-    })
+    let config =
+        ServerConfig::new().anthropic("claude", &fake.base_url(), API_KEY, &["claude-sonnet-4-5"]);
+    ProviderCase::without_conversation(fake, config, "ant").await
 }
 
 /// `POST /api/conversations` on the Anthropic model, with an optional system prompt.
@@ -145,10 +127,7 @@ async fn normal_reply_usage_headers_and_history() -> Result<()> {
         usage[0].data
     );
 
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     ensure!(
         s(&run, "status") == "complete"
             && s(&run, "text") == reply
@@ -175,10 +154,7 @@ async fn normal_reply_usage_headers_and_history() -> Result<()> {
 
     // The second turn carries the first one as context.
     let second = t.client.send_message(&conversation, "And again").await?;
-    let run2 = t
-        .client
-        .wait_run_ended(&second.run_id, Duration::from_secs(10))
-        .await?;
+    let run2 = t.run_ended(&second.run_id).await?;
     ensure!(s(&run2, "status") == "complete", "{run2}");
     let requests = t.fake.requests();
     ensure!(requests.len() == 2, "{} requests", requests.len());
@@ -266,10 +242,7 @@ async fn midstream_overload_keeps_partial_text_and_continues_with_a_prefill() ->
     );
     ensure!(delta_text(&events) == partial);
 
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     ensure!(
         s(&run, "status") == "interrupted" && s(&run, "text") == partial,
         "run: {run}"
@@ -286,10 +259,7 @@ async fn midstream_overload_keeps_partial_text_and_continues_with_a_prefill() ->
     // Continue: the partial text goes back as an assistant prefill, without the
     // trailing whitespace the API refuses.
     let continuation = t.client.continue_run(&sent.run_id).await?;
-    let run2 = t
-        .client
-        .wait_run_ended(&continuation, Duration::from_secs(10))
-        .await?;
+    let run2 = t.run_ended(&continuation).await?;
     // The model repeats the "\n\n" the prefill lost; Chorus drops it once.
     let rest = "Forty-two, as always.";
     ensure!(
@@ -342,10 +312,7 @@ async fn rate_limit_fails_the_run_with_the_message() -> Result<()> {
     ensure!(end.status() == Some("failed"), "finished with {}", end.data);
     ensure!(delta_text(&events).is_empty());
 
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     let error = s(&run, "error");
     ensure!(
         s(&run, "status") == "failed"

@@ -11,42 +11,25 @@ use chorus_tests::fake_azure::{
     Behaviour, FILTERED_CHUNKS, FILTERED_USAGE, NORMAL_CHUNKS, NORMAL_USAGE, PROMPT_FILTER_MESSAGE,
     RecordedRequest,
 };
-use chorus_tests::{
-    ApiClient, FakeAzure, Resume, ServerConfig, TestServer, logged_in_client, unique_name,
-};
-use std::time::Duration;
+use chorus_tests::{FakeAzure, ProviderCase, Resume, ServerConfig};
 
 const API_KEY: &str = "az-e2e-fake-key-5678";
 const API_VERSION: &str = "2024-10-21";
 const DEPLOYMENT: &str = "gpt4o-prod";
 const MODEL: &str = "azure/gpt4o-prod";
 
-struct Setup {
-    fake: FakeAzure,
-    // Kept for its lifetime (and its log on failure).
-    _server: TestServer,
-    client: ApiClient,
-    conversation: String,
-}
+type Setup = ProviderCase<FakeAzure>;
 
 async fn setup() -> Result<Setup> {
     let fake = FakeAzure::start(&[DEPLOYMENT], API_VERSION, API_KEY).await?;
-    let server = TestServer::start(ServerConfig::new().azure(
+    let config = ServerConfig::new().azure(
         "azure",
         &fake.base_url(),
         API_KEY,
         API_VERSION,
         &[DEPLOYMENT],
-    ))
-    .await?;
-    let client = logged_in_client(&server, &unique_name("azure")).await?;
-    let conversation = client.create_conversation(Some(MODEL)).await?;
-    Ok(Setup {
-        fake,
-        _server: server,
-        client,
-        conversation,
-    })
+    );
+    ProviderCase::start(fake, config, "azure", MODEL).await
 }
 
 fn check_request_shape(req: &RecordedRequest) -> Result<()> {
@@ -84,11 +67,7 @@ fn check_request_shape(req: &RecordedRequest) -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn azure_normal_reply_with_exact_usage() -> Result<()> {
     let t = setup().await?;
-    let sent = t.client.send_message(&t.conversation, "Say hello").await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished("Say hello").await?;
     assert_consecutive(&events, 1)?;
     let end = finished(&events)?;
     ensure!(
@@ -113,10 +92,7 @@ async fn azure_normal_reply_with_exact_usage() -> Result<()> {
         "usage event: {}",
         usage.data
     );
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     ensure!(
         s(&run, "status") == "complete"
             && s(&run, "text") == reply
@@ -156,10 +132,7 @@ async fn azure_prompt_blocked_by_content_filter_fails_the_run() -> Result<()> {
     ensure!(end.status() == Some("failed"), "finished with {}", end.data);
     ensure!(delta_text(&events).is_empty());
 
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     let error = s(&run, "error");
     ensure!(
         s(&run, "status") == "failed"
@@ -186,13 +159,8 @@ async fn azure_prompt_blocked_by_content_filter_fails_the_run() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn azure_completion_cut_by_content_filter_completes_with_content_filter() -> Result<()> {
     let t = setup().await?;
-    let sent = t
-        .client
-        .send_message(&t.conversation, "[filtered-completion] tell me a story")
-        .await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
+    let (sent, events) = t
+        .send_to_finished("[filtered-completion] tell me a story")
         .await?;
     assert_consecutive(&events, 1)?;
     let end = finished(&events)?;
@@ -207,10 +175,7 @@ async fn azure_completion_cut_by_content_filter_completes_with_content_filter() 
         "deltas: {:?}",
         delta_text(&events)
     );
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     ensure!(
         s(&run, "status") == "complete"
             && s(&run, "finish_reason") == "content_filter"

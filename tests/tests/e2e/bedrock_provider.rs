@@ -13,10 +13,7 @@ use chorus_tests::fake_bedrock::{
     MIDSTREAM_ERROR_TYPE, NORMAL_CHUNKS, NORMAL_USAGE, RecordedRequest, SIGNATURE_MESSAGE,
     THROTTLE_MESSAGE,
 };
-use chorus_tests::{
-    ApiClient, FakeBedrock, Resume, ServerConfig, TestServer, logged_in_client, unique_name,
-};
-use std::time::Duration;
+use chorus_tests::{FakeBedrock, ProviderCase, ServerConfig};
 
 const ACCESS_KEY_ID: &str = "AKIAFAKEE2E000000001";
 const SECRET_KEY: &str = "fakeE2eSecret/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -24,37 +21,21 @@ const REGION: &str = "eu-central-1";
 const MODEL_ID: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
 const MODEL: &str = "bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0";
 
-struct Setup {
-    fake: FakeBedrock,
-    // Kept for its lifetime (and its log on failure).
-    _server: TestServer,
-    client: ApiClient,
-    conversation: String,
-}
+type Setup = ProviderCase<FakeBedrock>;
 
 async fn setup_with(secret_key: &str, max_retries: i64) -> Result<Setup> {
     let fake = FakeBedrock::start(ACCESS_KEY_ID, SECRET_KEY, REGION).await?;
-    let server = TestServer::start(
-        ServerConfig::new()
-            .bedrock(
-                "bedrock",
-                &fake.base_url(),
-                REGION,
-                ACCESS_KEY_ID,
-                secret_key,
-                &[MODEL_ID],
-            )
-            .provider_setting("bedrock", "max_retries", max_retries),
-    )
-    .await?;
-    let client = logged_in_client(&server, &unique_name("bedrock")).await?;
-    let conversation = client.create_conversation(Some(MODEL)).await?;
-    Ok(Setup {
-        fake,
-        _server: server,
-        client,
-        conversation,
-    })
+    let config = ServerConfig::new()
+        .bedrock(
+            "bedrock",
+            &fake.base_url(),
+            REGION,
+            ACCESS_KEY_ID,
+            secret_key,
+            &[MODEL_ID],
+        )
+        .provider_setting("bedrock", "max_retries", max_retries);
+    ProviderCase::start(fake, config, "bedrock", MODEL).await
 }
 
 fn check_signed(req: &RecordedRequest) -> Result<()> {
@@ -82,11 +63,7 @@ fn check_signed(req: &RecordedRequest) -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn bedrock_normal_reply_with_exact_usage() -> Result<()> {
     let t = setup_with(SECRET_KEY, 2).await?;
-    let sent = t.client.send_message(&t.conversation, "Say hello").await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished("Say hello").await?;
     assert_consecutive(&events, 1)?;
     let end = finished(&events)?;
     ensure!(
@@ -112,10 +89,7 @@ async fn bedrock_normal_reply_with_exact_usage() -> Result<()> {
         "usage event: {}",
         usage.data
     );
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     ensure!(
         s(&run, "status") == "complete"
             && s(&run, "text") == reply
@@ -138,20 +112,10 @@ async fn bedrock_normal_reply_with_exact_usage() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn bedrock_throttling_is_retried_then_fails_with_the_message() -> Result<()> {
     let t = setup_with(SECRET_KEY, 1).await?;
-    let sent = t
-        .client
-        .send_message(&t.conversation, "[throttle] hi")
-        .await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished("[throttle] hi").await?;
     let end = finished(&events)?;
     ensure!(end.status() == Some("failed"), "finished with {}", end.data);
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     let error = s(&run, "error");
     ensure!(
         s(&run, "status") == "failed"
@@ -174,17 +138,10 @@ async fn bedrock_throttling_is_retried_then_fails_with_the_message() -> Result<(
 #[tokio::test(flavor = "multi_thread")]
 async fn bedrock_wrong_secret_fails_with_the_signature_error() -> Result<()> {
     let t = setup_with("not-the-right-secret-key", 2).await?;
-    let sent = t.client.send_message(&t.conversation, "Say hello").await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished("Say hello").await?;
     let end = finished(&events)?;
     ensure!(end.status() == Some("failed"), "finished with {}", end.data);
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     let error = s(&run, "error");
     ensure!(
         s(&run, "status") == "failed"
@@ -216,11 +173,7 @@ async fn bedrock_wrong_secret_fails_with_the_signature_error() -> Result<()> {
 async fn bedrock_midstream_error_is_interrupted_and_continues_exactly() -> Result<()> {
     let t = setup_with(SECRET_KEY, 2).await?;
     let question = "[stream-error] what is the answer?";
-    let sent = t.client.send_message(&t.conversation, question).await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished(question).await?;
     let partial = MIDSTREAM_CHUNKS.concat();
     let end = finished(&events)?;
     ensure!(
@@ -229,10 +182,7 @@ async fn bedrock_midstream_error_is_interrupted_and_continues_exactly() -> Resul
         end.data
     );
     ensure!(delta_text(&events) == partial);
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     let error = s(&run, "error");
     ensure!(
         s(&run, "status") == "interrupted"
@@ -243,10 +193,7 @@ async fn bedrock_midstream_error_is_interrupted_and_continues_exactly() -> Resul
     );
 
     let continuation = t.client.continue_run(&sent.run_id).await?;
-    let run2 = t
-        .client
-        .wait_run_ended(&continuation, Duration::from_secs(10))
-        .await?;
+    let run2 = t.run_ended(&continuation).await?;
     let rest = CONTINUATION_CHUNKS.concat();
     ensure!(
         s(&run2, "status") == "complete"

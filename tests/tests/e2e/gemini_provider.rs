@@ -13,39 +13,20 @@ use chorus_tests::fake_gemini::{
     Behaviour, NORMAL_CHUNKS, NORMAL_USAGE, RATE_LIMIT_MESSAGE, RecordedRequest, SAFETY_CHUNKS,
     THOUGHT,
 };
-use chorus_tests::{
-    ApiClient, FakeGemini, Resume, ServerConfig, TestServer, logged_in_client, unique_name,
-};
-use std::time::Duration;
+use chorus_tests::{FakeGemini, ProviderCase, Resume, ServerConfig};
 
 const API_KEY: &str = "gemini-e2e-fake-key-5678";
 const MODEL: &str = "gemini/gemini-2.5-flash";
 
-struct Setup {
-    fake: FakeGemini,
-    // Kept for its lifetime (and its log on failure).
-    _server: TestServer,
-    client: ApiClient,
-    conversation: String,
-}
+type Setup = ProviderCase<FakeGemini>;
 
 async fn setup() -> Result<Setup> {
     let fake = FakeGemini::start().await?;
-    let server = TestServer::start(
-        ServerConfig::new()
-            .gemini("gemini", &fake.base_url(), API_KEY, &["gemini-2.5-flash"])
-            // One request per run, so the fake's record is exact.
-            .provider_setting("gemini", "max_retries", 0),
-    )
-    .await?;
-    let client = logged_in_client(&server, &unique_name("gem")).await?;
-    let conversation = client.create_conversation(Some(MODEL)).await?;
-    Ok(Setup {
-        fake,
-        _server: server,
-        client,
-        conversation,
-    })
+    let config = ServerConfig::new()
+        .gemini("gemini", &fake.base_url(), API_KEY, &["gemini-2.5-flash"])
+        // One request per run, so the fake's record is exact.
+        .provider_setting("gemini", "max_retries", 0);
+    ProviderCase::start(fake, config, "gem", MODEL).await
 }
 
 fn check_request_shape(req: &RecordedRequest) -> Result<()> {
@@ -70,11 +51,7 @@ fn check_request_shape(req: &RecordedRequest) -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn gemini_normal_reply_thoughts_usage_and_history() -> Result<()> {
     let t = setup().await?;
-    let sent = t.client.send_message(&t.conversation, "Say hello").await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished("Say hello").await?;
     assert_consecutive(&events, 1)?;
     let end = finished(&events)?;
     ensure!(
@@ -111,10 +88,7 @@ async fn gemini_normal_reply_thoughts_usage_and_history() -> Result<()> {
         usage[0].data
     );
 
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     ensure!(
         s(&run, "status") == "complete"
             && s(&run, "text") == reply
@@ -136,10 +110,7 @@ async fn gemini_normal_reply_thoughts_usage_and_history() -> Result<()> {
 
     // The second turn carries the first one, the reply as a `model` turn.
     let second = t.client.send_message(&t.conversation, "And again").await?;
-    let run2 = t
-        .client
-        .wait_run_ended(&second.run_id, Duration::from_secs(10))
-        .await?;
+    let run2 = t.run_ended(&second.run_id).await?;
     ensure!(s(&run2, "status") == "complete", "{run2}");
     let requests = t.fake.requests();
     ensure!(requests.len() == 2, "{} requests", requests.len());
@@ -160,13 +131,8 @@ async fn gemini_normal_reply_thoughts_usage_and_history() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn gemini_safety_block_completes_with_content_filter() -> Result<()> {
     let t = setup().await?;
-    let sent = t
-        .client
-        .send_message(&t.conversation, "[safety] tell me something risky")
-        .await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
+    let (sent, events) = t
+        .send_to_finished("[safety] tell me something risky")
         .await?;
     assert_consecutive(&events, 1)?;
     let end = finished(&events)?;
@@ -182,10 +148,7 @@ async fn gemini_safety_block_completes_with_content_filter() -> Result<()> {
         delta_text(&events)
     );
 
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     ensure!(
         s(&run, "status") == "complete"
             && s(&run, "finish_reason") == "content_filter"
@@ -218,10 +181,7 @@ async fn gemini_safety_block_completes_with_content_filter() -> Result<()> {
         end.data
     );
     ensure!(delta_text(&events).is_empty());
-    let run = t
-        .client
-        .wait_run_ended(&blocked.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&blocked.run_id).await?;
     ensure!(
         s(&run, "status") == "complete"
             && s(&run, "finish_reason") == "content_filter"
@@ -236,23 +196,13 @@ async fn gemini_safety_block_completes_with_content_filter() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn gemini_rate_limit_fails_the_run_with_the_message() -> Result<()> {
     let t = setup().await?;
-    let sent = t
-        .client
-        .send_message(&t.conversation, "[rate-limit] hi")
-        .await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished("[rate-limit] hi").await?;
     assert_consecutive(&events, 1)?;
     let end = finished(&events)?;
     ensure!(end.status() == Some("failed"), "finished with {}", end.data);
     ensure!(delta_text(&events).is_empty());
 
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     let error = s(&run, "error");
     ensure!(
         s(&run, "status") == "failed"

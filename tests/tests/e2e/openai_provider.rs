@@ -10,40 +10,22 @@ use chorus_tests::fake_openai::{
     NORMAL_CHUNKS, NORMAL_USAGE, RATE_LIMIT_MESSAGE, RecordedRequest, slow_chunks,
 };
 use chorus_tests::wait::until;
-use chorus_tests::{
-    ApiClient, FakeOpenAi, Resume, ServerConfig, TestServer, logged_in_client, unique_name,
-};
+use chorus_tests::{FakeOpenAi, ProviderCase, Resume, ServerConfig};
 use std::time::Duration;
 
 const API_KEY: &str = "sk-e2e-fake-key-1234";
 const MODEL: &str = "openai/gpt-4o-mini";
 
-struct Setup {
-    fake: FakeOpenAi,
-    // Kept for its lifetime (and its log on failure).
-    _server: TestServer,
-    client: ApiClient,
-    conversation: String,
-}
+type Setup = ProviderCase<FakeOpenAi>;
 
 async fn setup() -> Result<Setup> {
     let fake = FakeOpenAi::start().await?;
     // The fake's `Retry-After: 7` exceeds the 5 s this server honours, so a rate limit
     // fails the run at once instead of retrying (retries are covered in fallback.rs).
-    let server = TestServer::start(
-        ServerConfig::new()
-            .openai("openai", &fake.base_url(), API_KEY, &["gpt-4o-mini"])
-            .provider_setting("openai", "max_retry_wait_secs", 5),
-    )
-    .await?;
-    let client = logged_in_client(&server, &unique_name("oai")).await?;
-    let conversation = client.create_conversation(Some(MODEL)).await?;
-    Ok(Setup {
-        fake,
-        _server: server,
-        client,
-        conversation,
-    })
+    let config = ServerConfig::new()
+        .openai("openai", &fake.base_url(), API_KEY, &["gpt-4o-mini"])
+        .provider_setting("openai", "max_retry_wait_secs", 5);
+    ProviderCase::start(fake, config, "oai", MODEL).await
 }
 
 fn roles_and_contents(messages: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -76,11 +58,7 @@ fn check_request_shape(req: &RecordedRequest) -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn normal_reply_usage_and_history() -> Result<()> {
     let t = setup().await?;
-    let sent = t.client.send_message(&t.conversation, "Say hello").await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished("Say hello").await?;
     assert_consecutive(&events, 1)?;
     ensure!(finished(&events)?.status() == Some("complete"));
     let reply = NORMAL_CHUNKS.concat();
@@ -101,10 +79,7 @@ async fn normal_reply_usage_and_history() -> Result<()> {
         usage.data
     );
 
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     ensure!(
         s(&run, "status") == "complete"
             && s(&run, "text") == reply
@@ -126,10 +101,7 @@ async fn normal_reply_usage_and_history() -> Result<()> {
 
     // The second turn carries the first one as context.
     let second = t.client.send_message(&t.conversation, "And again").await?;
-    let run2 = t
-        .client
-        .wait_run_ended(&second.run_id, Duration::from_secs(10))
-        .await?;
+    let run2 = t.run_ended(&second.run_id).await?;
     ensure!(s(&run2, "status") == "complete", "{run2}");
     let requests = t.fake.requests();
     ensure!(requests.len() == 2, "{} requests", requests.len());
@@ -151,11 +123,7 @@ async fn normal_reply_usage_and_history() -> Result<()> {
 async fn midstream_error_keeps_partial_text_and_continues() -> Result<()> {
     let t = setup().await?;
     let question = "[midstream-error] what is the answer?";
-    let sent = t.client.send_message(&t.conversation, question).await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished(question).await?;
     let partial = MIDSTREAM_CHUNKS.concat();
     let end = finished(&events)?;
     ensure!(
@@ -165,10 +133,7 @@ async fn midstream_error_keeps_partial_text_and_continues() -> Result<()> {
     );
     ensure!(delta_text(&events) == partial);
 
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     ensure!(
         s(&run, "status") == "interrupted" && s(&run, "text") == partial,
         "run: {run}"
@@ -183,10 +148,7 @@ async fn midstream_error_keeps_partial_text_and_continues() -> Result<()> {
 
     // Continue: the provider is asked to go on from the partial text.
     let continuation = t.client.continue_run(&sent.run_id).await?;
-    let run2 = t
-        .client
-        .wait_run_ended(&continuation, Duration::from_secs(10))
-        .await?;
+    let run2 = t.run_ended(&continuation).await?;
     let rest = CONTINUATION_CHUNKS.concat();
     ensure!(
         s(&run2, "status") == "complete"
@@ -226,14 +188,7 @@ async fn midstream_error_keeps_partial_text_and_continues() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_usage_is_estimated_with_the_model_tokenizer() -> Result<()> {
     let t = setup().await?;
-    let sent = t
-        .client
-        .send_message(&t.conversation, "[no-usage] Hello, world!")
-        .await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished("[no-usage] Hello, world!").await?;
     let usage = events
         .iter()
         .find(|e| e.kind == "usage")
@@ -244,10 +199,7 @@ async fn missing_usage_is_estimated_with_the_model_tokenizer() -> Result<()> {
     // ` world`, `!`) + 3 for the reply priming.
     ensure!(usage.data["completion_tokens"] == 6, "{usage:?}");
     ensure!(usage.data["prompt_tokens"] == 15, "{usage:?}");
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     ensure!(
         run["completion_tokens"] == 6 && run["prompt_tokens"] == 15,
         "run: {run}"
@@ -258,23 +210,13 @@ async fn missing_usage_is_estimated_with_the_model_tokenizer() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_fails_the_run() -> Result<()> {
     let t = setup().await?;
-    let sent = t
-        .client
-        .send_message(&t.conversation, "[rate-limit] hi")
-        .await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished("[rate-limit] hi").await?;
     assert_consecutive(&events, 1)?;
     let end = finished(&events)?;
     ensure!(end.status() == Some("failed"), "finished with {}", end.data);
     ensure!(delta_text(&events).is_empty());
 
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     let error = s(&run, "error");
     ensure!(
         s(&run, "status") == "failed"
@@ -317,10 +259,7 @@ async fn stop_during_a_slow_reply_hangs_up_on_the_provider() -> Result<()> {
     let full = slow_chunks().concat();
     let text = delta_text(&events);
     assert_proper_prefix(&text, &full)?;
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     ensure!(
         s(&run, "status") == "stopped" && s(&run, "text") == text,
         "run: {run}"

@@ -11,52 +11,36 @@ use chorus_tests::fake_openai_responses::{
     Behaviour, CONTINUATION_CHUNKS, CONTINUATION_USAGE, FAILED_MESSAGE, MIDSTREAM_CHUNKS,
     MIDSTREAM_ERROR_MESSAGE, NORMAL_CHUNKS, NORMAL_USAGE, RATE_LIMIT_MESSAGE, RecordedRequest,
 };
-use chorus_tests::{
-    ApiClient, FakeOpenAiResponses, Resume, ServerConfig, TestServer, logged_in_client, unique_name,
-};
+use chorus_tests::{FakeOpenAiResponses, ProviderCase, ServerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use std::time::Duration;
 
 const API_KEY: &str = "sk-e2e-responses-key-5678";
 const MODEL: &str = "oair/gpt-5-mini";
 const SYSTEM_PROMPT: &str = "You are a terse assistant. Answer in one sentence.";
 
-struct Setup {
-    fake: FakeOpenAiResponses,
-    // Kept for its lifetime (and its log on failure).
-    _server: TestServer,
-    client: ApiClient,
-    conversation: String,
-}
+type Setup = ProviderCase<FakeOpenAiResponses>;
 
 async fn setup() -> Result<Setup> {
     let fake = FakeOpenAiResponses::start().await?;
     // The fake's `Retry-After: 7` exceeds the 5 s this server honours, so a rate limit
     // fails the run at once instead of retrying.
-    let server = TestServer::start(
-        ServerConfig::new()
-            .openai_responses("oair", &fake.base_url(), API_KEY, &["gpt-5-mini"])
-            .provider_setting("oair", "max_retry_wait_secs", 5),
-    )
-    .await?;
-    let client = logged_in_client(&server, &unique_name("oair")).await?;
-    let resp = client
+    let config = ServerConfig::new()
+        .openai_responses("oair", &fake.base_url(), API_KEY, &["gpt-5-mini"])
+        .provider_setting("oair", "max_retry_wait_secs", 5);
+    let mut t = ProviderCase::without_conversation(fake, config, "oair").await?;
+    let resp = t
+        .client
         .request(Method::POST, "/api/conversations")
         .json(&json!({"title": "e2e", "model": MODEL, "system_prompt": SYSTEM_PROMPT}))
         .send()
         .await?;
     let conv = expect_json(resp, StatusCode::CREATED, "create a conversation").await?;
-    let conversation = conv["id"]
+    t.conversation = conv["id"]
         .as_str()
         .context("the conversation has no id")?
         .to_string();
-    Ok(Setup {
-        fake,
-        _server: server,
-        client,
-        conversation,
-    })
+    Ok(t)
 }
 
 fn check_request_shape(req: &RecordedRequest) -> Result<()> {
@@ -100,11 +84,7 @@ fn roles_and_contents(messages: &[(String, String)]) -> Vec<(&str, &str)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn responses_normal_reply_with_exact_usage() -> Result<()> {
     let t = setup().await?;
-    let sent = t.client.send_message(&t.conversation, "Say hello").await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished("Say hello").await?;
     assert_consecutive(&events, 1)?;
     ensure!(finished(&events)?.status() == Some("complete"));
     let reply = NORMAL_CHUNKS.concat();
@@ -125,10 +105,7 @@ async fn responses_normal_reply_with_exact_usage() -> Result<()> {
         usage.data
     );
 
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     ensure!(
         s(&run, "status") == "complete"
             && s(&run, "text") == reply
@@ -150,10 +127,7 @@ async fn responses_normal_reply_with_exact_usage() -> Result<()> {
 
     // The second turn carries the first one as context.
     let second = t.client.send_message(&t.conversation, "And again").await?;
-    let run2 = t
-        .client
-        .wait_run_ended(&second.run_id, Duration::from_secs(10))
-        .await?;
+    let run2 = t.run_ended(&second.run_id).await?;
     ensure!(s(&run2, "status") == "complete", "{run2}");
     let requests = t.fake.requests();
     ensure!(requests.len() == 2, "{} requests", requests.len());
@@ -176,11 +150,7 @@ async fn responses_normal_reply_with_exact_usage() -> Result<()> {
 async fn failure_keeps_partial_text_and_continues(marker: &str, message: &str) -> Result<()> {
     let t = setup().await?;
     let question = format!("{marker} what is the answer?");
-    let sent = t.client.send_message(&t.conversation, &question).await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished(&question).await?;
     let partial = MIDSTREAM_CHUNKS.concat();
     let end = finished(&events)?;
     ensure!(
@@ -190,10 +160,7 @@ async fn failure_keeps_partial_text_and_continues(marker: &str, message: &str) -
     );
     ensure!(delta_text(&events) == partial);
 
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     ensure!(
         s(&run, "status") == "interrupted" && s(&run, "text") == partial,
         "run: {run}"
@@ -205,10 +172,7 @@ async fn failure_keeps_partial_text_and_continues(marker: &str, message: &str) -
     );
 
     let continuation = t.client.continue_run(&sent.run_id).await?;
-    let run2 = t
-        .client
-        .wait_run_ended(&continuation, Duration::from_secs(10))
-        .await?;
+    let run2 = t.run_ended(&continuation).await?;
     let rest = CONTINUATION_CHUNKS.concat();
     ensure!(
         s(&run2, "status") == "complete"
@@ -256,23 +220,13 @@ async fn responses_failed_event_interrupts_and_continue_completes() -> Result<()
 #[tokio::test(flavor = "multi_thread")]
 async fn responses_rate_limit_fails_the_run() -> Result<()> {
     let t = setup().await?;
-    let sent = t
-        .client
-        .send_message(&t.conversation, "[rate-limit] hi")
-        .await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
+    let (sent, events) = t.send_to_finished("[rate-limit] hi").await?;
     assert_consecutive(&events, 1)?;
     let end = finished(&events)?;
     ensure!(end.status() == Some("failed"), "finished with {}", end.data);
     ensure!(delta_text(&events).is_empty());
 
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
+    let run = t.run_ended(&sent.run_id).await?;
     let error = s(&run, "error");
     ensure!(
         s(&run, "status") == "failed"
