@@ -716,6 +716,8 @@ mod tests {
             error: None,
             prompt_tokens: None,
             completion_tokens: None,
+            cached_prompt_tokens: None,
+            reasoning_tokens: None,
             lease_owner: None,
             lease_expires_at: None,
             created_at: 0,

@@ -176,6 +176,7 @@ fn expected_events() -> Vec<ProviderEvent> {
             prompt_tokens: 85,
             completion_tokens: 61,
             estimated: false,
+            ..Default::default()
         }),
     ]
 }

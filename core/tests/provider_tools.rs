@@ -223,6 +223,7 @@ async fn parallel_tool_calls_are_the_same_events_from_every_provider() {
             prompt_tokens: 40,
             completion_tokens: 30,
             estimated: false,
+            ..Default::default()
         }),
         ProviderEvent::Finished("tool_calls".into()),
     ];

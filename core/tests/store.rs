@@ -322,6 +322,8 @@ async fn runs_checkpoints_and_finish(store: &Store) {
         error: None,
         prompt_tokens: Some(3),
         completion_tokens: Some(2),
+        cached_prompt_tokens: Some(1),
+        reasoning_tokens: Some(0),
     };
     assert!(
         !store
@@ -346,6 +348,7 @@ async fn runs_checkpoints_and_finish(store: &Store) {
     let stopped = store.run(&ids.run_id).await.unwrap().unwrap();
     assert_eq!(stopped.status, RunStatus::Stopped);
     assert_eq!(stopped.completion_tokens, Some(2));
+    assert_eq!(stopped.cached_prompt_tokens, Some(1));
     assert_eq!(
         store
             .message_content(&ids.assistant_message_id)
@@ -444,6 +447,8 @@ async fn deleting_a_conversation_removes_its_tree(store: &Store) {
         error: None,
         prompt_tokens: None,
         completion_tokens: None,
+        cached_prompt_tokens: None,
+        reasoning_tokens: None,
     };
     assert!(store.finish_run(&first.run_id, OWNER, &done).await.unwrap());
     let second = store

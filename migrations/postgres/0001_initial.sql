@@ -80,6 +80,8 @@ CREATE TABLE runs (
     lease_expires_at BIGINT,
     prompt_tokens BIGINT,
     completion_tokens BIGINT,
+    cached_prompt_tokens BIGINT,
+    reasoning_tokens BIGINT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     finished_at BIGINT

@@ -214,6 +214,8 @@ pub(super) async fn execute(
             w.append(RunEvent::Usage {
                 prompt_tokens: u.prompt_tokens,
                 completion_tokens: u.completion_tokens,
+                cached_prompt_tokens: 0,
+                reasoning_tokens: 0,
                 estimated: true,
             })
             .await;
@@ -230,6 +232,8 @@ pub(super) async fn execute(
         error: failure.clone(),
         prompt_tokens: usage.map(|u| u.prompt_tokens as i64),
         completion_tokens: usage.map(|u| u.completion_tokens as i64),
+        cached_prompt_tokens: usage.map(|u| u.cached_prompt_tokens as i64),
+        reasoning_tokens: usage.map(|u| u.reasoning_tokens as i64),
     };
     match inner.store.finish_run(&job.run_id, &owner, &outcome).await {
         Ok(true) => {}
@@ -315,6 +319,8 @@ async fn pump(
                     w.append(RunEvent::Usage {
                         prompt_tokens: u.prompt_tokens,
                         completion_tokens: u.completion_tokens,
+                        cached_prompt_tokens: u.cached_prompt_tokens,
+                        reasoning_tokens: u.reasoning_tokens,
                         estimated: u.estimated,
                     })
                     .await;

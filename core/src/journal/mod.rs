@@ -34,6 +34,12 @@ pub enum RunEvent {
     Usage {
         prompt_tokens: u64,
         completion_tokens: u64,
+        /// Of the prompt tokens, those served from the provider's cache.
+        #[serde(default)]
+        cached_prompt_tokens: u64,
+        /// Of the completion tokens, those spent on hidden reasoning.
+        #[serde(default)]
+        reasoning_tokens: u64,
         estimated: bool,
     },
     /// The model called a tool (arguments as JSON).

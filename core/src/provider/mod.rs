@@ -126,8 +126,14 @@ pub struct ChatRequest {
 /// Token counts of a generation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
+    /// All prompt tokens, cached ones included.
     pub prompt_tokens: u64,
+    /// All generated tokens, reasoning included.
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, those served from the provider's prompt cache (priced lower).
+    pub cached_prompt_tokens: u64,
+    /// Of `completion_tokens`, those spent on hidden reasoning.
+    pub reasoning_tokens: u64,
     /// True when the provider reported nothing and Chorus counted itself.
     pub estimated: bool,
 }

@@ -422,6 +422,7 @@ fn parse_line(
         prompt_tokens: chunk.prompt_eval_count.unwrap_or(0),
         completion_tokens: chunk.eval_count.unwrap_or(0),
         estimated: false,
+        ..Default::default()
     }));
     let reason = match chunk.done_reason.as_deref() {
         // Ollama says `stop` after tool calls too.
@@ -563,7 +564,8 @@ mod tests {
                 ProviderEvent::Usage(Usage {
                     prompt_tokens: 26,
                     completion_tokens: 282,
-                    estimated: false
+                    estimated: false,
+                    ..Default::default()
                 }),
                 ProviderEvent::Finished("length".into()),
             ]
@@ -649,7 +651,8 @@ mod tests {
                     ProviderEvent::Usage(Usage {
                         prompt_tokens: 3,
                         completion_tokens: 2,
-                        estimated: false
+                        estimated: false,
+                        ..Default::default()
                     }),
                     ProviderEvent::Finished("stop".into()),
                 ],
@@ -793,7 +796,8 @@ mod tests {
                 ProviderEvent::Usage(Usage {
                     prompt_tokens: 40,
                     completion_tokens: 30,
-                    estimated: false
+                    estimated: false,
+                    ..Default::default()
                 }),
                 ProviderEvent::Finished("tool_calls".into()),
             ]

@@ -110,6 +110,7 @@ impl Provider for ScriptedProvider {
                 prompt_tokens,
                 completion_tokens,
                 estimated: true,
+                ..Default::default()
             })),
             Ok(ProviderEvent::Finished("stop".into())),
         ]);

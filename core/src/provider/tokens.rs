@@ -46,6 +46,7 @@ pub fn estimate_usage(kind: ProviderKind, request: &ChatRequest, completion: &st
         prompt_tokens: prompt,
         completion_tokens: count_tokens(kind, &request.model, completion),
         estimated: true,
+        ..Default::default()
     }
 }
 

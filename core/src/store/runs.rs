@@ -69,6 +69,10 @@ pub struct Run {
     pub error: Option<String>,
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
+    /// Of the prompt tokens, those served from the provider's cache.
+    pub cached_prompt_tokens: Option<i64>,
+    /// Of the completion tokens, those spent on hidden reasoning.
+    pub reasoning_tokens: Option<i64>,
     #[serde(skip)]
     pub lease_owner: Option<String>,
     #[serde(skip)]
@@ -97,6 +101,8 @@ impl Run {
             error: row.try_get("error")?,
             prompt_tokens: row.try_get("prompt_tokens")?,
             completion_tokens: row.try_get("completion_tokens")?,
+            cached_prompt_tokens: row.try_get("cached_prompt_tokens")?,
+            reasoning_tokens: row.try_get("reasoning_tokens")?,
             lease_owner: row.try_get("lease_owner")?,
             lease_expires_at: row.try_get("lease_expires_at")?,
             created_at: row.try_get("created_at")?,
@@ -116,10 +122,12 @@ pub struct RunOutcome {
     pub error: Option<String>,
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
+    pub cached_prompt_tokens: Option<i64>,
+    pub reasoning_tokens: Option<i64>,
 }
 
 const RUN_COLUMNS: &str = "id, account_id, conversation_id, message_id, continues_run_id, model, status, text, prefix_len, \
-    checkpoint_seq, finish_reason, error, prompt_tokens, completion_tokens, lease_owner, lease_expires_at, \
+    checkpoint_seq, finish_reason, error, prompt_tokens, completion_tokens, cached_prompt_tokens, reasoning_tokens, lease_owner, lease_expires_at, \
     created_at, updated_at, finished_at";
 
 /// The ids a new turn created.
@@ -309,8 +317,9 @@ impl Store {
         let now = now_ms();
         let updated = sqlx::query(
             "UPDATE runs SET status = $1, text = $2, checkpoint_seq = $3, finish_reason = $4, error = $5, \
-             prompt_tokens = $6, completion_tokens = $7, updated_at = $8, finished_at = $8, lease_expires_at = NULL \
-             WHERE id = $9 AND lease_owner = $10 AND status IN ('queued', 'streaming') RETURNING message_id",
+             prompt_tokens = $6, completion_tokens = $7, cached_prompt_tokens = $8, reasoning_tokens = $9, \
+             updated_at = $10, finished_at = $10, lease_expires_at = NULL \
+             WHERE id = $11 AND lease_owner = $12 AND status IN ('queued', 'streaming') RETURNING message_id",
         )
         .bind(outcome.status.as_str())
         .bind(&outcome.text)
@@ -319,6 +328,8 @@ impl Store {
         .bind(outcome.error.as_deref())
         .bind(outcome.prompt_tokens)
         .bind(outcome.completion_tokens)
+        .bind(outcome.cached_prompt_tokens)
+        .bind(outcome.reasoning_tokens)
         .bind(now)
         .bind(id.as_str())
         .bind(owner)

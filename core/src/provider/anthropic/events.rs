@@ -263,7 +263,9 @@ impl EventParser {
                             + u.cache_read_input_tokens.unwrap_or(0)
                             + u.cache_creation_input_tokens.unwrap_or(0),
                         completion_tokens: u.output_tokens.unwrap_or(0),
+                        cached_prompt_tokens: u.cache_read_input_tokens.unwrap_or(0),
                         estimated: false,
+                        ..Default::default()
                     }));
                 }
                 let reason = self.stop_reason.as_deref().unwrap_or("end_turn");

@@ -279,7 +279,9 @@ fn events_parse_into_text_reasoning_usage_and_finish() {
             ProviderEvent::Usage(Usage {
                 prompt_tokens: 40,
                 completion_tokens: 15,
-                estimated: false
+                estimated: false,
+                cached_prompt_tokens: 5,
+                reasoning_tokens: 0,
             }),
             ProviderEvent::Finished("stop".into()),
         ]
@@ -303,7 +305,9 @@ fn cumulative_usage_in_message_delta_wins() {
             ProviderEvent::Usage(Usage {
                 prompt_tokens: 45,
                 completion_tokens: 7,
-                estimated: false
+                estimated: false,
+                cached_prompt_tokens: 5,
+                reasoning_tokens: 0,
             }),
             ProviderEvent::Finished("length".into()),
         ]
@@ -616,7 +620,9 @@ fn text_then_two_parallel_tool_uses_come_in_order_before_the_finish() {
             ProviderEvent::Usage(Usage {
                 prompt_tokens: 40,
                 completion_tokens: 30,
-                estimated: false
+                estimated: false,
+                cached_prompt_tokens: 5,
+                reasoning_tokens: 0,
             }),
             ProviderEvent::Finished("tool_calls".into()),
         ]

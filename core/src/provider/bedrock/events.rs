@@ -376,7 +376,9 @@ impl EventParser {
                             + u.cache_read_input_tokens
                             + u.cache_write_input_tokens,
                         completion_tokens: u.output_tokens,
+                        cached_prompt_tokens: u.cache_read_input_tokens,
                         estimated: false,
+                        ..Default::default()
                     }));
                 }
                 if let Some(reason) = self.stop.take() {

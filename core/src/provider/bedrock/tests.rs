@@ -100,7 +100,8 @@ async fn text_reply_with_usage_then_finished() {
             ProviderEvent::Usage(Usage {
                 prompt_tokens: 12,
                 completion_tokens: 3,
-                estimated: false
+                estimated: false,
+                ..Default::default()
             }),
             ProviderEvent::Finished("stop".into()),
         ]
@@ -123,7 +124,9 @@ async fn cache_tokens_count_as_prompt_tokens() {
         ProviderEvent::Usage(Usage {
             prompt_tokens: 125,
             completion_tokens: 1,
-            estimated: false
+            estimated: false,
+            cached_prompt_tokens: 100,
+            reasoning_tokens: 0,
         })
     );
 }
@@ -179,7 +182,8 @@ async fn tool_use_input_is_assembled_from_fragments() {
             ProviderEvent::Usage(Usage {
                 prompt_tokens: 30,
                 completion_tokens: 20,
-                estimated: false
+                estimated: false,
+                ..Default::default()
             }),
             ProviderEvent::Finished("tool_calls".into()),
         ]
@@ -244,7 +248,8 @@ async fn frames_split_across_chunks_decode() {
             ProviderEvent::Usage(Usage {
                 prompt_tokens: 4,
                 completion_tokens: 5,
-                estimated: false
+                estimated: false,
+                ..Default::default()
             }),
             ProviderEvent::Finished("length".into()),
         ]

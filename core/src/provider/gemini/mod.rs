@@ -710,17 +710,12 @@ fn parse_chunk_events(
         }
     }
     if let Some(u) = chunk.usage_metadata {
-        if u.cached_content_token_count > 0 {
-            tracing::debug!(
-                cached = u.cached_content_token_count,
-                prompt = u.prompt_token_count,
-                "gemini: part of the prompt came from the cache"
-            );
-        }
         turn.usage = Some(Usage {
             prompt_tokens: u.prompt_token_count,
             // Thinking tokens are billed as output.
             completion_tokens: u.candidates_token_count + u.thoughts_token_count,
+            cached_prompt_tokens: u.cached_content_token_count,
+            reasoning_tokens: u.thoughts_token_count,
             estimated: false,
         });
     }

@@ -160,7 +160,9 @@ fn chunks_parse_into_text_thoughts_usage_and_finish() {
             ProviderEvent::Usage(Usage {
                 prompt_tokens: 12,
                 completion_tokens: 32,
-                estimated: false
+                estimated: false,
+                cached_prompt_tokens: 4,
+                reasoning_tokens: 30,
             }),
             ProviderEvent::Finished("stop".into()),
         ]
@@ -210,7 +212,8 @@ fn a_blocked_prompt_finishes_with_content_filter_and_no_text() {
             ProviderEvent::Usage(Usage {
                 prompt_tokens: 8,
                 completion_tokens: 0,
-                estimated: false
+                estimated: false,
+                ..Default::default()
             }),
             ProviderEvent::Finished("content_filter".into()),
         ]
@@ -472,7 +475,8 @@ fn two_function_call_parts_become_two_calls_and_finish_with_tool_calls() {
             ProviderEvent::Usage(Usage {
                 prompt_tokens: 40,
                 completion_tokens: 30,
-                estimated: false
+                estimated: false,
+                ..Default::default()
             }),
             ProviderEvent::Finished("tool_calls".into()),
         ]

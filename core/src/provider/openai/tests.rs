@@ -67,9 +67,30 @@ fn chunks_parse_into_events() {
             ProviderEvent::Usage(Usage {
                 prompt_tokens: 9,
                 completion_tokens: 2,
-                estimated: false
+                estimated: false,
+                ..Default::default()
             }),
         ]
+    );
+}
+
+#[test]
+fn usage_details_give_cached_and_reasoning_tokens() {
+    let mut out = VecDeque::new();
+    parse_chunk(
+        r#"{"id":"c2","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":2006,"completion_tokens":300,"total_tokens":2306,"prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":256,"audio_tokens":0}}}"#,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(
+        Vec::from(out),
+        vec![ProviderEvent::Usage(Usage {
+            prompt_tokens: 2006,
+            completion_tokens: 300,
+            cached_prompt_tokens: 1920,
+            reasoning_tokens: 256,
+            estimated: false,
+        })]
     );
 }
 
@@ -269,7 +290,8 @@ fn parallel_interleaved_calls_assemble_in_index_order() {
             ProviderEvent::Usage(Usage {
                 prompt_tokens: 80,
                 completion_tokens: 40,
-                estimated: false
+                estimated: false,
+                ..Default::default()
             }),
         ]
     );

@@ -441,20 +441,11 @@ fn str_of(v: &Value, field: &str) -> String {
 /// include reasoning ones.
 fn parse_usage(usage: &Value) -> Usage {
     let n = |ptr: &str| usage.pointer(ptr).and_then(Value::as_u64).unwrap_or(0);
-    let (cached, reasoning) = (
-        n("/input_tokens_details/cached_tokens"),
-        n("/output_tokens_details/reasoning_tokens"),
-    );
-    if cached > 0 || reasoning > 0 {
-        tracing::debug!(
-            cached_tokens = cached,
-            reasoning_tokens = reasoning,
-            "openai_responses usage details"
-        );
-    }
     Usage {
         prompt_tokens: n("/input_tokens"),
         completion_tokens: n("/output_tokens"),
+        cached_prompt_tokens: n("/input_tokens_details/cached_tokens"),
+        reasoning_tokens: n("/output_tokens_details/reasoning_tokens"),
         estimated: false,
     }
 }

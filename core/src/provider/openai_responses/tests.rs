@@ -217,7 +217,9 @@ fn text_reasoning_and_usage() {
             ProviderEvent::Usage(Usage {
                 prompt_tokens: 40,
                 completion_tokens: 12,
-                estimated: false
+                estimated: false,
+                cached_prompt_tokens: 3,
+                reasoning_tokens: 2,
             }),
             ProviderEvent::Finished("stop".into()),
         ]
@@ -255,7 +257,8 @@ fn incomplete_reasons_map() {
         assert!(events.contains(&ProviderEvent::Usage(Usage {
             prompt_tokens: 5,
             completion_tokens: 16,
-            estimated: false
+            estimated: false,
+            ..Default::default()
         })));
     }
 }
