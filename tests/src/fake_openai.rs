@@ -14,6 +14,7 @@
 //! | `[midstream-error]` | [`MIDSTREAM_CHUNKS`], then an `error` event, and it closes  |
 //! | `[rate-limit]`      | HTTP 429, `Retry-After: 7`, OpenAI's rate-limit error body  |
 //! | `[slow]`            | [`slow_chunks`], one every [`SLOW_CHUNK_INTERVAL`]          |
+//! | `[unauthorized]`    | HTTP 401 with OpenAI's invalid-key error body               |
 //! | `[no-usage]`        | [`NORMAL_CHUNKS`] and stop, but no usage chunk (as some     |
 //! |                     | compatible servers do)                                      |
 //!
@@ -42,6 +43,8 @@ pub const CONTINUATION_CHUNKS: &[&str] = &["-two", ", as", " always."];
 pub const CONTINUATION_USAGE: (u64, u64) = (57, 3);
 /// Exactly what OpenAI sends in a mid-stream error event.
 pub const MIDSTREAM_ERROR_MESSAGE: &str = "The server had an error while processing your request.";
+/// OpenAI's answer to a wrong key (the key itself is elided here).
+pub const UNAUTHORIZED_MESSAGE: &str = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.";
 pub const RATE_LIMIT_MESSAGE: &str = "Rate limit reached for gpt-4o-mini";
 pub const SLOW_CHUNK_INTERVAL: Duration = Duration::from_millis(150);
 
@@ -59,6 +62,7 @@ pub enum Behaviour {
     Slow,
     Continuation,
     NoUsage,
+    Unauthorized,
 }
 
 /// One request as the fake received it.
@@ -138,6 +142,9 @@ fn choose(body: &Value) -> Behaviour {
     if last_user.contains("[slow]") {
         return Behaviour::Slow;
     }
+    if last_user.contains("[unauthorized]") {
+        return Behaviour::Unauthorized;
+    }
     if last_user.contains("[no-usage]") {
         return Behaviour::NoUsage;
     }
@@ -200,6 +207,17 @@ async fn completions(State(state): State<FakeState>, headers: HeaderMap, body: B
     };
     let done = Bytes::from_static(b"data: [DONE]\n\n");
     let (frames, interval) = match behaviour {
+        Behaviour::Unauthorized => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": {
+                    "message": UNAUTHORIZED_MESSAGE,
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }})),
+            )
+                .into_response();
+        }
         Behaviour::RateLimited => {
             return (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -136,7 +136,7 @@ pub(super) async fn execute(
                 // Only failures that may pass, before anything streamed, are retried or
                 // handed to the next model; the rest end the run.
                 if state.produced || !error.is_retryable() {
-                    failure = Some(error.to_string());
+                    failure = Some(describe_failure(&error, &target.provider_id));
                     break;
                 }
                 if attempt < target.max_retries
@@ -338,6 +338,19 @@ async fn pump(
                 Some(Err(e)) => return PumpEnd::Failed(e),
             }
         }
+    }
+}
+
+/// The failure as the run records it; a credentials problem names the provider and the
+/// setting to fix, since that is where an operator has to look.
+fn describe_failure(error: &ProviderError, provider_id: &str) -> String {
+    if error.kind == crate::provider::ProviderErrorKind::Auth {
+        format!(
+            "provider `{provider_id}` rejected its credentials ({error}); check the provider's \
+             `api_key` (and `headers`) in the config"
+        )
+    } else {
+        error.to_string()
     }
 }
 

@@ -208,6 +208,37 @@ async fn missing_usage_is_estimated_with_the_model_tokenizer() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_key_names_the_provider_and_the_setting() -> Result<()> {
+    let t = setup().await?;
+    let sent = t
+        .client
+        .send_message(&t.conversation, "[unauthorized] hi")
+        .await?;
+    let events = t
+        .client
+        .events_to_finished(&sent.run_id, Resume::Start)
+        .await?;
+    ensure!(finished(&events)?.status() == Some("failed"));
+    let run = t
+        .client
+        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
+        .await?;
+    let error = s(&run, "error");
+    ensure!(
+        error.contains("provider `openai`")
+            && error.contains("api_key")
+            && error.contains("401")
+            && error.contains("Incorrect API key provided"),
+        "run: {run}"
+    );
+    ensure!(
+        t.fake.requests().len() == 1,
+        "an auth failure is not retried"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_fails_the_run() -> Result<()> {
     let t = setup().await?;
     let (sent, events) = t.send_to_finished("[rate-limit] hi").await?;
