@@ -104,7 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 (chorus_core::auth::new_token()[..20].to_string(), true)
             };
-            let core = chorus_core::Core::start(config).await?;
+            let core = chorus_core::Core::start_for_admin(config).await?;
             let account = core.create_user(&name, admin, Some(&password)).await?;
             writeln!(
                 out,
@@ -123,7 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apikey {
             command: ApiKeyCommand::Create { user, name },
         } => {
-            let core = chorus_core::Core::start(config).await?;
+            let core = chorus_core::Core::start_for_admin(config).await?;
             let (record, key) = core.create_api_key(&user, &name).await?;
             writeln!(out, "{key}")?;
             eprintln!(

@@ -94,10 +94,21 @@ pub struct Core {
 }
 
 impl Core {
-    /// Connects storage and journal and migrates. A serving instance then calls
-    /// [`Core::start_background`]; one-shot CLI commands do not, so they never touch
-    /// the runs of a server that shares their instance name.
+    /// Connects storage and journal, migrates, and asks providers configured without
+    /// models which they serve. A serving instance then calls
+    /// [`Core::start_background`].
     pub async fn start(config: Config) -> Result<Self, CoreError> {
+        Self::open(config, true).await
+    }
+
+    /// The core for one-shot admin commands (`user create`, `apikey create`): no model
+    /// discovery, so an unreachable provider never delays them, and no background
+    /// work, so they never touch the runs of a server that shares their instance name.
+    pub async fn start_for_admin(config: Config) -> Result<Self, CoreError> {
+        Self::open(config, false).await
+    }
+
+    async fn open(config: Config, discover_models: bool) -> Result<Self, CoreError> {
         let store = Store::connect(
             config.database_url().expose(),
             config.database.max_connections,
@@ -117,7 +128,9 @@ impl Core {
         );
         // Providers configured without models (Ollama) list theirs; an unreachable one
         // is skipped with a warning.
-        providers.discover_models().await;
+        if discover_models {
+            providers.discover_models().await;
+        }
         providers.add_aliases(&config.aliases);
         let providers = Arc::new(providers);
         let engine = Engine::new(

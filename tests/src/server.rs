@@ -52,31 +52,14 @@ pub enum ProviderSpec {
         text: String,
         tokens_per_second: f64,
     },
-    /// An OpenAI Chat Completions endpoint (the fake one, in tests).
-    Openai {
+    /// An HTTP provider of `kind` (`openai`, `anthropic`, `gemini`, `ollama`; the fake
+    /// one, in tests). No `api_key` and no `models` leave those keys out (Ollama
+    /// discovers its models).
+    Http {
         id: String,
+        kind: &'static str,
         base_url: String,
-        api_key: String,
-        models: Vec<String>,
-    },
-    /// An Anthropic Messages API endpoint (the fake one, in tests).
-    Anthropic {
-        id: String,
-        base_url: String,
-        api_key: String,
-        models: Vec<String>,
-    },
-    /// A Google Gemini API endpoint (the fake one, in tests).
-    Gemini {
-        id: String,
-        base_url: String,
-        api_key: String,
-        models: Vec<String>,
-    },
-    /// An Ollama server (the fake one, in tests); no `models` means discover them.
-    Ollama {
-        id: String,
-        base_url: String,
+        api_key: Option<String>,
         models: Vec<String>,
     },
 }
@@ -138,44 +121,40 @@ impl ServerConfig {
         self
     }
 
-    pub fn openai(mut self, id: &str, base_url: &str, api_key: &str, models: &[&str]) -> Self {
-        self.providers.push(ProviderSpec::Openai {
+    /// An HTTP provider of `kind` at `base_url`.
+    fn http(
+        mut self,
+        id: &str,
+        kind: &'static str,
+        base_url: &str,
+        api_key: Option<&str>,
+        models: &[&str],
+    ) -> Self {
+        self.providers.push(ProviderSpec::Http {
             id: id.to_string(),
+            kind,
             base_url: base_url.to_string(),
-            api_key: api_key.to_string(),
+            api_key: api_key.map(str::to_string),
             models: models.iter().map(|m| m.to_string()).collect(),
         });
         self
     }
 
-    pub fn anthropic(mut self, id: &str, base_url: &str, api_key: &str, models: &[&str]) -> Self {
-        self.providers.push(ProviderSpec::Anthropic {
-            id: id.to_string(),
-            base_url: base_url.to_string(),
-            api_key: api_key.to_string(),
-            models: models.iter().map(|m| m.to_string()).collect(),
-        });
-        self
+    pub fn openai(self, id: &str, base_url: &str, api_key: &str, models: &[&str]) -> Self {
+        self.http(id, "openai", base_url, Some(api_key), models)
     }
 
-    pub fn gemini(mut self, id: &str, base_url: &str, api_key: &str, models: &[&str]) -> Self {
-        self.providers.push(ProviderSpec::Gemini {
-            id: id.to_string(),
-            base_url: base_url.to_string(),
-            api_key: api_key.to_string(),
-            models: models.iter().map(|m| m.to_string()).collect(),
-        });
-        self
+    pub fn anthropic(self, id: &str, base_url: &str, api_key: &str, models: &[&str]) -> Self {
+        self.http(id, "anthropic", base_url, Some(api_key), models)
+    }
+
+    pub fn gemini(self, id: &str, base_url: &str, api_key: &str, models: &[&str]) -> Self {
+        self.http(id, "gemini", base_url, Some(api_key), models)
     }
 
     /// An Ollama provider; with no `models`, the server discovers them at start.
-    pub fn ollama(mut self, id: &str, base_url: &str, models: &[&str]) -> Self {
-        self.providers.push(ProviderSpec::Ollama {
-            id: id.to_string(),
-            base_url: base_url.to_string(),
-            models: models.iter().map(|m| m.to_string()).collect(),
-        });
-        self
+    pub fn ollama(self, id: &str, base_url: &str, models: &[&str]) -> Self {
+        self.http(id, "ollama", base_url, None, models)
     }
 
     /// An OpenAI Responses API provider (`kind = "openai_responses"`): written like
@@ -284,68 +263,25 @@ impl ServerConfig {
                         t.insert("text".into(), text.as_str().into());
                         t.insert("tokens_per_second".into(), Value::Float(*tokens_per_second));
                     }
-                    ProviderSpec::Anthropic {
+                    ProviderSpec::Http {
                         id,
+                        kind,
                         base_url,
                         api_key,
                         models,
                     } => {
                         t.insert("id".into(), id.as_str().into());
-                        t.insert("kind".into(), "anthropic".into());
+                        t.insert("kind".into(), (*kind).into());
                         t.insert("base_url".into(), base_url.as_str().into());
-                        t.insert("api_key".into(), api_key.as_str().into());
-                        t.insert(
-                            "models".into(),
-                            Value::Array(models.iter().map(|m| m.as_str().into()).collect()),
-                        );
-                        t.insert("idle_timeout_secs".into(), Value::Integer(20));
-                    }
-                    ProviderSpec::Gemini {
-                        id,
-                        base_url,
-                        api_key,
-                        models,
-                    } => {
-                        t.insert("id".into(), id.as_str().into());
-                        t.insert("kind".into(), "gemini".into());
-                        t.insert("base_url".into(), base_url.as_str().into());
-                        t.insert("api_key".into(), api_key.as_str().into());
-                        t.insert(
-                            "models".into(),
-                            Value::Array(models.iter().map(|m| m.as_str().into()).collect()),
-                        );
-                        t.insert("idle_timeout_secs".into(), Value::Integer(20));
-                    }
-                    ProviderSpec::Ollama {
-                        id,
-                        base_url,
-                        models,
-                    } => {
-                        t.insert("id".into(), id.as_str().into());
-                        t.insert("kind".into(), "ollama".into());
-                        t.insert("base_url".into(), base_url.as_str().into());
+                        if let Some(key) = api_key {
+                            t.insert("api_key".into(), key.as_str().into());
+                        }
                         if !models.is_empty() {
                             t.insert(
                                 "models".into(),
                                 Value::Array(models.iter().map(|m| m.as_str().into()).collect()),
                             );
                         }
-                        t.insert("idle_timeout_secs".into(), Value::Integer(20));
-                    }
-                    ProviderSpec::Openai {
-                        id,
-                        base_url,
-                        api_key,
-                        models,
-                    } => {
-                        t.insert("id".into(), id.as_str().into());
-                        t.insert("kind".into(), "openai".into());
-                        t.insert("base_url".into(), base_url.as_str().into());
-                        t.insert("api_key".into(), api_key.as_str().into());
-                        t.insert(
-                            "models".into(),
-                            Value::Array(models.iter().map(|m| m.as_str().into()).collect()),
-                        );
                         // Fail fast in tests rather than after the default two minutes.
                         t.insert("idle_timeout_secs".into(), Value::Integer(20));
                     }
