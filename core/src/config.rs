@@ -4,6 +4,8 @@
 //! Loading is pure (file text and environment map in, [`Config`] out) so every rule
 //! here is unit-tested without touching the process environment.
 
+mod provider_check;
+
 use crate::secret::{Secret, mask_url_password};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -290,6 +292,8 @@ pub enum ConfigError {
     },
     #[error("config key `{key}` refers to environment variable `{var}`, which is not set")]
     MissingEnv { key: String, var: String },
+    #[error("config key `{key}` is required: {why}")]
+    Missing { key: String, why: String },
 }
 
 fn invalid(key: impl Into<String>, value: impl Into<String>, expected: &str) -> ConfigError {
@@ -330,6 +334,7 @@ impl Config {
                 message: e.inner().to_string(),
             })?;
         config.validate()?;
+        provider_check::check_credentials(&config.providers, env)?;
         Ok(config)
     }
 
@@ -386,9 +391,9 @@ impl Config {
                 return Err(invalid(key("id"), &p.id, "a name no other provider uses"));
             }
             if let Some(base) = &p.base_url
-                && !(base.starts_with("http://") || base.starts_with("https://"))
+                && let Some(problem) = provider_check::base_url_problem(base)
             {
-                return Err(invalid(key("base_url"), base, "an http:// or https:// URL"));
+                return Err(invalid(key("base_url"), base, &problem));
             }
             if p.kind == ProviderKind::Azure && p.base_url.is_none() {
                 return Err(invalid(

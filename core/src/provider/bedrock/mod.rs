@@ -159,10 +159,39 @@ fn sign_request(
     body: &[u8],
     time: SystemTime,
 ) -> Result<Vec<(String, String)>, ProviderError> {
+    let request = Signable {
+        method: "POST",
+        url,
+        headers: &[("content-type", "application/json")],
+        body,
+    };
+    sigv4_headers(keys, region, SIGNING_SERVICE, &request, time)
+}
+
+/// One HTTP request to sign.
+struct Signable<'a> {
+    method: &'a str,
+    url: &'a str,
+    /// The headers to sign besides `host` (taken from the URL), `x-amz-date` and
+    /// `x-amz-security-token` (added by the signer).
+    headers: &'a [(&'a str, &'a str)],
+    body: &'a [u8],
+}
+
+/// The headers SigV4 (by `aws-sigv4`, default settings: headers signed, body hashed,
+/// the session token signed) adds to `request` for `service` in `region` at `time`.
+/// Checked against AWS's published test vectors in the tests.
+fn sigv4_headers(
+    keys: &AwsKeys,
+    region: &str,
+    service: &str,
+    request: &Signable<'_>,
+    time: SystemTime,
+) -> Result<Vec<(String, String)>, ProviderError> {
     let failed = |e: &dyn std::fmt::Display| {
         ProviderError::new(
             ProviderErrorKind::BadRequest,
-            format!("cannot sign the request to {url}: {e}"),
+            format!("cannot sign the request to {}: {e}", request.url),
         )
     };
     let identity = Credentials::new(
@@ -176,17 +205,17 @@ fn sign_request(
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
-        .name(SIGNING_SERVICE)
+        .name(service)
         .time(time)
         .settings(SigningSettings::default())
         .build()
         .map_err(|e| failed(&e))?
         .into();
     let signable = SignableRequest::new(
-        "POST",
-        url,
-        [("content-type", "application/json")].into_iter(),
-        SignableBody::Bytes(body),
+        request.method,
+        request.url,
+        request.headers.iter().copied(),
+        SignableBody::Bytes(request.body),
     )
     .map_err(|e| failed(&e))?;
     let (instructions, _signature) = sign(signable, &params)
@@ -427,3 +456,6 @@ fn http_error(status: u16, error_type: Option<&str>, body: &str) -> ProviderErro
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod sigv4_tests;

@@ -535,7 +535,7 @@ fn http_errors_carry_aws_messages() {
 fn config_requires_a_region() {
     let toml = |region: &str| {
         format!(
-            "[[providers]]\nid = \"bedrock\"\nkind = \"bedrock\"\n{region}models = [\"amazon.nova-pro-v1:0\"]\n"
+            "[[providers]]\nid = \"bedrock\"\nkind = \"bedrock\"\n{region}api_key = \"AKID\"\nsecret_key = \"s\"\nmodels = [\"amazon.nova-pro-v1:0\"]\n"
         )
     };
     let env = std::collections::BTreeMap::new();

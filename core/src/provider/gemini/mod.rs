@@ -739,8 +739,19 @@ fn http_error(status: u16, body: &str, header_wait: Option<Duration>) -> Provide
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| truncate(body, 300).to_string());
+    // A wrong key is a 400 INVALID_ARGUMENT whose ErrorInfo says API_KEY_INVALID: a
+    // credentials problem, not a malformed request.
+    let key_invalid = error
+        .and_then(|e| e.get("details"))
+        .and_then(Value::as_array)
+        .is_some_and(|ds| {
+            ds.iter()
+                .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
+        });
     let kind = if api_status == "RESOURCE_EXHAUSTED" {
         ProviderErrorKind::RateLimited
+    } else if key_invalid {
+        ProviderErrorKind::Auth
     } else {
         wire::status_kind(status)
     };

@@ -285,6 +285,14 @@ fn http_errors_are_classified() {
         assert_eq!(err.kind, kind, "{code}");
         assert_eq!(err.message, format!("HTTP {code} {status}: m"));
     }
+    // A wrong key: 400 INVALID_ARGUMENT with the reason API_KEY_INVALID.
+    let err = http_error(
+        400,
+        r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}"#,
+        None,
+    );
+    assert_eq!(err.kind, ProviderErrorKind::Auth);
+    assert!(err.message.contains("API key not valid"), "{}", err.message);
     // The array form streaming endpoints use without alt=sse, and a non-JSON body.
     let err = http_error(
         503,
