@@ -22,6 +22,8 @@
 //!   streaming replies and SSE framing.
 //! - [`provider_case`]: [`ProviderCase`], the fake + server + client + conversation
 //!   each provider test starts from, and its send-and-read steps.
+//! - [`litellm`]: LiteLLM's proxy (from PyPI) on loopback with mock responses, a
+//!   third-party server speaking the OpenAI and Anthropic formats.
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
 
 pub mod client;
@@ -33,6 +35,7 @@ pub mod fake_ollama;
 pub mod fake_openai;
 pub mod fake_openai_responses;
 pub mod fake_server;
+pub mod litellm;
 pub mod provider_case;
 pub mod server;
 pub mod services;

@@ -392,3 +392,46 @@ pub(super) fn truncate(s: &str, max: usize) -> &str {
         None => s,
     }
 }
+
+/// The events of a whole (unstreamed) Message, as some gateways answer a streaming
+/// request (LiteLLM's mock responses do): its content blocks, usage and stop reason
+/// replayed through [`EventParser`] as the stream would have carried them.
+pub(super) fn whole_message(
+    body: &str,
+    strip: String,
+) -> Result<Vec<ProviderEvent>, ProviderError> {
+    let message: Value = serde_json::from_str(body).map_err(|e| {
+        ProviderError::new(
+            ProviderErrorKind::Protocol,
+            format!("malformed message ({e}): {}", truncate(body, 200)),
+        )
+    })?;
+    if message.get("type").and_then(Value::as_str) == Some("error") {
+        let error: WireError = serde_json::from_value(message["error"].clone()).map_err(|e| {
+            ProviderError::new(
+                ProviderErrorKind::Protocol,
+                format!("malformed error ({e})"),
+            )
+        })?;
+        return Err(stream_error(&error));
+    }
+    let usage = message.get("usage").cloned().unwrap_or(Value::Null);
+    let mut events = vec![json!({"type": "message_start", "message": {"usage": usage}})];
+    let blocks = message["content"].as_array().cloned().unwrap_or_default();
+    for (index, block) in blocks.into_iter().enumerate() {
+        events.push(json!({"type": "content_block_start", "index": index, "content_block": block}));
+        events.push(json!({"type": "content_block_stop", "index": index}));
+    }
+    events.push(json!({
+        "type": "message_delta",
+        "delta": {"stop_reason": message["stop_reason"]},
+        "usage": usage,
+    }));
+    events.push(json!({"type": "message_stop"}));
+    let mut parser = EventParser::new(strip);
+    let mut out = VecDeque::new();
+    for event in events {
+        parser.parse(&event.to_string(), &mut out)?;
+    }
+    Ok(out.into())
+}

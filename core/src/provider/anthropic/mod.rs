@@ -32,6 +32,7 @@ use super::{
 };
 use crate::config::ProviderConfig;
 use crate::secret::Secret;
+use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -477,6 +478,24 @@ impl Provider for AnthropicProvider {
             );
             err.retry_after = retry_after;
             return Err(err);
+        }
+        let whole = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/json"));
+        if whole {
+            let body = tokio::time::timeout(self.idle_timeout, response.text())
+                .await
+                .map_err(|_| {
+                    ProviderError::new(
+                        ProviderErrorKind::Timeout,
+                        "the message did not arrive in time",
+                    )
+                })?
+                .map_err(|e| transport_error(&e))?;
+            let events = whole_message(&body, strip)?;
+            return Ok(futures::stream::iter(events.into_iter().map(Ok)).boxed());
         }
         Ok(wire::sse_stream(
             response,

@@ -666,3 +666,39 @@ fn malformed_tool_input_is_a_protocol_error_naming_the_tool() {
     .unwrap_err();
     assert_eq!(err.kind, ProviderErrorKind::Protocol);
 }
+
+#[test]
+fn a_whole_message_gives_the_events_a_stream_would() {
+    let body = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5",
+        "content":[{"type":"thinking","thinking":"Hmm.","signature":"sig"},
+                   {"type":"text","text":"Checking."},
+                   {"type":"tool_use","id":"toolu_1","name":"weather","input":{"city":"Paris"}}],
+        "stop_reason":"tool_use","stop_sequence":null,
+        "usage":{"input_tokens":12,"cache_read_input_tokens":3,"output_tokens":7}}"#;
+    let events = super::events::whole_message(body, String::new()).unwrap();
+    assert_eq!(
+        events,
+        vec![
+            ProviderEvent::Reasoning("Hmm.".into()),
+            ProviderEvent::Text("Checking.".into()),
+            ProviderEvent::ToolCall(ToolCall {
+                id: "toolu_1".into(),
+                name: "weather".into(),
+                arguments: json!({"city": "Paris"}),
+            }),
+            ProviderEvent::Usage(Usage {
+                prompt_tokens: 15,
+                completion_tokens: 7,
+                cached_prompt_tokens: 3,
+                ..Default::default()
+            }),
+            ProviderEvent::Finished("tool_calls".into()),
+        ]
+    );
+    let err = super::events::whole_message(
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        String::new(),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("Overloaded"), "{}", err.message);
+}
