@@ -13,9 +13,11 @@ mod cli;
 mod crash_recovery;
 mod fallback;
 mod gemini_provider;
+mod ledger;
 mod ollama_provider;
 mod openai_provider;
 mod openai_responses_provider;
+mod quota_support;
 mod sse_resume;
 mod two_instances;
 
