@@ -14,6 +14,7 @@ mod crash_recovery;
 mod fallback;
 mod gemini_provider;
 mod ledger;
+mod linking;
 mod ollama_provider;
 mod openai_provider;
 mod openai_responses_provider;
