@@ -6,6 +6,7 @@
 //! Build the binary first: `cargo build -p chorus && cargo test -p chorus-tests`.
 
 mod anthropic_provider;
+mod authorization;
 mod azure_provider;
 mod bad_input;
 mod bedrock_provider;
