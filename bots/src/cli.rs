@@ -62,6 +62,16 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Add credits to USER's balance (a negative AMOUNT deducts), with a ledger row.
+    Grant {
+        user: String,
+        /// Credits, e.g. 5 or 0.25; negative to deduct.
+        #[arg(allow_negative_numbers = true)]
+        amount: f64,
+        /// Why, recorded on the ledger row.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

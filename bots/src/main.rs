@@ -120,6 +120,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             core.shutdown().await;
             Ok(())
         }
+        Command::User {
+            command: UserCommand::Grant { user, amount, note },
+        } => {
+            let core = chorus_core::Core::start_for_admin(config).await?;
+            let result = core.grant_credits(&user, amount, note.as_deref()).await;
+            core.shutdown().await;
+            let (_, balance) = result?;
+            writeln!(
+                out,
+                "{user}: balance {} credits",
+                chorus_core::quota::fmt_credits(balance)
+            )?;
+            Ok(())
+        }
         Command::Apikey {
             command: ApiKeyCommand::Create { user, name },
         } => {

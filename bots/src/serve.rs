@@ -21,6 +21,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let streams_done = tokio_util::sync::CancellationToken::new();
     let app = chorus_web::router(core.clone(), streams_done.clone());
     let engine_core = core.clone();
+    // Connection info gives handlers the client address (per-client login limits).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

@@ -10,12 +10,19 @@ use crate::journal::{
     EntryStream, Journal, JournalEntry, JournalError, MemoryJournal, RedisJournal, RunEvent,
 };
 use crate::provider::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderRegistry};
+use crate::quota::{Limiter, PriceTable, Refusal};
 use crate::store::{
     Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, RunStatus, Store, StoreError,
 };
 use crate::time::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod ledger;
+mod linking;
+
+pub use ledger::UsageReport;
+pub use linking::IssuedLinkCode;
 
 /// Errors a surface turns into its own words (HTTP status, chat reply).
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +43,15 @@ pub enum CoreError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The run may not start: balance or concurrency.
+    #[error(transparent)]
+    Refused(Refusal),
+    /// Too many requests of one kind in the current window; try again later.
+    #[error("{0}")]
+    RateLimited(String),
+    /// A link code that is wrong, used or expired (or not a code at all).
+    #[error("{0}")]
+    InvalidLinkCode(String),
 }
 
 impl From<StoreError> for CoreError {
@@ -43,6 +59,7 @@ impl From<StoreError> for CoreError {
         match e {
             StoreError::NotFound(what) => CoreError::NotFound(what),
             StoreError::Conflict(msg) => CoreError::Conflict(msg),
+            StoreError::Refused(refusal) => CoreError::Refused(refusal),
             other => CoreError::Store(other),
         }
     }
@@ -91,6 +108,9 @@ pub struct Core {
     providers: Arc<ProviderRegistry>,
     engine: Engine,
     config: Arc<Config>,
+    prices: Arc<PriceTable>,
+    /// Rate and guessing limits (Redis when the journal is, else in process).
+    limiter: Arc<Limiter>,
 }
 
 impl Core {
@@ -109,12 +129,22 @@ impl Core {
     }
 
     async fn open(config: Config, discover_models: bool) -> Result<Self, CoreError> {
-        let store = Store::connect(
+        let mut store = Store::connect(
             config.database_url().expose(),
             config.database.max_connections,
         )
         .await?;
         store.migrate().await?;
+        store.set_initial_balance(crate::quota::credits_to_micros(
+            config.accounts.default_balance,
+        ));
+        let limiter = Arc::new(match &config.journal.redis_url {
+            Some(url) => Limiter::redis(url.expose(), &config.journal.key_prefix)
+                .await
+                .map_err(|e| CoreError::Invalid(e.to_string()))?,
+            None => Limiter::memory(),
+        });
+        let prices = Arc::new(PriceTable::from_config(&config));
         let retention = Duration::from_secs(config.journal.retention_secs);
         let journal: Arc<dyn Journal> = match &config.journal.redis_url {
             Some(url) => Arc::new(
@@ -141,6 +171,7 @@ impl Core {
                 owner: config.instance_id(),
                 lease_ttl: Duration::from_secs(config.engine.lease_ttl_secs),
                 checkpoint_interval: Duration::from_millis(config.engine.checkpoint_interval_ms),
+                prices: prices.clone(),
             },
         );
         Ok(Self {
@@ -149,6 +180,8 @@ impl Core {
             providers,
             engine,
             config: Arc::new(config),
+            prices,
+            limiter,
         })
     }
 
@@ -205,7 +238,11 @@ impl Core {
             }
             None => None,
         };
-        let role = if admin { Role::Admin } else { Role::User };
+        let role = if admin || self.config.accounts.default_role == "admin" {
+            Role::Admin
+        } else {
+            Role::User
+        };
         Ok(self
             .store
             .create_account(name, role, hash.as_deref())
@@ -223,8 +260,13 @@ impl Core {
         })
         .await
         .unwrap_or(false);
+        // The name of an account merged into another still logs in, to that account.
         let account = match account {
-            Some(a) if ok && hash.is_some() && a.is_active() => a,
+            Some(a) if ok && hash.is_some() => self
+                .store
+                .live_account(&a)
+                .await?
+                .ok_or(CoreError::Unauthorized)?,
             _ => return Err(CoreError::Unauthorized),
         };
         let token = auth::new_token();
@@ -434,6 +476,16 @@ impl Core {
             }
             None => self.store.latest_message(conversation_id).await?,
         };
+        // Context: the branch up to the parent, then the new message.
+        let before = match &parent_id {
+            Some(p) => self.store.branch(conversation_id, p).await?,
+            None => Vec::new(),
+        };
+        let mut request = build_request(&conversation, &before, &model, None);
+        request
+            .messages
+            .push(ChatMessage::text(ChatRole::User, content));
+        let admission = self.admission(account, &model, &request).await?;
         let turn = NewTurn {
             account_id: account.id.clone(),
             conversation_id: conversation_id.clone(),
@@ -445,13 +497,8 @@ impl Core {
         let lease_until = now_ms() + settings.lease_ttl.as_millis() as i64;
         let ids = self
             .store
-            .start_turn(&turn, &settings.owner, lease_until)
+            .start_turn_admitted(&turn, &settings.owner, lease_until, &admission)
             .await?;
-        let history = self
-            .store
-            .branch(conversation_id, &ids.user_message_id)
-            .await?;
-        let request = build_request(&conversation, &history, &model, None);
         self.engine.spawn(RunJob {
             run_id: ids.run_id.clone(),
             message_id: ids.assistant_message_id.to_string(),
@@ -540,12 +587,6 @@ impl Core {
         let partial = self.store.message_content(&previous.message_id).await?;
         let model = previous.model.clone();
         self.check_model(&model)?;
-        let settings = self.engine.settings();
-        let lease_until = now_ms() + settings.lease_ttl.as_millis() as i64;
-        let run_id = self
-            .store
-            .start_continuation(&previous, &model, &settings.owner, lease_until)
-            .await?;
         let all = self
             .store
             .branch(&previous.conversation_id, &previous.message_id)
@@ -556,6 +597,19 @@ impl Core {
             .filter(|m| m.id != previous.message_id)
             .collect();
         let request = build_request(&conversation, &history, &model, Some(partial.clone()));
+        let admission = self.admission(account, &model, &request).await?;
+        let settings = self.engine.settings();
+        let lease_until = now_ms() + settings.lease_ttl.as_millis() as i64;
+        let run_id = self
+            .store
+            .start_continuation_admitted(
+                &previous,
+                &model,
+                &settings.owner,
+                lease_until,
+                &admission,
+            )
+            .await?;
         self.engine.spawn(RunJob {
             run_id: run_id.clone(),
             message_id: previous.message_id.to_string(),

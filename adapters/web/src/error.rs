@@ -52,6 +52,21 @@ impl From<CoreError> for ApiError {
             CoreError::Forbidden(msg) => Self::new(StatusCode::FORBIDDEN, "forbidden", msg),
             CoreError::Invalid(msg) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", msg),
             CoreError::Conflict(msg) => Self::new(StatusCode::CONFLICT, "conflict", msg),
+            CoreError::Refused(refusal) => {
+                let (status, code) = match refusal {
+                    chorus_core::quota::Refusal::TooManyRuns { .. } => {
+                        (StatusCode::TOO_MANY_REQUESTS, "too_many_runs")
+                    }
+                    _ => (StatusCode::PAYMENT_REQUIRED, "insufficient_balance"),
+                };
+                Self::new(status, code, refusal.to_string())
+            }
+            CoreError::RateLimited(msg) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg)
+            }
+            CoreError::InvalidLinkCode(msg) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_link_code", msg)
+            }
             CoreError::Auth(e) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
             }

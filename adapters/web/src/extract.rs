@@ -4,10 +4,11 @@
 use crate::{ApiError, AppState};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use chorus_core::store::Account;
+use chorus_core::store::ApiKeyScope;
 use serde::de::DeserializeOwned;
 
 /// Name of the session cookie.
@@ -27,8 +28,18 @@ impl FromRequestParts<AppState> for Authed {
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim)
                 .ok_or_else(ApiError::unauthenticated)?;
-            return match state.core.account_by_api_key(key).await? {
-                Some(account) => Ok(Authed(account)),
+            return match state.core.api_key_account(key).await? {
+                Some(keyed) => {
+                    let reads = parts.method == Method::GET || parts.method == Method::HEAD;
+                    if !reads && !keyed.scopes.contains(&ApiKeyScope::Chat) {
+                        return Err(ApiError::new(
+                            StatusCode::FORBIDDEN,
+                            "insufficient_scope",
+                            "this API key has the `read` scope only; this request needs `chat`",
+                        ));
+                    }
+                    Ok(Authed(keyed.account))
+                }
                 None => Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "invalid_api_key",
@@ -46,6 +57,36 @@ impl FromRequestParts<AppState> for Authed {
             )),
         }
     }
+}
+
+/// The account of a browser session. API keys are refused: managing keys and linking
+/// accounts is for the person, not for a script holding a key.
+pub struct WebSession(pub Account);
+
+impl FromRequestParts<AppState> for WebSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts.headers.contains_key(AUTHORIZATION) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "session_required",
+                "API keys cannot manage API keys or link accounts; log in on the web",
+            ));
+        }
+        Authed::from_request_parts(parts, state)
+            .await
+            .map(|Authed(account)| WebSession(account))
+    }
+}
+
+/// The address of the client, for per-client limits ("unknown" when the server was
+/// not started with connection info).
+pub fn client_address(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
 }
 
 /// The session token from the request's cookies.

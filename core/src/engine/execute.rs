@@ -10,6 +10,7 @@ use crate::journal::{JournalEntry, RunEvent};
 use crate::provider::{
     ChatRequest, ProviderError, ProviderEvent, ProviderStream, Usage, estimate_usage,
 };
+use crate::quota::TokenCounts;
 use crate::store::{RunOutcome, RunStatus};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -77,6 +78,9 @@ pub(super) async fn execute(
     let mut state = StreamState::default();
     // The provider kind and request of the attempt that streamed, for a usage estimate.
     let mut streamed_with: Option<(crate::config::ProviderKind, ChatRequest)> = None;
+    // The model that streamed (an alias's fallback may differ from the one asked for):
+    // what the run is charged at.
+    let mut charged_model = job.model_ref.clone();
     let mut failure: Option<String> = None;
     let mut stopped_by: Option<&'static str> = None;
 
@@ -102,6 +106,7 @@ pub(super) async fn execute(
                 let error = match started {
                     Ok(mut stream) => {
                         streamed_with = Some((target.kind, request));
+                        charged_model = target.model_ref.clone();
                         let end = pump(
                             &mut stream,
                             &mut w,
@@ -235,7 +240,21 @@ pub(super) async fn execute(
         cached_prompt_tokens: usage.map(|u| u.cached_prompt_tokens as i64),
         reasoning_tokens: usage.map(|u| u.reasoning_tokens as i64),
     };
-    match inner.store.finish_run(&job.run_id, &owner, &outcome).await {
+    let charge = usage.map(|u| {
+        inner.settings.prices.charge(
+            &charged_model,
+            TokenCounts {
+                prompt: u.prompt_tokens as i64,
+                completion: u.completion_tokens as i64,
+                cached_prompt: u.cached_prompt_tokens as i64,
+            },
+        )
+    });
+    match inner
+        .store
+        .finish_run_charged(&job.run_id, &owner, &outcome, charge.as_ref())
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(run = %job.run_id, "run was already ended elsewhere");

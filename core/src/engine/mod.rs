@@ -9,6 +9,7 @@ mod sweeper;
 use crate::ids::RunId;
 use crate::journal::Journal;
 use crate::provider::{ChatRequest, ProviderRegistry};
+use crate::quota::PriceTable;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,13 +17,15 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Timing of leases and checkpoints.
+/// Timing of leases and checkpoints, and the prices runs are charged at.
 #[derive(Clone, Debug)]
 pub struct EngineSettings {
     /// Name of this instance, the owner written on its run leases.
     pub owner: String,
     pub lease_ttl: Duration,
     pub checkpoint_interval: Duration,
+    /// What a run's usage costs, charged in the transaction that ends it.
+    pub prices: Arc<PriceTable>,
 }
 
 /// What a run task needs to generate.

@@ -4,6 +4,7 @@
 
 use super::EngineInner;
 use crate::journal::{JournalEntry, RunEvent};
+use crate::quota::{Charge, TokenCounts};
 use crate::store::Run;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,9 +62,10 @@ async fn recover(
     // Ended in the journal but not in the store: the instance died in between.
     let already_finished = backlog.iter().any(|e| e.event.is_finished());
     let seq = last_seq.unwrap_or(run.checkpoint_seq as u64);
+    let charge = orphan_charge(inner, run, &text).await;
     if !inner
         .store
-        .interrupt_orphan(run, &text, seq as i64 + 1)
+        .interrupt_orphan_charged(run, &text, seq as i64 + 1, charge.as_ref())
         .await?
     {
         return Ok(()); // someone else got there first
@@ -97,4 +99,34 @@ async fn recover(
             .await?;
     }
     Ok(())
+}
+
+/// What an orphaned run is charged: its instance died before it could report usage,
+/// so the prompt as estimated when it started and its text as the model counts it.
+/// A run that produced nothing is not charged.
+async fn orphan_charge(inner: &EngineInner, run: &Run, text: &str) -> Option<Charge> {
+    if text.is_empty() {
+        return None;
+    }
+    let prompt = match inner.store.run_prompt_estimate(&run.id).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(run = %run.id, error = %e, "cannot read the prompt estimate; charging the reply only");
+            0
+        }
+    };
+    let completion = match inner.providers.resolve_chain(&run.model) {
+        Ok(chain) if !chain.is_empty() => {
+            crate::provider::count_tokens(chain[0].kind, &chain[0].model, text)
+        }
+        _ => crate::provider::estimate_tokens(text),
+    };
+    Some(inner.settings.prices.charge(
+        &run.model,
+        TokenCounts {
+            prompt,
+            completion: completion as i64,
+            cached_prompt: 0,
+        },
+    ))
 }

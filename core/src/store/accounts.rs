@@ -44,7 +44,7 @@ pub struct Account {
 }
 
 impl Account {
-    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: AccountId::from_stored(row.try_get("id")?),
             name: row.try_get("name")?,
@@ -71,6 +71,9 @@ pub struct ApiKeyRecord {
 }
 
 const ACCOUNT_COLUMNS: &str = "id, name, role, status, password_hash, created_at";
+/// [`ACCOUNT_COLUMNS`] of a table aliased `a`.
+pub(super) const ACCOUNT_COLUMNS_A: &str =
+    "a.id, a.name, a.role, a.status, a.password_hash, a.created_at";
 
 impl Store {
     /// Creates an account with a web identity of the same name.
@@ -110,6 +113,18 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if self.initial_balance != 0 {
+            super::ledger::post(
+                &mut tx,
+                &id,
+                self.initial_balance,
+                super::LedgerReason::Initial,
+                None,
+                None,
+                None,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(Account {
             id,

@@ -4,11 +4,18 @@
 //! Only core uses this module; surfaces reach data through core's services.
 
 mod accounts;
+mod api_keys;
 mod conversations;
+mod ledger;
+mod links;
 mod runs;
 
+use accounts::ACCOUNT_COLUMNS_A;
 pub use accounts::{Account, ApiKeyRecord, Role};
+pub use api_keys::{ApiKeyInfo, ApiKeyScope, KeyedAccount};
 pub use conversations::{Conversation, Message, NewTurn};
+pub use ledger::{Admission, LedgerEntry, LedgerReason, UsageBucket, utc_date};
+pub use links::{Identity, LinkOutcome};
 pub use runs::{Checkpoint, Run, RunOutcome, RunStatus, TurnIds};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -39,6 +46,9 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// A run may not start now (balance, concurrency).
+    #[error(transparent)]
+    Refused(#[from] crate::quota::Refusal),
 }
 
 /// The database handle shared by every core service. Cheap to clone.
@@ -46,18 +56,34 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Micro-credits every new account starts with (`accounts.default_balance`).
+    initial_balance: i64,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/sqlite/0001_initial.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "ledger",
+        include_str!("../../../migrations/sqlite/0002_ledger.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "ledger",
+        include_str!("../../../migrations/postgres/0002_ledger.sql"),
+    ),
+];
 
 impl Store {
     /// Connects to `url` (creating a SQLite file and its directory when needed).
@@ -86,7 +112,16 @@ impl Store {
             // WAL lets readers proceed while a run checkpoints; it persists in the file.
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            initial_balance: 0,
+        })
+    }
+
+    /// Sets the micro-credits every account created from now on starts with.
+    pub fn set_initial_balance(&mut self, micros: i64) {
+        self.initial_balance = micros;
     }
 
     /// Applies the embedded migrations of this backend.

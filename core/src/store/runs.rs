@@ -3,8 +3,10 @@
 //! A run's text lives in `runs.text` while it streams (checkpointed in batches, never
 //! per token) and is appended to its message in the same transaction that ends it.
 
+use super::ledger::{Admission, admit, charge_run, lock_account};
 use super::{NewTurn, Store, StoreError};
 use crate::ids::{AccountId, ConversationId, MessageId, RunId};
+use crate::quota::Charge;
 use crate::time::now_ms;
 use serde::Serialize;
 use sqlx::Row;
@@ -147,6 +149,19 @@ impl Store {
         owner: &str,
         lease_until: i64,
     ) -> Result<TurnIds, StoreError> {
+        self.start_turn_admitted(turn, owner, lease_until, &Admission::default())
+            .await
+    }
+
+    /// [`Store::start_turn`] once `admission` holds for the account (decided under a
+    /// lock on its row, in the same transaction); `Refused` otherwise, writing nothing.
+    pub async fn start_turn_admitted(
+        &self,
+        turn: &NewTurn,
+        owner: &str,
+        lease_until: i64,
+        admission: &Admission,
+    ) -> Result<TurnIds, StoreError> {
         let ids = TurnIds {
             user_message_id: MessageId::generate(),
             assistant_message_id: MessageId::generate(),
@@ -154,6 +169,7 @@ impl Store {
         };
         let now = now_ms();
         let mut tx = self.begin_write().await?;
+        admit(&mut tx, &turn.account_id, admission).await?;
         sqlx::query(
             "INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
              VALUES ($1, $2, $3, 'user', $4, NULL, $5)",
@@ -186,6 +202,7 @@ impl Store {
             &turn.model,
             owner,
             lease_until,
+            admission.prompt_estimate,
         )
         .await?;
         sqlx::query("UPDATE conversations SET updated_at = $1, model = $2 WHERE id = $3")
@@ -207,8 +224,22 @@ impl Store {
         owner: &str,
         lease_until: i64,
     ) -> Result<RunId, StoreError> {
+        self.start_continuation_admitted(previous, model, owner, lease_until, &Admission::default())
+            .await
+    }
+
+    /// [`Store::start_continuation`] once `admission` holds for the account.
+    pub async fn start_continuation_admitted(
+        &self,
+        previous: &Run,
+        model: &str,
+        owner: &str,
+        lease_until: i64,
+        admission: &Admission,
+    ) -> Result<RunId, StoreError> {
         let id = RunId::generate();
         let mut tx = self.begin_write().await?;
+        admit(&mut tx, &previous.account_id, admission).await?;
         let active = sqlx::query(
             "SELECT id FROM runs WHERE message_id = $1 AND status IN ('queued', 'streaming')",
         )
@@ -230,6 +261,7 @@ impl Store {
             model,
             owner,
             lease_until,
+            admission.prompt_estimate,
         )
         .await?;
         sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
@@ -296,6 +328,19 @@ impl Store {
         Ok(results)
     }
 
+    /// The prompt tokens estimated when run `id` started (what a run that ended
+    /// without reported usage is charged for its prompt).
+    pub async fn run_prompt_estimate(&self, id: &RunId) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT prompt_estimate FROM runs WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<i64>, _>("prompt_estimate")?.unwrap_or(0),
+            None => 0,
+        })
+    }
+
     /// Asks whichever instance runs `id` to stop it (seen at its next checkpoint).
     pub async fn request_stop(&self, id: &RunId) -> Result<(), StoreError> {
         sqlx::query("UPDATE runs SET stop_requested = 1 WHERE id = $1")
@@ -313,13 +358,26 @@ impl Store {
         owner: &str,
         outcome: &RunOutcome,
     ) -> Result<bool, StoreError> {
+        self.finish_run_charged(id, owner, outcome, None).await
+    }
+
+    /// [`Store::finish_run`] that also charges the run's usage to its account, in the
+    /// same transaction: a run that ends is charged exactly once.
+    pub async fn finish_run_charged(
+        &self,
+        id: &RunId,
+        owner: &str,
+        outcome: &RunOutcome,
+        charge: Option<&Charge>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
+        lock_run_account(&mut tx, id).await?;
         let now = now_ms();
         let updated = sqlx::query(
             "UPDATE runs SET status = $1, text = $2, checkpoint_seq = $3, finish_reason = $4, error = $5, \
              prompt_tokens = $6, completion_tokens = $7, cached_prompt_tokens = $8, reasoning_tokens = $9, \
              updated_at = $10, finished_at = $10, lease_expires_at = NULL \
-             WHERE id = $11 AND lease_owner = $12 AND status IN ('queued', 'streaming') RETURNING message_id",
+             WHERE id = $11 AND lease_owner = $12 AND status IN ('queued', 'streaming') RETURNING message_id, account_id",
         )
         .bind(outcome.status.as_str())
         .bind(&outcome.text)
@@ -339,11 +397,15 @@ impl Store {
             return Ok(false);
         };
         let message_id: String = row.try_get("message_id")?;
+        let account = AccountId::from_stored(row.try_get("account_id")?);
         sqlx::query("UPDATE messages SET content = content || $1 WHERE id = $2")
             .bind(&outcome.text)
             .bind(&message_id)
             .execute(&mut *tx)
             .await?;
+        if let Some(charge) = charge {
+            charge_run(&mut tx, &account, id, charge).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -376,12 +438,25 @@ impl Store {
         text: &str,
         seq: i64,
     ) -> Result<bool, StoreError> {
+        self.interrupt_orphan_charged(run, text, seq, None).await
+    }
+
+    /// [`Store::interrupt_orphan`] that also charges the run, in the same transaction.
+    pub async fn interrupt_orphan_charged(
+        &self,
+        run: &Run,
+        text: &str,
+        seq: i64,
+        charge: Option<&Charge>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
+        lock_run_account(&mut tx, &run.id).await?;
         let now = now_ms();
         let updated = sqlx::query(
             "UPDATE runs SET status = 'interrupted', text = $1, checkpoint_seq = $2, finish_reason = 'interrupted', \
              updated_at = $3, finished_at = $3, lease_expires_at = NULL \
-             WHERE id = $4 AND status IN ('queued', 'streaming') AND lease_owner = $5 AND lease_expires_at = $6",
+             WHERE id = $4 AND status IN ('queued', 'streaming') AND lease_owner = $5 AND lease_expires_at = $6 \
+             RETURNING account_id",
         )
         .bind(text)
         .bind(seq)
@@ -389,19 +464,41 @@ impl Store {
         .bind(run.id.as_str())
         .bind(run.lease_owner.as_deref())
         .bind(run.lease_expires_at)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if updated.rows_affected() != 1 {
+        let Some(row) = updated else {
             return Ok(false);
-        }
+        };
+        let account = AccountId::from_stored(row.try_get("account_id")?);
         sqlx::query("UPDATE messages SET content = content || $1 WHERE id = $2")
             .bind(text)
             .bind(run.message_id.as_str())
             .execute(&mut *tx)
             .await?;
+        if let Some(charge) = charge {
+            charge_run(&mut tx, &account, &run.id, charge).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Locks the row of the account that owns run `id`, before the run's own row: the
+/// order every balance-changing transaction takes (account, then run), so ending a run
+/// never deadlocks with starting one or with a merge.
+async fn lock_run_account(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: &RunId,
+) -> Result<(), StoreError> {
+    let row = sqlx::query("SELECT account_id FROM runs WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some(row) = row {
+        let account = AccountId::from_stored(row.try_get("account_id")?);
+        lock_account(tx, &account).await?;
+    }
+    Ok(())
 }
 
 /// A run's text to save: everything up to journal seq `seq`.
@@ -450,13 +547,14 @@ async fn insert_run(
     model: &str,
     owner: &str,
     lease_until: i64,
+    prompt_estimate: i64,
 ) -> Result<(), StoreError> {
     let now = now_ms();
     sqlx::query(
         "INSERT INTO runs (id, account_id, conversation_id, message_id, continues_run_id, model, status, text, \
-         prefix_len, checkpoint_seq, stop_requested, lease_owner, lease_expires_at, created_at, updated_at) \
+         prefix_len, checkpoint_seq, stop_requested, lease_owner, lease_expires_at, created_at, updated_at, prompt_estimate) \
          VALUES ($1, $2, $3, $4, $5, $6, 'queued', '', \
-         (SELECT octet_length(content) FROM messages WHERE id = $4), 0, 0, $7, $8, $9, $9)",
+         (SELECT octet_length(content) FROM messages WHERE id = $4), 0, 0, $7, $8, $9, $9, $10)",
     )
     .bind(id.as_str())
     .bind(account.as_str())
@@ -467,6 +565,7 @@ async fn insert_run(
     .bind(owner)
     .bind(lease_until)
     .bind(now)
+    .bind(prompt_estimate)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -6,6 +6,7 @@
 //! Build the binary first: `cargo build -p chorus && cargo test -p chorus-tests`.
 
 mod anthropic_provider;
+mod authorization;
 mod azure_provider;
 mod bad_input;
 mod bedrock_provider;
@@ -14,9 +15,12 @@ mod crash_recovery;
 mod fallback;
 mod gemini_provider;
 mod litellm_proxy;
+mod ledger;
+mod linking;
 mod ollama_provider;
 mod openai_provider;
 mod openai_responses_provider;
+mod quota_support;
 mod sse_resume;
 mod two_instances;
 

@@ -18,9 +18,14 @@ pub struct LoginRequest {
 
 pub async fn login(
     State(state): State<AppState>,
+    parts: Parts,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let (account, token) = state.core.login(&req.name, &req.password).await?;
+    let client = crate::extract::client_address(&parts);
+    let (account, token) = state
+        .core
+        .login_limited(&req.name, &req.password, &client)
+        .await?;
     let auth = &state.core.config().auth;
     let max_age = auth.session_ttl_hours * 3600;
     let secure = if auth.cookie_secure { "; Secure" } else { "" };

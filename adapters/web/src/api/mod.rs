@@ -1,5 +1,6 @@
 //! JSON API routes under `/api`, plus health checks.
 
+mod account;
 mod auth;
 mod conversations;
 mod runs;
@@ -10,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::json;
 
 pub fn routes() -> Router<AppState> {
@@ -18,6 +19,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/me", get(auth::me))
+        .route("/api/me/usage", get(account::usage))
+        .route(
+            "/api/keys",
+            get(account::list_keys).post(account::create_key),
+        )
+        .route("/api/keys/{id}", delete(account::revoke_key))
+        .route("/api/link-codes", post(account::issue_link_code))
+        .route("/api/link-codes/redeem", post(account::redeem_link_code))
+        .route("/api/admin/grants", post(account::grant))
         .route("/api/models", get(models))
         .route("/api/providers", get(providers))
         .route(

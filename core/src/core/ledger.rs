@@ -1,0 +1,238 @@
+//! Core's quota commands: admission of runs (rate limit, refill, balance and
+//! concurrency), usage reports and grants.
+
+use super::{Core, CoreError};
+use crate::ids::AccountId;
+use crate::provider::{ChatRequest, estimate_usage};
+use crate::quota::{TokenCounts, credits_to_micros, fmt_credits, micros_to_credits};
+use crate::store::{Account, Admission, LedgerEntry, LedgerReason, Role, UsageBucket};
+use crate::time::now_ms;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Usage of one day or model, in credits for display.
+#[derive(Clone, Debug, Serialize)]
+pub struct UsageLine {
+    /// `YYYY-MM-DD` (UTC) for a day, `provider/model` for a model.
+    pub key: String,
+    pub runs: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_prompt_tokens: i64,
+    /// Credits charged.
+    pub cost: f64,
+}
+
+impl From<UsageBucket> for UsageLine {
+    fn from(b: UsageBucket) -> Self {
+        Self {
+            key: b.key,
+            runs: b.runs,
+            prompt_tokens: b.prompt_tokens,
+            completion_tokens: b.completion_tokens,
+            cached_prompt_tokens: b.cached_prompt_tokens,
+            cost: micros_to_credits(b.cost),
+        }
+    }
+}
+
+/// What `GET /api/me/usage` and the `usage` command show.
+#[derive(Clone, Debug, Serialize)]
+pub struct UsageReport {
+    /// Credits.
+    pub balance: f64,
+    /// The same balance in micro-credits (exact).
+    pub balance_micros: i64,
+    /// Whether runs are refused when the balance cannot cover them.
+    pub quota_enabled: bool,
+    /// The window the figures cover, in days back from today.
+    pub days: u32,
+    pub by_day: Vec<UsageLine>,
+    pub by_model: Vec<UsageLine>,
+}
+
+impl UsageReport {
+    /// One friendly paragraph for chat surfaces.
+    pub fn to_text(&self) -> String {
+        let runs: i64 = self.by_day.iter().map(|d| d.runs).sum();
+        let cost: f64 = self.by_day.iter().map(|d| d.cost).sum();
+        let mut text = format!(
+            "Balance: {} credits. Last {} days: {runs} replies, {} credits.",
+            fmt_credits(self.balance_micros),
+            self.days,
+            fmt_credits(credits_to_micros(cost))
+        );
+        for m in &self.by_model {
+            text.push_str(&format!(
+                "\n- {}: {} replies, {} prompt + {} completion tokens",
+                m.key, m.runs, m.prompt_tokens, m.completion_tokens
+            ));
+        }
+        text
+    }
+}
+
+/// Largest grant or deduction in one go, in credits.
+const MAX_GRANT: f64 = 1e9;
+
+impl Core {
+    /// Decides what a new run of `account` on `model` must satisfy, after the
+    /// account's rate limit and any auto-refill due. The balance and concurrency
+    /// checks themselves run in the transaction that creates the run.
+    pub(crate) async fn admission(
+        &self,
+        account: &Account,
+        model: &str,
+        request: &ChatRequest,
+    ) -> Result<Admission, CoreError> {
+        let limits = &self.config.limits;
+        if limits.messages_per_window > 0 {
+            let window = Duration::from_secs(limits.window_secs);
+            match self
+                .limiter
+                .hit(&format!("msg:{}", account.id), window)
+                .await
+            {
+                Ok(n) if n > limits.messages_per_window as u64 => {
+                    return Err(CoreError::RateLimited(format!(
+                        "you may send {} messages per {} seconds; wait a little and try again",
+                        limits.messages_per_window, limits.window_secs
+                    )));
+                }
+                Ok(_) => {}
+                // A rate-limit store outage must not stop every conversation.
+                Err(e) => tracing::warn!(error = %e, "rate limit not checked"),
+            }
+        }
+        let prompt_estimate = self.estimate_prompt(model, request).await;
+        let prompt_cost = self.prices.cost(
+            model,
+            TokenCounts {
+                prompt: prompt_estimate,
+                ..Default::default()
+            },
+        );
+        let quota = &self.config.quota;
+        let refill = credits_to_micros(quota.refill_amount);
+        if quota.enabled && refill > 0 {
+            let balance = self.store.balance(&account.id).await?;
+            if crate::quota::check_balance(balance, prompt_cost).is_err()
+                && let Some(now) = self
+                    .store
+                    .refill_if_due(
+                        &account.id,
+                        refill,
+                        quota.refill_interval_secs as i64 * 1000,
+                    )
+                    .await?
+            {
+                tracing::info!(account = %account.id, balance = now, "auto-refilled");
+            }
+        }
+        Ok(Admission {
+            enforce_balance: quota.enabled,
+            prompt_cost,
+            prompt_estimate,
+            max_concurrent_runs: limits.max_concurrent_runs,
+        })
+    }
+
+    /// Prompt tokens of `request` as `model`'s tokenizer counts them (off the async
+    /// workers: a long prompt takes milliseconds to encode).
+    async fn estimate_prompt(&self, model: &str, request: &ChatRequest) -> i64 {
+        let kind = match self.providers.resolve_chain(model) {
+            Ok(chain) if !chain.is_empty() => chain[0].kind,
+            _ => crate::config::ProviderKind::Scripted,
+        };
+        let request = request.clone();
+        tokio::task::spawn_blocking(move || estimate_usage(kind, &request, "").prompt_tokens)
+            .await
+            .map_or(0, |t| t as i64)
+    }
+
+    /// Balance and usage of the last `days` days (1 to 366).
+    pub async fn usage(&self, account: &Account, days: u32) -> Result<UsageReport, CoreError> {
+        if !(1..=366).contains(&days) {
+            return Err(CoreError::Invalid(format!(
+                "days must be 1 to 366, not {days}"
+            )));
+        }
+        let today = now_ms() / 86_400_000;
+        let since = (today - days as i64 + 1) * 86_400_000;
+        let balance = self.store.balance(&account.id).await?;
+        let (by_day, by_model) = self.store.usage(&account.id, since).await?;
+        Ok(UsageReport {
+            balance: micros_to_credits(balance),
+            balance_micros: balance,
+            quota_enabled: self.config.quota.enabled,
+            days,
+            by_day: by_day.into_iter().map(UsageLine::from).collect(),
+            by_model: by_model.into_iter().map(UsageLine::from).collect(),
+        })
+    }
+
+    /// The account's newest ledger rows (its merged accounts' included).
+    pub async fn ledger(
+        &self,
+        account: &Account,
+        limit: i64,
+    ) -> Result<Vec<LedgerEntry>, CoreError> {
+        Ok(self.store.ledger(&account.id, limit.clamp(1, 1000)).await?)
+    }
+
+    /// An admin adds `credits` (negative to deduct) to the account named
+    /// `account_name`; returns the account and its new balance in micro-credits.
+    pub async fn admin_grant(
+        &self,
+        admin: &Account,
+        account_name: &str,
+        credits: f64,
+        note: Option<&str>,
+    ) -> Result<(AccountId, i64), CoreError> {
+        if admin.role != Role::Admin {
+            return Err(CoreError::Forbidden("only admins may grant credits"));
+        }
+        let note = note.map(str::trim).filter(|n| !n.is_empty());
+        let note = match note {
+            Some(n) => format!("by {}: {n}", admin.name),
+            None => format!("by {}", admin.name),
+        };
+        self.grant_credits(account_name, credits, Some(&note)).await
+    }
+
+    /// Adds `credits` to the account named `account_name` (the CLI's `user grant`).
+    pub async fn grant_credits(
+        &self,
+        account_name: &str,
+        credits: f64,
+        note: Option<&str>,
+    ) -> Result<(AccountId, i64), CoreError> {
+        if !(credits.is_finite() && credits != 0.0 && credits.abs() <= MAX_GRANT) {
+            return Err(CoreError::Invalid(format!(
+                "amount must be a non-zero number of credits up to {MAX_GRANT} either way, not {credits}"
+            )));
+        }
+        if note.is_some_and(|n| n.chars().count() > 300) {
+            return Err(CoreError::Invalid(
+                "note is longer than 300 characters".into(),
+            ));
+        }
+        let account = self
+            .store
+            .account_by_name(account_name)
+            .await?
+            .filter(Account::is_active)
+            .ok_or(CoreError::NotFound("account"))?;
+        let balance = self
+            .store
+            .credit(
+                &account.id,
+                credits_to_micros(credits),
+                LedgerReason::Grant,
+                note,
+            )
+            .await?;
+        tracing::info!(account = %account.id, micros = credits_to_micros(credits), balance, "credits granted");
+        Ok((account.id, balance))
+    }
+}

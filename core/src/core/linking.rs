@@ -1,0 +1,240 @@
+//! Core's identity commands: link codes and merges, per-account API keys, and the
+//! login guessing limit.
+
+use super::{Core, CoreError};
+use crate::auth;
+use crate::quota::{LINK_CODE_TTL_MS, LinkCode, MAX_ACTIVE_LINK_CODES};
+use crate::store::{Account, ApiKeyInfo, ApiKeyScope, Identity, KeyedAccount, LinkOutcome};
+use crate::time::now_ms;
+use serde::Serialize;
+use std::time::Duration;
+
+/// A link code as shown once to the account that asked for it.
+#[derive(Clone, Debug, Serialize)]
+pub struct IssuedLinkCode {
+    /// `XXXX-XXXX`.
+    pub code: String,
+    pub expires_at: i64,
+}
+
+const WRONG_CODE: &str =
+    "this link code is wrong, used or expired; codes work once, for 10 minutes";
+
+impl Core {
+    /// Issues a link code for `account` (the `link` command, `POST /api/link-codes`).
+    pub async fn issue_link_code(&self, account: &Account) -> Result<IssuedLinkCode, CoreError> {
+        let code = LinkCode::generate();
+        let expires_at = now_ms() + LINK_CODE_TTL_MS;
+        self.store
+            .create_link_code(&account.id, &code.hash(), expires_at, MAX_ACTIVE_LINK_CODES)
+            .await?;
+        Ok(IssuedLinkCode {
+            code: code.display(),
+            expires_at,
+        })
+    }
+
+    /// Redeems `code` for `identity`: the identity joins the issuing account, and its
+    /// previous account (if any) is merged into it in one transaction. Wrong, used,
+    /// expired and malformed codes give one error and count against the identity's
+    /// guessing limit.
+    pub async fn redeem_link_code(
+        &self,
+        identity: &Identity,
+        code: &str,
+    ) -> Result<LinkOutcome, CoreError> {
+        let limits = &self.config.limits;
+        let window = Duration::from_secs(limits.guess_window_secs);
+        let key = format!("link:{}", identity.key());
+        let failures =
+            self.limiter.count(&key, window).await.map_err(|e| {
+                CoreError::Invalid(format!("cannot check the link code limit: {e}"))
+            })?;
+        if failures >= limits.link_code_failures as u64 {
+            return Err(CoreError::RateLimited(format!(
+                "too many wrong link codes; try again in {} minutes",
+                limits.guess_window_secs.div_ceil(60)
+            )));
+        }
+        let failed = |message: String| async {
+            if let Err(e) = self.limiter.hit(&key, window).await {
+                tracing::warn!(error = %e, "cannot count a wrong link code");
+            }
+            CoreError::InvalidLinkCode(message)
+        };
+        let code = match LinkCode::parse(code) {
+            Ok(code) => code,
+            Err(e) => return Err(failed(e.to_string()).await),
+        };
+        match self.store.redeem_link_code(&code.hash(), identity).await {
+            Ok(outcome) => Ok(outcome),
+            Err(crate::store::StoreError::NotFound("link code")) => {
+                Err(failed(WRONG_CODE.to_string()).await)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Redeems `code` for the web identity of a logged-in account: that account is
+    /// merged into the one that issued the code.
+    pub async fn redeem_link_code_for_account(
+        &self,
+        account: &Account,
+        code: &str,
+    ) -> Result<LinkOutcome, CoreError> {
+        self.redeem_link_code(&Identity::web(&account.name), code)
+            .await
+    }
+
+    /// The account a surface identity belongs to, if it has one.
+    pub async fn account_for_identity(
+        &self,
+        identity: &Identity,
+    ) -> Result<Option<Account>, CoreError> {
+        Ok(self
+            .store
+            .account_by_identity(&identity.platform, &identity.external_id)
+            .await?
+            .filter(Account::is_active))
+    }
+
+    /// The `link` command of a chat surface: without an argument, issues a code for
+    /// the identity's account; with one, redeems it. Returns the reply to post.
+    pub async fn link_command(
+        &self,
+        identity: &Identity,
+        code: Option<&str>,
+    ) -> Result<String, CoreError> {
+        match code.map(str::trim).filter(|c| !c.is_empty()) {
+            None => {
+                let account = self
+                    .account_for_identity(identity)
+                    .await?
+                    .ok_or(CoreError::NotFound("account"))?;
+                let issued = self.issue_link_code(&account).await?;
+                Ok(format!(
+                    "Your link code is {}. Within 10 minutes, send `link {}` from the other \
+                     account (or enter it on the web) to join it to this one. It works once.",
+                    issued.code, issued.code
+                ))
+            }
+            Some(code) => {
+                let outcome = self.redeem_link_code(identity, code).await?;
+                Ok(match outcome.merged_from {
+                    Some(_) => format!(
+                        "Linked. Your previous account ({} conversations, {} credits) was merged into this one.",
+                        outcome.conversations_moved,
+                        crate::quota::fmt_credits(outcome.balance_moved)
+                    ),
+                    None => {
+                        "Linked: this identity now uses the account that issued the code.".into()
+                    }
+                })
+            }
+        }
+    }
+
+    /// The `usage` command of a chat surface: balance and the last 30 days.
+    pub async fn usage_command(&self, identity: &Identity) -> Result<String, CoreError> {
+        let account = self
+            .account_for_identity(identity)
+            .await?
+            .ok_or(CoreError::NotFound("account"))?;
+        Ok(self.usage(&account, 30).await?.to_text())
+    }
+
+    // ---- API keys ----
+
+    /// Creates an API key for `account`; the key is returned once, stored hashed.
+    pub async fn create_account_api_key(
+        &self,
+        account: &Account,
+        name: &str,
+        scopes: &[String],
+    ) -> Result<(ApiKeyInfo, String), CoreError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(CoreError::Invalid(
+                "key name must be 1 to 64 characters, without control characters".into(),
+            ));
+        }
+        if scopes.is_empty() || scopes.len() > 8 {
+            return Err(CoreError::Invalid(
+                "scopes must list `read` and/or `chat`".into(),
+            ));
+        }
+        let scopes = scopes
+            .iter()
+            .map(|s| {
+                ApiKeyScope::parse(s).ok_or_else(|| {
+                    CoreError::Invalid(format!(
+                        "unknown scope {:?}: expected `read` or `chat`",
+                        s.chars().take(40).collect::<String>()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = auth::new_api_key();
+        let prefix: String = key.chars().take(auth::API_KEY_PREFIX.len() + 6).collect();
+        let info = self
+            .store
+            .create_scoped_api_key(&account.id, name, &auth::token_hash(&key), &prefix, &scopes)
+            .await?;
+        Ok((info, key))
+    }
+
+    pub async fn api_keys(&self, account: &Account) -> Result<Vec<ApiKeyInfo>, CoreError> {
+        Ok(self.store.list_api_keys(&account.id).await?)
+    }
+
+    /// Revokes one of the account's keys; another account's key is "not found".
+    pub async fn revoke_api_key(&self, account: &Account, id: &str) -> Result<(), CoreError> {
+        if self.store.revoke_api_key(&account.id, id).await? {
+            Ok(())
+        } else {
+            Err(CoreError::NotFound("API key"))
+        }
+    }
+
+    /// The active account of an unrevoked API key, with the key's scopes.
+    pub async fn api_key_account(&self, key: &str) -> Result<Option<KeyedAccount>, CoreError> {
+        Ok(self
+            .store
+            .account_by_scoped_api_key(&auth::token_hash(key))
+            .await?
+            .filter(|k| k.account.is_active()))
+    }
+
+    // ---- login guessing limit ----
+
+    /// [`Core::login`] with a limit on failures per account name and client address,
+    /// so passwords cannot be guessed at speed.
+    pub async fn login_limited(
+        &self,
+        name: &str,
+        password: &str,
+        client: &str,
+    ) -> Result<(Account, String), CoreError> {
+        let limits = &self.config.limits;
+        let window = Duration::from_secs(limits.guess_window_secs);
+        let key = format!("login:{}:{client}", name.to_lowercase());
+        let failures = self
+            .limiter
+            .count(&key, window)
+            .await
+            .map_err(|e| CoreError::Invalid(format!("cannot check the login limit: {e}")))?;
+        if failures >= limits.login_failures as u64 {
+            return Err(CoreError::RateLimited(format!(
+                "too many failed logins for this name; try again in {} minutes",
+                limits.guess_window_secs.div_ceil(60)
+            )));
+        }
+        let result = self.login(name, password).await;
+        if matches!(result, Err(CoreError::Unauthorized))
+            && let Err(e) = self.limiter.hit(&key, window).await
+        {
+            tracing::warn!(error = %e, "cannot count a failed login");
+        }
+        result
+    }
+}

@@ -1,0 +1,57 @@
+//! Fresh stores for the ledger tests: a SQLite file and a PostgreSQL database each,
+//! dropped afterwards. PostgreSQL is required (`CHORUS_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); an unreachable one fails the test.
+
+#![allow(dead_code)]
+
+use chorus_core::store::Store;
+use sqlx::Executor;
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("CHORUS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A SQLite store in a fresh temp dir, and the dir to remove afterwards.
+pub async fn sqlite_store() -> (Store, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("chorus-ledger-{}", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}/chorus.db", dir.display());
+    let store = Store::connect(&url, None).await.expect("open sqlite");
+    store.migrate().await.expect("migrate sqlite");
+    (store, dir)
+}
+
+/// Creates a fresh PostgreSQL database; returns its URL and name.
+pub async fn postgres_database() -> (String, String) {
+    let admin_url = postgres_admin_url();
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is required for this test and is not reachable at {admin_url}: {e} (run scripts/test)")
+    });
+    let name = format!("chorus_ledger_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b);
+    (format!("{base}/{name}"), name)
+}
+
+pub async fn postgres_store() -> (Store, String) {
+    let (url, name) = postgres_database().await;
+    let store = Store::connect(&url, Some(8)).await.expect("open postgres");
+    store.migrate().await.expect("migrate postgres");
+    (store, name)
+}
+
+pub async fn drop_pg(name: &str) {
+    if let Ok(admin) = sqlx::PgPool::connect(&postgres_admin_url()).await {
+        let _ = admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .await;
+    }
+}

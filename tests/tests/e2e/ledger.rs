@@ -1,0 +1,173 @@
+//! Balances and usage over HTTP and the CLI: a run the balance cannot cover is
+//! refused with 402 and writes nothing; a grant (CLI or admin API) lets it run; the
+//! run is charged exactly its usage at the model's price; `/api/me/usage` adds up;
+//! the ledger sums to the balance on PostgreSQL.
+
+use crate::quota_support::*;
+use anyhow::{Result, ensure};
+use chorus_tests::{PASSWORD, ServerConfig, TestDatabase, TestServer, logged_in_client, unique_name};
+use reqwest::Method;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exhausted_balances_are_refused_and_usage_adds_up() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    let server = TestServer::start(priced(ServerConfig::new().postgres(db.url()), "")).await?;
+    let name = unique_name("payer");
+    let client = logged_in_client(&server, &name).await?;
+    let conversation = client.create_conversation(None).await?;
+
+    // New accounts start with the default balance: zero here. Refused, nothing written.
+    let resp = call(&client, Method::POST, &format!("/api/conversations/{conversation}/messages"), Some(json!({"content": "hello"}))).await?;
+    let error = expect_error(resp, 402, "insufficient_balance").await?;
+    ensure!(error["message"].as_str().unwrap_or_default().contains("balance"), "{error}");
+    ensure!(client.messages(&conversation).await?.is_empty(), "a refused message is not stored");
+    let resp = call(&client, Method::POST, &format!("/api/conversations/{conversation}/messages"), Some(json!({"content": "hello"}))).await?;
+    expect_error(resp, 402, "insufficient_balance").await?;
+
+    // The CLI grants credits.
+    let out = server.cli(&["user", "grant", &name, "0.5", "--note", "trial"], None).await?;
+    ensure!(out.stdout.contains("balance 0.5 credits"), "{}", out.stdout);
+    let before = usage(&client).await?;
+    ensure!(before["balance"] == 0.5 && before["balance_micros"] == 500_000, "{before}");
+
+    let run = client.send_message(&conversation, "hello").await?.run_id;
+    let view = client.wait_run_ended(&run, Duration::from_secs(20)).await?;
+    ensure!(view["status"] == "complete", "{view}");
+    let (prompt, completion) = (view["prompt_tokens"].as_i64().unwrap_or(-1), view["completion_tokens"].as_i64().unwrap_or(-1));
+    ensure!(prompt > 0 && completion == 8, "usage of the run: {view}");
+    let cost = cost_micros(prompt, completion);
+
+    let after = usage(&client).await?;
+    ensure!(after["balance_micros"] == 500_000 - cost, "balance after one run of cost {cost}: {after}");
+    ensure!(after["quota_enabled"] == true && after["days"] == 30, "{after}");
+    let today = utc_day(view["created_at"].as_i64().unwrap_or_default());
+    let day = &after["by_day"][0];
+    ensure!(day["key"] == today.as_str() && day["runs"] == 1, "{after}");
+    let model = &after["by_model"][0];
+    ensure!(
+        model["key"] == "s/demo"
+            && model["runs"] == 1
+            && model["prompt_tokens"] == prompt
+            && model["completion_tokens"] == completion
+            && (model["cost"].as_f64().unwrap_or_default() - cost as f64 / 1e6).abs() < 1e-9,
+        "{after}"
+    );
+    // Nothing yesterday and before in a one-day window other than today.
+    let one_day = expect_status(client.get("/api/me/usage?days=1").await?, 200).await?;
+    ensure!(one_day["by_day"].as_array().map(Vec::len) == Some(1), "{one_day}");
+    for bad in ["days=0", "days=367", "days=abc", "days=-1"] {
+        expect_error(client.get(&format!("/api/me/usage?{bad}")).await?, 400, "invalid_request").await?;
+    }
+
+    // Admin grants through the API; a user may not.
+    let resp = call(&client, Method::POST, "/api/admin/grants", Some(json!({"account": name, "amount": 100}))).await?;
+    expect_error(resp, 403, "forbidden").await?;
+    let admin_name = unique_name("admin");
+    server
+        .cli(&["user", "create", &admin_name, "--admin", "--password-stdin"], Some(&format!("{PASSWORD}\n")))
+        .await?;
+    let admin = server.client();
+    admin.login(&admin_name, PASSWORD).await?;
+    let resp = call(&admin, Method::POST, "/api/admin/grants", Some(json!({"account": name, "amount": -1, "note": "clawback"}))).await?;
+    let granted = expect_status(resp, 201).await?;
+    ensure!(granted["balance_micros"] == 500_000 - cost - 1_000_000, "{granted}");
+    for (body, status, code) in [
+        (json!({"account": name, "amount": 0}), 400, "invalid_request"),
+        (json!({"account": name, "amount": 1e300}), 400, "invalid_request"),
+        (json!({"account": "nobody-here", "amount": 1}), 404, "not_found"),
+        (json!({"account": name, "amount": "lots"}), 400, "malformed_json"),
+    ] {
+        let resp = call(&admin, Method::POST, "/api/admin/grants", Some(body)).await?;
+        expect_error(resp, status, code).await?;
+    }
+    // Below zero: refused again, also for continuing a reply.
+    let resp = call(&client, Method::POST, &format!("/api/conversations/{conversation}/messages"), Some(json!({"content": "more"}))).await?;
+    expect_error(resp, 402, "insufficient_balance").await?;
+
+    let pool = db.pool().await?;
+    ensure!(assert_ledger_balanced(&pool).await? >= 2);
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT reason, amount FROM ledger ORDER BY created_at, id")
+        .fetch_all(&pool)
+        .await?;
+    let reasons: Vec<&str> = rows.iter().map(|(r, _)| r.as_str()).collect();
+    ensure!(reasons == ["grant", "run_usage", "grant"], "ledger reasons: {rows:?}");
+    ensure!(rows[1].1 == -cost, "{rows:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_refill_rate_and_concurrency_limits() -> Result<()> {
+    let server = priced_server(
+        "refill_amount = 0.1\nrefill_interval_secs = 3600\n[limits]\nmessages_per_window = 3\nwindow_secs = 3600\nmax_concurrent_runs = 1\n",
+    )
+    .await?;
+    let client = logged_in_client(&server, &unique_name("limited")).await?;
+    let a = client.create_conversation(None).await?;
+    let b = client.create_conversation(None).await?;
+    // Empty balance: the first message refills it (once per interval) and runs.
+    let run = client.send_message(&a, "first").await?.run_id;
+    // A second run while the first streams: refused by the concurrency limit.
+    let resp = call(&client, Method::POST, &format!("/api/conversations/{b}/messages"), Some(json!({"content": "second"}))).await?;
+    expect_error(resp, 429, "too_many_runs").await?;
+    client.wait_run_ended(&run, Duration::from_secs(20)).await?;
+    let report = usage(&client).await?;
+    let balance = report["balance_micros"].as_i64().unwrap_or_default();
+    ensure!(balance > 0 && balance < 100_000, "refilled 0.1 credits, minus one run: {report}");
+    let run = client.send_message(&b, "third").await?.run_id;
+    client.wait_run_ended(&run, Duration::from_secs(20)).await?;
+    // The fourth message in the window: rate limited.
+    let resp = call(&client, Method::POST, &format!("/api/conversations/{b}/messages"), Some(json!({"content": "fourth"}))).await?;
+    expect_error(resp, 429, "rate_limited").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_keys_have_scopes_last_use_and_revocation() -> Result<()> {
+    let server = TestServer::start(ServerConfig::new().scripted("s", TEXT, 200.0)).await?;
+    let client = logged_in_client(&server, &unique_name("keys")).await?;
+    let create = |body: serde_json::Value| call(&client, Method::POST, "/api/keys", Some(body));
+    let read = expect_status(create(json!({"name": "reader", "scopes": ["read"]})).await?, 201).await?;
+    let chat = expect_status(create(json!({"name": "bot"})).await?, 201).await?;
+    let read_key = read["key"].as_str().unwrap_or_default().to_string();
+    let chat_key = chat["key"].as_str().unwrap_or_default().to_string();
+    ensure!(read_key.starts_with("chorus_") && chat_key.starts_with("chorus_"), "{read} {chat}");
+    ensure!(chat["api_key"]["scopes"] == json!(["read", "chat"]), "{chat}");
+
+    let reader = chorus_tests::ApiClient::with_api_key(&server.url(), &read_key);
+    let chatter = chorus_tests::ApiClient::with_api_key(&server.url(), &chat_key);
+    expect_status(reader.get("/api/conversations").await?, 200).await?;
+    let resp = call(&reader, Method::POST, "/api/conversations", Some(json!({}))).await?;
+    expect_error(resp, 403, "insufficient_scope").await?;
+    expect_status(call(&chatter, Method::POST, "/api/conversations", Some(json!({}))).await?, 201).await?;
+    // Keys cannot manage keys or link accounts.
+    expect_error(chatter.get("/api/keys").await?, 403, "session_required").await?;
+    expect_error(call(&chatter, Method::POST, "/api/link-codes", None).await?, 403, "session_required").await?;
+
+    // The listing shows names, scopes and last use, never a secret.
+    let listing = client.get("/api/keys").await?.text().await?;
+    ensure!(!listing.contains(&read_key) && !listing.contains(&chat_key), "a secret leaked: {listing}");
+    let listed: serde_json::Value = serde_json::from_str(&listing)?;
+    let keys = listed["api_keys"].as_array().cloned().unwrap_or_default();
+    ensure!(keys.len() == 2 && keys.iter().all(|k| k["last_used_at"].is_i64()), "{listed}");
+
+    // Bad input: oversized or empty names, unknown or no scopes.
+    for body in [
+        json!({"name": "x".repeat(65)}),
+        json!({"name": "  "}),
+        json!({"name": "k", "scopes": ["admin"]}),
+        json!({"name": "k", "scopes": []}),
+    ] {
+        expect_error(create(body).await?, 400, "invalid_request").await?;
+    }
+    expect_error(create(json!({"name": "k", "extra": 1})).await?, 400, "malformed_json").await?;
+
+    // Revocation: at once, once.
+    let id = read["api_key"]["id"].as_str().unwrap_or_default();
+    expect_status(call(&client, Method::DELETE, &format!("/api/keys/{id}"), None).await?, 204).await?;
+    expect_error(reader.get("/api/conversations").await?, 401, "invalid_api_key").await?;
+    expect_error(call(&client, Method::DELETE, &format!("/api/keys/{id}"), None).await?, 404, "not_found").await?;
+    expect_status(chatter.get("/api/conversations").await?, 200).await?;
+    Ok(())
+}
