@@ -17,6 +17,8 @@ use crate::time::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod sandbox;
+
 /// Errors a surface turns into its own words (HTTP status, chat reply).
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
@@ -91,6 +93,7 @@ pub struct Core {
     providers: Arc<ProviderRegistry>,
     engine: Engine,
     config: Arc<Config>,
+    sandbox: Arc<crate::sandbox::DockerSandbox>,
 }
 
 impl Core {
@@ -98,7 +101,9 @@ impl Core {
     /// models which they serve. A serving instance then calls
     /// [`Core::start_background`].
     pub async fn start(config: Config) -> Result<Self, CoreError> {
-        Self::open(config, true).await
+        let core = Self::open(config, true).await?;
+        core.reap_sandbox_orphans().await;
+        Ok(core)
     }
 
     /// The core for one-shot admin commands (`user create`, `apikey create`): no model
@@ -143,12 +148,18 @@ impl Core {
                 checkpoint_interval: Duration::from_millis(config.engine.checkpoint_interval_ms),
             },
         );
+        let sandbox = Arc::new(crate::sandbox::DockerSandbox::new(
+            config.sandbox.clone(),
+            &config.data_dir(),
+            &config.instance_id(),
+        ));
         Ok(Self {
             store,
             journal,
             providers,
             engine,
             config: Arc::new(config),
+            sandbox,
         })
     }
 

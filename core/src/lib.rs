@@ -9,6 +9,7 @@ pub mod engine;
 pub mod ids;
 pub mod journal;
 pub mod provider;
+pub mod sandbox;
 pub mod secret;
 pub mod store;
 pub mod time;
