@@ -2,6 +2,7 @@
 
 mod auth;
 mod conversations;
+mod files;
 mod runs;
 
 use crate::AppState;
@@ -33,6 +34,11 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/conversations/{id}/messages",
             post(conversations::send),
+        )
+        .route("/api/conversations/{id}/files", get(files::list))
+        .route(
+            "/api/conversations/{id}/files/{*path}",
+            get(files::download),
         )
         .route("/api/runs/{id}", get(runs::get))
         .route("/api/runs/{id}/events", get(runs::events))
