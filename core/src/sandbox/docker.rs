@@ -187,7 +187,12 @@ impl DockerSandbox {
             });
         }
 
-        // Queue for a slot, then for the workspace.
+        // One execution per workspace at a time (each copies back over the
+        // workspace), then a slot among `max_concurrent`.
+        let _workspace = tokio::select! {
+            guard = self.workspaces.lock(&request.account, &request.conversation) => guard,
+            _ = cancel.cancelled() => return Err(SandboxError::Cancelled),
+        };
         let queue_timeout = Duration::from_secs(self.config.queue_timeout_secs);
         let _slot = tokio::select! {
             slot = tokio::time::timeout(queue_timeout, self.slots.clone().acquire_owned()) => match slot {
@@ -195,10 +200,6 @@ impl DockerSandbox {
                 Ok(Err(_)) => return Err(SandboxError::Cancelled),
                 Err(_) => return Err(SandboxError::QueueTimeout(self.config.queue_timeout_secs)),
             },
-            _ = cancel.cancelled() => return Err(SandboxError::Cancelled),
-        };
-        let _workspace = tokio::select! {
-            guard = self.workspaces.lock(&request.account, &request.conversation) => guard,
             _ = cancel.cancelled() => return Err(SandboxError::Cancelled),
         };
         let started = Instant::now();

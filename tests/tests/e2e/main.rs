@@ -16,6 +16,7 @@ mod gemini_provider;
 mod ollama_provider;
 mod openai_provider;
 mod openai_responses_provider;
+mod sandbox_files;
 mod sse_resume;
 mod two_instances;
 
