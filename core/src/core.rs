@@ -400,6 +400,7 @@ impl Core {
         id: &ConversationId,
     ) -> Result<(), CoreError> {
         if self.store.delete_conversation(&account.id, id).await? {
+            self.delete_sandbox_workspace(account, id).await;
             Ok(())
         } else {
             Err(CoreError::NotFound("conversation"))

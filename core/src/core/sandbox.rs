@@ -55,6 +55,14 @@ impl Core {
             .map_err(workspace_error)
     }
 
+    /// Removes a deleted conversation's workspace (waiting for a running execution
+    /// of it to end first); a failure is logged, the conversation is gone either way.
+    pub(super) async fn delete_sandbox_workspace(&self, account: &Account, id: &ConversationId) {
+        if let Err(e) = self.sandbox.workspaces().remove(&account.id, id).await {
+            tracing::warn!(conversation = %id, error = %e, "sandbox workspace not removed");
+        }
+    }
+
     async fn owned_conversation(
         &self,
         account: &Account,

@@ -92,9 +92,9 @@ impl DockerSandbox {
             return Ok(docker.clone());
         }
         let docker = connect(&self.host).map_err(|e| self.unavailable(e))?;
-        let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
+        let docker = tokio::time::timeout(Duration::from_secs(3), docker.negotiate_version())
             .await
-            .map_err(|_| self.unavailable("no answer within 10 seconds"))?
+            .map_err(|_| self.unavailable("no answer within 3 seconds"))?
             .map_err(|e| self.unavailable(e))?;
         *client = Some(docker.clone());
         Ok(docker)

@@ -119,6 +119,22 @@ impl Workspaces {
         .await
     }
 
+    /// Deletes a workspace (when its conversation is deleted), after any execution
+    /// in it has finished copying back.
+    pub async fn remove(
+        &self,
+        account: &AccountId,
+        conversation: &ConversationId,
+    ) -> Result<(), WorkspaceError> {
+        let _lock = self.lock(account, conversation).await;
+        let dir = self.dir(account, conversation);
+        blocking(move || match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        })
+        .await
+    }
+
     /// Opens one workspace file for reading, refusing any path that leaves the
     /// workspace (`..`, absolute paths, symlinks). Returns the file and its size.
     pub async fn open(

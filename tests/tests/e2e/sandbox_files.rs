@@ -28,6 +28,7 @@ async fn workspace_files_are_downloadable_by_their_owner_only() -> Result<()> {
     let bob = logged_in_client(&server, &unique_name("bob")).await?;
     let conversation = alice.create_conversation(None).await?;
     let me = alice.me().await?;
+    let account_id = me["id"].as_str().unwrap_or_default().to_string();
     let account = AccountId::parse(me["id"].as_str().unwrap_or_default())
         .ok_or_else(|| anyhow::anyhow!("no account id in /api/me: {me}"))?;
 
@@ -105,5 +106,25 @@ async fn workspace_files_are_downloadable_by_their_owner_only() -> Result<()> {
         ))
         .await?;
     ensure!(resp.status() == 404, "missing: {}", resp.status());
+
+    // Deleting the conversation deletes its workspace.
+    let workspace = server
+        .data_dir()
+        .join("sandbox")
+        .join(&account_id)
+        .join(&conversation);
+    ensure!(workspace.join("out/report.csv").is_file(), "{workspace:?}");
+    let resp = alice
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/conversations/{conversation}"),
+        )
+        .send()
+        .await?;
+    ensure!(resp.status().is_success(), "delete: {}", resp.status());
+    ensure!(
+        !workspace.exists(),
+        "{workspace:?} survived its conversation"
+    );
     Ok(())
 }
