@@ -31,6 +31,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Model aliases naming an ordered fallback chain of `provider/model`s.
     pub aliases: Vec<AliasConfig>,
+    /// The code sandbox (`code_interpreter` tool): Docker images and limits.
+    pub sandbox: crate::sandbox::SandboxConfig,
     /// Directory for the embedded SQLite database (when `database.url` is unset).
     pub data_dir: Option<PathBuf>,
 }
@@ -422,11 +424,15 @@ impl Config {
         };
         apply_env_overrides(&mut root, env)?;
         interpolate_env(&mut root, env, &mut String::new())?;
-        let config: Config =
+        let mut config: Config =
             serde_path_to_error::deserialize(root).map_err(|e| ConfigError::Shape {
                 key: e.path().to_string(),
                 message: e.inner().to_string(),
             })?;
+        if config.sandbox.docker_host.is_none() {
+            // Docker's own variable, as the docker CLI reads it.
+            config.sandbox.docker_host = env.get("DOCKER_HOST").cloned();
+        }
         config.validate()?;
         provider_check::check_credentials(&config.providers, env)?;
         Ok(config)
@@ -537,6 +543,7 @@ impl Config {
                 ));
             }
         }
+        self.sandbox.validate()?;
         let providers = self.effective_providers();
         for (i, alias) in self.aliases.iter().enumerate() {
             let key = |field: &str| format!("aliases[{i}].{field}");

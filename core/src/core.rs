@@ -23,6 +23,7 @@ mod linking;
 
 pub use ledger::UsageReport;
 pub use linking::IssuedLinkCode;
+mod sandbox;
 
 /// Errors a surface turns into its own words (HTTP status, chat reply).
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +112,7 @@ pub struct Core {
     prices: Arc<PriceTable>,
     /// Rate and guessing limits (Redis when the journal is, else in process).
     limiter: Arc<Limiter>,
+    sandbox: Arc<crate::sandbox::DockerSandbox>,
 }
 
 impl Core {
@@ -118,7 +120,9 @@ impl Core {
     /// models which they serve. A serving instance then calls
     /// [`Core::start_background`].
     pub async fn start(config: Config) -> Result<Self, CoreError> {
-        Self::open(config, true).await
+        let core = Self::open(config, true).await?;
+        core.reap_sandbox_orphans().await;
+        Ok(core)
     }
 
     /// The core for one-shot admin commands (`user create`, `apikey create`): no model
@@ -174,6 +178,11 @@ impl Core {
                 prices: prices.clone(),
             },
         );
+        let sandbox = Arc::new(crate::sandbox::DockerSandbox::new(
+            config.sandbox.clone(),
+            &config.data_dir(),
+            &config.instance_id(),
+        ));
         Ok(Self {
             store,
             journal,
@@ -182,6 +191,7 @@ impl Core {
             config: Arc::new(config),
             prices,
             limiter,
+            sandbox,
         })
     }
 
@@ -431,6 +441,7 @@ impl Core {
         id: &ConversationId,
     ) -> Result<(), CoreError> {
         if self.store.delete_conversation(&account.id, id).await? {
+            self.delete_sandbox_workspace(account, id).await;
             Ok(())
         } else {
             Err(CoreError::NotFound("conversation"))

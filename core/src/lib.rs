@@ -10,6 +10,7 @@ pub mod ids;
 pub mod journal;
 pub mod provider;
 pub mod quota;
+pub mod sandbox;
 pub mod secret;
 pub mod store;
 pub mod time;

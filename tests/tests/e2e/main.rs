@@ -21,6 +21,7 @@ mod ollama_provider;
 mod openai_provider;
 mod openai_responses_provider;
 mod quota_support;
+mod sandbox_files;
 mod sse_resume;
 mod two_instances;
 

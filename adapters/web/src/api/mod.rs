@@ -3,6 +3,7 @@
 mod account;
 mod auth;
 mod conversations;
+mod files;
 mod runs;
 
 use crate::AppState;
@@ -43,6 +44,11 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/conversations/{id}/messages",
             post(conversations::send),
+        )
+        .route("/api/conversations/{id}/files", get(files::list))
+        .route(
+            "/api/conversations/{id}/files/{*path}",
+            get(files::download),
         )
         .route("/api/runs/{id}", get(runs::get))
         .route("/api/runs/{id}/events", get(runs::events))

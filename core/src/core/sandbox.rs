@@ -1,0 +1,85 @@
+//! The code sandbox as surfaces see it: the files of a conversation's workspace, read
+//! by its owner only, and the sandbox itself for the tool host.
+
+use super::{Core, CoreError};
+use crate::ids::ConversationId;
+use crate::sandbox::{DockerSandbox, WorkspaceError, WorkspaceFile};
+use crate::store::Account;
+use std::sync::Arc;
+
+impl Core {
+    /// The code sandbox (`code_interpreter`), to register as a tool when
+    /// [`crate::sandbox::Sandbox::available`] says Docker answers.
+    pub fn sandbox(&self) -> &Arc<DockerSandbox> {
+        &self.sandbox
+    }
+
+    /// Removes sandbox containers a previous life of this instance left behind.
+    pub(super) async fn reap_sandbox_orphans(&self) {
+        if !self.config.sandbox.enabled {
+            return;
+        }
+        if let Err(e) = self.sandbox.reap_orphans().await {
+            tracing::warn!(error = %e, "sandbox orphans not reaped (the tool is offered once Docker answers)");
+        }
+    }
+
+    /// The files in a conversation's sandbox workspace; another account's
+    /// conversation is "not found".
+    pub async fn conversation_files(
+        &self,
+        account: &Account,
+        id: &ConversationId,
+    ) -> Result<Vec<WorkspaceFile>, CoreError> {
+        self.owned_conversation(account, id).await?;
+        self.sandbox
+            .workspaces()
+            .list(&account.id, id)
+            .await
+            .map_err(workspace_error)
+    }
+
+    /// Opens one workspace file of an owned conversation for download: the file and
+    /// its size. Paths leaving the workspace are refused.
+    pub async fn conversation_file(
+        &self,
+        account: &Account,
+        id: &ConversationId,
+        path: &str,
+    ) -> Result<(tokio::fs::File, u64), CoreError> {
+        self.owned_conversation(account, id).await?;
+        self.sandbox
+            .workspaces()
+            .open(&account.id, id, path)
+            .await
+            .map_err(workspace_error)
+    }
+
+    /// Removes a deleted conversation's workspace (waiting for a running execution
+    /// of it to end first); a failure is logged, the conversation is gone either way.
+    pub(super) async fn delete_sandbox_workspace(&self, account: &Account, id: &ConversationId) {
+        if let Err(e) = self.sandbox.workspaces().remove(&account.id, id).await {
+            tracing::warn!(conversation = %id, error = %e, "sandbox workspace not removed");
+        }
+    }
+
+    async fn owned_conversation(
+        &self,
+        account: &Account,
+        id: &ConversationId,
+    ) -> Result<(), CoreError> {
+        self.store
+            .conversation(&account.id, id)
+            .await?
+            .map(|_| ())
+            .ok_or(CoreError::NotFound("conversation"))
+    }
+}
+
+fn workspace_error(e: WorkspaceError) -> CoreError {
+    match e {
+        WorkspaceError::NotFound => CoreError::NotFound("file"),
+        WorkspaceError::InvalidPath(_) => CoreError::Invalid(e.to_string()),
+        other => CoreError::Invalid(other.to_string()),
+    }
+}

@@ -1,0 +1,198 @@
+//! The container one execution gets, and the guard that removes it on every path.
+//!
+//! The workspace travels through a fresh anonymous volume at `/mnt` (the root
+//! filesystem is read-only, and Docker's archive API writes into volumes, not tmpfs
+//! mounts): `/mnt/data` is the workspace, `/mnt/code` holds the program. Removing the
+//! container with `v=true` removes the volume with it.
+
+use super::config::{LanguageConfig, SandboxConfig};
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
+    ResourcesUlimits,
+};
+use bollard::query_parameters::RemoveContainerOptionsBuilder;
+use std::collections::HashMap;
+
+/// Label on every sandbox container and volume (orphans are found by it).
+pub const LABEL: &str = "chorus.sandbox";
+/// Label naming the instance that started a container.
+pub const LABEL_INSTANCE: &str = "chorus.sandbox.instance";
+
+/// Where the volume is mounted; the workspace is `MOUNT/data`.
+pub const MOUNT: &str = "/mnt";
+pub const WORKDIR: &str = "/mnt/data";
+
+/// The create request of one execution's container.
+pub fn spec(
+    config: &SandboxConfig,
+    language: &LanguageConfig,
+    program_name: &str,
+    instance: &str,
+) -> ContainerCreateBody {
+    let labels: HashMap<String, String> = [
+        (LABEL.to_string(), "1".to_string()),
+        (LABEL_INSTANCE.to_string(), instance.to_string()),
+    ]
+    .into();
+    let mut cmd = language.command.clone();
+    cmd.push(format!("{MOUNT}/code/{program_name}"));
+    let memory = (config.memory_mb * 1024 * 1024) as i64;
+    let fsize = config.workspace_quota_bytes() as i64;
+    ContainerCreateBody {
+        image: Some(language.image.clone()),
+        cmd: Some(cmd),
+        user: Some(config.user.clone()),
+        working_dir: Some(WORKDIR.into()),
+        env: Some(vec![
+            "HOME=/tmp".into(),
+            "PYTHONDONTWRITEBYTECODE=1".into(),
+            "MPLCONFIGDIR=/tmp".into(),
+        ]),
+        labels: Some(labels.clone()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        attach_stdin: Some(false),
+        open_stdin: Some(false),
+        tty: Some(false),
+        network_disabled: Some(true),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            memory: Some(memory),
+            // Equal to `memory`: no swap on top of the limit.
+            memory_swap: Some(memory),
+            nano_cpus: Some((config.cpus * 1e9) as i64),
+            pids_limit: Some(config.pids_limit),
+            readonly_rootfs: Some(true),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            privileged: Some(false),
+            ipc_mode: Some("private".into()),
+            tmpfs: Some(
+                [(
+                    "/tmp".to_string(),
+                    format!("rw,nosuid,nodev,size={}m,mode=1777", config.tmp_mb),
+                )]
+                .into(),
+            ),
+            mounts: Some(vec![Mount {
+                target: Some(MOUNT.into()),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(false),
+                volume_options: Some(MountVolumeOptions {
+                    labels: Some(labels),
+                    no_copy: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            // No single file beyond the quota, even while the program runs.
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("fsize".into()),
+                soft: Some(fsize),
+                hard: Some(fsize),
+            }]),
+            // Output goes only to our attach stream, never to a log file on the host.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
+            auto_remove: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Owns a created container: [`ContainerGuard::remove`] removes it (and its volume);
+/// dropping the guard without that (a cancelled or panicking execution) removes it
+/// from a background task.
+pub struct ContainerGuard {
+    docker: Docker,
+    id: String,
+    armed: bool,
+}
+
+impl ContainerGuard {
+    pub fn new(docker: Docker, id: String) -> Self {
+        Self {
+            docker,
+            id,
+            armed: true,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Kills and removes the container and its volume, and waits for it.
+    pub async fn remove(mut self) {
+        self.armed = false;
+        remove(&self.docker, &self.id).await;
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (docker, id) = (self.docker.clone(), self.id.clone());
+        match tokio::runtime::Handle::try_current() {
+            // Detached on purpose: the owner is gone; the removal is bounded by
+            // Docker's request timeout, and start-up reaping catches what it misses.
+            Ok(rt) => {
+                rt.spawn(async move { remove(&docker, &id).await });
+            }
+            Err(_) => {
+                tracing::warn!(container = %id, "sandbox container left for the start-up reaper")
+            }
+        }
+    }
+}
+
+/// Force-removes a container with its anonymous volume; logs instead of failing.
+pub async fn remove(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    match docker.remove_container(id, Some(options)).await {
+        Ok(()) => tracing::debug!(container = %id, "sandbox container removed"),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(e) => tracing::warn!(container = %id, error = %e, "cannot remove sandbox container"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_isolates_the_container() {
+        let config = SandboxConfig::default();
+        let python = config.language("python").unwrap().1;
+        let spec = spec(&config, python, "main.py", "inst-1");
+        let host = spec.host_config.as_ref().unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.cap_drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert_eq!(
+            host.security_opt.as_deref(),
+            Some(&["no-new-privileges".to_string()][..])
+        );
+        assert_eq!(host.memory, host.memory_swap);
+        assert_eq!(host.pids_limit, Some(config.pids_limit));
+        assert_eq!(spec.user.as_deref(), Some("1000:1000"));
+        assert_eq!(
+            spec.cmd.as_deref().unwrap().last().unwrap(),
+            "/mnt/code/main.py"
+        );
+        let labels = spec.labels.as_ref().unwrap();
+        assert_eq!(labels[LABEL], "1");
+        assert_eq!(labels[LABEL_INSTANCE], "inst-1");
+    }
+}

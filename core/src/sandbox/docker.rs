@@ -1,0 +1,507 @@
+//! [`DockerSandbox`]: the [`Sandbox`] on a Docker engine, through bollard.
+//!
+//! One execution: wait for a slot (semaphore) → lock the workspace → create the
+//! container → upload workspace and program → attach → start → read output (bounded)
+//! until exit, the wall-clock limit (kill) or cancellation (kill, remove, return) →
+//! inspect (exit code, OOM) → download the workspace within the quota → remove.
+
+use super::config::SandboxConfig;
+use super::container::{self, ContainerGuard, LABEL, LABEL_INSTANCE, MOUNT};
+use super::output::BoundedOutput;
+use super::workspace::{self, Workspaces};
+use super::{Execution, ExecutionRequest, Sandbox, SandboxError};
+use bollard::container::LogOutput;
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListVolumesOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use bollard::{API_DEFAULT_VERSION, Docker};
+use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
+use std::io::{Seek, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Seconds Docker requests may take before the client gives up.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// How long an availability answer is reused.
+const AVAILABILITY_TTL: Duration = Duration::from_secs(5);
+/// Extra time after a kill for the container to report its end.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// The code sandbox on a Docker engine. Cheap to share (`Arc`); every method is safe
+/// to call concurrently.
+pub struct DockerSandbox {
+    config: SandboxConfig,
+    host: String,
+    instance: String,
+    workspaces: Arc<Workspaces>,
+    slots: Arc<Semaphore>,
+    client: Mutex<Option<Docker>>,
+    availability: std::sync::Mutex<Option<(Instant, bool)>>,
+}
+
+impl DockerSandbox {
+    /// A sandbox that keeps workspaces under `data_dir/sandbox` and labels its
+    /// containers with `instance`. Connects lazily: Docker may come up later.
+    pub fn new(config: SandboxConfig, data_dir: &Path, instance: &str) -> Self {
+        let host = config
+            .docker_host
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string());
+        Self {
+            workspaces: Arc::new(Workspaces::new(data_dir, config.workspace_quota_bytes())),
+            slots: Arc::new(Semaphore::new(config.max_concurrent)),
+            host,
+            instance: instance.to_string(),
+            config,
+            client: Mutex::new(None),
+            availability: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The workspaces this sandbox copies in and out (for listing and downloads).
+    pub fn workspaces(&self) -> &Arc<Workspaces> {
+        &self.workspaces
+    }
+
+    /// Executions running now (at most `max_concurrent`).
+    pub fn running(&self) -> usize {
+        self.config.max_concurrent - self.slots.available_permits()
+    }
+
+    fn unavailable(&self, reason: impl ToString) -> SandboxError {
+        SandboxError::Unavailable {
+            host: self.host.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A client that has negotiated the API version with the engine (Debian's Docker
+    /// 20.10 speaks API 1.41; bollard defaults to a newer one).
+    async fn docker(&self) -> Result<Docker, SandboxError> {
+        if !self.config.enabled {
+            return Err(SandboxError::Disabled);
+        }
+        let mut client = self.client.lock().await;
+        if let Some(docker) = client.as_ref() {
+            return Ok(docker.clone());
+        }
+        let docker = connect(&self.host).map_err(|e| self.unavailable(e))?;
+        let docker = tokio::time::timeout(Duration::from_secs(3), docker.negotiate_version())
+            .await
+            .map_err(|_| self.unavailable("no answer within 3 seconds"))?
+            .map_err(|e| self.unavailable(e))?;
+        *client = Some(docker.clone());
+        Ok(docker)
+    }
+
+    /// Removes sandbox containers (and their volumes) left by a crash: every one this
+    /// instance labelled, and any instance's that has outlived the time limit.
+    pub async fn reap_orphans(&self) -> Result<usize, SandboxError> {
+        let docker = self.docker().await?;
+        let filters: HashMap<String, Vec<String>> =
+            [("label".to_string(), vec![format!("{LABEL}=1")])].into();
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let max_age = (self.config.timeout_secs + 300) as i64;
+        let now = crate::time::now_ms() / 1000;
+        let mut reaped = 0;
+        for c in docker.list_containers(Some(options)).await? {
+            let ours = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_INSTANCE))
+                .is_some_and(|i| *i == self.instance);
+            let stale = c.created.is_some_and(|t| now - t > max_age);
+            if let Some(id) = c.id.filter(|_| ours || stale) {
+                container::remove(&docker, &id).await;
+                reaped += 1;
+            }
+        }
+        // Volumes whose container is gone already (removal interrupted half-way).
+        let volume_filters: HashMap<String, Vec<String>> = [
+            ("label".to_string(), vec![format!("{LABEL}=1")]),
+            ("dangling".to_string(), vec!["true".to_string()]),
+        ]
+        .into();
+        let volumes = docker
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::default()
+                    .filters(&volume_filters)
+                    .build(),
+            ))
+            .await?;
+        for v in volumes.volumes.unwrap_or_default() {
+            if let Err(e) = docker
+                .remove_volume(
+                    &v.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await
+            {
+                tracing::warn!(volume = %v.name, error = %e, "cannot remove sandbox volume");
+            }
+        }
+        if reaped > 0 {
+            tracing::info!(reaped, "removed orphaned sandbox containers");
+        }
+        Ok(reaped)
+    }
+
+    async fn run(
+        &self,
+        request: ExecutionRequest,
+        cancel: CancellationToken,
+    ) -> Result<Execution, SandboxError> {
+        let known = || self.languages().join(", ");
+        let (language, lang) = self.config.language(&request.language).ok_or_else(|| {
+            SandboxError::UnknownLanguage {
+                given: request.language.clone(),
+                known: known(),
+            }
+        })?;
+        if request.code.len() > self.config.max_code_bytes {
+            return Err(SandboxError::Invalid(format!(
+                "the program is {} bytes, more than sandbox.max_code_bytes ({})",
+                request.code.len(),
+                self.config.max_code_bytes
+            )));
+        }
+        let docker = self.docker().await?;
+        if let Err(e) = docker.inspect_image(&lang.image).await {
+            return Err(match e {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                } => SandboxError::ImageMissing {
+                    image: lang.image.clone(),
+                    language: language.to_string(),
+                },
+                other => self.unavailable(other),
+            });
+        }
+
+        // One execution per workspace at a time (each copies back over the
+        // workspace), then a slot among `max_concurrent`.
+        let _workspace = tokio::select! {
+            guard = self.workspaces.lock(&request.account, &request.conversation) => guard,
+            _ = cancel.cancelled() => return Err(SandboxError::Cancelled),
+        };
+        let queue_timeout = Duration::from_secs(self.config.queue_timeout_secs);
+        let _slot = tokio::select! {
+            slot = tokio::time::timeout(queue_timeout, self.slots.clone().acquire_owned()) => match slot {
+                Ok(Ok(slot)) => slot,
+                Ok(Err(_)) => return Err(SandboxError::Cancelled),
+                Err(_) => return Err(SandboxError::QueueTimeout(self.config.queue_timeout_secs)),
+            },
+            _ = cancel.cancelled() => return Err(SandboxError::Cancelled),
+        };
+        let started = Instant::now();
+        let dir = self.workspaces.dir(&request.account, &request.conversation);
+        let program_name = format!("main.{}", lang.extension);
+
+        // The upload tar goes through a temporary file, so memory stays flat whatever
+        // the workspace holds.
+        let (tar_file, before) = {
+            let (dir, name, code) = (dir.clone(), program_name.clone(), request.code.clone());
+            tokio::task::spawn_blocking(move || -> Result<_, SandboxError> {
+                let before = workspace::snapshot(&dir)?;
+                let mut file = tempfile::tempfile().map_err(workspace::WorkspaceError::from)?;
+                workspace::pack(&dir, &name, code.as_bytes(), &mut file)?;
+                file.flush().map_err(workspace::WorkspaceError::from)?;
+                file.rewind().map_err(workspace::WorkspaceError::from)?;
+                Ok((file, before))
+            })
+            .await
+            .map_err(|e| SandboxError::Docker(e.to_string()))??
+        };
+
+        let spec = container::spec(&self.config, lang, &program_name, &self.instance);
+        let name = format!("chorus-sbx-{}", uuid::Uuid::new_v4().simple());
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                spec,
+            )
+            .await?;
+        let guard = ContainerGuard::new(docker.clone(), created.id);
+        tracing::debug!(container = %guard.id(), language, "sandbox execution starting");
+
+        let outcome = self.drive(&docker, &guard, tar_file, &cancel).await;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                guard.remove().await;
+                return Err(e);
+            }
+        };
+
+        // Exit code and OOM flag.
+        let state = docker
+            .inspect_container(guard.id(), None)
+            .await
+            .ok()
+            .and_then(|i| i.state);
+        let oom_killed = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+        let exit_code = if outcome.timed_out {
+            None
+        } else {
+            state.as_ref().and_then(|s| s.exit_code)
+        };
+
+        // Copy the workspace back, within the quota.
+        let mut notes = Vec::new();
+        let files = match self.copy_back(&docker, guard.id(), &dir, before).await {
+            Ok(unpacked) => {
+                if !unpacked.skipped.is_empty() {
+                    notes.push(format!(
+                        "not kept (only regular files and directories are): {}",
+                        unpacked.skipped.join(", ")
+                    ));
+                }
+                unpacked.changed
+            }
+            Err(e) => {
+                notes.push(e.to_string());
+                Vec::new()
+            }
+        };
+        guard.remove().await;
+
+        if outcome.timed_out {
+            notes.insert(
+                0,
+                format!(
+                    "killed: the program ran longer than the {}-second limit",
+                    self.config.timeout_secs
+                ),
+            );
+        }
+        if oom_killed {
+            notes.insert(
+                0,
+                format!(
+                    "killed: the program exceeded the memory limit of {} MiB",
+                    self.config.memory_mb
+                ),
+            );
+        }
+        let (stdout_truncated, stderr_truncated) =
+            (outcome.stdout.truncated(), outcome.stderr.truncated());
+        if stdout_truncated || stderr_truncated {
+            notes.push(format!(
+                "output truncated to {} bytes per stream (stdout {} bytes, stderr {} bytes in total)",
+                self.config.max_output_bytes,
+                outcome.stdout.total(),
+                outcome.stderr.total()
+            ));
+        }
+        Ok(Execution {
+            language: language.to_string(),
+            exit_code,
+            stdout: outcome.stdout.into_text(),
+            stderr: outcome.stderr.into_text(),
+            stdout_truncated,
+            stderr_truncated,
+            timed_out: outcome.timed_out,
+            oom_killed,
+            files,
+            notes,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Uploads, starts and follows the container until it ends, is killed at the time
+    /// limit, or is cancelled (then `Err(Cancelled)`).
+    async fn drive(
+        &self,
+        docker: &Docker,
+        guard: &ContainerGuard,
+        tar_file: std::fs::File,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, SandboxError> {
+        let id = guard.id();
+        let body = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(tar_file));
+        docker
+            .upload_to_container(
+                id,
+                Some(
+                    UploadToContainerOptionsBuilder::default()
+                        .path(MOUNT)
+                        .build(),
+                ),
+                bollard::body_try_stream(body),
+            )
+            .await?;
+        let attach = docker
+            .attach_container(
+                id,
+                Some(
+                    AttachContainerOptionsBuilder::default()
+                        .stdout(true)
+                        .stderr(true)
+                        .stream(true)
+                        .logs(false)
+                        .build(),
+                ),
+            )
+            .await?;
+        let mut output = attach.output;
+        docker.start_container(id, None).await?;
+
+        let limit = self.config.max_output_bytes;
+        let mut outcome = Outcome {
+            stdout: BoundedOutput::new(limit),
+            stderr: BoundedOutput::new(limit),
+            timed_out: false,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.config.timeout_secs);
+        let mut killed_at: Option<tokio::time::Instant> = None;
+        loop {
+            let hard_stop = killed_at.map(|t| t + KILL_GRACE);
+            tokio::select! {
+                item = output.next() => match item {
+                    Some(Ok(LogOutput::StdOut { message })) => outcome.stdout.push(&message),
+                    Some(Ok(LogOutput::StdErr { message })) => outcome.stderr.push(&message),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(container = %id, error = %e, "sandbox output stream failed");
+                        break;
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline), if killed_at.is_none() => {
+                    outcome.timed_out = true;
+                    kill(docker, id).await;
+                    killed_at = Some(tokio::time::Instant::now());
+                }
+                _ = tokio::time::sleep_until(hard_stop.unwrap_or(deadline)), if hard_stop.is_some() => break,
+                _ = cancel.cancelled() => return Err(SandboxError::Cancelled),
+            }
+        }
+        // The stream ends when the container stops; wait for Docker to record it.
+        let mut wait =
+            docker.wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>);
+        tokio::select! {
+            _ = tokio::time::timeout(KILL_GRACE, wait.next()) => {}
+            _ = cancel.cancelled() => return Err(SandboxError::Cancelled),
+        }
+        Ok(outcome)
+    }
+
+    /// Downloads `/mnt/data` into a temporary file (refusing archives far beyond the
+    /// quota as they stream) and replaces the host workspace with it.
+    async fn copy_back(
+        &self,
+        docker: &Docker,
+        id: &str,
+        dir: &Path,
+        before: workspace::Snapshot,
+    ) -> Result<workspace::Unpacked, SandboxError> {
+        let quota = self.workspaces.quota();
+        // Tar headers and padding on top of the file bytes.
+        let cap = quota + quota / 8 + 16 * 1024 * 1024;
+        let mut stream = docker.download_from_container(
+            id,
+            Some(
+                DownloadFromContainerOptionsBuilder::default()
+                    .path(container::WORKDIR)
+                    .build(),
+            ),
+        );
+        let temp = tempfile::tempfile().map_err(workspace::WorkspaceError::from)?;
+        let mut file = tokio::fs::File::from_std(temp);
+        let mut written = 0u64;
+        while let Some(chunk) = stream.try_next().await? {
+            written += chunk.len() as u64;
+            if written > cap {
+                return Err(workspace::WorkspaceError::QuotaExceeded { quota }.into());
+            }
+            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+                .await
+                .map_err(workspace::WorkspaceError::from)?;
+        }
+        let mut file = file.into_std().await;
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            file.rewind()?;
+            workspace::unpack(std::io::BufReader::new(file), &dir, quota, &before)
+        })
+        .await
+        .map_err(|e| SandboxError::Docker(e.to_string()))?
+        .map_err(SandboxError::from)
+    }
+}
+
+struct Outcome {
+    stdout: BoundedOutput,
+    stderr: BoundedOutput,
+    timed_out: bool,
+}
+
+async fn kill(docker: &Docker, id: &str) {
+    let options = KillContainerOptionsBuilder::default()
+        .signal("SIGKILL")
+        .build();
+    if let Err(e) = docker.kill_container(id, Some(options)).await {
+        tracing::debug!(container = %id, error = %e, "kill of sandbox container");
+    }
+}
+
+/// Docker's local socket, used when neither `sandbox.docker_host` nor `DOCKER_HOST`
+/// (read by the config loader) names another.
+const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+fn connect(host: &str) -> Result<Docker, bollard::errors::Error> {
+    if host.starts_with("unix://") {
+        Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
+    } else {
+        Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
+    }
+}
+
+#[async_trait::async_trait]
+impl Sandbox for DockerSandbox {
+    async fn available(&self) -> bool {
+        if !self.config.enabled {
+            return false;
+        }
+        if let Some((at, ok)) = *self.availability.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < AVAILABILITY_TTL
+        {
+            return ok;
+        }
+        let ok = match self.docker().await {
+            Ok(docker) => matches!(
+                tokio::time::timeout(Duration::from_secs(3), docker.ping()).await,
+                Ok(Ok(_))
+            ),
+            Err(_) => false,
+        };
+        *self.availability.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), ok));
+        ok
+    }
+
+    fn languages(&self) -> Vec<String> {
+        self.config.languages.keys().cloned().collect()
+    }
+
+    async fn execute(
+        &self,
+        request: ExecutionRequest,
+        cancel: CancellationToken,
+    ) -> Result<Execution, SandboxError> {
+        let result = self.run(request, cancel).await;
+        if let Err(SandboxError::Unavailable { .. }) = &result {
+            // Reconnect (and renegotiate) next time: the engine may have restarted.
+            *self.client.lock().await = None;
+        }
+        result
+    }
+}
