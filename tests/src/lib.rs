@@ -20,6 +20,7 @@
 //!   native chat API (NDJSON) and model list.
 //! - [`fake_server`]: what the fakes share: request recording, serving, paced
 //!   streaming replies and SSE framing.
+//! - [`fixture`]: the recorded replies under `tests/fixtures/PROVIDER/` the fakes replay.
 //! - [`provider_case`]: [`ProviderCase`], the fake + server + client + conversation
 //!   each provider test starts from, and its send-and-read steps.
 //! - [`litellm`]: LiteLLM's proxy (from PyPI) on loopback with mock responses, a
@@ -35,6 +36,7 @@ pub mod fake_ollama;
 pub mod fake_openai;
 pub mod fake_openai_responses;
 pub mod fake_server;
+pub mod fixture;
 pub mod litellm;
 pub mod provider_case;
 pub mod server;
