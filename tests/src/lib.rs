@@ -25,6 +25,9 @@
 //!   each provider test starts from, and its send-and-read steps.
 //! - [`litellm`]: LiteLLM's proxy (from PyPI) on loopback with mock responses, a
 //!   third-party server speaking the OpenAI and Anthropic formats.
+//! - [`provider_checks`]: the checks every provider passes (reply, tool calls, usage,
+//!   content filter, mid-stream error, 429 with Retry-After, rejected key), driven by
+//!   one table of expectations per provider.
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
 
 pub mod client;
@@ -39,6 +42,7 @@ pub mod fake_server;
 pub mod fixture;
 pub mod litellm;
 pub mod provider_case;
+pub mod provider_checks;
 pub mod server;
 pub mod services;
 pub mod wait;
