@@ -12,31 +12,37 @@
 //! `system` role in `messages`, with an empty message, or whose final assistant
 //! message ends in whitespace (400).
 //!
-//! What it does is chosen per request by a marker in the last user message:
+//! The replies are the fixtures of `tests/fixtures/anthropic/`, chosen per request by
+//! a marker in the last user message:
 //!
-//! | marker              | behaviour                                                        |
+//! | marker              | fixture                                                          |
 //! |---------------------|------------------------------------------------------------------|
-//! | (none)              | [`NORMAL_CHUNKS`] with [`NORMAL_USAGE`]                          |
-//! | `[think]`           | a thinking block of [`THINKING_CHUNKS`], then [`THINKING_ANSWER`] |
-//! | `[midstream-error]` | [`MIDSTREAM_CHUNKS`], then an `overloaded_error` event; it closes |
-//! | `[rate-limit]`      | HTTP 429, `retry-after: 3600`, Anthropic's rate-limit error body |
+//! | (none)              | `reply`: [`NORMAL_CHUNKS`] with [`NORMAL_USAGE`]                 |
+//! | `[think]`           | `thinking`: [`THINKING_CHUNKS`], then [`THINKING_ANSWER`]        |
+//! | `[tool-calls]`      | `tool_calls`: text, then two `tool_use` blocks (`input_json_delta`) |
+//! | `[content-filter]`  | `content_filter`: text, then `stop_reason: refusal`              |
+//! | `[midstream-error]` | `midstream_error`: [`MIDSTREAM_CHUNKS`], an `overloaded_error`   |
+//! | `[rate-limit-once]` | `rate_limit` (429, `retry-after: 1`) the first time, then `reply` |
+//! | `[rate-limit]`      | `rate_limit_long_wait`: 429 with `retry-after: 3600`             |
+//! | `[unauthorized]`    | `unauthorized`: 401 `authentication_error`                       |
 //!
 //! A request whose last message is the assistant prefill [`continuation_prefill`]
-//! (the mid-stream partial, trailing whitespace trimmed) gets [`CONTINUATION_CHUNKS`].
+//! (the mid-stream partial, trailing whitespace trimmed) gets `continuation`
+//! ([`CONTINUATION_CHUNKS`]); one whose last message carries tool results, `reply`.
 
 use crate::fake_server::{
-    FakeServer, Recorder, hung_up, paced_stream, roles_and_contents, sse_event, streaming_response,
+    FakeProvider, FakeServer, FirstTime, Recorder, hung_up, roles_and_contents,
 };
+use crate::fixture::replay;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 /// Token counts as the API reports them.
 #[derive(Clone, Copy, Debug)]
@@ -93,7 +99,12 @@ pub enum Behaviour {
     Thinking,
     MidstreamError,
     RateLimited,
+    /// `[rate-limit-once]` the first time: 429 with `retry-after: 1`.
+    RateLimitedOnce,
     Continuation,
+    ToolCalls,
+    ContentFilter,
+    Unauthorized,
     /// Refused as the real API would (the reason is in the response).
     Rejected,
 }
@@ -127,6 +138,7 @@ impl RecordedRequest {
 #[derive(Clone, Default)]
 struct FakeState {
     requests: Recorder<RecordedRequest>,
+    rate_limited: FirstTime,
 }
 
 /// The running fake. Stops when dropped.
@@ -153,6 +165,12 @@ impl FakeAnthropic {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.requests.all()
+    }
+}
+
+impl FakeProvider for FakeAnthropic {
+    fn request_times(&self) -> Vec<std::time::Instant> {
+        self.state.requests.times()
     }
 }
 
@@ -202,7 +220,12 @@ fn refusal(headers: &HeaderMap, body: &Value) -> Option<Response> {
                 "messages: Unexpected role \"{role}\". The Messages API accepts a top-level `system` parameter, not \"system\" as an input message role."
             ));
         }
-        if m["content"].as_str().is_none_or(str::is_empty) {
+        let empty = match &m["content"] {
+            Value::String(text) => text.is_empty(),
+            Value::Array(blocks) => blocks.is_empty(),
+            _ => true,
+        };
+        if empty {
             return invalid("messages: text content blocks must be non-empty");
         }
     }
@@ -217,13 +240,18 @@ fn refusal(headers: &HeaderMap, body: &Value) -> Option<Response> {
     None
 }
 
-fn choose(body: &Value) -> Behaviour {
+fn choose(body: &Value, rate_limited: &FirstTime) -> Behaviour {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    if let Some(last) = messages.last()
-        && last["role"] == "assistant"
-        && last["content"] == continuation_prefill().as_str()
-    {
-        return Behaviour::Continuation;
+    if let Some(last) = messages.last() {
+        if last["role"] == "assistant" && last["content"] == continuation_prefill().as_str() {
+            return Behaviour::Continuation;
+        }
+        let carries_tool_results = last["content"]
+            .as_array()
+            .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"));
+        if carries_tool_results {
+            return Behaviour::Normal;
+        }
     }
     let last_user = messages
         .iter()
@@ -231,12 +259,18 @@ fn choose(body: &Value) -> Behaviour {
         .find(|m| m["role"] == "user")
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default();
-    if last_user.contains("[midstream-error]") {
-        Behaviour::MidstreamError
-    } else if last_user.contains("[rate-limit]") {
-        Behaviour::RateLimited
-    } else if last_user.contains("[think]") {
-        Behaviour::Thinking
+    let markers = [
+        ("[midstream-error]", Behaviour::MidstreamError),
+        ("[rate-limit]", Behaviour::RateLimited),
+        ("[think]", Behaviour::Thinking),
+        ("[tool-calls]", Behaviour::ToolCalls),
+        ("[content-filter]", Behaviour::ContentFilter),
+        ("[unauthorized]", Behaviour::Unauthorized),
+    ];
+    if let Some((_, b)) = markers.iter().find(|(m, _)| last_user.contains(m)) {
+        *b
+    } else if last_user.contains("[rate-limit-once]") && rate_limited.first() {
+        Behaviour::RateLimitedOnce
     } else {
         Behaviour::Normal
     }
@@ -257,7 +291,7 @@ async fn messages(State(state): State<FakeState>, headers: HeaderMap, body: Byte
     let behaviour = if refused.is_some() {
         Behaviour::Rejected
     } else {
-        choose(&body)
+        choose(&body, &state.rate_limited)
     };
     let hung_up = Arc::new(AtomicBool::new(false));
     state.requests.push(RecordedRequest {
@@ -269,128 +303,17 @@ async fn messages(State(state): State<FakeState>, headers: HeaderMap, body: Byte
     if let Some(response) = refused {
         return response;
     }
-    let model = body["model"].as_str().unwrap_or("claude-sonnet-4-5");
-    let frames = match behaviour {
+    let fixture = match behaviour {
         Behaviour::Rejected => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        Behaviour::RateLimited => {
-            let mut response = api_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                RATE_LIMIT_MESSAGE,
-            );
-            response.headers_mut().insert(
-                "retry-after",
-                header::HeaderValue::from(RATE_LIMIT_RETRY_AFTER_SECS),
-            );
-            return response;
-        }
-        Behaviour::Normal => {
-            let mut frames = vec![message_start(model, NORMAL_USAGE)];
-            frames.extend(text_block(0, NORMAL_CHUNKS));
-            frames.extend(message_end("end_turn", NORMAL_USAGE));
-            frames
-        }
-        Behaviour::Thinking => {
-            let usage = FakeUsage {
-                output_tokens: 30,
-                ..NORMAL_USAGE
-            };
-            let mut frames = vec![message_start(model, usage)];
-            frames.push(sse_event(
-                "content_block_start",
-                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
-            ));
-            for chunk in THINKING_CHUNKS {
-                frames.push(sse_event(
-                    "content_block_delta",
-                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": chunk}}),
-                ));
-            }
-            frames.push(sse_event(
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3h"}}),
-            ));
-            frames.push(sse_event(
-                "content_block_stop",
-                json!({"type": "content_block_stop", "index": 0}),
-            ));
-            frames.extend(text_block(1, THINKING_ANSWER));
-            frames.extend(message_end("end_turn", usage));
-            frames
-        }
-        Behaviour::Continuation => {
-            let mut frames = vec![message_start(model, CONTINUATION_USAGE)];
-            frames.extend(text_block(0, CONTINUATION_CHUNKS));
-            frames.extend(message_end("end_turn", CONTINUATION_USAGE));
-            frames
-        }
-        Behaviour::MidstreamError => {
-            let mut frames = vec![message_start(model, NORMAL_USAGE)];
-            let mut block = text_block(0, MIDSTREAM_CHUNKS);
-            block.pop(); // the block never stops
-            frames.extend(block);
-            frames.push(sse_event(
-                "error",
-                json!({"type": "error", "error": {"type": MIDSTREAM_ERROR_TYPE, "message": MIDSTREAM_ERROR_MESSAGE}}),
-            ));
-            frames
-        }
+        Behaviour::Normal => "reply",
+        Behaviour::Thinking => "thinking",
+        Behaviour::Continuation => "continuation",
+        Behaviour::MidstreamError => "midstream_error",
+        Behaviour::RateLimited => "rate_limit_long_wait",
+        Behaviour::RateLimitedOnce => "rate_limit",
+        Behaviour::ToolCalls => "tool_calls",
+        Behaviour::ContentFilter => "content_filter",
+        Behaviour::Unauthorized => "unauthorized",
     };
-    let interval = Duration::from_millis(10);
-    let body = paced_stream(frames, move |_| interval, Some(hung_up));
-    streaming_response("text/event-stream", &[("cache-control", "no-cache")], body)
-}
-
-fn message_start(model: &str, usage: FakeUsage) -> Bytes {
-    sse_event(
-        "message_start",
-        json!({"type": "message_start", "message": {
-            "id": "msg_01FakeFakeFakeFakeFake",
-            "type": "message",
-            "role": "assistant",
-            "content": [],
-            "model": model,
-            "stop_reason": null,
-            "stop_sequence": null,
-            "usage": {
-                "input_tokens": usage.input_tokens,
-                "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-                "cache_read_input_tokens": usage.cache_read_input_tokens,
-                "output_tokens": 1,
-            },
-        }}),
-    )
-}
-
-/// `content_block_start`, a `ping`, one `text_delta` per chunk, `content_block_stop`.
-fn text_block(index: u32, chunks: &[&str]) -> Vec<Bytes> {
-    let mut frames = vec![
-        sse_event(
-            "content_block_start",
-            json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
-        ),
-        sse_event("ping", json!({"type": "ping"})),
-    ];
-    for chunk in chunks {
-        frames.push(sse_event(
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": chunk}}),
-        ));
-    }
-    frames.push(sse_event(
-        "content_block_stop",
-        json!({"type": "content_block_stop", "index": index}),
-    ));
-    frames
-}
-
-/// `message_delta` with the stop reason and the cumulative output usage, then `message_stop`.
-fn message_end(stop_reason: &str, usage: FakeUsage) -> Vec<Bytes> {
-    vec![
-        sse_event(
-            "message_delta",
-            json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": usage.output_tokens}}),
-        ),
-        sse_event("message_stop", json!({"type": "message_stop"})),
-    ]
+    replay("anthropic", fixture, Some(hung_up))
 }

@@ -8,15 +8,21 @@
 //!
 //! The stream is the OpenAI chunk format with Azure's additions: a first chunk with
 //! empty `choices` and `prompt_filter_results`, and `content_filter_results` on every
-//! choice. What it does is chosen by a marker in the last user message:
+//! choice. The replies are the fixtures of `tests/fixtures/azure/`, chosen by a marker
+//! in the last user message:
 //!
-//! | marker                  | behaviour                                                  |
+//! | marker                  | fixture                                                    |
 //! |-------------------------|------------------------------------------------------------|
-//! | (none)                  | [`NORMAL_CHUNKS`], `stop`, usage [`NORMAL_USAGE`]          |
-//! | `[blocked-prompt]`      | HTTP 400 `content_filter` ([`PROMPT_FILTER_MESSAGE`])       |
-//! | `[filtered-completion]` | [`FILTERED_CHUNKS`], then `finish_reason: content_filter`  |
+//! | (none)                  | `reply`: [`NORMAL_CHUNKS`], `stop`, usage [`NORMAL_USAGE`] |
+//! | `[tool-calls]`          | `tool_calls`: two parallel calls                           |
+//! | `[blocked-prompt]`      | `blocked_prompt`: 400 `content_filter` ([`PROMPT_FILTER_MESSAGE`]) |
+//! | `[filtered-completion]`, `[content-filter]` | `content_filter`: [`FILTERED_CHUNKS`], then `finish_reason: content_filter` |
+//! | `[midstream-error]`     | `midstream_error`: text, then an `error` event             |
+//! | `[rate-limit-once]`     | `rate_limit` (429, `retry-after: 1`) the first time, then `reply` |
+//! | `[unauthorized]`        | `unauthorized`: Azure's 401                                |
 
-use crate::fake_server::{FakeServer, Recorder, paced_stream, sse_data, streaming_response};
+use crate::fake_server::{FakeProvider, FakeServer, FirstTime, Recorder};
+use crate::fixture::replay;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -25,7 +31,6 @@ use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::time::Duration;
 
 pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " Azure", "."];
 pub const NORMAL_USAGE: (u64, u64) = (19, 4);
@@ -40,6 +45,11 @@ pub enum Behaviour {
     Normal,
     BlockedPrompt,
     FilteredCompletion,
+    ToolCalls,
+    MidstreamError,
+    /// `[rate-limit-once]` the first time: 429 with `retry-after: 1`.
+    RateLimitedOnce,
+    Unauthorized,
     /// The URL, `api-version` or key was wrong: answered with Azure's error.
     Rejected,
 }
@@ -74,6 +84,7 @@ struct FakeState {
     api_version: String,
     api_key: String,
     requests: Recorder<RecordedRequest>,
+    rate_limited: FirstTime,
 }
 
 /// The running fake. Stops when dropped.
@@ -94,6 +105,7 @@ impl FakeAzure {
             api_version: api_version.to_string(),
             api_key: api_key.to_string(),
             requests: Recorder::default(),
+            rate_limited: FirstTime::default(),
         };
         let app = Router::new()
             .route(
@@ -116,21 +128,18 @@ impl FakeAzure {
     }
 }
 
+impl FakeProvider for FakeAzure {
+    fn request_times(&self) -> Vec<std::time::Instant> {
+        self.state.requests.times()
+    }
+}
+
 fn azure_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         axum::Json(json!({"error": {"code": code, "message": message}})),
     )
         .into_response()
-}
-
-fn safe_filter_results() -> Value {
-    json!({
-        "hate": {"filtered": false, "severity": "safe"},
-        "self_harm": {"filtered": false, "severity": "safe"},
-        "sexual": {"filtered": false, "severity": "safe"},
-        "violence": {"filtered": false, "severity": "safe"},
-    })
 }
 
 async fn completions(
@@ -173,12 +182,26 @@ async fn completions(
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default()
         .to_string();
+    let after_tool_result = body["messages"]
+        .as_array()
+        .and_then(|ms| ms.last())
+        .is_some_and(|m| m["role"] == "tool");
+    let markers = [
+        ("[blocked-prompt]", Behaviour::BlockedPrompt),
+        ("[filtered-completion]", Behaviour::FilteredCompletion),
+        ("[content-filter]", Behaviour::FilteredCompletion),
+        ("[tool-calls]", Behaviour::ToolCalls),
+        ("[midstream-error]", Behaviour::MidstreamError),
+        ("[unauthorized]", Behaviour::Unauthorized),
+    ];
     let behaviour = if rejection.is_some() {
         Behaviour::Rejected
-    } else if last_user.contains("[blocked-prompt]") {
-        Behaviour::BlockedPrompt
-    } else if last_user.contains("[filtered-completion]") {
-        Behaviour::FilteredCompletion
+    } else if after_tool_result {
+        Behaviour::Normal
+    } else if let Some((_, b)) = markers.iter().find(|(m, _)| last_user.contains(m)) {
+        *b
+    } else if last_user.contains("[rate-limit-once]") && state.rate_limited.first() {
+        Behaviour::RateLimitedOnce
     } else {
         Behaviour::Normal
     };
@@ -192,88 +215,15 @@ async fn completions(
     if let Some(response) = rejection {
         return response;
     }
-    if behaviour == Behaviour::BlockedPrompt {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"error": {
-                "message": PROMPT_FILTER_MESSAGE,
-                "type": null,
-                "param": "prompt",
-                "code": "content_filter",
-                "status": 400,
-                "innererror": {
-                    "code": "ResponsibleAIPolicyViolation",
-                    "content_filter_result": {
-                        "hate": {"filtered": false, "severity": "safe"},
-                        "jailbreak": {"filtered": false, "detected": false},
-                        "self_harm": {"filtered": false, "severity": "safe"},
-                        "sexual": {"filtered": false, "severity": "safe"},
-                        "violence": {"filtered": true, "severity": "medium"},
-                    },
-                },
-            }})),
-        )
-            .into_response();
-    }
-
-    let chunk = |delta: Value, finish_reason: Value, filter: Value| {
-        sse_data(json!({
-            "id": "chatcmpl-az1",
-            "object": "chat.completion.chunk",
-            "created": 1_730_000_000,
-            "model": "gpt-4o-2024-08-06",
-            "system_fingerprint": "fp_azure",
-            "choices": [{
-                "index": 0,
-                "delta": delta,
-                "finish_reason": finish_reason,
-                "logprobs": null,
-                "content_filter_results": filter,
-            }],
-        }))
+    let fixture = match behaviour {
+        Behaviour::Rejected => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Behaviour::Normal => "reply",
+        Behaviour::BlockedPrompt => "blocked_prompt",
+        Behaviour::FilteredCompletion => "content_filter",
+        Behaviour::ToolCalls => "tool_calls",
+        Behaviour::MidstreamError => "midstream_error",
+        Behaviour::RateLimitedOnce => "rate_limit",
+        Behaviour::Unauthorized => "unauthorized",
     };
-    let mut frames = vec![
-        // Azure's first chunk: no choices, the prompt's filter results.
-        sse_data(json!({
-            "choices": [],
-            "created": 0,
-            "id": "",
-            "model": "",
-            "object": "",
-            "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": safe_filter_results()}],
-        })),
-        chunk(
-            json!({"role": "assistant", "content": ""}),
-            Value::Null,
-            json!({}),
-        ),
-    ];
-    let (texts, reason, filter, (prompt, completion)) = match behaviour {
-        Behaviour::FilteredCompletion => (
-            FILTERED_CHUNKS,
-            "content_filter",
-            json!({"violence": {"filtered": true, "severity": "medium"}}),
-            FILTERED_USAGE,
-        ),
-        _ => (NORMAL_CHUNKS, "stop", json!({}), NORMAL_USAGE),
-    };
-    for text in texts {
-        frames.push(chunk(
-            json!({"content": text}),
-            Value::Null,
-            safe_filter_results(),
-        ));
-    }
-    frames.push(chunk(json!({}), json!(reason), filter));
-    frames.push(sse_data(json!({
-        "id": "chatcmpl-az1",
-        "object": "chat.completion.chunk",
-        "created": 1_730_000_000,
-        "model": "gpt-4o-2024-08-06",
-        "choices": [],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-    })));
-    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    let body = paced_stream(frames, |_| Duration::from_millis(10), None);
-    streaming_response("text/event-stream", &[("cache-control", "no-cache")], body)
+    replay("azure", fixture, None)
 }

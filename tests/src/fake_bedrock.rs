@@ -1,9 +1,10 @@
 //! A fake AWS Bedrock runtime on `127.0.0.1:0`.
 //!
 //! It answers `POST /model/{modelId}/converse-stream` (the model id percent-encoded)
-//! with real `application/vnd.amazon.eventstream` binary frames written by
-//! `aws-smithy-eventstream` (each frame sent in two halves, so the client must
-//! reassemble them), and records every request.
+//! with real `application/vnd.amazon.eventstream` binary frames, encoded by
+//! `aws-smithy-eventstream` from the readable JSON fixtures of `tests/fixtures/bedrock/`
+//! (each frame sent in two halves, so the client must reassemble them), and records
+//! every request.
 //!
 //! Like AWS, it verifies the SigV4 signature of each request: it parses the
 //! `Authorization` header (`AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/bedrock/aws4_request,
@@ -14,22 +15,27 @@
 //!
 //! What it does is chosen by a marker in the last user text:
 //!
-//! | marker            | behaviour                                                          |
+//! | marker            | fixture                                                            |
 //! |-------------------|--------------------------------------------------------------------|
-//! | (none)            | [`NORMAL_CHUNKS`], `end_turn`, [`NORMAL_USAGE`]                    |
-//! | `[throttle]`      | HTTP 429 `ThrottlingException` with [`THROTTLE_MESSAGE`]           |
-//! | `[stream-error]`  | [`MIDSTREAM_CHUNKS`], then a `modelStreamErrorException` frame     |
+//! | (none)            | `reply`: [`NORMAL_CHUNKS`], `end_turn`, [`NORMAL_USAGE`]           |
+//! | `[tool-calls]`    | `tool_calls`: text, then two `toolUse` blocks in input fragments   |
+//! | `[content-filter]` | `content_filter`: text, then `stopReason: guardrail_intervened`   |
+//! | `[throttle]`      | `throttled`: 429 `ThrottlingException` ([`THROTTLE_MESSAGE`]), no wait given |
+//! | `[rate-limit-once]` | `rate_limit` (429 with `retry-after: 1`) the first time, then `reply` |
+//! | `[stream-error]`, `[midstream-error]` | `midstream_error`: [`MIDSTREAM_CHUNKS`], then a `modelStreamErrorException` frame |
+//! | `[unauthorized]`  | `unauthorized`: 403 `UnrecognizedClientException`                  |
+//! | `[unavailable]`   | `service_unavailable`: 503 `ServiceUnavailableException`            |
 //!
 //! A request whose history ends with the partial [`MIDSTREAM_CHUNKS`] as an assistant
-//! turn followed by a user turn (Chorus's explicit continuation) gets
-//! [`CONTINUATION_CHUNKS`] with [`CONTINUATION_USAGE`].
+//! turn followed by a user turn (Chorus's explicit continuation) gets `continuation`
+//! ([`CONTINUATION_CHUNKS`], [`CONTINUATION_USAGE`]); one whose last turn carries
+//! `toolResult` blocks gets `reply`.
 
-use crate::fake_server::{FakeServer, Recorder, paced_stream, streaming_response};
+use crate::fake_server::{FakeProvider, FakeServer, FirstTime, Recorder};
+use crate::fixture::replay;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
-use aws_smithy_eventstream::frame::write_message_to;
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -54,8 +60,14 @@ pub const SIGNATURE_MESSAGE: &str = "The request signature we calculated does no
 pub enum Behaviour {
     Normal,
     Throttled,
+    /// `[rate-limit-once]` the first time: 429 with `retry-after: 1`.
+    RateLimitedOnce,
     MidstreamError,
     Continuation,
+    ToolCalls,
+    ContentFilter,
+    Unauthorized,
+    Unavailable,
     /// Refused: bad or missing signature, unknown key, bad path.
     Rejected,
 }
@@ -109,6 +121,7 @@ struct FakeState {
     secret_access_key: String,
     region: String,
     requests: Recorder<RecordedRequest>,
+    rate_limited: FirstTime,
 }
 
 /// The running fake. Stops when dropped.
@@ -129,6 +142,7 @@ impl FakeBedrock {
             secret_access_key: secret_access_key.to_string(),
             region: region.to_string(),
             requests: Recorder::default(),
+            rate_limited: FirstTime::default(),
         };
         let app = Router::new().fallback(handle).with_state(state.clone());
         let server = FakeServer::spawn(app).await?;
@@ -142,6 +156,12 @@ impl FakeBedrock {
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.requests.all()
+    }
+}
+
+impl FakeProvider for FakeBedrock {
+    fn request_times(&self) -> Vec<std::time::Instant> {
+        self.state.requests.times()
     }
 }
 
@@ -323,9 +343,16 @@ fn check_signature(
     Ok(())
 }
 
-fn choose(body: &Value) -> Behaviour {
+fn choose(body: &Value, rate_limited: &FirstTime) -> Behaviour {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let n = messages.len();
+    let answers_calls = messages
+        .last()
+        .and_then(|m| m["content"].as_array())
+        .is_some_and(|blocks| blocks.iter().any(|b| b.get("toolResult").is_some()));
+    if answers_calls {
+        return Behaviour::Normal;
+    }
     if n >= 2
         && messages[n - 1]["role"] == "user"
         && messages[n - 2]["role"] == "assistant"
@@ -339,10 +366,19 @@ fn choose(body: &Value) -> Behaviour {
         .find(|m| m["role"] == "user")
         .map(message_text)
         .unwrap_or_default();
-    if last_user.contains("[throttle]") {
-        Behaviour::Throttled
-    } else if last_user.contains("[stream-error]") {
-        Behaviour::MidstreamError
+    let markers = [
+        ("[throttle]", Behaviour::Throttled),
+        ("[stream-error]", Behaviour::MidstreamError),
+        ("[midstream-error]", Behaviour::MidstreamError),
+        ("[tool-calls]", Behaviour::ToolCalls),
+        ("[content-filter]", Behaviour::ContentFilter),
+        ("[unauthorized]", Behaviour::Unauthorized),
+        ("[unavailable]", Behaviour::Unavailable),
+    ];
+    if let Some((_, b)) = markers.iter().find(|(m, _)| last_user.contains(m)) {
+        *b
+    } else if last_user.contains("[rate-limit-once]") && rate_limited.first() {
+        Behaviour::RateLimitedOnce
     } else {
         Behaviour::Normal
     }
@@ -380,7 +416,7 @@ async fn handle(
     let behaviour = if refusal.is_some() {
         Behaviour::Rejected
     } else {
-        choose(&json_body)
+        choose(&json_body, &state.rate_limited)
     };
     state.requests.push(RecordedRequest {
         model: model.unwrap_or_default(),
@@ -393,109 +429,17 @@ async fn handle(
     if let Some(response) = refusal {
         return response;
     }
-    let frames = match behaviour {
+    let fixture = match behaviour {
         Behaviour::Rejected => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        Behaviour::Throttled => {
-            return aws_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "ThrottlingException",
-                THROTTLE_MESSAGE,
-            );
-        }
-        Behaviour::Normal => {
-            let mut frames = text_message(NORMAL_CHUNKS);
-            frames.extend(stop_and_metadata(json!({
-                "inputTokens": NORMAL_USAGE.0,
-                "outputTokens": NORMAL_USAGE.1,
-                "cacheReadInputTokens": NORMAL_USAGE.2,
-                "totalTokens": NORMAL_USAGE.0 + NORMAL_USAGE.1 + NORMAL_USAGE.2,
-            })));
-            frames
-        }
-        Behaviour::Continuation => {
-            let mut frames = text_message(CONTINUATION_CHUNKS);
-            frames.extend(stop_and_metadata(json!({
-                "inputTokens": CONTINUATION_USAGE.0,
-                "outputTokens": CONTINUATION_USAGE.1,
-                "totalTokens": CONTINUATION_USAGE.0 + CONTINUATION_USAGE.1,
-            })));
-            frames
-        }
-        Behaviour::MidstreamError => {
-            let mut frames = text_message(MIDSTREAM_CHUNKS);
-            frames.pop(); // the block never stops
-            frames.push(exception(MIDSTREAM_ERROR_TYPE, MIDSTREAM_ERROR_MESSAGE));
-            frames
-        }
+        Behaviour::Normal => "reply",
+        Behaviour::Throttled => "throttled",
+        Behaviour::RateLimitedOnce => "rate_limit",
+        Behaviour::MidstreamError => "midstream_error",
+        Behaviour::Continuation => "continuation",
+        Behaviour::ToolCalls => "tool_calls",
+        Behaviour::ContentFilter => "content_filter",
+        Behaviour::Unauthorized => "unauthorized",
+        Behaviour::Unavailable => "service_unavailable",
     };
-    // Each frame goes out in two halves, so frames arrive split across chunks.
-    let pieces: Vec<Bytes> = frames
-        .into_iter()
-        .flat_map(|f| {
-            let mid = f.len() / 2;
-            [f.slice(..mid), f.slice(mid..)]
-        })
-        .collect();
-    let body = paced_stream(pieces, |_| Duration::from_millis(5), None);
-    streaming_response(
-        "application/vnd.amazon.eventstream",
-        &[("x-amzn-requestid", "f0a3c1de-fake-4bed-rock-000000000000")],
-        body,
-    )
-}
-
-fn string_header(name: &str, value: &str) -> Header {
-    Header::new(
-        name.to_string(),
-        HeaderValue::String(value.to_string().into()),
-    )
-}
-
-fn frame(message: Message) -> Bytes {
-    let mut buf = Vec::new();
-    write_message_to(&message, &mut buf).expect("a valid frame");
-    Bytes::from(buf)
-}
-
-/// An event frame as Bedrock sends it (with the `p` padding field).
-fn event(kind: &str, mut payload: Value) -> Bytes {
-    payload["p"] = json!("abcdefghijklmnopqrstuvwxyzABCDEF");
-    frame(
-        Message::new(Bytes::from(payload.to_string()))
-            .add_header(string_header(":event-type", kind))
-            .add_header(string_header(":content-type", "application/json"))
-            .add_header(string_header(":message-type", "event")),
-    )
-}
-
-fn exception(kind: &str, message: &str) -> Bytes {
-    frame(
-        Message::new(Bytes::from(json!({"message": message}).to_string()))
-            .add_header(string_header(":exception-type", kind))
-            .add_header(string_header(":content-type", "application/json"))
-            .add_header(string_header(":message-type", "exception")),
-    )
-}
-
-/// `messageStart`, one text block of `chunks`, `contentBlockStop`.
-fn text_message(chunks: &[&str]) -> Vec<Bytes> {
-    let mut frames = vec![event("messageStart", json!({"role": "assistant"}))];
-    for chunk in chunks {
-        frames.push(event(
-            "contentBlockDelta",
-            json!({"contentBlockIndex": 0, "delta": {"text": chunk}}),
-        ));
-    }
-    frames.push(event("contentBlockStop", json!({"contentBlockIndex": 0})));
-    frames
-}
-
-fn stop_and_metadata(usage: Value) -> Vec<Bytes> {
-    vec![
-        event("messageStop", json!({"stopReason": "end_turn"})),
-        event(
-            "metadata",
-            json!({"usage": usage, "metrics": {"latencyMs": 321}}),
-        ),
-    ]
+    replay("bedrock", fixture, None)
 }

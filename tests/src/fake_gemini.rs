@@ -7,16 +7,24 @@
 //! end marker: the stream just ends. It records every request's path, query, headers
 //! and JSON body.
 //!
-//! What it does is chosen by a marker in the text of the last `user` turn:
+//! The replies are the fixtures of `tests/fixtures/gemini/`, chosen by a marker in the
+//! text of the last `user` turn:
 //!
-//! | marker             | behaviour                                                      |
+//! | marker             | fixture                                                        |
 //! |--------------------|----------------------------------------------------------------|
-//! | (none)             | a thought, [`NORMAL_CHUNKS`], `STOP`, usage [`NORMAL_USAGE`]    |
-//! | `[safety]`         | [`SAFETY_CHUNKS`], then a chunk with `finishReason: "SAFETY"`  |
-//! | `[blocked-prompt]` | one chunk with `promptFeedback.blockReason: "SAFETY"`, no candidates |
-//! | `[rate-limit]`     | HTTP 429 with Google's `RESOURCE_EXHAUSTED` error body         |
+//! | (none)             | `reply`: a thought, [`NORMAL_CHUNKS`], `STOP`, [`NORMAL_USAGE`] |
+//! | `[tool-calls]`     | `tool_calls`: text, then two `functionCall` parts              |
+//! | `[safety]`, `[content-filter]` | `content_filter`: [`SAFETY_CHUNKS`], then `finishReason: "SAFETY"` |
+//! | `[blocked-prompt]` | `blocked_prompt`: `promptFeedback.blockReason: "SAFETY"`, no candidates |
+//! | `[midstream-error]` | `midstream_error`: text, then an `error` chunk                |
+//! | `[rate-limit-once]` | `rate_limit` (429 whose `RetryInfo` says `retryDelay: "1s"`) the first time, then `reply` |
+//! | `[rate-limit]`     | `rate_limit_long_wait`: 429 `RESOURCE_EXHAUSTED`, no delay     |
+//! | `[unauthorized]`   | `unauthorized`: 400 `INVALID_ARGUMENT` / `API_KEY_INVALID`     |
+//!
+//! A request whose last turn carries `functionResponse` parts gets `reply`.
 
-use crate::fake_server::{FakeServer, Recorder, paced_stream, streaming_response};
+use crate::fake_server::{FakeProvider, FakeServer, FirstTime, Recorder};
+use crate::fixture::replay;
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -24,7 +32,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 pub const THOUGHT: &str = "The user wants a greeting.";
 pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " the", " fake", " Gemini", "."];
@@ -41,6 +48,11 @@ pub enum Behaviour {
     Safety,
     BlockedPrompt,
     RateLimited,
+    /// `[rate-limit-once]` the first time: 429 with a one-second `retryDelay`.
+    RateLimitedOnce,
+    ToolCalls,
+    MidstreamError,
+    Unauthorized,
 }
 
 /// One request as the fake received it.
@@ -83,6 +95,7 @@ impl RecordedRequest {
 #[derive(Clone, Default)]
 struct FakeState {
     requests: Recorder<RecordedRequest>,
+    rate_limited: FirstTime,
 }
 
 /// The running fake. Stops when dropped.
@@ -112,19 +125,41 @@ impl FakeGemini {
     }
 }
 
-fn choose(body: &Value) -> Behaviour {
-    let last_user: String = body["contents"]
-        .as_array()
-        .and_then(|cs| cs.iter().rev().find(|c| c["role"] == "user"))
+impl FakeProvider for FakeGemini {
+    fn request_times(&self) -> Vec<std::time::Instant> {
+        self.state.requests.times()
+    }
+}
+
+fn choose(body: &Value, rate_limited: &FirstTime) -> Behaviour {
+    let contents = body["contents"].as_array().cloned().unwrap_or_default();
+    let answers_calls = contents
+        .last()
+        .and_then(|c| c["parts"].as_array())
+        .is_some_and(|ps| ps.iter().any(|p| p.get("functionResponse").is_some()));
+    if answers_calls {
+        return Behaviour::Normal;
+    }
+    let last_user: String = contents
+        .iter()
+        .rev()
+        .find(|c| c["role"] == "user")
         .and_then(|c| c["parts"].as_array())
         .map(|ps| ps.iter().filter_map(|p| p["text"].as_str()).collect())
         .unwrap_or_default();
-    if last_user.contains("[safety]") {
-        Behaviour::Safety
-    } else if last_user.contains("[blocked-prompt]") {
-        Behaviour::BlockedPrompt
-    } else if last_user.contains("[rate-limit]") {
-        Behaviour::RateLimited
+    let markers = [
+        ("[safety]", Behaviour::Safety),
+        ("[content-filter]", Behaviour::Safety),
+        ("[blocked-prompt]", Behaviour::BlockedPrompt),
+        ("[rate-limit]", Behaviour::RateLimited),
+        ("[tool-calls]", Behaviour::ToolCalls),
+        ("[midstream-error]", Behaviour::MidstreamError),
+        ("[unauthorized]", Behaviour::Unauthorized),
+    ];
+    if let Some((_, b)) = markers.iter().find(|(m, _)| last_user.contains(m)) {
+        *b
+    } else if last_user.contains("[rate-limit-once]") && rate_limited.first() {
+        Behaviour::RateLimitedOnce
     } else {
         Behaviour::Normal
     }
@@ -149,14 +184,13 @@ async fn generate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(model) = model_and_method.strip_suffix(":streamGenerateContent") else {
+    if !model_and_method.ends_with(":streamGenerateContent") {
         return error_response(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             &format!("unknown method in {model_and_method:?}"),
         );
-    };
-    let model = model.to_string();
+    }
     let body: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -167,7 +201,7 @@ async fn generate(
             );
         }
     };
-    let behaviour = choose(&body);
+    let behaviour = choose(&body, &state.rate_limited);
     state.requests.push(RecordedRequest {
         model_and_method: model_and_method.clone(),
         query: query.clone(),
@@ -183,101 +217,15 @@ async fn generate(
             "this fake only speaks alt=sse",
         );
     }
-    let response_id = "fake-response-1";
-    let usage = |prompt: u64, candidates: u64, thoughts: u64| {
-        let mut u = json!({
-            "promptTokenCount": prompt,
-            "totalTokenCount": prompt + candidates + thoughts,
-        });
-        if candidates > 0 {
-            u["candidatesTokenCount"] = json!(candidates);
-        }
-        if thoughts > 0 {
-            u["thoughtsTokenCount"] = json!(thoughts);
-        }
-        u
+    let fixture = match behaviour {
+        Behaviour::Normal => "reply",
+        Behaviour::Safety => "content_filter",
+        Behaviour::BlockedPrompt => "blocked_prompt",
+        Behaviour::RateLimited => "rate_limit_long_wait",
+        Behaviour::RateLimitedOnce => "rate_limit",
+        Behaviour::ToolCalls => "tool_calls",
+        Behaviour::MidstreamError => "midstream_error",
+        Behaviour::Unauthorized => "unauthorized",
     };
-    let chunk = |part: Value, finish: Option<&str>, usage: Value| {
-        let mut candidate = json!({
-            "content": {"parts": [part], "role": "model"},
-            "index": 0,
-        });
-        if let Some(f) = finish {
-            candidate["finishReason"] = json!(f);
-        }
-        sse(json!({
-            "candidates": [candidate],
-            "usageMetadata": usage,
-            "modelVersion": model,
-            "responseId": response_id,
-        }))
-    };
-    let frames: Vec<Bytes> = match behaviour {
-        Behaviour::RateLimited => {
-            return error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                "RESOURCE_EXHAUSTED",
-                RATE_LIMIT_MESSAGE,
-            );
-        }
-        Behaviour::Normal => {
-            let (prompt, candidates, thoughts) = NORMAL_USAGE;
-            let mut frames = vec![chunk(
-                json!({"text": THOUGHT, "thought": true}),
-                None,
-                usage(prompt, 0, thoughts),
-            )];
-            let last = NORMAL_CHUNKS.len() - 1;
-            for (i, text) in NORMAL_CHUNKS.iter().enumerate() {
-                let finish = (i == last).then_some("STOP");
-                let so_far = if i == last { candidates } else { i as u64 + 1 };
-                frames.push(chunk(
-                    json!({"text": text}),
-                    finish,
-                    usage(prompt, so_far, thoughts),
-                ));
-            }
-            frames
-        }
-        Behaviour::Safety => {
-            let mut frames: Vec<Bytes> = SAFETY_CHUNKS
-                .iter()
-                .enumerate()
-                .map(|(i, text)| chunk(json!({"text": text}), None, usage(9, i as u64 + 1, 0)))
-                .collect();
-            // The blocked candidate: a finish reason and ratings, no content.
-            frames.push(sse(json!({
-                "candidates": [{
-                    "finishReason": "SAFETY",
-                    "index": 0,
-                    "safetyRatings": [
-                        {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": true},
-                        {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
-                    ],
-                }],
-                "usageMetadata": usage(9, 2, 0),
-                "modelVersion": model,
-                "responseId": response_id,
-            })));
-            frames
-        }
-        Behaviour::BlockedPrompt => vec![sse(json!({
-            "promptFeedback": {
-                "blockReason": "SAFETY",
-                "safetyRatings": [
-                    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"},
-                ],
-            },
-            "usageMetadata": usage(7, 0, 0),
-            "modelVersion": model,
-            "responseId": response_id,
-        }))],
-    };
-    let body = paced_stream(frames, |_| Duration::from_millis(10), None);
-    streaming_response("text/event-stream", &[], body)
-}
-
-/// One SSE event, with the `\r\n\r\n` separator the API uses.
-fn sse(value: Value) -> Bytes {
-    Bytes::from(format!("data: {value}\r\n\r\n"))
+    replay("gemini", fixture, None)
 }

@@ -1,7 +1,8 @@
 //! A fake Ollama server on `127.0.0.1:0`.
 //!
 //! - `GET /api/tags` lists [`MODELS`] in the documented shape (`{"models": [{"name",
-//!   "model", "modified_at", "size", "digest", "details"}]}`).
+//!   "model", "modified_at", "size", "digest", "details"}]}`): the fixture
+//!   `tests/fixtures/ollama/tags`.
 //! - `POST /api/chat` streams newline-delimited JSON (`application/x-ndjson`): one
 //!   object per line with `message.content`, then a final object with `done: true`,
 //!   `done_reason` and the token counts `prompt_eval_count` and `eval_count`. Every
@@ -14,13 +15,19 @@
 //!
 //! | request                                    | behaviour                                   |
 //! |--------------------------------------------|---------------------------------------------|
-//! | last message is `assistant` (a prefill)    | the rest of [`slow_script`] after that text, continued exactly |
+//! | last message is `assistant` (a prefill)    | the rest of [`slow_script`] after that text, continued exactly (built from the prefill) |
 //! | last user message contains `[slow]`        | [`slow_script`] in [`slow_chunks`], one every [`SLOW_CHUNK_INTERVAL`] |
-//! | otherwise                                  | [`NORMAL_CHUNKS`], usage [`NORMAL_USAGE`]   |
+//! | `[tool-calls]`                             | fixture `tool_calls`: `message.tool_calls` in one line |
+//! | `[midstream-error]`                        | fixture `midstream_error`: text, then an `{"error": ...}` line |
+//! | `[rate-limit-once]`                        | fixture `rate_limit` (429, `retry-after: 1`) the first time, then `reply` |
+//! | `[unauthorized]`                           | fixture `unauthorized`: 401, as an authenticating proxy answers |
+//! | otherwise, or after a tool result          | fixture `reply`: [`NORMAL_CHUNKS`], usage [`NORMAL_USAGE`] |
 
 use crate::fake_server::{
-    FakeServer, Recorder, paced_stream, roles_and_contents, streaming_response,
+    FakeProvider, FakeServer, FirstTime, Recorder, paced_stream, roles_and_contents,
+    streaming_response,
 };
+use crate::fixture::replay;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -68,6 +75,11 @@ pub enum Behaviour {
     ModelNotFound,
     /// A prefill that is not a prefix of the slow script.
     BadPrefill,
+    ToolCalls,
+    MidstreamError,
+    /// `[rate-limit-once]` the first time: 429 with `retry-after: 1`.
+    RateLimitedOnce,
+    Unauthorized,
 }
 
 /// One chat request as the fake received it.
@@ -88,6 +100,7 @@ impl RecordedRequest {
 struct FakeState {
     requests: Recorder<RecordedRequest>,
     tags_calls: Arc<AtomicUsize>,
+    rate_limited: FirstTime,
 }
 
 /// The running fake. Stops when dropped.
@@ -123,41 +136,29 @@ impl FakeOllama {
     }
 }
 
+impl FakeProvider for FakeOllama {
+    fn request_times(&self) -> Vec<std::time::Instant> {
+        self.state.requests.times()
+    }
+}
+
 async fn tags(State(state): State<FakeState>) -> Response {
     state.tags_calls.fetch_add(1, Ordering::SeqCst);
-    let models: Vec<Value> = MODELS
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            json!({
-                "name": name,
-                "model": name,
-                "modified_at": "2025-05-10T08:06:48.639712648-07:00",
-                "size": 2019393189u64 + i as u64,
-                "digest": format!("{:064x}", i + 1),
-                "details": {
-                    "parent_model": "",
-                    "format": "gguf",
-                    "family": "llama",
-                    "families": ["llama"],
-                    "parameter_size": "3.2B",
-                    "quantization_level": "Q4_K_M",
-                },
-            })
-        })
-        .collect();
-    axum::Json(json!({"models": models})).into_response()
+    replay("ollama", "tags", None)
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({"error": message}))).into_response()
 }
 
-fn choose(body: &Value) -> Behaviour {
+fn choose(body: &Value, rate_limited: &FirstTime) -> Behaviour {
     if !MODELS.contains(&body["model"].as_str().unwrap_or_default()) {
         return Behaviour::ModelNotFound;
     }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    if messages.last().is_some_and(|m| m["role"] == "tool") {
+        return Behaviour::Normal;
+    }
     if let Some(last) = messages.last()
         && last["role"] == "assistant"
     {
@@ -174,8 +175,16 @@ fn choose(body: &Value) -> Behaviour {
         .find(|m| m["role"] == "user")
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default();
-    if last_user.contains("[slow]") {
-        Behaviour::Slow
+    let markers = [
+        ("[slow]", Behaviour::Slow),
+        ("[tool-calls]", Behaviour::ToolCalls),
+        ("[midstream-error]", Behaviour::MidstreamError),
+        ("[unauthorized]", Behaviour::Unauthorized),
+    ];
+    if let Some((_, b)) = markers.iter().find(|(m, _)| last_user.contains(m)) {
+        *b
+    } else if last_user.contains("[rate-limit-once]") && rate_limited.first() {
+        Behaviour::RateLimitedOnce
     } else {
         Behaviour::Normal
     }
@@ -186,7 +195,7 @@ async fn chat(State(state): State<FakeState>, body: Bytes) -> Response {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let behaviour = choose(&body);
+    let behaviour = choose(&body, &state.rate_limited);
     state.requests.push(RecordedRequest {
         body: body.clone(),
         behaviour,
@@ -202,10 +211,11 @@ async fn chat(State(state): State<FakeState>, body: Bytes) -> Response {
                 "the fake can only continue a prefix of its slow script",
             );
         }
-        Behaviour::Normal => (
-            NORMAL_CHUNKS.iter().map(|c| c.to_string()).collect(),
-            Duration::from_millis(10),
-        ),
+        Behaviour::Normal => return replay("ollama", "reply", None),
+        Behaviour::ToolCalls => return replay("ollama", "tool_calls", None),
+        Behaviour::MidstreamError => return replay("ollama", "midstream_error", None),
+        Behaviour::RateLimitedOnce => return replay("ollama", "rate_limit", None),
+        Behaviour::Unauthorized => return replay("ollama", "unauthorized", None),
         Behaviour::Slow => (slow_chunks(), SLOW_CHUNK_INTERVAL),
         Behaviour::Continuation => {
             let messages = body["messages"].as_array().cloned().unwrap_or_default();
@@ -223,11 +233,7 @@ async fn chat(State(state): State<FakeState>, body: Bytes) -> Response {
             (pieces, Duration::from_millis(10))
         }
     };
-    let prompt = if behaviour == Behaviour::Normal {
-        NORMAL_USAGE.0
-    } else {
-        prompt_tokens(&body)
-    };
+    let prompt = prompt_tokens(&body);
     let eval = chunks.len() as u64;
     let mut lines: Vec<String> = chunks
         .iter()

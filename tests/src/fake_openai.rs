@@ -1,30 +1,37 @@
 //! A fake OpenAI Chat Completions server on `127.0.0.1:0`.
 //!
-//! It answers `POST /v1/chat/completions` in the documented streaming wire format:
-//! `data: {chat.completion.chunk}` events, a chunk with `finish_reason: "stop"`, then
-//! (as the request asks with `stream_options.include_usage`) a chunk with empty
-//! `choices` and the `usage`, then `data: [DONE]`. It records every request's
-//! headers and JSON body, and whether the client hung up before the reply ended.
+//! It answers `POST /v1/chat/completions` in the documented streaming wire format,
+//! replaying the fixtures of `tests/fixtures/openai/`: `data: {chat.completion.chunk}`
+//! events, a chunk with the `finish_reason`, then (as the request asks with
+//! `stream_options.include_usage`) a chunk with empty `choices` and the `usage`, then
+//! `data: [DONE]`. It records every request's headers, JSON body and arrival time,
+//! and whether the client hung up before the reply ended.
 //!
 //! What it does is chosen per request by a marker in the last user message:
 //!
-//! | marker              | behaviour                                                   |
-//! |---------------------|-------------------------------------------------------------|
-//! | (none)              | [`NORMAL_CHUNKS`], then stop and usage                      |
-//! | `[midstream-error]` | [`MIDSTREAM_CHUNKS`], then an `error` event, and it closes  |
-//! | `[rate-limit]`      | HTTP 429, `Retry-After: 7`, OpenAI's rate-limit error body  |
-//! | `[slow]`            | [`slow_chunks`], one every [`SLOW_CHUNK_INTERVAL`]          |
-//! | `[unauthorized]`    | HTTP 401 with OpenAI's invalid-key error body               |
-//! | `[no-usage]`        | [`NORMAL_CHUNKS`] and stop, but no usage chunk (as some     |
-//! |                     | compatible servers do)                                      |
+//! | marker              | fixture / behaviour                                          |
+//! |---------------------|--------------------------------------------------------------|
+//! | (none)              | `reply`: [`NORMAL_CHUNKS`], stop, usage [`NORMAL_USAGE`]     |
+//! | `[tool-calls]`      | `tool_calls`: two parallel calls in argument fragments       |
+//! | `[content-filter]`  | `content_filter`: text, then `finish_reason: content_filter` |
+//! | `[midstream-error]` | `midstream_error`: [`MIDSTREAM_CHUNKS`], an `error` event    |
+//! | `[rate-limit-once]` | `rate_limit` (429, `Retry-After: 1`) the first time, then `reply` |
+//! | `[rate-limit]`      | `rate_limit_long_wait`: 429 with `Retry-After: 7`            |
+//! | `[unavailable]`     | `service_unavailable`: HTTP 503                              |
+//! | `[unauthorized]`    | `unauthorized`: HTTP 401 with OpenAI's invalid-key body      |
+//! | `[no-usage]`        | `reply_without_usage`, as some compatible servers answer     |
+//! | `[slow]`            | [`slow_chunks`], one every [`SLOW_CHUNK_INTERVAL`] (built in |
+//! |                     | code: forty chunks paced for a stop test)                    |
 //!
 //! A request whose second-to-last message is the assistant text of a mid-stream
-//! error (a continuation of it) gets [`CONTINUATION_CHUNKS`].
+//! error (a continuation of it) gets `continuation` ([`CONTINUATION_CHUNKS`]); one
+//! whose last message is a tool result gets `reply`.
 
 use crate::fake_server::{
-    FakeServer, Recorder, hung_up, paced_stream, roles_and_contents, sse_data, streaming_response,
-    unix_now,
+    FakeProvider, FakeServer, FirstTime, Recorder, hung_up, paced_stream, roles_and_contents,
+    sse_data, streaming_response, unix_now,
 };
+use crate::fixture::replay;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -59,10 +66,15 @@ pub enum Behaviour {
     Normal,
     MidstreamError,
     RateLimited,
+    /// `[rate-limit-once]` the first time: 429 with `Retry-After: 1`.
+    RateLimitedOnce,
     Slow,
     Continuation,
     NoUsage,
     Unauthorized,
+    ToolCalls,
+    ContentFilter,
+    Unavailable,
 }
 
 /// One request as the fake received it.
@@ -96,6 +108,7 @@ impl RecordedRequest {
 #[derive(Clone, Default)]
 struct FakeState {
     requests: Recorder<RecordedRequest>,
+    rate_limited: FirstTime,
 }
 
 /// The running fake. Stops when dropped.
@@ -125,28 +138,42 @@ impl FakeOpenAi {
     }
 }
 
-fn choose(body: &Value) -> Behaviour {
+impl FakeProvider for FakeOpenAi {
+    fn request_times(&self) -> Vec<std::time::Instant> {
+        self.state.requests.times()
+    }
+}
+
+fn choose(body: &Value, rate_limited: &FirstTime) -> Behaviour {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    if messages.last().is_some_and(|m| m["role"] == "tool") {
+        return Behaviour::Normal;
+    }
     let last_user = messages
         .iter()
         .rev()
         .find(|m| m["role"] == "user")
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default();
-    if last_user.contains("[midstream-error]") {
-        return Behaviour::MidstreamError;
+    let markers = [
+        ("[midstream-error]", Behaviour::MidstreamError),
+        ("[rate-limit]", Behaviour::RateLimited),
+        ("[slow]", Behaviour::Slow),
+        ("[unauthorized]", Behaviour::Unauthorized),
+        ("[no-usage]", Behaviour::NoUsage),
+        ("[tool-calls]", Behaviour::ToolCalls),
+        ("[content-filter]", Behaviour::ContentFilter),
+        ("[unavailable]", Behaviour::Unavailable),
+    ];
+    if let Some((_, b)) = markers.iter().find(|(m, _)| last_user.contains(m)) {
+        return *b;
     }
-    if last_user.contains("[rate-limit]") {
-        return Behaviour::RateLimited;
-    }
-    if last_user.contains("[slow]") {
-        return Behaviour::Slow;
-    }
-    if last_user.contains("[unauthorized]") {
-        return Behaviour::Unauthorized;
-    }
-    if last_user.contains("[no-usage]") {
-        return Behaviour::NoUsage;
+    if last_user.contains("[rate-limit-once]") {
+        return if rate_limited.first() {
+            Behaviour::RateLimitedOnce
+        } else {
+            Behaviour::Normal
+        };
     }
     let partial = MIDSTREAM_CHUNKS.concat();
     let continues_partial = messages.len() >= 2
@@ -170,7 +197,7 @@ async fn completions(State(state): State<FakeState>, headers: HeaderMap, body: B
                 .into_response();
         }
     };
-    let behaviour = choose(&body);
+    let behaviour = choose(&body, &state.rate_limited);
     let hung_up = Arc::new(AtomicBool::new(false));
     state.requests.push(RecordedRequest {
         headers,
@@ -178,88 +205,49 @@ async fn completions(State(state): State<FakeState>, headers: HeaderMap, body: B
         behaviour,
         hung_up: hung_up.clone(),
     });
+    let fixture = match behaviour {
+        Behaviour::Normal => "reply",
+        Behaviour::NoUsage => "reply_without_usage",
+        Behaviour::Continuation => "continuation",
+        Behaviour::MidstreamError => "midstream_error",
+        Behaviour::RateLimited => "rate_limit_long_wait",
+        Behaviour::RateLimitedOnce => "rate_limit",
+        Behaviour::Unauthorized => "unauthorized",
+        Behaviour::ToolCalls => "tool_calls",
+        Behaviour::ContentFilter => "content_filter",
+        Behaviour::Unavailable => "service_unavailable",
+        Behaviour::Slow => return slow_reply(&body, hung_up),
+    };
+    replay("openai", fixture, Some(hung_up))
+}
+
+/// `[slow]`: forty chunks, one every [`SLOW_CHUNK_INTERVAL`], then stop and usage.
+fn slow_reply(body: &Value, hung_up: Arc<AtomicBool>) -> Response {
     let model = body["model"].as_str().unwrap_or("gpt-4o-mini").to_string();
-    let chunk = |content: &str| {
+    let chunk = |delta: Value, finish: Value| {
         sse_data(json!({
             "id": "chatcmpl-1",
             "object": "chat.completion.chunk",
             "created": unix_now(),
             "model": model,
-            "choices": [{"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": null}],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }))
     };
-    let stop = sse_data(json!({
+    let chunks = slow_chunks();
+    let mut frames: Vec<Bytes> = chunks
+        .iter()
+        .map(|c| chunk(json!({"role": "assistant", "content": c}), Value::Null))
+        .collect();
+    frames.push(chunk(json!({}), json!("stop")));
+    frames.push(sse_data(json!({
         "id": "chatcmpl-1",
         "object": "chat.completion.chunk",
         "created": unix_now(),
         "model": model,
-        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-    }));
-    let usage = |(prompt, completion): (u64, u64)| {
-        sse_data(json!({
-            "id": "chatcmpl-1",
-            "object": "chat.completion.chunk",
-            "created": unix_now(),
-            "model": model,
-            "choices": [],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-        }))
-    };
-    let done = Bytes::from_static(b"data: [DONE]\n\n");
-    let (frames, interval) = match behaviour {
-        Behaviour::Unauthorized => {
-            return (
-                StatusCode::UNAUTHORIZED,
-                axum::Json(json!({"error": {
-                    "message": UNAUTHORIZED_MESSAGE,
-                    "type": "invalid_request_error",
-                    "code": "invalid_api_key",
-                }})),
-            )
-                .into_response();
-        }
-        Behaviour::RateLimited => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, "7")],
-                axum::Json(json!({"error": {
-                    "message": RATE_LIMIT_MESSAGE,
-                    "type": "requests",
-                    "code": "rate_limit_exceeded",
-                }})),
-            )
-                .into_response();
-        }
-        Behaviour::Normal => {
-            let mut frames: Vec<Bytes> = NORMAL_CHUNKS.iter().map(|c| chunk(c)).collect();
-            frames.extend([stop, usage(NORMAL_USAGE), done]);
-            (frames, Duration::from_millis(10))
-        }
-        Behaviour::NoUsage => {
-            let mut frames: Vec<Bytes> = NORMAL_CHUNKS.iter().map(|c| chunk(c)).collect();
-            frames.extend([stop, done]);
-            (frames, Duration::from_millis(10))
-        }
-        Behaviour::Continuation => {
-            let mut frames: Vec<Bytes> = CONTINUATION_CHUNKS.iter().map(|c| chunk(c)).collect();
-            frames.extend([stop, usage(CONTINUATION_USAGE), done]);
-            (frames, Duration::from_millis(10))
-        }
-        Behaviour::Slow => {
-            let chunks = slow_chunks();
-            let mut frames: Vec<Bytes> = chunks.iter().map(|c| chunk(c)).collect();
-            frames.extend([stop, usage((10, chunks.len() as u64)), done]);
-            (frames, SLOW_CHUNK_INTERVAL)
-        }
-        Behaviour::MidstreamError => {
-            let mut frames: Vec<Bytes> = MIDSTREAM_CHUNKS.iter().map(|c| chunk(c)).collect();
-            frames.push(sse_data(json!({"error": {
-                "message": MIDSTREAM_ERROR_MESSAGE,
-                "type": "server_error",
-            }})));
-            (frames, Duration::from_millis(10))
-        }
-    };
-    let body = paced_stream(frames, move |_| interval, Some(hung_up));
+        "choices": [],
+        "usage": {"prompt_tokens": 10, "completion_tokens": chunks.len(), "total_tokens": 10 + chunks.len()},
+    })));
+    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    let body = paced_stream(frames, |_| SLOW_CHUNK_INTERVAL, Some(hung_up));
     streaming_response("text/event-stream", &[("cache-control", "no-cache")], body)
 }

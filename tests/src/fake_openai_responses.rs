@@ -9,21 +9,26 @@
 //! `response.completed` with the usage. There is no `[DONE]`. It records every
 //! request's headers and JSON body.
 //!
-//! What it does is chosen per request by a marker in the last user input item:
+//! The replies are the fixtures of `tests/fixtures/openai_responses/`, chosen per
+//! request by a marker in the last user input item:
 //!
-//! | marker              | behaviour                                                     |
+//! | marker              | fixture                                                       |
 //! |---------------------|---------------------------------------------------------------|
-//! | (none)              | [`NORMAL_CHUNKS`], then `response.completed` with usage       |
-//! | `[midstream-error]` | [`MIDSTREAM_CHUNKS`], then an `error` event, and it closes    |
-//! | `[failed]`          | [`MIDSTREAM_CHUNKS`], then `response.failed`, and it closes   |
-//! | `[rate-limit]`      | HTTP 429, `Retry-After: 7`, OpenAI's rate-limit error body    |
+//! | (none)              | `reply`: [`NORMAL_CHUNKS`], `response.completed` with usage   |
+//! | `[tool-calls]`      | `tool_calls`: two `function_call` items, arguments in deltas  |
+//! | `[content-filter]`  | `content_filter`: text, then `response.incomplete` (reason `content_filter`) |
+//! | `[midstream-error]` | `midstream_error`: [`MIDSTREAM_CHUNKS`], then an `error` event |
+//! | `[failed]`          | `failed`: [`MIDSTREAM_CHUNKS`], then `response.failed`        |
+//! | `[rate-limit-once]` | `rate_limit` (429, `Retry-After: 1`) the first time, then `reply` |
+//! | `[rate-limit]`      | `rate_limit_long_wait`: 429 with `Retry-After: 7`             |
+//! | `[unauthorized]`    | `unauthorized`: 401 with OpenAI's invalid-key body            |
 //!
 //! A request whose second-to-last input item is the assistant text of a mid-stream
-//! failure (a continuation of it) gets [`CONTINUATION_CHUNKS`].
+//! failure (a continuation of it) gets `continuation` ([`CONTINUATION_CHUNKS`]); one
+//! whose last input item is a `function_call_output`, `reply`.
 
-use crate::fake_server::{
-    FakeServer, Recorder, paced_stream, sse_event, streaming_response, unix_now,
-};
+use crate::fake_server::{FakeProvider, FakeServer, FirstTime, Recorder};
+use crate::fixture::replay;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -31,7 +36,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " the", " responses", " fake", "."];
 /// `(input_tokens, output_tokens)` of the normal reply.
@@ -52,7 +56,12 @@ pub enum Behaviour {
     MidstreamError,
     Failed,
     RateLimited,
+    /// `[rate-limit-once]` the first time: 429 with `Retry-After: 1`.
+    RateLimitedOnce,
     Continuation,
+    ToolCalls,
+    ContentFilter,
+    Unauthorized,
 }
 
 /// One request as the fake received it.
@@ -95,6 +104,7 @@ impl RecordedRequest {
 #[derive(Clone, Default)]
 struct FakeState {
     requests: Recorder<RecordedRequest>,
+    rate_limited: FirstTime,
 }
 
 /// The running fake. Stops when dropped.
@@ -124,22 +134,39 @@ impl FakeOpenAiResponses {
     }
 }
 
-fn choose(body: &Value) -> Behaviour {
+impl FakeProvider for FakeOpenAiResponses {
+    fn request_times(&self) -> Vec<std::time::Instant> {
+        self.state.requests.times()
+    }
+}
+
+fn choose(body: &Value, rate_limited: &FirstTime) -> Behaviour {
     let input = body["input"].as_array().cloned().unwrap_or_default();
+    if input
+        .last()
+        .is_some_and(|i| i["type"] == "function_call_output")
+    {
+        return Behaviour::Normal;
+    }
     let last_user = input
         .iter()
         .rev()
         .find(|m| m["role"] == "user")
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default();
-    if last_user.contains("[midstream-error]") {
-        return Behaviour::MidstreamError;
+    let markers = [
+        ("[midstream-error]", Behaviour::MidstreamError),
+        ("[failed]", Behaviour::Failed),
+        ("[rate-limit]", Behaviour::RateLimited),
+        ("[tool-calls]", Behaviour::ToolCalls),
+        ("[content-filter]", Behaviour::ContentFilter),
+        ("[unauthorized]", Behaviour::Unauthorized),
+    ];
+    if let Some((_, b)) = markers.iter().find(|(m, _)| last_user.contains(m)) {
+        return *b;
     }
-    if last_user.contains("[failed]") {
-        return Behaviour::Failed;
-    }
-    if last_user.contains("[rate-limit]") {
-        return Behaviour::RateLimited;
+    if last_user.contains("[rate-limit-once]") && rate_limited.first() {
+        return Behaviour::RateLimitedOnce;
     }
     let partial = MIDSTREAM_CHUNKS.concat();
     let continues_partial = input.len() >= 2
@@ -150,35 +177,6 @@ fn choose(body: &Value) -> Behaviour {
     } else {
         Behaviour::Normal
     }
-}
-
-/// Builds the typed events of one reply, numbering them.
-struct Events {
-    frames: Vec<Bytes>,
-    seq: u64,
-}
-
-impl Events {
-    fn push(&mut self, kind: &str, mut data: Value) {
-        data["type"] = json!(kind);
-        data["sequence_number"] = json!(self.seq);
-        self.seq += 1;
-        self.frames.push(sse_event(kind, &data));
-    }
-}
-
-fn response_object(model: &str, status: &str, output: Value, usage: Value) -> Value {
-    json!({
-        "id": "resp_fake1",
-        "object": "response",
-        "created_at": unix_now(),
-        "status": status,
-        "model": model,
-        "output": output,
-        "usage": usage,
-        "error": null,
-        "incomplete_details": null,
-    })
 }
 
 async fn responses(State(state): State<FakeState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -192,102 +190,22 @@ async fn responses(State(state): State<FakeState>, headers: HeaderMap, body: Byt
                 .into_response();
         }
     };
-    let behaviour = choose(&body);
+    let behaviour = choose(&body, &state.rate_limited);
     state.requests.push(RecordedRequest {
         headers,
         body: body.clone(),
         behaviour,
     });
-    let model = body["model"].as_str().unwrap_or("gpt-5-mini").to_string();
-    let (chunks, usage): (&[&str], Option<(u64, u64)>) = match behaviour {
-        Behaviour::RateLimited => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, "7")],
-                axum::Json(json!({"error": {
-                    "message": RATE_LIMIT_MESSAGE,
-                    "type": "requests",
-                    "param": null,
-                    "code": "rate_limit_exceeded",
-                }})),
-            )
-                .into_response();
-        }
-        Behaviour::Normal => (NORMAL_CHUNKS, Some(NORMAL_USAGE)),
-        Behaviour::Continuation => (CONTINUATION_CHUNKS, Some(CONTINUATION_USAGE)),
-        Behaviour::MidstreamError | Behaviour::Failed => (MIDSTREAM_CHUNKS, None),
+    let fixture = match behaviour {
+        Behaviour::Normal => "reply",
+        Behaviour::Continuation => "continuation",
+        Behaviour::MidstreamError => "midstream_error",
+        Behaviour::Failed => "failed",
+        Behaviour::RateLimited => "rate_limit_long_wait",
+        Behaviour::RateLimitedOnce => "rate_limit",
+        Behaviour::ToolCalls => "tool_calls",
+        Behaviour::ContentFilter => "content_filter",
+        Behaviour::Unauthorized => "unauthorized",
     };
-    let mut ev = Events {
-        frames: Vec::new(),
-        seq: 0,
-    };
-    let in_progress = response_object(&model, "in_progress", json!([]), Value::Null);
-    ev.push("response.created", json!({"response": in_progress}));
-    ev.push("response.in_progress", json!({"response": in_progress}));
-    let item_id = "msg_fake1";
-    ev.push(
-        "response.output_item.added",
-        json!({"output_index": 0, "item": {
-            "id": item_id, "type": "message", "status": "in_progress", "role": "assistant", "content": [],
-        }}),
-    );
-    ev.push(
-        "response.content_part.added",
-        json!({"item_id": item_id, "output_index": 0, "content_index": 0,
-            "part": {"type": "output_text", "text": "", "annotations": []}}),
-    );
-    for chunk in chunks {
-        ev.push(
-            "response.output_text.delta",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "delta": chunk, "logprobs": []}),
-        );
-    }
-    match (behaviour, usage) {
-        (Behaviour::MidstreamError, _) => {
-            ev.push(
-                "error",
-                json!({"code": "server_error", "message": MIDSTREAM_ERROR_MESSAGE, "param": null}),
-            );
-        }
-        (Behaviour::Failed, _) => {
-            let mut failed = response_object(&model, "failed", json!([]), Value::Null);
-            failed["error"] = json!({"code": "server_error", "message": FAILED_MESSAGE});
-            ev.push("response.failed", json!({"response": failed}));
-        }
-        (_, usage) => {
-            let text = chunks.concat();
-            let part = json!({"type": "output_text", "text": text, "annotations": []});
-            ev.push(
-                "response.output_text.done",
-                json!({"item_id": item_id, "output_index": 0, "content_index": 0, "text": text, "logprobs": []}),
-            );
-            ev.push(
-                "response.content_part.done",
-                json!({"item_id": item_id, "output_index": 0, "content_index": 0, "part": part}),
-            );
-            let item = json!({
-                "id": item_id, "type": "message", "status": "completed", "role": "assistant",
-                "content": [part],
-            });
-            ev.push(
-                "response.output_item.done",
-                json!({"output_index": 0, "item": item}),
-            );
-            let (input, output) = usage.unwrap_or_default();
-            let usage = json!({
-                "input_tokens": input,
-                "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens": output,
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": input + output,
-            });
-            ev.push(
-                "response.completed",
-                json!({"response": response_object(&model, "completed", json!([item]), usage)}),
-            );
-        }
-    }
-    let interval = Duration::from_millis(10);
-    let body = paced_stream(ev.frames, move |_| interval, None);
-    streaming_response("text/event-stream", &[("cache-control", "no-cache")], body)
+    replay("openai_responses", fixture, None)
 }

@@ -15,11 +15,12 @@ use std::fmt::Display;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// The requests a fake received, in order; clones share the same list.
+/// The requests a fake received, in order, with when each arrived; clones share the
+/// same list.
 #[derive(Debug)]
-pub struct Recorder<T>(Arc<Mutex<Vec<T>>>);
+pub struct Recorder<T>(Arc<Mutex<Vec<(Instant, T)>>>);
 
 impl<T> Clone for Recorder<T> {
     fn clone(&self) -> Self {
@@ -38,13 +39,37 @@ impl<T: Clone> Recorder<T> {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(request);
+            .push((Instant::now(), request));
     }
 
     /// Every request received so far, in order.
     pub fn all(&self) -> Vec<T> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        list.iter().map(|(_, r)| r.clone()).collect()
     }
+
+    /// When each request arrived, in order.
+    pub fn times(&self) -> Vec<Instant> {
+        let list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        list.iter().map(|(t, _)| *t).collect()
+    }
+}
+
+/// True the first time it is asked, false after: how a fake fails a request once
+/// (a rate limit) and answers its retry.
+#[derive(Clone, Debug, Default)]
+pub struct FirstTime(Arc<AtomicBool>);
+
+impl FirstTime {
+    pub fn first(&self) -> bool {
+        !self.0.swap(true, Ordering::SeqCst)
+    }
+}
+
+/// What the shared provider checks need of a fake.
+pub trait FakeProvider {
+    /// When each request arrived, in order.
+    fn request_times(&self) -> Vec<Instant>;
 }
 
 /// An axum app served on `127.0.0.1:0`. Stops when dropped.

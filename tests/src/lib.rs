@@ -20,10 +20,14 @@
 //!   native chat API (NDJSON) and model list.
 //! - [`fake_server`]: what the fakes share: request recording, serving, paced
 //!   streaming replies and SSE framing.
+//! - [`fixture`]: the recorded replies under `tests/fixtures/PROVIDER/` the fakes replay.
 //! - [`provider_case`]: [`ProviderCase`], the fake + server + client + conversation
 //!   each provider test starts from, and its send-and-read steps.
 //! - [`litellm`]: LiteLLM's proxy (from PyPI) on loopback with mock responses, a
 //!   third-party server speaking the OpenAI and Anthropic formats.
+//! - [`provider_checks`]: the checks every provider passes (reply, tool calls, usage,
+//!   content filter, mid-stream error, 429 with Retry-After, rejected key), driven by
+//!   one table of expectations per provider.
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
 
 pub mod client;
@@ -35,8 +39,10 @@ pub mod fake_ollama;
 pub mod fake_openai;
 pub mod fake_openai_responses;
 pub mod fake_server;
+pub mod fixture;
 pub mod litellm;
 pub mod provider_case;
+pub mod provider_checks;
 pub mod server;
 pub mod services;
 pub mod wait;

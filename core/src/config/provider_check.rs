@@ -54,7 +54,8 @@ pub(super) fn check_credentials(
                         ),
                     );
                 }
-                if !has_key && !(in_env("AWS_ACCESS_KEY_ID") && in_env("AWS_SECRET_ACCESS_KEY")) {
+                let env_keys = in_env("AWS_ACCESS_KEY_ID") && in_env("AWS_SECRET_ACCESS_KEY");
+                if !(has_key || env_keys) {
                     return missing(
                         "api_key",
                         format!(

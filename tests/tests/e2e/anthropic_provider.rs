@@ -11,9 +11,11 @@ use chorus_tests::fake_anthropic::{
     NORMAL_CHUNKS, NORMAL_USAGE, RATE_LIMIT_MESSAGE, RecordedRequest, THINKING_ANSWER,
     THINKING_CHUNKS, continuation_prefill,
 };
+use chorus_tests::provider_checks::{Expected, ExpectedCall, run_shared_checks};
 use chorus_tests::{ApiClient, FakeAnthropic, ProviderCase, Resume, ServerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use std::time::Duration;
 
 const API_KEY: &str = "sk-ant-e2e-fake-key-1234";
 const MODEL: &str = "claude/claude-sonnet-4-5";
@@ -334,4 +336,34 @@ async fn rate_limit_fails_the_run_with_the_message() -> Result<()> {
         "assistant message: {assistant}"
     );
     Ok(())
+}
+
+/// What this provider's fixtures say, for the shared checks.
+const SHARED: Expected = Expected {
+    provider_id: "claude",
+    reply: "Hello from the fake Claude.",
+    usage: (25, 6),
+    tool_calls: &[
+        ExpectedCall {
+            id: Some("toolu_01WeatherAAAA"),
+            name: "weather",
+            arguments: r#"{"city": "Paris"}"#,
+        },
+        ExpectedCall {
+            id: Some("toolu_01TimeBBBBBB"),
+            name: "time",
+            arguments: r#"{"tz": "Europe/Paris"}"#,
+        },
+    ],
+    filtered_text: Some("Here is how one would"),
+    midstream_text: "The answer is:\n\n",
+    midstream_error: &["overloaded_error", "Overloaded"],
+    retry_after: Duration::from_secs(1),
+    unauthorized_error: &["401", "authentication_error", "invalid x-api-key"],
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anthropic_passes_the_shared_provider_checks() -> Result<()> {
+    let t = setup().await?;
+    run_shared_checks(&t, MODEL, &SHARED).await
 }

@@ -11,7 +11,9 @@ use chorus_tests::fake_azure::{
     Behaviour, FILTERED_CHUNKS, FILTERED_USAGE, NORMAL_CHUNKS, NORMAL_USAGE, PROMPT_FILTER_MESSAGE,
     RecordedRequest,
 };
+use chorus_tests::provider_checks::{Expected, ExpectedCall, run_shared_checks};
 use chorus_tests::{FakeAzure, ProviderCase, Resume, ServerConfig};
+use std::time::Duration;
 
 const API_KEY: &str = "az-e2e-fake-key-5678";
 const API_VERSION: &str = "2024-10-21";
@@ -189,4 +191,34 @@ async fn azure_completion_cut_by_content_filter_completes_with_content_filter() 
     ensure!(requests.len() == 1, "{} requests", requests.len());
     check_request_shape(&requests[0])?;
     Ok(())
+}
+
+/// What this provider's fixtures say, for the shared checks.
+const SHARED: Expected = Expected {
+    provider_id: "azure",
+    reply: "Hello from Azure.",
+    usage: (19, 4),
+    tool_calls: &[
+        ExpectedCall {
+            id: Some("call_weather_1"),
+            name: "weather",
+            arguments: r#"{"city": "Paris"}"#,
+        },
+        ExpectedCall {
+            id: Some("call_time_2"),
+            name: "time",
+            arguments: r#"{"tz": "Europe/Paris"}"#,
+        },
+    ],
+    filtered_text: Some("Once upon a time"),
+    midstream_text: "The answer is forty",
+    midstream_error: &["The server had an error while processing your request."],
+    retry_after: Duration::from_secs(1),
+    unauthorized_error: &["401", "Access denied due to invalid subscription key"],
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_passes_the_shared_provider_checks() -> Result<()> {
+    let t = setup().await?;
+    run_shared_checks(&t, MODEL, &SHARED).await
 }

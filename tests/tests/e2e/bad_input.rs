@@ -437,6 +437,97 @@ async fn invalid_config_is_explained() -> Result<()> {
     Ok(())
 }
 
+/// A provider that cannot work is named by `config check` before any request: an
+/// unknown kind, a kind that needs a key without one, a base URL that is no URL.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_check_names_the_broken_provider_setting() -> Result<()> {
+    let provider = |body: &str| format!("[[providers]]\n{body}models = [\"m\"]\n");
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            provider("id = \"x\"\nkind = \"openia\"\napi_key = \"k\"\n"),
+            &["providers[0].kind", "openia", "`openai`", "`anthropic`"],
+        ),
+        (
+            provider("id = \"claude\"\nkind = \"anthropic\"\n"),
+            &[
+                "providers[0].api_key",
+                "provider `claude`",
+                "kind = \"anthropic\"",
+            ],
+        ),
+        (
+            provider("id = \"gem\"\nkind = \"gemini\"\napi_key = \"\"\n"),
+            &[
+                "providers[0].api_key",
+                "provider `gem`",
+                "kind = \"gemini\"",
+            ],
+        ),
+        (
+            provider("id = \"oai\"\nkind = \"openai\"\n"),
+            &[
+                "providers[0].api_key",
+                "provider `oai`",
+                "kind = \"openai\"",
+            ],
+        ),
+        (
+            provider(
+                "id = \"aws\"\nkind = \"bedrock\"\nregion = \"us-east-1\"\napi_key = \"AKID\"\n",
+            ),
+            &["providers[0].secret_key", "provider `aws`"],
+        ),
+        (
+            provider("id = \"vllm\"\nkind = \"openai\"\nbase_url = \"http://gpu box:8000/v1\"\n"),
+            &[
+                "providers[0].base_url",
+                "http://gpu box:8000/v1",
+                "http:// or https:// URL",
+            ],
+        ),
+        (
+            provider(
+                "id = \"vllm\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:80000/v1\"\n",
+            ),
+            &["providers[0].base_url", "80000", "invalid port"],
+        ),
+        (
+            provider("id = \"o\"\nkind = \"ollama\"\nbase_url = \"localhost:11434\"\n"),
+            &[
+                "providers[0].base_url",
+                "localhost:11434",
+                "http:// or https://",
+            ],
+        ),
+    ];
+    for (toml, needles) in &cases {
+        let out = config_check(toml).await?;
+        ensure!(
+            !out.success,
+            "`config check` accepted {toml:?}:\n{}",
+            out.stdout
+        );
+        for needle in *needles {
+            ensure!(
+                out.stderr.contains(needle),
+                "for {toml:?} stderr does not mention {needle:?}:\n{}",
+                out.stderr
+            );
+        }
+    }
+    // A self-hosted OpenAI-compatible server needs no key.
+    let out = config_check(&provider(
+        "id = \"vllm\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:8000/v1\"\n",
+    ))
+    .await?;
+    ensure!(
+        out.success,
+        "`config check` refused a keyless vLLM: {}",
+        out.stderr
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn config_check_masks_secrets() -> Result<()> {
     let toml = r#"

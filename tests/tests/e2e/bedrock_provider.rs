@@ -13,7 +13,9 @@ use chorus_tests::fake_bedrock::{
     MIDSTREAM_ERROR_TYPE, NORMAL_CHUNKS, NORMAL_USAGE, RecordedRequest, SIGNATURE_MESSAGE,
     THROTTLE_MESSAGE,
 };
+use chorus_tests::provider_checks::{Expected, ExpectedCall, run_shared_checks};
 use chorus_tests::{FakeBedrock, ProviderCase, ServerConfig};
+use std::time::Duration;
 
 const ACCESS_KEY_ID: &str = "AKIAFAKEE2E000000001";
 const SECRET_KEY: &str = "fakeE2eSecret/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -226,4 +228,41 @@ async fn bedrock_midstream_error_is_interrupted_and_continues_exactly() -> Resul
         "the message after continue is {content:?}"
     );
     Ok(())
+}
+
+/// What this provider's fixtures say, for the shared checks.
+const SHARED: Expected = Expected {
+    provider_id: "bedrock",
+    reply: "Hello from fake Bedrock.",
+    usage: (24, 5),
+    tool_calls: &[
+        ExpectedCall {
+            id: Some("tooluse_weather_A1"),
+            name: "weather",
+            arguments: r#"{"city": "Paris"}"#,
+        },
+        ExpectedCall {
+            id: Some("tooluse_time_B2"),
+            name: "time",
+            arguments: r#"{"tz": "Europe/Paris"}"#,
+        },
+    ],
+    filtered_text: Some("Here is how one would"),
+    midstream_text: "The answer is:",
+    midstream_error: &[
+        "modelStreamErrorException",
+        "The model stream was interrupted.",
+    ],
+    retry_after: Duration::from_secs(1),
+    unauthorized_error: &[
+        "403",
+        "UnrecognizedClientException",
+        "security token included in the request is invalid",
+    ],
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bedrock_passes_the_shared_provider_checks() -> Result<()> {
+    let t = setup_with(SECRET_KEY, 2).await?;
+    run_shared_checks(&t, MODEL, &SHARED).await
 }

@@ -1,6 +1,7 @@
 //! Model aliases with fallback chains: a failure that may pass before the first token
-//! (here: a provider nobody listens for) is retried, then handed to the next model
-//! with a `fallback` event; a failure after tokens never falls back.
+//! (a provider nobody listens for, one that answers 503, one that stays silent) is
+//! retried, then handed to the next model with a `fallback` event; a failure after
+//! tokens never falls back.
 
 use crate::{finished, s};
 use anyhow::{Result, ensure};
@@ -225,5 +226,76 @@ models = ["hang/gpt-4o-mini", "live/gpt-4o-mini"]
     ensure!(finished(&events)?.status() == Some("complete"));
     ensure!(delta_text(&events) == NORMAL_CHUNKS.concat());
     holder.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_503_falls_back_to_the_next_provider() -> Result<()> {
+    // The first model's server is overloaded (HTTP 503); the second, another vendor, replies.
+    let busy = FakeOpenAi::start().await?;
+    let claude = chorus_tests::FakeAnthropic::start().await?;
+    let server = TestServer::start(
+        ServerConfig::new()
+            .openai("busy", &busy.base_url(), "sk-busy", &["gpt-4o-mini"])
+            .provider_setting("busy", "max_retries", 1)
+            .anthropic(
+                "claude",
+                &claude.base_url(),
+                "sk-ant-claude",
+                &["claude-sonnet-4-5"],
+            )
+            .raw_toml(
+                r#"
+[[aliases]]
+name = "sturdy"
+models = ["busy/gpt-4o-mini", "claude/claude-sonnet-4-5"]
+"#,
+            ),
+    )
+    .await?;
+    let client = logged_in_client(&server, &unique_name("fb503")).await?;
+    let conversation = client.create_conversation(Some("sturdy")).await?;
+    let sent = client
+        .send_message(&conversation, "[unavailable] hello")
+        .await?;
+    let events = client
+        .events_to_finished(&sent.run_id, Resume::Start)
+        .await?;
+    let fallbacks: Vec<_> = events.iter().filter(|e| e.kind == "fallback").collect();
+    ensure!(fallbacks.len() == 1, "one fallback event: {events:?}");
+    let reason = fallbacks[0].data["reason"].as_str().unwrap_or_default();
+    ensure!(
+        fallbacks[0].data["from"] == "busy/gpt-4o-mini"
+            && fallbacks[0].data["to"] == "claude/claude-sonnet-4-5"
+            && reason.contains("503")
+            && reason.contains("overloaded"),
+        "{:?}",
+        fallbacks[0]
+    );
+    let reply = chorus_tests::fake_anthropic::NORMAL_CHUNKS.concat();
+    ensure!(finished(&events)?.status() == Some("complete"));
+    ensure!(
+        delta_text(&events) == reply,
+        "deltas: {:?}",
+        delta_text(&events)
+    );
+    let run = client
+        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
+        .await?;
+    ensure!(
+        s(&run, "status") == "complete" && s(&run, "text") == reply && run["error"].is_null(),
+        "{run}"
+    );
+    // The 503 was retried once (max_retries = 1), then the next model answered once.
+    let busy_requests = busy.requests();
+    ensure!(
+        busy_requests.len() == 2
+            && busy_requests
+                .iter()
+                .all(|r| r.behaviour == chorus_tests::fake_openai::Behaviour::Unavailable),
+        "{} requests to the busy provider",
+        busy_requests.len()
+    );
+    ensure!(claude.requests().len() == 1, "the fallback answered once");
     Ok(())
 }

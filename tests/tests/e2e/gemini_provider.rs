@@ -13,7 +13,9 @@ use chorus_tests::fake_gemini::{
     Behaviour, NORMAL_CHUNKS, NORMAL_USAGE, RATE_LIMIT_MESSAGE, RecordedRequest, SAFETY_CHUNKS,
     THOUGHT,
 };
+use chorus_tests::provider_checks::{Expected, ExpectedCall, run_shared_checks};
 use chorus_tests::{FakeGemini, ProviderCase, Resume, ServerConfig};
+use std::time::Duration;
 
 const API_KEY: &str = "gemini-e2e-fake-key-5678";
 const MODEL: &str = "gemini/gemini-2.5-flash";
@@ -222,4 +224,38 @@ async fn gemini_rate_limit_fails_the_run_with_the_message() -> Result<()> {
         "assistant message: {assistant}"
     );
     Ok(())
+}
+
+/// What this provider's fixtures say, for the shared checks.
+const SHARED: Expected = Expected {
+    provider_id: "gemini",
+    reply: "Hello from the fake Gemini.",
+    usage: (31, 18),
+    tool_calls: &[
+        ExpectedCall {
+            id: None,
+            name: "weather",
+            arguments: r#"{"city": "Paris"}"#,
+        },
+        ExpectedCall {
+            id: None,
+            name: "time",
+            arguments: r#"{"tz": "Europe/Paris"}"#,
+        },
+    ],
+    filtered_text: Some("Here is how one would"),
+    midstream_text: "The answer is forty",
+    midstream_error: &["An internal error has occurred"],
+    retry_after: Duration::from_secs(1),
+    unauthorized_error: &["400", "API key not valid"],
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_passes_the_shared_provider_checks() -> Result<()> {
+    // Default retries: the 429 check needs one.
+    let fake = FakeGemini::start().await?;
+    let config =
+        ServerConfig::new().gemini("gemini", &fake.base_url(), API_KEY, &["gemini-2.5-flash"]);
+    let t = ProviderCase::without_conversation(fake, config, "gem").await?;
+    run_shared_checks(&t, MODEL, &SHARED).await
 }

@@ -10,6 +10,7 @@ use chorus_tests::client::{delta_text, expect_json};
 use chorus_tests::fake_ollama::{
     Behaviour, MODELS, NORMAL_CHUNKS, NORMAL_USAGE, prompt_tokens, slow_script,
 };
+use chorus_tests::provider_checks::{Expected, ExpectedCall, run_shared_checks};
 use chorus_tests::server::free_port;
 use chorus_tests::{
     ApiClient, FakeOllama, Resume, ServerConfig, TestServer, logged_in_client, unique_name,
@@ -206,4 +207,39 @@ async fn ollama_unreachable_at_start_does_not_stop_chorus() -> Result<()> {
         "no warning about the unreachable Ollama in the log:\n{log}"
     );
     Ok(())
+}
+
+/// What this provider's fixtures say, for the shared checks.
+const SHARED: Expected = Expected {
+    provider_id: "ollama",
+    reply: "Hello from the fake llama.",
+    usage: (26, 6),
+    tool_calls: &[
+        ExpectedCall {
+            id: None,
+            name: "weather",
+            arguments: r#"{"city": "Paris"}"#,
+        },
+        ExpectedCall {
+            id: None,
+            name: "time",
+            arguments: r#"{"tz": "Europe/Paris"}"#,
+        },
+    ],
+    filtered_text: None,
+    midstream_text: "The answer is forty",
+    midstream_error: &["an error was encountered while running the model"],
+    retry_after: Duration::from_secs(1),
+    unauthorized_error: &["401", "unauthorized"],
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ollama_passes_the_shared_provider_checks() -> Result<()> {
+    // Behind an authenticating proxy, with a key: the 401 names it.
+    let fake = FakeOllama::start().await?;
+    let config = ServerConfig::new()
+        .ollama("ollama", &fake.base_url(), &["llama3.2:latest"])
+        .provider_setting("ollama", "api_key", "ollama-proxy-key");
+    let t = chorus_tests::ProviderCase::without_conversation(fake, config, "oll").await?;
+    run_shared_checks(&t, MODEL, &SHARED).await
 }

@@ -9,6 +9,7 @@ use chorus_tests::fake_openai::{
     Behaviour, CONTINUATION_CHUNKS, CONTINUATION_USAGE, MIDSTREAM_CHUNKS, MIDSTREAM_ERROR_MESSAGE,
     NORMAL_CHUNKS, NORMAL_USAGE, RATE_LIMIT_MESSAGE, RecordedRequest, slow_chunks,
 };
+use chorus_tests::provider_checks::{Expected, ExpectedCall, run_shared_checks};
 use chorus_tests::wait::until;
 use chorus_tests::{FakeOpenAi, ProviderCase, Resume, ServerConfig};
 use std::time::Duration;
@@ -303,4 +304,34 @@ async fn stop_during_a_slow_reply_hangs_up_on_the_provider() -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// What this provider's fixtures say, for the shared checks.
+const SHARED: Expected = Expected {
+    provider_id: "openai",
+    reply: "Hello from the fake model.",
+    usage: (23, 6),
+    tool_calls: &[
+        ExpectedCall {
+            id: Some("call_weather_1"),
+            name: "weather",
+            arguments: r#"{"city": "Paris"}"#,
+        },
+        ExpectedCall {
+            id: Some("call_time_2"),
+            name: "time",
+            arguments: r#"{"tz": "Europe/Paris"}"#,
+        },
+    ],
+    filtered_text: Some("Once upon a time"),
+    midstream_text: "The answer is forty",
+    midstream_error: &["The server had an error while processing your request."],
+    retry_after: Duration::from_secs(1),
+    unauthorized_error: &["401", "Incorrect API key provided"],
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_passes_the_shared_provider_checks() -> Result<()> {
+    let t = setup().await?;
+    run_shared_checks(&t, MODEL, &SHARED).await
 }

@@ -11,9 +11,11 @@ use chorus_tests::fake_openai_responses::{
     Behaviour, CONTINUATION_CHUNKS, CONTINUATION_USAGE, FAILED_MESSAGE, MIDSTREAM_CHUNKS,
     MIDSTREAM_ERROR_MESSAGE, NORMAL_CHUNKS, NORMAL_USAGE, RATE_LIMIT_MESSAGE, RecordedRequest,
 };
+use chorus_tests::provider_checks::{Expected, ExpectedCall, run_shared_checks};
 use chorus_tests::{FakeOpenAiResponses, ProviderCase, ServerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use std::time::Duration;
 
 const API_KEY: &str = "sk-e2e-responses-key-5678";
 const MODEL: &str = "oair/gpt-5-mini";
@@ -240,4 +242,34 @@ async fn responses_rate_limit_fails_the_run() -> Result<()> {
         "a Retry-After beyond max_retry_wait_secs is not waited for"
     );
     Ok(())
+}
+
+/// What this provider's fixtures say, for the shared checks.
+const SHARED: Expected = Expected {
+    provider_id: "oair",
+    reply: "Hello from the responses fake.",
+    usage: (31, 7),
+    tool_calls: &[
+        ExpectedCall {
+            id: Some("call_weather_1"),
+            name: "weather",
+            arguments: r#"{"city": "Paris"}"#,
+        },
+        ExpectedCall {
+            id: Some("call_time_2"),
+            name: "time",
+            arguments: r#"{"tz": "Europe/Paris"}"#,
+        },
+    ],
+    filtered_text: Some("Once upon a time"),
+    midstream_text: "The answer is forty",
+    midstream_error: &["The server had an error while processing your request."],
+    retry_after: Duration::from_secs(1),
+    unauthorized_error: &["401", "Incorrect API key provided"],
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_passes_the_shared_provider_checks() -> Result<()> {
+    let t = setup().await?;
+    run_shared_checks(&t, MODEL, &SHARED).await
 }

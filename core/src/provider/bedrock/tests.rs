@@ -268,14 +268,37 @@ async fn a_stream_cut_before_message_stop_is_a_connect_error() {
 
 #[tokio::test]
 async fn a_corrupt_frame_is_a_protocol_error() {
-    let mut frame = text_delta(0, "x");
-    let last = frame.len() - 1;
-    frame[last] ^= 0xff;
-    let results = run(vec![frame]).await;
-    assert_eq!(
-        results[0].as_ref().unwrap_err().kind,
-        ProviderErrorKind::Protocol
-    );
+    // A flipped bit in the message CRC (the last 4 bytes), in the payload, in the
+    // prelude's headers length and in the prelude CRC: each frame after a good one.
+    let good = text_delta(0, "fine");
+    let flip = |at: fn(usize) -> usize| {
+        let mut frame = text_delta(0, "x");
+        let i = at(frame.len());
+        frame[i] ^= 0x01;
+        frame
+    };
+    for (what, corrupt) in [
+        ("message crc", flip(|len| len - 1)),
+        ("payload", flip(|len| len - 6)),
+        ("headers length", flip(|_| 7)),
+        ("prelude crc", flip(|_| 9)),
+    ] {
+        let results = run(vec![good.clone(), corrupt]).await;
+        assert_eq!(
+            results[0].as_ref().ok(),
+            Some(&ProviderEvent::Text("fine".into())),
+            "{what}: the good frame before it still streams"
+        );
+        let err = results[1].as_ref().unwrap_err();
+        assert_eq!(err.kind, ProviderErrorKind::Protocol, "{what}");
+        assert!(
+            err.message.starts_with("malformed event-stream frame:")
+                && err.message.contains("checksum"),
+            "{what}: {}",
+            err.message
+        );
+        assert_eq!(results.len(), 2, "{what}: nothing after the error");
+    }
 }
 
 #[test]
