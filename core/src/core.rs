@@ -238,10 +238,10 @@ impl Core {
             }
             None => None,
         };
-        let role = if admin || self.config.accounts.default_role == "admin" {
+        let role = if admin {
             Role::Admin
         } else {
-            Role::User
+            self.default_role()
         };
         Ok(self
             .store

@@ -86,6 +86,16 @@ impl Core {
             .await
     }
 
+    /// The role a new account gets unless told otherwise (`accounts.default_role`), for
+    /// every path that creates accounts (CLI, SSO, first contact on a surface).
+    pub fn default_role(&self) -> crate::store::Role {
+        if self.config.accounts.default_role == "admin" {
+            crate::store::Role::Admin
+        } else {
+            crate::store::Role::User
+        }
+    }
+
     /// The account a surface identity belongs to, if it has one.
     pub async fn account_for_identity(
         &self,
