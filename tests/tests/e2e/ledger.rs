@@ -413,3 +413,52 @@ async fn a_run_killed_mid_stream_is_charged_once_by_the_sweeper() -> Result<()> 
     expect_error(resp, 402, "insufficient_balance").await?;
     Ok(())
 }
+
+/// Two instances on one PostgreSQL and one Redis: the message rate limit counts in
+/// Redis, the concurrency limit in the database, so neither can be doubled by
+/// spreading requests over instances.
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_hold_across_instances() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    let redis = chorus_tests::TestRedis::new().await?;
+    let shared = priced(
+        ServerConfig::new()
+            .postgres(db.url())
+            .redis_journal(redis.url(), redis.prefix()),
+        "[accounts]\ndefault_balance = 10.0\n[limits]\nmessages_per_window = 3\nwindow_secs = 3600\nmax_concurrent_runs = 1\n",
+    )
+    .provider_setting("s", "tokens_per_second", 8.0);
+    let a = TestServer::start(shared.clone().instance_id("limit-a")).await?;
+    let b = TestServer::start(shared.instance_id("limit-b")).await?;
+    let name = unique_name("spread");
+    let on_a = logged_in_client(&a, &name).await?;
+    let on_b = on_a.same_session_on(&b.url());
+    let conversation = on_a.create_conversation(None).await?;
+    let send = |client: &chorus_tests::ApiClient, text: &str| {
+        let (client, path, body) = (
+            client.clone(),
+            format!("/api/conversations/{conversation}/messages"),
+            json!({"content": text}),
+        );
+        async move { call(&client, Method::POST, &path, Some(body)).await }
+    };
+
+    // One run streams on A (about a second): B may not start a second one.
+    let first = expect_status(send(&on_a, "one").await?, 202).await?;
+    expect_error(send(&on_b, "two").await?, 429, "too_many_runs").await?;
+    on_a.wait_run_ended(
+        first["run_id"].as_str().unwrap_or_default(),
+        Duration::from_secs(20),
+    )
+    .await?;
+    // Three messages per window in all: the refused one above counted too.
+    let third = expect_status(send(&on_b, "three").await?, 202).await?;
+    on_b.wait_run_ended(
+        third["run_id"].as_str().unwrap_or_default(),
+        Duration::from_secs(20),
+    )
+    .await?;
+    expect_error(send(&on_a, "four").await?, 429, "rate_limited").await?;
+    expect_error(send(&on_b, "five").await?, 429, "rate_limited").await?;
+    Ok(())
+}
