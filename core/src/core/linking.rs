@@ -46,10 +46,7 @@ impl Core {
         let limits = &self.config.limits;
         let window = Duration::from_secs(limits.guess_window_secs);
         let key = format!("link:{}", identity.key());
-        let failures =
-            self.limiter.count(&key, window).await.map_err(|e| {
-                CoreError::Invalid(format!("cannot check the link code limit: {e}"))
-            })?;
+        let failures = self.limiter.count(&key, window).await?;
         if failures >= limits.link_code_failures as u64 {
             return Err(CoreError::RateLimited(format!(
                 "too many wrong link codes; try again in {} minutes",
@@ -228,11 +225,7 @@ impl Core {
         let limits = &self.config.limits;
         let window = Duration::from_secs(limits.guess_window_secs);
         let key = format!("login:{}:{client}", name.to_lowercase());
-        let failures = self
-            .limiter
-            .count(&key, window)
-            .await
-            .map_err(|e| CoreError::Invalid(format!("cannot check the login limit: {e}")))?;
+        let failures = self.limiter.count(&key, window).await?;
         if failures >= limits.login_failures as u64 {
             return Err(CoreError::RateLimited(format!(
                 "too many failed logins for this name; try again in {} minutes",
