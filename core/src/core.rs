@@ -53,6 +53,8 @@ pub enum CoreError {
     /// A link code that is wrong, used or expired (or not a code at all).
     #[error("{0}")]
     InvalidLinkCode(String),
+    #[error(transparent)]
+    Limiter(#[from] crate::quota::LimiterError),
 }
 
 impl From<StoreError> for CoreError {
@@ -143,9 +145,7 @@ impl Core {
             config.accounts.default_balance,
         ));
         let limiter = Arc::new(match &config.journal.redis_url {
-            Some(url) => Limiter::redis(url.expose(), &config.journal.key_prefix)
-                .await
-                .map_err(|e| CoreError::Invalid(e.to_string()))?,
+            Some(url) => Limiter::redis(url.expose(), &config.journal.key_prefix).await?,
             None => Limiter::memory(),
         });
         let prices = Arc::new(PriceTable::from_config(&config));
@@ -248,10 +248,10 @@ impl Core {
             }
             None => None,
         };
-        let role = if admin || self.config.accounts.default_role == "admin" {
+        let role = if admin {
             Role::Admin
         } else {
-            Role::User
+            self.default_role()
         };
         Ok(self
             .store

@@ -7,8 +7,8 @@ mod support;
 use chorus_core::ids::{AccountId, ConversationId, RunId};
 use chorus_core::quota::{Charge, LinkCode, Refusal, TokenCounts};
 use chorus_core::store::{
-    Account, Admission, ApiKeyScope, Identity, LedgerReason, NewTurn, Role, RunOutcome,
-    RunStatus, Store, StoreError,
+    Account, Admission, ApiKeyScope, Identity, LedgerReason, NewTurn, Role, RunOutcome, RunStatus,
+    Store, StoreError,
 };
 use chorus_core::time::now_ms;
 
@@ -59,7 +59,11 @@ async fn assert_balanced(store: &Store, account: &AccountId) -> i64 {
 }
 
 /// A conversation of `account` with one finished run charged `amount`.
-async fn conversation_with_run(store: &Store, account: &Account, amount: i64) -> (ConversationId, RunId) {
+async fn conversation_with_run(
+    store: &Store,
+    account: &Account,
+    amount: i64,
+) -> (ConversationId, RunId) {
     let conv = store
         .create_conversation(&account.id, "c", "scripted/demo", None)
         .await
@@ -89,7 +93,10 @@ async fn suite(mut store: Store) {
 }
 
 async fn runs_are_charged_once(store: &Store) {
-    let alice = store.create_account("alice", Role::User, None).await.unwrap();
+    let alice = store
+        .create_account("alice", Role::User, None)
+        .await
+        .unwrap();
     assert_eq!(assert_balanced(store, &alice.id).await, 5 * CREDIT);
     let (_, run) = conversation_with_run(store, &alice, 1234).await;
     assert_eq!(assert_balanced(store, &alice.id).await, 5 * CREDIT - 1234);
@@ -136,8 +143,15 @@ async fn runs_are_charged_once(store: &Store) {
     let ledger = store.ledger(&alice.id, 100).await.unwrap();
     let runs: Vec<_> = ledger.iter().filter(|e| e.reason == "run_usage").collect();
     assert_eq!(runs.len(), 2);
-    assert!(runs.iter().all(|e| e.prompt_tokens == Some(100) && e.cached_prompt_tokens == Some(10)));
-    assert!(ledger.iter().any(|e| e.reason == "initial" && e.amount == 5 * CREDIT));
+    assert!(
+        runs.iter()
+            .all(|e| e.prompt_tokens == Some(100) && e.cached_prompt_tokens == Some(10))
+    );
+    assert!(
+        ledger
+            .iter()
+            .any(|e| e.reason == "initial" && e.amount == 5 * CREDIT)
+    );
 
     // Grants and deductions.
     let after = store
@@ -159,17 +173,28 @@ async fn runs_are_charged_once(store: &Store) {
         store.refill_if_due(&alice.id, CREDIT, 3_600_000)
     );
     let refills = [a.unwrap(), b.unwrap()];
-    assert_eq!(refills.iter().filter(|r| r.is_some()).count(), 1, "{refills:?}");
+    assert_eq!(
+        refills.iter().filter(|r| r.is_some()).count(),
+        1,
+        "{refills:?}"
+    );
     assert_eq!(assert_balanced(store, &alice.id).await, after + CREDIT);
 
     // Usage per day and model.
     let (days, models) = store.usage(&alice.id, now_ms() - 86_400_000).await.unwrap();
     assert_eq!(days.len(), 1);
-    assert_eq!(days[0].key, chorus_core::store::utc_date(now_ms() / 86_400_000));
+    assert_eq!(
+        days[0].key,
+        chorus_core::store::utc_date(now_ms() / 86_400_000)
+    );
     assert_eq!((days[0].runs, days[0].cost), (2, 1734));
     assert_eq!(models.len(), 1);
     assert_eq!(
-        (models[0].key.as_str(), models[0].prompt_tokens, models[0].completion_tokens),
+        (
+            models[0].key.as_str(),
+            models[0].prompt_tokens,
+            models[0].completion_tokens
+        ),
         ("scripted/demo", 200, 40)
     );
     let (none, _) = store.usage(&alice.id, now_ms() + 86_400_000).await.unwrap();
@@ -195,7 +220,10 @@ async fn admission_refuses_exhausted_and_busy_accounts(store: &mut Store) {
         .await
         .unwrap_err();
     assert!(
-        matches!(refused, StoreError::Refused(Refusal::Exhausted { balance: 0 })),
+        matches!(
+            refused,
+            StoreError::Refused(Refusal::Exhausted { balance: 0 })
+        ),
         "{refused:?}"
     );
     assert!(
@@ -207,11 +235,19 @@ async fn admission_refuses_exhausted_and_busy_accounts(store: &mut Store) {
         .await
         .unwrap();
     let refused = store
-        .start_turn_admitted(&turn(&bob, &conv.id, "hi"), OWNER, lease, &enforce(2 * CREDIT, 0))
+        .start_turn_admitted(
+            &turn(&bob, &conv.id, "hi"),
+            OWNER,
+            lease,
+            &enforce(2 * CREDIT, 0),
+        )
         .await
         .unwrap_err();
     assert!(
-        matches!(refused, StoreError::Refused(Refusal::PromptTooExpensive { .. })),
+        matches!(
+            refused,
+            StoreError::Refused(Refusal::PromptTooExpensive { .. })
+        ),
         "{refused:?}"
     );
     // Without enforcement (quota disabled) the balance is not checked.
@@ -229,7 +265,10 @@ async fn admission_refuses_exhausted_and_busy_accounts(store: &mut Store) {
         .await
         .unwrap_err();
     assert!(
-        matches!(busy, StoreError::Refused(Refusal::TooManyRuns { running: 1 })),
+        matches!(
+            busy,
+            StoreError::Refused(Refusal::TooManyRuns { running: 1 })
+        ),
         "{busy:?}"
     );
     assert!(
@@ -249,13 +288,22 @@ async fn admission_refuses_exhausted_and_busy_accounts(store: &mut Store) {
         .start_continuation_admitted(&run, "scripted/demo", OWNER, lease, &enforce(10, 1))
         .await
         .unwrap_err();
-    assert!(matches!(busy, StoreError::Refused(Refusal::TooManyRuns { .. })), "{busy:?}");
+    assert!(
+        matches!(busy, StoreError::Refused(Refusal::TooManyRuns { .. })),
+        "{busy:?}"
+    );
     assert_balanced(store, &bob.id).await;
 }
 
 async fn link_codes_merge_accounts(store: &Store) {
-    let carol = store.create_account("carol", Role::User, None).await.unwrap();
-    let dave = store.create_account("dave", Role::Admin, None).await.unwrap();
+    let carol = store
+        .create_account("carol", Role::User, None)
+        .await
+        .unwrap();
+    let dave = store
+        .create_account("dave", Role::Admin, None)
+        .await
+        .unwrap();
     let (carol_conv, _) = conversation_with_run(store, &carol, 700).await;
     let (dave_conv, dave_run) = conversation_with_run(store, &dave, 300).await;
     store
@@ -269,7 +317,13 @@ async fn link_codes_merge_accounts(store: &Store) {
         .await
         .unwrap();
     store
-        .create_scoped_api_key(&dave.id, "k", "dave-key", "chorus_dave", &[ApiKeyScope::Chat])
+        .create_scoped_api_key(
+            &dave.id,
+            "k",
+            "dave-key",
+            "chorus_dave",
+            &[ApiKeyScope::Chat],
+        )
         .await
         .unwrap();
     let dave_code = LinkCode::generate();
@@ -289,10 +343,16 @@ async fn link_codes_merge_accounts(store: &Store) {
         .unwrap();
     assert_eq!(outcome.account_id, carol.id);
     assert_eq!(outcome.merged_from.as_ref(), Some(&dave.id));
-    assert_eq!((outcome.conversations_moved, outcome.balance_moved), (1, dave_balance));
+    assert_eq!(
+        (outcome.conversations_moved, outcome.balance_moved),
+        (1, dave_balance)
+    );
 
     // One account with both histories; both ledgers still sum to their balances.
-    assert_eq!(assert_balanced(store, &carol.id).await, 3 * CREDIT - 700 + dave_balance);
+    assert_eq!(
+        assert_balanced(store, &carol.id).await,
+        3 * CREDIT - 700 + dave_balance
+    );
     assert_eq!(assert_balanced(store, &dave.id).await, 0);
     let convs: Vec<ConversationId> = store
         .list_conversations(&carol.id, 100)
@@ -301,40 +361,90 @@ async fn link_codes_merge_accounts(store: &Store) {
         .into_iter()
         .map(|c| c.id)
         .collect();
-    assert!(convs.contains(&carol_conv) && convs.contains(&dave_conv), "{convs:?}");
-    assert!(store.conversation(&dave.id, &dave_conv).await.unwrap().is_none());
-    assert_eq!(store.run(&dave_run).await.unwrap().unwrap().account_id, carol.id);
+    assert!(
+        convs.contains(&carol_conv) && convs.contains(&dave_conv),
+        "{convs:?}"
+    );
+    assert!(
+        store
+            .conversation(&dave.id, &dave_conv)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.run(&dave_run).await.unwrap().unwrap().account_id,
+        carol.id
+    );
     let (_, models) = store.usage(&carol.id, 0).await.unwrap();
-    assert_eq!((models[0].runs, models[0].cost), (2, 1000), "merged history counts");
+    assert_eq!(
+        (models[0].runs, models[0].cost),
+        (2, 1000),
+        "merged history counts"
+    );
     let ledger = store.ledger(&carol.id, 100).await.unwrap();
-    assert!(ledger.iter().any(|e| e.reason == "merge" && e.amount == dave_balance));
+    assert!(
+        ledger
+            .iter()
+            .any(|e| e.reason == "merge" && e.amount == dave_balance)
+    );
 
     // The tombstone: its sessions, keys and codes are dead; its identity and name lead
     // to the live account.
     let tomb = store.account(&dave.id).await.unwrap().unwrap();
     assert_eq!(tomb.status, "merged");
     assert!(!tomb.is_active());
-    assert_eq!(store.live_account(&tomb).await.unwrap().unwrap().id, carol.id);
-    assert!(store.account_by_session("dave-session").await.unwrap().map_or(true, |a| !a.is_active()));
-    assert!(store.account_by_scoped_api_key("dave-key").await.unwrap().is_none());
     assert_eq!(
-        store.account_by_identity("web", "dave").await.unwrap().unwrap().id,
+        store.live_account(&tomb).await.unwrap().unwrap().id,
+        carol.id
+    );
+    assert!(
+        store
+            .account_by_session("dave-session")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .account_by_scoped_api_key("dave-key")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .account_by_identity("web", "dave")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         carol.id
     );
     assert!(matches!(
-        store.redeem_link_code(&dave_code.hash(), &Identity::new("matrix", "@x:y")).await,
+        store
+            .redeem_link_code(&dave_code.hash(), &Identity::new("matrix", "@x:y"))
+            .await,
         Err(StoreError::NotFound("link code"))
     ));
     // A tombstone cannot start runs or be charged into.
     assert!(matches!(
-        store.credit(&dave.id, CREDIT, LedgerReason::Grant, None).await,
+        store
+            .credit(&dave.id, CREDIT, LedgerReason::Grant, None)
+            .await,
         Err(StoreError::NotFound("account"))
     ));
 }
 
 async fn link_codes_are_single_use_and_expire(store: &Store) {
-    let erin = store.create_account("erin", Role::User, None).await.unwrap();
-    let frank = store.create_account("frank", Role::User, None).await.unwrap();
+    let erin = store
+        .create_account("erin", Role::User, None)
+        .await
+        .unwrap();
+    let frank = store
+        .create_account("frank", Role::User, None)
+        .await
+        .unwrap();
     let codes: Vec<LinkCode> = (0..3).map(|_| LinkCode::generate()).collect();
     for code in &codes {
         store
@@ -343,27 +453,50 @@ async fn link_codes_are_single_use_and_expire(store: &Store) {
             .unwrap();
     }
     let fourth = store
-        .create_link_code(&erin.id, &LinkCode::generate().hash(), now_ms() + 600_000, 3)
+        .create_link_code(
+            &erin.id,
+            &LinkCode::generate().hash(),
+            now_ms() + 600_000,
+            3,
+        )
         .await
         .unwrap_err();
-    assert!(matches!(fourth, StoreError::Conflict(ref m) if m.contains("3 unused")), "{fourth:?}");
+    assert!(
+        matches!(fourth, StoreError::Conflict(ref m) if m.contains("3 unused")),
+        "{fourth:?}"
+    );
 
     // Redeeming your own code changes nothing and leaves the code usable.
     assert!(matches!(
-        store.redeem_link_code(&codes[0].hash(), &Identity::web("erin")).await,
+        store
+            .redeem_link_code(&codes[0].hash(), &Identity::web("erin"))
+            .await,
         Err(StoreError::Conflict(_))
     ));
     // A new identity just joins.
     let matrix = Identity::new("matrix", "@erin:example.org");
-    let joined = store.redeem_link_code(&codes[0].hash(), &matrix).await.unwrap();
-    assert_eq!((joined.account_id.clone(), joined.merged_from), (erin.id.clone(), None));
+    let joined = store
+        .redeem_link_code(&codes[0].hash(), &matrix)
+        .await
+        .unwrap();
     assert_eq!(
-        store.account_by_identity("matrix", "@erin:example.org").await.unwrap().unwrap().id,
+        (joined.account_id.clone(), joined.merged_from),
+        (erin.id.clone(), None)
+    );
+    assert_eq!(
+        store
+            .account_by_identity("matrix", "@erin:example.org")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         erin.id
     );
     // Replayed: gone.
     assert!(matches!(
-        store.redeem_link_code(&codes[0].hash(), &Identity::web("frank")).await,
+        store
+            .redeem_link_code(&codes[0].hash(), &Identity::web("frank"))
+            .await,
         Err(StoreError::NotFound("link code"))
     ));
     // Expired: gone, and nothing changed for frank.
@@ -373,7 +506,9 @@ async fn link_codes_are_single_use_and_expire(store: &Store) {
         .await
         .unwrap();
     assert!(matches!(
-        store.redeem_link_code(&old.hash(), &Identity::web("frank")).await,
+        store
+            .redeem_link_code(&old.hash(), &Identity::web("frank"))
+            .await,
         Err(StoreError::NotFound("link code"))
     ));
     assert!(store.account(&frank.id).await.unwrap().unwrap().is_active());
@@ -382,28 +517,76 @@ async fn link_codes_are_single_use_and_expire(store: &Store) {
 }
 
 async fn api_keys_have_scopes_and_revocation(store: &Store) {
-    let gina = store.create_account("gina", Role::User, None).await.unwrap();
-    let hank = store.create_account("hank", Role::User, None).await.unwrap();
+    let gina = store
+        .create_account("gina", Role::User, None)
+        .await
+        .unwrap();
+    let hank = store
+        .create_account("hank", Role::User, None)
+        .await
+        .unwrap();
     let key = store
-        .create_scoped_api_key(&gina.id, "reader", "gina-read", "chorus_gina", &[ApiKeyScope::Read, ApiKeyScope::Read])
+        .create_scoped_api_key(
+            &gina.id,
+            "reader",
+            "gina-read",
+            "chorus_gina",
+            &[ApiKeyScope::Read, ApiKeyScope::Read],
+        )
         .await
         .unwrap();
     assert_eq!(key.scopes, vec![ApiKeyScope::Read]);
-    let keyed = store.account_by_scoped_api_key("gina-read").await.unwrap().unwrap();
-    assert_eq!((keyed.account.id, keyed.scopes), (gina.id.clone(), vec![ApiKeyScope::Read]));
+    let keyed = store
+        .account_by_scoped_api_key("gina-read")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (keyed.account.id, keyed.scopes),
+        (gina.id.clone(), vec![ApiKeyScope::Read])
+    );
     let listed = store.list_api_keys(&gina.id).await.unwrap();
     assert_eq!(listed.len(), 1);
     let used = listed[0].last_used_at.expect("use recorded");
     // Used again at once: not written again (to the minute).
-    store.account_by_scoped_api_key("gina-read").await.unwrap().unwrap();
-    assert_eq!(store.list_api_keys(&gina.id).await.unwrap()[0].last_used_at, Some(used));
+    store
+        .account_by_scoped_api_key("gina-read")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.list_api_keys(&gina.id).await.unwrap()[0].last_used_at,
+        Some(used)
+    );
     assert!(store.list_api_keys(&hank.id).await.unwrap().is_empty());
-    assert!(!store.revoke_api_key(&hank.id, &key.id).await.unwrap(), "not hank's key");
-    assert!(store.account_by_scoped_api_key("gina-read").await.unwrap().is_some());
+    assert!(
+        !store.revoke_api_key(&hank.id, &key.id).await.unwrap(),
+        "not hank's key"
+    );
+    assert!(
+        store
+            .account_by_scoped_api_key("gina-read")
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(store.revoke_api_key(&gina.id, &key.id).await.unwrap());
-    assert!(!store.revoke_api_key(&gina.id, &key.id).await.unwrap(), "once");
-    assert!(store.account_by_scoped_api_key("gina-read").await.unwrap().is_none());
-    assert!(store.list_api_keys(&gina.id).await.unwrap()[0].revoked_at.is_some());
+    assert!(
+        !store.revoke_api_key(&gina.id, &key.id).await.unwrap(),
+        "once"
+    );
+    assert!(
+        store
+            .account_by_scoped_api_key("gina-read")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store.list_api_keys(&gina.id).await.unwrap()[0]
+            .revoked_at
+            .is_some()
+    );
 }
 
 #[tokio::test]

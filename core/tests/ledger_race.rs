@@ -46,7 +46,9 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
         .create_user("racer", false, Some("correct horse battery"))
         .await
         .unwrap();
-    core.grant_credits("racer", 1.0, Some("race")).await.unwrap();
+    core.grant_credits("racer", 1.0, Some("race"))
+        .await
+        .unwrap();
     let mut conversations = Vec::new();
     for _ in 0..CONVERSATIONS {
         conversations.push(
@@ -83,8 +85,15 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
     };
 
     let sends = (0..SENDS).map(|i| {
-        let (core, account, conv) = (core.clone(), account.clone(), conversations[i % CONVERSATIONS].clone());
-        async move { core.send_message(&account, &conv, &format!("message {i}"), None, None).await }
+        let (core, account, conv) = (
+            core.clone(),
+            account.clone(),
+            conversations[i % CONVERSATIONS].clone(),
+        );
+        async move {
+            core.send_message(&account, &conv, &format!("message {i}"), None, None)
+                .await
+        }
     });
     let results = join_all(sends).await;
     let mut accepted = HashSet::new();
@@ -94,22 +103,27 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
             Ok(sent) => {
                 accepted.insert(sent.run_id.to_string());
             }
-            Err(CoreError::Refused(Refusal::Exhausted { .. } | Refusal::PromptTooExpensive { .. })) => {
-                refused += 1
-            }
+            Err(CoreError::Refused(
+                Refusal::Exhausted { .. } | Refusal::PromptTooExpensive { .. },
+            )) => refused += 1,
             Err(other) => panic!("a send failed for another reason: {other}"),
         }
     }
-    assert!(!accepted.is_empty() && refused > 0, "accepted {} refused {refused}", accepted.len());
+    assert!(
+        !accepted.is_empty() && refused > 0,
+        "accepted {} refused {refused}",
+        accepted.len()
+    );
 
     // Every run ends.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let active: i64 = sqlx::query("SELECT COUNT(*) AS n FROM runs WHERE status IN ('queued', 'streaming')")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            .get("n");
+        let active: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM runs WHERE status IN ('queued', 'streaming')")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get("n");
         if active == 0 {
             break;
         }
@@ -118,7 +132,10 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
     }
     racing.store(false, Ordering::Relaxed);
     let samples = watcher.await.unwrap();
-    assert!(samples > 3, "the invariant was sampled {samples} times only");
+    assert!(
+        samples > 3,
+        "the invariant was sampled {samples} times only"
+    );
 
     // Exactly one charge per accepted run, each run complete.
     let runs = sqlx::query("SELECT id, status, created_at FROM runs")
@@ -126,7 +143,10 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
         .await
         .unwrap();
     assert_eq!(runs.len(), accepted.len());
-    assert!(runs.iter().all(|r| r.get::<String, _>("status") == "complete"));
+    assert!(
+        runs.iter()
+            .all(|r| r.get::<String, _>("status") == "complete")
+    );
     let charges = sqlx::query(
         "SELECT run_id, amount, created_at FROM ledger WHERE reason = 'run_usage' ORDER BY created_at, id",
     )
@@ -141,10 +161,11 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
     // The refusal held: replay the ledger in order; once the balance reached zero, no
     // run started after that moment, and the overdraft is what the runs then in flight
     // used.
-    let ledger = sqlx::query("SELECT amount, created_at, run_id FROM ledger ORDER BY created_at, id")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let ledger =
+        sqlx::query("SELECT amount, created_at, run_id FROM ledger ORDER BY created_at, id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     let mut running = 0i64;
     let mut crossing: Option<(usize, i64)> = None;
     for (i, row) in ledger.iter().enumerate() {
@@ -162,16 +183,30 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
         .map(|r| r.get::<i64, _>("created_at"))
         .filter(|t| *t > crossed_at)
         .collect();
-    assert!(late.is_empty(), "{} runs started after the balance was exhausted", late.len());
-    let in_flight: i64 = ledger[index..].iter().map(|r| -r.get::<i64, _>("amount")).sum();
-    assert!(balance <= 0 && -balance <= in_flight, "overdraft {} beyond in-flight usage {in_flight}", -balance);
+    assert!(
+        late.is_empty(),
+        "{} runs started after the balance was exhausted",
+        late.len()
+    );
+    let in_flight: i64 = ledger[index..]
+        .iter()
+        .map(|r| -r.get::<i64, _>("amount"))
+        .sum();
+    assert!(
+        balance <= 0 && -balance <= in_flight,
+        "overdraft {} beyond in-flight usage {in_flight}",
+        -balance
+    );
 
     // And now every new run is refused, with a message that says why.
     let err = core
         .send_message(&account, &conversations[0], "one more", None, None)
         .await
         .unwrap_err();
-    assert!(matches!(err, CoreError::Refused(Refusal::Exhausted { .. })), "{err}");
+    assert!(
+        matches!(err, CoreError::Refused(Refusal::Exhausted { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("balance"), "{err}");
 
     pool.close().await;

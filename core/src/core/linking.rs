@@ -46,10 +46,7 @@ impl Core {
         let limits = &self.config.limits;
         let window = Duration::from_secs(limits.guess_window_secs);
         let key = format!("link:{}", identity.key());
-        let failures =
-            self.limiter.count(&key, window).await.map_err(|e| {
-                CoreError::Invalid(format!("cannot check the link code limit: {e}"))
-            })?;
+        let failures = self.limiter.count(&key, window).await?;
         if failures >= limits.link_code_failures as u64 {
             return Err(CoreError::RateLimited(format!(
                 "too many wrong link codes; try again in {} minutes",
@@ -84,6 +81,16 @@ impl Core {
     ) -> Result<LinkOutcome, CoreError> {
         self.redeem_link_code(&Identity::web(&account.name), code)
             .await
+    }
+
+    /// The role a new account gets unless told otherwise (`accounts.default_role`), for
+    /// every path that creates accounts (CLI, SSO, first contact on a surface).
+    pub fn default_role(&self) -> crate::store::Role {
+        if self.config.accounts.default_role == "admin" {
+            crate::store::Role::Admin
+        } else {
+            crate::store::Role::User
+        }
     }
 
     /// The account a surface identity belongs to, if it has one.
@@ -218,11 +225,7 @@ impl Core {
         let limits = &self.config.limits;
         let window = Duration::from_secs(limits.guess_window_secs);
         let key = format!("login:{}:{client}", name.to_lowercase());
-        let failures = self
-            .limiter
-            .count(&key, window)
-            .await
-            .map_err(|e| CoreError::Invalid(format!("cannot check the login limit: {e}")))?;
+        let failures = self.limiter.count(&key, window).await?;
         if failures >= limits.login_failures as u64 {
             return Err(CoreError::RateLimited(format!(
                 "too many failed logins for this name; try again in {} minutes",

@@ -15,9 +15,17 @@ use std::time::Duration;
 fn cases() -> Vec<(Method, &'static str, Option<Value>)> {
     vec![
         (Method::GET, "/api/conversations/{id}", None),
-        (Method::PATCH, "/api/conversations/{id}", Some(json!({"title": "taken over"}))),
+        (
+            Method::PATCH,
+            "/api/conversations/{id}",
+            Some(json!({"title": "taken over"})),
+        ),
         (Method::DELETE, "/api/conversations/{id}", None),
-        (Method::POST, "/api/conversations/{id}/messages", Some(json!({"content": "hijack"}))),
+        (
+            Method::POST,
+            "/api/conversations/{id}/messages",
+            Some(json!({"content": "hijack"})),
+        ),
         (Method::GET, "/api/runs/{id}", None),
         (Method::GET, "/api/runs/{id}/events", None),
         (Method::POST, "/api/runs/{id}/stop", None),
@@ -32,7 +40,9 @@ fn routed_with_ids() -> BTreeSet<(String, String)> {
     let routes_fn = source.split("#[cfg(test)]").next().unwrap_or_default();
     let mut out = BTreeSet::new();
     for segment in routes_fn.split(".route(").skip(1) {
-        let Some(path) = segment.split('"').nth(1) else { continue };
+        let Some(path) = segment.split('"').nth(1) else {
+            continue;
+        };
         if !path.contains('{') {
             continue;
         }
@@ -47,12 +57,17 @@ fn routed_with_ids() -> BTreeSet<(String, String)> {
 
 #[test]
 fn every_route_with_an_id_is_covered() {
-    let covered: BTreeSet<(String, String)> =
-        cases().iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
+    let covered: BTreeSet<(String, String)> = cases()
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
     let routed = routed_with_ids();
     assert!(!routed.is_empty());
     let missing: Vec<_> = routed.difference(&covered).collect();
-    assert!(missing.is_empty(), "routes taking an id not covered by the authorization test (add them to cases()): {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes taking an id not covered by the authorization test (add them to cases()): {missing:?}"
+    );
 }
 
 /// What the owner's objects look like; must be identical before and after the attack.
@@ -76,20 +91,52 @@ async fn another_accounts_ids_are_not_found_and_untouched() -> Result<()> {
     let conversation = owner.create_conversation(None).await?;
     let sent = owner.send_message(&conversation, "mine").await?;
     chorus_tests::wait::until("some text", Duration::from_secs(10), || async {
-        Ok((!owner.run(&sent.run_id).await?["text"].as_str().unwrap_or_default().is_empty()).then_some(()))
+        Ok((!owner.run(&sent.run_id).await?["text"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty())
+        .then_some(()))
     })
     .await?;
     owner.stop(&sent.run_id).await?;
-    let stopped = owner.wait_run_ended(&sent.run_id, Duration::from_secs(10)).await?;
+    let stopped = owner
+        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
+        .await?;
     ensure!(stopped["status"] == "stopped", "{stopped}");
-    let key = expect_status(call(&owner, Method::POST, "/api/keys", Some(json!({"name": "owner"}))).await?, 201).await?;
-    let key_id = key["api_key"]["id"].as_str().unwrap_or_default().to_string();
+    let key = expect_status(
+        call(
+            &owner,
+            Method::POST,
+            "/api/keys",
+            Some(json!({"name": "owner"})),
+        )
+        .await?,
+        201,
+    )
+    .await?;
+    let key_id = key["api_key"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let owner_key = key["key"].as_str().unwrap_or_default().to_string();
     let before = snapshot(&owner, &conversation, &sent.run_id).await?;
 
     let intruder = logged_in_client(&server, &unique_name("intruder")).await?;
-    let intruder_key = expect_status(call(&intruder, Method::POST, "/api/keys", Some(json!({"name": "i"}))).await?, 201).await?;
-    let by_key = ApiClient::with_api_key(&server.url(), intruder_key["key"].as_str().unwrap_or_default());
+    let intruder_key = expect_status(
+        call(
+            &intruder,
+            Method::POST,
+            "/api/keys",
+            Some(json!({"name": "i"})),
+        )
+        .await?,
+        201,
+    )
+    .await?;
+    let by_key = ApiClient::with_api_key(
+        &server.url(),
+        intruder_key["key"].as_str().unwrap_or_default(),
+    );
     for (who, client) in [("session", &intruder), ("API key", &by_key)] {
         for (method, template, body) in cases() {
             let id = if template.starts_with("/api/conversations") {
@@ -110,21 +157,44 @@ async fn another_accounts_ids_are_not_found_and_untouched() -> Result<()> {
             }
             let status = resp.status();
             let got = resp.text().await?;
-            ensure!(status.as_u16() == 404 && got.contains("not_found"), "{who}: {method} {path} answered {status}: {got}");
+            ensure!(
+                status.as_u16() == 404 && got.contains("not_found"),
+                "{who}: {method} {path} answered {status}: {got}"
+            );
         }
     }
     // A parent message of the owner's, under the intruder's own conversation.
     let own = intruder.create_conversation(None).await?;
     let parent = sent.message_id.as_str();
-    let resp = call(&intruder, Method::POST, &format!("/api/conversations/{own}/messages"), Some(json!({"content": "x", "parent_id": parent}))).await?;
+    let resp = call(
+        &intruder,
+        Method::POST,
+        &format!("/api/conversations/{own}/messages"),
+        Some(json!({"content": "x", "parent_id": parent})),
+    )
+    .await?;
     expect_error(resp, 404, "not_found").await?;
-    ensure!(intruder.messages(&own).await?.is_empty(), "nothing was written");
+    ensure!(
+        intruder.messages(&own).await?.is_empty(),
+        "nothing was written"
+    );
 
     // Nothing changed for the owner, whose ids all still work.
     let after = snapshot(&owner, &conversation, &sent.run_id).await?;
-    ensure!(before == after, "the owner's data changed:\nbefore {before}\nafter  {after}");
-    expect_status(ApiClient::with_api_key(&server.url(), &owner_key).get("/api/me").await?, 200).await?;
+    ensure!(
+        before == after,
+        "the owner's data changed:\nbefore {before}\nafter  {after}"
+    );
+    expect_status(
+        ApiClient::with_api_key(&server.url(), &owner_key)
+            .get("/api/me")
+            .await?,
+        200,
+    )
+    .await?;
     let continued = owner.continue_run(&sent.run_id).await?;
-    owner.wait_run_ended(&continued, Duration::from_secs(20)).await?;
+    owner
+        .wait_run_ended(&continued, Duration::from_secs(20))
+        .await?;
     Ok(())
 }

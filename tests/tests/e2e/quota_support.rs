@@ -40,7 +40,10 @@ pub fn cost_micros(prompt: i64, completion: i64) -> i64 {
 pub async fn expect_error(resp: Response, status: u16, code: &str) -> Result<Value> {
     let got = resp.status();
     let body = resp.text().await?;
-    ensure!(got.as_u16() == status, "expected HTTP {status} {code}, got {got}: {body}");
+    ensure!(
+        got.as_u16() == status,
+        "expected HTTP {status} {code}, got {got}: {body}"
+    );
     let v: Value = serde_json::from_str(&body)
         .with_context(|| format!("HTTP {got}: body is not JSON: {body}"))?;
     ensure!(
@@ -54,7 +57,10 @@ pub async fn expect_error(resp: Response, status: u16, code: &str) -> Result<Val
 pub async fn expect_status(resp: Response, status: u16) -> Result<Value> {
     let got = resp.status();
     let body = resp.text().await?;
-    ensure!(got.as_u16() == status, "expected HTTP {status}, got {got}: {body}");
+    ensure!(
+        got.as_u16() == status,
+        "expected HTTP {status}, got {got}: {body}"
+    );
     if body.is_empty() {
         return Ok(Value::Null);
     }
@@ -62,7 +68,12 @@ pub async fn expect_status(resp: Response, status: u16) -> Result<Value> {
 }
 
 /// A JSON request.
-pub async fn call(client: &ApiClient, method: Method, path: &str, body: Option<Value>) -> Result<Response> {
+pub async fn call(
+    client: &ApiClient,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Response> {
     let mut req = client.request(method, path);
     if let Some(body) = body {
         req = req.json(&body);
@@ -85,7 +96,10 @@ pub async fn assert_ledger_balanced(pool: &sqlx::PgPool) -> Result<usize> {
     .fetch_all(pool)
     .await?;
     for (name, balance, sum) in &rows {
-        ensure!(balance == sum, "account {name}: balance {balance} but ledger sums to {sum}");
+        ensure!(
+            balance == sum,
+            "account {name}: balance {balance} but ledger sums to {sum}"
+        );
     }
     Ok(rows.len())
 }
@@ -97,6 +111,9 @@ pub fn utc_day(ms: i64) -> String {
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let (d, m) = (doy - (153 * mp + 2) / 5 + 1, if mp < 10 { mp + 3 } else { mp - 9 });
+    let (d, m) = (
+        doy - (153 * mp + 2) / 5 + 1,
+        if mp < 10 { mp + 3 } else { mp - 9 },
+    );
     format!("{:04}-{m:02}-{d:02}", yoe + era * 400 + i64::from(m <= 2))
 }

@@ -24,6 +24,7 @@ const el = {
   convList: $('conv-list'),
   convEmpty: $('conv-empty'),
   meName: $('me-name'),
+  meBalance: $('me-balance'),
   logout: $('logout'),
   convTitle: $('conv-title'),
   modelSelect: $('model-select'),
@@ -187,11 +188,23 @@ async function boot() {
   await startApp();
 }
 
+/** Shows the account's balance when quotas are enforced (a failure just hides it). */
+async function refreshBalance() {
+  try {
+    const u = await api('GET', '/api/me/usage?days=1');
+    el.meBalance.textContent = `${Number(u.balance).toFixed(2)} credits`;
+    el.meBalance.hidden = !u.quota_enabled;
+  } catch {
+    el.meBalance.hidden = true;
+  }
+}
+
 async function startApp() {
   el.boot.hidden = true;
   el.loginView.hidden = true;
   el.appView.hidden = false;
   el.meName.textContent = state.me ? state.me.name : '';
+  refreshBalance();
   hideError();
   await Promise.all([loadModels(), loadConversations()]);
   const id = hashConversation();
@@ -711,6 +724,7 @@ function followRun(view, runId, after) {
     view.stopping = false;
     renderNow(view);
     runEnded(view);
+    refreshBalance();
   });
   es.addEventListener('journal_error', () => {
     if (!mine()) return;
