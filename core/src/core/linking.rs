@@ -64,7 +64,17 @@ impl Core {
             Err(e) => return Err(failed(e.to_string()).await),
         };
         match self.store.redeem_link_code(&code.hash(), identity).await {
-            Ok(outcome) => Ok(outcome),
+            Ok(outcome) => {
+                if let Some(from) = &outcome.merged_from {
+                    // The merged account's conversations moved; their sandbox files follow.
+                    let workspaces = self.sandbox().workspaces();
+                    if let Err(e) = workspaces.adopt(from, &outcome.account_id).await {
+                        tracing::error!(error = %e, from = %from, to = %outcome.account_id,
+                            "cannot move the sandbox workspaces of a merged account");
+                    }
+                }
+                Ok(outcome)
+            }
             Err(crate::store::StoreError::NotFound("link code")) => {
                 Err(failed(WRONG_CODE.to_string()).await)
             }

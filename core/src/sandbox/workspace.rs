@@ -135,6 +135,35 @@ impl Workspaces {
         .await
     }
 
+    /// Moves every workspace of `from` under `to`, after `from` was merged into `to`
+    /// (its conversations moved with it). A conversation's workspace that already
+    /// exists under `to` is kept as it is (it cannot: conversation ids are unique).
+    pub async fn adopt(&self, from: &AccountId, to: &AccountId) -> Result<usize, WorkspaceError> {
+        let source = self.root.join(from.as_str());
+        let target = self.root.join(to.as_str());
+        blocking(move || {
+            let entries = match fs::read_dir(&source) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(e.into()),
+            };
+            fs::create_dir_all(&target)?;
+            let mut moved = 0;
+            for entry in entries {
+                let entry = entry?;
+                let destination = target.join(entry.file_name());
+                if destination.exists() {
+                    continue;
+                }
+                fs::rename(entry.path(), destination)?;
+                moved += 1;
+            }
+            let _ = fs::remove_dir(&source);
+            Ok(moved)
+        })
+        .await
+    }
+
     /// Opens one workspace file for reading, refusing any path that leaves the
     /// workspace (`..`, absolute paths, symlinks). Returns the file and its size.
     pub async fn open(
@@ -408,6 +437,33 @@ fn extract(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_merged_accounts_workspaces_move_to_the_surviving_account() {
+        let data = tempfile::tempdir().unwrap();
+        let workspaces = Workspaces::new(data.path(), 1 << 20);
+        let (old, new) = (AccountId::generate(), AccountId::generate());
+        let (moved_conv, kept_conv) = (ConversationId::generate(), ConversationId::generate());
+        let moved = workspaces.dir(&old, &moved_conv);
+        fs::create_dir_all(&moved).unwrap();
+        fs::write(moved.join("result.csv"), b"a,b\n").unwrap();
+        fs::create_dir_all(workspaces.dir(&new, &kept_conv)).unwrap();
+
+        assert_eq!(workspaces.adopt(&old, &new).await.unwrap(), 1);
+        let files = workspaces.list(&new, &moved_conv).await.unwrap();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(files[0].path, "result.csv");
+        assert!(workspaces.list(&old, &moved_conv).await.unwrap().is_empty());
+        assert!(workspaces.dir(&new, &kept_conv).is_dir());
+        // Adopting an account that never ran code is a no-op.
+        assert_eq!(
+            workspaces
+                .adopt(&AccountId::generate(), &new)
+                .await
+                .unwrap(),
+            0
+        );
+    }
 
     #[test]
     fn relative_paths_must_stay_inside() {
