@@ -13,8 +13,12 @@ use crate::provider::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderReg
 use crate::store::{
     Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, RunStatus, Store, StoreError,
 };
+use crate::sso::{Sso, SsoError};
 use crate::time::now_ms;
 use std::sync::Arc;
+
+mod identity;
+pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
 use std::time::Duration;
 
 /// Errors a surface turns into its own words (HTTP status, chat reply).
@@ -36,6 +40,8 @@ pub enum CoreError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Sso(#[from] SsoError),
 }
 
 impl From<StoreError> for CoreError {
@@ -91,6 +97,7 @@ pub struct Core {
     providers: Arc<ProviderRegistry>,
     engine: Engine,
     config: Arc<Config>,
+    sso: Arc<Sso>,
 }
 
 impl Core {
@@ -148,6 +155,7 @@ impl Core {
             journal,
             providers,
             engine,
+            sso: Arc::new(Sso::new(&config.auth)),
             config: Arc::new(config),
         })
     }
@@ -214,6 +222,9 @@ impl Core {
 
     /// Checks a name and password; returns the account and a new session token.
     pub async fn login(&self, name: &str, password: &str) -> Result<(Account, String), CoreError> {
+        if !self.config.auth.local_passwords {
+            return Err(SsoError::LocalPasswordsDisabled.into());
+        }
         let account = self.store.account_by_name(name).await?;
         let hash = account.as_ref().and_then(|a| a.password_hash.clone());
         let (pw, stored) = (password.to_string(), hash.clone());

@@ -10,7 +10,8 @@ pub mod ids;
 pub mod journal;
 pub mod provider;
 pub mod secret;
+pub mod sso;
 pub mod store;
 pub mod time;
 
-pub use crate::core::{Core, CoreError};
+pub use crate::core::{Core, CoreError, IdentityView, SsoCallback, SsoLogin, SsoStart};

@@ -5,10 +5,12 @@
 
 mod accounts;
 mod conversations;
+mod identities;
 mod runs;
 
 pub use accounts::{Account, ApiKeyRecord, Role};
 pub use conversations::{Conversation, Message, NewTurn};
+pub use identities::{Identity, SsoFlow};
 pub use runs::{Checkpoint, Run, RunOutcome, RunStatus, TurnIds};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -52,11 +54,19 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "initial",
     include_str!("../../../migrations/sqlite/0001_initial.sql"),
+), (
+    3,
+    "sso",
+    include_str!("../../../migrations/sqlite/0003_sso.sql"),
 )];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "initial",
     include_str!("../../../migrations/postgres/0001_initial.sql"),
+), (
+    3,
+    "sso",
+    include_str!("../../../migrations/postgres/0003_sso.sql"),
 )];
 
 impl Store {

@@ -3,6 +3,7 @@
 mod auth;
 mod conversations;
 mod runs;
+mod sso;
 
 use crate::AppState;
 use axum::Json;
@@ -10,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::json;
 
 pub fn routes() -> Router<AppState> {
@@ -18,6 +19,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/me", get(auth::me))
+        .route("/api/auth/providers", get(sso::providers))
+        .route("/api/auth/sso/{provider}/start", get(sso::start))
+        .route("/api/auth/sso/{provider}/callback", get(sso::callback))
+        .route("/api/me/identities", get(sso::identities))
+        .route("/api/me/identities/{id}", delete(sso::unlink))
         .route("/api/models", get(models))
         .route("/api/providers", get(providers))
         .route(
