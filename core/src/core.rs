@@ -10,10 +10,10 @@ use crate::journal::{
     EntryStream, Journal, JournalEntry, JournalError, MemoryJournal, RedisJournal, RunEvent,
 };
 use crate::provider::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderRegistry};
+use crate::sso::{Sso, SsoError};
 use crate::store::{
     Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, RunStatus, Store, StoreError,
 };
-use crate::sso::{Sso, SsoError};
 use crate::time::now_ms;
 use std::sync::Arc;
 

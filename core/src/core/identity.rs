@@ -84,7 +84,11 @@ impl Core {
         self.store
             .save_sso_flow(&auth::token_hash(&authorization.state), &flow)
             .await?;
-        tracing::info!(provider = provider_id, link = current.is_some(), "SSO login started");
+        tracing::info!(
+            provider = provider_id,
+            link = current.is_some(),
+            "SSO login started"
+        );
         Ok(SsoStart {
             redirect_url: authorization.url,
             state: authorization.state,
@@ -124,7 +128,9 @@ impl Core {
             .sso
             .complete(provider_id, &code, &flow.pkce_verifier, &flow.nonce)
             .await
-            .inspect_err(|e| tracing::warn!(provider = provider_id, error = %e, "SSO login failed"))?;
+            .inspect_err(
+                |e| tracing::warn!(provider = provider_id, error = %e, "SSO login failed"),
+            )?;
         let linking = flow.link_account_id.is_some();
         let (mut account, linked) = self.account_for(&external, flow.link_account_id).await?;
         if !account.is_active() {

@@ -182,7 +182,14 @@ pub(crate) fn validate(
     let ids = oidc
         .iter()
         .enumerate()
-        .map(|(i, p)| (format!("auth.oidc[{i}]"), &p.id, &p.name, &p.allowed_email_domains))
+        .map(|(i, p)| {
+            (
+                format!("auth.oidc[{i}]"),
+                &p.id,
+                &p.name,
+                &p.allowed_email_domains,
+            )
+        })
         .chain(oauth2.iter().enumerate().map(|(i, p)| {
             (
                 format!("auth.oauth2[{i}]"),

@@ -166,7 +166,9 @@ impl Sso {
     /// Whether identities of `platform` can log in on the web through a configured
     /// provider (so they count as a way in when another identity is unlinked).
     pub fn can_log_in_with(&self, platform: &str) -> bool {
-        self.providers.iter().any(|(id, p)| platform_of(id, p) == platform)
+        self.providers
+            .iter()
+            .any(|(id, p)| platform_of(id, p) == platform)
     }
 
     fn provider(&self, id: &str) -> Result<&Provider, SsoError> {
@@ -212,8 +214,7 @@ impl Sso {
         let identity = match provider {
             Provider::Oidc(c) => {
                 let meta = self.metadata(c).await?;
-                oidc::complete(&self.http, &meta, c, &redirect, code, pkce_verifier, nonce)
-                    .await?
+                oidc::complete(&self.http, &meta, c, &redirect, code, pkce_verifier, nonce).await?
             }
             Provider::OAuth2(c) => {
                 social::complete(&self.http, c, &redirect, code, pkce_verifier).await?

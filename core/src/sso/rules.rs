@@ -113,7 +113,10 @@ mod tests {
 
     #[test]
     fn account_names() {
-        assert_eq!(account_name_hint(&[None, Some("Ada Lovelace")]), "Ada-Lovelace");
+        assert_eq!(
+            account_name_hint(&[None, Some("Ada Lovelace")]),
+            "Ada-Lovelace"
+        );
         assert_eq!(account_name_hint(&[Some("ada@example.com")]), "ada");
         assert_eq!(account_name_hint(&[Some("!!!"), Some("bob")]), "bob");
         assert_eq!(account_name_hint(&[None]), "user");

@@ -29,13 +29,15 @@ macro_rules! oauth_client {
         BasicClient::new(ClientId::new(c.client_id.clone()))
             .set_client_secret(ClientSecret::new(c.client_secret.expose().to_string()))
             .set_auth_uri(
-                AuthUrl::new(c.effective_authorize_url()).map_err(|e| url_error("authorize_url", e))?,
+                AuthUrl::new(c.effective_authorize_url())
+                    .map_err(|e| url_error("authorize_url", e))?,
             )
             .set_token_uri(
                 TokenUrl::new(c.effective_token_url()).map_err(|e| url_error("token_url", e))?,
             )
             .set_redirect_uri(
-                RedirectUrl::new($redirect.to_string()).map_err(|e| url_error("redirect URL", e))?,
+                RedirectUrl::new($redirect.to_string())
+                    .map_err(|e| url_error("redirect URL", e))?,
             )
             // GitHub documents the client credentials as form parameters; Discord
             // accepts HTTP Basic.

@@ -50,24 +50,30 @@ pub struct Store {
     backend: Backend,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/sqlite/0001_initial.sql"),
-), (
-    3,
-    "sso",
-    include_str!("../../../migrations/sqlite/0003_sso.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-), (
-    3,
-    "sso",
-    include_str!("../../../migrations/postgres/0003_sso.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        3,
+        "sso",
+        include_str!("../../../migrations/sqlite/0003_sso.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        3,
+        "sso",
+        include_str!("../../../migrations/postgres/0003_sso.sql"),
+    ),
+];
 
 impl Store {
     /// Connects to `url` (creating a SQLite file and its directory when needed).

@@ -17,6 +17,8 @@ mod ollama_provider;
 mod openai_provider;
 mod openai_responses_provider;
 mod sse_resume;
+mod sso_oauth2;
+mod sso_oidc;
 mod two_instances;
 
 use anyhow::{Result, bail, ensure};

@@ -151,9 +151,8 @@ pub async fn unlink(
     Authed(account): Authed,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let plausible = !id.is_empty()
-        && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    let plausible =
+        !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
     if !plausible {
         return Err(ApiError::not_found("identity"));
     }
