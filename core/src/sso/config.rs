@@ -280,3 +280,50 @@ pub(crate) fn validate(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::collections::BTreeMap;
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text, &BTreeMap::new())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    const OIDC: &str = "[[auth.oidc]]\nid = \"corp\"\nname = \"Corp\"\nissuer = \"https://id.example.com\"\nclient_id = \"c\"\n";
+
+    #[test]
+    fn sso_settings_are_validated_with_the_key_named() {
+        assert!(err(OIDC).contains("auth.public_url"), "{}", err(OIDC));
+        let ok = format!("[auth]\npublic_url = \"https://chat.example.com\"\n{OIDC}");
+        assert_eq!(err(&ok), "");
+        let dup = format!("{ok}{OIDC}");
+        assert!(err(&dup).contains("auth.oidc[1].id"), "{}", err(&dup));
+        let half = format!("{ok}admin_claim = \"groups\"\n");
+        assert!(err(&half).contains("admin_value"), "{}", err(&half));
+        let bad_issuer = ok.replace("https://id.example.com", "id.example.com");
+        assert!(err(&bad_issuer).contains("auth.oidc[0].issuer"));
+        let bad_id = ok.replace("id = \"corp\"", "id = \"a/b\"");
+        assert!(err(&bad_id).contains("auth.oidc[0].id"));
+        let discord = "[auth]\npublic_url = \"https://c.example\"\n[[auth.oauth2]]\nid = \"d\"\nname = \"D\"\nkind = \"discord\"\nclient_id = \"1\"\nclient_secret = \"\"\n";
+        assert!(
+            err(discord).contains("auth.oauth2[0].client_secret"),
+            "{}",
+            err(discord)
+        );
+    }
+
+    #[test]
+    fn client_secrets_are_masked_in_the_dump() {
+        let text = "[auth]\npublic_url = \"https://c.example\"\n[[auth.oauth2]]\nid = \"d\"\nname = \"D\"\nkind = \"github\"\nclient_id = \"1\"\nclient_secret = \"gh-very-secret\"\n";
+        let config = Config::from_toml(text, &BTreeMap::new()).unwrap();
+        assert!(!config.masked_toml().contains("gh-very-secret"));
+        assert_eq!(
+            config.auth.oauth2[0].effective_api_url(),
+            "https://api.github.com"
+        );
+    }
+}

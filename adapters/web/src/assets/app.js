@@ -5,6 +5,7 @@
 // escapes everything); every other dynamic text is set with textContent.
 
 import { renderMarkdown } from './markdown.js';
+import { openIdentities, setupLogin } from './sso.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -968,6 +969,7 @@ function scrollToBottom() {
 
 el.loginForm.addEventListener('submit', login);
 el.logout.addEventListener('click', logout);
+$('open-identities').addEventListener('click', () => openIdentities(api).catch(showError));
 el.bannerClose.addEventListener('click', hideError);
 el.newChat.addEventListener('click', () => {
   setSidebar(false);
@@ -1025,4 +1027,5 @@ el.messages.addEventListener('click', (e) => {
 });
 window.addEventListener('hashchange', onHashChange);
 
+setupLogin();
 boot();
