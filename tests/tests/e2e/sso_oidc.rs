@@ -450,3 +450,38 @@ async fn identities_link_and_unlink_keep_a_way_in() -> Result<()> {
     ensure!(error_code(&body) == "identity_linked_elsewhere", "{body}");
     Ok(())
 }
+
+#[tokio::test]
+async fn slack_oidc_links_the_slack_user_id() -> Result<()> {
+    // "Sign in with Slack" puts the Slack user id in its own claim.
+    let provider = OidcProvider::start(
+        3600,
+        &[
+            json!({"sub": "slack-sub-9", "https://slack.com/user_id": "U0123ABCD",
+                 "https://slack.com/team_id": "T0001", "email": "sam@example.com", "name": "Sam"}),
+        ],
+    )
+    .await?;
+    let server = TestServer::start(config(
+        "",
+        &[oidc_table(
+            "slack",
+            &provider.issuer(),
+            "kind = \"slack\"\n",
+        )],
+    ))
+    .await?;
+    let browser = SsoBrowser::new(&server.url());
+    let (_, providers) = browser.api_get("/api/auth/providers").await?;
+    ensure!(providers["providers"][0]["kind"] == "slack", "{providers}");
+    browser.oidc_login("slack", "slack-sub-9").await?;
+    let (_, list) = browser.api_get("/api/me/identities").await?;
+    let slack = list["identities"]
+        .as_array()
+        .and_then(|l| l.iter().find(|i| i["platform"] == "slack"))
+        .cloned()
+        .unwrap_or_default();
+    ensure!(slack["external_id"] == "U0123ABCD", "{list}");
+    ensure!(slack["label"] == "sam@example.com", "{list}");
+    Ok(())
+}
