@@ -94,6 +94,21 @@ async fn suite(store: &Store) {
             .is_none()
     );
 
+    // An account that lost a first-login race is removed with its identities.
+    let loser = store
+        .create_account("loser", Role::User, None)
+        .await
+        .unwrap();
+    store.discard_new_account(&loser.id).await.unwrap();
+    assert!(store.account(&loser.id).await.unwrap().is_none());
+    assert!(
+        store
+            .account_by_identity("web", "loser")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
     store.set_account_role(&bob.id, Role::Admin).await.unwrap();
     assert_eq!(
         store.account(&bob.id).await.unwrap().unwrap().role,

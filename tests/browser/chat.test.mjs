@@ -260,6 +260,12 @@ describe('chat client in headless Chromium', { timeout: 90000 }, () => {
   });
 
   test('logs in through the form', async () => {
+    // A failed single sign-on comes back as ?sso_error=: shown once, then dropped from the URL.
+    await page.goto(baseUrl + '/?sso_error=' + encodeURIComponent('the ID token was rejected: nonce mismatch'));
+    await page.waitForSelector('#login-error', { state: 'visible' });
+    assert.match(await page.textContent('#login-error'), /ID token was rejected: nonce mismatch/);
+    assert.equal(new URL(page.url()).search, '');
+
     await page.goto(baseUrl + '/');
     await page.waitForSelector('#login-form', { state: 'visible' });
     // The configured SSO provider has its button, pointing at the start of its flow.

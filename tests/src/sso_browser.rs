@@ -29,6 +29,11 @@ impl SsoBrowser {
         }
     }
 
+    /// The underlying client (cookies kept, redirects not followed).
+    pub fn raw(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

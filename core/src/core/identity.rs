@@ -202,9 +202,12 @@ impl Core {
                 {
                     Ok(()) => Ok((account, true)),
                     // A concurrent first login of the same identity won the race: use
-                    // its account (the one made here stays without an SSO identity).
+                    // its account and drop the one made here.
                     Err(StoreError::Conflict(_)) => {
                         tracing::warn!(account = %account.id, platform = %platform, "concurrent first SSO login; using the other account");
+                        if let Err(e) = self.store.discard_new_account(&account.id).await {
+                            tracing::warn!(account = %account.id, error = %e, "cannot remove the unused account");
+                        }
                         let owner = self
                             .store
                             .account_by_identity(platform, external_id)

@@ -153,6 +153,25 @@ impl Store {
         Ok(())
     }
 
+    /// Removes an account made moments ago that lost a race to be an identity's
+    /// account, with its sessions and identities. Fails (changing nothing) once
+    /// anything else refers to it.
+    pub async fn discard_new_account(&self, account: &AccountId) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for sql in [
+            "DELETE FROM sessions WHERE account_id = $1",
+            "DELETE FROM identities WHERE account_id = $1",
+            "DELETE FROM accounts WHERE id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(account.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Sets an account's role (from an SSO role claim).
     pub async fn set_account_role(
         &self,

@@ -87,18 +87,51 @@ pub struct CallbackQuery {
 }
 
 /// `GET /api/auth/sso/{provider}/callback`: checks state, exchanges the code, opens
-/// a session (or links the identity) and sends the browser to the chat client.
+/// a session (or links the identity) and sends the browser to the chat client. A
+/// failure is the usual JSON error, except for a browser navigation (`Accept:
+/// text/html`), which is sent to the chat client with the message in `?sso_error=`.
 pub async fn callback(
     State(state): State<AppState>,
     Path(provider): Path<String>,
     Query(query): Query<CallbackQuery>,
     parts: Parts,
+) -> Response {
+    let wants_html = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    match finish(&state, &provider, query, &parts).await {
+        Ok(response) => response,
+        Err(e) if wants_html => {
+            let target = format!(
+                "/?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("sso_error", &e.message)
+                    .finish()
+            );
+            let mut response =
+                (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
+            if let Ok(location) = HeaderValue::from_str(&target) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn finish(
+    state: &AppState,
+    provider: &str,
+    query: CallbackQuery,
+    parts: &Parts,
 ) -> Result<Response, ApiError> {
-    let browser_state = cookie(&parts, STATE_COOKIE);
+    let browser_state = cookie(parts, STATE_COOKIE);
     let login = state
         .core
         .sso_callback(
-            &provider,
+            provider,
             SsoCallback {
                 code: query.code,
                 state: query.state,
@@ -129,7 +162,7 @@ pub async fn callback(
             header::SET_COOKIE,
             header_value(&format!(
                 "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
-                secure(&state)
+                secure(state)
             ))?,
         );
     }

@@ -5,7 +5,7 @@
 // escapes everything); every other dynamic text is set with textContent.
 
 import { renderMarkdown } from './markdown.js';
-import { openIdentities, setupLogin } from './sso.js';
+import { openIdentities, setupLogin, takeSsoError } from './sso.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -177,15 +177,24 @@ async function logout() {
 }
 
 async function boot() {
+  const ssoError = takeSsoError();
   try {
     state.me = await api('GET', '/api/me');
   } catch (err) {
-    if (err.status === 401) return; // api() showed the login form
+    if (err.status === 401) {
+      // api() showed the login form; a failed single sign-on says why.
+      if (ssoError) {
+        el.loginError.textContent = ssoError;
+        el.loginError.hidden = false;
+      }
+      return;
+    }
     el.boot.textContent = `${err.message} Retrying…`;
     setTimeout(boot, 3000);
     return;
   }
   await startApp();
+  if (ssoError) showError(ssoError);
 }
 
 async function startApp() {

@@ -5,6 +5,18 @@
 
 const $ = (id) => document.getElementById(id);
 
+/** The error of a failed SSO callback (`/?sso_error=...`), once: it is removed from
+ * the address bar so a reload does not show it again. */
+export function takeSsoError() {
+  const params = new URLSearchParams(location.search);
+  const message = params.get('sso_error');
+  if (message === null) return null;
+  params.delete('sso_error');
+  const rest = params.toString();
+  history.replaceState(null, '', location.pathname + (rest ? `?${rest}` : '') + location.hash);
+  return message;
+}
+
 const startUrl = (id) => `/api/auth/sso/${encodeURIComponent(id)}/start`;
 
 let providers = [];
