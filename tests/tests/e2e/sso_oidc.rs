@@ -305,22 +305,27 @@ async fn unknown_provider_and_disallowed_email_are_refused() -> Result<()> {
         ensure!(error_message(&body).contains("\"nope\""), "{body}");
     }
     // A browser navigation gets the chat client with the message instead of JSON.
-    let r = browser
-        .raw()
-        .get(browser.url("/api/auth/sso/nope/callback?code=abc&state=def"))
-        .header("accept", "text/html,application/xhtml+xml")
-        .send()
-        .await?;
-    ensure!(r.status() == StatusCode::SEE_OTHER, "{}", r.status());
-    let location = r
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    ensure!(
-        location.starts_with("/?sso_error=") && location.contains("nope"),
-        "{location}"
-    );
+    for path in [
+        "/api/auth/sso/nope/callback?code=abc&state=def",
+        "/api/auth/sso/nope/start",
+    ] {
+        let r = browser
+            .raw()
+            .get(browser.url(path))
+            .header("accept", "text/html,application/xhtml+xml")
+            .send()
+            .await?;
+        ensure!(r.status() == StatusCode::SEE_OTHER, "{}", r.status());
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        ensure!(
+            location.starts_with("/?sso_error=") && location.contains("nope"),
+            "{location}"
+        );
+    }
 
     let authorize = browser.start("mock").await?;
     let callback = browser.provider_login(&authorize, "eve").await?;

@@ -52,18 +52,54 @@ fn cookie(parts: &Parts, name: &str) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
+/// Whether the request is a browser navigation (it accepts HTML).
+fn wants_html(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// An error as a browser navigation should see it: the chat client, with the message
+/// in `?sso_error=` (API clients get the JSON error).
+fn to_browser(e: ApiError, html: bool) -> Response {
+    if !html {
+        return e.into_response();
+    }
+    let target = format!(
+        "/?{}",
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("sso_error", &e.message)
+            .finish()
+    );
+    let mut response =
+        (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
+    if let Ok(location) = HeaderValue::from_str(&target) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
 /// `GET /api/auth/sso/{provider}/start`: 302 to the provider. A logged-in browser
 /// links the identity to its account instead of logging in.
 pub async fn start(
     State(state): State<AppState>,
     Path(provider): Path<String>,
     parts: Parts,
-) -> Result<Response, ApiError> {
-    let current = match session_token(&parts) {
+) -> Response {
+    let html = wants_html(&parts);
+    begin(&state, &provider, &parts)
+        .await
+        .unwrap_or_else(|e| to_browser(e, html))
+}
+
+async fn begin(state: &AppState, provider: &str, parts: &Parts) -> Result<Response, ApiError> {
+    let current = match session_token(parts) {
         Some(token) => state.core.account_by_session(&token).await?,
         None => None,
     };
-    let started = state.core.sso_start(&provider, current.as_ref()).await?;
+    let started = state.core.sso_start(provider, current.as_ref()).await?;
     let mut headers = HeaderMap::new();
     headers.insert(header::LOCATION, header_value(&started.redirect_url)?);
     headers.insert(
@@ -71,7 +107,7 @@ pub async fn start(
         header_value(&format!(
             "{STATE_COOKIE}={}; Path=/api/auth/sso; HttpOnly; SameSite=Lax; Max-Age={STATE_MAX_AGE}{}",
             started.state,
-            secure(&state)
+            secure(state)
         ))?,
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -96,29 +132,10 @@ pub async fn callback(
     Query(query): Query<CallbackQuery>,
     parts: Parts,
 ) -> Response {
-    let wants_html = parts
-        .headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"));
-    match finish(&state, &provider, query, &parts).await {
-        Ok(response) => response,
-        Err(e) if wants_html => {
-            let target = format!(
-                "/?{}",
-                url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("sso_error", &e.message)
-                    .finish()
-            );
-            let mut response =
-                (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
-            if let Ok(location) = HeaderValue::from_str(&target) {
-                response.headers_mut().insert(header::LOCATION, location);
-            }
-            response
-        }
-        Err(e) => e.into_response(),
-    }
+    let html = wants_html(&parts);
+    finish(&state, &provider, query, &parts)
+        .await
+        .unwrap_or_else(|e| to_browser(e, html))
 }
 
 async fn finish(
