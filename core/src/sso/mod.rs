@@ -16,7 +16,7 @@ use crate::config::AuthConfig;
 use config::{OAuth2Kind, OAuth2ProviderConfig, OidcKind, OidcProviderConfig};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
@@ -103,7 +103,8 @@ enum Provider {
 pub struct Sso {
     providers: Vec<(String, Provider)>,
     public_url: String,
-    http: http::ProviderHttp,
+    /// Built at first use: admin CLI commands and servers without SSO never pay for it.
+    http: OnceLock<http::ProviderHttp>,
     discovery: Mutex<HashMap<String, (Instant, Arc<openidconnect::core::CoreProviderMetadata>)>>,
 }
 
@@ -128,7 +129,7 @@ impl Sso {
                 .unwrap_or_default()
                 .trim_end_matches('/')
                 .to_string(),
-            http: http::ProviderHttp(http::client()),
+            http: OnceLock::new(),
             discovery: Mutex::new(HashMap::new()),
         }
     }
@@ -184,6 +185,10 @@ impl Sso {
         self.provider(id).map(|_| ())
     }
 
+    fn http(&self) -> &http::ProviderHttp {
+        self.http.get_or_init(|| http::ProviderHttp(http::client()))
+    }
+
     fn redirect_url(&self, id: &str) -> String {
         format!("{}/api/auth/sso/{id}/callback", self.public_url)
     }
@@ -214,10 +219,10 @@ impl Sso {
         let identity = match provider {
             Provider::Oidc(c) => {
                 let meta = self.metadata(c).await?;
-                oidc::complete(&self.http, &meta, c, &redirect, code, pkce_verifier, nonce).await?
+                oidc::complete(self.http(), &meta, c, &redirect, code, pkce_verifier, nonce).await?
             }
             Provider::OAuth2(c) => {
-                social::complete(&self.http, c, &redirect, code, pkce_verifier).await?
+                social::complete(self.http(), c, &redirect, code, pkce_verifier).await?
             }
         };
         debug_assert_eq!(identity.platform, platform_of(id, provider));
@@ -235,7 +240,7 @@ impl Sso {
         {
             return Ok(meta.clone());
         }
-        let meta = Arc::new(oidc::discover(&self.http, &c.issuer).await?);
+        let meta = Arc::new(oidc::discover(self.http(), &c.issuer).await?);
         cache.insert(c.id.clone(), (Instant::now(), meta.clone()));
         Ok(meta)
     }
