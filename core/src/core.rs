@@ -16,10 +16,10 @@ use crate::store::{
 };
 use crate::time::now_ms;
 use std::sync::Arc;
+use std::time::Duration;
 
 mod identity;
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
-use std::time::Duration;
 
 /// Errors a surface turns into its own words (HTTP status, chat reply).
 #[derive(Debug, thiserror::Error)]
