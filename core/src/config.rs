@@ -10,6 +10,7 @@ use crate::secret::{Secret, mask_url_password};
 
 mod quota;
 pub use quota::{AccountsConfig, LimitsConfig, QuotaConfig};
+pub use crate::sso::config::{OAuth2Kind, OAuth2ProviderConfig, OidcKind, OidcProviderConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -125,6 +126,16 @@ pub struct AuthConfig {
     pub session_ttl_hours: u64,
     /// Mark the session cookie `Secure` (set when served over HTTPS).
     pub cookie_secure: bool,
+    /// The URL browsers reach this server at; SSO redirect URLs are
+    /// `PUBLIC_URL/api/auth/sso/ID/callback`. Required when an SSO provider is set.
+    pub public_url: Option<String>,
+    /// Whether local accounts may log in with a password on the web. When off, only
+    /// SSO logs in (the admin CLI still works).
+    pub local_passwords: bool,
+    /// OpenID Connect providers (any standard issuer; Slack with `kind = "slack"`).
+    pub oidc: Vec<OidcProviderConfig>,
+    /// OAuth2 providers that are not OpenID Connect (Discord, GitHub).
+    pub oauth2: Vec<OAuth2ProviderConfig>,
 }
 
 impl Default for AuthConfig {
@@ -132,6 +143,10 @@ impl Default for AuthConfig {
         Self {
             session_ttl_hours: 24 * 14,
             cookie_secure: false,
+            public_url: None,
+            local_passwords: true,
+            oidc: Vec::new(),
+            oauth2: Vec::new(),
         }
     }
 }
@@ -459,6 +474,12 @@ impl Config {
             }
         }
         self.sandbox.validate()?;
+        crate::sso::config::validate(
+            self.auth.public_url.as_deref(),
+            &self.auth.oidc,
+            &self.auth.oauth2,
+        )
+        .map_err(|p| invalid(p.key, p.value, p.expected))?;
         let providers = self.effective_providers();
         for (i, alias) in self.aliases.iter().enumerate() {
             let key = |field: &str| format!("aliases[{i}].{field}");
@@ -840,7 +861,7 @@ mod example_tests {
         for line in defaults.lines().chain(provider_keys.lines()) {
             if let Some((key, _)) = line
                 .split_once(" = ")
-                .filter(|(k, _)| *k != "providers" && *k != "aliases")
+                .filter(|(k, _)| !["providers", "aliases", "oidc", "oauth2"].contains(k))
             {
                 assert!(
                     example.contains(&format!("{key} = ")),
@@ -857,6 +878,10 @@ mod example_tests {
             "headers",
             "text",
             "api_version",
+            "public_url",
+            "issuer",
+            "admin_claim",
+            "allowed_email_domains",
         ] {
             assert!(
                 example.contains(&format!("{optional} = ")),

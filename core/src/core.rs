@@ -11,6 +11,7 @@ use crate::journal::{
 };
 use crate::provider::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderRegistry};
 use crate::quota::{Limiter, PriceTable, Refusal};
+use crate::sso::{Sso, SsoError};
 use crate::store::{
     Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, RunStatus, Store, StoreError,
 };
@@ -24,6 +25,8 @@ mod linking;
 pub use ledger::UsageReport;
 pub use linking::IssuedLinkCode;
 mod sandbox;
+mod identity;
+pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
 
 /// Errors a surface turns into its own words (HTTP status, chat reply).
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,8 @@ pub enum CoreError {
     InvalidLinkCode(String),
     #[error(transparent)]
     Limiter(#[from] crate::quota::LimiterError),
+    #[error(transparent)]
+    Sso(#[from] SsoError),
 }
 
 impl From<StoreError> for CoreError {
@@ -115,6 +120,7 @@ pub struct Core {
     /// Rate and guessing limits (Redis when the journal is, else in process).
     limiter: Arc<Limiter>,
     sandbox: Arc<crate::sandbox::DockerSandbox>,
+    sso: Arc<Sso>,
 }
 
 impl Core {
@@ -188,6 +194,7 @@ impl Core {
             journal,
             providers,
             engine,
+            sso: Arc::new(Sso::new(&config.auth)),
             config: Arc::new(config),
             prices,
             limiter,
@@ -261,6 +268,9 @@ impl Core {
 
     /// Checks a name and password; returns the account and a new session token.
     pub async fn login(&self, name: &str, password: &str) -> Result<(Account, String), CoreError> {
+        if !self.config.auth.local_passwords {
+            return Err(SsoError::LocalPasswordsDisabled.into());
+        }
         let account = self.store.account_by_name(name).await?;
         let hash = account.as_ref().and_then(|a| a.password_hash.clone());
         let (pw, stored) = (password.to_string(), hash.clone());

@@ -12,7 +12,8 @@ pub mod provider;
 pub mod quota;
 pub mod sandbox;
 pub mod secret;
+pub mod sso;
 pub mod store;
 pub mod time;
 
-pub use crate::core::{Core, CoreError};
+pub use crate::core::{Core, CoreError, IdentityView, SsoCallback, SsoLogin, SsoStart};

@@ -161,6 +161,17 @@ describe('chat client in headless Chromium', { timeout: 90000 }, () => {
         '[server]',
         `listen = "127.0.0.1:${port}"`,
         '',
+        // A single sign-on provider, so the login page shows its button (the SSO flow
+        // itself is tested end to end in the Rust suite).
+        '[auth]',
+        `public_url = "${baseUrl}"`,
+        '[[auth.oauth2]]',
+        'id = "discord"',
+        'name = "Discord"',
+        'kind = "discord"',
+        'client_id = "1234567890"',
+        'client_secret = "browser-test-secret"',
+        '',
         '[[providers]]',
         'id = "scripted"',
         'kind = "scripted"',
@@ -249,8 +260,18 @@ describe('chat client in headless Chromium', { timeout: 90000 }, () => {
   });
 
   test('logs in through the form', async () => {
+    // A failed single sign-on comes back as ?sso_error=: shown once, then dropped from the URL.
+    await page.goto(baseUrl + '/?sso_error=' + encodeURIComponent('the ID token was rejected: nonce mismatch'));
+    await page.waitForSelector('#login-error', { state: 'visible' });
+    assert.match(await page.textContent('#login-error'), /ID token was rejected: nonce mismatch/);
+    assert.equal(new URL(page.url()).search, '');
+
     await page.goto(baseUrl + '/');
     await page.waitForSelector('#login-form', { state: 'visible' });
+    // The configured SSO provider has its button, pointing at the start of its flow.
+    const sso = await page.waitForSelector('a.sso-btn[data-provider="discord"]', { state: 'visible' });
+    assert.equal(await sso.getAttribute('href'), '/api/auth/sso/discord/start');
+    assert.match(await sso.textContent(), /Continue with Discord/);
     await page.fill('#login-name', 'alice');
     await page.fill('#login-password', 'wrong password');
     await page.click('#login-submit');
@@ -265,6 +286,17 @@ describe('chat client in headless Chromium', { timeout: 90000 }, () => {
     assert.ok(await page.isVisible('#scripted-notice'));
     assert.match(await page.textContent('#scripted-notice'), /scripted demo provider/);
     assert.equal(await page.inputValue('#model-select'), 'scripted/demo');
+
+    // The sign-in methods dialog lists the local login and offers to link Discord.
+    await page.click('#open-identities');
+    await page.waitForSelector('#identities-list li', { state: 'visible' });
+    assert.match(await page.textContent('#identities-list'), /Name and password — alice/);
+    assert.equal(
+      await page.getAttribute('#identities-link a', 'href'),
+      '/api/auth/sso/discord/start',
+    );
+    await page.click('#identities-dialog button[type="submit"]');
+    await page.waitForSelector('#identities-dialog', { state: 'hidden' });
   });
 
   test('a reply goes on after a reload in the middle of it', async () => {

@@ -28,23 +28,32 @@
 //! - [`provider_checks`]: the checks every provider passes (reply, tool calls, usage,
 //!   content filter, mid-stream error, 429 with Retry-After, rejected key), driven by
 //!   one table of expectations per provider.
+//! - [`oidc_provider`]: a real OpenID provider (`oidc-provider-mock` from PyPI) as a
+//!   child process, and an interceptor that tampers with its answers for the failure
+//!   cases; [`fake_discord`] and [`fake_github`]: local Discord and GitHub OAuth2
+//!   servers in their documented wire formats; [`sso_browser`]: a cookie-keeping
+//!   client that follows a login's redirects one hop at a time.
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
 
 pub mod client;
 pub mod fake_anthropic;
 pub mod fake_azure;
 pub mod fake_bedrock;
+pub mod fake_discord;
 pub mod fake_gemini;
+pub mod fake_github;
 pub mod fake_ollama;
 pub mod fake_openai;
 pub mod fake_openai_responses;
 pub mod fake_server;
 pub mod fixture;
 pub mod litellm;
+pub mod oidc_provider;
 pub mod provider_case;
 pub mod provider_checks;
 pub mod server;
 pub mod services;
+pub mod sso_browser;
 pub mod wait;
 
 pub use client::{ApiClient, Resume, RunEvents, SentMessage, SseEvent};

@@ -303,7 +303,8 @@ impl ServerConfig {
         let mut text = toml::to_string(&root).unwrap_or_default();
         for raw in &self.raw_toml {
             text.push('\n');
-            text.push_str(raw);
+            // `@SERVER_URL@` stands for the server's own URL (known once its port is).
+            text.push_str(&raw.replace("@SERVER_URL@", &format!("http://{listen}")));
             text.push('\n');
         }
         text

@@ -54,6 +54,19 @@ pub fn routes() -> Router<AppState> {
             }),
         )
         .route(
+            "/assets/sso.js",
+            get(|| async {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("assets/sso.js"),
+                )
+            }),
+        )
+        .route(
+            "/assets/sso.css",
+            get(|| async { asset("text/css; charset=utf-8", include_str!("assets/sso.css")) }),
+        )
+        .route(
             "/assets/app.css",
             get(|| async { asset("text/css; charset=utf-8", include_str!("assets/app.css")) }),
         )

@@ -67,6 +67,7 @@ impl From<CoreError> for ApiError {
             CoreError::InvalidLinkCode(msg) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_link_code", msg)
             }
+            CoreError::Sso(e) => sso_error(e),
             CoreError::Auth(e) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
             }
@@ -87,4 +88,29 @@ impl IntoResponse for ApiError {
         let body = json!({"error": {"code": self.code, "message": self.message}});
         (self.status, Json(body)).into_response()
     }
+}
+
+/// Status and code of each single sign-on failure; the message is the error's own.
+fn sso_error(e: chorus_core::sso::SsoError) -> ApiError {
+    use chorus_core::sso::SsoError as E;
+    let (status, code) = match &e {
+        E::UnknownProvider(_) => (StatusCode::NOT_FOUND, "not_found"),
+        E::StateMismatch => (StatusCode::BAD_REQUEST, "sso_state_mismatch"),
+        E::FlowExpired => (StatusCode::BAD_REQUEST, "sso_flow_expired"),
+        E::Denied(_) => (StatusCode::UNAUTHORIZED, "sso_denied"),
+        E::Discovery(_) => (StatusCode::BAD_GATEWAY, "sso_provider_unavailable"),
+        E::TokenExchange(_) => (StatusCode::UNAUTHORIZED, "sso_token_exchange_failed"),
+        E::IdToken(_) => (StatusCode::UNAUTHORIZED, "sso_invalid_id_token"),
+        E::UserInfo(_) => (StatusCode::BAD_GATEWAY, "sso_user_unavailable"),
+        E::EmailNotAllowed(_) => (StatusCode::FORBIDDEN, "sso_email_not_allowed"),
+        E::IdentityTaken(_) => (StatusCode::CONFLICT, "identity_linked_elsewhere"),
+        E::LocalPasswordsDisabled => (StatusCode::FORBIDDEN, "local_login_disabled"),
+        E::LastWayIn => (StatusCode::CONFLICT, "last_way_in"),
+        E::LocalIdentity => (StatusCode::BAD_REQUEST, "invalid_request"),
+        E::Internal(_) => {
+            tracing::error!(error = %e, "SSO internal error");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
+    };
+    ApiError::new(status, code, e.to_string())
 }

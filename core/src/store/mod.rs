@@ -8,6 +8,7 @@ mod api_keys;
 mod conversations;
 mod ledger;
 mod links;
+mod identities;
 mod runs;
 
 use accounts::ACCOUNT_COLUMNS_A;
@@ -16,6 +17,7 @@ pub use api_keys::{ApiKeyInfo, ApiKeyScope, KeyedAccount};
 pub use conversations::{Conversation, Message, NewTurn};
 pub use ledger::{Admission, LedgerEntry, LedgerReason, UsageBucket, utc_date};
 pub use links::{Identity, LinkOutcome};
+pub use identities::{IdentityRecord, SsoFlow};
 pub use runs::{Checkpoint, Run, RunOutcome, RunStatus, TurnIds};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -71,6 +73,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "ledger",
         include_str!("../../../migrations/sqlite/0002_ledger.sql"),
     ),
+    (
+        3,
+        "sso",
+        include_str!("../../../migrations/sqlite/0003_sso.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -82,6 +89,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "ledger",
         include_str!("../../../migrations/postgres/0002_ledger.sql"),
+    ),
+    (
+        3,
+        "sso",
+        include_str!("../../../migrations/postgres/0003_sso.sql"),
     ),
 ];
 

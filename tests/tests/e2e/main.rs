@@ -23,6 +23,8 @@ mod openai_responses_provider;
 mod quota_support;
 mod sandbox_files;
 mod sse_resume;
+mod sso_oauth2;
+mod sso_oidc;
 mod two_instances;
 
 use anyhow::{Result, bail, ensure};

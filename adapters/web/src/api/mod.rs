@@ -5,6 +5,7 @@ mod auth;
 mod conversations;
 mod files;
 mod runs;
+mod sso;
 
 use crate::AppState;
 use axum::Json;
@@ -29,6 +30,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/link-codes", post(account::issue_link_code))
         .route("/api/link-codes/redeem", post(account::redeem_link_code))
         .route("/api/admin/grants", post(account::grant))
+        .route("/api/auth/providers", get(sso::providers))
+        .route("/api/auth/sso/{provider}/start", get(sso::start))
+        .route("/api/auth/sso/{provider}/callback", get(sso::callback))
+        .route("/api/me/identities", get(sso::identities))
+        .route("/api/me/identities/{id}", delete(sso::unlink))
         .route("/api/models", get(models))
         .route("/api/providers", get(providers))
         .route(

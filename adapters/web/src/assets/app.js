@@ -5,6 +5,7 @@
 // escapes everything); every other dynamic text is set with textContent.
 
 import { renderMarkdown } from './markdown.js';
+import { openIdentities, setupLogin, takeSsoError } from './sso.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -177,15 +178,24 @@ async function logout() {
 }
 
 async function boot() {
+  const ssoError = takeSsoError();
   try {
     state.me = await api('GET', '/api/me');
   } catch (err) {
-    if (err.status === 401) return; // api() showed the login form
+    if (err.status === 401) {
+      // api() showed the login form; a failed single sign-on says why.
+      if (ssoError) {
+        el.loginError.textContent = ssoError;
+        el.loginError.hidden = false;
+      }
+      return;
+    }
     el.boot.textContent = `${err.message} Retrying…`;
     setTimeout(boot, 3000);
     return;
   }
   await startApp();
+  if (ssoError) showError(ssoError);
 }
 
 /** Shows the account's balance when quotas are enforced (a failure just hides it). */
@@ -982,6 +992,7 @@ function scrollToBottom() {
 
 el.loginForm.addEventListener('submit', login);
 el.logout.addEventListener('click', logout);
+$('open-identities').addEventListener('click', () => openIdentities(api).catch(showError));
 el.bannerClose.addEventListener('click', hideError);
 el.newChat.addEventListener('click', () => {
   setSidebar(false);
@@ -1039,4 +1050,5 @@ el.messages.addEventListener('click', (e) => {
 });
 window.addEventListener('hashchange', onHashChange);
 
+setupLogin();
 boot();

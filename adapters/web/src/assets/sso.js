@@ -1,0 +1,117 @@
+// Single sign-on in the chat client: the provider buttons of the login page, and the
+// "Sign-in methods" dialog that lists the account's identities, links another
+// provider (a logged-in start links instead of logging in) and unlinks one.
+// Every dynamic text is set with textContent.
+
+const $ = (id) => document.getElementById(id);
+
+/** The error of a failed SSO callback (`/?sso_error=...`), once: it is removed from
+ * the address bar so a reload does not show it again. */
+export function takeSsoError() {
+  const params = new URLSearchParams(location.search);
+  const message = params.get('sso_error');
+  if (message === null) return null;
+  params.delete('sso_error');
+  const rest = params.toString();
+  history.replaceState(null, '', location.pathname + (rest ? `?${rest}` : '') + location.hash);
+  return message;
+}
+
+const startUrl = (id) => `/api/auth/sso/${encodeURIComponent(id)}/start`;
+
+let providers = [];
+
+/** Loads the providers and shows their buttons (and hides the password form when
+ * local passwords are disabled). Never throws: the password form stays usable. */
+export async function setupLogin() {
+  let info;
+  try {
+    const res = await fetch('/api/auth/providers', { credentials: 'same-origin' });
+    if (!res.ok) return;
+    info = await res.json();
+  } catch {
+    return;
+  }
+  providers = info.providers || [];
+  const list = $('sso-buttons');
+  list.replaceChildren();
+  for (const p of providers) {
+    const a = document.createElement('a');
+    a.className = `btn btn-outline btn-block sso-btn sso-${p.kind}`;
+    a.href = startUrl(p.id);
+    a.dataset.provider = p.id;
+    a.textContent = `Continue with ${p.name}`;
+    list.append(a);
+  }
+  $('sso-section').hidden = providers.length === 0;
+  $('sso-divider').hidden = providers.length === 0 || info.local_passwords === false;
+  if (info.local_passwords === false) {
+    $('local-login').hidden = true;
+    for (const input of $('local-login').querySelectorAll('input')) input.required = false;
+    $('login-submit').hidden = true;
+  }
+}
+
+const PLATFORM_NAMES = { web: 'Name and password', discord: 'Discord', slack: 'Slack', github: 'GitHub', matrix: 'Matrix' };
+
+function platformName(platform) {
+  if (PLATFORM_NAMES[platform]) return PLATFORM_NAMES[platform];
+  if (platform.startsWith('oidc:')) {
+    const p = providers.find((x) => `oidc:${x.id}` === platform);
+    return p ? p.name : platform.slice(5);
+  }
+  return platform;
+}
+
+/** Opens the sign-in methods dialog; `api` is the app's JSON helper. */
+export async function openIdentities(api) {
+  const dialog = $('identities-dialog');
+  const error = $('identities-error');
+  error.hidden = true;
+  await renderIdentities(api);
+  const links = $('identities-link');
+  links.replaceChildren();
+  for (const p of providers) {
+    const a = document.createElement('a');
+    a.className = 'btn btn-outline btn-small';
+    a.href = startUrl(p.id);
+    a.textContent = `Link ${p.name}`;
+    links.append(a);
+  }
+  $('identities-link-section').hidden = providers.length === 0;
+  if (!dialog.open) dialog.showModal();
+}
+
+async function renderIdentities(api) {
+  const list = $('identities-list');
+  const error = $('identities-error');
+  const r = await api('GET', '/api/me/identities');
+  list.replaceChildren();
+  for (const identity of r.identities || []) {
+    const li = document.createElement('li');
+    li.className = 'identity';
+    const text = document.createElement('span');
+    text.className = 'identity-text';
+    const label = identity.label || identity.external_id;
+    text.textContent = `${platformName(identity.platform)} — ${label}`;
+    li.append(text);
+    if (identity.platform !== 'web') {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'btn btn-ghost btn-small identity-unlink';
+      b.textContent = 'Unlink';
+      b.addEventListener('click', async () => {
+        error.hidden = true;
+        try {
+          await api('DELETE', `/api/me/identities/${encodeURIComponent(identity.id)}`);
+          await renderIdentities(api);
+        } catch (err) {
+          error.textContent = err.message || 'Could not unlink.';
+          error.hidden = false;
+        }
+      });
+      li.append(b);
+    }
+    list.append(li);
+  }
+}
