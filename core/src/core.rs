@@ -14,7 +14,10 @@ use crate::store::{
     Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, RunStatus, Store, StoreError,
 };
 use crate::time::now_ms;
+use crate::tools::ToolHost;
 use std::sync::Arc;
+
+mod tools;
 use std::time::Duration;
 
 /// Errors a surface turns into its own words (HTTP status, chat reply).
@@ -90,6 +93,7 @@ pub struct Core {
     journal: Arc<dyn Journal>,
     providers: Arc<ProviderRegistry>,
     engine: Engine,
+    tools: Arc<ToolHost>,
     config: Arc<Config>,
 }
 
@@ -133,10 +137,16 @@ impl Core {
         }
         providers.add_aliases(&config.aliases);
         let providers = Arc::new(providers);
+        let tools = Arc::new(ToolHost::new(config.tools.settings()));
+        // MCP servers are started for a serving instance only, never for admin commands.
+        if discover_models {
+            crate::mcp::start_servers(&config.mcp, &tools);
+        }
         let engine = Engine::new(
             store.clone(),
             journal.clone(),
             providers.clone(),
+            tools.clone(),
             EngineSettings {
                 owner: config.instance_id(),
                 lease_ttl: Duration::from_secs(config.engine.lease_ttl_secs),
@@ -148,6 +158,7 @@ impl Core {
             journal,
             providers,
             engine,
+            tools,
             config: Arc::new(config),
         })
     }
@@ -173,6 +184,7 @@ impl Core {
     /// Stops every local run (kept as `interrupted`) and closes the database.
     pub async fn shutdown(&self) {
         self.engine.shutdown(Duration::from_secs(10)).await;
+        self.tools.shutdown().await;
         self.store.close().await;
     }
 
@@ -451,13 +463,15 @@ impl Core {
             .store
             .branch(conversation_id, &ids.user_message_id)
             .await?;
-        let request = build_request(&conversation, &history, &model, None);
+        let tools = self.tool_context(account, conversation_id).await?;
+        let request = build_request(&conversation, &history, &model, None, &tools);
         self.engine.spawn(RunJob {
             run_id: ids.run_id.clone(),
             message_id: ids.assistant_message_id.to_string(),
             model_ref: model,
             request,
             prefix: String::new(),
+            pending_calls: Vec::new(),
         });
         Ok(SentMessage {
             conversation_id: conversation_id.clone(),
@@ -525,7 +539,11 @@ impl Core {
                 "the run is still going; stop it first".into(),
             ));
         }
-        let cut_off = previous.finish_reason.as_deref() == Some("length");
+        // Cut off by the length limit or by the tool step limit: it can go on.
+        let cut_off = matches!(
+            previous.finish_reason.as_deref(),
+            Some("length" | "max_tool_steps")
+        );
         if previous.status == RunStatus::Complete && !cut_off {
             return Err(CoreError::Conflict(
                 "the reply is complete; only a stopped, interrupted, failed or cut-off reply can be continued"
@@ -555,13 +573,28 @@ impl Core {
             .into_iter()
             .filter(|m| m.id != previous.message_id)
             .collect();
-        let request = build_request(&conversation, &history, &model, Some(partial.clone()));
+        let tools = self
+            .tool_context(account, &previous.conversation_id)
+            .await?;
+        // The message so far: its tool rounds become history, the text after the last
+        // one the prefill, and calls left without results run first.
+        let replayed =
+            crate::tools::history::replay(&partial, tools.steps_of(&previous.message_id));
+        let mut request = build_request(
+            &conversation,
+            &history,
+            &model,
+            Some(replayed.tail).filter(|t| !t.is_empty()),
+            &tools,
+        );
+        request.messages.extend(replayed.messages);
         self.engine.spawn(RunJob {
             run_id: run_id.clone(),
             message_id: previous.message_id.to_string(),
             model_ref: model,
             request,
             prefix: partial,
+            pending_calls: replayed.pending,
         });
         Ok(run_id)
     }
@@ -662,6 +695,7 @@ fn build_request(
     history: &[Message],
     model_ref: &str,
     prefill: Option<String>,
+    tools: &tools::ToolContext,
 ) -> ChatRequest {
     let mut messages = Vec::with_capacity(history.len() + 1);
     if let Some(system) = conversation
@@ -677,6 +711,12 @@ fn build_request(
             "system" => ChatRole::System,
             _ => ChatRole::User,
         };
+        if role == ChatRole::Assistant
+            && let Some(replayed) = tools.replay(m)
+        {
+            messages.extend(replayed);
+            continue;
+        }
         if role == ChatRole::Assistant && m.content.is_empty() {
             continue; // a reply that produced nothing adds nothing to the context
         }
@@ -689,6 +729,7 @@ fn build_request(
             .to_string(),
         messages,
         prefill,
+        tools: tools.specs.clone(),
         ..Default::default()
     }
 }

@@ -8,9 +8,11 @@ pub mod core;
 pub mod engine;
 pub mod ids;
 pub mod journal;
+pub mod mcp;
 pub mod provider;
 pub mod secret;
 pub mod store;
 pub mod time;
+pub mod tools;
 
 pub use crate::core::{Core, CoreError};

@@ -6,6 +6,7 @@
 mod accounts;
 mod conversations;
 mod runs;
+mod tool_steps;
 
 pub use accounts::{Account, ApiKeyRecord, Role};
 pub use conversations::{Conversation, Message, NewTurn};
@@ -48,16 +49,30 @@ pub struct Store {
     backend: Backend,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/sqlite/0001_initial.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        4,
+        "tools",
+        include_str!("../../../migrations/sqlite/0004_tools.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        4,
+        "tools",
+        include_str!("../../../migrations/postgres/0004_tools.sql"),
+    ),
+];
 
 impl Store {
     /// Connects to `url` (creating a SQLite file and its directory when needed).

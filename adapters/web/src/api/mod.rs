@@ -3,6 +3,7 @@
 mod auth;
 mod conversations;
 mod runs;
+mod tools;
 
 use crate::AppState;
 use axum::Json;
@@ -33,6 +34,12 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/conversations/{id}/messages",
             post(conversations::send),
+        )
+        .route("/api/tools", get(tools::list))
+        .route("/api/mcp/servers", get(tools::servers))
+        .route(
+            "/api/conversations/{id}/tools",
+            get(tools::conversation_tools).put(tools::set_conversation_tools),
         )
         .route("/api/runs/{id}", get(runs::get))
         .route("/api/runs/{id}/events", get(runs::events))

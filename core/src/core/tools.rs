@@ -1,0 +1,103 @@
+//! What [`Core`] offers about tools: the tools an account may use, a conversation's
+//! tool selection, the sources' status for admins, and the tool context of a run
+//! (the tools it offers and the tool history of its conversation).
+
+use super::{Core, CoreError};
+use crate::ids::{ConversationId, MessageId};
+use crate::provider::{ChatMessage, ToolSpec};
+use crate::store::{Account, Message, Role};
+use crate::tools::history::{ToolStep, history_messages};
+use crate::tools::{ExposedTool, SourceStatus, ToolHost};
+
+/// The tools a run offers and the tool history of its conversation.
+#[derive(Default)]
+pub(super) struct ToolContext {
+    pub specs: Vec<ToolSpec>,
+    steps: Vec<(MessageId, Vec<ToolStep>)>,
+}
+
+impl ToolContext {
+    pub fn steps_of(&self, message: &MessageId) -> &[ToolStep] {
+        self.steps
+            .iter()
+            .find(|(m, _)| m == message)
+            .map_or(&[], |(_, s)| s.as_slice())
+    }
+
+    /// An assistant message of the history with its tool calls and results, or
+    /// `None` when it made none.
+    pub fn replay(&self, message: &Message) -> Option<Vec<ChatMessage>> {
+        let steps = self.steps_of(&message.id);
+        (!steps.is_empty()).then(|| history_messages(&message.content, steps))
+    }
+}
+
+impl Core {
+    pub fn tool_host(&self) -> &ToolHost {
+        &self.tools
+    }
+
+    /// The tools `account` may use (`GET /api/tools`).
+    pub fn tools_for(&self, account: &Account) -> Vec<ExposedTool> {
+        self.tools.available_to(account)
+    }
+
+    /// Every tool source with its state (admins only).
+    pub fn tool_sources(&self, account: &Account) -> Result<Vec<SourceStatus>, CoreError> {
+        if account.role != Role::Admin {
+            return Err(CoreError::Forbidden("only admins may see tool servers"));
+        }
+        Ok(self.tools.statuses())
+    }
+
+    /// The tools a conversation offers its model.
+    pub async fn conversation_tools(
+        &self,
+        account: &Account,
+        id: &ConversationId,
+    ) -> Result<Vec<String>, CoreError> {
+        self.store
+            .conversation(&account.id, id)
+            .await?
+            .ok_or(CoreError::NotFound("conversation"))?;
+        Ok(self.store.conversation_tools(id).await?)
+    }
+
+    /// Sets the tools a conversation offers: tool server ids (all their tools) and
+    /// tool names, each one `account` may use.
+    pub async fn set_conversation_tools(
+        &self,
+        account: &Account,
+        id: &ConversationId,
+        tools: Vec<String>,
+    ) -> Result<Vec<String>, CoreError> {
+        if tools.len() > 200 {
+            return Err(CoreError::Invalid("tools: at most 200 entries".into()));
+        }
+        self.tools
+            .check_selection(account, &tools)
+            .map_err(CoreError::Invalid)?;
+        let mut tools = tools;
+        tools.dedup();
+        if !self
+            .store
+            .set_conversation_tools(&account.id, id, &tools)
+            .await?
+        {
+            return Err(CoreError::NotFound("conversation"));
+        }
+        Ok(tools)
+    }
+
+    pub(super) async fn tool_context(
+        &self,
+        account: &Account,
+        conversation: &ConversationId,
+    ) -> Result<ToolContext, CoreError> {
+        let selection = self.store.conversation_tools(conversation).await?;
+        Ok(ToolContext {
+            specs: self.tools.specs_for(account, &selection),
+            steps: self.store.conversation_tool_steps(conversation).await?,
+        })
+    }
+}

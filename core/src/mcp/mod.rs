@@ -1,0 +1,28 @@
+//! MCP servers as tool sources: each configured server is connected (a child process
+//! over stdio, or streamable HTTP) by the official Rust SDK (`rmcp`), kept alive by a
+//! supervisor that restarts it with backoff, and offered to the [`ToolHost`] as a
+//! [`ToolSource`](crate::tools::ToolSource).
+//!
+//! The SDK (3.x) has no legacy HTTP+SSE client transport any more, so `url` servers
+//! must speak streamable HTTP.
+
+pub mod config;
+mod output;
+mod server;
+
+pub use config::{McpConfig, McpServerConfig, ToolsConfig};
+pub use server::McpServer;
+
+use crate::tools::ToolHost;
+use std::sync::Arc;
+
+/// Starts every configured server (connecting in the background) and registers it.
+pub fn start_servers(config: &McpConfig, host: &ToolHost) {
+    for cfg in &config.servers {
+        let access = cfg.access();
+        host.register(McpServer::start(cfg.clone()), access);
+    }
+}
+
+/// A shared handle type for callers that hold the host.
+pub type SharedToolHost = Arc<ToolHost>;
