@@ -13,6 +13,7 @@ mod cli;
 mod crash_recovery;
 mod fallback;
 mod gemini_provider;
+mod mcp_tools;
 mod ollama_provider;
 mod openai_provider;
 mod openai_responses_provider;
