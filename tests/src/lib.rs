@@ -33,6 +33,7 @@ pub mod fake_ollama;
 pub mod fake_openai;
 pub mod fake_openai_responses;
 pub mod fake_server;
+pub mod fake_tool_models;
 pub mod provider_case;
 pub mod server;
 pub mod services;

@@ -14,6 +14,7 @@ mod crash_recovery;
 mod fallback;
 mod gemini_provider;
 mod mcp_tools;
+mod mcp_wire_formats;
 mod ollama_provider;
 mod openai_provider;
 mod openai_responses_provider;

@@ -18,11 +18,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn mcp_dir() -> PathBuf {
+pub(crate) fn mcp_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mcp")
 }
 
-fn everything_entry() -> Result<PathBuf> {
+pub(crate) fn everything_entry() -> Result<PathBuf> {
     let entry =
         mcp_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     ensure!(
@@ -34,7 +34,7 @@ fn everything_entry() -> Result<PathBuf> {
     Ok(entry)
 }
 
-fn python() -> Result<String> {
+pub(crate) fn python() -> Result<String> {
     let py = std::env::var("CHORUS_TEST_PYTHON")
         .unwrap_or_else(|_| "/var/tmp/chorus-test-services/venv/bin/python".into());
     let ok = Command::new(&py)
@@ -88,7 +88,7 @@ impl Drop for HttpPyServer {
     }
 }
 
-fn stdio_servers(toml: &mut String) -> Result<()> {
+pub(crate) fn stdio_servers(toml: &mut String) -> Result<()> {
     toml.push_str(&format!(
         "[[mcp.servers]]\nid = \"everything\"\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n\n\
          [[mcp.servers]]\nid = \"py\"\ncommand = {:?}\nargs = [{:?}, \"stdio\"]\n\n",
@@ -99,7 +99,7 @@ fn stdio_servers(toml: &mut String) -> Result<()> {
     Ok(())
 }
 
-async fn admin_client(server: &TestServer) -> Result<ApiClient> {
+pub(crate) async fn admin_client(server: &TestServer) -> Result<ApiClient> {
     let name = unique_name("root");
     server
         .cli(
@@ -119,7 +119,7 @@ async fn get_json(client: &ApiClient, path: &str) -> Result<(u16, Value)> {
 }
 
 /// Waits until every server is connected; returns their status.
-async fn connected(admin: &ApiClient, ids: &[&str]) -> Result<Vec<Value>> {
+pub(crate) async fn connected(admin: &ApiClient, ids: &[&str]) -> Result<Vec<Value>> {
     until(
         "the MCP servers to connect",
         Duration::from_secs(40),
@@ -137,7 +137,7 @@ async fn connected(admin: &ApiClient, ids: &[&str]) -> Result<Vec<Value>> {
     .await
 }
 
-async fn set_tools(client: &ApiClient, conversation: &str, tools: Value) -> Result<()> {
+pub(crate) async fn set_tools(client: &ApiClient, conversation: &str, tools: Value) -> Result<()> {
     let resp = client
         .request(
             reqwest::Method::PUT,
@@ -170,11 +170,11 @@ async fn run_with_tools(
     Ok((sent.run_id, events))
 }
 
-fn of_kind<'a>(events: &'a [SseEvent], kind: &str) -> Vec<&'a SseEvent> {
+pub(crate) fn of_kind<'a>(events: &'a [SseEvent], kind: &str) -> Vec<&'a SseEvent> {
     events.iter().filter(|e| e.kind == kind).collect()
 }
 
-fn result_for<'a>(events: &'a [SseEvent], name: &str) -> Result<&'a SseEvent> {
+pub(crate) fn result_for<'a>(events: &'a [SseEvent], name: &str) -> Result<&'a SseEvent> {
     events
         .iter()
         .find(|e| e.kind == "tool_result" && e.data["name"] == name)
