@@ -243,7 +243,7 @@ async fn generate(
                         let end = pump(
                             &mut stream,
                             w,
-                            &progress,
+                            progress,
                             &mut state,
                             (stop, &inner.shutdown),
                             first_token_deadline,

@@ -8,6 +8,9 @@ use crate::ids::{AccountId, ConversationId, MessageId, RunId};
 use crate::tools::history::ToolStep;
 use sqlx::Row;
 
+/// One run's steps with the message text length before it.
+type RunSteps = (usize, Vec<ToolStep>);
+
 impl Store {
     /// Saves the tool steps of a run this owner still holds.
     pub async fn save_tool_steps(
@@ -39,7 +42,7 @@ impl Store {
         .bind(conversation.as_str())
         .fetch_all(self.pool())
         .await?;
-        let mut by_message: Vec<(MessageId, Vec<(usize, Vec<ToolStep>)>)> = Vec::new();
+        let mut by_message: Vec<(MessageId, Vec<RunSteps>)> = Vec::new();
         for row in rows {
             let id = MessageId::from_stored(row.try_get::<String, _>("message_id")?);
             let prefix: i64 = row.try_get("prefix_len")?;
