@@ -527,3 +527,68 @@ async fn stop_during_a_tool_call_cancels_it_and_continue_goes_on() -> Result<()>
     ensure!(text.starts_with("After: cancelled"), "{text:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_during_a_tool_call_is_continued_with_that_call() -> Result<()> {
+    let mut toml = String::new();
+    stdio_servers(&mut toml)?;
+    let config = ServerConfig::new()
+        .scripted(
+            "slow",
+            "@call py__slow {\"seconds\": 3}\nAfter: {{tool_results}}",
+            200.0,
+        )
+        .raw_toml(&toml);
+    let mut server = TestServer::start(config).await?;
+    let admin = admin_client(&server).await?;
+    connected(&admin, &["py"]).await?;
+    let user = logged_in_client(&server, &unique_name("kill")).await?;
+    let conversation = user.create_conversation(Some("slow/demo")).await?;
+    set_tools(&user, &conversation, json!(["py"])).await?;
+    let sent = user.send_message(&conversation, "go").await?;
+    let mut stream = user.events(&sent.run_id, Resume::Start).await?;
+    loop {
+        match stream.next().await? {
+            Some(e) if e.kind == "tool_call" => break,
+            Some(_) => {}
+            None => bail!("the run ended before its tool call"),
+        }
+    }
+    drop(stream);
+    // The step is saved when the round starts; give that write a moment, then die.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.kill_9()?;
+    server.restart().await?;
+    let run = user
+        .wait_run_ended(&sent.run_id, Duration::from_secs(20))
+        .await?;
+    ensure!(run["status"] == "interrupted", "{run}");
+    connected(&admin, &["py"]).await?;
+
+    // The continuation runs the call the dead run left pending, then the model answers.
+    let next = user.continue_run(&sent.run_id).await?;
+    let events = user.events_to_finished(&next, Resume::Start).await?;
+    ensure!(
+        finished(&events)?.status() == Some("complete"),
+        "{events:?}"
+    );
+    let r = result_for(&events, "py__slow")?;
+    ensure!(
+        r.data["output"] == "slept 3.0 s" && r.data["call_id"] == "call_1",
+        "{}",
+        r.data
+    );
+    ensure!(
+        delta_text(&events) == "After: slept 3.0 s",
+        "{:?}",
+        delta_text(&events)
+    );
+    let messages = user.messages(&conversation).await?;
+    ensure!(
+        messages
+            .iter()
+            .any(|m| m["role"] == "assistant" && m["content"] == "After: slept 3.0 s"),
+        "{messages:?}"
+    );
+    Ok(())
+}
