@@ -39,6 +39,9 @@ pub enum CoreError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A service Chorus depends on (an MCP server) did not answer.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<StoreError> for CoreError {
@@ -94,6 +97,8 @@ pub struct Core {
     providers: Arc<ProviderRegistry>,
     engine: Engine,
     tools: Arc<ToolHost>,
+    /// The MCP servers (also tool sources of `tools`), for resources and prompts.
+    mcp: Arc<Vec<Arc<crate::mcp::McpServer>>>,
     config: Arc<Config>,
 }
 
@@ -139,9 +144,11 @@ impl Core {
         let providers = Arc::new(providers);
         let tools = Arc::new(ToolHost::new(config.tools.settings()));
         // MCP servers are started for a serving instance only, never for admin commands.
-        if discover_models {
-            crate::mcp::start_servers(&config.mcp, &tools);
-        }
+        let mcp = Arc::new(if discover_models {
+            crate::mcp::start_servers(&config.mcp, &tools)
+        } else {
+            Vec::new()
+        });
         let engine = Engine::new(
             store.clone(),
             journal.clone(),
@@ -159,6 +166,7 @@ impl Core {
             providers,
             engine,
             tools,
+            mcp,
             config: Arc::new(config),
         })
     }

@@ -52,6 +52,9 @@ impl From<CoreError> for ApiError {
             CoreError::Forbidden(msg) => Self::new(StatusCode::FORBIDDEN, "forbidden", msg),
             CoreError::Invalid(msg) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", msg),
             CoreError::Conflict(msg) => Self::new(StatusCode::CONFLICT, "conflict", msg),
+            CoreError::Unavailable(msg) => {
+                Self::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", msg)
+            }
             CoreError::Auth(e) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
             }

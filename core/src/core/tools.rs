@@ -101,3 +101,85 @@ impl Core {
         })
     }
 }
+
+// ---- MCP resources and prompts ----
+
+impl Core {
+    /// The MCP servers `account` may use, or only `server` when named.
+    fn mcp_servers_for(
+        &self,
+        account: &Account,
+        server: Option<&str>,
+    ) -> Result<Vec<std::sync::Arc<crate::mcp::McpServer>>, CoreError> {
+        let servers: Vec<_> = self
+            .mcp
+            .iter()
+            .filter(|s| s.access().allows(account))
+            .filter(|s| server.is_none_or(|id| s.id_str() == id))
+            .cloned()
+            .collect();
+        if server.is_some() && servers.is_empty() {
+            return Err(CoreError::NotFound("tool server"));
+        }
+        Ok(servers)
+    }
+
+    /// The resources of every connected MCP server `account` may use.
+    pub async fn mcp_resources(
+        &self,
+        account: &Account,
+    ) -> Result<Vec<crate::mcp::ResourceInfo>, CoreError> {
+        let mut all = Vec::new();
+        for server in self.mcp_servers_for(account, None)? {
+            match server.resources().await {
+                Ok(list) => all.extend(list),
+                Err(e) => tracing::debug!(server = server.id_str(), error = %e, "no resources"),
+            }
+        }
+        Ok(all)
+    }
+
+    /// A resource's text, to attach to a message.
+    pub async fn read_mcp_resource(
+        &self,
+        account: &Account,
+        server: &str,
+        uri: &str,
+    ) -> Result<String, CoreError> {
+        let server = self.mcp_servers_for(account, Some(server))?.remove(0);
+        server
+            .read_resource(uri)
+            .await
+            .map_err(|e| CoreError::Unavailable(e.to_string()))
+    }
+
+    /// The prompts of every connected MCP server `account` may use.
+    pub async fn mcp_prompts(
+        &self,
+        account: &Account,
+    ) -> Result<Vec<crate::mcp::PromptInfo>, CoreError> {
+        let mut all = Vec::new();
+        for server in self.mcp_servers_for(account, None)? {
+            match server.prompts().await {
+                Ok(list) => all.extend(list),
+                Err(e) => tracing::debug!(server = server.id_str(), error = %e, "no prompts"),
+            }
+        }
+        Ok(all)
+    }
+
+    /// A prompt rendered with its arguments.
+    pub async fn get_mcp_prompt(
+        &self,
+        account: &Account,
+        server: &str,
+        name: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<crate::mcp::PromptText>, CoreError> {
+        let server = self.mcp_servers_for(account, Some(server))?.remove(0);
+        server
+            .get_prompt(name, arguments)
+            .await
+            .map_err(|e| CoreError::Unavailable(e.to_string()))
+    }
+}

@@ -3,9 +3,19 @@
 use rmcp::model::{CallToolResult, ContentBlock, ResourceContents};
 
 pub(super) fn result_text(result: &CallToolResult) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for block in &result.content {
-        parts.push(match block {
+    let mut parts: Vec<String> = result.content.iter().map(block_text).collect();
+    if parts.is_empty()
+        && let Some(v) = &result.structured_content
+    {
+        parts.push(v.to_string());
+    }
+    parts.join("\n")
+}
+
+/// One content block as text (media and binary resources are described).
+pub(super) fn block_text(block: &ContentBlock) -> String {
+    {
+        match block {
             ContentBlock::Text(t) => t.text.clone(),
             ContentBlock::Image(i) => {
                 format!("[image: {}, {} bytes of base64]", i.mime_type, i.data.len())
@@ -25,12 +35,6 @@ pub(super) fn result_text(result: &CallToolResult) -> String {
             },
             ContentBlock::ResourceLink(r) => format!("[resource link: {}]", r.uri),
             _ => "[content of a kind Chorus does not show]".to_string(),
-        });
+        }
     }
-    if parts.is_empty()
-        && let Some(v) = &result.structured_content
-    {
-        parts.push(v.to_string());
-    }
-    parts.join("\n")
 }

@@ -77,6 +77,27 @@ impl McpServer {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub fn id_str(&self) -> &str {
+        &self.cfg.id
+    }
+
+    /// Who may use this server.
+    pub fn access(&self) -> crate::tools::ToolAccess {
+        self.cfg.access()
+    }
+
+    /// The live connection, or why there is none.
+    pub(super) fn peer(&self) -> Result<Peer<RoleClient>, ToolCallError> {
+        let s = self.state();
+        s.peer.clone().ok_or_else(|| ToolCallError::Unavailable {
+            source_id: self.cfg.id.clone(),
+            reason: s
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "not connected yet".into()),
+        })
+    }
+
     fn kind(&self) -> &'static str {
         if self.cfg.command.is_some() {
             "mcp_stdio"
@@ -262,16 +283,7 @@ impl ToolSource for McpServer {
         tool: &str,
         arguments: serde_json::Value,
     ) -> Result<ToolOutput, ToolCallError> {
-        let peer = {
-            let s = self.state();
-            s.peer.clone().ok_or_else(|| ToolCallError::Unavailable {
-                source_id: self.cfg.id.clone(),
-                reason: s
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "not connected yet".into()),
-            })?
-        };
+        let peer = self.peer()?;
         let mut params = CallToolRequestParams::new(tool.to_string());
         match arguments {
             serde_json::Value::Object(map) => params = params.with_arguments(map),

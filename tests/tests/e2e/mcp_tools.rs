@@ -592,3 +592,71 @@ async fn a_run_killed_during_a_tool_call_is_continued_with_that_call() -> Result
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resources_and_prompts_of_server_everything() -> Result<()> {
+    let mut toml = String::new();
+    stdio_servers(&mut toml)?;
+    let server = TestServer::start(ServerConfig::new().raw_toml(&toml)).await?;
+    connected(&admin_client(&server).await?, &["everything"]).await?;
+    let user = logged_in_client(&server, &unique_name("res")).await?;
+
+    let (code, v) = get_json(&user, "/api/mcp/resources").await?;
+    ensure!(code == 200, "{code} {v}");
+    let resources = v["resources"].as_array().context("resources")?;
+    let doc = resources
+        .iter()
+        .find(|r| {
+            r["server"] == "everything"
+                && r["uri"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("demo://resource/static/document/"))
+        })
+        .with_context(|| format!("no static document among {} resources", resources.len()))?;
+    let resp = user
+        .request(reqwest::Method::POST, "/api/mcp/resources/read")
+        .json(&json!({"server": "everything", "uri": doc["uri"]}))
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "read: {}", resp.status());
+    let read: Value = resp.json().await?;
+    ensure!(
+        read["text"].as_str().is_some_and(|t| t.len() > 20),
+        "resource text: {read}"
+    );
+
+    let (_, v) = get_json(&user, "/api/mcp/prompts").await?;
+    let prompts = v["prompts"].as_array().context("prompts")?;
+    let args = prompts
+        .iter()
+        .find(|p| p["name"] == "args-prompt")
+        .context("no args-prompt")?;
+    ensure!(
+        args["arguments"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|x| x["name"] == "city" && x["required"] == true)),
+        "{args}"
+    );
+    let resp = user
+        .request(reqwest::Method::POST, "/api/mcp/prompts/get")
+        .json(
+            &json!({"server": "everything", "name": "args-prompt", "arguments": {"city": "Lyon"}}),
+        )
+        .send()
+        .await?;
+    ensure!(resp.status() == 200, "get prompt: {}", resp.status());
+    let got: Value = resp.json().await?;
+    ensure!(
+        got["messages"][0]["role"] == "user"
+            && got["messages"][0]["text"] == "What's weather in Lyon?",
+        "{got}"
+    );
+    // An unknown server is not found, whatever it is called.
+    let resp = user
+        .request(reqwest::Method::POST, "/api/mcp/prompts/get")
+        .json(&json!({"server": "nope", "name": "x"}))
+        .send()
+        .await?;
+    ensure!(resp.status() == 404, "unknown server: {}", resp.status());
+    Ok(())
+}

@@ -37,6 +37,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/tools", get(tools::list))
         .route("/api/mcp/servers", get(tools::servers))
+        .route("/api/mcp/resources", get(tools::resources))
+        .route("/api/mcp/resources/read", post(tools::read_resource))
+        .route("/api/mcp/prompts", get(tools::prompts))
+        .route("/api/mcp/prompts/get", post(tools::get_prompt))
         .route(
             "/api/conversations/{id}/tools",
             get(tools::conversation_tools).put(tools::set_conversation_tools),

@@ -51,3 +51,63 @@ pub async fn set_conversation_tools(
         .await?;
     Ok(Json(json!({ "tools": tools })))
 }
+
+pub async fn resources(
+    State(state): State<AppState>,
+    Authed(account): Authed,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "resources": state.core.mcp_resources(&account).await? }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadResource {
+    server: String,
+    uri: String,
+}
+
+pub async fn read_resource(
+    State(state): State<AppState>,
+    Authed(account): Authed,
+    ApiJson(req): ApiJson<ReadResource>,
+) -> Result<Json<Value>, ApiError> {
+    let text = state
+        .core
+        .read_mcp_resource(&account, &req.server, &req.uri)
+        .await?;
+    Ok(Json(
+        json!({ "server": req.server, "uri": req.uri, "text": text }),
+    ))
+}
+
+pub async fn prompts(
+    State(state): State<AppState>,
+    Authed(account): Authed,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "prompts": state.core.mcp_prompts(&account).await? }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetPrompt {
+    server: String,
+    name: String,
+    #[serde(default)]
+    arguments: serde_json::Map<String, Value>,
+}
+
+pub async fn get_prompt(
+    State(state): State<AppState>,
+    Authed(account): Authed,
+    ApiJson(req): ApiJson<GetPrompt>,
+) -> Result<Json<Value>, ApiError> {
+    let messages = state
+        .core
+        .get_mcp_prompt(&account, &req.server, &req.name, req.arguments)
+        .await?;
+    Ok(Json(json!({ "messages": messages })))
+}
