@@ -432,6 +432,8 @@ function assistantView(m) {
   reasoning.append(node('summary', '', 'Reasoning'), node('div', 'reasoning-text'));
 
   const body = node('div', 'md');
+  const toolList = node('ul', 'tool-calls');
+  toolList.hidden = true;
   const foot = node('div', 'msg-foot');
   const status = node('span', 'run-status');
   status.setAttribute('role', 'status');
@@ -443,7 +445,7 @@ function assistantView(m) {
   copy.hidden = true;
   const usage = node('span', 'usage');
   foot.append(status, cont, copy, usage);
-  main.append(head, reasoning, body, foot);
+  main.append(head, reasoning, toolList, body, foot);
   root.append(avatar, main);
 
   const runStatus = m.run_status || (m.run_id ? 'queued' : 'complete');
@@ -454,6 +456,7 @@ function assistantView(m) {
     body,
     modelEl: model,
     reasoningEl: reasoning,
+    toolsEl: toolList,
     statusEl: status,
     continueBtn: cont,
     copyBtn: copy,
@@ -673,6 +676,7 @@ function followRun(view, runId, after) {
     if (d.model) view.model = d.model;
     view.text = '';
     view.reasoning = '';
+    if (!d.prefix) view.toolsEl.replaceChildren();
     view.status = 'streaming';
     scheduleRender(view);
   });
@@ -689,6 +693,25 @@ function followRun(view, runId, after) {
     view.reasoning += d.text || '';
     if (view.status === 'queued') view.status = 'streaming';
     scheduleRender(view);
+  });
+  // Tool calls and their results, one line each, in the run's order.
+  es.addEventListener('tool_call', (e) => {
+    if (!mine()) return;
+    const d = take(e);
+    const li = node('li', '', `🔧 ${d.name} ${JSON.stringify(d.arguments || {})} …`);
+    li.dataset.call = d.id || '';
+    view.toolsEl.append(li);
+    view.toolsEl.hidden = false;
+  });
+  es.addEventListener('tool_result', (e) => {
+    if (!mine()) return;
+    const d = take(e);
+    const li = [...view.toolsEl.children].find((x) => x.dataset.call === d.call_id) || node('li');
+    const out = String(d.output || '');
+    li.textContent = `🔧 ${d.name} → ${out.length > 300 ? `${out.slice(0, 300)}…` : out}`;
+    li.classList.toggle('error', !!d.is_error);
+    if (!li.parentNode) view.toolsEl.append(li);
+    view.toolsEl.hidden = false;
   });
   es.addEventListener('snapshot', (e) => {
     if (!mine()) return;
