@@ -60,6 +60,9 @@ pub struct ConversationView {
     #[serde(flatten)]
     pub conversation: Conversation,
     pub messages: Vec<Message>,
+    /// The tool calls and results of assistant messages, by message id.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tool_steps: std::collections::BTreeMap<String, Vec<crate::tools::history::ToolStep>>,
 }
 
 /// A run as a client sees it: its status and the text generated so far.
@@ -374,9 +377,17 @@ impl Core {
             .await?
             .ok_or(CoreError::NotFound("conversation"))?;
         let messages = self.store.messages(id).await?;
+        let tool_steps = self
+            .store
+            .conversation_tool_steps(id)
+            .await?
+            .into_iter()
+            .map(|(m, steps)| (m.to_string(), steps))
+            .collect();
         Ok(ConversationView {
             conversation,
             messages,
+            tool_steps,
         })
     }
 

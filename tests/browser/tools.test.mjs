@@ -208,6 +208,16 @@ describe('tools panel in headless Chromium', { timeout: 120000 }, () => {
     assert.equal(m.text.trim(), 'The echo said: Echo: from the browser');
     assert.equal(m.tools.length, 1, JSON.stringify(m.tools));
     assert.match(m.tools[0], /everything__echo → Echo: from the browser/);
+
+    // After a reload the call and its result are still shown, from the stored steps.
+    await page.reload();
+    await waitFor('the reloaded reply', async () => {
+      const r = await lastAssistant();
+      return r && r.id === m.id && r.text.includes('Echo: from the browser');
+    });
+    const reloaded = await lastAssistant();
+    assert.equal(reloaded.tools.length, 1, JSON.stringify(reloaded.tools));
+    assert.match(reloaded.tools[0], /everything__echo → Echo: from the browser/);
     assert.deepEqual(pageErrors, []);
     assert.deepEqual(cspViolations, []);
   });

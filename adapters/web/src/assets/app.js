@@ -381,7 +381,15 @@ function renderConversation() {
     return view.root;
   });
   el.messages.replaceChildren(...nodes);
-  for (const view of state.views.values()) if (view.role === 'assistant') renderNow(view);
+  const steps = (state.conv && state.conv.tool_steps) || {};
+  for (const view of state.views.values()) {
+    if (view.role !== 'assistant') continue;
+    for (const step of steps[view.id] || []) {
+      for (const c of step.calls) showToolCall(view, { id: c.id, name: c.name, arguments: c.arguments });
+      for (const r of step.results) showToolResult(view, r);
+    }
+    renderNow(view);
+  }
   const title = state.conv ? state.conv.title : 'New chat';
   el.convTitle.textContent = title;
   document.title = state.conv ? `${title} · Chorus` : 'Chorus';
@@ -493,6 +501,24 @@ function assistantView(m) {
   cont.addEventListener('click', () => continueRun(view));
   copy.addEventListener('click', () => copyText(view.prefix + view.text, copy));
   return view;
+}
+
+// A tool call of a reply, one line, later replaced by its result.
+function showToolCall(view, d) {
+  const li = node('li', '', `🔧 ${d.name} ${JSON.stringify(d.arguments || {})} …`);
+  li.dataset.call = d.id || '';
+  view.toolsEl.append(li);
+  view.toolsEl.hidden = false;
+}
+
+function showToolResult(view, d) {
+  const li = [...view.toolsEl.children].find((x) => x.dataset.call === d.call_id) || node('li');
+  const out = String(d.output || '');
+  li.dataset.call = d.call_id || '';
+  li.textContent = `🔧 ${d.name} → ${out.length > 300 ? `${out.slice(0, 300)}…` : out}`;
+  li.classList.toggle('error', !!d.is_error);
+  if (!li.parentNode) view.toolsEl.append(li);
+  view.toolsEl.hidden = false;
 }
 
 function scheduleRender(view) {
@@ -696,22 +722,10 @@ function followRun(view, runId, after) {
   });
   // Tool calls and their results, one line each, in the run's order.
   es.addEventListener('tool_call', (e) => {
-    if (!mine()) return;
-    const d = take(e);
-    const li = node('li', '', `🔧 ${d.name} ${JSON.stringify(d.arguments || {})} …`);
-    li.dataset.call = d.id || '';
-    view.toolsEl.append(li);
-    view.toolsEl.hidden = false;
+    if (mine()) showToolCall(view, take(e));
   });
   es.addEventListener('tool_result', (e) => {
-    if (!mine()) return;
-    const d = take(e);
-    const li = [...view.toolsEl.children].find((x) => x.dataset.call === d.call_id) || node('li');
-    const out = String(d.output || '');
-    li.textContent = `🔧 ${d.name} → ${out.length > 300 ? `${out.slice(0, 300)}…` : out}`;
-    li.classList.toggle('error', !!d.is_error);
-    if (!li.parentNode) view.toolsEl.append(li);
-    view.toolsEl.hidden = false;
+    if (mine()) showToolResult(view, take(e));
   });
   es.addEventListener('snapshot', (e) => {
     if (!mine()) return;
