@@ -37,6 +37,10 @@ pub struct Config {
     pub aliases: Vec<AliasConfig>,
     /// The code sandbox (`code_interpreter` tool): Docker images and limits.
     pub sandbox: crate::sandbox::SandboxConfig,
+    /// MCP servers whose tools models may call.
+    pub mcp: crate::mcp::McpConfig,
+    /// Limits of the engine's tool loop.
+    pub tools: crate::mcp::ToolsConfig,
     /// Directory for the embedded SQLite database (when `database.url` is unset).
     pub data_dir: Option<PathBuf>,
 }
@@ -370,6 +374,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        crate::mcp::config::validate(&self.mcp, &self.tools)?;
         if let Some(url) = &self.database.url {
             let u = url.expose();
             if !(u.starts_with("sqlite:")

@@ -16,7 +16,10 @@ use crate::store::{
     Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, RunStatus, Store, StoreError,
 };
 use crate::time::now_ms;
+use crate::tools::ToolHost;
 use std::sync::Arc;
+
+mod tools;
 use std::time::Duration;
 
 mod ledger;
@@ -60,6 +63,9 @@ pub enum CoreError {
     Limiter(#[from] crate::quota::LimiterError),
     #[error(transparent)]
     Sso(#[from] SsoError),
+    /// A service Chorus depends on (an MCP server) did not answer.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<StoreError> for CoreError {
@@ -79,6 +85,9 @@ pub struct ConversationView {
     #[serde(flatten)]
     pub conversation: Conversation,
     pub messages: Vec<Message>,
+    /// The tool calls and results of assistant messages, by message id.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tool_steps: std::collections::BTreeMap<String, Vec<crate::tools::history::ToolStep>>,
 }
 
 /// A run as a client sees it: its status and the text generated so far.
@@ -115,6 +124,9 @@ pub struct Core {
     journal: Arc<dyn Journal>,
     providers: Arc<ProviderRegistry>,
     engine: Engine,
+    tools: Arc<ToolHost>,
+    /// The MCP servers (also tool sources of `tools`), for resources and prompts.
+    mcp: Arc<Vec<Arc<crate::mcp::McpServer>>>,
     config: Arc<Config>,
     prices: Arc<PriceTable>,
     /// Rate and guessing limits (Redis when the journal is, else in process).
@@ -173,10 +185,18 @@ impl Core {
         }
         providers.add_aliases(&config.aliases);
         let providers = Arc::new(providers);
+        let tools = Arc::new(ToolHost::new(config.tools.settings()));
+        // MCP servers are started for a serving instance only, never for admin commands.
+        let mcp = Arc::new(if discover_models {
+            crate::mcp::start_servers(&config.mcp, &tools)
+        } else {
+            Vec::new()
+        });
         let engine = Engine::new(
             store.clone(),
             journal.clone(),
             providers.clone(),
+            tools.clone(),
             EngineSettings {
                 owner: config.instance_id(),
                 lease_ttl: Duration::from_secs(config.engine.lease_ttl_secs),
@@ -195,6 +215,8 @@ impl Core {
             providers,
             engine,
             sso: Arc::new(Sso::new(&config.auth)),
+            tools,
+            mcp,
             config: Arc::new(config),
             prices,
             limiter,
@@ -223,6 +245,7 @@ impl Core {
     /// Stops every local run (kept as `interrupted`) and closes the database.
     pub async fn shutdown(&self) {
         self.engine.shutdown(Duration::from_secs(10)).await;
+        self.tools.shutdown().await;
         self.store.close().await;
     }
 
@@ -416,9 +439,17 @@ impl Core {
             .await?
             .ok_or(CoreError::NotFound("conversation"))?;
         let messages = self.store.messages(id).await?;
+        let tool_steps = self
+            .store
+            .conversation_tool_steps(id)
+            .await?
+            .into_iter()
+            .map(|(m, steps)| (m.to_string(), steps))
+            .collect();
         Ok(ConversationView {
             conversation,
             messages,
+            tool_steps,
         })
     }
 
@@ -502,7 +533,8 @@ impl Core {
             Some(p) => self.store.branch(conversation_id, p).await?,
             None => Vec::new(),
         };
-        let mut request = build_request(&conversation, &before, &model, None);
+        let tools = self.tool_context(account, conversation_id).await?;
+        let mut request = build_request(&conversation, &before, &model, None, &tools);
         request
             .messages
             .push(ChatMessage::text(ChatRole::User, content));
@@ -526,6 +558,7 @@ impl Core {
             model_ref: model,
             request,
             prefix: String::new(),
+            pending_calls: Vec::new(),
         });
         Ok(SentMessage {
             conversation_id: conversation_id.clone(),
@@ -593,7 +626,11 @@ impl Core {
                 "the run is still going; stop it first".into(),
             ));
         }
-        let cut_off = previous.finish_reason.as_deref() == Some("length");
+        // Cut off by the length limit or by the tool step limit: it can go on.
+        let cut_off = matches!(
+            previous.finish_reason.as_deref(),
+            Some("length" | "max_tool_steps")
+        );
         if previous.status == RunStatus::Complete && !cut_off {
             return Err(CoreError::Conflict(
                 "the reply is complete; only a stopped, interrupted, failed or cut-off reply can be continued"
@@ -617,7 +654,21 @@ impl Core {
             .into_iter()
             .filter(|m| m.id != previous.message_id)
             .collect();
-        let request = build_request(&conversation, &history, &model, Some(partial.clone()));
+        let tools = self
+            .tool_context(account, &previous.conversation_id)
+            .await?;
+        // The message so far: its tool rounds become history, the text after the last
+        // one the prefill, and calls left without results run first.
+        let replayed =
+            crate::tools::history::replay(&partial, tools.steps_of(&previous.message_id));
+        let mut request = build_request(
+            &conversation,
+            &history,
+            &model,
+            Some(replayed.tail).filter(|t| !t.is_empty()),
+            &tools,
+        );
+        request.messages.extend(replayed.messages);
         let admission = self.admission(account, &model, &request).await?;
         let settings = self.engine.settings();
         let lease_until = now_ms() + settings.lease_ttl.as_millis() as i64;
@@ -637,6 +688,7 @@ impl Core {
             model_ref: model,
             request,
             prefix: partial,
+            pending_calls: replayed.pending,
         });
         Ok(run_id)
     }
@@ -737,6 +789,7 @@ fn build_request(
     history: &[Message],
     model_ref: &str,
     prefill: Option<String>,
+    tools: &tools::ToolContext,
 ) -> ChatRequest {
     let mut messages = Vec::with_capacity(history.len() + 1);
     if let Some(system) = conversation
@@ -752,6 +805,12 @@ fn build_request(
             "system" => ChatRole::System,
             _ => ChatRole::User,
         };
+        if role == ChatRole::Assistant
+            && let Some(replayed) = tools.replay(m)
+        {
+            messages.extend(replayed);
+            continue;
+        }
         if role == ChatRole::Assistant && m.content.is_empty() {
             continue; // a reply that produced nothing adds nothing to the context
         }
@@ -764,6 +823,7 @@ fn build_request(
             .to_string(),
         messages,
         prefill,
+        tools: tools.specs.clone(),
         ..Default::default()
     }
 }

@@ -8,6 +8,7 @@ pub mod core;
 pub mod engine;
 pub mod ids;
 pub mod journal;
+pub mod mcp;
 pub mod provider;
 pub mod quota;
 pub mod sandbox;
@@ -15,5 +16,6 @@ pub mod secret;
 pub mod sso;
 pub mod store;
 pub mod time;
+pub mod tools;
 
 pub use crate::core::{Core, CoreError, IdentityView, SsoCallback, SsoLogin, SsoStart};

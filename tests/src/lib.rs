@@ -49,6 +49,7 @@ pub mod fake_server;
 pub mod fixture;
 pub mod litellm;
 pub mod oidc_provider;
+pub mod fake_tool_models;
 pub mod provider_case;
 pub mod provider_checks;
 pub mod server;

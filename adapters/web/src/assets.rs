@@ -45,6 +45,15 @@ pub fn routes() -> Router<AppState> {
             }),
         )
         .route(
+            "/assets/tools.js",
+            get(|| async {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("assets/tools.js"),
+                )
+            }),
+        )
+        .route(
             "/assets/markdown.js",
             get(|| async {
                 asset(

@@ -68,6 +68,9 @@ impl From<CoreError> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_link_code", msg)
             }
             CoreError::Sso(e) => sso_error(e),
+            CoreError::Unavailable(msg) => {
+                Self::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", msg)
+            }
             CoreError::Auth(e) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
             }

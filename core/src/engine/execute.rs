@@ -5,6 +5,7 @@
 //! streams: the checkpointer saves progress in batches; the task writes once, at the end.
 
 use super::checkpoint::SharedProgress;
+use super::tool_loop::{StepEnd, ToolTurn};
 use super::{EngineInner, RunJob};
 use crate::journal::{JournalEntry, RunEvent};
 use crate::provider::{
@@ -19,15 +20,15 @@ use tokio_util::sync::CancellationToken;
 
 /// The run's journal writer: assigns seqs and survives a journal outage by replacing
 /// the lost events with a snapshot at the end.
-struct Writer<'a> {
+pub(super) struct Writer<'a> {
     inner: &'a EngineInner,
-    job: &'a RunJob,
-    seq: u64,
+    pub(super) job: &'a RunJob,
+    pub(super) seq: u64,
     degraded: bool,
 }
 
 impl Writer<'_> {
-    async fn append(&mut self, event: RunEvent) {
+    pub(super) async fn append(&mut self, event: RunEvent) {
         let entry = JournalEntry {
             seq: self.seq + 1,
             event,
@@ -75,7 +76,9 @@ pub(super) async fn execute(
     .await;
     lock().seq = w.seq;
 
-    let mut state = StreamState::default();
+    let mut turn = ToolTurn::new(&job);
+    let mut usage: Option<Usage> = None;
+    let mut finish_reason: Option<String> = None;
     // The provider kind and request of the attempt that streamed, for a usage estimate.
     let mut streamed_with: Option<(crate::config::ProviderKind, ChatRequest)> = None;
     // The model that streamed (an alias's fallback may differ from the one asked for):
@@ -83,14 +86,170 @@ pub(super) async fn execute(
     let mut charged_model = job.model_ref.clone();
     let mut failure: Option<String> = None;
     let mut stopped_by: Option<&'static str> = None;
+    // Calls that an interrupted run left without results run first.
+    if !job.pending_calls.is_empty() {
+        let calls = job.pending_calls.clone();
+        if let StepEnd::Stopped(by) = turn.run_calls(&inner, &mut w, &stop, calls, true).await {
+            stopped_by = Some(by);
+        }
+    }
+    // The tool loop: generate; while the model asks for tools, run them and generate again.
+    while stopped_by.is_none() {
+        let g = generate(&inner, &job, &turn.request, &mut w, &progress, &stop).await;
+        usage = add_usage(usage, g.state.usage);
+        if g.streamed_with.is_some() {
+            streamed_with = g.streamed_with;
+        }
+        if let Some(model) = g.charged_model {
+            charged_model = model;
+        }
+        failure = g.failure;
+        stopped_by = g.stopped_by;
+        finish_reason = g.state.finish_reason;
+        if failure.is_some() || stopped_by.is_some() || g.state.tool_calls.is_empty() {
+            break;
+        }
+        match turn
+            .run_step(&inner, &mut w, &progress, &stop, g.state.tool_calls)
+            .await
+        {
+            StepEnd::Continue => {}
+            StepEnd::MaxSteps => {
+                finish_reason = Some("max_tool_steps".into());
+                break;
+            }
+            StepEnd::Stopped(by) => stopped_by = Some(by),
+        }
+    }
 
+    let (text, lease_lost) = {
+        let mut p = lock();
+        (std::mem::take(&mut p.text), p.lease_lost)
+    };
+    if lease_lost {
+        // Another instance declared this run dead and ended it; it is theirs now.
+        return;
+    }
+    let (status, reason) = match (stopped_by, &failure, &finish_reason) {
+        (Some("stopped"), _, _) => (RunStatus::Stopped, "stopped".to_string()),
+        (Some(_), _, _) => (RunStatus::Interrupted, "shutdown".to_string()),
+        // A failure after text keeps the text and can be continued.
+        (None, Some(_), _) if !text.is_empty() => {
+            (RunStatus::Interrupted, "provider_error".to_string())
+        }
+        (None, Some(_), _) => (RunStatus::Failed, "provider_error".to_string()),
+        (None, None, Some(r)) => (RunStatus::Complete, r.clone()),
+        (None, None, None) => (RunStatus::Interrupted, "stream_ended".to_string()),
+    };
+    if let Some(err) = &failure {
+        tracing::warn!(run = %job.run_id, error = %err, status = status.as_str(), "run ended with a provider error");
+    }
+    if usage.is_none()
+        && !text.is_empty()
+        && let Some((kind, request)) = streamed_with
+    {
+        // The provider reported nothing: count with the model's tokenizer, off the
+        // async workers (long prompts take milliseconds to encode).
+        let reply = text.clone();
+        let estimate =
+            tokio::task::spawn_blocking(move || estimate_usage(kind, &request, &reply)).await;
+        if let Ok(u) = estimate {
+            usage = Some(u);
+            w.append(RunEvent::Usage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                cached_prompt_tokens: 0,
+                reasoning_tokens: 0,
+                estimated: true,
+            })
+            .await;
+        }
+    }
+    if w.degraded {
+        w.append(RunEvent::Snapshot { text: text.clone() }).await;
+    }
+    if !turn.steps().is_empty() {
+        turn.save(&inner, &w).await;
+    }
+    let outcome = RunOutcome {
+        status,
+        text,
+        seq: w.seq as i64 + 1,
+        finish_reason: Some(reason.clone()),
+        error: failure.clone(),
+        prompt_tokens: usage.map(|u| u.prompt_tokens as i64),
+        completion_tokens: usage.map(|u| u.completion_tokens as i64),
+        cached_prompt_tokens: usage.map(|u| u.cached_prompt_tokens as i64),
+        reasoning_tokens: usage.map(|u| u.reasoning_tokens as i64),
+    };
+    let charge = usage.map(|u| {
+        inner.settings.prices.charge(
+            &charged_model,
+            TokenCounts {
+                prompt: u.prompt_tokens as i64,
+                completion: u.completion_tokens as i64,
+                cached_prompt: u.cached_prompt_tokens as i64,
+            },
+        )
+    });
+    match inner
+        .store
+        .finish_run_charged(&job.run_id, &owner, &outcome, charge.as_ref())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(run = %job.run_id, "run was already ended elsewhere");
+            return;
+        }
+        Err(e) => {
+            // The lease will lapse and the sweeper will interrupt the run with its checkpoint.
+            tracing::error!(run = %job.run_id, error = %e, "could not save the end of the run");
+            return;
+        }
+    }
+    w.append(RunEvent::Finished {
+        status: status.as_str().to_string(),
+        reason,
+        error: failure,
+    })
+    .await;
+    tracing::info!(run = %job.run_id, status = status.as_str(), "run ended");
+}
+
+/// What one generation (one model call, over the fallback chain) ended with.
+struct Generation {
+    state: StreamState,
+    /// The model that streamed (an alias's fallback may differ from the one asked
+    /// for): what the run is charged at.
+    charged_model: Option<String>,
+    streamed_with: Option<(crate::config::ProviderKind, ChatRequest)>,
+    failure: Option<String>,
+    stopped_by: Option<&'static str>,
+}
+
+/// One model call: walks the model's fallback chain with retries, streaming into the
+/// journal and the run's progress.
+async fn generate(
+    inner: &Arc<EngineInner>,
+    job: &RunJob,
+    base: &ChatRequest,
+    w: &mut Writer<'_>,
+    progress: &SharedProgress,
+    stop: &CancellationToken,
+) -> Generation {
+    let mut state = StreamState::default();
+    let mut streamed_with: Option<(crate::config::ProviderKind, ChatRequest)> = None;
+    let mut charged_model: Option<String> = None;
+    let mut failure: Option<String> = None;
+    let mut stopped_by: Option<&'static str> = None;
     match inner.providers.resolve_chain(&job.model_ref) {
         Err(e) => failure = Some(e.to_string()),
         Ok(chain) => {
             let mut index = 0;
             let mut attempt = 0u32;
             'attempts: while let Some(target) = chain.get(index) {
-                let mut request = job.request.clone();
+                let mut request = base.clone();
                 request.model = target.model.clone();
                 let attempt_started = Instant::now();
                 let first_token_deadline =
@@ -106,13 +265,13 @@ pub(super) async fn execute(
                 let error = match started {
                     Ok(mut stream) => {
                         streamed_with = Some((target.kind, request));
-                        charged_model = target.model_ref.clone();
+                        charged_model = Some(target.model_ref.clone());
                         let end = pump(
                             &mut stream,
-                            &mut w,
-                            &progress,
+                            w,
+                            progress,
                             &mut state,
-                            (&stop, &inner.shutdown),
+                            (stop, &inner.shutdown),
                             first_token_deadline,
                         )
                         .await;
@@ -177,102 +336,26 @@ pub(super) async fn execute(
             }
         }
     }
-    let StreamState {
-        mut usage,
-        finish_reason,
-        ..
-    } = state;
+    Generation {
+        state,
+        charged_model,
+        streamed_with,
+        failure,
+        stopped_by,
+    }
+}
 
-    let (text, lease_lost) = {
-        let mut p = lock();
-        (std::mem::take(&mut p.text), p.lease_lost)
-    };
-    if lease_lost {
-        // Another instance declared this run dead and ended it; it is theirs now.
-        return;
+fn add_usage(total: Option<Usage>, more: Option<Usage>) -> Option<Usage> {
+    match (total, more) {
+        (Some(a), Some(b)) => Some(Usage {
+            prompt_tokens: a.prompt_tokens + b.prompt_tokens,
+            completion_tokens: a.completion_tokens + b.completion_tokens,
+            cached_prompt_tokens: a.cached_prompt_tokens + b.cached_prompt_tokens,
+            reasoning_tokens: a.reasoning_tokens + b.reasoning_tokens,
+            estimated: a.estimated || b.estimated,
+        }),
+        (a, b) => a.or(b),
     }
-    let (status, reason) = match (stopped_by, &failure, &finish_reason) {
-        (Some("stopped"), _, _) => (RunStatus::Stopped, "stopped".to_string()),
-        (Some(_), _, _) => (RunStatus::Interrupted, "shutdown".to_string()),
-        // A failure after text keeps the text and can be continued.
-        (None, Some(_), _) if !text.is_empty() => {
-            (RunStatus::Interrupted, "provider_error".to_string())
-        }
-        (None, Some(_), _) => (RunStatus::Failed, "provider_error".to_string()),
-        (None, None, Some(r)) => (RunStatus::Complete, r.clone()),
-        (None, None, None) => (RunStatus::Interrupted, "stream_ended".to_string()),
-    };
-    if let Some(err) = &failure {
-        tracing::warn!(run = %job.run_id, error = %err, status = status.as_str(), "run ended with a provider error");
-    }
-    if usage.is_none()
-        && !text.is_empty()
-        && let Some((kind, request)) = streamed_with
-    {
-        // The provider reported nothing: count with the model's tokenizer, off the
-        // async workers (long prompts take milliseconds to encode).
-        let reply = text.clone();
-        let estimate =
-            tokio::task::spawn_blocking(move || estimate_usage(kind, &request, &reply)).await;
-        if let Ok(u) = estimate {
-            usage = Some(u);
-            w.append(RunEvent::Usage {
-                prompt_tokens: u.prompt_tokens,
-                completion_tokens: u.completion_tokens,
-                cached_prompt_tokens: 0,
-                reasoning_tokens: 0,
-                estimated: true,
-            })
-            .await;
-        }
-    }
-    if w.degraded {
-        w.append(RunEvent::Snapshot { text: text.clone() }).await;
-    }
-    let outcome = RunOutcome {
-        status,
-        text,
-        seq: w.seq as i64 + 1,
-        finish_reason: Some(reason.clone()),
-        error: failure.clone(),
-        prompt_tokens: usage.map(|u| u.prompt_tokens as i64),
-        completion_tokens: usage.map(|u| u.completion_tokens as i64),
-        cached_prompt_tokens: usage.map(|u| u.cached_prompt_tokens as i64),
-        reasoning_tokens: usage.map(|u| u.reasoning_tokens as i64),
-    };
-    let charge = usage.map(|u| {
-        inner.settings.prices.charge(
-            &charged_model,
-            TokenCounts {
-                prompt: u.prompt_tokens as i64,
-                completion: u.completion_tokens as i64,
-                cached_prompt: u.cached_prompt_tokens as i64,
-            },
-        )
-    });
-    match inner
-        .store
-        .finish_run_charged(&job.run_id, &owner, &outcome, charge.as_ref())
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!(run = %job.run_id, "run was already ended elsewhere");
-            return;
-        }
-        Err(e) => {
-            // The lease will lapse and the sweeper will interrupt the run with its checkpoint.
-            tracing::error!(run = %job.run_id, error = %e, "could not save the end of the run");
-            return;
-        }
-    }
-    w.append(RunEvent::Finished {
-        status: status.as_str().to_string(),
-        reason,
-        error: failure,
-    })
-    .await;
-    tracing::info!(run = %job.run_id, status = status.as_str(), "run ended");
 }
 
 /// What a run has received from its provider so far.
@@ -284,6 +367,8 @@ struct StreamState {
     produced: bool,
     /// When the first output arrived (for the provider's time-to-first-token).
     first_output_at: Option<Instant>,
+    /// The tool calls the model made, in its order.
+    tool_calls: Vec<crate::provider::ToolCall>,
 }
 
 impl StreamState {
@@ -346,6 +431,7 @@ async fn pump(
                 }
                 Some(Ok(ProviderEvent::ToolCall(call))) => {
                     state.output_arrived();
+                    state.tool_calls.push(call.clone());
                     w.append(RunEvent::ToolCall {
                         id: call.id,
                         name: call.name,

@@ -5,12 +5,14 @@
 mod checkpoint;
 mod execute;
 mod sweeper;
+mod tool_loop;
 
 use crate::ids::RunId;
 use crate::journal::Journal;
 use crate::provider::{ChatRequest, ProviderRegistry};
 use crate::quota::PriceTable;
 use crate::store::Store;
+use crate::tools::ToolHost;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,6 +38,8 @@ pub(crate) struct RunJob {
     pub request: ChatRequest,
     /// Message text before this run (the partial text a continuation extends).
     pub prefix: String,
+    /// Tool calls an interrupted run left without results: run first, then the model.
+    pub pending_calls: Vec<crate::provider::ToolCall>,
 }
 
 /// A run executing on this instance: how to stop it and what it has produced.
@@ -53,6 +57,7 @@ pub(crate) struct EngineInner {
     pub store: Store,
     pub journal: Arc<dyn Journal>,
     pub providers: Arc<ProviderRegistry>,
+    pub tools: Arc<ToolHost>,
     pub settings: EngineSettings,
     /// The runs this instance executes.
     pub local: Mutex<HashMap<RunId, LocalRun>>,
@@ -65,6 +70,7 @@ impl Engine {
         store: Store,
         journal: Arc<dyn Journal>,
         providers: Arc<ProviderRegistry>,
+        tools: Arc<ToolHost>,
         settings: EngineSettings,
     ) -> Self {
         Self {
@@ -72,6 +78,7 @@ impl Engine {
                 store,
                 journal,
                 providers,
+                tools,
                 settings,
                 local: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),

@@ -48,6 +48,15 @@ pub enum RunEvent {
         name: String,
         arguments: serde_json::Value,
     },
+    /// What a tool call returned (or why it failed: `is_error`), answering the
+    /// `tool_call` with id `call_id`; `truncated` when the output was cut to the limit.
+    ToolResult {
+        call_id: String,
+        name: String,
+        output: String,
+        is_error: bool,
+        truncated: bool,
+    },
     /// A model of the run's fallback chain failed before its first token; the run
     /// goes on with the next one.
     Fallback {
@@ -77,6 +86,7 @@ impl RunEvent {
             RunEvent::Usage { .. } => "usage",
             RunEvent::Fallback { .. } => "fallback",
             RunEvent::ToolCall { .. } => "tool_call",
+            RunEvent::ToolResult { .. } => "tool_result",
             RunEvent::Snapshot { .. } => "snapshot",
             RunEvent::Finished { .. } => "finished",
         }

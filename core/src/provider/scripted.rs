@@ -3,6 +3,12 @@
 //! It makes a fresh install usable with no API key, and gives tests and benchmarks a
 //! model whose every token is known in advance. Continuation is exact: given the
 //! partial text of an earlier run, it streams only the rest of its script.
+//!
+//! A script can also call tools, to demo and test the tool loop: lines at its start of
+//! the form `@call TOOL {JSON arguments}` are tool calls (several lines: parallel
+//! calls), made when the request offers tools and no tool result has come yet. Once
+//! results have come, the rest of the script is the reply, with `{{tool_results}}`
+//! replaced by the results' text.
 
 use super::{
     ChatRequest, Provider, ProviderError, ProviderEvent, ProviderStream, Usage, estimate_tokens,
@@ -82,12 +88,48 @@ pub(crate) fn tokenize(text: &str) -> Vec<String> {
     tokens
 }
 
+/// The `@call` lines at the start of a script, and the reply after them.
+fn split_calls(script: &str) -> (Vec<(String, serde_json::Value)>, &str) {
+    let mut calls = Vec::new();
+    let mut rest = script;
+    while let Some(line) = rest.strip_prefix("@call ") {
+        let (line, after) = line.split_once('\n').unwrap_or((line, ""));
+        let (name, args) = line.trim().split_once(' ').unwrap_or((line.trim(), "{}"));
+        let args = serde_json::from_str(args).unwrap_or(serde_json::json!({}));
+        calls.push((name.to_string(), args));
+        rest = after;
+    }
+    (calls, rest)
+}
+
 #[async_trait::async_trait]
 impl Provider for ScriptedProvider {
     async fn stream(&self, request: ChatRequest) -> Result<ProviderStream, ProviderError> {
+        let (calls, reply) = split_calls(&self.script);
+        let results: Vec<&str> = request
+            .messages
+            .iter()
+            .filter(|m| m.role == super::ChatRole::Tool)
+            .map(|m| m.content.as_str())
+            .collect();
+        if !calls.is_empty() && !request.tools.is_empty() && results.is_empty() {
+            let events = calls
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, arguments))| {
+                    Ok(ProviderEvent::ToolCall(super::ToolCall {
+                        id: format!("call_{}", i + 1),
+                        name,
+                        arguments,
+                    }))
+                })
+                .chain([Ok(ProviderEvent::Finished("tool_calls".into()))]);
+            return Ok(futures::stream::iter(events.collect::<Vec<_>>()).boxed());
+        }
+        let script = reply.replace("{{tool_results}}", &results.join("\n"));
         let remaining = match request.prefill.as_deref() {
-            Some(done) if self.script.starts_with(done) => &self.script[done.len()..],
-            _ => &self.script[..],
+            Some(done) if script.starts_with(done) => &script[done.len()..],
+            _ => &script[..],
         };
         let tokens = tokenize(remaining);
         let prompt_tokens: u64 = request
@@ -170,6 +212,63 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e, ProviderEvent::Usage(u) if u.completion_tokens == 3))
         );
+    }
+
+    #[tokio::test]
+    async fn a_script_calls_tools_then_answers_with_their_results() {
+        let p = ScriptedProvider::new(
+            "@call srv__echo {\"message\": \"hi\"}\n@call srv__add {\"a\": 1}\nGot: {{tool_results}}",
+            1000.0,
+        );
+        let mut req = ChatRequest {
+            tools: vec![super::super::ToolSpec {
+                name: "srv__echo".into(),
+                description: String::new(),
+                parameters: serde_json::json!({"type": "object"}),
+            }],
+            ..Default::default()
+        };
+        let events: Vec<_> = p
+            .stream(req.clone())
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        assert_eq!(events.len(), 3);
+        assert!(
+            matches!(&events[0], ProviderEvent::ToolCall(c) if c.name == "srv__echo" && c.arguments["message"] == "hi")
+        );
+        assert_eq!(events[2], ProviderEvent::Finished("tool_calls".into()));
+        req.messages.push(crate::tools::history::tool_message(
+            "call_1",
+            "srv__echo",
+            "Echo: hi",
+            false,
+        ));
+        let (text, _) = collect_req(&p, req).await;
+        assert_eq!(text, "Got: Echo: hi");
+        // Without tools offered, the calls are skipped.
+        let (text, _) = collect(&p, None).await;
+        assert_eq!(text, "Got: ");
+    }
+
+    async fn collect_req(p: &ScriptedProvider, req: ChatRequest) -> (String, Vec<ProviderEvent>) {
+        let events: Vec<_> = p
+            .stream(req)
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        let text = events
+            .iter()
+            .filter_map(|e| match e {
+                ProviderEvent::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        (text, events)
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ mod ledger;
 mod links;
 mod identities;
 mod runs;
+mod tool_steps;
 
 use accounts::ACCOUNT_COLUMNS_A;
 pub use accounts::{Account, ApiKeyRecord, Role};
@@ -78,6 +79,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "sso",
         include_str!("../../../migrations/sqlite/0003_sso.sql"),
     ),
+    (
+        4,
+        "tools",
+        include_str!("../../../migrations/sqlite/0004_tools.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -94,6 +100,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "sso",
         include_str!("../../../migrations/postgres/0003_sso.sql"),
+    ),
+    (
+        4,
+        "tools",
+        include_str!("../../../migrations/postgres/0004_tools.sql"),
     ),
 ];
 

@@ -17,6 +17,8 @@ mod gemini_provider;
 mod litellm_proxy;
 mod ledger;
 mod linking;
+mod mcp_tools;
+mod mcp_wire_formats;
 mod ollama_provider;
 mod openai_provider;
 mod openai_responses_provider;

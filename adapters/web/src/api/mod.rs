@@ -6,6 +6,7 @@ mod conversations;
 mod files;
 mod runs;
 mod sso;
+mod tools;
 
 use crate::AppState;
 use axum::Json;
@@ -55,6 +56,16 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/conversations/{id}/files/{*path}",
             get(files::download),
+        )
+        .route("/api/tools", get(tools::list))
+        .route("/api/mcp/servers", get(tools::servers))
+        .route("/api/mcp/resources", get(tools::resources))
+        .route("/api/mcp/resources/read", post(tools::read_resource))
+        .route("/api/mcp/prompts", get(tools::prompts))
+        .route("/api/mcp/prompts/get", post(tools::get_prompt))
+        .route(
+            "/api/conversations/{id}/tools",
+            get(tools::conversation_tools).put(tools::set_conversation_tools),
         )
         .route("/api/runs/{id}", get(runs::get))
         .route("/api/runs/{id}/events", get(runs::events))

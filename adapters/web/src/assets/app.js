@@ -404,7 +404,15 @@ function renderConversation() {
     return view.root;
   });
   el.messages.replaceChildren(...nodes);
-  for (const view of state.views.values()) if (view.role === 'assistant') renderNow(view);
+  const steps = (state.conv && state.conv.tool_steps) || {};
+  for (const view of state.views.values()) {
+    if (view.role !== 'assistant') continue;
+    for (const step of steps[view.id] || []) {
+      for (const c of step.calls) showToolCall(view, { id: c.id, name: c.name, arguments: c.arguments });
+      for (const r of step.results) showToolResult(view, r);
+    }
+    renderNow(view);
+  }
   const title = state.conv ? state.conv.title : 'New chat';
   el.convTitle.textContent = title;
   document.title = state.conv ? `${title} · Chorus` : 'Chorus';
@@ -455,6 +463,8 @@ function assistantView(m) {
   reasoning.append(node('summary', '', 'Reasoning'), node('div', 'reasoning-text'));
 
   const body = node('div', 'md');
+  const toolList = node('ul', 'tool-calls');
+  toolList.hidden = true;
   const foot = node('div', 'msg-foot');
   const status = node('span', 'run-status');
   status.setAttribute('role', 'status');
@@ -466,7 +476,7 @@ function assistantView(m) {
   copy.hidden = true;
   const usage = node('span', 'usage');
   foot.append(status, cont, copy, usage);
-  main.append(head, reasoning, body, foot);
+  main.append(head, reasoning, toolList, body, foot);
   root.append(avatar, main);
 
   const runStatus = m.run_status || (m.run_id ? 'queued' : 'complete');
@@ -477,6 +487,7 @@ function assistantView(m) {
     body,
     modelEl: model,
     reasoningEl: reasoning,
+    toolsEl: toolList,
     statusEl: status,
     continueBtn: cont,
     copyBtn: copy,
@@ -513,6 +524,24 @@ function assistantView(m) {
   cont.addEventListener('click', () => continueRun(view));
   copy.addEventListener('click', () => copyText(view.prefix + view.text, copy));
   return view;
+}
+
+// A tool call of a reply, one line, later replaced by its result.
+function showToolCall(view, d) {
+  const li = node('li', '', `🔧 ${d.name} ${JSON.stringify(d.arguments || {})} …`);
+  li.dataset.call = d.id || '';
+  view.toolsEl.append(li);
+  view.toolsEl.hidden = false;
+}
+
+function showToolResult(view, d) {
+  const li = [...view.toolsEl.children].find((x) => x.dataset.call === d.call_id) || node('li');
+  const out = String(d.output || '');
+  li.dataset.call = d.call_id || '';
+  li.textContent = `🔧 ${d.name} → ${out.length > 300 ? `${out.slice(0, 300)}…` : out}`;
+  li.classList.toggle('error', !!d.is_error);
+  if (!li.parentNode) view.toolsEl.append(li);
+  view.toolsEl.hidden = false;
 }
 
 function scheduleRender(view) {
@@ -696,6 +725,7 @@ function followRun(view, runId, after) {
     if (d.model) view.model = d.model;
     view.text = '';
     view.reasoning = '';
+    if (!d.prefix) view.toolsEl.replaceChildren();
     view.status = 'streaming';
     scheduleRender(view);
   });
@@ -712,6 +742,13 @@ function followRun(view, runId, after) {
     view.reasoning += d.text || '';
     if (view.status === 'queued') view.status = 'streaming';
     scheduleRender(view);
+  });
+  // Tool calls and their results, one line each, in the run's order.
+  es.addEventListener('tool_call', (e) => {
+    if (mine()) showToolCall(view, take(e));
+  });
+  es.addEventListener('tool_result', (e) => {
+    if (mine()) showToolResult(view, take(e));
   });
   es.addEventListener('snapshot', (e) => {
     if (!mine()) return;

@@ -1,0 +1,374 @@
+//! The tool host: every tool a model may call, whatever provides it, behind one
+//! interface.
+//!
+//! A [`ToolSource`] is anything that lists tools and runs them: each configured MCP
+//! server is one, and internal tools (the code sandbox) are others. The host names
+//! their tools for models (`source__tool`, see [`naming`]), decides which accounts may
+//! use which source, and runs calls with the per-call timeout and output size limit,
+//! so sources only do their own work. A call never fails the run: whatever goes
+//! wrong becomes a [`ToolResult`] with `is_error`, which goes back to the model.
+
+pub mod history;
+pub mod naming;
+
+use crate::provider::ToolSpec;
+use crate::store::{Account, Role};
+use serde::Serialize;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// A tool as its source describes it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SourceTool {
+    /// The source's own name for it (what the source is called with).
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments (an object schema).
+    pub input_schema: serde_json::Value,
+}
+
+/// What a tool returned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolOutput {
+    pub text: String,
+    /// The tool reported a failure (the text says what).
+    pub is_error: bool,
+}
+
+/// Why a source could not run a call at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolCallError {
+    /// The source is not connected (starting, restarting, or given up).
+    #[error("tool source `{source_id}` is unavailable: {reason}")]
+    Unavailable { source_id: String, reason: String },
+    /// The source failed during the call (connection lost, protocol error).
+    #[error("tool source `{source_id}` failed during the call: {reason}")]
+    Failed { source_id: String, reason: String },
+}
+
+/// A source's state, for admins.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceStatus {
+    pub id: String,
+    /// `mcp_stdio`, `mcp_http`, `internal`...
+    pub kind: String,
+    pub connected: bool,
+    pub tool_count: usize,
+    pub last_error: Option<String>,
+    /// Times the source was restarted after it died.
+    pub restarts: u64,
+}
+
+/// A provider of tools. Implement this to add a tool to Chorus (MCP servers do, and
+/// so can an internal tool such as the code sandbox): list the tools, run a call.
+///
+/// Cancellation is by drop: the host drops the `call` future when the call times out
+/// or the run is stopped, so a source must release what a call holds (an MCP request,
+/// a container) when its future is dropped.
+#[async_trait::async_trait]
+pub trait ToolSource: Send + Sync {
+    /// The source id: the `source` of `source__tool` (see [`naming::valid_source_id`]).
+    fn id(&self) -> &str;
+    /// The tools it offers now (may change over time).
+    fn tools(&self) -> Vec<SourceTool>;
+    /// Runs `tool` with `arguments` (a JSON object).
+    async fn call(
+        &self,
+        tool: &str,
+        arguments: serde_json::Value,
+    ) -> Result<ToolOutput, ToolCallError>;
+    fn status(&self) -> SourceStatus;
+    /// Stops the source (child processes, connections) on shutdown.
+    async fn shutdown(&self) {}
+}
+
+/// Who may use a source: accounts named in `accounts` or holding a role in `roles`;
+/// everyone when both are empty.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolAccess {
+    pub roles: Vec<String>,
+    pub accounts: Vec<String>,
+}
+
+impl ToolAccess {
+    pub fn allows(&self, account: &Account) -> bool {
+        (self.roles.is_empty() && self.accounts.is_empty())
+            || self.accounts.iter().any(|a| a == &account.name)
+            || self.roles.iter().any(|r| r == account.role.as_str())
+            || (account.role == Role::Admin && self.roles.iter().any(|r| r == "user"))
+    }
+}
+
+/// Limits every call is held to.
+#[derive(Clone, Debug)]
+pub struct ToolSettings {
+    pub call_timeout: Duration,
+    pub max_output_bytes: usize,
+    /// Rounds of tool calls a run may make before it ends with `max_tool_steps`.
+    pub max_steps: u32,
+}
+
+impl Default for ToolSettings {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_secs(60),
+            max_output_bytes: 100_000,
+            max_steps: 10,
+        }
+    }
+}
+
+/// A tool as models and clients see it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExposedTool {
+    /// The name models call it by (`source__tool`, made safe).
+    pub name: String,
+    pub source: String,
+    /// The source's own name for it.
+    pub tool: String,
+    pub description: String,
+    pub input_schema: serde_json::Value,
+}
+
+impl ExposedTool {
+    pub fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            parameters: self.input_schema.clone(),
+        }
+    }
+}
+
+/// The outcome of one call, as the model and the journal get it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolResult {
+    pub output: String,
+    pub is_error: bool,
+    /// The output was cut to `max_output_bytes` (a note at its end says so).
+    pub truncated: bool,
+}
+
+impl ToolResult {
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            output: message.into(),
+            is_error: true,
+            truncated: false,
+        }
+    }
+}
+
+struct Registered {
+    source: Arc<dyn ToolSource>,
+    access: ToolAccess,
+}
+
+/// Every tool source of this instance.
+pub struct ToolHost {
+    sources: RwLock<Vec<Registered>>,
+    settings: ToolSettings,
+}
+
+impl ToolHost {
+    pub fn new(settings: ToolSettings) -> Self {
+        Self {
+            sources: RwLock::new(Vec::new()),
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &ToolSettings {
+        &self.settings
+    }
+
+    /// Adds a source; its tools are offered to the accounts `access` allows.
+    pub fn register(&self, source: Arc<dyn ToolSource>, access: ToolAccess) {
+        self.sources
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Registered { source, access });
+    }
+
+    fn sources(&self) -> Vec<(Arc<dyn ToolSource>, ToolAccess)> {
+        self.sources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|r| (r.source.clone(), r.access.clone()))
+            .collect()
+    }
+
+    /// Every tool the sources offer now, named for models. A name that two tools
+    /// would share (only when cleaned names and a hash collide) keeps the first.
+    fn catalog(&self, account: Option<&Account>) -> Vec<ExposedTool> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (source, access) in self.sources() {
+            if account.is_some_and(|a| !access.allows(a)) {
+                continue;
+            }
+            let mut tools = source.tools();
+            tools.sort_by(|a, b| a.name.cmp(&b.name));
+            for t in tools {
+                let name = naming::exposed_name(source.id(), &t.name);
+                if !seen.insert(name.clone()) {
+                    tracing::warn!(source = source.id(), tool = %t.name, %name, "tool name collides; tool left out");
+                    continue;
+                }
+                out.push(ExposedTool {
+                    name,
+                    source: source.id().to_string(),
+                    tool: t.name,
+                    description: t.description,
+                    input_schema: t.input_schema,
+                });
+            }
+        }
+        out
+    }
+
+    /// The tools `account` may use.
+    pub fn available_to(&self, account: &Account) -> Vec<ExposedTool> {
+        self.catalog(Some(account))
+    }
+
+    /// The tools a run offers: those `account` may use and `selection` names, either
+    /// by exposed tool name or by source id (all of its tools).
+    pub fn specs_for(&self, account: &Account, selection: &[String]) -> Vec<ToolSpec> {
+        if selection.is_empty() {
+            return Vec::new();
+        }
+        self.available_to(account)
+            .iter()
+            .filter(|t| selection.iter().any(|s| s == &t.name || s == &t.source))
+            .map(ExposedTool::spec)
+            .collect()
+    }
+
+    /// Checks a selection: every entry must name a source or tool `account` may use.
+    pub fn check_selection(&self, account: &Account, selection: &[String]) -> Result<(), String> {
+        let tools = self.available_to(account);
+        let sources: Vec<String> = self
+            .sources()
+            .into_iter()
+            .filter(|(_, access)| access.allows(account))
+            .map(|(s, _)| s.id().to_string())
+            .collect();
+        for s in selection {
+            if !sources.contains(s) && !tools.iter().any(|t| &t.name == s) {
+                return Err(format!(
+                    "tools: {s:?} is neither a tool server nor a tool you may use (GET /api/tools lists them)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the tool a model called `exposed` with the call timeout and output limit.
+    /// Never fails: problems come back as an error result for the model.
+    pub async fn call(&self, exposed: &str, arguments: serde_json::Value) -> ToolResult {
+        let Some(tool) = self.catalog(None).into_iter().find(|t| t.name == exposed) else {
+            return ToolResult::error(format!("unknown tool `{exposed}`"));
+        };
+        let Some((source, _)) = self
+            .sources()
+            .into_iter()
+            .find(|(s, _)| s.id() == tool.source)
+        else {
+            return ToolResult::error(format!("unknown tool `{exposed}`"));
+        };
+        let timeout = self.settings.call_timeout;
+        let result = match tokio::time::timeout(timeout, source.call(&tool.tool, arguments)).await {
+            Err(_) => ToolResult::error(format!(
+                "the tool `{exposed}` did not answer within {} s (call timeout) and was cancelled",
+                timeout.as_secs_f64()
+            )),
+            Ok(Err(e)) => ToolResult::error(e.to_string()),
+            Ok(Ok(out)) => ToolResult {
+                output: out.text,
+                is_error: out.is_error,
+                truncated: false,
+            },
+        };
+        truncate(result, self.settings.max_output_bytes)
+    }
+
+    pub fn statuses(&self) -> Vec<SourceStatus> {
+        self.sources().iter().map(|(s, _)| s.status()).collect()
+    }
+
+    /// Stops every source (child processes included).
+    pub async fn shutdown(&self) {
+        let sources = self.sources();
+        futures::future::join_all(sources.iter().map(|(s, _)| s.shutdown())).await;
+    }
+}
+
+/// Cuts an output longer than `max` bytes (at a character boundary) and says so at
+/// its end, so the model knows it sees a part.
+fn truncate(mut result: ToolResult, max: usize) -> ToolResult {
+    if result.output.len() <= max {
+        return result;
+    }
+    let total = result.output.len();
+    let mut cut = max;
+    while !result.output.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    result.output.truncate(cut);
+    result.output.push_str(&format!(
+        "\n\n[output truncated: the tool returned {total} bytes; only the first {cut} are shown]"
+    ));
+    result.truncated = true;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_outputs_are_cut_at_a_char_boundary_with_a_note() {
+        let r = truncate(
+            ToolResult {
+                output: "é".repeat(10),
+                is_error: false,
+                truncated: false,
+            },
+            5,
+        );
+        assert!(r.truncated);
+        assert!(
+            r.output
+                .starts_with("éé\n\n[output truncated: the tool returned 20 bytes")
+        );
+        let short = truncate(ToolResult::error("x"), 5);
+        assert!(!short.truncated && short.output == "x");
+    }
+
+    #[test]
+    fn access_by_role_and_account() {
+        let account = |name: &str, role| Account {
+            id: crate::ids::AccountId::generate(),
+            name: name.into(),
+            role,
+            status: "active".into(),
+            password_hash: None,
+            created_at: 0,
+        };
+        let alice = account("alice", Role::User);
+        let admin = account("root", Role::Admin);
+        assert!(ToolAccess::default().allows(&alice));
+        let admins = ToolAccess {
+            roles: vec!["admin".into()],
+            accounts: vec![],
+        };
+        assert!(!admins.allows(&alice) && admins.allows(&admin));
+        let named = ToolAccess {
+            roles: vec![],
+            accounts: vec!["alice".into()],
+        };
+        assert!(named.allows(&alice) && !named.allows(&admin));
+    }
+}
