@@ -9,8 +9,8 @@ mod provider_check;
 use crate::secret::{Secret, mask_url_password};
 
 mod quota;
-pub use quota::{AccountsConfig, LimitsConfig, QuotaConfig};
 pub use crate::sso::config::{OAuth2Kind, OAuth2ProviderConfig, OidcKind, OidcProviderConfig};
+pub use quota::{AccountsConfig, LimitsConfig, QuotaConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;

@@ -27,8 +27,8 @@ mod linking;
 
 pub use ledger::UsageReport;
 pub use linking::IssuedLinkCode;
-mod sandbox;
 mod identity;
+mod sandbox;
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
 
 /// Errors a surface turns into its own words (HTTP status, chat reply).

@@ -71,7 +71,7 @@ impl FromRequestParts<AppState> for WebSession {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "session_required",
-                "API keys cannot manage API keys or link accounts; log in on the web",
+                "API keys cannot manage API keys, sign-in methods or linked accounts; log in on the web",
             ));
         }
         Authed::from_request_parts(parts, state)

@@ -94,7 +94,10 @@ impl Store {
     }
 
     /// The identities of an account, oldest first.
-    pub async fn identities_of(&self, account: &AccountId) -> Result<Vec<IdentityRecord>, StoreError> {
+    pub async fn identities_of(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<IdentityRecord>, StoreError> {
         let sql = format!(
             "SELECT {IDENTITY_COLUMNS} FROM identities WHERE account_id = $1 ORDER BY created_at, platform"
         );

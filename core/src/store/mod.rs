@@ -6,9 +6,9 @@
 mod accounts;
 mod api_keys;
 mod conversations;
+mod identities;
 mod ledger;
 mod links;
-mod identities;
 mod runs;
 mod tool_steps;
 
@@ -16,9 +16,9 @@ use accounts::ACCOUNT_COLUMNS_A;
 pub use accounts::{Account, ApiKeyRecord, Role};
 pub use api_keys::{ApiKeyInfo, ApiKeyScope, KeyedAccount};
 pub use conversations::{Conversation, Message, NewTurn};
+pub use identities::{IdentityRecord, SsoFlow};
 pub use ledger::{Admission, LedgerEntry, LedgerReason, UsageBucket, utc_date};
 pub use links::{Identity, LinkOutcome};
-pub use identities::{IdentityRecord, SsoFlow};
 pub use runs::{Checkpoint, Run, RunOutcome, RunStatus, TurnIds};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

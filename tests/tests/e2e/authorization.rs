@@ -31,6 +31,15 @@ fn cases() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::POST, "/api/runs/{id}/stop", None),
         (Method::POST, "/api/runs/{id}/continue", None),
         (Method::DELETE, "/api/keys/{id}", None),
+        (Method::GET, "/api/conversations/{id}/files", None),
+        (Method::GET, "/api/conversations/{id}/files/{*path}", None),
+        (Method::GET, "/api/conversations/{id}/tools", None),
+        (
+            Method::PUT,
+            "/api/conversations/{id}/tools",
+            Some(json!({"tools": []})),
+        ),
+        (Method::DELETE, "/api/me/identities/{id}", None),
     ]
 }
 
@@ -75,7 +84,17 @@ async fn snapshot(owner: &ApiClient, conversation: &str, run: &str) -> Result<Va
     let conv = owner.conversation(conversation).await?;
     let run = owner.run(run).await?;
     let keys = expect_status(owner.get("/api/keys").await?, 200).await?;
+    let identities = expect_status(owner.get("/api/me/identities").await?, 200).await?;
+    let tools = expect_status(
+        owner
+            .get(&format!("/api/conversations/{conversation}/tools"))
+            .await?,
+        200,
+    )
+    .await?;
     Ok(json!({
+        "identities": identities,
+        "tools": tools,
         "title": conv["title"],
         "messages": conv["messages"],
         "run": {"status": run["status"], "text": run["text"]},
@@ -119,6 +138,15 @@ async fn another_accounts_ids_are_not_found_and_untouched() -> Result<()> {
         .unwrap_or_default()
         .to_string();
     let owner_key = key["key"].as_str().unwrap_or_default().to_string();
+    let identities = expect_status(owner.get("/api/me/identities").await?, 200).await?;
+    let identity_id = identities["identities"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(
+        !identity_id.is_empty(),
+        "the owner has no identity: {identities}"
+    );
     let before = snapshot(&owner, &conversation, &sent.run_id).await?;
 
     let intruder = logged_in_client(&server, &unique_name("intruder")).await?;
@@ -145,12 +173,16 @@ async fn another_accounts_ids_are_not_found_and_untouched() -> Result<()> {
                 sent.run_id.as_str()
             } else if template.starts_with("/api/keys") {
                 key_id.as_str()
+            } else if template.starts_with("/api/me/identities") {
+                identity_id.as_str()
             } else {
                 bail!("no owner id for {template}")
             };
-            let path = template.replace("{id}", id);
+            let path = template.replace("{id}", id).replace("{*path}", "notes.txt");
             let resp = call(client, method.clone(), &path, body).await?;
-            if who == "API key" && template.starts_with("/api/keys") {
+            if who == "API key"
+                && (template.starts_with("/api/keys") || template.starts_with("/api/me/identities"))
+            {
                 // Keys are managed from a session only: refused before any lookup.
                 expect_error(resp, 403, "session_required").await?;
                 continue;

@@ -4,7 +4,7 @@
 //! The flow's state travels in a short-lived `HttpOnly` cookie scoped to the SSO
 //! routes: the callback only succeeds in the browser that started the login.
 
-use crate::extract::{Authed, SESSION_COOKIE, session_token};
+use crate::extract::{Authed, SESSION_COOKIE, WebSession, session_token};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -198,7 +198,7 @@ pub async fn identities(
 /// `DELETE /api/me/identities/{id}`: 204, 404 (not this account's), 409 (last way in).
 pub async fn unlink(
     State(state): State<AppState>,
-    Authed(account): Authed,
+    WebSession(account): WebSession,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let plausible =
