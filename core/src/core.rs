@@ -14,7 +14,7 @@ use crate::store::{
     Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, RunStatus, Store, StoreError,
 };
 use crate::time::now_ms;
-use crate::tools::ToolHost;
+use crate::tools::{ToolCallContext, ToolHost};
 use std::sync::Arc;
 
 mod tools;
@@ -140,7 +140,7 @@ impl Core {
     /// [`Core::start_background`].
     pub async fn start(config: Config) -> Result<Self, CoreError> {
         let core = Self::open(config, true).await?;
-        core.reap_sandbox_orphans().await;
+        core.start_sandbox().await;
         Ok(core)
     }
 
@@ -553,6 +553,10 @@ impl Core {
             .await?;
         self.engine.spawn(RunJob {
             run_id: ids.run_id.clone(),
+            tool_context: ToolCallContext {
+                account_id: account.id.clone(),
+                conversation_id: conversation_id.clone(),
+            },
             message_id: ids.assistant_message_id.to_string(),
             model_ref: model,
             request,
@@ -683,6 +687,10 @@ impl Core {
             .await?;
         self.engine.spawn(RunJob {
             run_id: run_id.clone(),
+            tool_context: ToolCallContext {
+                account_id: account.id.clone(),
+                conversation_id: previous.conversation_id.clone(),
+            },
             message_id: previous.message_id.to_string(),
             model_ref: model,
             request,

@@ -3,8 +3,9 @@
 
 use super::{Core, CoreError};
 use crate::ids::ConversationId;
-use crate::sandbox::{DockerSandbox, WorkspaceError, WorkspaceFile};
+use crate::sandbox::{DockerSandbox, SandboxTool, WorkspaceError, WorkspaceFile};
 use crate::store::Account;
+use crate::tools::ToolAccess;
 use std::sync::Arc;
 
 impl Core {
@@ -14,14 +15,22 @@ impl Core {
         &self.sandbox
     }
 
-    /// Removes sandbox containers a previous life of this instance left behind.
-    pub(super) async fn reap_sandbox_orphans(&self) {
+    /// Removes sandbox containers a previous life of this instance left behind, then
+    /// registers the `code_interpreter` tool (for every account) with its
+    /// availability known, and keeps that availability fresh in the background.
+    pub(super) async fn start_sandbox(&self) {
         if !self.config.sandbox.enabled {
             return;
         }
         if let Err(e) = self.sandbox.reap_orphans().await {
             tracing::warn!(error = %e, "sandbox orphans not reaped (the tool is offered once Docker answers)");
         }
+        let tool = Arc::new(SandboxTool::new(self.sandbox.clone()));
+        if !tool.refresh().await {
+            tracing::warn!("Docker does not answer: code_interpreter is not offered until it does");
+        }
+        tool.spawn_refresher();
+        self.tools.register(tool, ToolAccess::default());
     }
 
     /// The files in a conversation's sandbox workspace; another account's

@@ -33,6 +33,8 @@ pub struct EngineSettings {
 /// What a run task needs to generate.
 pub(crate) struct RunJob {
     pub run_id: RunId,
+    /// Whose run it is, for tools that work per account and conversation.
+    pub tool_context: crate::tools::ToolCallContext,
     pub message_id: String,
     pub model_ref: String,
     pub request: ChatRequest,

@@ -122,9 +122,10 @@ impl ToolTurn {
                 let host = inner.tools.clone();
                 let allowed = offered.contains(&call.name);
                 let (name, args) = (call.name.clone(), call.arguments.clone());
+                let context = w.job.tool_context.clone();
                 async move {
                     let r = if allowed {
-                        host.call(&name, args).await
+                        host.call(&name, args, &context).await
                     } else {
                         ToolResult::error(format!(
                             "the tool `{name}` is not offered to this conversation"
@@ -177,6 +178,7 @@ impl ToolTurn {
             output: r.output.clone(),
             is_error: r.is_error,
             truncated: r.truncated,
+            details: r.details.clone(),
         })
         .await;
         if let Some(step) = self.steps.last_mut() {

@@ -56,6 +56,10 @@ pub enum RunEvent {
         output: String,
         is_error: bool,
         truncated: bool,
+        /// Structured detail of the result for clients, when the tool gives one: the
+        /// code sandbox's execution (exit code, `files` it wrote...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<serde_json::Value>,
     },
     /// A model of the run's fallback chain failed before its first token; the run
     /// goes on with the next one.

@@ -131,6 +131,13 @@ pub fn validate(mcp: &McpConfig, tools: &ToolsConfig) -> Result<(), ConfigError>
                 "a letter, then letters, digits, `-` or `_` (no `__`), at most 32 characters",
             ));
         }
+        if s.id == crate::sandbox::SOURCE_ID {
+            return Err(invalid(
+                key("id"),
+                &s.id,
+                "another id (`sandbox` is the code sandbox's)",
+            ));
+        }
         if !seen.insert(s.id.clone()) {
             return Err(invalid(key("id"), &s.id, "a name no other MCP server uses"));
         }

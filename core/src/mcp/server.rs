@@ -282,6 +282,7 @@ impl ToolSource for McpServer {
         &self,
         tool: &str,
         arguments: serde_json::Value,
+        _context: &crate::tools::ToolCallContext,
     ) -> Result<ToolOutput, ToolCallError> {
         let peer = self.peer()?;
         let mut params = CallToolRequestParams::new(tool.to_string());
@@ -292,6 +293,7 @@ impl ToolSource for McpServer {
                 return Ok(ToolOutput {
                     text: format!("the arguments must be a JSON object, not {other}"),
                     is_error: true,
+                    details: None,
                 });
             }
         }
@@ -300,10 +302,12 @@ impl ToolSource for McpServer {
             Ok(result) => Ok(ToolOutput {
                 text: result_text(&result),
                 is_error: result.is_error.unwrap_or(false),
+                details: None,
             }),
             Err(ServiceError::McpError(e)) => Ok(ToolOutput {
                 text: format!("MCP error {}: {}", e.code.0, e.message),
                 is_error: true,
+                details: None,
             }),
             Err(ServiceError::TransportClosed) => Err(ToolCallError::Failed {
                 source_id: self.cfg.id.clone(),

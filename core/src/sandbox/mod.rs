@@ -8,16 +8,19 @@
 //! - `container`: the container an execution gets, and the guard that removes it.
 //! - `docker`: [`DockerSandbox`], the [`Sandbox`] on a Docker engine (bollard).
 //! - `output`: bounded capture of stdout and stderr.
+//! - `tool`: [`SandboxTool`], the `code_interpreter` tool source for the tool host.
 
 mod config;
 mod container;
 mod docker;
 mod output;
+mod tool;
 mod workspace;
 
 pub use config::{DEFAULT_IMAGE, LanguageConfig, SandboxConfig};
 pub use container::{LABEL, LABEL_INSTANCE};
 pub use docker::DockerSandbox;
+pub use tool::{SOURCE_ID, SandboxTool};
 pub use workspace::{WorkspaceError, WorkspaceFile, Workspaces, safe_relative};
 
 use crate::ids::{AccountId, ConversationId};

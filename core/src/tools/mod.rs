@@ -3,7 +3,8 @@
 //!
 //! A [`ToolSource`] is anything that lists tools and runs them: each configured MCP
 //! server is one, and internal tools (the code sandbox) are others. The host names
-//! their tools for models (`source__tool`, see [`naming`]), decides which accounts may
+//! their tools for models (`source__tool`, see [`naming`]; an internal source may keep
+//! bare names, like `code_interpreter`), decides which accounts may
 //! use which source, and runs calls with the per-call timeout and output size limit,
 //! so sources only do their own work. A call never fails the run: whatever goes
 //! wrong becomes a [`ToolResult`] with `is_error`, which goes back to the model.
@@ -11,6 +12,7 @@
 pub mod history;
 pub mod naming;
 
+use crate::ids::{AccountId, ConversationId};
 use crate::provider::ToolSpec;
 use crate::store::{Account, Role};
 use serde::Serialize;
@@ -33,6 +35,17 @@ pub struct ToolOutput {
     pub text: String,
     /// The tool reported a failure (the text says what).
     pub is_error: bool,
+    /// Structured detail for clients (the sandbox's execution with its files), put on
+    /// the `tool_result` event beside the text; the model reads only the text.
+    pub details: Option<serde_json::Value>,
+}
+
+/// Whose call it is: the run's account and conversation. Sources that keep state per
+/// conversation (the sandbox's workspace) need it; MCP servers ignore it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolCallContext {
+    pub account_id: AccountId,
+    pub conversation_id: ConversationId,
 }
 
 /// Why a source could not run a call at all.
@@ -71,11 +84,18 @@ pub trait ToolSource: Send + Sync {
     fn id(&self) -> &str;
     /// The tools it offers now (may change over time).
     fn tools(&self) -> Vec<SourceTool>;
-    /// Runs `tool` with `arguments` (a JSON object).
+    /// Whether models see its tools by their own names (`code_interpreter`) rather
+    /// than as `source__tool`. Only for internal sources, whose names cannot collide
+    /// with the prefixed MCP ones (those always contain `__`).
+    fn bare_names(&self) -> bool {
+        false
+    }
+    /// Runs `tool` with `arguments` (a JSON object) for the run `context` describes.
     async fn call(
         &self,
         tool: &str,
         arguments: serde_json::Value,
+        context: &ToolCallContext,
     ) -> Result<ToolOutput, ToolCallError>;
     fn status(&self) -> SourceStatus;
     /// Stops the source (child processes, connections) on shutdown.
@@ -147,6 +167,8 @@ pub struct ToolResult {
     pub is_error: bool,
     /// The output was cut to `max_output_bytes` (a note at its end says so).
     pub truncated: bool,
+    /// Structured detail for clients (see [`ToolOutput::details`]).
+    pub details: Option<serde_json::Value>,
 }
 
 impl ToolResult {
@@ -155,6 +177,7 @@ impl ToolResult {
             output: message.into(),
             is_error: true,
             truncated: false,
+            details: None,
         }
     }
 }
@@ -211,7 +234,11 @@ impl ToolHost {
             let mut tools = source.tools();
             tools.sort_by(|a, b| a.name.cmp(&b.name));
             for t in tools {
-                let name = naming::exposed_name(source.id(), &t.name);
+                let name = if source.bare_names() {
+                    t.name.clone()
+                } else {
+                    naming::exposed_name(source.id(), &t.name)
+                };
                 if !seen.insert(name.clone()) {
                     tracing::warn!(source = source.id(), tool = %t.name, %name, "tool name collides; tool left out");
                     continue;
@@ -267,7 +294,12 @@ impl ToolHost {
 
     /// Runs the tool a model called `exposed` with the call timeout and output limit.
     /// Never fails: problems come back as an error result for the model.
-    pub async fn call(&self, exposed: &str, arguments: serde_json::Value) -> ToolResult {
+    pub async fn call(
+        &self,
+        exposed: &str,
+        arguments: serde_json::Value,
+        context: &ToolCallContext,
+    ) -> ToolResult {
         let Some(tool) = self.catalog(None).into_iter().find(|t| t.name == exposed) else {
             return ToolResult::error(format!("unknown tool `{exposed}`"));
         };
@@ -279,7 +311,12 @@ impl ToolHost {
             return ToolResult::error(format!("unknown tool `{exposed}`"));
         };
         let timeout = self.settings.call_timeout;
-        let result = match tokio::time::timeout(timeout, source.call(&tool.tool, arguments)).await {
+        let result = match tokio::time::timeout(
+            timeout,
+            source.call(&tool.tool, arguments, context),
+        )
+        .await
+        {
             Err(_) => ToolResult::error(format!(
                 "the tool `{exposed}` did not answer within {} s (call timeout) and was cancelled",
                 timeout.as_secs_f64()
@@ -289,6 +326,7 @@ impl ToolHost {
                 output: out.text,
                 is_error: out.is_error,
                 truncated: false,
+                details: out.details,
             },
         };
         truncate(result, self.settings.max_output_bytes)
@@ -335,6 +373,7 @@ mod tests {
                 output: "é".repeat(10),
                 is_error: false,
                 truncated: false,
+                details: None,
             },
             5,
         );
@@ -345,6 +384,66 @@ mod tests {
         );
         let short = truncate(ToolResult::error("x"), 5);
         assert!(!short.truncated && short.output == "x");
+    }
+
+    /// A source that answers with the conversation it was called for.
+    struct Whoami {
+        bare: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl ToolSource for Whoami {
+        fn id(&self) -> &str {
+            if self.bare { "internal" } else { "srv" }
+        }
+        fn tools(&self) -> Vec<SourceTool> {
+            vec![SourceTool {
+                name: "whoami".into(),
+                description: String::new(),
+                input_schema: serde_json::json!({"type": "object"}),
+            }]
+        }
+        fn bare_names(&self) -> bool {
+            self.bare
+        }
+        async fn call(
+            &self,
+            _tool: &str,
+            _arguments: serde_json::Value,
+            context: &ToolCallContext,
+        ) -> Result<ToolOutput, ToolCallError> {
+            Ok(ToolOutput {
+                text: context.conversation_id.to_string(),
+                is_error: false,
+                details: Some(serde_json::json!({"account": context.account_id.to_string()})),
+            })
+        }
+        fn status(&self) -> SourceStatus {
+            unreachable!("not asked in these tests")
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_get_their_context_and_bare_sources_keep_their_names() {
+        let host = ToolHost::new(ToolSettings::default());
+        host.register(Arc::new(Whoami { bare: true }), ToolAccess::default());
+        host.register(Arc::new(Whoami { bare: false }), ToolAccess::default());
+        let names: Vec<String> = host.catalog(None).into_iter().map(|t| t.name).collect();
+        assert_eq!(names, ["whoami", "srv__whoami"]);
+        let context = ToolCallContext {
+            account_id: crate::ids::AccountId::generate(),
+            conversation_id: crate::ids::ConversationId::generate(),
+        };
+        let r = host.call("whoami", serde_json::json!({}), &context).await;
+        assert_eq!(r.output, context.conversation_id.to_string());
+        assert_eq!(
+            r.details,
+            Some(serde_json::json!({"account": context.account_id.to_string()}))
+        );
+        let r = host
+            .call("srv__whoami", serde_json::json!({}), &context)
+            .await;
+        assert!(!r.is_error && r.details.is_some());
     }
 
     #[test]

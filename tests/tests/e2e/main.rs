@@ -24,6 +24,7 @@ mod openai_provider;
 mod openai_responses_provider;
 mod quota_support;
 mod sandbox_files;
+mod sandbox_tool;
 mod sse_resume;
 mod sso_oauth2;
 mod sso_oidc;

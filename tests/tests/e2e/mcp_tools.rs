@@ -202,8 +202,12 @@ async fn real_mcp_servers_answer_a_scripted_run() -> Result<()> {
     let server = TestServer::start(config).await?;
     let admin = admin_client(&server).await?;
     let status = connected(&admin, &["everything", "py", "pyhttp", "adminonly"]).await?;
+    // Internal sources (the code sandbox) report Docker's state, not the MCP servers'.
     ensure!(
-        status.iter().all(|s| s["last_error"].is_null()),
+        status
+            .iter()
+            .filter(|s| s["kind"] != "internal")
+            .all(|s| s["last_error"].is_null()),
         "{status:?}"
     );
 
