@@ -8,7 +8,9 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cli_commands_leave_running_runs_alone() -> Result<()> {
-    let text = script(40);
+    // Long enough (10 s) that two CLI commands (argon2 hashing in a debug build, on a
+    // loaded CI machine) finish while it streams.
+    let text = script(200);
     let server = TestServer::start(
         ServerConfig::new()
             .instance_id("busy")
@@ -41,7 +43,7 @@ async fn cli_commands_leave_running_runs_alone() -> Result<()> {
         "after two CLI commands the run is {view}"
     );
 
-    let view = client.wait_run_ended(&run, Duration::from_secs(20)).await?;
+    let view = client.wait_run_ended(&run, Duration::from_secs(40)).await?;
     ensure!(
         s(&view, "status") == "complete" && s(&view, "text") == text,
         "the run ended as {view}"
