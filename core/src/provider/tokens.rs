@@ -42,6 +42,13 @@ pub fn estimate_usage(kind: ProviderKind, request: &ChatRequest, completion: &st
     if let Some(prefill) = &request.prefill {
         prompt += PER_MESSAGE + count_tokens(kind, &request.model, prefill);
     }
+    // Offered tools reach the model as text too (their names, descriptions, schemas).
+    let tools: String = request
+        .tools
+        .iter()
+        .map(|t| format!("{}{}{}", t.name, t.description, t.parameters))
+        .collect();
+    prompt += count_tokens(kind, &request.model, &tools);
     Usage {
         prompt_tokens: prompt,
         completion_tokens: count_tokens(kind, &request.model, completion),
@@ -54,6 +61,30 @@ pub fn estimate_usage(kind: ProviderKind, request: &ChatRequest, completion: &st
 mod tests {
     use super::*;
     use crate::provider::ChatRole;
+
+    #[test]
+    fn offered_tools_count_as_prompt() {
+        let mut request = ChatRequest {
+            model: "gpt-4o".into(),
+            messages: vec![ChatMessage::text(ChatRole::User, "What is the weather?")],
+            ..Default::default()
+        };
+        let without = estimate_usage(ProviderKind::Openai, &request, "").prompt_tokens;
+        request.tools.push(crate::provider::ToolSpec {
+            name: "weather__forecast".into(),
+            description: "The forecast for a city, by day, for the next week.".into(),
+            parameters: serde_json::json!({
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                "required": ["city"]
+            }),
+        });
+        let with = estimate_usage(ProviderKind::Openai, &request, "").prompt_tokens;
+        assert!(
+            with > without + 20,
+            "{without} tokens without tools, {with} with"
+        );
+    }
 
     #[test]
     fn openai_models_use_their_tokenizer() {
