@@ -6,15 +6,11 @@
 //! PostgreSQL is required: set `CHORUS_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test` starts one.
 
+mod support;
+
 use chorus_core::ids::AccountId;
 use chorus_core::store::{Role, SsoFlow, Store, StoreError};
 use chorus_core::time::now_ms;
-use sqlx::Executor;
-
-fn admin_url() -> String {
-    std::env::var("CHORUS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
 
 async fn suite(store: &Store) {
     // The web identity create_account inserts (without an id) gets one.
@@ -144,11 +140,7 @@ async fn suite(store: &Store) {
 
 #[tokio::test]
 async fn identities_and_flows_on_sqlite() {
-    let dir = std::env::temp_dir().join(format!("chorus-ident-{}", uuid::Uuid::new_v4().simple()));
-    let store = Store::connect(&format!("sqlite://{}/chorus.db", dir.display()), None)
-        .await
-        .expect("open sqlite");
-    store.migrate().await.expect("migrate sqlite");
+    let (store, dir) = support::sqlite_store().await;
     suite(&store).await;
     store.close().await;
     let _ = std::fs::remove_dir_all(dir);
@@ -156,27 +148,8 @@ async fn identities_and_flows_on_sqlite() {
 
 #[tokio::test]
 async fn identities_and_flows_on_postgres() {
-    let admin_url = admin_url();
-    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL is required for this test and is not reachable at {admin_url}: {e} (run scripts/test)")
-    });
-    let name = format!("chorus_ident_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("create test database");
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b);
-    let store = Store::connect(&format!("{base}/{name}"), Some(4))
-        .await
-        .expect("open postgres");
-    store.migrate().await.expect("migrate postgres");
+    let (store, name) = support::postgres_store().await;
     suite(&store).await;
     store.close().await;
-    let _ = admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .await;
+    support::drop_pg(&name).await;
 }

@@ -5,17 +5,13 @@
 //! PostgreSQL is required: set `CHORUS_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test` starts one.
 
+mod support;
+
 use chorus_core::store::{NewTurn, Role, RunOutcome, RunStatus, Store};
 use chorus_core::time::now_ms;
 use chorus_core::tools::history::{StepCall, StepResult, ToolStep};
-use sqlx::Executor;
 
 const OWNER: &str = "instance-a";
-
-fn admin_url() -> String {
-    std::env::var("CHORUS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
 
 fn step(at: usize, id: &str, with_result: bool) -> ToolStep {
     ToolStep {
@@ -158,14 +154,7 @@ async fn suite(store: &Store) {
 
 #[tokio::test]
 async fn tool_steps_on_sqlite() {
-    let dir = std::env::temp_dir().join(format!(
-        "chorus-store-tools-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let store = Store::connect(&format!("sqlite://{}/chorus.db", dir.display()), None)
-        .await
-        .expect("open sqlite");
-    store.migrate().await.expect("migrate sqlite");
+    let (store, dir) = support::sqlite_store().await;
     suite(&store).await;
     store.close().await;
     let _ = std::fs::remove_dir_all(dir);
@@ -173,27 +162,8 @@ async fn tool_steps_on_sqlite() {
 
 #[tokio::test]
 async fn tool_steps_on_postgres() {
-    let admin_url = admin_url();
-    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL is required for this test and is not reachable at {admin_url}: {e} (run scripts/test)")
-    });
-    let name = format!("chorus_tools_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("create test database");
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b);
-    let store = Store::connect(&format!("{base}/{name}"), Some(4))
-        .await
-        .expect("open postgres");
-    store.migrate().await.expect("migrate postgres");
+    let (store, name) = support::postgres_store().await;
     suite(&store).await;
     store.close().await;
-    let _ = admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .await;
+    support::drop_pg(&name).await;
 }

@@ -1,4 +1,4 @@
-//! Fresh stores for the ledger tests: a SQLite file and a PostgreSQL database each,
+//! Fresh stores for the store suites: a SQLite file and a PostgreSQL database each,
 //! dropped afterwards. PostgreSQL is required (`CHORUS_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); an unreachable one fails the test.
 
@@ -14,7 +14,7 @@ pub fn postgres_admin_url() -> String {
 
 /// A SQLite store in a fresh temp dir, and the dir to remove afterwards.
 pub async fn sqlite_store() -> (Store, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("chorus-ledger-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!("chorus-store-{}", uuid::Uuid::new_v4().simple()));
     let url = format!("sqlite://{}/chorus.db", dir.display());
     let store = Store::connect(&url, None).await.expect("open sqlite");
     store.migrate().await.expect("migrate sqlite");
@@ -27,7 +27,7 @@ pub async fn postgres_database() -> (String, String) {
     let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
         panic!("PostgreSQL is required for this test and is not reachable at {admin_url}: {e} (run scripts/test)")
     });
-    let name = format!("chorus_ledger_{}", uuid::Uuid::new_v4().simple());
+    let name = format!("chorus_test_{}", uuid::Uuid::new_v4().simple());
     admin
         .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .await
