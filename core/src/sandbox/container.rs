@@ -109,17 +109,36 @@ pub fn spec(
 /// from a background task.
 pub struct ContainerGuard {
     docker: Docker,
+    /// The container's name until Docker confirmed the creation, then its id.
     id: String,
     armed: bool,
+    /// Docker answered the create request. Until then a dropped guard cannot know
+    /// whether the container exists (the request may still land), so it keeps trying.
+    confirmed: bool,
 }
 
 impl ContainerGuard {
-    pub fn new(docker: Docker, id: String) -> Self {
+    /// A guard for the container about to be created under `name`, taken before the
+    /// create request, so that a future dropped while Docker creates it (a stopped
+    /// run) still removes it.
+    pub fn before_create(docker: Docker, name: String) -> Self {
         Self {
             docker,
-            id,
+            id: name,
             armed: true,
+            confirmed: false,
         }
+    }
+
+    /// Docker created the container: `id` is it.
+    pub fn created(&mut self, id: String) {
+        self.id = id;
+        self.confirmed = true;
+    }
+
+    /// The create request failed: there is nothing to remove.
+    pub fn not_created(mut self) {
+        self.armed = false;
     }
 
     pub fn id(&self) -> &str {
@@ -138,12 +157,25 @@ impl Drop for ContainerGuard {
         if !self.armed {
             return;
         }
-        let (docker, id) = (self.docker.clone(), self.id.clone());
+        let (docker, id, confirmed) = (self.docker.clone(), self.id.clone(), self.confirmed);
         match tokio::runtime::Handle::try_current() {
             // Detached on purpose: the owner is gone; the removal is bounded by
             // Docker's request timeout, and start-up reaping catches what it misses.
             Ok(rt) => {
-                rt.spawn(async move { remove(&docker, &id).await });
+                rt.spawn(async move {
+                    if confirmed {
+                        remove(&docker, &id).await;
+                        return;
+                    }
+                    // The create request may still be landing: look for the name a
+                    // few times before deciding nothing was made.
+                    for _ in 0..PENDING_CREATE_CHECKS {
+                        if remove(&docker, &id).await {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                });
             }
             Err(_) => {
                 tracing::warn!(container = %id, "sandbox container left for the start-up reaper")
@@ -152,18 +184,29 @@ impl Drop for ContainerGuard {
     }
 }
 
+/// How many times (every 500 ms) a guard dropped during the create request looks for
+/// the container.
+const PENDING_CREATE_CHECKS: usize = 20;
+
 /// Force-removes a container with its anonymous volume; logs instead of failing.
-pub async fn remove(docker: &Docker, id: &str) {
+/// Returns false when Docker has no such container.
+pub async fn remove(docker: &Docker, id: &str) -> bool {
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
         .build();
     match docker.remove_container(id, Some(options)).await {
-        Ok(()) => tracing::debug!(container = %id, "sandbox container removed"),
+        Ok(()) => {
+            tracing::debug!(container = %id, "sandbox container removed");
+            true
+        }
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
-        }) => {}
-        Err(e) => tracing::warn!(container = %id, error = %e, "cannot remove sandbox container"),
+        }) => false,
+        Err(e) => {
+            tracing::warn!(container = %id, error = %e, "cannot remove sandbox container");
+            true
+        }
     }
 }
 

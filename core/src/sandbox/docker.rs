@@ -224,13 +224,20 @@ impl DockerSandbox {
 
         let spec = container::spec(&self.config, lang, &program_name, &self.instance);
         let name = format!("chorus-sbx-{}", uuid::Uuid::new_v4().simple());
+        let mut guard = ContainerGuard::before_create(docker.clone(), name.clone());
         let created = docker
             .create_container(
                 Some(CreateContainerOptionsBuilder::default().name(&name).build()),
                 spec,
             )
-            .await?;
-        let guard = ContainerGuard::new(docker.clone(), created.id);
+            .await;
+        match created {
+            Ok(created) => guard.created(created.id),
+            Err(e) => {
+                guard.not_created();
+                return Err(e.into());
+            }
+        }
         tracing::debug!(container = %guard.id(), language, "sandbox execution starting");
 
         let outcome = self.drive(&docker, &guard, tar_file, &cancel).await;
