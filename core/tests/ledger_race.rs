@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const SENDS: usize = 240;
+/// Sends started at once: first, then in each later wave.
+const FIRST_WAVE: usize = 200;
+const WAVE: usize = 20;
 const CONVERSATIONS: usize = 12;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -84,30 +87,39 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
         })
     };
 
-    let sends = (0..SENDS).map(|i| {
-        let (core, account, conv) = (
-            core.clone(),
-            account.clone(),
-            conversations[i % CONVERSATIONS].clone(),
-        );
-        async move {
-            core.send_message(&account, &conv, &format!("message {i}"), None, None)
-                .await
-        }
-    });
-    let results = join_all(sends).await;
+    // 200 sends at once (runs race to start and to charge), then smaller waves a
+    // little apart, so that runs finish (and charge) while later sends race for
+    // admission; waves go on until the balance has refused one (how many runs fit
+    // before the first charge lands depends on the machine's speed).
     let mut accepted = HashSet::new();
     let mut refused = 0;
-    for result in results {
-        match result {
-            Ok(sent) => {
-                accepted.insert(sent.run_id.to_string());
+    let mut sent = 0;
+    while sent < SENDS || (refused == 0 && sent < SENDS * 4) {
+        let size = if sent == 0 { FIRST_WAVE } else { WAVE };
+        let wave = (sent..sent + size).map(|i| {
+            let (core, account, conv) = (
+                core.clone(),
+                account.clone(),
+                conversations[i % CONVERSATIONS].clone(),
+            );
+            async move {
+                core.send_message(&account, &conv, &format!("message {i}"), None, None)
+                    .await
             }
-            Err(CoreError::Refused(
-                Refusal::Exhausted { .. } | Refusal::PromptTooExpensive { .. },
-            )) => refused += 1,
-            Err(other) => panic!("a send failed for another reason: {other}"),
+        });
+        for result in join_all(wave).await {
+            match result {
+                Ok(sent) => {
+                    accepted.insert(sent.run_id.to_string());
+                }
+                Err(CoreError::Refused(
+                    Refusal::Exhausted { .. } | Refusal::PromptTooExpensive { .. },
+                )) => refused += 1,
+                Err(other) => panic!("a send failed for another reason: {other}"),
+            }
         }
+        sent += size;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
         !accepted.is_empty() && refused > 0,
