@@ -51,6 +51,43 @@ pub struct Expected {
     pub unauthorized_error: &'static [&'static str],
 }
 
+/// A plain reply streamed in full with the provider's exact usage: the deltas add up
+/// to `reply`, the `usage` event carries `usage` (prompt, completion) not estimated,
+/// and the run row is complete (reason `stop`) with that text and those counts.
+pub fn ensure_exact_reply(
+    events: &[SseEvent],
+    run: &Value,
+    reply: &str,
+    usage: (u64, u64),
+) -> Result<()> {
+    ensure!(
+        delta_text(events) == reply,
+        "deltas: {:?}",
+        delta_text(events)
+    );
+    let event = events
+        .iter()
+        .find(|e| e.kind == "usage")
+        .context("no usage event")?;
+    ensure!(
+        event.data["prompt_tokens"] == usage.0
+            && event.data["completion_tokens"] == usage.1
+            && event.data["estimated"] == false,
+        "usage event: {}",
+        event.data
+    );
+    ensure!(
+        s(run, "status") == "complete"
+            && s(run, "text") == reply
+            && s(run, "finish_reason") == "stop"
+            && run["prompt_tokens"] == usage.0
+            && run["completion_tokens"] == usage.1
+            && run["error"].is_null(),
+        "run: {run}"
+    );
+    Ok(())
+}
+
 /// Runs every shared check on `case` (a server configured with the provider and its
 /// default retries), each in a new conversation with `model`.
 pub async fn run_shared_checks<F: FakeProvider>(
@@ -118,31 +155,7 @@ async fn plain_reply<F>(case: &ProviderCase<F>, model: &str, x: &Expected) -> Re
         "finished with {}",
         end.data
     );
-    ensure!(
-        delta_text(&events) == x.reply,
-        "deltas: {:?}",
-        delta_text(&events)
-    );
-    let usage = events
-        .iter()
-        .find(|e| e.kind == "usage")
-        .context("no usage event")?;
-    ensure!(
-        usage.data["prompt_tokens"] == x.usage.0
-            && usage.data["completion_tokens"] == x.usage.1
-            && usage.data["estimated"] == false,
-        "usage event {} where {:?} was reported",
-        usage.data,
-        x.usage
-    );
-    ensure!(
-        s(&run, "status") == "complete"
-            && s(&run, "text") == x.reply
-            && run["prompt_tokens"] == x.usage.0
-            && run["completion_tokens"] == x.usage.1,
-        "run: {run}"
-    );
-    Ok(())
+    ensure_exact_reply(&events, &run, x.reply, x.usage)
 }
 
 async fn tool_calls<F>(case: &ProviderCase<F>, model: &str, x: &Expected) -> Result<()> {

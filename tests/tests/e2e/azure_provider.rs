@@ -5,13 +5,15 @@
 //! completion cut by the filter (the run completes with reason `content_filter`).
 
 use crate::{assert_consecutive, finished, only_assistant, s};
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use chorus_tests::client::delta_text;
 use chorus_tests::fake_azure::{
     Behaviour, FILTERED_CHUNKS, FILTERED_USAGE, NORMAL_CHUNKS, NORMAL_USAGE, PROMPT_FILTER_MESSAGE,
     RecordedRequest,
 };
-use chorus_tests::provider_checks::{Expected, ExpectedCall, run_shared_checks};
+use chorus_tests::provider_checks::{
+    Expected, ExpectedCall, ensure_exact_reply, run_shared_checks,
+};
 use chorus_tests::{FakeAzure, ProviderCase, Resume, ServerConfig};
 use std::time::Duration;
 
@@ -78,32 +80,8 @@ async fn azure_normal_reply_with_exact_usage() -> Result<()> {
         end.data
     );
     let reply = NORMAL_CHUNKS.concat();
-    ensure!(
-        delta_text(&events) == reply,
-        "deltas: {:?}",
-        delta_text(&events)
-    );
-    let usage = events
-        .iter()
-        .find(|e| e.kind == "usage")
-        .context("no usage event")?;
-    ensure!(
-        usage.data["prompt_tokens"] == NORMAL_USAGE.0
-            && usage.data["completion_tokens"] == NORMAL_USAGE.1
-            && usage.data["estimated"] == false,
-        "usage event: {}",
-        usage.data
-    );
     let run = t.run_ended(&sent.run_id).await?;
-    ensure!(
-        s(&run, "status") == "complete"
-            && s(&run, "text") == reply
-            && s(&run, "finish_reason") == "stop"
-            && run["prompt_tokens"] == NORMAL_USAGE.0
-            && run["completion_tokens"] == NORMAL_USAGE.1
-            && run["error"].is_null(),
-        "run: {run}"
-    );
+    ensure_exact_reply(&events, &run, &reply, NORMAL_USAGE)?;
     let requests = t.fake.requests();
     ensure!(requests.len() == 1, "{} requests", requests.len());
     check_request_shape(&requests[0])?;

@@ -3,13 +3,15 @@
 //! replies, mid-stream errors, rate limits and a stop during a slow reply.
 
 use crate::{assert_consecutive, assert_proper_prefix, finished, only_assistant, s};
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use chorus_tests::client::delta_text;
 use chorus_tests::fake_openai::{
     Behaviour, CONTINUATION_CHUNKS, CONTINUATION_USAGE, MIDSTREAM_CHUNKS, MIDSTREAM_ERROR_MESSAGE,
     NORMAL_CHUNKS, NORMAL_USAGE, RATE_LIMIT_MESSAGE, RecordedRequest, slow_chunks,
 };
-use chorus_tests::provider_checks::{Expected, ExpectedCall, run_shared_checks};
+use chorus_tests::provider_checks::{
+    Expected, ExpectedCall, ensure_exact_reply, run_shared_checks,
+};
 use chorus_tests::wait::until;
 use chorus_tests::{FakeOpenAi, ProviderCase, Resume, ServerConfig};
 use std::time::Duration;
@@ -63,33 +65,8 @@ async fn normal_reply_usage_and_history() -> Result<()> {
     assert_consecutive(&events, 1)?;
     ensure!(finished(&events)?.status() == Some("complete"));
     let reply = NORMAL_CHUNKS.concat();
-    ensure!(
-        delta_text(&events) == reply,
-        "deltas: {:?}",
-        delta_text(&events)
-    );
-    let usage = events
-        .iter()
-        .find(|e| e.kind == "usage")
-        .context("no usage event")?;
-    ensure!(
-        usage.data["prompt_tokens"] == NORMAL_USAGE.0
-            && usage.data["completion_tokens"] == NORMAL_USAGE.1
-            && usage.data["estimated"] == false,
-        "usage event: {}",
-        usage.data
-    );
-
     let run = t.run_ended(&sent.run_id).await?;
-    ensure!(
-        s(&run, "status") == "complete"
-            && s(&run, "text") == reply
-            && s(&run, "finish_reason") == "stop"
-            && run["prompt_tokens"] == NORMAL_USAGE.0
-            && run["completion_tokens"] == NORMAL_USAGE.1
-            && run["error"].is_null(),
-        "run: {run}"
-    );
+    ensure_exact_reply(&events, &run, &reply, NORMAL_USAGE)?;
 
     let requests = t.fake.requests();
     ensure!(requests.len() == 1, "{} requests", requests.len());

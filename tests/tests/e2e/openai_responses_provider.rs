@@ -11,7 +11,9 @@ use chorus_tests::fake_openai_responses::{
     Behaviour, CONTINUATION_CHUNKS, CONTINUATION_USAGE, FAILED_MESSAGE, MIDSTREAM_CHUNKS,
     MIDSTREAM_ERROR_MESSAGE, NORMAL_CHUNKS, NORMAL_USAGE, RATE_LIMIT_MESSAGE, RecordedRequest,
 };
-use chorus_tests::provider_checks::{Expected, ExpectedCall, run_shared_checks};
+use chorus_tests::provider_checks::{
+    Expected, ExpectedCall, ensure_exact_reply, run_shared_checks,
+};
 use chorus_tests::{FakeOpenAiResponses, ProviderCase, ServerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -90,33 +92,8 @@ async fn responses_normal_reply_with_exact_usage() -> Result<()> {
     assert_consecutive(&events, 1)?;
     ensure!(finished(&events)?.status() == Some("complete"));
     let reply = NORMAL_CHUNKS.concat();
-    ensure!(
-        delta_text(&events) == reply,
-        "deltas: {:?}",
-        delta_text(&events)
-    );
-    let usage = events
-        .iter()
-        .find(|e| e.kind == "usage")
-        .context("no usage event")?;
-    ensure!(
-        usage.data["prompt_tokens"] == NORMAL_USAGE.0
-            && usage.data["completion_tokens"] == NORMAL_USAGE.1
-            && usage.data["estimated"] == false,
-        "usage event: {}",
-        usage.data
-    );
-
     let run = t.run_ended(&sent.run_id).await?;
-    ensure!(
-        s(&run, "status") == "complete"
-            && s(&run, "text") == reply
-            && s(&run, "finish_reason") == "stop"
-            && run["prompt_tokens"] == NORMAL_USAGE.0
-            && run["completion_tokens"] == NORMAL_USAGE.1
-            && run["error"].is_null(),
-        "run: {run}"
-    );
+    ensure_exact_reply(&events, &run, &reply, NORMAL_USAGE)?;
 
     let requests = t.fake.requests();
     ensure!(requests.len() == 1, "{} requests", requests.len());
