@@ -7,10 +7,28 @@
 
 mod support;
 
-use chorus_core::ids::{MessageId, RunId};
-use chorus_core::store::{NewTurn, RenderState, Role, Store};
+use chorus_core::ids::{AccountId, ConversationId, MessageId, RunId};
+use chorus_core::store::{NewTurn, RenderState, Role, Store, TurnIds};
 
 const OWNER: &str = "instance-a";
+
+/// A question and the start of its answer's run.
+async fn turn(store: &Store, account: &AccountId, conversation: &ConversationId) -> TurnIds {
+    store
+        .start_turn(
+            &NewTurn {
+                account_id: account.clone(),
+                conversation_id: conversation.clone(),
+                parent_id: None,
+                content: "hi".into(),
+                model: "scripted/demo".into(),
+            },
+            OWNER,
+            i64::MAX / 2,
+        )
+        .await
+        .unwrap()
+}
 
 async fn suite(store: &Store) {
     let erin = store
@@ -46,20 +64,7 @@ async fn suite(store: &Store) {
         vec!["web".to_string()]
     );
 
-    let ids = store
-        .start_turn(
-            &NewTurn {
-                account_id: erin.id.clone(),
-                conversation_id: second.id.clone(),
-                parent_id: None,
-                content: "hi".into(),
-                model: "scripted/demo".into(),
-            },
-            OWNER,
-            i64::MAX / 2,
-        )
-        .await
-        .unwrap();
+    let ids = turn(store, &erin.id, &second.id).await;
     let latest = store
         .latest_run_of_conversation(&second.id)
         .await
@@ -153,20 +158,7 @@ async fn deleting_a_conversation_removes_its_renders(store: &Store) {
         .create_conversation(&finn.id, "gone", "scripted/demo", None)
         .await
         .unwrap();
-    let ids = store
-        .start_turn(
-            &NewTurn {
-                account_id: finn.id.clone(),
-                conversation_id: c.id.clone(),
-                parent_id: None,
-                content: "hi".into(),
-                model: "scripted/demo".into(),
-            },
-            OWNER,
-            i64::MAX / 2,
-        )
-        .await
-        .unwrap();
+    let ids = turn(store, &finn.id, &c.id).await;
     store.bind("matrix", "k", &c.id).await.unwrap();
     let state = RenderState {
         message_id: ids.assistant_message_id.clone(),
