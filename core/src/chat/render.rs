@@ -9,7 +9,7 @@
 //! restarted process finishes the same messages ([`RenderHub::resume_unfinished`]);
 //! a reply a restart interrupted is continued once, automatically.
 
-use super::split::split_message;
+use super::split::{close_open_fence, split_message};
 use crate::core::{Core, CoreError};
 use crate::ids::RunId;
 use crate::journal::RunEvent;
@@ -347,7 +347,12 @@ impl<'a> Renderer<'a> {
                     }
                 }
             }
-            let text = format!("{}{}", reply.full(), self.ending(&run));
+            let ending = self.ending(&run);
+            let text = if ending.is_empty() {
+                reply.full()
+            } else {
+                format!("{}{ending}", close_open_fence(&reply.full()))
+            };
             self.show_final(&text).await;
             if let Some(state) = &mut self.state {
                 state.finished = true;
@@ -429,6 +434,7 @@ impl<'a> Renderer<'a> {
                     if dirty {
                         let mut display = reply.full();
                         if let Some(tool) = &reply.tool {
+                            display = close_open_fence(&display);
                             display.push_str(&format!("\n\n_🔧 using {tool}…_"));
                         }
                         if display.is_empty() {

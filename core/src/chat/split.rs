@@ -59,6 +59,23 @@ pub fn split_message(text: &str, max_bytes: usize) -> Vec<String> {
     parts
 }
 
+/// `text` with a code fence it leaves open closed, so that what is appended after it
+/// (a status note) renders as text, not as code.
+pub fn close_open_fence(text: &str) -> String {
+    let mut fence: Option<Fence> = None;
+    for line in text.split_inclusive('\n') {
+        fence = fence_after(fence.as_ref(), line);
+    }
+    let mut closed = text.to_string();
+    if let Some(f) = fence {
+        if !closed.ends_with('\n') {
+            closed.push('\n');
+        }
+        closed.push_str(&f.closing());
+    }
+    closed
+}
+
 /// An open fenced code block.
 #[derive(Clone, Debug)]
 struct Fence {
@@ -165,6 +182,17 @@ mod tests {
                 .count();
             assert_eq!(fences % 2, 0, "unbalanced fences in {p:?}");
         }
+    }
+
+    #[test]
+    fn an_open_fence_is_closed() {
+        assert_eq!(
+            close_open_fence("a\n```rust\nfn x()"),
+            "a\n```rust\nfn x()\n```"
+        );
+        assert_eq!(close_open_fence("~~~~\nx\n"), "~~~~\nx\n~~~~");
+        assert_eq!(close_open_fence("```\nx\n```\ndone"), "```\nx\n```\ndone");
+        assert_eq!(close_open_fence("plain"), "plain");
     }
 
     #[test]
