@@ -163,6 +163,24 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Sets the model a conversation's next replies use; false when `account` owns
+    /// no conversation by that id.
+    pub async fn set_conversation_model(
+        &self,
+        account: &AccountId,
+        id: &ConversationId,
+        model: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE conversations SET model = $1, updated_at = $2 WHERE id = $3 AND account_id = $4")
+            .bind(model)
+            .bind(now_ms())
+            .bind(id.as_str())
+            .bind(account.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Deletes a conversation `account` owns, with its messages, runs and bindings, in
     /// one transaction; refused while one of its runs is still going.
     pub async fn delete_conversation(
@@ -192,6 +210,7 @@ impl Store {
         }
         for sql in [
             "DELETE FROM bindings WHERE conversation_id = $1",
+            "DELETE FROM renders WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)",
             "DELETE FROM runs WHERE conversation_id = $1",
             // Unlink the tree first, so its self-references never block a delete.
             "UPDATE messages SET parent_id = NULL WHERE conversation_id = $1",
