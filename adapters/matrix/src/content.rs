@@ -201,7 +201,11 @@ mod tests {
             .to_string();
         assert!(body.ends_with('…'));
         assert!(controls.starts_with(body.trim_end_matches('…')));
-        assert!(body.len() > MAX_CONTENT_BYTES / 16, "trimmed too much: {}", body.len());
+        assert!(
+            body.len() > MAX_CONTENT_BYTES / 16,
+            "trimmed too much: {}",
+            body.len()
+        );
 
         let c = post(&controls, &id("$root"), &id("$root"));
         assert!(size(&c) <= MAX_CONTENT_BYTES);

@@ -29,7 +29,10 @@ mod tests {
                 "$Rqnc-F-dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zg",
             ),
         ] {
-            let key = channel_key(&RoomId::parse(room).unwrap(), &EventId::parse(root).unwrap());
+            let key = channel_key(
+                &RoomId::parse(room).unwrap(),
+                &EventId::parse(root).unwrap(),
+            );
             assert_eq!(key, format!("{room}|{root}"));
             let (r, e) = parse_channel_key(&key).unwrap();
             assert_eq!((r.as_str(), e.as_str()), (room, root));

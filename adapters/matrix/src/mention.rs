@@ -37,11 +37,6 @@ impl BotNames {
         }
     }
 
-    /// The bot's full user id.
-    pub fn user_id(&self) -> &str {
-        &self.user_id
-    }
-
     /// `body` without a leading address of the bot ("Chorus: ...", "@chorus:example.org
     /// ..."), or `None` when the body does not start with one. The name must be followed
     /// by `:`, `,`, a space or the end, so "chorusline" is not an address.
@@ -206,7 +201,9 @@ mod tests {
         );
         let pill = Incoming {
             body: "hey Chorus Bot explain",
-            html: Some(r#"hey <a href="https://matrix.to/#/%40chorus%3Aexample.org">Chorus Bot</a> explain"#),
+            html: Some(
+                r#"hey <a href="https://matrix.to/#/%40chorus%3Aexample.org">Chorus Bot</a> explain"#,
+            ),
             ..Default::default()
         };
         assert!(addressed(&b, &pill, "!chorus").is_some());

@@ -38,7 +38,11 @@ mod tests {
             assert_eq!(control_of(key), Some(ReactionControl::Continue), "{key:?}");
         }
         for key in ["🔁", "🔄", "🔄\u{FE0F}"] {
-            assert_eq!(control_of(key), Some(ReactionControl::Regenerate), "{key:?}");
+            assert_eq!(
+                control_of(key),
+                Some(ReactionControl::Regenerate),
+                "{key:?}"
+            );
         }
         for key in ["👍", "", "⏹️⏹️", "stop", "\u{FE0F}"] {
             assert_eq!(control_of(key), None, "{key:?}");

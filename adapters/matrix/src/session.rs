@@ -43,9 +43,8 @@ impl StorePaths {
 pub async fn connect(config: &MatrixConfig, data_dir: &Path) -> Result<Client, MatrixError> {
     let paths = StorePaths::new(config.store_dir(data_dir));
     create_private_dir(&paths.dir)?;
-    let saved = load_session(&paths.session)?.filter(|s| {
-        s.homeserver_url == config.homeserver_url && s.user_id == config.user_id
-    });
+    let saved = load_session(&paths.session)?
+        .filter(|s| s.homeserver_url == config.homeserver_url && s.user_id == config.user_id);
     let login_error = |message: String| MatrixError::Login {
         homeserver: config.homeserver_url.clone(),
         user: config.user_id.clone(),
@@ -78,10 +77,9 @@ pub async fn connect(config: &MatrixConfig, data_dir: &Path) -> Result<Client, M
         return Ok(client);
     }
 
-    let password = config
-        .password
-        .as_ref()
-        .ok_or_else(|| login_error("neither matrix.password nor matrix.access_token is set".into()))?;
+    let password = config.password.as_ref().ok_or_else(|| {
+        login_error("neither matrix.password nor matrix.access_token is set".into())
+    })?;
     if let Some(session) = saved {
         let client = build_client(config, &paths).await?;
         restore(&client, &session).await.map_err(login_error)?;
@@ -159,7 +157,10 @@ async fn restore(client: &Client, saved: &SavedSession) -> Result<(), String> {
 
 /// The user and device an access token belongs to (`GET /account/whoami`), asked
 /// before the client exists because the device decides which crypto store to open.
-async fn whoami(config: &MatrixConfig, token: &str) -> Result<(OwnedUserId, OwnedDeviceId), String> {
+async fn whoami(
+    config: &MatrixConfig,
+    token: &str,
+) -> Result<(OwnedUserId, OwnedDeviceId), String> {
     #[derive(Deserialize)]
     struct WhoAmI {
         user_id: String,
@@ -179,7 +180,9 @@ async fn whoami(config: &MatrixConfig, token: &str) -> Result<(OwnedUserId, Owne
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
-        return Err(format!("the homeserver refused the access token ({status}): {body}"));
+        return Err(format!(
+            "the homeserver refused the access token ({status}): {body}"
+        ));
     }
     let who: WhoAmI = response
         .json()
@@ -267,7 +270,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = StorePaths::new(dir.path().join("matrix"));
         create_private_dir(&paths.dir).unwrap();
-        assert_eq!(load_session(&paths.session).unwrap().map(|s| s.device_id), None);
+        assert_eq!(
+            load_session(&paths.session).unwrap().map(|s| s.device_id),
+            None
+        );
         let s = SavedSession {
             homeserver_url: "http://127.0.0.1:8008".into(),
             user_id: "@bot:localhost".into(),
@@ -276,11 +282,17 @@ mod tests {
         };
         save_session(&paths.session, &s).unwrap();
         let back = load_session(&paths.session).unwrap().unwrap();
-        assert_eq!((back.device_id.as_str(), back.access_token.as_str()), ("DEV1", "syt_secret"));
+        assert_eq!(
+            (back.device_id.as_str(), back.access_token.as_str()),
+            ("DEV1", "syt_secret")
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&paths.session).unwrap().permissions().mode();
+            let mode = std::fs::metadata(&paths.session)
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
             let mode = std::fs::metadata(&paths.dir).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o700);

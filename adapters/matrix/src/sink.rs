@@ -3,10 +3,10 @@
 
 use crate::content;
 use crate::key::parse_channel_key;
-use crate::tmp_core_api::{MessageSink, SinkError, SinkFactory, SinkLimits};
+use chorus_core::chat::{MessageSink, SinkError, SinkFactory, SinkLimits};
 use matrix_sdk::config::RequestConfig;
-use matrix_sdk::ruma::api::error::{ErrorKind, RetryAfter};
 use matrix_sdk::ruma::api::client::typing::create_typing_event;
+use matrix_sdk::ruma::api::error::{ErrorKind, RetryAfter};
 use matrix_sdk::ruma::{EventId, OwnedEventId, OwnedRoomId};
 use matrix_sdk::{Client, Room, RoomState};
 use std::collections::HashMap;
@@ -204,7 +204,11 @@ mod tests {
     use matrix_sdk::ruma::api::EndpointError;
     use matrix_sdk::ruma::api::error::Error as ClientApiError;
 
-    fn api_error(status: u16, body: serde_json::Value, retry_header: Option<&str>) -> ClientApiError {
+    fn api_error(
+        status: u16,
+        body: serde_json::Value,
+        retry_header: Option<&str>,
+    ) -> ClientApiError {
         let mut response = http::Response::builder().status(status);
         if let Some(h) = retry_header {
             response = response.header(http::header::RETRY_AFTER, h);

@@ -128,8 +128,9 @@ impl MatrixConfig {
             (None, None) => {
                 return Err(ConfigError::Missing {
                     key: "matrix.password".into(),
-                    why: "the bot logs in with matrix.password or matrix.access_token (exactly one)"
-                        .into(),
+                    why:
+                        "the bot logs in with matrix.password or matrix.access_token (exactly one)"
+                            .into(),
                 });
             }
             _ => {}
@@ -220,7 +221,8 @@ mod tests {
     use super::super::Config;
     use std::collections::BTreeMap;
 
-    const BASE: &str = "[matrix]\nhomeserver_url = \"http://127.0.0.1:8008\"\nuser_id = \"@bot:example.org\"\n";
+    const BASE: &str =
+        "[matrix]\nhomeserver_url = \"http://127.0.0.1:8008\"\nuser_id = \"@bot:example.org\"\n";
 
     fn parse(extra: &str) -> Result<Config, super::ConfigError> {
         Config::from_toml(&format!("{BASE}{extra}"), &BTreeMap::new())
@@ -239,7 +241,12 @@ mod tests {
             m.store_dir(&c.data_dir()),
             std::path::Path::new("data/matrix")
         );
-        assert!(Config::from_toml("", &BTreeMap::new()).unwrap().matrix.is_none());
+        assert!(
+            Config::from_toml("", &BTreeMap::new())
+                .unwrap()
+                .matrix
+                .is_none()
+        );
     }
 
     #[test]
@@ -260,12 +267,30 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         for (extra, key) in [
-            ("password='p'\nallowed_users=['alice']", "matrix.allowed_users[0]"),
-            ("password='p'\nallowed_servers=['a b']", "matrix.allowed_servers[0]"),
-            ("password='p'\nallowed_rooms=['#room:x']", "matrix.allowed_rooms[0]"),
-            ("password='p'\nmin_edit_interval_ms=200", "matrix.min_edit_interval_ms"),
-            ("password='p'\nmax_message_bytes=60000", "matrix.max_message_bytes"),
-            ("password='p'\ncommand_prefix='two words'", "matrix.command_prefix"),
+            (
+                "password='p'\nallowed_users=['alice']",
+                "matrix.allowed_users[0]",
+            ),
+            (
+                "password='p'\nallowed_servers=['a b']",
+                "matrix.allowed_servers[0]",
+            ),
+            (
+                "password='p'\nallowed_rooms=['#room:x']",
+                "matrix.allowed_rooms[0]",
+            ),
+            (
+                "password='p'\nmin_edit_interval_ms=200",
+                "matrix.min_edit_interval_ms",
+            ),
+            (
+                "password='p'\nmax_message_bytes=60000",
+                "matrix.max_message_bytes",
+            ),
+            (
+                "password='p'\ncommand_prefix='two words'",
+                "matrix.command_prefix",
+            ),
         ] {
             let err = parse(extra).unwrap_err().to_string();
             assert!(err.contains(key), "{extra}: {err}");
@@ -290,7 +315,10 @@ mod tests {
     fn secrets_are_masked_in_the_dump() {
         let c = parse("password = \"hunter2\"\nstore_passphrase = \"s3cret\"").unwrap();
         let dump = c.masked_toml();
-        assert!(!dump.contains("hunter2") && !dump.contains("s3cret"), "{dump}");
+        assert!(
+            !dump.contains("hunter2") && !dump.contains("s3cret"),
+            "{dump}"
+        );
         assert!(dump.contains("[matrix]"), "{dump}");
     }
 
