@@ -73,13 +73,17 @@ pub struct RenderHub {
     inner: Arc<HubInner>,
 }
 
+/// A binding's renderer: generation, cancel token, and the binding's turn lock.
+type Running = (u64, CancellationToken, Arc<tokio::sync::Mutex<()>>);
+
 struct HubInner {
     core: Core,
     surface: String,
     command_prefix: String,
     factory: Arc<dyn SinkFactory>,
-    /// The renderer of each binding: its generation and cancel token.
-    running: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    /// The renderer of each binding: its generation, cancel token, and the lock a
+    /// replacing renderer waits on until the replaced one has let go of the messages.
+    running: Mutex<HashMap<String, Running>>,
     generation: std::sync::atomic::AtomicU64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -125,22 +129,35 @@ impl RenderHub {
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cancel = inner.shutdown.child_token();
-        if let Some((_, old)) = inner
-            .running
-            .lock()
-            .expect("render map poisoned")
-            .insert(channel_key.to_string(), (generation, cancel.clone()))
-        {
-            old.cancel();
-        }
+        let turn = {
+            let mut running = inner.running.lock().expect("render map poisoned");
+            let turn = match running.get(channel_key) {
+                Some((_, old, turn)) => {
+                    old.cancel();
+                    turn.clone()
+                }
+                None => Arc::new(tokio::sync::Mutex::new(())),
+            };
+            running.insert(
+                channel_key.to_string(),
+                (generation, cancel.clone(), turn.clone()),
+            );
+            turn
+        };
         let key = channel_key.to_string();
         self.inner.tasks.spawn(async move {
+            // One renderer edits a binding's messages at a time: a replaced one ends
+            // (its final edit included) before this one reads the saved state.
+            let _turn = turn.lock().await;
+            if cancel.is_cancelled() {
+                return;
+            }
             let renderer = Renderer::new(&inner, &key, sink, cancel);
             if let Err(e) = renderer.run(run_id.clone()).await {
                 tracing::warn!(surface = %inner.surface, channel = %key, run = %run_id, error = %e, "rendering failed");
             }
             let mut running = inner.running.lock().expect("render map poisoned");
-            if running.get(&key).is_some_and(|(g, _)| *g == generation) {
+            if running.get(&key).is_some_and(|(g, _, _)| *g == generation) {
                 running.remove(&key);
             }
         });

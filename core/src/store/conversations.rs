@@ -153,14 +153,8 @@ impl Store {
         id: &ConversationId,
         title: &str,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE conversations SET title = $1, updated_at = $2 WHERE id = $3 AND account_id = $4")
-            .bind(title)
-            .bind(now_ms())
-            .bind(id.as_str())
-            .bind(account.as_str())
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.set_conversation_field(account, id, "title", title)
+            .await
     }
 
     /// Sets the model a conversation's next replies use; false when `account` owns
@@ -171,8 +165,22 @@ impl Store {
         id: &ConversationId,
         model: &str,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE conversations SET model = $1, updated_at = $2 WHERE id = $3 AND account_id = $4")
-            .bind(model)
+        self.set_conversation_field(account, id, "model", model)
+            .await
+    }
+
+    async fn set_conversation_field(
+        &self,
+        account: &AccountId,
+        id: &ConversationId,
+        column: &'static str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE conversations SET {column} = $1, updated_at = $2 WHERE id = $3 AND account_id = $4"
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
             .bind(now_ms())
             .bind(id.as_str())
             .bind(account.as_str())
