@@ -17,6 +17,7 @@ mod gemini_provider;
 mod ledger;
 mod linking;
 mod litellm_proxy;
+mod matrix_harness;
 mod mcp_tools;
 mod mcp_wire_formats;
 mod ollama_provider;
