@@ -20,6 +20,7 @@ use std::sync::Arc;
 mod tools;
 use std::time::Duration;
 
+mod chat;
 mod ledger;
 mod linking;
 

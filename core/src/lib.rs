@@ -3,6 +3,7 @@
 //! never touch SQL, Redis or a provider directly.
 
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod core;
 pub mod engine;

@@ -159,7 +159,7 @@ impl Core {
 
     /// The account an external identity logs into: its linked account, the account
     /// that started a linking flow, or a new account on first contact.
-    async fn account_for(
+    pub(super) async fn account_for(
         &self,
         external: &ExternalIdentity,
         link_to: Option<AccountId>,

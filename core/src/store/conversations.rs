@@ -153,8 +153,34 @@ impl Store {
         id: &ConversationId,
         title: &str,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE conversations SET title = $1, updated_at = $2 WHERE id = $3 AND account_id = $4")
-            .bind(title)
+        self.set_conversation_field(account, id, "title", title)
+            .await
+    }
+
+    /// Sets the model a conversation's next replies use; false when `account` owns
+    /// no conversation by that id.
+    pub async fn set_conversation_model(
+        &self,
+        account: &AccountId,
+        id: &ConversationId,
+        model: &str,
+    ) -> Result<bool, StoreError> {
+        self.set_conversation_field(account, id, "model", model)
+            .await
+    }
+
+    async fn set_conversation_field(
+        &self,
+        account: &AccountId,
+        id: &ConversationId,
+        column: &'static str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE conversations SET {column} = $1, updated_at = $2 WHERE id = $3 AND account_id = $4"
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
             .bind(now_ms())
             .bind(id.as_str())
             .bind(account.as_str())
@@ -192,6 +218,7 @@ impl Store {
         }
         for sql in [
             "DELETE FROM bindings WHERE conversation_id = $1",
+            "DELETE FROM renders WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)",
             "DELETE FROM runs WHERE conversation_id = $1",
             // Unlink the tree first, so its self-references never block a delete.
             "UPDATE messages SET parent_id = NULL WHERE conversation_id = $1",

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod api_keys;
+mod bindings;
 mod conversations;
 mod identities;
 mod ledger;
@@ -15,6 +16,7 @@ mod tool_steps;
 use accounts::ACCOUNT_COLUMNS_A;
 pub use accounts::{Account, ApiKeyRecord, Role};
 pub use api_keys::{ApiKeyInfo, ApiKeyScope, KeyedAccount};
+pub use bindings::RenderState;
 pub use conversations::{Conversation, Message, NewTurn};
 pub use identities::{IdentityRecord, SsoFlow};
 pub use ledger::{Admission, LedgerEntry, LedgerReason, UsageBucket, utc_date};
@@ -49,6 +51,9 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// A stored value that cannot be read back (a JSON column written by another version).
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
     /// A run may not start now (balance, concurrency).
     #[error(transparent)]
     Refused(#[from] crate::quota::Refusal),
@@ -84,6 +89,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "tools",
         include_str!("../../../migrations/sqlite/0004_tools.sql"),
     ),
+    (
+        5,
+        "renders",
+        include_str!("../../../migrations/sqlite/0005_renders.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -105,6 +115,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "tools",
         include_str!("../../../migrations/postgres/0004_tools.sql"),
+    ),
+    (
+        5,
+        "renders",
+        include_str!("../../../migrations/postgres/0005_renders.sql"),
     ),
 ];
 

@@ -282,6 +282,38 @@ impl Store {
         Ok(row.as_ref().map(Run::from_row).transpose()?)
     }
 
+    /// The newest run of a conversation (what `stop` and `continue` of a chat
+    /// surface act on).
+    pub async fn latest_run_of_conversation(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(conversation.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(Run::from_row).transpose()?)
+    }
+
+    /// The newest run of an assistant message (a continuation is newer than the run
+    /// it continues).
+    pub async fn latest_run_of_message(
+        &self,
+        message: &MessageId,
+    ) -> Result<Option<Run>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE message_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(message.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(Run::from_row).transpose()?)
+    }
+
     /// The content of a message as committed (without any active run's text).
     pub async fn message_content(&self, id: &MessageId) -> Result<String, StoreError> {
         let row = sqlx::query("SELECT content FROM messages WHERE id = $1")

@@ -1,0 +1,43 @@
+//! What every chat surface (Matrix, Discord, Slack) shares: the command set parsed
+//! from text, the context a message comes with, and the progressive renderer that
+//! turns a run's journal into platform messages. `Core::chat_text` /
+//! `Core::chat_command` (in `core/chat.rs`) carry the commands out.
+
+mod command;
+pub mod render;
+pub mod split;
+
+pub use command::{Command, CommandError, help_text, parse_command};
+pub use render::{MessageSink, RenderHub, SinkError, SinkFactory, SinkLimits};
+
+use crate::ids::RunId;
+use crate::store::Identity;
+
+/// Where a chat message came from and which binding it speaks in.
+#[derive(Clone, Debug)]
+pub struct ChatContext {
+    /// The surface's name (`matrix`, `discord`, `slack`).
+    pub surface: String,
+    /// The binding key on that surface (Matrix: `{room_id}|{thread_root_event_id}`):
+    /// one conversation per key.
+    pub channel_key: String,
+    /// Who wrote: the platform's user id.
+    pub identity: Identity,
+    /// A name to give a new account, when the surface knows one.
+    pub display_name: Option<String>,
+}
+
+/// What the surface does after a message or a control.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatOutcome {
+    /// Post this markdown as a reply in the binding's thread.
+    Reply(String),
+    /// A run renders in this binding now: hand it to the surface's [`RenderHub`]
+    /// (posting `notice` first, if any).
+    Render {
+        run_id: RunId,
+        notice: Option<String>,
+    },
+    /// Done; nothing to post (a stop shows in the reply's own final edit).
+    Nothing,
+}

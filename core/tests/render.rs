@@ -1,0 +1,332 @@
+//! The chat commands and the progressive renderer through `Core`, on the scripted
+//! model. The platform side is a recording message board (what a chat platform keeps:
+//! messages, their edits and when they came), standing in for the surface only; the
+//! Matrix e2e tests run the same code against a real homeserver.
+
+use chorus_core::Core;
+use chorus_core::chat::{
+    ChatContext, ChatOutcome, MessageSink, SinkError, SinkFactory, SinkLimits,
+};
+use chorus_core::config::Config;
+use chorus_core::store::Identity;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PREFIX: &str = "!chorus";
+
+#[derive(Default)]
+struct Board {
+    /// (id, current text, edit times)
+    messages: Vec<(String, String, Vec<Instant>)>,
+    calls: Vec<Instant>,
+    /// Calls to refuse with a rate limit, by call number (1-based).
+    limited: Vec<usize>,
+    retry_after: Duration,
+    typing: usize,
+}
+
+#[derive(Clone)]
+struct BoardSink {
+    board: Arc<Mutex<Board>>,
+    limits: SinkLimits,
+}
+
+impl BoardSink {
+    fn check_limit(&self) -> Result<(), SinkError> {
+        let mut b = self.board.lock().unwrap();
+        b.calls.push(Instant::now());
+        let n = b.calls.len();
+        if b.limited.contains(&n) {
+            return Err(SinkError::RateLimited {
+                retry_after: b.retry_after,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageSink for BoardSink {
+    fn limits(&self) -> SinkLimits {
+        self.limits.clone()
+    }
+    async fn post(&self, markdown: &str) -> Result<String, SinkError> {
+        self.check_limit()?;
+        assert!(markdown.len() <= self.limits.max_bytes, "oversized post");
+        let mut b = self.board.lock().unwrap();
+        let id = format!("$m{}", b.messages.len());
+        b.messages
+            .push((id.clone(), markdown.to_string(), Vec::new()));
+        Ok(id)
+    }
+    async fn edit(&self, message_id: &str, markdown: &str) -> Result<(), SinkError> {
+        self.check_limit()?;
+        assert!(markdown.len() <= self.limits.max_bytes, "oversized edit");
+        let mut b = self.board.lock().unwrap();
+        let m = b
+            .messages
+            .iter_mut()
+            .find(|m| m.0 == message_id)
+            .ok_or_else(|| SinkError::Failed(format!("no message {message_id}")))?;
+        m.1 = markdown.to_string();
+        m.2.push(Instant::now());
+        Ok(())
+    }
+    async fn typing(&self, _on: bool) -> Result<(), SinkError> {
+        self.board.lock().unwrap().typing += 1;
+        Ok(())
+    }
+}
+
+struct Factory(BoardSink);
+
+impl SinkFactory for Factory {
+    fn sink(&self, _channel_key: &str) -> Option<Arc<dyn MessageSink>> {
+        Some(Arc::new(self.0.clone()))
+    }
+}
+
+fn config(dir: &std::path::Path, text: &str, tokens_per_second: f64) -> Config {
+    let toml = format!(
+        "data_dir = {:?}\n[engine]\ndefault_model = \"scripted/demo\"\ncheckpoint_interval_ms = 100\n\
+         [[providers]]\nid = \"scripted\"\nkind = \"scripted\"\nmodels = [\"demo\"]\ntext = {:?}\ntokens_per_second = {tokens_per_second}\n",
+        dir.display().to_string(),
+        text
+    );
+    Config::from_toml(&toml, &BTreeMap::new()).unwrap()
+}
+
+fn ctx(user: &str, channel: &str) -> ChatContext {
+    ChatContext {
+        surface: "test".into(),
+        channel_key: channel.into(),
+        identity: Identity::new("test", user),
+        display_name: None,
+    }
+}
+
+fn sink(board: &Arc<Mutex<Board>>, max_bytes: usize, interval_ms: u64, cap: u32) -> BoardSink {
+    BoardSink {
+        board: board.clone(),
+        limits: SinkLimits {
+            max_bytes,
+            min_edit_interval: Duration::from_millis(interval_ms),
+            max_edits_per_message: cap,
+        },
+    }
+}
+
+fn texts(board: &Arc<Mutex<Board>>) -> Vec<String> {
+    board
+        .lock()
+        .unwrap()
+        .messages
+        .iter()
+        .map(|m| m.1.clone())
+        .collect()
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn script(lines: usize) -> String {
+    let mut s = String::from("Here is the plan:\n\n```rust\n");
+    for i in 0..lines {
+        s.push_str(&format!("let step_{i} = \"ünïcödé {i}\";\n"));
+    }
+    s.push_str("```\n\nThat is all.");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_reply_is_split_edited_gently_and_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = script(60);
+    let core = Core::start(config(dir.path(), &text, 400.0)).await.unwrap();
+    core.start_background();
+    let board = Arc::new(Mutex::new(Board {
+        limited: vec![3],
+        retry_after: Duration::from_millis(400),
+        ..Board::default()
+    }));
+    let hub = core.render_hub("test", PREFIX, Arc::new(Factory(sink(&board, 400, 150, 5))));
+    let outcome = core
+        .chat_text(&ctx("@a:x", "room|t1"), "plan it", PREFIX)
+        .await;
+    let ChatOutcome::Render { run_id, .. } = outcome else {
+        panic!("expected a render, got {outcome:?}")
+    };
+    hub.render("room|t1", run_id);
+    wait_for("the final text", || {
+        let parts = texts(&board);
+        parts.last().is_some_and(|p| p.ends_with("That is all."))
+    })
+    .await;
+    hub.shutdown().await;
+    core.shutdown().await;
+    let b = board.lock().unwrap();
+    assert!(b.messages.len() > 3, "{} parts", b.messages.len());
+    let mut joined = String::new();
+    for (i, (_, part, edits)) in b.messages.iter().enumerate() {
+        assert!(part.len() <= 400);
+        assert_eq!(
+            part.matches("```").count() % 2,
+            0,
+            "unbalanced part {part:?}"
+        );
+        assert!(edits.len() <= 5, "part {i} edited {} times", edits.len());
+        for pair in edits.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_millis(140) || i + 1 < b.messages.len());
+        }
+        let mut p = part.as_str();
+        if i > 0 {
+            p = p.strip_prefix("```rust\n").unwrap_or(p);
+        }
+        if i + 1 < b.messages.len() {
+            p = p.strip_suffix("```\n").unwrap_or(p);
+        }
+        joined.push_str(p);
+    }
+    assert_eq!(joined, text);
+    // After the rate-limited third call, nothing was sent for the 400 ms asked.
+    let limited_at = b.calls[2];
+    assert!(b.calls[3] - limited_at >= Duration::from_millis(390));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_stop_continue_and_resume_across_bindings() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "one two three four five six seven eight nine ten ".repeat(8);
+    let core = Core::start(config(dir.path(), &text, 40.0)).await.unwrap();
+    core.start_background();
+    let board = Arc::new(Mutex::new(Board::default()));
+    let hub = core.render_hub(
+        "test",
+        PREFIX,
+        Arc::new(Factory(sink(&board, 4000, 100, 30))),
+    );
+    let alice = ctx("@alice:x", "room|t1");
+
+    let bad = core.chat_text(&alice, "!chorus stop now", PREFIX).await;
+    assert!(
+        matches!(&bad, ChatOutcome::Reply(t) if t.contains("takes no argument") && t.contains("Usage")),
+        "{bad:?}"
+    );
+    let ChatOutcome::Render { run_id, .. } = core.chat_text(&alice, "count", PREFIX).await else {
+        panic!("no render")
+    };
+    hub.render("room|t1", run_id);
+    wait_for("some text", || {
+        texts(&board).first().is_some_and(|t| t.len() > 20)
+    })
+    .await;
+    let busy = core.chat_text(&alice, "another", PREFIX).await;
+    assert!(
+        matches!(&busy, ChatOutcome::Reply(t) if t.contains("still being written")),
+        "{busy:?}"
+    );
+    // Someone else in the same thread cannot drive alice's conversation.
+    let bob = ctx("@bob:x", "room|t1");
+    let refused = core.chat_text(&bob, "!chorus stop", PREFIX).await;
+    assert!(
+        matches!(&refused, ChatOutcome::Reply(t) if t.contains("another person")),
+        "{refused:?}"
+    );
+
+    assert_eq!(
+        core.chat_text(&alice, "!chorus stop", PREFIX).await,
+        ChatOutcome::Nothing
+    );
+    wait_for("the stopped note", || texts(&board)[0].contains("Stopped")).await;
+    let stopped = texts(&board)[0].clone();
+    assert!(stopped.contains("`!chorus continue`"), "{stopped}");
+
+    // Elsewhere (another thread, as on another surface), resume lists and binds it.
+    let elsewhere = ctx("@alice:x", "room|t2");
+    let ChatOutcome::Reply(list) = core.chat_text(&elsewhere, "!chorus resume", PREFIX).await
+    else {
+        panic!("no list")
+    };
+    assert!(list.contains("1. count — **reply stopped**"), "{list}");
+    let resumed = core.chat_text(&elsewhere, "!chorus resume 1", PREFIX).await;
+    let ChatOutcome::Render { run_id, notice } = resumed else {
+        panic!("no render: {resumed:?}")
+    };
+    assert!(notice.unwrap().contains("Resuming “count”"));
+    hub.render("room|t2", run_id);
+    wait_for("the stopped reply shown again", || {
+        texts(&board).len() == 2 && texts(&board)[1].contains("Stopped")
+    })
+    .await;
+    let ChatOutcome::Render { run_id, .. } =
+        core.chat_text(&elsewhere, "!chorus continue", PREFIX).await
+    else {
+        panic!("no continuation")
+    };
+    hub.render("room|t2", run_id);
+    wait_for("the finished reply", || {
+        texts(&board).get(1).is_some_and(|t| t == &text)
+    })
+    .await;
+    assert_eq!(texts(&board).len(), 2, "continued in the same message");
+    let wrong = core.chat_text(&elsewhere, "!chorus resume 9", PREFIX).await;
+    assert!(
+        matches!(&wrong, ChatOutcome::Reply(t) if t.contains("no conversation number 9")),
+        "{wrong:?}"
+    );
+    let model = core
+        .chat_text(&elsewhere, "!chorus model nope/none", PREFIX)
+        .await;
+    assert!(
+        matches!(&model, ChatOutcome::Reply(t) if t.contains("nope")),
+        "{model:?}"
+    );
+    hub.shutdown().await;
+    core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_process_finishes_the_same_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "alpha beta gamma delta epsilon zeta eta theta iota kappa ".repeat(6);
+    let board = Arc::new(Mutex::new(Board::default()));
+    let factory = Arc::new(Factory(sink(&board, 4000, 100, 30)));
+    let alice = ctx("@alice:x", "room|t1");
+    {
+        let core = Core::start(config(dir.path(), &text, 30.0)).await.unwrap();
+        core.start_background();
+        let hub = core.render_hub("test", PREFIX, factory.clone());
+        let ChatOutcome::Render { run_id, .. } = core.chat_text(&alice, "greek", PREFIX).await
+        else {
+            panic!("no render")
+        };
+        hub.render("room|t1", run_id);
+        wait_for("some text", || {
+            texts(&board).first().is_some_and(|t| t.len() > 30)
+        })
+        .await;
+        // A restart: renderers stop first, then the core interrupts the run.
+        hub.shutdown().await;
+        core.shutdown().await;
+    }
+    let partial = texts(&board)[0].clone();
+    assert!(!partial.is_empty() && partial.len() < text.len());
+    let core = Core::start(config(dir.path(), &text, 200.0)).await.unwrap();
+    core.start_background();
+    let hub = core.render_hub("test", PREFIX, factory);
+    hub.resume_unfinished().await;
+    wait_for("the finished reply", || texts(&board)[0] == text).await;
+    assert_eq!(
+        texts(&board).len(),
+        1,
+        "finished in the same message, not a new one"
+    );
+    hub.shutdown().await;
+    core.shutdown().await;
+}
