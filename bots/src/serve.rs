@@ -1,5 +1,6 @@
-//! `chorus serve`: start core, serve HTTP, and shut down gracefully on SIGINT/SIGTERM
-//! (stop accepting, end local runs as `interrupted` with their text kept).
+//! `chorus serve`: start core, serve HTTP (and Matrix when `[matrix]` is set), and shut
+//! down gracefully on SIGINT/SIGTERM (stop accepting, stop the Matrix renderers so the
+//! next start resumes them, end local runs as `interrupted` with their text kept).
 
 use chorus_core::Core;
 use chorus_core::config::Config;
@@ -8,6 +9,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr()?;
     let scripted_only = config.providers.is_empty();
     let data_dir = config.data_dir();
+    let matrix_config = config.matrix.clone();
     let core = Core::start(config).await?;
     bootstrap_admin(&core, &data_dir).await?;
     core.start_background();
@@ -18,6 +20,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if scripted_only {
         tracing::info!("no provider configured: serving the scripted demo model");
     }
+    let matrix = match &matrix_config {
+        Some(m) => Some(
+            chorus_matrix::start(core.clone(), m, &data_dir)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => None,
+    };
     let streams_done = tokio_util::sync::CancellationToken::new();
     let app = chorus_web::router(core.clone(), streams_done.clone());
     let engine_core = core.clone();
@@ -26,6 +36,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
+            if let Some(matrix) = matrix {
+                tracing::info!("shutting down: stopping the Matrix bot");
+                // Before the runs end: its renderers stop with their state unfinished,
+                // and the next start resumes (or continues) those replies.
+                matrix.shutdown().await;
+            }
             tracing::info!("shutting down: interrupting local runs");
             // Runs end first, so their readers see `finished`; then open streams close.
             engine_core

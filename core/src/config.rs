@@ -4,12 +4,14 @@
 //! Loading is pure (file text and environment map in, [`Config`] out) so every rule
 //! here is unit-tested without touching the process environment.
 
+mod matrix;
 mod provider_check;
 
 use crate::secret::{Secret, mask_url_password};
 
 mod quota;
 pub use crate::sso::config::{OAuth2Kind, OAuth2ProviderConfig, OidcKind, OidcProviderConfig};
+pub use matrix::{MAX_MATRIX_MESSAGE_BYTES, MatrixConfig};
 pub use quota::{AccountsConfig, LimitsConfig, QuotaConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -41,6 +43,9 @@ pub struct Config {
     pub mcp: crate::mcp::McpConfig,
     /// Limits of the engine's tool loop.
     pub tools: crate::mcp::ToolsConfig,
+    /// The Matrix bot; absent, `chorus serve` does not connect to Matrix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<MatrixConfig>,
     /// Directory for the embedded SQLite database (when `database.url` is unset).
     pub data_dir: Option<PathBuf>,
 }
@@ -479,6 +484,9 @@ impl Config {
             }
         }
         self.sandbox.validate()?;
+        if let Some(matrix) = &self.matrix {
+            matrix.validate()?;
+        }
         crate::sso::config::validate(
             self.auth.public_url.as_deref(),
             &self.auth.oidc,
