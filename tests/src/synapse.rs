@@ -311,6 +311,29 @@ impl Synapse {
         Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
 
+    /// Sets the display name of `account` (the bot answers to its display name).
+    pub async fn set_display_name(&self, account: &MatrixAccount, name: &str) -> Result<()> {
+        let url = format!(
+            "{}/_matrix/client/v3/profile/{}/displayname",
+            self.url(),
+            encode(&account.user_id)
+        );
+        let response = http_client()?
+            .put(&url)
+            .bearer_auth(&account.access_token)
+            .json(&json!({ "displayname": name }))
+            .send()
+            .await?;
+        let status = response.status();
+        ensure!(
+            status.is_success(),
+            "setting the display name of {}: {status} {}",
+            account.user_id,
+            response.text().await.unwrap_or_default()
+        );
+        Ok(())
+    }
+
     /// Joins `room_id` as `access_token` with a raw client-server request.
     pub async fn join_raw(&self, access_token: &str, room_id: &str) -> Result<()> {
         let url = format!("{}/_matrix/client/v3/join/{}", self.url(), encode(room_id));
