@@ -50,6 +50,14 @@ impl BotNames {
                 continue;
             }
             let rest = &text[name.len()..];
+            // `@chorus:other.org` is another user, not `@chorus` + `:`.
+            if name.starts_with('@')
+                && rest
+                    .strip_prefix(':')
+                    .is_some_and(|r| r.starts_with(|c: char| !c.is_whitespace()))
+            {
+                continue;
+            }
             match rest.chars().next() {
                 None => return Some(String::new()),
                 Some(c) if c == ':' || c == ',' || c.is_whitespace() => {
@@ -174,6 +182,7 @@ mod tests {
             "ask chorus: later",
             "!chorusx help",
             "@chorus:example.orgy hi",
+            "@chorus:elsewhere.org: hi",
         ] {
             assert_eq!(addressed(&b, &group(body), "!chorus"), None, "{body}");
         }
