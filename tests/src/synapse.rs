@@ -286,6 +286,32 @@ impl Synapse {
         Ok(())
     }
 
+    /// The device ids of `user_id`, from the admin API (`GET /_synapse/admin/v2/users/{user_id}/devices`).
+    pub async fn devices(&self, user_id: &str) -> Result<Vec<String>> {
+        let url = format!(
+            "{}/_synapse/admin/v2/users/{}/devices",
+            self.url(),
+            encode(user_id)
+        );
+        let response = http_client()?
+            .get(&url)
+            .bearer_auth(&self.admin.access_token)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        ensure!(status.is_success(), "GET {url}: {status} {body}");
+        Ok(body["devices"]
+            .as_array()
+            .map(|devices| {
+                devices
+                    .iter()
+                    .filter_map(|d| d["device_id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Sends an `m.room.message` text as `access_token` with a raw client-server
     /// request (no client library, no retry): the status and JSON body Synapse
     /// answered, e.g. 429 with `M_LIMIT_EXCEEDED`.
