@@ -6,7 +6,8 @@
 //! would (plain text, a mention of the bot, a message in a thread, a reaction), and
 //! records every `m.room.message` it sees, decrypted where the room is encrypted.
 //! [`MatrixUser::replies`] turns those into what a person reads: each message of a
-//! sender with its `m.replace` edits applied, and how many edits it got.
+//! sender with its `m.replace` edits applied, and how many edits it got. It also
+//! records typing notices.
 
 use crate::synapse::{MatrixAccount, Synapse};
 use crate::wait;
@@ -23,7 +24,8 @@ use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::{
     MessageType, OriginalSyncRoomMessageEvent, Relation, RoomMessageEventContent,
 };
-use matrix_sdk::ruma::events::{InitialStateEvent, Mentions};
+use matrix_sdk::ruma::events::typing::TypingEventContent;
+use matrix_sdk::ruma::events::{InitialStateEvent, Mentions, SyncEphemeralRoomEvent};
 use matrix_sdk::ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use matrix_sdk::{Client, RoomMemberships};
 use std::sync::{Arc, Mutex};
@@ -51,6 +53,16 @@ pub struct SeenMessage {
     pub encrypted: bool,
 }
 
+/// An `m.typing` update: who types in a room, and how many messages of each typer
+/// this user had seen in that room when it arrived.
+#[derive(Clone, Debug)]
+pub struct SeenTyping {
+    pub room_id: OwnedRoomId,
+    pub user_ids: Vec<OwnedUserId>,
+    /// Messages (originals and edits) seen in the room before this update.
+    pub messages_before: usize,
+}
+
 /// A message as a person reads it: the original with its edits applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -70,6 +82,7 @@ pub struct MatrixUser {
     pub client: Client,
     pub account: MatrixAccount,
     seen: Arc<Mutex<Vec<SeenMessage>>>,
+    typing: Arc<Mutex<Vec<SeenTyping>>>,
     sync: JoinHandle<()>,
     _store: TempDir,
 }
@@ -118,6 +131,26 @@ impl MatrixUser {
                 }
             },
         );
+        let typing: Arc<Mutex<Vec<SeenTyping>>> = Arc::new(Mutex::new(Vec::new()));
+        let (typing_log, messages) = (typing.clone(), seen.clone());
+        client.add_event_handler(
+            move |event: SyncEphemeralRoomEvent<TypingEventContent>, room: Room| {
+                let (typing_log, messages) = (typing_log.clone(), messages.clone());
+                async move {
+                    let messages_before = messages
+                        .lock()
+                        .expect("seen lock")
+                        .iter()
+                        .filter(|m| m.room_id == room.room_id())
+                        .count();
+                    typing_log.lock().expect("typing lock").push(SeenTyping {
+                        room_id: room.room_id().to_owned(),
+                        user_ids: event.content.user_ids,
+                        messages_before,
+                    });
+                }
+            },
+        );
         let settings = sync_settings();
         client
             .sync_once(settings.clone())
@@ -140,6 +173,7 @@ impl MatrixUser {
             client,
             account,
             seen,
+            typing,
             sync,
             _store: store,
         })
@@ -314,6 +348,11 @@ impl MatrixUser {
     /// Every message this user has seen so far, in arrival order.
     pub fn seen(&self) -> Vec<SeenMessage> {
         self.seen.lock().expect("seen lock").clone()
+    }
+
+    /// Every typing update this user has seen so far, in arrival order.
+    pub fn typing(&self) -> Vec<SeenTyping> {
+        self.typing.lock().expect("typing lock").clone()
     }
 
     /// The messages of `sender` in the room, in order, with their edits applied.

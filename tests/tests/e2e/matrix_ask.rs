@@ -145,3 +145,38 @@ async fn matrix_dm_thread_follow_up_needs_no_mention() -> Result<()> {
         .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_typing_notice_until_the_first_text() -> Result<()> {
+    // The first token comes 2.5 s after the question: the bot shows it is typing
+    // meanwhile, and stops once its reply is there.
+    let text = script(4);
+    let world = MatrixWorld::start(&text, 0.4, BotOptions::default()).await?;
+    let alice = world.human("alice").await?;
+    let room = world.dm(&alice).await?;
+    let bot = world.bot_id();
+    let question = alice.send_text(&room, "think first").await?;
+    wait_text(&alice, &room, bot, &question, &text).await?;
+    let typing = alice
+        .wait_until("the bot's typing notice to end", &room, WAIT, |me| {
+            let typing: Vec<_> = me
+                .typing()
+                .into_iter()
+                .filter(|t| t.room_id == room)
+                .collect();
+            typing
+                .last()
+                .is_some_and(|t| !t.user_ids.iter().any(|u| u == bot))
+                .then_some(typing)
+        })
+        .await?;
+    // Seen typing while the room held at most the question: before any bot message.
+    let typed_early = typing
+        .iter()
+        .any(|t| t.user_ids.iter().any(|u| u == bot) && t.messages_before <= 1);
+    ensure!(
+        typed_early,
+        "the bot was never seen typing before its first message: {typing:?}"
+    );
+    Ok(())
+}
