@@ -35,7 +35,15 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CHORUS_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        // matrix-sdk logs each sync and send at INFO, every refused request at ERROR (a
+        // 429 the renderer backs off from, a 404 for account data not set yet) and a key
+        // backup warning on every sync; the Matrix surface logs what matters itself.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                "info,sqlx=warn,matrix_sdk=warn,matrix_sdk_base=warn,matrix_sdk_crypto=warn,\
+                 matrix_sdk::http_client=off,matrix_sdk_crypto::backups=error",
+            )
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

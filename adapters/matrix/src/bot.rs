@@ -22,8 +22,9 @@ use std::time::Duration;
 /// The surface's name in bindings and identities.
 pub const SURFACE: &str = "matrix";
 
-/// Attempts at posting a direct reply when the homeserver rate-limits it.
-const REPLY_ATTEMPTS: u32 = 5;
+/// Attempts at posting a direct reply when the homeserver rate-limits it (as many as
+/// the renderer gives a message that must land: a burst of commands shares one limit).
+const REPLY_ATTEMPTS: u32 = 12;
 
 /// Everything the handlers share.
 pub struct Bot {

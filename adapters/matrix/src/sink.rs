@@ -162,7 +162,7 @@ pub struct MatrixSinkFactory {
 }
 
 impl MatrixSinkFactory {
-    pub fn new(client: Client, tails: ThreadTails, limits: MatrixLimits) -> Self {
+    pub(crate) fn new(client: Client, tails: ThreadTails, limits: MatrixLimits) -> Self {
         Self {
             client,
             tails,
@@ -266,6 +266,24 @@ mod tests {
         }
         let e = sink_error(None, &"connection refused");
         assert!(matches!(e, SinkError::Failed(m) if m.contains("connection refused")));
+    }
+
+    #[tokio::test]
+    async fn the_factory_refuses_foreign_keys_and_rooms_not_joined() {
+        // A client that never talks to its homeserver: building it makes no request.
+        let client = Client::builder()
+            .homeserver_url("http://127.0.0.1:9")
+            .build()
+            .await
+            .unwrap();
+        let limits = MatrixLimits {
+            max_bytes: 8000,
+            min_edit_interval: Duration::from_millis(1200),
+            max_edits_per_message: 30,
+        };
+        let factory = MatrixSinkFactory::new(client, ThreadTails::default(), limits);
+        assert!(factory.sink("conv-123").is_none());
+        assert!(factory.sink("!room:example.org|$root").is_none());
     }
 
     #[test]

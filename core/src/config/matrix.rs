@@ -20,7 +20,8 @@ pub struct MatrixConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
     /// An access token of an existing device (its device id is asked from the
-    /// homeserver). Exactly one of `password` and `access_token`.
+    /// homeserver). Exactly one of `password` and `access_token`. The device must not
+    /// have uploaded encryption keys from another client: this bot creates its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<Secret>,
     /// Display name of the device a password login creates.
