@@ -33,7 +33,14 @@
 //!   cases; [`fake_discord`] and [`fake_github`]: local Discord and GitHub OAuth2
 //!   servers in their documented wire formats; [`sso_browser`]: a cookie-keeping
 //!   client that follows a login's redirects one hop at a time.
+//! - [`synapse`]: a throwaway Synapse (from PyPI) on loopback, one per test process,
+//!   with shared-secret registration and a low message rate limit that the human
+//!   test users are exempt from; [`matrix_client`]: a human Matrix user driven by
+//!   matrix-sdk (not our code), who sends, reacts and reads the bot's edited replies.
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
+
+// matrix-sdk's sync future is deep enough to overflow the default limit when spawned.
+#![recursion_limit = "256"]
 
 pub mod client;
 pub mod fake_anthropic;
@@ -49,12 +56,14 @@ pub mod fake_server;
 pub mod fake_tool_models;
 pub mod fixture;
 pub mod litellm;
+pub mod matrix_client;
 pub mod oidc_provider;
 pub mod provider_case;
 pub mod provider_checks;
 pub mod server;
 pub mod services;
 pub mod sso_browser;
+pub mod synapse;
 pub mod wait;
 
 pub use client::{ApiClient, Resume, RunEvents, SentMessage, SseEvent};

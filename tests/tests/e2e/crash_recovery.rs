@@ -252,7 +252,7 @@ async fn redis_recovery_by_another_instance() -> Result<()> {
         .await?;
     assert_consecutive(&resumed, last_seen + 1)?;
     ensure!(
-        delta_text(&seen_before_kill) + &delta_text(&resumed) == recovered,
+        delta_text(&seen_before_kill) + delta_text(&resumed).as_str() == recovered,
         "a reader resuming on B after seq {last_seen} does not end up with the recovered text"
     );
 

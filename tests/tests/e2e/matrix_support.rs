@@ -1,0 +1,216 @@
+//! What the Matrix end-to-end tests share: a bot account on the test Synapse, the
+//! `[matrix]` section that points a `chorus serve` at it, the scripted model, and
+//! waits on what a human sees of the bot's replies.
+
+use anyhow::{Context, Result, ensure};
+use chorus_tests::matrix_client::{MatrixUser, Reply};
+use chorus_tests::synapse::{MatrixAccount, Synapse, short_id};
+use chorus_tests::{ServerConfig, TestServer};
+use matrix_sdk::ruma::{EventId, OwnedEventId, RoomId};
+use std::time::Duration;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// How long a reply may take to show up or to converge (Synapse, the bot and the
+/// tests share two cores; the bot backs off on 429s).
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// The bot's display name; humans address it with it.
+pub const BOT_NAME: &str = "Chorus";
+
+/// At most this many Matrix tests run their servers at once: each one runs a chorus
+/// process and several syncing clients against the one Synapse.
+static SLOTS: Semaphore = Semaphore::const_new(3);
+
+/// The bot's `[matrix]` settings that tests vary.
+#[derive(Clone, Debug)]
+pub struct BotOptions {
+    /// `allowed_users`; empty: every user of the homeserver (its own server).
+    pub allowed_users: Vec<String>,
+    pub min_edit_interval_ms: u64,
+    pub max_edits_per_message: u32,
+    pub max_message_bytes: usize,
+}
+
+impl Default for BotOptions {
+    fn default() -> Self {
+        Self {
+            allowed_users: Vec::new(),
+            min_edit_interval_ms: 1000,
+            max_edits_per_message: 30,
+            max_message_bytes: 8000,
+        }
+    }
+}
+
+/// A bot user registered on Synapse (under its low message rate limit: no override).
+pub struct BotAccount {
+    pub account: MatrixAccount,
+}
+
+impl BotAccount {
+    pub async fn register(synapse: &Synapse) -> Result<Self> {
+        let account = synapse
+            .register(&format!("chorus-bot-{}", short_id()), false)
+            .await?;
+        synapse.set_display_name(&account, BOT_NAME).await?;
+        Ok(Self { account })
+    }
+
+    pub fn user_id(&self) -> &str {
+        &self.account.user_id
+    }
+
+    /// The `[matrix]` section logging this bot in to `synapse` with its password.
+    pub fn toml(&self, synapse: &Synapse, options: &BotOptions) -> String {
+        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let users: Vec<String> = options.allowed_users.iter().map(|u| quote(u)).collect();
+        format!(
+            "[matrix]\nhomeserver_url = {}\nuser_id = {}\npassword = {}\n\
+             allowed_users = [{}]\nmin_edit_interval_ms = {}\n\
+             max_edits_per_message = {}\nmax_message_bytes = {}\n",
+            quote(&synapse.url()),
+            quote(&self.account.user_id),
+            quote(&self.account.password),
+            users.join(", "),
+            options.min_edit_interval_ms,
+            options.max_edits_per_message,
+            options.max_message_bytes,
+        )
+    }
+}
+
+/// One Matrix test's world: the shared Synapse, a bot account, a `chorus serve` with
+/// `[matrix]` on the scripted model, and a slot of [`SLOTS`].
+pub struct MatrixWorld {
+    pub synapse: &'static Synapse,
+    pub bot: BotAccount,
+    pub server: TestServer,
+    _slot: SemaphorePermit<'static>,
+}
+
+impl MatrixWorld {
+    /// Starts a bot answering with `script` at `tokens_per_second` (SQLite, the
+    /// in-process journal).
+    pub async fn start(script: &str, tokens_per_second: f64, options: BotOptions) -> Result<Self> {
+        Self::start_with(
+            ServerConfig::new().scripted("s", script, tokens_per_second),
+            options,
+        )
+        .await
+    }
+
+    /// Starts a bot on `config` plus the `[matrix]` section.
+    pub async fn start_with(config: ServerConfig, options: BotOptions) -> Result<Self> {
+        let slot = SLOTS.acquire().await.context("the Matrix test slots")?;
+        let synapse = Synapse::shared().await?;
+        let bot = BotAccount::register(synapse).await?;
+        let server = TestServer::start(config.raw_toml(&bot.toml(synapse, &options))).await?;
+        Ok(Self {
+            synapse,
+            bot,
+            server,
+            _slot: slot,
+        })
+    }
+
+    pub fn bot_id(&self) -> &str {
+        self.bot.user_id()
+    }
+
+    /// A human user (rate limit lifted) logged in with matrix-sdk.
+    pub async fn human(&self, name: &str) -> Result<MatrixUser> {
+        MatrixUser::new_human(self.synapse, name).await
+    }
+
+    /// A DM from `human` to the bot, once the bot has joined it.
+    pub async fn dm(&self, human: &MatrixUser) -> Result<matrix_sdk::ruma::OwnedRoomId> {
+        let room = human.create_dm(self.bot_id()).await?;
+        human.wait_joined(&room, self.bot_id(), WAIT).await?;
+        Ok(room)
+    }
+}
+
+/// Waits until the first message of `sender` in the thread of `root` reads exactly
+/// `expected`; returns it.
+pub async fn wait_text(
+    human: &MatrixUser,
+    room: &RoomId,
+    sender: &str,
+    root: &EventId,
+    expected: &str,
+) -> Result<Reply> {
+    human
+        .wait_until(
+            &format!(
+                "the reply in the thread of {root} to read the {}-byte script",
+                expected.len()
+            ),
+            room,
+            WAIT,
+            |me| {
+                me.replies(room, sender, Some(root))
+                    .into_iter()
+                    .find(|r| r.text == expected)
+            },
+        )
+        .await
+}
+
+/// Waits until the bot's message `id` shows some text, and returns it.
+pub async fn wait_partial(
+    human: &MatrixUser,
+    room: &RoomId,
+    sender: &str,
+    id: &OwnedEventId,
+    min_len: usize,
+) -> Result<Reply> {
+    human
+        .wait_until(
+            &format!("the bot's message {id} to show at least {min_len} bytes"),
+            room,
+            WAIT,
+            |me| {
+                me.replies(room, sender, None)
+                    .into_iter()
+                    .find(|r| &r.event_id == id && r.text.len() >= min_len)
+            },
+        )
+        .await
+}
+
+/// Fails unless `text` is a non-empty proper prefix of `script` followed by the
+/// renderer's note `note` (e.g. "Stopped"): what a stopped or interrupted reply shows.
+pub fn check_partial_with_note(text: &str, script: &str, note: &str) -> Result<String> {
+    let (body, ending) = text
+        .rsplit_once("\n\n_")
+        .with_context(|| format!("no ending note in {text:?}"))?;
+    ensure!(
+        ending.contains(note),
+        "the ending note {ending:?} does not say {note:?}"
+    );
+    ensure!(
+        !body.is_empty() && body.len() < script.len() && script.starts_with(body),
+        "the text before the note is not a proper prefix of the script: {body:?}"
+    );
+    Ok(body.to_string())
+}
+
+/// Waits `quiet` and fails if the bot posted anything in `room` meanwhile beyond
+/// the `before` messages it had.
+pub async fn expect_silence(
+    human: &MatrixUser,
+    room: &RoomId,
+    bot: &str,
+    before: usize,
+    quiet: Duration,
+) -> Result<()> {
+    tokio::time::sleep(quiet).await;
+    let now = human.replies(room, bot, None);
+    ensure!(
+        now.len() == before,
+        "the bot posted {} message(s) in {room} where it should have stayed silent: {:?}",
+        now.len() - before,
+        &now[before..]
+    );
+    Ok(())
+}
