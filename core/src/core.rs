@@ -499,6 +499,24 @@ impl Core {
         parent: Option<&MessageId>,
         model: Option<&str>,
     ) -> Result<SentMessage, CoreError> {
+        let place = match parent {
+            Some(p) => Place::Under(p),
+            None => Place::Newest,
+        };
+        self.send_message_at(account, conversation_id, content, place, model)
+            .await
+    }
+
+    /// [`Core::send_message`] with the place of the new message spelled out (a
+    /// regenerated first question goes at the root, beside the old one).
+    pub(crate) async fn send_message_at(
+        &self,
+        account: &Account,
+        conversation_id: &ConversationId,
+        content: &str,
+        place: Place<'_>,
+        model: Option<&str>,
+    ) -> Result<SentMessage, CoreError> {
         if content.trim().is_empty() {
             return Err(CoreError::Invalid("content must not be empty".into()));
         }
@@ -515,8 +533,9 @@ impl Core {
             .ok_or(CoreError::NotFound("conversation"))?;
         let model = model.unwrap_or(&conversation.model).to_string();
         self.check_model(&model)?;
-        let parent_id = match parent {
-            Some(p) => {
+        let parent_id = match place {
+            Place::Root => None,
+            Place::Under(p) => {
                 if !self
                     .store
                     .message_in_conversation(conversation_id, p)
@@ -526,7 +545,7 @@ impl Core {
                 }
                 Some(p.clone())
             }
-            None => self.store.latest_message(conversation_id).await?,
+            Place::Newest => self.store.latest_message(conversation_id).await?,
         };
         // Context: the branch up to the parent, then the new message.
         let before = match &parent_id {
@@ -700,6 +719,17 @@ impl Core {
         });
         Ok(run_id)
     }
+}
+
+/// Where a new user message goes in the conversation's tree.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Place<'a> {
+    /// After the newest message (the usual next turn).
+    Newest,
+    /// Under this message (an edit or a regenerated answer: a new branch).
+    Under(&'a MessageId),
+    /// At the root (a new branch of the first question).
+    Root,
 }
 
 /// The text, last seq and started prefix that a journal backlog adds up to.

@@ -275,6 +275,43 @@ async fn commands_stop_continue_and_resume_across_bindings() {
     })
     .await;
     assert_eq!(texts(&board).len(), 2, "continued in the same message");
+    // Regenerate answers the same question again, as a new message beside the old.
+    let again = core
+        .chat_text(&elsewhere, "!chorus regenerate", PREFIX)
+        .await;
+    let ChatOutcome::Render { run_id, .. } = again else {
+        panic!("no regeneration: {again:?}")
+    };
+    hub.render("room|t2", run_id.clone());
+    wait_for("the regenerated reply", || {
+        texts(&board).get(2).is_some_and(|t| t == &text)
+    })
+    .await;
+    assert_eq!(texts(&board)[1], text, "the first answer stays as it was");
+    let view = core
+        .conversation(
+            &core
+                .account_for_identity(&alice.identity)
+                .await
+                .unwrap()
+                .unwrap(),
+            &core
+                .store()
+                .run(&run_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .conversation_id,
+        )
+        .await
+        .unwrap();
+    let questions: Vec<_> = view.messages.iter().filter(|m| m.role == "user").collect();
+    assert_eq!(questions.len(), 2);
+    assert_eq!(questions[0].content, questions[1].content);
+    assert_eq!(
+        questions[0].parent_id, questions[1].parent_id,
+        "a sibling branch"
+    );
     let wrong = core.chat_text(&elsewhere, "!chorus resume 9", PREFIX).await;
     assert!(
         matches!(&wrong, ChatOutcome::Reply(t) if t.contains("no conversation number 9")),

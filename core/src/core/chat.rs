@@ -3,7 +3,7 @@
 //! sender's account and the binding's conversation and answers with what to do next.
 //! Errors become replies that name the problem: a chat surface has no status codes.
 
-use super::{Core, CoreError};
+use super::{Core, CoreError, Place};
 use crate::chat::{ChatContext, ChatOutcome, Command, help_text, parse_command};
 use crate::ids::ConversationId;
 use crate::sso::ExternalIdentity;
@@ -243,14 +243,12 @@ impl Core {
                 "There is no question to answer again here.".into(),
             ));
         };
+        let place = match &question.parent_id {
+            Some(parent) => Place::Under(parent),
+            None => Place::Root,
+        };
         let sent = self
-            .send_message(
-                account,
-                &conversation.id,
-                &question.content,
-                question.parent_id.as_ref(),
-                None,
-            )
+            .send_message_at(account, &conversation.id, &question.content, place, None)
             .await?;
         Ok(ChatOutcome::Render {
             run_id: sent.run_id,
