@@ -6,7 +6,6 @@
 use crate::matrix_support::*;
 use anyhow::{Result, ensure};
 use chorus_tests::{ServerConfig, script};
-use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_restart_mid_reply_finishes_the_same_message() -> Result<()> {
@@ -33,19 +32,7 @@ async fn matrix_restart_mid_reply_finishes_the_same_message() -> Result<()> {
     world.server.kill_9()?;
     world.server.restart().await?;
 
-    let done = wait_text(&alice, &room, &bot, &question, &text).await?;
-    ensure!(
-        done.event_id == first.event_id,
-        "the restarted bot finished {} instead of its message {}",
-        done.event_id,
-        first.event_id
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let replies = alice.replies(&room, &bot, Some(&question));
-    ensure!(
-        replies.len() == 1 && replies[0].text == text,
-        "after the restart the thread holds {replies:?}"
-    );
+    finished_in_place(&alice, &room, &bot, &question, &first.event_id, &text).await?;
     let log = world.server.log();
     ensure!(
         log.contains("resuming an unfinished render"),

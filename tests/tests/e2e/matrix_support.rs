@@ -156,6 +156,32 @@ pub async fn wait_text(
         .await
 }
 
+/// Waits until the bot's message `first` in the thread of `root` reads exactly
+/// `expected`, and checks that the thread still holds that one reply a moment later
+/// (the bot finished its message in place instead of posting another).
+pub async fn finished_in_place(
+    human: &MatrixUser,
+    room: &RoomId,
+    sender: &str,
+    root: &EventId,
+    first: &EventId,
+    expected: &str,
+) -> Result<()> {
+    let done = wait_text(human, room, sender, root, expected).await?;
+    ensure!(
+        done.event_id == first,
+        "the bot finished {} instead of its message {first}",
+        done.event_id
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let replies = human.replies(room, sender, Some(root));
+    ensure!(
+        replies.len() == 1 && replies[0].text == expected,
+        "the thread holds {replies:?} instead of the one finished reply"
+    );
+    Ok(())
+}
+
 /// Waits until the bot's message `id` shows some text, and returns it.
 pub async fn wait_partial(
     human: &MatrixUser,
