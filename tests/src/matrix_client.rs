@@ -19,7 +19,7 @@ use matrix_sdk::ruma::api::client::filter::FilterDefinition;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter;
 use matrix_sdk::ruma::events::reaction::ReactionEventContent;
-use matrix_sdk::ruma::events::relation::{Annotation, Thread};
+use matrix_sdk::ruma::events::relation::{Annotation, Reply as RichReply, Thread};
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::{
     MessageType, OriginalSyncRoomMessageEvent, Relation, RoomMessageEventContent,
@@ -324,6 +324,23 @@ impl MatrixUser {
             None => RoomMessageEventContent::text_plain(text),
         };
         content.relates_to = Some(Relation::Thread(Thread::without_fallback(root.to_owned())));
+        self.send(room_id, content).await
+    }
+
+    /// A rich reply to `event_id` outside any thread (`m.in_reply_to`), as clients
+    /// without thread support send it, with the replied-to `sender` in `m.mentions`.
+    pub async fn send_reply(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+        sender: &str,
+        text: &str,
+    ) -> Result<OwnedEventId> {
+        let mut content = RoomMessageEventContent::text_plain(text)
+            .add_mentions(Mentions::with_user_ids([UserId::parse(sender)?]));
+        content.relates_to = Some(Relation::Reply(RichReply::with_event_id(
+            event_id.to_owned(),
+        )));
         self.send(room_id, content).await
     }
 

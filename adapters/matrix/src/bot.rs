@@ -14,7 +14,7 @@ use matrix_sdk::ruma::events::room::member::{MembershipState, StrippedRoomMember
 use matrix_sdk::ruma::events::room::message::{
     MessageFormat, MessageType, OriginalSyncRoomMessageEvent, Relation,
 };
-use matrix_sdk::ruma::{OwnedUserId, UserId};
+use matrix_sdk::ruma::{EventId, OwnedEventId, OwnedUserId, UserId};
 use matrix_sdk::{Client, Room, RoomState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,7 +89,14 @@ impl Bot {
             // An edit of an earlier question is not a new question.
             Some(Relation::Replacement(_)) => return,
             Some(Relation::Thread(t)) => (t.event_id.clone(), !t.is_falling_back),
-            Some(Relation::Reply(_)) => (ev.event_id.clone(), true),
+            // A reply (clients without threads) to one of the bot's messages goes on in
+            // that message's conversation; any other reply starts a thread of its own.
+            Some(Relation::Reply(reply)) => (
+                self.thread_of_bot_message(&room, &reply.in_reply_to.event_id)
+                    .await
+                    .unwrap_or_else(|| ev.event_id.clone()),
+                true,
+            ),
             _ => (ev.event_id.clone(), false),
         };
         let body = if is_reply {
@@ -126,6 +133,13 @@ impl Bot {
             let outcome = self.core.chat_text(&ctx, &question, &self.prefix).await;
             self.act(&ctx.channel_key, outcome).await;
         });
+    }
+
+    /// The thread root of the binding a message the bot posted in `room` belongs to.
+    async fn thread_of_bot_message(&self, room: &Room, message: &EventId) -> Option<OwnedEventId> {
+        let key = self.hub.channel_of_message(message.as_str()).await?;
+        let (room_id, root) = parse_channel_key(&key)?;
+        (room_id == room.room_id()).then_some(root)
     }
 
     async fn on_reaction(self: Arc<Self>, ev: OriginalSyncReactionEvent, room: Room) {

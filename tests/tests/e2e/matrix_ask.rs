@@ -147,6 +147,55 @@ async fn matrix_dm_thread_follow_up_needs_no_mention() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_reply_outside_the_thread_goes_on_in_it() -> Result<()> {
+    // A client without threads answers the bot's message with a rich reply in the main
+    // timeline: the bot goes on with that conversation, in its thread.
+    let text = script(20);
+    let world = MatrixWorld::start(&text, 15.0, BotOptions::default()).await?;
+    let alice = world.human("alice").await?;
+    let room = world.dm(&alice).await?;
+    let bot = world.bot_id();
+
+    let question = alice.send_text(&room, "first question").await?;
+    let answer = wait_text(&alice, &room, bot, &question, &text).await?;
+    let follow_up = alice
+        .send_reply(&room, &answer.event_id, bot, "and then?")
+        .await?;
+    alice
+        .wait_until(
+            "the answer to the reply in the first thread",
+            &room,
+            WAIT,
+            |me| {
+                let r = me.replies(&room, bot, Some(&question));
+                (r.len() == 2 && r.iter().all(|r| r.text == text)).then_some(())
+            },
+        )
+        .await?;
+    ensure!(
+        alice.replies(&room, bot, Some(&follow_up)).is_empty(),
+        "the bot opened a new thread on the reply"
+    );
+    // Same conversation: `resume` (answered in the thread it is sent in) lists one.
+    alice
+        .send_in_thread(&room, &question, "!chorus resume", None)
+        .await?;
+    let list = alice
+        .wait_until("the conversation list in the thread", &room, WAIT, |me| {
+            me.replies(&room, bot, Some(&question))
+                .into_iter()
+                .find(|r| r.text.contains("recent conversations"))
+        })
+        .await?;
+    ensure!(
+        list.text.contains("1. first question") && !list.text.contains("2. "),
+        "the reply started another conversation: {:?}",
+        list.text
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_typing_notice_until_the_first_text() -> Result<()> {
     // The first token comes 2.5 s after the question: the bot shows it is typing
     // meanwhile, and stops once its reply is there.
