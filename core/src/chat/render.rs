@@ -441,7 +441,7 @@ impl<'a> Renderer<'a> {
                             dirty = false;
                             continue;
                         }
-                        if waiting_was_shown(&self.screen) {
+                        if nothing_posted(&self.screen) {
                             let _ = self.sink.typing(false).await;
                         }
                         match self.show_partial(&display).await {
@@ -467,7 +467,9 @@ impl<'a> Renderer<'a> {
             .await?
             .ok_or(CoreError::NotFound("run"))?;
         if run.status.is_active() {
-            // The journal ended without the run ending: follow it again.
+            // The journal ended without the run ending: follow it again, after a pause
+            // so that a journal that keeps ending early is not read in a tight loop.
+            tokio::time::sleep(Duration::from_millis(500)).await;
             return Box::pin(self.follow(run_id)).await;
         }
         reply.text = run.text.clone();
@@ -644,6 +646,6 @@ pub fn is_continuable(run: &Run) -> bool {
 }
 
 /// Whether nothing is on screen yet (the typing notice may be showing).
-fn waiting_was_shown(screen: &Screen) -> bool {
+fn nothing_posted(screen: &Screen) -> bool {
     screen.ids.is_empty()
 }
