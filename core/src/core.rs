@@ -11,7 +11,7 @@ use crate::provider::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderReg
 use crate::quota::{Limiter, PriceTable, Refusal};
 use crate::sso::{Sso, SsoError};
 use crate::store::{
-    Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, RunStatus, Store, StoreError,
+    Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, Store, StoreError,
 };
 use crate::time::now_ms;
 use crate::tools::{ToolCallContext, ToolHost};
@@ -649,12 +649,7 @@ impl Core {
                 "the run is still going; stop it first".into(),
             ));
         }
-        // Cut off by the length limit or by the tool step limit: it can go on.
-        let cut_off = matches!(
-            previous.finish_reason.as_deref(),
-            Some("length" | "max_tool_steps")
-        );
-        if previous.status == RunStatus::Complete && !cut_off {
+        if !previous.is_continuable() {
             return Err(CoreError::Conflict(
                 "the reply is complete; only a stopped, interrupted, failed or cut-off reply can be continued"
                     .into(),

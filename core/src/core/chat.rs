@@ -286,7 +286,7 @@ impl Core {
             let run = self.store.latest_run_of_conversation(&c.id).await?;
             let state = match &run {
                 Some(r) if r.status.is_active() => "**reply being written**".to_string(),
-                Some(r) if crate::chat::render::is_continuable(r) => {
+                Some(r) if r.is_continuable() => {
                     format!("**reply {}**", r.status.as_str())
                 }
                 Some(r) => format!("reply {}", r.status.as_str()),

@@ -85,6 +85,21 @@ pub struct Run {
 }
 
 impl Run {
+    /// Whether `continue` can go on with this run: stopped, interrupted, failed, or
+    /// cut off by the length or tool step limit.
+    pub fn is_continuable(&self) -> bool {
+        match self.status {
+            RunStatus::Stopped | RunStatus::Interrupted | RunStatus::Failed => true,
+            RunStatus::Complete => matches!(
+                self.finish_reason.as_deref(),
+                Some("length" | "max_tool_steps")
+            ),
+            RunStatus::Queued | RunStatus::Streaming => false,
+        }
+    }
+}
+
+impl Run {
     fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: RunId::from_stored(row.try_get("id")?),
