@@ -3,11 +3,12 @@
 
 mod cli;
 mod serve;
+mod settings;
 
 use anyhow::Context;
-use chorus_core::config::Config;
 use clap::Parser;
 use cli::{ApiKeyCommand, Cli, Command, ConfigCommand, UserCommand};
+use settings::Settings;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -58,40 +59,46 @@ fn config_path(cli: &Cli) -> Option<PathBuf> {
         .or_else(|| Some(PathBuf::from("chorus.toml")).filter(|p| p.exists()))
 }
 
-fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+fn load_config(cli: &Cli) -> anyhow::Result<Settings> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let mut config = Config::load(config_path(cli).as_deref(), &env)?;
+    let mut settings = Settings::load(config_path(cli).as_deref(), &env)?;
     if let Some(dir) = &cli.data_dir {
-        config.data_dir = Some(dir.clone());
+        settings.core.data_dir = Some(dir.clone());
     }
-    Ok(config)
+    Ok(settings)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = load_config(&cli)?;
+    let settings = load_config(&cli)?;
     let mut out = std::io::stdout().lock();
-    match cli.command {
-        Command::Serve { listen } => {
-            drop(out);
-            let mut config = config;
-            if let Some(listen) = listen {
-                config.server.listen = listen;
-                config.listen_addr()?;
-            }
-            serve::serve(config).await
+    if let Command::Serve { listen } = cli.command {
+        drop(out);
+        let mut settings = settings;
+        if let Some(listen) = listen {
+            settings.core.server.listen = listen;
+            settings.core.listen_addr()?;
         }
+        return serve::serve(settings).await;
+    }
+    if let Command::Config {
+        command: ConfigCommand::Check,
+    } = cli.command
+    {
+        write!(out, "{}", settings.masked_toml())?;
+        writeln!(out, "# config is valid")?;
+        return Ok(());
+    }
+    let config = settings.core;
+    match cli.command {
+        Command::Serve { .. }
+        | Command::Config {
+            command: ConfigCommand::Check,
+        } => unreachable!("handled above"),
         Command::Migrate => {
             let store =
                 chorus_core::store::Store::connect(config.database_url().expose(), None).await?;
             store.migrate().await?;
             writeln!(out, "database is up to date")?;
-            Ok(())
-        }
-        Command::Config {
-            command: ConfigCommand::Check,
-        } => {
-            write!(out, "{}", config.masked_toml())?;
-            writeln!(out, "# config is valid")?;
             Ok(())
         }
         Command::User {

@@ -2,14 +2,17 @@
 //! down gracefully on SIGINT/SIGTERM (stop accepting, stop the Matrix renderers so the
 //! next start resumes them, end local runs as `interrupted` with their text kept).
 
+use crate::settings::Settings;
 use chorus_core::Core;
-use chorus_core::config::Config;
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let Settings {
+        core: config,
+        matrix: matrix_config,
+    } = settings;
     let addr = config.listen_addr()?;
     let scripted_only = config.providers.is_empty();
     let data_dir = config.data_dir();
-    let matrix_config = config.matrix.clone();
     let core = Core::start(config).await?;
     bootstrap_admin(&core, &data_dir).await?;
     core.start_background();

@@ -4,25 +4,19 @@
 //! Loading is pure (file text and environment map in, [`Config`] out) so every rule
 //! here is unit-tested without touching the process environment.
 
-mod matrix;
-mod provider_check;
-mod providers;
+#[cfg(test)]
+mod provider_tests;
 
-use crate::secret::{Secret, mask_url_password};
+use chorus_model::secret::{Secret, mask_url_password};
 
 mod quota;
 pub use crate::sso::config::{OAuth2Kind, OAuth2ProviderConfig, OidcKind, OidcProviderConfig};
-pub use matrix::{MAX_MATRIX_MESSAGE_BYTES, MatrixConfig};
-pub use providers::{
+pub use chorus_providers::config::{
     AliasConfig, DEFAULT_AZURE_API_VERSION, ModelMeta, ProviderConfig, ProviderKind,
-};
-use providers::{
-    default_connect_timeout, default_first_token_timeout, default_idle_timeout,
-    default_max_retries, default_max_retry_wait,
 };
 pub use quota::{AccountsConfig, LimitsConfig, QuotaConfig};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -51,9 +45,12 @@ pub struct Config {
     pub mcp: crate::mcp::McpConfig,
     /// Limits of the engine's tool loop.
     pub tools: crate::mcp::ToolsConfig,
-    /// The Matrix bot; absent, `chorus serve` does not connect to Matrix.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub matrix: Option<MatrixConfig>,
+    /// The sections chat surfaces own (`[matrix]`, `[discord]`, `[slack]`), taken out
+    /// of the file as TOML after environment overrides and `${VAR}` references, for the
+    /// surface's own crate to parse and validate ([`Config::surface_section`]): core
+    /// knows no surface's settings.
+    #[serde(skip)]
+    pub surface_sections: BTreeMap<String, toml::Value>,
     /// Directory for the embedded SQLite database (when `database.url` is unset).
     pub data_dir: Option<PathBuf>,
 }
@@ -168,41 +165,21 @@ impl Default for AuthConfig {
     }
 }
 
-/// A configuration that cannot be used, with enough detail to fix it.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file is not valid TOML: {0}")]
-    Syntax(String),
-    #[error("config key `{key}`: {message}")]
-    Shape { key: String, message: String },
-    #[error("config key `{key}` has value {value:?}, expected {expected}")]
-    Invalid {
-        key: String,
-        value: String,
-        expected: String,
-    },
-    #[error("config key `{key}` refers to environment variable `{var}`, which is not set")]
-    MissingEnv { key: String, var: String },
-    #[error("config key `{key}` is required: {why}")]
-    Missing { key: String, why: String },
-}
-
-fn invalid(key: impl Into<String>, value: impl Into<String>, expected: &str) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        value: value.into(),
-        expected: expected.into(),
-    }
-}
+pub use chorus_model::config::{ConfigError, invalid};
 
 impl Config {
     /// Reads `path` (if given) and the environment, and validates the result.
     pub fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        Self::load_with_surfaces(path, env, &[])
+    }
+
+    /// [`Config::load`], keeping the top-level sections named in `surfaces` aside for
+    /// their surfaces ([`Config::surface_sections`]) instead of refusing them as unknown.
+    pub fn load_with_surfaces(
+        path: Option<&Path>,
+        env: &BTreeMap<String, String>,
+        surfaces: &[&str],
+    ) -> Result<Self, ConfigError> {
         let text = match path {
             Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                 path: p.to_path_buf(),
@@ -210,11 +187,20 @@ impl Config {
             })?,
             None => String::new(),
         };
-        Self::from_toml(&text, env)
+        Self::from_toml_with_surfaces(&text, env, surfaces)
     }
 
     /// Parses TOML text, applies `CHORUS_*` overrides and `${VAR}` references, validates.
     pub fn from_toml(text: &str, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_toml_with_surfaces(text, env, &[])
+    }
+
+    /// [`Config::from_toml`], keeping the sections named in `surfaces` aside for them.
+    pub fn from_toml_with_surfaces(
+        text: &str,
+        env: &BTreeMap<String, String>,
+        surfaces: &[&str],
+    ) -> Result<Self, ConfigError> {
         let mut root: toml::Value = if text.trim().is_empty() {
             toml::Value::Table(Default::default())
         } else {
@@ -224,17 +210,26 @@ impl Config {
         };
         apply_env_overrides(&mut root, env)?;
         interpolate_env(&mut root, env, &mut String::new())?;
+        let mut surface_sections = BTreeMap::new();
+        if let toml::Value::Table(table) = &mut root {
+            for name in surfaces {
+                if let Some(section) = table.remove(*name) {
+                    surface_sections.insert(name.to_string(), section);
+                }
+            }
+        }
         let mut config: Config =
             serde_path_to_error::deserialize(root).map_err(|e| ConfigError::Shape {
                 key: e.path().to_string(),
                 message: e.inner().to_string(),
             })?;
+        config.surface_sections = surface_sections;
         if config.sandbox.docker_host.is_none() {
             // Docker's own variable, as the docker CLI reads it.
             config.sandbox.docker_host = env.get("DOCKER_HOST").cloned();
         }
         config.validate()?;
-        provider_check::check_credentials(&config.providers, env)?;
+        chorus_providers::config_check::check_credentials(&config.providers, env)?;
         Ok(config)
     }
 
@@ -279,75 +274,8 @@ impl Config {
             ));
         }
         self.validate_quota()?;
-        let mut seen = HashSet::new();
-        for (i, p) in self.providers.iter().enumerate() {
-            let key = |field: &str| format!("providers[{i}].{field}");
-            if p.id.is_empty() || p.id.contains('/') || p.id.chars().any(char::is_whitespace) {
-                return Err(invalid(
-                    key("id"),
-                    &p.id,
-                    "a non-empty name without `/` or spaces",
-                ));
-            }
-            if !seen.insert(p.id.clone()) {
-                return Err(invalid(key("id"), &p.id, "a name no other provider uses"));
-            }
-            if let Some(base) = &p.base_url
-                && let Some(problem) = provider_check::base_url_problem(base)
-            {
-                return Err(invalid(key("base_url"), base, &problem));
-            }
-            if p.kind == ProviderKind::Azure && p.base_url.is_none() {
-                return Err(invalid(
-                    key("base_url"),
-                    "",
-                    "the resource endpoint, e.g. https://RESOURCE.openai.azure.com",
-                ));
-            }
-            if p.kind == ProviderKind::Bedrock
-                && p.region.as_deref().is_none_or(|r| r.trim().is_empty())
-            {
-                return Err(invalid(
-                    key("region"),
-                    p.region.as_deref().unwrap_or_default(),
-                    "the AWS region of the Bedrock endpoint, e.g. us-east-1 (required for kind = \"bedrock\")",
-                ));
-            }
-            if p.kind.needs_model_list() && p.models.is_empty() {
-                return Err(invalid(key("models"), "[]", "at least one model name"));
-            }
-            for (model, meta) in &p.model_info {
-                let prices = [
-                    ("prompt_price", meta.prompt_price),
-                    ("completion_price", meta.completion_price),
-                    ("cached_prompt_price", meta.cached_prompt_price),
-                ];
-                for (field, price) in prices {
-                    if let Some(price) = price
-                        && !(price >= 0.0 && price.is_finite())
-                    {
-                        return Err(invalid(
-                            format!("providers[{i}].model_info.{model}.{field}"),
-                            price.to_string(),
-                            "a price of zero or more credits per million tokens",
-                        ));
-                    }
-                }
-            }
-            if let Some(tps) = p.tokens_per_second
-                && !(tps > 0.0 && tps.is_finite())
-            {
-                return Err(invalid(
-                    key("tokens_per_second"),
-                    tps.to_string(),
-                    "a positive number",
-                ));
-            }
-        }
+        chorus_providers::config_check::validate_providers(&self.providers)?;
         self.sandbox.validate()?;
-        if let Some(matrix) = &self.matrix {
-            matrix.validate()?;
-        }
         crate::sso::config::validate(
             self.auth.public_url.as_deref(),
             &self.auth.oidc,
@@ -355,50 +283,16 @@ impl Config {
         )
         .map_err(|p| invalid(p.key, p.value, p.expected))?;
         let providers = self.effective_providers();
-        for (i, alias) in self.aliases.iter().enumerate() {
-            let key = |field: &str| format!("aliases[{i}].{field}");
-            if alias.name.is_empty()
-                || alias.name.contains('/')
-                || providers.iter().any(|p| p.id == alias.name)
-            {
-                return Err(invalid(
-                    key("name"),
-                    &alias.name,
-                    "a name without `/` that is not a provider id",
-                ));
-            }
-            if alias.models.is_empty() {
-                return Err(invalid(key("models"), "[]", "at least one PROVIDER/MODEL"));
-            }
-            for (j, model) in alias.models.iter().enumerate() {
-                let known = model.split_once('/').is_some_and(|(pid, m)| {
-                    providers.iter().any(|p| {
-                        p.id == pid && (p.models.is_empty() || p.models.iter().any(|x| x == m))
-                    })
-                });
-                if !known {
-                    return Err(invalid(
-                        format!("aliases[{i}].models[{j}]"),
-                        model,
-                        "PROVIDER/MODEL naming a configured provider and one of its models",
-                    ));
-                }
-            }
-        }
-        if let Some(model) = &self.engine.default_model {
-            let is_alias = self.aliases.iter().any(|a| &a.name == model);
-            let known = model.split_once('/').is_some_and(|(pid, m)| {
-                self.effective_providers().iter().any(|p| {
-                    p.id == pid && (p.models.is_empty() || p.models.iter().any(|x| x == m))
-                })
-            });
-            if !known && !is_alias {
-                return Err(invalid(
-                    "engine.default_model",
-                    model,
-                    "PROVIDER/MODEL naming a configured provider and one of its models",
-                ));
-            }
+        chorus_providers::config_check::validate_aliases(&self.aliases, &providers)?;
+        if let Some(model) = &self.engine.default_model
+            && !self.aliases.iter().any(|a| &a.name == model)
+            && !chorus_providers::config_check::names_a_model(&providers, model)
+        {
+            return Err(invalid(
+                "engine.default_model",
+                model,
+                "PROVIDER/MODEL naming a configured provider and one of its models",
+            ));
         }
         Ok(())
     }
@@ -435,27 +329,7 @@ impl Config {
         if !self.providers.is_empty() {
             return self.providers.clone();
         }
-        vec![ProviderConfig {
-            id: "scripted".into(),
-            kind: ProviderKind::Scripted,
-            base_url: None,
-            api_key: None,
-            models: vec!["demo".into()],
-            headers: BTreeMap::new(),
-            connect_timeout_secs: default_connect_timeout(),
-            idle_timeout_secs: default_idle_timeout(),
-            max_retries: default_max_retries(),
-            max_retry_wait_secs: default_max_retry_wait(),
-            first_token_timeout_secs: default_first_token_timeout(),
-            params: serde_json::Map::new(),
-            model_info: BTreeMap::new(),
-            api_version: None,
-            region: None,
-            secret_key: None,
-            session_token: None,
-            text: None,
-            tokens_per_second: None,
-        }]
+        vec![ProviderConfig::scripted_demo()]
     }
 
     /// The instance name used for run leases.
@@ -467,6 +341,31 @@ impl Config {
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         format!("{host}@{}", self.server.listen)
+    }
+
+    /// A surface's section parsed into its own type, `None` when the file has none.
+    /// Errors name the key with the section's prefix (`matrix.user_id`), as every
+    /// other config error does; the surface validates the values itself.
+    pub fn surface_section<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(section) = self.surface_sections.get(name) else {
+            return Ok(None);
+        };
+        serde_path_to_error::deserialize(section.clone())
+            .map(Some)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ConfigError::Shape {
+                    key: if path == "." {
+                        name.to_string()
+                    } else {
+                        format!("{name}.{path}")
+                    },
+                    message: e.inner().to_string(),
+                }
+            })
     }
 
     /// The effective configuration as TOML with every secret masked.

@@ -5,22 +5,21 @@
 use crate::auth::{self, AuthError};
 use crate::config::Config;
 use crate::engine::{Engine, EngineSettings, RunJob};
-use crate::ids::{ConversationId, MessageId, RunId};
 use crate::journal::{Journal, JournalEntry, JournalError, MemoryJournal, RedisJournal, RunEvent};
-use crate::provider::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderRegistry};
 use crate::quota::{Limiter, PriceTable, Refusal};
 use crate::sso::{Sso, SsoError};
-use crate::store::{
+use crate::tools::{ToolCallContext, ToolHost};
+use chorus_model::ids::{ConversationId, MessageId, RunId};
+use chorus_model::time::now_ms;
+use chorus_providers::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderRegistry};
+use chorus_store::{
     Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, Store, StoreError,
 };
-use crate::time::now_ms;
-use crate::tools::{ToolCallContext, ToolHost};
 use std::sync::Arc;
 
 mod tools;
 use std::time::Duration;
 
-mod chat;
 mod ledger;
 mod linking;
 
@@ -87,7 +86,7 @@ pub struct ConversationView {
     pub messages: Vec<Message>,
     /// The tool calls and results of assistant messages, by message id.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub tool_steps: std::collections::BTreeMap<String, Vec<crate::tools::history::ToolStep>>,
+    pub tool_steps: std::collections::BTreeMap<String, Vec<chorus_model::history::ToolStep>>,
 }
 
 /// A run as a client sees it: its status and the text generated so far.
@@ -106,7 +105,7 @@ pub struct RunView {
 pub struct ProviderView {
     pub id: String,
     pub kind: crate::config::ProviderKind,
-    pub health: crate::provider::ProviderHealth,
+    pub health: chorus_providers::ProviderHealth,
 }
 
 /// What sending a message started.
@@ -120,19 +119,19 @@ pub struct SentMessage {
 
 #[derive(Clone)]
 pub struct Core {
-    store: Store,
-    journal: Arc<dyn Journal>,
-    providers: Arc<ProviderRegistry>,
-    engine: Engine,
-    tools: Arc<ToolHost>,
+    pub(crate) store: Store,
+    pub(crate) journal: Arc<dyn Journal>,
+    pub(crate) providers: Arc<ProviderRegistry>,
+    pub(crate) engine: Engine,
+    pub(crate) tools: Arc<ToolHost>,
     /// The MCP servers (also tool sources of `tools`), for resources and prompts.
-    mcp: Arc<Vec<Arc<crate::mcp::McpServer>>>,
-    config: Arc<Config>,
-    prices: Arc<PriceTable>,
+    pub(crate) mcp: Arc<Vec<Arc<crate::mcp::McpServer>>>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) prices: Arc<PriceTable>,
     /// Rate and guessing limits (Redis when the journal is, else in process).
-    limiter: Arc<Limiter>,
-    sandbox: Arc<crate::sandbox::DockerSandbox>,
-    sso: Arc<Sso>,
+    pub(crate) limiter: Arc<Limiter>,
+    pub(crate) sandbox: Arc<crate::sandbox::DockerSandbox>,
+    pub(crate) sso: Arc<Sso>,
 }
 
 impl Core {
@@ -214,7 +213,11 @@ impl Core {
             journal,
             providers,
             engine,
-            sso: Arc::new(Sso::new(&config.auth)),
+            sso: Arc::new(Sso::new(
+                config.auth.public_url.as_deref(),
+                &config.auth.oidc,
+                &config.auth.oauth2,
+            )),
             tools,
             mcp,
             config: Arc::new(config),
@@ -388,7 +391,7 @@ impl Core {
         self.providers.default_model()
     }
 
-    fn check_model(&self, model: &str) -> Result<(), CoreError> {
+    pub(crate) fn check_model(&self, model: &str) -> Result<(), CoreError> {
         self.providers
             .resolve(model)
             .map(|_| ())
@@ -678,7 +681,7 @@ impl Core {
         // The message so far: its tool rounds become history, the text after the last
         // one the prefill, and calls left without results run first.
         let replayed =
-            crate::tools::history::replay(&partial, tools.steps_of(&previous.message_id));
+            chorus_model::history::replay(&partial, tools.steps_of(&previous.message_id));
         let mut request = build_request(
             &conversation,
             &history,

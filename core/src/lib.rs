@@ -7,16 +7,18 @@ pub mod chat;
 pub mod config;
 pub mod core;
 pub mod engine;
-pub mod ids;
 pub mod journal;
 pub mod mcp;
-pub mod provider;
 pub mod quota;
 pub mod sandbox;
-pub mod secret;
 pub mod sso;
-pub mod store;
-pub mod time;
 pub mod tools;
+
+// Transitional re-exports for the surfaces while the facade narrows: the shared
+// vocabulary lives in chorus-model, and surfaces will stop reaching into the store and
+// the providers through these.
+pub use chorus_model::{ids, secret, time};
+pub use chorus_providers as provider;
+pub use chorus_store as store;
 
 pub use crate::core::{Core, CoreError, IdentityView, SsoCallback, SsoLogin, SsoStart};

@@ -1,6 +1,6 @@
 //! Who may talk to the bot and invite it, and in which rooms it acts.
 
-use chorus_core::config::MatrixConfig;
+use crate::config::MatrixConfig;
 use std::collections::HashSet;
 
 /// The `[matrix]` allowlist, resolved once at start.
@@ -69,10 +69,13 @@ mod tests {
             list(servers),
             list(rooms)
         );
-        chorus_core::config::Config::from_toml(&text, &Default::default())
-            .unwrap()
-            .matrix
-            .unwrap()
+        let config = chorus_core::config::Config::from_toml_with_surfaces(
+            &text,
+            &Default::default(),
+            &[crate::config::SECTION],
+        )
+        .unwrap();
+        MatrixConfig::from_config(&config).unwrap().unwrap()
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub fn size(content: &RoomMessageEventContent) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chorus_core::config::MAX_MATRIX_MESSAGE_BYTES;
+    use crate::config::MAX_MATRIX_MESSAGE_BYTES;
     use serde_json::Value;
 
     fn id(s: &str) -> OwnedEventId {

@@ -7,6 +7,7 @@
 
 mod allow;
 mod bot;
+pub mod config;
 mod content;
 mod error;
 mod key;
@@ -21,10 +22,10 @@ pub use error::MatrixError;
 pub use key::{channel_key, parse_channel_key};
 pub use sink::{MatrixSink, MatrixSinkFactory};
 
+use crate::config::MatrixConfig;
 use bot::{Bot, SURFACE};
 use chorus_core::Core;
 use chorus_core::chat::RenderHub;
-use chorus_core::config::MatrixConfig;
 use mention::BotNames;
 use sink::{MatrixLimits, ThreadTails};
 use std::path::Path;

@@ -3,8 +3,8 @@
 //! so encrypted rooms keep working. A different device (new password login, another
 //! token) gets a fresh crypto store; the old one is kept aside, never deleted.
 
+use crate::config::MatrixConfig;
 use crate::error::MatrixError;
-use chorus_core::config::MatrixConfig;
 use matrix_sdk::authentication::SessionTokens;
 use matrix_sdk::authentication::matrix::MatrixSession;
 use matrix_sdk::ruma::api::error::ErrorKind;

@@ -1,17 +1,21 @@
 //! What every chat surface (Matrix, Discord, Slack) shares: the command set parsed
 //! from text, the context a message comes with, and the progressive renderer that
 //! turns a run's journal into platform messages. `Core::chat_text` /
-//! `Core::chat_command` (in `core/chat.rs`) carry the commands out.
+//! `Core::chat_command` (`dispatch.rs`) carry the commands out.
+//!
+//! The chat layer sits on the facade: it calls [`crate::Core`], and the facade never
+//! calls back into it.
 
 mod command;
+mod dispatch;
 pub mod render;
 pub mod split;
 
 pub use command::{Command, CommandError, help_text, parse_command};
 pub use render::{MessageSink, RenderHub, SinkError, SinkFactory, SinkLimits};
 
-use crate::ids::RunId;
-use crate::store::Identity;
+use chorus_model::ids::RunId;
+use chorus_store::Identity;
 
 /// Where a chat message came from and which binding it speaks in.
 #[derive(Clone, Debug)]

@@ -2,9 +2,9 @@
 //! journal and the store hold once it has ended.
 
 use super::{Core, CoreError};
-use crate::ids::RunId;
 use crate::journal::{EntryStream, JournalEntry, RunEvent};
-use crate::store::{Account, Run};
+use chorus_model::ids::RunId;
+use chorus_store::{Account, Run};
 
 impl Core {
     /// The run's events after `after`: backlog, then live, ending after `finished`.
@@ -86,8 +86,8 @@ fn settled_events(run: &Run, backlog: Vec<JournalEntry>, after: u64) -> Vec<Jour
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{AccountId, ConversationId, MessageId};
-    use crate::store::RunStatus;
+    use chorus_model::ids::{AccountId, ConversationId, MessageId};
+    use chorus_store::RunStatus;
 
     fn ended_run(text: &str, checkpoint_seq: i64) -> Run {
         Run {

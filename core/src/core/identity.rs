@@ -6,10 +6,10 @@
 
 use super::{Core, CoreError};
 use crate::auth;
-use crate::ids::AccountId;
 use crate::sso::{ExternalIdentity, ProviderInfo, SsoError};
-use crate::store::{Account, IdentityRecord, Role, SsoFlow, StoreError};
-use crate::time::now_ms;
+use chorus_model::ids::AccountId;
+use chorus_model::time::now_ms;
+use chorus_store::{Account, IdentityRecord, Role, SsoFlow, StoreError};
 use rand::RngCore;
 use serde::Serialize;
 
@@ -159,7 +159,7 @@ impl Core {
 
     /// The account an external identity logs into: its linked account, the account
     /// that started a linking flow, or a new account on first contact.
-    pub(super) async fn account_for(
+    pub(crate) async fn account_for(
         &self,
         external: &ExternalIdentity,
         link_to: Option<AccountId>,

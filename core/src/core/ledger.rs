@@ -2,11 +2,11 @@
 //! concurrency), usage reports and grants.
 
 use super::{Core, CoreError};
-use crate::ids::AccountId;
-use crate::provider::{ChatRequest, estimate_usage};
 use crate::quota::{TokenCounts, credits_to_micros, fmt_credits, micros_to_credits};
-use crate::store::{Account, Admission, LedgerEntry, LedgerReason, Role, UsageBucket};
-use crate::time::now_ms;
+use chorus_model::ids::AccountId;
+use chorus_model::time::now_ms;
+use chorus_providers::{ChatRequest, estimate_usage};
+use chorus_store::{Account, Admission, LedgerEntry, LedgerReason, Role, UsageBucket};
 use serde::Serialize;
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 use super::{Core, CoreError};
 use crate::auth;
 use crate::quota::{LINK_CODE_TTL_MS, LinkCode, MAX_ACTIVE_LINK_CODES};
-use crate::store::{Account, ApiKeyInfo, ApiKeyScope, Identity, KeyedAccount, LinkOutcome};
-use crate::time::now_ms;
+use chorus_model::time::now_ms;
+use chorus_store::{Account, ApiKeyInfo, ApiKeyScope, Identity, KeyedAccount, LinkOutcome};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -75,7 +75,7 @@ impl Core {
                 }
                 Ok(outcome)
             }
-            Err(crate::store::StoreError::NotFound("link code")) => {
+            Err(chorus_store::StoreError::NotFound("link code")) => {
                 Err(failed(WRONG_CODE.to_string()).await)
             }
             Err(e) => Err(e.into()),
@@ -95,11 +95,11 @@ impl Core {
 
     /// The role a new account gets unless told otherwise (`accounts.default_role`), for
     /// every path that creates accounts (CLI, SSO, first contact on a surface).
-    pub fn default_role(&self) -> crate::store::Role {
+    pub fn default_role(&self) -> chorus_store::Role {
         if self.config.accounts.default_role == "admin" {
-            crate::store::Role::Admin
+            chorus_store::Role::Admin
         } else {
-            crate::store::Role::User
+            chorus_store::Role::User
         }
     }
 

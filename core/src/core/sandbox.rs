@@ -2,10 +2,10 @@
 //! by its owner only, and the sandbox itself for the tool host.
 
 use super::{Core, CoreError};
-use crate::ids::ConversationId;
 use crate::sandbox::{DockerSandbox, SandboxTool, WorkspaceError, WorkspaceFile};
-use crate::store::Account;
 use crate::tools::ToolAccess;
+use chorus_model::ids::ConversationId;
+use chorus_store::Account;
 use std::sync::Arc;
 
 impl Core {

@@ -3,11 +3,11 @@
 //! (the tools it offers and the tool history of its conversation).
 
 use super::{Core, CoreError};
-use crate::ids::{ConversationId, MessageId};
-use crate::provider::{ChatMessage, ToolSpec};
-use crate::store::{Account, Message, Role};
-use crate::tools::history::{ToolStep, history_messages};
 use crate::tools::{ExposedTool, SourceStatus, ToolHost};
+use chorus_model::history::{ToolStep, history_messages};
+use chorus_model::ids::{ConversationId, MessageId};
+use chorus_providers::{ChatMessage, ToolSpec};
+use chorus_store::{Account, Message, Role};
 
 /// The tools a run offers and the tool history of its conversation.
 #[derive(Default)]

@@ -8,9 +8,9 @@
 //! instead of N.
 
 use super::EngineInner;
-use crate::ids::RunId;
-use crate::store::Checkpoint;
-use crate::time::now_ms;
+use chorus_model::ids::RunId;
+use chorus_model::time::now_ms;
+use chorus_store::Checkpoint;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 

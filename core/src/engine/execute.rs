@@ -8,11 +8,11 @@ use super::checkpoint::SharedProgress;
 use super::tool_loop::{StepEnd, ToolTurn};
 use super::{EngineInner, RunJob};
 use crate::journal::{JournalEntry, RunEvent};
-use crate::provider::{
+use crate::quota::TokenCounts;
+use chorus_providers::{
     ChatRequest, ProviderError, ProviderEvent, ProviderStream, Usage, estimate_usage,
 };
-use crate::quota::TokenCounts;
-use crate::store::{RunOutcome, RunStatus};
+use chorus_store::{RunOutcome, RunStatus};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -368,7 +368,7 @@ struct StreamState {
     /// When the first output arrived (for the provider's time-to-first-token).
     first_output_at: Option<Instant>,
     /// The tool calls the model made, in its order.
-    tool_calls: Vec<crate::provider::ToolCall>,
+    tool_calls: Vec<chorus_providers::ToolCall>,
 }
 
 impl StreamState {
@@ -449,7 +449,7 @@ async fn pump(
 /// The failure as the run records it; a credentials problem names the provider and the
 /// setting to fix, since that is where an operator has to look.
 fn describe_failure(error: &ProviderError, provider_id: &str) -> String {
-    if error.kind == crate::provider::ProviderErrorKind::Auth {
+    if error.kind == chorus_providers::ProviderErrorKind::Auth {
         format!(
             "provider `{provider_id}` rejected its credentials ({error}); check the provider's \
              `api_key` (and `headers`) in the config"
@@ -461,7 +461,7 @@ fn describe_failure(error: &ProviderError, provider_id: &str) -> String {
 
 fn first_token_timeout() -> ProviderError {
     ProviderError::new(
-        crate::provider::ProviderErrorKind::Timeout,
+        chorus_providers::ProviderErrorKind::Timeout,
         "no first token in time (first_token_timeout_secs)",
     )
 }

@@ -7,12 +7,12 @@ mod execute;
 mod sweeper;
 mod tool_loop;
 
-use crate::ids::RunId;
 use crate::journal::Journal;
-use crate::provider::{ChatRequest, ProviderRegistry};
 use crate::quota::PriceTable;
-use crate::store::Store;
 use crate::tools::ToolHost;
+use chorus_model::ids::RunId;
+use chorus_providers::{ChatRequest, ProviderRegistry};
+use chorus_store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,7 +41,7 @@ pub(crate) struct RunJob {
     /// Message text before this run (the partial text a continuation extends).
     pub prefix: String,
     /// Tool calls an interrupted run left without results: run first, then the model.
-    pub pending_calls: Vec<crate::provider::ToolCall>,
+    pub pending_calls: Vec<chorus_providers::ToolCall>,
 }
 
 /// A run executing on this instance: how to stop it and what it has produced.

@@ -5,7 +5,7 @@
 use super::EngineInner;
 use crate::journal::{JournalEntry, RunEvent};
 use crate::quota::{Charge, TokenCounts};
-use crate::store::Run;
+use chorus_store::Run;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,9 +117,9 @@ async fn orphan_charge(inner: &EngineInner, run: &Run, text: &str) -> Option<Cha
     };
     let completion = match inner.providers.resolve_chain(&run.model) {
         Ok(chain) if !chain.is_empty() => {
-            crate::provider::count_tokens(chain[0].kind, &chain[0].model, text)
+            chorus_providers::count_tokens(chain[0].kind, &chain[0].model, text)
         }
-        _ => crate::provider::estimate_tokens(text),
+        _ => chorus_providers::estimate_tokens(text),
     };
     Some(inner.settings.prices.charge(
         &run.model,

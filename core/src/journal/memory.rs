@@ -2,7 +2,7 @@
 //! watch channel. The embedded default; one instance only.
 
 use super::{EntryStream, Journal, JournalEntry, JournalError};
-use crate::ids::RunId;
+use chorus_model::ids::RunId;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;

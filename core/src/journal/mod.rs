@@ -11,7 +11,7 @@ mod redis;
 pub use memory::MemoryJournal;
 pub use redis::RedisJournal;
 
-use crate::ids::RunId;
+use chorus_model::ids::RunId;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use std::pin::Pin;

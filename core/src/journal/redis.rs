@@ -8,7 +8,7 @@
 //! XRANGE, so it never misses or repeats an event.
 
 use super::{EntryStream, Journal, JournalEntry, JournalError, RunEvent};
-use crate::ids::RunId;
+use chorus_model::ids::RunId;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Value};
 use std::collections::{HashMap, VecDeque};

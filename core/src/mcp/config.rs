@@ -1,8 +1,8 @@
 //! Configuration of MCP servers (`[[mcp.servers]]`) and of tool calls (`[tools]`).
 
-use crate::config::ConfigError;
-use crate::secret::Secret;
 use crate::tools::{ToolAccess, ToolSettings, naming};
+use chorus_model::config::ConfigError;
+use chorus_model::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;

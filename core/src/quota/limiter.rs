@@ -6,7 +6,7 @@
 //! count only failures and must be read without being consumed, and a window is
 //! exactly what Redis gives atomically with `INCR` + `PEXPIRE`.
 
-use crate::time::now_ms;
+use chorus_model::time::now_ms;
 use redis::aio::MultiplexedConnection;
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -12,20 +12,11 @@ pub use limiter::{Limiter, LimiterError};
 pub use link_code::{LINK_CODE_TTL_MS, LinkCode, LinkCodeError, MAX_ACTIVE_LINK_CODES};
 
 use crate::config::Config;
+pub use chorus_model::money::{
+    Charge, MICROS_PER_CREDIT, Refusal, TokenCounts, check_balance, credits_to_micros, fmt_credits,
+    micros_to_credits,
+};
 use std::collections::HashMap;
-
-/// Micro-credits in one credit.
-pub const MICROS_PER_CREDIT: i64 = 1_000_000;
-
-/// Credits (as configured or typed by an admin) to micro-credits, rounded.
-pub fn credits_to_micros(credits: f64) -> i64 {
-    (credits * MICROS_PER_CREDIT as f64).round() as i64
-}
-
-/// Micro-credits to credits, for display.
-pub fn micros_to_credits(micros: i64) -> f64 {
-    micros as f64 / MICROS_PER_CREDIT as f64
-}
 
 /// Prices of one model in credits per million tokens.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,26 +24,6 @@ pub struct Price {
     pub prompt: f64,
     pub completion: f64,
     pub cached_prompt: f64,
-}
-
-/// Token counts of one run as charged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TokenCounts {
-    pub prompt: i64,
-    pub completion: i64,
-    /// Of `prompt`, those the provider served from its cache.
-    pub cached_prompt: i64,
-}
-
-/// What a run is charged: written as one `run_usage` ledger row in the transaction
-/// that ends the run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Charge {
-    pub model: String,
-    pub tokens: TokenCounts,
-    /// Micro-credits taken from the balance (zero for free models: the row still
-    /// records the usage).
-    pub amount: i64,
 }
 
 /// The price of every model, from `providers[].model_info` with the `[quota]`
@@ -137,45 +108,6 @@ impl PriceTable {
             amount: self.cost(model_ref, tokens),
         }
     }
-}
-
-/// Why a run may not start now, decided from the account's state.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("your balance is {} credits; a run needs a positive balance (ask an admin for credits)", fmt_credits(*.balance))]
-    Exhausted { balance: i64 },
-    #[error("your balance of {} credits does not cover this prompt (about {} credits)", fmt_credits(*.balance), fmt_credits(*.estimate))]
-    PromptTooExpensive { balance: i64, estimate: i64 },
-    #[error(
-        "you have {running} replies in progress, the most allowed at once; wait for one to end"
-    )]
-    TooManyRuns { running: i64 },
-}
-
-/// Formats micro-credits as credits with up to six decimals.
-pub fn fmt_credits(micros: i64) -> String {
-    let s = format!("{:.6}", micros_to_credits(micros));
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() || s == "-" {
-        "0".into()
-    } else {
-        s.to_string()
-    }
-}
-
-/// The balance rule: a run may start when the balance is positive and covers the
-/// estimated prompt cost.
-pub fn check_balance(balance: i64, prompt_estimate_cost: i64) -> Result<(), Refusal> {
-    if balance <= 0 {
-        return Err(Refusal::Exhausted { balance });
-    }
-    if prompt_estimate_cost > balance {
-        return Err(Refusal::PromptTooExpensive {
-            balance,
-            estimate: prompt_estimate_cost,
-        });
-    }
-    Ok(())
 }
 
 /// Whether an auto-refill is due: refills are configured, the run would be refused,

@@ -1,7 +1,7 @@
 //! The `[sandbox]` config section: which images run which language, and the limits
 //! every execution gets. Validated once at load, like the rest of [`crate::config`].
 
-use crate::config::ConfigError;
+use chorus_model::config::ConfigError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

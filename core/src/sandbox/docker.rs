@@ -111,7 +111,7 @@ impl DockerSandbox {
             .filters(&filters)
             .build();
         let max_age = (self.config.timeout_secs + 300) as i64;
-        let now = crate::time::now_ms() / 1000;
+        let now = chorus_model::time::now_ms() / 1000;
         let mut reaped = 0;
         for c in docker.list_containers(Some(options)).await? {
             let ours = c

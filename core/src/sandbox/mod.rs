@@ -23,7 +23,7 @@ pub use docker::DockerSandbox;
 pub use tool::{SOURCE_ID, SandboxTool};
 pub use workspace::{WorkspaceError, WorkspaceFile, Workspaces, safe_relative};
 
-use crate::ids::{AccountId, ConversationId};
+use chorus_model::ids::{AccountId, ConversationId};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 

@@ -8,7 +8,7 @@
 //! directory renamed over the old one): a refused copy-back leaves the workspace as
 //! it was before the execution.
 
-use crate::ids::{AccountId, ConversationId};
+use chorus_model::ids::{AccountId, ConversationId};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fs;

@@ -1,7 +1,7 @@
 //! Settings of the single sign-on providers (`[[auth.oidc]]`, `[[auth.oauth2]]`) and
 //! their validation, kept apart from the rest of the config because only SSO reads them.
 
-use crate::secret::Secret;
+use chorus_model::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 

@@ -12,7 +12,6 @@ mod oidc;
 pub mod rules;
 mod social;
 
-use crate::config::AuthConfig;
 use config::{OAuth2Kind, OAuth2ProviderConfig, OidcKind, OidcProviderConfig};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -109,23 +108,25 @@ pub struct Sso {
 }
 
 impl Sso {
-    pub fn new(config: &AuthConfig) -> Self {
-        let providers = config
-            .oidc
+    /// The configured providers (`[[auth.oidc]]` and `[[auth.oauth2]]`), answering at
+    /// `public_url` (`[auth] public_url`).
+    pub fn new(
+        public_url: Option<&str>,
+        oidc: &[OidcProviderConfig],
+        oauth2: &[OAuth2ProviderConfig],
+    ) -> Self {
+        let providers = oidc
             .iter()
             .map(|p| (p.id.clone(), Provider::Oidc(p.clone())))
             .chain(
-                config
-                    .oauth2
+                oauth2
                     .iter()
                     .map(|p| (p.id.clone(), Provider::OAuth2(p.clone()))),
             )
             .collect();
         Self {
             providers,
-            public_url: config
-                .public_url
-                .clone()
+            public_url: public_url
                 .unwrap_or_default()
                 .trim_end_matches('/')
                 .to_string(),

@@ -2,10 +2,10 @@
 //! (state, nonce, PKCE S256), the code exchange and the ID token's verification
 //! (signature against the issuer's keys, issuer, audience, expiry, nonce).
 
+use super::config::{OidcKind, OidcProviderConfig};
 use super::http::ProviderHttp;
 use super::rules::{account_name_hint, check_email_domain, claim_has_value};
 use super::{Authorization, ExternalIdentity, SsoError};
-use crate::config::{OidcKind, OidcProviderConfig};
 use base64::Engine as _;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{

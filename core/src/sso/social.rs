@@ -2,11 +2,11 @@
 //! (`GET /users/@me`) and GitHub (`GET /user` and `GET /user/emails`). The identity's
 //! external id is the platform's user id, the same one its bot sees.
 
+use super::config::{OAuth2Kind, OAuth2ProviderConfig};
 use super::http::ProviderHttp;
 use super::oidc::error_chain;
 use super::rules::{account_name_hint, check_email_domain};
 use super::{Authorization, ExternalIdentity, SsoError};
-use crate::config::{OAuth2Kind, OAuth2ProviderConfig};
 use oauth2::basic::BasicClient;
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,

@@ -9,12 +9,12 @@
 //! so sources only do their own work. A call never fails the run: whatever goes
 //! wrong becomes a [`ToolResult`] with `is_error`, which goes back to the model.
 
-pub mod history;
+pub use chorus_model::history;
 pub mod naming;
 
-use crate::ids::{AccountId, ConversationId};
-use crate::provider::ToolSpec;
-use crate::store::{Account, Role};
+use chorus_model::ids::{AccountId, ConversationId};
+use chorus_providers::ToolSpec;
+use chorus_store::{Account, Role};
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -431,8 +431,8 @@ mod tests {
         let names: Vec<String> = host.catalog(None).into_iter().map(|t| t.name).collect();
         assert_eq!(names, ["whoami", "srv__whoami"]);
         let context = ToolCallContext {
-            account_id: crate::ids::AccountId::generate(),
-            conversation_id: crate::ids::ConversationId::generate(),
+            account_id: chorus_model::ids::AccountId::generate(),
+            conversation_id: chorus_model::ids::ConversationId::generate(),
         };
         let r = host.call("whoami", serde_json::json!({}), &context).await;
         assert_eq!(r.output, context.conversation_id.to_string());
@@ -449,7 +449,7 @@ mod tests {
     #[test]
     fn access_by_role_and_account() {
         let account = |name: &str, role| Account {
-            id: crate::ids::AccountId::generate(),
+            id: chorus_model::ids::AccountId::generate(),
             name: name.into(),
             role,
             status: "active".into(),

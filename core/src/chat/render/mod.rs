@@ -12,7 +12,7 @@
 mod renderer;
 
 use crate::core::Core;
-use crate::ids::RunId;
+use chorus_model::ids::RunId;
 use renderer::Renderer;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -5,9 +5,9 @@
 use super::{HubInner, MessageSink, SinkError, SinkLimits};
 use crate::chat::split::{close_open_fence, split_message};
 use crate::core::CoreError;
-use crate::ids::RunId;
 use crate::journal::RunEvent;
-use crate::store::{RenderState, Run, RunStatus};
+use chorus_model::ids::RunId;
+use chorus_store::{RenderState, Run, RunStatus};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,82 @@
+//! Everything `chorus` reads at start: core's configuration and each surface's own
+//! section, parsed and validated by the surface's crate. The binary is the only place
+//! that knows every surface, so this is where their sections are gathered.
+
+use chorus_core::config::{Config, ConfigError};
+use chorus_matrix::config::MatrixConfig;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The sections owned by surfaces; core keeps them aside for their crates.
+const SURFACE_SECTIONS: &[&str] = &[chorus_matrix::config::SECTION];
+
+/// Core's configuration plus every surface's section.
+pub struct Settings {
+    pub core: Config,
+    /// `[matrix]`; absent, `chorus serve` does not connect to Matrix.
+    pub matrix: Option<MatrixConfig>,
+}
+
+impl Settings {
+    /// Reads the file (if any) with environment overrides and validates every section.
+    pub fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let core = Config::load_with_surfaces(path, env, SURFACE_SECTIONS)?;
+        Self::from_core(core)
+    }
+
+    fn from_core(core: Config) -> Result<Self, ConfigError> {
+        let matrix = MatrixConfig::from_config(&core)?;
+        Ok(Self { core, matrix })
+    }
+
+    /// The effective configuration, every section included, with secrets masked.
+    pub fn masked_toml(&self) -> String {
+        let mut text = self.core.masked_toml();
+        if let Some(matrix) = &self.matrix {
+            text.push('\n');
+            text.push_str(&chorus_matrix::config::masked_toml(matrix));
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed example with its commented `[matrix]` section turned on: valid
+    /// for core and for the Matrix surface, and dumped with its secrets masked.
+    #[test]
+    fn example_config_with_the_matrix_section_is_valid() {
+        let example = include_str!("../../chorus.example.toml");
+        let mut text = String::new();
+        let mut in_matrix = false;
+        for line in example.lines() {
+            if line.trim() == "# [matrix]" {
+                in_matrix = true;
+            } else if in_matrix && !line.starts_with('#') {
+                in_matrix = false;
+            }
+            let line = match line.strip_prefix("# ") {
+                Some(rest) if in_matrix && !rest.starts_with('#') => rest,
+                _ => line,
+            };
+            text.push_str(line);
+            text.push('\n');
+        }
+        let env: BTreeMap<String, String> =
+            [("OPENAI_API_KEY", "sk-x"), ("MATRIX_BOT_PASSWORD", "pw")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let core =
+            Config::from_toml_with_surfaces(&text, &env, SURFACE_SECTIONS).expect("example config");
+        let settings = Settings::from_core(core).expect("example [matrix] section");
+        assert!(settings.matrix.is_some());
+        let dump = settings.masked_toml();
+        assert!(
+            dump.contains("[matrix]") && !dump.contains("\"pw\""),
+            "{dump}"
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Money as integer micro-credits (`1 credit = 1_000_000`), so an account's balance
+//! equals the sum of its ledger exactly, with no floating-point drift; what a run is
+//! charged; and the balance rule that admission applies under the account's lock.
+
+/// Micro-credits in one credit.
+pub const MICROS_PER_CREDIT: i64 = 1_000_000;
+
+/// Credits (as configured or typed by an admin) to micro-credits, rounded.
+pub fn credits_to_micros(credits: f64) -> i64 {
+    (credits * MICROS_PER_CREDIT as f64).round() as i64
+}
+
+/// Micro-credits to credits, for display.
+pub fn micros_to_credits(micros: i64) -> f64 {
+    micros as f64 / MICROS_PER_CREDIT as f64
+}
+
+/// Token counts of one run as charged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub prompt: i64,
+    pub completion: i64,
+    /// Of `prompt`, those the provider served from its cache.
+    pub cached_prompt: i64,
+}
+
+/// What a run is charged: written as one `run_usage` ledger row in the transaction
+/// that ends the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Charge {
+    pub model: String,
+    pub tokens: TokenCounts,
+    /// Micro-credits taken from the balance (zero for free models: the row still
+    /// records the usage).
+    pub amount: i64,
+}
+
+/// Why a run may not start now, decided from the account's state.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("your balance is {} credits; a run needs a positive balance (ask an admin for credits)", fmt_credits(*.balance))]
+    Exhausted { balance: i64 },
+    #[error("your balance of {} credits does not cover this prompt (about {} credits)", fmt_credits(*.balance), fmt_credits(*.estimate))]
+    PromptTooExpensive { balance: i64, estimate: i64 },
+    #[error(
+        "you have {running} replies in progress, the most allowed at once; wait for one to end"
+    )]
+    TooManyRuns { running: i64 },
+}
+
+/// Formats micro-credits as credits with up to six decimals.
+pub fn fmt_credits(micros: i64) -> String {
+    let s = format!("{:.6}", micros_to_credits(micros));
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
+}
+
+/// The balance rule: a run may start when the balance is positive and covers the
+/// estimated prompt cost.
+pub fn check_balance(balance: i64, prompt_estimate_cost: i64) -> Result<(), Refusal> {
+    if balance <= 0 {
+        return Err(Refusal::Exhausted { balance });
+    }
+    if prompt_estimate_cost > balance {
+        return Err(Refusal::PromptTooExpensive {
+            balance,
+            estimate: prompt_estimate_cost,
+        });
+    }
+    Ok(())
+}

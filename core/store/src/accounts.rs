@@ -1,0 +1,242 @@
+//! Accounts, platform identities, web sessions and API keys.
+
+use super::{Store, StoreError, is_unique_violation};
+use chorus_model::ids::AccountId;
+use chorus_model::time::now_ms;
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+pub use chorus_model::account::{Account, Role};
+
+pub(super) fn account_from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
+    Ok(Account {
+        id: AccountId::from_stored(row.try_get("id")?),
+        name: row.try_get("name")?,
+        role: Role::parse(&row.try_get::<String, _>("role")?),
+        status: row.try_get("status")?,
+        password_hash: row.try_get("password_hash")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// An API key as listed to its owner: never the key itself, only its prefix.
+#[derive(Clone, Debug, Serialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+const ACCOUNT_COLUMNS: &str = "id, name, role, status, password_hash, created_at";
+/// [`ACCOUNT_COLUMNS`] of a table aliased `a`.
+pub(super) const ACCOUNT_COLUMNS_A: &str =
+    "a.id, a.name, a.role, a.status, a.password_hash, a.created_at";
+
+impl Store {
+    /// Creates an account with a web identity of the same name.
+    pub async fn create_account(
+        &self,
+        name: &str,
+        role: Role,
+        password_hash: Option<&str>,
+    ) -> Result<Account, StoreError> {
+        let id = AccountId::generate();
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO accounts (id, name, role, status, password_hash, created_at) \
+             VALUES ($1, $2, $3, 'active', $4, $5)",
+        )
+        .bind(id.as_str())
+        .bind(name)
+        .bind(role.as_str())
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!(
+                    "an account named {name:?} already exists"
+                )));
+            }
+            other => other?,
+        };
+        sqlx::query(
+            "INSERT INTO identities (platform, external_id, account_id, created_at) VALUES ('web', $1, $2, $3)",
+        )
+        .bind(name)
+        .bind(id.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if self.initial_balance != 0 {
+            super::ledger::post(
+                &mut tx,
+                &id,
+                self.initial_balance,
+                super::LedgerReason::Initial,
+                None,
+                None,
+                None,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Account {
+            id,
+            name: name.to_string(),
+            role,
+            status: "active".into(),
+            password_hash: password_hash.map(str::to_string),
+            created_at: now,
+        })
+    }
+
+    /// How many accounts exist (zero on a fresh install).
+    pub async fn account_count(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM accounts")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    pub async fn account_by_name(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(account_from_row).transpose()?)
+    }
+
+    pub async fn account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(account_from_row).transpose()?)
+    }
+
+    /// The account a platform identity belongs to.
+    pub async fn account_by_identity(
+        &self,
+        platform: &str,
+        external_id: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        let sql = format!(
+            "SELECT a.{} FROM accounts a JOIN identities i ON i.account_id = a.id \
+             WHERE i.platform = $1 AND i.external_id = $2",
+            ACCOUNT_COLUMNS.replace(", ", ", a.")
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(platform)
+            .bind(external_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(account_from_row).transpose()?)
+    }
+
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        account: &AccountId,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, account_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(account.as_str())
+        .bind(now_ms())
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The account of an unexpired session.
+    pub async fn account_by_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        let sql = format!(
+            "SELECT a.{} FROM accounts a JOIN sessions s ON s.account_id = a.id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+            ACCOUNT_COLUMNS.replace(", ", ", a.")
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .bind(now_ms())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(account_from_row).transpose()?)
+    }
+
+    pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn create_api_key(
+        &self,
+        account: &AccountId,
+        name: &str,
+        key_hash: &str,
+        prefix: &str,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO api_keys (id, account_id, name, key_hash, prefix, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(account.as_str())
+        .bind(name)
+        .bind(key_hash)
+        .bind(prefix)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(ApiKeyRecord {
+            id,
+            name: name.to_string(),
+            prefix: prefix.to_string(),
+            created_at: now,
+            last_used_at: None,
+        })
+    }
+
+    /// The account of an unrevoked API key; records its use (to the minute, so a busy
+    /// key does not cost a database write per request).
+    pub async fn account_by_api_key(&self, key_hash: &str) -> Result<Option<Account>, StoreError> {
+        let sql = format!(
+            "SELECT a.{}, k.last_used_at AS key_last_used_at FROM accounts a JOIN api_keys k ON k.account_id = a.id \
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+            ACCOUNT_COLUMNS.replace(", ", ", a.")
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key_hash)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let last_used: Option<i64> = row.try_get("key_last_used_at")?;
+        let now = now_ms();
+        if last_used.is_none_or(|t| now - t >= 60_000) {
+            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE key_hash = $2")
+                .bind(now)
+                .bind(key_hash)
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(Some(account_from_row(&row)?))
+    }
+}

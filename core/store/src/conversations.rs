@@ -1,0 +1,346 @@
+//! Conversations, their message trees and surface bindings.
+
+use super::{Store, StoreError};
+use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
+use chorus_model::time::now_ms;
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub account_id: AccountId,
+    pub title: String,
+    pub model: String,
+    pub system_prompt: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Conversation {
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: ConversationId::from_stored(row.try_get("id")?),
+            account_id: AccountId::from_stored(row.try_get("account_id")?),
+            title: row.try_get("title")?,
+            model: row.try_get("model")?,
+            system_prompt: row.try_get("system_prompt")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+/// One node of a conversation tree. For an assistant message whose run is still
+/// going, `content` includes the text checkpointed so far.
+#[derive(Clone, Debug, Serialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub parent_id: Option<MessageId>,
+    pub role: String,
+    pub content: String,
+    pub model: Option<String>,
+    pub created_at: i64,
+    /// The newest run that wrote this message, if any.
+    pub run_id: Option<RunId>,
+    pub run_status: Option<String>,
+    /// Why the newest run ended (`stop`, `length`, `stopped`, ...), once it has.
+    pub run_finish_reason: Option<String>,
+    pub run_error: Option<String>,
+    /// Token usage of the newest run, as reported by its provider.
+    pub run_prompt_tokens: Option<i64>,
+    pub run_completion_tokens: Option<i64>,
+}
+
+/// The user turn that starts a run: what the user wrote and where it hangs in the tree.
+#[derive(Clone, Debug)]
+pub struct NewTurn {
+    pub account_id: AccountId,
+    pub conversation_id: ConversationId,
+    pub parent_id: Option<MessageId>,
+    pub content: String,
+    pub model: String,
+}
+
+const CONVERSATION_COLUMNS: &str =
+    "id, account_id, title, model, system_prompt, created_at, updated_at";
+
+impl Store {
+    /// Creates a conversation and binds it to the web surface under its own id.
+    pub async fn create_conversation(
+        &self,
+        account: &AccountId,
+        title: &str,
+        model: &str,
+        system_prompt: Option<&str>,
+    ) -> Result<Conversation, StoreError> {
+        let id = ConversationId::generate();
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO conversations (id, account_id, title, model, system_prompt, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .bind(title)
+        .bind(model)
+        .bind(system_prompt)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO bindings (surface, channel_key, conversation_id, created_at) VALUES ('web', $1, $1, $2)",
+        )
+        .bind(id.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Conversation {
+            id,
+            account_id: account.clone(),
+            title: title.to_string(),
+            model: model.to_string(),
+            system_prompt: system_prompt.map(str::to_string),
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// The account's conversations, most recently active first.
+    pub async fn list_conversations(
+        &self,
+        account: &AccountId,
+        limit: i64,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE account_id = $1 \
+             ORDER BY updated_at DESC, id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok(Conversation::from_row(r)?))
+            .collect()
+    }
+
+    /// A conversation, only if `account` owns it.
+    pub async fn conversation(
+        &self,
+        account: &AccountId,
+        id: &ConversationId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 AND account_id = $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .bind(account.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(Conversation::from_row).transpose()?)
+    }
+
+    /// Renames a conversation `account` owns; false when it owns none by that id.
+    pub async fn rename_conversation(
+        &self,
+        account: &AccountId,
+        id: &ConversationId,
+        title: &str,
+    ) -> Result<bool, StoreError> {
+        self.set_conversation_field(account, id, "title", title)
+            .await
+    }
+
+    /// Sets the model a conversation's next replies use; false when `account` owns
+    /// no conversation by that id.
+    pub async fn set_conversation_model(
+        &self,
+        account: &AccountId,
+        id: &ConversationId,
+        model: &str,
+    ) -> Result<bool, StoreError> {
+        self.set_conversation_field(account, id, "model", model)
+            .await
+    }
+
+    async fn set_conversation_field(
+        &self,
+        account: &AccountId,
+        id: &ConversationId,
+        column: &'static str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE conversations SET {column} = $1, updated_at = $2 WHERE id = $3 AND account_id = $4"
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(now_ms())
+            .bind(id.as_str())
+            .bind(account.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes a conversation `account` owns, with its messages, runs and bindings, in
+    /// one transaction; refused while one of its runs is still going.
+    pub async fn delete_conversation(
+        &self,
+        account: &AccountId,
+        id: &ConversationId,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let owned = sqlx::query("SELECT id FROM conversations WHERE id = $1 AND account_id = $2")
+            .bind(id.as_str())
+            .bind(account.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if owned.is_none() {
+            return Ok(false);
+        }
+        let active = sqlx::query(
+            "SELECT id FROM runs WHERE conversation_id = $1 AND status IN ('queued', 'streaming')",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if active.is_some() {
+            return Err(StoreError::Conflict(
+                "a reply in this conversation is still going; stop it first".into(),
+            ));
+        }
+        for sql in [
+            "DELETE FROM bindings WHERE conversation_id = $1",
+            "DELETE FROM renders WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)",
+            "DELETE FROM runs WHERE conversation_id = $1",
+            // Unlink the tree first, so its self-references never block a delete.
+            "UPDATE messages SET parent_id = NULL WHERE conversation_id = $1",
+            "DELETE FROM messages WHERE conversation_id = $1",
+            "DELETE FROM conversations WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every message of a conversation in creation order, with live run text merged in.
+    pub async fn messages(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, parent_id, role, content, model, created_at FROM messages \
+             WHERE conversation_id = $1 ORDER BY created_at, id",
+        )
+        .bind(conversation.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        let runs = sqlx::query(
+            "SELECT id, message_id, status, text, finish_reason, error, prompt_tokens, completion_tokens \
+             FROM runs WHERE conversation_id = $1 ORDER BY created_at, id",
+        )
+        .bind(conversation.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        let mut messages = rows
+            .iter()
+            .map(|row| {
+                Ok(Message {
+                    id: MessageId::from_stored(row.try_get("id")?),
+                    parent_id: row
+                        .try_get::<Option<String>, _>("parent_id")?
+                        .map(MessageId::from_stored),
+                    role: row.try_get("role")?,
+                    content: row.try_get("content")?,
+                    model: row.try_get("model")?,
+                    created_at: row.try_get("created_at")?,
+                    run_id: None,
+                    run_status: None,
+                    run_finish_reason: None,
+                    run_error: None,
+                    run_prompt_tokens: None,
+                    run_completion_tokens: None,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        for run in &runs {
+            let message_id: String = run.try_get("message_id")?;
+            let status: String = run.try_get("status")?;
+            if let Some(m) = messages.iter_mut().find(|m| m.id.as_str() == message_id) {
+                if status == "queued" || status == "streaming" {
+                    // The run's text joins the message only when the run ends.
+                    let text: String = run.try_get("text")?;
+                    m.content.push_str(&text);
+                }
+                m.run_id = Some(RunId::from_stored(run.try_get("id")?));
+                m.run_status = Some(status);
+                m.run_finish_reason = run.try_get("finish_reason")?;
+                m.run_error = run.try_get("error")?;
+                m.run_prompt_tokens = run.try_get("prompt_tokens")?;
+                m.run_completion_tokens = run.try_get("completion_tokens")?;
+            }
+        }
+        Ok(messages)
+    }
+
+    /// The newest message of a conversation: where a new turn hangs by default.
+    pub async fn latest_message(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id FROM messages WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(conversation.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row
+            .map(|r| r.try_get::<String, _>("id").map(MessageId::from_stored))
+            .transpose()?)
+    }
+
+    /// Whether `message` belongs to `conversation`.
+    pub async fn message_in_conversation(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT id FROM messages WHERE id = $1 AND conversation_id = $2")
+            .bind(message.as_str())
+            .bind(conversation.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The branch from the root down to `leaf`, inclusive: a run's context.
+    pub async fn branch(
+        &self,
+        conversation: &ConversationId,
+        leaf: &MessageId,
+    ) -> Result<Vec<Message>, StoreError> {
+        let all = self.messages(conversation).await?;
+        let mut chain = Vec::new();
+        let mut cursor = Some(leaf.clone());
+        while let Some(id) = cursor {
+            let Some(m) = all.iter().find(|m| m.id == id) else {
+                break;
+            };
+            cursor = m.parent_id.clone();
+            chain.push(m.clone());
+            if chain.len() > all.len() {
+                break; // a cycle would be a bug elsewhere; never loop forever on it
+            }
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+}

@@ -1,0 +1,395 @@
+//! Balances and the append-only ledger.
+//!
+//! Invariant: an account's `balance` equals the sum of its ledger rows. Every change
+//! of a balance is one `UPDATE accounts SET balance = balance + x` and one ledger row
+//! of `x` in the same transaction, and ledger rows are never updated or deleted. A run
+//! is charged in the transaction that ends it, at most once (`ledger.run_id` is
+//! unique).
+
+use super::{Store, StoreError};
+use chorus_model::ids::{AccountId, RunId};
+use chorus_model::money::{Charge, Refusal};
+use chorus_model::time::now_ms;
+use serde::Serialize;
+use sqlx::Row;
+
+/// Why a ledger row exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerReason {
+    /// What a new account starts with.
+    Initial,
+    /// A run's usage (negative).
+    RunUsage,
+    /// An admin's grant (or deduction).
+    Grant,
+    /// An automatic refill.
+    Refill,
+    /// The balance of an account merged into another: out of the old, into the new.
+    Merge,
+}
+
+impl LedgerReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerReason::Initial => "initial",
+            LedgerReason::RunUsage => "run_usage",
+            LedgerReason::Grant => "grant",
+            LedgerReason::Refill => "refill",
+            LedgerReason::Merge => "merge",
+        }
+    }
+}
+
+/// One ledger row.
+#[derive(Clone, Debug, Serialize)]
+pub struct LedgerEntry {
+    pub id: String,
+    pub account_id: AccountId,
+    /// Micro-credits; negative for debits.
+    pub amount: i64,
+    pub reason: String,
+    pub run_id: Option<RunId>,
+    pub model: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub cached_prompt_tokens: Option<i64>,
+    pub note: Option<String>,
+    pub created_at: i64,
+}
+
+/// What a new run must satisfy, checked in the transaction that creates it while the
+/// account's row is locked, so concurrent starts of one account are decided one at a
+/// time (on every instance: the lock is in the database).
+#[derive(Clone, Debug, Default)]
+pub struct Admission {
+    /// Refuse when the balance is at or below zero or below `prompt_cost`.
+    pub enforce_balance: bool,
+    /// Estimated micro-credits of the prompt.
+    pub prompt_cost: i64,
+    /// Estimated prompt tokens, kept on the run to charge it if it ends without usage.
+    pub prompt_estimate: i64,
+    /// Most runs of the account streaming at once; 0 = no limit.
+    pub max_concurrent_runs: u32,
+}
+
+/// Usage of one day or one model.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct UsageBucket {
+    /// `YYYY-MM-DD` (UTC) or the model reference.
+    pub key: String,
+    pub runs: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_prompt_tokens: i64,
+    /// Micro-credits charged.
+    pub cost: i64,
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Locks the account's row until the transaction ends and returns its balance, or
+/// `None` when it is not active (unknown, banned, merged).
+pub(crate) async fn lock_account(
+    tx: &mut Tx,
+    account: &AccountId,
+) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query(
+        "UPDATE accounts SET balance = balance WHERE id = $1 AND status = 'active' RETURNING balance",
+    )
+    .bind(account.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| r.try_get("balance")).transpose()?)
+}
+
+/// Adds `amount` to the balance and writes its ledger row. The caller holds the
+/// transaction; the two always commit together.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn post(
+    tx: &mut Tx,
+    account: &AccountId,
+    amount: i64,
+    reason: LedgerReason,
+    run: Option<&RunId>,
+    charge: Option<&Charge>,
+    note: Option<&str>,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO ledger (id, account_id, amount, reason, run_id, model, prompt_tokens, completion_tokens, \
+         cached_prompt_tokens, note, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (run_id) DO NOTHING",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(account.as_str())
+    .bind(amount)
+    .bind(reason.as_str())
+    .bind(run.map(RunId::as_str))
+    .bind(charge.map(|c| c.model.as_str()))
+    .bind(charge.map(|c| c.tokens.prompt))
+    .bind(charge.map(|c| c.tokens.completion))
+    .bind(charge.map(|c| c.tokens.cached_prompt))
+    .bind(note)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false); // this run was charged already
+    }
+    sqlx::query("UPDATE accounts SET balance = balance + $1 WHERE id = $2")
+        .bind(amount)
+        .bind(account.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(true)
+}
+
+/// Charges a run that just ended (in the transaction that ended it), once.
+pub(crate) async fn charge_run(
+    tx: &mut Tx,
+    account: &AccountId,
+    run: &RunId,
+    charge: &Charge,
+) -> Result<(), StoreError> {
+    let charged = post(
+        tx,
+        account,
+        -charge.amount,
+        LedgerReason::RunUsage,
+        Some(run),
+        Some(charge),
+        None,
+    )
+    .await?;
+    if !charged {
+        tracing::warn!(run = %run, "run was already charged; not charging it twice");
+    }
+    Ok(())
+}
+
+/// Decides whether a run may start; the account row is locked by the caller's
+/// transaction, so the decision holds until the run row is written.
+pub(crate) async fn admit(
+    tx: &mut Tx,
+    account: &AccountId,
+    admission: &Admission,
+) -> Result<(), StoreError> {
+    let balance = lock_account(tx, account)
+        .await?
+        .ok_or(StoreError::NotFound("account"))?;
+    if admission.max_concurrent_runs > 0 {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM runs WHERE account_id = $1 AND status IN ('queued', 'streaming')",
+        )
+        .bind(account.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+        let running: i64 = row.try_get("n")?;
+        if running >= admission.max_concurrent_runs as i64 {
+            return Err(StoreError::Refused(Refusal::TooManyRuns { running }));
+        }
+    }
+    if admission.enforce_balance {
+        chorus_model::money::check_balance(balance, admission.prompt_cost)
+            .map_err(StoreError::Refused)?;
+    }
+    Ok(())
+}
+
+/// Rows of the ledger in `account_id IN (account and the tombstones merged into it)`.
+const OWN_AND_MERGED: &str =
+    "account_id IN (SELECT id FROM accounts WHERE id = $1 OR merged_into = $1)";
+
+impl Store {
+    /// The account's balance in micro-credits.
+    pub async fn balance(&self, account: &AccountId) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT balance FROM accounts WHERE id = $1")
+            .bind(account.as_str())
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("account"))?;
+        Ok(row.try_get("balance")?)
+    }
+
+    /// The sum of the account's own ledger rows (equal to its balance, always).
+    pub async fn ledger_sum(&self, account: &AccountId) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS total FROM ledger WHERE account_id = $1",
+        )
+        .bind(account.as_str())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get("total")?)
+    }
+
+    /// The account's newest ledger rows, its merged tombstones' included.
+    pub async fn ledger(
+        &self,
+        account: &AccountId,
+        limit: i64,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let sql = format!(
+            "SELECT id, account_id, amount, reason, run_id, model, prompt_tokens, completion_tokens, \
+             cached_prompt_tokens, note, created_at FROM ledger WHERE {OWN_AND_MERGED} \
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LedgerEntry {
+                    id: r.try_get("id")?,
+                    account_id: AccountId::from_stored(r.try_get("account_id")?),
+                    amount: r.try_get("amount")?,
+                    reason: r.try_get("reason")?,
+                    run_id: r
+                        .try_get::<Option<String>, _>("run_id")?
+                        .map(RunId::from_stored),
+                    model: r.try_get("model")?,
+                    prompt_tokens: r.try_get("prompt_tokens")?,
+                    completion_tokens: r.try_get("completion_tokens")?,
+                    cached_prompt_tokens: r.try_get("cached_prompt_tokens")?,
+                    note: r.try_get("note")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds `amount` micro-credits (negative to deduct) to an active account with a
+    /// ledger row of `reason`; returns the new balance.
+    pub async fn credit(
+        &self,
+        account: &AccountId,
+        amount: i64,
+        reason: LedgerReason,
+        note: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let balance = lock_account(&mut tx, account)
+            .await?
+            .ok_or(StoreError::NotFound("account"))?;
+        post(&mut tx, account, amount, reason, None, None, note).await?;
+        tx.commit().await?;
+        Ok(balance + amount)
+    }
+
+    /// Adds `amount` if no refill happened in the last `interval_ms`; returns the new
+    /// balance when it refilled. Concurrent callers refill once.
+    pub async fn refill_if_due(
+        &self,
+        account: &AccountId,
+        amount: i64,
+        interval_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "UPDATE accounts SET refilled_at = $1 WHERE id = $2 AND status = 'active' \
+             AND (refilled_at IS NULL OR refilled_at <= $3) RETURNING balance",
+        )
+        .bind(now)
+        .bind(account.as_str())
+        .bind(now - interval_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let balance: i64 = row.try_get("balance")?;
+        post(
+            &mut tx,
+            account,
+            amount,
+            LedgerReason::Refill,
+            None,
+            None,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(balance + amount))
+    }
+
+    /// Usage since `since` (Unix ms) per UTC day and per model, from the run rows of
+    /// the ledger (the account's and its merged tombstones').
+    pub async fn usage(
+        &self,
+        account: &AccountId,
+        since: i64,
+    ) -> Result<(Vec<UsageBucket>, Vec<UsageBucket>), StoreError> {
+        let query = |group: &str| {
+            format!(
+                "SELECT {group} AS k, COUNT(*) AS runs, \
+                 CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS p, \
+                 CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS c, \
+                 CAST(COALESCE(SUM(cached_prompt_tokens), 0) AS BIGINT) AS cp, \
+                 CAST(COALESCE(SUM(-amount), 0) AS BIGINT) AS cost \
+                 FROM ledger WHERE {OWN_AND_MERGED} AND reason = 'run_usage' AND created_at >= $2 \
+                 GROUP BY {group} ORDER BY 1"
+            )
+        };
+        let bucket = |r: &sqlx::any::AnyRow, key: String| -> Result<UsageBucket, sqlx::Error> {
+            Ok(UsageBucket {
+                key,
+                runs: r.try_get("runs")?,
+                prompt_tokens: r.try_get("p")?,
+                completion_tokens: r.try_get("c")?,
+                cached_prompt_tokens: r.try_get("cp")?,
+                cost: r.try_get("cost")?,
+            })
+        };
+        let days = sqlx::query(sqlx::AssertSqlSafe(query("created_at / 86400000")))
+            .bind(account.as_str())
+            .bind(since)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| {
+                let day: i64 = r.try_get("k")?;
+                bucket(r, utc_date(day))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let models = sqlx::query(sqlx::AssertSqlSafe(query("COALESCE(model, '')")))
+            .bind(account.as_str())
+            .bind(since)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| {
+                let model: String = r.try_get("k")?;
+                bucket(r, model)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((days, models))
+    }
+}
+
+/// `YYYY-MM-DD` of a day number since the Unix epoch (proleptic Gregorian, UTC).
+pub fn utc_date(days_since_epoch: i64) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = days_since_epoch + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_date;
+
+    #[test]
+    fn days_become_dates() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(19_723), "2024-01-01");
+        assert_eq!(utc_date(19_782), "2024-02-29");
+        assert_eq!(utc_date(20_417), "2025-11-25");
+    }
+}

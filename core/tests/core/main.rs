@@ -1,0 +1,18 @@
+//! Core's integration tests, in one binary so that a change to core links one test
+//! executable, not one per suite: the store and ledger suites on SQLite and
+//! PostgreSQL, the journal on both backends, the renderer and chat commands, the
+//! provider wire formats against local fakes, and the Docker sandbox.
+
+mod journal;
+mod ledger;
+mod ledger_race;
+mod openai_wire;
+mod provider_tools;
+mod render;
+mod sandbox;
+mod store;
+mod store_bindings;
+mod store_identities;
+mod store_tools;
+mod support;
+mod surface_commands;
