@@ -5,11 +5,11 @@
 // escapes everything); every other dynamic text is set with textContent.
 
 import { renderMarkdown } from './markdown.js';
+import { api, convPath, onUnauthorized, runPath } from './api.js';
+import { $, conversationId, el } from './dom.js';
 import { openIdentities, setupLogin, takeSsoError } from './sso.js';
 
-const $ = (id) => document.getElementById(id);
-
-const el = {
+const ui = {
   boot: $('boot'),
   loginView: $('login-view'),
   loginForm: $('login-form'),
@@ -62,68 +62,18 @@ const state = {
   stick: true, // keep the view scrolled to the bottom while replies stream
 };
 
-// ---------------------------------------------------------------- API
-
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-    this.handled = false;
-  }
-}
-
-async function api(method, path, body) {
-  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
-  if (body !== undefined) {
-    init.headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
-  let res;
-  try {
-    res = await fetch(path, init);
-  } catch {
-    throw new ApiError(0, 'network', 'Cannot reach the server. Check your connection and try again.');
-  }
-  if (!res.ok) {
-    let code = 'http_' + res.status;
-    let message = `${res.status} ${res.statusText || 'error'}`;
-    try {
-      const j = await res.json();
-      if (j && j.error) {
-        code = j.error.code || code;
-        message = j.error.message || message;
-      }
-    } catch {
-      /* not JSON */
-    }
-    const err = new ApiError(res.status, code, message);
-    if (res.status === 401 && path !== '/api/auth/login') {
-      err.handled = true;
-      toLogin(code === 'session_expired' ? 'Your session expired. Please sign in again.' : '');
-    }
-    throw err;
-  }
-  if (res.status === 204) return null;
-  const text = await res.text();
-  return text ? JSON.parse(text) : null;
-}
-
-const runPath = (id) => `/api/runs/${encodeURIComponent(id)}`;
-const convPath = (id) => `/api/conversations/${encodeURIComponent(id)}`;
-
 // ---------------------------------------------------------------- banner
 
 function showError(err) {
   if (err && err.handled) return;
   const message = typeof err === 'string' ? err : (err && err.message) || 'Something went wrong.';
-  el.bannerText.textContent = message;
-  el.banner.hidden = false;
+  ui.bannerText.textContent = message;
+  ui.banner.hidden = false;
 }
 
 function hideError() {
-  el.banner.hidden = true;
-  el.bannerText.textContent = '';
+  ui.banner.hidden = true;
+  ui.bannerText.textContent = '';
 }
 
 // ---------------------------------------------------------------- views: login / app
@@ -135,35 +85,35 @@ function toLogin(message) {
   state.conv = null;
   state.branch = [];
   state.conversations = [];
-  el.boot.hidden = true;
-  el.appView.hidden = true;
-  el.loginView.hidden = false;
-  el.loginError.hidden = !message;
-  el.loginError.textContent = message || '';
-  el.loginPassword.value = '';
-  el.loginSubmit.disabled = false;
-  (el.loginName.value ? el.loginPassword : el.loginName).focus();
+  ui.boot.hidden = true;
+  ui.appView.hidden = true;
+  ui.loginView.hidden = false;
+  ui.loginError.hidden = !message;
+  ui.loginError.textContent = message || '';
+  ui.loginPassword.value = '';
+  ui.loginSubmit.disabled = false;
+  (ui.loginName.value ? ui.loginPassword : ui.loginName).focus();
 }
 
 async function login(event) {
   event.preventDefault();
-  const name = el.loginName.value.trim();
-  const password = el.loginPassword.value;
+  const name = ui.loginName.value.trim();
+  const password = ui.loginPassword.value;
   if (!name || !password) return;
-  el.loginSubmit.disabled = true;
-  el.loginError.hidden = true;
+  ui.loginSubmit.disabled = true;
+  ui.loginError.hidden = true;
   try {
     const r = await api('POST', '/api/auth/login', { name, password });
     state.me = r.account || null;
-    el.loginPassword.value = '';
+    ui.loginPassword.value = '';
     await startApp();
   } catch (err) {
-    el.loginError.textContent =
+    ui.loginError.textContent =
       err.status === 401 ? 'Wrong name or password.' : err.message || 'Sign-in failed.';
-    el.loginError.hidden = false;
-    el.loginPassword.select();
+    ui.loginError.hidden = false;
+    ui.loginPassword.select();
   } finally {
-    el.loginSubmit.disabled = false;
+    ui.loginSubmit.disabled = false;
   }
 }
 
@@ -185,12 +135,12 @@ async function boot() {
     if (err.status === 401) {
       // api() showed the login form; a failed single sign-on says why.
       if (ssoError) {
-        el.loginError.textContent = ssoError;
-        el.loginError.hidden = false;
+        ui.loginError.textContent = ssoError;
+        ui.loginError.hidden = false;
       }
       return;
     }
-    el.boot.textContent = `${err.message} Retrying…`;
+    ui.boot.textContent = `${err.message} Retrying…`;
     setTimeout(boot, 3000);
     return;
   }
@@ -202,25 +152,25 @@ async function boot() {
 async function refreshBalance() {
   try {
     const u = await api('GET', '/api/me/usage?days=1');
-    el.meBalance.textContent = `${Number(u.balance).toFixed(2)} credits`;
-    el.meBalance.hidden = !u.quota_enabled;
+    ui.meBalance.textContent = `${Number(u.balance).toFixed(2)} credits`;
+    ui.meBalance.hidden = !u.quota_enabled;
   } catch {
-    el.meBalance.hidden = true;
+    ui.meBalance.hidden = true;
   }
 }
 
 async function startApp() {
-  el.boot.hidden = true;
-  el.loginView.hidden = true;
-  el.appView.hidden = false;
-  el.meName.textContent = state.me ? state.me.name : '';
+  ui.boot.hidden = true;
+  ui.loginView.hidden = true;
+  ui.appView.hidden = false;
+  ui.meName.textContent = state.me ? state.me.name : '';
   refreshBalance();
   hideError();
   await Promise.all([loadModels(), loadConversations()]);
-  const id = hashConversation();
+  const id = conversationId();
   if (id) await openConversation(id);
   else showNewChat();
-  el.input.focus();
+  ui.input.focus();
 }
 
 // ---------------------------------------------------------------- models
@@ -235,7 +185,7 @@ async function loadModels() {
   }
   state.models = r.models || [];
   state.defaultModel = r.default_model || '';
-  el.modelSelect.replaceChildren(
+  ui.modelSelect.replaceChildren(
     ...state.models.map((m) => {
       const o = document.createElement('option');
       o.value = m.id;
@@ -243,18 +193,18 @@ async function loadModels() {
       return o;
     }),
   );
-  el.modelSelect.disabled = state.models.length === 0;
-  el.scriptedNotice.hidden = !(state.models.length > 0 && state.models.every((m) => m.scripted));
+  ui.modelSelect.disabled = state.models.length === 0;
+  ui.scriptedNotice.hidden = !(state.models.length > 0 && state.models.every((m) => m.scripted));
   selectModel(localStorage.getItem(MODEL_KEY) || state.defaultModel);
 }
 
 function selectModel(id) {
-  if (id && state.models.some((m) => m.id === id)) el.modelSelect.value = id;
-  else if (state.models.some((m) => m.id === state.defaultModel)) el.modelSelect.value = state.defaultModel;
+  if (id && state.models.some((m) => m.id === id)) ui.modelSelect.value = id;
+  else if (state.models.some((m) => m.id === state.defaultModel)) ui.modelSelect.value = state.defaultModel;
 }
 
 function selectedModel() {
-  return el.modelSelect.value || undefined;
+  return ui.modelSelect.value || undefined;
 }
 
 function modelLabel(id) {
@@ -312,27 +262,23 @@ function renderConversationList() {
     li.append(b);
     items.push(li);
   }
-  el.convList.replaceChildren(...items);
-  el.convEmpty.hidden = state.conversations.length > 0;
+  ui.convList.replaceChildren(...items);
+  ui.convEmpty.hidden = state.conversations.length > 0;
 }
 
 // ---------------------------------------------------------------- routing
 
-function hashConversation() {
-  return new URLSearchParams(location.hash.slice(1)).get('c');
-}
-
 function onHashChange() {
   if (!state.me) return;
-  const id = hashConversation();
+  const id = conversationId();
   if (id && (!state.conv || state.conv.id !== id)) openConversation(id);
   else if (!id && state.conv) showNewChat();
 }
 
 function setSidebar(open) {
   document.body.classList.toggle('sidebar-open', open);
-  el.scrim.hidden = !open;
-  el.toggleSidebar.setAttribute('aria-expanded', String(open));
+  ui.scrim.hidden = !open;
+  ui.toggleSidebar.setAttribute('aria-expanded', String(open));
 }
 
 // ---------------------------------------------------------------- opening a conversation
@@ -347,7 +293,7 @@ function showNewChat() {
   selectModel(localStorage.getItem(MODEL_KEY) || state.defaultModel);
   renderConversation();
   renderConversationList();
-  el.input.focus();
+  ui.input.focus();
 }
 
 /** The branch that ends at the newest message, oldest first. */
@@ -403,7 +349,7 @@ function renderConversation() {
     state.views.set(m.id, view);
     return view.root;
   });
-  el.messages.replaceChildren(...nodes);
+  ui.messages.replaceChildren(...nodes);
   const steps = (state.conv && state.conv.tool_steps) || {};
   for (const view of state.views.values()) {
     if (view.role !== 'assistant') continue;
@@ -414,67 +360,60 @@ function renderConversation() {
     renderNow(view);
   }
   const title = state.conv ? state.conv.title : 'New chat';
-  el.convTitle.textContent = title;
+  ui.convTitle.textContent = title;
   document.title = state.conv ? `${title} · Chorus` : 'Chorus';
-  el.emptyState.hidden = state.branch.length > 0;
+  ui.emptyState.hidden = state.branch.length > 0;
   updateComposer();
   scrollToBottom();
 }
 
 // ---------------------------------------------------------------- message views
 
-function node(tag, className, text) {
-  const n = document.createElement(tag);
-  if (className) n.className = className;
-  if (text !== undefined) n.textContent = text;
-  return n;
-}
-
 function timeTitle(ms) {
   return ms ? new Date(ms).toLocaleString() : '';
 }
 
 function userView(m) {
-  const root = node('article', 'msg user');
+  const root = el('article', 'msg user');
   root.dataset.id = m.id;
   root.setAttribute('aria-label', 'Your message');
-  const bubble = node('div', 'bubble');
+  const bubble = el('div', 'bubble');
   bubble.title = timeTitle(m.created_at);
-  bubble.append(node('div', 'user-text', m.content));
+  bubble.append(el('div', 'user-text', m.content));
   root.append(bubble);
   return { role: 'user', id: m.id, root, message: m };
 }
 
 function assistantView(m) {
-  const root = node('article', 'msg assistant');
+  const root = el('article', 'msg assistant');
   root.dataset.id = m.id;
   root.setAttribute('aria-label', 'Assistant message');
-  const avatar = node('div', 'avatar', '◆');
+  const avatar = el('div', 'avatar', '◆');
   avatar.setAttribute('aria-hidden', 'true');
-  const main = node('div', 'msg-main');
-  const head = node('div', 'msg-head');
-  const who = node('span', 'who', 'Chorus');
-  const model = node('span', 'model-tag', modelLabel(m.model));
+  const main = el('div', 'msg-main');
+  const head = el('div', 'msg-head');
+  const who = el('span', 'who', 'Chorus');
+  const model = el('span', 'model-tag', modelLabel(m.model));
   model.title = timeTitle(m.created_at);
   head.append(who, model);
 
-  const reasoning = node('details', 'reasoning');
+  const reasoning = el('details', 'reasoning');
   reasoning.hidden = true;
-  reasoning.append(node('summary', '', 'Reasoning'), node('div', 'reasoning-text'));
+  reasoning.append(el('summary', '', 'Reasoning'), el('div', 'reasoning-text'));
 
-  const body = node('div', 'md');
-  const toolList = node('ul', 'tool-calls');
+  const body = el('div', 'md');
+  const toolList = el('ul', 'tool-calls');
   toolList.hidden = true;
-  const foot = node('div', 'msg-foot');
-  const status = node('span', 'run-status');
+  const foot = el('div', 'msg-foot');
+  const status = el('span', 'run-status');
   status.setAttribute('role', 'status');
-  const cont = node('button', 'btn btn-outline btn-small continue', 'Continue');
+  const cont = el('button', 'btn btn-outline btn-small continue', 'Continue');
   cont.type = 'button';
   cont.hidden = true;
-  const copy = node('button', 'btn btn-ghost btn-small copy', 'Copy');
+  const copy = el('button', 'btn btn-ghost btn-small copy', 'Copy');
   copy.type = 'button';
   copy.hidden = true;
-  const usage = node('span', 'usage');
+  const usage = el('span', 'usage');
   foot.append(status, cont, copy, usage);
   main.append(head, reasoning, toolList, body, foot);
   root.append(avatar, main);
@@ -528,14 +467,14 @@ function assistantView(m) {
 
 // A tool call of a reply, one line, later replaced by its result.
 function showToolCall(view, d) {
-  const li = node('li', '', `🔧 ${d.name} ${JSON.stringify(d.arguments || {})} …`);
+  const li = el('li', '', `🔧 ${d.name} ${JSON.stringify(d.arguments || {})} …`);
   li.dataset.call = d.id || '';
   view.toolsEl.append(li);
   view.toolsEl.hidden = false;
 }
 
 function showToolResult(view, d) {
-  const li = [...view.toolsEl.children].find((x) => x.dataset.call === d.call_id) || node('li');
+  const li = [...view.toolsEl.children].find((x) => x.dataset.call === d.call_id) || el('li');
   const out = String(d.output || '');
   li.dataset.call = d.call_id || '';
   li.textContent = `🔧 ${d.name} → ${out.length > 300 ? `${out.slice(0, 300)}…` : out}`;
@@ -626,10 +565,10 @@ function enhanceCodeBlocks(root) {
   for (const pre of root.querySelectorAll('pre')) {
     const code = pre.firstElementChild;
     const match = code && /(?:^|\s)language-(\S+)/.exec(code.className);
-    const wrap = node('div', 'code-block');
-    const head = node('div', 'code-head');
-    head.append(node('span', 'code-lang', match ? match[1] : 'text'));
-    const btn = node('button', 'code-copy', 'Copy');
+    const wrap = el('div', 'code-block');
+    const head = el('div', 'code-head');
+    head.append(el('span', 'code-lang', match ? match[1] : 'text'));
+    const btn = el('button', 'code-copy', 'Copy');
     btn.type = 'button';
     btn.setAttribute('aria-label', 'Copy code');
     head.append(btn);
@@ -936,10 +875,10 @@ function titleFrom(text) {
 }
 
 async function send() {
-  const content = el.input.value;
+  const content = ui.input.value;
   if (!content.trim() || state.sending || activeView()) return;
   // A conversation named in the URL that is still loading: wait for it.
-  const wanted = hashConversation();
+  const wanted = conversationId();
   if (wanted && (!state.conv || state.conv.id !== wanted)) return;
   state.sending = true;
   updateComposer();
@@ -963,7 +902,7 @@ async function send() {
     if (last) body.parent_id = last.id;
     const r = await api('POST', `${convPath(conv.id)}/messages`, body);
     if (convGen !== state.generation) return;
-    el.input.value = '';
+    ui.input.value = '';
     autoGrow();
     const now = Date.now();
     const user = { id: r.message_id, parent_id: last ? last.id : null, role: 'user', content, created_at: now };
@@ -982,9 +921,9 @@ async function send() {
     const av = assistantView(reply);
     state.views.set(user.id, uv);
     state.views.set(reply.id, av);
-    el.messages.append(uv.root, av.root);
-    el.emptyState.hidden = true;
-    el.convTitle.textContent = conv.title;
+    ui.messages.append(uv.root, av.root);
+    ui.emptyState.hidden = true;
+    ui.convTitle.textContent = conv.title;
     document.title = `${conv.title} · Chorus`;
     state.stick = true;
     renderNow(av);
@@ -1000,42 +939,42 @@ async function send() {
 
 function updateComposer() {
   const active = activeView();
-  el.send.hidden = !!active;
-  el.stop.hidden = !active;
-  el.stop.disabled = !!(active && active.stopping);
-  el.stop.textContent = active && active.stopping ? 'Stopping…' : 'Stop';
-  el.send.disabled = state.sending || !el.input.value.trim();
+  ui.send.hidden = !!active;
+  ui.stop.hidden = !active;
+  ui.stop.disabled = !!(active && active.stopping);
+  ui.stop.textContent = active && active.stopping ? 'Stopping…' : 'Stop';
+  ui.send.disabled = state.sending || !ui.input.value.trim();
 }
 
 function autoGrow() {
   // CSS `field-sizing: content` grows the box where supported; rows is the fallback.
-  const lines = el.input.value.split('\n').length;
-  el.input.rows = Math.min(Math.max(lines, 1), 10);
+  const lines = ui.input.value.split('\n').length;
+  ui.input.rows = Math.min(Math.max(lines, 1), 10);
 }
 
 // ---------------------------------------------------------------- scrolling
 
 function nearBottom() {
-  const s = el.scroller;
+  const s = ui.scroller;
   return s.scrollHeight - s.scrollTop - s.clientHeight < 48;
 }
 
 function scrollToBottom() {
-  el.scroller.scrollTop = el.scroller.scrollHeight;
-  el.jump.hidden = true;
+  ui.scroller.scrollTop = ui.scroller.scrollHeight;
+  ui.jump.hidden = true;
 }
 
 // ---------------------------------------------------------------- wiring
 
-el.loginForm.addEventListener('submit', login);
-el.logout.addEventListener('click', logout);
-$('open-identities').addEventListener('click', () => openIdentities(api).catch(showError));
-el.bannerClose.addEventListener('click', hideError);
-el.newChat.addEventListener('click', () => {
+ui.loginForm.addEventListener('submit', login);
+ui.logout.addEventListener('click', logout);
+$('open-identities').addEventListener('click', () => openIdentities().catch(showError));
+ui.bannerClose.addEventListener('click', hideError);
+ui.newChat.addEventListener('click', () => {
   setSidebar(false);
   showNewChat();
 });
-el.convList.addEventListener('click', (e) => {
+ui.convList.addEventListener('click', (e) => {
   const b = e.target.closest('.conv-item');
   if (!b) return;
   setSidebar(false);
@@ -1043,49 +982,52 @@ el.convList.addEventListener('click', (e) => {
   if (state.conv && state.conv.id === id) return;
   location.hash = `c=${encodeURIComponent(id)}`;
 });
-el.toggleSidebar.addEventListener('click', () =>
+ui.toggleSidebar.addEventListener('click', () =>
   setSidebar(!document.body.classList.contains('sidebar-open')),
 );
-el.scrim.addEventListener('click', () => setSidebar(false));
+ui.scrim.addEventListener('click', () => setSidebar(false));
 document.addEventListener('keydown', (e) => {
   if (e.key === 'Escape') setSidebar(false);
 });
-el.modelSelect.addEventListener('change', () => {
-  localStorage.setItem(MODEL_KEY, el.modelSelect.value);
+ui.modelSelect.addEventListener('change', () => {
+  localStorage.setItem(MODEL_KEY, ui.modelSelect.value);
 });
-el.composer.addEventListener('submit', (e) => {
+ui.composer.addEventListener('submit', (e) => {
   e.preventDefault();
   send();
 });
-el.input.addEventListener('keydown', (e) => {
+ui.input.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
     e.preventDefault();
     send();
   }
 });
-el.input.addEventListener('input', () => {
+ui.input.addEventListener('input', () => {
   autoGrow();
   updateComposer();
 });
-el.stop.addEventListener('click', stopRun);
-el.scroller.addEventListener('scroll', () => {
+ui.stop.addEventListener('click', stopRun);
+ui.scroller.addEventListener('scroll', () => {
   state.stick = nearBottom();
-  el.jump.hidden = state.stick || state.branch.length === 0;
+  ui.jump.hidden = state.stick || state.branch.length === 0;
 });
-el.scroller.addEventListener('wheel', (e) => {
+ui.scroller.addEventListener('wheel', (e) => {
   if (e.deltaY < 0) state.stick = false;
 });
-el.jump.addEventListener('click', () => {
+ui.jump.addEventListener('click', () => {
   state.stick = true;
   scrollToBottom();
 });
-el.messages.addEventListener('click', (e) => {
+ui.messages.addEventListener('click', (e) => {
   const b = e.target.closest('.code-copy');
   if (!b) return;
   const code = b.closest('.code-block')?.querySelector('pre code');
   if (code) copyText(code.textContent, b);
 });
 window.addEventListener('hashchange', onHashChange);
+onUnauthorized((err) =>
+  toLogin(err.code === 'session_expired' ? 'Your session expired. Please sign in again.' : ''),
+);
 
 setupLogin();
 boot();
