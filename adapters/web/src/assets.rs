@@ -29,18 +29,36 @@ const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 const SVG: &str = "image/svg+xml";
 
+/// One file of `assets/`, served as `/assets/NAME`.
+macro_rules! served {
+    ($name:literal, $content_type:expr) => {
+        (
+            $name,
+            $content_type,
+            include_str!(concat!("assets/", $name)),
+        )
+    };
+}
+
 /// Every file served under `/assets/`: its name, content type and body. The scripts
 /// are ES modules that import each other by relative path (`./api.js`).
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("app.js", JS, include_str!("assets/app.js")),
-    ("api.js", JS, include_str!("assets/api.js")),
-    ("dom.js", JS, include_str!("assets/dom.js")),
-    ("tools.js", JS, include_str!("assets/tools.js")),
-    ("markdown.js", JS, include_str!("assets/markdown.js")),
-    ("sso.js", JS, include_str!("assets/sso.js")),
-    ("sso.css", CSS, include_str!("assets/sso.css")),
-    ("app.css", CSS, include_str!("assets/app.css")),
-    ("favicon.svg", SVG, include_str!("assets/favicon.svg")),
+    served!("app.js", JS),
+    served!("api.js", JS),
+    served!("dom.js", JS),
+    served!("state.js", JS),
+    served!("session.js", JS),
+    served!("sidebar.js", JS),
+    served!("models.js", JS),
+    served!("conversation.js", JS),
+    served!("messages.js", JS),
+    served!("runs.js", JS),
+    served!("tools.js", JS),
+    served!("markdown.js", JS),
+    served!("sso.js", JS),
+    served!("sso.css", CSS),
+    served!("app.css", CSS),
+    served!("favicon.svg", SVG),
 ];
 
 pub fn routes() -> Router<AppState> {
@@ -77,6 +95,19 @@ mod tests {
                     "{name} refers to {file}, which is not served"
                 );
             }
+        }
+    }
+
+    /// Every file of `assets/` is served (or is the page itself).
+    #[test]
+    fn every_asset_file_is_served() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/assets");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                name == "index.html" || ASSETS.iter().any(|&(served, _, _)| served == name),
+                "assets/{name} is not served"
+            );
         }
     }
 }
