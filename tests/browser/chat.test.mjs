@@ -2,22 +2,22 @@
 // a reload in the middle of a reply (the reply must go on where it was), stop and
 // continue, and that user text is never interpreted as HTML.
 //
-// Needs the chorus binary (CHORUS_BIN, default /var/tmp/chorus-target/debug/chorus;
-// build it with `cargo build -p chorus`) and Chromium (CHROMIUM_PATH, default
-// /usr/bin/chromium). Run: (cd tests/browser && npm ci) && node --test tests/browser/
-import { describe, test, before, after } from 'node:test';
+// Runs on the shared harness (harness.mjs: what it needs and how to run it).
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import net from 'node:net';
-import { chromium } from 'playwright-core';
+import {
+  conversationId,
+  lastAssistant,
+  logIn,
+  messageStatus,
+  messageText,
+  pageApi,
+  scriptedProvider,
+  useChorus,
+  waitFor,
+} from './harness.mjs';
 
-const BIN = process.env.CHORUS_BIN || '/var/tmp/chorus-target/debug/chorus';
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const SCREENSHOT = '/tmp/chorus-chat.png';
-const PASSWORD = 'correct horse battery';
 
 // The scripted provider's reply: about 80 words of markdown whose rendering is easy
 // to predict (paragraphs, bold, a fenced code block).
@@ -40,94 +40,12 @@ const LAST_SENTENCE = 'The quick brown fox finished the journal exactly here.';
 const normalize = (s) => s.replace(/\s+/g, ' ').trim();
 const EXPECTED_TEXT = normalize(SCRIPT.replace(/\*\*/g, '').replace(/^```.*$/gm, ''));
 
-let tmp;
-let server;
-let serverLog = '';
-let baseUrl;
-let browser;
-let page;
-const dialogs = [];
-const pageErrors = [];
-const cspViolations = [];
-const eventStreams = []; // URLs of the run event streams the page opened
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
+/** The id of the newest assistant message on screen, once there is one. */
+async function lastAssistantId(page) {
+  return (await waitFor('an assistant message', () => lastAssistant(page))).id;
 }
 
-/** The environment without CHORUS_* overrides that could change the test's config. */
-function cleanEnv() {
-  const env = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CHORUS_')) env[k] = v;
-  env.RUST_LOG = env.RUST_LOG || 'info';
-  return env;
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `fn` until it returns a truthy value; fails with `what` after `timeout` ms. */
-async function waitFor(what, fn, timeout = 15000, interval = 50) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${String(last)})`);
-    }
-    await sleep(interval);
-  }
-}
-
-/** The visible text of a message body, without code-block toolbars. */
-async function messageText(id) {
-  return page.$eval(`article.msg[data-id="${id}"] .md`, (el) => {
-    const c = el.cloneNode(true);
-    for (const n of c.querySelectorAll('.code-head')) n.remove();
-    return c.textContent;
-  });
-}
-
-async function messageStatus(id) {
-  return page.$eval(`article.msg[data-id="${id}"]`, (el) => el.dataset.status);
-}
-
-/** The id of the newest assistant message on screen. */
-async function lastAssistantId() {
-  return waitFor('an assistant message', () =>
-    page.evaluate(() => {
-      const all = document.querySelectorAll('#messages article.msg.assistant');
-      return all.length ? all[all.length - 1].dataset.id : null;
-    }),
-  );
-}
-
-/** A JSON API call made by the page itself (with its session cookie). */
-async function pageApi(p) {
-  return page.evaluate(async (url) => {
-    const r = await fetch(url, { credentials: 'same-origin' });
-    return { status: r.status, body: await r.json() };
-  }, p);
-}
-
-function conversationIdFromUrl() {
-  const hash = new URL(page.url()).hash.slice(1);
-  return new URLSearchParams(hash).get('c');
-}
-
-async function sendMessage(text) {
+async function sendMessage(page, text) {
   await page.click('#new-chat');
   await page.fill('#input', text);
   await page.press('#input', 'Enter');
@@ -137,136 +55,38 @@ async function sendMessage(text) {
       text,
     ),
   );
-  return lastAssistantId();
+  return lastAssistantId(page);
 }
 
 describe('chat client in headless Chromium', { timeout: 90000 }, () => {
-  before(async () => {
-    // Fail, never skip, when a prerequisite is missing.
-    if (!fs.existsSync(BIN)) {
-      throw new Error(`chorus binary not found at ${BIN}: build it with \`cargo build -p chorus\` or set CHORUS_BIN`);
-    }
-    if (!fs.existsSync(CHROMIUM)) {
-      throw new Error(`Chromium not found at ${CHROMIUM}: install it (apt-get install chromium) or set CHROMIUM_PATH`);
-    }
-
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'chorus-browser-'));
-    const port = await freePort();
-    baseUrl = `http://127.0.0.1:${port}`;
-    const config = path.join(tmp, 'chorus.toml');
-    const dataDir = path.join(tmp, 'data');
-    fs.writeFileSync(
-      config,
-      [
-        '[server]',
-        `listen = "127.0.0.1:${port}"`,
-        '',
-        // A single sign-on provider, so the login page shows its button (the SSO flow
-        // itself is tested end to end in the Rust suite).
-        '[auth]',
-        `public_url = "${baseUrl}"`,
-        '[[auth.oauth2]]',
-        'id = "discord"',
-        'name = "Discord"',
-        'kind = "discord"',
-        'client_id = "1234567890"',
-        'client_secret = "browser-test-secret"',
-        '',
-        '[[providers]]',
-        'id = "scripted"',
-        'kind = "scripted"',
-        'models = ["demo"]',
-        'tokens_per_second = 12',
-        `text = ${JSON.stringify(SCRIPT)}`,
-        '',
-      ].join('\n'),
-    );
-
-    const create = spawnSync(
-      BIN,
-      ['--config', config, '--data-dir', dataDir, 'user', 'create', 'alice', '--password-stdin'],
-      { input: `${PASSWORD}\n`, env: cleanEnv(), encoding: 'utf8', timeout: 30000 },
-    );
-    assert.equal(
-      create.status,
-      0,
-      `user create failed (${create.status}):\n${create.stdout}\n${create.stderr}`,
-    );
-
-    server = spawn(BIN, ['--config', config, '--data-dir', dataDir, 'serve'], {
-      env: cleanEnv(),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    server.stdout.on('data', (d) => (serverLog += d));
-    server.stderr.on('data', (d) => (serverLog += d));
-    let exited = null;
-    server.on('exit', (code, signal) => (exited = { code, signal }));
-    await waitFor(
-      'GET /healthz = 200',
-      async () => {
-        if (exited) throw new Error(`server exited early (${JSON.stringify(exited)}):\n${serverLog}`);
-        const r = await fetch(`${baseUrl}/healthz`).catch(() => null);
-        return r && r.status === 200;
-      },
-      20000,
-      100,
-    ).catch((e) => {
-      throw new Error(`${e.message}\nserver log:\n${serverLog}`);
-    });
-
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless=new',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    page = await context.newPage();
-    page.setDefaultTimeout(15000);
-    page.on('dialog', (d) => {
-      dialogs.push(d.message());
-      d.dismiss().catch(() => {});
-    });
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
-    page.on('request', (r) => {
-      if (/\/api\/runs\/[^/]+\/events/.test(r.url())) eventStreams.push(r.url());
-    });
-    page.on('console', (m) => {
-      if (/Content Security Policy|Refused to/i.test(m.text())) cspViolations.push(m.text());
-    });
-  });
-
-  after(async () => {
-    try {
-      if (browser) await browser.close();
-    } catch {
-      /* already gone */
-    }
-    if (server && server.exitCode === null && server.signalCode === null) {
-      server.kill('SIGTERM');
-      const done = new Promise((r) => server.once('exit', r));
-      const timer = sleep(5000).then(() => server.kill('SIGKILL'));
-      await Promise.race([done, timer]);
-    }
-    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  const chorus = useChorus({
+    config: ({ baseUrl }) => [
+      // A single sign-on provider, so the login page shows its button (the SSO flow
+      // itself is tested end to end in the Rust suite).
+      '[auth]',
+      `public_url = "${baseUrl}"`,
+      '[[auth.oauth2]]',
+      'id = "discord"',
+      'name = "Discord"',
+      'kind = "discord"',
+      'client_id = "1234567890"',
+      'client_secret = "browser-test-secret"',
+      '',
+      ...scriptedProvider({ text: SCRIPT, tokensPerSecond: 12 }),
+    ],
+    viewport: { width: 1280, height: 800 },
+    timeout: 15000,
   });
 
   test('logs in through the form', async () => {
+    const { page } = chorus;
     // A failed single sign-on comes back as ?sso_error=: shown once, then dropped from the URL.
-    await page.goto(baseUrl + '/?sso_error=' + encodeURIComponent('the ID token was rejected: nonce mismatch'));
+    await page.goto(chorus.baseUrl + '/?sso_error=' + encodeURIComponent('the ID token was rejected: nonce mismatch'));
     await page.waitForSelector('#login-error', { state: 'visible' });
     assert.match(await page.textContent('#login-error'), /ID token was rejected: nonce mismatch/);
     assert.equal(new URL(page.url()).search, '');
 
-    await page.goto(baseUrl + '/');
+    await page.goto(chorus.baseUrl + '/');
     await page.waitForSelector('#login-form', { state: 'visible' });
     // The configured SSO provider has its button, pointing at the start of its flow.
     const sso = await page.waitForSelector('a.sso-btn[data-provider="discord"]', { state: 'visible' });
@@ -278,9 +98,7 @@ describe('chat client in headless Chromium', { timeout: 90000 }, () => {
     await page.waitForSelector('#login-error', { state: 'visible' });
     assert.match(await page.textContent('#login-error'), /wrong name or password/i);
 
-    await page.fill('#login-password', PASSWORD);
-    await page.click('#login-submit');
-    await page.waitForSelector('#app-view', { state: 'visible' });
+    await logIn(page);
     assert.equal(await page.textContent('#me-name'), 'alice');
     // Only the scripted provider is configured, and the client says so.
     assert.ok(await page.isVisible('#scripted-notice'));
@@ -300,28 +118,29 @@ describe('chat client in headless Chromium', { timeout: 90000 }, () => {
   });
 
   test('a reply goes on after a reload in the middle of it', async () => {
-    const id = await sendMessage('How do resumable replies work?');
-    const convId = conversationIdFromUrl();
+    const { page } = chorus;
+    const id = await sendMessage(page, 'How do resumable replies work?');
+    const convId = conversationId(page);
     assert.ok(convId, `conversation id in the URL hash: ${page.url()}`);
 
     // Some, but not all, of the reply is on screen: reload now.
     await waitFor(
       'part of the reply',
       async () => {
-        const t = normalize(await messageText(id));
+        const t = normalize(await messageText(page, id));
         return t.includes('sequence number') && !t.includes(LAST_SENTENCE);
       },
       15000,
       25,
     );
-    assert.equal(await messageStatus(id), 'streaming');
-    const streamsBefore = eventStreams.length;
+    assert.equal(await messageStatus(page, id), 'streaming');
+    const streamsBefore = chorus.eventStreams.length;
     await page.reload();
 
     // The conversation reopens from the hash, with the reply still going...
     await page.waitForSelector(`article.msg[data-id="${id}"]`);
-    const statusAfterReload = await messageStatus(id);
-    const textAfterReload = normalize(await messageText(id));
+    const statusAfterReload = await messageStatus(page, id);
+    const textAfterReload = normalize(await messageText(page, id));
     assert.ok(
       ['queued', 'streaming'].includes(statusAfterReload),
       `status right after the reload: ${statusAfterReload} (${textAfterReload})`,
@@ -333,13 +152,13 @@ describe('chat client in headless Chromium', { timeout: 90000 }, () => {
     );
 
     // ...and its stream resumes after the events already shown, not from the start.
-    await waitFor('the event stream to reopen', () => eventStreams.length > streamsBefore);
-    const resumed = new URL(eventStreams[streamsBefore]);
+    await waitFor('the event stream to reopen', () => chorus.eventStreams.length > streamsBefore);
+    const resumed = new URL(chorus.eventStreams[streamsBefore]);
     assert.ok(Number(resumed.searchParams.get('after')) > 0, `resumed from ${resumed}`);
 
     // ...and finishes with exactly the script's text: no gap, no repeat.
-    await waitFor('the reply to complete', async () => (await messageStatus(id)) === 'complete', 20000);
-    const rendered = normalize(await messageText(id));
+    await waitFor('the reply to complete', async () => (await messageStatus(page, id)) === 'complete', 20000);
+    const rendered = normalize(await messageText(page, id));
     assert.equal(rendered, EXPECTED_TEXT);
     for (const phrase of ['Resumable replies keep going', 'sequence number', 'instead of starting over', LAST_SENTENCE]) {
       assert.ok(rendered.includes(phrase), `rendered text includes ${phrase}`);
@@ -353,7 +172,7 @@ describe('chat client in headless Chromium', { timeout: 90000 }, () => {
     assert.equal(await page.$$eval(`${msg} script, ${msg} img`, (n) => n.length), 0);
 
     // The stored message is the whole script, and it is the one on screen.
-    const conv = await pageApi(`/api/conversations/${convId}`);
+    const conv = await pageApi(page, `/api/conversations/${convId}`);
     assert.equal(conv.status, 200);
     const stored = conv.body.messages.find((m) => m.id === id);
     assert.equal(stored.content, SCRIPT);
@@ -371,8 +190,9 @@ describe('chat client in headless Chromium', { timeout: 90000 }, () => {
   });
 
   test('user text is shown as text, never as HTML', async () => {
+    const { page } = chorus;
     const payload = '<img src=x onerror=alert(1)>';
-    const id = await sendMessage(payload);
+    const id = await sendMessage(page, payload);
     const userText = await page.$$eval('#messages .msg.user .user-text', (n) => n.map((x) => x.textContent));
     assert.deepEqual(userText, [payload]);
     assert.equal(await page.$$eval('#messages img', (n) => n.length), 0);
@@ -380,17 +200,18 @@ describe('chat client in headless Chromium', { timeout: 90000 }, () => {
     assert.equal(await page.textContent('#conv-title'), payload);
     assert.equal(await page.$$eval('img', (n) => n.length), 0);
     // End the reply so the next test starts clean.
-    await waitFor('the reply to start', async () => (await messageText(id)).length > 0);
+    await waitFor('the reply to start', async () => (await messageText(page, id)).length > 0);
     await page.click('#stop');
-    await waitFor('the reply to stop', async () => (await messageStatus(id)) === 'stopped');
-    assert.deepEqual(dialogs, [], 'no script ran');
+    await waitFor('the reply to stop', async () => (await messageStatus(page, id)) === 'stopped');
+    assert.deepEqual(chorus.dialogs, [], 'no script ran');
   });
 
   test('Stop, then Continue extends the same message to the full text', async () => {
-    const id = await sendMessage('Tell me about journals');
+    const { page } = chorus;
+    const id = await sendMessage(page, 'Tell me about journals');
     await waitFor(
       'a partial reply',
-      async () => normalize(await messageText(id)).includes('reconnects'),
+      async () => normalize(await messageText(page, id)).includes('reconnects'),
       15000,
       25,
     );
@@ -398,7 +219,7 @@ describe('chat client in headless Chromium', { timeout: 90000 }, () => {
     assert.ok(!(await page.isVisible('#send')), 'the Send button is replaced by Stop');
     await page.getByRole('button', { name: 'Stop', exact: true }).click();
 
-    await waitFor('the status to show stopped', async () => (await messageStatus(id)) === 'stopped');
+    await waitFor('the status to show stopped', async () => (await messageStatus(page, id)) === 'stopped');
     const article = `article.msg[data-id="${id}"]`;
     assert.equal(await page.textContent(`${article} .run-status`), 'Stopped');
     const cont = page.locator(`${article} button.continue`);
@@ -406,33 +227,33 @@ describe('chat client in headless Chromium', { timeout: 90000 }, () => {
     assert.equal(await cont.textContent(), 'Continue');
     assert.ok(await page.isVisible('#send'), 'Send is back after stopping');
 
-    const partial = normalize(await messageText(id));
+    const partial = normalize(await messageText(page, id));
     assert.ok(partial.length > 0 && partial !== EXPECTED_TEXT, `partial text: ${partial}`);
-    const convId = conversationIdFromUrl();
-    const before = await pageApi(`/api/conversations/${convId}`);
+    const convId = conversationId(page);
+    const before = await pageApi(page, `/api/conversations/${convId}`);
     const stopped = before.body.messages.find((m) => m.id === id);
     assert.equal(stopped.run_status, 'stopped');
     assert.ok(SCRIPT.startsWith(stopped.content) && stopped.content.length < SCRIPT.length);
 
     await cont.click();
     await waitFor('the continued reply to stream', async () =>
-      ['queued', 'streaming'].includes(await messageStatus(id)),
+      ['queued', 'streaming'].includes(await messageStatus(page, id)),
     );
     assert.ok(!(await cont.isVisible()), 'Continue hides while the continuation runs');
-    await waitFor('the continued reply to complete', async () => (await messageStatus(id)) === 'complete', 20000);
+    await waitFor('the continued reply to complete', async () => (await messageStatus(page, id)) === 'complete', 20000);
 
     // Still one assistant message, now holding the whole script.
     assert.equal(await page.$$eval('#messages article.msg.assistant', (n) => n.length), 1);
-    assert.equal(normalize(await messageText(id)), EXPECTED_TEXT);
-    const afterCont = await pageApi(`/api/conversations/${convId}`);
+    assert.equal(normalize(await messageText(page, id)), EXPECTED_TEXT);
+    const afterCont = await pageApi(page, `/api/conversations/${convId}`);
     const done = afterCont.body.messages.find((m) => m.id === id);
     assert.equal(done.content, SCRIPT);
     assert.equal(done.run_status, 'complete');
     assert.equal(await page.textContent(`${article} .run-status`), '');
 
     await page.screenshot({ path: SCREENSHOT });
-    assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
-    assert.deepEqual(cspViolations, [], 'no Content Security Policy violations');
-    assert.deepEqual(dialogs, [], 'no dialogs opened');
+    assert.deepEqual(chorus.pageErrors, [], 'no uncaught errors in the page');
+    assert.deepEqual(chorus.cspViolations, [], 'no Content Security Policy violations');
+    assert.deepEqual(chorus.dialogs, [], 'no dialogs opened');
   });
 });

@@ -3,7 +3,8 @@
 // provider (a logged-in start links instead of logging in) and unlinks one.
 // Every dynamic text is set with textContent.
 
-const $ = (id) => document.getElementById(id);
+import { api } from './api.js';
+import { $, el } from './dom.js';
 
 /** The error of a failed SSO callback (`/?sso_error=...`), once: it is removed from
  * the address bar so a reload does not show it again. */
@@ -26,9 +27,7 @@ let providers = [];
 export async function setupLogin() {
   let info;
   try {
-    const res = await fetch('/api/auth/providers', { credentials: 'same-origin' });
-    if (!res.ok) return;
-    info = await res.json();
+    info = await api('GET', '/api/auth/providers');
   } catch {
     return;
   }
@@ -36,11 +35,9 @@ export async function setupLogin() {
   const list = $('sso-buttons');
   list.replaceChildren();
   for (const p of providers) {
-    const a = document.createElement('a');
-    a.className = `btn btn-outline btn-block sso-btn sso-${p.kind}`;
+    const a = el('a', `btn btn-outline btn-block sso-btn sso-${p.kind}`, `Continue with ${p.name}`);
     a.href = startUrl(p.id);
     a.dataset.provider = p.id;
-    a.textContent = `Continue with ${p.name}`;
     list.append(a);
   }
   $('sso-section').hidden = providers.length === 0;
@@ -63,48 +60,40 @@ function platformName(platform) {
   return platform;
 }
 
-/** Opens the sign-in methods dialog; `api` is the app's JSON helper. */
-export async function openIdentities(api) {
+/** Opens the sign-in methods dialog. */
+export async function openIdentities() {
   const dialog = $('identities-dialog');
   const error = $('identities-error');
   error.hidden = true;
-  await renderIdentities(api);
+  await renderIdentities();
   const links = $('identities-link');
   links.replaceChildren();
   for (const p of providers) {
-    const a = document.createElement('a');
-    a.className = 'btn btn-outline btn-small';
+    const a = el('a', 'btn btn-outline btn-small', `Link ${p.name}`);
     a.href = startUrl(p.id);
-    a.textContent = `Link ${p.name}`;
     links.append(a);
   }
   $('identities-link-section').hidden = providers.length === 0;
   if (!dialog.open) dialog.showModal();
 }
 
-async function renderIdentities(api) {
+async function renderIdentities() {
   const list = $('identities-list');
   const error = $('identities-error');
   const r = await api('GET', '/api/me/identities');
   list.replaceChildren();
   for (const identity of r.identities || []) {
-    const li = document.createElement('li');
-    li.className = 'identity';
-    const text = document.createElement('span');
-    text.className = 'identity-text';
+    const li = el('li', 'identity');
     const label = identity.label || identity.external_id;
-    text.textContent = `${platformName(identity.platform)} — ${label}`;
-    li.append(text);
+    li.append(el('span', 'identity-text', `${platformName(identity.platform)} — ${label}`));
     if (identity.platform !== 'web') {
-      const b = document.createElement('button');
+      const b = el('button', 'btn btn-ghost btn-small identity-unlink', 'Unlink');
       b.type = 'button';
-      b.className = 'btn btn-ghost btn-small identity-unlink';
-      b.textContent = 'Unlink';
       b.addEventListener('click', async () => {
         error.hidden = true;
         try {
           await api('DELETE', `/api/me/identities/${encodeURIComponent(identity.id)}`);
-          await renderIdentities(api);
+          await renderIdentities();
         } catch (err) {
           error.textContent = err.message || 'Could not unlink.';
           error.hidden = false;

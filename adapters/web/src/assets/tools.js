@@ -3,30 +3,8 @@
 // message (attach a resource's text, start from a rendered prompt).
 // Talks only to the JSON API; the conversation id comes from the URL (#c=ID).
 
-const $ = (id) => document.getElementById(id);
-
-function el(tag, cls, text) {
-  const n = document.createElement(tag);
-  if (cls) n.className = cls;
-  if (text != null) n.textContent = text;
-  return n;
-}
-
-function conversationId() {
-  return new URLSearchParams(location.hash.slice(1)).get('c');
-}
-
-async function api(method, path, body) {
-  const resp = await fetch(path, {
-    method,
-    credentials: 'same-origin',
-    headers: body ? { 'content-type': 'application/json' } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const data = await resp.json().catch(() => ({}));
-  if (!resp.ok) throw new Error((data.error && data.error.message) || `HTTP ${resp.status}`);
-  return data;
-}
+import { api } from './api.js';
+import { $, conversationId, el } from './dom.js';
 
 function insertIntoInput(text, replace) {
   const input = $('input');
