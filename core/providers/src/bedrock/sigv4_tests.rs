@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../tests/fixtures/bedrock/sigv4"
+    "/../../tests/fixtures/bedrock/sigv4"
 );
 
 fn read(name: &str) -> String {
