@@ -6,7 +6,9 @@
 
 use super::state::{Halt, RunState};
 use crate::journal::RunEvent;
-use crate::provider::{ProviderError, ProviderErrorKind, ProviderEvent, ProviderStream, Usage};
+use crate::provider::{
+    ProviderError, ProviderErrorKind, ProviderEvent, ProviderStream, ToolCall, Usage,
+};
 use futures::StreamExt;
 use std::time::Instant;
 
@@ -22,7 +24,7 @@ pub(super) struct StreamState {
     /// When the first output arrived (for the provider's time-to-first-token).
     pub first_output_at: Option<Instant>,
     /// The tool calls the model made, in its order.
-    pub tool_calls: Vec<crate::provider::ToolCall>,
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl StreamState {
