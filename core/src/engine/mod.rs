@@ -1,11 +1,20 @@
 //! The engine: starts runs as tasks owned by the server (never by the request that
 //! asked), streams them from providers into the journal, checkpoints their text in
 //! batches, and hands stops to whichever instance holds a run's lease.
+//!
+//! A run's modules call one way only, so a run reads top to bottom: `run.rs` drives
+//! it and lends its `RunState` (`state.rs`) to `step.rs` (one generation over the fallback
+//! chain, which hands each stream to `stream.rs`), `tool_round.rs` (one round of tool
+//! calls) and `finish.rs` (the one final write); none of them calls back up.
 
 mod checkpoint;
-mod execute;
+mod finish;
+mod run;
+mod state;
+mod step;
+mod stream;
 mod sweeper;
-mod tool_loop;
+mod tool_round;
 
 use crate::journal::Journal;
 use crate::quota::PriceTable;
@@ -124,7 +133,7 @@ impl Engine {
         let inner = self.inner.clone();
         self.inner.tasks.spawn(async move {
             let run_id = job.run_id.clone();
-            execute::execute(inner.clone(), job, stop, progress).await;
+            run::run(&inner, job, stop, progress).await;
             inner
                 .local
                 .lock()

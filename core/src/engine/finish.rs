@@ -1,0 +1,152 @@
+//! The end of a run: its status from how it ended, a usage estimate when no provider
+//! reported any, and the one write that ends it — status, text appended to the message
+//! and the charge in one transaction, then `finished` in the journal.
+//!
+//! Ending is a compare-and-set on the run's status and lease, so a run ends once: a run
+//! whose lease was lost, or that another instance already ended, writes nothing.
+
+use super::state::{Halt, RunState};
+use crate::journal::RunEvent;
+use chorus_providers::estimate_usage;
+use crate::quota::TokenCounts;
+use chorus_store::{RunOutcome, RunStatus};
+
+/// How a run's steps ended.
+pub(super) enum Ending {
+    Halted(Halt),
+    /// A provider failure (the error the run records).
+    Failed(String),
+    /// The model finished: its finish reason (`max_tool_steps` when the tool rounds ran
+    /// out), `None` when its stream ended without one.
+    Complete(Option<String>),
+}
+
+/// Writes the run's end, once.
+pub(super) async fn finish(run: &mut RunState<'_>, ending: Ending) {
+    let (text, lease_lost) = {
+        let mut p = run.progress();
+        (std::mem::take(&mut p.text), p.lease_lost)
+    };
+    if lease_lost {
+        // Another instance declared this run dead and ended it; it is theirs now.
+        return;
+    }
+    let (status, reason) = status_of(&ending, &text);
+    let failure = match ending {
+        Ending::Failed(error) => Some(error),
+        Ending::Halted(_) | Ending::Complete(_) => None,
+    };
+    if let Some(err) = &failure {
+        tracing::warn!(run = %run.job.run_id, error = %err, status = status.as_str(), "run ended with a provider error");
+    }
+    if run.usage.is_none() && !text.is_empty() {
+        estimate(run, &text).await;
+    }
+    if run.degraded {
+        run.append(RunEvent::Snapshot { text: text.clone() }).await;
+    }
+    if !run.steps.is_empty() {
+        run.save_steps().await;
+    }
+    if !save_outcome(run, status, text, &reason, &failure).await {
+        return;
+    }
+    run.append(RunEvent::Finished {
+        status: status.as_str().to_string(),
+        reason,
+        error: failure,
+    })
+    .await;
+    tracing::info!(run = %run.job.run_id, status = status.as_str(), "run ended");
+}
+
+/// The run's status and finish reason. A failure after text keeps the text as
+/// `interrupted`, so it can be continued; a stream that ended without a finish reason
+/// was cut off.
+fn status_of(ending: &Ending, text: &str) -> (RunStatus, String) {
+    match ending {
+        Ending::Halted(Halt::Stop) => (RunStatus::Stopped, "stopped".to_string()),
+        Ending::Halted(Halt::Shutdown) => (RunStatus::Interrupted, "shutdown".to_string()),
+        Ending::Failed(_) if !text.is_empty() => {
+            (RunStatus::Interrupted, "provider_error".to_string())
+        }
+        Ending::Failed(_) => (RunStatus::Failed, "provider_error".to_string()),
+        Ending::Complete(Some(r)) => (RunStatus::Complete, r.clone()),
+        Ending::Complete(None) => (RunStatus::Interrupted, "stream_ended".to_string()),
+    }
+}
+
+/// The provider reported no usage: count it with the tokenizer of the model that
+/// streamed last, off the async workers (long prompts take milliseconds to encode), and
+/// journal it as `estimated`.
+async fn estimate(run: &mut RunState<'_>, text: &str) {
+    let Some((kind, request)) = run.streamed_with.take() else {
+        return;
+    };
+    let reply = text.to_string();
+    let estimate =
+        tokio::task::spawn_blocking(move || estimate_usage(kind, &request, &reply)).await;
+    if let Ok(u) = estimate {
+        run.usage = Some(u);
+        run.append(RunEvent::Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            cached_prompt_tokens: 0,
+            reasoning_tokens: 0,
+            estimated: true,
+        })
+        .await;
+    }
+}
+
+/// The transaction that ends the run: status, text and charge. False when the run is
+/// not ours to end (already ended elsewhere) or the write failed; either way the run
+/// must not announce an end of its own.
+async fn save_outcome(
+    run: &RunState<'_>,
+    status: RunStatus,
+    text: String,
+    reason: &str,
+    failure: &Option<String>,
+) -> bool {
+    let usage = run.usage;
+    let outcome = RunOutcome {
+        status,
+        text,
+        seq: run.seq as i64 + 1,
+        finish_reason: Some(reason.to_string()),
+        error: failure.clone(),
+        prompt_tokens: usage.map(|u| u.prompt_tokens as i64),
+        completion_tokens: usage.map(|u| u.completion_tokens as i64),
+        cached_prompt_tokens: usage.map(|u| u.cached_prompt_tokens as i64),
+        reasoning_tokens: usage.map(|u| u.reasoning_tokens as i64),
+    };
+    let charge = usage.map(|u| {
+        run.inner.settings.prices.charge(
+            &run.charged_model,
+            TokenCounts {
+                prompt: u.prompt_tokens as i64,
+                completion: u.completion_tokens as i64,
+                cached_prompt: u.cached_prompt_tokens as i64,
+            },
+        )
+    });
+    let owner = &run.inner.settings.owner;
+    match run
+        .inner
+        .store
+        .finish_run_charged(&run.job.run_id, owner, &outcome, charge.as_ref())
+        .await
+    {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::warn!(run = %run.job.run_id, "run was already ended elsewhere");
+            false
+        }
+        Err(e) => {
+            // The lease will lapse and the sweeper will interrupt the run with its checkpoint.
+            tracing::error!(run = %run.job.run_id, error = %e, "could not save the end of the run");
+            false
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The state of one run, in one place: the [`RunState`] that `run.rs` owns for the
+//! run's whole life and lends (`&mut`) to each phase in turn — streaming a generation,
+//! executing a tool round, finishing.
+//!
+//! It exists so that no phase has to hand the journal writer, the progress or the
+//! tool steps back to the one that called it: every phase borrows the same state and
+//! returns only how it ended. This module is the bottom of the engine's run modules
+//! and calls none of them.
+
+use super::checkpoint::{Progress, SharedProgress};
+use super::{EngineInner, RunJob};
+use crate::config::ProviderKind;
+use crate::journal::{JournalEntry, RunEvent};
+use chorus_providers::{ChatRequest, Usage};
+use chorus_model::history::ToolStep;
+use std::sync::MutexGuard;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Why a run stopped before it ended by itself. The two end differently: a stop is
+/// final (`stopped`, calls in flight answered as cancelled); a shutdown leaves the run
+/// `interrupted` and its calls pending, so that it can be continued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Halt {
+    /// Someone stopped the run (here, or on another instance through the run row), or
+    /// this instance lost its lease.
+    Stop,
+    /// This instance is shutting down.
+    Shutdown,
+}
+
+/// Everything one run carries from its start to its end.
+pub(super) struct RunState<'a> {
+    pub inner: &'a EngineInner,
+    pub job: &'a RunJob,
+    /// Cancelled by a stop (local or remote) or a lost lease.
+    pub stop: &'a CancellationToken,
+    /// Text and seq shared with the checkpointer, which saves them in batches.
+    progress: SharedProgress,
+    /// The journal seq of the last event appended: this task is the run's only writer.
+    pub seq: u64,
+    /// An append failed for good: the end replaces the lost events with a snapshot.
+    pub degraded: bool,
+    /// The request of the next generation (its history grows by each tool round).
+    pub request: ChatRequest,
+    /// The tool rounds made and answered so far, saved to the run row at round
+    /// boundaries (never per token).
+    pub steps: Vec<ToolStep>,
+    /// Rounds executed, against `tools.max_steps`.
+    pub rounds: u32,
+    /// Offset into the run's text where the current assistant segment starts.
+    pub segment_from: usize,
+    /// Text of the current segment from before this run (a continuation's prefill).
+    pub carry: String,
+    /// Usage the providers reported, summed over the run's generations.
+    pub usage: Option<Usage>,
+    /// The provider kind and request of the last attempt that streamed, for a usage
+    /// estimate when no provider reported any.
+    pub streamed_with: Option<(ProviderKind, ChatRequest)>,
+    /// The model that streamed (an alias's fallback may differ from the one asked
+    /// for): what the run is charged at.
+    pub charged_model: String,
+}
+
+impl<'a> RunState<'a> {
+    pub fn new(
+        inner: &'a EngineInner,
+        job: &'a RunJob,
+        stop: &'a CancellationToken,
+        progress: SharedProgress,
+    ) -> Self {
+        Self {
+            inner,
+            job,
+            stop,
+            progress,
+            seq: 0,
+            degraded: false,
+            request: job.request.clone(),
+            steps: Vec::new(),
+            rounds: 0,
+            segment_from: 0,
+            carry: job.request.prefill.clone().unwrap_or_default(),
+            usage: None,
+            streamed_with: None,
+            charged_model: job.model_ref.clone(),
+        }
+    }
+
+    /// The run's progress; held only for a moment, never across an await.
+    pub fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends an event with the next seq. A journal outage does not end the run:
+    /// after three failed attempts the run goes on `degraded` and ends with a
+    /// snapshot standing in for what was lost.
+    pub async fn append(&mut self, event: RunEvent) {
+        let entry = JournalEntry {
+            seq: self.seq + 1,
+            event,
+        };
+        for attempt in 0..3u32 {
+            match self
+                .inner
+                .journal
+                .append(&self.job.run_id, entry.clone())
+                .await
+            {
+                Ok(()) => {
+                    self.seq += 1;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(run = %self.job.run_id, error = %e, attempt, "journal append failed");
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+            }
+        }
+        self.degraded = true;
+    }
+
+    /// Tells the checkpointer which journal seq the progress's text reaches.
+    pub fn sync_seq(&self) {
+        let seq = self.seq;
+        self.progress().seq = seq;
+    }
+
+    /// Writes the steps to the run row (once per round boundary, not per token).
+    pub async fn save_steps(&self) {
+        if let Err(e) = self
+            .inner
+            .store
+            .save_tool_steps(&self.job.run_id, &self.inner.settings.owner, &self.steps)
+            .await
+        {
+            tracing::warn!(run = %self.job.run_id, error = %e, "could not save the run's tool steps");
+        }
+    }
+}
+
+/// The sum of two generations' usage; a generation that reported none adds nothing.
+pub(super) fn add_usage(total: Option<Usage>, more: Option<Usage>) -> Option<Usage> {
+    match (total, more) {
+        (Some(a), Some(b)) => Some(Usage {
+            prompt_tokens: a.prompt_tokens + b.prompt_tokens,
+            completion_tokens: a.completion_tokens + b.completion_tokens,
+            cached_prompt_tokens: a.cached_prompt_tokens + b.cached_prompt_tokens,
+            reasoning_tokens: a.reasoning_tokens + b.reasoning_tokens,
+            estimated: a.estimated || b.estimated,
+        }),
+        (a, b) => a.or(b),
+    }
+}
