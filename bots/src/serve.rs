@@ -1,9 +1,11 @@
-//! `chorus serve`: start core, serve HTTP (and Matrix when `[matrix]` is set), and shut
-//! down gracefully on SIGINT/SIGTERM (stop accepting, stop the Matrix renderers so the
-//! next start resumes them, end local runs as `interrupted` with their text kept).
+//! `chorus serve`: start core, serve HTTP and the chat surfaces (Matrix when `[matrix]`
+//! is set), and shut down gracefully on SIGINT/SIGTERM (stop accepting, stop every
+//! surface and its renderers so the next start resumes them, end local runs as
+//! `interrupted` with their text kept).
 
 use crate::settings::Settings;
 use chorus_core::Core;
+use chorus_core::chat::SurfaceHandle;
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let Settings {
@@ -23,14 +25,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if scripted_only {
         tracing::info!("no provider configured: serving the scripted demo model");
     }
-    let matrix = match &matrix_config {
-        Some(m) => Some(
+    // Every chat surface is a `SurfaceHandle`: started here, stopped the same way.
+    let mut surfaces: Vec<SurfaceHandle> = Vec::new();
+    if let Some(m) = &matrix_config {
+        surfaces.push(
             chorus_matrix::start(core.clone(), m, &data_dir)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
-        ),
-        None => None,
-    };
+        );
+    }
     let streams_done = tokio_util::sync::CancellationToken::new();
     let app = chorus_web::router(core.clone(), streams_done.clone());
     let engine_core = core.clone();
@@ -39,11 +42,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
-            if let Some(matrix) = matrix {
-                tracing::info!("shutting down: stopping the Matrix bot");
+            for surface in &surfaces {
+                tracing::info!(
+                    surface = surface.name(),
+                    "shutting down: stopping a chat surface"
+                );
                 // Before the runs end: its renderers stop with their state unfinished,
                 // and the next start resumes (or continues) those replies.
-                matrix.shutdown().await;
+                surface.shutdown().await;
             }
             tracing::info!("shutting down: interrupting local runs");
             // Runs end first, so their readers see `finished`; then open streams close.

@@ -1,13 +1,13 @@
-//! The event handlers: invites, messages and reactions, turned into core chat calls,
-//! and core's outcomes turned into posts and renders.
+//! The event handlers: invites, messages and reactions, turned into core chat calls
+//! whose outcomes the kit delivers (`RenderHub::deliver`), each on the surface's
+//! tracked tasks.
 
 use crate::allow::Allowlist;
 use crate::key::{channel_key, parse_channel_key};
 use crate::mention::{BotNames, Incoming, addressed, strip_reply_fallback};
-use crate::reaction::{ReactionControl, control_of};
-use crate::sink::{MatrixSinkFactory, ThreadTails};
+use crate::sink::ThreadTails;
 use chorus_core::Core;
-use chorus_core::chat::{ChatContext, ChatOutcome, Command, RenderHub, SinkError, SinkFactory};
+use chorus_core::chat::{ChatContext, Control, RenderHub, SurfaceHandle};
 use chorus_core::store::Identity;
 use matrix_sdk::ruma::events::reaction::OriginalSyncReactionEvent;
 use matrix_sdk::ruma::events::room::member::{MembershipState, StrippedRoomMemberEvent};
@@ -22,10 +22,6 @@ use std::time::Duration;
 /// The surface's name in bindings and identities.
 pub const SURFACE: &str = "matrix";
 
-/// Attempts at posting a direct reply when the homeserver rate-limits it (as many as
-/// the renderer gives a message that must land: a burst of commands shares one limit).
-const REPLY_ATTEMPTS: u32 = 12;
-
 /// Everything the handlers share.
 pub struct Bot {
     pub core: Core,
@@ -36,7 +32,8 @@ pub struct Bot {
     pub allow: Allowlist,
     pub prefix: String,
     pub tails: ThreadTails,
-    pub sinks: Arc<MatrixSinkFactory>,
+    /// The surface's tasks: every handler runs on it, never on a bare `tokio::spawn`.
+    pub surface: SurfaceHandle,
 }
 
 impl Bot {
@@ -129,9 +126,10 @@ impl Bot {
         let ctx = self.context(&room, &ev.sender, key).await;
         tracing::debug!(room = %room.room_id(), sender = %ev.sender, channel = %ctx.channel_key, "matrix: message for the bot");
         // Core may take a while (a model list, a link); the sync loop must not wait.
-        tokio::spawn(async move {
-            let outcome = self.core.chat_text(&ctx, &question, &self.prefix).await;
-            self.act(&ctx.channel_key, outcome).await;
+        let bot = self.clone();
+        self.surface.spawn(async move {
+            let outcome = bot.core.chat_text(&ctx, &question, &bot.prefix).await;
+            bot.hub.deliver(&ctx.channel_key, outcome).await;
         });
     }
 
@@ -146,12 +144,13 @@ impl Bot {
         if room.state() != RoomState::Joined || !self.admits(&room, &ev.sender) {
             return;
         }
-        let Some(control) = control_of(&ev.content.relates_to.key) else {
+        let Some(control) = Control::from_reaction(&ev.content.relates_to.key) else {
             return;
         };
-        tokio::spawn(async move {
+        let bot = self.clone();
+        self.surface.spawn(async move {
             let target = ev.content.relates_to.event_id.as_str();
-            let Some(key) = self.hub.channel_of_message(target).await else {
+            let Some(key) = bot.hub.channel_of_message(target).await else {
                 tracing::debug!(event = %target, "matrix: reaction on a message that is not a reply of the bot");
                 return;
             };
@@ -159,15 +158,13 @@ impl Bot {
             if parse_channel_key(&key).is_none_or(|(r, _)| r != room.room_id()) {
                 return;
             }
-            let command = match control {
-                ReactionControl::Stop => Command::Stop,
-                ReactionControl::Continue => Command::Continue,
-                ReactionControl::Regenerate => Command::Regenerate,
-            };
-            let ctx = self.context(&room, &ev.sender, key).await;
+            let ctx = bot.context(&room, &ev.sender, key).await;
             tracing::debug!(channel = %ctx.channel_key, ?control, "matrix: reaction control");
-            let outcome = self.core.chat_command(&ctx, command, &self.prefix).await;
-            self.act(&ctx.channel_key, outcome).await;
+            let outcome = bot
+                .core
+                .chat_command(&ctx, control.command(), &bot.prefix)
+                .await;
+            bot.hub.deliver(&ctx.channel_key, outcome).await;
         });
     }
 
@@ -175,7 +172,9 @@ impl Bot {
         if ev.state_key != self.own_id || ev.content.membership != MembershipState::Invite {
             return;
         }
-        tokio::spawn(async move { self.answer_invite(room, ev.sender).await });
+        let bot = self.clone();
+        self.surface
+            .spawn(async move { bot.answer_invite(room, ev.sender).await });
     }
 
     /// Joins when the inviter (by user id or their own server) and the room are
@@ -221,45 +220,6 @@ impl Bot {
             channel_key,
             identity: Identity::new(SURFACE, sender.as_str()),
             display_name,
-        }
-    }
-
-    /// Does what core asked: post a reply, or hand a run to the renderer.
-    async fn act(&self, channel_key: &str, outcome: ChatOutcome) {
-        match outcome {
-            ChatOutcome::Reply(markdown) => self.reply(channel_key, &markdown).await,
-            ChatOutcome::Render { run_id, notice } => {
-                if let Some(notice) = notice {
-                    self.reply(channel_key, &notice).await;
-                }
-                self.hub.render(channel_key, run_id);
-            }
-            ChatOutcome::Nothing => {}
-        }
-    }
-
-    /// Posts a one-off reply in the binding's thread, waiting out rate limits.
-    async fn reply(&self, channel_key: &str, markdown: &str) {
-        let Some(sink) = self.sinks.sink(channel_key) else {
-            return;
-        };
-        let max = sink.limits().max_bytes;
-        for part in chorus_core::chat::split::split_message(markdown, max) {
-            let mut attempt = 1;
-            loop {
-                match sink.post(&part).await {
-                    Ok(_) => break,
-                    Err(SinkError::RateLimited { retry_after }) if attempt < REPLY_ATTEMPTS => {
-                        tracing::debug!(?retry_after, "matrix: reply rate-limited; waiting");
-                        tokio::time::sleep(retry_after).await;
-                        attempt += 1;
-                    }
-                    Err(e) => {
-                        tracing::warn!(channel = %channel_key, error = %e, "matrix: cannot post a reply");
-                        return;
-                    }
-                }
-            }
         }
     }
 }

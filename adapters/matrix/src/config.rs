@@ -1,11 +1,13 @@
 //! The `[matrix]` section: the Matrix bot's account, who may talk to it, where it keeps
 //! its session and crypto store, and how gently it streams by editing.
 
+use chorus_core::chat::SinkLimits;
 use chorus_core::config::Config;
 use chorus_model::config::{ConfigError, invalid};
 use chorus_model::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The Matrix surface. Present means `chorus serve` logs in and answers on Matrix.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -91,6 +93,15 @@ fn default_max_message_bytes() -> usize {
 }
 
 impl MatrixConfig {
+    /// The renderer's limits on Matrix.
+    pub fn limits(&self) -> SinkLimits {
+        SinkLimits {
+            max_bytes: self.max_message_bytes,
+            min_edit_interval: Duration::from_millis(self.min_edit_interval_ms),
+            max_edits_per_message: self.max_edits_per_message,
+        }
+    }
+
     /// The `[matrix]` section of the loaded config (kept aside by
     /// [`Config::load_with_surfaces`] with [`SECTION`]), parsed and validated; `None`
     /// when the file has none, and then `chorus serve` does not connect to Matrix.
@@ -273,6 +284,14 @@ mod tests {
         assert_eq!(m.min_edit_interval_ms, 1200);
         assert_eq!(m.max_edits_per_message, 30);
         assert_eq!(m.max_message_bytes, super::MAX_MATRIX_MESSAGE_BYTES);
+        assert_eq!(
+            m.limits(),
+            chorus_core::chat::SinkLimits {
+                max_bytes: super::MAX_MATRIX_MESSAGE_BYTES,
+                min_edit_interval: std::time::Duration::from_millis(1200),
+                max_edits_per_message: 30,
+            }
+        );
         assert_eq!(m.own_server(), "example.org");
         assert_eq!(
             m.store_dir(&c.data_dir()),

@@ -3,7 +3,8 @@
 //!
 //! [`start`] logs in (or restores the saved device), syncs once to skip what happened
 //! while it was away, registers its handlers, resumes unfinished renders, and keeps
-//! syncing until [`MatrixHandle::shutdown`].
+//! syncing until the returned [`SurfaceHandle`] shuts it down (the sync loop and every
+//! handler run on its tasks).
 
 mod allow;
 mod bot;
@@ -12,7 +13,6 @@ mod content;
 mod error;
 mod key;
 mod mention;
-mod reaction;
 mod session;
 mod sink;
 mod sync;
@@ -25,45 +25,22 @@ pub use sink::{MatrixSink, MatrixSinkFactory};
 use crate::config::MatrixConfig;
 use bot::{Bot, SURFACE};
 use chorus_core::Core;
-use chorus_core::chat::RenderHub;
+use chorus_core::chat::SurfaceHandle;
 use mention::BotNames;
-use sink::{MatrixLimits, ThreadTails};
+use sink::ThreadTails;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
-/// The running Matrix surface.
-pub struct MatrixHandle {
-    cancel: CancellationToken,
-    sync_task: tokio::task::JoinHandle<()>,
-    hub: RenderHub,
-}
-
-impl MatrixHandle {
-    /// Stops receiving: no new message reaches core after this (the sync ends).
-    pub fn stop_receiving(&self) {
-        self.cancel.cancel();
-    }
-
-    /// Stops syncing and waits for the sync loop and the renderers in flight; their
-    /// unfinished renders resume on the next start. Call before the core shuts down.
-    pub async fn shutdown(self) {
-        self.cancel.cancel();
-        if let Err(e) = self.sync_task.await {
-            tracing::warn!(error = %e, "matrix: the sync task ended badly");
-        }
-        self.hub.shutdown().await;
-    }
-}
 
 /// Connects the bot and starts serving. Fails (naming the homeserver and the user,
-/// never the secret) when the login or the first sync does.
+/// never the secret) when the login or the first sync does. Its
+/// [`SurfaceHandle::shutdown`] stops the sync, waits for the handlers and stops the
+/// renderers (their unfinished renders resume on the next start): call it before the
+/// core shuts down.
 pub async fn start(
     core: Core,
     config: &MatrixConfig,
     data_dir: &Path,
-) -> Result<MatrixHandle, MatrixError> {
+) -> Result<SurfaceHandle, MatrixError> {
     let client = session::connect(config, data_dir).await?;
     let own_id = client
         .user_id()
@@ -87,17 +64,13 @@ pub async fn start(
         .await;
     let display_name = client.account().get_display_name().await.ok().flatten();
     let tails = ThreadTails::default();
-    let limits = MatrixLimits {
-        max_bytes: config.max_message_bytes,
-        min_edit_interval: Duration::from_millis(config.min_edit_interval_ms),
-        max_edits_per_message: config.max_edits_per_message,
-    };
     let sinks = Arc::new(MatrixSinkFactory::new(
         client.clone(),
         tails.clone(),
-        limits,
+        config.limits(),
     ));
-    let hub = core.render_hub(SURFACE, &config.command_prefix, sinks.clone());
+    let hub = core.render_hub(SURFACE, &config.command_prefix, sinks);
+    let surface = SurfaceHandle::new(hub.clone());
     let bot = Arc::new(Bot {
         core,
         hub: hub.clone(),
@@ -107,7 +80,7 @@ pub async fn start(
         allow: Allowlist::from_config(config),
         prefix: config.command_prefix.clone(),
         tails,
-        sinks,
+        surface: surface.clone(),
     });
     bot.register();
     // Invites that arrived while the bot was away (their events went by in the first sync).
@@ -115,7 +88,7 @@ pub async fn start(
         match room.invite_details().await {
             Ok(invite) => {
                 let bot = bot.clone();
-                tokio::spawn(async move { bot.answer_invite(room, invite.inviter_id).await });
+                surface.spawn(async move { bot.answer_invite(room, invite.inviter_id).await });
             }
             Err(e) => {
                 tracing::warn!(room = %room.room_id(), error = %e, "matrix: cannot read a pending invite")
@@ -123,12 +96,7 @@ pub async fn start(
         }
     }
     hub.resume_unfinished().await;
-    let cancel = CancellationToken::new();
-    let sync_task = tokio::spawn(sync::sync_forever(client, first, cancel.clone()));
+    surface.spawn(sync::sync_forever(client, first, surface.stopping()));
     tracing::info!(user = %config.user_id, homeserver = %config.homeserver_url, "matrix: the bot is listening");
-    Ok(MatrixHandle {
-        cancel,
-        sync_task,
-        hub,
-    })
+    Ok(surface)
 }

@@ -50,24 +50,6 @@ impl ThreadTails {
     }
 }
 
-/// The renderer's limits on Matrix, from `[matrix]`.
-#[derive(Clone, Copy, Debug)]
-pub struct MatrixLimits {
-    pub max_bytes: usize,
-    pub min_edit_interval: Duration,
-    pub max_edits_per_message: u32,
-}
-
-impl From<MatrixLimits> for SinkLimits {
-    fn from(l: MatrixLimits) -> Self {
-        SinkLimits {
-            max_bytes: l.max_bytes,
-            min_edit_interval: l.min_edit_interval,
-            max_edits_per_message: l.max_edits_per_message,
-        }
-    }
-}
-
 /// Posts into one thread (`root`) of one joined room.
 pub struct MatrixSink {
     client: Client,
@@ -75,13 +57,13 @@ pub struct MatrixSink {
     root: OwnedEventId,
     channel_key: String,
     tails: ThreadTails,
-    limits: MatrixLimits,
+    limits: SinkLimits,
 }
 
 #[async_trait::async_trait]
 impl MessageSink for MatrixSink {
     fn limits(&self) -> SinkLimits {
-        self.limits.into()
+        self.limits
     }
 
     async fn post(&self, markdown: &str) -> Result<String, SinkError> {
@@ -158,11 +140,11 @@ pub(crate) fn sink_error(kind: Option<&ErrorKind>, err: &dyn std::fmt::Display) 
 pub struct MatrixSinkFactory {
     client: Client,
     tails: ThreadTails,
-    limits: MatrixLimits,
+    limits: SinkLimits,
 }
 
 impl MatrixSinkFactory {
-    pub(crate) fn new(client: Client, tails: ThreadTails, limits: MatrixLimits) -> Self {
+    pub(crate) fn new(client: Client, tails: ThreadTails, limits: SinkLimits) -> Self {
         Self {
             client,
             tails,
@@ -276,7 +258,7 @@ mod tests {
             .build()
             .await
             .unwrap();
-        let limits = MatrixLimits {
+        let limits = SinkLimits {
             max_bytes: 8000,
             min_edit_interval: Duration::from_millis(1200),
             max_edits_per_message: 30,

@@ -1,18 +1,30 @@
-//! What every chat surface (Matrix, Discord, Slack) shares: the command set parsed
-//! from text, the context a message comes with, and the progressive renderer that
-//! turns a run's journal into platform messages. `Core::chat_text` /
-//! `Core::chat_command` (`dispatch.rs`) carry the commands out.
+//! The surface kit: what every chat surface (Matrix, Discord, Slack) shares — the
+//! command set parsed from text, the controls of reactions and buttons ([`Control`]),
+//! the context a message comes with, the progressive renderer that turns a run's
+//! journal into platform messages, the delivery of core's outcomes
+//! ([`RenderHub::deliver`]) and the surface's lifecycle ([`SurfaceHandle`]).
+//! `Core::chat_text` / `Core::chat_command` (`dispatch.rs`) carry the commands out.
+//! With the `test-util` feature, [`testing`] has a recording sink standing in for a
+//! platform.
 //!
 //! The chat layer sits on the facade: it calls [`crate::Core`], and the facade never
 //! calls back into it.
 
 mod command;
+mod control;
+mod deliver;
 mod dispatch;
 pub mod render;
 pub mod split;
+mod surface;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 pub use command::{Command, CommandError, help_text, parse_command};
+pub use control::Control;
+pub use deliver::{REPLY_ATTEMPTS, post_reply};
 pub use render::{MessageSink, RenderHub, SinkError, SinkFactory, SinkLimits};
+pub use surface::SurfaceHandle;
 
 use chorus_model::ids::RunId;
 use chorus_store::Identity;

@@ -1,91 +1,18 @@
 //! The chat commands and the progressive renderer through `Core`, on the scripted
-//! model. The platform side is a recording message board (what a chat platform keeps:
-//! messages, their edits and when they came), standing in for the surface only; the
-//! Matrix e2e tests run the same code against a real homeserver.
+//! model. The platform side is core's recording message board (`chat::testing`: what
+//! a chat platform keeps — messages, their edits and when they came), standing in for
+//! the surface only; the Matrix e2e tests run the same code against a real homeserver.
 
 use chorus_core::Core;
-use chorus_core::chat::{
-    ChatContext, ChatOutcome, MessageSink, SinkError, SinkFactory, SinkLimits,
-};
+use chorus_core::chat::testing::RecordingBoard;
+use chorus_core::chat::{ChatContext, ChatOutcome, SinkFactory, SinkLimits};
 use chorus_core::config::Config;
 use chorus_core::store::Identity;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PREFIX: &str = "!chorus";
-
-#[derive(Default)]
-struct Board {
-    /// (id, current text, edit times)
-    messages: Vec<(String, String, Vec<Instant>)>,
-    calls: Vec<Instant>,
-    /// Calls to refuse with a rate limit, by call number (1-based).
-    limited: Vec<usize>,
-    retry_after: Duration,
-    typing: usize,
-}
-
-#[derive(Clone)]
-struct BoardSink {
-    board: Arc<Mutex<Board>>,
-    limits: SinkLimits,
-}
-
-impl BoardSink {
-    fn check_limit(&self) -> Result<(), SinkError> {
-        let mut b = self.board.lock().unwrap();
-        b.calls.push(Instant::now());
-        let n = b.calls.len();
-        if b.limited.contains(&n) {
-            return Err(SinkError::RateLimited {
-                retry_after: b.retry_after,
-            });
-        }
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl MessageSink for BoardSink {
-    fn limits(&self) -> SinkLimits {
-        self.limits.clone()
-    }
-    async fn post(&self, markdown: &str) -> Result<String, SinkError> {
-        self.check_limit()?;
-        assert!(markdown.len() <= self.limits.max_bytes, "oversized post");
-        let mut b = self.board.lock().unwrap();
-        let id = format!("$m{}", b.messages.len());
-        b.messages
-            .push((id.clone(), markdown.to_string(), Vec::new()));
-        Ok(id)
-    }
-    async fn edit(&self, message_id: &str, markdown: &str) -> Result<(), SinkError> {
-        self.check_limit()?;
-        assert!(markdown.len() <= self.limits.max_bytes, "oversized edit");
-        let mut b = self.board.lock().unwrap();
-        let m = b
-            .messages
-            .iter_mut()
-            .find(|m| m.0 == message_id)
-            .ok_or_else(|| SinkError::Failed(format!("no message {message_id}")))?;
-        m.1 = markdown.to_string();
-        m.2.push(Instant::now());
-        Ok(())
-    }
-    async fn typing(&self, _on: bool) -> Result<(), SinkError> {
-        self.board.lock().unwrap().typing += 1;
-        Ok(())
-    }
-}
-
-struct Factory(BoardSink);
-
-impl SinkFactory for Factory {
-    fn sink(&self, _channel_key: &str) -> Option<Arc<dyn MessageSink>> {
-        Some(Arc::new(self.0.clone()))
-    }
-}
 
 fn config(dir: &std::path::Path, text: &str, tokens_per_second: f64) -> Config {
     let toml = format!(
@@ -106,25 +33,21 @@ fn ctx(user: &str, channel: &str) -> ChatContext {
     }
 }
 
-fn sink(board: &Arc<Mutex<Board>>, max_bytes: usize, interval_ms: u64, cap: u32) -> BoardSink {
-    BoardSink {
-        board: board.clone(),
-        limits: SinkLimits {
-            max_bytes,
-            min_edit_interval: Duration::from_millis(interval_ms),
-            max_edits_per_message: cap,
-        },
-    }
+fn factory(
+    board: &RecordingBoard,
+    max_bytes: usize,
+    interval_ms: u64,
+    cap: u32,
+) -> Arc<dyn SinkFactory> {
+    board.factory(SinkLimits {
+        max_bytes,
+        min_edit_interval: Duration::from_millis(interval_ms),
+        max_edits_per_message: cap,
+    })
 }
 
-fn texts(board: &Arc<Mutex<Board>>) -> Vec<String> {
-    board
-        .lock()
-        .unwrap()
-        .messages
-        .iter()
-        .map(|m| m.1.clone())
-        .collect()
+fn texts(board: &RecordingBoard) -> Vec<String> {
+    board.texts()
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -150,12 +73,8 @@ async fn a_long_reply_is_split_edited_gently_and_finished() {
     let text = script(60);
     let core = Core::start(config(dir.path(), &text, 400.0)).await.unwrap();
     core.start_background();
-    let board = Arc::new(Mutex::new(Board {
-        limited: vec![3],
-        retry_after: Duration::from_millis(400),
-        ..Board::default()
-    }));
-    let hub = core.render_hub("test", PREFIX, Arc::new(Factory(sink(&board, 400, 150, 5))));
+    let board = RecordingBoard::rate_limited(vec![3], Duration::from_millis(400));
+    let hub = core.render_hub("test", PREFIX, factory(&board, 400, 150, 5));
     let outcome = core
         .chat_text(&ctx("@a:x", "room|t1"), "plan it", PREFIX)
         .await;
@@ -170,10 +89,11 @@ async fn a_long_reply_is_split_edited_gently_and_finished() {
     .await;
     hub.shutdown().await;
     core.shutdown().await;
-    let b = board.lock().unwrap();
+    let b = board.lock();
     assert!(b.messages.len() > 3, "{} parts", b.messages.len());
     let mut joined = String::new();
-    for (i, (_, part, edits)) in b.messages.iter().enumerate() {
+    for (i, m) in b.messages.iter().enumerate() {
+        let (part, edits) = (&m.text, &m.edits);
         assert!(part.len() <= 400);
         assert_eq!(
             part.matches("```").count() % 2,
@@ -205,12 +125,8 @@ async fn commands_stop_continue_and_resume_across_bindings() {
     let text = "one two three four five six seven eight nine ten ".repeat(8);
     let core = Core::start(config(dir.path(), &text, 40.0)).await.unwrap();
     core.start_background();
-    let board = Arc::new(Mutex::new(Board::default()));
-    let hub = core.render_hub(
-        "test",
-        PREFIX,
-        Arc::new(Factory(sink(&board, 4000, 100, 30))),
-    );
+    let board = RecordingBoard::new();
+    let hub = core.render_hub("test", PREFIX, factory(&board, 4000, 100, 30));
     let alice = ctx("@alice:x", "room|t1");
 
     let bad = core.chat_text(&alice, "!chorus stop now", PREFIX).await;
@@ -332,8 +248,8 @@ async fn commands_stop_continue_and_resume_across_bindings() {
 async fn a_restarted_process_finishes_the_same_messages() {
     let dir = tempfile::tempdir().unwrap();
     let text = "alpha beta gamma delta epsilon zeta eta theta iota kappa ".repeat(6);
-    let board = Arc::new(Mutex::new(Board::default()));
-    let factory = Arc::new(Factory(sink(&board, 4000, 100, 30)));
+    let board = RecordingBoard::new();
+    let factory = factory(&board, 4000, 100, 30);
     let alice = ctx("@alice:x", "room|t1");
     {
         let core = Core::start(config(dir.path(), &text, 30.0)).await.unwrap();
@@ -364,6 +280,73 @@ async fn a_restarted_process_finishes_the_same_messages() {
         1,
         "finished in the same message, not a new one"
     );
+    hub.shutdown().await;
+    core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outcomes_are_delivered_as_replies_notices_and_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "A short answer.";
+    let core = Core::start(config(dir.path(), text, 200.0)).await.unwrap();
+    core.start_background();
+    let board = RecordingBoard::new();
+    let hub = core.render_hub("test", PREFIX, factory(&board, 80, 50, 30));
+    let alice = ctx("@alice:x", "room|t1");
+
+    // A reply longer than the surface's limit arrives in parts.
+    let help = core.chat_text(&alice, "!chorus help", PREFIX).await;
+    assert!(
+        matches!(&help, ChatOutcome::Reply(t) if t.len() > 80),
+        "{help:?}"
+    );
+    hub.deliver("room|t1", help).await;
+    let parts = texts(&board);
+    assert!(
+        parts.len() > 1 && parts.iter().all(|p| p.len() <= 80),
+        "{parts:?}"
+    );
+    let n = parts.len();
+
+    // A question renders.
+    let asked = core.chat_text(&alice, "hello", PREFIX).await;
+    assert!(
+        matches!(asked, ChatOutcome::Render { notice: None, .. }),
+        "{asked:?}"
+    );
+    hub.deliver("room|t1", asked).await;
+    wait_for("the answer", || {
+        texts(&board).get(n).is_some_and(|t| t == text)
+    })
+    .await;
+    hub.deliver("room|t1", ChatOutcome::Nothing).await;
+    assert_eq!(texts(&board).len(), n + 1);
+
+    // A resumed conversation: the notice first, then the reply rendered again.
+    let elsewhere = ctx("@alice:x", "room|t2");
+    let _list = core.chat_text(&elsewhere, "!chorus resume", PREFIX).await;
+    let resumed = core.chat_text(&elsewhere, "!chorus resume 1", PREFIX).await;
+    assert!(
+        matches!(
+            resumed,
+            ChatOutcome::Render {
+                notice: Some(_),
+                ..
+            }
+        ),
+        "{resumed:?}"
+    );
+    hub.deliver("room|t2", resumed).await;
+    wait_for("the reply shown again", || {
+        texts(&board).last().is_some_and(|t| t == text) && texts(&board).len() > n + 2
+    })
+    .await;
+    {
+        let b = board.lock();
+        let shown: Vec<_> = b.messages[n + 1..].iter().collect();
+        assert!(shown[0].text.starts_with("Resuming"), "{shown:?}");
+        assert!(shown.iter().all(|m| m.channel == "room|t2"), "{shown:?}");
+    }
     hub.shutdown().await;
     core.shutdown().await;
 }

@@ -20,8 +20,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// A surface's limits for one message and its edits.
-#[derive(Clone, Debug)]
+/// A surface's limits for one message and its edits (each surface fills them from
+/// its own config section).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SinkLimits {
     /// The most bytes of markdown one message may hold.
     pub max_bytes: usize,
@@ -183,6 +184,17 @@ impl RenderHub {
                 Err(e) => tracing::warn!(channel = %key, error = %e, "cannot resume a render"),
             }
         }
+    }
+
+    /// The surface whose renderers these are.
+    pub fn surface(&self) -> &str {
+        &self.inner.surface
+    }
+
+    /// The sink of a binding, from the surface's factory (`None` when the channel is
+    /// gone).
+    pub fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>> {
+        self.inner.factory.sink(channel_key)
     }
 
     /// The binding a message posted by one of this hub's renderers belongs to.
