@@ -7,8 +7,8 @@
 
 use super::state::{Halt, RunState};
 use crate::journal::RunEvent;
-use chorus_providers::estimate_usage;
 use crate::quota::TokenCounts;
+use chorus_providers::estimate_usage;
 use chorus_store::{RunOutcome, RunStatus};
 
 /// How a run's steps ended.

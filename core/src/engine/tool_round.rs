@@ -11,9 +11,9 @@
 
 use super::state::{Halt, RunState};
 use crate::journal::RunEvent;
-use chorus_providers::{ChatMessage, ChatRole, ToolCall};
 use crate::tools::ToolResult;
 use chorus_model::history::{StepCall, StepResult, ToolStep, tool_message};
+use chorus_providers::{ChatMessage, ChatRole, ToolCall};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
