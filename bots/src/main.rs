@@ -95,9 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: ConfigCommand::Check,
         } => unreachable!("handled above"),
         Command::Migrate => {
-            let store =
-                chorus_core::store::Store::connect(config.database_url().expose(), None).await?;
-            store.migrate().await?;
+            chorus_core::Core::migrate(&config).await?;
             writeln!(out, "database is up to date")?;
             Ok(())
         }

@@ -132,7 +132,12 @@ pub struct Core {
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) sandbox: Arc<crate::sandbox::DockerSandbox>,
     pub(crate) sso: Arc<Sso>,
+    /// Set once local runs were interrupted, so a shutdown does it once.
+    runs_interrupted: Arc<tokio::sync::OnceCell<()>>,
 }
+
+/// How long a shutdown waits for local runs to end as `interrupted`.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl Core {
     /// Connects storage and journal, migrates, and asks providers configured without
@@ -224,6 +229,7 @@ impl Core {
             prices,
             limiter,
             sandbox,
+            runs_interrupted: Arc::new(tokio::sync::OnceCell::new()),
         })
     }
 
@@ -237,17 +243,32 @@ impl Core {
         &self.config
     }
 
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// Brings the database schema up to date (`chorus migrate`), without starting a core.
+    pub async fn migrate(config: &Config) -> Result<(), CoreError> {
+        let store = Store::connect(config.database_url().expose(), None).await?;
+        store.migrate().await?;
+        store.close().await;
+        Ok(())
     }
 
-    /// Stops every local run (kept as `interrupted`) and closes the database.
+    /// The first phase of a graceful shutdown: stops every local run (kept as
+    /// `interrupted`, so its readers see it finish), waiting up to the grace period.
+    /// Idempotent: [`Core::shutdown`] does it too, only when it was not done yet.
+    pub async fn interrupt_runs(&self) {
+        self.runs_interrupted
+            .get_or_init(|| self.engine.shutdown(SHUTDOWN_GRACE))
+            .await;
+    }
+
+    /// The one graceful shutdown: interrupts local runs (unless
+    /// [`Core::interrupt_runs`] already did), stops the tool sources and closes the
+    /// database.
     pub async fn shutdown(&self) {
-        self.engine.shutdown(Duration::from_secs(10)).await;
+        self.interrupt_runs().await;
         self.tools.shutdown().await;
         self.store.close().await;
     }
@@ -290,6 +311,11 @@ impl Core {
             .store
             .create_account(name, role, hash.as_deref())
             .await?)
+    }
+
+    /// How many accounts exist (a fresh install has none).
+    pub async fn account_count(&self) -> Result<i64, CoreError> {
+        Ok(self.store.account_count().await?)
     }
 
     /// Checks a name and password; returns the account and a new session token.

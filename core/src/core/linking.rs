@@ -67,7 +67,7 @@ impl Core {
             Ok(outcome) => {
                 if let Some(from) = &outcome.merged_from {
                     // The merged account's conversations moved; their sandbox files follow.
-                    let workspaces = self.sandbox().workspaces();
+                    let workspaces = self.sandbox.workspaces();
                     if let Err(e) = workspaces.adopt(from, &outcome.account_id).await {
                         tracing::error!(error = %e, from = %from, to = %outcome.account_id,
                             "cannot move the sandbox workspaces of a merged account");

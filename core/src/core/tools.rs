@@ -3,7 +3,7 @@
 //! (the tools it offers and the tool history of its conversation).
 
 use super::{Core, CoreError};
-use crate::tools::{ExposedTool, SourceStatus, ToolHost};
+use crate::tools::{ExposedTool, SourceStatus};
 use chorus_model::history::{ToolStep, history_messages};
 use chorus_model::ids::{ConversationId, MessageId};
 use chorus_providers::{ChatMessage, ToolSpec};
@@ -33,10 +33,6 @@ impl ToolContext {
 }
 
 impl Core {
-    pub fn tool_host(&self) -> &ToolHost {
-        &self.tools
-    }
-
     /// The tools `account` may use (`GET /api/tools`).
     pub fn tools_for(&self, account: &Account) -> Vec<ExposedTool> {
         self.tools.available_to(account)

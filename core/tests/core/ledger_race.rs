@@ -186,9 +186,13 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
             crossing = Some((i, row.get("created_at")));
         }
     }
-    let balance = core.store().balance(&account.id).await.unwrap();
+    let store = chorus_core::store::Store::connect(&url, Some(2))
+        .await
+        .unwrap();
+    let balance = store.balance(&account.id).await.unwrap();
     assert_eq!(balance, running, "balance equals the sum of the ledger");
-    assert_eq!(balance, core.store().ledger_sum(&account.id).await.unwrap());
+    assert_eq!(balance, store.ledger_sum(&account.id).await.unwrap());
+    store.close().await;
     let (index, crossed_at) = crossing.expect("the race exhausts the balance");
     let late: Vec<i64> = runs
         .iter()
