@@ -66,7 +66,7 @@ async fn bootstrap_admin(core: &Core, data_dir: &std::path::Path) -> anyhow::Res
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join("initial-admin-password");
     write_private(&path, &format!("{password}\n"))?;
-    core.create_user("admin", true, Some(&password)).await?;
+    core.create_account("admin", true, Some(&password)).await?;
     tracing::warn!(
         file = %path.display(),
         "first start: created the account `admin`; its password is in the file (delete it once read)"

@@ -25,9 +25,11 @@ mod linking;
 
 pub use ledger::UsageReport;
 pub use linking::IssuedLinkCode;
+mod admin;
 mod follow;
 mod identity;
 mod sandbox;
+pub use admin::Admin;
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
 
 /// Errors a surface turns into its own words (HTTP status, chat reply).
@@ -152,8 +154,9 @@ impl Core {
     /// The core for one-shot admin commands (`user create`, `apikey create`): no model
     /// discovery, so an unreachable provider never delays them, and no background
     /// work, so they never touch the runs of a server that shares their instance name.
-    pub async fn start_for_admin(config: Config) -> Result<Self, CoreError> {
-        Self::open(config, false).await
+    /// With it comes the operator's [`Admin`] capability, for admin operations.
+    pub async fn start_for_admin(config: Config) -> Result<(Self, Admin), CoreError> {
+        Ok((Self::open(config, false).await?, Admin::operator()))
     }
 
     async fn open(config: Config, discover_models: bool) -> Result<Self, CoreError> {
@@ -281,7 +284,7 @@ impl Core {
     // ---- accounts and authentication ----
 
     /// Creates a local account; the password is hashed with argon2.
-    pub async fn create_user(
+    pub async fn create_account(
         &self,
         name: &str,
         admin: bool,
@@ -319,7 +322,12 @@ impl Core {
     }
 
     /// Checks a name and password; returns the account and a new session token.
-    pub async fn login(&self, name: &str, password: &str) -> Result<(Account, String), CoreError> {
+    /// Failures count per account name and client address (see [`Core::login`]).
+    async fn check_login(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<(Account, String), CoreError> {
         if !self.config.auth.local_passwords {
             return Err(SsoError::LocalPasswordsDisabled.into());
         }
@@ -395,18 +403,15 @@ impl Core {
     // ---- models ----
 
     /// The configured providers with their recent health on this instance (admins only).
-    pub fn provider_health(&self, account: &Account) -> Result<Vec<ProviderView>, CoreError> {
-        if account.role != Role::Admin {
-            return Err(CoreError::Forbidden("only admins may see provider health"));
-        }
+    pub fn provider_health(&self, _: &Admin) -> Vec<ProviderView> {
         let providers = self.providers.providers();
         let ids: Vec<String> = providers.iter().map(|(id, _)| id.clone()).collect();
         let health = self.providers.health().snapshot(&ids);
-        Ok(providers
+        providers
             .into_iter()
             .zip(health)
             .map(|((id, kind), health)| ProviderView { id, kind, health })
-            .collect())
+            .collect()
     }
 
     pub fn models(&self) -> &[ModelInfo] {

@@ -46,10 +46,12 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
     let config = Config::from_toml(&toml, &BTreeMap::new()).unwrap();
     let core = Core::start(config).await.unwrap();
     let account = core
-        .create_user("racer", false, Some("correct horse battery"))
+        .create_account("racer", false, Some("correct horse battery"))
         .await
         .unwrap();
-    core.grant_credits("racer", 1.0, Some("race"))
+    let root = core.create_account("root", true, None).await.unwrap();
+    let admin = core.admin(&root).unwrap();
+    core.grant_credits(&admin, "racer", 1.0, Some("race"))
         .await
         .unwrap();
     let mut conversations = Vec::new();
