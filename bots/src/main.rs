@@ -95,9 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: ConfigCommand::Check,
         } => unreachable!("handled above"),
         Command::Migrate => {
-            let store =
-                chorus_core::store::Store::connect(config.database_url().expose(), None).await?;
-            store.migrate().await?;
+            chorus_core::Core::migrate(&config).await?;
             writeln!(out, "database is up to date")?;
             Ok(())
         }
@@ -119,8 +117,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 (chorus_core::auth::new_token()[..20].to_string(), true)
             };
-            let core = chorus_core::Core::start_for_admin(config).await?;
-            let account = core.create_user(&name, admin, Some(&password)).await?;
+            let (core, _) = chorus_core::Core::start_for_admin(config).await?;
+            let account = core.create_account(&name, admin, Some(&password)).await?;
             writeln!(
                 out,
                 "created {} account {:?} ({})",
@@ -138,8 +136,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::Grant { user, amount, note },
         } => {
-            let core = chorus_core::Core::start_for_admin(config).await?;
-            let result = core.grant_credits(&user, amount, note.as_deref()).await;
+            let (core, operator) = chorus_core::Core::start_for_admin(config).await?;
+            let result = core
+                .grant_credits(&operator, &user, amount, note.as_deref())
+                .await;
             core.shutdown().await;
             let (_, balance) = result?;
             writeln!(
@@ -152,7 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apikey {
             command: ApiKeyCommand::Create { user, name },
         } => {
-            let core = chorus_core::Core::start_for_admin(config).await?;
+            let (core, _) = chorus_core::Core::start_for_admin(config).await?;
             let (record, key) = core.create_api_key(&user, &name).await?;
             writeln!(out, "{key}")?;
             eprintln!(

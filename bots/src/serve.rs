@@ -53,10 +53,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             }
             tracing::info!("shutting down: interrupting local runs");
             // Runs end first, so their readers see `finished`; then open streams close.
-            engine_core
-                .engine()
-                .shutdown(std::time::Duration::from_secs(10))
-                .await;
+            engine_core.interrupt_runs().await;
             streams_done.cancel();
         })
         .await?;
@@ -68,14 +65,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// client can be used at once. Its generated password goes to a file readable only by
 /// the owner, never to the log.
 async fn bootstrap_admin(core: &Core, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    if core.store().account_count().await? > 0 {
+    if core.account_count().await? > 0 {
         return Ok(());
     }
     let password = chorus_core::auth::new_token()[..20].to_string();
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join("initial-admin-password");
     write_private(&path, &format!("{password}\n"))?;
-    core.create_user("admin", true, Some(&password)).await?;
+    core.create_account("admin", true, Some(&password)).await?;
     tracing::warn!(
         file = %path.display(),
         "first start: created the account `admin`; its password is in the file (delete it once read)"

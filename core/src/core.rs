@@ -25,9 +25,11 @@ mod linking;
 
 pub use ledger::UsageReport;
 pub use linking::IssuedLinkCode;
+mod admin;
 mod follow;
 mod identity;
 mod sandbox;
+pub use admin::Admin;
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
 
 /// Errors a surface turns into its own words (HTTP status, chat reply).
@@ -132,7 +134,12 @@ pub struct Core {
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) sandbox: Arc<crate::sandbox::DockerSandbox>,
     pub(crate) sso: Arc<Sso>,
+    /// Set once local runs were interrupted, so a shutdown does it once.
+    runs_interrupted: Arc<tokio::sync::OnceCell<()>>,
 }
+
+/// How long a shutdown waits for local runs to end as `interrupted`.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl Core {
     /// Connects storage and journal, migrates, and asks providers configured without
@@ -147,8 +154,9 @@ impl Core {
     /// The core for one-shot admin commands (`user create`, `apikey create`): no model
     /// discovery, so an unreachable provider never delays them, and no background
     /// work, so they never touch the runs of a server that shares their instance name.
-    pub async fn start_for_admin(config: Config) -> Result<Self, CoreError> {
-        Self::open(config, false).await
+    /// With it comes the operator's [`Admin`] capability, for admin operations.
+    pub async fn start_for_admin(config: Config) -> Result<(Self, Admin), CoreError> {
+        Ok((Self::open(config, false).await?, Admin::operator()))
     }
 
     async fn open(config: Config, discover_models: bool) -> Result<Self, CoreError> {
@@ -224,6 +232,7 @@ impl Core {
             prices,
             limiter,
             sandbox,
+            runs_interrupted: Arc::new(tokio::sync::OnceCell::new()),
         })
     }
 
@@ -237,17 +246,32 @@ impl Core {
         &self.config
     }
 
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// Brings the database schema up to date (`chorus migrate`), without starting a core.
+    pub async fn migrate(config: &Config) -> Result<(), CoreError> {
+        let store = Store::connect(config.database_url().expose(), None).await?;
+        store.migrate().await?;
+        store.close().await;
+        Ok(())
     }
 
-    /// Stops every local run (kept as `interrupted`) and closes the database.
+    /// The first phase of a graceful shutdown: stops every local run (kept as
+    /// `interrupted`, so its readers see it finish), waiting up to the grace period.
+    /// Idempotent: [`Core::shutdown`] does it too, only when it was not done yet.
+    pub async fn interrupt_runs(&self) {
+        self.runs_interrupted
+            .get_or_init(|| self.engine.shutdown(SHUTDOWN_GRACE))
+            .await;
+    }
+
+    /// The one graceful shutdown: interrupts local runs (unless
+    /// [`Core::interrupt_runs`] already did), stops the tool sources and closes the
+    /// database.
     pub async fn shutdown(&self) {
-        self.engine.shutdown(Duration::from_secs(10)).await;
+        self.interrupt_runs().await;
         self.tools.shutdown().await;
         self.store.close().await;
     }
@@ -260,7 +284,7 @@ impl Core {
     // ---- accounts and authentication ----
 
     /// Creates a local account; the password is hashed with argon2.
-    pub async fn create_user(
+    pub async fn create_account(
         &self,
         name: &str,
         admin: bool,
@@ -292,8 +316,18 @@ impl Core {
             .await?)
     }
 
+    /// How many accounts exist (a fresh install has none).
+    pub async fn account_count(&self) -> Result<i64, CoreError> {
+        Ok(self.store.account_count().await?)
+    }
+
     /// Checks a name and password; returns the account and a new session token.
-    pub async fn login(&self, name: &str, password: &str) -> Result<(Account, String), CoreError> {
+    /// Failures count per account name and client address (see [`Core::login`]).
+    async fn check_login(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<(Account, String), CoreError> {
         if !self.config.auth.local_passwords {
             return Err(SsoError::LocalPasswordsDisabled.into());
         }
@@ -369,18 +403,15 @@ impl Core {
     // ---- models ----
 
     /// The configured providers with their recent health on this instance (admins only).
-    pub fn provider_health(&self, account: &Account) -> Result<Vec<ProviderView>, CoreError> {
-        if account.role != Role::Admin {
-            return Err(CoreError::Forbidden("only admins may see provider health"));
-        }
+    pub fn provider_health(&self, _: &Admin) -> Vec<ProviderView> {
         let providers = self.providers.providers();
         let ids: Vec<String> = providers.iter().map(|(id, _)| id.clone()).collect();
         let health = self.providers.health().snapshot(&ids);
-        Ok(providers
+        providers
             .into_iter()
             .zip(health)
             .map(|((id, kind), health)| ProviderView { id, kind, health })
-            .collect())
+            .collect()
     }
 
     pub fn models(&self) -> &[ModelInfo] {

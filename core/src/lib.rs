@@ -21,4 +21,5 @@ pub use chorus_model::{ids, secret, time};
 pub use chorus_providers as provider;
 pub use chorus_store as store;
 
-pub use crate::core::{Core, CoreError, IdentityView, SsoCallback, SsoLogin, SsoStart};
+pub use crate::core::{Admin, Core, CoreError, IdentityView, SsoCallback, SsoLogin, SsoStart};
+pub use chorus_store::Identity;

@@ -1,12 +1,12 @@
 //! Core's quota commands: admission of runs (rate limit, refill, balance and
 //! concurrency), usage reports and grants.
 
-use super::{Core, CoreError};
+use super::{Admin, Core, CoreError};
 use crate::quota::{TokenCounts, credits_to_micros, fmt_credits, micros_to_credits};
 use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
 use chorus_providers::{ChatRequest, estimate_usage};
-use chorus_store::{Account, Admission, LedgerEntry, LedgerReason, Role, UsageBucket};
+use chorus_store::{Account, Admission, LedgerEntry, LedgerReason, UsageBucket};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -181,32 +181,24 @@ impl Core {
     }
 
     /// An admin adds `credits` (negative to deduct) to the account named
-    /// `account_name`; returns the account and its new balance in micro-credits.
-    pub async fn admin_grant(
-        &self,
-        admin: &Account,
-        account_name: &str,
-        credits: f64,
-        note: Option<&str>,
-    ) -> Result<(AccountId, i64), CoreError> {
-        if admin.role != Role::Admin {
-            return Err(CoreError::Forbidden("only admins may grant credits"));
-        }
-        let note = note.map(str::trim).filter(|n| !n.is_empty());
-        let note = match note {
-            Some(n) => format!("by {}: {n}", admin.name),
-            None => format!("by {}", admin.name),
-        };
-        self.grant_credits(account_name, credits, Some(&note)).await
-    }
-
-    /// Adds `credits` to the account named `account_name` (the CLI's `user grant`).
+    /// `account_name`; returns the account and its new balance in micro-credits. An
+    /// admin account's grant notes who gave it (`by NAME: note`); the CLI operator's
+    /// note is kept as given.
     pub async fn grant_credits(
         &self,
+        admin: &Admin,
         account_name: &str,
         credits: f64,
         note: Option<&str>,
     ) -> Result<(AccountId, i64), CoreError> {
+        let note = match admin.account() {
+            Some(by) => Some(match note.map(str::trim).filter(|n| !n.is_empty()) {
+                Some(n) => format!("by {}: {n}", by.name),
+                None => format!("by {}", by.name),
+            }),
+            None => note.map(str::to_string),
+        };
+        let note = note.as_deref();
         if !(credits.is_finite() && credits != 0.0 && credits.abs() <= MAX_GRANT) {
             return Err(CoreError::Invalid(format!(
                 "amount must be a non-zero number of credits up to {MAX_GRANT} either way, not {credits}"

@@ -67,7 +67,7 @@ impl Core {
             Ok(outcome) => {
                 if let Some(from) = &outcome.merged_from {
                     // The merged account's conversations moved; their sandbox files follow.
-                    let workspaces = self.sandbox().workspaces();
+                    let workspaces = self.sandbox.workspaces();
                     if let Err(e) = workspaces.adopt(from, &outcome.account_id).await {
                         tracing::error!(error = %e, from = %from, to = %outcome.account_id,
                             "cannot move the sandbox workspaces of a merged account");
@@ -80,17 +80,6 @@ impl Core {
             }
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Redeems `code` for the web identity of a logged-in account: that account is
-    /// merged into the one that issued the code.
-    pub async fn redeem_link_code_for_account(
-        &self,
-        account: &Account,
-        code: &str,
-    ) -> Result<LinkOutcome, CoreError> {
-        self.redeem_link_code(&Identity::web(&account.name), code)
-            .await
     }
 
     /// The role a new account gets unless told otherwise (`accounts.default_role`), for
@@ -152,7 +141,7 @@ impl Core {
     }
 
     /// The `usage` command of a chat surface: balance and the last 30 days.
-    pub async fn usage_command(&self, identity: &Identity) -> Result<String, CoreError> {
+    pub(crate) async fn usage_command(&self, identity: &Identity) -> Result<String, CoreError> {
         let account = self
             .account_for_identity(identity)
             .await?
@@ -224,9 +213,10 @@ impl Core {
 
     // ---- login guessing limit ----
 
-    /// [`Core::login`] with a limit on failures per account name and client address,
-    /// so passwords cannot be guessed at speed.
-    pub async fn login_limited(
+    /// Checks a name and password; returns the account and a new session token.
+    /// Failures are limited per account name and `client` address, so passwords
+    /// cannot be guessed at speed.
+    pub async fn login(
         &self,
         name: &str,
         password: &str,
@@ -242,7 +232,7 @@ impl Core {
                 limits.guess_window_secs.div_ceil(60)
             )));
         }
-        let result = self.login(name, password).await;
+        let result = self.check_login(name, password).await;
         if matches!(result, Err(CoreError::Unauthorized))
             && let Err(e) = self.limiter.hit(&key, window).await
         {

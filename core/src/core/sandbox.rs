@@ -2,19 +2,13 @@
 //! by its owner only, and the sandbox itself for the tool host.
 
 use super::{Core, CoreError};
-use crate::sandbox::{DockerSandbox, SandboxTool, WorkspaceError, WorkspaceFile};
+use crate::sandbox::{SandboxTool, WorkspaceError, WorkspaceFile};
 use crate::tools::ToolAccess;
 use chorus_model::ids::ConversationId;
 use chorus_store::Account;
 use std::sync::Arc;
 
 impl Core {
-    /// The code sandbox (`code_interpreter`), to register as a tool when
-    /// [`crate::sandbox::Sandbox::available`] says Docker answers.
-    pub fn sandbox(&self) -> &Arc<DockerSandbox> {
-        &self.sandbox
-    }
-
     /// Removes sandbox containers a previous life of this instance left behind, then
     /// registers the `code_interpreter` tool (for every account) with its
     /// availability known, and keeps that availability fresh in the background.

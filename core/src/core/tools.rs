@@ -3,11 +3,11 @@
 //! (the tools it offers and the tool history of its conversation).
 
 use super::{Core, CoreError};
-use crate::tools::{ExposedTool, SourceStatus, ToolHost};
+use crate::tools::{ExposedTool, SourceStatus};
 use chorus_model::history::{ToolStep, history_messages};
 use chorus_model::ids::{ConversationId, MessageId};
 use chorus_providers::{ChatMessage, ToolSpec};
-use chorus_store::{Account, Message, Role};
+use chorus_store::{Account, Message};
 
 /// The tools a run offers and the tool history of its conversation.
 #[derive(Default)]
@@ -33,21 +33,14 @@ impl ToolContext {
 }
 
 impl Core {
-    pub fn tool_host(&self) -> &ToolHost {
-        &self.tools
-    }
-
     /// The tools `account` may use (`GET /api/tools`).
     pub fn tools_for(&self, account: &Account) -> Vec<ExposedTool> {
         self.tools.available_to(account)
     }
 
     /// Every tool source with its state (admins only).
-    pub fn tool_sources(&self, account: &Account) -> Result<Vec<SourceStatus>, CoreError> {
-        if account.role != Role::Admin {
-            return Err(CoreError::Forbidden("only admins may see tool servers"));
-        }
-        Ok(self.tools.statuses())
+    pub fn tool_sources(&self, _: &super::Admin) -> Vec<SourceStatus> {
+        self.tools.statuses()
     }
 
     /// The tools a conversation offers its model.

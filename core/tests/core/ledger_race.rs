@@ -46,10 +46,12 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
     let config = Config::from_toml(&toml, &BTreeMap::new()).unwrap();
     let core = Core::start(config).await.unwrap();
     let account = core
-        .create_user("racer", false, Some("correct horse battery"))
+        .create_account("racer", false, Some("correct horse battery"))
         .await
         .unwrap();
-    core.grant_credits("racer", 1.0, Some("race"))
+    let root = core.create_account("root", true, None).await.unwrap();
+    let admin = core.admin(&root).unwrap();
+    core.grant_credits(&admin, "racer", 1.0, Some("race"))
         .await
         .unwrap();
     let mut conversations = Vec::new();
@@ -186,9 +188,13 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
             crossing = Some((i, row.get("created_at")));
         }
     }
-    let balance = core.store().balance(&account.id).await.unwrap();
+    let store = chorus_core::store::Store::connect(&url, Some(2))
+        .await
+        .unwrap();
+    let balance = store.balance(&account.id).await.unwrap();
     assert_eq!(balance, running, "balance equals the sum of the ledger");
-    assert_eq!(balance, core.store().ledger_sum(&account.id).await.unwrap());
+    assert_eq!(balance, store.ledger_sum(&account.id).await.unwrap());
+    store.close().await;
     let (index, crossed_at) = crossing.expect("the race exhausts the balance");
     let late: Vec<i64> = runs
         .iter()

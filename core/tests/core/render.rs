@@ -212,10 +212,15 @@ async fn commands_stop_continue_and_resume_across_bindings() {
                 .unwrap()
                 .unwrap(),
             &core
-                .store()
-                .run(&run_id)
+                .owned_run(
+                    &core
+                        .account_for_identity(&alice.identity)
+                        .await
+                        .unwrap()
+                        .unwrap(),
+                    &run_id,
+                )
                 .await
-                .unwrap()
                 .unwrap()
                 .conversation_id,
         )

@@ -18,7 +18,7 @@ async fn link_and_usage_commands_join_a_surface_identity() {
     let core = Core::start(Config::from_toml(&toml, &BTreeMap::new()).unwrap())
         .await
         .unwrap();
-    core.create_user("alice", false, Some("correct horse battery"))
+    core.create_account("alice", false, Some("correct horse battery"))
         .await
         .unwrap();
     let web = Identity::web("alice");
@@ -60,7 +60,7 @@ async fn link_and_usage_commands_join_a_surface_identity() {
         Err(CoreError::RateLimited(_))
     ));
 
-    let usage = core.usage_command(&matrix).await.unwrap();
+    let usage = core.usage(&linked, 30).await.unwrap().to_text();
     assert!(usage.starts_with("Balance: 2.5 credits."), "{usage}");
     core.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);

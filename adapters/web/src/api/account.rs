@@ -107,7 +107,7 @@ pub async fn redeem_link_code(
 ) -> Result<Json<Value>, ApiError> {
     let outcome = state
         .core
-        .redeem_link_code_for_account(&account, &req.code)
+        .redeem_link_code(&chorus_core::Identity::web(&account.name), &req.code)
         .await?;
     Ok(Json(json!(outcome)))
 }
@@ -128,9 +128,10 @@ pub async fn grant(
     Authed(admin): Authed,
     ApiJson(req): ApiJson<Grant>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let admin = state.core.admin(&admin)?;
     let (account_id, balance) = state
         .core
-        .admin_grant(&admin, &req.account, req.amount, req.note.as_deref())
+        .grant_credits(&admin, &req.account, req.amount, req.note.as_deref())
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -22,10 +22,7 @@ pub async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let client = crate::extract::client_address(&parts);
-    let (account, token) = state
-        .core
-        .login_limited(&req.name, &req.password, &client)
-        .await?;
+    let (account, token) = state.core.login(&req.name, &req.password, &client).await?;
     let auth = &state.core.config().auth;
     let max_age = auth.session_ttl_hours * 3600;
     let secure = if auth.cookie_secure { "; Secure" } else { "" };

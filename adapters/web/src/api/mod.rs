@@ -88,7 +88,7 @@ async fn providers(
     State(state): State<AppState>,
     crate::extract::Authed(account): crate::extract::Authed,
 ) -> Result<Json<serde_json::Value>, crate::ApiError> {
-    let providers = state.core.provider_health(&account)?;
+    let providers = state.core.provider_health(&state.core.admin(&account)?);
     Ok(Json(json!({ "providers": providers })))
 }
 

@@ -18,7 +18,7 @@ pub async fn servers(
     Authed(account): Authed,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(
-        json!({ "servers": state.core.tool_sources(&account)? }),
+        json!({ "servers": state.core.tool_sources(&state.core.admin(&account)?) }),
     ))
 }
 

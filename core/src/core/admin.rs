@@ -1,0 +1,34 @@
+//! The admin capability: the one place where an account's role is checked for admin
+//! operations, which take an [`Admin`] instead of an account.
+
+use super::{Core, CoreError};
+use chorus_model::{Account, Role};
+
+/// Proof that the caller may perform admin operations: an admin account (checked by
+/// [`Core::admin`]), or the operator running one-shot CLI commands (given by
+/// [`Core::start_for_admin`]).
+#[derive(Clone, Debug)]
+pub struct Admin(Option<Account>);
+
+impl Admin {
+    /// The operator of the CLI: whoever may read the config and reach the database.
+    pub(super) fn operator() -> Self {
+        Self(None)
+    }
+
+    /// The admin account, when an account (not the CLI operator) acts.
+    pub fn account(&self) -> Option<&Account> {
+        self.0.as_ref()
+    }
+}
+
+impl Core {
+    /// The admin capability of `account`, or `Forbidden` when it is not an admin.
+    pub fn admin(&self, account: &Account) -> Result<Admin, CoreError> {
+        if account.role == Role::Admin {
+            Ok(Admin(Some(account.clone())))
+        } else {
+            Err(CoreError::Forbidden("only admins may do this"))
+        }
+    }
+}
