@@ -14,15 +14,20 @@ use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
 
-fn docker_host() -> String {
+/// The Docker engine the sandbox tests use.
+pub(crate) fn docker_host() -> String {
     std::env::var("CHORUS_TEST_DOCKER_HOST")
         .or_else(|_| std::env::var("DOCKER_HOST"))
         .unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
+/// The label on each sandbox container naming the instance that started it
+/// (`LABEL_INSTANCE` in core/src/sandbox/container.rs).
+const LABEL_INSTANCE: &str = "chorus.sandbox.instance";
+
 /// A server whose sandbox uses the test Docker engine, with its own instance id (so
 /// its containers are told apart by label) and the scripted model `s/demo`.
-async fn server(script: &str, instance: &str) -> Result<TestServer> {
+pub(crate) async fn server(script: &str, instance: &str) -> Result<TestServer> {
     TestServer::start(
         ServerConfig::new()
             .scripted("s", script, 200.0)
@@ -33,13 +38,10 @@ async fn server(script: &str, instance: &str) -> Result<TestServer> {
 }
 
 /// Ids of the containers (running or not) of this server's sandbox.
-fn containers(instance: &str) -> Result<Vec<String>> {
+pub(crate) fn containers(instance: &str) -> Result<Vec<String>> {
     let out = Command::new("docker")
         .args(["-H", &docker_host(), "ps", "-aq", "--filter"])
-        .arg(format!(
-            "label={}={instance}",
-            chorus_core::sandbox::LABEL_INSTANCE
-        ))
+        .arg(format!("label={LABEL_INSTANCE}={instance}"))
         .output()
         .context("running the docker CLI (scripts/provision/50-docker.sh installs it)")?;
     ensure!(
@@ -53,7 +55,8 @@ fn containers(instance: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-async fn tool_names(client: &chorus_tests::ApiClient) -> Result<Vec<String>> {
+/// The names of the tools `GET /api/tools` offers the caller.
+pub(crate) async fn tool_names(client: &chorus_tests::ApiClient) -> Result<Vec<String>> {
     let v: Value = client.get("/api/tools").await?.json().await?;
     Ok(v["tools"]
         .as_array()
