@@ -4,48 +4,28 @@
 //! file is written by the scripted model calling `code_interpreter` through the real
 //! `chorus` binary, its sandbox on the real Docker engine.
 
-use crate::finished;
-use crate::mcp_tools::{result_for, set_tools};
-use crate::sandbox_tool::{containers, docker_host, server, tool_names};
+use crate::mcp_tools::result_for;
+use crate::sandbox_tool::{Computed, compute, containers};
 use anyhow::{Context, Result, ensure};
-use chorus_tests::{Resume, logged_in_client, unique_name};
+use chorus_tests::{logged_in_client, unique_name};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn workspace_files_are_downloadable_by_their_owner_only() -> Result<()> {
     let code = "import os\nos.makedirs('out', exist_ok=True)\nopen('out/report.csv', 'w').write('a,b\\n1,2\\n')";
-    let script = format!(
-        "@call code_interpreter {}\nWritten: {{{{tool_results}}}}",
-        json!({"language": "python", "code": code})
-    );
-    let instance = unique_name("sbfiles");
-    let server = server(&script, &instance).await?;
-    let alice = logged_in_client(&server, &unique_name("alice")).await?;
+    let Computed {
+        server,
+        instance,
+        alice,
+        conversation,
+        events,
+    } = compute(code).await?;
     let bob = logged_in_client(&server, &unique_name("bob")).await?;
-    let names = tool_names(&alice).await?;
-    ensure!(
-        names.iter().any(|n| n == "code_interpreter"),
-        "Docker is required and does not answer at {}: code_interpreter is not offered ({names:?})",
-        docker_host()
-    );
-    let conversation = alice.create_conversation(Some("s/demo")).await?;
     let me = alice.me().await?;
     let account_id = me["id"]
         .as_str()
         .with_context(|| format!("no account id in /api/me: {me}"))?
         .to_string();
-
-    set_tools(&alice, &conversation, json!(["code_interpreter"])).await?;
-    let sent = alice
-        .send_message(&conversation, "write the report")
-        .await?;
-    let events = alice
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
-    ensure!(
-        finished(&events)?.status() == Some("complete"),
-        "{events:?}"
-    );
     let result = result_for(&events, "code_interpreter")?;
     ensure!(
         result.data["is_error"] == false && result.data["details"]["exit_code"] == 0,

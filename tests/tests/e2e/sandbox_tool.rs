@@ -9,7 +9,9 @@ use crate::mcp_tools::{of_kind, result_for, set_tools};
 use anyhow::{Context, Result, ensure};
 use chorus_tests::client::delta_text;
 use chorus_tests::wait::until;
-use chorus_tests::{Resume, ServerConfig, TestServer, logged_in_client, unique_name};
+use chorus_tests::{
+    ApiClient, Resume, ServerConfig, SseEvent, TestServer, logged_in_client, unique_name,
+};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
@@ -66,9 +68,22 @@ pub(crate) async fn tool_names(client: &chorus_tests::ApiClient) -> Result<Vec<S
         .collect())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_scripted_run_computes_with_code_interpreter_and_keeps_its_file() -> Result<()> {
-    let code = "print(6 * 7)\nopen('answer.txt', 'w').write('forty-two')";
+/// A run of the scripted model that ran Python `code` with `code_interpreter` and
+/// completed, on a server of its own ([`server`]).
+pub(crate) struct Computed {
+    pub server: TestServer,
+    /// The instance id labelling the server's containers.
+    pub instance: String,
+    /// The account that ran it.
+    pub alice: ApiClient,
+    pub conversation: String,
+    pub events: Vec<SseEvent>,
+}
+
+/// Starts a server whose scripted model calls `code_interpreter` with Python `code`
+/// and then says `The sandbox said: ` and the result; alice sends it a message in a
+/// conversation with the tool selected, and the run must complete.
+pub(crate) async fn compute(code: &str) -> Result<Computed> {
     let script = format!(
         "@call code_interpreter {}\nThe sandbox said: {{{{tool_results}}}}",
         json!({"language": "python", "code": code})
@@ -93,6 +108,25 @@ async fn a_scripted_run_computes_with_code_interpreter_and_keeps_its_file() -> R
         finished(&events)?.status() == Some("complete"),
         "{events:?}"
     );
+    Ok(Computed {
+        server,
+        instance,
+        alice,
+        conversation,
+        events,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scripted_run_computes_with_code_interpreter_and_keeps_its_file() -> Result<()> {
+    let code = "print(6 * 7)\nopen('answer.txt', 'w').write('forty-two')";
+    let Computed {
+        server,
+        instance,
+        alice,
+        conversation,
+        events,
+    } = compute(code).await?;
     let calls = of_kind(&events, "tool_call");
     ensure!(
         calls.len() == 1 && calls[0].data["name"] == "code_interpreter",
