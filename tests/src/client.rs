@@ -137,9 +137,21 @@ impl ApiClient {
 
     /// Creates a conversation (on the default model unless `model` is given); returns its id.
     pub async fn create_conversation(&self, model: Option<&str>) -> Result<String> {
+        self.create_conversation_with(model, None).await
+    }
+
+    /// [`Self::create_conversation`] with a system prompt, if given.
+    pub async fn create_conversation_with(
+        &self,
+        model: Option<&str>,
+        system_prompt: Option<&str>,
+    ) -> Result<String> {
         let mut body = json!({"title": "e2e"});
         if let Some(m) = model {
             body["model"] = json!(m);
+        }
+        if let Some(prompt) = system_prompt {
+            body["system_prompt"] = json!(prompt);
         }
         let resp = self
             .request(Method::POST, "/api/conversations")

@@ -3,9 +3,8 @@
 //! It answers `POST /v1/messages` in the documented streaming wire format: named
 //! server-sent events (`event: NAME` + `data: JSON`) `message_start` (with the input
 //! usage), `content_block_start`, `ping`, `content_block_delta`s, `content_block_stop`,
-//! `message_delta` (stop reason, output usage) and `message_stop`. It records every
-//! request's headers and JSON body, and whether the client hung up before the reply
-//! ended.
+//! `message_delta` (stop reason, output usage) and `message_stop`. Routing, recording
+//! and replay are [`Fake`]'s; this module holds the wire format.
 //!
 //! Like the real API, it refuses (with Anthropic's error body) a request without
 //! `x-api-key` (401) or `anthropic-version`, without an integer `max_tokens`, with a
@@ -30,19 +29,12 @@
 //! (the mid-stream partial, trailing whitespace trimmed) gets `continuation`
 //! ([`CONTINUATION_CHUNKS`]); one whose last message carries tool results, `reply`.
 
-use crate::fake_server::{
-    FakeProvider, FakeServer, FirstTime, Recorder, hung_up, roles_and_contents,
-};
-use crate::fixture::replay;
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use crate::fake_server::{Fake, Incoming, Wire, roles_and_contents};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use bytes::Bytes;
 use serde_json::{Value, json};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+
+pub use crate::fake_server::{Behaviour, RecordedRequest};
 
 /// Token counts as the API reports them.
 #[derive(Clone, Copy, Debug)]
@@ -92,87 +84,13 @@ pub fn continuation_prefill() -> String {
     MIDSTREAM_CHUNKS.concat().trim_end().to_string()
 }
 
-/// What the fake did with a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Behaviour {
-    Normal,
-    Thinking,
-    MidstreamError,
-    RateLimited,
-    /// `[rate-limit-once]` the first time: 429 with `retry-after: 1`.
-    RateLimitedOnce,
-    Continuation,
-    ToolCalls,
-    ContentFilter,
-    Unauthorized,
-    /// Refused as the real API would (the reason is in the response).
-    Rejected,
-}
+/// The Messages API's wire format.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AnthropicWire;
 
-/// One request as the fake received it.
-#[derive(Clone, Debug)]
-pub struct RecordedRequest {
-    pub headers: HeaderMap,
-    pub body: Value,
-    pub behaviour: Behaviour,
-    /// Set when the client closed the connection before the reply was complete.
-    pub hung_up: Arc<AtomicBool>,
-}
-
-impl RecordedRequest {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// `(role, content)` of every message of the request.
-    pub fn messages(&self) -> Vec<(String, String)> {
-        roles_and_contents(&self.body["messages"])
-    }
-
-    pub fn client_hung_up(&self) -> bool {
-        hung_up(&self.hung_up)
-    }
-}
-
-#[derive(Clone, Default)]
-struct FakeState {
-    requests: Recorder<RecordedRequest>,
-    rate_limited: FirstTime,
-}
-
-/// The running fake. Stops when dropped.
-pub struct FakeAnthropic {
-    server: FakeServer,
-    state: FakeState,
-}
-
-impl FakeAnthropic {
-    pub async fn start() -> anyhow::Result<Self> {
-        let state = FakeState::default();
-        let app = Router::new()
-            .route("/v1/messages", post(messages))
-            .with_state(state.clone());
-        let server = FakeServer::spawn(app).await?;
-        Ok(Self { server, state })
-    }
-
-    /// The `base_url` to configure: `http://127.0.0.1:PORT` (like the real API's, without `/v1`).
-    pub fn base_url(&self) -> String {
-        self.server.url("")
-    }
-
-    /// Every request received so far, in order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.requests.all()
-    }
-}
-
-impl FakeProvider for FakeAnthropic {
-    fn request_times(&self) -> Vec<std::time::Instant> {
-        self.state.requests.times()
-    }
-}
+/// The running fake (its `base_url` is `http://127.0.0.1:PORT`, like the real API's,
+/// without `/v1`). Stops when dropped.
+pub type FakeAnthropic = Fake<AnthropicWire>;
 
 /// Anthropic's error body.
 fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
@@ -187,33 +105,38 @@ fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// Why the real API would refuse the request, if it would.
-fn refusal(headers: &HeaderMap, body: &Value) -> Option<Response> {
+/// Why the real API would refuse the request, if it would: the status, error type and
+/// message of its answer.
+fn refusal(request: &Incoming<'_>) -> Option<(StatusCode, &'static str, String)> {
+    let body = request.body;
     let invalid = |message: &str| {
-        Some(api_error(
+        Some((
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
-            message,
+            message.to_string(),
         ))
     };
-    if headers.get("x-api-key").is_none() {
-        return Some(api_error(
+    if request.header("x-api-key").is_none() {
+        return Some((
             StatusCode::UNAUTHORIZED,
             "authentication_error",
-            "x-api-key header is required",
+            "x-api-key header is required".into(),
         ));
     }
-    if headers.get("anthropic-version").is_none() {
+    if request.header("anthropic-version").is_none() {
         return invalid("anthropic-version: header is required");
     }
     if !body["max_tokens"].is_u64() {
         return invalid("max_tokens: Field required");
     }
-    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let messages = body["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     if messages.is_empty() {
         return invalid("messages: at least one message is required");
     }
-    for m in &messages {
+    for m in messages {
         let role = m["role"].as_str().unwrap_or_default();
         if role != "user" && role != "assistant" {
             return invalid(&format!(
@@ -240,80 +163,46 @@ fn refusal(headers: &HeaderMap, body: &Value) -> Option<Response> {
     None
 }
 
-fn choose(body: &Value, rate_limited: &FirstTime) -> Behaviour {
-    let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    if let Some(last) = messages.last() {
+impl Wire for AnthropicWire {
+    const FIXTURES: &'static str = "anthropic";
+
+    fn is_call(&self, method: &Method, path: &str) -> bool {
+        method == Method::POST && path == "/v1/messages"
+    }
+
+    fn bad_json(&self, error: &serde_json::Error) -> Response {
+        api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            &format!("invalid JSON: {error}"),
+        )
+    }
+
+    fn refuse(&self, request: &Incoming<'_>) -> Option<(String, Response)> {
+        let (status, kind, message) = refusal(request)?;
+        let response = api_error(status, kind, &message);
+        Some((message, response))
+    }
+
+    fn turns(&self, body: &Value) -> Vec<(String, String)> {
+        roles_and_contents(&body["messages"])
+    }
+
+    fn by_history(&self, body: &Value) -> Option<Behaviour> {
+        let last = body["messages"].as_array()?.last()?;
         if last["role"] == "assistant" && last["content"] == continuation_prefill().as_str() {
-            return Behaviour::Continuation;
+            return Some(Behaviour::Continuation);
         }
         let carries_tool_results = last["content"]
             .as_array()
             .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"));
-        if carries_tool_results {
-            return Behaviour::Normal;
-        }
+        carries_tool_results.then_some(Behaviour::Normal)
     }
-    let last_user = messages
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "user")
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or_default();
-    let markers = [
-        ("[midstream-error]", Behaviour::MidstreamError),
-        ("[rate-limit]", Behaviour::RateLimited),
-        ("[think]", Behaviour::Thinking),
-        ("[tool-calls]", Behaviour::ToolCalls),
-        ("[content-filter]", Behaviour::ContentFilter),
-        ("[unauthorized]", Behaviour::Unauthorized),
-    ];
-    if let Some((_, b)) = markers.iter().find(|(m, _)| last_user.contains(m)) {
-        *b
-    } else if last_user.contains("[rate-limit-once]") && rate_limited.first() {
-        Behaviour::RateLimitedOnce
-    } else {
-        Behaviour::Normal
-    }
-}
 
-async fn messages(State(state): State<FakeState>, headers: HeaderMap, body: Bytes) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                &format!("invalid JSON: {e}"),
-            );
-        }
-    };
-    let refused = refusal(&headers, &body);
-    let behaviour = if refused.is_some() {
-        Behaviour::Rejected
-    } else {
-        choose(&body, &state.rate_limited)
-    };
-    let hung_up = Arc::new(AtomicBool::new(false));
-    state.requests.push(RecordedRequest {
-        headers,
-        body: body.clone(),
-        behaviour,
-        hung_up: hung_up.clone(),
-    });
-    if let Some(response) = refused {
-        return response;
+    fn markers(&self) -> &'static [(&'static str, Behaviour)] {
+        &[
+            ("[rate-limit]", Behaviour::RateLimited),
+            ("[think]", Behaviour::Thinking),
+        ]
     }
-    let fixture = match behaviour {
-        Behaviour::Rejected => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        Behaviour::Normal => "reply",
-        Behaviour::Thinking => "thinking",
-        Behaviour::Continuation => "continuation",
-        Behaviour::MidstreamError => "midstream_error",
-        Behaviour::RateLimited => "rate_limit_long_wait",
-        Behaviour::RateLimitedOnce => "rate_limit",
-        Behaviour::ToolCalls => "tool_calls",
-        Behaviour::ContentFilter => "content_filter",
-        Behaviour::Unauthorized => "unauthorized",
-    };
-    replay("anthropic", fixture, Some(hung_up))
 }

@@ -3,8 +3,8 @@
 //! It answers `POST /model/{modelId}/converse-stream` (the model id percent-encoded)
 //! with real `application/vnd.amazon.eventstream` binary frames, encoded by
 //! `aws-smithy-eventstream` from the readable JSON fixtures of `tests/fixtures/bedrock/`
-//! (each frame sent in two halves, so the client must reassemble them), and records
-//! every request.
+//! (each frame sent in two halves, so the client must reassemble them). Routing,
+//! recording and replay are [`Fake`]'s; this module holds the wire format.
 //!
 //! Like AWS, it verifies the SigV4 signature of each request: it parses the
 //! `Authorization` header (`AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/bedrock/aws4_request,
@@ -22,7 +22,7 @@
 //! | `[content-filter]` | `content_filter`: text, then `stopReason: guardrail_intervened`   |
 //! | `[throttle]`      | `throttled`: 429 `ThrottlingException` ([`THROTTLE_MESSAGE`]), no wait given |
 //! | `[rate-limit-once]` | `rate_limit` (429 with `retry-after: 1`) the first time, then `reply` |
-//! | `[stream-error]`, `[midstream-error]` | `midstream_error`: [`MIDSTREAM_CHUNKS`], then a `modelStreamErrorException` frame |
+//! | `[midstream-error]` | `midstream_error`: [`MIDSTREAM_CHUNKS`], then a `modelStreamErrorException` frame |
 //! | `[unauthorized]`  | `unauthorized`: 403 `UnrecognizedClientException`                  |
 //! | `[unavailable]`   | `service_unavailable`: 503 `ServiceUnavailableException`            |
 //!
@@ -31,18 +31,16 @@
 //! ([`CONTINUATION_CHUNKS`], [`CONTINUATION_USAGE`]); one whose last turn carries
 //! `toolResult` blocks gets `reply`.
 
-use crate::fake_server::{FakeProvider, FakeServer, FirstTime, Recorder};
-use crate::fixture::replay;
+use crate::fake_server::{Fake, Incoming, Wire};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime};
+
+pub use crate::fake_server::{Behaviour, RecordedRequest};
 
 pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " fake", " Bedrock", "."];
 /// (inputTokens, outputTokens, cacheReadInputTokens): prompt tokens are the first plus the third.
@@ -55,53 +53,40 @@ pub const CONTINUATION_USAGE: (u64, u64) = (44, 2);
 pub const THROTTLE_MESSAGE: &str = "Too many requests, please wait before trying again.";
 pub const SIGNATURE_MESSAGE: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
 
-/// What the fake did with a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Behaviour {
-    Normal,
-    Throttled,
-    /// `[rate-limit-once]` the first time: 429 with `retry-after: 1`.
-    RateLimitedOnce,
-    MidstreamError,
-    Continuation,
-    ToolCalls,
-    ContentFilter,
-    Unauthorized,
-    Unavailable,
-    /// Refused: bad or missing signature, unknown key, bad path.
-    Rejected,
-}
-
-/// One request as the fake received it.
+/// Bedrock's ConverseStream wire format, accepting requests signed with one set of
+/// credentials for one region.
 #[derive(Clone, Debug)]
-pub struct RecordedRequest {
-    /// The model id, percent-decoded from the path.
-    pub model: String,
-    /// The raw (encoded) path.
-    pub path: String,
-    pub headers: HeaderMap,
-    pub body: Value,
-    pub behaviour: Behaviour,
-    /// Why the request was rejected, if it was.
-    pub rejection: Option<String>,
+pub struct BedrockWire {
+    access_key_id: String,
+    secret_access_key: String,
+    region: String,
 }
 
-impl RecordedRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
+/// The running fake. Stops when dropped.
+pub type FakeBedrock = Fake<BedrockWire>;
 
-    /// `(role, all text blocks joined)` of every message.
-    pub fn messages(&self) -> Vec<(String, String)> {
-        self.body["messages"]
-            .as_array()
-            .map(|ms| {
-                ms.iter()
-                    .map(|m| (s(&m["role"]), message_text(m)))
-                    .collect()
-            })
-            .unwrap_or_default()
+impl Fake<BedrockWire> {
+    /// A fake that accepts requests signed with these credentials for `region`.
+    pub async fn start(
+        access_key_id: &str,
+        secret_access_key: &str,
+        region: &str,
+    ) -> anyhow::Result<Self> {
+        Self::serve(BedrockWire {
+            access_key_id: access_key_id.to_string(),
+            secret_access_key: secret_access_key.to_string(),
+            region: region.to_string(),
+        })
+        .await
     }
+}
+
+/// The model id of a `/model/{modelId}/converse-stream` path, percent-decoded.
+pub fn model_of(path: &str) -> Option<String> {
+    path.strip_prefix("/model/")
+        .and_then(|p| p.strip_suffix("/converse-stream"))
+        .filter(|m| !m.contains('/'))
+        .map(percent_decode)
 }
 
 fn s(v: &Value) -> String {
@@ -113,56 +98,6 @@ fn message_text(m: &Value) -> String {
         .as_array()
         .map(|blocks| blocks.iter().filter_map(|b| b["text"].as_str()).collect())
         .unwrap_or_default()
-}
-
-#[derive(Clone)]
-struct FakeState {
-    access_key_id: String,
-    secret_access_key: String,
-    region: String,
-    requests: Recorder<RecordedRequest>,
-    rate_limited: FirstTime,
-}
-
-/// The running fake. Stops when dropped.
-pub struct FakeBedrock {
-    server: FakeServer,
-    state: FakeState,
-}
-
-impl FakeBedrock {
-    /// A fake that accepts requests signed with these credentials for `region`.
-    pub async fn start(
-        access_key_id: &str,
-        secret_access_key: &str,
-        region: &str,
-    ) -> anyhow::Result<Self> {
-        let state = FakeState {
-            access_key_id: access_key_id.to_string(),
-            secret_access_key: secret_access_key.to_string(),
-            region: region.to_string(),
-            requests: Recorder::default(),
-            rate_limited: FirstTime::default(),
-        };
-        let app = Router::new().fallback(handle).with_state(state.clone());
-        let server = FakeServer::spawn(app).await?;
-        Ok(Self { server, state })
-    }
-
-    /// The `base_url` to configure.
-    pub fn base_url(&self) -> String {
-        self.server.url("")
-    }
-
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.requests.all()
-    }
-}
-
-impl FakeProvider for FakeBedrock {
-    fn request_times(&self) -> Vec<std::time::Instant> {
-        self.state.requests.times()
-    }
 }
 
 fn aws_error(status: StatusCode, error_type: &str, message: &str) -> Response {
@@ -216,12 +151,10 @@ fn parse_amz_date(s: &str) -> Option<SystemTime> {
 
 /// Why AWS would refuse the request's signature, if it would.
 fn check_signature(
-    state: &FakeState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
+    state: &BedrockWire,
+    request: &Incoming<'_>,
 ) -> Result<(), (StatusCode, &'static str, String)> {
+    let (method, uri, body) = (request.method, request.uri, request.bytes);
     let missing = |what: &str| {
         Err((
             StatusCode::FORBIDDEN,
@@ -229,7 +162,7 @@ fn check_signature(
             format!("Missing Authentication Token ({what})"),
         ))
     };
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let get = |name: &str| request.header(name);
     let Some(auth) = get("authorization") else {
         return missing("no authorization header");
     };
@@ -343,103 +276,80 @@ fn check_signature(
     Ok(())
 }
 
-fn choose(body: &Value, rate_limited: &FirstTime) -> Behaviour {
-    let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let n = messages.len();
-    let answers_calls = messages
-        .last()
-        .and_then(|m| m["content"].as_array())
-        .is_some_and(|blocks| blocks.iter().any(|b| b.get("toolResult").is_some()));
-    if answers_calls {
-        return Behaviour::Normal;
-    }
-    if n >= 2
-        && messages[n - 1]["role"] == "user"
-        && messages[n - 2]["role"] == "assistant"
-        && message_text(&messages[n - 2]) == MIDSTREAM_CHUNKS.concat()
-    {
-        return Behaviour::Continuation;
-    }
-    let last_user = messages
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "user")
-        .map(message_text)
-        .unwrap_or_default();
-    let markers = [
-        ("[throttle]", Behaviour::Throttled),
-        ("[stream-error]", Behaviour::MidstreamError),
-        ("[midstream-error]", Behaviour::MidstreamError),
-        ("[tool-calls]", Behaviour::ToolCalls),
-        ("[content-filter]", Behaviour::ContentFilter),
-        ("[unauthorized]", Behaviour::Unauthorized),
-        ("[unavailable]", Behaviour::Unavailable),
-    ];
-    if let Some((_, b)) = markers.iter().find(|(m, _)| last_user.contains(m)) {
-        *b
-    } else if last_user.contains("[rate-limit-once]") && rate_limited.first() {
-        Behaviour::RateLimitedOnce
-    } else {
-        Behaviour::Normal
-    }
-}
+impl Wire for BedrockWire {
+    const FIXTURES: &'static str = "bedrock";
 
-async fn handle(
-    State(state): State<FakeState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_string();
-    let model = path
-        .strip_prefix("/model/")
-        .and_then(|p| p.strip_suffix("/converse-stream"))
-        .filter(|m| !m.contains('/'))
-        .map(percent_decode);
-    let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let mut rejection = None;
-    let mut refusal = None;
-    if method != Method::POST || model.is_none() {
-        rejection = Some(format!("unknown operation {method} {path}"));
-        refusal = Some(aws_error(
-            StatusCode::NOT_FOUND,
-            "UnknownOperationException",
-            "Unknown operation",
-        ));
-    } else if let Err((status, kind, message)) =
-        check_signature(&state, &method, &uri, &headers, &body)
-    {
-        rejection = Some(format!("{kind}: {message}"));
-        refusal = Some(aws_error(status, kind, &message));
+    /// Every request: a wrong path or method is refused with AWS's answer.
+    fn is_call(&self, _method: &Method, _path: &str) -> bool {
+        true
     }
-    let behaviour = if refusal.is_some() {
-        Behaviour::Rejected
-    } else {
-        choose(&json_body, &state.rate_limited)
-    };
-    state.requests.push(RecordedRequest {
-        model: model.unwrap_or_default(),
-        path,
-        headers,
-        body: json_body,
-        behaviour,
-        rejection,
-    });
-    if let Some(response) = refusal {
-        return response;
+
+    fn bad_json(&self, error: &serde_json::Error) -> Response {
+        aws_error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            &format!("invalid JSON: {error}"),
+        )
     }
-    let fixture = match behaviour {
-        Behaviour::Rejected => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        Behaviour::Normal => "reply",
-        Behaviour::Throttled => "throttled",
-        Behaviour::RateLimitedOnce => "rate_limit",
-        Behaviour::MidstreamError => "midstream_error",
-        Behaviour::Continuation => "continuation",
-        Behaviour::ToolCalls => "tool_calls",
-        Behaviour::ContentFilter => "content_filter",
-        Behaviour::Unauthorized => "unauthorized",
-        Behaviour::Unavailable => "service_unavailable",
-    };
-    replay("bedrock", fixture, None)
+
+    fn refuse(&self, request: &Incoming<'_>) -> Option<(String, Response)> {
+        let path = request.uri.path();
+        if request.method != Method::POST || model_of(path).is_none() {
+            let why = format!("unknown operation {} {path}", request.method);
+            let response = aws_error(
+                StatusCode::NOT_FOUND,
+                "UnknownOperationException",
+                "Unknown operation",
+            );
+            return Some((why, response));
+        }
+        let (status, kind, message) = check_signature(self, request).err()?;
+        Some((
+            format!("{kind}: {message}"),
+            aws_error(status, kind, &message),
+        ))
+    }
+
+    /// `(role, all text blocks joined)` of every message.
+    fn turns(&self, body: &Value) -> Vec<(String, String)> {
+        let messages = body["messages"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        messages
+            .iter()
+            .map(|m| (s(&m["role"]), message_text(m)))
+            .collect()
+    }
+
+    fn by_history(&self, body: &Value) -> Option<Behaviour> {
+        let messages = body["messages"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        match messages {
+            [.., last]
+                if last["content"]
+                    .as_array()
+                    .is_some_and(|blocks| blocks.iter().any(|b| b.get("toolResult").is_some())) =>
+            {
+                Some(Behaviour::Normal)
+            }
+            [.., partial, next]
+                if next["role"] == "user"
+                    && partial["role"] == "assistant"
+                    && message_text(partial) == MIDSTREAM_CHUNKS.concat() =>
+            {
+                Some(Behaviour::Continuation)
+            }
+            _ => None,
+        }
+    }
+
+    fn markers(&self) -> &'static [(&'static str, Behaviour)] {
+        &[
+            ("[throttle]", Behaviour::Throttled),
+            ("[unavailable]", Behaviour::Unavailable),
+        ]
+    }
 }

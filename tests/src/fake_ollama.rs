@@ -9,7 +9,8 @@
 //!   line is written in two pieces split mid-line, as a network may deliver it. A
 //!   model it does not list gets the documented 404 `{"error": "model '...' not found"}`.
 //!
-//! It records every chat request's JSON body and counts `/api/tags` calls.
+//! Routing, recording and replay are [`Fake`]'s; this module holds the wire format and
+//! counts `/api/tags` calls.
 //!
 //! What `/api/chat` does is chosen by the messages:
 //!
@@ -23,21 +24,17 @@
 //! | `[unauthorized]`                           | fixture `unauthorized`: 401, as an authenticating proxy answers |
 //! | otherwise, or after a tool result          | fixture `reply`: [`NORMAL_CHUNKS`], usage [`NORMAL_USAGE`] |
 
-use crate::fake_server::{
-    FakeProvider, FakeServer, FirstTime, Recorder, paced_stream, roles_and_contents,
-    streaming_response,
-};
-use crate::fixture::replay;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use crate::fake_server::{Fake, Wire, paced_stream, roles_and_contents, streaming_response};
+use crate::fixture::{halves, replay};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+pub use crate::fake_server::{Behaviour, RecordedRequest};
 
 pub const MODELS: &[&str] = &["llama3.2:latest", "qwen3:8b"];
 pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " the", " fake", " llama", "."];
@@ -66,174 +63,108 @@ pub fn prompt_tokens(body: &Value) -> u64 {
     (chars as u64).div_ceil(4)
 }
 
-/// What the fake did with a chat request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Behaviour {
-    Normal,
-    Slow,
-    Continuation,
-    ModelNotFound,
-    /// A prefill that is not a prefix of the slow script.
-    BadPrefill,
-    ToolCalls,
-    MidstreamError,
-    /// `[rate-limit-once]` the first time: 429 with `retry-after: 1`.
-    RateLimitedOnce,
-    Unauthorized,
-}
-
-/// One chat request as the fake received it.
-#[derive(Clone, Debug)]
-pub struct RecordedRequest {
-    pub body: Value,
-    pub behaviour: Behaviour,
-}
-
-impl RecordedRequest {
-    /// `(role, content)` of every message of the request.
-    pub fn messages(&self) -> Vec<(String, String)> {
-        roles_and_contents(&self.body["messages"])
-    }
-}
-
-#[derive(Clone, Default)]
-struct FakeState {
-    requests: Recorder<RecordedRequest>,
+/// Ollama's wire format; it counts the calls of its model list.
+#[derive(Clone, Debug, Default)]
+pub struct OllamaWire {
     tags_calls: Arc<AtomicUsize>,
-    rate_limited: FirstTime,
 }
 
 /// The running fake. Stops when dropped.
-pub struct FakeOllama {
-    server: FakeServer,
-    state: FakeState,
-}
+pub type FakeOllama = Fake<OllamaWire>;
 
-impl FakeOllama {
-    pub async fn start() -> anyhow::Result<Self> {
-        let state = FakeState::default();
-        let app = Router::new()
-            .route("/api/tags", get(tags))
-            .route("/api/chat", post(chat))
-            .with_state(state.clone());
-        let server = FakeServer::spawn(app).await?;
-        Ok(Self { server, state })
-    }
-
-    /// The `base_url` to configure: `http://127.0.0.1:PORT`.
-    pub fn base_url(&self) -> String {
-        self.server.url("")
-    }
-
-    /// Every chat request received so far, in order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.requests.all()
-    }
-
+impl Fake<OllamaWire> {
     /// How many times `/api/tags` was asked.
     pub fn tags_calls(&self) -> usize {
-        self.state.tags_calls.load(Ordering::SeqCst)
+        self.wire().tags_calls.load(Ordering::SeqCst)
     }
-}
-
-impl FakeProvider for FakeOllama {
-    fn request_times(&self) -> Vec<std::time::Instant> {
-        self.state.requests.times()
-    }
-}
-
-async fn tags(State(state): State<FakeState>) -> Response {
-    state.tags_calls.fetch_add(1, Ordering::SeqCst);
-    replay("ollama", "tags", None)
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({"error": message}))).into_response()
 }
 
-fn choose(body: &Value, rate_limited: &FirstTime) -> Behaviour {
-    if !MODELS.contains(&body["model"].as_str().unwrap_or_default()) {
-        return Behaviour::ModelNotFound;
+impl Wire for OllamaWire {
+    const FIXTURES: &'static str = "ollama";
+
+    fn is_call(&self, method: &Method, path: &str) -> bool {
+        method == Method::POST && path == "/api/chat"
     }
-    let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    if messages.last().is_some_and(|m| m["role"] == "tool") {
-        return Behaviour::Normal;
+
+    /// `GET /api/tags`: the model list.
+    fn other(&self, method: &Method, path: &str) -> Option<Response> {
+        (method == Method::GET && path == "/api/tags").then(|| {
+            self.tags_calls.fetch_add(1, Ordering::SeqCst);
+            replay(Self::FIXTURES, "tags", None)
+        })
     }
-    if let Some(last) = messages.last()
-        && last["role"] == "assistant"
-    {
+
+    fn bad_json(&self, e: &serde_json::Error) -> Response {
+        error(StatusCode::BAD_REQUEST, &e.to_string())
+    }
+
+    fn turns(&self, body: &Value) -> Vec<(String, String)> {
+        roles_and_contents(&body["messages"])
+    }
+
+    fn by_history(&self, body: &Value) -> Option<Behaviour> {
+        if !MODELS.contains(&body["model"].as_str().unwrap_or_default()) {
+            return Some(Behaviour::ModelNotFound);
+        }
+        let last = body["messages"].as_array()?.last()?;
+        if last["role"] == "tool" {
+            return Some(Behaviour::Normal);
+        }
+        if last["role"] != "assistant" {
+            return None;
+        }
         let prefill = last["content"].as_str().unwrap_or_default();
-        return if slow_script().starts_with(prefill) {
+        Some(if slow_script().starts_with(prefill) {
             Behaviour::Continuation
         } else {
             Behaviour::BadPrefill
-        };
+        })
     }
-    let last_user = messages
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "user")
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or_default();
-    let markers = [
-        ("[slow]", Behaviour::Slow),
-        ("[tool-calls]", Behaviour::ToolCalls),
-        ("[midstream-error]", Behaviour::MidstreamError),
-        ("[unauthorized]", Behaviour::Unauthorized),
-    ];
-    if let Some((_, b)) = markers.iter().find(|(m, _)| last_user.contains(m)) {
-        *b
-    } else if last_user.contains("[rate-limit-once]") && rate_limited.first() {
-        Behaviour::RateLimitedOnce
-    } else {
-        Behaviour::Normal
+
+    fn markers(&self) -> &'static [(&'static str, Behaviour)] {
+        &[("[slow]", Behaviour::Slow)]
+    }
+
+    fn build(&self, behaviour: Behaviour, request: &RecordedRequest) -> Option<Response> {
+        let body = &request.body;
+        let model = body["model"].as_str().unwrap_or_default();
+        let (chunks, interval): (Vec<String>, Duration) = match behaviour {
+            Behaviour::ModelNotFound => {
+                return Some(error(
+                    StatusCode::NOT_FOUND,
+                    &format!("model '{model}' not found"),
+                ));
+            }
+            Behaviour::BadPrefill => {
+                return Some(error(
+                    StatusCode::BAD_REQUEST,
+                    "the fake can only continue a prefix of its slow script",
+                ));
+            }
+            Behaviour::Slow => (slow_chunks(), SLOW_CHUNK_INTERVAL),
+            Behaviour::Continuation => {
+                let (_, prefill) = request.turns.last()?;
+                let rest = &slow_script()[prefill.len()..];
+                // The rest in word-sized pieces (the prefill may end mid-word).
+                let pieces = rest.split_inclusive(' ').map(str::to_string).collect();
+                (pieces, Duration::from_millis(10))
+            }
+            _ => return None,
+        };
+        Some(ndjson_reply(request, &chunks, interval))
     }
 }
 
-async fn chat(State(state): State<FakeState>, body: Bytes) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let behaviour = choose(&body, &state.rate_limited);
-    state.requests.push(RecordedRequest {
-        body: body.clone(),
-        behaviour,
-    });
-    let model = body["model"].as_str().unwrap_or_default().to_string();
-    let (chunks, interval): (Vec<String>, Duration) = match behaviour {
-        Behaviour::ModelNotFound => {
-            return error(StatusCode::NOT_FOUND, &format!("model '{model}' not found"));
-        }
-        Behaviour::BadPrefill => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "the fake can only continue a prefix of its slow script",
-            );
-        }
-        Behaviour::Normal => return replay("ollama", "reply", None),
-        Behaviour::ToolCalls => return replay("ollama", "tool_calls", None),
-        Behaviour::MidstreamError => return replay("ollama", "midstream_error", None),
-        Behaviour::RateLimitedOnce => return replay("ollama", "rate_limit", None),
-        Behaviour::Unauthorized => return replay("ollama", "unauthorized", None),
-        Behaviour::Slow => (slow_chunks(), SLOW_CHUNK_INTERVAL),
-        Behaviour::Continuation => {
-            let messages = body["messages"].as_array().cloned().unwrap_or_default();
-            let prefill = messages
-                .last()
-                .and_then(|m| m["content"].as_str())
-                .unwrap_or_default()
-                .to_string();
-            let rest = slow_script()[prefill.len()..].to_string();
-            // The rest in word-sized pieces (the prefill may end mid-word).
-            let pieces = rest
-                .split_inclusive(' ')
-                .map(str::to_string)
-                .collect::<Vec<_>>();
-            (pieces, Duration::from_millis(10))
-        }
-    };
-    let prompt = prompt_tokens(&body);
+/// A chat reply built in code: `chunks`, one line each every `interval`, then the
+/// final line with the usage.
+fn ndjson_reply(request: &RecordedRequest, chunks: &[String], interval: Duration) -> Response {
+    let body = &request.body;
+    let model = body["model"].as_str().unwrap_or_default();
+    let prompt = prompt_tokens(body);
     let eval = chunks.len() as u64;
     let mut lines: Vec<String> = chunks
         .iter()
@@ -265,18 +196,10 @@ async fn chat(State(state): State<FakeState>, body: Bytes) -> Response {
     );
     // Each line goes out in two writes, cut mid-line (inside a multi-byte character
     // when there is one), so the reader must join pieces of lines.
-    let mut pieces: Vec<Bytes> = Vec::new();
-    for line in lines {
-        let mut bytes = line.into_bytes();
-        bytes.push(b'\n');
-        let cut = bytes
-            .iter()
-            .position(|b| *b >= 0x80)
-            .map_or(bytes.len() / 2, |i| i + 1);
-        let tail = bytes.split_off(cut);
-        pieces.push(Bytes::from(bytes));
-        pieces.push(Bytes::from(tail));
-    }
+    let pieces: Vec<Bytes> = lines
+        .into_iter()
+        .flat_map(|line| halves(Bytes::from(line + "\n")))
+        .collect();
     // The pace of the reply before each line; a short pause inside it, so the two
     // pieces reach the reader as separate reads.
     let pause = move |n: usize| {
@@ -289,6 +212,6 @@ async fn chat(State(state): State<FakeState>, body: Bytes) -> Response {
     streaming_response(
         "application/x-ndjson",
         &[],
-        paced_stream(pieces, pause, None),
+        paced_stream(pieces, pause, Some(request.hang_up_flag())),
     )
 }

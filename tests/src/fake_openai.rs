@@ -4,8 +4,8 @@
 //! replaying the fixtures of `tests/fixtures/openai/`: `data: {chat.completion.chunk}`
 //! events, a chunk with the `finish_reason`, then (as the request asks with
 //! `stream_options.include_usage`) a chunk with empty `choices` and the `usage`, then
-//! `data: [DONE]`. It records every request's headers, JSON body and arrival time,
-//! and whether the client hung up before the reply ended.
+//! `data: [DONE]`. Routing, recording and replay are [`Fake`]'s; this module holds the
+//! wire format.
 //!
 //! What it does is chosen per request by a marker in the last user message:
 //!
@@ -28,20 +28,15 @@
 //! whose last message is a tool result gets `reply`.
 
 use crate::fake_server::{
-    FakeProvider, FakeServer, FirstTime, Recorder, hung_up, paced_stream, roles_and_contents,
-    sse_data, streaming_response, unix_now,
+    Fake, Wire, paced_stream, roles_and_contents, sse_data, streaming_response, unix_now,
 };
-use crate::fixture::replay;
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+
+pub use crate::fake_server::{Behaviour, RecordedRequest};
 
 pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " the", " fake", " model", "."];
 pub const NORMAL_USAGE: (u64, u64) = (23, 6);
@@ -60,170 +55,85 @@ pub fn slow_chunks() -> Vec<String> {
     (0..40).map(|i| format!("slow{i} ")).collect()
 }
 
-/// What the fake did with a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Behaviour {
-    Normal,
-    MidstreamError,
-    RateLimited,
-    /// `[rate-limit-once]` the first time: 429 with `Retry-After: 1`.
-    RateLimitedOnce,
-    Slow,
-    Continuation,
-    NoUsage,
-    Unauthorized,
-    ToolCalls,
-    ContentFilter,
-    Unavailable,
-}
-
-/// One request as the fake received it.
-#[derive(Clone, Debug)]
-pub struct RecordedRequest {
-    pub headers: HeaderMap,
-    pub body: Value,
-    pub behaviour: Behaviour,
-    /// Set when the client closed the connection before the reply was complete.
-    pub hung_up: Arc<AtomicBool>,
-}
-
-impl RecordedRequest {
-    /// The `Authorization` header.
-    pub fn authorization(&self) -> Option<&str> {
-        self.headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-    }
-
-    /// `(role, content)` of every message of the request.
-    pub fn messages(&self) -> Vec<(String, String)> {
-        roles_and_contents(&self.body["messages"])
-    }
-
-    pub fn client_hung_up(&self) -> bool {
-        hung_up(&self.hung_up)
-    }
-}
-
-#[derive(Clone, Default)]
-struct FakeState {
-    requests: Recorder<RecordedRequest>,
-    rate_limited: FirstTime,
-}
+/// OpenAI's Chat Completions wire format.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenAiWire;
 
 /// The running fake. Stops when dropped.
-pub struct FakeOpenAi {
-    server: FakeServer,
-    state: FakeState,
+pub type FakeOpenAi = Fake<OpenAiWire>;
+
+/// OpenAI's 400 for a body that is not JSON (the Responses API answers the same).
+pub fn invalid_json(error: &serde_json::Error) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": {"message": format!("invalid JSON: {error}"), "type": "invalid_request_error"}})),
+    )
+        .into_response()
 }
 
-impl FakeOpenAi {
-    pub async fn start() -> anyhow::Result<Self> {
-        let state = FakeState::default();
-        let app = Router::new()
-            .route("/v1/chat/completions", post(completions))
-            .with_state(state.clone());
-        let server = FakeServer::spawn(app).await?;
-        Ok(Self { server, state })
-    }
-
-    /// The `base_url` to configure: `http://127.0.0.1:PORT/v1`.
-    pub fn base_url(&self) -> String {
-        self.server.url("/v1")
-    }
-
-    /// Every request received so far, in order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.requests.all()
-    }
-}
-
-impl FakeProvider for FakeOpenAi {
-    fn request_times(&self) -> Vec<std::time::Instant> {
-        self.state.requests.times()
-    }
-}
-
-fn choose(body: &Value, rate_limited: &FirstTime) -> Behaviour {
-    let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    if messages.last().is_some_and(|m| m["role"] == "tool") {
-        return Behaviour::Normal;
-    }
-    let last_user = messages
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "user")
-        .and_then(|m| m["content"].as_str())
+/// What a Chat Completions history (OpenAI's or Azure's) decides before any marker:
+/// a last message with a tool result gets the plain reply, and one going on from the
+/// assistant text `partial` (the second-to-last message), if given, the continuation.
+pub fn chat_history(body: &Value, partial: Option<&str>) -> Option<Behaviour> {
+    let messages = body["messages"]
+        .as_array()
+        .map(Vec::as_slice)
         .unwrap_or_default();
-    let markers = [
-        ("[midstream-error]", Behaviour::MidstreamError),
-        ("[rate-limit]", Behaviour::RateLimited),
-        ("[slow]", Behaviour::Slow),
-        ("[unauthorized]", Behaviour::Unauthorized),
-        ("[no-usage]", Behaviour::NoUsage),
-        ("[tool-calls]", Behaviour::ToolCalls),
-        ("[content-filter]", Behaviour::ContentFilter),
-        ("[unavailable]", Behaviour::Unavailable),
-    ];
-    if let Some((_, b)) = markers.iter().find(|(m, _)| last_user.contains(m)) {
-        return *b;
-    }
-    if last_user.contains("[rate-limit-once]") {
-        return if rate_limited.first() {
-            Behaviour::RateLimitedOnce
-        } else {
-            Behaviour::Normal
-        };
-    }
-    let partial = MIDSTREAM_CHUNKS.concat();
-    let continues_partial = messages.len() >= 2
-        && messages[messages.len() - 2]["role"] == "assistant"
-        && messages[messages.len() - 2]["content"] == partial.as_str();
-    if continues_partial {
-        Behaviour::Continuation
-    } else {
-        Behaviour::Normal
+    match messages {
+        [.., last] if last["role"] == "tool" => Some(Behaviour::Normal),
+        [.., before, _]
+            if before["role"] == "assistant" && partial.is_some_and(|p| before["content"] == p) =>
+        {
+            Some(Behaviour::Continuation)
+        }
+        _ => None,
     }
 }
 
-async fn completions(State(state): State<FakeState>, headers: HeaderMap, body: Bytes) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({"error": {"message": format!("invalid JSON: {e}"), "type": "invalid_request_error"}})),
-            )
-                .into_response();
-        }
-    };
-    let behaviour = choose(&body, &state.rate_limited);
-    let hung_up = Arc::new(AtomicBool::new(false));
-    state.requests.push(RecordedRequest {
-        headers,
-        body: body.clone(),
-        behaviour,
-        hung_up: hung_up.clone(),
-    });
-    let fixture = match behaviour {
-        Behaviour::Normal => "reply",
-        Behaviour::NoUsage => "reply_without_usage",
-        Behaviour::Continuation => "continuation",
-        Behaviour::MidstreamError => "midstream_error",
-        Behaviour::RateLimited => "rate_limit_long_wait",
-        Behaviour::RateLimitedOnce => "rate_limit",
-        Behaviour::Unauthorized => "unauthorized",
-        Behaviour::ToolCalls => "tool_calls",
-        Behaviour::ContentFilter => "content_filter",
-        Behaviour::Unavailable => "service_unavailable",
-        Behaviour::Slow => return slow_reply(&body, hung_up),
-    };
-    replay("openai", fixture, Some(hung_up))
+impl Wire for OpenAiWire {
+    const FIXTURES: &'static str = "openai";
+
+    /// The API's paths start with `/v1`, which the `base_url` includes.
+    fn base_path(&self) -> &'static str {
+        "/v1"
+    }
+
+    fn is_call(&self, method: &Method, path: &str) -> bool {
+        method == Method::POST && path == "/v1/chat/completions"
+    }
+
+    fn bad_json(&self, error: &serde_json::Error) -> Response {
+        invalid_json(error)
+    }
+
+    fn turns(&self, body: &Value) -> Vec<(String, String)> {
+        roles_and_contents(&body["messages"])
+    }
+
+    fn by_history(&self, body: &Value) -> Option<Behaviour> {
+        chat_history(body, Some(&MIDSTREAM_CHUNKS.concat()))
+    }
+
+    fn markers(&self) -> &'static [(&'static str, Behaviour)] {
+        &[
+            ("[rate-limit]", Behaviour::RateLimited),
+            ("[slow]", Behaviour::Slow),
+            ("[no-usage]", Behaviour::NoUsage),
+            ("[unavailable]", Behaviour::Unavailable),
+        ]
+    }
+
+    fn build(&self, behaviour: Behaviour, request: &RecordedRequest) -> Option<Response> {
+        (behaviour == Behaviour::Slow).then(|| slow_reply(request))
+    }
 }
 
 /// `[slow]`: forty chunks, one every [`SLOW_CHUNK_INTERVAL`], then stop and usage.
-fn slow_reply(body: &Value, hung_up: Arc<AtomicBool>) -> Response {
-    let model = body["model"].as_str().unwrap_or("gpt-4o-mini").to_string();
+fn slow_reply(request: &RecordedRequest) -> Response {
+    let model = request.body["model"]
+        .as_str()
+        .unwrap_or("gpt-4o-mini")
+        .to_string();
     let chunk = |delta: Value, finish: Value| {
         sse_data(json!({
             "id": "chatcmpl-1",
@@ -248,6 +158,10 @@ fn slow_reply(body: &Value, hung_up: Arc<AtomicBool>) -> Response {
         "usage": {"prompt_tokens": 10, "completion_tokens": chunks.len(), "total_tokens": 10 + chunks.len()},
     })));
     frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    let body = paced_stream(frames, |_| SLOW_CHUNK_INTERVAL, Some(hung_up));
+    let body = paced_stream(
+        frames,
+        |_| SLOW_CHUNK_INTERVAL,
+        Some(request.hang_up_flag()),
+    );
     streaming_response("text/event-stream", &[("cache-control", "no-cache")], body)
 }

@@ -6,8 +6,8 @@
 //! `response.in_progress`, `response.output_item.added`, `response.content_part.added`,
 //! `response.output_text.delta`..., `response.output_text.done`,
 //! `response.content_part.done`, `response.output_item.done`, and
-//! `response.completed` with the usage. There is no `[DONE]`. It records every
-//! request's headers and JSON body.
+//! `response.completed` with the usage. There is no `[DONE]`. Routing, recording and
+//! replay are [`Fake`]'s; this module holds the wire format.
 //!
 //! The replies are the fixtures of `tests/fixtures/openai_responses/`, chosen per
 //! request by a marker in the last user input item:
@@ -27,15 +27,13 @@
 //! failure (a continuation of it) gets `continuation` ([`CONTINUATION_CHUNKS`]); one
 //! whose last input item is a `function_call_output`, `reply`.
 
-use crate::fake_server::{FakeProvider, FakeServer, FirstTime, Recorder};
-use crate::fixture::replay;
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use bytes::Bytes;
-use serde_json::{Value, json};
+use crate::fake_openai::invalid_json;
+use crate::fake_server::{Fake, Wire, roles_and_contents};
+use axum::http::Method;
+use axum::response::Response;
+use serde_json::Value;
+
+pub use crate::fake_server::{Behaviour, RecordedRequest};
 
 pub const NORMAL_CHUNKS: &[&str] = &["Hello", " from", " the", " responses", " fake", "."];
 /// `(input_tokens, output_tokens)` of the normal reply.
@@ -49,163 +47,65 @@ pub const MIDSTREAM_ERROR_MESSAGE: &str = "The server had an error while process
 pub const FAILED_MESSAGE: &str = "The model failed to generate a response.";
 pub const RATE_LIMIT_MESSAGE: &str = "Rate limit reached for gpt-5-mini";
 
-/// What the fake did with a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Behaviour {
-    Normal,
-    MidstreamError,
-    Failed,
-    RateLimited,
-    /// `[rate-limit-once]` the first time: 429 with `Retry-After: 1`.
-    RateLimitedOnce,
-    Continuation,
-    ToolCalls,
-    ContentFilter,
-    Unauthorized,
-}
+/// The Responses API's wire format.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResponsesWire;
 
-/// One request as the fake received it.
-#[derive(Clone, Debug)]
-pub struct RecordedRequest {
-    pub headers: HeaderMap,
-    pub body: Value,
-    pub behaviour: Behaviour,
-}
+/// The running fake. Stops when dropped.
+pub type FakeOpenAiResponses = Fake<ResponsesWire>;
 
-impl RecordedRequest {
-    /// The `Authorization` header.
-    pub fn authorization(&self) -> Option<&str> {
-        self.headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+impl Wire for ResponsesWire {
+    const FIXTURES: &'static str = "openai_responses";
+
+    /// The API's paths start with `/v1`, which the `base_url` includes.
+    fn base_path(&self) -> &'static str {
+        "/v1"
+    }
+
+    fn is_call(&self, method: &Method, path: &str) -> bool {
+        method == Method::POST && path == "/v1/responses"
+    }
+
+    fn bad_json(&self, error: &serde_json::Error) -> Response {
+        invalid_json(error)
     }
 
     /// `(role, content)` of every message item of `input` (function call items are
     /// left out).
-    pub fn messages(&self) -> Vec<(String, String)> {
-        self.body["input"]
+    fn turns(&self, body: &Value) -> Vec<(String, String)> {
+        let items = body["input"]
             .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter(|i| i.get("role").is_some())
-                    .map(|m| {
-                        (
-                            m["role"].as_str().unwrap_or_default().to_string(),
-                            m["content"].as_str().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-#[derive(Clone, Default)]
-struct FakeState {
-    requests: Recorder<RecordedRequest>,
-    rate_limited: FirstTime,
-}
-
-/// The running fake. Stops when dropped.
-pub struct FakeOpenAiResponses {
-    server: FakeServer,
-    state: FakeState,
-}
-
-impl FakeOpenAiResponses {
-    pub async fn start() -> anyhow::Result<Self> {
-        let state = FakeState::default();
-        let app = Router::new()
-            .route("/v1/responses", post(responses))
-            .with_state(state.clone());
-        let server = FakeServer::spawn(app).await?;
-        Ok(Self { server, state })
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let messages: Vec<Value> = items
+            .iter()
+            .filter(|i| i.get("role").is_some())
+            .cloned()
+            .collect();
+        roles_and_contents(&Value::Array(messages))
     }
 
-    /// The `base_url` to configure: `http://127.0.0.1:PORT/v1`.
-    pub fn base_url(&self) -> String {
-        self.server.url("/v1")
-    }
-
-    /// Every request received so far, in order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.requests.all()
-    }
-}
-
-impl FakeProvider for FakeOpenAiResponses {
-    fn request_times(&self) -> Vec<std::time::Instant> {
-        self.state.requests.times()
-    }
-}
-
-fn choose(body: &Value, rate_limited: &FirstTime) -> Behaviour {
-    let input = body["input"].as_array().cloned().unwrap_or_default();
-    if input
-        .last()
-        .is_some_and(|i| i["type"] == "function_call_output")
-    {
-        return Behaviour::Normal;
-    }
-    let last_user = input
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "user")
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or_default();
-    let markers = [
-        ("[midstream-error]", Behaviour::MidstreamError),
-        ("[failed]", Behaviour::Failed),
-        ("[rate-limit]", Behaviour::RateLimited),
-        ("[tool-calls]", Behaviour::ToolCalls),
-        ("[content-filter]", Behaviour::ContentFilter),
-        ("[unauthorized]", Behaviour::Unauthorized),
-    ];
-    if let Some((_, b)) = markers.iter().find(|(m, _)| last_user.contains(m)) {
-        return *b;
-    }
-    if last_user.contains("[rate-limit-once]") && rate_limited.first() {
-        return Behaviour::RateLimitedOnce;
-    }
-    let partial = MIDSTREAM_CHUNKS.concat();
-    let continues_partial = input.len() >= 2
-        && input[input.len() - 2]["role"] == "assistant"
-        && input[input.len() - 2]["content"] == partial.as_str();
-    if continues_partial {
-        Behaviour::Continuation
-    } else {
-        Behaviour::Normal
-    }
-}
-
-async fn responses(State(state): State<FakeState>, headers: HeaderMap, body: Bytes) -> Response {
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({"error": {"message": format!("invalid JSON: {e}"), "type": "invalid_request_error"}})),
-            )
-                .into_response();
+    fn by_history(&self, body: &Value) -> Option<Behaviour> {
+        let input = body["input"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        match input {
+            [.., last] if last["type"] == "function_call_output" => Some(Behaviour::Normal),
+            [.., before, _]
+                if before["role"] == "assistant"
+                    && before["content"] == MIDSTREAM_CHUNKS.concat().as_str() =>
+            {
+                Some(Behaviour::Continuation)
+            }
+            _ => None,
         }
-    };
-    let behaviour = choose(&body, &state.rate_limited);
-    state.requests.push(RecordedRequest {
-        headers,
-        body: body.clone(),
-        behaviour,
-    });
-    let fixture = match behaviour {
-        Behaviour::Normal => "reply",
-        Behaviour::Continuation => "continuation",
-        Behaviour::MidstreamError => "midstream_error",
-        Behaviour::Failed => "failed",
-        Behaviour::RateLimited => "rate_limit_long_wait",
-        Behaviour::RateLimitedOnce => "rate_limit",
-        Behaviour::ToolCalls => "tool_calls",
-        Behaviour::ContentFilter => "content_filter",
-        Behaviour::Unauthorized => "unauthorized",
-    };
-    replay("openai_responses", fixture, None)
+    }
+
+    fn markers(&self) -> &'static [(&'static str, Behaviour)] {
+        &[
+            ("[failed]", Behaviour::Failed),
+            ("[rate-limit]", Behaviour::RateLimited),
+        ]
+    }
 }

@@ -5,15 +5,16 @@
 //! result yet gets a streamed call of `TOOL` with those arguments (the arguments split
 //! over several fragments, as both APIs stream them) and finish reason
 //! `tool_calls` / `tool_use`. A request carrying a tool result gets the text
-//! `The tool said: RESULT`. Every request body is recorded, so a test can check how
-//! the calls and results were sent back.
+//! `The tool said: RESULT`. Both replies are built in code; routing and recording are
+//! [`Fake`]'s, so a test can check how the calls and results were sent back.
 
-use crate::fake_server::{FakeServer, Recorder, sse_data, sse_event, streaming_response, unix_now};
-use axum::Router;
+use crate::fake_server::{
+    Behaviour, Fake, RecordedRequest, Wire, roles_and_contents, sse_data, sse_event,
+    streaming_response, unix_now,
+};
 use axum::body::Body;
-use axum::extract::State;
+use axum::http::Method;
 use axum::response::Response;
-use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -25,38 +26,111 @@ pub enum ToolWire {
 }
 
 /// The running fake. Stops when dropped.
-pub struct FakeToolModel {
-    server: FakeServer,
-    requests: Recorder<Value>,
-    wire: ToolWire,
+pub type FakeToolModel = Fake<ToolWire>;
+
+impl Fake<ToolWire> {
+    pub async fn start(wire: ToolWire) -> anyhow::Result<Self> {
+        Self::serve(wire).await
+    }
 }
 
-impl FakeToolModel {
-    pub async fn start(wire: ToolWire) -> anyhow::Result<Self> {
-        let requests = Recorder::default();
-        let app = match wire {
-            ToolWire::OpenAi => Router::new().route("/v1/chat/completions", post(openai)),
-            ToolWire::Anthropic => Router::new().route("/v1/messages", post(anthropic)),
+/// The content blocks of an Anthropic message (a string is one text block).
+fn blocks(m: &Value) -> Vec<Value> {
+    match &m["content"] {
+        Value::String(s) => vec![json!({"type": "text", "text": s})],
+        Value::Array(a) => a.clone(),
+        _ => vec![],
+    }
+}
+
+/// The text blocks of an Anthropic message, joined.
+fn block_text(m: &Value) -> String {
+    blocks(m)
+        .iter()
+        .filter(|b| b["type"] == "text")
+        .filter_map(|b| b["text"].as_str())
+        .collect()
+}
+
+impl ToolWire {
+    /// The tool result the request carries for the model, if any: the last `tool`
+    /// message (OpenAI), a `tool_result` block of the last user message (Anthropic).
+    fn result(self, body: &Value) -> Option<Value> {
+        let messages = body["messages"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        match self {
+            ToolWire::OpenAi => messages.iter().rev().find(|m| m["role"] == "tool").cloned(),
+            ToolWire::Anthropic => {
+                let last_user = messages.iter().rev().find(|m| m["role"] == "user")?;
+                blocks(last_user)
+                    .into_iter()
+                    .find(|b| b["type"] == "tool_result")
+            }
         }
-        .with_state(requests.clone());
-        Ok(Self {
-            server: FakeServer::spawn(app).await?,
-            requests,
-            wire,
+    }
+}
+
+impl Wire for ToolWire {
+    const FIXTURES: &'static str = "tool_models";
+
+    fn base_path(&self) -> &'static str {
+        match self {
+            ToolWire::OpenAi => "/v1",
+            ToolWire::Anthropic => "",
+        }
+    }
+
+    fn is_call(&self, method: &Method, path: &str) -> bool {
+        let call = match self {
+            ToolWire::OpenAi => "/v1/chat/completions",
+            ToolWire::Anthropic => "/v1/messages",
+        };
+        method == Method::POST && path == call
+    }
+
+    fn turns(&self, body: &Value) -> Vec<(String, String)> {
+        match self {
+            ToolWire::OpenAi => roles_and_contents(&body["messages"]),
+            ToolWire::Anthropic => body["messages"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|m| {
+                    (
+                        m["role"].as_str().unwrap_or_default().to_string(),
+                        block_text(m),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// A call while the request asks for one and carries no result yet; else the
+    /// answer.
+    fn by_history(&self, body: &Value) -> Option<Behaviour> {
+        let turns = self.turns(body);
+        let last_user = turns.iter().rev().find(|(role, _)| role == "user");
+        let asks = last_user.is_some_and(|(_, text)| wanted_call(text).is_some());
+        Some(if asks && self.result(body).is_none() {
+            Behaviour::ToolCalls
+        } else {
+            Behaviour::Normal
         })
     }
 
-    /// The `base_url` to configure.
-    pub fn base_url(&self) -> String {
-        match self.wire {
-            ToolWire::OpenAi => self.server.url("/v1"),
-            ToolWire::Anthropic => self.server.url(""),
-        }
-    }
-
-    /// Every request body received so far, in order.
-    pub fn requests(&self) -> Vec<Value> {
-        self.requests.all()
+    fn build(&self, behaviour: Behaviour, request: &RecordedRequest) -> Option<Response> {
+        let call = match behaviour {
+            Behaviour::ToolCalls => wanted_call(request.last_user_text()),
+            _ => None,
+        };
+        let result = self.result(&request.body);
+        Some(match self {
+            ToolWire::OpenAi => openai(&request.body, call, result),
+            ToolWire::Anthropic => anthropic(&request.body, call, result),
+        })
     }
 }
 
@@ -79,10 +153,8 @@ fn sse_body(events: Vec<Bytes>) -> Response {
     streaming_response("text/event-stream", &[], Body::from_stream(stream))
 }
 
-async fn openai(State(requests): State<Recorder<Value>>, body: Bytes) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    requests.push(body.clone());
-    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+/// The OpenAI stream: a call of `call`, or the text of `result`.
+fn openai(body: &Value, call: Option<(String, String)>, result: Option<Value>) -> Response {
     let model = body["model"].as_str().unwrap_or("gpt-4o-mini").to_string();
     let chunk = |delta: Value, finish: Value| {
         sse_data(json!({
@@ -90,16 +162,9 @@ async fn openai(State(requests): State<Recorder<Value>>, body: Bytes) -> Respons
             "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }))
     };
-    let result = messages.iter().rev().find(|m| m["role"] == "tool");
-    let last_user = messages
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "user")
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or_default();
     let mut events = Vec::new();
-    match (result, wanted_call(last_user)) {
-        (None, Some((name, args))) => {
+    match call {
+        Some((name, args)) => {
             events.push(chunk(
                 json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": "call_fake_1", "type": "function", "function": {"name": name, "arguments": ""}}]}),
                 Value::Null,
@@ -112,8 +177,9 @@ async fn openai(State(requests): State<Recorder<Value>>, body: Bytes) -> Respons
             }
             events.push(chunk(json!({}), json!("tool_calls")));
         }
-        (result, _) => {
+        None => {
             let said = result
+                .as_ref()
                 .and_then(|r| r["content"].as_str())
                 .unwrap_or("nothing");
             events.push(chunk(
@@ -132,36 +198,15 @@ async fn openai(State(requests): State<Recorder<Value>>, body: Bytes) -> Respons
     sse_body(events)
 }
 
-async fn anthropic(State(requests): State<Recorder<Value>>, body: Bytes) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    requests.push(body.clone());
-    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+/// The Anthropic stream: a `tool_use` block calling `call`, or the text of `result`.
+fn anthropic(body: &Value, call: Option<(String, String)>, result: Option<Value>) -> Response {
     let model = body["model"].as_str().unwrap_or("claude").to_string();
-    let blocks = |m: &Value| -> Vec<Value> {
-        match &m["content"] {
-            Value::String(s) => vec![json!({"type": "text", "text": s})],
-            Value::Array(a) => a.clone(),
-            _ => vec![],
-        }
-    };
-    let last_user = messages.iter().rev().find(|m| m["role"] == "user");
-    let user_blocks = last_user.map(blocks).unwrap_or_default();
-    let result = user_blocks
-        .iter()
-        .find(|b| b["type"] == "tool_result")
-        .cloned();
-    let text = user_blocks
-        .iter()
-        .filter(|b| b["type"] == "text")
-        .filter_map(|b| b["text"].as_str())
-        .collect::<Vec<_>>()
-        .join("");
     let mut events = vec![sse_event(
         "message_start",
         json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 30, "output_tokens": 1}}}),
     )];
-    let stop_reason = match (result, wanted_call(&text)) {
-        (None, Some((name, args))) => {
+    let stop_reason = match call {
+        Some((name, args)) => {
             events.push(sse_event(
                 "content_block_start",
                 json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_fake_1", "name": name, "input": {}}}),
@@ -174,7 +219,7 @@ async fn anthropic(State(requests): State<Recorder<Value>>, body: Bytes) -> Resp
             }
             "tool_use"
         }
-        (result, _) => {
+        None => {
             let said = match result.as_ref().map(|r| &r["content"]) {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Array(a)) => a.iter().filter_map(|b| b["text"].as_str()).collect(),

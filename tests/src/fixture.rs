@@ -156,7 +156,7 @@ pub fn replay(provider: &str, name: &str, hang_up: Option<Arc<AtomicBool>>) -> R
 
 /// `bytes` cut in two (inside the first multi-byte character, if any), so readers
 /// must reassemble what the network splits.
-fn halves(bytes: Bytes) -> [Bytes; 2] {
+pub fn halves(bytes: Bytes) -> [Bytes; 2] {
     let cut = bytes
         .iter()
         .position(|b| *b >= 0x80)

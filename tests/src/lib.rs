@@ -8,18 +8,17 @@
 //!   waits for `/healthz`, and can `kill -9` and restart it.
 //! - [`client`]: [`ApiClient`], a typed wrapper over the JSON API, and a reader of a
 //!   run's server-sent events that can stop after k events and resume.
-//! - [`fake_openai`]: a local OpenAI Chat Completions server that replays the
-//!   documented streaming wire format and records every request.
-//! - [`fake_anthropic`]: the same for the Anthropic Messages API.
-//! - [`fake_azure`]: the same for Azure OpenAI (deployment URLs, `api-key`, content
-//!   filter results and refusals).
-//! - [`fake_bedrock`]: the same for AWS Bedrock ConverseStream (binary event-stream
-//!   frames), verifying each request's SigV4 signature.
-//! - [`fake_openai_responses`]: the same for the OpenAI Responses API.
-//! - [`fake_gemini`] and [`fake_ollama`]: the same for the Gemini API and Ollama's
-//!   native chat API (NDJSON) and model list.
-//! - [`fake_server`]: what the fakes share: request recording, serving, paced
+//! - [`fake_server`]: [`Fake`](fake_server::Fake), one fake model API: routing,
+//!   recording, the auth and URL checks of a [`Wire`](fake_server::Wire), the markers
+//!   that pick a fixture, a 429 the first time, and fixture replay; plus paced
 //!   streaming replies and SSE framing.
+//! - [`fake_openai`], [`fake_openai_responses`], [`fake_azure`], [`fake_anthropic`],
+//!   [`fake_gemini`], [`fake_ollama`], [`fake_bedrock`]: the wire formats of OpenAI
+//!   Chat Completions and Responses, Azure OpenAI (deployment URLs, `api-key`, content
+//!   filter results and refusals), the Anthropic Messages API, the Gemini API, Ollama's
+//!   native chat API (NDJSON) and model list, and AWS Bedrock ConverseStream (binary
+//!   event-stream frames, every request's SigV4 signature verified).
+//! - [`fake_tool_models`]: OpenAI and Anthropic models that call a tool, built in code.
 //! - [`fixture`]: the recorded replies under `tests/fixtures/PROVIDER/` the fakes replay.
 //! - [`provider_case`]: [`ProviderCase`], the fake + server + client + conversation
 //!   each provider test starts from, and its send-and-read steps.

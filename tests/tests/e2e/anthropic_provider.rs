@@ -1,20 +1,18 @@
 //! The Anthropic provider against a fake Messages API server that speaks the documented
-//! streaming format (named events, pings, content blocks): what Chorus sends (headers,
-//! top-level system prompt, alternating turns, a trimmed assistant prefill), and what it
-//! makes of normal replies, thinking, a mid-stream overload and a rate limit.
+//! streaming format (named events, pings, content blocks): the shared provider checks
+//! (`provider_checks.rs`) with this provider's table, where a continuation is a
+//! trimmed assistant prefill, and its request shape (headers, `max_tokens`, no
+//! `system` role, alternating turns); and what only it has: a top-level system prompt
+//! and thinking streamed as reasoning.
 
 use crate::{assert_consecutive, finished, only_assistant, s};
-use anyhow::{Context, Result, ensure};
-use chorus_tests::client::{delta_text, expect_json};
-use chorus_tests::fake_anthropic::{
-    Behaviour, CONTINUATION_USAGE, MIDSTREAM_CHUNKS, MIDSTREAM_ERROR_MESSAGE, MIDSTREAM_ERROR_TYPE,
-    NORMAL_CHUNKS, NORMAL_USAGE, RATE_LIMIT_MESSAGE, RecordedRequest, THINKING_ANSWER,
-    THINKING_CHUNKS, continuation_prefill,
+use anyhow::{Result, ensure};
+use chorus_tests::client::delta_text;
+use chorus_tests::fake_anthropic::{Behaviour, RecordedRequest, THINKING_ANSWER, THINKING_CHUNKS};
+use chorus_tests::provider_checks::{
+    Continuation, ContinuationRequest, Expected, Filtered, RateLimitFailure, run_shared_checks,
 };
-use chorus_tests::provider_checks::{Expected, ExpectedCall, run_shared_checks};
-use chorus_tests::{ApiClient, FakeAnthropic, ProviderCase, Resume, ServerConfig};
-use reqwest::{Method, StatusCode};
-use serde_json::json;
+use chorus_tests::{FakeAnthropic, ProviderCase, Resume, ServerConfig};
 use std::time::Duration;
 
 const API_KEY: &str = "sk-ant-e2e-fake-key-1234";
@@ -28,21 +26,6 @@ async fn setup() -> Result<Setup> {
     let config =
         ServerConfig::new().anthropic("claude", &fake.base_url(), API_KEY, &["claude-sonnet-4-5"]);
     ProviderCase::without_conversation(fake, config, "ant").await
-}
-
-/// `POST /api/conversations` on the Anthropic model, with an optional system prompt.
-async fn conversation(client: &ApiClient, system_prompt: Option<&str>) -> Result<String> {
-    let mut body = json!({"title": "e2e", "model": MODEL});
-    if let Some(prompt) = system_prompt {
-        body["system_prompt"] = json!(prompt);
-    }
-    let resp = client
-        .request(Method::POST, "/api/conversations")
-        .json(&body)
-        .send()
-        .await?;
-    let conv = expect_json(resp, StatusCode::CREATED, "create a conversation").await?;
-    Ok(s(&conv, "id").to_string())
 }
 
 fn roles_and_contents(messages: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -102,83 +85,24 @@ fn check_request_shape(req: &RecordedRequest) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn normal_reply_usage_headers_and_history() -> Result<()> {
-    let t = setup().await?;
-    let conversation = conversation(&t.client, None).await?;
-    let sent = t.client.send_message(&conversation, "Say hello").await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
-    assert_consecutive(&events, 1)?;
-    ensure!(finished(&events)?.status() == Some("complete"));
-    let reply = NORMAL_CHUNKS.concat();
+/// [`check_request_shape`] of a conversation without a system prompt: none is sent.
+fn check_request_without_system_prompt(req: &RecordedRequest) -> Result<()> {
+    check_request_shape(req)?;
     ensure!(
-        delta_text(&events) == reply,
-        "deltas: {:?}",
-        delta_text(&events)
-    );
-    let usage: Vec<_> = events.iter().filter(|e| e.kind == "usage").collect();
-    ensure!(usage.len() == 1, "usage events: {usage:?}");
-    ensure!(
-        usage[0].data["prompt_tokens"] == NORMAL_USAGE.prompt_tokens()
-            && usage[0].data["completion_tokens"] == NORMAL_USAGE.output_tokens
-            && usage[0].data["estimated"] == false,
-        "usage event (prompt tokens include the cache's): {}",
-        usage[0].data
-    );
-
-    let run = t.run_ended(&sent.run_id).await?;
-    ensure!(
-        s(&run, "status") == "complete"
-            && s(&run, "text") == reply
-            && s(&run, "finish_reason") == "stop"
-            && run["prompt_tokens"] == NORMAL_USAGE.prompt_tokens()
-            && run["completion_tokens"] == NORMAL_USAGE.output_tokens
-            && run["error"].is_null(),
-        "run: {run}"
-    );
-
-    let requests = t.fake.requests();
-    ensure!(requests.len() == 1, "{} requests", requests.len());
-    check_request_shape(&requests[0])?;
-    ensure!(
-        requests[0].body.get("system").is_none(),
+        req.body.get("system").is_none(),
         "a system prompt was sent without one: {}",
-        requests[0].body
+        req.body
     );
-    ensure!(
-        roles_and_contents(&requests[0].messages()) == [("user", "Say hello")],
-        "first request messages: {:?}",
-        requests[0].messages()
-    );
-
-    // The second turn carries the first one as context.
-    let second = t.client.send_message(&conversation, "And again").await?;
-    let run2 = t.run_ended(&second.run_id).await?;
-    ensure!(s(&run2, "status") == "complete", "{run2}");
-    let requests = t.fake.requests();
-    ensure!(requests.len() == 2, "{} requests", requests.len());
-    check_request_shape(&requests[1])?;
-    ensure!(
-        roles_and_contents(&requests[1].messages())
-            == [
-                ("user", "Say hello"),
-                ("assistant", reply.as_str()),
-                ("user", "And again")
-            ],
-        "second request messages: {:?}",
-        requests[1].messages()
-    );
-    ensure!(!requests[0].client_hung_up() && !requests[1].client_hung_up());
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn system_prompt_goes_top_level_and_thinking_streams_as_reasoning() -> Result<()> {
     let t = setup().await?;
-    let conversation = conversation(&t.client, Some(SYSTEM_PROMPT)).await?;
+    let conversation = t
+        .client
+        .create_conversation_with(Some(MODEL), Some(SYSTEM_PROMPT))
+        .await?;
     let sent = t
         .client
         .send_message(&conversation, "[think] Say hello")
@@ -225,140 +149,44 @@ async fn system_prompt_goes_top_level_and_thinking_streams_as_reasoning() -> Res
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn midstream_overload_keeps_partial_text_and_continues_with_a_prefill() -> Result<()> {
-    let t = setup().await?;
-    let conversation = conversation(&t.client, None).await?;
-    let question = "[midstream-error] what is the answer?";
-    let sent = t.client.send_message(&conversation, question).await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
-    let partial = MIDSTREAM_CHUNKS.concat();
-    let end = finished(&events)?;
-    ensure!(
-        end.status() == Some("interrupted"),
-        "finished with {}",
-        end.data
-    );
-    ensure!(delta_text(&events) == partial);
-
-    let run = t.run_ended(&sent.run_id).await?;
-    ensure!(
-        s(&run, "status") == "interrupted" && s(&run, "text") == partial,
-        "run: {run}"
-    );
-    let error = s(&run, "error");
-    ensure!(
-        error.contains(MIDSTREAM_ERROR_TYPE) && error.contains(MIDSTREAM_ERROR_MESSAGE),
-        "the run's error does not carry the provider's error: {}",
-        run["error"]
-    );
-    let messages = t.client.messages(&conversation).await?;
-    ensure!(s(only_assistant(&messages)?, "content") == partial);
-
-    // Continue: the partial text goes back as an assistant prefill, without the
-    // trailing whitespace the API refuses.
-    let continuation = t.client.continue_run(&sent.run_id).await?;
-    let run2 = t.run_ended(&continuation).await?;
-    // The model repeats the "\n\n" the prefill lost; Chorus drops it once.
-    let rest = "Forty-two, as always.";
-    ensure!(
-        s(&run2, "status") == "complete"
-            && s(&run2, "text") == rest
-            && s(&run2, "finish_reason") == "stop"
-            && run2["prompt_tokens"] == CONTINUATION_USAGE.prompt_tokens()
-            && run2["completion_tokens"] == CONTINUATION_USAGE.output_tokens,
-        "continuation run: {run2}"
-    );
-    let requests = t.fake.requests();
-    ensure!(requests.len() == 2, "{} requests", requests.len());
-    let req = &requests[1];
-    check_request_shape(req)?;
-    ensure!(req.behaviour == Behaviour::Continuation);
-    let prefill = continuation_prefill();
-    ensure!(prefill == "The answer is:", "prefill: {prefill:?}");
-    let sent_messages = req.messages();
-    ensure!(
-        roles_and_contents(&sent_messages) == [("user", question), ("assistant", &prefill)],
-        "the continuation request is not [question, trimmed partial]: {sent_messages:?}"
-    );
-
-    // The message is the partial text extended, neither repeated nor doubled up.
-    let messages = t.client.messages(&conversation).await?;
-    ensure!(messages.len() == 2, "messages: {messages:?}");
-    let content = s(only_assistant(&messages)?, "content");
-    ensure!(
-        content == "The answer is:\n\nForty-two, as always.",
-        "the message after continue is {content:?}"
-    );
-    ensure!(content == format!("{partial}{rest}"));
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn rate_limit_fails_the_run_with_the_message() -> Result<()> {
-    let t = setup().await?;
-    let conversation = conversation(&t.client, None).await?;
-    let sent = t
-        .client
-        .send_message(&conversation, "[rate-limit] hi")
-        .await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
-    assert_consecutive(&events, 1)?;
-    let end = finished(&events)?;
-    ensure!(end.status() == Some("failed"), "finished with {}", end.data);
-    ensure!(delta_text(&events).is_empty());
-
-    let run = t.run_ended(&sent.run_id).await?;
-    let error = s(&run, "error");
-    ensure!(
-        s(&run, "status") == "failed"
-            && s(&run, "text").is_empty()
-            && error.contains("429")
-            && error.contains("rate_limit_error")
-            && error.contains(RATE_LIMIT_MESSAGE),
-        "run: {run}"
-    );
-    // The fake asked for an hour's wait, past any retry Chorus makes: one request only,
-    // which also shows that `retry-after` was read (without it Chorus backs off and retries).
-    let requests = t.fake.requests();
-    ensure!(requests.len() == 1, "{} requests", requests.len());
-    check_request_shape(&requests[0])?;
-    let messages = t.client.messages(&conversation).await?;
-    let assistant = only_assistant(&messages).context("after a rate limit")?;
-    ensure!(
-        s(assistant, "content").is_empty() && s(assistant, "run_status") == "failed",
-        "assistant message: {assistant}"
-    );
-    Ok(())
-}
-
 /// What this provider's fixtures say, for the shared checks.
 const SHARED: Expected = Expected {
     provider_id: "claude",
+    request_shape: check_request_without_system_prompt,
+    system_prompt: None,
+    model_role: "assistant",
     reply: "Hello from the fake Claude.",
+    // The prompt tokens count those written to and read from the cache: 19 + 2 + 4.
     usage: (25, 6),
-    tool_calls: &[
-        ExpectedCall {
-            id: Some("toolu_01WeatherAAAA"),
-            name: "weather",
-            arguments: r#"{"city": "Paris"}"#,
-        },
-        ExpectedCall {
-            id: Some("toolu_01TimeBBBBBB"),
-            name: "time",
-            arguments: r#"{"tz": "Europe/Paris"}"#,
-        },
-    ],
-    filtered_text: Some("Here is how one would"),
+    tool_call_ids: [Some("toolu_01WeatherAAAA"), Some("toolu_01TimeBBBBBB")],
+    filtered: Some(Filtered {
+        text: "Here is how one would",
+        usage: (15, 4),
+    }),
     midstream_text: "The answer is:\n\n",
     midstream_error: &["overloaded_error", "Overloaded"],
+    more_midstream_failures: &[],
+    // The partial text goes back as an assistant prefill, without the trailing
+    // whitespace the API refuses; the model repeats the "\n\n" the prefill lost and
+    // Chorus drops it once.
+    continuation: Some(Continuation {
+        rest: "Forty-two, as always.",
+        usage: (41, 5),
+        request: ContinuationRequest::Prefill("The answer is:"),
+    }),
     retry_after: Duration::from_secs(1),
+    // The fake asks for an hour's wait, past any retry Chorus makes: one request only,
+    // which also shows that `retry-after` was read (without it Chorus backs off and
+    // retries).
+    rate_limit_failure: Some(RateLimitFailure {
+        marker: "[rate-limit]",
+        behaviour: Behaviour::RateLimited,
+        error: &[
+            "rate_limit_error",
+            "Number of request tokens has exceeded your per-minute rate limit",
+        ],
+        requests: 1,
+    }),
     unauthorized_error: &["401", "authentication_error", "invalid x-api-key"],
 };
 

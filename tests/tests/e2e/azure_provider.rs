@@ -1,19 +1,17 @@
 //! Azure OpenAI (`kind = "azure"`) against a fake resource that accepts only the
-//! deployment URL, the configured `api-version` and the `api-key` header: a normal
-//! reply with exact usage (through Azure's `prompt_filter_results` chunk), a prompt
-//! refused by the content filter (the run fails with a message saying so), and a
-//! completion cut by the filter (the run completes with reason `content_filter`).
+//! deployment URL, the configured `api-version` and the `api-key` header: the shared
+//! provider checks (`provider_checks.rs`) with this provider's table and request shape
+//! (a plain reply through Azure's `prompt_filter_results` chunk, a completion cut by
+//! the filter), and what only Azure has: a prompt refused by the content filter (the
+//! run fails with a message saying so).
 
 use crate::{assert_consecutive, finished, only_assistant, s};
 use anyhow::{Result, ensure};
 use chorus_tests::client::delta_text;
 use chorus_tests::fake_azure::{
-    Behaviour, FILTERED_CHUNKS, FILTERED_USAGE, NORMAL_CHUNKS, NORMAL_USAGE, PROMPT_FILTER_MESSAGE,
-    RecordedRequest,
+    Behaviour, PROMPT_FILTER_MESSAGE, RecordedRequest, api_version, deployment,
 };
-use chorus_tests::provider_checks::{
-    Expected, ExpectedCall, ensure_exact_reply, run_shared_checks,
-};
+use chorus_tests::provider_checks::{Expected, Filtered, run_shared_checks};
 use chorus_tests::{FakeAzure, ProviderCase, Resume, ServerConfig};
 use std::time::Duration;
 
@@ -37,27 +35,23 @@ async fn setup() -> Result<Setup> {
 }
 
 fn check_request_shape(req: &RecordedRequest) -> Result<()> {
+    let deployment = deployment(&req.path);
+    let api_version = api_version(req.query.as_deref());
     ensure!(
         req.behaviour != Behaviour::Rejected,
-        "the fake rejected the request (deployment {:?}, api-version {:?}, api-key {:?})",
-        req.deployment,
-        req.api_version,
-        req.api_key()
+        "the fake rejected the request (deployment {deployment:?}, api-version {api_version:?}, api-key {:?}): {:?}",
+        req.header("api-key"),
+        req.rejection
+    );
+    ensure!(deployment == Some(DEPLOYMENT), "deployment {deployment:?}");
+    ensure!(
+        api_version == Some(API_VERSION),
+        "api-version {api_version:?}"
     );
     ensure!(
-        req.deployment == DEPLOYMENT,
-        "deployment {:?}",
-        req.deployment
-    );
-    ensure!(
-        req.api_version.as_deref() == Some(API_VERSION),
-        "api-version {:?}",
-        req.api_version
-    );
-    ensure!(
-        req.api_key() == Some(API_KEY),
+        req.header("api-key") == Some(API_KEY),
         "api-key {:?}",
-        req.api_key()
+        req.header("api-key")
     );
     ensure!(
         req.authorization().is_none(),
@@ -65,31 +59,6 @@ fn check_request_shape(req: &RecordedRequest) -> Result<()> {
         req.authorization()
     );
     ensure!(req.body["stream"] == true, "stream: {}", req.body["stream"]);
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn azure_normal_reply_with_exact_usage() -> Result<()> {
-    let t = setup().await?;
-    let (sent, events) = t.send_to_finished("Say hello").await?;
-    assert_consecutive(&events, 1)?;
-    let end = finished(&events)?;
-    ensure!(
-        end.status() == Some("complete") && end.data["reason"] == "stop",
-        "finished with {}",
-        end.data
-    );
-    let reply = NORMAL_CHUNKS.concat();
-    let run = t.run_ended(&sent.run_id).await?;
-    ensure_exact_reply(&events, &run, &reply, NORMAL_USAGE)?;
-    let requests = t.fake.requests();
-    ensure!(requests.len() == 1, "{} requests", requests.len());
-    check_request_shape(&requests[0])?;
-    ensure!(
-        requests[0].body["messages"][0]["content"] == "Say hello",
-        "messages: {}",
-        requests[0].body["messages"]
-    );
     Ok(())
 }
 
@@ -136,62 +105,27 @@ async fn azure_prompt_blocked_by_content_filter_fails_the_run() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn azure_completion_cut_by_content_filter_completes_with_content_filter() -> Result<()> {
-    let t = setup().await?;
-    let (sent, events) = t
-        .send_to_finished("[filtered-completion] tell me a story")
-        .await?;
-    assert_consecutive(&events, 1)?;
-    let end = finished(&events)?;
-    ensure!(
-        end.status() == Some("complete") && end.data["reason"] == "content_filter",
-        "a filtered completion must end the run complete with reason content_filter; finished with {}",
-        end.data
-    );
-    let partial = FILTERED_CHUNKS.concat();
-    ensure!(
-        delta_text(&events) == partial,
-        "deltas: {:?}",
-        delta_text(&events)
-    );
-    let run = t.run_ended(&sent.run_id).await?;
-    ensure!(
-        s(&run, "status") == "complete"
-            && s(&run, "finish_reason") == "content_filter"
-            && s(&run, "text") == partial
-            && run["error"].is_null()
-            && run["prompt_tokens"] == FILTERED_USAGE.0
-            && run["completion_tokens"] == FILTERED_USAGE.1,
-        "run: {run}"
-    );
-    let requests = t.fake.requests();
-    ensure!(requests.len() == 1, "{} requests", requests.len());
-    check_request_shape(&requests[0])?;
-    Ok(())
-}
-
 /// What this provider's fixtures say, for the shared checks.
 const SHARED: Expected = Expected {
     provider_id: "azure",
+    request_shape: check_request_shape,
+    system_prompt: None,
+    model_role: "assistant",
+    // Through Azure's first chunk, with empty `choices` and `prompt_filter_results`.
     reply: "Hello from Azure.",
     usage: (19, 4),
-    tool_calls: &[
-        ExpectedCall {
-            id: Some("call_weather_1"),
-            name: "weather",
-            arguments: r#"{"city": "Paris"}"#,
-        },
-        ExpectedCall {
-            id: Some("call_time_2"),
-            name: "time",
-            arguments: r#"{"tz": "Europe/Paris"}"#,
-        },
-    ],
-    filtered_text: Some("Once upon a time"),
+    tool_call_ids: [Some("call_weather_1"), Some("call_time_2")],
+    // A completion cut by the filter completes with reason content_filter.
+    filtered: Some(Filtered {
+        text: "Once upon a time",
+        usage: (12, 3),
+    }),
     midstream_text: "The answer is forty",
     midstream_error: &["The server had an error while processing your request."],
+    more_midstream_failures: &[],
+    continuation: None,
     retry_after: Duration::from_secs(1),
+    rate_limit_failure: None,
     unauthorized_error: &["401", "Access denied due to invalid subscription key"],
 };
 

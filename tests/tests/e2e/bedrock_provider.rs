@@ -1,19 +1,17 @@
 //! AWS Bedrock (`kind = "bedrock"`) against a fake runtime that verifies every
 //! request's SigV4 signature (recomputed with `aws-sigv4` from its own copy of the
-//! credentials) and answers in binary event-stream frames: a normal reply with exact
-//! usage, a throttled request (retried once, then failed with AWS's message), a wrong
-//! secret key (failed with the signature error), and a mid-stream
-//! `modelStreamErrorException` (interrupted, then continued exactly).
+//! credentials) and answers in binary event-stream frames: the shared provider checks
+//! (`provider_checks.rs`) with this provider's table, every request signed (a
+//! throttled request retried once then failed with AWS's message, a mid-stream
+//! `modelStreamErrorException` interrupted then continued exactly), and what only
+//! Bedrock has: a wrong secret key failing with the signature error.
 
-use crate::{assert_consecutive, finished, only_assistant, s};
-use anyhow::{Context, Result, ensure};
-use chorus_tests::client::delta_text;
-use chorus_tests::fake_bedrock::{
-    Behaviour, CONTINUATION_CHUNKS, CONTINUATION_USAGE, MIDSTREAM_CHUNKS, MIDSTREAM_ERROR_MESSAGE,
-    MIDSTREAM_ERROR_TYPE, NORMAL_CHUNKS, NORMAL_USAGE, RecordedRequest, SIGNATURE_MESSAGE,
-    THROTTLE_MESSAGE,
+use crate::{finished, s};
+use anyhow::{Result, ensure};
+use chorus_tests::fake_bedrock::{Behaviour, RecordedRequest, SIGNATURE_MESSAGE, model_of};
+use chorus_tests::provider_checks::{
+    Continuation, ContinuationRequest, Expected, Filtered, RateLimitFailure, run_shared_checks,
 };
-use chorus_tests::provider_checks::{Expected, ExpectedCall, run_shared_checks};
 use chorus_tests::{FakeBedrock, ProviderCase, ServerConfig};
 use std::time::Duration;
 
@@ -25,7 +23,8 @@ const MODEL: &str = "bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0";
 
 type Setup = ProviderCase<FakeBedrock>;
 
-async fn setup_with(secret_key: &str, max_retries: i64) -> Result<Setup> {
+/// A server signing with `secret_key`, retrying once.
+async fn setup(secret_key: &str) -> Result<Setup> {
     let fake = FakeBedrock::start(ACCESS_KEY_ID, SECRET_KEY, REGION).await?;
     let config = ServerConfig::new()
         .bedrock(
@@ -36,7 +35,7 @@ async fn setup_with(secret_key: &str, max_retries: i64) -> Result<Setup> {
             secret_key,
             &[MODEL_ID],
         )
-        .provider_setting("bedrock", "max_retries", max_retries);
+        .provider_setting("bedrock", "max_retries", 1);
     ProviderCase::start(fake, config, "bedrock", MODEL).await
 }
 
@@ -46,7 +45,8 @@ fn check_signed(req: &RecordedRequest) -> Result<()> {
         "the fake rejected the request: {:?}",
         req.rejection
     );
-    ensure!(req.model == MODEL_ID, "model {:?}", req.model);
+    let model = model_of(&req.path);
+    ensure!(model.as_deref() == Some(MODEL_ID), "model {model:?}");
     ensure!(
         req.path == "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream",
         "path {:?}",
@@ -63,83 +63,8 @@ fn check_signed(req: &RecordedRequest) -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bedrock_normal_reply_with_exact_usage() -> Result<()> {
-    let t = setup_with(SECRET_KEY, 2).await?;
-    let (sent, events) = t.send_to_finished("Say hello").await?;
-    assert_consecutive(&events, 1)?;
-    let end = finished(&events)?;
-    ensure!(
-        end.status() == Some("complete") && end.data["reason"] == "stop",
-        "finished with {}",
-        end.data
-    );
-    let reply = NORMAL_CHUNKS.concat();
-    ensure!(
-        delta_text(&events) == reply,
-        "deltas: {:?}",
-        delta_text(&events)
-    );
-    let prompt_tokens = NORMAL_USAGE.0 + NORMAL_USAGE.2;
-    let usage = events
-        .iter()
-        .find(|e| e.kind == "usage")
-        .context("no usage event")?;
-    ensure!(
-        usage.data["prompt_tokens"] == prompt_tokens
-            && usage.data["completion_tokens"] == NORMAL_USAGE.1
-            && usage.data["estimated"] == false,
-        "usage event: {}",
-        usage.data
-    );
-    let run = t.run_ended(&sent.run_id).await?;
-    ensure!(
-        s(&run, "status") == "complete"
-            && s(&run, "text") == reply
-            && run["prompt_tokens"] == prompt_tokens
-            && run["completion_tokens"] == NORMAL_USAGE.1
-            && run["error"].is_null(),
-        "run: {run}"
-    );
-    let requests = t.fake.requests();
-    ensure!(requests.len() == 1, "{} requests", requests.len());
-    check_signed(&requests[0])?;
-    ensure!(
-        requests[0].messages() == [("user".to_string(), "Say hello".to_string())],
-        "messages: {:?}",
-        requests[0].messages()
-    );
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn bedrock_throttling_is_retried_then_fails_with_the_message() -> Result<()> {
-    let t = setup_with(SECRET_KEY, 1).await?;
-    let (sent, events) = t.send_to_finished("[throttle] hi").await?;
-    let end = finished(&events)?;
-    ensure!(end.status() == Some("failed"), "finished with {}", end.data);
-    let run = t.run_ended(&sent.run_id).await?;
-    let error = s(&run, "error");
-    ensure!(
-        s(&run, "status") == "failed"
-            && s(&run, "text").is_empty()
-            && error.contains("429")
-            && error.contains("ThrottlingException")
-            && error.contains(THROTTLE_MESSAGE),
-        "run: {run}"
-    );
-    // max_retries = 1: the first attempt and one retry, both signed afresh.
-    let requests = t.fake.requests();
-    ensure!(requests.len() == 2, "{} requests", requests.len());
-    for req in &requests {
-        check_signed(req)?;
-        ensure!(req.behaviour == Behaviour::Throttled);
-    }
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn bedrock_wrong_secret_fails_with_the_signature_error() -> Result<()> {
-    let t = setup_with("not-the-right-secret-key", 2).await?;
+    let t = setup("not-the-right-secret-key").await?;
     let (sent, events) = t.send_to_finished("Say hello").await?;
     let end = finished(&events)?;
     ensure!(end.status() == Some("failed"), "finished with {}", end.data);
@@ -171,89 +96,43 @@ async fn bedrock_wrong_secret_fails_with_the_signature_error() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn bedrock_midstream_error_is_interrupted_and_continues_exactly() -> Result<()> {
-    let t = setup_with(SECRET_KEY, 2).await?;
-    let question = "[stream-error] what is the answer?";
-    let (sent, events) = t.send_to_finished(question).await?;
-    let partial = MIDSTREAM_CHUNKS.concat();
-    let end = finished(&events)?;
-    ensure!(
-        end.status() == Some("interrupted"),
-        "finished with {}",
-        end.data
-    );
-    ensure!(delta_text(&events) == partial);
-    let run = t.run_ended(&sent.run_id).await?;
-    let error = s(&run, "error");
-    ensure!(
-        s(&run, "status") == "interrupted"
-            && s(&run, "text") == partial
-            && error.contains(MIDSTREAM_ERROR_TYPE)
-            && error.contains(MIDSTREAM_ERROR_MESSAGE),
-        "run: {run}"
-    );
-
-    let continuation = t.client.continue_run(&sent.run_id).await?;
-    let run2 = t.run_ended(&continuation).await?;
-    let rest = CONTINUATION_CHUNKS.concat();
-    ensure!(
-        s(&run2, "status") == "complete"
-            && s(&run2, "text") == rest
-            && s(&run2, "finish_reason") == "stop"
-            && run2["prompt_tokens"] == CONTINUATION_USAGE.0
-            && run2["completion_tokens"] == CONTINUATION_USAGE.1,
-        "continuation run: {run2}"
-    );
-    let requests = t.fake.requests();
-    ensure!(requests.len() == 2, "{} requests", requests.len());
-    let req = &requests[1];
-    check_signed(req)?;
-    ensure!(req.behaviour == Behaviour::Continuation);
-    // The explicit continuation: [question, partial as assistant, instruction as user].
-    let sent_messages = req.messages();
-    ensure!(
-        sent_messages.len() == 3
-            && sent_messages[0] == ("user".to_string(), question.to_string())
-            && sent_messages[1] == ("assistant".to_string(), partial.clone())
-            && sent_messages[2].0 == "user"
-            && sent_messages[2].1.contains("Do not repeat"),
-        "continuation messages: {sent_messages:?}"
-    );
-    let messages = t.client.messages(&t.conversation).await?;
-    ensure!(messages.len() == 2, "messages: {messages:?}");
-    let content = s(only_assistant(&messages)?, "content");
-    ensure!(
-        content == format!("{partial}{rest}"),
-        "the message after continue is {content:?}"
-    );
-    Ok(())
-}
-
 /// What this provider's fixtures say, for the shared checks.
 const SHARED: Expected = Expected {
     provider_id: "bedrock",
+    request_shape: check_signed,
+    system_prompt: None,
+    model_role: "assistant",
     reply: "Hello from fake Bedrock.",
+    // The prompt tokens count those read from the cache: 21 + 3.
     usage: (24, 5),
-    tool_calls: &[
-        ExpectedCall {
-            id: Some("tooluse_weather_A1"),
-            name: "weather",
-            arguments: r#"{"city": "Paris"}"#,
-        },
-        ExpectedCall {
-            id: Some("tooluse_time_B2"),
-            name: "time",
-            arguments: r#"{"tz": "Europe/Paris"}"#,
-        },
-    ],
-    filtered_text: Some("Here is how one would"),
+    tool_call_ids: [Some("tooluse_weather_A1"), Some("tooluse_time_B2")],
+    filtered: Some(Filtered {
+        text: "Here is how one would",
+        usage: (14, 2),
+    }),
     midstream_text: "The answer is:",
     midstream_error: &[
         "modelStreamErrorException",
         "The model stream was interrupted.",
     ],
+    more_midstream_failures: &[],
+    continuation: Some(Continuation {
+        rest: " forty-two.",
+        usage: (44, 2),
+        request: ContinuationRequest::Instruction,
+    }),
     retry_after: Duration::from_secs(1),
+    // A `ThrottlingException` names no wait: retried once (max_retries = 1), each
+    // attempt signed afresh, then failed with AWS's message.
+    rate_limit_failure: Some(RateLimitFailure {
+        marker: "[throttle]",
+        behaviour: Behaviour::Throttled,
+        error: &[
+            "ThrottlingException",
+            "Too many requests, please wait before trying again.",
+        ],
+        requests: 2,
+    }),
     unauthorized_error: &[
         "403",
         "UnrecognizedClientException",
@@ -263,6 +142,6 @@ const SHARED: Expected = Expected {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bedrock_passes_the_shared_provider_checks() -> Result<()> {
-    let t = setup_with(SECRET_KEY, 2).await?;
+    let t = setup(SECRET_KEY).await?;
     run_shared_checks(&t, MODEL, &SHARED).await
 }

@@ -349,32 +349,10 @@ async fn a_run_killed_mid_stream_is_charged_once_by_the_sweeper() -> Result<()> 
         .send_message(&conversation, "tell me everything")
         .await?
         .run_id;
-    chorus_tests::wait::until(
-        "a checkpoint with text",
-        Duration::from_secs(20),
-        || async {
-            let messages = client.messages(&conversation).await?;
-            Ok(messages
-                .iter()
-                .any(|m| {
-                    m["role"] == "assistant"
-                        && !m["content"].as_str().unwrap_or_default().is_empty()
-                })
-                .then_some(()))
-        },
-    )
-    .await?;
+    checkpointed(&client, &conversation).await?;
     server.kill_9()?;
     server.restart().await?;
-    let view = chorus_tests::wait::until(
-        "the run to be interrupted",
-        Duration::from_secs(30),
-        || async {
-            let view = client.run(&run).await?;
-            Ok((view["status"] == "interrupted").then_some(view))
-        },
-    )
-    .await?;
+    let view = interrupted(&client, &run).await?;
     let kept = view["text"].as_str().unwrap_or_default().to_string();
     ensure!(!kept.is_empty() && kept.len() < long.len(), "{view}");
 
@@ -392,14 +370,25 @@ async fn a_run_killed_mid_stream_is_charged_once_by_the_sweeper() -> Result<()> 
         "{charges:?}"
     );
     assert_ledger_balanced(&pool).await?;
-    // Restarting again sweeps nothing twice.
+
+    // Restarting again sweeps nothing twice. Another run killed mid-stream shows the
+    // sweep after this restart has run: it is marked interrupted (and charged) in the
+    // pass that would charge the first run again.
+    let other = client.create_conversation(None).await?;
+    let second = client.send_message(&other, "and again").await?.run_id;
+    checkpointed(&client, &other).await?;
+    server.kill_9()?;
     server.restart().await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE run_id = $1")
-        .bind(&run)
-        .fetch_one(&pool)
-        .await?;
-    ensure!(count == 1, "charged {count} times");
+    interrupted(&client, &second).await?;
+    let (first, second) = (
+        charge_count(&pool, &run).await?,
+        charge_count(&pool, &second).await?,
+    );
+    ensure!(
+        first == 1 && second == 1,
+        "charged {first} times, and the second run {second} times"
+    );
+    assert_ledger_balanced(&pool).await?;
 
     // With the balance gone, continuing the interrupted reply is refused too.
     server.cli(&["user", "grant", &name, "-5"], None).await?;
@@ -412,6 +401,48 @@ async fn a_run_killed_mid_stream_is_charged_once_by_the_sweeper() -> Result<()> 
     .await?;
     expect_error(resp, 402, "insufficient_balance").await?;
     Ok(())
+}
+
+/// How many ledger rows charge `run`.
+async fn charge_count(pool: &sqlx::PgPool, run: &str) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE run_id = $1")
+            .bind(run)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// Waits until the assistant message of `conversation` has text: a checkpoint saved it.
+async fn checkpointed(client: &chorus_tests::ApiClient, conversation: &str) -> Result<()> {
+    chorus_tests::wait::until(
+        "a checkpoint with text",
+        Duration::from_secs(20),
+        || async {
+            let messages = client.messages(conversation).await?;
+            Ok(messages
+                .iter()
+                .any(|m| {
+                    m["role"] == "assistant"
+                        && !m["content"].as_str().unwrap_or_default().is_empty()
+                })
+                .then_some(()))
+        },
+    )
+    .await
+}
+
+/// Waits until the sweeper has marked `run` interrupted; returns the run.
+async fn interrupted(client: &chorus_tests::ApiClient, run: &str) -> Result<serde_json::Value> {
+    chorus_tests::wait::until(
+        "the run to be interrupted",
+        Duration::from_secs(30),
+        || async {
+            let view = client.run(run).await?;
+            Ok((view["status"] == "interrupted").then_some(view))
+        },
+    )
+    .await
 }
 
 /// Two instances on one PostgreSQL and one Redis: the message rate limit counts in

@@ -157,8 +157,9 @@ pub async fn wait_text(
 }
 
 /// Waits until the bot's message `first` in the thread of `root` reads exactly
-/// `expected`, and checks that the thread still holds that one reply a moment later
-/// (the bot finished its message in place instead of posting another).
+/// `expected`, then asks for help in the thread and checks that, when the help came,
+/// the thread held that one reply and the help (the bot finished its message in place
+/// instead of posting another).
 pub async fn finished_in_place(
     human: &MatrixUser,
     room: &RoomId,
@@ -173,13 +174,38 @@ pub async fn finished_in_place(
         "the bot finished {} instead of its message {first}",
         done.event_id
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let replies = human.replies(room, sender, Some(root));
+    let replies = thread_until_help(human, room, sender, root).await?;
     ensure!(
-        replies.len() == 1 && replies[0].text == expected,
-        "the thread holds {replies:?} instead of the one finished reply"
+        replies.len() == 2 && replies[0].event_id == first && replies[0].text == expected,
+        "the thread holds {replies:?} instead of the one finished reply and the help"
     );
     Ok(())
+}
+
+/// Whether `text` is the bot's help (the command list).
+pub fn is_help(text: &str) -> bool {
+    text.contains("Commands (`!chorus COMMAND`)")
+}
+
+/// Sends `!chorus help` in the thread of `root` and waits for the bot's answer there:
+/// a reply the bot posts only after it has handled what came before, so the thread
+/// then shows whether anything else came first. Returns the bot's messages in the
+/// thread, in order, as they stood when the help came.
+pub async fn thread_until_help(
+    human: &MatrixUser,
+    room: &RoomId,
+    bot: &str,
+    root: &EventId,
+) -> Result<Vec<Reply>> {
+    human
+        .send_in_thread(room, root, "!chorus help", None)
+        .await?;
+    human
+        .wait_until("the bot's help in the thread", room, WAIT, |me| {
+            let replies = me.replies(room, bot, Some(root));
+            replies.iter().any(|r| is_help(&r.text)).then_some(replies)
+        })
+        .await
 }
 
 /// Waits until the bot's message `id` shows some text, and returns it.
@@ -221,22 +247,22 @@ pub fn check_partial_with_note(text: &str, script: &str, note: &str) -> Result<S
     Ok(body.to_string())
 }
 
-/// Waits `quiet` and fails if the bot posted anything in `room` meanwhile beyond
-/// the `before` messages it had.
-pub async fn expect_silence(
+/// Fails unless the bot's messages in `room` are exactly `expected`, in order.
+///
+/// Called once the bot has answered a message sent after some it must ignore, it shows
+/// that those got no answer: the bot handles a room's messages in order, so an answer
+/// to an earlier one would have come before (and a command's at once).
+pub fn ensure_bot_posted_only(
     human: &MatrixUser,
     room: &RoomId,
     bot: &str,
-    before: usize,
-    quiet: Duration,
+    expected: &[&EventId],
 ) -> Result<()> {
-    tokio::time::sleep(quiet).await;
-    let now = human.replies(room, bot, None);
+    let posted = human.replies(room, bot, None);
+    let ids: Vec<&EventId> = posted.iter().map(|r| r.event_id.as_ref()).collect();
     ensure!(
-        now.len() == before,
-        "the bot posted {} message(s) in {room} where it should have stayed silent: {:?}",
-        now.len() - before,
-        &now[before..]
+        ids == expected,
+        "the bot posted {posted:?} in {room} where only {expected:?} was due"
     );
     Ok(())
 }

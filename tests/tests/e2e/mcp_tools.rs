@@ -170,6 +170,27 @@ async fn run_with_tools(
     Ok((sent.run_id, events))
 }
 
+/// Waits until the run's row in the server's SQLite database holds its tool steps.
+async fn step_saved(server: &TestServer, run: &str) -> Result<()> {
+    let url = format!("sqlite://{}/chorus.db?mode=ro", server.data_dir().display());
+    let db = sqlx::SqlitePool::connect(&url).await?;
+    let saved = until(
+        "the run's tool step to be saved",
+        Duration::from_secs(10),
+        || async {
+            let saved: i64 =
+                sqlx::query_scalar("SELECT tool_steps IS NOT NULL FROM runs WHERE id = $1")
+                    .bind(run)
+                    .fetch_one(&db)
+                    .await?;
+            Ok((saved == 1).then_some(()))
+        },
+    )
+    .await;
+    db.close().await;
+    saved
+}
+
 pub(crate) fn of_kind<'a>(events: &'a [SseEvent], kind: &str) -> Vec<&'a SseEvent> {
     events.iter().filter(|e| e.kind == kind).collect()
 }
@@ -571,8 +592,9 @@ async fn a_run_killed_during_a_tool_call_is_continued_with_that_call() -> Result
         }
     }
     drop(stream);
-    // The step is saved when the round starts; give that write a moment, then die.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The step is saved to the run's row when the round starts, just after the call's
+    // event: die once it is there.
+    step_saved(&server, &sent.run_id).await?;
     server.kill_9()?;
     server.restart().await?;
     let run = user

@@ -63,8 +63,11 @@ async fn tool_round_trip(wire: ToolWire) -> Result<()> {
     let requests = fake.requests();
     ensure!(requests.len() == 2, "{} requests", requests.len());
     let (call_id, offered) = match wire {
-        ToolWire::OpenAi => ("call_fake_1", requests[0]["tools"][0]["function"].clone()),
-        ToolWire::Anthropic => ("toolu_fake_1", requests[0]["tools"][0].clone()),
+        ToolWire::OpenAi => (
+            "call_fake_1",
+            requests[0].body["tools"][0]["function"].clone(),
+        ),
+        ToolWire::Anthropic => ("toolu_fake_1", requests[0].body["tools"][0].clone()),
     };
     ensure!(offered["name"] == "everything__echo", "offered: {offered}");
     let schema = match wire {
@@ -75,7 +78,7 @@ async fn tool_round_trip(wire: ToolWire) -> Result<()> {
         schema["properties"]["message"]["type"] == "string",
         "schema: {schema}"
     );
-    check_history(wire, &requests[1], call_id)?;
+    check_history(wire, &requests[1].body, call_id)?;
 
     // The next turn carries the call and its result as history.
     let second = user.send_message(&conversation, "thanks").await?;
@@ -88,7 +91,7 @@ async fn tool_round_trip(wire: ToolWire) -> Result<()> {
     );
     let requests = fake.requests();
     ensure!(requests.len() == 3, "{} requests", requests.len());
-    check_history(wire, &requests[2], call_id)?;
+    check_history(wire, &requests[2].body, call_id)?;
     Ok(())
 }
 

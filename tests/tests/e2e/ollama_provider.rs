@@ -1,19 +1,21 @@
 //! The Ollama provider against a fake Ollama that speaks the documented NDJSON chat
-//! stream (each line delivered in two pieces) and model list: model discovery at
-//! start, a normal reply with exact usage, a stop then a native continuation (the
-//! partial text as a final assistant message) that completes the message exactly, and
-//! a start without Ollama running.
+//! stream (each line delivered in two pieces) and model list: the shared provider
+//! checks (`provider_checks.rs`) with this provider's table behind an authenticating
+//! proxy, and what only Ollama has: model discovery at start, a stop then a native
+//! continuation (the partial text as a final assistant message) that completes the
+//! message exactly, and a start without Ollama running.
 
 use crate::{assert_consecutive, assert_proper_prefix, finished, only_assistant, s};
 use anyhow::{Context, Result, ensure};
 use chorus_tests::client::{delta_text, expect_json};
 use chorus_tests::fake_ollama::{
-    Behaviour, MODELS, NORMAL_CHUNKS, NORMAL_USAGE, prompt_tokens, slow_script,
+    Behaviour, MODELS, NORMAL_CHUNKS, RecordedRequest, prompt_tokens, slow_script,
 };
-use chorus_tests::provider_checks::{Expected, ExpectedCall, run_shared_checks};
+use chorus_tests::provider_checks::{Expected, run_shared_checks};
 use chorus_tests::server::free_port;
 use chorus_tests::{
-    ApiClient, FakeOllama, Resume, ServerConfig, TestServer, logged_in_client, unique_name,
+    ApiClient, FakeOllama, ProviderCase, Resume, ServerConfig, TestServer, logged_in_client,
+    unique_name,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -30,7 +32,7 @@ async fn listed_models(client: &ApiClient) -> Result<(Vec<Value>, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn ollama_discovers_models_and_replies_with_exact_usage() -> Result<()> {
+async fn ollama_discovers_models_and_answers_on_them() -> Result<()> {
     let fake = FakeOllama::start().await?;
     let server =
         TestServer::start(ServerConfig::new().ollama("ollama", &fake.base_url(), &[])).await?;
@@ -58,53 +60,22 @@ async fn ollama_discovers_models_and_replies_with_exact_usage() -> Result<()> {
     );
     ensure!(default_model == MODEL, "default model {default_model:?}");
 
+    // A discovered model answers (the reply itself is a shared check).
     let conversation = client.create_conversation(Some(MODEL)).await?;
     let sent = client.send_message(&conversation, "Say hello").await?;
-    let events = client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
-    assert_consecutive(&events, 1)?;
-    let end = finished(&events)?;
-    ensure!(
-        end.status() == Some("complete") && end.data["reason"] == "stop",
-        "finished with {}",
-        end.data
-    );
-    let reply = NORMAL_CHUNKS.concat();
-    ensure!(
-        delta_text(&events) == reply,
-        "deltas: {:?}",
-        delta_text(&events)
-    );
-
     let run = client
         .wait_run_ended(&sent.run_id, Duration::from_secs(10))
         .await?;
     ensure!(
-        s(&run, "status") == "complete"
-            && s(&run, "text") == reply
-            && s(&run, "finish_reason") == "stop"
-            && run["prompt_tokens"] == NORMAL_USAGE.0
-            && run["completion_tokens"] == NORMAL_USAGE.1
-            && run["error"].is_null(),
+        s(&run, "status") == "complete" && s(&run, "text") == NORMAL_CHUNKS.concat(),
         "run: {run}"
     );
-
     let requests = fake.requests();
-    ensure!(requests.len() == 1, "{} requests", requests.len());
-    let req = &requests[0];
-    ensure!(req.behaviour == Behaviour::Normal);
     ensure!(
-        req.body["model"] == "llama3.2:latest" && req.body["stream"] == true,
-        "request body: {}",
-        req.body
+        requests.len() == 1 && requests[0].behaviour == Behaviour::Normal,
+        "{requests:?}"
     );
-    ensure!(
-        req.messages() == [("user".to_string(), "Say hello".to_string())],
-        "messages: {:?}",
-        req.messages()
-    );
-    Ok(())
+    check_request_shape(&requests[0])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,27 +180,31 @@ async fn ollama_unreachable_at_start_does_not_stop_chorus() -> Result<()> {
     Ok(())
 }
 
+fn check_request_shape(req: &RecordedRequest) -> Result<()> {
+    ensure!(
+        req.body["model"] == "llama3.2:latest" && req.body["stream"] == true,
+        "request body: {}",
+        req.body
+    );
+    Ok(())
+}
+
 /// What this provider's fixtures say, for the shared checks.
 const SHARED: Expected = Expected {
     provider_id: "ollama",
+    request_shape: check_request_shape,
+    system_prompt: None,
+    model_role: "assistant",
     reply: "Hello from the fake llama.",
     usage: (26, 6),
-    tool_calls: &[
-        ExpectedCall {
-            id: None,
-            name: "weather",
-            arguments: r#"{"city": "Paris"}"#,
-        },
-        ExpectedCall {
-            id: None,
-            name: "time",
-            arguments: r#"{"tz": "Europe/Paris"}"#,
-        },
-    ],
-    filtered_text: None,
+    tool_call_ids: [None, None],
+    filtered: None,
     midstream_text: "The answer is forty",
     midstream_error: &["an error was encountered while running the model"],
+    more_midstream_failures: &[],
+    continuation: None,
     retry_after: Duration::from_secs(1),
+    rate_limit_failure: None,
     unauthorized_error: &["401", "unauthorized"],
 };
 
@@ -240,6 +215,6 @@ async fn ollama_passes_the_shared_provider_checks() -> Result<()> {
     let config = ServerConfig::new()
         .ollama("ollama", &fake.base_url(), &["llama3.2:latest"])
         .provider_setting("ollama", "api_key", "ollama-proxy-key");
-    let t = chorus_tests::ProviderCase::without_conversation(fake, config, "oll").await?;
+    let t = ProviderCase::without_conversation(fake, config, "oll").await?;
     run_shared_checks(&t, MODEL, &SHARED).await
 }

@@ -1,16 +1,14 @@
 //! The OpenAI provider against a fake Chat Completions server that speaks the
-//! documented streaming format: what Chorus sends, and what it makes of normal
-//! replies, mid-stream errors, rate limits and a stop during a slow reply.
+//! documented streaming format: the shared provider checks (`provider_checks.rs`) with
+//! this provider's table and request shape, and what only this provider has: usage
+//! estimated when the server sends none, and a stop during a slow reply.
 
-use crate::{assert_consecutive, assert_proper_prefix, finished, only_assistant, s};
+use crate::{assert_consecutive, assert_proper_prefix, finished, s};
 use anyhow::{Result, ensure};
 use chorus_tests::client::delta_text;
-use chorus_tests::fake_openai::{
-    Behaviour, CONTINUATION_CHUNKS, CONTINUATION_USAGE, MIDSTREAM_CHUNKS, MIDSTREAM_ERROR_MESSAGE,
-    NORMAL_CHUNKS, NORMAL_USAGE, RATE_LIMIT_MESSAGE, RecordedRequest, slow_chunks,
-};
+use chorus_tests::fake_openai::{Behaviour, RecordedRequest, slow_chunks};
 use chorus_tests::provider_checks::{
-    Expected, ExpectedCall, ensure_exact_reply, run_shared_checks,
+    Continuation, ContinuationRequest, Expected, Filtered, RateLimitFailure, run_shared_checks,
 };
 use chorus_tests::wait::until;
 use chorus_tests::{FakeOpenAi, ProviderCase, Resume, ServerConfig};
@@ -29,13 +27,6 @@ async fn setup() -> Result<Setup> {
         .openai("openai", &fake.base_url(), API_KEY, &["gpt-4o-mini"])
         .provider_setting("openai", "max_retry_wait_secs", 5);
     ProviderCase::start(fake, config, "oai", MODEL).await
-}
-
-fn roles_and_contents(messages: &[(String, String)]) -> Vec<(&str, &str)> {
-    messages
-        .iter()
-        .map(|(r, c)| (r.as_str(), c.as_str()))
-        .collect()
 }
 
 fn check_request_shape(req: &RecordedRequest) -> Result<()> {
@@ -59,111 +50,6 @@ fn check_request_shape(req: &RecordedRequest) -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn normal_reply_usage_and_history() -> Result<()> {
-    let t = setup().await?;
-    let (sent, events) = t.send_to_finished("Say hello").await?;
-    assert_consecutive(&events, 1)?;
-    ensure!(finished(&events)?.status() == Some("complete"));
-    let reply = NORMAL_CHUNKS.concat();
-    let run = t.run_ended(&sent.run_id).await?;
-    ensure_exact_reply(&events, &run, &reply, NORMAL_USAGE)?;
-
-    let requests = t.fake.requests();
-    ensure!(requests.len() == 1, "{} requests", requests.len());
-    check_request_shape(&requests[0])?;
-    ensure!(
-        roles_and_contents(&requests[0].messages()) == [("user", "Say hello")],
-        "first request messages: {:?}",
-        requests[0].messages()
-    );
-
-    // The second turn carries the first one as context.
-    let second = t.client.send_message(&t.conversation, "And again").await?;
-    let run2 = t.run_ended(&second.run_id).await?;
-    ensure!(s(&run2, "status") == "complete", "{run2}");
-    let requests = t.fake.requests();
-    ensure!(requests.len() == 2, "{} requests", requests.len());
-    check_request_shape(&requests[1])?;
-    ensure!(
-        roles_and_contents(&requests[1].messages())
-            == [
-                ("user", "Say hello"),
-                ("assistant", reply.as_str()),
-                ("user", "And again")
-            ],
-        "second request messages: {:?}",
-        requests[1].messages()
-    );
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn midstream_error_keeps_partial_text_and_continues() -> Result<()> {
-    let t = setup().await?;
-    let question = "[midstream-error] what is the answer?";
-    let (sent, events) = t.send_to_finished(question).await?;
-    let partial = MIDSTREAM_CHUNKS.concat();
-    let end = finished(&events)?;
-    ensure!(
-        end.status() == Some("interrupted"),
-        "finished with {}",
-        end.data
-    );
-    ensure!(delta_text(&events) == partial);
-
-    let run = t.run_ended(&sent.run_id).await?;
-    ensure!(
-        s(&run, "status") == "interrupted" && s(&run, "text") == partial,
-        "run: {run}"
-    );
-    ensure!(
-        s(&run, "error").contains(MIDSTREAM_ERROR_MESSAGE),
-        "the run's error does not carry the provider's message: {}",
-        run["error"]
-    );
-    let messages = t.client.messages(&t.conversation).await?;
-    ensure!(s(only_assistant(&messages)?, "content") == partial);
-
-    // Continue: the provider is asked to go on from the partial text.
-    let continuation = t.client.continue_run(&sent.run_id).await?;
-    let run2 = t.run_ended(&continuation).await?;
-    let rest = CONTINUATION_CHUNKS.concat();
-    ensure!(
-        s(&run2, "status") == "complete"
-            && s(&run2, "text") == rest
-            && run2["prompt_tokens"] == CONTINUATION_USAGE.0
-            && run2["completion_tokens"] == CONTINUATION_USAGE.1,
-        "continuation run: {run2}"
-    );
-    let requests = t.fake.requests();
-    ensure!(requests.len() == 2, "{} requests", requests.len());
-    let req = &requests[1];
-    check_request_shape(req)?;
-    ensure!(req.behaviour == Behaviour::Continuation);
-    let messages = req.messages();
-    let got = roles_and_contents(&messages);
-    ensure!(
-        got.len() == 3
-            && got[0] == ("user", question)
-            && got[1] == ("assistant", partial.as_str())
-            && got[2].0 == "user"
-            && !got[2].1.trim().is_empty()
-            && got[2].1 != question,
-        "the continuation request is not [question, partial, instruction]: {got:?}"
-    );
-
-    // The message is the partial text extended, not repeated.
-    let messages = t.client.messages(&t.conversation).await?;
-    ensure!(messages.len() == 2, "messages: {messages:?}");
-    let content = s(only_assistant(&messages)?, "content");
-    ensure!(
-        content == format!("{partial}{rest}"),
-        "the message after continue is {content:?}"
-    );
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn missing_usage_is_estimated_with_the_model_tokenizer() -> Result<()> {
     let t = setup().await?;
     let (sent, events) = t.send_to_finished("[no-usage] Hello, world!").await?;
@@ -181,68 +67,6 @@ async fn missing_usage_is_estimated_with_the_model_tokenizer() -> Result<()> {
     ensure!(
         run["completion_tokens"] == 6 && run["prompt_tokens"] == 15,
         "run: {run}"
-    );
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rejected_key_names_the_provider_and_the_setting() -> Result<()> {
-    let t = setup().await?;
-    let sent = t
-        .client
-        .send_message(&t.conversation, "[unauthorized] hi")
-        .await?;
-    let events = t
-        .client
-        .events_to_finished(&sent.run_id, Resume::Start)
-        .await?;
-    ensure!(finished(&events)?.status() == Some("failed"));
-    let run = t
-        .client
-        .wait_run_ended(&sent.run_id, Duration::from_secs(10))
-        .await?;
-    let error = s(&run, "error");
-    ensure!(
-        error.contains("provider `openai`")
-            && error.contains("api_key")
-            && error.contains("401")
-            && error.contains("Incorrect API key provided"),
-        "run: {run}"
-    );
-    ensure!(
-        t.fake.requests().len() == 1,
-        "an auth failure is not retried"
-    );
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn rate_limit_fails_the_run() -> Result<()> {
-    let t = setup().await?;
-    let (sent, events) = t.send_to_finished("[rate-limit] hi").await?;
-    assert_consecutive(&events, 1)?;
-    let end = finished(&events)?;
-    ensure!(end.status() == Some("failed"), "finished with {}", end.data);
-    ensure!(delta_text(&events).is_empty());
-
-    let run = t.run_ended(&sent.run_id).await?;
-    let error = s(&run, "error");
-    ensure!(
-        s(&run, "status") == "failed"
-            && s(&run, "text").is_empty()
-            && error.contains("429")
-            && error.contains(RATE_LIMIT_MESSAGE),
-        "run: {run}"
-    );
-    ensure!(
-        t.fake.requests().len() == 1,
-        "a Retry-After beyond max_retry_wait_secs is not waited for"
-    );
-    let messages = t.client.messages(&t.conversation).await?;
-    let assistant = only_assistant(&messages)?;
-    ensure!(
-        s(assistant, "content").is_empty() && s(assistant, "run_status") == "failed",
-        "assistant message: {assistant}"
     );
     Ok(())
 }
@@ -286,24 +110,32 @@ async fn stop_during_a_slow_reply_hangs_up_on_the_provider() -> Result<()> {
 /// What this provider's fixtures say, for the shared checks.
 const SHARED: Expected = Expected {
     provider_id: "openai",
+    request_shape: check_request_shape,
+    system_prompt: None,
+    model_role: "assistant",
     reply: "Hello from the fake model.",
     usage: (23, 6),
-    tool_calls: &[
-        ExpectedCall {
-            id: Some("call_weather_1"),
-            name: "weather",
-            arguments: r#"{"city": "Paris"}"#,
-        },
-        ExpectedCall {
-            id: Some("call_time_2"),
-            name: "time",
-            arguments: r#"{"tz": "Europe/Paris"}"#,
-        },
-    ],
-    filtered_text: Some("Once upon a time"),
+    tool_call_ids: [Some("call_weather_1"), Some("call_time_2")],
+    filtered: Some(Filtered {
+        text: "Once upon a time",
+        usage: (12, 3),
+    }),
     midstream_text: "The answer is forty",
     midstream_error: &["The server had an error while processing your request."],
+    more_midstream_failures: &[],
+    continuation: Some(Continuation {
+        rest: "-two, as always.",
+        usage: (57, 3),
+        request: ContinuationRequest::Instruction,
+    }),
     retry_after: Duration::from_secs(1),
+    // `Retry-After: 7`, beyond the 5 s this server waits: failed at once.
+    rate_limit_failure: Some(RateLimitFailure {
+        marker: "[rate-limit]",
+        behaviour: Behaviour::RateLimited,
+        error: &["Rate limit reached for gpt-4o-mini"],
+        requests: 1,
+    }),
     unauthorized_error: &["401", "Incorrect API key provided"],
 };
 

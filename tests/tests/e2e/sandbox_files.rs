@@ -1,61 +1,37 @@
 //! The workspace file endpoints over HTTP: what a sandbox execution wrote is listed and
 //! downloadable by the conversation's owner; another account gets 404; paths leaving
-//! the workspace are refused. The execution runs on the real Docker engine against
-//! the server's data directory (the tool loop that calls it lands separately).
+//! the workspace are refused; deleting the conversation deletes its workspace. The
+//! file is written by the scripted model calling `code_interpreter` through the real
+//! `chorus` binary, its sandbox on the real Docker engine.
 
-use anyhow::{Result, ensure};
-use chorus_core::ids::{AccountId, ConversationId};
-use chorus_core::sandbox::{DockerSandbox, ExecutionRequest, Sandbox, SandboxConfig};
-use chorus_tests::{ServerConfig, TestServer, logged_in_client, script, unique_name};
-use tokio_util::sync::CancellationToken;
-
-fn docker_host() -> String {
-    std::env::var("CHORUS_TEST_DOCKER_HOST")
-        .or_else(|_| std::env::var("DOCKER_HOST"))
-        .unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
-}
+use crate::mcp_tools::result_for;
+use crate::sandbox_tool::{Computed, compute, containers};
+use anyhow::{Context, Result, ensure};
+use chorus_tests::{logged_in_client, unique_name};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn workspace_files_are_downloadable_by_their_owner_only() -> Result<()> {
-    let host = docker_host();
-    let server = TestServer::start(
-        ServerConfig::new()
-            .scripted("s", &script(5), 200.0)
-            .raw_toml(&format!("[sandbox]\ndocker_host = \"{host}\"")),
-    )
-    .await?;
-    let alice = logged_in_client(&server, &unique_name("alice")).await?;
+    let code = "import os\nos.makedirs('out', exist_ok=True)\nopen('out/report.csv', 'w').write('a,b\\n1,2\\n')";
+    let Computed {
+        server,
+        instance,
+        alice,
+        conversation,
+        events,
+    } = compute(code).await?;
     let bob = logged_in_client(&server, &unique_name("bob")).await?;
-    let conversation = alice.create_conversation(None).await?;
     let me = alice.me().await?;
-    let account_id = me["id"].as_str().unwrap_or_default().to_string();
-    let account = AccountId::parse(me["id"].as_str().unwrap_or_default())
-        .ok_or_else(|| anyhow::anyhow!("no account id in /api/me: {me}"))?;
-
-    let sandbox = DockerSandbox::new(
-        SandboxConfig {
-            docker_host: Some(host.clone()),
-            ..SandboxConfig::default()
-        },
-        &server.data_dir(),
-        "e2e-files",
-    );
+    let account_id = me["id"]
+        .as_str()
+        .with_context(|| format!("no account id in /api/me: {me}"))?
+        .to_string();
+    let result = result_for(&events, "code_interpreter")?;
     ensure!(
-        sandbox.available().await,
-        "Docker is required and does not answer at {host}"
+        result.data["is_error"] == false && result.data["details"]["exit_code"] == 0,
+        "{result:?}"
     );
-    let out = sandbox
-        .execute(
-            ExecutionRequest {
-                account,
-                conversation: ConversationId::parse(&conversation).unwrap(),
-                language: "python".into(),
-                code: "import os\nos.makedirs('out', exist_ok=True)\nopen('out/report.csv', 'w').write('a,b\\n1,2\\n')".into(),
-            },
-            CancellationToken::new(),
-        )
-        .await?;
-    ensure!(out.exit_code == Some(0), "{out:?}");
+    ensure!(containers(&instance)?.is_empty(), "a container was left");
 
     // The owner lists and downloads it.
     let resp = alice
@@ -64,7 +40,7 @@ async fn workspace_files_are_downloadable_by_their_owner_only() -> Result<()> {
     ensure!(resp.status() == 200, "list: {}", resp.status());
     let list: serde_json::Value = resp.json().await?;
     ensure!(
-        list["files"] == serde_json::json!([{"path": "out/report.csv", "size": 8}]),
+        list["files"] == json!([{"path": "out/report.csv", "size": 8}]),
         "{list}"
     );
     let resp = alice

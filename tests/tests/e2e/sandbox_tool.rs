@@ -9,20 +9,27 @@ use crate::mcp_tools::{of_kind, result_for, set_tools};
 use anyhow::{Context, Result, ensure};
 use chorus_tests::client::delta_text;
 use chorus_tests::wait::until;
-use chorus_tests::{Resume, ServerConfig, TestServer, logged_in_client, unique_name};
+use chorus_tests::{
+    ApiClient, Resume, ServerConfig, SseEvent, TestServer, logged_in_client, unique_name,
+};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
 
-fn docker_host() -> String {
+/// The Docker engine the sandbox tests use.
+pub(crate) fn docker_host() -> String {
     std::env::var("CHORUS_TEST_DOCKER_HOST")
         .or_else(|_| std::env::var("DOCKER_HOST"))
         .unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
+/// The label on each sandbox container naming the instance that started it
+/// (`LABEL_INSTANCE` in core/src/sandbox/container.rs).
+const LABEL_INSTANCE: &str = "chorus.sandbox.instance";
+
 /// A server whose sandbox uses the test Docker engine, with its own instance id (so
 /// its containers are told apart by label) and the scripted model `s/demo`.
-async fn server(script: &str, instance: &str) -> Result<TestServer> {
+pub(crate) async fn server(script: &str, instance: &str) -> Result<TestServer> {
     TestServer::start(
         ServerConfig::new()
             .scripted("s", script, 200.0)
@@ -33,13 +40,10 @@ async fn server(script: &str, instance: &str) -> Result<TestServer> {
 }
 
 /// Ids of the containers (running or not) of this server's sandbox.
-fn containers(instance: &str) -> Result<Vec<String>> {
+pub(crate) fn containers(instance: &str) -> Result<Vec<String>> {
     let out = Command::new("docker")
         .args(["-H", &docker_host(), "ps", "-aq", "--filter"])
-        .arg(format!(
-            "label={}={instance}",
-            chorus_core::sandbox::LABEL_INSTANCE
-        ))
+        .arg(format!("label={LABEL_INSTANCE}={instance}"))
         .output()
         .context("running the docker CLI (scripts/provision/50-docker.sh installs it)")?;
     ensure!(
@@ -53,7 +57,8 @@ fn containers(instance: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-async fn tool_names(client: &chorus_tests::ApiClient) -> Result<Vec<String>> {
+/// The names of the tools `GET /api/tools` offers the caller.
+pub(crate) async fn tool_names(client: &chorus_tests::ApiClient) -> Result<Vec<String>> {
     let v: Value = client.get("/api/tools").await?.json().await?;
     Ok(v["tools"]
         .as_array()
@@ -63,9 +68,22 @@ async fn tool_names(client: &chorus_tests::ApiClient) -> Result<Vec<String>> {
         .collect())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_scripted_run_computes_with_code_interpreter_and_keeps_its_file() -> Result<()> {
-    let code = "print(6 * 7)\nopen('answer.txt', 'w').write('forty-two')";
+/// A run of the scripted model that ran Python `code` with `code_interpreter` and
+/// completed, on a server of its own ([`server`]).
+pub(crate) struct Computed {
+    pub server: TestServer,
+    /// The instance id labelling the server's containers.
+    pub instance: String,
+    /// The account that ran it.
+    pub alice: ApiClient,
+    pub conversation: String,
+    pub events: Vec<SseEvent>,
+}
+
+/// Starts a server whose scripted model calls `code_interpreter` with Python `code`
+/// and then says `The sandbox said: ` and the result; alice sends it a message in a
+/// conversation with the tool selected, and the run must complete.
+pub(crate) async fn compute(code: &str) -> Result<Computed> {
     let script = format!(
         "@call code_interpreter {}\nThe sandbox said: {{{{tool_results}}}}",
         json!({"language": "python", "code": code})
@@ -90,6 +108,25 @@ async fn a_scripted_run_computes_with_code_interpreter_and_keeps_its_file() -> R
         finished(&events)?.status() == Some("complete"),
         "{events:?}"
     );
+    Ok(Computed {
+        server,
+        instance,
+        alice,
+        conversation,
+        events,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scripted_run_computes_with_code_interpreter_and_keeps_its_file() -> Result<()> {
+    let code = "print(6 * 7)\nopen('answer.txt', 'w').write('forty-two')";
+    let Computed {
+        server,
+        instance,
+        alice,
+        conversation,
+        events,
+    } = compute(code).await?;
     let calls = of_kind(&events, "tool_call");
     ensure!(
         calls.len() == 1 && calls[0].data["name"] == "code_interpreter",
