@@ -13,7 +13,7 @@
 //!   into a binary frame by `aws-smithy-eventstream` and sent in two halves;
 //! - anything else: the whole body at once.
 
-use crate::fake_server::{paced_stream, streaming_response};
+use crate::fake_http::{paced_stream, streaming_response};
 use anyhow::{Context, Result, bail};
 use aws_smithy_eventstream::frame::write_message_to;
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};

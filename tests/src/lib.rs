@@ -10,8 +10,9 @@
 //!   run's server-sent events that can stop after k events and resume.
 //! - [`fake_server`]: [`Fake`](fake_server::Fake), one fake model API: routing,
 //!   recording, the auth and URL checks of a [`Wire`](fake_server::Wire), the markers
-//!   that pick a fixture, a 429 the first time, and fixture replay; plus paced
-//!   streaming replies and SSE framing.
+//!   that pick a fixture, a 429 the first time, and fixture replay.
+//! - [`fake_http`]: the plumbing under it and the fixtures: [`FakeServer`](fake_http::FakeServer),
+//!   paced streaming replies and SSE framing.
 //! - [`fake_openai`], [`fake_openai_responses`], [`fake_azure`], [`fake_anthropic`],
 //!   [`fake_gemini`], [`fake_ollama`], [`fake_bedrock`]: the wire formats of OpenAI
 //!   Chat Completions and Responses, Azure OpenAI (deployment URLs, `api-key`, content
@@ -48,6 +49,7 @@ pub mod fake_bedrock;
 pub mod fake_discord;
 pub mod fake_gemini;
 pub mod fake_github;
+pub mod fake_http;
 pub mod fake_ollama;
 pub mod fake_openai;
 pub mod fake_openai_responses;
