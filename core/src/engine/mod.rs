@@ -16,7 +16,7 @@ mod stream;
 mod sweeper;
 mod tool_round;
 
-use crate::journal::Journal;
+use crate::journal::{Journal, RunStarted};
 use crate::quota::PriceTable;
 use crate::tools::ToolHost;
 use chorus_model::ids::RunId;
@@ -133,6 +133,14 @@ impl Engine {
         let inner = self.inner.clone();
         self.inner.tasks.spawn(async move {
             let run_id = job.run_id.clone();
+            // Every surface bound to the conversation, on any instance, shows the run.
+            let started = RunStarted {
+                conversation_id: job.tool_context.conversation_id.clone(),
+                run_id: run_id.clone(),
+            };
+            if let Err(e) = inner.journal.announce_run_start(&started).await {
+                tracing::warn!(run = %run_id, error = %e, "cannot announce the run's start");
+            }
             run::run(&inner, job, stop, progress).await;
             inner
                 .local

@@ -1,16 +1,20 @@
 //! The in-process journal: each run's events in a vector, readers woken through a
 //! watch channel. The embedded default; one instance only.
 
-use super::{EntryStream, Journal, JournalEntry, JournalError};
+use super::{
+    EntryStream, Journal, JournalEntry, JournalError, RUN_STARTS_BUFFER, RunStartStream,
+    RunStarted, run_start_stream,
+};
 use chorus_model::ids::RunId;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 pub struct MemoryJournal {
     runs: Arc<Mutex<HashMap<RunId, Arc<RunLog>>>>,
     retention: Duration,
+    run_starts: broadcast::Sender<RunStarted>,
 }
 
 struct RunLog {
@@ -47,6 +51,7 @@ impl MemoryJournal {
         Self {
             runs: Arc::new(Mutex::new(HashMap::new())),
             retention,
+            run_starts: broadcast::channel(RUN_STARTS_BUFFER).0,
         }
     }
 
@@ -157,6 +162,16 @@ impl Journal for MemoryJournal {
                 .1
                 .is_empty()
         }))
+    }
+
+    async fn announce_run_start(&self, started: &RunStarted) -> Result<(), JournalError> {
+        // No subscriber is no error: nobody shows runs on this instance.
+        let _ = self.run_starts.send(started.clone());
+        Ok(())
+    }
+
+    fn run_starts(&self) -> RunStartStream {
+        run_start_stream(self.run_starts.subscribe())
     }
 
     async fn ping(&self) -> bool {

@@ -11,7 +11,7 @@ mod redis;
 pub use memory::MemoryJournal;
 pub use redis::RedisJournal;
 
-use chorus_model::ids::RunId;
+use chorus_model::ids::{ConversationId, RunId};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use std::pin::Pin;
@@ -124,6 +124,37 @@ pub enum JournalError {
 
 pub type EntryStream = Pin<Box<dyn Stream<Item = Result<JournalEntry, JournalError>> + Send>>;
 
+/// A run began in a conversation (a new run, a continuation, a regeneration): every
+/// surface bound to the conversation, on any instance, may show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunStarted {
+    pub conversation_id: ConversationId,
+    pub run_id: RunId,
+}
+
+/// The run starts announced from now on, on any instance sharing the journal.
+pub type RunStartStream = Pin<Box<dyn Stream<Item = RunStarted> + Send>>;
+
+/// How many announcements a subscriber may fall behind before it skips some.
+const RUN_STARTS_BUFFER: usize = 256;
+
+/// A subscriber's stream of a local broadcast of announcements: one that lags logs
+/// what it missed and goes on.
+fn run_start_stream(rx: tokio::sync::broadcast::Receiver<RunStarted>) -> RunStartStream {
+    use tokio::sync::broadcast::error::RecvError;
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(started) => return Some((started, rx)),
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "run-start announcements skipped by a slow reader")
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }))
+}
+
 /// Where runs' events are kept and read.
 #[async_trait::async_trait]
 pub trait Journal: Send + Sync {
@@ -141,6 +172,13 @@ pub trait Journal: Send + Sync {
     /// Whether the journal holds any event of `run` (false after a restart of an
     /// in-process journal, or once retention dropped it).
     async fn has_run(&self, run: &RunId) -> Result<bool, JournalError>;
+
+    /// Announces that a run started (once per run, by the instance that starts it),
+    /// to every [`Journal::run_starts`] subscriber of every instance.
+    async fn announce_run_start(&self, started: &RunStarted) -> Result<(), JournalError>;
+
+    /// The runs announced from now on (none from before the call), on any instance.
+    fn run_starts(&self) -> RunStartStream;
 
     /// Whether the journal backend answers (for `/readyz`).
     async fn ping(&self) -> bool;

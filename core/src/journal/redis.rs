@@ -6,9 +6,17 @@
 //! entries out through broadcast channels. A reader subscribes first, then reads the
 //! backlog, then takes live entries, skipping what it has and refilling any gap with
 //! XRANGE, so it never misses or repeats an event.
+//!
+//! Run starts are announced on one small shared stream, `{prefix}run-starts` (trimmed
+//! to about [`RUN_STARTS_MAXLEN`] entries, one per run start, never per token). Each
+//! instance reads it with a blocking XREAD on its own connection, from the last entry
+//! there when it connected, and fans the announcements out locally.
 
-use super::{EntryStream, Journal, JournalEntry, JournalError, RunEvent};
-use chorus_model::ids::RunId;
+use super::{
+    EntryStream, Journal, JournalEntry, JournalError, RUN_STARTS_BUFFER, RunEvent, RunStartStream,
+    RunStarted, run_start_stream,
+};
+use chorus_model::ids::{ConversationId, RunId};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Value};
 use std::collections::{HashMap, VecDeque};
@@ -18,6 +26,9 @@ use tokio::sync::{Notify, broadcast};
 
 /// How long one XREAD of the tailer blocks; a new follow interrupts it at once.
 const TAIL_BLOCK_MS: usize = 5_000;
+/// About how many run starts the shared announcement stream keeps (readers only need
+/// the few since their last read).
+const RUN_STARTS_MAXLEN: usize = 10_000;
 
 pub struct RedisJournal {
     inner: Arc<Inner>,
@@ -30,6 +41,7 @@ struct Inner {
     follows: Mutex<HashMap<RunId, Follow>>,
     wake: Notify,
     tailer_client_id: Mutex<Option<i64>>,
+    run_starts: broadcast::Sender<RunStarted>,
 }
 
 struct Follow {
@@ -62,13 +74,33 @@ impl RedisJournal {
             follows: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             tailer_client_id: Mutex::new(None),
+            run_starts: broadcast::channel(RUN_STARTS_BUFFER).0,
         });
+        // The blocking reads wait up to TAIL_BLOCK_MS for an answer, so their
+        // connections wait that long and more before calling the answer lost.
         let tail_config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(Duration::from_millis(TAIL_BLOCK_MS as u64 + 5_000)));
         let tail_conn = client
             .get_multiplexed_async_connection_with_config(&tail_config)
             .await?;
         tokio::spawn(tail(Arc::downgrade(&inner), tail_conn));
+        let mut starts_conn = client
+            .get_multiplexed_async_connection_with_config(&tail_config)
+            .await?;
+        // Announcements from now on: read after the stream's last entry at connection,
+        // so none made once `connect` has returned is missed.
+        let last: Value = redis::cmd("XREVRANGE")
+            .arg(inner.run_starts_key())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut starts_conn)
+            .await?;
+        let from = parse_announcements(last)
+            .first()
+            .map_or_else(|| "0-0".to_string(), |(id, _)| id.clone());
+        tokio::spawn(tail_run_starts(Arc::downgrade(&inner), starts_conn, from));
         Ok(Self { inner })
     }
 }
@@ -76,6 +108,10 @@ impl RedisJournal {
 impl Inner {
     fn key(&self, run: &RunId) -> String {
         format!("{}run:{}", self.prefix, run)
+    }
+
+    fn run_starts_key(&self) -> String {
+        format!("{}run-starts", self.prefix)
     }
 
     async fn range(&self, run: &RunId, after: u64) -> Result<Vec<JournalEntry>, JournalError> {
@@ -285,6 +321,98 @@ fn dispatch(journal: &Inner, reply: Value) {
     }
 }
 
+/// Parses the entries of the announcement stream: `(entry id, announcement)`, skipping
+/// (and logging) any that does not hold a conversation and a run.
+fn parse_announcements(reply: Value) -> Vec<(String, Option<RunStarted>)> {
+    let Value::Array(items) = reply else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Value::Array(mut parts) = item else {
+            continue;
+        };
+        if parts.len() != 2 {
+            continue;
+        }
+        let fields = parts.pop().unwrap_or(Value::Nil);
+        let Ok(id) = redis::from_redis_value::<String>(parts.pop().unwrap_or(Value::Nil)) else {
+            continue;
+        };
+        let fields: Vec<String> = redis::from_redis_value(fields).unwrap_or_default();
+        let field = |name: &str| {
+            fields
+                .chunks(2)
+                .find(|kv| kv[0] == name)
+                .and_then(|kv| kv.get(1))
+                .cloned()
+        };
+        let started = match (field("c"), field("r")) {
+            (Some(c), Some(r)) => Some(RunStarted {
+                conversation_id: ConversationId::from_stored(c),
+                run_id: RunId::from_stored(r),
+            }),
+            _ => {
+                tracing::warn!(entry = %id, "journal: skipping a corrupt run-start announcement");
+                None
+            }
+        };
+        out.push((id, started));
+    }
+    out
+}
+
+/// The announcement reader: one blocking XREAD of the shared stream after the last
+/// entry read, each announcement broadcast to this instance's subscribers.
+async fn tail_run_starts(
+    inner: std::sync::Weak<Inner>,
+    mut conn: MultiplexedConnection,
+    mut last_id: String,
+) {
+    loop {
+        let Some(journal) = inner.upgrade() else {
+            return;
+        };
+        let key = journal.run_starts_key();
+        drop(journal);
+        let reply: Result<Value, _> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1000)
+            .arg("BLOCK")
+            .arg(TAIL_BLOCK_MS)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(&last_id)
+            .query_async(&mut conn)
+            .await;
+        let Some(journal) = inner.upgrade() else {
+            return;
+        };
+        let streams = match reply {
+            Ok(Value::Array(streams)) => streams,
+            Ok(_) => continue, // timed out: nothing new
+            Err(e) => {
+                tracing::warn!(error = %e, "journal: reading run starts failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        for stream in streams {
+            let Value::Array(mut kv) = stream else {
+                continue;
+            };
+            let entries = kv.pop().unwrap_or(Value::Nil);
+            for (id, started) in parse_announcements(entries) {
+                last_id = id;
+                if let Some(started) = started {
+                    // No subscriber is no error: nobody shows runs on this instance.
+                    let _ = journal.run_starts.send(started);
+                }
+            }
+        }
+    }
+}
+
 struct ReaderState {
     inner: Arc<Inner>,
     run: RunId,
@@ -437,6 +565,26 @@ impl Journal for RedisJournal {
             .query_async(&mut self.inner.conn.clone())
             .await?;
         Ok(exists > 0)
+    }
+
+    async fn announce_run_start(&self, started: &RunStarted) -> Result<(), JournalError> {
+        let _: Value = redis::cmd("XADD")
+            .arg(self.inner.run_starts_key())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(RUN_STARTS_MAXLEN)
+            .arg("*")
+            .arg("c")
+            .arg(started.conversation_id.as_str())
+            .arg("r")
+            .arg(started.run_id.as_str())
+            .query_async(&mut self.inner.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    fn run_starts(&self) -> RunStartStream {
+        run_start_stream(self.inner.run_starts.subscribe())
     }
 
     async fn ping(&self) -> bool {

@@ -80,6 +80,26 @@ impl Store {
         Ok(())
     }
 
+    /// The channels of a surface bound to a conversation, by channel key.
+    pub async fn bindings_of_conversation(
+        &self,
+        surface: &str,
+        conversation: &ConversationId,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT channel_key FROM bindings WHERE surface = $1 AND conversation_id = $2 \
+             ORDER BY channel_key",
+        )
+        .bind(surface)
+        .bind(conversation.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("channel_key"))
+            .collect::<Result<_, _>>()?)
+    }
+
     /// The render state of a binding.
     pub async fn render_state(
         &self,

@@ -1,12 +1,15 @@
 //! One journal suite, run against the in-process journal and Redis Streams: readers
 //! that join at any point get every event after their cursor exactly once, in order,
-//! ending after `finished`.
+//! ending after `finished`; and run starts announced to every subscriber, of every
+//! instance sharing the journal.
 //!
 //! Redis is required: set `CHORUS_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`);
 //! `scripts/test` starts one.
 
-use chorus_core::ids::RunId;
-use chorus_core::journal::{Journal, JournalEntry, MemoryJournal, RedisJournal, RunEvent};
+use chorus_core::ids::{ConversationId, RunId};
+use chorus_core::journal::{
+    Journal, JournalEntry, MemoryJournal, RedisJournal, RunEvent, RunStartStream, RunStarted,
+};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,18 +152,85 @@ async fn out_of_order_appends_are_refused(journal: Arc<dyn Journal>) {
     );
 }
 
+fn run_started() -> RunStarted {
+    RunStarted {
+        conversation_id: ConversationId::generate(),
+        run_id: RunId::generate(),
+    }
+}
+
+/// The next announcement of a subscription (failing after a few seconds without one).
+async fn next_start(starts: &mut RunStartStream) -> RunStarted {
+    tokio::time::timeout(Duration::from_secs(10), starts.next())
+        .await
+        .expect("no run start announced within 10 s")
+        .expect("the announcements ended")
+}
+
+/// Whether a subscription has nothing more for a while (it missed nothing it should not
+/// have, and got nothing twice).
+async fn nothing_more(starts: &mut RunStartStream) {
+    let more = tokio::time::timeout(Duration::from_millis(300), starts.next()).await;
+    assert!(more.is_err(), "unexpected announcement {more:?}");
+}
+
+async fn run_starts_reach_every_subscriber(journal: Arc<dyn Journal>) {
+    let (first, second) = (run_started(), run_started());
+    let mut early = journal.run_starts();
+    journal.announce_run_start(&first).await.unwrap();
+    assert_eq!(next_start(&mut early).await, first);
+    // A subscriber hears what is announced after it subscribed, and only that.
+    let mut late = journal.run_starts();
+    journal.announce_run_start(&second).await.unwrap();
+    assert_eq!(next_start(&mut early).await, second);
+    assert_eq!(next_start(&mut late).await, second);
+    nothing_more(&mut early).await;
+    nothing_more(&mut late).await;
+}
+
 #[tokio::test]
 async fn memory_journal_suite() {
     let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::new(Duration::from_secs(60)));
     readers_join_at_every_point(journal.clone()).await;
-    out_of_order_appends_are_refused(journal).await;
+    out_of_order_appends_are_refused(journal.clone()).await;
+    run_starts_reach_every_subscriber(journal).await;
 }
 
 #[tokio::test]
 async fn redis_journal_suite() {
     let journal = redis_journal().await;
     readers_join_at_every_point(journal.clone()).await;
-    out_of_order_appends_are_refused(journal).await;
+    out_of_order_appends_are_refused(journal.clone()).await;
+    run_starts_reach_every_subscriber(journal).await;
+}
+
+#[tokio::test]
+async fn run_starts_are_announced_across_redis_instances() {
+    // Two journals on one prefix behave like two chorus instances.
+    let url =
+        std::env::var("CHORUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("chorus-test:{}:", uuid::Uuid::new_v4().simple());
+    let connect = || RedisJournal::connect(&url, &prefix, Duration::from_secs(60));
+    let a = connect().await.unwrap();
+    let b = connect().await.unwrap();
+    let (mut on_a, mut on_b) = (a.run_starts(), b.run_starts());
+    let (from_a, from_b) = (run_started(), run_started());
+    a.announce_run_start(&from_a).await.unwrap();
+    assert_eq!(next_start(&mut on_b).await, from_a);
+    b.announce_run_start(&from_b).await.unwrap();
+    assert_eq!(next_start(&mut on_b).await, from_b);
+    // The announcing instance hears its own announcements too, in order.
+    assert_eq!(next_start(&mut on_a).await, from_a);
+    assert_eq!(next_start(&mut on_a).await, from_b);
+    nothing_more(&mut on_a).await;
+    nothing_more(&mut on_b).await;
+    // An instance that connects later hears only what comes after.
+    let c = connect().await.unwrap();
+    let mut on_c = c.run_starts();
+    let later = run_started();
+    a.announce_run_start(&later).await.unwrap();
+    assert_eq!(next_start(&mut on_c).await, later);
+    nothing_more(&mut on_c).await;
 }
 
 #[tokio::test]

@@ -355,3 +355,56 @@ async fn outcomes_are_delivered_as_replies_notices_and_renders() {
     hub.shutdown().await;
     core.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_started_on_the_web_shows_in_the_bound_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "The same answer, wherever it was asked.";
+    let core = Core::start(config(dir.path(), text, 200.0)).await.unwrap();
+    core.start_background();
+    let board = RecordingBoard::new();
+    let hub = core.render_hub("test", PREFIX, factory(&board, 4000, 50, 30));
+    let alice = ctx("@alice:x", "room|t1");
+
+    // Asked on the surface: its own delivery and the run's announcement render it once.
+    let asked = core.chat_text(&alice, "hello", PREFIX).await;
+    let ChatOutcome::Render { run_id, .. } = asked.clone() else {
+        panic!("no render: {asked:?}")
+    };
+    hub.deliver("room|t1", asked).await;
+    wait_for("the answer", || {
+        texts(&board).first().is_some_and(|t| t == text)
+    })
+    .await;
+
+    // Asked on the web in the same conversation: it shows in the bound channel.
+    let account = core
+        .account_for_identity(&alice.identity)
+        .await
+        .unwrap()
+        .unwrap();
+    let conversation = core
+        .owned_run(&account, &run_id)
+        .await
+        .unwrap()
+        .conversation_id;
+    let sent = core
+        .send_message(&account, &conversation, "and from the web?", None, None)
+        .await
+        .unwrap();
+    wait_for("the web run's answer", || {
+        texts(&board).get(1).is_some_and(|t| t == text)
+    })
+    .await;
+    let run = core.owned_run(&account, &sent.run_id).await.unwrap();
+    assert_eq!(run.text, text);
+    // Announcements are shown in order, so the first one was handled before the
+    // second: had it posted again, there would be a third message.
+    {
+        let b = board.lock();
+        let channels: Vec<&str> = b.messages.iter().map(|m| m.channel.as_str()).collect();
+        assert_eq!(channels, ["room|t1", "room|t1"], "each run posted once");
+    }
+    hub.shutdown().await;
+    core.shutdown().await;
+}

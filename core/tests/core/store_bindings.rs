@@ -63,6 +63,24 @@ async fn suite(store: &Store) {
         store.surfaces_of(&first.id).await.unwrap(),
         vec!["web".to_string()]
     );
+    store
+        .bind("matrix", "!other|$root", &second.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .bindings_of_conversation("matrix", &second.id)
+            .await
+            .unwrap(),
+        vec!["!other|$root".to_string(), key.to_string()]
+    );
+    assert!(
+        store
+            .bindings_of_conversation("matrix", &first.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let ids = turn(store, &erin.id, &second.id).await;
     let latest = store

@@ -26,6 +26,7 @@ mod matrix_encrypted;
 mod matrix_harness;
 mod matrix_restart;
 mod matrix_support;
+mod matrix_web_run_in_thread;
 mod mcp_tools;
 mod mcp_wire_formats;
 mod ollama_provider;

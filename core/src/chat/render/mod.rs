@@ -8,11 +8,18 @@
 //! messages show which reply, and the last rendered seq) is saved in `renders`, so a
 //! restarted process finishes the same messages ([`RenderHub::resume_unfinished`]);
 //! a reply a restart interrupted is continued once, automatically.
+//!
+//! A hub also shows the runs started elsewhere — on the web, on another surface, on
+//! another instance — in every binding of their conversation: it subscribes to the
+//! journal's run-start announcements when it is made, and renders each announced run in
+//! the bindings whose renderer does not already follow it.
 
 mod renderer;
 
 use crate::core::Core;
+use crate::journal::{RunStartStream, RunStarted};
 use chorus_model::ids::RunId;
+use futures::StreamExt;
 use renderer::Renderer;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -65,16 +72,23 @@ pub struct RenderHub {
     inner: Arc<HubInner>,
 }
 
-/// A binding's renderer: generation, cancel token, and the binding's turn lock.
-type Running = (u64, CancellationToken, Arc<tokio::sync::Mutex<()>>);
+/// A binding's renderer.
+struct Running {
+    generation: u64,
+    /// The run it follows now (a continuation it started itself replaces it).
+    run: RunId,
+    cancel: CancellationToken,
+    /// The lock a replacing renderer waits on until the replaced one has let go of
+    /// the messages.
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
 
 struct HubInner {
     core: Core,
     surface: String,
     command_prefix: String,
     factory: Arc<dyn SinkFactory>,
-    /// The renderer of each binding: its generation, cancel token, and the lock a
-    /// replacing renderer waits on until the replaced one has let go of the messages.
+    /// The renderer of each binding.
     running: Mutex<HashMap<String, Running>>,
     generation: std::sync::atomic::AtomicU64,
     tasks: TaskTracker,
@@ -90,7 +104,9 @@ impl Core {
         command_prefix: &str,
         factory: Arc<dyn SinkFactory>,
     ) -> RenderHub {
-        RenderHub {
+        // Subscribed before the hub exists, so no run started after this call is missed.
+        let starts = self.journal.run_starts();
+        let hub = RenderHub {
             inner: Arc::new(HubInner {
                 core: self.clone(),
                 surface: surface.to_string(),
@@ -101,13 +117,85 @@ impl Core {
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
             }),
+        };
+        hub.inner.tasks.spawn(show_runs_started_elsewhere(
+            Arc::downgrade(&hub.inner),
+            hub.inner.shutdown.clone(),
+            starts,
+        ));
+        hub
+    }
+}
+
+impl HubInner {
+    /// Records that the renderer `generation` of `channel_key` now follows `run` (a
+    /// continuation it started), so that the run's announcement does not replace it.
+    fn now_following(&self, channel_key: &str, generation: u64, run: &RunId) {
+        let mut running = self.running.lock().expect("render map poisoned");
+        if let Some(current) = running.get_mut(channel_key)
+            && current.generation == generation
+        {
+            current.run = run.clone();
         }
     }
 }
 
+/// Renders every announced run in the bindings of its conversation on this surface,
+/// until the hub shuts down.
+async fn show_runs_started_elsewhere(
+    hub: std::sync::Weak<HubInner>,
+    shutdown: CancellationToken,
+    mut starts: RunStartStream,
+) {
+    loop {
+        let started = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            next = starts.next() => match next {
+                Some(started) => started,
+                None => return,
+            },
+        };
+        let Some(inner) = hub.upgrade() else { return };
+        RenderHub { inner }.show_started(started).await;
+    }
+}
+
 impl RenderHub {
+    /// Shows an announced run in each binding of its conversation on this surface,
+    /// unless that binding already shows it (the surface that started the run hands it
+    /// to its renderer itself: whichever comes first renders, once).
+    async fn show_started(&self, started: RunStarted) {
+        let inner = &self.inner;
+        let store = inner.core.store();
+        let keys = match store
+            .bindings_of_conversation(&inner.surface, &started.conversation_id)
+            .await
+        {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!(surface = %inner.surface, run = %started.run_id, error = %e, "cannot read the bindings of a started run");
+                return;
+            }
+        };
+        for key in keys {
+            // Rendered already, and ended: a renderer that follows the run is known
+            // to `render`, one that has finished it left its state.
+            match store.render_state(&inner.surface, &key).await {
+                Ok(Some(state)) if state.run_id == started.run_id => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(surface = %inner.surface, channel = %key, error = %e, "cannot read a render state");
+                    continue;
+                }
+            }
+            tracing::debug!(surface = %inner.surface, channel = %key, run = %started.run_id, "showing a run started elsewhere");
+            self.render(&key, started.run_id.clone());
+        }
+    }
+
     /// Starts the renderer of `channel_key` for `run_id`, replacing the binding's
     /// current one (a continuation of the same message goes on in the same messages).
+    /// Nothing changes when the binding's renderer already follows `run_id`.
     pub fn render(&self, channel_key: &str, run_id: RunId) {
         let inner = self.inner.clone();
         if inner.shutdown.is_cancelled() {
@@ -124,15 +212,21 @@ impl RenderHub {
         let turn = {
             let mut running = inner.running.lock().expect("render map poisoned");
             let turn = match running.get(channel_key) {
-                Some((_, old, turn)) => {
-                    old.cancel();
-                    turn.clone()
+                Some(current) if current.run == run_id => return,
+                Some(current) => {
+                    current.cancel.cancel();
+                    current.turn.clone()
                 }
                 None => Arc::new(tokio::sync::Mutex::new(())),
             };
             running.insert(
                 channel_key.to_string(),
-                (generation, cancel.clone(), turn.clone()),
+                Running {
+                    generation,
+                    run: run_id.clone(),
+                    cancel: cancel.clone(),
+                    turn: turn.clone(),
+                },
             );
             turn
         };
@@ -144,12 +238,12 @@ impl RenderHub {
             if cancel.is_cancelled() {
                 return;
             }
-            let renderer = Renderer::new(&inner, &key, sink, cancel);
+            let renderer = Renderer::new(&inner, &key, generation, sink, cancel);
             if let Err(e) = renderer.run(run_id.clone()).await {
                 tracing::warn!(surface = %inner.surface, channel = %key, run = %run_id, error = %e, "rendering failed");
             }
             let mut running = inner.running.lock().expect("render map poisoned");
-            if running.get(&key).is_some_and(|(g, _, _)| *g == generation) {
+            if running.get(&key).is_some_and(|r| r.generation == generation) {
                 running.remove(&key);
             }
         });

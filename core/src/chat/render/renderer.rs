@@ -48,6 +48,8 @@ impl Reply {
 pub(super) struct Renderer<'a> {
     hub: &'a HubInner,
     key: &'a str,
+    /// Which renderer of the binding this is (see `HubInner::now_following`).
+    generation: u64,
     sink: Arc<dyn MessageSink>,
     limits: SinkLimits,
     cancel: CancellationToken,
@@ -60,6 +62,7 @@ impl<'a> Renderer<'a> {
     pub(super) fn new(
         hub: &'a HubInner,
         key: &'a str,
+        generation: u64,
         sink: Arc<dyn MessageSink>,
         cancel: CancellationToken,
     ) -> Self {
@@ -67,6 +70,7 @@ impl<'a> Renderer<'a> {
         Self {
             hub,
             key,
+            generation,
             sink,
             limits,
             cancel,
@@ -136,6 +140,7 @@ impl<'a> Renderer<'a> {
                     Ok(next) => {
                         tracing::info!(surface = %self.hub.surface, run = %run.id, next = %next, "continuing an interrupted reply");
                         continued = true;
+                        self.hub.now_following(self.key, self.generation, &next);
                         run_id = next;
                         if let Some(state) = &mut self.state {
                             state.run_id = run_id.clone();
