@@ -4,7 +4,7 @@
 //! the role taken from a claim, and unlinking that never leaves an account without a
 //! way in.
 
-use super::{Core, CoreError};
+use super::{Conflict, Core, CoreError};
 use crate::auth;
 use crate::sso::{ExternalIdentity, ProviderInfo, SsoError};
 use chorus_model::ids::AccountId;
@@ -239,9 +239,7 @@ impl Core {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(CoreError::Conflict(format!(
-            "cannot find a free account name like {base:?}"
-        )))
+        Err(Conflict::NoFreeAccountName { base }.into())
     }
 
     /// A new web session for `account`.
