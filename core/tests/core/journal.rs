@@ -5,8 +5,8 @@
 //! Redis is required: set `CHORUS_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`);
 //! `scripts/test` starts one.
 
-use chorus_core::ids::RunId;
 use chorus_core::journal::{Journal, JournalEntry, MemoryJournal, RedisJournal, RunEvent};
+use chorus_model::ids::RunId;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;

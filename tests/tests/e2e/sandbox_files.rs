@@ -4,8 +4,8 @@
 //! the server's data directory (the tool loop that calls it lands separately).
 
 use anyhow::{Result, ensure};
-use chorus_core::ids::{AccountId, ConversationId};
 use chorus_core::sandbox::{DockerSandbox, ExecutionRequest, Sandbox, SandboxConfig};
+use chorus_model::ids::{AccountId, ConversationId};
 use chorus_tests::{ServerConfig, TestServer, logged_in_client, script, unique_name};
 use tokio_util::sync::CancellationToken;
 
