@@ -29,7 +29,7 @@ mod follow;
 mod identity;
 mod sandbox;
 pub use admin::Admin;
-pub use error::{Conflict, CoreError, InvalidInput};
+pub use error::{Conflict, CoreError, Forbidden, InvalidInput};
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
 
 /// A conversation with its whole message tree.

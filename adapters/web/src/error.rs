@@ -49,7 +49,7 @@ impl From<CoreError> for ApiError {
                 "invalid_credentials",
                 "wrong name or password",
             ),
-            CoreError::Forbidden(msg) => Self::new(StatusCode::FORBIDDEN, "forbidden", msg),
+            CoreError::Forbidden(e) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
             CoreError::Invalid(e) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
             }

@@ -4,7 +4,7 @@
 //! Errors become replies that name the problem: a chat surface has no status codes.
 
 use crate::chat::{ChatContext, ChatOutcome, Command, help_text, parse_command};
-use crate::core::{Conflict, Core, CoreError, InvalidInput, Place};
+use crate::core::{Conflict, Core, CoreError, Forbidden, InvalidInput, Place};
 use crate::sso::ExternalIdentity;
 use chorus_model::ids::ConversationId;
 use chorus_model::time::now_ms;
@@ -176,9 +176,7 @@ impl Core {
         };
         match self.store.conversation(&account.id, &id).await? {
             Some(c) => Ok(Some(c)),
-            None => Err(CoreError::Forbidden(
-                "this thread is another person's conversation; start your own by writing to me outside it",
-            )),
+            None => Err(Forbidden::OthersConversation.into()),
         }
     }
 

@@ -17,8 +17,9 @@ pub enum CoreError {
     NotFound(&'static str),
     #[error("invalid credentials")]
     Unauthorized,
-    #[error("{0}")]
-    Forbidden(&'static str),
+    /// The caller may not do this, whatever the input.
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
     /// Input that breaks a rule; the case says which.
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
@@ -95,6 +96,22 @@ pub enum InvalidInput {
     /// `resume N` past the end of the list.
     #[error("there is no conversation number {number}; `{prefix} resume` lists them")]
     ResumeNumber { number: String, prefix: String },
+}
+
+/// What a caller is not allowed, one case per rule.
+#[derive(Debug, thiserror::Error)]
+pub enum Forbidden {
+    /// An admin-only command from an account that is not an admin.
+    #[error("only admins may do this")]
+    NotAdmin,
+    /// A login to a disabled account.
+    #[error("this account is disabled")]
+    AccountDisabled,
+    /// A chat command in a thread bound to another person's conversation.
+    #[error(
+        "this thread is another person's conversation; start your own by writing to me outside it"
+    )]
+    OthersConversation,
 }
 
 /// A valid request the current state refuses.
