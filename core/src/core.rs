@@ -5,16 +5,14 @@
 use crate::auth::{self, AuthError};
 use crate::config::Config;
 use crate::engine::{Engine, EngineSettings, RunJob};
-use crate::journal::{Journal, JournalEntry, JournalError, MemoryJournal, RedisJournal, RunEvent};
-use crate::quota::{Limiter, PriceTable, Refusal};
+use crate::journal::{Journal, JournalEntry, MemoryJournal, RedisJournal, RunEvent};
+use crate::quota::{Limiter, PriceTable};
 use crate::sso::{Sso, SsoError};
 use crate::tools::{ToolCallContext, ToolHost};
 use chorus_model::ids::{ConversationId, MessageId, RunId};
 use chorus_model::time::now_ms;
 use chorus_providers::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderRegistry};
-use chorus_store::{
-    Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, Store, StoreError,
-};
+use chorus_store::{Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, Store};
 use std::sync::Arc;
 
 mod tools;
@@ -26,59 +24,13 @@ mod linking;
 pub use ledger::UsageReport;
 pub use linking::IssuedLinkCode;
 mod admin;
+mod error;
 mod follow;
 mod identity;
 mod sandbox;
 pub use admin::Admin;
+pub use error::{Conflict, CoreError, Forbidden, InvalidInput};
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
-
-/// Errors a surface turns into its own words (HTTP status, chat reply).
-#[derive(Debug, thiserror::Error)]
-pub enum CoreError {
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error("invalid credentials")]
-    Unauthorized,
-    #[error("{0}")]
-    Forbidden(&'static str),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error(transparent)]
-    Store(StoreError),
-    #[error("journal: {0}")]
-    Journal(#[from] JournalError),
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    /// The run may not start: balance or concurrency.
-    #[error(transparent)]
-    Refused(Refusal),
-    /// Too many requests of one kind in the current window; try again later.
-    #[error("{0}")]
-    RateLimited(String),
-    /// A link code that is wrong, used or expired (or not a code at all).
-    #[error("{0}")]
-    InvalidLinkCode(String),
-    #[error(transparent)]
-    Limiter(#[from] crate::quota::LimiterError),
-    #[error(transparent)]
-    Sso(#[from] SsoError),
-    /// A service Chorus depends on (an MCP server) did not answer.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl From<StoreError> for CoreError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => CoreError::NotFound(what),
-            StoreError::Conflict(msg) => CoreError::Conflict(msg),
-            StoreError::Refused(refusal) => CoreError::Refused(refusal),
-            other => CoreError::Store(other),
-        }
-    }
-}
 
 /// A conversation with its whole message tree.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -298,9 +250,7 @@ impl Core {
                 Some(
                     tokio::task::spawn_blocking(move || auth::hash_password(&pw))
                         .await
-                        .map_err(|e| {
-                            CoreError::Invalid(format!("password hashing failed: {e}"))
-                        })??,
+                        .map_err(|e| AuthError::Hash(e.to_string()))??,
                 )
             }
             None => None,
@@ -426,7 +376,7 @@ impl Core {
         self.providers
             .resolve(model)
             .map(|_| ())
-            .map_err(|e| CoreError::Invalid(e.to_string()))
+            .map_err(CoreError::from)
     }
 
     // ---- conversations ----
@@ -445,9 +395,7 @@ impl Core {
             .filter(|t| !t.is_empty())
             .unwrap_or("New chat");
         if title.chars().count() > 200 {
-            return Err(CoreError::Invalid(
-                "title is longer than 200 characters".into(),
-            ));
+            return Err(InvalidInput::TitleTooLong { max: 200 }.into());
         }
         Ok(self
             .store
@@ -495,9 +443,7 @@ impl Core {
     ) -> Result<(), CoreError> {
         let title = title.trim();
         if title.is_empty() || title.chars().count() > 200 {
-            return Err(CoreError::Invalid(
-                "title must be 1 to 200 characters".into(),
-            ));
+            return Err(InvalidInput::TitleLength { max: 200 }.into());
         }
         if self
             .store
@@ -552,13 +498,11 @@ impl Core {
         model: Option<&str>,
     ) -> Result<SentMessage, CoreError> {
         if content.trim().is_empty() {
-            return Err(CoreError::Invalid("content must not be empty".into()));
+            return Err(InvalidInput::EmptyMessage.into());
         }
         let max = self.config.engine.max_message_chars;
         if content.chars().count() > max {
-            return Err(CoreError::Invalid(format!(
-                "content is longer than {max} characters"
-            )));
+            return Err(InvalidInput::MessageTooLong { max }.into());
         }
         let conversation = self
             .store
@@ -679,15 +623,10 @@ impl Core {
     pub async fn continue_run(&self, account: &Account, id: &RunId) -> Result<RunId, CoreError> {
         let previous = self.owned_run(account, id).await?;
         if previous.status.is_active() {
-            return Err(CoreError::Conflict(
-                "the run is still going; stop it first".into(),
-            ));
+            return Err(Conflict::RunActive.into());
         }
         if !previous.is_continuable() {
-            return Err(CoreError::Conflict(
-                "the reply is complete; only a stopped, interrupted, failed or cut-off reply can be continued"
-                    .into(),
-            ));
+            return Err(Conflict::RunComplete.into());
         }
         let conversation = self
             .store
@@ -829,8 +768,9 @@ fn validate_account_name(name: &str) -> Result<(), CoreError> {
     if ok {
         Ok(())
     } else {
-        Err(CoreError::Invalid(format!(
-            "account name {name:?} must be 1-64 characters of letters, digits, `_`, `-`, `.` or `@`"
-        )))
+        Err(InvalidInput::AccountName {
+            name: name.to_string(),
+        }
+        .into())
     }
 }

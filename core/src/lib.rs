@@ -14,12 +14,11 @@ pub mod sandbox;
 pub mod sso;
 pub mod tools;
 
-// Transitional re-exports for the surfaces while the facade narrows: the shared
-// vocabulary lives in chorus-model, and surfaces will stop reaching into the store and
-// the providers through these.
-pub use chorus_model::{ids, secret, time};
-pub use chorus_providers as provider;
-pub use chorus_store as store;
-
-pub use crate::core::{Admin, Core, CoreError, IdentityView, SsoCallback, SsoLogin, SsoStart};
-pub use chorus_store::Identity;
+pub use crate::core::{
+    Admin, Conflict, Core, CoreError, Forbidden, IdentityView, InvalidInput, SsoCallback, SsoLogin,
+    SsoStart,
+};
+// The store's types a surface names when it calls `Core`: who is talking (an
+// `Identity`) and what an API key may do. Everything else a surface names is core's
+// own or chorus-model's.
+pub use chorus_store::{ApiKeyScope, Identity};

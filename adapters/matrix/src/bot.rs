@@ -7,8 +7,8 @@ use crate::key::{channel_key, parse_channel_key};
 use crate::mention::{BotNames, Incoming, addressed, strip_reply_fallback};
 use crate::sink::ThreadTails;
 use chorus_core::Core;
+use chorus_core::Identity;
 use chorus_core::chat::{ChatContext, Control, RenderHub, SurfaceHandle};
-use chorus_core::store::Identity;
 use matrix_sdk::ruma::events::reaction::OriginalSyncReactionEvent;
 use matrix_sdk::ruma::events::room::member::{MembershipState, StrippedRoomMemberEvent};
 use matrix_sdk::ruma::events::room::message::{

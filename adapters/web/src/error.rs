@@ -49,9 +49,11 @@ impl From<CoreError> for ApiError {
                 "invalid_credentials",
                 "wrong name or password",
             ),
-            CoreError::Forbidden(msg) => Self::new(StatusCode::FORBIDDEN, "forbidden", msg),
-            CoreError::Invalid(msg) => Self::new(StatusCode::BAD_REQUEST, "invalid_request", msg),
-            CoreError::Conflict(msg) => Self::new(StatusCode::CONFLICT, "conflict", msg),
+            CoreError::Forbidden(e) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            CoreError::Invalid(e) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+            }
+            CoreError::Conflict(e) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             CoreError::Refused(refusal) => {
                 let (status, code) = match refusal {
                     chorus_core::quota::Refusal::TooManyRuns { .. } => {
@@ -74,7 +76,7 @@ impl From<CoreError> for ApiError {
             CoreError::Auth(e) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
             }
-            other => {
+            other @ (CoreError::Store(_) | CoreError::Journal(_) | CoreError::Limiter(_)) => {
                 tracing::error!(error = %other, "internal error");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

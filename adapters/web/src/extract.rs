@@ -7,8 +7,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
-use chorus_core::store::Account;
-use chorus_core::store::ApiKeyScope;
+use chorus_core::ApiKeyScope;
+use chorus_model::account::Account;
 use serde::de::DeserializeOwned;
 
 /// Name of the session cookie.

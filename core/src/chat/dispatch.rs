@@ -4,7 +4,7 @@
 //! Errors become replies that name the problem: a chat surface has no status codes.
 
 use crate::chat::{ChatContext, ChatOutcome, Command, help_text, parse_command};
-use crate::core::{Core, CoreError, Place};
+use crate::core::{Conflict, Core, CoreError, Forbidden, InvalidInput, Place};
 use crate::sso::ExternalIdentity;
 use chorus_model::ids::ConversationId;
 use chorus_model::time::now_ms;
@@ -176,9 +176,7 @@ impl Core {
         };
         match self.store.conversation(&account.id, &id).await? {
             Some(c) => Ok(Some(c)),
-            None => Err(CoreError::Forbidden(
-                "this thread is another person's conversation; start your own by writing to me outside it",
-            )),
+            None => Err(Forbidden::OthersConversation.into()),
         }
     }
 
@@ -262,9 +260,10 @@ impl Core {
         prefix: &str,
     ) -> Result<(), CoreError> {
         match self.store.latest_run_of_conversation(conversation).await? {
-            Some(run) if run.status.is_active() => Err(CoreError::Conflict(format!(
-                "a reply is still being written here; wait for it or send `{prefix} stop`"
-            ))),
+            Some(run) if run.status.is_active() => Err(Conflict::ReplyInProgress {
+                prefix: prefix.to_string(),
+            }
+            .into()),
             _ => Ok(()),
         }
     }
@@ -331,9 +330,11 @@ impl Core {
         let chosen = match which.parse::<usize>() {
             Ok(n) if n >= 1 && n <= conversations.len() => conversations.into_iter().nth(n - 1),
             Ok(_) => {
-                return Err(CoreError::Invalid(format!(
-                    "there is no conversation number {which}; `{prefix} resume` lists them"
-                )));
+                return Err(InvalidInput::ResumeNumber {
+                    number: which.to_string(),
+                    prefix: prefix.to_string(),
+                }
+                .into());
             }
             Err(_) => {
                 let id = ConversationId::from_stored(which.to_string());

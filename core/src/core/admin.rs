@@ -1,7 +1,7 @@
 //! The admin capability: the one place where an account's role is checked for admin
 //! operations, which take an [`Admin`] instead of an account.
 
-use super::{Core, CoreError};
+use super::{Core, CoreError, Forbidden};
 use chorus_model::{Account, Role};
 
 /// Proof that the caller may perform admin operations: an admin account (checked by
@@ -28,7 +28,7 @@ impl Core {
         if account.role == Role::Admin {
             Ok(Admin(Some(account.clone())))
         } else {
-            Err(CoreError::Forbidden("only admins may do this"))
+            Err(Forbidden::NotAdmin.into())
         }
     }
 }

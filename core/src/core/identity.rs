@@ -4,7 +4,7 @@
 //! the role taken from a claim, and unlinking that never leaves an account without a
 //! way in.
 
-use super::{Core, CoreError};
+use super::{Conflict, Core, CoreError, Forbidden};
 use crate::auth;
 use crate::sso::{ExternalIdentity, ProviderInfo, SsoError};
 use chorus_model::ids::AccountId;
@@ -134,7 +134,7 @@ impl Core {
         let linking = flow.link_account_id.is_some();
         let (mut account, linked) = self.account_for(&external, flow.link_account_id).await?;
         if !account.is_active() {
-            return Err(CoreError::Forbidden("this account is disabled"));
+            return Err(Forbidden::AccountDisabled.into());
         }
         if let Some(admin) = external.admin {
             let role = if admin { Role::Admin } else { Role::User };
@@ -239,9 +239,7 @@ impl Core {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(CoreError::Conflict(format!(
-            "cannot find a free account name like {base:?}"
-        )))
+        Err(Conflict::NoFreeAccountName { base }.into())
     }
 
     /// A new web session for `account`.

@@ -1,7 +1,7 @@
 //! Core's quota commands: admission of runs (rate limit, refill, balance and
 //! concurrency), usage reports and grants.
 
-use super::{Admin, Core, CoreError};
+use super::{Admin, Core, CoreError, InvalidInput};
 use crate::quota::{TokenCounts, credits_to_micros, fmt_credits, micros_to_credits};
 use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
@@ -153,9 +153,7 @@ impl Core {
     /// Balance and usage of the last `days` days (1 to 366).
     pub async fn usage(&self, account: &Account, days: u32) -> Result<UsageReport, CoreError> {
         if !(1..=366).contains(&days) {
-            return Err(CoreError::Invalid(format!(
-                "days must be 1 to 366, not {days}"
-            )));
+            return Err(InvalidInput::UsageDays(days).into());
         }
         let today = now_ms() / 86_400_000;
         let since = (today - days as i64 + 1) * 86_400_000;
@@ -200,14 +198,14 @@ impl Core {
         };
         let note = note.as_deref();
         if !(credits.is_finite() && credits != 0.0 && credits.abs() <= MAX_GRANT) {
-            return Err(CoreError::Invalid(format!(
-                "amount must be a non-zero number of credits up to {MAX_GRANT} either way, not {credits}"
-            )));
+            return Err(InvalidInput::GrantAmount {
+                amount: credits,
+                max: MAX_GRANT,
+            }
+            .into());
         }
         if note.is_some_and(|n| n.chars().count() > 300) {
-            return Err(CoreError::Invalid(
-                "note is longer than 300 characters".into(),
-            ));
+            return Err(InvalidInput::NoteTooLong { max: 300 }.into());
         }
         let account = self
             .store

@@ -1,7 +1,7 @@
 //! Core's identity commands: link codes and merges, per-account API keys, and the
 //! login guessing limit.
 
-use super::{Core, CoreError};
+use super::{Core, CoreError, InvalidInput};
 use crate::auth;
 use crate::quota::{LINK_CODE_TTL_MS, LinkCode, MAX_ACTIVE_LINK_CODES};
 use chorus_model::time::now_ms;
@@ -160,23 +160,16 @@ impl Core {
     ) -> Result<(ApiKeyInfo, String), CoreError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-            return Err(CoreError::Invalid(
-                "key name must be 1 to 64 characters, without control characters".into(),
-            ));
+            return Err(InvalidInput::KeyName.into());
         }
         if scopes.is_empty() || scopes.len() > 8 {
-            return Err(CoreError::Invalid(
-                "scopes must list `read` and/or `chat`".into(),
-            ));
+            return Err(InvalidInput::KeyScopes.into());
         }
         let scopes = scopes
             .iter()
             .map(|s| {
                 ApiKeyScope::parse(s).ok_or_else(|| {
-                    CoreError::Invalid(format!(
-                        "unknown scope {:?}: expected `read` or `chat`",
-                        s.chars().take(40).collect::<String>()
-                    ))
+                    CoreError::from(InvalidInput::UnknownScope(s.chars().take(40).collect()))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -1,7 +1,7 @@
 //! The code sandbox as surfaces see it: the files of a conversation's workspace, read
 //! by its owner only, and the sandbox itself for the tool host.
 
-use super::{Core, CoreError};
+use super::{Core, CoreError, InvalidInput};
 use crate::sandbox::{SandboxTool, WorkspaceError, WorkspaceFile};
 use crate::tools::ToolAccess;
 use chorus_model::ids::ConversationId;
@@ -82,7 +82,6 @@ impl Core {
 fn workspace_error(e: WorkspaceError) -> CoreError {
     match e {
         WorkspaceError::NotFound => CoreError::NotFound("file"),
-        WorkspaceError::InvalidPath(_) => CoreError::Invalid(e.to_string()),
-        other => CoreError::Invalid(other.to_string()),
+        other => InvalidInput::Workspace(other).into(),
     }
 }

@@ -2,7 +2,7 @@
 //! tool selection, the sources' status for admins, and the tool context of a run
 //! (the tools it offers and the tool history of its conversation).
 
-use super::{Core, CoreError};
+use super::{Core, CoreError, InvalidInput};
 use crate::tools::{ExposedTool, SourceStatus};
 use chorus_model::history::{ToolStep, history_messages};
 use chorus_model::ids::{ConversationId, MessageId};
@@ -65,11 +65,11 @@ impl Core {
         tools: Vec<String>,
     ) -> Result<Vec<String>, CoreError> {
         if tools.len() > 200 {
-            return Err(CoreError::Invalid("tools: at most 200 entries".into()));
+            return Err(InvalidInput::TooManyTools { max: 200 }.into());
         }
         self.tools
             .check_selection(account, &tools)
-            .map_err(CoreError::Invalid)?;
+            .map_err(InvalidInput::UnknownTool)?;
         let mut tools = tools;
         tools.dedup();
         if !self

@@ -274,6 +274,8 @@ impl ToolHost {
     }
 
     /// Checks a selection: every entry must name a source or tool `account` may use.
+    /// Checks that each entry of `selection` is a tool server or a tool `account` may
+    /// use; the first that is neither is the error.
     pub fn check_selection(&self, account: &Account, selection: &[String]) -> Result<(), String> {
         let tools = self.available_to(account);
         let sources: Vec<String> = self
@@ -284,9 +286,7 @@ impl ToolHost {
             .collect();
         for s in selection {
             if !sources.contains(s) && !tools.iter().any(|t| &t.name == s) {
-                return Err(format!(
-                    "tools: {s:?} is neither a tool server nor a tool you may use (GET /api/tools lists them)"
-                ));
+                return Err(s.clone());
             }
         }
         Ok(())

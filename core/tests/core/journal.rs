@@ -6,10 +6,10 @@
 //! Redis is required: set `CHORUS_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`);
 //! `scripts/test` starts one.
 
-use chorus_core::ids::{ConversationId, RunId};
 use chorus_core::journal::{
     Journal, JournalEntry, MemoryJournal, RedisJournal, RunEvent, RunStartStream, RunStarted,
 };
+use chorus_model::ids::{ConversationId, RunId};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;

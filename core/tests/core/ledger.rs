@@ -4,13 +4,13 @@
 
 use crate::support;
 
-use chorus_core::ids::{AccountId, ConversationId, RunId};
 use chorus_core::quota::{Charge, LinkCode, Refusal, TokenCounts};
-use chorus_core::store::{
+use chorus_model::ids::{AccountId, ConversationId, RunId};
+use chorus_model::time::now_ms;
+use chorus_store::{
     Account, Admission, ApiKeyScope, Identity, LedgerReason, NewTurn, Role, RunOutcome, RunStatus,
     Store, StoreError,
 };
-use chorus_core::time::now_ms;
 
 const OWNER: &str = "instance-a";
 const CREDIT: i64 = 1_000_000;
@@ -183,10 +183,7 @@ async fn runs_are_charged_once(store: &Store) {
     // Usage per day and model.
     let (days, models) = store.usage(&alice.id, now_ms() - 86_400_000).await.unwrap();
     assert_eq!(days.len(), 1);
-    assert_eq!(
-        days[0].key,
-        chorus_core::store::utc_date(now_ms() / 86_400_000)
-    );
+    assert_eq!(days[0].key, chorus_store::utc_date(now_ms() / 86_400_000));
     assert_eq!((days[0].runs, days[0].cost), (2, 1734));
     assert_eq!(models.len(), 1);
     assert_eq!(

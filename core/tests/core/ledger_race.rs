@@ -188,9 +188,7 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
             crossing = Some((i, row.get("created_at")));
         }
     }
-    let store = chorus_core::store::Store::connect(&url, Some(2))
-        .await
-        .unwrap();
+    let store = chorus_store::Store::connect(&url, Some(2)).await.unwrap();
     let balance = store.balance(&account.id).await.unwrap();
     assert_eq!(balance, running, "balance equals the sum of the ledger");
     assert_eq!(balance, store.ledger_sum(&account.id).await.unwrap());

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chorus_core::config::Config;
-use chorus_core::provider::{
+use chorus_providers::{
     ChatMessage, ChatRequest, ChatRole, ProviderEvent, ProviderRegistry, ToolCall, ToolChoice,
     ToolSpec, Usage,
 };

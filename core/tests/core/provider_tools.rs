@@ -11,7 +11,7 @@ use axum::http::{Uri, header};
 use axum::response::Response;
 use axum::routing::post;
 use chorus_core::config::ProviderConfig;
-use chorus_core::provider::{
+use chorus_providers::{
     ChatMessage, ChatRequest, ChatRole, ProviderEvent, ProviderRegistry, ToolCall, ToolChoice,
     ToolSpec, Usage,
 };

@@ -7,7 +7,7 @@ use chorus_core::Core;
 use chorus_core::chat::testing::RecordingBoard;
 use chorus_core::chat::{ChatContext, ChatOutcome, SinkFactory, SinkLimits};
 use chorus_core::config::Config;
-use chorus_core::store::Identity;
+use chorus_store::Identity;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -4,11 +4,11 @@
 
 use bollard::Docker;
 use bollard::query_parameters::ListContainersOptionsBuilder;
-use chorus_core::ids::{AccountId, ConversationId};
 use chorus_core::sandbox::{
     DockerSandbox, Execution, ExecutionRequest, LABEL_INSTANCE, Sandbox, SandboxConfig,
     SandboxError, WorkspaceError,
 };
+use chorus_model::ids::{AccountId, ConversationId};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

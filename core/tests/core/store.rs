@@ -4,9 +4,9 @@
 //! PostgreSQL is required: set `CHORUS_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test` starts one.
 
-use chorus_core::ids::{ConversationId, MessageId, RunId};
-use chorus_core::store::{NewTurn, Role, RunOutcome, RunStatus, Store, StoreError};
-use chorus_core::time::now_ms;
+use chorus_model::ids::{ConversationId, MessageId, RunId};
+use chorus_model::time::now_ms;
+use chorus_store::{NewTurn, Role, RunOutcome, RunStatus, Store, StoreError};
 use sqlx::Executor;
 
 const OWNER: &str = "instance-a";
@@ -209,7 +209,7 @@ async fn conversations_and_ownership(store: &Store) {
 }
 
 fn turn(
-    store_account: &chorus_core::store::Account,
+    store_account: &chorus_store::Account,
     conv: &ConversationId,
     parent: Option<MessageId>,
     text: &str,
@@ -273,14 +273,14 @@ async fn runs_checkpoints_and_finish(store: &Store) {
     let batch = vec![
         (
             ids.run_id.clone(),
-            chorus_core::store::Checkpoint {
+            chorus_store::Checkpoint {
                 text: "Hell".into(),
                 seq: 4,
             },
         ),
         (
             other.run_id.clone(),
-            chorus_core::store::Checkpoint {
+            chorus_store::Checkpoint {
                 text: "x".into(),
                 seq: 2,
             },

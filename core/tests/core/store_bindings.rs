@@ -7,8 +7,8 @@
 
 use crate::support;
 
-use chorus_core::ids::{AccountId, ConversationId, MessageId, RunId};
-use chorus_core::store::{NewTurn, RenderState, Role, Store, TurnIds};
+use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
+use chorus_store::{NewTurn, RenderState, Role, Store, TurnIds};
 
 const OWNER: &str = "instance-a";
 
@@ -198,9 +198,9 @@ async fn deleting_a_conversation_removes_its_renders(store: &Store) {
     assert_eq!(store.binding("matrix", "k").await.unwrap(), None);
 }
 
-fn support_outcome() -> chorus_core::store::RunOutcome {
-    chorus_core::store::RunOutcome {
-        status: chorus_core::store::RunStatus::Complete,
+fn support_outcome() -> chorus_store::RunOutcome {
+    chorus_store::RunOutcome {
+        status: chorus_store::RunStatus::Complete,
         text: "hello".into(),
         seq: 3,
         finish_reason: Some("stop".into()),

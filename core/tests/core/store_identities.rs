@@ -8,9 +8,9 @@
 
 use crate::support;
 
-use chorus_core::ids::AccountId;
-use chorus_core::store::{Role, SsoFlow, Store, StoreError};
-use chorus_core::time::now_ms;
+use chorus_model::ids::AccountId;
+use chorus_model::time::now_ms;
+use chorus_store::{Role, SsoFlow, Store, StoreError};
 
 async fn suite(store: &Store) {
     // The web identity create_account inserts (without an id) gets one.

@@ -7,9 +7,9 @@
 
 use crate::support;
 
-use chorus_core::store::{NewTurn, Role, RunOutcome, RunStatus, Store};
-use chorus_core::time::now_ms;
 use chorus_core::tools::history::{StepCall, StepResult, ToolStep};
+use chorus_model::time::now_ms;
+use chorus_store::{NewTurn, Role, RunOutcome, RunStatus, Store};
 
 const OWNER: &str = "instance-a";
 

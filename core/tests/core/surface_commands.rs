@@ -3,8 +3,8 @@
 
 use chorus_core::config::Config;
 use chorus_core::quota::Limiter;
-use chorus_core::store::Identity;
 use chorus_core::{Core, CoreError};
+use chorus_store::Identity;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

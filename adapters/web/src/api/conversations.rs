@@ -5,7 +5,7 @@ use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chorus_core::ids::{ConversationId, MessageId};
+use chorus_model::ids::{ConversationId, MessageId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use chorus_core::ids::ConversationId;
+use chorus_model::ids::ConversationId;
 use serde_json::{Value, json};
 
 pub async fn list(

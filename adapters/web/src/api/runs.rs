@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use chorus_core::ids::RunId;
+use chorus_model::ids::RunId;
 use serde_json::{Value, json};
 
 pub async fn get(

@@ -5,7 +5,7 @@ use crate::extract::{ApiJson, Authed, parse_id};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Path, State};
-use chorus_core::ids::ConversationId;
+use chorus_model::ids::ConversationId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

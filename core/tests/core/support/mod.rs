@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use chorus_core::store::Store;
+use chorus_store::Store;
 use sqlx::Executor;
 
 pub fn postgres_admin_url() -> String {

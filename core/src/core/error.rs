@@ -1,0 +1,156 @@
+//! [`CoreError`]: every way a facade call fails, typed, so a surface maps each case to
+//! its own words (an HTTP status and code, a chat reply) by variant, never by message
+//! text. The messages are the ones clients see.
+
+use crate::auth::AuthError;
+use crate::journal::JournalError;
+use crate::quota::Refusal;
+use crate::sandbox::WorkspaceError;
+use crate::sso::SsoError;
+use chorus_providers::ResolveError;
+use chorus_store::StoreError;
+
+/// Errors a surface turns into its own words (HTTP status, chat reply).
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("invalid credentials")]
+    Unauthorized,
+    /// The caller may not do this, whatever the input.
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+    /// Input that breaks a rule; the case says which.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// The request is valid but the state of things does not allow it now.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// The database failed; surfaces answer with an internal error.
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The run may not start: balance or concurrency.
+    #[error(transparent)]
+    Refused(Refusal),
+    /// Too many requests of one kind in the current window; try again later.
+    #[error("{0}")]
+    RateLimited(String),
+    /// A link code that is wrong, used or expired (or not a code at all).
+    #[error("{0}")]
+    InvalidLinkCode(String),
+    #[error(transparent)]
+    Limiter(#[from] crate::quota::LimiterError),
+    #[error(transparent)]
+    Sso(#[from] SsoError),
+    /// A service Chorus depends on (an MCP server) did not answer.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Input a facade call refuses, one case per rule.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidInput {
+    #[error(
+        "account name {name:?} must be 1-64 characters of letters, digits, `_`, `-`, `.` or `@`"
+    )]
+    AccountName { name: String },
+    #[error("unknown model {0:?}: expected PROVIDER/MODEL as listed by GET /api/models")]
+    UnknownModel(String),
+    /// A new conversation's title.
+    #[error("title is longer than {max} characters")]
+    TitleTooLong { max: usize },
+    /// A conversation's new title.
+    #[error("title must be 1 to {max} characters")]
+    TitleLength { max: usize },
+    #[error("content must not be empty")]
+    EmptyMessage,
+    #[error("content is longer than {max} characters")]
+    MessageTooLong { max: usize },
+    #[error("key name must be 1 to 64 characters, without control characters")]
+    KeyName,
+    #[error("scopes must list `read` and/or `chat`")]
+    KeyScopes,
+    /// An API key scope that is not one (its first 40 characters).
+    #[error("unknown scope {0:?}: expected `read` or `chat`")]
+    UnknownScope(String),
+    #[error("days must be 1 to 366, not {0}")]
+    UsageDays(u32),
+    #[error("amount must be a non-zero number of credits up to {max} either way, not {amount}")]
+    GrantAmount { amount: f64, max: f64 },
+    #[error("note is longer than {max} characters")]
+    NoteTooLong { max: usize },
+    #[error("tools: at most {max} entries")]
+    TooManyTools { max: usize },
+    /// A tool selection naming neither a tool server nor a tool the account may use.
+    #[error(
+        "tools: {0:?} is neither a tool server nor a tool you may use (GET /api/tools lists them)"
+    )]
+    UnknownTool(String),
+    /// A sandbox file path or workspace that cannot be used.
+    #[error(transparent)]
+    Workspace(WorkspaceError),
+    /// `resume N` past the end of the list.
+    #[error("there is no conversation number {number}; `{prefix} resume` lists them")]
+    ResumeNumber { number: String, prefix: String },
+}
+
+/// What a caller is not allowed, one case per rule.
+#[derive(Debug, thiserror::Error)]
+pub enum Forbidden {
+    /// An admin-only command from an account that is not an admin.
+    #[error("only admins may do this")]
+    NotAdmin,
+    /// A login to a disabled account.
+    #[error("this account is disabled")]
+    AccountDisabled,
+    /// A chat command in a thread bound to another person's conversation.
+    #[error(
+        "this thread is another person's conversation; start your own by writing to me outside it"
+    )]
+    OthersConversation,
+}
+
+/// A valid request the current state refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum Conflict {
+    #[error("the run is still going; stop it first")]
+    RunActive,
+    #[error(
+        "the reply is complete; only a stopped, interrupted, failed or cut-off reply can be continued"
+    )]
+    RunComplete,
+    /// A chat command that needs the binding's reply to have ended.
+    #[error("a reply is still being written here; wait for it or send `{prefix} stop`")]
+    ReplyInProgress { prefix: String },
+    /// Every name tried for a new single sign-on account was taken.
+    #[error("cannot find a free account name like {base:?}")]
+    NoFreeAccountName { base: String },
+    /// A conflict the store found (a name taken, a conversation with a reply going, an
+    /// identity linked elsewhere, link code limits), in the store's words.
+    #[error("{0}")]
+    Store(String),
+}
+
+/// The one place store errors become core errors.
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => CoreError::NotFound(what),
+            StoreError::Conflict(msg) => CoreError::Conflict(Conflict::Store(msg)),
+            StoreError::Refused(refusal) => CoreError::Refused(refusal),
+            other => CoreError::Store(other),
+        }
+    }
+}
+
+impl From<ResolveError> for CoreError {
+    fn from(e: ResolveError) -> Self {
+        match e {
+            ResolveError::UnknownModel(model) => InvalidInput::UnknownModel(model).into(),
+        }
+    }
+}
