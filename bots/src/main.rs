@@ -69,33 +69,26 @@ fn load_config(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = load_config(&cli)?;
+    let mut settings = load_config(&cli)?;
     let mut out = std::io::stdout().lock();
-    if let Command::Serve { listen } = cli.command {
-        drop(out);
-        let mut settings = settings;
-        if let Some(listen) = listen {
-            settings.core.server.listen = listen;
-            settings.core.listen_addr()?;
-        }
-        return serve::serve(settings).await;
-    }
-    if let Command::Config {
-        command: ConfigCommand::Check,
-    } = cli.command
-    {
-        write!(out, "{}", settings.masked_toml())?;
-        writeln!(out, "# config is valid")?;
-        return Ok(());
-    }
-    let config = settings.core;
     match cli.command {
-        Command::Serve { .. }
-        | Command::Config {
+        Command::Serve { listen } => {
+            drop(out);
+            if let Some(listen) = listen {
+                settings.core.server.listen = listen;
+                settings.core.listen_addr()?;
+            }
+            serve::serve(settings).await
+        }
+        Command::Config {
             command: ConfigCommand::Check,
-        } => unreachable!("handled above"),
+        } => {
+            write!(out, "{}", settings.masked_toml())?;
+            writeln!(out, "# config is valid")?;
+            Ok(())
+        }
         Command::Migrate => {
-            chorus_core::Core::migrate(&config).await?;
+            chorus_core::Core::migrate(&settings.core).await?;
             writeln!(out, "database is up to date")?;
             Ok(())
         }
@@ -117,7 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 (chorus_core::auth::new_token()[..20].to_string(), true)
             };
-            let (core, _) = chorus_core::Core::start_for_admin(config).await?;
+            let (core, _) = chorus_core::Core::start_for_admin(settings.core).await?;
             let account = core.create_account(&name, admin, Some(&password)).await?;
             writeln!(
                 out,
@@ -136,7 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::Grant { user, amount, note },
         } => {
-            let (core, operator) = chorus_core::Core::start_for_admin(config).await?;
+            let (core, operator) = chorus_core::Core::start_for_admin(settings.core).await?;
             let result = core
                 .grant_credits(&operator, &user, amount, note.as_deref())
                 .await;
@@ -152,7 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apikey {
             command: ApiKeyCommand::Create { user, name },
         } => {
-            let (core, _) = chorus_core::Core::start_for_admin(config).await?;
+            let (core, _) = chorus_core::Core::start_for_admin(settings.core).await?;
             let (record, key) = core.create_api_key(&user, &name).await?;
             writeln!(out, "{key}")?;
             eprintln!(
