@@ -8,7 +8,7 @@ use crate::quota::Refusal;
 use crate::sandbox::WorkspaceError;
 use crate::sso::SsoError;
 use chorus_providers::ResolveError;
-use chorus_store::StoreError;
+use chorus_store::{StoreConflict, StoreError};
 
 /// Errors a surface turns into its own words (HTTP status, chat reply).
 #[derive(Debug, thiserror::Error)]
@@ -129,10 +129,46 @@ pub enum Conflict {
     /// Every name tried for a new single sign-on account was taken.
     #[error("cannot find a free account name like {base:?}")]
     NoFreeAccountName { base: String },
-    /// A conflict the store found (a name taken, a conversation with a reply going, an
-    /// identity linked elsewhere, link code limits), in the store's words.
-    #[error("{0}")]
-    Store(String),
+    /// A new account's name belongs to another account.
+    #[error("an account named {name:?} already exists")]
+    AccountNameTaken { name: String },
+    /// An identity of `platform` that already belongs to an account.
+    #[error("the {platform} identity is already linked to an account")]
+    IdentityLinked { platform: String },
+    /// A conversation deleted while one of its replies is going.
+    #[error("a reply in this conversation is still going; stop it first")]
+    ConversationReplyActive,
+    /// A message continued while another run on it is going (a race the run check
+    /// before it missed).
+    #[error("a run on this message is still going")]
+    MessageRunActive,
+    /// A link code asked for while the account holds the most unused ones it may.
+    #[error(
+        "you already have {active} unused link codes; use one or wait until they expire (10 minutes)"
+    )]
+    TooManyLinkCodes { active: i64 },
+    /// A link code redeemed from an identity of the account that issued it.
+    #[error(
+        "this code was issued by your own account; redeem it from the identity you want to link"
+    )]
+    OwnLinkCode,
+    /// A link code redeemed from an identity whose account is no longer active.
+    #[error("the account of this identity is not active and cannot be merged")]
+    IdentityAccountInactive,
+}
+
+impl From<StoreConflict> for Conflict {
+    fn from(c: StoreConflict) -> Self {
+        match c {
+            StoreConflict::AccountNameTaken { name } => Conflict::AccountNameTaken { name },
+            StoreConflict::IdentityLinked { platform } => Conflict::IdentityLinked { platform },
+            StoreConflict::ConversationReplyActive => Conflict::ConversationReplyActive,
+            StoreConflict::MessageRunActive => Conflict::MessageRunActive,
+            StoreConflict::TooManyLinkCodes { active } => Conflict::TooManyLinkCodes { active },
+            StoreConflict::OwnLinkCode => Conflict::OwnLinkCode,
+            StoreConflict::IdentityAccountInactive => Conflict::IdentityAccountInactive,
+        }
+    }
 }
 
 /// The one place store errors become core errors.
@@ -140,7 +176,7 @@ impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => CoreError::NotFound(what),
-            StoreError::Conflict(msg) => CoreError::Conflict(Conflict::Store(msg)),
+            StoreError::Conflict(conflict) => CoreError::Conflict(conflict.into()),
             StoreError::Refused(refusal) => CoreError::Refused(refusal),
             other => CoreError::Store(other),
         }
@@ -151,6 +187,35 @@ impl From<ResolveError> for CoreError {
     fn from(e: ResolveError) -> Self {
         match e {
             ResolveError::UnknownModel(model) => InvalidInput::UnknownModel(model).into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every store conflict reaches a surface with the store's words.
+    #[test]
+    fn store_conflicts_keep_their_message() {
+        let cases = [
+            StoreConflict::AccountNameTaken {
+                name: "alice".into(),
+            },
+            StoreConflict::IdentityLinked {
+                platform: "discord".into(),
+            },
+            StoreConflict::ConversationReplyActive,
+            StoreConflict::MessageRunActive,
+            StoreConflict::TooManyLinkCodes { active: 3 },
+            StoreConflict::OwnLinkCode,
+            StoreConflict::IdentityAccountInactive,
+        ];
+        for case in cases {
+            let message = case.to_string();
+            let core = CoreError::from(StoreError::Conflict(case));
+            assert!(matches!(core, CoreError::Conflict(_)), "{core:?}");
+            assert_eq!(core.to_string(), message);
         }
     }
 }

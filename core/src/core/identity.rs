@@ -9,7 +9,7 @@ use crate::auth;
 use crate::sso::{ExternalIdentity, ProviderInfo, SsoError};
 use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
-use chorus_store::{Account, IdentityRecord, Role, SsoFlow, StoreError};
+use chorus_store::{Account, IdentityRecord, Role, SsoFlow, StoreConflict, StoreError};
 use rand::RngCore;
 use serde::Serialize;
 
@@ -182,7 +182,9 @@ impl Core {
                     .add_identity(platform, external_id, &account.id, &external.label)
                     .await
                     .map_err(|e| match e {
-                        StoreError::Conflict(_) => SsoError::IdentityTaken(platform.clone()).into(),
+                        StoreError::Conflict(StoreConflict::IdentityLinked { .. }) => {
+                            SsoError::IdentityTaken(platform.clone()).into()
+                        }
                         other => CoreError::from(other),
                     })?;
                 Ok((account, true))
@@ -203,7 +205,7 @@ impl Core {
                     Ok(()) => Ok((account, true)),
                     // A concurrent first login of the same identity won the race: use
                     // its account and drop the one made here.
-                    Err(StoreError::Conflict(_)) => {
+                    Err(StoreError::Conflict(StoreConflict::IdentityLinked { .. })) => {
                         tracing::warn!(account = %account.id, platform = %platform, "concurrent first SSO login; using the other account");
                         if let Err(e) = self.store.discard_new_account(&account.id).await {
                             tracing::warn!(account = %account.id, error = %e, "cannot remove the unused account");
@@ -233,7 +235,7 @@ impl Core {
         for _ in 0..8 {
             match self.store.create_account(&name, Role::User, None).await {
                 Ok(account) => return Ok(account),
-                Err(StoreError::Conflict(_)) => {
+                Err(StoreError::Conflict(StoreConflict::AccountNameTaken { .. })) => {
                     name = format!("{base}-{:04x}", rand::rng().next_u32() & 0xffff);
                 }
                 Err(e) => return Err(e.into()),

@@ -1,6 +1,6 @@
 //! Accounts, platform identities, web sessions and API keys.
 
-use super::{Store, StoreError, is_unique_violation};
+use super::{Store, StoreConflict, StoreError, is_unique_violation};
 use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
 use serde::Serialize;
@@ -59,9 +59,7 @@ impl Store {
         .await;
         match inserted {
             Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "an account named {name:?} already exists"
-                )));
+                return Err(StoreConflict::AccountNameTaken { name: name.into() }.into());
             }
             other => other?,
         };

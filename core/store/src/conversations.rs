@@ -1,6 +1,6 @@
 //! Conversations, their message trees and surface bindings.
 
-use super::{Store, StoreError};
+use super::{Store, StoreConflict, StoreError};
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
 use chorus_model::time::now_ms;
 use serde::Serialize;
@@ -212,9 +212,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if active.is_some() {
-            return Err(StoreError::Conflict(
-                "a reply in this conversation is still going; stop it first".into(),
-            ));
+            return Err(StoreConflict::ConversationReplyActive.into());
         }
         for sql in [
             "DELETE FROM bindings WHERE conversation_id = $1",

@@ -1,7 +1,7 @@
 //! Platform identities as their owner sees them (list, link, unlink) and the pending
 //! single sign-on flows (state → nonce, PKCE verifier), consumed once by the callback.
 
-use super::{Store, StoreError, is_unique_violation};
+use super::{Store, StoreConflict, StoreError, is_unique_violation};
 use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
 use serde::Serialize;
@@ -111,8 +111,8 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
-    /// Links an identity to an account; [`StoreError::Conflict`] when it already
-    /// belongs to one.
+    /// Links an identity to an account; [`StoreConflict::IdentityLinked`] when it
+    /// already belongs to one.
     pub async fn add_identity(
         &self,
         platform: &str,
@@ -133,9 +133,10 @@ impl Store {
         .execute(self.pool())
         .await;
         match inserted {
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "the {platform} identity is already linked to an account"
-            ))),
+            Err(e) if is_unique_violation(&e) => Err(StoreConflict::IdentityLinked {
+                platform: platform.into(),
+            }
+            .into()),
             other => other.map(|_| ()).map_err(Into::into),
         }
     }

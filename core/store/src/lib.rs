@@ -49,14 +49,46 @@ pub enum StoreError {
     },
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("{0}")]
-    Conflict(String),
+    /// The state of the data refuses the write; the case says why.
+    #[error(transparent)]
+    Conflict(#[from] StoreConflict),
     /// A stored value that cannot be read back (a JSON column written by another version).
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
     /// A run may not start now (balance, concurrency).
     #[error(transparent)]
     Refused(#[from] chorus_model::money::Refusal),
+}
+
+/// A write the stored state refuses, one case per rule. The messages are the ones
+/// clients see (core maps each case to its own `Conflict`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreConflict {
+    /// Account names are unique.
+    #[error("an account named {name:?} already exists")]
+    AccountNameTaken { name: String },
+    /// The identity (`platform`, external id) already belongs to an account.
+    #[error("the {platform} identity is already linked to an account")]
+    IdentityLinked { platform: String },
+    /// A conversation is not deleted while one of its replies is queued or streaming.
+    #[error("a reply in this conversation is still going; stop it first")]
+    ConversationReplyActive,
+    /// A message is not continued while a run on it is queued or streaming.
+    #[error("a run on this message is still going")]
+    MessageRunActive,
+    /// An account already has the most unused, unexpired link codes it may hold.
+    #[error(
+        "you already have {active} unused link codes; use one or wait until they expire (10 minutes)"
+    )]
+    TooManyLinkCodes { active: i64 },
+    /// A link code redeemed by an identity of the account that issued it.
+    #[error(
+        "this code was issued by your own account; redeem it from the identity you want to link"
+    )]
+    OwnLinkCode,
+    /// A link code redeemed by an identity whose account is no longer active.
+    #[error("the account of this identity is not active and cannot be merged")]
+    IdentityAccountInactive,
 }
 
 /// The database handle shared by every core service. Cheap to clone.

@@ -2,7 +2,7 @@
 //! issued a code, and folding the identity's previous account into it.
 
 use super::ledger::{LedgerReason, lock_account, post};
-use super::{Account, Store, StoreError};
+use super::{Account, Store, StoreConflict, StoreError};
 use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
 use serde::Serialize;
@@ -73,9 +73,7 @@ impl Store {
         .await?;
         let active: i64 = row.try_get("n")?;
         if active >= max_active {
-            return Err(StoreError::Conflict(format!(
-                "you already have {active} unused link codes; use one or wait until they expire (10 minutes)"
-            )));
+            return Err(StoreConflict::TooManyLinkCodes { active }.into());
         }
         sqlx::query(
             "INSERT INTO link_codes (id, account_id, code_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
@@ -128,10 +126,7 @@ impl Store {
         .map(AccountId::from_stored);
         let outcome = match current {
             Some(old) if old == issuer => {
-                return Err(StoreError::Conflict(
-                    "this code was issued by your own account; redeem it from the identity you want to link"
-                        .into(),
-                ));
+                return Err(StoreConflict::OwnLinkCode.into());
             }
             Some(old) => merge(&mut tx, &old, &issuer).await?,
             None => {
@@ -195,9 +190,7 @@ async fn merge(tx: &mut Tx, old: &AccountId, new: &AccountId) -> Result<LinkOutc
         return Err(StoreError::NotFound("link code"));
     }
     let Some(balance) = old_balance else {
-        return Err(StoreError::Conflict(
-            "the account of this identity is not active and cannot be merged".into(),
-        ));
+        return Err(StoreConflict::IdentityAccountInactive.into());
     };
     let now = now_ms();
     let moved =

@@ -4,7 +4,7 @@
 //! per token) and is appended to its message in the same transaction that ends it.
 
 use super::ledger::{Admission, admit, charge_run, lock_account};
-use super::{NewTurn, Store, StoreError};
+use super::{NewTurn, Store, StoreConflict, StoreError};
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
 use chorus_model::money::Charge;
 use chorus_model::time::now_ms;
@@ -224,9 +224,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if active.is_some() {
-            return Err(StoreError::Conflict(
-                "a run on this message is still going".into(),
-            ));
+            return Err(StoreConflict::MessageRunActive.into());
         }
         insert_run(
             &mut tx,

@@ -9,7 +9,7 @@ use chorus_model::ids::{AccountId, ConversationId, RunId};
 use chorus_model::time::now_ms;
 use chorus_store::{
     Account, Admission, ApiKeyScope, Identity, LedgerReason, NewTurn, Role, RunOutcome, RunStatus,
-    Store, StoreError,
+    Store, StoreConflict, StoreError,
 };
 
 const OWNER: &str = "instance-a";
@@ -459,7 +459,10 @@ async fn link_codes_are_single_use_and_expire(store: &Store) {
         .await
         .unwrap_err();
     assert!(
-        matches!(fourth, StoreError::Conflict(ref m) if m.contains("3 unused")),
+        matches!(
+            fourth,
+            StoreError::Conflict(StoreConflict::TooManyLinkCodes { active: 3 })
+        ),
         "{fourth:?}"
     );
 
@@ -468,7 +471,7 @@ async fn link_codes_are_single_use_and_expire(store: &Store) {
         store
             .redeem_link_code(&codes[0].hash(), &Identity::web("erin"))
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(StoreConflict::OwnLinkCode))
     ));
     // A new identity just joins.
     let matrix = Identity::new("matrix", "@erin:example.org");

@@ -6,7 +6,7 @@
 
 use chorus_model::ids::{ConversationId, MessageId, RunId};
 use chorus_model::time::now_ms;
-use chorus_store::{NewTurn, Role, RunOutcome, RunStatus, Store, StoreError};
+use chorus_store::{NewTurn, Role, RunOutcome, RunStatus, Store, StoreConflict, StoreError};
 use sqlx::Executor;
 
 const OWNER: &str = "instance-a";
@@ -75,7 +75,7 @@ async fn accounts_sessions_and_keys(store: &Store) {
         .await
         .unwrap_err();
     assert!(
-        matches!(dup, StoreError::Conflict(ref m) if m.contains("alice")),
+        matches!(dup, StoreError::Conflict(StoreConflict::AccountNameTaken { ref name }) if name == "alice"),
         "{dup:?}"
     );
 
@@ -311,7 +311,7 @@ async fn runs_checkpoints_and_finish(store: &Store) {
         store
             .start_continuation(&active, "scripted/demo", OWNER, lease)
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(StoreConflict::MessageRunActive))
     ));
 
     let outcome = RunOutcome {
@@ -436,7 +436,10 @@ async fn deleting_a_conversation_removes_its_tree(store: &Store) {
         .await
         .unwrap_err();
     assert!(
-        matches!(busy, StoreError::Conflict(_)),
+        matches!(
+            busy,
+            StoreError::Conflict(StoreConflict::ConversationReplyActive)
+        ),
         "refused while a run is going"
     );
     let done = RunOutcome {

@@ -10,7 +10,7 @@ use crate::support;
 
 use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
-use chorus_store::{Role, SsoFlow, Store, StoreError};
+use chorus_store::{Role, SsoFlow, Store, StoreConflict, StoreError};
 
 async fn suite(store: &Store) {
     // The web identity create_account inserts (without an id) gets one.
@@ -34,7 +34,13 @@ async fn suite(store: &Store) {
     let taken = store
         .add_identity("discord", "80351110224678912", &bob.id, "nelly")
         .await;
-    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    assert!(
+        matches!(
+            taken,
+            Err(StoreError::Conflict(StoreConflict::IdentityLinked { ref platform })) if platform == "discord"
+        ),
+        "{taken:?}"
+    );
     let owner = store
         .account_by_identity("discord", "80351110224678912")
         .await
