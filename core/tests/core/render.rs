@@ -250,6 +250,58 @@ async fn commands_stop_continue_and_resume_across_bindings() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn nobody_rebinds_another_persons_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = Core::start(config(dir.path(), "Fine.", 200.0))
+        .await
+        .unwrap();
+    let alice = ctx("@alice:x", "room|t1");
+    let started = core.chat_text(&alice, "!chorus new Mine", PREFIX).await;
+    assert!(
+        matches!(&started, ChatOutcome::Reply(t) if t.contains("“Mine”")),
+        "{started:?}"
+    );
+    let alice_account = core
+        .account_for_identity(&alice.identity)
+        .await
+        .unwrap()
+        .unwrap();
+    let mine = core.list_conversations(&alice_account).await.unwrap();
+    assert_eq!(mine.len(), 1);
+
+    // Bob has a conversation of his own elsewhere, and tries to take alice's thread.
+    let bob_home = ctx("@bob:x", "room|t9");
+    core.chat_text(&bob_home, "!chorus new Bob's", PREFIX).await;
+    let bob = ctx("@bob:x", "room|t1");
+    for attempt in ["!chorus new Taken", "!chorus resume 1"] {
+        let refused = core.chat_text(&bob, attempt, PREFIX).await;
+        assert!(
+            matches!(&refused, ChatOutcome::Reply(t) if t.contains("another person's conversation")),
+            "{attempt}: {refused:?}"
+        );
+    }
+    let bob_account = core
+        .account_for_identity(&bob.identity)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        core.list_conversations(&bob_account).await.unwrap().len(),
+        1,
+        "a refused `new` makes no conversation"
+    );
+
+    // The thread still speaks in alice's conversation.
+    let asked = core.chat_text(&alice, "hello", PREFIX).await;
+    let ChatOutcome::Render { run_id, .. } = asked else {
+        panic!("no render: {asked:?}")
+    };
+    let run = core.owned_run(&alice_account, &run_id).await.unwrap();
+    assert_eq!(run.conversation_id, mine[0].id);
+    core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_process_finishes_the_same_messages() {
     let dir = tempfile::tempdir().unwrap();
     let text = "alpha beta gamma delta epsilon zeta eta theta iota kappa ".repeat(6);
