@@ -62,10 +62,18 @@ impl Core {
         let account = self.chat_account(ctx).await?;
         match command {
             Command::Help(_) => unreachable!("answered above"),
-            Command::Link(code) => Ok(ChatOutcome::Reply(
-                self.link_command(&ctx.identity, code.as_deref()).await?,
-            )),
-            Command::Usage => Ok(ChatOutcome::Reply(self.usage_command(&ctx.identity).await?)),
+            // A code is a key to the account and a balance is nobody else's business:
+            // both go to their owner only.
+            Command::Link(_) => Ok(ChatOutcome::Private {
+                to: ctx.identity.clone(),
+                text: self.link_command(&ctx.identity, None).await?,
+                notice: "I have sent you a link code privately, in a direct chat.".into(),
+            }),
+            Command::Usage => Ok(ChatOutcome::Private {
+                to: ctx.identity.clone(),
+                text: self.usage_command(&ctx.identity).await?,
+                notice: "I have sent you your usage privately, in a direct chat.".into(),
+            }),
             Command::Ask(question) => self.chat_ask(ctx, &account, &question, prefix).await,
             Command::Stop => {
                 let run = self.bound_run(ctx, &account).await?;
