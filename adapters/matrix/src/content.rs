@@ -53,6 +53,11 @@ pub fn post(markdown: &str, root: &OwnedEventId, latest: &OwnedEventId) -> RoomM
     })
 }
 
+/// A message outside any thread (the bot's direct room with a person).
+pub fn top_level(markdown: &str) -> RoomMessageEventContent {
+    fit(markdown, message)
+}
+
 /// An `m.replace` of `target` whose `m.new_content` is the whole new text (clients show
 /// the `* text` fallback when they do not know edits).
 pub fn edit(markdown: &str, target: &OwnedEventId) -> RoomMessageEventContent {

@@ -3,11 +3,13 @@
 
 use crate::content;
 use crate::key::parse_channel_key;
+use chorus_core::Identity;
 use chorus_core::chat::{MessageSink, SinkError, SinkFactory, SinkLimits};
 use matrix_sdk::config::RequestConfig;
 use matrix_sdk::ruma::api::client::typing::create_typing_event;
 use matrix_sdk::ruma::api::error::{ErrorKind, RetryAfter};
-use matrix_sdk::ruma::{EventId, OwnedEventId, OwnedRoomId};
+use matrix_sdk::ruma::events::room::member::MembershipState;
+use matrix_sdk::ruma::{EventId, OwnedEventId, OwnedRoomId, UserId};
 use matrix_sdk::{Client, Room, RoomState};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -50,11 +52,12 @@ impl ThreadTails {
     }
 }
 
-/// Posts into one thread (`root`) of one joined room.
+/// Posts into one thread (`root`) of one joined room, or at the top of the bot's
+/// direct room with a person (`root` `None`).
 pub struct MatrixSink {
     client: Client,
     room: Room,
-    root: OwnedEventId,
+    root: Option<OwnedEventId>,
     channel_key: String,
     tails: ThreadTails,
     limits: SinkLimits,
@@ -67,11 +70,16 @@ impl MessageSink for MatrixSink {
     }
 
     async fn post(&self, markdown: &str) -> Result<String, SinkError> {
-        let latest = self
-            .tails
-            .latest(&self.channel_key)
-            .unwrap_or_else(|| self.root.clone());
-        let event = content::post(markdown, &self.root, &latest);
+        let event = match &self.root {
+            Some(root) => {
+                let latest = self
+                    .tails
+                    .latest(&self.channel_key)
+                    .unwrap_or_else(|| root.clone());
+                content::post(markdown, root, &latest)
+            }
+            None => content::top_level(markdown),
+        };
         let sent = self
             .room
             .send(event)
@@ -159,7 +167,60 @@ impl MatrixSinkFactory {
     }
 }
 
+#[async_trait::async_trait]
 impl SinkFactory for MatrixSinkFactory {
+    /// A room marked direct (`m.direct`) that only the bot and one person are in.
+    async fn is_private(&self, channel_key: &str) -> bool {
+        let Some(room) = parse_channel_key(channel_key).and_then(|(id, _)| self.room(&id)) else {
+            return false;
+        };
+        room.is_direct().await.unwrap_or(false) && room.active_members_count() <= 2
+    }
+
+    /// The bot's direct room with `user` (one they are still in or invited to), or a
+    /// new one they are invited to (encrypted, as matrix-sdk makes direct rooms).
+    async fn private_sink(&self, user: &Identity) -> Result<Arc<dyn MessageSink>, SinkError> {
+        let user_id = UserId::parse(&user.external_id).map_err(|e| {
+            SinkError::Failed(format!("not a Matrix user id {:?}: {e}", user.external_id))
+        })?;
+        let mut reused = None;
+        for room in self.client.get_dm_rooms(&user_id) {
+            if room.state() != RoomState::Joined {
+                continue;
+            }
+            let member = room.get_member_no_sync(&user_id).await.ok().flatten();
+            if member.is_some_and(|m| {
+                matches!(
+                    m.membership(),
+                    MembershipState::Join | MembershipState::Invite
+                )
+            }) {
+                reused = Some(room);
+                break;
+            }
+        }
+        let room = match reused {
+            Some(room) => room,
+            None => {
+                let room = self
+                    .client
+                    .create_dm(&user_id)
+                    .await
+                    .map_err(|e| sink_error(e.client_api_error_kind(), &e))?;
+                tracing::info!(room = %room.room_id(), user = %user_id, "matrix: made a direct room");
+                room
+            }
+        };
+        Ok(Arc::new(MatrixSink {
+            client: self.client.clone(),
+            channel_key: room.room_id().to_string(),
+            room,
+            root: None,
+            tails: self.tails.clone(),
+            limits: self.limits,
+        }))
+    }
+
     fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>> {
         let Some((room_id, root)) = parse_channel_key(channel_key) else {
             tracing::debug!(channel_key, "matrix: not a Matrix channel key");
@@ -172,7 +233,7 @@ impl SinkFactory for MatrixSinkFactory {
         Some(Arc::new(MatrixSink {
             client: self.client.clone(),
             room,
-            root,
+            root: Some(root),
             channel_key: channel_key.to_string(),
             tails: self.tails.clone(),
             limits: self.limits,

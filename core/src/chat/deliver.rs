@@ -5,11 +5,15 @@
 use super::ChatOutcome;
 use super::render::{MessageSink, RenderHub, SinkError};
 use super::split::split_message;
+use chorus_store::Identity;
 
 /// Attempts at posting one part of a direct reply when the platform rate-limits it
 /// (as many as the renderer gives a message that must land: a burst of commands
 /// shares one limit).
 pub const REPLY_ATTEMPTS: u32 = 12;
+
+/// What a shared thread is told when private text could not reach its owner.
+pub const NOT_SENT_PRIVATELY: &str = "⚠️ I could not send you that privately, and it is not for a shared room: write to me in a direct chat and ask there.";
 
 /// Posts `markdown` through `sink`, split at its `max_bytes` (fences closed and
 /// reopened across parts), waiting out [`SinkError::RateLimited`] up to
@@ -53,6 +57,29 @@ impl RenderHub {
                 self.render(channel_key, run_id);
             }
             ChatOutcome::Nothing => {}
+            ChatOutcome::Private { to, text, notice } => {
+                self.deliver_private(channel_key, &to, &text, &notice).await
+            }
+        }
+    }
+
+    /// Private text: a reply in a private channel; elsewhere sent through the
+    /// surface's private channel with `to`, and `notice` in the thread. Never posted
+    /// in the thread: when it cannot be sent privately, the thread says so.
+    async fn deliver_private(&self, channel_key: &str, to: &Identity, text: &str, notice: &str) {
+        if self.is_private(channel_key).await {
+            return self.reply(channel_key, text).await;
+        }
+        let sent = match self.private_sink(to).await {
+            Ok(sink) => post_reply(sink.as_ref(), text).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => self.reply(channel_key, notice).await,
+            Err(e) => {
+                tracing::warn!(surface = %self.surface(), channel = %channel_key, error = %e, "cannot send a private reply");
+                self.reply(channel_key, NOT_SENT_PRIVATELY).await;
+            }
         }
     }
 

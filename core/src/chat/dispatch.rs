@@ -62,10 +62,18 @@ impl Core {
         let account = self.chat_account(ctx).await?;
         match command {
             Command::Help(_) => unreachable!("answered above"),
-            Command::Link(code) => Ok(ChatOutcome::Reply(
-                self.link_command(&ctx.identity, code.as_deref()).await?,
-            )),
-            Command::Usage => Ok(ChatOutcome::Reply(self.usage_command(&ctx.identity).await?)),
+            // A code is a key to the account and a balance is nobody else's business:
+            // both go to their owner only.
+            Command::Link(_) => Ok(ChatOutcome::Private {
+                to: ctx.identity.clone(),
+                text: self.link_command(&ctx.identity, None).await?,
+                notice: "I have sent you a link code privately, in a direct chat.".into(),
+            }),
+            Command::Usage => Ok(ChatOutcome::Private {
+                to: ctx.identity.clone(),
+                text: self.usage_command(&ctx.identity).await?,
+                notice: "I have sent you your usage privately, in a direct chat.".into(),
+            }),
             Command::Ask(question) => self.chat_ask(ctx, &account, &question, prefix).await,
             Command::Stop => {
                 let run = self.bound_run(ctx, &account).await?;
@@ -92,12 +100,12 @@ impl Core {
             Command::Resume(None) => self.resume_list(&account, prefix).await,
             Command::Resume(Some(which)) => self.resume_bind(ctx, &account, &which, prefix).await,
             Command::New(title) => {
+                // Refused before anything is made in another person's thread.
+                self.bound_conversation(ctx, &account).await?;
                 let conversation = self
                     .create_conversation(&account, title.as_deref(), None, None)
                     .await?;
-                self.store
-                    .bind(&ctx.surface, &ctx.channel_key, &conversation.id)
-                    .await?;
+                self.bind_here(ctx, &conversation.id).await?;
                 Ok(ChatOutcome::Reply(format!(
                     "Started a new conversation, “{}”, with {}. Ask away.",
                     conversation.title, conversation.model
@@ -132,9 +140,7 @@ impl Core {
                         let c = self
                             .create_conversation(&account, None, Some(&model), None)
                             .await?;
-                        self.store
-                            .bind(&ctx.surface, &ctx.channel_key, &c.id)
-                            .await?;
+                        self.bind_here(ctx, &c.id).await?;
                     }
                 }
                 Ok(ChatOutcome::Reply(format!(
@@ -180,6 +186,25 @@ impl Core {
         }
     }
 
+    /// Binds the context's channel to one of the sender's conversations. The store
+    /// refuses (in the same statement) when the channel is bound to another account's
+    /// conversation, so a rebind racing the check cannot take another's thread.
+    async fn bind_here(
+        &self,
+        ctx: &ChatContext,
+        conversation: &ConversationId,
+    ) -> Result<(), CoreError> {
+        if self
+            .store
+            .bind(&ctx.surface, &ctx.channel_key, conversation)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Forbidden::OthersConversation.into())
+        }
+    }
+
     /// The newest run of the binding's conversation.
     async fn bound_run(
         &self,
@@ -206,9 +231,7 @@ impl Core {
                 let c = self
                     .create_conversation(account, Some(&title), None, None)
                     .await?;
-                self.store
-                    .bind(&ctx.surface, &ctx.channel_key, &c.id)
-                    .await?;
+                self.bind_here(ctx, &c.id).await?;
                 c
             }
         };
@@ -342,9 +365,9 @@ impl Core {
             }
         };
         let conversation = chosen.ok_or(CoreError::NotFound("conversation"))?;
-        self.store
-            .bind(&ctx.surface, &ctx.channel_key, &conversation.id)
-            .await?;
+        // Another person's thread stays theirs.
+        self.bound_conversation(ctx, account).await?;
+        self.bind_here(ctx, &conversation.id).await?;
         let notice = format!("Resuming “{}” here.", conversation.title);
         match self
             .store

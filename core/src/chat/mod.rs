@@ -22,7 +22,7 @@ pub mod testing;
 
 pub use command::{Command, CommandError, help_text, parse_command};
 pub use control::Control;
-pub use deliver::{REPLY_ATTEMPTS, post_reply};
+pub use deliver::{NOT_SENT_PRIVATELY, REPLY_ATTEMPTS, post_reply};
 pub use render::{MessageSink, RenderHub, SinkError, SinkFactory, SinkLimits};
 pub use surface::SurfaceHandle;
 
@@ -56,4 +56,16 @@ pub enum ChatOutcome {
     },
     /// Done; nothing to post (a stop shows in the reply's own final edit).
     Nothing,
+    /// `text` is for `to` only (a link code, a balance): posted as a reply where the
+    /// channel is already private (a direct chat), otherwise sent through the
+    /// surface's private channel with `to` ([`SinkFactory::private_sink`]) and
+    /// `notice` posted in the binding's thread instead. `text` is never posted in a
+    /// channel others read: when it cannot be sent privately, the thread is told so.
+    /// Surfaces with ephemeral replies (Discord, Slack) will deliver it as an
+    /// ephemeral reply to `to`.
+    Private {
+        to: Identity,
+        text: String,
+        notice: String,
+    },
 }

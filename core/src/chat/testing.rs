@@ -22,6 +22,7 @@
 //! ```
 
 use super::{MessageSink, SinkError, SinkFactory, SinkLimits};
+use chorus_store::Identity;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,10 @@ pub struct Board {
     pub failing: Vec<usize>,
     /// Typing notices asked for (on or off).
     pub typing: usize,
+    /// The channels the factory calls private (direct chats).
+    pub private_channels: Vec<String>,
+    /// Whether the factory's private channels cannot be opened.
+    pub no_private: bool,
 }
 
 /// A shared [`Board`] and the sinks that write on it.
@@ -177,13 +182,33 @@ impl MessageSink for RecordingSink {
     }
 }
 
+/// The channel of the private sink a board's factory opens for `user`.
+pub fn private_channel(user: &Identity) -> String {
+    format!("private|{}", user.external_id)
+}
+
 struct RecordingFactory {
     board: RecordingBoard,
     limits: SinkLimits,
 }
 
+#[async_trait::async_trait]
 impl SinkFactory for RecordingFactory {
     fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>> {
         Some(Arc::new(self.board.sink_for(channel_key, self.limits)))
+    }
+
+    async fn is_private(&self, channel_key: &str) -> bool {
+        let b = self.board.lock();
+        b.private_channels.iter().any(|c| c == channel_key)
+    }
+
+    async fn private_sink(&self, user: &Identity) -> Result<Arc<dyn MessageSink>, SinkError> {
+        if self.board.lock().no_private {
+            return Err(SinkError::Failed("no private channel".into()));
+        }
+        Ok(Arc::new(
+            self.board.sink_for(&private_channel(user), self.limits),
+        ))
     }
 }

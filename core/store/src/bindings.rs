@@ -59,17 +59,23 @@ impl Store {
             .map(ConversationId::from_stored))
     }
 
-    /// Binds a channel to a conversation, replacing any earlier binding of it.
+    /// Binds a channel to a conversation, replacing an earlier binding of it to a
+    /// conversation of the same account. A channel bound to another account's
+    /// conversation is left as it is and `false` comes back: the owner check and the
+    /// update are one statement, so a racing rebind cannot take another's thread.
+    #[must_use = "a channel bound to another account's conversation is not rebound"]
     pub async fn bind(
         &self,
         surface: &str,
         channel_key: &str,
         conversation: &ConversationId,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "INSERT INTO bindings (surface, channel_key, conversation_id, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (surface, channel_key) DO UPDATE SET conversation_id = excluded.conversation_id, \
-             last_rendered_seq = NULL",
+             last_rendered_seq = NULL \
+             WHERE (SELECT account_id FROM conversations WHERE id = bindings.conversation_id) \
+             = (SELECT account_id FROM conversations WHERE id = excluded.conversation_id)",
         )
         .bind(surface)
         .bind(channel_key)
@@ -77,7 +83,7 @@ impl Store {
         .bind(now_ms())
         .execute(self.pool())
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// The channels of a surface bound to a conversation, by channel key.

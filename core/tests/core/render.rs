@@ -4,7 +4,7 @@
 //! the surface only; the Matrix e2e tests run the same code against a real homeserver.
 
 use chorus_core::Core;
-use chorus_core::chat::testing::RecordingBoard;
+use chorus_core::chat::testing::{RecordingBoard, private_channel};
 use chorus_core::chat::{ChatContext, ChatOutcome, SinkFactory, SinkLimits};
 use chorus_core::config::Config;
 use chorus_store::Identity;
@@ -246,6 +246,143 @@ async fn commands_stop_continue_and_resume_across_bindings() {
         "{model:?}"
     );
     hub.shutdown().await;
+    core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn link_codes_and_balances_reach_their_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = Core::start(config(dir.path(), "Fine.", 200.0))
+        .await
+        .unwrap();
+    let board = RecordingBoard::new();
+    let hub = core.render_hub("test", PREFIX, factory(&board, 4000, 50, 30));
+    let alice = ctx("@alice:x", "room|t1");
+    let private = private_channel(&alice.identity);
+    let code_of = |text: &str| {
+        text.split_whitespace()
+            .find(|w| w.trim_end_matches('.').len() == 9 && w.as_bytes()[4] == b'-')
+            .map(|w| w.trim_end_matches('.').to_string())
+    };
+
+    // In a shared room: a notice there, the code and the balance in private only.
+    for (command, notice) in [("!chorus link", "link code"), ("!chorus usage", "usage")] {
+        let outcome = core.chat_text(&alice, command, PREFIX).await;
+        assert!(
+            matches!(&outcome, ChatOutcome::Private { to, .. } if to == &alice.identity),
+            "{outcome:?}"
+        );
+        hub.deliver("room|t1", outcome).await;
+        let b = board.lock();
+        let last = b.messages.len() - 2;
+        let (sent, shown) = (&b.messages[last], &b.messages[last + 1]);
+        assert_eq!(sent.channel, private, "{sent:?}");
+        assert_eq!(shown.channel, "room|t1", "{shown:?}");
+        assert!(
+            shown.text.contains("privately") && shown.text.contains(notice),
+            "{shown:?}"
+        );
+    }
+    {
+        let b = board.lock();
+        let code = code_of(&b.messages[0].text).expect("a code sent privately");
+        assert!(
+            b.messages[2].text.starts_with("Balance:"),
+            "{:?}",
+            b.messages[2]
+        );
+        assert!(
+            b.messages
+                .iter()
+                .filter(|m| m.channel == "room|t1")
+                .all(|m| !m.text.contains(&code) && !m.text.contains("Balance")),
+            "{:?}",
+            b.messages
+        );
+    }
+
+    // A private channel cannot be opened: the room is told so, and sees no code.
+    board.lock().no_private = true;
+    let n = board.texts().len();
+    let outcome = core.chat_text(&alice, "!chorus link", PREFIX).await;
+    hub.deliver("room|t1", outcome).await;
+    {
+        let b = board.lock();
+        assert_eq!(b.messages.len(), n + 1, "{:?}", b.messages);
+        assert_eq!(b.messages[n].channel, "room|t1");
+        assert!(
+            b.messages[n].text.contains("could not send"),
+            "{:?}",
+            b.messages[n]
+        );
+        assert_eq!(code_of(&b.messages[n].text), None);
+    }
+
+    // In a direct chat, the code is the reply itself.
+    board.lock().private_channels.push("dm|t1".into());
+    let direct = ctx("@alice:x", "dm|t1");
+    let outcome = core.chat_text(&direct, "!chorus link", PREFIX).await;
+    hub.deliver("dm|t1", outcome).await;
+    {
+        let b = board.lock();
+        let last = b.messages.last().unwrap();
+        assert_eq!(last.channel, "dm|t1");
+        assert!(code_of(&last.text).is_some(), "{last:?}");
+        assert_eq!(b.messages.len(), n + 2);
+    }
+    hub.shutdown().await;
+    core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nobody_rebinds_another_persons_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = Core::start(config(dir.path(), "Fine.", 200.0))
+        .await
+        .unwrap();
+    let alice = ctx("@alice:x", "room|t1");
+    let started = core.chat_text(&alice, "!chorus new Mine", PREFIX).await;
+    assert!(
+        matches!(&started, ChatOutcome::Reply(t) if t.contains("“Mine”")),
+        "{started:?}"
+    );
+    let alice_account = core
+        .account_for_identity(&alice.identity)
+        .await
+        .unwrap()
+        .unwrap();
+    let mine = core.list_conversations(&alice_account).await.unwrap();
+    assert_eq!(mine.len(), 1);
+
+    // Bob has a conversation of his own elsewhere, and tries to take alice's thread.
+    let bob_home = ctx("@bob:x", "room|t9");
+    core.chat_text(&bob_home, "!chorus new Bob's", PREFIX).await;
+    let bob = ctx("@bob:x", "room|t1");
+    for attempt in ["!chorus new Taken", "!chorus resume 1"] {
+        let refused = core.chat_text(&bob, attempt, PREFIX).await;
+        assert!(
+            matches!(&refused, ChatOutcome::Reply(t) if t.contains("another person's conversation")),
+            "{attempt}: {refused:?}"
+        );
+    }
+    let bob_account = core
+        .account_for_identity(&bob.identity)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        core.list_conversations(&bob_account).await.unwrap().len(),
+        1,
+        "a refused `new` makes no conversation"
+    );
+
+    // The thread still speaks in alice's conversation.
+    let asked = core.chat_text(&alice, "hello", PREFIX).await;
+    let ChatOutcome::Render { run_id, .. } = asked else {
+        panic!("no render: {asked:?}")
+    };
+    let run = core.owned_run(&alice_account, &run_id).await.unwrap();
+    assert_eq!(run.conversation_id, mine[0].id);
     core.shutdown().await;
 }
 

@@ -45,15 +45,30 @@ async fn suite(store: &Store) {
         .unwrap();
     let key = "!room|$root";
     assert_eq!(store.binding("matrix", key).await.unwrap(), None);
-    store.bind("matrix", key, &first.id).await.unwrap();
+    assert!(store.bind("matrix", key, &first.id).await.unwrap());
     assert_eq!(
         store.binding("matrix", key).await.unwrap(),
         Some(first.id.clone())
     );
-    store.bind("matrix", key, &second.id).await.unwrap();
+    assert!(store.bind("matrix", key, &second.id).await.unwrap());
     assert_eq!(
         store.binding("matrix", key).await.unwrap(),
         Some(second.id.clone())
+    );
+    // Another account cannot rebind erin's thread to its own conversation.
+    let mallory = store
+        .create_account("mallory", Role::User, None)
+        .await
+        .unwrap();
+    let theirs = store
+        .create_conversation(&mallory.id, "theirs", "scripted/demo", None)
+        .await
+        .unwrap();
+    assert!(!store.bind("matrix", key, &theirs.id).await.unwrap());
+    assert_eq!(
+        store.binding("matrix", key).await.unwrap(),
+        Some(second.id.clone()),
+        "the owner's binding stays"
     );
     assert_eq!(
         store.surfaces_of(&second.id).await.unwrap(),
@@ -63,10 +78,12 @@ async fn suite(store: &Store) {
         store.surfaces_of(&first.id).await.unwrap(),
         vec!["web".to_string()]
     );
-    store
-        .bind("matrix", "!other|$root", &second.id)
-        .await
-        .unwrap();
+    assert!(
+        store
+            .bind("matrix", "!other|$root", &second.id)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store
             .bindings_of_conversation("matrix", &second.id)
@@ -177,7 +194,7 @@ async fn deleting_a_conversation_removes_its_renders(store: &Store) {
         .await
         .unwrap();
     let ids = turn(store, &finn.id, &c.id).await;
-    store.bind("matrix", "k", &c.id).await.unwrap();
+    assert!(store.bind("matrix", "k", &c.id).await.unwrap());
     let state = RenderState {
         message_id: ids.assistant_message_id.clone(),
         run_id: ids.run_id.clone(),

@@ -24,6 +24,7 @@ mod matrix_controls;
 mod matrix_cross_surface;
 mod matrix_encrypted;
 mod matrix_harness;
+mod matrix_private;
 mod matrix_restart;
 mod matrix_support;
 mod matrix_web_run_in_thread;

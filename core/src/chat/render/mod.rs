@@ -19,6 +19,7 @@ mod renderer;
 use crate::core::Core;
 use crate::journal::{RunStartStream, RunStarted};
 use chorus_model::ids::RunId;
+use chorus_store::Identity;
 use futures::StreamExt;
 use renderer::Renderer;
 use std::collections::HashMap;
@@ -62,8 +63,26 @@ pub trait MessageSink: Send + Sync + 'static {
 }
 
 /// Builds the sink of a binding; `None` when the channel is gone (left room).
+#[async_trait::async_trait]
 pub trait SinkFactory: Send + Sync + 'static {
     fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>>;
+
+    /// Whether only the person writing reads the binding's channel (a direct chat):
+    /// a [`ChatOutcome::Private`](crate::chat::ChatOutcome::Private) is then an
+    /// ordinary reply there. By default no channel is private.
+    async fn is_private(&self, _channel_key: &str) -> bool {
+        false
+    }
+
+    /// A channel only `user` reads (Matrix: a direct room with them, reused or made
+    /// and them invited), for what must not be shown in a shared room. By default a
+    /// surface has none, and private text is not sent at all. Surfaces with ephemeral
+    /// replies (Discord, Slack) will not need this: they answer ephemerally instead.
+    async fn private_sink(&self, _user: &Identity) -> Result<Arc<dyn MessageSink>, SinkError> {
+        Err(SinkError::Failed(
+            "this surface has no private channel".into(),
+        ))
+    }
 }
 
 /// One surface's renderers: at most one per binding, saved state, resumption.
@@ -289,6 +308,17 @@ impl RenderHub {
     /// gone).
     pub fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>> {
         self.inner.factory.sink(channel_key)
+    }
+
+    /// Whether the binding's channel is read by the person writing only (see
+    /// [`SinkFactory::is_private`]).
+    pub async fn is_private(&self, channel_key: &str) -> bool {
+        self.inner.factory.is_private(channel_key).await
+    }
+
+    /// The surface's private channel with `user` (see [`SinkFactory::private_sink`]).
+    pub async fn private_sink(&self, user: &Identity) -> Result<Arc<dyn MessageSink>, SinkError> {
+        self.inner.factory.private_sink(user).await
     }
 
     /// The binding a message posted by one of this hub's renderers belongs to.
