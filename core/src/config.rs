@@ -50,9 +50,20 @@ pub struct Config {
     /// surface's own crate to parse and validate ([`Config::surface_section`]): core
     /// knows no surface's settings.
     #[serde(skip)]
-    pub surface_sections: BTreeMap<String, toml::Value>,
+    pub surface_sections: SurfaceSections,
     /// Directory for the embedded SQLite database (when `database.url` is unset).
     pub data_dir: Option<PathBuf>,
+}
+
+/// Surface sections as read from the file, secrets unmasked until their surface parses
+/// them into types that mask them; so `Debug` names the sections and nothing more.
+#[derive(Clone, Default)]
+pub struct SurfaceSections(BTreeMap<String, toml::Value>);
+
+impl std::fmt::Debug for SurfaceSections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -210,11 +221,11 @@ impl Config {
         };
         apply_env_overrides(&mut root, env)?;
         interpolate_env(&mut root, env, &mut String::new())?;
-        let mut surface_sections = BTreeMap::new();
+        let mut surface_sections = SurfaceSections::default();
         if let toml::Value::Table(table) = &mut root {
             for name in surfaces {
                 if let Some(section) = table.remove(*name) {
-                    surface_sections.insert(name.to_string(), section);
+                    surface_sections.0.insert(name.to_string(), section);
                 }
             }
         }
@@ -350,7 +361,7 @@ impl Config {
         &self,
         name: &str,
     ) -> Result<Option<T>, ConfigError> {
-        let Some(section) = self.surface_sections.get(name) else {
+        let Some(section) = self.surface_sections.0.get(name) else {
             return Ok(None);
         };
         serde_path_to_error::deserialize(section.clone())
@@ -505,6 +516,21 @@ fn interpolate_env(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn surface_sections_are_kept_aside_and_never_shown_by_debug() {
+        let text = "[matrix]\npassword = \"hunter2\"\n";
+        let config = Config::from_toml_with_surfaces(text, &BTreeMap::new(), &["matrix"]).unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains("\"matrix\"") && !debug.contains("hunter2"),
+            "{debug}"
+        );
+        let err = Config::from_toml(text, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("matrix"), "{err}");
+    }
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
