@@ -9,7 +9,6 @@
 //! so sources only do their own work. A call never fails the run: whatever goes
 //! wrong becomes a [`ToolResult`] with `is_error`, which goes back to the model.
 
-pub use chorus_model::history;
 pub mod naming;
 
 use chorus_model::ids::{AccountId, ConversationId};

@@ -7,7 +7,7 @@
 
 use crate::support;
 
-use chorus_core::tools::history::{StepCall, StepResult, ToolStep};
+use chorus_model::history::{StepCall, StepResult, ToolStep};
 use chorus_model::time::now_ms;
 use chorus_store::{NewTurn, Role, RunOutcome, RunStatus, Store};
 
