@@ -9,6 +9,7 @@ mod ledger_race;
 mod openai_wire;
 mod provider_tools;
 mod render;
+mod run_faults;
 mod sandbox;
 mod store;
 mod store_bindings;
