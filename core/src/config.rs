@@ -14,7 +14,7 @@ pub use crate::sso::config::{OAuth2Kind, OAuth2ProviderConfig, OidcKind, OidcPro
 pub use chorus_providers::config::{
     AliasConfig, DEFAULT_AZURE_API_VERSION, ModelMeta, ProviderConfig, ProviderKind,
 };
-pub use quota::{AccountsConfig, LimitsConfig, QuotaConfig};
+pub use quota::{AccountsConfig, LimitsConfig, OnStoreError, QuotaConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -149,15 +149,13 @@ impl Provider for ScriptedProvider {
             tokio::time::Instant::now() + self.interval,
             self.interval,
         ));
-        let text_events = ticks
-            .zip(futures::stream::iter(tokens))
-            .map(|(_, token)| {
-                #[cfg(feature = "test-util")]
-                if token.trim_end() == PANIC_TOKEN {
-                    panic!("scripted provider: the script reached `{PANIC_TOKEN}`");
-                }
-                Ok(ProviderEvent::Text(token))
-            });
+        let text_events = ticks.zip(futures::stream::iter(tokens)).map(|(_, token)| {
+            #[cfg(feature = "test-util")]
+            if token.trim_end() == PANIC_TOKEN {
+                panic!("scripted provider: the script reached `{PANIC_TOKEN}`");
+            }
+            Ok(ProviderEvent::Text(token))
+        });
         let tail = futures::stream::iter([
             Ok(ProviderEvent::Usage(Usage {
                 prompt_tokens,

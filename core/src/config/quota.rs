@@ -28,8 +28,14 @@ impl Default for AccountsConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuotaConfig {
-    /// Refuse runs when the balance is at or below zero or cannot cover the prompt.
+    /// Refuse runs when the balance is at or below zero or cannot cover what a run
+    /// reserves (see `reserve_output_tokens`) beside the account's runs in progress.
     pub enabled: bool,
+    /// Completion tokens a run reserves at admission, beside its estimated prompt, at
+    /// the model's price, when the request sets no `max_output_tokens`: the longest
+    /// answer a balance must cover before a run starts. The run is charged its actual
+    /// usage when it ends, which releases the reservation.
+    pub reserve_output_tokens: u32,
     /// Price of models without `prompt_price` in their `model_info`, in credits per
     /// million tokens.
     pub default_prompt_price: f64,
@@ -49,6 +55,7 @@ impl Default for QuotaConfig {
     fn default() -> Self {
         Self {
             enabled: false,
+            reserve_output_tokens: 4096,
             default_prompt_price: 0.0,
             default_completion_price: 0.0,
             default_cached_prompt_price: None,
@@ -77,6 +84,21 @@ pub struct LimitsConfig {
     pub link_code_failures: u32,
     /// The window of the two guessing limits above, in seconds.
     pub guess_window_secs: u64,
+    /// What every limit above does when its counter store (Redis) fails: `deny`
+    /// (refuse the message, login or link code until it answers again) or `allow`
+    /// (let it through uncounted, logged as a warning).
+    pub on_store_error: OnStoreError,
+}
+
+/// What a limit does when its counters cannot be read or written.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStoreError {
+    /// Fail closed: refuse what the limit guards.
+    #[default]
+    Deny,
+    /// Fail open: let it through uncounted.
+    Allow,
 }
 
 impl Default for LimitsConfig {
@@ -88,6 +110,7 @@ impl Default for LimitsConfig {
             login_failures: 10,
             link_code_failures: 5,
             guess_window_secs: 900,
+            on_store_error: OnStoreError::Deny,
         }
     }
 }

@@ -144,7 +144,11 @@ async fn redis_append_retried_after_a_lost_answer_lands_once() {
         Duration::from_millis(100),
     )
     .await
-    .unwrap_or_else(|e| panic!("Redis is required for this test and is not reachable at {url}: {e} (run scripts/test)"));
+    .unwrap_or_else(|e| {
+        panic!(
+            "Redis is required for this test and is not reachable at {url}: {e} (run scripts/test)"
+        )
+    });
     let mut control = redis::Client::open(url.as_str())
         .unwrap()
         .get_multiplexed_async_connection()

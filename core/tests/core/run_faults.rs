@@ -76,10 +76,16 @@ tokens_per_second = 100.0
             reason,
             error,
         } => {
-            assert_eq!((status.as_str(), reason.as_str()), ("failed", "internal_error"));
+            assert_eq!(
+                (status.as_str(), reason.as_str()),
+                ("failed", "internal_error")
+            );
             let error = error.as_deref().unwrap_or_default();
             assert!(error.starts_with("internal error"), "{error}");
-            assert!(!error.contains("@panic"), "the panic's message leaked: {error}");
+            assert!(
+                !error.contains("@panic"),
+                "the panic's message leaked: {error}"
+            );
         }
         other => panic!("the last event is {other:?}, not `finished`"),
     }
