@@ -65,11 +65,16 @@ pub fn fmt_credits(micros: i64) -> String {
     }
 }
 
-/// The balance rule: a run may start when the balance is positive and what is left
-/// of it once the account's runs in progress have their reservations (`held`) covers
-/// this run's `reservation`. So parallel runs cannot together spend more than the
-/// balance, except by what a run uses beyond its reservation.
+/// The balance rule: a run that may cost anything starts when the balance is
+/// positive and what is left of it once the account's runs in progress have their
+/// reservations (`held`) covers this run's `reservation`. So parallel runs cannot
+/// together spend more than the balance, except by what a run uses beyond its
+/// reservation. A run that costs nothing (an unpriced model: `reservation` 0) is never
+/// refused for the balance.
 pub fn check_balance(balance: i64, held: i64, reservation: i64) -> Result<(), Refusal> {
+    if reservation == 0 {
+        return Ok(());
+    }
     if balance <= 0 {
         return Err(Refusal::Exhausted { balance });
     }

@@ -54,7 +54,7 @@ pub struct QuotaConfig {
 impl Default for QuotaConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             reserve_output_tokens: 4096,
             default_prompt_price: 0.0,
             default_completion_price: 0.0,
@@ -104,9 +104,9 @@ pub enum OnStoreError {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            messages_per_window: 0,
+            messages_per_window: 30,
             window_secs: 60,
-            max_concurrent_runs: 0,
+            max_concurrent_runs: 3,
             login_failures: 10,
             link_code_failures: 5,
             guess_window_secs: 900,
@@ -116,6 +116,46 @@ impl Default for LimitsConfig {
 }
 
 impl Config {
+    /// The settings of these sections a shared deployment would regret, one line
+    /// each, naming the key (see [`Config::warnings`]).
+    pub(super) fn quota_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.quota.enabled {
+            warnings.push(
+                "quota.enabled = false: no run is ever refused for what it costs, whatever \
+                 the balance"
+                    .to_string(),
+            );
+        }
+        if self.limits.messages_per_window == 0 {
+            warnings.push(
+                "limits.messages_per_window = 0: an account may send messages without limit"
+                    .to_string(),
+            );
+        }
+        if self.limits.max_concurrent_runs == 0 {
+            warnings.push(
+                "limits.max_concurrent_runs = 0: an account may run any number of replies at once"
+                    .to_string(),
+            );
+        }
+        if self.limits.on_store_error == OnStoreError::Allow {
+            warnings.push(
+                "limits.on_store_error = \"allow\": while Redis fails, messages, logins and link \
+                 codes go through uncounted (password guessing is not limited)"
+                    .to_string(),
+            );
+        }
+        if self.accounts.default_role == "admin" {
+            warnings.push(
+                "accounts.default_role = \"admin\": every new account (SSO, chat surfaces) is an \
+                 admin"
+                    .to_string(),
+            );
+        }
+        warnings
+    }
+
     pub(super) fn validate_quota(&self) -> Result<(), ConfigError> {
         if !matches!(self.accounts.default_role.as_str(), "user" | "admin") {
             return Err(invalid(

@@ -175,13 +175,16 @@ models = ["s/demo", "s/cheap"]
     #[test]
     fn the_balance_rule() {
         assert_eq!(
-            check_balance(-5, 0, 0),
+            check_balance(-5, 0, 1),
             Err(Refusal::Exhausted { balance: -5 })
         );
         assert_eq!(
-            check_balance(0, 0, 0),
+            check_balance(0, 0, 1),
             Err(Refusal::Exhausted { balance: 0 })
         );
+        // A run that costs nothing (an unpriced model) is never refused for money.
+        assert_eq!(check_balance(0, 0, 0), Ok(()));
+        assert_eq!(check_balance(-5, 7, 0), Ok(()));
         assert!(matches!(
             check_balance(10, 0, 11),
             Err(Refusal::CannotCover { .. })

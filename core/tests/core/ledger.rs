@@ -213,7 +213,7 @@ async fn admission_refuses_exhausted_and_busy_accounts(store: &mut Store) {
     };
     let lease = now_ms() + 60_000;
     let refused = store
-        .start_turn_admitted(&turn(&bob, &conv.id, "hi"), OWNER, lease, &enforce(0, 0))
+        .start_turn_admitted(&turn(&bob, &conv.id, "hi"), OWNER, lease, &enforce(1, 0))
         .await
         .unwrap_err();
     assert!(

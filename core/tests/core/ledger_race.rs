@@ -38,6 +38,9 @@ max_connections = 24
 [quota]
 enabled = true
 reserve_output_tokens = 16
+[limits]
+messages_per_window = 0
+max_concurrent_runs = 0
 [[providers]]
 id = "s"
 kind = "scripted"
@@ -263,6 +266,9 @@ async fn parallel_runs_cannot_overdraw(database: Option<&str>) {
 [quota]
 enabled = true
 reserve_output_tokens = 16
+[limits]
+messages_per_window = 0
+max_concurrent_runs = 0
 [[providers]]
 id = "s"
 kind = "scripted"
