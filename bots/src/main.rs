@@ -85,6 +85,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             write!(out, "{}", settings.masked_toml())?;
             writeln!(out, "# config is valid")?;
+            // On stderr, so that stdout stays the config.
+            let mut err = std::io::stderr().lock();
+            for warning in settings.warnings() {
+                writeln!(err, "warning: {warning}")?;
+            }
             Ok(())
         }
         Command::Migrate => {

@@ -29,6 +29,16 @@ impl Settings {
         Ok(Self { core, matrix })
     }
 
+    /// Valid settings a shared deployment would regret, every section's, one line
+    /// each starting with the key.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = self.core.warnings();
+        if let Some(matrix) = &self.matrix {
+            warnings.extend(matrix.warnings());
+        }
+        warnings
+    }
+
     /// The effective configuration, every section included, with secrets masked.
     pub fn masked_toml(&self) -> String {
         let mut text = self.core.masked_toml();

@@ -14,7 +14,7 @@ pub use crate::sso::config::{OAuth2Kind, OAuth2ProviderConfig, OidcKind, OidcPro
 pub use chorus_providers::config::{
     AliasConfig, DEFAULT_AZURE_API_VERSION, ModelMeta, ProviderConfig, ProviderKind,
 };
-pub use quota::{AccountsConfig, LimitsConfig, QuotaConfig};
+pub use quota::{AccountsConfig, LimitsConfig, OnStoreError, QuotaConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -149,8 +149,10 @@ impl Default for EngineConfig {
 pub struct AuthConfig {
     /// Lifetime of a web login session, in hours.
     pub session_ttl_hours: u64,
-    /// Mark the session cookie `Secure` (set when served over HTTPS).
-    pub cookie_secure: bool,
+    /// Mark the session cookie `Secure` (sent over HTTPS only). Unset: on when
+    /// `public_url` is `https://`; see [`AuthConfig::secure_cookies`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie_secure: Option<bool>,
     /// The URL browsers reach this server at; SSO redirect URLs are
     /// `PUBLIC_URL/api/auth/sso/ID/callback`. Required when an SSO provider is set.
     pub public_url: Option<String>,
@@ -167,7 +169,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             session_ttl_hours: 24 * 14,
-            cookie_secure: false,
+            cookie_secure: None,
             public_url: None,
             local_passwords: true,
             oidc: Vec::new(),
@@ -176,9 +178,46 @@ impl Default for AuthConfig {
     }
 }
 
+impl AuthConfig {
+    /// Whether cookies are marked `Secure`: as `cookie_secure` says, else when the
+    /// public URL is HTTPS (browsers then never send them over plain HTTP).
+    pub fn secure_cookies(&self) -> bool {
+        self.cookie_secure
+            .unwrap_or_else(|| self.public_url_is_https())
+    }
+
+    fn public_url_is_https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+    }
+}
+
 pub use chorus_model::config::{ConfigError, invalid};
 
 impl Config {
+    /// Settings that are valid but that a shared deployment would regret: one line
+    /// each, starting with the key, for `chorus config check`.
+    /// The defaults give none; the embedded demo works with them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = self.quota_warnings();
+        if self.auth.cookie_secure == Some(false) && self.auth.public_url_is_https() {
+            warnings.push(
+                "auth.cookie_secure = false while auth.public_url is https: session cookies may \
+                 travel over plain HTTP"
+                    .to_string(),
+            );
+        }
+        if self.sandbox.enabled {
+            warnings.push(
+                "sandbox.enabled = true: models run the code they write in containers on the \
+                 Docker host; keep that host for this alone"
+                    .to_string(),
+            );
+        }
+        warnings
+    }
+
     /// Reads `path` (if given) and the environment, and validates the result.
     pub fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
         Self::load_with_surfaces(path, env, &[])
@@ -644,6 +683,65 @@ headers = { "X-Org" = "org-secret" }
 }
 
 #[cfg(test)]
+mod warning_tests {
+    use super::*;
+
+    /// The defaults are safe for a shared deployment: no warning. Each risky setting
+    /// gets one warning line that starts with its key.
+    #[test]
+    fn each_risky_setting_is_named_once() {
+        let env = BTreeMap::new();
+        assert_eq!(Config::default().warnings(), Vec::<String>::new());
+        let defaults = Config::from_toml("", &env).unwrap();
+        assert!(defaults.quota.enabled && defaults.limits.messages_per_window > 0);
+        assert!(defaults.limits.max_concurrent_runs > 0 && !defaults.sandbox.enabled);
+        assert_eq!(defaults.limits.on_store_error, OnStoreError::Deny);
+        for (toml, key) in [
+            ("[quota]\nenabled = false", "quota.enabled"),
+            (
+                "[limits]\nmessages_per_window = 0",
+                "limits.messages_per_window",
+            ),
+            (
+                "[limits]\nmax_concurrent_runs = 0",
+                "limits.max_concurrent_runs",
+            ),
+            (
+                "[limits]\non_store_error = \"allow\"",
+                "limits.on_store_error",
+            ),
+            (
+                "[accounts]\ndefault_role = \"admin\"",
+                "accounts.default_role",
+            ),
+            (
+                "[auth]\npublic_url = \"https://chat.example.com\"\ncookie_secure = false",
+                "auth.cookie_secure",
+            ),
+            ("[sandbox]\nenabled = true", "sandbox.enabled"),
+        ] {
+            let warnings = Config::from_toml(toml, &env).unwrap().warnings();
+            assert_eq!(warnings.len(), 1, "{toml}: {warnings:?}");
+            assert!(warnings[0].starts_with(key), "{toml}: {warnings:?}");
+        }
+    }
+
+    #[test]
+    fn cookies_are_secure_behind_an_https_public_url() {
+        let env = BTreeMap::new();
+        let auth = |toml: &str| Config::from_toml(toml, &env).unwrap().auth;
+        assert!(!auth("").secure_cookies());
+        assert!(auth("[auth]\npublic_url = \"https://chat.example.com\"").secure_cookies());
+        assert!(!auth("[auth]\npublic_url = \"http://127.0.0.1:3000\"").secure_cookies());
+        assert!(
+            !auth("[auth]\npublic_url = \"https://c.example.com\"\ncookie_secure = false")
+                .secure_cookies()
+        );
+        assert!(auth("[auth]\ncookie_secure = true").secure_cookies());
+    }
+}
+
+#[cfg(test)]
 mod example_tests {
     use super::*;
 
@@ -655,6 +753,11 @@ mod example_tests {
             [("OPENAI_API_KEY".to_string(), "sk-x".to_string())].into();
         let config = Config::from_toml(example, &env).expect("chorus.example.toml must be valid");
         assert_eq!(config.providers.len(), 2);
+        assert_eq!(
+            config.warnings(),
+            Vec::<String>::new(),
+            "the example's settings are safe"
+        );
         let defaults = toml::to_string(&Config::default()).unwrap();
         let provider_keys = toml::to_string(&config.providers[0]).unwrap();
         for line in defaults.lines().chain(provider_keys.lines()) {
@@ -678,6 +781,7 @@ mod example_tests {
             "text",
             "api_version",
             "public_url",
+            "cookie_secure",
             "issuer",
             "admin_claim",
             "allowed_email_domains",

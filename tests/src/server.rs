@@ -78,7 +78,7 @@ pub struct ServerConfig {
     pub providers: Vec<ProviderSpec>,
     /// Extra `(provider id, key, value)` settings written into that provider's table.
     pub provider_settings: Vec<(String, String, toml::Value)>,
-    /// Raw TOML appended to the file (e.g. `[[aliases]]` tables).
+    /// Raw TOML merged into the file (tables key by key; e.g. `[[aliases]]`).
     pub raw_toml: Vec<String>,
 }
 
@@ -300,14 +300,32 @@ impl ServerConfig {
             })
             .collect();
         root.insert("providers".into(), Value::Array(providers));
-        let mut text = toml::to_string(&root).unwrap_or_default();
+        // Chorus's defaults limit messages and concurrent replies per account; tests
+        // that do not test the limits send as fast as they need.
+        let mut limits = Table::new();
+        limits.insert("messages_per_window".into(), Value::Integer(0));
+        limits.insert("max_concurrent_runs".into(), Value::Integer(0));
+        root.insert("limits".into(), Value::Table(limits));
         for raw in &self.raw_toml {
-            text.push('\n');
             // `@SERVER_URL@` stands for the server's own URL (known once its port is).
-            text.push_str(&raw.replace("@SERVER_URL@", &format!("http://{listen}")));
-            text.push('\n');
+            let raw = raw.replace("@SERVER_URL@", &format!("http://{listen}"));
+            let table: Table = toml::from_str(&raw)
+                .unwrap_or_else(|e| panic!("a test's raw TOML is not valid: {e}\n{raw}"));
+            merge(&mut root, table);
         }
-        text
+        toml::to_string(&root).unwrap_or_default()
+    }
+}
+
+/// Merges `from` into `into`: tables key by key, any other value replaced.
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(old)), toml::Value::Table(new)) => merge(old, new),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
     }
 }
 

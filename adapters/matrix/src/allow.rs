@@ -13,15 +13,15 @@ pub struct Allowlist {
 }
 
 impl Allowlist {
-    /// With neither users nor servers configured, only the bot's own server is
-    /// allowed: a bot on a federated homeserver must not serve everyone by default.
+    /// Users and servers as listed, plus the bot's own server with `allow_all` (the
+    /// config requires one of them: nobody is allowed by default).
     pub fn from_config(config: &MatrixConfig) -> Self {
         let mut servers: HashSet<String> = config
             .allowed_servers
             .iter()
             .map(|s| s.to_ascii_lowercase())
             .collect();
-        if config.allowed_users.is_empty() && servers.is_empty() {
+        if config.allow_all {
             servers.insert(config.own_server().to_ascii_lowercase());
         }
         Self {
@@ -55,6 +55,7 @@ impl Allowlist {
 mod tests {
     use super::*;
 
+    /// A config with these lists; with both of users and servers empty, `allow_all`.
     fn config(users: &[&str], servers: &[&str], rooms: &[&str]) -> MatrixConfig {
         let list = |v: &[&str]| {
             v.iter()
@@ -64,10 +65,11 @@ mod tests {
         };
         let text = format!(
             "[matrix]\nhomeserver_url='http://h'\nuser_id='@bot:home.org'\npassword='p'\n\
-             allowed_users=[{}]\nallowed_servers=[{}]\nallowed_rooms=[{}]\n",
+             allowed_users=[{}]\nallowed_servers=[{}]\nallowed_rooms=[{}]\nallow_all={}\n",
             list(users),
             list(servers),
-            list(rooms)
+            list(rooms),
+            users.is_empty() && servers.is_empty()
         );
         let config = chorus_core::config::Config::from_toml_with_surfaces(
             &text,
@@ -79,7 +81,7 @@ mod tests {
     }
 
     #[test]
-    fn default_allows_only_the_bots_own_server() {
+    fn allow_all_allows_only_the_bots_own_server() {
         let a = Allowlist::from_config(&config(&[], &[], &[]));
         assert!(a.allows_user("@alice:home.org"));
         assert!(a.allows_user("@alice:HOME.org"));
@@ -95,7 +97,7 @@ mod tests {
         assert!(a.allows_user("@carol:far.net"));
         assert!(a.allows_user("@dave:friends.org"));
         assert!(!a.allows_user("@erin:far.net"));
-        // Listing anyone replaces the own-server default.
+        // Without allow_all, the bot's own server is not allowed as such.
         assert!(!a.allows_user("@alice:home.org"));
         let ported = Allowlist::from_config(&config(&[], &["h.org:8448"], &[]));
         assert!(ported.allows_user("@x:h.org:8448"));

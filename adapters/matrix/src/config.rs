@@ -36,11 +36,14 @@ pub struct MatrixConfig {
     /// Matrix user ids allowed to talk to the bot and to invite it.
     #[serde(default)]
     pub allowed_users: Vec<String>,
-    /// Server names whose users are allowed (`"*"`: every server). When both
-    /// `allowed_users` and `allowed_servers` are empty, only users of the bot's own
-    /// server are allowed: a bot on a federated server must not serve the world by default.
+    /// Server names whose users are allowed (`"*"`: every server).
     #[serde(default)]
     pub allowed_servers: Vec<String>,
+    /// Every user of the bot's own homeserver may talk to it and invite it. Without
+    /// it, `allowed_users` or `allowed_servers` must say who may: a bot is not open to
+    /// everyone on a shared homeserver unless the config says so.
+    #[serde(default)]
+    pub allow_all: bool,
     /// Room ids the bot joins and answers in; empty: any room an allowed user invites it to.
     #[serde(default)]
     pub allowed_rooms: Vec<String>,
@@ -111,6 +114,25 @@ impl MatrixConfig {
             matrix.validate()?;
         }
         Ok(section)
+    }
+
+    /// Settings a shared deployment would regret, one line each starting with the
+    /// key (`chorus config check` prints them).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.allow_all {
+            warnings.push(format!(
+                "matrix.allow_all = true: every user of {} may use the bot (and get an account)",
+                self.own_server()
+            ));
+        }
+        if self.allowed_servers.iter().any(|s| s == "*") {
+            warnings.push(
+                "matrix.allowed_servers contains \"*\": users of every Matrix server may use the bot"
+                    .to_string(),
+            );
+        }
+        warnings
     }
 
     /// The directory of the session file and the stores.
@@ -191,6 +213,15 @@ impl MatrixConfig {
                 ));
             }
         }
+        if self.allowed_users.is_empty() && self.allowed_servers.is_empty() && !self.allow_all {
+            return Err(ConfigError::Missing {
+                key: "matrix.allowed_users".into(),
+                why: "say who may talk to the bot: matrix.allowed_users (user ids), \
+                      matrix.allowed_servers (server names), or matrix.allow_all = true \
+                      (every user of its homeserver)"
+                    .into(),
+            });
+        }
         for (i, room) in self.allowed_rooms.iter().enumerate() {
             if !(room.starts_with('!') && room.len() > 1) {
                 return Err(invalid(
@@ -269,8 +300,8 @@ mod tests {
         Ok((config, matrix))
     }
 
-    const BASE: &str =
-        "[matrix]\nhomeserver_url = \"http://127.0.0.1:8008\"\nuser_id = \"@bot:example.org\"\n";
+    const BASE: &str = "[matrix]\nhomeserver_url = \"http://127.0.0.1:8008\"\n\
+                        user_id = \"@bot:example.org\"\nallow_all = true\n";
 
     fn parse(extra: &str) -> Result<(Config, Option<MatrixConfig>), ConfigError> {
         load(&format!("{BASE}{extra}"), &BTreeMap::new())
@@ -313,6 +344,54 @@ mod tests {
         assert!(err.contains("not both"), "{err}");
         assert!(!err.contains("\"a\"") && !err.contains("\"b\""), "{err}");
         assert!(parse("access_token = \"syt_x\"").is_ok());
+    }
+
+    #[test]
+    fn who_may_talk_to_the_bot_must_be_said() {
+        let text = "[matrix]\nhomeserver_url = \"http://127.0.0.1:8008\"\n\
+                    user_id = \"@bot:example.org\"\npassword = \"pw\"\n";
+        let err = load(text, &BTreeMap::new()).unwrap_err().to_string();
+        assert!(
+            err.contains("matrix.allowed_users") && err.contains("matrix.allow_all"),
+            "{err}"
+        );
+        for who in [
+            "allowed_users = [\"@alice:example.org\"]",
+            "allowed_servers = [\"example.org\"]",
+            "allow_all = true",
+        ] {
+            assert!(
+                load(&format!("{text}{who}\n"), &BTreeMap::new()).is_ok(),
+                "{who}"
+            );
+        }
+    }
+
+    #[test]
+    fn open_allowlists_are_warned_about() {
+        let (_, m) = parse("password = \"pw\"").unwrap();
+        let warnings = m.unwrap().warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("matrix.allow_all"), "{warnings:?}");
+        // Without `allow_all` (BASE sets it).
+        let section = |who: &str| {
+            let text = format!(
+                "[matrix]\nhomeserver_url = \"http://127.0.0.1:8008\"\n\
+                 user_id = \"@bot:example.org\"\npassword = \"pw\"\n{who}\n"
+            );
+            load(&text, &BTreeMap::new()).unwrap().1.unwrap()
+        };
+        let warnings = section("allowed_servers = [\"*\"]").warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("matrix.allowed_servers"),
+            "{warnings:?}"
+        );
+        assert!(
+            section("allowed_users = [\"@a:example.org\"]")
+                .warnings()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -216,4 +216,65 @@ mod tests {
         assert!(size(&c) <= MAX_CONTENT_BYTES);
         assert_eq!(json(&c)["m.relates_to"]["rel_type"], "m.thread");
     }
+
+    /// Cases per property: 32 unless `PROPTEST_CASES` says otherwise.
+    fn fuzz_config() -> proptest::prelude::ProptestConfig {
+        let mut config = proptest::prelude::ProptestConfig::default();
+        if std::env::var_os("PROPTEST_CASES").is_none() {
+            config.cases = 32;
+        }
+        config
+    }
+
+    /// Markdown made of what replies hold, pathological pieces included, sometimes
+    /// repeated past the event budget.
+    fn markdown() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            "[a-zA-Z0-9 ]{1,20}",
+            Just("\n".to_string()),
+            Just("**bold** _it_ `code`".to_string()),
+            Just("```rust\nfn main() {}\n```\n".to_string()),
+            Just("| a | b |\n|---|---|\n| 1 | 2 |\n".to_string()),
+            Just("<script>\"&'</script>".to_string()),
+            Just("\u{1}\u{7f}\u{200b}é✓🎉".to_string()),
+            Just("[link](https://example.org) ![img](x)".to_string()),
+            Just("> quote\n- item\n1. item\n".to_string()),
+            any::<String>(),
+        ];
+        (prop::collection::vec(piece, 0..40), 1usize..3000).prop_map(|(pieces, times)| {
+            let text = pieces.concat();
+            // Now and then past the budget, as a runaway reply would be.
+            if times > 2900 {
+                text.repeat(times / 20)
+            } else {
+                text
+            }
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(fuzz_config())]
+
+        /// Every event built from any markdown fits the budget; markdown that fits
+        /// plain is kept whole.
+        #[test]
+        fn every_event_fits_whatever_the_markdown(text in markdown()) {
+            for c in [
+                post(&text, &id("$root"), &id("$last")),
+                edit(&text, &id("$msg")),
+                top_level(&text),
+            ] {
+                proptest::prop_assert!(size(&c) <= MAX_CONTENT_BYTES, "{} bytes", size(&c));
+                let v = json(&c);
+                let body = v["m.new_content"]["body"]
+                    .as_str()
+                    .or(v["body"].as_str())
+                    .unwrap_or_default();
+                // Whole, or cut at a character boundary and marked with `…`.
+                let cut = body.strip_suffix('…').is_some_and(|kept| text.starts_with(kept));
+                proptest::prop_assert!(body == text || cut, "{} of {} bytes kept", body.len(), text.len());
+            }
+        }
+    }
 }

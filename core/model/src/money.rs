@@ -40,8 +40,14 @@ pub struct Charge {
 pub enum Refusal {
     #[error("your balance is {} credits; a run needs a positive balance (ask an admin for credits)", fmt_credits(*.balance))]
     Exhausted { balance: i64 },
-    #[error("your balance of {} credits does not cover this prompt (about {} credits)", fmt_credits(*.balance), fmt_credits(*.estimate))]
-    PromptTooExpensive { balance: i64, estimate: i64 },
+    /// The balance, less what the account's replies in progress hold, does not cover
+    /// what this reply reserves (its prompt and longest answer at the model's price).
+    #[error("your balance of {} credits ({} held by replies in progress) does not cover this reply (up to {} credits)", fmt_credits(*.balance), fmt_credits(*.held), fmt_credits(*.reservation))]
+    CannotCover {
+        balance: i64,
+        held: i64,
+        reservation: i64,
+    },
     #[error(
         "you have {running} replies in progress, the most allowed at once; wait for one to end"
     )]
@@ -59,16 +65,24 @@ pub fn fmt_credits(micros: i64) -> String {
     }
 }
 
-/// The balance rule: a run may start when the balance is positive and covers the
-/// estimated prompt cost.
-pub fn check_balance(balance: i64, prompt_estimate_cost: i64) -> Result<(), Refusal> {
+/// The balance rule: a run that may cost anything starts when the balance is
+/// positive and what is left of it once the account's runs in progress have their
+/// reservations (`held`) covers this run's `reservation`. So parallel runs cannot
+/// together spend more than the balance, except by what a run uses beyond its
+/// reservation. A run that costs nothing (an unpriced model: `reservation` 0) is never
+/// refused for the balance.
+pub fn check_balance(balance: i64, held: i64, reservation: i64) -> Result<(), Refusal> {
+    if reservation == 0 {
+        return Ok(());
+    }
     if balance <= 0 {
         return Err(Refusal::Exhausted { balance });
     }
-    if prompt_estimate_cost > balance {
-        return Err(Refusal::PromptTooExpensive {
+    if reservation > balance.saturating_sub(held) {
+        return Err(Refusal::CannotCover {
             balance,
-            estimate: prompt_estimate_cost,
+            held,
+            reservation,
         });
     }
     Ok(())

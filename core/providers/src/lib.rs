@@ -8,6 +8,8 @@ mod anthropic;
 mod bedrock;
 pub mod config;
 pub mod config_check;
+#[cfg(test)]
+mod fuzz_tests;
 mod gemini;
 mod health;
 mod ollama;

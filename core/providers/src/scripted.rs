@@ -47,6 +47,11 @@ println!(\"one reply, continued on {s}\");\n    \
 > Replies belong to the server, not to the connection that asked for them.\n\n\
 That is all for this demo. Thank you for trying Chorus!";
 
+/// With the `test-util` feature only: the stream panics where its script has this
+/// word, so tests can provoke a panic inside a run's task through the real engine.
+#[cfg(feature = "test-util")]
+pub const PANIC_TOKEN: &str = "@panic";
+
 pub struct ScriptedProvider {
     script: Arc<str>,
     interval: Duration,
@@ -144,9 +149,13 @@ impl Provider for ScriptedProvider {
             tokio::time::Instant::now() + self.interval,
             self.interval,
         ));
-        let text_events = ticks
-            .zip(futures::stream::iter(tokens))
-            .map(|(_, token)| Ok(ProviderEvent::Text(token)));
+        let text_events = ticks.zip(futures::stream::iter(tokens)).map(|(_, token)| {
+            #[cfg(feature = "test-util")]
+            if token.trim_end() == PANIC_TOKEN {
+                panic!("scripted provider: the script reached `{PANIC_TOKEN}`");
+            }
+            Ok(ProviderEvent::Text(token))
+        });
         let tail = futures::stream::iter([
             Ok(ProviderEvent::Usage(Usage {
                 prompt_tokens,

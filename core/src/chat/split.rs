@@ -157,10 +157,27 @@ fn cut_point(text: &str, room: usize) -> usize {
         // Not even one character fits (cannot happen with MIN_PART_BYTES); take one.
         return text.chars().next().map_or(0, char::len_utf8);
     }
-    match text[..end].rfind(' ') {
+    let mut cut = match text[..end].rfind(' ') {
         Some(space) if space + 1 >= end / 2 => space + 1,
         _ => end,
+    };
+    // The next part starts with what follows the cut: never with a fence marker the
+    // text had in the middle of a line, which would open a code block there. Cutting
+    // a character earlier (into the marker run, at worst) keeps it text.
+    let first = text.chars().next().map_or(0, char::len_utf8);
+    while cut > first && opens_fence(&text[cut..]) {
+        cut = text[..cut]
+            .char_indices()
+            .next_back()
+            .map_or(first, |(i, _)| i);
     }
+    cut.max(first)
+}
+
+/// Whether a part starting with `text` would start with a code fence marker.
+fn opens_fence(text: &str) -> bool {
+    let body = text.trim_start_matches(' ');
+    text.len() - body.len() <= 3 && (body.starts_with("```") || body.starts_with("~~~"))
 }
 
 #[cfg(test)]

@@ -28,8 +28,14 @@ impl Default for AccountsConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuotaConfig {
-    /// Refuse runs when the balance is at or below zero or cannot cover the prompt.
+    /// Refuse runs when the balance is at or below zero or cannot cover what a run
+    /// reserves (see `reserve_output_tokens`) beside the account's runs in progress.
     pub enabled: bool,
+    /// Completion tokens a run reserves at admission, beside its estimated prompt, at
+    /// the model's price, when the request sets no `max_output_tokens`: the longest
+    /// answer a balance must cover before a run starts. The run is charged its actual
+    /// usage when it ends, which releases the reservation.
+    pub reserve_output_tokens: u32,
     /// Price of models without `prompt_price` in their `model_info`, in credits per
     /// million tokens.
     pub default_prompt_price: f64,
@@ -48,7 +54,8 @@ pub struct QuotaConfig {
 impl Default for QuotaConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
+            reserve_output_tokens: 4096,
             default_prompt_price: 0.0,
             default_completion_price: 0.0,
             default_cached_prompt_price: None,
@@ -77,22 +84,78 @@ pub struct LimitsConfig {
     pub link_code_failures: u32,
     /// The window of the two guessing limits above, in seconds.
     pub guess_window_secs: u64,
+    /// What every limit above does when its counter store (Redis) fails: `deny`
+    /// (refuse the message, login or link code until it answers again) or `allow`
+    /// (let it through uncounted, logged as a warning).
+    pub on_store_error: OnStoreError,
+}
+
+/// What a limit does when its counters cannot be read or written.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStoreError {
+    /// Fail closed: refuse what the limit guards.
+    #[default]
+    Deny,
+    /// Fail open: let it through uncounted.
+    Allow,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            messages_per_window: 0,
+            messages_per_window: 30,
             window_secs: 60,
-            max_concurrent_runs: 0,
+            max_concurrent_runs: 3,
             login_failures: 10,
             link_code_failures: 5,
             guess_window_secs: 900,
+            on_store_error: OnStoreError::Deny,
         }
     }
 }
 
 impl Config {
+    /// The settings of these sections a shared deployment would regret, one line
+    /// each, naming the key (see [`Config::warnings`]).
+    pub(super) fn quota_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.quota.enabled {
+            warnings.push(
+                "quota.enabled = false: no run is ever refused for what it costs, whatever \
+                 the balance"
+                    .to_string(),
+            );
+        }
+        if self.limits.messages_per_window == 0 {
+            warnings.push(
+                "limits.messages_per_window = 0: an account may send messages without limit"
+                    .to_string(),
+            );
+        }
+        if self.limits.max_concurrent_runs == 0 {
+            warnings.push(
+                "limits.max_concurrent_runs = 0: an account may run any number of replies at once"
+                    .to_string(),
+            );
+        }
+        if self.limits.on_store_error == OnStoreError::Allow {
+            warnings.push(
+                "limits.on_store_error = \"allow\": while Redis fails, messages, logins and link \
+                 codes go through uncounted (password guessing is not limited)"
+                    .to_string(),
+            );
+        }
+        if self.accounts.default_role == "admin" {
+            warnings.push(
+                "accounts.default_role = \"admin\": every new account (SSO, chat surfaces) is an \
+                 admin"
+                    .to_string(),
+            );
+        }
+        warnings
+    }
+
     pub(super) fn validate_quota(&self) -> Result<(), ConfigError> {
         if !matches!(self.accounts.default_role.as_str(), "user" | "admin") {
             return Err(invalid(

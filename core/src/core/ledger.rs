@@ -2,7 +2,8 @@
 //! concurrency), usage reports and grants.
 
 use super::{Admin, Core, CoreError, InvalidInput};
-use crate::quota::{TokenCounts, credits_to_micros, fmt_credits, micros_to_credits};
+use crate::config::OnStoreError;
+use crate::quota::{LimiterError, TokenCounts, credits_to_micros, fmt_credits, micros_to_credits};
 use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
 use chorus_providers::{ChatRequest, estimate_usage};
@@ -100,23 +101,28 @@ impl Core {
                     )));
                 }
                 Ok(_) => {}
-                // A rate-limit store outage must not stop every conversation.
-                Err(e) => tracing::warn!(error = %e, "rate limit not checked"),
+                Err(e) => self.limit_store_failed("message", e)?,
             }
         }
+        let quota = &self.config.quota;
         let prompt_estimate = self.estimate_prompt(model, request).await;
-        let prompt_cost = self.prices.cost(
+        // The run holds its prompt and its longest answer until it ends and is charged
+        // what it used: parallel runs cannot each pass against the same balance.
+        let output = request
+            .max_output_tokens
+            .unwrap_or(quota.reserve_output_tokens);
+        let reservation = self.prices.cost(
             model,
             TokenCounts {
                 prompt: prompt_estimate,
+                completion: i64::from(output),
                 ..Default::default()
             },
         );
-        let quota = &self.config.quota;
         let refill = credits_to_micros(quota.refill_amount);
         if quota.enabled && refill > 0 {
             let balance = self.store.balance(&account.id).await?;
-            if crate::quota::check_balance(balance, prompt_cost).is_err()
+            if crate::quota::check_balance(balance, 0, reservation).is_err()
                 && let Some(now) = self
                     .store
                     .refill_if_due(
@@ -131,10 +137,30 @@ impl Core {
         }
         Ok(Admission {
             enforce_balance: quota.enabled,
-            prompt_cost,
+            reservation,
             prompt_estimate,
             max_concurrent_runs: limits.max_concurrent_runs,
         })
+    }
+
+    /// What a limit does when its counter store failed (`limits.on_store_error`), the
+    /// same for every limit: `Ok` lets the guarded action through uncounted, an error
+    /// refuses it. `limit` names it for the log.
+    pub(crate) fn limit_store_failed(
+        &self,
+        limit: &'static str,
+        error: LimiterError,
+    ) -> Result<(), CoreError> {
+        match self.config.limits.on_store_error {
+            OnStoreError::Allow => {
+                tracing::warn!(limit, error = %error, "limit store failed; allowed uncounted (limits.on_store_error = allow)");
+                Ok(())
+            }
+            OnStoreError::Deny => {
+                tracing::error!(limit, error = %error, "limit store failed; refused (limits.on_store_error = deny)");
+                Err(CoreError::Limiter(error))
+            }
+        }
     }
 
     /// Prompt tokens of `request` as `model`'s tokenizer counts them (off the async

@@ -46,7 +46,13 @@ impl Core {
         let limits = &self.config.limits;
         let window = Duration::from_secs(limits.guess_window_secs);
         let key = format!("link:{}", identity.key());
-        let failures = self.limiter.count(&key, window).await?;
+        let failures = match self.limiter.count(&key, window).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.limit_store_failed("link_code", e)?;
+                0
+            }
+        };
         if failures >= limits.link_code_failures as u64 {
             return Err(CoreError::RateLimited(format!(
                 "too many wrong link codes; try again in {} minutes",
@@ -219,7 +225,13 @@ impl Core {
         let limits = &self.config.limits;
         let window = Duration::from_secs(limits.guess_window_secs);
         let key = format!("login:{}:{client}", name.to_lowercase());
-        let failures = self.limiter.count(&key, window).await?;
+        let failures = match self.limiter.count(&key, window).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.limit_store_failed("login", e)?;
+                0
+            }
+        };
         if failures >= limits.login_failures as u64 {
             return Err(CoreError::RateLimited(format!(
                 "too many failed logins for this name; try again in {} minutes",

@@ -16,10 +16,16 @@ pub(super) enum Ending {
     Halted(Halt),
     /// A provider failure (the error the run records).
     Failed(String),
+    /// The run's task panicked (logged with the panic's message; users see only that
+    /// it failed): final, since continuing would most likely panic again.
+    Panicked,
     /// The model finished: its finish reason (`max_tool_steps` when the tool rounds ran
     /// out), `None` when its stream ended without one.
     Complete(Option<String>),
 }
+
+/// The error a run whose task panicked records (the panic itself goes to the log only).
+const PANICKED: &str = "internal error: the reply failed on the server (see the server log)";
 
 /// Writes the run's end, once.
 pub(super) async fn finish(run: &mut RunState<'_>, ending: Ending) {
@@ -34,10 +40,11 @@ pub(super) async fn finish(run: &mut RunState<'_>, ending: Ending) {
     let (status, reason) = status_of(&ending, &text);
     let failure = match ending {
         Ending::Failed(error) => Some(error),
+        Ending::Panicked => Some(PANICKED.to_string()),
         Ending::Halted(_) | Ending::Complete(_) => None,
     };
     if let Some(err) = &failure {
-        tracing::warn!(run = %run.job.run_id, error = %err, status = status.as_str(), "run ended with a provider error");
+        tracing::warn!(run = %run.job.run_id, error = %err, status = status.as_str(), "run ended with an error");
     }
     if run.usage.is_none() && !text.is_empty() {
         estimate(run, &text).await;
@@ -71,6 +78,7 @@ fn status_of(ending: &Ending, text: &str) -> (RunStatus, String) {
             (RunStatus::Interrupted, "provider_error".to_string())
         }
         Ending::Failed(_) => (RunStatus::Failed, "provider_error".to_string()),
+        Ending::Panicked => (RunStatus::Failed, "internal_error".to_string()),
         Ending::Complete(Some(r)) => (RunStatus::Complete, r.clone()),
         Ending::Complete(None) => (RunStatus::Interrupted, "stream_ended".to_string()),
     }

@@ -59,6 +59,22 @@ pub(crate) struct LocalRun {
     pub progress: checkpoint::SharedProgress,
 }
 
+/// Removes a run from the local runs when its task ends, however it ends.
+struct LocalGuard<'a> {
+    inner: &'a EngineInner,
+    run_id: &'a RunId,
+}
+
+impl Drop for LocalGuard<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(self.run_id);
+    }
+}
+
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<EngineInner>,
@@ -141,12 +157,14 @@ impl Engine {
             if let Err(e) = inner.journal.announce_run_start(&started).await {
                 tracing::warn!(run = %run_id, error = %e, "cannot announce the run's start");
             }
+            // Whatever happens to the run (even a panic while it ends), it stops being
+            // local, so the checkpointer no longer renews its lease and, if it did not
+            // end, the sweeper interrupts it once the lease lapses.
+            let _local = LocalGuard {
+                inner: &inner,
+                run_id: &run_id,
+            };
             run::run(&inner, job, stop, progress).await;
-            inner
-                .local
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&run_id);
         });
     }
 

@@ -19,6 +19,8 @@ use super::step::{Generated, generate};
 use super::tool_round::{RoundEnd, answer_pending, run_round};
 use super::{EngineInner, RunJob};
 use crate::journal::RunEvent;
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use tokio_util::sync::CancellationToken;
 
 /// Executes a run to its end. `stop` is cancelled to stop it; `progress` is what the
@@ -37,7 +39,21 @@ pub(super) async fn run(
     })
     .await;
     run.sync_seq();
-    let ending = steps(&mut run).await;
+    // A panic in a phase (a provider's parser, a tool, our own bug) ends this run
+    // `failed` with its text kept, charged and `finished` in the journal, instead of
+    // leaving it `streaming` while the checkpointer renews its lease forever.
+    let ending = match AssertUnwindSafe(steps(&mut run)).catch_unwind().await {
+        Ok(ending) => ending,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(run = %job.run_id, panic = %message, "the run's task panicked; ending it as failed");
+            Ending::Panicked
+        }
+    };
     finish(&mut run, ending).await;
 }
 

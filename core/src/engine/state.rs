@@ -10,7 +10,7 @@
 use super::checkpoint::{Progress, SharedProgress};
 use super::{EngineInner, RunJob};
 use crate::config::ProviderKind;
-use crate::journal::{JournalEntry, RunEvent};
+use crate::journal::{JournalEntry, JournalError, RunEvent};
 use chorus_model::history::ToolStep;
 use chorus_providers::{ChatRequest, Usage};
 use std::sync::MutexGuard;
@@ -94,9 +94,11 @@ impl<'a> RunState<'a> {
 
     /// Appends an event with the next seq. A journal outage does not end the run:
     /// after three failed attempts the run goes on `degraded` and ends with a
-    /// snapshot standing in for what was lost.
+    /// snapshot standing in for what was lost. A retry of an append whose answer was
+    /// lost is safe (the journal accepts the entry it already holds); when an append
+    /// given up on landed later, the run goes on after it.
     pub async fn append(&mut self, event: RunEvent) {
-        let entry = JournalEntry {
+        let mut entry = JournalEntry {
             seq: self.seq + 1,
             event,
         };
@@ -108,8 +110,15 @@ impl<'a> RunState<'a> {
                 .await
             {
                 Ok(()) => {
-                    self.seq += 1;
+                    self.seq = entry.seq;
                     return;
+                }
+                // This task is the run's only writer: a seq past ours is an earlier
+                // event of ours that landed after we gave up on it.
+                Err(JournalError::OutOfOrder { expected, .. }) if expected > entry.seq => {
+                    tracing::warn!(run = %self.job.run_id, from = entry.seq, to = expected, "journal append: an earlier append landed late; going on after it");
+                    self.degraded = true;
+                    entry.seq = expected;
                 }
                 Err(e) => {
                     tracing::warn!(run = %self.job.run_id, error = %e, attempt, "journal append failed");

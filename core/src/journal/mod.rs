@@ -159,7 +159,10 @@ fn run_start_stream(rx: tokio::sync::broadcast::Receiver<RunStarted>) -> RunStar
 #[async_trait::async_trait]
 pub trait Journal: Send + Sync {
     /// Appends the next event of `run`. Exactly one writer per run (the lease holder)
-    /// assigns `entry.seq`, one more than the last.
+    /// assigns `entry.seq`, one more than the last. Appending the very entry the
+    /// journal already holds at that seq succeeds, so a retry after a lost answer is
+    /// safe; any other seq fails with [`JournalError::OutOfOrder`], whose `expected` is
+    /// the seq the journal would take next.
     async fn append(&self, run: &RunId, entry: JournalEntry) -> Result<(), JournalError>;
 
     /// The events after `after` and then live ones, ending after `finished`. A run the

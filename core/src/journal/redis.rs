@@ -29,6 +29,10 @@ const TAIL_BLOCK_MS: usize = 5_000;
 /// About how many run starts the shared announcement stream keeps (readers only need
 /// the few since their last read).
 const RUN_STARTS_MAXLEN: usize = 10_000;
+/// How long a command's answer may take before it is called lost. The library's
+/// default (500 ms) turns a busy moment of this process into broken streams and 500s;
+/// the commands are cheap, so only a dead Redis is slow.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct RedisJournal {
     inner: Arc<Inner>,
@@ -59,11 +63,20 @@ impl RedisJournal {
         prefix: &str,
         retention: Duration,
     ) -> Result<Self, JournalError> {
+        Self::connect_with_timeout(url, prefix, retention, RESPONSE_TIMEOUT).await
+    }
+
+    /// [`RedisJournal::connect`] with another response timeout for the commands of
+    /// the writer and readers (not the blocking reads of the tailers): tests make it
+    /// tiny to lose answers of commands that did land.
+    pub async fn connect_with_timeout(
+        url: &str,
+        prefix: &str,
+        retention: Duration,
+        response_timeout: Duration,
+    ) -> Result<Self, JournalError> {
         let client = Client::open(url)?;
-        // The library's default (500 ms) turns a busy moment of this process into
-        // broken streams and 500s; the commands are cheap, so only a dead Redis is slow.
-        let conn_config =
-            AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
+        let conn_config = AsyncConnectionConfig::new().set_response_timeout(Some(response_timeout));
         let conn = client
             .get_multiplexed_async_connection_with_config(&conn_config)
             .await?;
@@ -122,6 +135,30 @@ impl Inner {
             .query_async(&mut self.conn.clone())
             .await?;
         parse_entries(reply)
+    }
+
+    /// The entry at `seq`, if the stream holds one.
+    async fn entry_at(&self, run: &RunId, seq: u64) -> Result<Option<JournalEntry>, JournalError> {
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(self.key(run))
+            .arg(format!("0-{seq}"))
+            .arg(format!("0-{seq}"))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(parse_entries(reply)?.pop())
+    }
+
+    /// The seq of the stream's last entry (0 when it has none).
+    async fn last_seq(&self, run: &RunId) -> Result<u64, JournalError> {
+        let reply: Value = redis::cmd("XREVRANGE")
+            .arg(self.key(run))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(parse_entries(reply)?.first().map_or(0, |e| e.seq))
     }
 
     /// Whether the run's last event is `finished` with a seq at or before `seq`.
@@ -530,11 +567,18 @@ impl Journal for RedisJournal {
         let result: Result<(), redis::RedisError> =
             pipe.query_async(&mut self.inner.conn.clone()).await;
         match result {
-            Err(e) if e.to_string().contains("equal or smaller") => Err(JournalError::OutOfOrder {
-                run: run.to_string(),
-                expected: 0,
-                got: entry.seq,
-            }),
+            // The seq is taken. When it holds this very event, an earlier attempt landed
+            // and only its answer was lost (a response timeout): the retry succeeded.
+            Err(e) if e.to_string().contains("equal or smaller") => {
+                if self.inner.entry_at(run, entry.seq).await?.as_ref() == Some(&entry) {
+                    return Ok(());
+                }
+                Err(JournalError::OutOfOrder {
+                    run: run.to_string(),
+                    expected: self.inner.last_seq(run).await? + 1,
+                    got: entry.seq,
+                })
+            }
             other => Ok(other?),
         }
     }

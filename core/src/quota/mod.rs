@@ -174,16 +174,32 @@ models = ["s/demo", "s/cheap"]
 
     #[test]
     fn the_balance_rule() {
-        assert_eq!(check_balance(0, 0), Err(Refusal::Exhausted { balance: 0 }));
         assert_eq!(
-            check_balance(-5, 0),
+            check_balance(-5, 0, 1),
             Err(Refusal::Exhausted { balance: -5 })
         );
+        assert_eq!(
+            check_balance(0, 0, 1),
+            Err(Refusal::Exhausted { balance: 0 })
+        );
+        // A run that costs nothing (an unpriced model) is never refused for money.
+        assert_eq!(check_balance(0, 0, 0), Ok(()));
+        assert_eq!(check_balance(-5, 7, 0), Ok(()));
         assert!(matches!(
-            check_balance(10, 11),
-            Err(Refusal::PromptTooExpensive { .. })
+            check_balance(10, 0, 11),
+            Err(Refusal::CannotCover { .. })
         ));
-        assert_eq!(check_balance(10, 10), Ok(()));
+        assert_eq!(check_balance(10, 0, 10), Ok(()));
+        // What runs in progress hold is not there for another.
+        assert_eq!(
+            check_balance(10, 4, 7),
+            Err(Refusal::CannotCover {
+                balance: 10,
+                held: 4,
+                reservation: 7
+            })
+        );
+        assert_eq!(check_balance(10, 4, 6), Ok(()));
     }
 
     #[test]

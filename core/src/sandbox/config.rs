@@ -12,7 +12,8 @@ pub const DEFAULT_IMAGE: &str = "chorus-sandbox:1";
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
-    /// Offer the `code_interpreter` tool when Docker is reachable.
+    /// Offer the `code_interpreter` tool when Docker is reachable. Off by default:
+    /// running models' code is a choice for the operator to make.
     pub enabled: bool,
     /// Docker endpoint (`unix:///var/run/docker.sock`, `tcp://HOST:2375`). Default:
     /// `$DOCKER_HOST`, else the local socket.
@@ -76,7 +77,7 @@ impl Default for SandboxConfig {
             },
         );
         Self {
-            enabled: true,
+            enabled: false,
             docker_host: None,
             languages,
             memory_mb: 512,

@@ -63,10 +63,13 @@ pub struct LedgerEntry {
 /// time (on every instance: the lock is in the database).
 #[derive(Clone, Debug, Default)]
 pub struct Admission {
-    /// Refuse when the balance is at or below zero or below `prompt_cost`.
+    /// Refuse when the balance is at or below zero, or does not cover `reservation`
+    /// beside what the account's active runs hold.
     pub enforce_balance: bool,
-    /// Estimated micro-credits of the prompt.
-    pub prompt_cost: i64,
+    /// Micro-credits the run holds while it is active (its estimated prompt and
+    /// longest answer at the model's price), kept on its row: ending the run (charged
+    /// its actual usage in the same transaction) releases it.
+    pub reservation: i64,
     /// Estimated prompt tokens, kept on the run to charge it if it ends without usage.
     pub prompt_estimate: i64,
     /// Most runs of the account streaming at once; 0 = no limit.
@@ -190,7 +193,15 @@ pub(crate) async fn admit(
         }
     }
     if admission.enforce_balance {
-        chorus_model::money::check_balance(balance, admission.prompt_cost)
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(reserved), 0) AS BIGINT) AS held FROM runs \
+             WHERE account_id = $1 AND status IN ('queued', 'streaming')",
+        )
+        .bind(account.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+        let held: i64 = row.try_get("held")?;
+        chorus_model::money::check_balance(balance, held, admission.reservation)
             .map_err(StoreError::Refused)?;
     }
     Ok(())

@@ -179,7 +179,7 @@ impl Store {
             &turn.model,
             owner,
             lease_until,
-            admission.prompt_estimate,
+            admission,
         )
         .await?;
         sqlx::query("UPDATE conversations SET updated_at = $1, model = $2 WHERE id = $3")
@@ -236,7 +236,7 @@ impl Store {
             model,
             owner,
             lease_until,
-            admission.prompt_estimate,
+            admission,
         )
         .await?;
         sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
@@ -557,14 +557,15 @@ async fn insert_run(
     model: &str,
     owner: &str,
     lease_until: i64,
-    prompt_estimate: i64,
+    admission: &Admission,
 ) -> Result<(), StoreError> {
     let now = now_ms();
     sqlx::query(
         "INSERT INTO runs (id, account_id, conversation_id, message_id, continues_run_id, model, status, text, \
-         prefix_len, checkpoint_seq, stop_requested, lease_owner, lease_expires_at, created_at, updated_at, prompt_estimate) \
+         prefix_len, checkpoint_seq, stop_requested, lease_owner, lease_expires_at, created_at, updated_at, prompt_estimate, \
+         reserved) \
          VALUES ($1, $2, $3, $4, $5, $6, 'queued', '', \
-         (SELECT octet_length(content) FROM messages WHERE id = $4), 0, 0, $7, $8, $9, $9, $10)",
+         (SELECT octet_length(content) FROM messages WHERE id = $4), 0, 0, $7, $8, $9, $9, $10, $11)",
     )
     .bind(id.as_str())
     .bind(account.as_str())
@@ -575,7 +576,8 @@ async fn insert_run(
     .bind(owner)
     .bind(lease_until)
     .bind(now)
-    .bind(prompt_estimate)
+    .bind(admission.prompt_estimate)
+    .bind(admission.reservation)
     .execute(&mut **tx)
     .await?;
     Ok(())

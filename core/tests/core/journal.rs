@@ -7,7 +7,8 @@
 //! `scripts/test` starts one.
 
 use chorus_core::journal::{
-    Journal, JournalEntry, MemoryJournal, RedisJournal, RunEvent, RunStartStream, RunStarted,
+    Journal, JournalEntry, JournalError, MemoryJournal, RedisJournal, RunEvent, RunStartStream,
+    RunStarted,
 };
 use chorus_model::ids::{ConversationId, RunId};
 use futures::StreamExt;
@@ -106,50 +107,97 @@ async fn readers_join_at_every_point(journal: Arc<dyn Journal>) {
 
 async fn out_of_order_appends_are_refused(journal: Arc<dyn Journal>) {
     let run = RunId::generate();
-    journal
-        .append(
-            &run,
-            JournalEntry {
-                seq: 1,
-                event: event(1),
-            },
+    let append = |seq: u64, event: RunEvent| {
+        let (journal, run) = (journal.clone(), run.clone());
+        async move { journal.append(&run, JournalEntry { seq, event }).await }
+    };
+    append(1, event(1)).await.unwrap();
+    append(2, event(2)).await.unwrap();
+    // The retry of an append whose answer was lost: the entry is there, so it succeeds.
+    append(2, event(2)).await.unwrap();
+    append(1, event(1)).await.unwrap();
+    // Another event at a taken seq is refused, naming the seq to take next.
+    for (seq, ev) in [(2, event(5)), (1, event(2))] {
+        match append(seq, ev).await {
+            Err(JournalError::OutOfOrder { expected, got, .. }) => {
+                assert_eq!((expected, got), (3, seq));
+            }
+            other => panic!("append at {seq}: expected OutOfOrder, got {other:?}"),
+        }
+    }
+    assert_eq!(journal.backlog(&run, 0).await.unwrap().len(), 2);
+}
+
+/// Redis answers slowly enough that an XADD's answer times out after it landed (writes
+/// paused with `CLIENT PAUSE ... WRITE` beyond the writer's response timeout): the
+/// writer's retry of the same entry succeeds instead of failing "out of order" forever,
+/// and the run's next events, `finished` included, reach the journal and its readers.
+#[tokio::test]
+async fn redis_append_retried_after_a_lost_answer_lands_once() {
+    let url =
+        std::env::var("CHORUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("chorus-test:{}:", uuid::Uuid::new_v4().simple());
+    let journal = RedisJournal::connect_with_timeout(
+        &url,
+        &prefix,
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "Redis is required for this test and is not reachable at {url}: {e} (run scripts/test)"
         )
+    });
+    let mut control = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
         .await
         .unwrap();
-    journal
-        .append(
-            &run,
-            JournalEntry {
-                seq: 2,
-                event: event(2),
-            },
-        )
+    let run = RunId::generate();
+    let entry = |seq: u64| JournalEntry {
+        seq,
+        event: event(seq),
+    };
+    journal.append(&run, entry(1)).await.unwrap();
+
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(600)
+        .arg("WRITE")
+        .query_async(&mut control)
         .await
         .unwrap();
+    let lost = journal.append(&run, entry(2)).await;
     assert!(
-        journal
-            .append(
-                &run,
-                JournalEntry {
-                    seq: 2,
-                    event: event(2)
-                }
-            )
-            .await
-            .is_err()
+        matches!(lost, Err(JournalError::Redis(_))),
+        "the XADD's answer should have timed out while writes were paused, got {lost:?}"
     );
-    assert!(
-        journal
-            .append(
-                &run,
-                JournalEntry {
-                    seq: 1,
-                    event: event(1)
-                }
-            )
-            .await
-            .is_err()
-    );
+    // The paused XADD lands when the pause ends (reads are not paused).
+    let key = format!("{prefix}run:{run}");
+    let landed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let len: u64 = redis::cmd("XLEN")
+                .arg(&key)
+                .query_async(&mut control)
+                .await
+                .unwrap();
+            if len == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(landed.is_ok(), "the paused XADD never landed");
+
+    // What the run's writer does next: retry the same entry, then go on to the end.
+    journal.append(&run, entry(2)).await.unwrap();
+    for seq in 3..=EVENTS {
+        journal.append(&run, entry(seq)).await.unwrap();
+    }
+    let journal: Arc<dyn Journal> = Arc::new(journal);
+    read_all(journal, run, 0).await;
 }
 
 fn run_started() -> RunStarted {

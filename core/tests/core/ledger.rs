@@ -205,15 +205,15 @@ async fn admission_refuses_exhausted_and_busy_accounts(store: &mut Store) {
         .create_conversation(&bob.id, "b", "scripted/demo", None)
         .await
         .unwrap();
-    let enforce = |prompt_cost: i64, max_concurrent_runs: u32| Admission {
+    let enforce = |reservation: i64, max_concurrent_runs: u32| Admission {
         enforce_balance: true,
-        prompt_cost,
+        reservation,
         prompt_estimate: 50,
         max_concurrent_runs,
     };
     let lease = now_ms() + 60_000;
     let refused = store
-        .start_turn_admitted(&turn(&bob, &conv.id, "hi"), OWNER, lease, &enforce(0, 0))
+        .start_turn_admitted(&turn(&bob, &conv.id, "hi"), OWNER, lease, &enforce(1, 0))
         .await
         .unwrap_err();
     assert!(
@@ -241,16 +241,13 @@ async fn admission_refuses_exhausted_and_busy_accounts(store: &mut Store) {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            refused,
-            StoreError::Refused(Refusal::PromptTooExpensive { .. })
-        ),
+        matches!(refused, StoreError::Refused(Refusal::CannotCover { .. })),
         "{refused:?}"
     );
     // Without enforcement (quota disabled) the balance is not checked.
     let free = Admission {
         enforce_balance: false,
-        prompt_cost: 2 * CREDIT,
+        reservation: 2 * CREDIT,
         ..Default::default()
     };
     let first = store
@@ -280,6 +277,42 @@ async fn admission_refuses_exhausted_and_busy_accounts(store: &mut Store) {
         .unwrap();
     let run = store.run(&second.run_id).await.unwrap().unwrap();
     assert_eq!(store.run_prompt_estimate(&run.id).await.unwrap(), 50);
+    // An active run holds its reservation: another run is admitted only against what
+    // is left of the balance, and the reservation goes when the run ends.
+    let balance = store.balance(&bob.id).await.unwrap();
+    let half = enforce(balance / 2 + 1, 0);
+    let holding = store
+        .start_turn_admitted(&turn(&bob, &conv.id, "three"), OWNER, lease, &half)
+        .await
+        .unwrap();
+    let refused = store
+        .start_turn_admitted(&turn(&bob, &conv.id, "four"), OWNER, lease, &half)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            StoreError::Refused(Refusal::CannotCover { held, .. }) if held == balance / 2 + 1 + 10
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .finish_run_charged(&holding.run_id, OWNER, &outcome("b"), Some(&charge(10)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .finish_run_charged(&second.run_id, OWNER, &outcome("c"), Some(&charge(10)))
+            .await
+            .unwrap()
+    );
+    let after = store
+        .start_turn_admitted(&turn(&bob, &conv.id, "four"), OWNER, lease, &half)
+        .await
+        .unwrap();
+    let run = store.run(&after.run_id).await.unwrap().unwrap();
     // Continuations are admitted the same way.
     let busy = store
         .start_continuation_admitted(&run, "scripted/demo", OWNER, lease, &enforce(10, 1))

@@ -1,14 +1,17 @@
 //! The ledger under a race, on PostgreSQL: hundreds of concurrent runs of one account
 //! through the real core (scripted provider, fast tokens) must never leave its balance
 //! different from the sum of its ledger, must each be charged exactly once, and once
-//! the balance is exhausted no further run may start: only runs already in flight
-//! overdraw, by their actual usage.
+//! the balance is exhausted no further run may start. Each run reserves its prompt and
+//! longest answer at admission, so parallel runs cannot overdraw together: on SQLite
+//! and PostgreSQL, a burst of parallel runs against one small balance starts only as
+//! many as the balance covers, and none overdraws.
 
 use crate::support;
 
 use chorus_core::config::Config;
 use chorus_core::quota::Refusal;
 use chorus_core::{Core, CoreError};
+use futures::StreamExt;
 use futures::future::join_all;
 use sqlx::Row;
 use std::collections::{BTreeMap, HashSet};
@@ -34,6 +37,10 @@ url = "{url}"
 max_connections = 24
 [quota]
 enabled = true
+reserve_output_tokens = 16
+[limits]
+messages_per_window = 0
+max_concurrent_runs = 0
 [[providers]]
 id = "s"
 kind = "scripted"
@@ -115,7 +122,7 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
                     accepted.insert(sent.run_id.to_string());
                 }
                 Err(CoreError::Refused(
-                    Refusal::Exhausted { .. } | Refusal::PromptTooExpensive { .. },
+                    Refusal::Exhausted { .. } | Refusal::CannotCover { .. },
                 )) => refused += 1,
                 Err(other) => panic!("a send failed for another reason: {other}"),
             }
@@ -172,20 +179,21 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
     assert_eq!(charged, accepted);
     assert!(charges.iter().all(|r| r.get::<i64, _>("amount") < 0));
 
-    // The refusal held: replay the ledger in order; once the balance reached zero, no
-    // run started after that moment, and the overdraft is what the runs then in flight
-    // used.
+    // The refusal held: replay the ledger in order; if the balance ever reached zero,
+    // no run started after that moment. With reservations it never does here: each
+    // run used less than it reserved (8 words of 16 reserved), so the runs in flight
+    // together never spent more than the balance.
     let ledger =
         sqlx::query("SELECT amount, created_at, run_id FROM ledger ORDER BY created_at, id")
             .fetch_all(&pool)
             .await
             .unwrap();
     let mut running = 0i64;
-    let mut crossing: Option<(usize, i64)> = None;
+    let mut crossing: Option<i64> = None;
     for (i, row) in ledger.iter().enumerate() {
         running += row.get::<i64, _>("amount");
         if running <= 0 && crossing.is_none() && i > 0 {
-            crossing = Some((i, row.get("created_at")));
+            crossing = Some(row.get("created_at"));
         }
     }
     let store = chorus_store::Store::connect(&url, Some(2)).await.unwrap();
@@ -193,39 +201,183 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
     assert_eq!(balance, running, "balance equals the sum of the ledger");
     assert_eq!(balance, store.ledger_sum(&account.id).await.unwrap());
     store.close().await;
-    let (index, crossed_at) = crossing.expect("the race exhausts the balance");
-    let late: Vec<i64> = runs
-        .iter()
-        .map(|r| r.get::<i64, _>("created_at"))
-        .filter(|t| *t > crossed_at)
-        .collect();
-    assert!(
-        late.is_empty(),
-        "{} runs started after the balance was exhausted",
-        late.len()
-    );
-    let in_flight: i64 = ledger[index..]
-        .iter()
-        .map(|r| -r.get::<i64, _>("amount"))
-        .sum();
-    assert!(
-        balance <= 0 && -balance <= in_flight,
-        "overdraft {} beyond in-flight usage {in_flight}",
-        -balance
-    );
+    if let Some(crossed_at) = crossing {
+        let late = runs
+            .iter()
+            .filter(|r| r.get::<i64, _>("created_at") > crossed_at)
+            .count();
+        assert_eq!(
+            late, 0,
+            "{late} runs started after the balance was exhausted"
+        );
+    }
+    assert!(balance >= 0, "overdrawn by {}", -balance);
 
-    // And now every new run is refused, with a message that says why.
-    let err = core
-        .send_message(&account, &conversations[0], "one more", None, None)
-        .await
-        .unwrap_err();
+    // Spent one run at a time, the balance ends refusing every new run, with a
+    // message that says why.
+    let mut refusal = None;
+    for _ in 0..200 {
+        match core
+            .send_message(&account, &conversations[0], "one more", None, None)
+            .await
+        {
+            Ok(sent) => {
+                let _: Vec<_> = core
+                    .follow_run(&account, &sent.run_id, 0)
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await;
+            }
+            Err(err) => {
+                refusal = Some(err);
+                break;
+            }
+        }
+    }
+    let err = refusal.expect("the balance never ran out");
     assert!(
-        matches!(err, CoreError::Refused(Refusal::Exhausted { .. })),
+        matches!(
+            err,
+            CoreError::Refused(Refusal::Exhausted { .. } | Refusal::CannotCover { .. })
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("balance"), "{err}");
 
     pool.close().await;
     core.shutdown().await;
+    support::drop_pg(&name).await;
+}
+
+/// A burst of parallel runs against a balance that covers two reservations: only the
+/// runs the balance covers start (each holding its reservation until it ends), none
+/// overdraws, and the balance is still the sum of the ledger. Before reservations,
+/// every run passed admission (each checked only its prompt) and the account ended
+/// far below zero.
+async fn parallel_runs_cannot_overdraw(database: Option<&str>) {
+    let dir = std::env::temp_dir().join(format!("chorus-burst-{}", uuid::Uuid::new_v4().simple()));
+    let database = database.map_or(String::new(), |url| {
+        format!("[database]\nurl = \"{url}\"\nmax_connections = 16\n")
+    });
+    let toml = format!(
+        r#"data_dir = {:?}
+{database}
+[quota]
+enabled = true
+reserve_output_tokens = 16
+[limits]
+messages_per_window = 0
+max_concurrent_runs = 0
+[[providers]]
+id = "s"
+kind = "scripted"
+models = ["demo"]
+text = "one two three four five six seven eight"
+tokens_per_second = 10.0
+model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
+"#,
+        dir.display().to_string()
+    );
+    let core = Core::start(Config::from_toml(&toml, &BTreeMap::new()).unwrap())
+        .await
+        .unwrap();
+    let account = core
+        .create_account("burst", false, Some("correct horse battery"))
+        .await
+        .unwrap();
+    let root = core.create_account("root", true, None).await.unwrap();
+    let admin = core.admin(&root).unwrap();
+    // 16 reserved completion tokens at 2,000 credits per million are 0.032 credits,
+    // plus the prompt: 0.1 credits cover two such reservations, not three.
+    core.grant_credits(&admin, "burst", 0.1, None)
+        .await
+        .unwrap();
+    let conversations =
+        join_all((0..BURST).map(|_| core.create_conversation(&account, None, None, None)))
+            .await
+            .into_iter()
+            .map(|c| c.unwrap().id)
+            .collect::<Vec<_>>();
+    let sends = conversations.iter().enumerate().map(|(i, conv)| {
+        let (core, account) = (core.clone(), account.clone());
+        async move {
+            core.send_message(&account, conv, &format!("message {i}"), None, None)
+                .await
+        }
+    });
+    let mut accepted = Vec::new();
+    let mut reservation = 0;
+    for result in join_all(sends).await {
+        match result {
+            Ok(sent) => accepted.push(sent.run_id),
+            Err(CoreError::Refused(Refusal::CannotCover { reservation: r, .. })) => reservation = r,
+            Err(other) => panic!("a send failed for another reason: {other}"),
+        }
+    }
+    assert!(reservation > 0, "no send was refused for lack of cover");
+    // Two fit at once; a third only once one has ended (slow replies make that rare).
+    assert!(
+        !accepted.is_empty() && accepted.len() < BURST / 4,
+        "{} of {BURST} parallel runs started against a balance covering two",
+        accepted.len()
+    );
+    for run in &accepted {
+        let events = tokio::time::timeout(
+            Duration::from_secs(30),
+            core.follow_run(&account, run, 0)
+                .await
+                .unwrap()
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .expect("a run never finished");
+        assert!(events.last().unwrap().as_ref().unwrap().event.is_finished());
+    }
+    let ledger = core.ledger(&account, 1000).await.unwrap();
+    let usage = core.usage(&account, 1).await.unwrap();
+    assert_eq!(
+        usage.balance_micros,
+        ledger.iter().map(|e| e.amount).sum::<i64>(),
+        "balance differs from the ledger"
+    );
+    assert_eq!(
+        ledger.iter().filter(|e| e.run_id.is_some()).count(),
+        accepted.len(),
+        "one charge per run"
+    );
+    assert!(
+        usage.balance_micros >= 0,
+        "overdrawn by {} micro-credits (one reservation is {reservation})",
+        -usage.balance_micros
+    );
+    // Settled: the reservations went with the runs, so what is left can be reserved.
+    let left = core
+        .send_message(&account, &conversations[0], "after", None, None)
+        .await;
+    match left {
+        Ok(_) => assert!(usage.balance_micros >= reservation),
+        Err(CoreError::Refused(Refusal::CannotCover { held, .. })) => {
+            assert_eq!(held, 0, "a reservation outlived its run");
+            assert!(usage.balance_micros < reservation);
+        }
+        Err(other) => panic!("{other}"),
+    }
+    core.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Parallel sends in one burst.
+const BURST: usize = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_runs_cannot_overdraw_on_sqlite() {
+    parallel_runs_cannot_overdraw(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_runs_cannot_overdraw_on_postgres() {
+    let (url, name) = support::postgres_database().await;
+    parallel_runs_cannot_overdraw(Some(&url)).await;
     support::drop_pg(&name).await;
 }

@@ -23,6 +23,7 @@ fn docker_host() -> String {
 /// Small limits so the bombs go off fast.
 fn small_config() -> SandboxConfig {
     SandboxConfig {
+        enabled: true,
         docker_host: Some(docker_host()),
         memory_mb: 128,
         cpus: 1.0,

@@ -95,7 +95,8 @@ async fn start(o: &Options, dir: &std::path::Path) -> Result<(Server, String)> {
     let mut config = format!(
         "data_dir = {dir:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\ninstance_id = \"bench\"\n\
          [[providers]]\nid = \"scripted\"\nkind = \"scripted\"\nmodels = [\"demo\"]\n\
-         tokens_per_second = {}\ntext = {:?}\n",
+         tokens_per_second = {}\ntext = {:?}\n\
+         [limits]\nmessages_per_window = 0\nmax_concurrent_runs = 0\n",
         o.tokens_per_second,
         script.concat()
     );

@@ -437,6 +437,71 @@ async fn invalid_config_is_explained() -> Result<()> {
     Ok(())
 }
 
+/// `config check` accepts risky settings but warns about each on stderr, one line
+/// naming its key; the defaults (the embedded demo's config) get no warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_check_warns_about_each_risky_setting() -> Result<()> {
+    let out = config_check("").await?;
+    ensure!(out.success, "{}", out.stderr);
+    ensure!(!out.stderr.contains("warning"), "{}", out.stderr);
+    let risky = "[quota]\nenabled = false\n\
+                 [limits]\nmessages_per_window = 0\nmax_concurrent_runs = 0\non_store_error = \"allow\"\n\
+                 [accounts]\ndefault_role = \"admin\"\n\
+                 [auth]\npublic_url = \"https://chat.example.com\"\ncookie_secure = false\n\
+                 [sandbox]\nenabled = true\n\
+                 [matrix]\nhomeserver_url = \"https://matrix.example.org\"\n\
+                 user_id = \"@chorus:example.org\"\npassword = \"pw\"\nallow_all = true\n\
+                 allowed_servers = [\"*\"]\n";
+    let out = config_check(risky).await?;
+    ensure!(out.success, "risky settings are valid: {}", out.stderr);
+    ensure!(out.stdout.contains("config is valid"), "{}", out.stdout);
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    let keys = [
+        "quota.enabled",
+        "limits.messages_per_window",
+        "limits.max_concurrent_runs",
+        "limits.on_store_error",
+        "accounts.default_role",
+        "auth.cookie_secure",
+        "sandbox.enabled",
+        "matrix.allow_all",
+        "matrix.allowed_servers",
+    ];
+    ensure!(
+        warnings.len() == keys.len(),
+        "one warning per risky setting:\n{}",
+        out.stderr
+    );
+    for key in keys {
+        ensure!(
+            warnings
+                .iter()
+                .filter(|w| w.starts_with(&format!("warning: {key} ")))
+                .count()
+                == 1,
+            "no single warning names {key}:\n{}",
+            out.stderr
+        );
+    }
+    // A Matrix bot that says nobody may use it is refused, naming the choice.
+    let out = config_check(
+        "[matrix]\nhomeserver_url = \"https://matrix.example.org\"\n\
+         user_id = \"@chorus:example.org\"\npassword = \"pw\"\n",
+    )
+    .await?;
+    ensure!(!out.success, "{}", out.stdout);
+    ensure!(
+        out.stderr.contains("matrix.allowed_users") && out.stderr.contains("matrix.allow_all"),
+        "{}",
+        out.stderr
+    );
+    Ok(())
+}
+
 /// A provider that cannot work is named by `config check` before any request: an
 /// unknown kind, a kind that needs a key without one, a base URL that is no URL.
 #[tokio::test(flavor = "multi_thread")]

@@ -43,7 +43,10 @@ async fn setup() -> Result<(FakeOpenAi, TestServer)> {
             .provider_setting("dead", "max_retries", 1)
             .openai("live", &fake.base_url(), "sk-live", &["gpt-4o-mini"])
             .provider_setting("live", "model_info", live_model_info())
-            .raw_toml(ALIAS),
+            .raw_toml(ALIAS)
+            // The live model is priced and new accounts have no credits: these tests
+            // are about fallbacks, not balances.
+            .raw_toml("[quota]\nenabled = false\n"),
     )
     .await?;
     Ok((fake, server))

@@ -24,7 +24,7 @@ static SLOTS: Semaphore = Semaphore::const_new(3);
 /// The bot's `[matrix]` settings that tests vary.
 #[derive(Clone, Debug)]
 pub struct BotOptions {
-    /// `allowed_users`; empty: every user of the homeserver (its own server).
+    /// `allowed_users`; empty: `allow_all` (every user of the homeserver, its own server).
     pub allowed_users: Vec<String>,
     pub min_edit_interval_ms: u64,
     pub max_edits_per_message: u32,
@@ -67,12 +67,13 @@ impl BotAccount {
         let users: Vec<String> = options.allowed_users.iter().map(|u| quote(u)).collect();
         format!(
             "[matrix]\nhomeserver_url = {}\nuser_id = {}\npassword = {}\n\
-             allowed_users = [{}]\nmin_edit_interval_ms = {}\n\
+             allowed_users = [{}]\nallow_all = {}\nmin_edit_interval_ms = {}\n\
              max_edits_per_message = {}\nmax_message_bytes = {}\n",
             quote(homeserver_url),
             quote(&self.account.user_id),
             quote(&self.account.password),
             users.join(", "),
+            users.is_empty(),
             options.min_edit_interval_ms,
             options.max_edits_per_message,
             options.max_message_bytes,

@@ -13,8 +13,8 @@ pub const TEXT: &str = "one two three four five six seven eight";
 pub const PROMPT_PRICE: f64 = 1000.0;
 pub const COMPLETION_PRICE: f64 = 2000.0;
 
-/// A server config with the scripted model priced, quotas enforced, `extra` TOML
-/// sections appended.
+/// A server config with the scripted model priced, quotas enforced (a run reserves
+/// 16 completion tokens, twice the scripted reply), `extra` TOML sections appended.
 pub fn priced(config: ServerConfig, extra: &str) -> ServerConfig {
     let mut model_info = toml::Table::new();
     let mut demo = toml::Table::new();
@@ -24,7 +24,9 @@ pub fn priced(config: ServerConfig, extra: &str) -> ServerConfig {
     config
         .scripted("s", TEXT, 200.0)
         .provider_setting("s", "model_info", toml::Value::Table(model_info))
-        .raw_toml(&format!("[quota]\nenabled = true\n{extra}"))
+        .raw_toml(&format!(
+            "[quota]\nenabled = true\nreserve_output_tokens = 16\n{extra}"
+        ))
 }
 
 pub async fn priced_server(extra: &str) -> Result<TestServer> {

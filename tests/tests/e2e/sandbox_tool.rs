@@ -34,7 +34,10 @@ pub(crate) async fn server(script: &str, instance: &str) -> Result<TestServer> {
         ServerConfig::new()
             .scripted("s", script, 200.0)
             .instance_id(instance)
-            .raw_toml(&format!("[sandbox]\ndocker_host = \"{}\"\n", docker_host())),
+            .raw_toml(&format!(
+                "[sandbox]\nenabled = true\ndocker_host = \"{}\"\n",
+                docker_host()
+            )),
     )
     .await
 }
@@ -242,11 +245,9 @@ async fn a_stop_during_an_execution_removes_its_container() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn code_interpreter_is_not_offered_when_docker_is_unreachable() -> Result<()> {
-    let server = TestServer::start(
-        ServerConfig::new()
-            .scripted("s", "hi", 200.0)
-            .raw_toml("[sandbox]\ndocker_host = \"unix:///nonexistent/chorus-docker.sock\"\n"),
-    )
+    let server = TestServer::start(ServerConfig::new().scripted("s", "hi", 200.0).raw_toml(
+        "[sandbox]\nenabled = true\ndocker_host = \"unix:///nonexistent/chorus-docker.sock\"\n",
+    ))
     .await?;
     let alice = logged_in_client(&server, &unique_name("alice")).await?;
     let names = tool_names(&alice).await?;

@@ -25,7 +25,11 @@ pub async fn login(
     let (account, token) = state.core.login(&req.name, &req.password, &client).await?;
     let auth = &state.core.config().auth;
     let max_age = auth.session_ttl_hours * 3600;
-    let secure = if auth.cookie_secure { "; Secure" } else { "" };
+    let secure = if auth.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
     );

@@ -28,7 +28,7 @@ pub async fn providers(State(state): State<AppState>) -> Json<serde_json::Value>
 }
 
 fn secure(state: &AppState) -> &'static str {
-    if state.core.config().auth.cookie_secure {
+    if state.core.config().auth.secure_cookies() {
         "; Secure"
     } else {
         ""
