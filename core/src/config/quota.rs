@@ -72,6 +72,10 @@ pub struct LimitsConfig {
     /// Failed local logins allowed per account name and client address per
     /// `guess_window_secs`.
     pub login_failures: u32,
+    /// Failed local logins allowed per account name from all addresses together per
+    /// `guess_window_secs`, so guessing from many addresses is limited too. Reaching
+    /// it refuses that name's logins (even the right password) until the window ends.
+    pub login_failures_per_account: u32,
     /// Wrong, expired or malformed link codes allowed per identity per
     /// `guess_window_secs`.
     pub link_code_failures: u32,
@@ -86,6 +90,7 @@ impl Default for LimitsConfig {
             window_secs: 60,
             max_concurrent_runs: 0,
             login_failures: 10,
+            login_failures_per_account: 50,
             link_code_failures: 5,
             guess_window_secs: 900,
         }

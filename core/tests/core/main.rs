@@ -6,6 +6,7 @@
 mod journal;
 mod ledger;
 mod ledger_race;
+mod login_limits;
 mod openai_wire;
 mod provider_tools;
 mod render;

@@ -21,7 +21,7 @@ pub async fn login(
     parts: Parts,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let client = crate::extract::client_address(&parts);
+    let client = crate::extract::client_address(&parts, &state);
     let (account, token) = state.core.login(&req.name, &req.password, &client).await?;
     let auth = &state.core.config().auth;
     let max_age = auth.session_ttl_hours * 3600;
