@@ -81,6 +81,12 @@ pub struct LimitsConfig {
     pub link_code_failures: u32,
     /// The window of the two guessing limits above, in seconds.
     pub guess_window_secs: u64,
+    /// Password hashes (logins, new passwords) computed at once; each takes about
+    /// 19 MiB and tens of milliseconds of CPU.
+    pub password_hash_concurrency: usize,
+    /// How long a login waits for a free hashing slot before it is refused (429,
+    /// "busy"), in milliseconds.
+    pub password_hash_wait_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -93,6 +99,8 @@ impl Default for LimitsConfig {
             login_failures_per_account: 50,
             link_code_failures: 5,
             guess_window_secs: 900,
+            password_hash_concurrency: 4,
+            password_hash_wait_ms: 2000,
         }
     }
 }
@@ -130,6 +138,13 @@ impl Config {
                     "zero or more credits (below 10^12)",
                 ));
             }
+        }
+        if self.limits.password_hash_concurrency == 0 {
+            return Err(invalid(
+                "limits.password_hash_concurrency",
+                "0",
+                "at least 1 hash at once",
+            ));
         }
         for (key, value) in [
             ("limits.window_secs", self.limits.window_secs),

@@ -222,6 +222,14 @@ impl Core {
         password: &str,
         client: &str,
     ) -> Result<(Account, String), CoreError> {
+        // No account name is longer, so a longer one is refused before it becomes a
+        // limiter key (the body may hold a megabyte of it).
+        if name.len() > super::MAX_ACCOUNT_NAME_LEN {
+            return Err(InvalidInput::LoginNameTooLong {
+                max: super::MAX_ACCOUNT_NAME_LEN,
+            }
+            .into());
+        }
         let limits = &self.config.limits;
         let window = Duration::from_secs(limits.guess_window_secs);
         let name_key = name.to_lowercase();

@@ -1,6 +1,8 @@
 //! The login guessing limits, on both limiter backends (in process, and Redis shared
 //! by every instance): a parallel burst gets no more guesses than a sequence, the
-//! per-account limit holds across addresses, and a success gives its slot back.
+//! per-account limit holds across addresses, and a success gives its slot back. And
+//! what an anonymous login may cost: a bounded number of password hashes at once, and
+//! no oversized name counted or stored.
 
 use chorus_core::config::Config;
 use chorus_core::{Core, CoreError};
@@ -9,20 +11,29 @@ use std::path::PathBuf;
 
 const PASSWORD: &str = "correct horse battery";
 
+fn redis_url() -> String {
+    std::env::var("CHORUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
 /// A core with `limits` (TOML lines of `[limits]`), its counters in process or in
 /// Redis under a fresh prefix, and the account `alice`.
 async fn core_with(limits: &str, redis: bool) -> (Core, PathBuf) {
+    let (core, dir, _) = core_with_prefix(limits, redis).await;
+    (core, dir)
+}
+
+/// [`core_with`], and the Redis key prefix.
+async fn core_with_prefix(limits: &str, redis: bool) -> (Core, PathBuf, String) {
     let dir = std::env::temp_dir().join(format!("chorus-login-{}", uuid::Uuid::new_v4().simple()));
     let mut toml = format!(
         "data_dir = {:?}\n[limits]\n{limits}\n",
         dir.display().to_string()
     );
+    let prefix = format!("chorus_test:{}:", uuid::Uuid::new_v4().simple());
     if redis {
-        let url = std::env::var("CHORUS_TEST_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         toml.push_str(&format!(
-            "[journal]\nredis_url = {url:?}\nkey_prefix = \"chorus_test:{}:\"\n",
-            uuid::Uuid::new_v4().simple()
+            "[journal]\nredis_url = {:?}\nkey_prefix = {prefix:?}\n",
+            redis_url()
         ));
     }
     let core = Core::start(Config::from_toml(&toml, &BTreeMap::new()).unwrap())
@@ -31,7 +42,7 @@ async fn core_with(limits: &str, redis: bool) -> (Core, PathBuf) {
     core.create_account("alice", false, Some(PASSWORD))
         .await
         .unwrap();
-    (core, dir)
+    (core, dir, prefix)
 }
 
 fn backend(redis: bool) -> &'static str {
@@ -140,4 +151,67 @@ async fn a_successful_login_does_not_count_as_a_failure() {
         core.shutdown().await;
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overlong_name_is_refused_before_it_is_counted_or_stored() {
+    let (core, dir, prefix) = core_with_prefix("login_failures = 3", true).await;
+    let name = "a".repeat(1 << 20);
+    match core.login(&name, "wrong password!", "203.0.113.1").await {
+        Err(CoreError::Invalid(e)) => {
+            assert_eq!(e.to_string(), "account names are at most 64 characters")
+        }
+        other => panic!(
+            "expected the name refused, got {:?}",
+            other.map(|(a, _)| a.id)
+        ),
+    }
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}limit:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "nothing is counted for it: {keys:?}");
+    core.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logins_beyond_the_hashing_slots_are_refused_as_busy() {
+    // One hash at a time and no waiting for a slot.
+    let (core, dir) = core_with(
+        "login_failures = 100\npassword_hash_concurrency = 1\npassword_hash_wait_ms = 0",
+        false,
+    )
+    .await;
+    let burst: Vec<_> = (0..12)
+        .map(|i| {
+            let core = core.clone();
+            tokio::spawn(async move {
+                core.login("alice", "wrong password!", &format!("203.0.113.{i}"))
+                    .await
+            })
+        })
+        .collect();
+    let (mut checked, mut busy) = (0, 0);
+    for attempt in burst {
+        match attempt.await.unwrap() {
+            Err(CoreError::Unauthorized) => checked += 1,
+            Err(CoreError::RateLimited(message)) if message.contains("busy") => busy += 1,
+            other => panic!("unexpected outcome {:?}", other.map(|(a, _)| a.name)),
+        }
+    }
+    assert!(
+        checked >= 1 && busy >= 1 && checked + busy == 12,
+        "checked {checked}, refused as busy {busy}"
+    );
+    // Once the burst is over, the right password gets in.
+    core.login("alice", PASSWORD, "203.0.113.0").await.unwrap();
+    core.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
 }
