@@ -81,6 +81,12 @@ pub struct ServerConfig {
     /// client; from any other peer the header is ignored and the socket address is
     /// the client. Empty: no proxy is trusted.
     pub trusted_proxies: Vec<ProxyNet>,
+    /// Longest a request may take before its response starts, in seconds; a slower
+    /// one gets 503 `timeout`. Event streams, once started, are not cut.
+    pub request_timeout_secs: u64,
+    /// Event streams (`GET /api/runs/{id}/events`) one account may hold open on an
+    /// instance at once; one more gets 429 `too_many_streams`.
+    pub max_streams_per_account: usize,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +96,8 @@ impl Default for ServerConfig {
             instance_id: None,
             max_body_bytes: 1024 * 1024,
             trusted_proxies: Vec::new(),
+            request_timeout_secs: 30,
+            max_streams_per_account: 16,
         }
     }
 }
@@ -348,6 +356,20 @@ impl Config {
                 "engine.lease_ttl_secs",
                 self.engine.lease_ttl_secs.to_string(),
                 "at least 2 seconds",
+            ));
+        }
+        if self.server.request_timeout_secs == 0 {
+            return Err(invalid(
+                "server.request_timeout_secs",
+                "0",
+                "at least 1 second",
+            ));
+        }
+        if self.server.max_streams_per_account == 0 {
+            return Err(invalid(
+                "server.max_streams_per_account",
+                "0",
+                "at least 1 stream",
             ));
         }
         if self.server.max_body_bytes < 1024 {

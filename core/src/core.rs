@@ -28,6 +28,7 @@ mod error;
 mod follow;
 mod identity;
 mod sandbox;
+mod sessions;
 pub use admin::Admin;
 pub use error::{Conflict, CoreError, Forbidden, InvalidInput};
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
@@ -196,9 +197,13 @@ impl Core {
     }
 
     /// Starts the background work of a serving instance: the sweeper that marks runs
-    /// of dead instances (and this instance's previous life) interrupted.
+    /// of dead instances (and this instance's previous life) interrupted, and the
+    /// hourly purge of expired sessions.
     pub fn start_background(&self) {
         self.engine.start_background();
+        let store = self.store.clone();
+        self.engine
+            .spawn_housekeeping(|stop| sessions::purge_expired_forever(store, stop));
     }
 
     pub fn config(&self) -> &Config {

@@ -80,6 +80,8 @@ pub struct ServerConfig {
     pub provider_settings: Vec<(String, String, toml::Value)>,
     /// Raw TOML appended to the file (e.g. `[[aliases]]` tables).
     pub raw_toml: Vec<String>,
+    /// Extra `(key, value)` settings of the `[server]` section.
+    pub server_settings: Vec<(String, toml::Value)>,
 }
 
 impl ServerConfig {
@@ -94,6 +96,12 @@ impl ServerConfig {
 
     pub fn redis_journal(mut self, url: &str, key_prefix: &str) -> Self {
         self.redis = Some((url.to_string(), key_prefix.to_string()));
+        self
+    }
+
+    /// Sets `server.KEY` (the section the harness writes itself, so raw TOML cannot).
+    pub fn server_setting(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.server_settings.push((key.to_string(), value.into()));
         self
     }
 
@@ -225,6 +233,9 @@ impl ServerConfig {
         server.insert("listen".into(), listen.into());
         if let Some(id) = &self.instance_id {
             server.insert("instance_id".into(), id.as_str().into());
+        }
+        for (key, value) in &self.server_settings {
+            server.insert(key.clone(), value.clone());
         }
         root.insert("server".into(), Value::Table(server));
         if let Some(url) = &self.database_url {

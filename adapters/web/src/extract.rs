@@ -108,8 +108,12 @@ pub fn client_address(parts: &Parts, state: &AppState) -> String {
 
 /// The session token from the request's cookies.
 pub fn session_token(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+    session_cookie(&parts.headers)
+}
+
+/// The session token from these headers' cookies.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

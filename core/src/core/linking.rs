@@ -230,6 +230,19 @@ impl Core {
             }
             .into());
         }
+        self.guess_limited(name, client, self.check_login(name, password))
+            .await
+    }
+
+    /// Runs `attempt` (a password check of account `name`) within the login guessing
+    /// limits of `name` and `client`: slots are taken before it, and given back unless
+    /// it fails with [`CoreError::Unauthorized`] (a wrong password).
+    pub(crate) async fn guess_limited<T>(
+        &self,
+        name: &str,
+        client: &str,
+        attempt: impl std::future::Future<Output = Result<T, CoreError>>,
+    ) -> Result<T, CoreError> {
         let limits = &self.config.limits;
         let window = Duration::from_secs(limits.guess_window_secs);
         let name_key = name.to_lowercase();
@@ -265,7 +278,7 @@ impl Core {
                 return Err(outcome.map_or_else(CoreError::from, |_| refused()));
             }
         };
-        let result = self.check_login(name, password).await;
+        let result = attempt.await;
         if !matches!(result, Err(CoreError::Unauthorized)) {
             self.give_back(by_address).await;
             self.give_back(by_account).await;
