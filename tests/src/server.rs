@@ -82,6 +82,8 @@ pub struct ServerConfig {
     pub raw_toml: Vec<String>,
     /// Extra `(key, value)` settings of the `[server]` section.
     pub server_settings: Vec<(String, toml::Value)>,
+    /// Environment variables of the `chorus` process.
+    pub env: Vec<(String, String)>,
 }
 
 impl ServerConfig {
@@ -96,6 +98,12 @@ impl ServerConfig {
 
     pub fn redis_journal(mut self, url: &str, key_prefix: &str) -> Self {
         self.redis = Some((url.to_string(), key_prefix.to_string()));
+        self
+    }
+
+    /// Sets an environment variable of the `chorus` process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -401,6 +409,7 @@ impl TestServer {
                 cmd.env_remove(name);
             }
         }
+        cmd.envs(self.config.env.iter().map(|(k, v)| (k, v)));
         cmd.env("NO_COLOR", "1")
             .env("CHORUS_LOG", "info,sqlx=warn")
             .arg("--config")

@@ -29,9 +29,14 @@ pub struct McpServerConfig {
     /// Stdio: its arguments.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Stdio: extra environment variables (values are treated as secrets).
+    /// Stdio: environment variables (values are treated as secrets). The server
+    /// starts with a clean environment: these, [`BASE_ENV`] and `inherit_env`.
     #[serde(default)]
     pub env: BTreeMap<String, Secret>,
+    /// Stdio: names of Chorus's own environment variables passed through to the
+    /// server (e.g. a proxy or CA bundle setting); nothing else of it is.
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
     /// Stdio: working directory (default: Chorus's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
@@ -55,6 +60,12 @@ pub struct McpServerConfig {
     #[serde(default)]
     pub allow_identities: Vec<IdentityRule>,
 }
+
+/// The variables of Chorus's environment every stdio server gets (when set): what
+/// node, python and a shell need to start, and nothing secret.
+pub const BASE_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+];
 
 /// One platform identity of `allow_identities`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -180,6 +191,15 @@ pub fn validate(mcp: &McpConfig, tools: &ToolsConfig) -> Result<(), ConfigError>
                 return Err(invalid(key("allow_roles"), role, "`user` or `admin`"));
             }
         }
+        for name in &s.inherit_env {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(invalid(
+                    key("inherit_env"),
+                    name,
+                    "names of environment variables",
+                ));
+            }
+        }
         for account in &s.allow_accounts {
             if chorus_model::ids::AccountId::parse(account).is_none() {
                 return Err(invalid(
@@ -226,6 +246,7 @@ mod tests {
             command: Some("node".into()),
             args: vec![],
             env: BTreeMap::new(),
+            inherit_env: vec![],
             cwd: None,
             url: None,
             headers: BTreeMap::new(),
