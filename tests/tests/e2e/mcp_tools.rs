@@ -735,7 +735,10 @@ async fn a_stdio_server_sees_only_its_own_environment() -> Result<()> {
             .iter()
             .find(|e| e.kind == "tool_result" && e.data["call_id"] == call.data["id"])
             .with_context(|| format!("no result for {name}"))?;
-        Ok(result.data["output"].as_str().unwrap_or_default().to_string())
+        Ok(result.data["output"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
     };
     let outputs = [
         seen("OPENAI_API_KEY")?,
