@@ -349,3 +349,44 @@ async fn a_failed_run_does_not_show_the_providers_address() -> Result<()> {
     ensure!(server.log().contains(&address), "the log names the address");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_addresses_count_only_from_trusted_proxies() -> Result<()> {
+    for trusted in [true, false] {
+        let mut config = ServerConfig::new()
+            .scripted("s", "Hi.", 200.0)
+            .raw_toml("[limits]\nlogin_failures = 2\nlogin_failures_per_account = 100\n");
+        if trusted {
+            // The test client is the proxy here.
+            config = config.server_setting("trusted_proxies", vec!["127.0.0.1"]);
+        }
+        let server = TestServer::start(config).await?;
+        let name = unique_name("proxied");
+        server.create_user(&name, PASSWORD).await?;
+        let login = |forwarded_for: &'static str| {
+            let client = server.client();
+            let name = name.clone();
+            async move {
+                let r = client
+                    .request(Method::POST, "/api/auth/login")
+                    .header("x-forwarded-for", forwarded_for)
+                    .json(&json!({"name": name, "password": "wrong password!"}))
+                    .send()
+                    .await?;
+                anyhow::Ok(r)
+            }
+        };
+        for _ in 0..2 {
+            expect_error(login("203.0.113.1").await?, 401, "invalid_credentials").await?;
+        }
+        expect_error(login("203.0.113.1").await?, 429, "rate_limited").await?;
+        if trusted {
+            // Behind the proxy, another client has its own limit.
+            expect_error(login("203.0.113.2").await?, 401, "invalid_credentials").await?;
+        } else {
+            // From anyone else the header is ignored: a made-up address is no way out.
+            expect_error(login("203.0.113.2").await?, 429, "rate_limited").await?;
+        }
+    }
+    Ok(())
+}
