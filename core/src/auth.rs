@@ -8,6 +8,9 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -72,9 +75,85 @@ pub fn dummy_hash() -> &'static str {
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$JZdCCcqR9ZOZU7DN0W93sVsmGjBDJD7ACo6d6o1AW3Y"
 }
 
+/// Bounds the password hashing (argon2id: about 19 MiB and tens of milliseconds of
+/// CPU each) that runs at once. Logins need no account, so without a bound anyone can
+/// make the server hash for as many requests as they send; with it, the excess waits
+/// a little for a slot and is then refused, and the blocking pool and memory stay
+/// bounded.
+pub struct HashGate {
+    permits: Arc<Semaphore>,
+    wait: Duration,
+}
+
+/// Why [`HashGate::run`] did not hash.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// Every slot stayed taken for the whole wait.
+    #[error("the server is busy checking other passwords; try again in a few seconds")]
+    Busy,
+    /// The hashing task died (it panicked).
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+impl HashGate {
+    /// At most `concurrency` hashes at once (at least one); a caller waits up to
+    /// `wait` for a slot.
+    pub fn new(concurrency: usize, wait: Duration) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            wait,
+        }
+    }
+
+    /// Runs `work` (a hash or a verification) on the blocking pool once a slot is
+    /// free, keeping the async workers free while it runs.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, GateError> {
+        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| GateError::Busy)?
+            .map_err(|_| GateError::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| GateError::Failed(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_gate_refuses_work_beyond_its_slots_after_the_wait() {
+        let gate = Arc::new(HashGate::new(1, Duration::from_millis(50)));
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                gate.run(move || {
+                    started_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    1
+                })
+                .await
+            })
+        };
+        tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+            .await
+            .unwrap();
+        assert!(matches!(gate.run(|| 2).await, Err(GateError::Busy)));
+        release_tx.send(()).unwrap();
+        assert_eq!(holder.await.unwrap().unwrap(), 1);
+        assert_eq!(gate.run(|| 3).await.unwrap(), 3);
+    }
 
     #[test]
     fn password_round_trip_and_rejections() {

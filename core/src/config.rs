@@ -77,6 +77,16 @@ pub struct ServerConfig {
     pub instance_id: Option<String>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the
+    /// client; from any other peer the header is ignored and the socket address is
+    /// the client. Empty: no proxy is trusted.
+    pub trusted_proxies: Vec<ProxyNet>,
+    /// Longest a request may take before its response starts, in seconds; a slower
+    /// one gets 503 `timeout`. Event streams, once started, are not cut.
+    pub request_timeout_secs: u64,
+    /// Event streams (`GET /api/runs/{id}/events`) one account may hold open on an
+    /// instance at once; one more gets 429 `too_many_streams`.
+    pub max_streams_per_account: usize,
 }
 
 impl Default for ServerConfig {
@@ -85,7 +95,78 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:3000".into(),
             instance_id: None,
             max_body_bytes: 1024 * 1024,
+            trusted_proxies: Vec::new(),
+            request_timeout_secs: 30,
+            max_streams_per_account: 16,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The client of a request that reached us from `peer` with these
+    /// `X-Forwarded-For` values: the peer itself unless it is a trusted proxy;
+    /// otherwise the right-most forwarded address that is not a trusted proxy (each
+    /// proxy appends the address it received the request from, so the addresses left
+    /// of the first untrusted one are the client's to forge).
+    pub fn client_ip<'a>(
+        &self,
+        peer: std::net::IpAddr,
+        forwarded_for: impl Iterator<Item = &'a str>,
+    ) -> std::net::IpAddr {
+        if !self.is_trusted_proxy(peer) {
+            return peer;
+        }
+        let hops: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            match hop.trim().parse::<std::net::IpAddr>() {
+                Ok(ip) => {
+                    client = ip;
+                    if !self.is_trusted_proxy(ip) {
+                        break;
+                    }
+                }
+                // Garbage in the chain: the last address we could trust stands.
+                Err(_) => break,
+            }
+        }
+        client
+    }
+
+    fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted_proxies.iter().any(|net| net.0.contains(&ip))
+    }
+}
+
+/// An address or CIDR range in `server.trusted_proxies` (`10.0.0.1`, `10.0.0.0/8`,
+/// `::1`), kept as the text it was written as.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProxyNet(ipnet::IpNet);
+
+impl std::str::FromStr for ProxyNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(|net| ProxyNet(net.trunc()))
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR range such as 10.0.0.0/8"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProxyNet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for ProxyNet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
     }
 }
 
@@ -314,6 +395,20 @@ impl Config {
                 "engine.lease_ttl_secs",
                 self.engine.lease_ttl_secs.to_string(),
                 "at least 2 seconds",
+            ));
+        }
+        if self.server.request_timeout_secs == 0 {
+            return Err(invalid(
+                "server.request_timeout_secs",
+                "0",
+                "at least 1 second",
+            ));
+        }
+        if self.server.max_streams_per_account == 0 {
+            return Err(invalid(
+                "server.max_streams_per_account",
+                "0",
+                "at least 1 stream",
             ));
         }
         if self.server.max_body_bytes < 1024 {
@@ -648,6 +743,50 @@ models = ["gpt-4o-mini"]
         .unwrap_err();
         assert!(
             err.to_string().contains("NOPE") && err.to_string().contains("providers[0].api_key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_from_trusted_proxies_only() {
+        let c = Config::from_toml(
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]",
+            &env(&[]),
+        )
+        .unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let client = |peer: &str, xff: &[&str]| c.server.client_ip(ip(peer), xff.iter().copied());
+        // Not from a proxy: the header is the client's to forge.
+        assert_eq!(client("203.0.113.9", &["198.51.100.1"]), ip("203.0.113.9"));
+        // From a proxy: the right-most address that is not a proxy.
+        assert_eq!(client("10.1.2.3", &["198.51.100.1"]), ip("198.51.100.1"));
+        assert_eq!(
+            client("10.1.2.3", &["1.1.1.1, 198.51.100.1, 10.9.9.9"]),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client("::1", &["1.1.1.1", "198.51.100.1"]),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client("::ffff:10.0.0.1", &["198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+        // A proxy that forwards nothing (or garbage) is the client itself.
+        assert_eq!(client("10.1.2.3", &[]), ip("10.1.2.3"));
+        assert_eq!(client("10.1.2.3", &["nonsense"]), ip("10.1.2.3"));
+        // No proxies configured: the peer, always.
+        let none = Config::from_toml("", &env(&[])).unwrap();
+        assert_eq!(
+            none.server
+                .client_ip(ip("127.0.0.1"), ["198.51.100.1"].into_iter()),
+            ip("127.0.0.1")
+        );
+        let err = Config::from_toml("[server]\ntrusted_proxies = [\"proxy\"]", &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.trusted_proxies") && err.contains("CIDR"),
             "{err}"
         );
     }

@@ -29,6 +29,7 @@ mod follow;
 mod identity;
 mod sandbox;
 mod surfaces;
+mod sessions;
 pub use admin::Admin;
 pub use error::{Conflict, CoreError, Forbidden, InvalidInput};
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
@@ -90,6 +91,8 @@ pub struct Core {
     pub(crate) sso: Arc<Sso>,
     /// How each chat surface's connection stands (for `/readyz`).
     surfaces: surfaces::SurfaceBoard,
+    /// Bounds the password hashing that runs at once (logins need no account).
+    pub(crate) hashing: Arc<auth::HashGate>,
     /// Set once local runs were interrupted, so a shutdown does it once.
     runs_interrupted: Arc<tokio::sync::OnceCell<()>>,
 }
@@ -172,6 +175,7 @@ impl Core {
             &config.data_dir(),
             &config.instance_id(),
         ));
+        let config_limits = config.limits.clone();
         Ok(Self {
             store,
             journal,
@@ -189,14 +193,22 @@ impl Core {
             limiter,
             sandbox,
             surfaces: Default::default(),
+            hashing: Arc::new(auth::HashGate::new(
+                config_limits.password_hash_concurrency,
+                Duration::from_millis(config_limits.password_hash_wait_ms),
+            )),
             runs_interrupted: Arc::new(tokio::sync::OnceCell::new()),
         })
     }
 
     /// Starts the background work of a serving instance: the sweeper that marks runs
-    /// of dead instances (and this instance's previous life) interrupted.
+    /// of dead instances (and this instance's previous life) interrupted, and the
+    /// hourly purge of expired sessions.
     pub fn start_background(&self) {
         self.engine.start_background();
+        let store = self.store.clone();
+        self.engine
+            .spawn_housekeeping(|stop| sessions::purge_expired_forever(store, stop));
     }
 
     pub fn config(&self) -> &Config {
@@ -249,15 +261,7 @@ impl Core {
     ) -> Result<Account, CoreError> {
         validate_account_name(name)?;
         let hash = match password {
-            // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-            Some(pw) => {
-                let pw = pw.to_string();
-                Some(
-                    tokio::task::spawn_blocking(move || auth::hash_password(&pw))
-                        .await
-                        .map_err(|e| AuthError::Hash(e.to_string()))??,
-                )
-            }
+            Some(pw) => Some(self.hash_password(pw).await?),
             None => None,
         };
         let role = if admin {
@@ -269,6 +273,19 @@ impl Core {
             .store
             .create_account(name, role, hash.as_deref())
             .await?)
+    }
+
+    /// Hashes a new password through the hashing gate (argon2 takes tens of
+    /// milliseconds of CPU, off the async workers and bounded in number).
+    pub(crate) async fn hash_password(&self, password: &str) -> Result<String, CoreError> {
+        let pw = password.to_string();
+        match self.hashing.run(move || auth::hash_password(&pw)).await {
+            Ok(hash) => Ok(hash?),
+            Err(auth::GateError::Busy) => {
+                Err(CoreError::RateLimited(auth::GateError::Busy.to_string()))
+            }
+            Err(auth::GateError::Failed(e)) => Err(AuthError::Hash(e).into()),
+        }
     }
 
     /// How many accounts exist (a fresh install has none).
@@ -289,12 +306,19 @@ impl Core {
         let account = self.store.account_by_name(name).await?;
         let hash = account.as_ref().and_then(|a| a.password_hash.clone());
         let (pw, stored) = (password.to_string(), hash.clone());
-        // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-        let ok = tokio::task::spawn_blocking(move || {
-            auth::verify_password(&pw, stored.as_deref().unwrap_or(auth::dummy_hash()))
-        })
-        .await
-        .unwrap_or(false);
+        let ok = match self
+            .hashing
+            .run(move || {
+                auth::verify_password(&pw, stored.as_deref().unwrap_or(auth::dummy_hash()))
+            })
+            .await
+        {
+            Ok(ok) => ok,
+            Err(auth::GateError::Busy) => {
+                return Err(CoreError::RateLimited(auth::GateError::Busy.to_string()));
+            }
+            Err(auth::GateError::Failed(_)) => false,
+        };
         // The name of an account merged into another still logs in, to that account.
         let account = match account {
             Some(a) if ok && hash.is_some() => self
@@ -749,9 +773,12 @@ fn build_request(
     }
 }
 
+/// Longest account name, in bytes (names are ASCII).
+pub(crate) const MAX_ACCOUNT_NAME_LEN: usize = 64;
+
 fn validate_account_name(name: &str) -> Result<(), CoreError> {
     let ok = !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= MAX_ACCOUNT_NAME_LEN
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));

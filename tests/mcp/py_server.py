@@ -44,6 +44,12 @@ async def die() -> str:
 
 
 @server.tool()
+def env(name: str) -> str:
+    """The value of the environment variable `name` in this server, or `<unset>`."""
+    return os.environ.get(name, "<unset>")
+
+
+@server.tool()
 def malformed() -> str:
     """Writes a line that is not JSON-RPC to stdout (stdio only), then answers."""
     sys.stdout.buffer.write(b'{"jsonrpc": "2.0", "id": this is not json\n')

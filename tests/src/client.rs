@@ -102,8 +102,11 @@ impl ApiClient {
             .http
             .request(method, format!("{}{path}", self.base))
             .timeout(CALL_TIMEOUT);
-        if let Some(key) = &self.bearer {
-            req = req.bearer_auth(key);
+        match &self.bearer {
+            Some(key) => req = req.bearer_auth(key),
+            // As the chat client in a browser: its requests carry the page's origin,
+            // which the server checks on every change a session cookie makes.
+            None => req = req.header("Origin", &self.base),
         }
         req
     }

@@ -2,7 +2,8 @@
 //! (discord.com/developers/docs/topics/oauth2): `GET /oauth2/authorize` (the user
 //! consents at once and is redirected back with `code` and `state`),
 //! `POST /api/oauth2/token` (form body, client credentials by HTTP Basic or in the
-//! form) and `GET /api/users/@me` (the user object).
+//! form; PKCE's `code_verifier` checked against the authorization's S256
+//! `code_challenge`) and `GET /api/users/@me` (the user object).
 
 use crate::fake_server::FakeServer;
 use axum::Form;
@@ -21,8 +22,10 @@ use std::sync::{Arc, Mutex};
 struct Inner {
     /// The Discord user who consents at the next authorization.
     user: Value,
-    /// code → (redirect_uri, user)
-    codes: HashMap<String, (String, Value)>,
+    /// code → (redirect_uri, PKCE code_challenge, user)
+    codes: HashMap<String, (String, Option<String>, Value)>,
+    /// Whether the last code exchange proved PKCE.
+    pkce_verified: bool,
     /// access token → user
     tokens: HashMap<String, Value>,
 }
@@ -63,6 +66,12 @@ impl FakeDiscord {
         self.fake.inner.lock().unwrap().user = user;
     }
 
+    /// Whether the last code exchange carried a `code_verifier` matching its
+    /// authorization's S256 `code_challenge`.
+    pub fn pkce_verified(&self) -> bool {
+        self.fake.inner.lock().unwrap().pkce_verified
+    }
+
     /// An `[[auth.oauth2]]` table pointing Chorus at this fake.
     pub fn config_toml(&self, id: &str) -> String {
         format!(
@@ -90,6 +99,10 @@ async fn authorize(State(f): State<Fake>, Query(q): Query<HashMap<String, String
     if !param("scope").split(' ').any(|s| s == "identify") {
         return error(StatusCode::BAD_REQUEST, "invalid_scope");
     }
+    let challenge = q.get("code_challenge").cloned();
+    if challenge.is_some() && param("code_challenge_method") != "S256" {
+        return error(StatusCode::BAD_REQUEST, "invalid_request");
+    }
     let redirect_uri = param("redirect_uri");
     let code = uuid::Uuid::new_v4().simple().to_string();
     let user = f.inner.lock().unwrap().user.clone();
@@ -97,7 +110,7 @@ async fn authorize(State(f): State<Fake>, Query(q): Query<HashMap<String, String
         .lock()
         .unwrap()
         .codes
-        .insert(code.clone(), (redirect_uri.clone(), user));
+        .insert(code.clone(), (redirect_uri.clone(), challenge, user));
     let mut target = url::Url::parse(&redirect_uri).expect("redirect_uri");
     target
         .query_pairs_mut()
@@ -126,12 +139,25 @@ async fn token(
     if param("grant_type") != "authorization_code" {
         return error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
     }
-    let Some((redirect_uri, user)) = f.inner.lock().unwrap().codes.remove(&param("code")) else {
+    let Some((redirect_uri, challenge, user)) =
+        f.inner.lock().unwrap().codes.remove(&param("code"))
+    else {
         return error(StatusCode::BAD_REQUEST, "invalid_grant");
     };
     if redirect_uri != param("redirect_uri") {
         return error(StatusCode::BAD_REQUEST, "invalid_grant");
     }
+    let mut pkce_verified = false;
+    if let Some(challenge) = challenge {
+        use sha2::Digest as _;
+        let hashed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(param("code_verifier").as_bytes()));
+        if hashed != challenge {
+            return error(StatusCode::BAD_REQUEST, "invalid_grant");
+        }
+        pkce_verified = true;
+    }
+    f.inner.lock().unwrap().pkce_verified = pkce_verified;
     let access = uuid::Uuid::new_v4().simple().to_string();
     f.inner.lock().unwrap().tokens.insert(access.clone(), user);
     Json(json!({

@@ -80,6 +80,10 @@ pub struct ServerConfig {
     pub provider_settings: Vec<(String, String, toml::Value)>,
     /// Raw TOML merged into the file (tables key by key; e.g. `[[aliases]]`).
     pub raw_toml: Vec<String>,
+    /// Extra `(key, value)` settings of the `[server]` section.
+    pub server_settings: Vec<(String, toml::Value)>,
+    /// Environment variables of the `chorus` process.
+    pub env: Vec<(String, String)>,
 }
 
 impl ServerConfig {
@@ -94,6 +98,18 @@ impl ServerConfig {
 
     pub fn redis_journal(mut self, url: &str, key_prefix: &str) -> Self {
         self.redis = Some((url.to_string(), key_prefix.to_string()));
+        self
+    }
+
+    /// Sets an environment variable of the `chorus` process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets `server.KEY` (the section the harness writes itself, so raw TOML cannot).
+    pub fn server_setting(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.server_settings.push((key.to_string(), value.into()));
         self
     }
 
@@ -225,6 +241,9 @@ impl ServerConfig {
         server.insert("listen".into(), listen.into());
         if let Some(id) = &self.instance_id {
             server.insert("instance_id".into(), id.as_str().into());
+        }
+        for (key, value) in &self.server_settings {
+            server.insert(key.clone(), value.clone());
         }
         root.insert("server".into(), Value::Table(server));
         if let Some(url) = &self.database_url {
@@ -408,6 +427,7 @@ impl TestServer {
                 cmd.env_remove(name);
             }
         }
+        cmd.envs(self.config.env.iter().map(|(k, v)| (k, v)));
         cmd.env("NO_COLOR", "1")
             .env("CHORUS_LOG", "info,sqlx=warn")
             .arg("--config")

@@ -50,21 +50,36 @@ impl SsoBrowser {
     }
 
     pub async fn api_delete(&self, path: &str) -> Result<(StatusCode, Value)> {
-        let r = self.http.delete(self.url(path)).send().await?;
+        let r = self
+            .http
+            .delete(self.url(path))
+            .header("Origin", &self.base)
+            .send()
+            .await?;
         let status = r.status();
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
     pub async fn api_post(&self, path: &str, body: &Value) -> Result<(StatusCode, Value)> {
-        let r = self.http.post(self.url(path)).json(body).send().await?;
+        let r = self
+            .http
+            .post(self.url(path))
+            .header("Origin", &self.base)
+            .json(body)
+            .send()
+            .await?;
         let status = r.status();
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
-    /// `GET /api/auth/sso/{provider}/start`: the provider URL it redirects to.
+    /// `GET /api/auth/sso/{provider}/start`, as a click on the chat page's button (a
+    /// same-origin navigation): the provider URL it redirects to.
     pub async fn start(&self, provider: &str) -> Result<url::Url> {
         let r = self
-            .get(&self.url(&format!("/api/auth/sso/{provider}/start")))
+            .http
+            .get(self.url(&format!("/api/auth/sso/{provider}/start")))
+            .header("Sec-Fetch-Site", "same-origin")
+            .send()
             .await?;
         redirect_target(r, "the SSO start").await
     }

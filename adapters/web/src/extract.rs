@@ -80,19 +80,40 @@ impl FromRequestParts<AppState> for WebSession {
     }
 }
 
-/// The address of the client, for per-client limits ("unknown" when the server was
-/// not started with connection info).
-pub fn client_address(parts: &Parts) -> String {
-    parts
+/// The address of the client, for per-client limits: the socket's peer, or the
+/// address a trusted reverse proxy forwarded (`server.trusted_proxies`, see
+/// [`chorus_core::config::ServerConfig::client_ip`]); "unknown" when the server was
+/// not started with connection info.
+pub fn client_address(parts: &Parts, state: &AppState) -> String {
+    let Some(peer) = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
+        .map(|c| c.0.ip())
+    else {
+        return "unknown".to_string();
+    };
+    let forwarded = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    state
+        .core
+        .config()
+        .server
+        .client_ip(peer, forwarded)
+        .to_canonical()
+        .to_string()
 }
 
 /// The session token from the request's cookies.
 pub fn session_token(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+    session_cookie(&parts.headers)
+}
+
+/// The session token from these headers' cookies.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -61,24 +61,32 @@ impl<S: Send + Sync> FromRequestParts<S> for Resume {
     }
 }
 
-/// The SSE response for a run's entries; it ends after `finished`.
-pub fn run_events(entries: EntryStream, shutdown: tokio_util::sync::CancellationToken) -> Response {
-    let events = entries.take_until(shutdown.cancelled_owned()).map(|item| {
-        let event = match item {
-            Ok(entry) => Event::default()
-                .event(entry.event.kind())
-                .id(entry.seq.to_string())
-                .data(serde_json::to_string(&entry.event).unwrap_or_else(|_| "{}".into())),
-            Err(e) => {
-                tracing::warn!(error = %e, "run stream failed");
-                Event::default().event("journal_error").data(
+/// The SSE response for a run's entries; it ends after `finished`. It holds `slot`
+/// (one of the account's capped streams) until it ends or the client goes.
+pub fn run_events(
+    entries: EntryStream,
+    shutdown: tokio_util::sync::CancellationToken,
+    slot: crate::guard::StreamSlot,
+) -> Response {
+    let events = entries
+        .take_until(shutdown.cancelled_owned())
+        .map(move |item| {
+            let _held = &slot;
+            let event = match item {
+                Ok(entry) => Event::default()
+                    .event(entry.event.kind())
+                    .id(entry.seq.to_string())
+                    .data(serde_json::to_string(&entry.event).unwrap_or_else(|_| "{}".into())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "run stream failed");
+                    Event::default().event("journal_error").data(
                     serde_json::json!({"message": "the run's journal is unavailable; reconnect"})
                         .to_string(),
                 )
-            }
-        };
-        Ok::<_, Infallible>(event)
-    });
+                }
+            };
+            Ok::<_, Infallible>(event)
+        });
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()

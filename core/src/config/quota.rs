@@ -79,6 +79,10 @@ pub struct LimitsConfig {
     /// Failed local logins allowed per account name and client address per
     /// `guess_window_secs`.
     pub login_failures: u32,
+    /// Failed local logins allowed per account name from all addresses together per
+    /// `guess_window_secs`, so guessing from many addresses is limited too. Reaching
+    /// it refuses that name's logins (even the right password) until the window ends.
+    pub login_failures_per_account: u32,
     /// Wrong, expired or malformed link codes allowed per identity per
     /// `guess_window_secs`.
     pub link_code_failures: u32,
@@ -88,6 +92,12 @@ pub struct LimitsConfig {
     /// (refuse the message, login or link code until it answers again) or `allow`
     /// (let it through uncounted, logged as a warning).
     pub on_store_error: OnStoreError,
+    /// Password hashes (logins, new passwords) computed at once; each takes about
+    /// 19 MiB and tens of milliseconds of CPU.
+    pub password_hash_concurrency: usize,
+    /// How long a login waits for a free hashing slot before it is refused (429,
+    /// "busy"), in milliseconds.
+    pub password_hash_wait_ms: u64,
 }
 
 /// What a limit does when its counters cannot be read or written.
@@ -108,9 +118,12 @@ impl Default for LimitsConfig {
             window_secs: 60,
             max_concurrent_runs: 3,
             login_failures: 10,
+            login_failures_per_account: 50,
             link_code_failures: 5,
             guess_window_secs: 900,
             on_store_error: OnStoreError::Deny,
+            password_hash_concurrency: 4,
+            password_hash_wait_ms: 2000,
         }
     }
 }
@@ -188,6 +201,13 @@ impl Config {
                     "zero or more credits (below 10^12)",
                 ));
             }
+        }
+        if self.limits.password_hash_concurrency == 0 {
+            return Err(invalid(
+                "limits.password_hash_concurrency",
+                "0",
+                "at least 1 hash at once",
+            ));
         }
         for (key, value) in [
             ("limits.window_secs", self.limits.window_secs),

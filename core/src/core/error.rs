@@ -58,6 +58,10 @@ pub enum InvalidInput {
         "account name {name:?} must be 1-64 characters of letters, digits, `_`, `-`, `.` or `@`"
     )]
     AccountName { name: String },
+    /// A login name longer than any account name can be (refused before it is
+    /// looked up, counted or stored).
+    #[error("account names are at most {max} characters")]
+    LoginNameTooLong { max: usize },
     #[error("unknown model {0:?}: expected PROVIDER/MODEL as listed by GET /api/models")]
     UnknownModel(String),
     /// A new conversation's title.

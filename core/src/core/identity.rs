@@ -223,8 +223,8 @@ impl Core {
         }
     }
 
-    /// A new account (default role, no password) named after the identity, with a
-    /// random suffix when the name is taken.
+    /// A new account (`accounts.default_role`, no password) named after the identity,
+    /// with a random suffix when the name is taken.
     async fn create_sso_account(&self, external: &ExternalIdentity) -> Result<Account, CoreError> {
         let base = external
             .name_hints
@@ -233,7 +233,11 @@ impl Core {
             .unwrap_or_else(|| "user".into());
         let mut name = base.clone();
         for _ in 0..8 {
-            match self.store.create_account(&name, Role::User, None).await {
+            match self
+                .store
+                .create_account(&name, self.default_role(), None)
+                .await
+            {
                 Ok(account) => return Ok(account),
                 Err(StoreError::Conflict(StoreConflict::AccountNameTaken { .. })) => {
                     name = format!("{base}-{:04x}", rand::rng().next_u32() & 0xffff);

@@ -46,46 +46,41 @@ impl Core {
         let limits = &self.config.limits;
         let window = Duration::from_secs(limits.guess_window_secs);
         let key = format!("link:{}", identity.key());
-        let failures = match self.limiter.count(&key, window).await {
-            Ok(n) => n,
-            Err(e) => {
-                self.limit_store_failed("link_code", e)?;
-                0
-            }
-        };
-        if failures >= limits.link_code_failures as u64 {
+        // The attempt takes its slot first (atomically), so parallel guesses cannot
+        // all pass the check; a code that works gives it back.
+        let Some(taken) = self
+            .take_slot("link_code", &key, window, limits.link_code_failures as u64)
+            .await?
+        else {
             return Err(CoreError::RateLimited(format!(
                 "too many wrong link codes; try again in {} minutes",
                 limits.guess_window_secs.div_ceil(60)
             )));
-        }
-        let failed = |message: String| async {
-            if let Err(e) = self.limiter.hit(&key, window).await {
-                tracing::warn!(error = %e, "cannot count a wrong link code");
-            }
-            CoreError::InvalidLinkCode(message)
         };
         let code = match LinkCode::parse(code) {
             Ok(code) => code,
-            Err(e) => return Err(failed(e.to_string()).await),
+            Err(e) => return Err(CoreError::InvalidLinkCode(e.to_string())),
         };
-        match self.store.redeem_link_code(&code.hash(), identity).await {
-            Ok(outcome) => {
-                if let Some(from) = &outcome.merged_from {
-                    // The merged account's conversations moved; their sandbox files follow.
-                    let workspaces = self.sandbox.workspaces();
-                    if let Err(e) = workspaces.adopt(from, &outcome.account_id).await {
-                        tracing::error!(error = %e, from = %from, to = %outcome.account_id,
-                            "cannot move the sandbox workspaces of a merged account");
-                    }
-                }
-                Ok(outcome)
-            }
+        let outcome = match self.store.redeem_link_code(&code.hash(), identity).await {
+            Ok(outcome) => outcome,
             Err(chorus_store::StoreError::NotFound("link code")) => {
-                Err(failed(WRONG_CODE.to_string()).await)
+                return Err(CoreError::InvalidLinkCode(WRONG_CODE.to_string()));
             }
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                self.give_back(taken).await;
+                return Err(e.into());
+            }
+        };
+        self.give_back(taken).await;
+        if let Some(from) = &outcome.merged_from {
+            // The merged account's conversations moved; their sandbox files follow.
+            let workspaces = self.sandbox.workspaces();
+            if let Err(e) = workspaces.adopt(from, &outcome.account_id).await {
+                tracing::error!(error = %e, from = %from, to = %outcome.account_id,
+                    "cannot move the sandbox workspaces of a merged account");
+            }
         }
+        Ok(outcome)
     }
 
     /// The role a new account gets unless told otherwise (`accounts.default_role`), for
@@ -214,36 +209,117 @@ impl Core {
     // ---- login guessing limit ----
 
     /// Checks a name and password; returns the account and a new session token.
-    /// Failures are limited per account name and `client` address, so passwords
-    /// cannot be guessed at speed.
+    /// Failures are limited per account name and `client` address
+    /// (`limits.login_failures`) and per account name alone, from any address
+    /// (`limits.login_failures_per_account`), so passwords can be guessed neither at
+    /// speed from one address nor from many. Each attempt takes its slot before the
+    /// password is checked, atomically, so a parallel burst gets no more guesses than
+    /// a sequence; a success (or a failure that is not a wrong password) gives the
+    /// slots back.
     pub async fn login(
         &self,
         name: &str,
         password: &str,
         client: &str,
     ) -> Result<(Account, String), CoreError> {
+        // No account name is longer, so a longer one is refused before it becomes a
+        // limiter key (the body may hold a megabyte of it).
+        if name.len() > super::MAX_ACCOUNT_NAME_LEN {
+            return Err(InvalidInput::LoginNameTooLong {
+                max: super::MAX_ACCOUNT_NAME_LEN,
+            }
+            .into());
+        }
+        self.guess_limited(name, client, self.check_login(name, password))
+            .await
+    }
+
+    /// Runs `attempt` (a password check of account `name`) within the login guessing
+    /// limits of `name` and `client`: slots are taken before it, and given back unless
+    /// it fails with [`CoreError::Unauthorized`] (a wrong password).
+    pub(crate) async fn guess_limited<T>(
+        &self,
+        name: &str,
+        client: &str,
+        attempt: impl std::future::Future<Output = Result<T, CoreError>>,
+    ) -> Result<T, CoreError> {
         let limits = &self.config.limits;
         let window = Duration::from_secs(limits.guess_window_secs);
-        let key = format!("login:{}:{client}", name.to_lowercase());
-        let failures = match self.limiter.count(&key, window).await {
-            Ok(n) => n,
-            Err(e) => {
-                self.limit_store_failed("login", e)?;
-                0
-            }
-        };
-        if failures >= limits.login_failures as u64 {
-            return Err(CoreError::RateLimited(format!(
+        let name_key = name.to_lowercase();
+        let refused = || {
+            CoreError::RateLimited(format!(
                 "too many failed logins for this name; try again in {} minutes",
                 limits.guess_window_secs.div_ceil(60)
-            )));
-        }
-        let result = self.check_login(name, password).await;
-        if matches!(result, Err(CoreError::Unauthorized))
-            && let Err(e) = self.limiter.hit(&key, window).await
+            ))
+        };
+        let Some(by_address) = self
+            .take_slot(
+                "login",
+                &format!("login:{name_key}:{client}"),
+                window,
+                limits.login_failures as u64,
+            )
+            .await?
+        else {
+            return Err(refused());
+        };
+        let by_account = match self
+            .take_slot(
+                "login",
+                &format!("login-account:{name_key}"),
+                window,
+                limits.login_failures_per_account as u64,
+            )
+            .await
         {
-            tracing::warn!(error = %e, "cannot count a failed login");
+            Ok(Some(slot)) => slot,
+            outcome => {
+                self.give_back(by_address).await;
+                return Err(outcome.err().unwrap_or_else(refused));
+            }
+        };
+        let result = attempt.await;
+        if !matches!(result, Err(CoreError::Unauthorized)) {
+            self.give_back(by_address).await;
+            self.give_back(by_account).await;
         }
         result
     }
+
+    /// Takes a slot of a guessing limit: `None` when the limit is reached. When the
+    /// counter store fails, `limits.on_store_error` decides (through
+    /// [`Core::limit_store_failed`]): refused, or let through uncounted.
+    async fn take_slot(
+        &self,
+        limit: &'static str,
+        key: &str,
+        window: Duration,
+        max: u64,
+    ) -> Result<Option<Slot>, CoreError> {
+        match self.limiter.take(key, window, max).await {
+            Ok(Some(taken)) => Ok(Some(Slot::Taken(taken))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.limit_store_failed(limit, e)?;
+                Ok(Some(Slot::Uncounted))
+            }
+        }
+    }
+
+    /// Releases a guessing-limit slot that turned out not to be a failed guess.
+    async fn give_back(&self, slot: Slot) {
+        if let Slot::Taken(taken) = slot
+            && let Err(e) = self.limiter.release(taken).await
+        {
+            tracing::warn!(error = %e, "cannot release a guessing-limit slot");
+        }
+    }
+}
+
+/// A slot of a guessing limit held by one attempt.
+enum Slot {
+    /// Counted: given back when the attempt was not a wrong guess.
+    Taken(crate::quota::Taken),
+    /// Not counted: the counter store failed and `limits.on_store_error` allows it.
+    Uncounted,
 }

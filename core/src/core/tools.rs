@@ -3,7 +3,7 @@
 //! (the tools it offers and the tool history of its conversation).
 
 use super::{Core, CoreError, InvalidInput};
-use crate::tools::{ExposedTool, SourceStatus};
+use crate::tools::{ExposedTool, SourceStatus, ToolUser};
 use chorus_model::history::{ToolStep, history_messages};
 use chorus_model::ids::{ConversationId, MessageId};
 use chorus_providers::{ChatMessage, ToolSpec};
@@ -34,8 +34,24 @@ impl ToolContext {
 
 impl Core {
     /// The tools `account` may use (`GET /api/tools`).
-    pub fn tools_for(&self, account: &Account) -> Vec<ExposedTool> {
-        self.tools.available_to(account)
+    pub async fn tools_for(&self, account: &Account) -> Result<Vec<ExposedTool>, CoreError> {
+        Ok(self.tools.available_to(&self.tool_user(account).await?))
+    }
+
+    /// `account` as the tool host judges it: with its platform identities when some
+    /// source admits accounts by identity.
+    async fn tool_user<'a>(&self, account: &'a Account) -> Result<ToolUser<'a>, CoreError> {
+        let mut user = ToolUser::account(account);
+        if self.tools.needs_identities() {
+            user.identities = self
+                .store
+                .identities_of(&account.id)
+                .await?
+                .into_iter()
+                .map(|i| (i.platform, i.external_id))
+                .collect();
+        }
+        Ok(user)
     }
 
     /// Every tool source with its state (admins only).
@@ -68,7 +84,7 @@ impl Core {
             return Err(InvalidInput::TooManyTools { max: 200 }.into());
         }
         self.tools
-            .check_selection(account, &tools)
+            .check_selection(&self.tool_user(account).await?, &tools)
             .map_err(InvalidInput::UnknownTool)?;
         let mut tools = tools;
         tools.dedup();
@@ -89,7 +105,9 @@ impl Core {
     ) -> Result<ToolContext, CoreError> {
         let selection = self.store.conversation_tools(conversation).await?;
         Ok(ToolContext {
-            specs: self.tools.specs_for(account, &selection),
+            specs: self
+                .tools
+                .specs_for(&self.tool_user(account).await?, &selection),
             steps: self.store.conversation_tool_steps(conversation).await?,
         })
     }
@@ -99,15 +117,16 @@ impl Core {
 
 impl Core {
     /// The MCP servers `account` may use, or only `server` when named.
-    fn mcp_servers_for(
+    async fn mcp_servers_for(
         &self,
         account: &Account,
         server: Option<&str>,
     ) -> Result<Vec<std::sync::Arc<crate::mcp::McpServer>>, CoreError> {
+        let user = self.tool_user(account).await?;
         let servers: Vec<_> = self
             .mcp
             .iter()
-            .filter(|s| s.access().allows(account))
+            .filter(|s| s.access().allows(&user))
             .filter(|s| server.is_none_or(|id| s.id_str() == id))
             .cloned()
             .collect();
@@ -123,7 +142,7 @@ impl Core {
         account: &Account,
     ) -> Result<Vec<crate::mcp::ResourceInfo>, CoreError> {
         let mut all = Vec::new();
-        for server in self.mcp_servers_for(account, None)? {
+        for server in self.mcp_servers_for(account, None).await? {
             match server.resources().await {
                 Ok(list) => all.extend(list),
                 Err(e) => tracing::debug!(server = server.id_str(), error = %e, "no resources"),
@@ -139,7 +158,7 @@ impl Core {
         server: &str,
         uri: &str,
     ) -> Result<String, CoreError> {
-        let server = self.mcp_servers_for(account, Some(server))?.remove(0);
+        let server = self.mcp_servers_for(account, Some(server)).await?.remove(0);
         server
             .read_resource(uri)
             .await
@@ -152,7 +171,7 @@ impl Core {
         account: &Account,
     ) -> Result<Vec<crate::mcp::PromptInfo>, CoreError> {
         let mut all = Vec::new();
-        for server in self.mcp_servers_for(account, None)? {
+        for server in self.mcp_servers_for(account, None).await? {
             match server.prompts().await {
                 Ok(list) => all.extend(list),
                 Err(e) => tracing::debug!(server = server.id_str(), error = %e, "no prompts"),
@@ -169,7 +188,7 @@ impl Core {
         name: &str,
         arguments: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Vec<crate::mcp::PromptText>, CoreError> {
-        let server = self.mcp_servers_for(account, Some(server))?.remove(0);
+        let server = self.mcp_servers_for(account, Some(server)).await?.remove(0);
         server
             .get_prompt(name, arguments)
             .await

@@ -131,6 +131,15 @@ impl Engine {
             .spawn(sweeper::sweep_forever(self.inner.clone()));
     }
 
+    /// Runs a housekeeping task of the serving instance on the engine's tracker; it
+    /// gets the engine's shutdown token and must end when that is cancelled.
+    pub(crate) fn spawn_housekeeping<F>(&self, task: impl FnOnce(CancellationToken) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tasks.spawn(task(self.inner.shutdown.clone()));
+    }
+
     /// Spawns the task that executes a run whose row exists and is leased to us.
     pub(crate) fn spawn(&self, job: RunJob) {
         let stop = CancellationToken::new();

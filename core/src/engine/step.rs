@@ -64,6 +64,7 @@ async fn walk_chain(run: &mut RunState<'_>, chain: &[Target], out: &mut StreamSt
         // Only failures that may pass, before anything streamed, are retried or
         // handed to the next model; the rest end the run.
         if out.produced || !error.is_retryable() {
+            tracing::warn!(run = %run.job.run_id, model = %target.model_ref, error = %error, "generation failed");
             return ChainEnd::Failed(describe_failure(&error, &target.provider_id));
         }
         if attempt < target.max_retries
@@ -77,13 +78,14 @@ async fn walk_chain(run: &mut RunState<'_>, chain: &[Target], out: &mut StreamSt
             continue;
         }
         let Some(next) = chain.get(index + 1) else {
-            return ChainEnd::Failed(error.to_string());
+            tracing::warn!(run = %run.job.run_id, model = %target.model_ref, error = %error, "generation failed");
+            return ChainEnd::Failed(without_urls(&error.to_string()));
         };
         tracing::warn!(run = %run.job.run_id, from = %target.model_ref, to = %next.model_ref, error = %error, "falling back");
         run.append(RunEvent::Fallback {
             from: target.model_ref.clone(),
             to: next.model_ref.clone(),
-            reason: error.to_string(),
+            reason: without_urls(&error.to_string()),
         })
         .await;
         index += 1;
@@ -156,14 +158,46 @@ async fn wait_unless_halted(run: &RunState<'_>, wait: Duration) -> Option<Halt> 
 /// The failure as the run records it; a credentials problem names the provider and the
 /// setting to fix, since that is where an operator has to look.
 fn describe_failure(error: &ProviderError, provider_id: &str) -> String {
-    if error.kind == ProviderErrorKind::Auth {
+    let auth = error.kind == ProviderErrorKind::Auth;
+    let error = without_urls(&error.to_string());
+    if auth {
         format!(
             "provider `{provider_id}` rejected its credentials ({error}); check the provider's \
              `api_key` (and `headers`) in the config"
         )
     } else {
-        error.to_string()
+        error
     }
+}
+
+/// `text` with every URL (`scheme://...` up to a space, quote or closing bracket)
+/// replaced by `<url>`: run errors are shown to users, and a provider's address
+/// (`base_url`, an internal host) is the operator's business. The log keeps the whole
+/// error.
+pub(crate) fn without_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The scheme: the letters, digits, `+`, `-`, `.` right before `://`.
+        let scheme_start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let after = &rest[at + 3..];
+        let end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | ']' | '>' | '"' | '\'' | ','))
+            .unwrap_or(after.len());
+        if scheme_start == at {
+            // No scheme: not a URL; keep the `://` and go on.
+            out.push_str(&rest[..at + 3]);
+            rest = after;
+            continue;
+        }
+        out.push_str(&rest[..scheme_start]);
+        out.push_str("<url>");
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// How long to wait before retry `attempt` (0-based): the provider's `Retry-After` if it
@@ -180,8 +214,27 @@ fn retry_wait(attempt: u32, retry_after: Option<Duration>, max_wait: Duration) -
 
 #[cfg(test)]
 mod tests {
-    use super::retry_wait;
+    use super::{retry_wait, without_urls};
     use std::time::Duration;
+
+    #[test]
+    fn urls_are_hidden_from_run_errors() {
+        assert_eq!(
+            without_urls(
+                "request failed: error sending request for url (http://10.0.0.5:8000/v1/chat/completions)"
+            ),
+            "request failed: error sending request for url (<url>)"
+        );
+        assert_eq!(
+            without_urls("see https://internal.example/x?a=1, then 'wss://h:1/p' and a://b"),
+            "see <url>, then '<url>' and <url>"
+        );
+        assert_eq!(
+            without_urls("HTTP 500: upstream said no"),
+            "HTTP 500: upstream said no"
+        );
+        assert_eq!(without_urls("odd :// text"), "odd :// text");
+    }
 
     #[test]
     fn retry_after_is_honoured_up_to_the_cap() {

@@ -29,9 +29,14 @@ pub struct McpServerConfig {
     /// Stdio: its arguments.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Stdio: extra environment variables (values are treated as secrets).
+    /// Stdio: environment variables (values are treated as secrets). The server
+    /// starts with a clean environment: these, [`BASE_ENV`] and `inherit_env`.
     #[serde(default)]
     pub env: BTreeMap<String, Secret>,
+    /// Stdio: names of Chorus's own environment variables passed through to the
+    /// server (e.g. a proxy or CA bundle setting); nothing else of it is.
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
     /// Stdio: working directory (default: Chorus's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
@@ -44,10 +49,33 @@ pub struct McpServerConfig {
     /// Roles (`user`, `admin`) whose accounts may use the server's tools.
     #[serde(default)]
     pub allow_roles: Vec<String>,
-    /// Account names that may use the server's tools. With `allow_roles` also empty,
-    /// every account may.
+    /// Account ids (as `GET /api/me` shows them) that may use the server's tools.
+    /// Not names: single sign-on and chat surfaces give names out first come, first
+    /// served. With `allow_roles` and `allow_identities` also empty, every account may.
     #[serde(default)]
     pub allow_accounts: Vec<String>,
+    /// Platform identities whose accounts may use the server's tools, e.g.
+    /// `{ platform = "discord", id = "80351110224678912" }` or
+    /// `{ platform = "oidc:corp", id = "SUB" }`: whoever the identity is linked to.
+    #[serde(default)]
+    pub allow_identities: Vec<IdentityRule>,
+}
+
+/// The variables of Chorus's environment every stdio server gets (when set): what
+/// node, python and a shell need to start, and nothing secret.
+pub const BASE_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+];
+
+/// One platform identity of `allow_identities`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityRule {
+    /// `discord`, `slack`, `github`, `matrix`, or `oidc:PROVIDER_ID`.
+    pub platform: String,
+    /// The platform's user id (Discord and Slack user ids, the Matrix user id, the
+    /// GitHub numeric id, the OIDC `sub`).
+    pub id: String,
 }
 
 impl McpServerConfig {
@@ -55,6 +83,11 @@ impl McpServerConfig {
         ToolAccess {
             roles: self.allow_roles.clone(),
             accounts: self.allow_accounts.clone(),
+            identities: self
+                .allow_identities
+                .iter()
+                .map(|i| (i.platform.clone(), i.id.clone()))
+                .collect(),
         }
     }
 }
@@ -158,6 +191,47 @@ pub fn validate(mcp: &McpConfig, tools: &ToolsConfig) -> Result<(), ConfigError>
                 return Err(invalid(key("allow_roles"), role, "`user` or `admin`"));
             }
         }
+        for name in &s.inherit_env {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(invalid(
+                    key("inherit_env"),
+                    name,
+                    "names of environment variables",
+                ));
+            }
+        }
+        for account in &s.allow_accounts {
+            if chorus_model::ids::AccountId::parse(account).is_none() {
+                return Err(invalid(
+                    key("allow_accounts"),
+                    account,
+                    "an account id as GET /api/me shows it (names are first come, first \
+                     served, so they grant nothing; use the id, or allow_identities)",
+                ));
+            }
+        }
+        for (j, identity) in s.allow_identities.iter().enumerate() {
+            let platform = identity.platform.as_str();
+            let known = matches!(platform, "discord" | "slack" | "github" | "matrix")
+                || platform
+                    .strip_prefix("oidc:")
+                    .is_some_and(|p| !p.is_empty());
+            if !known {
+                return Err(invalid(
+                    key(&format!("allow_identities[{j}].platform")),
+                    platform,
+                    "discord, slack, github, matrix or oidc:PROVIDER_ID (web logins are \
+                     names: use allow_accounts with the account id)",
+                ));
+            }
+            if identity.id.trim().is_empty() {
+                return Err(invalid(
+                    key(&format!("allow_identities[{j}].id")),
+                    &identity.id,
+                    "the platform's user id",
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -172,12 +246,58 @@ mod tests {
             command: Some("node".into()),
             args: vec![],
             env: BTreeMap::new(),
+            inherit_env: vec![],
             cwd: None,
             url: None,
             headers: BTreeMap::new(),
             allow_roles: vec![],
             allow_accounts: vec![],
+            allow_identities: vec![],
         }
+    }
+
+    #[test]
+    fn access_lists_name_ids_and_identities_not_names() {
+        let tools = ToolsConfig::default();
+        let mut by_name = server("a");
+        by_name.allow_accounts = vec!["alice".into()];
+        let err = validate(
+            &McpConfig {
+                servers: vec![by_name],
+            },
+            &tools,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("mcp.servers[0].allow_accounts") && err.contains("account id"),
+            "{err}"
+        );
+        let mut by_id = server("a");
+        by_id.allow_accounts = vec![chorus_model::ids::AccountId::generate().to_string()];
+        by_id.allow_identities = vec![
+            IdentityRule {
+                platform: "discord".into(),
+                id: "80351110224678912".into(),
+            },
+            IdentityRule {
+                platform: "oidc:corp".into(),
+                id: "sub-1".into(),
+            },
+        ];
+        validate(
+            &McpConfig {
+                servers: vec![by_id.clone()],
+            },
+            &tools,
+        )
+        .unwrap();
+        let mut web = by_id;
+        web.allow_identities[0].platform = "web".into();
+        let err = validate(&McpConfig { servers: vec![web] }, &tools)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("allow_identities[0].platform"), "{err}");
     }
 
     #[test]

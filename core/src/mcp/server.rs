@@ -205,6 +205,20 @@ impl McpServer {
         if let Some(program) = &self.cfg.command {
             let mut cmd = tokio::process::Command::new(program);
             cmd.args(&self.cfg.args).kill_on_drop(true);
+            // A clean environment: Chorus's own holds provider keys, the database URL
+            // and other secrets a third-party server has no business reading. It gets
+            // what a program needs to run (PATH, HOME, locale), the variables its
+            // config passes through by name, and its `env`.
+            cmd.env_clear();
+            for name in crate::mcp::config::BASE_ENV
+                .iter()
+                .copied()
+                .chain(self.cfg.inherit_env.iter().map(String::as_str))
+            {
+                if let Some(value) = std::env::var_os(name) {
+                    cmd.env(name, value);
+                }
+            }
             for (k, v) in &self.cfg.env {
                 cmd.env(k, v.expose());
             }

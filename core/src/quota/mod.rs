@@ -8,7 +8,7 @@
 mod limiter;
 mod link_code;
 
-pub use limiter::{Limiter, LimiterError};
+pub use limiter::{Limiter, LimiterError, Taken};
 pub use link_code::{LINK_CODE_TTL_MS, LinkCode, LinkCodeError, MAX_ACTIVE_LINK_CODES};
 
 use crate::config::Config;

@@ -18,6 +18,11 @@ pub struct SandboxConfig {
     /// Docker endpoint (`unix:///var/run/docker.sock`, `tcp://HOST:2375`). Default:
     /// `$DOCKER_HOST`, else the local socket.
     pub docker_host: Option<String>,
+    /// Allow a `tcp://` or `http://` endpoint. Chorus speaks plain HTTP to it (no
+    /// TLS), and whoever can reach or watch that port controls the Docker host, so it
+    /// is refused unless this says the network is trusted; prefer the local socket (a
+    /// remote engine through an SSH-forwarded socket).
+    pub allow_insecure_tcp: bool,
     /// Language name → image and command. Defaults: `python` and `shell`.
     pub languages: BTreeMap<String, LanguageConfig>,
     /// Memory limit of one execution, in MiB (swap is not allowed on top).
@@ -79,6 +84,7 @@ impl Default for SandboxConfig {
         Self {
             enabled: false,
             docker_host: None,
+            allow_insecure_tcp: false,
             languages,
             memory_mb: 512,
             cpus: 1.0,
@@ -157,6 +163,19 @@ impl SandboxConfig {
                 "docker_host",
                 host,
                 "a unix://PATH, tcp://HOST:PORT or http://HOST:PORT address",
+            ));
+        }
+        if let Some(host) = &self.docker_host
+            && self.enabled
+            && !host.starts_with("unix://")
+            && !self.allow_insecure_tcp
+        {
+            return Err(invalid(
+                "docker_host",
+                host,
+                "a unix:// socket: a TCP endpoint is plain HTTP without TLS, and anyone who \
+                 reaches it controls the Docker host (forward the remote socket over SSH, or \
+                 set sandbox.allow_insecure_tcp = true on a trusted network)",
             ));
         }
         for (name, lang) in &self.languages {
@@ -249,5 +268,39 @@ mod tests {
                 .to_string()
                 .contains("docker_host")
         );
+    }
+
+    #[test]
+    fn a_plain_tcp_engine_needs_an_explicit_allowance() {
+        for host in ["tcp://10.0.0.5:2375", "http://docker.internal:2375"] {
+            let c = SandboxConfig {
+                docker_host: Some(host.into()),
+                ..Default::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("sandbox.docker_host") && e.contains("allow_insecure_tcp"),
+                "{e}"
+            );
+            SandboxConfig {
+                allow_insecure_tcp: true,
+                ..c.clone()
+            }
+            .validate()
+            .unwrap();
+            // A disabled sandbox connects to nothing.
+            SandboxConfig {
+                enabled: false,
+                ..c
+            }
+            .validate()
+            .unwrap();
+        }
+        SandboxConfig {
+            docker_host: Some("unix:///run/user/1000/docker.sock".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
     }
 }

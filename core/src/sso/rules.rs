@@ -6,7 +6,8 @@ use super::SsoError;
 use serde_json::Value;
 
 /// Allows the login when no domains are configured; otherwise the email must be
-/// present, not marked unverified by the provider, and of one of `allowed` (exact
+/// present, verified by the provider (`email_verified` true: an address the provider
+/// never checked proves nothing about its domain), and of one of `allowed` (exact
 /// domain, case-insensitive).
 pub fn check_email_domain(
     email: Option<&str>,
@@ -21,7 +22,7 @@ pub fn check_email_domain(
             "the provider returned no email address, and this server only admits some email domains".into(),
         ));
     };
-    if email_verified == Some(false) {
+    if email_verified != Some(true) {
         return Err(SsoError::EmailNotAllowed(format!(
             "the email address {email} is not verified at the provider"
         )));
@@ -88,7 +89,9 @@ mod tests {
         let allowed = vec!["example.com".to_string()];
         assert!(check_email_domain(None, None, &[]).is_ok());
         assert!(check_email_domain(Some("a@Example.com"), Some(true), &allowed).is_ok());
-        assert!(check_email_domain(Some("a@example.com"), None, &allowed).is_ok());
+        // Unverified, or not said to be verified: anyone can claim any address.
+        assert!(check_email_domain(Some("a@example.com"), None, &allowed).is_err());
+        assert!(check_email_domain(Some("a@example.com"), None, &[]).is_ok());
         assert!(check_email_domain(Some("a@example.com"), Some(false), &allowed).is_err());
         assert!(check_email_domain(Some("a@evil.com"), Some(true), &allowed).is_err());
         assert!(check_email_domain(Some("a@sub.example.com"), Some(true), &allowed).is_err());

@@ -18,9 +18,12 @@ fn url_error(what: &str, e: impl std::fmt::Display) -> SsoError {
     SsoError::Internal(format!("{what}: {e}"))
 }
 
-/// GitHub supports PKCE on its OAuth apps; Discord documents none.
+/// Both use PKCE (S256): GitHub documents it for OAuth apps, and Discord's
+/// authorization server accepts `code_challenge` and checks `code_verifier`. It binds
+/// the code to the browser that started the login, so a code stolen on its way back
+/// (a leaked redirect, a log) cannot be exchanged by anyone else.
 fn uses_pkce(kind: OAuth2Kind) -> bool {
-    kind == OAuth2Kind::Github
+    matches!(kind, OAuth2Kind::Github | OAuth2Kind::Discord)
 }
 
 macro_rules! oauth_client {

@@ -101,18 +101,43 @@ pub trait ToolSource: Send + Sync {
     async fn shutdown(&self) {}
 }
 
-/// Who may use a source: accounts named in `accounts` or holding a role in `roles`;
-/// everyone when both are empty.
+/// Who may use a source: the accounts whose ids are in `accounts`, the accounts
+/// holding one of the platform identities in `identities`, and accounts with a role
+/// in `roles`; everyone when all three are empty. Account names are not accepted:
+/// single sign-on and chat surfaces hand them out first come, first served from what
+/// a provider or platform suggests, so a name proves nothing about who holds it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ToolAccess {
     pub roles: Vec<String>,
+    /// Account ids.
     pub accounts: Vec<String>,
+    /// `(platform, external id)` pairs, e.g. `("discord", "80351110224678912")`.
+    pub identities: Vec<(String, String)>,
+}
+
+/// Who asks for tools: an account and its platform identities (read only when some
+/// source names identities; see [`ToolHost::needs_identities`]).
+pub struct ToolUser<'a> {
+    pub account: &'a Account,
+    pub identities: Vec<(String, String)>,
+}
+
+impl<'a> ToolUser<'a> {
+    /// A user whose identities do not matter here (no source names any).
+    pub fn account(account: &'a Account) -> Self {
+        Self {
+            account,
+            identities: Vec::new(),
+        }
+    }
 }
 
 impl ToolAccess {
-    pub fn allows(&self, account: &Account) -> bool {
-        (self.roles.is_empty() && self.accounts.is_empty())
-            || self.accounts.iter().any(|a| a == &account.name)
+    pub fn allows(&self, user: &ToolUser<'_>) -> bool {
+        let account = user.account;
+        (self.roles.is_empty() && self.accounts.is_empty() && self.identities.is_empty())
+            || self.accounts.iter().any(|a| a == account.id.as_str())
+            || self.identities.iter().any(|i| user.identities.contains(i))
             || self.roles.iter().any(|r| r == account.role.as_str())
             || (account.role == Role::Admin && self.roles.iter().any(|r| r == "user"))
     }
@@ -223,11 +248,11 @@ impl ToolHost {
 
     /// Every tool the sources offer now, named for models. A name that two tools
     /// would share (only when cleaned names and a hash collide) keeps the first.
-    fn catalog(&self, account: Option<&Account>) -> Vec<ExposedTool> {
+    fn catalog(&self, user: Option<&ToolUser<'_>>) -> Vec<ExposedTool> {
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for (source, access) in self.sources() {
-            if account.is_some_and(|a| !access.allows(a)) {
+            if user.is_some_and(|u| !access.allows(u)) {
                 continue;
             }
             let mut tools = source.tools();
@@ -254,18 +279,26 @@ impl ToolHost {
         out
     }
 
-    /// The tools `account` may use.
-    pub fn available_to(&self, account: &Account) -> Vec<ExposedTool> {
-        self.catalog(Some(account))
+    /// Whether some source admits accounts by platform identity, so a caller must
+    /// read the account's identities into its [`ToolUser`].
+    pub fn needs_identities(&self) -> bool {
+        self.sources()
+            .iter()
+            .any(|(_, access)| !access.identities.is_empty())
+    }
+
+    /// The tools `user` may use.
+    pub fn available_to(&self, user: &ToolUser<'_>) -> Vec<ExposedTool> {
+        self.catalog(Some(user))
     }
 
     /// The tools a run offers: those `account` may use and `selection` names, either
     /// by exposed tool name or by source id (all of its tools).
-    pub fn specs_for(&self, account: &Account, selection: &[String]) -> Vec<ToolSpec> {
+    pub fn specs_for(&self, user: &ToolUser<'_>, selection: &[String]) -> Vec<ToolSpec> {
         if selection.is_empty() {
             return Vec::new();
         }
-        self.available_to(account)
+        self.available_to(user)
             .iter()
             .filter(|t| selection.iter().any(|s| s == &t.name || s == &t.source))
             .map(ExposedTool::spec)
@@ -275,12 +308,12 @@ impl ToolHost {
     /// Checks a selection: every entry must name a source or tool `account` may use.
     /// Checks that each entry of `selection` is a tool server or a tool `account` may
     /// use; the first that is neither is the error.
-    pub fn check_selection(&self, account: &Account, selection: &[String]) -> Result<(), String> {
-        let tools = self.available_to(account);
+    pub fn check_selection(&self, user: &ToolUser<'_>, selection: &[String]) -> Result<(), String> {
+        let tools = self.available_to(user);
         let sources: Vec<String> = self
             .sources()
             .into_iter()
-            .filter(|(_, access)| access.allows(account))
+            .filter(|(_, access)| access.allows(user))
             .map(|(s, _)| s.id().to_string())
             .collect();
         for s in selection {
@@ -457,16 +490,38 @@ mod tests {
         };
         let alice = account("alice", Role::User);
         let admin = account("root", Role::Admin);
-        assert!(ToolAccess::default().allows(&alice));
+        let (alice_user, admin_user) = (ToolUser::account(&alice), ToolUser::account(&admin));
+        assert!(ToolAccess::default().allows(&alice_user));
         let admins = ToolAccess {
             roles: vec!["admin".into()],
-            accounts: vec![],
+            ..ToolAccess::default()
         };
-        assert!(!admins.allows(&alice) && admins.allows(&admin));
-        let named = ToolAccess {
-            roles: vec![],
+        assert!(!admins.allows(&alice_user) && admins.allows(&admin_user));
+        let by_id = ToolAccess {
+            accounts: vec![alice.id.to_string()],
+            ..ToolAccess::default()
+        };
+        assert!(by_id.allows(&alice_user) && !by_id.allows(&admin_user));
+        // A name is not an id: whoever took the name "alice" first gets nothing by it.
+        let by_name = ToolAccess {
             accounts: vec!["alice".into()],
+            ..ToolAccess::default()
         };
-        assert!(named.allows(&alice) && !named.allows(&admin));
+        assert!(!by_name.allows(&alice_user));
+        let by_identity = ToolAccess {
+            identities: vec![("discord".into(), "42".into())],
+            ..ToolAccess::default()
+        };
+        assert!(!by_identity.allows(&alice_user));
+        let linked = ToolUser {
+            account: &alice,
+            identities: vec![("discord".into(), "42".into())],
+        };
+        assert!(by_identity.allows(&linked));
+        let elsewhere = ToolUser {
+            account: &admin,
+            identities: vec![("matrix".into(), "42".into())],
+        };
+        assert!(!by_identity.allows(&elsewhere));
     }
 }

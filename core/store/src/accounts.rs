@@ -172,6 +172,57 @@ impl Store {
         Ok(())
     }
 
+    /// Sets an account's password hash and ends its web sessions but `keep` (the one
+    /// that changed it), in one transaction: a password change locks out whoever
+    /// logged in with the old one. Returns how many sessions ended.
+    pub async fn set_password(
+        &self,
+        account: &AccountId,
+        password_hash: &str,
+        keep: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound("account"));
+        }
+        let ended = sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND token_hash <> $2")
+            .bind(account.as_str())
+            .bind(keep.unwrap_or_default())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ended.rows_affected())
+    }
+
+    /// Ends every web session of an account ("sign out everywhere"); returns how many.
+    pub async fn delete_sessions_of(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let ended = sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+            .bind(account.as_str())
+            .execute(self.pool())
+            .await?;
+        Ok(ended.rows_affected())
+    }
+
+    /// Deletes the sessions and unfinished SSO flows that expired before `now`; returns
+    /// how many sessions went. Expired ones already log nobody in: this only keeps the
+    /// tables from growing for ever.
+    pub async fn purge_expired_sessions(&self, now: i64) -> Result<u64, StoreError> {
+        let ended = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        sqlx::query("DELETE FROM sso_flows WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        Ok(ended.rows_affected())
+    }
+
     /// The account of an unrevoked API key; records its use (to the minute, so a busy
     /// key does not cost a database write per request).
     pub async fn account_by_api_key(&self, key_hash: &str) -> Result<Option<Account>, StoreError> {

@@ -9,6 +9,7 @@ mod journal;
 mod ledger;
 mod ledger_race;
 mod limits;
+mod login_limits;
 mod openai_wire;
 mod provider_tools;
 mod render;

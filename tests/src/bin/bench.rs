@@ -94,9 +94,12 @@ async fn start(o: &Options, dir: &std::path::Path) -> Result<(Server, String)> {
     let script: Vec<String> = (0..o.tokens).map(|i| format!("word{i} ")).collect();
     let mut config = format!(
         "data_dir = {dir:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\ninstance_id = \"bench\"\n\
+         max_streams_per_account = {}\n\
          [[providers]]\nid = \"scripted\"\nkind = \"scripted\"\nmodels = [\"demo\"]\n\
          tokens_per_second = {}\ntext = {:?}\n\
          [limits]\nmessages_per_window = 0\nmax_concurrent_runs = 0\n",
+        // Every client is the one bench account: its streams may not be capped.
+        o.replies.max(1),
         o.tokens_per_second,
         script.concat()
     );

@@ -41,6 +41,7 @@ mod sse_resume;
 mod sso_oauth2;
 mod sso_oidc;
 mod two_instances;
+mod web_guards;
 
 use anyhow::{Result, bail, ensure};
 use chorus_tests::SseEvent;

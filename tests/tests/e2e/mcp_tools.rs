@@ -698,3 +698,63 @@ async fn resources_and_prompts_of_server_everything() -> Result<()> {
     ensure!(resp.status() == 404, "unknown server: {}", resp.status());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stdio_server_sees_only_its_own_environment() -> Result<()> {
+    let toml = format!(
+        "[[mcp.servers]]\nid = \"py\"\ncommand = {:?}\nargs = [{:?}, \"stdio\"]\n\
+         env = {{ MCP_GIVEN = \"configured\" }}\ninherit_env = [\"MCP_PASSED\"]\n",
+        python()?,
+        mcp_dir().join("py_server.py").display().to_string(),
+    );
+    let config = ServerConfig::new()
+        .scripted(
+            "env",
+            "@call py__env {\"name\": \"OPENAI_API_KEY\"}\n\
+             @call py__env {\"name\": \"MCP_GIVEN\"}\n\
+             @call py__env {\"name\": \"MCP_PASSED\"}\n\
+             @call py__env {\"name\": \"PATH\"}\n\
+             Seen: {{tool_results}}",
+            200.0,
+        )
+        .env("OPENAI_API_KEY", "sk-chorus-secret")
+        .env("MCP_PASSED", "named in inherit_env")
+        .raw_toml(&toml);
+    let server = TestServer::start(config).await?;
+    let admin = admin_client(&server).await?;
+    connected(&admin, &["py"]).await?;
+    let user = logged_in_client(&server, &unique_name("env")).await?;
+    let (_, events) = run_with_tools(&user, "env/demo", json!(["py"])).await?;
+    // What the server saw for each variable asked (the calls run concurrently).
+    let seen = |name: &str| -> Result<String> {
+        let call = events
+            .iter()
+            .find(|e| e.kind == "tool_call" && e.data["arguments"]["name"] == name)
+            .with_context(|| format!("no call for {name}"))?;
+        let result = events
+            .iter()
+            .find(|e| e.kind == "tool_result" && e.data["call_id"] == call.data["id"])
+            .with_context(|| format!("no result for {name}"))?;
+        Ok(result.data["output"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    };
+    let outputs = [
+        seen("OPENAI_API_KEY")?,
+        seen("MCP_GIVEN")?,
+        seen("MCP_PASSED")?,
+        seen("PATH")?,
+    ];
+    ensure!(
+        outputs[0] == "<unset>",
+        "the provider key in Chorus's environment reached the MCP server: {outputs:?}"
+    );
+    ensure!(outputs[1] == "configured", "{outputs:?}");
+    ensure!(outputs[2] == "named in inherit_env", "{outputs:?}");
+    ensure!(
+        outputs[3] != "<unset>",
+        "PATH is passed, programs need it: {outputs:?}"
+    );
+    Ok(())
+}

@@ -20,12 +20,19 @@ use tokio::sync::OnceCell;
 const TOKENS: usize = 60;
 /// Slow enough (1.5 s for the reply) that most readers resume while the run streams.
 const TOKENS_PER_SECOND: f64 = 40.0;
+/// One account reads the run 130 times at once here (every k, both ways of resuming),
+/// far past the default cap on an account's open event streams.
+const STREAMS: i64 = 200;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn in_process_journal() -> Result<()> {
     let text = script(TOKENS);
-    let server =
-        TestServer::start(ServerConfig::new().scripted("s", &text, TOKENS_PER_SECOND)).await?;
+    let server = TestServer::start(
+        ServerConfig::new()
+            .scripted("s", &text, TOKENS_PER_SECOND)
+            .server_setting("max_streams_per_account", STREAMS),
+    )
+    .await?;
     resume_everywhere(&server, &text).await?;
     Ok(())
 }
@@ -37,7 +44,8 @@ async fn redis_journal() -> Result<()> {
     let server = TestServer::start(
         ServerConfig::new()
             .redis_journal(redis.url(), redis.prefix())
-            .scripted("s", &text, TOKENS_PER_SECOND),
+            .scripted("s", &text, TOKENS_PER_SECOND)
+            .server_setting("max_streams_per_account", STREAMS),
     )
     .await?;
     let (run, total) = resume_everywhere(&server, &text).await?;

@@ -1,6 +1,7 @@
 //! OAuth2 logins with Discord and GitHub (not OpenID Connect), against local fakes of
 //! their documented endpoints: the identity is the platform's user id (the one its bot
-//! sees), a second login reuses the account, and GitHub's login proves PKCE.
+//! sees), a second login reuses the account, both logins prove PKCE, and a new
+//! account gets `accounts.default_role`.
 
 use anyhow::{Result, ensure};
 use chorus_tests::fake_discord::FakeDiscord;
@@ -47,6 +48,12 @@ async fn discord_login_links_the_discord_user_id() -> Result<()> {
 
     // A forged state is refused before any code exchange.
     let authorize = browser.start("discord").await?;
+    ensure!(
+        authorize
+            .query_pairs()
+            .any(|(k, v)| k == "code_challenge_method" && v == "S256"),
+        "no PKCE challenge in {authorize}"
+    );
     let callback = browser.follow(authorize.as_str()).await?;
     let forged = with_query(&callback, "state", "not-the-state");
     let body = browser
@@ -56,6 +63,10 @@ async fn discord_login_links_the_discord_user_id() -> Result<()> {
 
     let home = browser.follow(callback.as_str()).await?;
     ensure!(home.path() == "/", "{home}");
+    ensure!(
+        discord.pkce_verified(),
+        "the code exchange proved no PKCE verifier"
+    );
     let (status, me) = browser.api_get("/api/me").await?;
     ensure!(
         status == StatusCode::OK && me["name"] == "nelly",
@@ -70,6 +81,28 @@ async fn discord_login_links_the_discord_user_id() -> Result<()> {
     login(&again, "discord").await?;
     let (_, me2) = again.api_get("/api/me").await?;
     ensure!(me2["id"] == me["id"], "{me2} vs {me}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_sso_account_gets_the_default_role() -> Result<()> {
+    let discord = FakeDiscord::start("1111222233334444", "discord-secret").await?;
+    discord.set_user(json!({
+        "id": "80351110224678913", "username": "olive", "discriminator": "0",
+        "global_name": null, "avatar": null, "email": null, "verified": false
+    }));
+    let server = TestServer::start(config(&format!(
+        "{}[accounts]\ndefault_role = \"admin\"\n",
+        discord.config_toml("discord")
+    )))
+    .await?;
+    let browser = SsoBrowser::new(&server.url());
+    login(&browser, "discord").await?;
+    let (_, me) = browser.api_get("/api/me").await?;
+    ensure!(
+        me["name"] == "olive" && me["role"] == "admin",
+        "the new account is not of accounts.default_role: {me}"
+    );
     Ok(())
 }
 

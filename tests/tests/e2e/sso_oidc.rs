@@ -278,7 +278,12 @@ async fn oidc_issuer_mismatch_is_refused() -> Result<()> {
 async fn unknown_provider_and_disallowed_email_are_refused() -> Result<()> {
     let provider = OidcProvider::start(
         3600,
-        &[json!({"sub": "eve", "email": "eve@evil.example.org", "email_verified": true})],
+        &[
+            json!({"sub": "eve", "email": "eve@evil.example.org", "email_verified": true}),
+            // The right domain, but the provider never checked the address.
+            json!({"sub": "mallory", "email": "mallory@example.com"}),
+            json!({"sub": "trudy", "email": "trudy@example.com", "email_verified": false}),
+        ],
     )
     .await?;
     let db = TestDatabase::create().await?;
@@ -335,6 +340,22 @@ async fn unknown_provider_and_disallowed_email_are_refused() -> Result<()> {
     ensure!(error_code(&body) == "sso_email_not_allowed", "{body}");
     ensure!(error_message(&body).contains("evil.example.org"), "{body}");
     assert_no_session(&browser).await?;
+    for sub in ["mallory", "trudy"] {
+        let authorize = browser.start("mock").await?;
+        let callback = browser.provider_login(&authorize, sub).await?;
+        let body = browser
+            .expect_error(callback.as_str(), StatusCode::FORBIDDEN)
+            .await?;
+        ensure!(
+            error_code(&body) == "sso_email_not_allowed",
+            "{sub}: {body}"
+        );
+        ensure!(
+            error_message(&body).contains("not verified"),
+            "{sub}: {body}"
+        );
+        assert_no_session(&browser).await?;
+    }
     ensure!(account_count(&db).await? == 0);
     Ok(())
 }

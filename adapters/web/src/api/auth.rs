@@ -1,6 +1,6 @@
 //! Login, logout and the current account.
 
-use crate::extract::{ApiJson, Authed, SESSION_COOKIE, session_token};
+use crate::extract::{ApiJson, Authed, SESSION_COOKIE, WebSession, session_token};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::State;
@@ -21,7 +21,7 @@ pub async fn login(
     parts: Parts,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let client = crate::extract::client_address(&parts);
+    let client = crate::extract::client_address(&parts, &state);
     let (account, token) = state.core.login(&req.name, &req.password, &client).await?;
     let auth = &state.core.config().auth;
     let max_age = auth.session_ttl_hours * 3600;
@@ -56,4 +56,49 @@ pub async fn logout(State(state): State<AppState>, parts: Parts) -> Result<Respo
 
 pub async fn me(Authed(account): Authed) -> Json<serde_json::Value> {
     Json(json!(account))
+}
+
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    /// The password now (ignored for an account that has none yet, e.g. SSO only).
+    #[serde(default)]
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /api/me/password`: sets a new password; every other session of the account
+/// ends. A wrong current password counts as a failed login.
+pub async fn change_password(
+    State(state): State<AppState>,
+    WebSession(account): WebSession,
+    parts: Parts,
+    ApiJson(req): ApiJson<PasswordChange>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let client = crate::extract::client_address(&parts, &state);
+    let keep = session_token(&parts);
+    let ended = state
+        .core
+        .change_password(
+            &account,
+            &req.current_password,
+            &req.new_password,
+            &client,
+            keep.as_deref(),
+        )
+        .await?;
+    Ok(Json(json!({"sessions_ended": ended})))
+}
+
+/// `DELETE /api/me/sessions`: signs the account out everywhere, this browser included.
+pub async fn revoke_sessions(
+    State(state): State<AppState>,
+    WebSession(account): WebSession,
+) -> Result<Response, ApiError> {
+    let ended = state.core.revoke_sessions(&account).await?;
+    let mut response = Json(json!({"sessions_ended": ended})).into_response();
+    response.headers_mut().insert(
+        SET_COOKIE,
+        HeaderValue::from_static("chorus_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+    );
+    Ok(response)
 }

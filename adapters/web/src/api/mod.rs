@@ -22,6 +22,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/me", get(auth::me))
+        .route("/api/me/password", post(auth::change_password))
+        .route("/api/me/sessions", delete(auth::revoke_sessions))
         .route("/api/me/usage", get(account::usage))
         .route(
             "/api/keys",

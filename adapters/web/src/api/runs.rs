@@ -26,8 +26,10 @@ pub async fn events(
     resume: Resume,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, RunId::parse, "run")?;
+    let max = state.core.config().server.max_streams_per_account;
+    let slot = state.streams.take(&account.id, max)?;
     let entries = state.core.follow_run(&account, &id, resume.after).await?;
-    Ok(run_events(entries, state.shutdown.clone()))
+    Ok(run_events(entries, state.shutdown.clone(), slot))
 }
 
 pub async fn stop(

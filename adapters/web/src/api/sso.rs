@@ -99,6 +99,12 @@ async fn begin(state: &AppState, provider: &str, parts: &Parts) -> Result<Respon
         Some(token) => state.core.account_by_session(&token).await?,
         None => None,
     };
+    if current.is_some() {
+        // A logged-in start links a new identity to the account: a state change the
+        // cookie authorizes, so it must come from our own pages (a cross-site link
+        // would otherwise start it in the victim's session).
+        crate::guard::check(&parts.headers, state, true)?;
+    }
     let started = state.core.sso_start(provider, current.as_ref()).await?;
     let mut headers = HeaderMap::new();
     headers.insert(header::LOCATION, header_value(&started.redirect_url)?);

@@ -9,8 +9,13 @@ use chorus_model::ids::ConversationId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub async fn list(State(state): State<AppState>, Authed(account): Authed) -> Json<Value> {
-    Json(json!({ "tools": state.core.tools_for(&account) }))
+pub async fn list(
+    State(state): State<AppState>,
+    Authed(account): Authed,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "tools": state.core.tools_for(&account).await? }),
+    ))
 }
 
 pub async fn servers(

@@ -1,6 +1,6 @@
 // The chat client's one way to the JSON API: a fetch wrapper that sends and reads
 // JSON with the session cookie, and turns every failure into an ApiError with the
-// server's error code and message. A 401 (other than a failed login) is handed to
+// server's error code and message. A 401 (other than a wrong password) is handed to
 // the handler the app sets, which shows the login form.
 
 export class ApiError extends Error {
@@ -45,7 +45,8 @@ export async function api(method, path, body) {
       /* not JSON */
     }
     const err = new ApiError(res.status, code, message);
-    if (res.status === 401 && path !== '/api/auth/login') {
+    // A wrong password (a login, a password change) is not a lost session.
+    if (res.status === 401 && code !== 'invalid_credentials') {
       err.handled = true;
       unauthorized(err);
     }

@@ -18,12 +18,13 @@ import { rememberModel } from './models.js';
 import { continueRun, stopRun } from './runs.js';
 import { boot, login, logout, toLogin } from './session.js';
 import { setSidebar } from './sidebar.js';
-import { openIdentities, setupLogin } from './sso.js';
+import { openIdentities, setupAccountControls, setupLogin } from './sso.js';
 import { autoGrow, hideError, nearBottom, scrollToBottom, showError, state, ui, updateComposer } from './state.js';
 
 ui.loginForm.addEventListener('submit', login);
 ui.logout.addEventListener('click', logout);
 $('open-identities').addEventListener('click', () => openIdentities().catch(showError));
+setupAccountControls(() => toLogin(''));
 ui.bannerClose.addEventListener('click', hideError);
 ui.newChat.addEventListener('click', () => {
   setSidebar(false);

@@ -1,6 +1,7 @@
 // Single sign-on in the chat client: the provider buttons of the login page, and the
 // "Sign-in methods" dialog that lists the account's identities, links another
-// provider (a logged-in start links instead of logging in) and unlinks one.
+// provider (a logged-in start links instead of logging in) and unlinks one, changes
+// the password and signs out everywhere.
 // Every dynamic text is set with textContent.
 
 import { api } from './api.js';
@@ -103,4 +104,41 @@ async function renderIdentities() {
     }
     list.append(li);
   }
+}
+
+/** Wires the dialog's password change and "sign out everywhere"; `signedOut` runs
+ * once every session (this one included) has ended. */
+export function setupAccountControls(signedOut) {
+  const status = $('password-status');
+  $('password-change').addEventListener('click', async () => {
+    status.hidden = true;
+    try {
+      const r = await api('POST', '/api/me/password', {
+        current_password: $('password-current').value,
+        new_password: $('password-new').value,
+      });
+      $('password-current').value = '';
+      $('password-new').value = '';
+      const others = r.sessions_ended === 1 ? '1 other session' : `${r.sessions_ended} other sessions`;
+      status.textContent = `Password changed; ${others} signed out.`;
+    } catch (err) {
+      status.textContent = err.status === 401 ? 'The current password is wrong.' : err.message || 'Could not change the password.';
+    }
+    status.hidden = false;
+  });
+  $('sign-out-everywhere').addEventListener('click', async () => {
+    const error = $('identities-error');
+    error.hidden = true;
+    try {
+      await api('DELETE', '/api/me/sessions');
+    } catch (err) {
+      if (err.status !== 401) {
+        error.textContent = err.message || 'Could not sign out everywhere.';
+        error.hidden = false;
+        return;
+      }
+    }
+    $('identities-dialog').close();
+    signedOut();
+  });
 }
