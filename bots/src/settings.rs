@@ -3,18 +3,24 @@
 //! that knows every surface, so this is where their sections are gathered.
 
 use chorus_core::config::{Config, ConfigError};
+use chorus_gateway::config::GatewayConfig;
 use chorus_matrix::config::MatrixConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The sections owned by surfaces; core keeps them aside for their crates.
-const SURFACE_SECTIONS: &[&str] = &[chorus_matrix::config::SECTION];
+const SURFACE_SECTIONS: &[&str] = &[
+    chorus_matrix::config::SECTION,
+    chorus_gateway::config::SECTION,
+];
 
 /// Core's configuration plus every surface's section.
 pub struct Settings {
     pub core: Config,
     /// `[matrix]`; absent, `chorus serve` does not connect to Matrix.
     pub matrix: Option<MatrixConfig>,
+    /// `[gateway]`, the OpenAI- and Anthropic-compatible API (served by default).
+    pub gateway: GatewayConfig,
 }
 
 impl Settings {
@@ -26,7 +32,12 @@ impl Settings {
 
     fn from_core(core: Config) -> Result<Self, ConfigError> {
         let matrix = MatrixConfig::from_config(&core)?;
-        Ok(Self { core, matrix })
+        let gateway = GatewayConfig::from_config(&core)?;
+        Ok(Self {
+            core,
+            matrix,
+            gateway,
+        })
     }
 
     /// The effective configuration, every section included, with secrets masked.
@@ -36,6 +47,8 @@ impl Settings {
             text.push('\n');
             text.push_str(&chorus_matrix::config::masked_toml(matrix));
         }
+        text.push('\n');
+        text.push_str(&self.gateway.to_toml());
         text
     }
 }

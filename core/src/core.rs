@@ -26,10 +26,12 @@ pub use linking::IssuedLinkCode;
 mod admin;
 mod error;
 mod follow;
+mod gateway;
 mod identity;
 mod sandbox;
 pub use admin::Admin;
 pub use error::{Conflict, CoreError, Forbidden, InvalidInput};
+pub use gateway::{GatewayRequest, GatewayRun};
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
 
 /// A conversation with its whole message tree.
@@ -560,6 +562,7 @@ impl Core {
             request,
             prefix: String::new(),
             pending_calls: Vec::new(),
+            client_tools: false,
         });
         Ok(SentMessage {
             conversation_id: conversation_id.clone(),
@@ -684,6 +687,7 @@ impl Core {
             request,
             prefix: partial,
             pending_calls: replayed.pending,
+            client_tools: false,
         });
         Ok(run_id)
     }
