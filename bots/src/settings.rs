@@ -57,21 +57,22 @@ impl Settings {
 mod tests {
     use super::*;
 
-    /// The committed example with its commented `[matrix]` section turned on: valid
-    /// for core and for the Matrix surface, and dumped with its secrets masked.
+    /// The committed example with its commented `[matrix]` and `[gateway]` sections
+    /// turned on: valid for core and for each surface, and dumped with its secrets
+    /// masked.
     #[test]
-    fn example_config_with_the_matrix_section_is_valid() {
+    fn example_config_with_the_surface_sections_is_valid() {
         let example = include_str!("../../chorus.example.toml");
         let mut text = String::new();
-        let mut in_matrix = false;
+        let mut in_section = false;
         for line in example.lines() {
-            if line.trim() == "# [matrix]" {
-                in_matrix = true;
-            } else if in_matrix && !line.starts_with('#') {
-                in_matrix = false;
+            if line.trim() == "# [matrix]" || line.trim() == "# [gateway]" {
+                in_section = true;
+            } else if in_section && !line.starts_with('#') {
+                in_section = false;
             }
             let line = match line.strip_prefix("# ") {
-                Some(rest) if in_matrix && !rest.starts_with('#') => rest,
+                Some(rest) if in_section && !rest.starts_with('#') => rest,
                 _ => line,
             };
             text.push_str(line);
@@ -86,9 +87,14 @@ mod tests {
             Config::from_toml_with_surfaces(&text, &env, SURFACE_SECTIONS).expect("example config");
         let settings = Settings::from_core(core).expect("example [matrix] section");
         assert!(settings.matrix.is_some());
+        assert_eq!(
+            settings.gateway.keep,
+            chorus_gateway::config::Keep::Runs,
+            "example [gateway] section"
+        );
         let dump = settings.masked_toml();
         assert!(
-            dump.contains("[matrix]") && !dump.contains("\"pw\""),
+            dump.contains("[matrix]") && dump.contains("[gateway]") && !dump.contains("\"pw\""),
             "{dump}"
         );
     }

@@ -31,7 +31,7 @@ mod identity;
 mod sandbox;
 pub use admin::Admin;
 pub use error::{Conflict, CoreError, Forbidden, InvalidInput};
-pub use gateway::{GatewayRequest, GatewayRun};
+pub use gateway::{GatewayKeep, GatewayRequest, GatewayRun};
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
 
 /// A conversation with its whole message tree.

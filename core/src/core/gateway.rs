@@ -1,8 +1,9 @@
 //! What [`Core`] offers the OpenAI- and Anthropic-compatible gateway: a request that
 //! carries its whole history and its own tools becomes a run of the key's account,
 //! admitted and charged like any other (rate limit, balance, concurrency, price
-//! table), kept as a conversation its owner (and admins) can open, and readable from
-//! the journal like every run. The client runs its own tools: a generation that asks
+//! table), kept as a conversation of its owner (listed in the web client, or hidden
+//! and deleted after a retention period: [`GatewayKeep`]), and readable from the
+//! journal like every run. The client runs its own tools: a generation that asks
 //! for tools ends the run with the calls in the journal.
 
 use super::{Core, CoreError, InvalidInput};
@@ -33,6 +34,17 @@ pub struct GatewayRequest {
     pub reasoning_effort: Option<String>,
 }
 
+/// How a gateway request and its reply are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayKeep {
+    /// As a conversation of its owner, listed in the web client like any other.
+    Conversations,
+    /// As a run readable by its owner (`/api/runs/{id}`, usage, ledger) but left out
+    /// of conversation lists, deleted with its conversation once `retention` has
+    /// passed (by the engine's sweeper). Its charges stay in the ledger.
+    Runs { retention: std::time::Duration },
+}
+
 /// The run a gateway request started.
 #[derive(Clone, Debug)]
 pub struct GatewayRun {
@@ -52,6 +64,7 @@ impl Core {
         &self,
         account: &Account,
         request: GatewayRequest,
+        keep: GatewayKeep,
     ) -> Result<GatewayRun, CoreError> {
         self.check_model(&request.model)?;
         let last = request
@@ -99,9 +112,15 @@ impl Core {
             tool_choice: request.tool_choice,
         };
         let admission = self.admission(account, &model, &chat).await?;
+        let expires_at = match keep {
+            GatewayKeep::Conversations => None,
+            GatewayKeep::Runs { retention } => {
+                Some(now_ms().saturating_add(retention.as_millis().min(i64::MAX as u128) as i64))
+            }
+        };
         let conversation = self
             .store
-            .create_conversation(&account.id, &title, &model, system.as_deref())
+            .create_expiring_conversation(&account.id, &title, &model, system.as_deref(), expires_at)
             .await?;
         let turn = NewTurn {
             account_id: account.id.clone(),

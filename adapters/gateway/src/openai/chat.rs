@@ -42,7 +42,7 @@ async fn handle(
     let model = request.model.clone();
     let run = state
         .core
-        .start_gateway_run(&account, request.into_gateway()?)
+        .start_gateway_run(&account, request.into_gateway()?, state.config.keep())
         .await
         .map_err(|e| core_error(&state.core, e))?;
     let follow = Follow::start(
