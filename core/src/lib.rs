@@ -15,8 +15,8 @@ pub mod sso;
 pub mod tools;
 
 pub use crate::core::{
-    Admin, Conflict, Core, CoreError, Forbidden, GatewayKeep, GatewayRequest, GatewayRun, IdentityView,
-    InvalidInput, SsoCallback, SsoLogin, SsoStart,
+    Admin, Conflict, Core, CoreError, Forbidden, GatewayKeep, GatewayRequest, GatewayRun,
+    IdentityView, InvalidInput, SsoCallback, SsoLogin, SsoStart,
 };
 // The one provider type a gateway request names: which tool the model must call.
 pub use chorus_providers::ToolChoice;

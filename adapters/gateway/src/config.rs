@@ -138,16 +138,23 @@ mod tests {
             }
         );
         let shown = c.to_toml();
-        assert!(shown.contains("keep = \"runs\"") && shown.contains("retention_days = 30"), "{shown}");
+        assert!(
+            shown.contains("keep = \"runs\"") && shown.contains("retention_days = 30"),
+            "{shown}"
+        );
     }
 
     #[test]
     fn bad_values_name_their_key() {
         let c = load("[gateway]\nkeep = \"conversations\"\ncancel_on_disconnect = true\n").unwrap();
         assert_eq!(c.keep(), GatewayKeep::Conversations);
-        let e = load("[gateway]\nretention_days = 0\n").unwrap_err().to_string();
+        let e = load("[gateway]\nretention_days = 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("gateway.retention_days"), "{e}");
-        let e = load("[gateway]\nkeep = \"forever\"\n").unwrap_err().to_string();
+        let e = load("[gateway]\nkeep = \"forever\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("gateway") && e.contains("keep"), "{e}");
     }
 }

@@ -120,7 +120,13 @@ impl Core {
         };
         let conversation = self
             .store
-            .create_expiring_conversation(&account.id, &title, &model, system.as_deref(), expires_at)
+            .create_expiring_conversation(
+                &account.id,
+                &title,
+                &model,
+                system.as_deref(),
+                expires_at,
+            )
             .await?;
         let turn = NewTurn {
             account_id: account.id.clone(),

@@ -42,7 +42,10 @@ pub(super) async fn sweep_forever(inner: Arc<EngineInner>) {
             .await
         {
             Ok(0) => {}
-            Ok(n) => tracing::info!(conversations = n, "sweeper: deleted conversations past their retention"),
+            Ok(n) => tracing::info!(
+                conversations = n,
+                "sweeper: deleted conversations past their retention"
+            ),
             Err(e) => tracing::warn!(error = %e, "sweeper: cannot delete expired conversations"),
         }
         tokio::select! {

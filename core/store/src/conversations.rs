@@ -387,7 +387,10 @@ impl Store {
 }
 
 /// Deletes a conversation and everything that hangs off it, in the caller's transaction.
-async fn delete_rows(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: &str) -> Result<(), StoreError> {
+async fn delete_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+) -> Result<(), StoreError> {
     for sql in [
         "DELETE FROM bindings WHERE conversation_id = $1",
         "DELETE FROM renders WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)",

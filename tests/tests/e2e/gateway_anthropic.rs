@@ -29,7 +29,9 @@ async fn anthropic_python_sdk_streams_uses_tools_and_gets_typed_errors() -> Resu
     );
     let run_id = message["run_id"].as_str().unwrap_or_default();
     let owner = ApiClient::with_api_key(&gw.server.url(), &gw.key);
-    let run = owner.wait_run_ended(run_id, Duration::from_secs(20)).await?;
+    let run = owner
+        .wait_run_ended(run_id, Duration::from_secs(20))
+        .await?;
     ensure!(
         run["status"] == "complete" && run["text"] == TEXT,
         "run {run_id}: {run}"
@@ -47,12 +49,16 @@ async fn anthropic_python_sdk_streams_uses_tools_and_gets_typed_errors() -> Resu
         .as_array()
         .map(|e| e.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default();
-    let deltas = events.iter().filter(|e| **e == "content_block_delta").count();
+    let deltas = events
+        .iter()
+        .filter(|e| **e == "content_block_delta")
+        .count();
     ensure!(
         events.first() == Some(&"message_start")
             && events.get(1) == Some(&"content_block_start")
             && deltas == 8
-            && events[events.len() - 3..] == ["content_block_stop", "message_delta", "message_stop"],
+            && events[events.len() - 3..]
+                == ["content_block_stop", "message_delta", "message_stop"],
         "event order: {events:?}"
     );
 
@@ -87,8 +93,7 @@ async fn anthropic_python_sdk_streams_uses_tools_and_gets_typed_errors() -> Resu
         .cloned()
         .unwrap_or_default();
     ensure!(
-        tool_msg["content"] == "sunny"
-            && tool_msg["tool_call_id"] == tools["tool_use"]["id"],
+        tool_msg["content"] == "sunny" && tool_msg["tool_call_id"] == tools["tool_use"]["id"],
         "tool message upstream: {tool_msg}"
     );
 
@@ -101,9 +106,24 @@ async fn anthropic_python_sdk_streams_uses_tools_and_gets_typed_errors() -> Resu
         );
         Ok(())
     };
-    expect("bad_key", "AuthenticationError", 401, "authentication_error")?;
+    expect(
+        "bad_key",
+        "AuthenticationError",
+        401,
+        "authentication_error",
+    )?;
     expect("unknown_model", "NotFoundError", 404, "not_found_error")?;
-    expect("spent_balance", "PaymentRequiredError", 402, "billing_error")?;
-    expect("bad_request", "BadRequestError", 400, "invalid_request_error")?;
+    expect(
+        "spent_balance",
+        "PaymentRequiredError",
+        402,
+        "billing_error",
+    )?;
+    expect(
+        "bad_request",
+        "BadRequestError",
+        400,
+        "invalid_request_error",
+    )?;
     Ok(())
 }

@@ -4,10 +4,12 @@
 //! cancel_on_disconnect = true` the run is stopped instead, and charged once for what
 //! it used.
 
-use crate::quota_support::{PROMPT_PRICE, COMPLETION_PRICE, assert_ledger_balanced, cost_micros};
+use crate::quota_support::{COMPLETION_PRICE, PROMPT_PRICE, assert_ledger_balanced, cost_micros};
 use anyhow::{Context, Result, bail, ensure};
 use chorus_tests::client::delta_text;
-use chorus_tests::{ApiClient, Resume, ServerConfig, TestDatabase, TestServer, script, unique_name};
+use chorus_tests::{
+    ApiClient, Resume, ServerConfig, TestDatabase, TestServer, script, unique_name,
+};
 use futures::StreamExt;
 use serde_json::json;
 use std::time::Duration;
@@ -63,7 +65,10 @@ async fn stream_and_hang_up(server: &TestServer, key: &str) -> Result<String> {
     })
     .await;
     first_text.context("no text within 10 s")??;
-    ensure!(!seen.contains("[DONE]"), "the stream ended before the hang-up: {seen}");
+    ensure!(
+        !seen.contains("[DONE]"),
+        "the stream ended before the hang-up: {seen}"
+    );
     drop(body); // the client goes away mid-stream
     Ok(run_id)
 }
@@ -87,7 +92,9 @@ async fn a_dropped_client_leaves_the_run_going_charged_once_and_readable() -> Re
     let (server, key) = server(&db, "").await?;
     let run_id = stream_and_hang_up(&server, &key).await?;
     let owner = ApiClient::with_api_key(&server.url(), &key);
-    let run = owner.wait_run_ended(&run_id, Duration::from_secs(20)).await?;
+    let run = owner
+        .wait_run_ended(&run_id, Duration::from_secs(20))
+        .await?;
     ensure!(
         run["status"] == "complete" && run["text"] == script(TOKENS),
         "the run went on to its end: {run}"
@@ -105,7 +112,10 @@ async fn a_dropped_client_leaves_the_run_going_charged_once_and_readable() -> Re
         run["prompt_tokens"].as_i64().unwrap_or_default(),
         run["completion_tokens"].as_i64().unwrap_or_default(),
     );
-    ensure!(rows == 1 && sum == -cost, "charged once, {cost}: {rows} rows, {sum}");
+    ensure!(
+        rows == 1 && sum == -cost,
+        "charged once, {cost}: {rows} rows, {sum}"
+    );
     Ok(())
 }
 
@@ -115,15 +125,23 @@ async fn cancel_on_disconnect_stops_the_run_and_charges_it_once() -> Result<()> 
     let (server, key) = server(&db, "[gateway]\ncancel_on_disconnect = true\n").await?;
     let run_id = stream_and_hang_up(&server, &key).await?;
     let owner = ApiClient::with_api_key(&server.url(), &key);
-    let run = owner.wait_run_ended(&run_id, Duration::from_secs(20)).await?;
+    let run = owner
+        .wait_run_ended(&run_id, Duration::from_secs(20))
+        .await?;
     let text = run["text"].as_str().unwrap_or_default();
     ensure!(
-        run["status"] == "stopped" && !text.is_empty() && script(TOKENS).starts_with(text) && text != script(TOKENS),
+        run["status"] == "stopped"
+            && !text.is_empty()
+            && script(TOKENS).starts_with(text)
+            && text != script(TOKENS),
         "the run was stopped part way: {run}"
     );
     let events = owner.events_to_finished(&run_id, Resume::Start).await?;
     ensure!(delta_text(&events) == text, "{events:?}");
     let (rows, sum) = charges(&db, &run_id).await?;
-    ensure!(rows == 1 && sum < 0, "charged once for what it used: {rows} rows, {sum}");
+    ensure!(
+        rows == 1 && sum < 0,
+        "charged once for what it used: {rows} rows, {sum}"
+    );
     Ok(())
 }

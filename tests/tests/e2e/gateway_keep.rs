@@ -55,11 +55,18 @@ async fn runs_are_hidden_then_deleted_after_retention_with_the_ledger_kept() -> 
     let run_id = one_request(&server, &key).await?;
     let run = owner.run(&run_id).await?;
     ensure!(run["status"] == "complete" && run["text"] == TEXT, "{run}");
-    ensure!(conversations(&owner).await?.is_empty(), "a kept run is not listed");
-    wait::until("the run to pass its retention", Duration::from_secs(20), || async {
-        let status = owner.get(&format!("/api/runs/{run_id}")).await?.status();
-        Ok((status == 404).then_some(()))
-    })
+    ensure!(
+        conversations(&owner).await?.is_empty(),
+        "a kept run is not listed"
+    );
+    wait::until(
+        "the run to pass its retention",
+        Duration::from_secs(20),
+        || async {
+            let status = owner.get(&format!("/api/runs/{run_id}")).await?.status();
+            Ok((status == 404).then_some(()))
+        },
+    )
     .await?;
     let pool = db.pool().await?;
     let charged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE run_id = $1")

@@ -38,10 +38,15 @@ async fn concurrent_gateway_requests_on_one_balance_keep_the_ledger_exact() -> R
         .timeout(Duration::from_secs(60))
         .build()?;
     let (status, first) = complete(&http, &server.url(), &key).await?;
-    ensure!(status == 200 && first["choices"][0]["message"]["content"] == TEXT, "{first}");
+    ensure!(
+        status == 200 && first["choices"][0]["message"]["content"] == TEXT,
+        "{first}"
+    );
     let one = cost_micros(
         first["usage"]["prompt_tokens"].as_i64().unwrap_or_default(),
-        first["usage"]["completion_tokens"].as_i64().unwrap_or_default(),
+        first["usage"]["completion_tokens"]
+            .as_i64()
+            .unwrap_or_default(),
     );
     // Enough for about a quarter of the crowd.
     let pool = db.pool().await?;
@@ -51,7 +56,10 @@ async fn concurrent_gateway_requests_on_one_balance_keep_the_ledger_exact() -> R
         .await?;
     let grant = one * (REQUESTS as i64 / 4) - balance_now;
     server
-        .cli(&["user", "grant", &name, &format!("{}", grant as f64 / 1e6)], None)
+        .cli(
+            &["user", "grant", &name, &format!("{}", grant as f64 / 1e6)],
+            None,
+        )
         .await?;
 
     let results = join_all((0..REQUESTS).map(|_| complete(&http, &server.url(), &key))).await;
@@ -98,11 +106,18 @@ async fn concurrent_gateway_requests_on_one_balance_keep_the_ledger_exact() -> R
     .bind(&name)
     .fetch_one(&pool)
     .await?;
-    ensure!(charged == replies + 1, "{charged} charges for {} replies", replies + 1);
+    ensure!(
+        charged == replies + 1,
+        "{charged} charges for {} replies",
+        replies + 1
+    );
     assert_ledger_balanced(&pool).await?;
     // Spent: the next request is refused too.
     let (status, body) = complete(&http, &server.url(), &key).await?;
-    ensure!(status == 429 && body["error"]["code"] == "insufficient_quota", "{body}");
+    ensure!(
+        status == 429 && body["error"]["code"] == "insufficient_quota",
+        "{body}"
+    );
     Ok(())
 }
 
@@ -130,7 +145,10 @@ async fn rate_and_concurrency_limits_answer_429_with_retry_after() -> Result<()>
         .await?;
     ensure!(resp.status() == 429, "{}", resp.status());
     ensure!(
-        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()) == Some("120"),
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            == Some("120"),
         "{:?}",
         resp.headers()
     );
@@ -143,7 +161,11 @@ async fn rate_and_concurrency_limits_answer_429_with_retry_after() -> Result<()>
         .json(&json!({"model": "s/demo", "max_tokens": 10, "messages": [{"role": "user", "content": "hello"}]}))
         .send()
         .await?;
-    ensure!(resp.status() == 429 && resp.headers().contains_key("retry-after"), "{}", resp.status());
+    ensure!(
+        resp.status() == 429 && resp.headers().contains_key("retry-after"),
+        "{}",
+        resp.status()
+    );
     let body: Value = resp.json().await?;
     ensure!(
         body["type"] == "error" && body["error"]["type"] == "rate_limit_error",

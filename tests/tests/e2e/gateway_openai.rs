@@ -21,14 +21,15 @@ async fn check_common(gw: &Gateway, out: &Value) -> Result<()> {
     ensure!(
         u["completion_tokens"] == 8
             && u["prompt_tokens"].as_u64().unwrap_or(0) > 0
-            && u["total_tokens"].as_u64()
-                == Some(u["prompt_tokens"].as_u64().unwrap_or(0) + 8),
+            && u["total_tokens"].as_u64() == Some(u["prompt_tokens"].as_u64().unwrap_or(0) + 8),
         "chat usage: {chat}"
     );
     // The run is its owner's like any other, with the same text and usage.
     let run_id = chat["run_id"].as_str().unwrap_or_default();
     let owner = ApiClient::with_api_key(&gw.server.url(), &gw.key);
-    let run = owner.wait_run_ended(run_id, Duration::from_secs(20)).await?;
+    let run = owner
+        .wait_run_ended(run_id, Duration::from_secs(20))
+        .await?;
     ensure!(
         run["status"] == "complete"
             && run["text"] == TEXT
@@ -39,7 +40,11 @@ async fn check_common(gw: &Gateway, out: &Value) -> Result<()> {
     );
     let stranger = ApiClient::with_api_key(&gw.server.url(), &gw.broke_key);
     let resp = stranger.get(&format!("/api/runs/{run_id}")).await?;
-    ensure!(resp.status() == 404, "another account reads the run: {}", resp.status());
+    ensure!(
+        resp.status() == 404,
+        "another account reads the run: {}",
+        resp.status()
+    );
 
     let stream = &out["stream"];
     ensure!(
@@ -55,7 +60,8 @@ async fn check_common(gw: &Gateway, out: &Value) -> Result<()> {
     let tools = &out["tools"];
     ensure!(tools["finish_reason"] == "tool_calls", "tools: {tools}");
     ensure!(
-        tools["call"]["name"] == "get_weather" && tools["call"]["arguments"] == json!({"city": "Oslo"}),
+        tools["call"]["name"] == "get_weather"
+            && tools["call"]["arguments"] == json!({"city": "Oslo"}),
         "tools: {tools}"
     );
     ensure!(tools["answer"] == "The tool said: sunny", "tools: {tools}");
@@ -65,7 +71,10 @@ async fn check_common(gw: &Gateway, out: &Value) -> Result<()> {
         .map(|m| m.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     for want in [SCRIPTED_MODEL, gw.model, "team-default"] {
-        ensure!(models.contains(&want), "models.list lacks {want}: {models:?}");
+        ensure!(
+            models.contains(&want),
+            "models.list lacks {want}: {models:?}"
+        );
     }
 
     let errors = &out["errors"];
@@ -98,9 +107,9 @@ fn check_upstream_round_trip(gw: &Gateway) -> Result<()> {
         .find(|r| {
             r.body["messages"].as_array().is_some_and(|m| {
                 m.iter().any(|m| {
-                    m["content"].as_array().is_some_and(|blocks| {
-                        blocks.iter().any(|b| b["type"] == "tool_result")
-                    })
+                    m["content"]
+                        .as_array()
+                        .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
                 })
             })
         })
@@ -133,7 +142,11 @@ async fn openai_python_sdk_chats_streams_calls_tools_and_gets_typed_errors() -> 
                 .is_some_and(|id| id.ends_with(chat["run_id"].as_str().unwrap_or("?"))),
         "chat: {chat}"
     );
-    ensure!(out["stream"]["chunks"].as_u64().unwrap_or(0) >= 4, "{}", out["stream"]);
+    ensure!(
+        out["stream"]["chunks"].as_u64().unwrap_or(0) >= 4,
+        "{}",
+        out["stream"]
+    );
     let tools = &out["tools"];
     ensure!(
         tools["usage"] == json!({"prompt_tokens": 30, "completion_tokens": 9, "total_tokens": 39}),

@@ -31,7 +31,11 @@ pub struct Gateway {
 
 /// The server config: the priced scripted model, the tool model of `wire`, an alias
 /// over it (so `/v1/models` lists it), quotas on, and `extra` TOML.
-pub fn gateway_config(upstream: &FakeToolModel, wire: ToolWire, extra: &str) -> (ServerConfig, &'static str) {
+pub fn gateway_config(
+    upstream: &FakeToolModel,
+    wire: ToolWire,
+    extra: &str,
+) -> (ServerConfig, &'static str) {
     let (config, model) = match wire {
         ToolWire::OpenAi => (
             ServerConfig::new().openai("oai", &upstream.base_url(), "sk-fake", &["gpt-4o-mini"]),
@@ -47,7 +51,9 @@ pub fn gateway_config(upstream: &FakeToolModel, wire: ToolWire, extra: &str) -> 
             "claude/claude-sonnet-4-5",
         ),
     };
-    let alias = format!("[[aliases]]\nname = \"team-default\"\nmodels = [\"{model}\", \"{SCRIPTED_MODEL}\"]\n");
+    let alias = format!(
+        "[[aliases]]\nname = \"team-default\"\nmodels = [\"{model}\", \"{SCRIPTED_MODEL}\"]\n"
+    );
     (priced(config.raw_toml(&alias), extra), model)
 }
 
@@ -93,10 +99,14 @@ impl Gateway {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
-            bail!("{script} failed ({}):\n{stderr}\nstdout: {stdout}", out.status);
+            bail!(
+                "{script} failed ({}):\n{stderr}\nstdout: {stdout}",
+                out.status
+            );
         }
-        serde_json::from_str(stdout.trim())
-            .with_context(|| format!("{script} printed no JSON object:\n{stdout}\nstderr: {stderr}"))
+        serde_json::from_str(stdout.trim()).with_context(|| {
+            format!("{script} printed no JSON object:\n{stdout}\nstderr: {stderr}")
+        })
     }
 
     /// The official Python SDK script `script`, with the test venv's interpreter.
