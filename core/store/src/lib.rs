@@ -126,6 +126,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "renders",
         include_str!("../../../migrations/sqlite/0005_renders.sql"),
     ),
+    (
+        6,
+        "gateway_retention",
+        include_str!("../../../migrations/sqlite/0006_gateway_retention.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -152,6 +157,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "renders",
         include_str!("../../../migrations/postgres/0005_renders.sql"),
+    ),
+    (
+        6,
+        "gateway_retention",
+        include_str!("../../../migrations/postgres/0006_gateway_retention.sql"),
     ),
 ];
 

@@ -62,7 +62,8 @@ async fn concurrent_gateway_requests_on_one_balance_keep_the_ledger_exact() -> R
         )
         .await?;
 
-    let results = join_all((0..REQUESTS).map(|_| complete(&http, &server.url(), &key))).await;
+    let url = server.url();
+    let results = join_all((0..REQUESTS).map(|_| complete(&http, &url, &key))).await;
     let mut replies = 0i64;
     let mut refused = 0i64;
     for r in results {
