@@ -83,6 +83,9 @@ impl GatewayError {
                     ),
                 )
             },
+            CoreError::Invalid(
+                e @ chorus_core::InvalidInput::UnsupportedParameter { param, .. },
+            ) => Self::invalid(param, e.to_string()),
             CoreError::Invalid(e) => Self::new(ErrorKind::InvalidRequest, e.to_string()),
             CoreError::Conflict(e) => Self::new(ErrorKind::InvalidRequest, e.to_string()),
             CoreError::Refused(refusal @ Refusal::TooManyRuns { .. }) => Self {

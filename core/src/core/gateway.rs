@@ -32,6 +32,10 @@ pub struct GatewayRequest {
     pub stop: Vec<String>,
     /// `low`, `medium` or `high`.
     pub reasoning_effort: Option<String>,
+    /// OpenAI's `seed`: refused unless every model of the chain speaks Chat Completions.
+    pub seed: Option<i64>,
+    /// OpenAI's `response_format` (not `text`): refused like `seed`.
+    pub response_format: Option<serde_json::Value>,
 }
 
 /// How a gateway request and its reply are kept.
@@ -67,6 +71,21 @@ impl Core {
         keep: GatewayKeep,
     ) -> Result<GatewayRun, CoreError> {
         self.check_model(&request.model)?;
+        let extras = [
+            ("seed", request.seed.is_some()),
+            ("response_format", request.response_format.is_some()),
+        ];
+        if let Some((param, _)) = extras.iter().find(|(_, asked)| *asked) {
+            let chain = self.providers.resolve_chain(&request.model)?;
+            if let Some(target) = chain.iter().find(|t| !t.kind.takes_openai_extras()) {
+                return Err(InvalidInput::UnsupportedParameter {
+                    param,
+                    model: target.model_ref.clone(),
+                    kind: format!("{:?}", target.kind).to_lowercase(),
+                }
+                .into());
+            }
+        }
         let last = request
             .messages
             .iter()
@@ -110,6 +129,8 @@ impl Core {
             prefill: None,
             tools: request.tools,
             tool_choice: request.tool_choice,
+            seed: request.seed,
+            response_format: request.response_format,
         };
         let admission = self.admission(account, &model, &chat).await?;
         let expires_at = match keep {

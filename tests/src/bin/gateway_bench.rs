@@ -29,6 +29,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The LiteLLM proxy's master key (it refuses to start without one).
+const LITELLM_KEY: &str = "sk-bench-master-0123456789abcdef0123456789abcdef";
+
 struct Options {
     requests: usize,
     concurrency: usize,
@@ -365,13 +368,14 @@ async fn main() -> Result<()> {
     let _litellm = if o.litellm {
         let yaml = format!(
             "model_list:\n  - model_name: bench\n    litellm_params:\n      model: openai/bench\n      \
-             api_base: {upstream}\n      api_key: sk-bench\n"
+             api_base: {upstream}\n      api_key: sk-bench\n\
+             general_settings:\n  master_key: {LITELLM_KEY}\n"
         );
         let proxy = chorus_tests::litellm::LiteLlm::start(&yaml).await?;
         targets.push(Target {
             name: "LiteLLM proxy",
             base: format!("{}/v1", proxy.url()),
-            key: "sk-bench".into(),
+            key: LITELLM_KEY.into(),
             model: "bench".into(),
         });
         Some(proxy)

@@ -182,3 +182,72 @@ async fn openai_node_sdk_chats_streams_calls_tools_and_gets_typed_errors() -> Re
     check_upstream_round_trip(&gw)?;
     Ok(())
 }
+
+/// Sampling parameters reach an OpenAI-format upstream as its own fields; `seed` and
+/// `response_format` are refused, naming the model, when a model of the chain (here
+/// the alias's scripted fallback) cannot honour them.
+#[tokio::test(flavor = "multi_thread")]
+async fn parameters_reach_the_upstream_or_are_refused_by_name() -> Result<()> {
+    let gw = Gateway::start(ToolWire::OpenAi, "").await?;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/chat/completions", gw.server.url());
+    let resp = http
+        .post(&url)
+        .bearer_auth(&gw.key)
+        .json(&json!({
+            "model": gw.model,
+            "messages": [{"role": "user", "content": "hello"}],
+            "temperature": 0.3, "top_p": 0.9, "max_completion_tokens": 64, "stop": ["END"],
+            "seed": 42, "response_format": {"type": "json_object"}, "reasoning_effort": "low",
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+            "tool_choice": "required"
+        }))
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == 200,
+        "{}: {}",
+        resp.status(),
+        resp.text().await?
+    );
+    let sent = gw
+        .upstream
+        .requests()
+        .last()
+        .map(|r| r.body.clone())
+        .unwrap_or_default();
+    for (field, want) in [
+        ("temperature", json!(0.3)),
+        ("top_p", json!(0.9)),
+        ("max_tokens", json!(64)),
+        ("stop", json!(["END"])),
+        ("seed", json!(42)),
+        ("response_format", json!({"type": "json_object"})),
+        ("reasoning_effort", json!("low")),
+        ("tool_choice", json!("required")),
+    ] {
+        let got = &sent[field];
+        let close = match (got.as_f64(), want.as_f64()) {
+            (Some(a), Some(b)) => (a - b).abs() < 1e-6,
+            _ => *got == want,
+        };
+        ensure!(close, "upstream {field}: {got} (wanted {want}) in {sent}");
+    }
+    let resp = http
+        .post(&url)
+        .bearer_auth(&gw.key)
+        .json(&json!({"model": "team-default", "seed": 1, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await?;
+    let status = resp.status();
+    let body: Value = resp.json().await?;
+    ensure!(
+        status == 400
+            && body["error"]["param"] == "seed"
+            && body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(SCRIPTED_MODEL)),
+        "{status} {body}"
+    );
+    Ok(())
+}

@@ -109,6 +109,8 @@ impl MessagesRequest {
             max_output_tokens: Some(self.max_tokens),
             stop: self.stop_sequences,
             reasoning_effort: self.thinking.as_ref().and_then(effort),
+            seed: None,
+            response_format: None,
         })
     }
 }

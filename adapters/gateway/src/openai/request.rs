@@ -115,23 +115,24 @@ impl ChatCompletionRequest {
                 "logprobs are not available through Chorus",
             ));
         }
-        if self.seed.is_some() {
-            return Err(GatewayError::invalid(
-                "seed",
-                "seed is not supported by Chorus's gateway: its providers are not all able to honour it",
-            ));
-        }
-        if let Some(format) = &self.response_format {
-            let kind = format.get("type").and_then(Value::as_str).unwrap_or("");
-            if kind != "text" {
-                return Err(GatewayError::invalid(
-                    "response_format",
-                    format!(
-                        "response_format {kind:?} is not supported by Chorus's gateway; only \"text\""
-                    ),
-                ));
-            }
-        }
+        // `text` is every model's default; a structured format goes to the provider
+        // (core refuses it for a model whose provider cannot honour it, like `seed`).
+        let response_format = match self.response_format {
+            None => None,
+            Some(format) => match format.get("type").and_then(Value::as_str) {
+                Some("text") => None,
+                Some("json_object" | "json_schema") => Some(format),
+                other => {
+                    return Err(GatewayError::invalid(
+                        "response_format",
+                        format!(
+                            "response_format type {:?} must be text, json_object or json_schema",
+                            other.unwrap_or("(none)")
+                        ),
+                    ));
+                }
+            },
+        };
         if let Some(effort) = &self.reasoning_effort
             && !matches!(effort.as_str(), "low" | "medium" | "high")
         {
@@ -183,6 +184,8 @@ impl ChatCompletionRequest {
             max_output_tokens: self.max_completion_tokens.or(self.max_tokens),
             stop: stop(self.stop)?,
             reasoning_effort: self.reasoning_effort,
+            seed: self.seed,
+            response_format,
         })
     }
 }
@@ -400,6 +403,24 @@ mod tests {
         assert_eq!(r.tool_choice, Some(ToolChoice::Tool("get_weather".into())));
         assert_eq!(r.max_output_tokens, Some(7));
         assert_eq!(r.stop, vec!["END".to_string()]);
+        assert_eq!((r.seed, r.response_format), (None, None));
+    }
+
+    #[test]
+    fn seed_and_structured_formats_are_passed_on() {
+        let r = parse(json!({
+            "model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "seed": 7, "response_format": {"type": "json_object"}
+        }))
+        .unwrap();
+        assert_eq!(r.seed, Some(7));
+        assert_eq!(r.response_format, Some(json!({"type": "json_object"})));
+        let text = parse(json!({
+            "model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "text"}
+        }))
+        .unwrap();
+        assert_eq!(text.response_format, None);
     }
 
     #[test]
@@ -412,9 +433,8 @@ mod tests {
             parse(v).unwrap_err().param
         };
         assert_eq!(base(json!({"n": 2})), Some("n"));
-        assert_eq!(base(json!({"seed": 1})), Some("seed"));
         assert_eq!(
-            base(json!({"response_format": {"type": "json_object"}})),
+            base(json!({"response_format": {"type": "yaml"}})),
             Some("response_format")
         );
         assert_eq!(
