@@ -1,9 +1,11 @@
 //! Gateway requests are admitted and charged like every run. 200 concurrent requests
-//! on one balance: each answered either with a reply or with OpenAI's 429
-//! `insufficient_quota`, refusals only once the balance is spent, every reply charged
-//! once, and the balance equal to the ledger's sum afterwards (PostgreSQL). The
-//! message rate limit and the concurrency limit answer 429 `rate_limit_exceeded`
-//! (Anthropic: `rate_limit_error`) with `Retry-After`.
+//! on a balance that covers about 50: each answered with a reply or with OpenAI's 429
+//! `insufficient_quota`, refusals only once the balance is spent (runs already in
+//! flight may overdraw it, as on every surface), every reply charged once, and the
+//! balance equal to the ledger's sum (PostgreSQL); a second crowd on the spent
+//! balance is refused whole and charged nothing. The message rate limit and the
+//! concurrency limit answer 429 `rate_limit_exceeded` (Anthropic: `rate_limit_error`)
+//! with `Retry-After`.
 
 use crate::quota_support::{TEXT, assert_ledger_balanced, cost_micros, priced};
 use anyhow::{Result, ensure};
@@ -63,7 +65,8 @@ async fn concurrent_gateway_requests_on_one_balance_keep_the_ledger_exact() -> R
         .await?;
 
     let url = server.url();
-    let results = join_all((0..REQUESTS).map(|_| complete(&http, &url, &key))).await;
+    let crowd = || join_all((0..REQUESTS).map(|_| complete(&http, &url, &key)));
+    let results = crowd().await;
     let mut replies = 0i64;
     let mut refused = 0i64;
     for r in results {
@@ -85,7 +88,7 @@ async fn concurrent_gateway_requests_on_one_balance_keep_the_ledger_exact() -> R
         }
     }
     ensure!(
-        replies + refused == REQUESTS as i64 && refused > 0,
+        replies + refused == REQUESTS as i64,
         "{replies} replies, {refused} refusals"
     );
     // Refusals came only once the balance was spent: the replies used it all up.
@@ -98,7 +101,10 @@ async fn concurrent_gateway_requests_on_one_balance_keep_the_ledger_exact() -> R
         .bind(&name)
         .fetch_one(&pool)
         .await?;
-    ensure!(balance < one, "balance left: {balance}");
+    ensure!(
+        balance < one,
+        "balance left after {replies} replies: {balance}"
+    );
     // Every reply (and the first) charged once.
     let charged: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM ledger l JOIN accounts a ON a.id = l.account_id \
@@ -113,12 +119,23 @@ async fn concurrent_gateway_requests_on_one_balance_keep_the_ledger_exact() -> R
         replies + 1
     );
     assert_ledger_balanced(&pool).await?;
-    // Spent: the next request is refused too.
-    let (status, body) = complete(&http, &server.url(), &key).await?;
+    // Spent: a second crowd is refused whole, and nothing more is charged.
+    for r in crowd().await {
+        let (status, body) = r?;
+        ensure!(
+            status == 429 && body["error"]["code"] == "insufficient_quota",
+            "{status} {body}"
+        );
+    }
+    let after: i64 = sqlx::query_scalar("SELECT balance FROM accounts WHERE name = $1")
+        .bind(&name)
+        .fetch_one(&pool)
+        .await?;
     ensure!(
-        status == 429 && body["error"]["code"] == "insufficient_quota",
-        "{body}"
+        after == balance,
+        "a refused request changed the balance: {balance} -> {after}"
     );
+    assert_ledger_balanced(&pool).await?;
     Ok(())
 }
 
