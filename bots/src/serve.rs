@@ -1,4 +1,5 @@
-//! `chorus serve`: start core, serve HTTP and the chat surfaces (Matrix when `[matrix]`
+//! `chorus serve`: start core, serve HTTP (the web surface and the OpenAI- and
+//! Anthropic-compatible gateway) and the chat surfaces (Matrix when `[matrix]`
 //! is set), and shut down gracefully on SIGINT/SIGTERM (stop accepting, stop every
 //! surface and its renderers so the next start resumes them, end local runs as
 //! `interrupted` with their text kept).
@@ -11,6 +12,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let Settings {
         core: config,
         matrix: matrix_config,
+        gateway: gateway_config,
     } = settings;
     let addr = config.listen_addr()?;
     let scripted_only = config.providers.is_empty();
@@ -37,7 +39,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         }));
     }
     let streams_done = tokio_util::sync::CancellationToken::new();
-    let app = chorus_web::router(core.clone(), streams_done.clone());
+    let app = chorus_web::router(core.clone(), streams_done.clone()).merge(chorus_gateway::router(
+        core.clone(),
+        gateway_config,
+        streams_done.clone(),
+    ));
     let engine_core = core.clone();
     // Connection info gives handlers the client address (per-client login limits).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

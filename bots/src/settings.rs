@@ -3,18 +3,24 @@
 //! that knows every surface, so this is where their sections are gathered.
 
 use chorus_core::config::{Config, ConfigError};
+use chorus_gateway::config::GatewayConfig;
 use chorus_matrix::config::MatrixConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The sections owned by surfaces; core keeps them aside for their crates.
-const SURFACE_SECTIONS: &[&str] = &[chorus_matrix::config::SECTION];
+const SURFACE_SECTIONS: &[&str] = &[
+    chorus_matrix::config::SECTION,
+    chorus_gateway::config::SECTION,
+];
 
 /// Core's configuration plus every surface's section.
 pub struct Settings {
     pub core: Config,
     /// `[matrix]`; absent, `chorus serve` does not connect to Matrix.
     pub matrix: Option<MatrixConfig>,
+    /// `[gateway]`, the OpenAI- and Anthropic-compatible API (served by default).
+    pub gateway: GatewayConfig,
 }
 
 impl Settings {
@@ -26,7 +32,12 @@ impl Settings {
 
     fn from_core(core: Config) -> Result<Self, ConfigError> {
         let matrix = MatrixConfig::from_config(&core)?;
-        Ok(Self { core, matrix })
+        let gateway = GatewayConfig::from_config(&core)?;
+        Ok(Self {
+            core,
+            matrix,
+            gateway,
+        })
     }
 
     /// Valid settings a shared deployment would regret, every section's, one line
@@ -46,6 +57,8 @@ impl Settings {
             text.push('\n');
             text.push_str(&chorus_matrix::config::masked_toml(matrix));
         }
+        text.push('\n');
+        text.push_str(&self.gateway.to_toml());
         text
     }
 }
@@ -54,21 +67,22 @@ impl Settings {
 mod tests {
     use super::*;
 
-    /// The committed example with its commented `[matrix]` section turned on: valid
-    /// for core and for the Matrix surface, and dumped with its secrets masked.
+    /// The committed example with its commented `[matrix]` and `[gateway]` sections
+    /// turned on: valid for core and for each surface, and dumped with its secrets
+    /// masked.
     #[test]
-    fn example_config_with_the_matrix_section_is_valid() {
+    fn example_config_with_the_surface_sections_is_valid() {
         let example = include_str!("../../chorus.example.toml");
         let mut text = String::new();
-        let mut in_matrix = false;
+        let mut in_section = false;
         for line in example.lines() {
-            if line.trim() == "# [matrix]" {
-                in_matrix = true;
-            } else if in_matrix && !line.starts_with('#') {
-                in_matrix = false;
+            if line.trim() == "# [matrix]" || line.trim() == "# [gateway]" {
+                in_section = true;
+            } else if in_section && !line.starts_with('#') {
+                in_section = false;
             }
             let line = match line.strip_prefix("# ") {
-                Some(rest) if in_matrix && !rest.starts_with('#') => rest,
+                Some(rest) if in_section && !rest.starts_with('#') => rest,
                 _ => line,
             };
             text.push_str(line);
@@ -83,9 +97,14 @@ mod tests {
             Config::from_toml_with_surfaces(&text, &env, SURFACE_SECTIONS).expect("example config");
         let settings = Settings::from_core(core).expect("example [matrix] section");
         assert!(settings.matrix.is_some());
+        assert_eq!(
+            settings.gateway.keep,
+            chorus_gateway::config::Keep::Runs,
+            "example [gateway] section"
+        );
         let dump = settings.masked_toml();
         assert!(
-            dump.contains("[matrix]") && !dump.contains("\"pw\""),
+            dump.contains("[matrix]") && dump.contains("[gateway]") && !dump.contains("\"pw\""),
             "{dump}"
         );
     }

@@ -26,12 +26,14 @@ pub use linking::IssuedLinkCode;
 mod admin;
 mod error;
 mod follow;
+mod gateway;
 mod identity;
 mod sandbox;
 mod surfaces;
 mod sessions;
 pub use admin::Admin;
 pub use error::{Conflict, CoreError, Forbidden, InvalidInput};
+pub use gateway::{GatewayKeep, GatewayRequest, GatewayRun};
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
 pub use surfaces::{SurfaceState, SurfaceStatus};
 
@@ -574,6 +576,7 @@ impl Core {
             request,
             prefix: String::new(),
             pending_calls: Vec::new(),
+            client_tools: false,
         });
         Ok(SentMessage {
             conversation_id: conversation_id.clone(),
@@ -698,6 +701,7 @@ impl Core {
             request,
             prefix: partial,
             pending_calls: replayed.pending,
+            client_tools: false,
         });
         Ok(run_id)
     }

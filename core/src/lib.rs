@@ -15,9 +15,11 @@ pub mod sso;
 pub mod tools;
 
 pub use crate::core::{
-    Admin, Conflict, Core, CoreError, Forbidden, IdentityView, InvalidInput, SsoCallback, SsoLogin,
-    SsoStart, SurfaceState, SurfaceStatus,
+    Admin, Conflict, Core, CoreError, Forbidden, GatewayKeep, GatewayRequest, GatewayRun,
+    IdentityView, InvalidInput, SsoCallback, SsoLogin, SsoStart, SurfaceState, SurfaceStatus,
 };
+// The one provider type a gateway request names: which tool the model must call.
+pub use chorus_providers::ToolChoice;
 // The store's types a surface names when it calls `Core`: who is talking (an
 // `Identity`) and what an API key may do. Everything else a surface names is core's
 // own or chorus-model's.

@@ -31,6 +31,14 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// Whether the kind speaks Chat Completions and so passes OpenAI's `seed` and
+    /// `response_format` through (the gateway refuses them for other kinds).
+    pub fn takes_openai_extras(self) -> bool {
+        matches!(self, ProviderKind::Openai | ProviderKind::Azure)
+    }
+}
+
+impl ProviderKind {
     /// Whether the provider needs its model names listed in config (others discover them).
     pub fn needs_model_list(self) -> bool {
         matches!(

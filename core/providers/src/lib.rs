@@ -68,6 +68,12 @@ pub struct ChatRequest {
     pub tools: Vec<ToolSpec>,
     /// `None` means the provider's default (auto when tools are offered).
     pub tool_choice: Option<ToolChoice>,
+    /// Best-effort determinism (OpenAI's `seed`); only Chat Completions providers
+    /// (`openai`, `azure`) take it: [`config::ProviderKind::takes_openai_extras`].
+    pub seed: Option<i64>,
+    /// OpenAI's `response_format` object (`json_object`, `json_schema`), passed as
+    /// given; only Chat Completions providers take it.
+    pub response_format: Option<serde_json::Value>,
 }
 
 /// Token counts of a generation.

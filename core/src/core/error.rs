@@ -97,6 +97,16 @@ pub enum InvalidInput {
     /// A sandbox file path or workspace that cannot be used.
     #[error(transparent)]
     Workspace(WorkspaceError),
+    /// A request parameter a model of the chain cannot honour (the gateway's
+    /// `seed`, `response_format`): refused rather than silently dropped.
+    #[error(
+        "`{param}` is not supported by `{model}` (a {kind} provider); only OpenAI Chat Completions providers take it"
+    )]
+    UnsupportedParameter {
+        param: &'static str,
+        model: String,
+        kind: String,
+    },
     /// `resume N` past the end of the list.
     #[error("there is no conversation number {number}; `{prefix} resume` lists them")]
     ResumeNumber { number: String, prefix: String },

@@ -51,6 +51,10 @@ pub(crate) struct RunJob {
     pub prefix: String,
     /// Tool calls an interrupted run left without results: run first, then the model.
     pub pending_calls: Vec<chorus_providers::ToolCall>,
+    /// The client runs the tools itself (a gateway request): a generation that ends
+    /// with tool calls ends the run, its calls journaled for the client, instead of
+    /// being executed by the tool host.
+    pub client_tools: bool,
 }
 
 /// A run executing on this instance: how to stop it and what it has produced.

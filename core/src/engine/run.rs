@@ -58,7 +58,8 @@ pub(super) async fn run(
 }
 
 /// The tool loop: generate; while the model asks for tools, run them and generate
-/// again. Calls an interrupted run left pending run first.
+/// again. Calls an interrupted run left pending run first. A run whose client runs its
+/// own tools ends at the first tool calls.
 async fn steps(run: &mut RunState<'_>) -> Ending {
     if !run.job.pending_calls.is_empty()
         && let Some(halt) = answer_pending(run).await
@@ -71,6 +72,10 @@ async fn steps(run: &mut RunState<'_>) -> Ending {
                 finish_reason,
                 tool_calls,
             } if tool_calls.is_empty() => return Ending::Complete(finish_reason),
+            // The client executes its own tools: the calls are in the journal for it.
+            Generated::Ended { .. } if run.job.client_tools => {
+                return Ending::Complete(Some("tool_calls".into()));
+            }
             Generated::Ended { tool_calls, .. } => tool_calls,
             Generated::Halted(halt) => return Ending::Halted(halt),
             Generated::Failed(error) => return Ending::Failed(error),

@@ -1,6 +1,7 @@
 //! Marks runs whose instance died `interrupted`, keeping every byte of their text
 //! that the checkpoint or the journal still holds, and ends their journal so readers
-//! stop waiting.
+//! stop waiting. It also deletes conversations whose retention has passed (gateway
+//! requests kept as runs), a batch at a time.
 
 use super::EngineInner;
 use crate::journal::{JournalEntry, RunEvent};
@@ -8,6 +9,9 @@ use crate::quota::{Charge, TokenCounts};
 use chorus_store::Run;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Most expired conversations deleted per sweep, so one sweep stays short.
+const EXPIRED_BATCH: i64 = 100;
 
 pub(super) async fn sweep_forever(inner: Arc<EngineInner>) {
     let period = (inner.settings.lease_ttl / 3).max(Duration::from_millis(500));
@@ -31,6 +35,18 @@ pub(super) async fn sweep_forever(inner: Arc<EngineInner>) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "sweeper: cannot list orphaned runs"),
+        }
+        match inner
+            .store
+            .delete_expired_conversations(chorus_model::time::now_ms(), EXPIRED_BATCH)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                conversations = n,
+                "sweeper: deleted conversations past their retention"
+            ),
+            Err(e) => tracing::warn!(error = %e, "sweeper: cannot delete expired conversations"),
         }
         tokio::select! {
             _ = inner.shutdown.cancelled() => return,

@@ -75,12 +75,27 @@ impl Store {
         model: &str,
         system_prompt: Option<&str>,
     ) -> Result<Conversation, StoreError> {
+        self.create_expiring_conversation(account, title, model, system_prompt, None)
+            .await
+    }
+
+    /// [`Store::create_conversation`] for a conversation kept only until `expires_at`
+    /// (Unix ms; `None`: kept): until then it is left out of conversation lists, and
+    /// [`Store::delete_expired_conversations`] deletes it afterwards.
+    pub async fn create_expiring_conversation(
+        &self,
+        account: &AccountId,
+        title: &str,
+        model: &str,
+        system_prompt: Option<&str>,
+        expires_at: Option<i64>,
+    ) -> Result<Conversation, StoreError> {
         let id = ConversationId::generate();
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO conversations (id, account_id, title, model, system_prompt, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            "INSERT INTO conversations (id, account_id, title, model, system_prompt, created_at, updated_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
         )
         .bind(id.as_str())
         .bind(account.as_str())
@@ -88,6 +103,7 @@ impl Store {
         .bind(model)
         .bind(system_prompt)
         .bind(now)
+        .bind(expires_at)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -109,7 +125,8 @@ impl Store {
         })
     }
 
-    /// The account's conversations, most recently active first.
+    /// The account's conversations, most recently active first (those kept only for a
+    /// retention period left out).
     pub async fn list_conversations(
         &self,
         account: &AccountId,
@@ -117,7 +134,7 @@ impl Store {
     ) -> Result<Vec<Conversation>, StoreError> {
         let sql = format!(
             "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE account_id = $1 \
-             ORDER BY updated_at DESC, id DESC LIMIT $2"
+             AND expires_at IS NULL ORDER BY updated_at DESC, id DESC LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account.as_str())
@@ -214,19 +231,45 @@ impl Store {
         if active.is_some() {
             return Err(StoreConflict::ConversationReplyActive.into());
         }
-        for sql in [
-            "DELETE FROM bindings WHERE conversation_id = $1",
-            "DELETE FROM renders WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)",
-            "DELETE FROM runs WHERE conversation_id = $1",
-            // Unlink the tree first, so its self-references never block a delete.
-            "UPDATE messages SET parent_id = NULL WHERE conversation_id = $1",
-            "DELETE FROM messages WHERE conversation_id = $1",
-            "DELETE FROM conversations WHERE id = $1",
-        ] {
-            sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await?;
-        }
+        delete_rows(&mut tx, id.as_str()).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Deletes up to `limit` conversations whose retention ended before `now` (Unix
+    /// ms) and whose runs have all ended, with their messages and runs; returns how
+    /// many. Their ledger rows stay: the ledger is never rewritten.
+    pub async fn delete_expired_conversations(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let expired: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM conversations c WHERE expires_at IS NOT NULL AND expires_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.conversation_id = c.id \
+             AND r.status IN ('queued', 'streaming')) LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut deleted = 0;
+        for id in expired {
+            let mut tx = self.begin_write().await?;
+            // Checked again under the write lock: a run may have started since.
+            let active = sqlx::query(
+                "SELECT id FROM runs WHERE conversation_id = $1 AND status IN ('queued', 'streaming')",
+            )
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if active.is_none() {
+                delete_rows(&mut tx, &id).await?;
+                deleted += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(deleted)
     }
 
     /// Every message of a conversation in creation order, with live run text merged in.
@@ -341,4 +384,23 @@ impl Store {
         chain.reverse();
         Ok(chain)
     }
+}
+
+/// Deletes a conversation and everything that hangs off it, in the caller's transaction.
+async fn delete_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+) -> Result<(), StoreError> {
+    for sql in [
+        "DELETE FROM bindings WHERE conversation_id = $1",
+        "DELETE FROM renders WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)",
+        "DELETE FROM runs WHERE conversation_id = $1",
+        // Unlink the tree first, so its self-references never block a delete.
+        "UPDATE messages SET parent_id = NULL WHERE conversation_id = $1",
+        "DELETE FROM messages WHERE conversation_id = $1",
+        "DELETE FROM conversations WHERE id = $1",
+    ] {
+        sqlx::query(sql).bind(id).execute(&mut **tx).await?;
+    }
+    Ok(())
 }

@@ -131,6 +131,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "reservations",
         include_str!("../../../migrations/sqlite/0006_reservations.sql"),
     ),
+    (
+        7,
+        "gateway_retention",
+        include_str!("../../../migrations/sqlite/0007_gateway_retention.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -162,6 +167,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "reservations",
         include_str!("../../../migrations/postgres/0006_reservations.sql"),
+    ),
+    (
+        7,
+        "gateway_retention",
+        include_str!("../../../migrations/postgres/0007_gateway_retention.sql"),
     ),
 ];
 

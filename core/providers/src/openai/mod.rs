@@ -126,6 +126,12 @@ impl OpenAiProvider {
         if let Some(max) = request.max_output_tokens {
             body["max_tokens"] = json!(max);
         }
+        if let Some(seed) = request.seed {
+            body["seed"] = json!(seed);
+        }
+        if let Some(format) = &request.response_format {
+            body["response_format"] = format.clone();
+        }
         if !request.stop.is_empty() {
             // The API takes at most four stop sequences.
             if request.stop.len() > 4 {

@@ -1,0 +1,225 @@
+//! What [`Core`] offers the OpenAI- and Anthropic-compatible gateway: a request that
+//! carries its whole history and its own tools becomes a run of the key's account,
+//! admitted and charged like any other (rate limit, balance, concurrency, price
+//! table), kept as a conversation of its owner (listed in the web client, or hidden
+//! and deleted after a retention period: [`GatewayKeep`]), and readable from the
+//! journal like every run. The client runs its own tools: a generation that asks
+//! for tools ends the run with the calls in the journal.
+
+use super::{Core, CoreError, InvalidInput};
+use crate::engine::RunJob;
+use crate::tools::ToolCallContext;
+use chorus_model::chat::{ChatMessage, ChatRole, ToolSpec};
+use chorus_model::ids::{ConversationId, RunId};
+use chorus_model::time::now_ms;
+use chorus_providers::{ChatRequest, ToolChoice};
+use chorus_store::{Account, NewTurn};
+
+/// One gateway request, already translated from its wire format: the model asked
+/// for, the whole history (system messages included), the client's tools and the
+/// sampling parameters Chorus passes on.
+#[derive(Clone, Debug, Default)]
+pub struct GatewayRequest {
+    /// A Chorus model (`provider/model`) or alias, as `GET /v1/models` lists them.
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    /// Tools the client offers (and runs itself).
+    pub tools: Vec<ToolSpec>,
+    pub tool_choice: Option<ToolChoice>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub max_output_tokens: Option<u32>,
+    pub stop: Vec<String>,
+    /// `low`, `medium` or `high`.
+    pub reasoning_effort: Option<String>,
+    /// OpenAI's `seed`: refused unless every model of the chain speaks Chat Completions.
+    pub seed: Option<i64>,
+    /// OpenAI's `response_format` (not `text`): refused like `seed`.
+    pub response_format: Option<serde_json::Value>,
+}
+
+/// How a gateway request and its reply are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayKeep {
+    /// As a conversation of its owner, listed in the web client like any other.
+    Conversations,
+    /// As a run readable by its owner (`/api/runs/{id}`, usage, ledger) but left out
+    /// of conversation lists, deleted with its conversation once `retention` has
+    /// passed (by the engine's sweeper). Its charges stay in the ledger.
+    Runs { retention: std::time::Duration },
+}
+
+/// The run a gateway request started.
+#[derive(Clone, Debug)]
+pub struct GatewayRun {
+    pub run_id: RunId,
+    /// The conversation that keeps the request and its reply.
+    pub conversation_id: ConversationId,
+}
+
+/// The most characters of a gateway conversation's title (its last message's start).
+const TITLE_CHARS: usize = 60;
+
+impl Core {
+    /// Starts the run of a gateway request for `account`. Fails before anything is
+    /// written when the model is unknown or the history is unusable; admission
+    /// (rate limit, balance, concurrency) fails as for any run.
+    pub async fn start_gateway_run(
+        &self,
+        account: &Account,
+        request: GatewayRequest,
+        keep: GatewayKeep,
+    ) -> Result<GatewayRun, CoreError> {
+        self.check_model(&request.model)?;
+        let extras = [
+            ("seed", request.seed.is_some()),
+            ("response_format", request.response_format.is_some()),
+        ];
+        if let Some((param, _)) = extras.iter().find(|(_, asked)| *asked) {
+            let chain = self.providers.resolve_chain(&request.model)?;
+            if let Some(target) = chain.iter().find(|t| !t.kind.takes_openai_extras()) {
+                return Err(InvalidInput::UnsupportedParameter {
+                    param,
+                    model: target.model_ref.clone(),
+                    kind: format!("{:?}", target.kind).to_lowercase(),
+                }
+                .into());
+            }
+        }
+        let last = request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role != ChatRole::System)
+            .ok_or(InvalidInput::EmptyMessage)?;
+        // The stored turn shows what this request added: its last message (a
+        // question, or the results of the client's tools).
+        let content = if last.role == ChatRole::Tool {
+            format!(
+                "(tool result for {})\n{}",
+                last.tool_call_id.as_deref().unwrap_or("a call"),
+                last.content
+            )
+        } else {
+            last.content.clone()
+        };
+        if content.trim().is_empty() && last.tool_calls.is_empty() {
+            return Err(InvalidInput::EmptyMessage.into());
+        }
+        let system: Vec<&str> = request
+            .messages
+            .iter()
+            .filter(|m| m.role == ChatRole::System)
+            .map(|m| m.content.as_str())
+            .collect();
+        let system = (!system.is_empty()).then(|| system.join("\n\n"));
+        let title = gateway_title(&content);
+        let model = request.model.clone();
+        let chat = ChatRequest {
+            model: model
+                .split_once('/')
+                .map_or(model.as_str(), |(_, m)| m)
+                .to_string(),
+            messages: request.messages,
+            temperature: request.temperature,
+            top_p: request.top_p,
+            max_output_tokens: request.max_output_tokens,
+            stop: request.stop,
+            reasoning_effort: request.reasoning_effort,
+            prefill: None,
+            tools: request.tools,
+            tool_choice: request.tool_choice,
+            seed: request.seed,
+            response_format: request.response_format,
+        };
+        let admission = self.admission(account, &model, &chat).await?;
+        let expires_at = match keep {
+            GatewayKeep::Conversations => None,
+            GatewayKeep::Runs { retention } => {
+                Some(now_ms().saturating_add(retention.as_millis().min(i64::MAX as u128) as i64))
+            }
+        };
+        let conversation = self
+            .store
+            .create_expiring_conversation(
+                &account.id,
+                &title,
+                &model,
+                system.as_deref(),
+                expires_at,
+            )
+            .await?;
+        let turn = NewTurn {
+            account_id: account.id.clone(),
+            conversation_id: conversation.id.clone(),
+            parent_id: None,
+            content,
+            model: model.clone(),
+        };
+        let settings = self.engine.settings();
+        let lease_until = now_ms() + settings.lease_ttl.as_millis() as i64;
+        let ids = match self
+            .store
+            .start_turn_admitted(&turn, &settings.owner, lease_until, &admission)
+            .await
+        {
+            Ok(ids) => ids,
+            Err(e) => {
+                // Refused (balance, concurrency): keep no empty conversation behind.
+                if let Err(cleanup) = self
+                    .store
+                    .delete_conversation(&account.id, &conversation.id)
+                    .await
+                {
+                    tracing::warn!(error = %cleanup, "could not remove a refused gateway conversation");
+                }
+                return Err(e.into());
+            }
+        };
+        self.engine.spawn(RunJob {
+            run_id: ids.run_id.clone(),
+            tool_context: ToolCallContext {
+                account_id: account.id.clone(),
+                conversation_id: conversation.id.clone(),
+            },
+            message_id: ids.assistant_message_id.to_string(),
+            model_ref: model,
+            request: chat,
+            prefix: String::new(),
+            pending_calls: Vec::new(),
+            client_tools: true,
+        });
+        Ok(GatewayRun {
+            run_id: ids.run_id,
+            conversation_id: conversation.id,
+        })
+    }
+}
+
+/// `API: ` and the start of the request's last message, on one line.
+fn gateway_title(content: &str) -> String {
+    let line: String = content
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(TITLE_CHARS)
+        .collect();
+    if line.is_empty() {
+        "API request".to_string()
+    } else {
+        format!("API: {line}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gateway_title;
+
+    #[test]
+    fn titles_are_one_short_line() {
+        assert_eq!(gateway_title("  hello\n  world "), "API: hello world");
+        assert_eq!(gateway_title(""), "API request");
+        assert_eq!(gateway_title(&"é".repeat(100)).chars().count(), 5 + 60);
+    }
+}
