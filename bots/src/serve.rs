@@ -1,5 +1,5 @@
 //! `chorus serve`: start core, serve HTTP and the chat surfaces (Matrix when `[matrix]`
-//! is set), and shut down gracefully on SIGINT/SIGTERM (stop accepting, stop every
+//! is set, Discord when `[discord]` is), and shut down gracefully on SIGINT/SIGTERM (stop accepting, stop every
 //! surface and its renderers so the next start resumes them, end local runs as
 //! `interrupted` with their text kept).
 
@@ -11,6 +11,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let Settings {
         core: config,
         matrix: matrix_config,
+        discord: discord_config,
     } = settings;
     let addr = config.listen_addr()?;
     let scripted_only = config.providers.is_empty();
@@ -30,6 +31,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(m) = &matrix_config {
         surfaces.push(
             chorus_matrix::start(core.clone(), m, &data_dir)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
+    if let Some(d) = &discord_config {
+        surfaces.push(
+            chorus_discord::start(core.clone(), d, &data_dir)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );

@@ -3,18 +3,24 @@
 //! that knows every surface, so this is where their sections are gathered.
 
 use chorus_core::config::{Config, ConfigError};
+use chorus_discord::config::DiscordConfig;
 use chorus_matrix::config::MatrixConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The sections owned by surfaces; core keeps them aside for their crates.
-const SURFACE_SECTIONS: &[&str] = &[chorus_matrix::config::SECTION];
+const SURFACE_SECTIONS: &[&str] = &[
+    chorus_matrix::config::SECTION,
+    chorus_discord::config::SECTION,
+];
 
 /// Core's configuration plus every surface's section.
 pub struct Settings {
     pub core: Config,
     /// `[matrix]`; absent, `chorus serve` does not connect to Matrix.
     pub matrix: Option<MatrixConfig>,
+    /// `[discord]`; absent, `chorus serve` does not connect to Discord.
+    pub discord: Option<DiscordConfig>,
 }
 
 impl Settings {
@@ -26,7 +32,12 @@ impl Settings {
 
     fn from_core(core: Config) -> Result<Self, ConfigError> {
         let matrix = MatrixConfig::from_config(&core)?;
-        Ok(Self { core, matrix })
+        let discord = DiscordConfig::from_config(&core)?;
+        Ok(Self {
+            core,
+            matrix,
+            discord,
+        })
     }
 
     /// The effective configuration, every section included, with secrets masked.
@@ -36,6 +47,10 @@ impl Settings {
             text.push('\n');
             text.push_str(&chorus_matrix::config::masked_toml(matrix));
         }
+        if let Some(discord) = &self.discord {
+            text.push('\n');
+            text.push_str(&chorus_discord::config::masked_toml(discord));
+        }
         text
     }
 }
@@ -44,15 +59,16 @@ impl Settings {
 mod tests {
     use super::*;
 
-    /// The committed example with its commented `[matrix]` section turned on: valid
-    /// for core and for the Matrix surface, and dumped with its secrets masked.
+    /// The committed example with its commented `[matrix]` and `[discord]` sections
+    /// turned on: valid for core and for each surface, and dumped with its secrets
+    /// masked.
     #[test]
-    fn example_config_with_the_matrix_section_is_valid() {
+    fn example_config_with_the_surface_sections_is_valid() {
         let example = include_str!("../../chorus.example.toml");
         let mut text = String::new();
         let mut in_matrix = false;
         for line in example.lines() {
-            if line.trim() == "# [matrix]" {
+            if line.trim() == "# [matrix]" || line.trim() == "# [discord]" {
                 in_matrix = true;
             } else if in_matrix && !line.starts_with('#') {
                 in_matrix = false;
@@ -64,18 +80,25 @@ mod tests {
             text.push_str(line);
             text.push('\n');
         }
-        let env: BTreeMap<String, String> =
-            [("OPENAI_API_KEY", "sk-x"), ("MATRIX_BOT_PASSWORD", "pw")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+        let env: BTreeMap<String, String> = [
+            ("OPENAI_API_KEY", "sk-x"),
+            ("MATRIX_BOT_PASSWORD", "pw"),
+            ("DISCORD_BOT_TOKEN", "tok.en"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let core =
             Config::from_toml_with_surfaces(&text, &env, SURFACE_SECTIONS).expect("example config");
-        let settings = Settings::from_core(core).expect("example [matrix] section");
-        assert!(settings.matrix.is_some());
+        let settings = Settings::from_core(core).expect("example surface sections");
+        assert!(settings.matrix.is_some() && settings.discord.is_some());
         let dump = settings.masked_toml();
         assert!(
             dump.contains("[matrix]") && !dump.contains("\"pw\""),
+            "{dump}"
+        );
+        assert!(
+            dump.contains("[discord]") && !dump.contains("tok.en"),
             "{dump}"
         );
     }
