@@ -125,6 +125,9 @@ impl Bot {
         let Some(place) = self.place(msg.channel_id, msg.guild_id.is_some()).await else {
             return;
         };
+        if place.dm {
+            self.remember(msg.channel_id.get(), Place::DM);
+        }
         let roles: Vec<u64> = msg
             .member
             .as_ref()

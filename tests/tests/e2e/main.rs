@@ -14,6 +14,7 @@ mod cli;
 mod crash_recovery;
 mod discord_ask;
 mod discord_controls;
+mod discord_cross_surface;
 mod discord_limits;
 mod discord_private;
 mod discord_restart;
