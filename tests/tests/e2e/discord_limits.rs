@@ -68,7 +68,13 @@ async fn discord_a_60000_character_answer_is_split_correctly() -> Result<()> {
         ensure!(
             part.matches("```").count() % 2 == 0,
             "part {i} leaves a code block open: …{}",
-            &part[part.len().saturating_sub(80)..]
+            part.chars()
+                .rev()
+                .take(80)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<String>()
         );
         if i + 1 < parts.len() {
             ensure!(part.ends_with('\n'), "part {i} is not cut at a line end");
