@@ -349,7 +349,9 @@ impl FakeDiscordBot {
         if let Some(guild) = chan.guild {
             event["guild_id"] = json!(guild.to_string());
             let mut member = person.member();
-            member.as_object_mut().map(|m| m.remove("user"));
+            if let Some(m) = member.as_object_mut() {
+                m.remove("user");
+            }
             event["member"] = member;
         }
         s.dispatch("MESSAGE_CREATE", event)?;
