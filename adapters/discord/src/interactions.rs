@@ -302,7 +302,7 @@ impl Bot {
             }
             ChatOutcome::Render { run_id, notice } => {
                 if !answered {
-                    let text = notice.clone().unwrap_or_else(|| {
+                    let text = notice.unwrap_or_else(|| {
                         if elsewhere {
                             format!("On it, in <#{key}>.")
                         } else {

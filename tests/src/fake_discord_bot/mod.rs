@@ -511,8 +511,43 @@ pub fn ensure_buttons(msg: &Msg, expected: &[&str]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::fixture;
+    use super::{CHANNEL_ID, FakeDiscordBot, Person, fixture};
     use serenity::all::{GuildChannel, Interaction, Message, PrivateChannel, Ready};
+
+    /// The events the fake dispatches (fixtures with ids, people and content filled
+    /// in) are what serenity reads as those events.
+    #[tokio::test]
+    async fn dispatched_events_deserialize_into_serenity() {
+        let fake = FakeDiscordBot::start().await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        fake.lock().session = Some(tx);
+        let alice = Person::new(100_000_000_000_000_001, "alice");
+        let dm = fake.dm_channel(&alice);
+        let mut next = || rx.try_recv().unwrap()["d"].clone();
+        fake.say(CHANNEL_ID, &alice, "hi", true).unwrap();
+        let m: Message = serde_json::from_value(next()).unwrap();
+        assert!(m.mentions.iter().any(|u| u.id.get() == super::BOT_ID));
+        fake.say(dm, &alice, "hi", false).unwrap();
+        let m: Message = serde_json::from_value(next()).unwrap();
+        assert!(m.guild_id.is_none());
+        for channel in [CHANNEL_ID, dm] {
+            fake.slash(channel, &alice, "ask", &[("question", "why?")])
+                .unwrap();
+            let event = next();
+            let i: Interaction =
+                serde_json::from_value(event.clone()).unwrap_or_else(|e| panic!("{e}: {event:#}"));
+            let command = i.command().unwrap();
+            assert_eq!(command.user.id.get(), alice.id);
+            assert_eq!(command.data.name, "ask");
+        }
+        let id = fake.say(dm, &alice, "x", false).unwrap();
+        next();
+        fake.press(id, &alice, "chorus:stop").unwrap();
+        let event = next();
+        let i: Interaction =
+            serde_json::from_value(event.clone()).unwrap_or_else(|e| panic!("{e}: {event:#}"));
+        assert_eq!(i.message_component().unwrap().data.custom_id, "chorus:stop");
+    }
 
     /// Every fixture the fake builds from is a valid serenity model value.
     #[test]
