@@ -5,7 +5,7 @@
 
 use crate::settings::Settings;
 use chorus_core::Core;
-use chorus_core::chat::SurfaceHandle;
+use chorus_core::chat::{SupervisedSurface, supervise_surface};
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let Settings {
@@ -26,21 +26,23 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if scripted_only {
         tracing::info!("no provider configured: serving the scripted demo model");
     }
-    // Every chat surface is a `SurfaceHandle`: started here, stopped the same way.
-    let mut surfaces: Vec<SurfaceHandle> = Vec::new();
-    if let Some(m) = &matrix_config {
-        surfaces.push(
-            chorus_matrix::start(core.clone(), m, &data_dir)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
+    // Every chat surface starts in the background and is stopped the same way: one
+    // that cannot reach its platform is retried while the rest serves (`/readyz`
+    // says which is down).
+    let mut surfaces: Vec<SupervisedSurface> = Vec::new();
+    if let Some(matrix) = matrix_config {
+        let (core, data_dir) = (core.clone(), data_dir.clone());
+        surfaces.push(supervise_surface(&core.clone(), "matrix", move || {
+            let (core, matrix, data_dir) = (core.clone(), matrix.clone(), data_dir.clone());
+            async move { chorus_matrix::start(core, &matrix, &data_dir).await }
+        }));
     }
-    if let Some(d) = &discord_config {
-        surfaces.push(
-            chorus_discord::start(core.clone(), d, &data_dir)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
+    if let Some(discord) = discord_config {
+        let (core, data_dir) = (core.clone(), data_dir.clone());
+        surfaces.push(supervise_surface(&core.clone(), "discord", move || {
+            let (core, discord, data_dir) = (core.clone(), discord.clone(), data_dir.clone());
+            async move { chorus_discord::start(core, &discord, &data_dir).await }
+        }));
     }
     let streams_done = tokio_util::sync::CancellationToken::new();
     let app = chorus_web::router(core.clone(), streams_done.clone());
@@ -50,7 +52,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
-            for surface in &surfaces {
+            for surface in surfaces {
                 tracing::info!(
                     surface = surface.name(),
                     "shutting down: stopping a chat surface"

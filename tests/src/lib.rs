@@ -39,6 +39,8 @@
 //!   with shared-secret registration and a low message rate limit that the human
 //!   test users are exempt from; [`matrix_client`]: a human Matrix user driven by
 //!   matrix-sdk (not our code), who sends, reacts and reads the bot's edited replies.
+//! - [`tcp_forward`]: a port that refuses connections until the test opens it to a
+//!   real service (a platform down at start that comes back).
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
 
 // matrix-sdk's sync future is deep enough to overflow the default limit when spawned.
@@ -68,6 +70,7 @@ pub mod server;
 pub mod services;
 pub mod sso_browser;
 pub mod synapse;
+pub mod tcp_forward;
 pub mod wait;
 
 pub use client::{ApiClient, Resume, RunEvents, SentMessage, SseEvent};

@@ -9,10 +9,10 @@ use crate::error::DiscordError;
 use crate::rest::Rest;
 use crate::sink::DiscordSinkFactory;
 use chorus_core::Core;
-use chorus_core::chat::SurfaceHandle;
+use chorus_core::chat::{SurfaceHandle, SurfaceState};
 use serenity::all::{
-    ClientBuilder, Command, Context, EventHandler, GatewayIntents, GuildId, HttpBuilder,
-    Interaction, Message, Reaction, Ready,
+    ClientBuilder, Command, ConnectionStage, Context, EventHandler, GatewayIntents, GuildId,
+    HttpBuilder, Interaction, Message, Reaction, Ready, ShardStageUpdateEvent,
 };
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -58,6 +58,24 @@ impl EventHandler for Handler {
         tracing::info!(user = %ready.user.id, guilds = ready.guilds.len(), "discord: the bot is connected");
         if let Some(tx) = self.ready.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = tx.send(());
+        }
+    }
+
+    /// A gateway session lost after it was up is reported (serenity reconnects,
+    /// resuming or identifying again); back up, the surface is connected again.
+    async fn shard_stage_update(&self, _ctx: Context, event: ShardStageUpdateEvent) {
+        match event.new {
+            ConnectionStage::Connected => self.bot.surface.report(SurfaceState::Connected),
+            stage if event.old == ConnectionStage::Connected => {
+                tracing::warn!(
+                    ?stage,
+                    "discord: the gateway connection was lost; reconnecting"
+                );
+                self.bot.surface.report(SurfaceState::Down {
+                    error: format!("the gateway connection was lost ({stage:?}); reconnecting"),
+                });
+            }
+            _ => {}
         }
     }
 
@@ -158,11 +176,15 @@ pub async fn start(core: Core, config: &DiscordConfig) -> Result<SurfaceHandle, 
     let _ = bot.http.set(client.http.clone());
     let shards = client.shard_manager.clone();
     let stopping = surface.stopping();
+    let session_surface = surface.clone();
     surface.spawn(async move {
         tokio::select! {
             result = client.start() => {
                 if let Err(e) = result {
                     tracing::error!(error = %e, "discord: the gateway session ended");
+                    session_surface.report(SurfaceState::Down {
+                        error: format!("the gateway session ended: {e}"),
+                    });
                 }
             }
             _ = stopping.cancelled() => shards.shutdown_all().await,
