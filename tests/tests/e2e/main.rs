@@ -19,6 +19,7 @@ mod discord_limits;
 mod discord_private;
 mod discord_restart;
 mod discord_support;
+mod discord_unreachable_at_start;
 mod fallback;
 mod gemini_provider;
 mod ledger;
