@@ -269,11 +269,7 @@ fn route(
             let (Some(parent), Some(message)) = (num(c), num(m)) else {
                 return not_found();
             };
-            if !s
-                .messages
-                .get(&message)
-                .is_some_and(|m| m.channel == parent)
-            {
+            if s.messages.get(&message).is_none_or(|m| m.channel != parent) {
                 return not_found();
             }
             thread(s, parent, message, body)

@@ -96,18 +96,18 @@ async fn discord_mention_opens_a_thread_and_follow_ups_need_none() -> Result<()>
         .say(CHANNEL_ID, &alice, "what is Chorus?", true)?;
     // The thread is opened on the question itself (its id is the message's).
     world.wait_text(question, 0, &text).await?;
-    let s = world.fake.lock();
-    let threads = s.threads(CHANNEL_ID);
+    let (threads, in_channel) = {
+        let s = world.fake.lock();
+        (s.threads(CHANNEL_ID), s.bot_messages(CHANNEL_ID))
+    };
     ensure!(
         threads.len() == 1 && threads[0].id == question && threads[0].owner == Some(BOT_ID),
         "threads: {threads:?}"
     );
     ensure!(
-        s.bot_messages(CHANNEL_ID).is_empty(),
-        "the bot posted in the channel itself: {:?}",
-        s.bot_messages(CHANNEL_ID)
+        in_channel.is_empty(),
+        "the bot posted in the channel itself: {in_channel:?}"
     );
-    drop(s);
 
     world
         .fake

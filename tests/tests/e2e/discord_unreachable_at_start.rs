@@ -31,9 +31,12 @@ async fn discord_down_at_start_is_retried_and_reported() -> Result<()> {
         "[discord]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\nconnect_timeout_secs = 5\nmin_edit_interval_ms = 400\n",
         api.url()
     );
-    let server =
-        TestServer::start(ServerConfig::new().scripted("s", &text, 200.0).raw_toml(&section))
-            .await?;
+    let server = TestServer::start(
+        ServerConfig::new()
+            .scripted("s", &text, 200.0)
+            .raw_toml(&section),
+    )
+    .await?;
 
     let (code, body, state) = wait::until("/readyz to report Discord down", WAIT, || async {
         let (code, body, state) = readiness(&server).await?;
@@ -47,7 +50,9 @@ async fn discord_down_at_start_is_retried_and_reported() -> Result<()> {
         "a down surface makes the instance degraded, still serving: {code} {body}"
     );
     ensure!(
-        state["error"].as_str().is_some_and(|e| e.contains("cannot reach") && !e.contains(TOKEN)),
+        state["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot reach") && !e.contains(TOKEN)),
         "the down surface says why, without the token: {state}"
     );
 
@@ -61,8 +66,10 @@ async fn discord_down_at_start_is_retried_and_reported() -> Result<()> {
     fake.wait_ready(WAIT).await?;
     wait::until("/readyz to report Discord connected", WAIT, || async {
         let (_, body, state) = readiness(&server).await?;
-        Ok((body["status"] == "ready" && state.is_some_and(|s| s["state"] == "connected"))
-            .then_some(()))
+        Ok(
+            (body["status"] == "ready" && state.is_some_and(|s| s["state"] == "connected"))
+                .then_some(()),
+        )
     })
     .await?;
     let alice = alice();
