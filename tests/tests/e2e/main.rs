@@ -13,6 +13,7 @@ mod bedrock_provider;
 mod cli;
 mod crash_recovery;
 mod discord_ask;
+mod discord_commands;
 mod discord_controls;
 mod discord_cross_surface;
 mod discord_limits;
