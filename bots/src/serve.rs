@@ -1,6 +1,6 @@
 //! `chorus serve`: start core, serve HTTP (the web surface and the OpenAI- and
-//! Anthropic-compatible gateway) and the chat surfaces (Matrix when `[matrix]`
-//! is set), and shut down gracefully on SIGINT/SIGTERM (stop accepting, stop every
+//! Anthropic-compatible gateway) and the chat surfaces (Matrix when `[matrix]` is set,
+//! Discord when `[discord]` is), and shut down gracefully on SIGINT/SIGTERM (stop accepting, stop every
 //! surface and its renderers so the next start resumes them, end local runs as
 //! `interrupted` with their text kept).
 
@@ -13,6 +13,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         core: config,
         matrix: matrix_config,
         gateway: gateway_config,
+        discord: discord_config,
     } = settings;
     let addr = config.listen_addr()?;
     let scripted_only = config.providers.is_empty();
@@ -36,6 +37,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         surfaces.push(supervise_surface(&core.clone(), "matrix", move || {
             let (core, matrix, data_dir) = (core.clone(), matrix.clone(), data_dir.clone());
             async move { chorus_matrix::start(core, &matrix, &data_dir).await }
+        }));
+    }
+    if let Some(discord) = discord_config {
+        let (core, data_dir) = (core.clone(), data_dir.clone());
+        surfaces.push(supervise_surface(&core.clone(), "discord", move || {
+            let (core, discord, data_dir) = (core.clone(), discord.clone(), data_dir.clone());
+            async move { chorus_discord::start(core, &discord, &data_dir).await }
         }));
     }
     let streams_done = tokio_util::sync::CancellationToken::new();

@@ -4,6 +4,7 @@
 
 use chorus_core::config::{Config, ConfigError};
 use chorus_gateway::config::GatewayConfig;
+use chorus_discord::config::DiscordConfig;
 use chorus_matrix::config::MatrixConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,6 +13,7 @@ use std::path::Path;
 const SURFACE_SECTIONS: &[&str] = &[
     chorus_matrix::config::SECTION,
     chorus_gateway::config::SECTION,
+    chorus_discord::config::SECTION,
 ];
 
 /// Core's configuration plus every surface's section.
@@ -21,6 +23,8 @@ pub struct Settings {
     pub matrix: Option<MatrixConfig>,
     /// `[gateway]`, the OpenAI- and Anthropic-compatible API (served by default).
     pub gateway: GatewayConfig,
+    /// `[discord]`; absent, `chorus serve` does not connect to Discord.
+    pub discord: Option<DiscordConfig>,
 }
 
 impl Settings {
@@ -33,10 +37,12 @@ impl Settings {
     fn from_core(core: Config) -> Result<Self, ConfigError> {
         let matrix = MatrixConfig::from_config(&core)?;
         let gateway = GatewayConfig::from_config(&core)?;
+        let discord = DiscordConfig::from_config(&core)?;
         Ok(Self {
             core,
             matrix,
             gateway,
+            discord,
         })
     }
 
@@ -59,6 +65,10 @@ impl Settings {
         }
         text.push('\n');
         text.push_str(&self.gateway.to_toml());
+        if let Some(discord) = &self.discord {
+            text.push('\n');
+            text.push_str(&chorus_discord::config::masked_toml(discord));
+        }
         text
     }
 }
@@ -67,7 +77,7 @@ impl Settings {
 mod tests {
     use super::*;
 
-    /// The committed example with its commented `[matrix]` and `[gateway]` sections
+    /// The committed example with its commented `[matrix]`, `[gateway]` and `[discord]` sections
     /// turned on: valid for core and for each surface, and dumped with its secrets
     /// masked.
     #[test]
@@ -76,7 +86,7 @@ mod tests {
         let mut text = String::new();
         let mut in_section = false;
         for line in example.lines() {
-            if line.trim() == "# [matrix]" || line.trim() == "# [gateway]" {
+            if line.trim() == "# [matrix]" || line.trim() == "# [gateway]" || line.trim() == "# [discord]" {
                 in_section = true;
             } else if in_section && !line.starts_with('#') {
                 in_section = false;
@@ -88,15 +98,18 @@ mod tests {
             text.push_str(line);
             text.push('\n');
         }
-        let env: BTreeMap<String, String> =
-            [("OPENAI_API_KEY", "sk-x"), ("MATRIX_BOT_PASSWORD", "pw")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+        let env: BTreeMap<String, String> = [
+            ("OPENAI_API_KEY", "sk-x"),
+            ("MATRIX_BOT_PASSWORD", "pw"),
+            ("DISCORD_BOT_TOKEN", "tok.en"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let core =
             Config::from_toml_with_surfaces(&text, &env, SURFACE_SECTIONS).expect("example config");
-        let settings = Settings::from_core(core).expect("example [matrix] section");
-        assert!(settings.matrix.is_some());
+        let settings = Settings::from_core(core).expect("example surface sections");
+        assert!(settings.matrix.is_some() && settings.discord.is_some());
         assert_eq!(
             settings.gateway.keep,
             chorus_gateway::config::Keep::Runs,
@@ -105,6 +118,10 @@ mod tests {
         let dump = settings.masked_toml();
         assert!(
             dump.contains("[matrix]") && dump.contains("[gateway]") && !dump.contains("\"pw\""),
+            "{dump}"
+        );
+        assert!(
+            dump.contains("[discord]") && !dump.contains("tok.en"),
             "{dump}"
         );
     }

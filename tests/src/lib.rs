@@ -31,7 +31,9 @@
 //! - [`oidc_provider`]: a real OpenID provider (`oidc-provider-mock` from PyPI) as a
 //!   child process, and an interceptor that tampers with its answers for the failure
 //!   cases; [`fake_discord`] and [`fake_github`]: local Discord and GitHub OAuth2
-//!   servers in their documented wire formats; [`sso_browser`]: a cookie-keeping
+//!   servers in their documented wire formats; [`fake_discord_bot`]: a local Discord
+//!   for the bot (REST under `/api/v10` and a gateway WebSocket, payloads from
+//!   Discord's documented examples in `fixtures/discord/`); [`sso_browser`]: a cookie-keeping
 //!   client that follows a login's redirects one hop at a time.
 //! - [`synapse`]: a throwaway Synapse (from PyPI) on loopback, one per test process,
 //!   with shared-secret registration and a low message rate limit that the human
@@ -49,6 +51,7 @@ pub mod fake_anthropic;
 pub mod fake_azure;
 pub mod fake_bedrock;
 pub mod fake_discord;
+pub mod fake_discord_bot;
 pub mod fake_gemini;
 pub mod fake_github;
 pub mod fake_http;

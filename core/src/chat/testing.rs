@@ -58,6 +58,9 @@ pub struct Board {
     pub private_channels: Vec<String>,
     /// Whether the factory's private channels cannot be opened.
     pub no_private: bool,
+    /// Every [`MessageSink::ended`] call: the reply's parts and whether it was
+    /// continuable.
+    pub ended: Vec<(Vec<String>, bool)>,
 }
 
 /// A shared [`Board`] and the sinks that write on it.
@@ -178,6 +181,11 @@ impl MessageSink for RecordingSink {
 
     async fn typing(&self, _on: bool) -> Result<(), SinkError> {
         self.board.lock().typing += 1;
+        Ok(())
+    }
+
+    async fn ended(&self, parts: &[String], continuable: bool) -> Result<(), SinkError> {
+        self.board.lock().ended.push((parts.to_vec(), continuable));
         Ok(())
     }
 }

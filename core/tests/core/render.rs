@@ -162,6 +162,14 @@ async fn commands_stop_continue_and_resume_across_bindings() {
     wait_for("the stopped note", || texts(&board)[0].contains("Stopped")).await;
     let stopped = texts(&board)[0].clone();
     assert!(stopped.contains("`!chorus continue`"), "{stopped}");
+    // The sink is told the reply ended, continuable (its buttons change).
+    wait_for("the stopped reply's end for the controls", || {
+        board
+            .lock()
+            .ended
+            .contains(&(vec!["$m0".to_string()], true))
+    })
+    .await;
 
     // Elsewhere (another thread, as on another surface), resume lists and binds it.
     let elsewhere = ctx("@alice:x", "room|t2");
@@ -191,6 +199,10 @@ async fn commands_stop_continue_and_resume_across_bindings() {
     })
     .await;
     assert_eq!(texts(&board).len(), 2, "continued in the same message");
+    wait_for("the finished reply's end for the controls", || {
+        board.lock().ended.last() == Some(&(vec!["$m1".to_string()], false))
+    })
+    .await;
     // Regenerate answers the same question again, as a new message beside the old.
     let again = core
         .chat_text(&elsewhere, "!chorus regenerate", PREFIX)

@@ -60,6 +60,14 @@ pub trait MessageSink: Send + Sync + 'static {
     async fn edit(&self, message_id: &str, markdown: &str) -> Result<(), SinkError>;
     /// Shows "typing…" (while nothing has arrived yet) or clears it.
     async fn typing(&self, on: bool) -> Result<(), SinkError>;
+
+    /// The reply shown in `parts` (its messages, oldest first) has ended, with its
+    /// final text; `continuable` says whether `continue` can go on with it. Surfaces
+    /// that put controls on the reply itself (Discord's buttons) change them here:
+    /// Stop gives way to Continue and Regenerate. By default nothing happens.
+    async fn ended(&self, _parts: &[String], _continuable: bool) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// Builds the sink of a binding; `None` when the channel is gone (left room).

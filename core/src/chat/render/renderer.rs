@@ -160,6 +160,7 @@ impl<'a> Renderer<'a> {
                 format!("{}{ending}", close_open_fence(&reply.full()))
             };
             self.show_final(&text).await;
+            self.controls_ended(run.is_continuable()).await;
             if let Some(state) = &mut self.state {
                 state.finished = true;
                 state.rendered_seq = reply.seq;
@@ -396,6 +397,26 @@ impl<'a> Renderer<'a> {
                 let id = self.screen.ids[i].clone();
                 if self.sink.edit(&id, "…").await.is_ok() {
                     self.edited(i, "…");
+                }
+            }
+        }
+    }
+
+    /// Tells the sink the reply ended (its controls change), through rate limits.
+    async fn controls_ended(&self, continuable: bool) {
+        if self.screen.ids.is_empty() {
+            return;
+        }
+        for attempt in 1..=MUST_LAND_ATTEMPTS {
+            match self.sink.ended(&self.screen.ids, continuable).await {
+                Ok(()) => return,
+                Err(SinkError::RateLimited { retry_after }) => {
+                    self.backing_off(retry_after);
+                    tokio::time::sleep(retry_after).await;
+                }
+                Err(SinkError::Failed(e)) => {
+                    tracing::warn!(surface = %self.hub.surface, error = %e, attempt, "cannot change the controls of an ended reply");
+                    return;
                 }
             }
         }

@@ -1,0 +1,59 @@
+//! The other slash commands: `/model` autocompletes from the models and switches the
+//! conversation's model, `/help` answers only the person who asked.
+
+use crate::discord_support::*;
+use anyhow::{Result, ensure};
+use chorus_tests::script;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discord_model_autocompletes_and_switches_and_help_is_ephemeral() -> Result<()> {
+    let text = script(5);
+    let world = DiscordWorld::start(&text, 40.0, "").await?;
+    let alice = alice();
+    let dm = world.fake.dm_channel(&alice);
+
+    let token = world.fake.raw_interaction(
+        dm,
+        &alice,
+        4,
+        json!({"id": "771825006014889984", "name": "model", "type": 1,
+               "options": [{"type": 3, "name": "name", "value": "dem", "focused": true}]}),
+    )?;
+    let answer = world
+        .fake
+        .wait("the autocomplete's choices", WAIT, |s| {
+            s.answers
+                .get(&token)
+                .filter(|a| a.callback == Some(8))
+                .cloned()
+        })
+        .await?;
+    ensure!(
+        answer.callback_data["choices"] == json!([{"name": "s/demo", "value": "s/demo"}]),
+        "choices: {}",
+        answer.callback_data
+    );
+
+    let token = world
+        .fake
+        .slash(dm, &alice, "model", &[("name", "s/demo")])?;
+    let (answer, shown) = world.fake.answer_of(&token, WAIT).await?;
+    ensure!(
+        answer.ephemeral && shown.content.contains("Using `s/demo` here"),
+        "{shown:?}"
+    );
+    let token = world
+        .fake
+        .slash(dm, &alice, "model", &[("name", "nope/none")])?;
+    let (_, refused) = world.fake.answer_of(&token, WAIT).await?;
+    ensure!(refused.content.starts_with('⚠'), "{refused:?}");
+
+    let token = world.fake.slash(dm, &alice, "help", &[])?;
+    let (answer, help) = world.fake.answer_of(&token, WAIT).await?;
+    ensure!(
+        answer.ephemeral && help.ephemeral && help.content.contains("help"),
+        "{help:?}"
+    );
+    Ok(())
+}
