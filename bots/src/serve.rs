@@ -1,5 +1,5 @@
 //! `chorus serve`: start core, serve HTTP and the chat surfaces (Matrix when `[matrix]`
-//! is set), and shut down gracefully on SIGINT/SIGTERM (stop accepting, stop every
+//! is set, Slack when `[slack]` is), and shut down gracefully on SIGINT/SIGTERM (stop accepting, stop every
 //! surface and its renderers so the next start resumes them, end local runs as
 //! `interrupted` with their text kept).
 
@@ -11,6 +11,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let Settings {
         core: config,
         matrix: matrix_config,
+        slack: slack_config,
     } = settings;
     let addr = config.listen_addr()?;
     let scripted_only = config.providers.is_empty();
@@ -34,8 +35,25 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
     }
+    // Slack's Events API comes to this listener; the endpoint refuses requests until
+    // the surface is up (and every unsigned one always).
+    let slack_events = slack_config
+        .as_ref()
+        .map(|s| chorus_slack::EventsEndpoint::new(s.signing_secret.as_ref()));
+    if let (Some(s), Some(endpoint)) = (&slack_config, &slack_events) {
+        surfaces.push(
+            chorus_slack::start(core.clone(), s, endpoint)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
     let streams_done = tokio_util::sync::CancellationToken::new();
-    let app = chorus_web::router(core.clone(), streams_done.clone());
+    let mut app = chorus_web::router(core.clone(), streams_done.clone());
+    if let (Some(s), Some(endpoint)) = (&slack_config, &slack_events)
+        && s.mode == chorus_slack::config::Mode::Events
+    {
+        app = app.merge(endpoint.router());
+    }
     let engine_core = core.clone();
     // Connection info gives handlers the client address (per-client login limits).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

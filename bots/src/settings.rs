@@ -4,17 +4,23 @@
 
 use chorus_core::config::{Config, ConfigError};
 use chorus_matrix::config::MatrixConfig;
+use chorus_slack::config::SlackConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The sections owned by surfaces; core keeps them aside for their crates.
-const SURFACE_SECTIONS: &[&str] = &[chorus_matrix::config::SECTION];
+const SURFACE_SECTIONS: &[&str] = &[
+    chorus_matrix::config::SECTION,
+    chorus_slack::config::SECTION,
+];
 
 /// Core's configuration plus every surface's section.
 pub struct Settings {
     pub core: Config,
     /// `[matrix]`; absent, `chorus serve` does not connect to Matrix.
     pub matrix: Option<MatrixConfig>,
+    /// `[slack]`; absent, `chorus serve` does not connect to Slack.
+    pub slack: Option<SlackConfig>,
 }
 
 impl Settings {
@@ -26,7 +32,12 @@ impl Settings {
 
     fn from_core(core: Config) -> Result<Self, ConfigError> {
         let matrix = MatrixConfig::from_config(&core)?;
-        Ok(Self { core, matrix })
+        let slack = SlackConfig::from_config(&core)?;
+        Ok(Self {
+            core,
+            matrix,
+            slack,
+        })
     }
 
     /// The effective configuration, every section included, with secrets masked.
@@ -36,6 +47,10 @@ impl Settings {
             text.push('\n');
             text.push_str(&chorus_matrix::config::masked_toml(matrix));
         }
+        if let Some(slack) = &self.slack {
+            text.push('\n');
+            text.push_str(&chorus_slack::config::masked_toml(slack));
+        }
         text
     }
 }
@@ -44,38 +59,47 @@ impl Settings {
 mod tests {
     use super::*;
 
-    /// The committed example with its commented `[matrix]` section turned on: valid
-    /// for core and for the Matrix surface, and dumped with its secrets masked.
+    /// The committed example with its commented `[matrix]` and `[slack]` sections
+    /// turned on: valid for core and for both surfaces, and dumped with their secrets
+    /// masked.
     #[test]
-    fn example_config_with_the_matrix_section_is_valid() {
+    fn example_config_with_the_surface_sections_is_valid() {
         let example = include_str!("../../chorus.example.toml");
         let mut text = String::new();
-        let mut in_matrix = false;
+        let mut in_section = false;
         for line in example.lines() {
-            if line.trim() == "# [matrix]" {
-                in_matrix = true;
-            } else if in_matrix && !line.starts_with('#') {
-                in_matrix = false;
+            if line.trim() == "# [matrix]" || line.trim() == "# [slack]" {
+                in_section = true;
+            } else if in_section && !line.starts_with('#') {
+                in_section = false;
             }
             let line = match line.strip_prefix("# ") {
-                Some(rest) if in_matrix && !rest.starts_with('#') => rest,
+                Some(rest) if in_section && !rest.starts_with('#') => rest,
                 _ => line,
             };
             text.push_str(line);
             text.push('\n');
         }
-        let env: BTreeMap<String, String> =
-            [("OPENAI_API_KEY", "sk-x"), ("MATRIX_BOT_PASSWORD", "pw")]
-                .into_iter()
+        let env: BTreeMap<String, String> = [
+            ("OPENAI_API_KEY", "sk-x"),
+            ("MATRIX_BOT_PASSWORD", "pw"),
+            ("SLACK_BOT_TOKEN", "xoxb-s3cret"),
+            ("SLACK_APP_TOKEN", "xapp-s3cret"),
+        ]
+        .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
         let core =
             Config::from_toml_with_surfaces(&text, &env, SURFACE_SECTIONS).expect("example config");
-        let settings = Settings::from_core(core).expect("example [matrix] section");
-        assert!(settings.matrix.is_some());
+        let settings = Settings::from_core(core).expect("example surface sections");
+        assert!(settings.matrix.is_some() && settings.slack.is_some());
         let dump = settings.masked_toml();
         assert!(
             dump.contains("[matrix]") && !dump.contains("\"pw\""),
+            "{dump}"
+        );
+        assert!(
+            dump.contains("[slack]") && !dump.contains("s3cret"),
             "{dump}"
         );
     }

@@ -60,6 +60,15 @@ pub trait MessageSink: Send + Sync + 'static {
     async fn edit(&self, message_id: &str, markdown: &str) -> Result<(), SinkError>;
     /// Shows "typing…" (while nothing has arrived yet) or clears it.
     async fn typing(&self, on: bool) -> Result<(), SinkError>;
+
+    /// The reply has ended and its final text is shown: `parts` are its messages
+    /// (platform id, text shown), in order; `continuable` when `continue` can go on
+    /// with it (stopped, interrupted, cut off). Surfaces whose messages carry buttons
+    /// (Slack, Discord) swap Stop for Continue and Regenerate here; by default nothing
+    /// happens.
+    async fn ended(&self, _parts: &[(String, String)], _continuable: bool) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// Builds the sink of a binding; `None` when the channel is gone (left room).

@@ -160,6 +160,7 @@ impl<'a> Renderer<'a> {
                 format!("{}{ending}", close_open_fence(&reply.full()))
             };
             self.show_final(&text).await;
+            self.announce_end(&run).await;
             if let Some(state) = &mut self.state {
                 state.finished = true;
                 state.rendered_seq = reply.seq;
@@ -396,6 +397,42 @@ impl<'a> Renderer<'a> {
                 let id = self.screen.ids[i].clone();
                 if self.sink.edit(&id, "…").await.is_ok() {
                     self.edited(i, "…");
+                }
+            }
+        }
+    }
+
+    /// Tells the sink the reply ended (its buttons change), retrying through rate
+    /// limits like a final edit.
+    async fn announce_end(&self, run: &Run) {
+        let parts: Vec<(String, String)> = self
+            .screen
+            .ids
+            .iter()
+            .zip(&self.screen.shown)
+            .map(|(id, text)| (id.clone(), text.clone().unwrap_or_default()))
+            .collect();
+        if parts.is_empty() {
+            return;
+        }
+        let continuable = match run.status {
+            RunStatus::Stopped | RunStatus::Interrupted => true,
+            RunStatus::Complete => matches!(
+                run.finish_reason.as_deref(),
+                Some("length" | "max_tool_steps")
+            ),
+            _ => false,
+        };
+        for attempt in 1..=MUST_LAND_ATTEMPTS {
+            match self.sink.ended(&parts, continuable).await {
+                Ok(()) => return,
+                Err(SinkError::RateLimited { retry_after }) => {
+                    self.backing_off(retry_after);
+                    tokio::time::sleep(retry_after).await;
+                }
+                Err(SinkError::Failed(e)) => {
+                    tracing::warn!(surface = %self.hub.surface, error = %e, attempt, "cannot show the ended reply's controls");
+                    return;
                 }
             }
         }
