@@ -118,6 +118,60 @@ impl SlackApi {
         Ok(())
     }
 
+    /// Starts a natively streamed message in the thread `thread_ts`, for `user` of
+    /// `team`, showing the Stop button and then `markdown`; returns its ts.
+    pub async fn start_stream(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        recipient: (&str, &str),
+        markdown: &str,
+    ) -> Result<String, SinkError> {
+        let (team, user) = recipient;
+        let chunks = vec![
+            SlackStreamChunk::Blocks {
+                blocks: vec![actions(Buttons::Stop).expect("Stop has a button")],
+            },
+            SlackStreamChunk::MarkdownText {
+                text: markdown.to_string(),
+            },
+        ];
+        let request = SlackApiChatStartStreamRequest::new(channel.into())
+            .with_thread_ts(thread_ts.into())
+            .with_recipient_user_id(user.into())
+            .with_recipient_team_id(team.into())
+            .with_chunks(chunks);
+        let started = self
+            .session()
+            .chat_start_stream(&request)
+            .await
+            .map_err(sink_error)?;
+        Ok(started.ts.to_string())
+    }
+
+    /// Appends `markdown` to the streamed message `ts`.
+    pub async fn append_stream(&self, channel: &str, ts: &str, markdown: &str) -> Result<(), SinkError> {
+        let request = SlackApiChatAppendStreamRequest::new(channel.into(), ts.into())
+            .with_markdown_text(markdown.to_string());
+        self.session()
+            .chat_append_stream(&request)
+            .await
+            .map_err(sink_error)?;
+        Ok(())
+    }
+
+    /// Ends the stream of the message `ts` (its text stays; `chat.update` may then
+    /// replace it).
+    pub async fn stop_stream(&self, channel: &str, ts: &str) -> Result<(), SinkError> {
+        let request =
+            SlackApiChatStopStreamRequest::new(channel.into(), ts.into(), SlackMessageContent::new());
+        self.session()
+            .chat_stop_stream(&request)
+            .await
+            .map_err(sink_error)?;
+        Ok(())
+    }
+
     /// Shows `markdown` to `user` only, in `channel` (and the thread, if any).
     pub async fn post_ephemeral(
         &self,
@@ -195,6 +249,15 @@ impl SlackApi {
 /// and a short plain fallback for notifications.
 fn content(markdown: &str, buttons: Buttons) -> SlackMessageContent {
     let mut blocks: Vec<SlackBlock> = vec![SlackMarkdownBlock::new(markdown.to_string()).into()];
+    blocks.extend(actions(buttons));
+    let fallback: String = markdown.chars().take(FALLBACK_CHARS).collect();
+    SlackMessageContent::new()
+        .with_text(fallback)
+        .with_blocks(blocks)
+}
+
+/// The `actions` block of `buttons` (none for [`Buttons::None`]).
+fn actions(buttons: Buttons) -> Option<SlackBlock> {
     let controls: &[(Control, &str)] = match buttons {
         Buttons::None => &[],
         Buttons::Stop => &[(Control::Stop, "⏹ Stop")],
@@ -204,22 +267,27 @@ fn content(markdown: &str, buttons: Buttons) -> SlackMessageContent {
         ],
         Buttons::Ended { continuable: false } => &[(Control::Regenerate, "🔁 Regenerate")],
     };
-    if !controls.is_empty() {
-        let elements = controls
-            .iter()
-            .map(|(control, label)| {
-                SlackActionBlockElement::Button(
-                    SlackBlockButtonElement::new((*label).into())
-                        .with_action_id(control.button_id().into()),
-                )
-            })
-            .collect();
-        blocks.push(SlackActionsBlock::new(elements).into());
+    if controls.is_empty() {
+        return None;
     }
-    let fallback: String = markdown.chars().take(FALLBACK_CHARS).collect();
-    SlackMessageContent::new()
-        .with_text(fallback)
-        .with_blocks(blocks)
+    let elements = controls
+        .iter()
+        .map(|(control, label)| {
+            SlackActionBlockElement::Button(
+                SlackBlockButtonElement::new((*label).into())
+                    .with_action_id(control.button_id().into()),
+            )
+        })
+        .collect();
+    Some(SlackActionsBlock::new(elements).into())
+}
+
+/// Slack's error code in a failure (`message_not_in_streaming_state`, ...).
+pub fn error_code(e: &SinkError) -> Option<&str> {
+    match e {
+        SinkError::Failed(message) => message.strip_prefix("slack: "),
+        SinkError::RateLimited { .. } => None,
+    }
 }
 
 /// A 429 or a `ratelimited` answer becomes [`SinkError::RateLimited`] with Slack's

@@ -7,7 +7,7 @@
 use crate::allow::Allowlist;
 use crate::api::SlackApi;
 use crate::key::{Place, message_id};
-use crate::sink::AssistantThreads;
+use crate::sink::{Askers, AssistantThreads};
 use chorus_core::Core;
 use chorus_core::Identity;
 use chorus_core::chat::{ChatContext, ChatOutcome, Control, RenderHub, SurfaceHandle};
@@ -64,6 +64,8 @@ pub struct Bot {
     pub bot_user: String,
     pub allow: Allowlist,
     pub assistant: AssistantThreads,
+    /// Who asked last in each binding: the recipient of its native stream.
+    pub askers: Askers,
     /// The surface's tasks: every handler runs on it.
     pub surface: SurfaceHandle,
     seen: Mutex<Seen>,
@@ -78,6 +80,7 @@ impl Bot {
         bot_user: String,
         allow: Allowlist,
         assistant: AssistantThreads,
+        askers: Askers,
         surface: SurfaceHandle,
     ) -> Self {
         Self {
@@ -87,6 +90,7 @@ impl Bot {
             bot_user,
             allow,
             assistant,
+            askers,
             surface,
             seen: Mutex::default(),
             titled: Mutex::default(),
@@ -234,6 +238,9 @@ impl Bot {
     /// Carries an outcome out at `place`: private text is shown to its owner only
     /// (a DM reply, or an ephemeral message in a shared channel), the rest as usual.
     async fn deliver(&self, place: &Place, user: &str, outcome: ChatOutcome) {
+        if matches!(outcome, ChatOutcome::Render { .. }) {
+            self.askers.record(&place.key(), user);
+        }
         match outcome {
             ChatOutcome::Private { text, .. } if !place.is_direct() => {
                 self.ephemeral(place, user, &text).await
@@ -303,7 +310,7 @@ impl Bot {
                 ChatOutcome::Reply(text) | ChatOutcome::Private { text, .. } => {
                     bot.ephemeral(&place, &user, &text).await
                 }
-                other => bot.hub.deliver(&key, other).await,
+                other => bot.deliver(&place, &user, other).await,
             }
         });
     }
@@ -330,7 +337,7 @@ impl Bot {
                 ChatOutcome::Reply(text) | ChatOutcome::Private { text, .. } => {
                     bot.ephemeral(&place, &user, &text).await
                 }
-                other => bot.hub.deliver(&key, other).await,
+                other => bot.deliver(&place, &user, other).await,
             }
         });
     }

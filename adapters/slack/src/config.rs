@@ -12,7 +12,7 @@ use std::time::Duration;
 pub const SECTION: &str = "slack";
 
 /// Slack's Web API; the only URL production uses.
-pub const SLACK_API_URL: &str = "https://slack.com/api/";
+pub const SLACK_API_URL: &str = "https://slack.com/api";
 
 /// The most bytes of markdown in one message: Slack renders at most 12,000
 /// characters of `markdown` blocks per message (a byte is never more than a character).
@@ -58,7 +58,12 @@ pub struct SlackConfig {
     /// workspace.
     #[serde(default)]
     pub allowed_users: Vec<String>,
-    /// Smallest interval between two edits of one streaming reply, in ms.
+    /// Stream replies in threads with Slack's native streaming methods
+    /// (`chat.startStream` …); off, or where Slack refuses them, replies stream by
+    /// `chat.update`.
+    #[serde(default = "default_native_streaming")]
+    pub native_streaming: bool,
+    /// Smallest interval between two edits (or stream appends) of one reply, in ms.
     #[serde(default = "default_min_edit_interval_ms")]
     pub min_edit_interval_ms: u64,
     /// Smallest interval between two `chat.update` calls of the whole workspace, in
@@ -78,6 +83,10 @@ pub struct SlackConfig {
     /// fake Slack on loopback (plain `http://` is accepted for loopback hosts only).
     #[serde(default = "default_api_url")]
     pub api_url: String,
+}
+
+fn default_native_streaming() -> bool {
+    true
 }
 
 fn default_min_edit_interval_ms() -> u64 {
@@ -124,13 +133,9 @@ impl SlackConfig {
         Ok(section)
     }
 
-    /// The Web API base URL, ending with `/`.
+    /// The Web API base URL without a trailing `/` (methods are `{base}/{method}`).
     pub fn api_base(&self) -> String {
-        if self.api_url.ends_with('/') {
-            self.api_url.clone()
-        } else {
-            format!("{}/", self.api_url)
-        }
+        self.api_url.trim_end_matches('/').to_string()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -27,7 +27,7 @@ pub use key::Place;
 use crate::api::{Client, SlackApi};
 use crate::bot::Bot;
 use crate::config::{Mode, SlackConfig};
-use crate::sink::{AssistantThreads, SlackSinkFactory};
+use crate::sink::{Askers, AssistantThreads, SlackSinkFactory};
 use chorus_core::Core;
 use chorus_core::chat::SurfaceHandle;
 use slack_morphism::hyper_tokio::SlackClientHyperConnector;
@@ -64,10 +64,13 @@ pub async fn start(
         .map_err(|_| auth_failed(format!("no answer within {} s", timeout.as_secs())))?
         .map_err(|e| auth_failed(e.to_string()))?;
     let assistant = AssistantThreads::default();
+    let askers = Askers::default();
     let sinks = Arc::new(SlackSinkFactory::new(
         api.clone(),
         assistant.clone(),
+        askers.clone(),
         config.limits(),
+        config.native_streaming,
     ));
     let hub = core.render_hub(SURFACE, PREFIX, sinks);
     let surface = SurfaceHandle::new(hub.clone());
@@ -78,6 +81,7 @@ pub async fn start(
         bot_user.clone(),
         Allowlist::from_config(config),
         assistant,
+        askers,
         surface.clone(),
     ));
     match config.mode {

@@ -54,8 +54,15 @@ pub enum SinkError {
 #[async_trait::async_trait]
 pub trait MessageSink: Send + Sync + 'static {
     fn limits(&self) -> SinkLimits;
-    /// Posts a new message (markdown) and returns its platform id.
+    /// Posts a new message (markdown) of a reply being rendered and returns its
+    /// platform id.
     async fn post(&self, markdown: &str) -> Result<String, SinkError>;
+    /// Posts a one-off message (a command's answer, a notice) that is never edited:
+    /// a surface that streams replies natively or puts controls on them does neither
+    /// here. By default the same as [`MessageSink::post`].
+    async fn post_once(&self, markdown: &str) -> Result<String, SinkError> {
+        self.post(markdown).await
+    }
     /// Replaces the whole text of a message this sink posted.
     async fn edit(&self, message_id: &str, markdown: &str) -> Result<(), SinkError>;
     /// Shows "typing…" (while nothing has arrived yet) or clears it.
