@@ -5,7 +5,7 @@
 use super::SIGNING_SECRET;
 use anyhow::Result;
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use sha2_011::Sha256;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How a request is signed.

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::extract::{Path, State as AxumState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +20,7 @@ pub const MAX_BLOCKS: usize = 50;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/api/{method}", post(call))
+        .route("/api/{method}", get(call).post(call))
         .with_state(shared)
 }
 
