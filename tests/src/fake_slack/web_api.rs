@@ -6,7 +6,7 @@ use axum::Router;
 use axum::extract::{Path, State as AxumState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
@@ -148,7 +148,12 @@ fn answer(state: &mut State, method: &str, body: &Value, ws: &str) -> Response {
             message.text = text;
             message.buttons = buttons;
             message.edits += 1;
-            ok(json!({"channel": channel, "ts": ts, "text": body["text"]}))
+            ok(json!({
+                "channel": channel,
+                "ts": ts,
+                "text": body["text"],
+                "message": {"type": "message", "user": BOT_USER, "bot_id": "B0CHORUS1", "text": body["text"], "ts": ts},
+            }))
         }
         "chat.postEphemeral" => {
             let (Some(channel), Some(user)) = (s("channel"), s("user")) else {

@@ -82,7 +82,9 @@ async fn slack_events_api_refuses_forgeries_and_answers_retries_once() -> Result
         );
     }
     ensure!(
-        state.ephemerals.is_empty() && state.calls_of("chat.postMessage").len() == 2,
+        state.ephemerals.is_empty()
+            && state.calls_of("chat.startStream").len() + state.calls_of("chat.postMessage").len()
+                == 2,
         "the refused requests set something off: {:?}",
         state.calls.iter().map(|c| &c.method).collect::<Vec<_>>()
     );
