@@ -87,8 +87,8 @@ mod tests {
             ("SLACK_APP_TOKEN", "xapp-s3cret"),
         ]
         .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let core =
             Config::from_toml_with_surfaces(&text, &env, SURFACE_SECTIONS).expect("example config");
         let settings = Settings::from_core(core).expect("example surface sections");

@@ -30,7 +30,9 @@ pub enum Buttons {
     /// While it streams.
     Stop,
     /// Once it ended: Regenerate, and Continue when it can go on.
-    Ended { continuable: bool },
+    Ended {
+        continuable: bool,
+    },
 }
 
 /// Spaces `chat.update` calls of the whole workspace: each call takes the next free
@@ -90,8 +92,9 @@ impl SlackApi {
         markdown: &str,
         buttons: Buttons,
     ) -> Result<String, SinkError> {
-        let request = SlackApiChatPostMessageRequest::new(channel.into(), content(markdown, buttons))
-            .opt_thread_ts(thread_ts.map(Into::into));
+        let request =
+            SlackApiChatPostMessageRequest::new(channel.into(), content(markdown, buttons))
+                .opt_thread_ts(thread_ts.map(Into::into));
         let posted = self
             .session()
             .chat_post_message(&request)
@@ -150,7 +153,12 @@ impl SlackApi {
     }
 
     /// Appends `markdown` to the streamed message `ts`.
-    pub async fn append_stream(&self, channel: &str, ts: &str, markdown: &str) -> Result<(), SinkError> {
+    pub async fn append_stream(
+        &self,
+        channel: &str,
+        ts: &str,
+        markdown: &str,
+    ) -> Result<(), SinkError> {
         let request = SlackApiChatAppendStreamRequest::new(channel.into(), ts.into())
             .with_markdown_text(markdown.to_string());
         self.session()
@@ -163,8 +171,11 @@ impl SlackApi {
     /// Ends the stream of the message `ts` (its text stays; `chat.update` may then
     /// replace it).
     pub async fn stop_stream(&self, channel: &str, ts: &str) -> Result<(), SinkError> {
-        let request =
-            SlackApiChatStopStreamRequest::new(channel.into(), ts.into(), SlackMessageContent::new());
+        let request = SlackApiChatStopStreamRequest::new(
+            channel.into(),
+            ts.into(),
+            SlackMessageContent::new(),
+        );
         self.session()
             .chat_stop_stream(&request)
             .await
@@ -194,7 +205,12 @@ impl SlackApi {
     }
 
     /// The assistant thread's status line ("is thinking…"); empty clears it.
-    pub async fn set_status(&self, channel: &str, thread_ts: &str, status: &str) -> Result<(), SinkError> {
+    pub async fn set_status(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        status: &str,
+    ) -> Result<(), SinkError> {
         let request = SlackApiAssistantThreadsSetStatusRequest::new(
             channel.into(),
             status.to_string(),
@@ -216,7 +232,9 @@ impl SlackApi {
     ) -> Result<(), SinkError> {
         let prompts = prompts
             .iter()
-            .map(|(title, message)| SlackAssistantPrompt::new(title.to_string(), message.to_string()))
+            .map(|(title, message)| {
+                SlackAssistantPrompt::new(title.to_string(), message.to_string())
+            })
             .collect();
         let request = SlackApiAssistantThreadsSetSuggestedPromptsRequest::new(
             channel.into(),
@@ -231,7 +249,12 @@ impl SlackApi {
     }
 
     /// The title of an assistant thread (its first question).
-    pub async fn set_title(&self, channel: &str, thread_ts: &str, title: &str) -> Result<(), SinkError> {
+    pub async fn set_title(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        title: &str,
+    ) -> Result<(), SinkError> {
         let request = SlackApiAssistantThreadSetTitleRequest::new(
             channel.into(),
             thread_ts.into(),

@@ -116,14 +116,22 @@ impl Bot {
         match callback.event {
             SlackEventCallbackBody::AppMention(mention) => {
                 let origin = &mention.origin;
-                let thread = origin.thread_ts.clone().unwrap_or_else(|| origin.ts.clone());
+                let thread = origin
+                    .thread_ts
+                    .clone()
+                    .unwrap_or_else(|| origin.ts.clone());
                 let place = Place {
                     team,
                     channel: mention.channel.to_string(),
                     thread_ts: Some(thread.to_string()),
                 };
                 let text = mention.content.text.clone().unwrap_or_default();
-                self.question(place, mention.user.to_string(), &origin.ts.to_string(), &text);
+                self.question(
+                    place,
+                    mention.user.to_string(),
+                    &origin.ts.to_string(),
+                    &text,
+                );
             }
             SlackEventCallbackBody::Message(message) => self.on_message(team, message),
             SlackEventCallbackBody::AssistantThreadStarted(started) => {
@@ -180,7 +188,12 @@ impl Bot {
             .as_ref()
             .and_then(|c| c.text.clone())
             .unwrap_or_default();
-        self.question(place, user.to_string(), &message.origin.ts.to_string(), &text);
+        self.question(
+            place,
+            user.to_string(),
+            &message.origin.ts.to_string(),
+            &text,
+        );
     }
 
     /// Whether `user` may use the app at `place` (logged at debug when not).

@@ -185,7 +185,9 @@ impl SlackConfig {
                     return Err(invalid(
                         format!("slack.{key}[{i}]"),
                         id,
-                        &format!("a Slack id such as {first}0123ABCD (upper-case letters and digits)"),
+                        &format!(
+                            "a Slack id such as {first}0123ABCD (upper-case letters and digits)"
+                        ),
                     ));
                 }
             }
@@ -240,10 +242,7 @@ impl SlackConfig {
         let url_ok = match url::Url::parse(&self.api_url) {
             Ok(u) => match u.scheme() {
                 "https" => u.host().is_some(),
-                "http" => matches!(
-                    u.host_str(),
-                    Some("127.0.0.1" | "localhost" | "[::1]")
-                ),
+                "http" => matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
                 _ => false,
             },
             Err(_) => false,
@@ -309,7 +308,10 @@ mod tests {
         let err = parse("").unwrap_err().to_string();
         assert!(err.contains("slack.app_token"), "{err}");
         let err = parse("app_token = \"xoxb-wrong\"").unwrap_err().to_string();
-        assert!(err.contains("xapp-") && !err.contains("xoxb-wrong"), "{err}");
+        assert!(
+            err.contains("xapp-") && !err.contains("xoxb-wrong"),
+            "{err}"
+        );
         assert!(load("", &BTreeMap::new()).unwrap().1.is_none());
     }
 
@@ -318,18 +320,30 @@ mod tests {
         let err = parse("mode = \"events\"").unwrap_err().to_string();
         assert!(err.contains("slack.signing_secret"), "{err}");
         assert!(parse("mode = \"events\"\nsigning_secret = \"s\"").is_ok());
-        let err = load("[slack]\nbot_token = \"xapp-1\"\nmode = \"events\"\nsigning_secret = \"s\"", &BTreeMap::new())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("slack.bot_token") && !err.contains("xapp-1"), "{err}");
+        let err = load(
+            "[slack]\nbot_token = \"xapp-1\"\nmode = \"events\"\nsigning_secret = \"s\"",
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("slack.bot_token") && !err.contains("xapp-1"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_values_name_their_key() {
         for (extra, key) in [
             ("allowed_users = ['alice']", "slack.allowed_users[0]"),
-            ("allowed_channels = ['#general']", "slack.allowed_channels[0]"),
-            ("allowed_workspaces = ['acme']", "slack.allowed_workspaces[0]"),
+            (
+                "allowed_channels = ['#general']",
+                "slack.allowed_channels[0]",
+            ),
+            (
+                "allowed_workspaces = ['acme']",
+                "slack.allowed_workspaces[0]",
+            ),
             ("min_edit_interval_ms = 5", "slack.min_edit_interval_ms"),
             ("max_message_bytes = 40000", "slack.max_message_bytes"),
             ("max_edits_per_message = 0", "slack.max_edits_per_message"),
@@ -371,13 +385,11 @@ mod tests {
             section.starts_with("[slack]"),
             "no `# [slack]` section:\n{section}"
         );
-        let env: BTreeMap<String, String> = [
-            ("SLACK_BOT_TOKEN", "xoxb-x"),
-            ("SLACK_APP_TOKEN", "xapp-x"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let env: BTreeMap<String, String> =
+            [("SLACK_BOT_TOKEN", "xoxb-x"), ("SLACK_APP_TOKEN", "xapp-x")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         let (_, slack) = load(&section, &env).expect("the example [slack] section");
         let mut slack = slack.expect("slack section");
         slack.signing_secret = Some(chorus_model::secret::Secret::new("s"));

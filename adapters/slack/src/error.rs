@@ -8,7 +8,9 @@ pub enum SlackError {
     Client(String),
     #[error("slack: {api_url} cannot be reached or refused the bot token (auth.test): {message}")]
     Auth { api_url: String, message: String },
-    #[error("slack: Socket Mode did not connect within {secs} s (apps.connections.open at {api_url}, then the WebSocket); check slack.app_token")]
+    #[error(
+        "slack: Socket Mode did not connect within {secs} s (apps.connections.open at {api_url}, then the WebSocket); check slack.app_token"
+    )]
     SocketMode { api_url: String, secs: u64 },
     #[error("slack: Socket Mode refused the app token: {0}")]
     SocketToken(String),

@@ -95,12 +95,20 @@ impl EventsEndpoint {
 
 /// The bot, or 503 while the surface is not up.
 fn ready(endpoint: &EventsEndpoint) -> Result<Arc<Bot>, Response> {
-    endpoint
-        .bot()
-        .ok_or_else(|| (StatusCode::SERVICE_UNAVAILABLE, "the Slack surface is starting").into_response())
+    endpoint.bot().ok_or_else(|| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the Slack surface is starting",
+        )
+            .into_response()
+    })
 }
 
-async fn events(State(endpoint): State<EventsEndpoint>, headers: HeaderMap, body: Bytes) -> Response {
+async fn events(
+    State(endpoint): State<EventsEndpoint>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let text = match endpoint.verify(&headers, &body) {
         Ok(text) => text,
         Err(refused) => return refused,
@@ -164,14 +172,19 @@ async fn interactions(
     }
 }
 
-async fn commands(State(endpoint): State<EventsEndpoint>, headers: HeaderMap, body: Bytes) -> Response {
+async fn commands(
+    State(endpoint): State<EventsEndpoint>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let text = match endpoint.verify(&headers, &body) {
         Ok(text) => text,
         Err(refused) => return refused,
     };
-    let pairs: serde_json::Map<String, serde_json::Value> = url::form_urlencoded::parse(text.as_bytes())
-        .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
-        .collect();
+    let pairs: serde_json::Map<String, serde_json::Value> =
+        url::form_urlencoded::parse(text.as_bytes())
+            .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+            .collect();
     let Ok(command) = serde_json::from_value::<SlackCommandEvent>(pairs.into()) else {
         return (StatusCode::BAD_REQUEST, "not a Slack slash command").into_response();
     };

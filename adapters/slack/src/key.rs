@@ -49,7 +49,8 @@ pub fn message_id(channel: &str, ts: &str) -> String {
 
 /// The channel and ts of a message id.
 pub fn parse_message_id(id: &str) -> Option<(&str, &str)> {
-    id.split_once(':').filter(|(c, t)| !c.is_empty() && !t.is_empty())
+    id.split_once(':')
+        .filter(|(c, t)| !c.is_empty() && !t.is_empty())
 }
 
 #[cfg(test)]
@@ -75,7 +76,10 @@ mod tests {
         for bad in ["", "T1", ":C1", "T1:C1:", "a:b:c:d"] {
             assert_eq!(Place::parse(bad), None, "{bad:?}");
         }
-        assert_eq!(parse_message_id(&message_id("C1", "1.2")), Some(("C1", "1.2")));
+        assert_eq!(
+            parse_message_id(&message_id("C1", "1.2")),
+            Some(("C1", "1.2"))
+        );
         assert_eq!(parse_message_id("nope"), None);
     }
 }

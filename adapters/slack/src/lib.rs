@@ -128,10 +128,15 @@ fn client(config: &SlackConfig) -> Result<Client, SlackError> {
         .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
         .map_err(|e| SlackError::Client(e.to_string()))?;
     let connector = if config.api_base().starts_with("http://") {
-        builder.https_or_http().enable_http1().enable_http2().build()
+        builder
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build()
     } else {
         builder.https_only().enable_http1().enable_http2().build()
     };
-    let connector = SlackClientHyperConnector::from(connector).with_slack_api_url(&config.api_base());
+    let connector =
+        SlackClientHyperConnector::from(connector).with_slack_api_url(&config.api_base());
     Ok(slack_morphism::SlackClient::new(connector))
 }

@@ -147,7 +147,13 @@ impl SlackSink {
     /// `chat.update`; when Slack refuses it for a message this sink does not know as
     /// a stream (one a previous process streamed, still open), the stream is ended
     /// first and the update tried again.
-    async fn update(&self, channel: &str, ts: &str, markdown: &str, buttons: Buttons) -> Result<(), SinkError> {
+    async fn update(
+        &self,
+        channel: &str,
+        ts: &str,
+        markdown: &str,
+        buttons: Buttons,
+    ) -> Result<(), SinkError> {
         match self.api.update(channel, ts, markdown, buttons).await {
             Err(SinkError::Failed(e)) if self.native => {
                 tracing::debug!(channel, ts, error = %e, "slack: update refused; ending a stream left open and trying again");
@@ -214,7 +220,11 @@ impl MessageSink for SlackSink {
                     }
                     // Expired: the message keeps what it showed; an edit brings the rest.
                     Err(e) if error_code(&e) == Some(NOT_STREAMING) => {
-                        tracing::info!(channel, ts, "slack: the stream expired; going on by editing");
+                        tracing::info!(
+                            channel,
+                            ts,
+                            "slack: the stream expired; going on by editing"
+                        );
                         self.set_stream(id, None);
                     }
                     Err(e) => return Err(e),
@@ -233,7 +243,9 @@ impl MessageSink for SlackSink {
             return Ok(());
         };
         let status = if on { THINKING } else { "" };
-        self.api.set_status(&self.place.channel, thread, status).await
+        self.api
+            .set_status(&self.place.channel, thread, status)
+            .await
     }
 
     /// The last part gets Continue (when it can go on) and Regenerate; the parts
@@ -291,10 +303,7 @@ impl SlackSinkFactory {
 impl SinkFactory for SlackSinkFactory {
     fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>> {
         let place = Place::parse(channel_key)?;
-        let recipient = self
-            .native
-            .then(|| self.askers.get(channel_key))
-            .flatten();
+        let recipient = self.native.then(|| self.askers.get(channel_key)).flatten();
         Some(Arc::new(SlackSink {
             api: self.api.clone(),
             assistant: self.assistant.contains(channel_key),

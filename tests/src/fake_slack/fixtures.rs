@@ -65,7 +65,12 @@ pub fn message_im(
 
 /// `assistant_thread_started`: `user` opened the app's split view, thread
 /// `thread_ts` of the DM `channel`.
-pub fn assistant_thread_started(event_id: &str, channel: &str, user: &str, thread_ts: &str) -> Value {
+pub fn assistant_thread_started(
+    event_id: &str,
+    channel: &str,
+    user: &str,
+    thread_ts: &str,
+) -> Value {
     let mut callback = event_callback("event_callback_assistant_thread_started.json", event_id);
     let thread = &mut callback["event"]["assistant_thread"];
     thread["channel_id"] = json!(channel);
@@ -151,9 +156,14 @@ mod tests {
         let SlackEventCallbackBody::AppMention(m) = mention.event else {
             panic!("not an app_mention");
         };
-        assert_eq!(m.origin.thread_ts.map(|t| t.to_string()).as_deref(), Some("1.000000"));
-        let im: SlackPushEventCallback =
-            parses("message_im", message_im("Ev2", "D1", "U1", "1.000002", None, "hi"));
+        assert_eq!(
+            m.origin.thread_ts.map(|t| t.to_string()).as_deref(),
+            Some("1.000000")
+        );
+        let im: SlackPushEventCallback = parses(
+            "message_im",
+            message_im("Ev2", "D1", "U1", "1.000002", None, "hi"),
+        );
         assert!(matches!(im.event, SlackEventCallbackBody::Message(_)));
         let started: SlackPushEventCallback = parses(
             "assistant_thread_started",
@@ -178,7 +188,10 @@ mod tests {
         let SlackInteractionEvent::BlockActions(pressed) = pressed else {
             panic!("not block_actions");
         };
-        assert_eq!(pressed.actions.unwrap()[0].action_id.to_string(), "chorus:stop");
+        assert_eq!(
+            pressed.actions.unwrap()[0].action_id.to_string(),
+            "chorus:stop"
+        );
         let _: SlackCommandEvent = parses("slash_command.json", load("slash_command.json"));
         let command: SlackCommandEvent = parses("slash_command", slash_command("U1", "C1", "link"));
         assert_eq!(command.text.as_deref(), Some("link"));
@@ -192,13 +205,17 @@ mod tests {
     fn socket_mode_frames_carry_what_slack_morphism_reads() {
         let hello = socket_hello();
         assert_eq!(hello["type"], "hello");
-        assert!(hello["connection_info"]["app_id"].is_string() && hello["debug_info"]["host"].is_string());
+        assert!(
+            hello["connection_info"]["app_id"].is_string()
+                && hello["debug_info"]["host"].is_string()
+        );
         let bye = socket_disconnect();
         assert_eq!(bye["type"], "disconnect");
         assert!(bye["reason"].is_string() && bye["debug_info"]["host"].is_string());
         let envelope = socket_envelope();
         assert!(
-            envelope["envelope_id"].is_string() && envelope["accepts_response_payload"].is_boolean(),
+            envelope["envelope_id"].is_string()
+                && envelope["accepts_response_payload"].is_boolean(),
             "{envelope}"
         );
         let _: SlackPushEventCallback = parses(

@@ -99,7 +99,10 @@ impl Delivery {
         if signing != Signing::Unsigned {
             request = request
                 .header("x-slack-request-timestamp", &timestamp)
-                .header("x-slack-signature", signature(secret, &timestamp, &self.body));
+                .header(
+                    "x-slack-signature",
+                    signature(secret, &timestamp, &self.body),
+                );
         }
         if let Some(n) = self.retry {
             request = request

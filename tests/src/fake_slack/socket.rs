@@ -13,7 +13,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-pub(crate) async fn serve(shared: Arc<Shared>) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
@@ -133,15 +135,25 @@ impl FakeSlack {
 
     /// Asks the app to reconnect, as Slack does before it recycles a connection.
     pub fn request_disconnect(&self) -> Result<()> {
-        let socket = self.state().socket.clone().context("no Socket Mode connection")?;
+        let socket = self
+            .state()
+            .socket
+            .clone()
+            .context("no Socket Mode connection")?;
         socket
-            .send(SocketCommand::Send(fixtures::socket_disconnect().to_string()))
+            .send(SocketCommand::Send(
+                fixtures::socket_disconnect().to_string(),
+            ))
             .context("the app's socket closed")
     }
 
     /// Drops the app's socket without a close frame (a network failure).
     pub fn drop_socket(&self) -> Result<()> {
-        let socket = self.state().socket.clone().context("no Socket Mode connection")?;
+        let socket = self
+            .state()
+            .socket
+            .clone()
+            .context("no Socket Mode connection")?;
         socket
             .send(SocketCommand::Drop)
             .context("the app's socket closed")

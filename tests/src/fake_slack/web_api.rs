@@ -181,7 +181,9 @@ fn answer(state: &mut State, method: &str, body: &Value, ws: &str) -> Response {
             let mut buttons = Vec::new();
             for chunk in body["chunks"].as_array().into_iter().flatten() {
                 match chunk["type"].as_str() {
-                    Some("markdown_text") => text.push_str(chunk["text"].as_str().unwrap_or_default()),
+                    Some("markdown_text") => {
+                        text.push_str(chunk["text"].as_str().unwrap_or_default())
+                    }
                     Some("blocks") => match rendered(&json!({"blocks": chunk["blocks"]})) {
                         Ok((t, b)) => {
                             text.push_str(&t);

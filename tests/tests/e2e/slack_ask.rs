@@ -178,7 +178,9 @@ async fn slack_assistant_thread_prompts_status_and_title() -> Result<()> {
     let event = fixtures::message_im("EvAT2", ALICE_DM, ALICE, &ts, Some(&thread), question);
     let envelope = world.slack.deliver("events_api", event).await?;
     world.slack.wait_ack(&envelope, WAIT).await?;
-    world.converged(ALICE_DM, Some(&thread), &text, ENDED).await?;
+    world
+        .converged(ALICE_DM, Some(&thread), &text, ENDED)
+        .await?;
 
     let state = world.slack.state();
     let titles = state.calls_of("assistant.threads.setTitle");

@@ -42,23 +42,36 @@ async fn slack_stop_continue_regenerate_and_others_refused() -> Result<()> {
         .await?;
 
     // Alice stops it: the text so far with a note, and Continue and Regenerate.
-    world.press(ALICE, CHANNEL, &reply.ts, "chorus:stop").await?;
+    world
+        .press(ALICE, CHANNEL, &reply.ts, "chorus:stop")
+        .await?;
     let stopped = world
         .slack
-        .wait_until("the stopped reply with Continue and Regenerate", WAIT, |s| {
-            s.thread(CHANNEL, Some(&root))
-                .into_iter()
-                .find(|m| m.ts == reply.ts && m.buttons == CONTINUABLE)
-        })
+        .wait_until(
+            "the stopped reply with Continue and Regenerate",
+            WAIT,
+            |s| {
+                s.thread(CHANNEL, Some(&root))
+                    .into_iter()
+                    .find(|m| m.ts == reply.ts && m.buttons == CONTINUABLE)
+            },
+        )
         .await?;
     stopped_with_note(&stopped.text, &text, "Stopped")?;
     ensure!(
-        !world.slack.state().ephemerals.iter().any(|e| e.user == ALICE),
+        !world
+            .slack
+            .state()
+            .ephemerals
+            .iter()
+            .any(|e| e.user == ALICE),
         "Alice got a private refusal for her own reply"
     );
 
     // Continue goes on in the same message to the whole script.
-    world.press(ALICE, CHANNEL, &reply.ts, "chorus:continue").await?;
+    world
+        .press(ALICE, CHANNEL, &reply.ts, "chorus:continue")
+        .await?;
     let continued = world.converged(CHANNEL, Some(&root), &text, ENDED).await?;
     ensure!(
         continued.len() == 1 && continued[0].ts == reply.ts,
@@ -66,7 +79,9 @@ async fn slack_stop_continue_regenerate_and_others_refused() -> Result<()> {
     );
 
     // Regenerate answers again, in a new message of the thread.
-    world.press(ALICE, CHANNEL, &reply.ts, "chorus:regenerate").await?;
+    world
+        .press(ALICE, CHANNEL, &reply.ts, "chorus:regenerate")
+        .await?;
     let both = format!("{text}{text}");
     let again = world.converged(CHANNEL, Some(&root), &both, ENDED).await?;
     ensure!(

@@ -44,10 +44,14 @@ async fn slack_events_api_refuses_forgeries_and_answers_retries_once() -> Result
         refused.push(ts);
     }
     let press = fixtures::block_actions(ALICE, CHANNEL, "1700000000.000001", "chorus:stop");
-    let (status, _) = Delivery::interaction(&press).send(&url, Signing::Forged).await?;
+    let (status, _) = Delivery::interaction(&press)
+        .send(&url, Signing::Forged)
+        .await?;
     ensure!(status == 401, "a forged interaction got {status}");
     let command = fixtures::slash_command(ALICE, CHANNEL, "link");
-    let (status, _) = Delivery::command(&command).send(&url, Signing::Stale).await?;
+    let (status, _) = Delivery::command(&command)
+        .send(&url, Signing::Stale)
+        .await?;
     ensure!(status == 401, "a stale slash command got {status}");
 
     // A signed mention is answered; its retry is acknowledged and not answered again.
@@ -119,7 +123,9 @@ async fn slack_events_api_buttons_and_commands_are_signed_requests() -> Result<(
         })
         .await?;
     let press = fixtures::block_actions(ALICE, CHANNEL, &reply.ts, "chorus:stop");
-    let (status, _) = Delivery::interaction(&press).send(&url, Signing::Valid).await?;
+    let (status, _) = Delivery::interaction(&press)
+        .send(&url, Signing::Valid)
+        .await?;
     ensure!(status == 200, "a signed button press got {status}");
     let stopped = world
         .slack
@@ -132,7 +138,9 @@ async fn slack_events_api_buttons_and_commands_are_signed_requests() -> Result<(
     stopped_with_note(&stopped.text, &text, "Stopped")?;
 
     let command = fixtures::slash_command(ALICE, CHANNEL, "help");
-    let (status, _) = Delivery::command(&command).send(&url, Signing::Valid).await?;
+    let (status, _) = Delivery::command(&command)
+        .send(&url, Signing::Valid)
+        .await?;
     ensure!(status == 200, "a signed slash command got {status}");
     world
         .slack

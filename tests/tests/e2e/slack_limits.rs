@@ -50,7 +50,12 @@ async fn slack_rate_limits_are_waited_out() -> Result<()> {
         ..SlackOptions::default()
     };
     let world = SlackWorld::start(&text, 20.0, options).await?;
-    world.slack.fail_next("chat.update", Fault::RateLimited { retry_after_secs: 2 });
+    world.slack.fail_next(
+        "chat.update",
+        Fault::RateLimited {
+            retry_after_secs: 2,
+        },
+    );
     let root = world.mention(ALICE, "hello").await?;
     world.converged(CHANNEL, Some(&root), &text, ENDED).await?;
     let updates = world.slack.state().calls_of("chat.update");

@@ -31,12 +31,7 @@ async fn slack_link_and_usage_are_ephemeral() -> Result<()> {
     world
         .slack
         .wait_until("Alice's usage, ephemeral", WAIT, |s| {
-            (s.ephemerals
-                .iter()
-                .filter(|e| e.user == ALICE)
-                .count()
-                == 2)
-                .then_some(())
+            (s.ephemerals.iter().filter(|e| e.user == ALICE).count() == 2).then_some(())
         })
         .await?;
     {

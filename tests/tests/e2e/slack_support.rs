@@ -57,7 +57,11 @@ pub struct SlackWorld {
 impl SlackWorld {
     /// A server answering with `script` at `tokens_per_second`, connected to a fresh
     /// fake Slack.
-    pub async fn start(script: &str, tokens_per_second: f64, options: SlackOptions) -> Result<Self> {
+    pub async fn start(
+        script: &str,
+        tokens_per_second: f64,
+        options: SlackOptions,
+    ) -> Result<Self> {
         Self::start_with(
             ServerConfig::new().scripted("s", script, tokens_per_second),
             options,
@@ -79,7 +83,10 @@ impl SlackWorld {
 
     /// A fresh ts for a person's message (the fake's own are `1700000000.*`).
     pub fn user_ts(&self) -> String {
-        format!("1800000000.{:06}", self.next_ts.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "1800000000.{:06}",
+            self.next_ts.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// `user` mentions the app at the top level of `channel` over Socket Mode; returns
@@ -103,7 +110,10 @@ impl SlackWorld {
     pub async fn press(&self, user: &str, channel: &str, ts: &str, button: &str) -> Result<()> {
         let envelope = self
             .slack
-            .deliver("interactive", fixtures::block_actions(user, channel, ts, button))
+            .deliver(
+                "interactive",
+                fixtures::block_actions(user, channel, ts, button),
+            )
             .await?;
         self.slack.wait_ack(&envelope, WAIT).await
     }
@@ -112,7 +122,10 @@ impl SlackWorld {
     pub async fn command(&self, user: &str, channel: &str, text: &str) -> Result<()> {
         let envelope = self
             .slack
-            .deliver("slash_commands", fixtures::slash_command(user, channel, text))
+            .deliver(
+                "slash_commands",
+                fixtures::slash_command(user, channel, text),
+            )
             .await?;
         self.slack.wait_ack(&envelope, WAIT).await
     }
@@ -174,7 +187,10 @@ pub fn stopped_with_note(text: &str, script: &str, note: &str) -> Result<()> {
     let Some((body, ending)) = text.rsplit_once("\n\n_") else {
         anyhow::bail!("no ending note in {text:?}");
     };
-    ensure!(ending.contains(note), "the note {ending:?} does not say {note}");
+    ensure!(
+        ending.contains(note),
+        "the note {ending:?} does not say {note}"
+    );
     ensure!(
         !body.is_empty() && body.len() < script.len() && script.starts_with(body),
         "the text before the note is not a proper prefix of the script: {body:?}"

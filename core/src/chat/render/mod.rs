@@ -73,7 +73,11 @@ pub trait MessageSink: Send + Sync + 'static {
     /// with it (stopped, interrupted, cut off). Surfaces whose messages carry buttons
     /// (Slack, Discord) swap Stop for Continue and Regenerate here; by default nothing
     /// happens.
-    async fn ended(&self, _parts: &[(String, String)], _continuable: bool) -> Result<(), SinkError> {
+    async fn ended(
+        &self,
+        _parts: &[(String, String)],
+        _continuable: bool,
+    ) -> Result<(), SinkError> {
         Ok(())
     }
 }
