@@ -146,7 +146,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: ApiKeyCommand::Create { user, name },
         } => {
             let (core, _) = chorus_core::Core::start_for_admin(settings.core).await?;
-            let (record, key) = core.create_api_key(&user, &name).await?;
+            let account = core
+                .account_by_name(&user)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no account named {user:?}"))?;
+            let scopes = ["read".to_string(), "chat".to_string()];
+            let (record, key) = core.create_api_key(&account, &name, &scopes).await?;
             writeln!(out, "{key}")?;
             eprintln!(
                 "API key {:?} ({}) for {user}: shown once, stored hashed",

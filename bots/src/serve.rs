@@ -1,11 +1,11 @@
 //! `chorus serve`: start core, serve HTTP and the chat surfaces (Matrix when `[matrix]`
-//! is set, Slack when `[slack]` is), and shut down gracefully on SIGINT/SIGTERM (stop accepting, stop every
-//! surface and its renderers so the next start resumes them, end local runs as
-//! `interrupted` with their text kept).
+//! is set, Slack when `[slack]` is), and shut down gracefully on SIGINT/SIGTERM (stop
+//! accepting, stop every surface and its renderers so the next start resumes them, end
+//! local runs as `interrupted` with their text kept).
 
 use crate::settings::Settings;
 use chorus_core::Core;
-use chorus_core::chat::SurfaceHandle;
+use chorus_core::chat::{SupervisedSurface, supervise_surface};
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let Settings {
@@ -26,26 +26,28 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if scripted_only {
         tracing::info!("no provider configured: serving the scripted demo model");
     }
-    // Every chat surface is a `SurfaceHandle`: started here, stopped the same way.
-    let mut surfaces: Vec<SurfaceHandle> = Vec::new();
-    if let Some(m) = &matrix_config {
-        surfaces.push(
-            chorus_matrix::start(core.clone(), m, &data_dir)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
+    // Every chat surface starts in the background and is stopped the same way: one
+    // that cannot reach its platform is retried while the rest serves (`/readyz`
+    // says which is down).
+    let mut surfaces: Vec<SupervisedSurface> = Vec::new();
+    if let Some(matrix) = matrix_config {
+        let (core, data_dir) = (core.clone(), data_dir.clone());
+        surfaces.push(supervise_surface(&core.clone(), "matrix", move || {
+            let (core, matrix, data_dir) = (core.clone(), matrix.clone(), data_dir.clone());
+            async move { chorus_matrix::start(core, &matrix, &data_dir).await }
+        }));
     }
     // Slack's Events API comes to this listener; the endpoint refuses requests until
     // the surface is up (and every unsigned one always).
     let slack_events = slack_config
         .as_ref()
         .map(|s| chorus_slack::EventsEndpoint::new(s.signing_secret.as_ref()));
-    if let (Some(s), Some(endpoint)) = (&slack_config, &slack_events) {
-        surfaces.push(
-            chorus_slack::start(core.clone(), s, endpoint)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
+    if let (Some(slack), Some(endpoint)) = (&slack_config, &slack_events) {
+        let (core, slack, endpoint) = (core.clone(), slack.clone(), endpoint.clone());
+        surfaces.push(supervise_surface(&core.clone(), "slack", move || {
+            let (core, slack, endpoint) = (core.clone(), slack.clone(), endpoint.clone());
+            async move { chorus_slack::start(core, &slack, &endpoint).await }
+        }));
     }
     let streams_done = tokio_util::sync::CancellationToken::new();
     let mut app = chorus_web::router(core.clone(), streams_done.clone());
@@ -60,7 +62,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
-            for surface in &surfaces {
+            for surface in surfaces {
                 tracing::info!(
                     surface = surface.name(),
                     "shutting down: stopping a chat surface"

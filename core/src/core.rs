@@ -12,7 +12,7 @@ use crate::tools::{ToolCallContext, ToolHost};
 use chorus_model::ids::{ConversationId, MessageId, RunId};
 use chorus_model::time::now_ms;
 use chorus_providers::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderRegistry};
-use chorus_store::{Account, ApiKeyRecord, Conversation, Message, NewTurn, Role, Run, Store};
+use chorus_store::{Account, Conversation, Message, NewTurn, Role, Run, Store};
 use std::sync::Arc;
 
 mod tools;
@@ -28,9 +28,11 @@ mod error;
 mod follow;
 mod identity;
 mod sandbox;
+mod surfaces;
 pub use admin::Admin;
 pub use error::{Conflict, CoreError, Forbidden, InvalidInput};
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
+pub use surfaces::{SurfaceState, SurfaceStatus};
 
 /// A conversation with its whole message tree.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -86,6 +88,8 @@ pub struct Core {
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) sandbox: Arc<crate::sandbox::DockerSandbox>,
     pub(crate) sso: Arc<Sso>,
+    /// How each chat surface's connection stands (for `/readyz`).
+    surfaces: surfaces::SurfaceBoard,
     /// Set once local runs were interrupted, so a shutdown does it once.
     runs_interrupted: Arc<tokio::sync::OnceCell<()>>,
 }
@@ -184,6 +188,7 @@ impl Core {
             prices,
             limiter,
             sandbox,
+            surfaces: Default::default(),
             runs_interrupted: Arc::new(tokio::sync::OnceCell::new()),
         })
     }
@@ -330,24 +335,9 @@ impl Core {
             .filter(Account::is_active))
     }
 
-    /// Creates an API key for the named account; the key is returned once, stored hashed.
-    pub async fn create_api_key(
-        &self,
-        account_name: &str,
-        key_name: &str,
-    ) -> Result<(ApiKeyRecord, String), CoreError> {
-        let account = self
-            .store
-            .account_by_name(account_name)
-            .await?
-            .ok_or(CoreError::NotFound("account"))?;
-        let key = auth::new_api_key();
-        let prefix: String = key.chars().take(auth::API_KEY_PREFIX.len() + 6).collect();
-        let record = self
-            .store
-            .create_api_key(&account.id, key_name, &auth::token_hash(&key), &prefix)
-            .await?;
-        Ok((record, key))
+    /// The account of a login name (the CLI names accounts this way).
+    pub async fn account_by_name(&self, name: &str) -> Result<Option<Account>, CoreError> {
+        Ok(self.store.account_by_name(name).await?)
     }
 
     // ---- models ----

@@ -16,7 +16,7 @@ pub mod tools;
 
 pub use crate::core::{
     Admin, Conflict, Core, CoreError, Forbidden, IdentityView, InvalidInput, SsoCallback, SsoLogin,
-    SsoStart,
+    SsoStart, SurfaceState, SurfaceStatus,
 };
 // The store's types a surface names when it calls `Core`: who is talking (an
 // `Identity`) and what an API key may do. Everything else a surface names is core's

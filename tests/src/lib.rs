@@ -40,6 +40,8 @@
 //! - [`fake_slack`]: a local Slack: the Web API methods the Slack app calls, a
 //!   Socket Mode WebSocket that delivers envelopes and checks their acks, the Events
 //!   API's request signing, and Slack's documented payloads as fixtures.
+//! - [`tcp_forward`]: a port that refuses connections until the test opens it to a
+//!   real service (a platform down at start that comes back).
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
 
 // matrix-sdk's sync future is deep enough to overflow the default limit when spawned.
@@ -69,6 +71,7 @@ pub mod server;
 pub mod services;
 pub mod sso_browser;
 pub mod synapse;
+pub mod tcp_forward;
 pub mod wait;
 
 pub use client::{ApiClient, Resume, RunEvents, SentMessage, SseEvent};

@@ -96,7 +96,7 @@ pub async fn start(
         }
     }
     hub.resume_unfinished().await;
-    surface.spawn(sync::sync_forever(client, first, surface.stopping()));
+    surface.spawn(sync::sync_forever(client, first, surface.clone()));
     tracing::info!(user = %config.user_id, homeserver = %config.homeserver_url, "matrix: the bot is listening");
     Ok(surface)
 }

@@ -1,5 +1,6 @@
 //! The sync loop: long-polls the homeserver until cancelled, with backoff on errors.
 
+use chorus_core::chat::{SurfaceHandle, SurfaceState};
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;
 use std::time::Duration;
@@ -20,9 +21,11 @@ pub async fn first_sync(client: &Client) -> Result<String, String> {
     Ok(response.next_batch)
 }
 
-/// Syncs until `cancel`; handlers run inside each sync. A failed sync (homeserver down,
-/// network) is retried with exponential backoff; an abandoned long poll is harmless.
-pub async fn sync_forever(client: Client, mut token: String, cancel: CancellationToken) {
+/// Syncs until the surface stops; handlers run inside each sync. A failed sync
+/// (homeserver down, network) is retried with exponential backoff and reported as the
+/// surface being down until a sync succeeds again; an abandoned long poll is harmless.
+pub async fn sync_forever(client: Client, mut token: String, surface: SurfaceHandle) {
+    let cancel: CancellationToken = surface.stopping();
     let mut backoff = Duration::from_secs(1);
     loop {
         let settings = SyncSettings::default().token(token.clone()).timeout(POLL);
@@ -34,9 +37,13 @@ pub async fn sync_forever(client: Client, mut token: String, cancel: Cancellatio
             Ok(response) => {
                 token = response.next_batch;
                 backoff = Duration::from_secs(1);
+                surface.report(SurfaceState::Connected);
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "matrix: sync failed");
+                surface.report(SurfaceState::Down {
+                    error: format!("sync failed: {e}"),
+                });
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}

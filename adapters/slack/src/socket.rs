@@ -7,6 +7,7 @@
 use crate::api::Client;
 use crate::bot::Bot;
 use crate::error::SlackError;
+use chorus_core::chat::SurfaceState;
 use slack_morphism::hyper_tokio::SlackClientHyperHttpsConnector;
 use slack_morphism::prelude::*;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ async fn on_hello(states: SlackClientEventsUserState) {
     if let Some(state) = state(&states).await {
         tracing::info!("slack: Socket Mode connected");
         state.hellos.send_modify(|n| *n += 1);
+        state.bot.surface.report(SurfaceState::Connected);
     }
 }
 
@@ -73,12 +75,30 @@ async fn on_command(
 }
 
 /// Envelopes that do not parse are logged and acknowledged (they never parse better).
+/// A socket error (the connection is then opened again) marks the surface down
+/// until the next `hello`.
 fn on_error(
     err: Box<dyn std::error::Error + Send + Sync>,
     _client: Arc<SlackClient<Connector>>,
-    _states: SlackClientEventsUserState,
+    states: SlackClientEventsUserState,
 ) -> http::StatusCode {
     tracing::warn!(error = %err, "slack: Socket Mode error");
+    let socket_lost = err
+        .downcast_ref::<slack_morphism::errors::SlackClientError>()
+        .is_some_and(|e| {
+            matches!(
+                e,
+                slack_morphism::errors::SlackClientError::SocketModeProtocolError(_)
+            )
+        });
+    if socket_lost
+        && let Some(storage) = states.try_read().ok()
+        && let Some(state) = storage.get_user_state::<Arc<State>>()
+    {
+        state.bot.surface.report(SurfaceState::Down {
+            error: format!("Socket Mode connection lost: {err}"),
+        });
+    }
     http::StatusCode::OK
 }
 
@@ -121,8 +141,9 @@ impl Socket {
             .await
             .map_err(|e| SlackError::SocketToken(e.to_string()))?;
         listener.start().await;
-        let connected = tokio::time::timeout(timeout, seen.wait_for(|n| *n > 0)).await;
-        if !matches!(connected, Ok(Ok(_))) {
+        let hello = async { seen.wait_for(|n| *n > 0).await.is_ok() };
+        let connected = tokio::time::timeout(timeout, hello).await.unwrap_or(false);
+        if !connected {
             listener.shutdown().await;
             return Err(SlackError::SocketMode {
                 api_url: api_url.to_string(),

@@ -18,14 +18,13 @@
 //! Continuation is native: a final assistant message is continued, not answered.
 //! Models can be discovered with `GET {base_url}/api/tags`.
 
-use super::wire::{self, LineSplitter, truncate};
+use super::wire::{self, HttpSettings, LineSplitter, truncate};
 use super::{
     ChatRequest, ChatRole, Provider, ProviderError, ProviderErrorKind, ProviderEvent,
     ProviderStream, ToolCall, Usage,
 };
 use crate::config::ProviderConfig;
 use bytes::Bytes;
-use chorus_model::secret::Secret;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -39,37 +38,23 @@ pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:11434";
 const TOP_LEVEL_PARAMS: &[&str] = &["format", "keep_alive", "think"];
 
 pub struct OllamaProvider {
-    client: reqwest::Client,
-    base_url: String,
-    api_key: Option<Secret>,
-    headers: Vec<(String, Secret)>,
-    params: serde_json::Map<String, Value>,
-    idle_timeout: Duration,
+    http: HttpSettings,
 }
 
 impl OllamaProvider {
     pub fn new(cfg: &ProviderConfig) -> Self {
         Self {
-            client: wire::client(cfg.connect_timeout_secs),
-            base_url: wire::base_url(cfg.base_url.as_deref(), DEFAULT_BASE_URL),
             // Ollama itself needs no key; a proxy in front of it (or Ollama's cloud) may.
-            api_key: cfg.api_key.clone().filter(|k| !k.is_empty()),
-            headers: cfg
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            params: cfg.params.clone(),
-            idle_timeout: Duration::from_secs(cfg.idle_timeout_secs),
+            http: HttpSettings::from_config(cfg, DEFAULT_BASE_URL),
         }
     }
 
     fn request(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let req = match &self.api_key {
+        let req = match &self.http.api_key {
             Some(key) => req.bearer_auth(key.expose()),
             None => req,
         };
-        wire::with_headers(req, &self.headers)
+        wire::with_headers(req, &self.http.headers)
     }
 
     fn body(&self, request: &ChatRequest) -> Value {
@@ -155,7 +140,7 @@ impl OllamaProvider {
         if request.reasoning_effort.is_some() {
             body.insert("think".into(), json!(true));
         }
-        for (k, v) in &self.params {
+        for (k, v) in &self.http.params {
             if TOP_LEVEL_PARAMS.contains(&k.as_str()) {
                 body.insert(k.clone(), v.clone());
             } else {
@@ -172,9 +157,9 @@ impl OllamaProvider {
 #[async_trait::async_trait]
 impl Provider for OllamaProvider {
     async fn stream(&self, request: ChatRequest) -> Result<ProviderStream, ProviderError> {
-        let url = format!("{}/api/chat", self.base_url);
-        let req = self.request(self.client.post(&url).json(&self.body(&request)));
-        let response = wire::send(req, self.idle_timeout).await?;
+        let url = format!("{}/api/chat", self.http.base_url);
+        let req = self.request(self.http.client.post(&url).json(&self.body(&request)));
+        let response = wire::send(req, self.http.idle_timeout).await?;
         let status = response.status();
         if !status.is_success() {
             let retry_after = wire::retry_after_header(response.headers());
@@ -190,15 +175,19 @@ impl Provider for OllamaProvider {
             pending: VecDeque::new(),
             done: false,
             failed: None,
-            idle_timeout: self.idle_timeout,
+            idle_timeout: self.http.idle_timeout,
         };
         Ok(futures::stream::unfold(state, next_event).boxed())
     }
 
     /// The locally available models, from `GET /api/tags`.
     async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
-        let url = format!("{}/api/tags", self.base_url);
-        let response = wire::send(self.request(self.client.get(&url)), self.idle_timeout).await?;
+        let url = format!("{}/api/tags", self.http.base_url);
+        let response = wire::send(
+            self.request(self.http.client.get(&url)),
+            self.http.idle_timeout,
+        )
+        .await?;
         let status = response.status();
         let body = response
             .text()

@@ -6,6 +6,40 @@ use chorus_model::secret::Secret;
 use serde_json::Value;
 use std::time::Duration;
 
+/// What every HTTP provider takes from its `[[providers]]` entry the same way.
+pub(super) struct HttpSettings {
+    /// A client with the configured connect timeout.
+    pub(super) client: reqwest::Client,
+    /// `base_url` from config (or the provider's default), without a trailing slash.
+    pub(super) base_url: String,
+    /// The key, when one is configured and not empty.
+    pub(super) api_key: Option<Secret>,
+    /// Extra headers sent with every request (secrets: never logged).
+    pub(super) headers: Vec<(String, Secret)>,
+    /// Extra body fields merged into every request.
+    pub(super) params: serde_json::Map<String, Value>,
+    /// How long a stream may stay silent before it counts as dropped.
+    pub(super) idle_timeout: Duration,
+}
+
+impl HttpSettings {
+    /// The settings of `cfg`, with `default_base_url` when it names none.
+    pub(super) fn from_config(cfg: &crate::config::ProviderConfig, default_base_url: &str) -> Self {
+        Self {
+            client: client(cfg.connect_timeout_secs),
+            base_url: base_url(cfg.base_url.as_deref(), default_base_url),
+            api_key: cfg.api_key.clone().filter(|k| !k.is_empty()),
+            headers: cfg
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            params: cfg.params.clone(),
+            idle_timeout: Duration::from_secs(cfg.idle_timeout_secs),
+        }
+    }
+}
+
 /// A reqwest client with the configured connect timeout.
 pub(super) fn client(connect_timeout_secs: u64) -> reqwest::Client {
     reqwest::Client::builder()

@@ -20,11 +20,12 @@ mod surface;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
+pub use crate::{SurfaceState, SurfaceStatus};
 pub use command::{Command, CommandError, help_text, parse_command};
 pub use control::Control;
 pub use deliver::{NOT_SENT_PRIVATELY, REPLY_ATTEMPTS, post_reply};
 pub use render::{MessageSink, RenderHub, SinkError, SinkFactory, SinkLimits};
-pub use surface::SurfaceHandle;
+pub use surface::{SupervisedSurface, SurfaceHandle, supervise_surface};
 
 use chorus_model::ids::RunId;
 use chorus_store::Identity;

@@ -151,8 +151,9 @@ impl Core {
 
     // ---- API keys ----
 
-    /// Creates an API key for `account`; the key is returned once, stored hashed.
-    pub async fn create_account_api_key(
+    /// Creates an API key for `account` with `scopes` (`read`, `chat`); the key is
+    /// returned once, stored hashed.
+    pub async fn create_api_key(
         &self,
         account: &Account,
         name: &str,

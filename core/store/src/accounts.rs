@@ -3,7 +3,6 @@
 use super::{Store, StoreConflict, StoreError, is_unique_violation};
 use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -18,16 +17,6 @@ pub(super) fn account_from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
         password_hash: row.try_get("password_hash")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-/// An API key as listed to its owner: never the key itself, only its prefix.
-#[derive(Clone, Debug, Serialize)]
-pub struct ApiKeyRecord {
-    pub id: String,
-    pub name: String,
-    pub prefix: String,
-    pub created_at: i64,
-    pub last_used_at: Option<i64>,
 }
 
 const ACCOUNT_COLUMNS: &str = "id, name, role, status, password_hash, created_at";
@@ -181,36 +170,6 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(())
-    }
-
-    pub async fn create_api_key(
-        &self,
-        account: &AccountId,
-        name: &str,
-        key_hash: &str,
-        prefix: &str,
-    ) -> Result<ApiKeyRecord, StoreError> {
-        let id = uuid::Uuid::now_v7().to_string();
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO api_keys (id, account_id, name, key_hash, prefix, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&id)
-        .bind(account.as_str())
-        .bind(name)
-        .bind(key_hash)
-        .bind(prefix)
-        .bind(now)
-        .execute(self.pool())
-        .await?;
-        Ok(ApiKeyRecord {
-            id,
-            name: name.to_string(),
-            prefix: prefix.to_string(),
-            created_at: now,
-            last_used_at: None,
-        })
     }
 
     /// The account of an unrevoked API key; records its use (to the minute, so a busy

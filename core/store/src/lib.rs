@@ -14,7 +14,7 @@ mod runs;
 mod tool_steps;
 
 use accounts::ACCOUNT_COLUMNS_A;
-pub use accounts::{Account, ApiKeyRecord, Role};
+pub use accounts::{Account, Role};
 pub use api_keys::{ApiKeyInfo, ApiKeyScope, KeyedAccount};
 pub use bindings::RenderState;
 pub use conversations::{Conversation, Message, NewTurn};

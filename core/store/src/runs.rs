@@ -263,14 +263,8 @@ impl Store {
         &self,
         conversation: &ConversationId,
     ) -> Result<Option<Run>, StoreError> {
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(conversation.as_str())
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.as_ref().map(Run::from_row).transpose()?)
+        self.latest_run_where("conversation_id", conversation.as_str())
+            .await
     }
 
     /// The newest run of an assistant message (a continuation is newer than the run
@@ -279,11 +273,20 @@ impl Store {
         &self,
         message: &MessageId,
     ) -> Result<Option<Run>, StoreError> {
+        self.latest_run_where("message_id", message.as_str()).await
+    }
+
+    /// The newest run whose `column` (an indexed id column, never user input) is `id`.
+    async fn latest_run_where(
+        &self,
+        column: &'static str,
+        id: &str,
+    ) -> Result<Option<Run>, StoreError> {
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE message_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE {column} = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(message.as_str())
+            .bind(id)
             .fetch_optional(self.pool())
             .await?;
         Ok(row.as_ref().map(Run::from_row).transpose()?)

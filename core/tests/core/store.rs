@@ -6,7 +6,9 @@
 
 use chorus_model::ids::{ConversationId, MessageId, RunId};
 use chorus_model::time::now_ms;
-use chorus_store::{NewTurn, Role, RunOutcome, RunStatus, Store, StoreConflict, StoreError};
+use chorus_store::{
+    ApiKeyScope, NewTurn, Role, RunOutcome, RunStatus, Store, StoreConflict, StoreError,
+};
 use sqlx::Executor;
 
 const OWNER: &str = "instance-a";
@@ -113,7 +115,13 @@ async fn accounts_sessions_and_keys(store: &Store) {
     assert!(store.account_by_session("live").await.unwrap().is_none());
 
     let key = store
-        .create_api_key(&alice.id, "cli", "keyhash", "chorus_abc")
+        .create_scoped_api_key(
+            &alice.id,
+            "cli",
+            "keyhash",
+            "chorus_abc",
+            &[ApiKeyScope::Read, ApiKeyScope::Chat],
+        )
         .await
         .unwrap();
     assert_eq!(key.prefix, "chorus_abc");

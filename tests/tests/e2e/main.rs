@@ -27,6 +27,7 @@ mod matrix_harness;
 mod matrix_private;
 mod matrix_restart;
 mod matrix_support;
+mod matrix_unreachable_at_start;
 mod matrix_web_run_in_thread;
 mod mcp_tools;
 mod mcp_wire_formats;

@@ -60,15 +60,16 @@ impl BotAccount {
         &self.account.user_id
     }
 
-    /// The `[matrix]` section logging this bot in to `synapse` with its password.
-    pub fn toml(&self, synapse: &Synapse, options: &BotOptions) -> String {
+    /// The `[matrix]` section logging this bot in with its password through
+    /// `homeserver_url` (the shared Synapse, or a forwarder in front of it).
+    pub fn toml(&self, homeserver_url: &str, options: &BotOptions) -> String {
         let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
         let users: Vec<String> = options.allowed_users.iter().map(|u| quote(u)).collect();
         format!(
             "[matrix]\nhomeserver_url = {}\nuser_id = {}\npassword = {}\n\
              allowed_users = [{}]\nmin_edit_interval_ms = {}\n\
              max_edits_per_message = {}\nmax_message_bytes = {}\n",
-            quote(&synapse.url()),
+            quote(homeserver_url),
             quote(&self.account.user_id),
             quote(&self.account.password),
             users.join(", "),
@@ -101,10 +102,21 @@ impl MatrixWorld {
 
     /// Starts a bot on `config` plus the `[matrix]` section.
     pub async fn start_with(config: ServerConfig, options: BotOptions) -> Result<Self> {
+        Self::start_via(config, options, None).await
+    }
+
+    /// Starts a bot on `config` plus the `[matrix]` section, reaching the homeserver
+    /// through `homeserver_url` when given (a forwarder), else directly.
+    pub async fn start_via(
+        config: ServerConfig,
+        options: BotOptions,
+        homeserver_url: Option<&str>,
+    ) -> Result<Self> {
         let slot = SLOTS.acquire().await.context("the Matrix test slots")?;
         let synapse = Synapse::shared().await?;
         let bot = BotAccount::register(synapse).await?;
-        let server = TestServer::start(config.raw_toml(&bot.toml(synapse, &options))).await?;
+        let url = homeserver_url.map_or_else(|| synapse.url(), str::to_string);
+        let server = TestServer::start(config.raw_toml(&bot.toml(&url, &options))).await?;
         Ok(Self {
             synapse,
             bot,

@@ -65,7 +65,7 @@ pub async fn create_key(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (info, key) = state
         .core
-        .create_account_api_key(&account, &req.name, &req.scopes)
+        .create_api_key(&account, &req.name, &req.scopes)
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -103,15 +103,21 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+/// 503 when storage or the journal does not answer (nothing can be served); a chat
+/// surface that is down makes the instance `degraded`, still 200, so a load balancer
+/// keeps sending it web and API traffic. `surfaces` says how each one stands.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.core.ready().await {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable"})),
-        )
-    }
+    let ready = state.core.ready().await;
+    let surfaces = state.core.surface_states();
+    let all_connected = surfaces
+        .iter()
+        .all(|s| s.state == chorus_core::SurfaceState::Connected);
+    let (code, status) = match (ready, all_connected) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (true, true) => (StatusCode::OK, "ready"),
+        (true, false) => (StatusCode::OK, "degraded"),
+    };
+    (code, Json(json!({"status": status, "surfaces": surfaces})))
 }
 
 async fn not_found() -> crate::ApiError {

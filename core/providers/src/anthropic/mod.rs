@@ -25,13 +25,12 @@
 //! Continuation uses the API's native assistant prefill: the partial reply is the
 //! final assistant message and the model goes on from its last character.
 
-use super::wire;
+use super::wire::{self, HttpSettings};
 use super::{
     ChatRequest, ChatRole, Provider, ProviderError, ProviderErrorKind, ProviderEvent,
     ProviderStream, ToolCall, ToolChoice, Usage,
 };
 use crate::config::ProviderConfig;
-use chorus_model::secret::Secret;
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
@@ -63,13 +62,9 @@ fn thinking_budget(effort: &str) -> Option<u32> {
 }
 
 pub struct AnthropicProvider {
-    client: reqwest::Client,
+    http: HttpSettings,
     /// The full `.../v1/messages` URL.
     url: String,
-    api_key: Option<Secret>,
-    headers: Vec<(String, Secret)>,
-    params: serde_json::Map<String, Value>,
-    idle_timeout: Duration,
 }
 
 /// A request body and what the stream must drop to undo the prefill's trimming.
@@ -83,21 +78,10 @@ struct Prepared {
 
 impl AnthropicProvider {
     pub fn new(cfg: &ProviderConfig) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs))
-            .build()
-            .unwrap_or_default();
+        let http = HttpSettings::from_config(cfg, DEFAULT_BASE_URL);
         Self {
-            client,
-            url: messages_url(cfg.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL)),
-            api_key: cfg.api_key.clone().filter(|k| !k.is_empty()),
-            headers: cfg
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            params: cfg.params.clone(),
-            idle_timeout: Duration::from_secs(cfg.idle_timeout_secs),
+            url: messages_url(&http.base_url),
+            http,
         }
     }
 
@@ -263,7 +247,7 @@ impl AnthropicProvider {
         }
         add_tools(&mut body, request);
         // Configured extras pass through as they are, over the normalized fields.
-        for (k, v) in &self.params {
+        for (k, v) in &self.http.params {
             body[k] = v.clone();
         }
         raise_max_tokens_over_budget(&mut body);
@@ -433,7 +417,7 @@ impl Provider for AnthropicProvider {
         let Prepared { body, strip } = self.prepare(&request);
         let mut headers = HeaderMap::new();
         headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
-        if let Some(key) = &self.api_key {
+        if let Some(key) = &self.http.api_key {
             let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
                 ProviderError::new(
                     ProviderErrorKind::Auth,
@@ -444,7 +428,7 @@ impl Provider for AnthropicProvider {
             headers.insert("x-api-key", value);
         }
         // Configured headers (e.g. `anthropic-beta`) replace the defaults of the same name.
-        for (name, value) in &self.headers {
+        for (name, value) in &self.http.headers {
             let parsed = HeaderName::from_bytes(name.as_bytes())
                 .ok()
                 .zip(HeaderValue::from_str(value.expose()).ok());
@@ -457,8 +441,13 @@ impl Provider for AnthropicProvider {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let req = self.client.post(&self.url).headers(headers).json(&body);
-        let response = tokio::time::timeout(self.idle_timeout, req.send())
+        let req = self
+            .http
+            .client
+            .post(&self.url)
+            .headers(headers)
+            .json(&body);
+        let response = tokio::time::timeout(self.http.idle_timeout, req.send())
             .await
             .map_err(|_| {
                 ProviderError::new(ProviderErrorKind::Timeout, "no response headers in time")
@@ -485,7 +474,7 @@ impl Provider for AnthropicProvider {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("application/json"));
         if whole {
-            let body = tokio::time::timeout(self.idle_timeout, response.text())
+            let body = tokio::time::timeout(self.http.idle_timeout, response.text())
                 .await
                 .map_err(|_| {
                     ProviderError::new(
@@ -499,7 +488,7 @@ impl Provider for AnthropicProvider {
         }
         Ok(wire::sse_stream(
             response,
-            self.idle_timeout,
+            self.http.idle_timeout,
             EventParser::new(strip),
         ))
     }

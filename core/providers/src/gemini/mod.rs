@@ -21,13 +21,12 @@
 //! A safety block is not a failure: the run ends with finish reason `content_filter`
 //! and whatever text came before it, so the user sees why the reply stopped.
 
-use super::wire::{self, truncate};
+use super::wire::{self, HttpSettings, truncate};
 use super::{
     ChatRequest, ChatRole, Provider, ProviderError, ProviderErrorKind, ProviderEvent,
     ProviderStream, ToolCall, ToolChoice, Usage,
 };
 use crate::config::ProviderConfig;
-use chorus_model::secret::Secret;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -46,27 +45,13 @@ const CONTINUE_INSTRUCTION: &str = "Your previous reply was cut off. Continue it
 starting with the next character. Do not repeat any of it and do not comment on the interruption.";
 
 pub struct GeminiProvider {
-    client: reqwest::Client,
-    base_url: String,
-    api_key: Option<Secret>,
-    headers: Vec<(String, Secret)>,
-    params: serde_json::Map<String, Value>,
-    idle_timeout: Duration,
+    http: HttpSettings,
 }
 
 impl GeminiProvider {
     pub fn new(cfg: &ProviderConfig) -> Self {
         Self {
-            client: wire::client(cfg.connect_timeout_secs),
-            base_url: wire::base_url(cfg.base_url.as_deref(), DEFAULT_BASE_URL),
-            api_key: cfg.api_key.clone().filter(|k| !k.is_empty()),
-            headers: cfg
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            params: cfg.params.clone(),
-            idle_timeout: Duration::from_secs(cfg.idle_timeout_secs),
+            http: HttpSettings::from_config(cfg, DEFAULT_BASE_URL),
         }
     }
 
@@ -75,7 +60,7 @@ impl GeminiProvider {
         let model = model.strip_prefix("models/").unwrap_or(model);
         format!(
             "{}/v1beta/models/{model}:streamGenerateContent?alt=sse",
-            self.base_url
+            self.http.base_url
         )
     }
 
@@ -184,7 +169,7 @@ impl GeminiProvider {
         }
         // Configured extras (e.g. `safetySettings`, or `generationConfig.topK`) merge
         // over the normalized fields.
-        wire::merge_json(&mut body, &self.params);
+        wire::merge_json(&mut body, &self.http.params);
         Value::Object(body)
     }
 }
@@ -431,14 +416,15 @@ fn finish_reason(reason: &str) -> String {
 impl Provider for GeminiProvider {
     async fn stream(&self, request: ChatRequest) -> Result<ProviderStream, ProviderError> {
         let mut req = self
+            .http
             .client
             .post(self.url(&request.model))
             .json(&self.body(&request));
-        if let Some(key) = &self.api_key {
+        if let Some(key) = &self.http.api_key {
             req = req.header("x-goog-api-key", key.expose());
         }
-        let req = wire::with_headers(req, &self.headers);
-        let response = wire::send(req, self.idle_timeout).await?;
+        let req = wire::with_headers(req, &self.http.headers);
+        let response = wire::send(req, self.http.idle_timeout).await?;
         let status = response.status();
         if !status.is_success() {
             let header_wait = wire::retry_after_header(response.headers());
@@ -450,7 +436,7 @@ impl Provider for GeminiProvider {
             pending: VecDeque::new(),
             turn: Turn::default(),
             done: false,
-            idle_timeout: self.idle_timeout,
+            idle_timeout: self.http.idle_timeout,
         };
         Ok(futures::stream::unfold(state, next_event).boxed())
     }

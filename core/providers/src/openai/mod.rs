@@ -19,13 +19,12 @@
 //! HTTP 400 `error.code = "content_filter"`, and ends a completion its filter cut with
 //! `finish_reason: "content_filter"`.
 
-use super::wire;
+use super::wire::{self, HttpSettings};
 use super::{
     ChatMessage, ChatRequest, ChatRole, Provider, ProviderError, ProviderErrorKind, ProviderEvent,
     ProviderStream, ToolCall, ToolChoice, Usage,
 };
 use crate::config::{DEFAULT_AZURE_API_VERSION, ProviderConfig, ProviderKind};
-use chorus_model::secret::Secret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
@@ -48,22 +47,13 @@ pub enum Dialect {
 }
 
 pub struct OpenAiProvider {
-    client: reqwest::Client,
+    http: HttpSettings,
     dialect: Dialect,
-    base_url: String,
-    api_key: Option<Secret>,
-    headers: Vec<(String, Secret)>,
-    params: serde_json::Map<String, Value>,
-    idle_timeout: Duration,
 }
 
 impl OpenAiProvider {
     /// An OpenAI provider, or an Azure OpenAI one when `cfg.kind` is `azure`.
     pub fn new(cfg: &ProviderConfig) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs))
-            .build()
-            .unwrap_or_default();
         let dialect = match cfg.kind {
             ProviderKind::Azure => Dialect::Azure {
                 api_version: cfg
@@ -74,31 +64,14 @@ impl OpenAiProvider {
             },
             _ => Dialect::OpenAi,
         };
-        let mut base_url = cfg
-            .base_url
-            .clone()
-            .unwrap_or_else(|| "https://api.openai.com/v1".into())
-            .trim_end_matches('/')
-            .to_string();
+        let mut http = HttpSettings::from_config(cfg, "https://api.openai.com/v1");
         if matches!(dialect, Dialect::Azure { .. }) {
             // Accept the endpoint with or without the `/openai` path the portal shows.
-            if let Some(stripped) = base_url.strip_suffix("/openai") {
-                base_url = stripped.to_string();
+            if let Some(stripped) = http.base_url.strip_suffix("/openai") {
+                http.base_url = stripped.to_string();
             }
         }
-        Self {
-            client,
-            dialect,
-            base_url,
-            api_key: cfg.api_key.clone().filter(|k| !k.is_empty()),
-            headers: cfg
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            params: cfg.params.clone(),
-            idle_timeout: Duration::from_secs(cfg.idle_timeout_secs),
-        }
+        Self { http, dialect }
     }
 
     /// Where a request for `model` goes.
@@ -106,14 +79,15 @@ impl OpenAiProvider {
         let bad = |e: String| {
             ProviderError::new(
                 ProviderErrorKind::BadRequest,
-                format!("invalid base_url {:?}: {e}", self.base_url),
+                format!("invalid base_url {:?}: {e}", self.http.base_url),
             )
         };
         match &self.dialect {
-            Dialect::OpenAi => url::Url::parse(&format!("{}/chat/completions", self.base_url))
+            Dialect::OpenAi => url::Url::parse(&format!("{}/chat/completions", self.http.base_url))
                 .map_err(|e| bad(e.to_string())),
             Dialect::Azure { api_version } => {
-                let mut url = url::Url::parse(&self.base_url).map_err(|e| bad(e.to_string()))?;
+                let mut url =
+                    url::Url::parse(&self.http.base_url).map_err(|e| bad(e.to_string()))?;
                 url.path_segments_mut()
                     .map_err(|()| bad("not a base URL".into()))?
                     .pop_if_empty()
@@ -186,7 +160,7 @@ impl OpenAiProvider {
             }
         }
         // Configured extras pass through as they are, over the normalized fields.
-        for (k, v) in &self.params {
+        for (k, v) in &self.http.params {
             body[k] = v.clone();
         }
         body
@@ -231,17 +205,17 @@ fn message_json(m: &ChatMessage) -> Value {
 impl Provider for OpenAiProvider {
     async fn stream(&self, request: ChatRequest) -> Result<ProviderStream, ProviderError> {
         let url = self.url(&request.model)?;
-        let mut req = self.client.post(url).json(&self.body(&request));
-        if let Some(key) = &self.api_key {
+        let mut req = self.http.client.post(url).json(&self.body(&request));
+        if let Some(key) = &self.http.api_key {
             req = match self.dialect {
                 Dialect::OpenAi => req.bearer_auth(key.expose()),
                 Dialect::Azure { .. } => req.header("api-key", key.expose()),
             };
         }
-        for (name, value) in &self.headers {
+        for (name, value) in &self.http.headers {
             req = req.header(name, value.expose());
         }
-        let response = tokio::time::timeout(self.idle_timeout, req.send())
+        let response = tokio::time::timeout(self.http.idle_timeout, req.send())
             .await
             .map_err(|_| {
                 ProviderError::new(ProviderErrorKind::Timeout, "no response headers in time")
@@ -268,7 +242,7 @@ impl Provider for OpenAiProvider {
         }
         Ok(wire::sse_stream(
             response,
-            self.idle_timeout,
+            self.http.idle_timeout,
             ChunkParser::default(),
         ))
     }

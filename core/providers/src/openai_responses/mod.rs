@@ -11,16 +11,14 @@
 //! ends with `response.completed`, `response.incomplete` or `response.failed`, whose
 //! `response` carries the usage.
 
-use super::wire;
+use super::wire::{self, HttpSettings};
 use super::{
     ChatMessage, ChatRequest, ChatRole, Provider, ProviderError, ProviderErrorKind, ProviderEvent,
     ProviderStream, ToolCall, ToolChoice, Usage,
 };
 use crate::config::ProviderConfig;
-use chorus_model::secret::Secret;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
-use std::time::Duration;
 
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
@@ -31,27 +29,13 @@ const CONTINUE_INSTRUCTION: &str = "Your previous reply was cut off. Continue it
 starting with the next character. Do not repeat any of it and do not comment on the interruption.";
 
 pub struct OpenAiResponsesProvider {
-    client: reqwest::Client,
-    base_url: String,
-    api_key: Option<Secret>,
-    headers: Vec<(String, Secret)>,
-    params: serde_json::Map<String, Value>,
-    idle_timeout: Duration,
+    http: HttpSettings,
 }
 
 impl OpenAiResponsesProvider {
     pub fn new(cfg: &ProviderConfig) -> Self {
         Self {
-            client: wire::client(cfg.connect_timeout_secs),
-            base_url: wire::base_url(cfg.base_url.as_deref(), DEFAULT_BASE_URL),
-            api_key: cfg.api_key.clone().filter(|k| !k.is_empty()),
-            headers: cfg
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            params: cfg.params.clone(),
-            idle_timeout: Duration::from_secs(cfg.idle_timeout_secs),
+            http: HttpSettings::from_config(cfg, DEFAULT_BASE_URL),
         }
     }
 
@@ -129,7 +113,7 @@ impl OpenAiResponsesProvider {
         }
         // Configured extras pass through, over the normalized fields.
         if let Value::Object(map) = &mut body {
-            wire::merge_json(map, &self.params);
+            wire::merge_json(map, &self.http.params);
         }
         body
     }
@@ -164,13 +148,13 @@ fn push_input_items(m: &ChatMessage, input: &mut Vec<Value>) {
 #[async_trait::async_trait]
 impl Provider for OpenAiResponsesProvider {
     async fn stream(&self, request: ChatRequest) -> Result<ProviderStream, ProviderError> {
-        let url = format!("{}/responses", self.base_url);
-        let mut req = self.client.post(&url).json(&self.body(&request));
-        if let Some(key) = &self.api_key {
+        let url = format!("{}/responses", self.http.base_url);
+        let mut req = self.http.client.post(&url).json(&self.body(&request));
+        if let Some(key) = &self.http.api_key {
             req = req.bearer_auth(key.expose());
         }
-        let req = wire::with_headers(req, &self.headers);
-        let response = wire::send(req, self.idle_timeout).await?;
+        let req = wire::with_headers(req, &self.http.headers);
+        let response = wire::send(req, self.http.idle_timeout).await?;
         let status = response.status();
         if !status.is_success() {
             let retry_after = wire::retry_after_header(response.headers());
@@ -184,7 +168,7 @@ impl Provider for OpenAiResponsesProvider {
         }
         Ok(wire::sse_stream(
             response,
-            self.idle_timeout,
+            self.http.idle_timeout,
             Parser::default(),
         ))
     }

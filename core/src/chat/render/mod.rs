@@ -319,6 +319,11 @@ impl RenderHub {
         }
     }
 
+    /// The core these renderers follow runs of.
+    pub(crate) fn core(&self) -> &Core {
+        &self.inner.core
+    }
+
     /// The surface whose renderers these are.
     pub fn surface(&self) -> &str {
         &self.inner.surface
