@@ -7,7 +7,7 @@
 use crate::allow::Allowlist;
 use crate::api::SlackApi;
 use crate::key::{Place, message_id};
-use crate::sink::{Askers, AssistantThreads};
+use crate::sink::{Askers, AssistantThreads, Threads};
 use chorus_core::Core;
 use chorus_core::Identity;
 use chorus_core::chat::{ChatContext, ChatOutcome, Control, RenderHub, SurfaceHandle};
@@ -79,8 +79,7 @@ impl Bot {
         api: SlackApi,
         bot_user: String,
         allow: Allowlist,
-        assistant: AssistantThreads,
-        askers: Askers,
+        threads: Threads,
         surface: SurfaceHandle,
     ) -> Self {
         Self {
@@ -89,8 +88,8 @@ impl Bot {
             api,
             bot_user,
             allow,
-            assistant,
-            askers,
+            assistant: threads.assistant,
+            askers: threads.askers,
             surface,
             seen: Mutex::default(),
             titled: Mutex::default(),
@@ -126,12 +125,7 @@ impl Bot {
                     thread_ts: Some(thread.to_string()),
                 };
                 let text = mention.content.text.clone().unwrap_or_default();
-                self.question(
-                    place,
-                    mention.user.to_string(),
-                    &origin.ts.to_string(),
-                    &text,
-                );
+                self.question(place, mention.user.to_string(), origin.ts.as_ref(), &text);
             }
             SlackEventCallbackBody::Message(message) => self.on_message(team, message),
             SlackEventCallbackBody::AssistantThreadStarted(started) => {
@@ -188,12 +182,7 @@ impl Bot {
             .as_ref()
             .and_then(|c| c.text.clone())
             .unwrap_or_default();
-        self.question(
-            place,
-            user.to_string(),
-            &message.origin.ts.to_string(),
-            &text,
-        );
+        self.question(place, user.to_string(), message.origin.ts.as_ref(), &text);
     }
 
     /// Whether `user` may use the app at `place` (logged at debug when not).
@@ -303,7 +292,7 @@ impl Bot {
         let Some(control) = controls.first().copied() else {
             return;
         };
-        let target = message_id(&channel, &container.message_ts.to_string());
+        let target = message_id(&channel, container.message_ts.as_ref());
         let bot = self.clone();
         self.surface.spawn(async move {
             let Some(key) = bot.hub.channel_of_message(&target).await else {

@@ -66,11 +66,11 @@ impl EventsEndpoint {
     }
 
     /// The body as text when the request is Slack's: a valid signature over it and a
-    /// fresh timestamp. Otherwise the 401 to answer.
-    fn verify<'b>(&self, headers: &HeaderMap, body: &'b Bytes) -> Result<&'b str, Response> {
+    /// fresh timestamp. Otherwise [`Refused`] (a 401).
+    fn verify<'b>(&self, headers: &HeaderMap, body: &'b Bytes) -> Result<&'b str, Refused> {
         let refuse = |why: &str| {
             tracing::warn!(why, "slack: refusing an Events API request");
-            (StatusCode::UNAUTHORIZED, "invalid Slack request signature").into_response()
+            Refused
         };
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let Some(verifier) = &self.inner.verifier else {
@@ -93,15 +93,31 @@ impl EventsEndpoint {
     }
 }
 
-/// The bot, or 503 while the surface is not up.
-fn ready(endpoint: &EventsEndpoint) -> Result<Arc<Bot>, Response> {
-    endpoint.bot().ok_or_else(|| {
+/// A request that is not Slack's: 401, and nothing in it is read.
+struct Refused;
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (StatusCode::UNAUTHORIZED, "invalid Slack request signature").into_response()
+    }
+}
+
+/// The surface is not up yet: 503 (Slack retries).
+struct Starting;
+
+impl IntoResponse for Starting {
+    fn into_response(self) -> Response {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "the Slack surface is starting",
         )
             .into_response()
-    })
+    }
+}
+
+/// The bot, or [`Starting`] while the surface is not up.
+fn ready(endpoint: &EventsEndpoint) -> Result<Arc<Bot>, Starting> {
+    endpoint.bot().ok_or(Starting)
 }
 
 async fn events(
@@ -111,7 +127,7 @@ async fn events(
 ) -> Response {
     let text = match endpoint.verify(&headers, &body) {
         Ok(text) => text,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let event: SlackPushEvent = match serde_json::from_str(text) {
         Ok(event) => event,
@@ -130,7 +146,7 @@ async fn events(
             }
             let bot = match ready(&endpoint) {
                 Ok(bot) => bot,
-                Err(unavailable) => return unavailable,
+                Err(unavailable) => return unavailable.into_response(),
             };
             bot.on_push(callback);
             StatusCode::OK.into_response()
@@ -156,7 +172,7 @@ async fn interactions(
 ) -> Response {
     let text = match endpoint.verify(&headers, &body) {
         Ok(text) => text,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let event: Option<SlackInteractionEvent> =
         form_field(text, "payload").and_then(|p| serde_json::from_str(&p).ok());
@@ -168,7 +184,7 @@ async fn interactions(
             bot.on_interaction(event);
             StatusCode::OK.into_response()
         }
-        Err(unavailable) => unavailable,
+        Err(unavailable) => unavailable.into_response(),
     }
 }
 
@@ -179,7 +195,7 @@ async fn commands(
 ) -> Response {
     let text = match endpoint.verify(&headers, &body) {
         Ok(text) => text,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let pairs: serde_json::Map<String, serde_json::Value> =
         url::form_urlencoded::parse(text.as_bytes())
@@ -194,6 +210,6 @@ async fn commands(
             // An empty 200: the answer comes as an ephemeral message.
             StatusCode::OK.into_response()
         }
-        Err(unavailable) => unavailable,
+        Err(unavailable) => unavailable.into_response(),
     }
 }

@@ -27,7 +27,7 @@ pub use key::Place;
 use crate::api::{Client, SlackApi};
 use crate::bot::Bot;
 use crate::config::{Mode, SlackConfig};
-use crate::sink::{Askers, AssistantThreads, SlackSinkFactory};
+use crate::sink::{SlackSinkFactory, Threads};
 use chorus_core::Core;
 use chorus_core::chat::SurfaceHandle;
 use slack_morphism::hyper_tokio::SlackClientHyperConnector;
@@ -63,12 +63,10 @@ pub async fn start(
         .await
         .map_err(|_| auth_failed(format!("no answer within {} s", timeout.as_secs())))?
         .map_err(|e| auth_failed(e.to_string()))?;
-    let assistant = AssistantThreads::default();
-    let askers = Askers::default();
+    let threads = Threads::default();
     let sinks = Arc::new(SlackSinkFactory::new(
         api.clone(),
-        assistant.clone(),
-        askers.clone(),
+        threads.clone(),
         config.limits(),
         config.native_streaming,
     ));
@@ -80,8 +78,7 @@ pub async fn start(
         api,
         bot_user.clone(),
         Allowlist::from_config(config),
-        assistant,
-        askers,
+        threads,
         surface.clone(),
     ));
     match config.mode {

@@ -37,6 +37,13 @@ impl AssistantThreads {
     }
 }
 
+/// What the handlers learn about threads and the sinks use.
+#[derive(Clone, Default)]
+pub struct Threads {
+    pub assistant: AssistantThreads,
+    pub askers: Askers,
+}
+
 /// Who asked last in each binding (its key → Slack user id): the recipient of a
 /// natively streamed reply there.
 #[derive(Clone, Default)]
@@ -281,17 +288,11 @@ pub struct SlackSinkFactory {
 impl SlackSinkFactory {
     /// Sinks that stream natively in threads when `native` (and Slack allows it),
     /// and by editing otherwise.
-    pub fn new(
-        api: SlackApi,
-        assistant: AssistantThreads,
-        askers: Askers,
-        limits: SinkLimits,
-        native: bool,
-    ) -> Self {
+    pub fn new(api: SlackApi, threads: Threads, limits: SinkLimits, native: bool) -> Self {
         Self {
             api,
-            assistant,
-            askers,
+            assistant: threads.assistant,
+            askers: threads.askers,
             limits,
             native,
             refused: Arc::default(),

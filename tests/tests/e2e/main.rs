@@ -44,6 +44,7 @@ mod slack_limits;
 mod slack_private;
 mod slack_resilience;
 mod slack_support;
+mod slack_unreachable_at_start;
 mod sse_resume;
 mod sso_oauth2;
 mod sso_oidc;

@@ -71,8 +71,18 @@ impl SlackWorld {
 
     /// A server on `config` plus the `[slack]` section, connected to a fresh fake Slack.
     pub async fn start_with(config: ServerConfig, options: SlackOptions) -> Result<Self> {
+        Self::start_via(config, options, |slack| slack.api_url()).await
+    }
+
+    /// As [`SlackWorld::start_with`], with the Web API at the URL `api_url` gives for
+    /// the fake (a forwarder that is closed at first, for a Slack down at start).
+    pub async fn start_via(
+        config: ServerConfig,
+        options: SlackOptions,
+        api_url: impl FnOnce(&FakeSlack) -> String,
+    ) -> Result<Self> {
         let slack = FakeSlack::start().await?;
-        let config = config.raw_toml(&slack_toml(&slack, &options));
+        let config = config.raw_toml(&slack_toml(&api_url(&slack), &options));
         let server = TestServer::start(config).await?;
         Ok(Self {
             slack,
@@ -158,8 +168,8 @@ impl SlackWorld {
     }
 }
 
-/// The `[slack]` section pointing at `slack`.
-pub fn slack_toml(slack: &FakeSlack, options: &SlackOptions) -> String {
+/// The `[slack]` section pointing at the Web API at `api_url`.
+pub fn slack_toml(api_url: &str, options: &SlackOptions) -> String {
     let mode = if options.events_api {
         format!(
             "mode = \"events\"\nsigning_secret = \"{}\"\n",
@@ -173,7 +183,7 @@ pub fn slack_toml(slack: &FakeSlack, options: &SlackOptions) -> String {
          min_edit_interval_ms = {}\nupdate_interval_ms = {}\nmax_edits_per_message = {}\n\
          connect_timeout_secs = 20\n",
         fake_slack::BOT_TOKEN,
-        slack.api_url(),
+        api_url,
         options.native_streaming,
         options.min_edit_interval_ms,
         options.update_interval_ms,
