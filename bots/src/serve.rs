@@ -1,8 +1,8 @@
 //! `chorus serve`: start core, serve HTTP (the web surface and the OpenAI- and
 //! Anthropic-compatible gateway) and the chat surfaces (Matrix when `[matrix]` is set,
-//! Discord when `[discord]` is), and shut down gracefully on SIGINT/SIGTERM (stop accepting, stop every
-//! surface and its renderers so the next start resumes them, end local runs as
-//! `interrupted` with their text kept).
+//! Discord when `[discord]` is, Slack when `[slack]` is), and shut down gracefully on
+//! SIGINT/SIGTERM (stop accepting, stop every surface and its renderers so the next
+//! start resumes them, end local runs as `interrupted` with their text kept).
 
 use crate::settings::Settings;
 use chorus_core::Core;
@@ -14,6 +14,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         matrix: matrix_config,
         gateway: gateway_config,
         discord: discord_config,
+        slack: slack_config,
     } = settings;
     let addr = config.listen_addr()?;
     let scripted_only = config.providers.is_empty();
@@ -46,12 +47,27 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             async move { chorus_discord::start(core, &discord, &data_dir).await }
         }));
     }
+    // Slack's Events API comes to this listener; the endpoint refuses requests until
+    // the surface is up (and every unsigned one always).
+    let slack_events = slack_config
+        .as_ref()
+        .map(|s| chorus_slack::EventsEndpoint::new(s.signing_secret.as_ref()));
+    if let (Some(slack), Some(endpoint)) = (&slack_config, &slack_events) {
+        let (core, slack, endpoint) = (core.clone(), slack.clone(), endpoint.clone());
+        surfaces.push(supervise_surface(&core.clone(), "slack", move || {
+            let (core, slack, endpoint) = (core.clone(), slack.clone(), endpoint.clone());
+            async move { chorus_slack::start(core, &slack, &endpoint).await }
+        }));
+    }
     let streams_done = tokio_util::sync::CancellationToken::new();
-    let app = chorus_web::router(core.clone(), streams_done.clone()).merge(chorus_gateway::router(
-        core.clone(),
-        gateway_config,
-        streams_done.clone(),
-    ));
+    let mut app = chorus_web::router(core.clone(), streams_done.clone()).merge(
+        chorus_gateway::router(core.clone(), gateway_config, streams_done.clone()),
+    );
+    if let (Some(s), Some(endpoint)) = (&slack_config, &slack_events)
+        && s.mode == chorus_slack::config::Mode::Events
+    {
+        app = app.merge(endpoint.router());
+    }
     let engine_core = core.clone();
     // Connection info gives handlers the client address (per-client login limits).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -6,6 +6,7 @@ use chorus_core::config::{Config, ConfigError};
 use chorus_gateway::config::GatewayConfig;
 use chorus_discord::config::DiscordConfig;
 use chorus_matrix::config::MatrixConfig;
+use chorus_slack::config::SlackConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -14,6 +15,7 @@ const SURFACE_SECTIONS: &[&str] = &[
     chorus_matrix::config::SECTION,
     chorus_gateway::config::SECTION,
     chorus_discord::config::SECTION,
+    chorus_slack::config::SECTION,
 ];
 
 /// Core's configuration plus every surface's section.
@@ -25,6 +27,8 @@ pub struct Settings {
     pub gateway: GatewayConfig,
     /// `[discord]`; absent, `chorus serve` does not connect to Discord.
     pub discord: Option<DiscordConfig>,
+    /// `[slack]`; absent, `chorus serve` does not connect to Slack.
+    pub slack: Option<SlackConfig>,
 }
 
 impl Settings {
@@ -38,11 +42,13 @@ impl Settings {
         let matrix = MatrixConfig::from_config(&core)?;
         let gateway = GatewayConfig::from_config(&core)?;
         let discord = DiscordConfig::from_config(&core)?;
+        let slack = SlackConfig::from_config(&core)?;
         Ok(Self {
             core,
             matrix,
             gateway,
             discord,
+            slack,
         })
     }
 
@@ -69,6 +75,10 @@ impl Settings {
             text.push('\n');
             text.push_str(&chorus_discord::config::masked_toml(discord));
         }
+        if let Some(slack) = &self.slack {
+            text.push('\n');
+            text.push_str(&chorus_slack::config::masked_toml(slack));
+        }
         text
     }
 }
@@ -77,8 +87,8 @@ impl Settings {
 mod tests {
     use super::*;
 
-    /// The committed example with its commented `[matrix]`, `[gateway]` and `[discord]` sections
-    /// turned on: valid for core and for each surface, and dumped with its secrets
+    /// The committed example with its commented `[matrix]`, `[gateway]`, `[discord]` and
+    /// `[slack]` sections turned on: valid for core and for each surface, and dumped with its secrets
     /// masked.
     #[test]
     fn example_config_with_the_surface_sections_is_valid() {
@@ -86,7 +96,7 @@ mod tests {
         let mut text = String::new();
         let mut in_section = false;
         for line in example.lines() {
-            if line.trim() == "# [matrix]" || line.trim() == "# [gateway]" || line.trim() == "# [discord]" {
+            if ["# [matrix]", "# [gateway]", "# [discord]", "# [slack]"].contains(&line.trim()) {
                 in_section = true;
             } else if in_section && !line.starts_with('#') {
                 in_section = false;
@@ -102,6 +112,8 @@ mod tests {
             ("OPENAI_API_KEY", "sk-x"),
             ("MATRIX_BOT_PASSWORD", "pw"),
             ("DISCORD_BOT_TOKEN", "tok.en"),
+            ("SLACK_BOT_TOKEN", "xoxb-s3cret"),
+            ("SLACK_APP_TOKEN", "xapp-s3cret"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -109,7 +121,9 @@ mod tests {
         let core =
             Config::from_toml_with_surfaces(&text, &env, SURFACE_SECTIONS).expect("example config");
         let settings = Settings::from_core(core).expect("example surface sections");
-        assert!(settings.matrix.is_some() && settings.discord.is_some());
+        assert!(
+            settings.matrix.is_some() && settings.discord.is_some() && settings.slack.is_some()
+        );
         assert_eq!(
             settings.gateway.keep,
             chorus_gateway::config::Keep::Runs,
@@ -122,6 +136,10 @@ mod tests {
         );
         assert!(
             dump.contains("[discord]") && !dump.contains("tok.en"),
+            "{dump}"
+        );
+        assert!(
+            dump.contains("[slack]") && !dump.contains("s3cret"),
             "{dump}"
         );
     }

@@ -39,6 +39,9 @@
 //!   with shared-secret registration and a low message rate limit that the human
 //!   test users are exempt from; [`matrix_client`]: a human Matrix user driven by
 //!   matrix-sdk (not our code), who sends, reacts and reads the bot's edited replies.
+//! - [`fake_slack`]: a local Slack: the Web API methods the Slack app calls, a
+//!   Socket Mode WebSocket that delivers envelopes and checks their acks, the Events
+//!   API's request signing, and Slack's documented payloads as fixtures.
 //! - [`tcp_forward`]: a port that refuses connections until the test opens it to a
 //!   real service (a platform down at start that comes back).
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
@@ -59,6 +62,7 @@ pub mod fake_ollama;
 pub mod fake_openai;
 pub mod fake_openai_responses;
 pub mod fake_server;
+pub mod fake_slack;
 pub mod fake_tool_models;
 pub mod fixture;
 pub mod litellm;

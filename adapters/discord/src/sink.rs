@@ -109,8 +109,8 @@ impl MessageSink for DiscordSink {
             .map(|_| ())
     }
 
-    async fn ended(&self, parts: &[String], continuable: bool) -> Result<(), SinkError> {
-        let Some((last, earlier)) = parts.split_last() else {
+    async fn ended(&self, parts: &[(String, String)], continuable: bool) -> Result<(), SinkError> {
+        let Some(((last, _), earlier)) = parts.split_last() else {
             return Ok(());
         };
         let stop_on = self
@@ -119,7 +119,7 @@ impl MessageSink for DiscordSink {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         // Parts this sink did not post (a restart) may still show a Stop button.
-        for id in earlier {
+        for (id, _) in earlier {
             if stop_on.is_none() || stop_on.as_deref() == Some(id.as_str()) {
                 self.set_components(id, controls::none()).await?;
             }

@@ -25,7 +25,7 @@ pub async fn post_reply(sink: &dyn MessageSink, markdown: &str) -> Result<Vec<St
     for part in split_message(markdown, max) {
         let mut attempt = 1;
         loop {
-            match sink.post(&part).await {
+            match sink.post_once(&part).await {
                 Ok(id) => {
                     ids.push(id);
                     break;

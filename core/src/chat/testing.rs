@@ -184,8 +184,9 @@ impl MessageSink for RecordingSink {
         Ok(())
     }
 
-    async fn ended(&self, parts: &[String], continuable: bool) -> Result<(), SinkError> {
-        self.board.lock().ended.push((parts.to_vec(), continuable));
+    async fn ended(&self, parts: &[(String, String)], continuable: bool) -> Result<(), SinkError> {
+        let ids = parts.iter().map(|(id, _)| id.clone()).collect();
+        self.board.lock().ended.push((ids, continuable));
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
+use discord_tungstenite::tungstenite::Message;
 
 /// The heartbeat interval HELLO announces, in ms (Discord's usual value).
 const HEARTBEAT_INTERVAL_MS: u64 = 41_250;
@@ -66,7 +66,7 @@ async fn session(
     state: Arc<Mutex<State>>,
     url: String,
 ) -> Result<()> {
-    let mut ws = tokio_tungstenite::accept_async(stream).await?;
+    let mut ws = discord_tungstenite::accept_async(stream).await?;
     ws.send(Message::Text(
         json!({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}}).to_string(),
     ))
@@ -94,7 +94,7 @@ async fn session(
                     Some(2) => {
                         let token = payload["d"]["token"].as_str().unwrap_or_default();
                         if token.trim_start_matches("Bot ") != super::TOKEN {
-                            ws.send(Message::Close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                            ws.send(Message::Close(Some(discord_tungstenite::tungstenite::protocol::CloseFrame {
                                 code: 4004.into(),
                                 reason: "Authentication failed.".into(),
                             }))).await?;

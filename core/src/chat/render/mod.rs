@@ -54,18 +54,30 @@ pub enum SinkError {
 #[async_trait::async_trait]
 pub trait MessageSink: Send + Sync + 'static {
     fn limits(&self) -> SinkLimits;
-    /// Posts a new message (markdown) and returns its platform id.
+    /// Posts a new message (markdown) of a reply being rendered and returns its
+    /// platform id.
     async fn post(&self, markdown: &str) -> Result<String, SinkError>;
+    /// Posts a one-off message (a command's answer, a notice) that is never edited:
+    /// a surface that streams replies natively or puts controls on them does neither
+    /// here. By default the same as [`MessageSink::post`].
+    async fn post_once(&self, markdown: &str) -> Result<String, SinkError> {
+        self.post(markdown).await
+    }
     /// Replaces the whole text of a message this sink posted.
     async fn edit(&self, message_id: &str, markdown: &str) -> Result<(), SinkError>;
     /// Shows "typing…" (while nothing has arrived yet) or clears it.
     async fn typing(&self, on: bool) -> Result<(), SinkError>;
 
-    /// The reply shown in `parts` (its messages, oldest first) has ended, with its
-    /// final text; `continuable` says whether `continue` can go on with it. Surfaces
-    /// that put controls on the reply itself (Discord's buttons) change them here:
-    /// Stop gives way to Continue and Regenerate. By default nothing happens.
-    async fn ended(&self, _parts: &[String], _continuable: bool) -> Result<(), SinkError> {
+    /// The reply has ended and its final text is shown: `parts` are its messages
+    /// (platform id, text shown), in order; `continuable` when `continue` can go on
+    /// with it (stopped, interrupted, cut off). Surfaces whose messages carry buttons
+    /// (Slack, Discord) swap Stop for Continue and Regenerate here; by default nothing
+    /// happens.
+    async fn ended(
+        &self,
+        _parts: &[(String, String)],
+        _continuable: bool,
+    ) -> Result<(), SinkError> {
         Ok(())
     }
 }

@@ -56,6 +56,9 @@ pub(super) struct Renderer<'a> {
     screen: Screen,
     state: Option<RenderState>,
     last_save: Instant,
+    /// Until when the platform asked us to wait (a rate limit): the final edit waits
+    /// for it too.
+    wait_until: Option<Instant>,
 }
 
 impl<'a> Renderer<'a> {
@@ -81,6 +84,7 @@ impl<'a> Renderer<'a> {
             },
             state: None,
             last_save: Instant::now(),
+            wait_until: None,
         }
     }
 
@@ -160,7 +164,7 @@ impl<'a> Renderer<'a> {
                 format!("{}{ending}", close_open_fence(&reply.full()))
             };
             self.show_final(&text).await;
-            self.controls_ended(run.is_continuable()).await;
+            self.announce_end(&run).await;
             if let Some(state) = &mut self.state {
                 state.finished = true;
                 state.rendered_seq = reply.seq;
@@ -359,6 +363,7 @@ impl<'a> Renderer<'a> {
     /// The final text: every part that differs is edited (or posted), retrying
     /// through rate limits, whatever the edit cap.
     async fn show_final(&mut self, text: &str) {
+        self.wait_out_rate_limit().await;
         let _ = self.sink.typing(false).await;
         let parts = split_message(text, self.limits.max_bytes);
         for (i, part) in parts.iter().enumerate() {
@@ -402,27 +407,44 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    /// Tells the sink the reply ended (its controls change), through rate limits.
-    async fn controls_ended(&self, continuable: bool) {
-        if self.screen.ids.is_empty() {
+    /// Tells the sink the reply ended (its buttons change), retrying through rate
+    /// limits like a final edit.
+    async fn announce_end(&mut self, run: &Run) {
+        let parts: Vec<(String, String)> = self
+            .screen
+            .ids
+            .iter()
+            .zip(&self.screen.shown)
+            .map(|(id, text)| (id.clone(), text.clone().unwrap_or_default()))
+            .collect();
+        if parts.is_empty() {
             return;
         }
+        let continuable = run.is_continuable();
         for attempt in 1..=MUST_LAND_ATTEMPTS {
-            match self.sink.ended(&self.screen.ids, continuable).await {
+            match self.sink.ended(&parts, continuable).await {
                 Ok(()) => return,
                 Err(SinkError::RateLimited { retry_after }) => {
                     self.backing_off(retry_after);
                     tokio::time::sleep(retry_after).await;
                 }
                 Err(SinkError::Failed(e)) => {
-                    tracing::warn!(surface = %self.hub.surface, error = %e, attempt, "cannot change the controls of an ended reply");
+                    tracing::warn!(surface = %self.hub.surface, error = %e, attempt, "cannot show the ended reply's controls");
                     return;
                 }
             }
         }
     }
 
-    fn backing_off(&self, retry_after: Duration) {
+    /// Sleeps until a rate limit the platform asked for is over.
+    async fn wait_out_rate_limit(&mut self) {
+        if let Some(until) = self.wait_until.take() {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    fn backing_off(&mut self, retry_after: Duration) {
+        self.wait_until = Some(Instant::now() + retry_after);
         tracing::info!(surface = %self.hub.surface, retry_after_ms = retry_after.as_millis() as u64, "rate limited; backing off");
     }
 

@@ -1,0 +1,67 @@
+//! `/chorus` in a Slack channel: `link` and `usage` answer ephemerally, to the person
+//! who asked only, and never as a message others read; the code works on the web.
+
+use crate::slack_support::*;
+use anyhow::{Result, ensure};
+use chorus_tests::{PASSWORD, logged_in_client, unique_name};
+use reqwest::Method;
+use serde_json::json;
+
+fn code_in(text: &str) -> Option<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .find(|w| w.len() == 9 && w.as_bytes()[4] == b'-')
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_link_and_usage_are_ephemeral() -> Result<()> {
+    let world = SlackWorld::start("Fine.", 50.0, SlackOptions::default()).await?;
+
+    world.command(ALICE, CHANNEL, "link").await?;
+    let code = world
+        .slack
+        .wait_until("Alice's link code, ephemeral", WAIT, |s| {
+            s.ephemerals
+                .iter()
+                .filter(|e| e.user == ALICE && e.channel == CHANNEL)
+                .find_map(|e| code_in(&e.text))
+        })
+        .await?;
+    world.command(ALICE, CHANNEL, "usage").await?;
+    world
+        .slack
+        .wait_until("Alice's usage, ephemeral", WAIT, |s| {
+            (s.ephemerals.iter().filter(|e| e.user == ALICE).count() == 2).then_some(())
+        })
+        .await?;
+    {
+        let state = world.slack.state();
+        ensure!(
+            state.messages.is_empty(),
+            "the app posted messages others read: {:?}",
+            state.messages
+        );
+        ensure!(
+            state.ephemerals.iter().all(|e| e.user == ALICE),
+            "someone else was shown Alice's answers: {:?}",
+            state.ephemerals
+        );
+    }
+
+    // The code joins a web account to Alice's Slack account.
+    let name = unique_name("web");
+    let web = logged_in_client(&world.server, &name).await?;
+    let redeemed = web
+        .request(Method::POST, "/api/link-codes/redeem")
+        .json(&json!({ "code": code }))
+        .send()
+        .await?;
+    ensure!(
+        redeemed.status() == 200,
+        "redeeming the code on the web: {} {}",
+        redeemed.status(),
+        redeemed.text().await?
+    );
+    world.server.client().login(&name, PASSWORD).await?;
+    Ok(())
+}
