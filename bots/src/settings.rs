@@ -3,8 +3,8 @@
 //! that knows every surface, so this is where their sections are gathered.
 
 use chorus_core::config::{Config, ConfigError};
-use chorus_gateway::config::GatewayConfig;
 use chorus_discord::config::DiscordConfig;
+use chorus_gateway::config::GatewayConfig;
 use chorus_matrix::config::MatrixConfig;
 use chorus_slack::config::SlackConfig;
 use std::collections::BTreeMap;

@@ -5,12 +5,12 @@
 
 use super::{BOT_ID, GUILD_ID, State, fixture};
 use anyhow::Result;
+use discord_tungstenite::tungstenite::Message;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use discord_tungstenite::tungstenite::Message;
 
 /// The heartbeat interval HELLO announces, in ms (Discord's usual value).
 const HEARTBEAT_INTERVAL_MS: u64 = 41_250;
