@@ -120,7 +120,7 @@ def main():
         "bad_key": error(lambda: client("ck_not_a_key").messages.create(model=MODEL, max_tokens=10, messages=ASK)),
         "unknown_model": error(lambda: c.messages.create(model="nope/nothing", max_tokens=10, messages=ASK)),
         "spent_balance": error(
-            lambda: client(os.environ["CHORUS_BROKE_KEY"]).messages.create(model=MODEL, max_tokens=10, messages=ASK)
+            lambda: client(os.environ["CHORUS_BROKE_KEY"]).messages.create(model=os.environ["SCRIPTED_MODEL"], max_tokens=10, messages=ASK)
         ),
         "bad_request": error(
             lambda: c.messages.create(

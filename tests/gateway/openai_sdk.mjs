@@ -87,6 +87,6 @@ out.errors = {
   bad_key: await error(() => client("ck_not_a_key").chat.completions.create({ model: MODEL, messages: ASK })),
   unknown_model: await error(() => c.chat.completions.create({ model: "nope/nothing", messages: ASK })),
   spent_balance: await error(() =>
-    client(process.env.CHORUS_BROKE_KEY).chat.completions.create({ model: MODEL, messages: ASK })),
+    client(process.env.CHORUS_BROKE_KEY).chat.completions.create({ model: process.env.SCRIPTED_MODEL, messages: ASK })),
 };
 console.log(JSON.stringify(out));

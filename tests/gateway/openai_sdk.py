@@ -134,7 +134,7 @@ def main():
         "bad_key": error(lambda: client("ck_not_a_key").chat.completions.create(model=MODEL, messages=ASK)),
         "unknown_model": error(lambda: c.chat.completions.create(model="nope/nothing", messages=ASK)),
         "spent_balance": error(
-            lambda: client(os.environ["CHORUS_BROKE_KEY"]).chat.completions.create(model=MODEL, messages=ASK)
+            lambda: client(os.environ["CHORUS_BROKE_KEY"]).chat.completions.create(model=os.environ["SCRIPTED_MODEL"], messages=ASK)
         ),
         "n": error(lambda: c.chat.completions.create(model=MODEL, messages=ASK, n=2)),
         "bad_key_models": error(lambda: client("ck_not_a_key").models.list()),

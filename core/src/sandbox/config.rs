@@ -274,6 +274,7 @@ mod tests {
     fn a_plain_tcp_engine_needs_an_explicit_allowance() {
         for host in ["tcp://10.0.0.5:2375", "http://docker.internal:2375"] {
             let c = SandboxConfig {
+                enabled: true,
                 docker_host: Some(host.into()),
                 ..Default::default()
             };

@@ -1,7 +1,8 @@
 //! Gateway requests are admitted and charged like every run. 200 concurrent requests
 //! on a balance that covers about 50: each answered with a reply or with OpenAI's 429
-//! `insufficient_quota`, refusals only once the balance is spent (runs already in
-//! flight may overdraw it, as on every surface), every reply charged once, and the
+//! `insufficient_quota` (runs in flight hold what they reserved), then requests one at
+//! a time answered until the balance cannot cover one reservation, every reply charged
+//! once, and the
 //! balance equal to the ledger's sum (PostgreSQL); a second crowd on the spent
 //! balance is refused whole and charged nothing. The message rate limit and the
 //! concurrency limit answer 429 `rate_limit_exceeded` (Anthropic: `rate_limit_error`)
@@ -91,19 +92,42 @@ async fn concurrent_gateway_requests_on_one_balance_keep_the_ledger_exact() -> R
         replies + refused == REQUESTS as i64,
         "{replies} replies, {refused} refusals"
     );
-    // Refusals came only once the balance was spent: the replies used it all up.
     ensure!(
-        replies * one >= grant + balance_now - one,
-        "{replies} replies of {one} micro-credits did not spend {}",
-        grant + balance_now
+        replies > 0 && refused > 0,
+        "{replies} replies, {refused} refusals"
     );
+    // In the crowd a request may be refused while runs in flight hold the balance
+    // (each reserves its prompt and `reserve_output_tokens` at admission). One at a
+    // time, requests go on being answered until the balance cannot cover one
+    // reservation: refusals start once it is spent, not before.
+    let reserve = cost_micros(
+        first["usage"]["prompt_tokens"].as_i64().unwrap_or_default(),
+        16,
+    )
+    .max(one);
+    let mut drained = 0i64;
+    loop {
+        let (status, body) = complete(&http, &url, &key).await?;
+        match status {
+            200 => drained += 1,
+            429 if body["error"]["code"] == "insufficient_quota" => break,
+            other => anyhow::bail!("unexpected HTTP {other}: {body}"),
+        }
+        ensure!(drained <= REQUESTS as i64, "the balance never ran out");
+    }
+    let replies = replies + drained;
     let balance: i64 = sqlx::query_scalar("SELECT balance FROM accounts WHERE name = $1")
         .bind(&name)
         .fetch_one(&pool)
         .await?;
     ensure!(
-        balance < one,
-        "balance left after {replies} replies: {balance}"
+        balance < 2 * reserve,
+        "refused with {balance} micro-credits left (a reservation is about {reserve})"
+    );
+    ensure!(
+        balance == grant + balance_now - replies * one,
+        "balance {balance} after {replies} replies of {one} from {}",
+        grant + balance_now
     );
     // Every reply (and the first) charged once.
     let charged: i64 = sqlx::query_scalar(

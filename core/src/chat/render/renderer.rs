@@ -414,8 +414,11 @@ impl<'a> Renderer<'a> {
             .screen
             .ids
             .iter()
-            .zip(&self.screen.shown)
-            .map(|(id, text)| (id.clone(), text.clone().unwrap_or_default()))
+            .enumerate()
+            .map(|(i, id)| {
+                let shown = self.screen.shown.get(i).cloned().flatten();
+                (id.clone(), shown.unwrap_or_default())
+            })
             .collect();
         if parts.is_empty() {
             return;
