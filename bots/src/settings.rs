@@ -59,6 +59,12 @@ impl Settings {
         if let Some(matrix) = &self.matrix {
             warnings.extend(matrix.warnings());
         }
+        if let Some(discord) = &self.discord {
+            warnings.extend(discord.warnings());
+        }
+        if let Some(slack) = &self.slack {
+            warnings.extend(slack.warnings());
+        }
         warnings
     }
 

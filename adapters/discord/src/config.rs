@@ -99,6 +99,30 @@ fn default_connect_timeout_secs() -> u64 {
 }
 
 impl DiscordConfig {
+    /// Valid settings a shared deployment would regret, one line each starting with
+    /// the key (printed by `chorus config check`).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.allowed_guilds.is_empty()
+            && self.allowed_channels.is_empty()
+            && self.allowed_roles.is_empty()
+            && self.allowed_users.is_empty()
+        {
+            warnings.push(
+                "discord.allowed_guilds and the other allowlists (channels, roles, users) are empty: \
+                 everyone in every guild the bot is added to, and anyone who DMs it, may use it (and get an account)"
+                    .to_string(),
+            );
+        }
+        if self.api_url.is_some() {
+            warnings.push(
+                "discord.api_url is set: the bot talks to that server instead of Discord (tests only)"
+                    .to_string(),
+            );
+        }
+        warnings
+    }
+
     /// The renderer's limits on Discord.
     pub fn limits(&self) -> SinkLimits {
         SinkLimits {
@@ -257,6 +281,25 @@ mod tests {
             &BTreeMap::new(),
         )
         .map(|(_, d)| d)
+    }
+
+    #[test]
+    fn open_allowlists_and_a_test_api_url_are_warned_about() {
+        let open = parse("").unwrap().unwrap().warnings();
+        assert!(
+            open.len() == 1 && open[0].starts_with("discord.allowed_guilds"),
+            "{open:?}"
+        );
+        let closed = parse("allowed_guilds = [\"123\"]").unwrap().unwrap();
+        assert!(closed.warnings().is_empty(), "{:?}", closed.warnings());
+        let fake = parse("allowed_users = [\"1\"]\napi_url = \"http://127.0.0.1:9\"")
+            .unwrap()
+            .unwrap()
+            .warnings();
+        assert!(
+            fake.len() == 1 && fake[0].starts_with("discord.api_url"),
+            "{fake:?}"
+        );
     }
 
     #[test]

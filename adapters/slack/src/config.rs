@@ -114,6 +114,29 @@ fn default_api_url() -> String {
 }
 
 impl SlackConfig {
+    /// Valid settings a shared deployment would regret, one line each starting with
+    /// the key (printed by `chorus config check`).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.allowed_workspaces.is_empty()
+            && self.allowed_channels.is_empty()
+            && self.allowed_users.is_empty()
+        {
+            warnings.push(
+                "slack.allowed_workspaces and the other allowlists (channels, users) are empty: \
+                 everyone in every workspace the app is installed in may use it (and get an account)"
+                    .to_string(),
+            );
+        }
+        if self.api_url != SLACK_API_URL {
+            warnings.push(
+                "slack.api_url is set: the app talks to that server instead of Slack (tests only)"
+                    .to_string(),
+            );
+        }
+        warnings
+    }
+
     /// The renderer's limits on Slack.
     pub fn limits(&self) -> SinkLimits {
         SinkLimits {
@@ -297,6 +320,17 @@ mod tests {
             &BTreeMap::new(),
         )
         .map(|(_, s)| s.expect("slack section"))
+    }
+
+    #[test]
+    fn open_allowlists_and_a_test_api_url_are_warned_about() {
+        let open = parse("app_token = \"xapp-1\"").unwrap().warnings();
+        assert!(
+            open.len() == 1 && open[0].starts_with("slack.allowed_workspaces"),
+            "{open:?}"
+        );
+        let closed = parse("app_token = \"xapp-1\"\nallowed_users = [\"U0123ABCD\"]").unwrap();
+        assert!(closed.warnings().is_empty(), "{:?}", closed.warnings());
     }
 
     #[test]

@@ -451,7 +451,9 @@ async fn config_check_warns_about_each_risky_setting() -> Result<()> {
                  [sandbox]\nenabled = true\n\
                  [matrix]\nhomeserver_url = \"https://matrix.example.org\"\n\
                  user_id = \"@chorus:example.org\"\npassword = \"pw\"\nallow_all = true\n\
-                 allowed_servers = [\"*\"]\n";
+                 allowed_servers = [\"*\"]\n\
+                 [discord]\ntoken = \"abc.def.ghi\"\n\
+                 [slack]\nbot_token = \"xoxb-1\"\napp_token = \"xapp-1\"\n";
     let out = config_check(risky).await?;
     ensure!(out.success, "risky settings are valid: {}", out.stderr);
     ensure!(out.stdout.contains("config is valid"), "{}", out.stdout);
@@ -470,6 +472,8 @@ async fn config_check_warns_about_each_risky_setting() -> Result<()> {
         "sandbox.enabled",
         "matrix.allow_all",
         "matrix.allowed_servers",
+        "discord.allowed_guilds",
+        "slack.allowed_workspaces",
     ];
     ensure!(
         warnings.len() == keys.len(),
