@@ -345,10 +345,16 @@ impl Core {
             .await?)
     }
 
-    pub async fn account_by_session(&self, token: &str) -> Result<Option<Account>, CoreError> {
+    /// The active account of a session token; the session's use (and `user_agent`,
+    /// the browser's) is recorded for the owner's list of sessions.
+    pub async fn account_by_session(
+        &self,
+        token: &str,
+        user_agent: Option<&str>,
+    ) -> Result<Option<Account>, CoreError> {
         Ok(self
             .store
-            .account_by_session(&auth::token_hash(token))
+            .account_by_session(&auth::token_hash(token), user_agent)
             .await?
             .filter(Account::is_active))
     }

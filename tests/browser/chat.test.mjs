@@ -105,16 +105,17 @@ describe('chat client in headless Chromium', { timeout: 90000 }, () => {
     assert.match(await page.textContent('#scripted-notice'), /scripted demo provider/);
     assert.equal(await page.inputValue('#model-select'), 'scripted/demo');
 
-    // The sign-in methods dialog lists the local login and offers to link Discord.
-    await page.click('#open-identities');
+    // The account dialog's sign-in methods list the local login and offer to link
+    // Discord.
+    await page.click('#open-account');
     await page.waitForSelector('#identities-list li', { state: 'visible' });
     assert.match(await page.textContent('#identities-list'), /Name and password — alice/);
     assert.equal(
       await page.getAttribute('#identities-link a', 'href'),
       '/api/auth/sso/discord/start',
     );
-    await page.click('#identities-dialog button[type="submit"]');
-    await page.waitForSelector('#identities-dialog', { state: 'hidden' });
+    await page.click('#account-close');
+    await page.waitForSelector('#account-dialog', { state: 'hidden' });
   });
 
   test('a reply goes on after a reload in the middle of it', async () => {

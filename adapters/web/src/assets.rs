@@ -56,7 +56,10 @@ const ASSETS: &[(&str, &str, &str)] = &[
     served!("tools.js", JS),
     served!("markdown.js", JS),
     served!("sso.js", JS),
+    served!("account.js", JS),
+    served!("chart.js", JS),
     served!("sso.css", CSS),
+    served!("account.css", CSS),
     served!("app.css", CSS),
     served!("favicon.svg", SVG),
 ];

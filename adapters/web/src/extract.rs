@@ -48,7 +48,11 @@ impl FromRequestParts<AppState> for Authed {
             };
         }
         let token = session_token(parts).ok_or_else(ApiError::unauthenticated)?;
-        match state.core.account_by_session(&token).await? {
+        match state
+            .core
+            .account_by_session(&token, user_agent(parts))
+            .await?
+        {
             Some(account) => Ok(Authed(account)),
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -104,6 +108,15 @@ pub fn client_address(parts: &Parts, state: &AppState) -> String {
         .client_ip(peer, forwarded)
         .to_canonical()
         .to_string()
+}
+
+/// The browser's `User-Agent`, for its owner's list of sessions.
+pub fn user_agent(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
 }
 
 /// The session token from the request's cookies.

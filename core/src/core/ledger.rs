@@ -50,6 +50,40 @@ pub struct UsageReport {
     pub days: u32,
     pub by_day: Vec<UsageLine>,
     pub by_model: Vec<UsageLine>,
+    /// The balance at the end of each day of the window, oldest first, every day
+    /// present (today's is the balance now).
+    pub balance_by_day: Vec<DayBalance>,
+}
+
+/// The balance at the end of one UTC day.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DayBalance {
+    /// `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// Credits.
+    pub balance: f64,
+    pub balance_micros: i64,
+}
+
+/// The balance at the end of each of the `days` days up to `today` (day numbers
+/// since the epoch), oldest first, from the balance now and the net change of each
+/// day (`net`: (day, micro-credits), days without change left out): a day ends with
+/// the next day's closing balance less that next day's change.
+fn closing_balances(balance: i64, today: i64, days: u32, net: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let change = |day: i64| {
+        net.iter()
+            .filter(|(d, _)| *d == day)
+            .map(|(_, n)| *n)
+            .sum::<i64>()
+    };
+    let mut out = Vec::with_capacity(days as usize);
+    let mut closing = balance;
+    for day in (today - i64::from(days) + 1..=today).rev() {
+        out.push((day, closing));
+        closing -= change(day);
+    }
+    out.reverse();
+    out
 }
 
 impl UsageReport {
@@ -185,6 +219,15 @@ impl Core {
         let since = (today - days as i64 + 1) * 86_400_000;
         let balance = self.store.balance(&account.id).await?;
         let (by_day, by_model) = self.store.usage(&account.id, since).await?;
+        let net = self.store.net_by_day(&account.id, since).await?;
+        let balance_by_day = closing_balances(balance, today, days, &net)
+            .into_iter()
+            .map(|(day, micros)| DayBalance {
+                date: chorus_store::utc_date(day),
+                balance: micros_to_credits(micros),
+                balance_micros: micros,
+            })
+            .collect();
         Ok(UsageReport {
             balance: micros_to_credits(balance),
             balance_micros: balance,
@@ -192,6 +235,7 @@ impl Core {
             days,
             by_day: by_day.into_iter().map(UsageLine::from).collect(),
             by_model: by_model.into_iter().map(UsageLine::from).collect(),
+            balance_by_day,
         })
     }
 
@@ -250,5 +294,21 @@ impl Core {
             .await?;
         tracing::info!(account = %account.id, micros = credits_to_micros(credits), balance, "credits granted");
         Ok((account.id, balance))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closing_balances;
+
+    #[test]
+    fn closing_balances_walk_back_from_now() {
+        // Day 10 is today: +5 today, -3 on day 8, nothing on day 9.
+        let got = closing_balances(100, 10, 4, &[(8, -3), (10, 5)]);
+        assert_eq!(got, vec![(7, 98), (8, 95), (9, 95), (10, 100)]);
+        // No change at all: the same balance every day.
+        assert_eq!(closing_balances(7, 3, 2, &[]), vec![(2, 7), (3, 7)]);
+        // One day: today's balance.
+        assert_eq!(closing_balances(-4, 0, 1, &[(0, -4)]), vec![(0, -4)]);
     }
 }

@@ -4,7 +4,7 @@
 use super::{Core, CoreError};
 use crate::auth;
 use chorus_model::time::now_ms;
-use chorus_store::{Account, Store};
+use chorus_store::{Account, SessionInfo, Store};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +51,28 @@ impl Core {
             .await?;
         tracing::info!(account = %account.id, sessions_ended = ended, "password changed");
         Ok(ended)
+    }
+
+    /// The account's unexpired web sessions, newest first, the one of
+    /// `current_token` (the caller's) marked.
+    pub async fn sessions(
+        &self,
+        account: &Account,
+        current_token: Option<&str>,
+    ) -> Result<Vec<SessionInfo>, CoreError> {
+        let current = current_token.map(auth::token_hash);
+        Ok(self
+            .store
+            .sessions_of(&account.id, current.as_deref())
+            .await?)
+    }
+
+    /// Ends one web session of `account` by its public id (another account's
+    /// session is not found).
+    pub async fn revoke_session(&self, account: &Account, id: &str) -> Result<(), CoreError> {
+        self.store.delete_account_session(&account.id, id).await?;
+        tracing::info!(account = %account.id, session = id, "session ended by its owner");
+        Ok(())
     }
 
     /// Ends every web session of `account`, the caller's included ("sign out

@@ -135,9 +135,10 @@ impl Store {
         expires_at: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (token_hash, account_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO sessions (token_hash, id, account_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(token_hash)
+        .bind(uuid::Uuid::new_v4().simple().to_string())
         .bind(account.as_str())
         .bind(now_ms())
         .bind(expires_at)
@@ -146,22 +147,32 @@ impl Store {
         Ok(())
     }
 
-    /// The account of an unexpired session.
+    /// The account of an unexpired session; records its use and the browser's
+    /// `user_agent` (to the minute, like an API key's, so a busy session does not cost
+    /// a database write per request) for the owner's list of sessions.
     pub async fn account_by_session(
         &self,
         token_hash: &str,
+        user_agent: Option<&str>,
     ) -> Result<Option<Account>, StoreError> {
+        let now = now_ms();
         let sql = format!(
-            "SELECT a.{} FROM accounts a JOIN sessions s ON s.account_id = a.id \
+            "SELECT a.{}, s.last_seen_at AS session_last_seen_at FROM accounts a \
+             JOIN sessions s ON s.account_id = a.id \
              WHERE s.token_hash = $1 AND s.expires_at > $2",
             ACCOUNT_COLUMNS.replace(", ", ", a.")
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(token_hash)
-            .bind(now_ms())
+            .bind(now)
             .fetch_optional(self.pool())
             .await?;
-        Ok(row.as_ref().map(account_from_row).transpose()?)
+        let Some(row) = row else { return Ok(None) };
+        let last_seen: Option<i64> = row.try_get("session_last_seen_at")?;
+        if last_seen.is_none_or(|t| now - t >= crate::sessions::LAST_SEEN_RESOLUTION_MS) {
+            crate::sessions::touch(self, token_hash, now, user_agent).await?;
+        }
+        Ok(Some(account_from_row(&row)?))
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {

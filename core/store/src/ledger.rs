@@ -323,6 +323,30 @@ impl Store {
         Ok(Some(balance + amount))
     }
 
+    /// The net change of the balance (every ledger row: usage, grants, refills,
+    /// merges) per UTC day since `since` (Unix ms), as (day number since the epoch,
+    /// micro-credits), oldest first; days without rows are left out. With the balance
+    /// now it gives the balance at the end of each day, from one indexed query.
+    pub async fn net_by_day(
+        &self,
+        account: &AccountId,
+        since: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let sql = format!(
+            "SELECT created_at / 86400000 AS d, CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS net \
+             FROM ledger WHERE {OWN_AND_MERGED} AND created_at >= $2 GROUP BY created_at / 86400000 ORDER BY 1"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .bind(since)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("d")?, r.try_get("net")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     /// Usage since `since` (Unix ms) per UTC day and per model, from the run rows of
     /// the ledger (the account's and its merged tombstones').
     pub async fn usage(

@@ -11,6 +11,7 @@ mod identities;
 mod ledger;
 mod links;
 mod runs;
+mod sessions;
 mod tool_steps;
 
 use accounts::ACCOUNT_COLUMNS_A;
@@ -22,6 +23,7 @@ pub use identities::{IdentityRecord, SsoFlow};
 pub use ledger::{Admission, LedgerEntry, LedgerReason, UsageBucket, utc_date};
 pub use links::{Identity, LinkOutcome};
 pub use runs::{Checkpoint, Run, RunOutcome, RunStatus, TurnIds};
+pub use sessions::SessionInfo;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -136,6 +138,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "gateway_retention",
         include_str!("../../../migrations/sqlite/0007_gateway_retention.sql"),
     ),
+    (
+        10,
+        "session_list",
+        include_str!("../../../migrations/sqlite/0010_session_list.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -172,6 +179,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "gateway_retention",
         include_str!("../../../migrations/postgres/0007_gateway_retention.sql"),
+    ),
+    (
+        10,
+        "session_list",
+        include_str!("../../../migrations/postgres/0010_session_list.sql"),
     ),
 ];
 

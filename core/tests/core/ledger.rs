@@ -430,7 +430,7 @@ async fn link_codes_merge_accounts(store: &Store) {
     );
     assert!(
         store
-            .account_by_session("dave-session")
+            .account_by_session("dave-session", None)
             .await
             .unwrap()
             .is_none()

@@ -58,6 +58,8 @@ async fn drop_pg(name: &str) {
 
 async fn suite(store: &Store) {
     accounts_sessions_and_keys(store).await;
+    sessions_listed_and_ended_by_their_owner(store).await;
+    balance_changes_by_day(store).await;
     conversations_and_ownership(store).await;
     runs_checkpoints_and_finish(store).await;
     orphans_are_interrupted_once(store).await;
@@ -107,12 +109,29 @@ async fn accounts_sessions_and_keys(store: &Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.account_by_session("live").await.unwrap().unwrap().id,
+        store
+            .account_by_session("live", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         alice.id
     );
-    assert!(store.account_by_session("expired").await.unwrap().is_none());
+    assert!(
+        store
+            .account_by_session("expired", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
     store.delete_session("live").await.unwrap();
-    assert!(store.account_by_session("live").await.unwrap().is_none());
+    assert!(
+        store
+            .account_by_session("live", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let key = store
         .create_scoped_api_key(
@@ -140,6 +159,147 @@ async fn accounts_sessions_and_keys(store: &Store) {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+/// A person's list of sessions: public ids (never the token's hash), the asking one
+/// marked, last use and browser recorded on use, expired ones left out, and one
+/// ended only by its owner.
+async fn sessions_listed_and_ended_by_their_owner(store: &Store) {
+    let ann = store.create_account("ann", Role::User, None).await.unwrap();
+    let ben = store.create_account("ben", Role::User, None).await.unwrap();
+    store
+        .create_session("ann-laptop", &ann.id, now_ms() + 60_000)
+        .await
+        .unwrap();
+    store
+        .create_session("ann-phone", &ann.id, now_ms() + 60_000)
+        .await
+        .unwrap();
+    store
+        .create_session("ann-old", &ann.id, now_ms() - 1)
+        .await
+        .unwrap();
+    store
+        .create_session("ben-only", &ben.id, now_ms() + 60_000)
+        .await
+        .unwrap();
+
+    let listed = store.sessions_of(&ann.id, Some("ann-phone")).await.unwrap();
+    assert_eq!(
+        listed.len(),
+        2,
+        "expired sessions are not listed: {listed:?}"
+    );
+    assert_eq!(listed.iter().filter(|s| s.current).count(), 1);
+    for s in &listed {
+        assert!(!s.id.is_empty() && !s.id.contains("ann-"), "{s:?}");
+        assert_eq!(s.last_seen_at, None, "not used yet");
+        assert_eq!(s.user_agent, None);
+    }
+    assert_ne!(listed[0].id, listed[1].id);
+
+    // A use records when and with which browser (cut to 300 characters).
+    let long_agent = format!("Mozilla/5.0 (X11; Linux) {}", "é".repeat(400));
+    let before = now_ms();
+    store
+        .account_by_session("ann-phone", Some(&long_agent))
+        .await
+        .unwrap()
+        .unwrap();
+    let listed = store.sessions_of(&ann.id, Some("ann-phone")).await.unwrap();
+    let phone = listed.iter().find(|s| s.current).unwrap().clone();
+    assert!(phone.last_seen_at.is_some_and(|t| t >= before), "{phone:?}");
+    let agent = phone.user_agent.clone().unwrap();
+    assert_eq!(agent.chars().count(), 300);
+    assert!(long_agent.starts_with(&agent));
+    // Within the minute a second use writes nothing new.
+    store
+        .account_by_session("ann-phone", Some("another browser"))
+        .await
+        .unwrap()
+        .unwrap();
+    let again = store.sessions_of(&ann.id, None).await.unwrap();
+    let phone_again = again.iter().find(|s| s.id == phone.id).unwrap();
+    assert_eq!(phone_again.user_agent.as_deref(), Some(agent.as_str()));
+    assert!(
+        again.iter().all(|s| !s.current),
+        "no current without a token"
+    );
+
+    // Ben cannot end Ann's session, nor can Ann end one that does not exist.
+    let laptop = listed.iter().find(|s| !s.current).unwrap().id.clone();
+    assert!(matches!(
+        store.delete_account_session(&ben.id, &laptop).await,
+        Err(StoreError::NotFound("session"))
+    ));
+    assert!(
+        store
+            .account_by_session("ann-laptop", None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(matches!(
+        store
+            .delete_account_session(&ann.id, "no-such-session")
+            .await,
+        Err(StoreError::NotFound("session"))
+    ));
+    store
+        .delete_account_session(&ann.id, &laptop)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .account_by_session("ann-laptop", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .account_by_session("ann-phone", None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let left = store.sessions_of(&ann.id, Some("ann-phone")).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, phone.id);
+    assert_eq!(store.sessions_of(&ben.id, None).await.unwrap().len(), 1);
+}
+
+/// The net change of a balance per day: every kind of row counts, other accounts'
+/// do not, rows before the window do not.
+async fn balance_changes_by_day(store: &Store) {
+    use chorus_store::LedgerReason;
+    let cat = store.create_account("cat", Role::User, None).await.unwrap();
+    let dog = store.create_account("dog", Role::User, None).await.unwrap();
+    let today = now_ms() / 86_400_000;
+    store
+        .credit(&cat.id, 5_000_000, LedgerReason::Grant, Some("welcome"))
+        .await
+        .unwrap();
+    store
+        .credit(&cat.id, -1_500_000, LedgerReason::Grant, None)
+        .await
+        .unwrap();
+    store
+        .credit(&dog.id, 9_000_000, LedgerReason::Grant, None)
+        .await
+        .unwrap();
+    let since = today * 86_400_000;
+    let net = store.net_by_day(&cat.id, since).await.unwrap();
+    assert_eq!(net, vec![(today, 3_500_000)]);
+    assert_eq!(store.balance(&cat.id).await.unwrap(), 3_500_000);
+    assert!(
+        store
+            .net_by_day(&cat.id, since + 86_400_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing after today"
     );
 }
 

@@ -49,6 +49,7 @@ mod mcp_wire_formats;
 mod ollama_provider;
 mod openai_provider;
 mod openai_responses_provider;
+mod openapi;
 mod quota_support;
 mod sandbox_files;
 mod sandbox_tool;

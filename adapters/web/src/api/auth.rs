@@ -3,7 +3,7 @@
 use crate::extract::{ApiJson, Authed, SESSION_COOKIE, WebSession, session_token};
 use crate::{ApiError, AppState};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header::SET_COOKIE};
 use axum::response::{IntoResponse, Response};
@@ -101,4 +101,27 @@ pub async fn revoke_sessions(
         HeaderValue::from_static("chorus_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
     );
     Ok(response)
+}
+
+/// `GET /api/me/sessions`: the account's signed-in browsers, this one marked
+/// `current`. Never a token.
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    WebSession(account): WebSession,
+    parts: Parts,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let current = session_token(&parts);
+    let sessions = state.core.sessions(&account, current.as_deref()).await?;
+    Ok(Json(json!({ "sessions": sessions })))
+}
+
+/// `DELETE /api/me/sessions/{id}`: signs one browser out. Another account's session
+/// is 404.
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    WebSession(account): WebSession,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.core.revoke_session(&account, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

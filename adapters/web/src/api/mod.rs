@@ -23,7 +23,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/me", get(auth::me))
         .route("/api/me/password", post(auth::change_password))
-        .route("/api/me/sessions", delete(auth::revoke_sessions))
+        .route(
+            "/api/me/sessions",
+            get(auth::list_sessions).delete(auth::revoke_sessions),
+        )
+        .route("/api/me/sessions/{id}", delete(auth::revoke_session))
         .route("/api/me/usage", get(account::usage))
         .route(
             "/api/keys",
@@ -128,6 +132,21 @@ async fn not_found() -> crate::ApiError {
 
 #[cfg(test)]
 mod tests {
+    /// The OpenAPI form of a router path: a wildcard `{*name}` (the rest of the URL)
+    /// is the path parameter `{name}`.
+    fn openapi_path(route: &str) -> String {
+        route.replace("{*", "{")
+    }
+
+    #[test]
+    fn wildcards_are_path_parameters() {
+        assert_eq!(
+            openapi_path("/api/conversations/{id}/files/{*path}"),
+            "/api/conversations/{id}/files/{path}"
+        );
+        assert_eq!(openapi_path("/api/runs/{id}"), "/api/runs/{id}");
+    }
+
     /// Every route of the API is documented in openapi.json, and nothing else is.
     #[test]
     fn openapi_documents_every_route() {
@@ -141,7 +160,7 @@ mod tests {
             .split(".route(")
             .skip(1)
             .filter_map(|rest| rest.split('"').nth(1))
-            .map(str::to_string)
+            .map(openapi_path)
             .collect();
         assert!(!routed.is_empty());
         assert_eq!(documented, routed);

@@ -96,7 +96,12 @@ pub async fn start(
 
 async fn begin(state: &AppState, provider: &str, parts: &Parts) -> Result<Response, ApiError> {
     let current = match session_token(parts) {
-        Some(token) => state.core.account_by_session(&token).await?,
+        Some(token) => {
+            state
+                .core
+                .account_by_session(&token, crate::extract::user_agent(parts))
+                .await?
+        }
         None => None,
     };
     if current.is_some() {

@@ -8,6 +8,8 @@
 //   conversation.js   the open conversation: opening, a new chat, sending
 //   messages.js       rendering messages (markdown.js renders model output safely)
 //   runs.js           following a reply's event stream, stop and continue
+//   account.js        the account dialog (usage charts from chart.js, link codes,
+//                     API keys, sessions; sign-in methods and password from sso.js)
 // tools.js (the Tools panel) is a page script of its own.
 
 import { onUnauthorized } from './api.js';
@@ -18,13 +20,15 @@ import { rememberModel } from './models.js';
 import { continueRun, stopRun } from './runs.js';
 import { boot, login, logout, toLogin } from './session.js';
 import { setSidebar } from './sidebar.js';
-import { openIdentities, setupAccountControls, setupLogin } from './sso.js';
+import { openAccount, setupAccount } from './account.js';
+import { setupAccountControls, setupLogin } from './sso.js';
 import { autoGrow, hideError, nearBottom, scrollToBottom, showError, state, ui, updateComposer } from './state.js';
 
 ui.loginForm.addEventListener('submit', login);
 ui.logout.addEventListener('click', logout);
-$('open-identities').addEventListener('click', () => openIdentities().catch(showError));
+$('open-account').addEventListener('click', () => openAccount().catch(showError));
 setupAccountControls(() => toLogin(''));
+setupAccount((message) => toLogin(message || ''));
 ui.bannerClose.addEventListener('click', hideError);
 ui.newChat.addEventListener('click', () => {
   setSidebar(false);

@@ -1,7 +1,7 @@
 // Single sign-on in the chat client: the provider buttons of the login page, and the
-// "Sign-in methods" dialog that lists the account's identities, links another
-// provider (a logged-in start links instead of logging in) and unlinks one, changes
-// the password and signs out everywhere.
+// account dialog's "Sign-in methods" (account.js opens it): the account's identities,
+// linking another provider (a logged-in start links instead of logging in) and
+// unlinking one, changing the password and signing out everywhere.
 // Every dynamic text is set with textContent.
 
 import { api } from './api.js';
@@ -61,12 +61,10 @@ function platformName(platform) {
   return platform;
 }
 
-/** Opens the sign-in methods dialog. */
-export async function openIdentities() {
-  const dialog = $('identities-dialog');
-  const error = $('identities-error');
-  error.hidden = true;
-  await renderIdentities();
+/** Fills the account dialog's sign-in methods: the identities and the providers
+ * that can be linked. */
+export async function loadIdentities() {
+  $('identities-error').hidden = true;
   const links = $('identities-link');
   links.replaceChildren();
   for (const p of providers) {
@@ -75,7 +73,7 @@ export async function openIdentities() {
     links.append(a);
   }
   $('identities-link-section').hidden = providers.length === 0;
-  if (!dialog.open) dialog.showModal();
+  await renderIdentities();
 }
 
 async function renderIdentities() {
@@ -121,13 +119,14 @@ export function setupAccountControls(signedOut) {
       $('password-new').value = '';
       const others = r.sessions_ended === 1 ? '1 other session' : `${r.sessions_ended} other sessions`;
       status.textContent = `Password changed; ${others} signed out.`;
+      document.dispatchEvent(new CustomEvent('chorus:sessions-changed'));
     } catch (err) {
       status.textContent = err.status === 401 ? 'The current password is wrong.' : err.message || 'Could not change the password.';
     }
     status.hidden = false;
   });
   $('sign-out-everywhere').addEventListener('click', async () => {
-    const error = $('identities-error');
+    const error = $('sessions-error');
     error.hidden = true;
     try {
       await api('DELETE', '/api/me/sessions');
@@ -138,7 +137,7 @@ export function setupAccountControls(signedOut) {
         return;
       }
     }
-    $('identities-dialog').close();
+    $('account-dialog').close();
     signedOut();
   });
 }
