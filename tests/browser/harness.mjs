@@ -60,11 +60,20 @@ export function scriptedProvider({ text, tokensPerSecond }) {
  *   chorus may take to stop before it is killed).
  * Returns an object that holds, once the tests run: `baseUrl`, `page`, and what the
  * page recorded: `pageErrors`, `cspViolations`, `dialogs` (their messages) and
- * `eventStreams` (the URLs of the run event streams it opened).
+ * `eventStreams` (the URLs of the run event streams it opened); `newPage()` opens
+ * another browser (a fresh context: its own cookies) recording into the same lists,
+ * and `createUser(name, password)` adds an account with the CLI.
  */
 export function useChorus({ config, requires = [], viewport, timeout, shutdownMs = 5000 }) {
   const h = { baseUrl: null, page: null, pageErrors: [], cspViolations: [], dialogs: [], eventStreams: [] };
   let tmp;
+  h.newPage = async () => {
+    const page = await (await browser.newContext({ viewport })).newPage();
+    record(page, h);
+    if (timeout) page.setDefaultTimeout(timeout);
+    return page;
+  };
+  h.createUser = (name, password) => createUser(tmp, name, password);
   let server;
   let browser;
 
@@ -129,17 +138,24 @@ function cleanEnv() {
   return env;
 }
 
+/** Creates an account with `chorus user create` on the test's config and data. */
+function createUser(tmp, name, password) {
+  const config = path.join(tmp, 'chorus.toml');
+  const dataDir = path.join(tmp, 'data');
+  const create = spawnSync(
+    BIN,
+    ['--config', config, '--data-dir', dataDir, 'user', 'create', name, '--password-stdin'],
+    { input: `${password}\n`, env: cleanEnv(), encoding: 'utf8', timeout: 30000 },
+  );
+  assert.equal(create.status, 0, `user create failed (${create.status}):\n${create.stdout}\n${create.stderr}`);
+}
+
 /** Writes the config, creates the account alice and serves until /healthz answers. */
 async function startServer(tmp, configLines, baseUrl) {
   const config = path.join(tmp, 'chorus.toml');
   const dataDir = path.join(tmp, 'data');
   fs.writeFileSync(config, [...configLines, ''].join('\n'));
-  const create = spawnSync(
-    BIN,
-    ['--config', config, '--data-dir', dataDir, 'user', 'create', USER, '--password-stdin'],
-    { input: `${PASSWORD}\n`, env: cleanEnv(), encoding: 'utf8', timeout: 30000 },
-  );
-  assert.equal(create.status, 0, `user create failed (${create.status}):\n${create.stdout}\n${create.stderr}`);
+  createUser(tmp, USER, PASSWORD);
 
   const server = spawn(BIN, ['--config', config, '--data-dir', dataDir, 'serve'], {
     env: cleanEnv(),
@@ -192,10 +208,11 @@ function record(page, h) {
 
 // ---------------------------------------------------------------- reading the page
 
-/** Signs in as alice through the login form (already on screen) and waits for the app. */
-export async function logIn(page) {
-  await page.fill('#login-name', USER);
-  await page.fill('#login-password', PASSWORD);
+/** Signs in (as alice unless told) through the login form (already on screen) and
+ * waits for the app. */
+export async function logIn(page, name = USER, password = PASSWORD) {
+  await page.fill('#login-name', name);
+  await page.fill('#login-password', password);
   await page.click('#login-submit');
   await page.waitForSelector('#app-view', { state: 'visible' });
 }
