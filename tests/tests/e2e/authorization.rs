@@ -40,6 +40,7 @@ fn cases() -> Vec<(Method, &'static str, Option<Value>)> {
             Some(json!({"tools": []})),
         ),
         (Method::DELETE, "/api/me/identities/{id}", None),
+        (Method::DELETE, "/api/me/sessions/{id}", None),
     ]
 }
 
@@ -87,6 +88,7 @@ async fn snapshot(owner: &ApiClient, conversation: &str, run: &str) -> Result<Va
     let run = owner.run(run).await?;
     let keys = expect_status(owner.get("/api/keys").await?, 200).await?;
     let identities = expect_status(owner.get("/api/me/identities").await?, 200).await?;
+    let sessions = expect_status(owner.get("/api/me/sessions").await?, 200).await?;
     let tools = expect_status(
         owner
             .get(&format!("/api/conversations/{conversation}/tools"))
@@ -96,6 +98,7 @@ async fn snapshot(owner: &ApiClient, conversation: &str, run: &str) -> Result<Va
     .await?;
     Ok(json!({
         "identities": identities,
+        "sessions": sessions["sessions"].as_array().map(|s| s.iter().map(|s| s["id"].clone()).collect::<Vec<_>>()),
         "tools": tools,
         "title": conv["title"],
         "messages": conv["messages"],
@@ -149,6 +152,15 @@ async fn another_accounts_ids_are_not_found_and_untouched() -> Result<()> {
         !identity_id.is_empty(),
         "the owner has no identity: {identities}"
     );
+    let sessions = expect_status(owner.get("/api/me/sessions").await?, 200).await?;
+    let session_id = sessions["sessions"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(
+        !session_id.is_empty(),
+        "the owner has no session: {sessions}"
+    );
     let before = snapshot(&owner, &conversation, &sent.run_id).await?;
 
     let intruder = logged_in_client(&server, &unique_name("intruder")).await?;
@@ -177,13 +189,17 @@ async fn another_accounts_ids_are_not_found_and_untouched() -> Result<()> {
                 key_id.as_str()
             } else if template.starts_with("/api/me/identities") {
                 identity_id.as_str()
+            } else if template.starts_with("/api/me/sessions") {
+                session_id.as_str()
             } else {
                 bail!("no owner id for {template}")
             };
             let path = template.replace("{id}", id).replace("{*path}", "notes.txt");
             let resp = call(client, method.clone(), &path, body).await?;
             if who == "API key"
-                && (template.starts_with("/api/keys") || template.starts_with("/api/me/identities"))
+                && (template.starts_with("/api/keys")
+                    || template.starts_with("/api/me/identities")
+                    || template.starts_with("/api/me/sessions"))
             {
                 // Keys are managed from a session only: refused before any lookup.
                 expect_error(resp, 403, "session_required").await?;
@@ -197,6 +213,21 @@ async fn another_accounts_ids_are_not_found_and_untouched() -> Result<()> {
             );
         }
     }
+    // The intruder's own list of sessions holds only its own.
+    let listed = expect_status(intruder.get("/api/me/sessions").await?, 200).await?;
+    ensure!(
+        listed["sessions"].as_array().is_some_and(|s| s.len() == 1
+            && s[0]["id"] != session_id.as_str()
+            && s[0]["current"] == true),
+        "the intruder's sessions: {listed}"
+    );
+    expect_error(
+        by_key.get("/api/me/sessions").await?,
+        403,
+        "session_required",
+    )
+    .await?;
+
     // A parent message of the owner's, under the intruder's own conversation.
     let own = intruder.create_conversation(None).await?;
     let parent = sent.message_id.as_str();
