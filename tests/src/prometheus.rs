@@ -33,7 +33,7 @@ impl Metrics {
         labels: &'a [(&'a str, &'a str)],
     ) -> impl Iterator<Item = &'a prometheus_parse::Sample> + 'a {
         self.0.samples.iter().filter(move |s| {
-            s.metric == name && labels.iter().all(|(k, v)| s.labels.get(*k) == Some(*v))
+            s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
         })
     }
 

@@ -104,9 +104,9 @@ where
         match (ids, line.strip_suffix("}\n")) {
             (Some(ids), Some(head)) => {
                 let mut out = String::with_capacity(line.len() + 80);
-                let _ = write!(
+                let _ = writeln!(
                     out,
-                    "{head},\"trace_id\":\"{}\",\"span_id\":\"{}\"}}\n",
+                    "{head},\"trace_id\":\"{}\",\"span_id\":\"{}\"}}",
                     ids.trace_id, ids.span_id
                 );
                 writer.write_str(&out)
