@@ -42,6 +42,35 @@ pub const DB_POOL_MAX: &str = "chorus_db_pool_max_connections";
 pub const DB_ROUND_TRIP: &str = "chorus_db_round_trip_seconds";
 pub const REDIS_ROUND_TRIP: &str = "chorus_redis_round_trip_seconds";
 
+/// Every metric core records.
+pub const ALL: &[&str] = &[
+    REPLIES_STARTED,
+    REPLIES_ENDED,
+    REPLIES_STREAMING,
+    TOKENS_IN,
+    TOKENS_OUT,
+    CREDITS_CHARGED,
+    FIRST_TOKEN,
+    EVENT_INTERVAL,
+    JOURNAL_APPEND,
+    JOURNAL_FANOUT,
+    SSE_READERS,
+    PROVIDER_ERRORS,
+    PROVIDER_RETRIES,
+    FALLBACKS,
+    TOOL_CALLS,
+    TOOL_CALL_SECONDS,
+    SANDBOX_EXECUTIONS,
+    SANDBOX_SECONDS,
+    SANDBOX_CONTAINERS,
+    SURFACE_STATE,
+    RATE_LIMIT_WAIT,
+    DB_POOL,
+    DB_POOL_MAX,
+    DB_ROUND_TRIP,
+    REDIS_ROUND_TRIP,
+];
+
 /// Upper bounds of the latency histograms, in seconds: from a journal append in
 /// process (tens of microseconds) to a slow first token (a minute).
 pub const SECONDS_BUCKETS: &[f64] = &[
@@ -359,6 +388,43 @@ pub(crate) fn redis_round_trip(took: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Grafana dashboard and the README's table show every metric, and name
+    /// none that does not exist (histograms by their `_bucket`, `_sum`, `_count`).
+    #[test]
+    fn the_dashboard_and_the_readme_show_every_metric() {
+        let dashboard = include_str!("../../../deploy/grafana/chorus-dashboard.json");
+        let readme = include_str!("../../../README.md");
+        let parsed: serde_json::Value = serde_json::from_str(dashboard).unwrap();
+        assert!(parsed["panels"].as_array().is_some_and(|p| !p.is_empty()));
+        for name in ALL {
+            assert!(
+                dashboard.contains(name),
+                "the dashboard does not show {name}"
+            );
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "README's metric table does not list {name}"
+            );
+        }
+        let mut rest = dashboard;
+        while let Some(at) = rest.find("chorus_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            let used = &tail[..end];
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| used.strip_suffix(suffix))
+                .unwrap_or(used);
+            assert!(
+                ALL.contains(&used) || ALL.contains(&base),
+                "the dashboard names {used}, which Chorus does not record"
+            );
+            rest = &tail[end..];
+        }
+    }
 
     #[test]
     fn labels_stay_within_their_sets() {
