@@ -524,3 +524,98 @@ async fn metrics_are_off_the_public_listener_unless_configured() -> Result<()> {
     ensure!(m.has("chorus_db_round_trip_seconds"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_executions_are_counted_and_traced() -> Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    let metrics_port = free_port()?;
+    // Two calls at once: one that prints, one that runs past the time limit.
+    let script = format!(
+        "@call code_interpreter {}\n@call code_interpreter {}\nDone: {{{{tool_results}}}}",
+        json!({"language": "python", "code": "print(6 * 7)"}),
+        json!({"language": "python", "code": "while True:\n    pass"}),
+    );
+    let server = TestServer::start(
+        ServerConfig::new()
+            .scripted("s", &script, 200.0)
+            .instance_id(&unique_name("sbmetrics"))
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .raw_toml(&format!(
+                "[sandbox]\nenabled = true\ndocker_host = \"{}\"\ntimeout_secs = 2\n\n\
+                 [telemetry]\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\notlp_endpoint = {:?}\n",
+                crate::sandbox_tool::docker_host(),
+                receiver.endpoint()
+            )),
+    )
+    .await?;
+    let user = logged_in_client(&server, &unique_name("sb")).await?;
+    let conversation = user.create_conversation(Some("s/demo")).await?;
+    set_tools(&user, &conversation, json!(["code_interpreter"])).await?;
+    let sent = user.send_message(&conversation, "compute").await?;
+    let events = user.events_to_finished(&sent.run_id, Resume::Start).await?;
+    ensure!(
+        events.iter().filter(|e| e.kind == "tool_result").count() == 2,
+        "{events:?}"
+    );
+
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    // The containers are removed (and the gauge back to 0) once both calls ended.
+    let m = wait::until("the sandbox containers to be removed", WAIT, || async {
+        let m = Metrics::scrape(&metrics_url, None).await?;
+        Ok(
+            (m.has("chorus_sandbox_containers") && m.sum("chorus_sandbox_containers", &[]) == 0.0)
+                .then_some(m),
+        )
+    })
+    .await?;
+    for result in ["ok", "timeout"] {
+        let got = m.sum(
+            "chorus_sandbox_executions_total",
+            &[("language", "python"), ("result", result)],
+        );
+        ensure!(
+            got == 1.0,
+            "{result}: {got}\n{}",
+            m.describe("chorus_sandbox_executions_total")
+        );
+    }
+    ensure!(
+        m.count(
+            "chorus_sandbox_execution_seconds",
+            &[("language", "python")]
+        ) == 2.0
+    );
+    ensure!(m.sum("chorus_tool_calls_total", &[("source", "sandbox")]) == 2.0);
+
+    // Each execution is a span under its tool call, in the reply's trace.
+    let spans = wait::until("both executions' spans", WAIT, || async {
+        let spans = trace_of(&receiver, &sent.run_id).await?;
+        Ok((spans
+            .iter()
+            .filter(|s| s.name == "chorus.sandbox.execute")
+            .count()
+            == 2)
+            .then_some(spans))
+    })
+    .await?;
+    let mut results = Vec::new();
+    for execution in spans.iter().filter(|s| s.name == "chorus.sandbox.execute") {
+        let call = spans
+            .iter()
+            .find(|s| s.span_id == execution.parent_span_id)
+            .context("an execution without its parent")?;
+        ensure!(
+            call.name == "chorus.tool.call" && call.attr("chorus.tool.source") == Some("sandbox"),
+            "{execution:?} under {call:?}"
+        );
+        results.push(
+            execution
+                .attr("chorus.sandbox.result")
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    results.sort();
+    ensure!(results == ["ok", "timeout"], "{results:?}");
+    Ok(())
+}
