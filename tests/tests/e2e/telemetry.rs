@@ -3,7 +3,9 @@
 //! nobody listens for and calling a real MCP server's tool, every value read by name
 //! and labels from the Prometheus text format; the spans of one such reply received by
 //! a local OTLP/HTTP receiver, parented as one trace, with the JSON log lines carrying
-//! its trace id; and metrics kept off the public listener unless configured.
+//! its trace id; sandbox executions (real Docker) counted and traced; a chat surface
+//! (the fake Slack) with its connection state and a 429 waited out; and metrics kept
+//! off the public listener unless configured.
 
 use crate::mcp_tools::{admin_client, connected, mcp_dir, python, set_tools};
 use anyhow::{Context, Result, bail, ensure};
@@ -617,5 +619,71 @@ async fn sandbox_executions_are_counted_and_traced() -> Result<()> {
     }
     results.sort();
     ensure!(results == ["ok", "timeout"], "{results:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_surface_reports_its_state_replies_and_rate_limit_waits() -> Result<()> {
+    use crate::slack_support::{ALICE, CHANNEL, ENDED, SlackOptions, SlackWorld};
+    let metrics_port = free_port()?;
+    let text = script(20);
+    let world = SlackWorld::start_with(
+        ServerConfig::new()
+            .scripted("s", &text, 40.0)
+            .raw_toml(&format!(
+                "[telemetry]\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"
+            )),
+        SlackOptions {
+            native_streaming: false,
+            ..SlackOptions::default()
+        },
+    )
+    .await?;
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    world.slack.fail_next(
+        "chat.update",
+        chorus_tests::fake_slack::Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
+    let root = world.mention(ALICE, "hello").await?;
+    world.converged(CHANNEL, Some(&root), &text, ENDED).await?;
+    let m = wait::until("the Slack reply to be counted as ended", WAIT, || async {
+        let m = Metrics::scrape(&metrics_url, None).await?;
+        Ok((m.sum("chorus_replies_ended_total", &[("surface", "slack")]) == 1.0).then_some(m))
+    })
+    .await?;
+    let slack = [("surface", "slack")];
+    ensure!(
+        m.sum(
+            "chorus_replies_started_total",
+            &[("surface", "slack"), ("model", "s/demo")]
+        ) == 1.0
+            && m.sum(
+                "chorus_replies_ended_total",
+                &[("surface", "slack"), ("status", "complete")]
+            ) == 1.0,
+        "{}\n{}",
+        m.describe("chorus_replies_started_total"),
+        m.describe("chorus_replies_ended_total")
+    );
+    ensure!(
+        m.sum(
+            "chorus_surface_state",
+            &[("surface", "slack"), ("state", "connected")]
+        ) == 1.0
+            && m.sum(
+                "chorus_surface_state",
+                &[("surface", "slack"), ("state", "down")]
+            ) == 0.0,
+        "{}",
+        m.describe("chorus_surface_state")
+    );
+    ensure!(
+        m.count("chorus_surface_rate_limit_wait_seconds", &slack) >= 1.0,
+        "the 429 was waited out and counted: {}",
+        m.describe("chorus_surface_rate_limit_wait_seconds")
+    );
+    ensure!(m.count("chorus_reply_first_token_seconds", &slack) == 1.0);
     Ok(())
 }
