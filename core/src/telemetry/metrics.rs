@@ -287,6 +287,18 @@ impl Drop for ReplyMeter {
     }
 }
 
+/// A run whose instance died was ended `interrupted` by the sweeper, charged
+/// `charged` micro-credits; its surface is unknown here (`other`).
+pub(crate) fn orphan_interrupted(model_ref: &str, charged: i64) {
+    let (provider, model) = (provider_of(model_ref), model_ref.to_string());
+    counter!(REPLIES_ENDED, "surface" => "other", "provider" => provider.clone(), "model" => model.clone(), "status" => "interrupted")
+        .increment(1);
+    if charged > 0 {
+        counter!(CREDITS_CHARGED, "surface" => "other", "provider" => provider, "model" => model)
+            .increment(charged as u64);
+    }
+}
+
 /// The writer's journal append histogram, registered once per process.
 pub(crate) fn journal_append() -> &'static Histogram {
     static H: OnceLock<Histogram> = OnceLock::new();
