@@ -687,3 +687,37 @@ async fn a_chat_surface_reports_its_state_replies_and_rate_limit_waits() -> Resu
     ensure!(m.count("chorus_reply_first_token_seconds", &slack) == 1.0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn message_text_reaches_spans_only_when_the_operator_opts_in() -> Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    let reply = "one two three four";
+    let server = TestServer::start(
+        ServerConfig::new()
+            .scripted("s", reply, 200.0)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .raw_toml(&format!(
+                "[telemetry]\notlp_endpoint = {:?}\ninclude_content = true\n",
+                receiver.endpoint()
+            )),
+    )
+    .await?;
+    let user = logged_in_client(&server, &unique_name("content")).await?;
+    let conversation = user.create_conversation(Some("s/demo")).await?;
+    const QUESTION: &str = "opted-in question 4417";
+    let sent = user.send_message(&conversation, QUESTION).await?;
+    user.events_to_finished(&sent.run_id, Resume::Start).await?;
+    let spans = trace_of(&receiver, &sent.run_id).await?;
+    let run = one(&spans, "chorus.run")?;
+    ensure!(
+        run.attr("gen_ai.prompt") == Some(QUESTION) && run.attr("gen_ai.completion") == Some(reply),
+        "{run:?}"
+    );
+    // Still never in a log line (text logs show span fields, but not these).
+    ensure!(
+        !server.log().contains("opted-in question 4417"),
+        "{}",
+        server.log()
+    );
+    Ok(())
+}
