@@ -4,6 +4,7 @@
 mod cli;
 mod serve;
 mod settings;
+mod telemetry;
 
 use anyhow::Context;
 use clap::Parser;
@@ -16,7 +17,22 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The config comes first: it says how to log (and where spans and metrics go).
+    let settings = match load_config(&cli) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let serving = matches!(cli.command, Command::Serve { .. });
+    let telemetry = match telemetry::init(&settings.core.telemetry, serving) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -24,31 +40,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli, settings, telemetry.metrics.clone()));
+    drop(runtime);
+    // After the runtime: the exporter's blocking client sends the last spans.
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CHORUS_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        // matrix-sdk logs each sync and send at INFO, every refused request at ERROR (a
-        // 429 the renderer backs off from, a 404 for account data not set yet) and a key
-        // backup warning on every sync; the Matrix surface logs what matters itself.
-        .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(
-                "info,sqlx=warn,matrix_sdk=warn,matrix_sdk_base=warn,matrix_sdk_crypto=warn,\
-                 matrix_sdk::http_client=off,matrix_sdk_crypto::backups=error",
-            )
-        });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 /// The config file: `--config`, else `CHORUS_CONFIG`, else `./chorus.toml` if present.
@@ -68,8 +70,11 @@ fn load_config(cli: &Cli) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut settings = load_config(&cli)?;
+async fn run(
+    cli: Cli,
+    mut settings: Settings,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Serve { listen } => {
@@ -78,7 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 settings.core.server.listen = listen;
                 settings.core.listen_addr()?;
             }
-            serve::serve(settings).await
+            serve::serve(settings, metrics).await
         }
         Command::Config {
             command: ConfigCommand::Check,

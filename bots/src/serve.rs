@@ -5,10 +5,14 @@
 //! start resumes them, end local runs as `interrupted` with their text kept).
 
 use crate::settings::Settings;
+use crate::telemetry;
 use chorus_core::Core;
 use chorus_core::chat::{SupervisedSurface, supervise_surface};
+use metrics_exporter_prometheus::PrometheusHandle;
 
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+/// Serves until SIGINT/SIGTERM. `metrics` is the recorder's handle when
+/// `[telemetry]` serves metrics.
+pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> anyhow::Result<()> {
     let Settings {
         core: config,
         matrix: matrix_config,
@@ -17,6 +21,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         slack: slack_config,
     } = settings;
     let addr = config.listen_addr()?;
+    let metrics_addr = config.telemetry.metrics_addr()?;
+    let telemetry_config = config.telemetry.clone();
     let scripted_only = config.providers.is_empty();
     let data_dir = config.data_dir();
     let core = Core::start(config).await?;
@@ -68,12 +74,47 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     {
         app = app.merge(endpoint.router());
     }
+    // Metrics: a listener of their own (private by its address), and/or a path of
+    // this one; neither unless configured.
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let mut metrics_server = None;
+    if let Some(handle) = metrics {
+        tokio::spawn(telemetry::metrics::upkeep(handle.clone(), stopping.clone()));
+        let token = telemetry_config.metrics_token.clone();
+        if let Some(path) = &telemetry_config.metrics_path {
+            app = app.merge(telemetry::metrics::router(
+                core.clone(),
+                handle.clone(),
+                token.clone(),
+                path,
+            ));
+        }
+        if let Some(metrics_addr) = metrics_addr {
+            let listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot listen on {metrics_addr} (telemetry.metrics_listen): {e}"
+                    )
+                })?;
+            tracing::info!(%metrics_addr, "metrics at http://{metrics_addr}/metrics");
+            let router = telemetry::metrics::router(core.clone(), handle, token, "/metrics");
+            let stop = stopping.clone();
+            metrics_server = Some(tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+            }));
+        }
+    }
     let engine_core = core.clone();
+    let stop_metrics = stopping.clone();
     // Connection info gives handlers the client address (per-client login limits).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
+            stop_metrics.cancel();
             for surface in surfaces {
                 tracing::info!(
                     surface = surface.name(),
@@ -89,6 +130,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             streams_done.cancel();
         })
         .await?;
+    stopping.cancel();
+    if let Some(server) = metrics_server
+        && let Ok(Err(e)) = server.await
+    {
+        tracing::warn!(error = %e, "the metrics listener failed");
+    }
     core.shutdown().await;
     Ok(())
 }

@@ -46,6 +46,8 @@ pub struct Config {
     pub mcp: crate::mcp::McpConfig,
     /// Limits of the engine's tool loop.
     pub tools: crate::mcp::ToolsConfig,
+    /// Metrics, traces and the log format.
+    pub telemetry: crate::telemetry::TelemetryConfig,
     /// The sections chat surfaces own (`[matrix]`, `[discord]`, `[slack]`), taken out
     /// of the file as TOML after environment overrides and `${VAR}` references, for the
     /// surface's own crate to parse and validate ([`Config::surface_section`]): core
@@ -290,6 +292,7 @@ impl Config {
                     .to_string(),
             );
         }
+        warnings.extend(self.telemetry.warnings());
         if self.sandbox.enabled {
             warnings.push(
                 "sandbox.enabled = true: models run the code they write in containers on the \
@@ -366,7 +369,8 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.listen_addr()?;
+        let listen = self.listen_addr()?;
+        self.telemetry.validate(Some(listen))?;
         crate::mcp::config::validate(&self.mcp, &self.tools)?;
         if let Some(url) = &self.database.url {
             let u = url.expose();
@@ -520,6 +524,11 @@ impl Config {
         shown.data_dir = Some(self.data_dir());
         let url = mask_url_password(self.database_url().expose());
         shown.database.url = Some(Secret::new(url));
+        shown.telemetry.otlp_endpoint = self
+            .telemetry
+            .otlp_endpoint
+            .as_deref()
+            .map(mask_url_password);
         let mut text = toml::to_string_pretty(&shown).unwrap_or_default();
         // `Secret` already serializes masked; URLs keep their non-secret parts visible.
         // Keys are matched from the line start: `url = ` is also the end of `redis_url = `.
@@ -696,10 +705,22 @@ kind = "openai"
 api_key = "sk-very-secret"
 models = ["gpt-4o-mini"]
 headers = { "X-Org" = "org-secret" }
+[telemetry]
+otlp_endpoint = "https://user:otlp-pw@collector.example:4318"
+otlp_headers = { Authorization = "Basic otlp-secret" }
+metrics_token = "scrape-secret"
 "#;
         let c = Config::from_toml(text, &env(&[])).unwrap();
         let dump = c.masked_toml();
-        for secret in ["hunter2", "redispw", "sk-very-secret", "org-secret"] {
+        for secret in [
+            "hunter2",
+            "redispw",
+            "sk-very-secret",
+            "org-secret",
+            "otlp-pw",
+            "otlp-secret",
+            "scrape-secret",
+        ] {
             assert!(!dump.contains(secret), "{secret} leaked in:\n{dump}");
         }
         assert!(
@@ -750,6 +771,14 @@ mod warning_tests {
                 "auth.cookie_secure",
             ),
             ("[sandbox]\nenabled = true", "sandbox.enabled"),
+            (
+                "[telemetry]\nmetrics_path = \"/metrics\"",
+                "telemetry.metrics_path",
+            ),
+            (
+                "[telemetry]\ninclude_content = true",
+                "telemetry.include_content",
+            ),
         ] {
             let warnings = Config::from_toml(toml, &env).unwrap().warnings();
             assert_eq!(warnings.len(), 1, "{toml}: {warnings:?}");

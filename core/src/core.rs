@@ -14,6 +14,7 @@ use chorus_model::time::now_ms;
 use chorus_providers::{ChatMessage, ChatRequest, ChatRole, ModelInfo, ProviderRegistry};
 use chorus_store::{Account, Conversation, Message, NewTurn, Role, Run, Store};
 use std::sync::Arc;
+use tracing::Instrument;
 
 mod tools;
 use std::time::Duration;
@@ -170,6 +171,7 @@ impl Core {
                 lease_ttl: Duration::from_secs(config.engine.lease_ttl_secs),
                 checkpoint_interval: Duration::from_millis(config.engine.checkpoint_interval_ms),
                 prices: prices.clone(),
+                include_content: config.telemetry.include_content,
             },
         );
         let sandbox = Arc::new(crate::sandbox::DockerSandbox::new(
@@ -505,12 +507,18 @@ impl Core {
             Some(p) => Place::Under(p),
             None => Place::Newest,
         };
-        self.send_message_at(account, conversation_id, content, place, model)
+        self.send_message_at(account, conversation_id, content, place, model, "web")
             .await
     }
 
     /// [`Core::send_message`] with the place of the new message spelled out (a
-    /// regenerated first question goes at the root, beside the old one).
+    /// regenerated first question goes at the root, beside the old one) and the
+    /// surface it was asked on. Its span is the root of the reply's trace.
+    #[tracing::instrument(
+        name = "chorus.reply",
+        skip_all,
+        fields(surface = surface, conversation_id = %conversation_id, chorus.kind = "message")
+    )]
     pub(crate) async fn send_message_at(
         &self,
         account: &Account,
@@ -518,6 +526,7 @@ impl Core {
         content: &str,
         place: Place<'_>,
         model: Option<&str>,
+        surface: &'static str,
     ) -> Result<SentMessage, CoreError> {
         if content.trim().is_empty() {
             return Err(InvalidInput::EmptyMessage.into());
@@ -557,7 +566,10 @@ impl Core {
         request
             .messages
             .push(ChatMessage::text(ChatRole::User, content));
-        let admission = self.admission(account, &model, &request).await?;
+        let admission = self
+            .admission(account, &model, &request)
+            .instrument(tracing::info_span!("chorus.admission", chorus.model_ref = %model))
+            .await?;
         let turn = NewTurn {
             account_id: account.id.clone(),
             conversation_id: conversation_id.clone(),
@@ -583,6 +595,7 @@ impl Core {
             prefix: String::new(),
             pending_calls: Vec::new(),
             client_tools: false,
+            surface,
         });
         Ok(SentMessage {
             conversation_id: conversation_id.clone(),
@@ -644,6 +657,18 @@ impl Core {
     /// Starts a run that extends the message of a stopped or interrupted run from its
     /// partial text.
     pub async fn continue_run(&self, account: &Account, id: &RunId) -> Result<RunId, CoreError> {
+        self.continue_run_on(account, id, "web").await
+    }
+
+    /// [`Core::continue_run`] asked on `surface`. Its span is the root of the
+    /// continuation's trace.
+    #[tracing::instrument(name = "chorus.reply", skip_all, fields(surface = surface, chorus.kind = "continue"))]
+    pub(crate) async fn continue_run_on(
+        &self,
+        account: &Account,
+        id: &RunId,
+        surface: &'static str,
+    ) -> Result<RunId, CoreError> {
         let previous = self.owned_run(account, id).await?;
         if previous.status.is_active() {
             return Err(Conflict::RunActive.into());
@@ -683,7 +708,10 @@ impl Core {
             &tools,
         );
         request.messages.extend(replayed.messages);
-        let admission = self.admission(account, &model, &request).await?;
+        let admission = self
+            .admission(account, &model, &request)
+            .instrument(tracing::info_span!("chorus.admission", chorus.model_ref = %model))
+            .await?;
         let settings = self.engine.settings();
         let lease_until = now_ms() + settings.lease_ttl.as_millis() as i64;
         let run_id = self
@@ -708,6 +736,7 @@ impl Core {
             prefix: partial,
             pending_calls: replayed.pending,
             client_tools: false,
+            surface,
         });
         Ok(run_id)
     }

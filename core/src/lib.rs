@@ -12,6 +12,7 @@ pub mod mcp;
 pub mod quota;
 pub mod sandbox;
 pub mod sso;
+pub mod telemetry;
 pub mod tools;
 
 pub use crate::core::{

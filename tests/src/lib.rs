@@ -44,6 +44,9 @@
 //!   API's request signing, and Slack's documented payloads as fixtures.
 //! - [`tcp_forward`]: a port that refuses connections until the test opens it to a
 //!   real service (a platform down at start that comes back).
+//! - [`otlp_receiver`]: an OTLP/HTTP trace receiver, decoding with
+//!   `opentelemetry-proto`'s types; [`prometheus`]: `/metrics` parsed as the
+//!   Prometheus text format.
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
 
 // matrix-sdk's sync future is deep enough to overflow the default limit when spawned.
@@ -68,6 +71,8 @@ pub mod fixture;
 pub mod litellm;
 pub mod matrix_client;
 pub mod oidc_provider;
+pub mod otlp_receiver;
+pub mod prometheus;
 pub mod provider_case;
 pub mod provider_checks;
 pub mod server;

@@ -83,6 +83,8 @@ pub struct Follow {
     entries: EntryStream,
     shutdown: CancellationToken,
     guard: StopOnDrop,
+    /// Counts this reader in `chorus_sse_readers{surface="gateway"}` while it lives.
+    _reader: chorus_core::telemetry::StreamReaderGuard,
 }
 
 impl Follow {
@@ -98,6 +100,7 @@ impl Follow {
         Ok(Self {
             entries,
             shutdown,
+            _reader: chorus_core::telemetry::StreamReaderGuard::open("gateway"),
             guard: StopOnDrop {
                 armed: cancel_on_disconnect,
                 core: core.clone(),

@@ -129,6 +129,8 @@ pub struct StreamSlots {
 pub struct StreamSlot {
     slots: StreamSlots,
     account: AccountId,
+    /// Counts the stream in `chorus_sse_readers{surface="web"}` while it is open.
+    _reader: chorus_core::telemetry::StreamReaderGuard,
 }
 
 impl StreamSlots {
@@ -150,6 +152,7 @@ impl StreamSlots {
         Ok(StreamSlot {
             slots: self.clone(),
             account: account.clone(),
+            _reader: chorus_core::telemetry::StreamReaderGuard::open("web"),
         })
     }
 }

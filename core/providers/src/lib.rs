@@ -137,6 +137,22 @@ pub struct ProviderError {
     pub retry_after: Option<Duration>,
 }
 
+impl ProviderErrorKind {
+    /// The kind as its snake_case name (a metric label, a span attribute).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderErrorKind::Connect => "connect",
+            ProviderErrorKind::Timeout => "timeout",
+            ProviderErrorKind::RateLimited => "rate_limited",
+            ProviderErrorKind::Server => "server",
+            ProviderErrorKind::Auth => "auth",
+            ProviderErrorKind::BadRequest => "bad_request",
+            ProviderErrorKind::Protocol => "protocol",
+            ProviderErrorKind::Upstream => "upstream",
+        }
+    }
+}
+
 impl ProviderError {
     pub fn new(kind: ProviderErrorKind, message: impl Into<String>) -> Self {
         Self {

@@ -20,6 +20,15 @@ pub const NOT_SENT_PRIVATELY: &str = "⚠️ I could not send you that privately
 /// [`REPLY_ATTEMPTS`] times per part. Returns the posted parts' ids; stops at the first
 /// part that cannot be posted.
 pub async fn post_reply(sink: &dyn MessageSink, markdown: &str) -> Result<Vec<String>, SinkError> {
+    post_reply_on(None, sink, markdown).await
+}
+
+/// [`post_reply`], counting its rate-limit waits for `surface` when given.
+async fn post_reply_on(
+    surface: Option<&str>,
+    sink: &dyn MessageSink,
+    markdown: &str,
+) -> Result<Vec<String>, SinkError> {
     let max = sink.limits().max_bytes;
     let mut ids = Vec::new();
     for part in split_message(markdown, max) {
@@ -32,6 +41,9 @@ pub async fn post_reply(sink: &dyn MessageSink, markdown: &str) -> Result<Vec<St
                 }
                 Err(SinkError::RateLimited { retry_after }) if attempt < REPLY_ATTEMPTS => {
                     tracing::debug!(?retry_after, attempt, "reply rate-limited; waiting");
+                    if let Some(surface) = surface {
+                        crate::telemetry::metrics::rate_limit_wait(surface, retry_after);
+                    }
                     tokio::time::sleep(retry_after).await;
                     attempt += 1;
                 }
@@ -71,7 +83,9 @@ impl RenderHub {
             return self.reply(channel_key, text).await;
         }
         let sent = match self.private_sink(to).await {
-            Ok(sink) => post_reply(sink.as_ref(), text).await.map(|_| ()),
+            Ok(sink) => post_reply_on(Some(self.surface()), sink.as_ref(), text)
+                .await
+                .map(|_| ()),
             Err(e) => Err(e),
         };
         match sent {
@@ -89,7 +103,7 @@ impl RenderHub {
             tracing::debug!(surface = %self.surface(), channel = %channel_key, "no sink for the binding; not replying");
             return;
         };
-        if let Err(e) = post_reply(sink.as_ref(), markdown).await {
+        if let Err(e) = post_reply_on(Some(self.surface()), sink.as_ref(), markdown).await {
             tracing::warn!(surface = %self.surface(), channel = %channel_key, error = %e, "cannot post a reply");
         }
     }

@@ -6,6 +6,7 @@
 use crate::chat::{ChatContext, ChatOutcome, Command, help_text, parse_command};
 use crate::core::{Conflict, Core, CoreError, Forbidden, InvalidInput, Place};
 use crate::sso::ExternalIdentity;
+use crate::telemetry::metrics::surface_label;
 use chorus_model::ids::ConversationId;
 use chorus_model::time::now_ms;
 use chorus_store::{Account, Conversation, Run};
@@ -23,7 +24,13 @@ impl Core {
         }
     }
 
-    /// Carries out a command (from text, a button or a reaction).
+    /// Carries out a command (from text, a button or a reaction). Its span is the
+    /// root of the trace of a reply it starts.
+    #[tracing::instrument(
+        name = "chorus.chat.command",
+        skip_all,
+        fields(surface = %ctx.surface, chorus.command = command_name(&command))
+    )]
     pub async fn chat_command(
         &self,
         ctx: &ChatContext,
@@ -89,7 +96,9 @@ impl Core {
             }
             Command::Continue => match self.bound_run(ctx, &account).await? {
                 Some(run) => Ok(ChatOutcome::Render {
-                    run_id: self.continue_run(&account, &run.id).await?,
+                    run_id: self
+                        .continue_run_on(&account, &run.id, surface_label(&ctx.surface))
+                        .await?,
                     notice: None,
                 }),
                 None => Ok(ChatOutcome::Reply(format!(
@@ -237,7 +246,14 @@ impl Core {
         };
         self.refuse_while_running(&conversation.id, prefix).await?;
         let sent = self
-            .send_message(account, &conversation.id, question, None, None)
+            .send_message_at(
+                account,
+                &conversation.id,
+                question,
+                Place::Newest,
+                None,
+                surface_label(&ctx.surface),
+            )
             .await?;
         Ok(ChatOutcome::Render {
             run_id: sent.run_id,
@@ -269,7 +285,14 @@ impl Core {
             None => Place::Root,
         };
         let sent = self
-            .send_message_at(account, &conversation.id, &question.content, place, None)
+            .send_message_at(
+                account,
+                &conversation.id,
+                &question.content,
+                place,
+                None,
+                surface_label(&ctx.surface),
+            )
             .await?;
         Ok(ChatOutcome::Render {
             run_id: sent.run_id,

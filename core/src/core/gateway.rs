@@ -14,6 +14,7 @@ use chorus_model::ids::{ConversationId, RunId};
 use chorus_model::time::now_ms;
 use chorus_providers::{ChatRequest, ToolChoice};
 use chorus_store::{Account, NewTurn};
+use tracing::Instrument;
 
 /// One gateway request, already translated from its wire format: the model asked
 /// for, the whole history (system messages included), the client's tools and the
@@ -63,7 +64,9 @@ const TITLE_CHARS: usize = 60;
 impl Core {
     /// Starts the run of a gateway request for `account`. Fails before anything is
     /// written when the model is unknown or the history is unusable; admission
-    /// (rate limit, balance, concurrency) fails as for any run.
+    /// (rate limit, balance, concurrency) fails as for any run. Its span is the root
+    /// of the reply's trace.
+    #[tracing::instrument(name = "chorus.reply", skip_all, fields(surface = "gateway", chorus.kind = "gateway"))]
     pub async fn start_gateway_run(
         &self,
         account: &Account,
@@ -132,7 +135,10 @@ impl Core {
             seed: request.seed,
             response_format: request.response_format,
         };
-        let admission = self.admission(account, &model, &chat).await?;
+        let admission = self
+            .admission(account, &model, &chat)
+            .instrument(tracing::info_span!("chorus.admission", chorus.model_ref = %model))
+            .await?;
         let expires_at = match keep {
             GatewayKeep::Conversations => None,
             GatewayKeep::Runs { retention } => {
@@ -188,6 +194,7 @@ impl Core {
             prefix: String::new(),
             pending_calls: Vec::new(),
             client_tools: true,
+            surface: "gateway",
         });
         Ok(GatewayRun {
             run_id: ids.run_id,

@@ -67,10 +67,37 @@ impl Core {
         if !self.surfaces.set(surface, state.clone()) {
             return;
         }
+        let label = match &state {
+            SurfaceState::Starting => "starting",
+            SurfaceState::Connected => "connected",
+            SurfaceState::Down { .. } => "down",
+        };
+        crate::telemetry::metrics::surface_state(surface, label);
         match state {
             SurfaceState::Starting => tracing::info!(surface, "surface starting"),
             SurfaceState::Connected => tracing::info!(surface, "surface connected"),
             SurfaceState::Down { error } => tracing::warn!(surface, %error, "surface down"),
+        }
+    }
+
+    /// Samples what is measured on demand rather than as it happens, just before the
+    /// metrics are rendered: the database pool, a trivial query's round trip and, when
+    /// the journal is in Redis, a PING's. Each probe is bounded, so a dead database
+    /// makes a scrape slow by at most that, never stuck.
+    pub async fn sample_metrics(&self) {
+        use crate::telemetry::metrics;
+        const PROBE: std::time::Duration = std::time::Duration::from_secs(2);
+        let stats = self.store.pool_stats();
+        metrics::db_pool(stats.size, stats.idle, stats.max);
+        let started = std::time::Instant::now();
+        if let Ok(true) = tokio::time::timeout(PROBE, self.store.ping()).await {
+            metrics::db_round_trip(started.elapsed());
+        }
+        if self.config.journal.redis_url.is_some() {
+            let started = std::time::Instant::now();
+            if let Ok(true) = tokio::time::timeout(PROBE, self.journal.ping()).await {
+                metrics::redis_round_trip(started.elapsed());
+            }
         }
     }
 

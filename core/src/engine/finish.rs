@@ -10,6 +10,7 @@ use crate::journal::RunEvent;
 use crate::quota::TokenCounts;
 use chorus_providers::estimate_usage;
 use chorus_store::{RunOutcome, RunStatus};
+use tracing::Instrument;
 
 /// How a run's steps ended.
 pub(super) enum Ending {
@@ -29,6 +30,11 @@ const PANICKED: &str = "internal error: the reply failed on the server (see the 
 
 /// Writes the run's end, once.
 pub(super) async fn finish(run: &mut RunState<'_>, ending: Ending) {
+    let span = tracing::info_span!("chorus.run.finish");
+    write_end(run, ending).instrument(span).await
+}
+
+async fn write_end(run: &mut RunState<'_>, ending: Ending) {
     let (text, lease_lost) = {
         let mut p = run.progress();
         (std::mem::take(&mut p.text), p.lease_lost)
@@ -55,9 +61,11 @@ pub(super) async fn finish(run: &mut RunState<'_>, ending: Ending) {
     if !run.steps.is_empty() {
         run.save_steps().await;
     }
-    if !save_outcome(run, status, text, &reason, &failure).await {
+    let content = run.inner.settings.include_content.then(|| text.clone());
+    let Some(charged) = save_outcome(run, status, text, &reason, &failure).await else {
         return;
-    }
+    };
+    record_end(run, status, &reason, charged, content);
     run.append(RunEvent::Finished {
         status: status.as_str().to_string(),
         reason,
@@ -107,16 +115,47 @@ async fn estimate(run: &mut RunState<'_>, text: &str) {
     }
 }
 
-/// The transaction that ends the run: status, text and charge. False when the run is
-/// not ours to end (already ended elsewhere) or the write failed; either way the run
-/// must not announce an end of its own.
+/// The run's end in its metrics and on its span: status, the model that answered,
+/// usage and charge (and the reply's text only when `telemetry.include_content`).
+fn record_end(
+    run: &RunState<'_>,
+    status: RunStatus,
+    reason: &str,
+    charged: i64,
+    content: Option<String>,
+) {
+    let tokens = run.usage.map(|u| (u.prompt_tokens, u.completion_tokens));
+    run.meter
+        .ended(status.as_str(), &run.charged_model, tokens, charged);
+    let span = &run.span;
+    span.record("chorus.status", status.as_str());
+    span.record("chorus.finish_reason", reason);
+    span.record("gen_ai.response.model", run.charged_model.as_str());
+    if let Some((prompt, completion)) = tokens {
+        span.record("gen_ai.usage.input_tokens", prompt);
+        span.record("gen_ai.usage.output_tokens", completion);
+    }
+    span.record("chorus.credits_charged_micros", charged);
+    span.record("chorus.tool_rounds", run.rounds);
+    span.record("chorus.fallbacks", run.fallbacks);
+    if status == RunStatus::Failed {
+        span.record("otel.status_code", "ERROR");
+    }
+    if let Some(text) = content {
+        span.record("gen_ai.completion", text.as_str());
+    }
+}
+
+/// The transaction that ends the run: status, text and charge. `None` when the run
+/// is not ours to end (already ended elsewhere) or the write failed; either way the
+/// run must not announce an end of its own. Otherwise the micro-credits charged.
 async fn save_outcome(
     run: &RunState<'_>,
     status: RunStatus,
     text: String,
     reason: &str,
     failure: &Option<String>,
-) -> bool {
+) -> Option<i64> {
     let usage = run.usage;
     let outcome = RunOutcome {
         status,
@@ -146,15 +185,15 @@ async fn save_outcome(
         .finish_run_charged(&run.job.run_id, owner, &outcome, charge.as_ref())
         .await
     {
-        Ok(true) => true,
+        Ok(true) => Some(charge.map_or(0, |c| c.amount)),
         Ok(false) => {
             tracing::warn!(run = %run.job.run_id, "run was already ended elsewhere");
-            false
+            None
         }
         Err(e) => {
             // The lease will lapse and the sweeper will interrupt the run with its checkpoint.
             tracing::error!(run = %run.job.run_id, error = %e, "could not save the end of the run");
-            false
+            None
         }
     }
 }

@@ -27,6 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 /// Timing of leases and checkpoints, and the prices runs are charged at.
 #[derive(Clone, Debug)]
@@ -37,6 +39,8 @@ pub struct EngineSettings {
     pub checkpoint_interval: Duration,
     /// What a run's usage costs, charged in the transaction that ends it.
     pub prices: Arc<PriceTable>,
+    /// Whether spans carry the reply's text (`telemetry.include_content`).
+    pub include_content: bool,
 }
 
 /// What a run task needs to generate.
@@ -55,6 +59,9 @@ pub(crate) struct RunJob {
     /// with tool calls ends the run, its calls journaled for the client, instead of
     /// being executed by the tool host.
     pub client_tools: bool,
+    /// The surface the reply was asked on (a metric label:
+    /// [`crate::telemetry::metrics::surface_label`]).
+    pub surface: &'static str,
 }
 
 /// A run executing on this instance: how to stop it and what it has produced.
@@ -159,8 +166,46 @@ impl Engine {
                     progress: progress.clone(),
                 },
             );
+        // Counted as started (and streaming) with the first model of its chain.
+        let first_model = self
+            .inner
+            .providers
+            .resolve_chain(&job.model_ref)
+            .ok()
+            .and_then(|chain| chain.first().map(|t| t.model_ref.clone()))
+            .unwrap_or_else(|| job.model_ref.clone());
+        let meter = crate::telemetry::metrics::ReplyMeter::start(job.surface, &first_model);
+        // A child of the span that asked for the run (the surface's reply), though it
+        // outlives it: the run belongs to the server, not to the request.
+        let span = tracing::info_span!(
+            "chorus.run",
+            run_id = %job.run_id,
+            surface = job.surface,
+            gen_ai.request.model = %job.model_ref,
+            gen_ai.response.model = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            chorus.credits_charged_micros = Empty,
+            chorus.status = Empty,
+            chorus.finish_reason = Empty,
+            chorus.tool_rounds = Empty,
+            chorus.fallbacks = Empty,
+            otel.status_code = Empty,
+            gen_ai.prompt = Empty,
+            gen_ai.completion = Empty,
+        );
+        if self.inner.settings.include_content
+            && let Some(question) = job
+                .request
+                .messages
+                .iter()
+                .rev()
+                .find(|m| m.role == chorus_providers::ChatRole::User)
+        {
+            span.record("gen_ai.prompt", question.content.as_str());
+        }
         let inner = self.inner.clone();
-        self.inner.tasks.spawn(async move {
+        let task = async move {
             let run_id = job.run_id.clone();
             // Every surface bound to the conversation, on any instance, shows the run.
             let started = RunStarted {
@@ -177,8 +222,9 @@ impl Engine {
                 inner: &inner,
                 run_id: &run_id,
             };
-            run::run(&inner, job, stop, progress).await;
-        });
+            run::run(&inner, job, stop, progress, meter).await;
+        };
+        self.inner.tasks.spawn(task.instrument(span));
     }
 
     /// Stops a run if this instance executes it. Returns false when it runs elsewhere

@@ -30,8 +30,9 @@ pub(super) async fn run(
     job: RunJob,
     stop: CancellationToken,
     progress: SharedProgress,
+    meter: crate::telemetry::metrics::ReplyMeter,
 ) {
-    let mut run = RunState::new(inner, &job, &stop, progress);
+    let mut run = RunState::new(inner, &job, &stop, progress, meter);
     run.append(RunEvent::Started {
         message_id: job.message_id.clone(),
         model: job.model_ref.clone(),

@@ -11,10 +11,11 @@ use super::checkpoint::{Progress, SharedProgress};
 use super::{EngineInner, RunJob};
 use crate::config::ProviderKind;
 use crate::journal::{JournalEntry, JournalError, RunEvent};
+use crate::telemetry::metrics::{self, ReplyMeter};
 use chorus_model::history::ToolStep;
 use chorus_providers::{ChatRequest, Usage};
 use std::sync::MutexGuard;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Why a run stopped before it ended by itself. The two end differently: a stop is
@@ -60,6 +61,12 @@ pub(super) struct RunState<'a> {
     /// The model that streamed (an alias's fallback may differ from the one asked
     /// for): what the run is charged at.
     pub charged_model: String,
+    /// The run's metrics (handles taken once, so streaming records cheaply).
+    pub meter: ReplyMeter,
+    /// The run's span (`chorus.run`), which the end fills with usage and status.
+    pub span: tracing::Span,
+    /// Fallbacks taken, for the run's span.
+    pub fallbacks: u32,
 }
 
 impl<'a> RunState<'a> {
@@ -68,6 +75,7 @@ impl<'a> RunState<'a> {
         job: &'a RunJob,
         stop: &'a CancellationToken,
         progress: SharedProgress,
+        meter: ReplyMeter,
     ) -> Self {
         Self {
             inner,
@@ -84,6 +92,10 @@ impl<'a> RunState<'a> {
             usage: None,
             streamed_with: None,
             charged_model: job.model_ref.clone(),
+            meter,
+            // The run's task is instrumented with its span.
+            span: tracing::Span::current(),
+            fallbacks: 0,
         }
     }
 
@@ -103,6 +115,7 @@ impl<'a> RunState<'a> {
             event,
         };
         for attempt in 0..3u32 {
+            let started = Instant::now();
             match self
                 .inner
                 .journal
@@ -110,6 +123,7 @@ impl<'a> RunState<'a> {
                 .await
             {
                 Ok(()) => {
+                    metrics::journal_append().record(started.elapsed());
                     self.seq = entry.seq;
                     return;
                 }

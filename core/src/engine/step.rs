@@ -10,8 +10,11 @@
 use super::state::{Halt, RunState, add_usage};
 use super::stream::{PumpEnd, StreamState, first_token_timeout, pump};
 use crate::journal::RunEvent;
+use crate::telemetry::metrics;
 use chorus_providers::{ProviderError, ProviderErrorKind, Target, ToolCall};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
+use tracing::field::Empty;
 
 /// How a generation ended.
 pub(super) enum Generated {
@@ -33,7 +36,8 @@ pub(super) async fn generate(run: &mut RunState<'_>) -> Generated {
         Err(e) => return Generated::Failed(e.to_string()),
     };
     let mut out = StreamState::default();
-    let end = walk_chain(run, &chain, &mut out).await;
+    let span = tracing::info_span!("chorus.generation", chorus.step = run.rounds);
+    let end = walk_chain(run, &chain, &mut out).instrument(span).await;
     run.usage = add_usage(run.usage, out.usage);
     match end {
         ChainEnd::Done => Generated::Ended {
@@ -56,10 +60,35 @@ async fn walk_chain(run: &mut RunState<'_>, chain: &[Target], out: &mut StreamSt
     let mut index = 0;
     let mut attempt = 0u32;
     while let Some(target) = chain.get(index) {
-        let error = match attempt_once(run, target, out).await {
-            Attempt::Done => return ChainEnd::Done,
-            Attempt::Halted(halt) => return ChainEnd::Halted(halt),
-            Attempt::Failed(error) => error,
+        let span = tracing::info_span!(
+            "chorus.provider.attempt",
+            gen_ai.system = %target.provider_id,
+            gen_ai.request.model = %target.model,
+            chorus.model_ref = %target.model_ref,
+            chorus.attempt = attempt,
+            chorus.outcome = Empty,
+            error.type = Empty,
+            otel.status_code = Empty,
+        );
+        let result = attempt_once(run, target, out)
+            .instrument(span.clone())
+            .await;
+        let error = match result {
+            Attempt::Done => {
+                span.record("chorus.outcome", "ok");
+                return ChainEnd::Done;
+            }
+            Attempt::Halted(halt) => {
+                span.record("chorus.outcome", "halted");
+                return ChainEnd::Halted(halt);
+            }
+            Attempt::Failed(error) => {
+                span.record("chorus.outcome", "error");
+                span.record("error.type", error.kind.as_str());
+                span.record("otel.status_code", "ERROR");
+                metrics::provider_error(&target.provider_id, error.kind.as_str());
+                error
+            }
         };
         // Only failures that may pass, before anything streamed, are retried or
         // handed to the next model; the rest end the run.
@@ -71,6 +100,7 @@ async fn walk_chain(run: &mut RunState<'_>, chain: &[Target], out: &mut StreamSt
             && let Some(wait) = retry_wait(attempt, error.retry_after, target.max_retry_wait)
         {
             tracing::info!(run = %run.job.run_id, model = %target.model_ref, attempt, ?wait, error = %error, "retrying");
+            metrics::provider_retry(&target.provider_id);
             if let Some(halt) = wait_unless_halted(run, wait).await {
                 return ChainEnd::Halted(halt);
             }
@@ -82,6 +112,8 @@ async fn walk_chain(run: &mut RunState<'_>, chain: &[Target], out: &mut StreamSt
             return ChainEnd::Failed(without_urls(&error.to_string()));
         };
         tracing::warn!(run = %run.job.run_id, from = %target.model_ref, to = %next.model_ref, error = %error, "falling back");
+        metrics::fallback(&target.model_ref, &next.model_ref);
+        run.fallbacks += 1;
         run.append(RunEvent::Fallback {
             from: target.model_ref.clone(),
             to: next.model_ref.clone(),
@@ -105,6 +137,7 @@ enum Attempt {
 async fn attempt_once(run: &mut RunState<'_>, target: &Target, out: &mut StreamState) -> Attempt {
     let mut request = run.request.clone();
     request.model = target.model.clone();
+    run.meter.attempt();
     let attempt_started = Instant::now();
     let first_token_deadline =
         tokio::time::Instant::from_std(attempt_started) + target.first_token_timeout;

@@ -74,6 +74,14 @@ pub(super) async fn pump(
 
 /// One provider event into the journal (and, for text, the progress).
 async fn take(run: &mut RunState<'_>, out: &mut StreamState, event: ProviderEvent) {
+    run.meter.event();
+    if matches!(
+        event,
+        ProviderEvent::Text(_) | ProviderEvent::Reasoning(_) | ProviderEvent::ToolCall(_)
+    ) {
+        // After the first output of the run, a flag check.
+        run.meter.first_output(&run.charged_model);
+    }
     match event {
         ProviderEvent::Text(delta) => {
             out.output_arrived();

@@ -87,6 +87,11 @@ async fn recover(
         return Ok(()); // someone else got there first
     }
     tracing::info!(run = %run.id, chars = text.len(), "marked orphaned run interrupted");
+    // Its surface died with its instance: counted as `other`.
+    crate::telemetry::metrics::orphan_interrupted(
+        &run.model,
+        charge.as_ref().map_or(0, |c| c.amount),
+    );
     if already_finished {
         return Ok(());
     }

@@ -16,6 +16,7 @@ use chorus_model::history::{StepCall, StepResult, ToolStep, tool_message};
 use chorus_providers::{ChatMessage, ChatRole, ToolCall};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use tracing::Instrument;
 
 pub(super) enum RoundEnd {
     /// The results are in the request: generate again.
@@ -55,7 +56,12 @@ pub(super) async fn run_round(run: &mut RunState<'_>, calls: Vec<ToolCall>) -> R
         ..Default::default()
     });
     run.save_steps().await;
-    match execute_calls(run, &calls).await {
+    let span = tracing::info_span!(
+        "chorus.tool_round",
+        chorus.round = run.rounds,
+        chorus.calls = calls.len()
+    );
+    match execute_calls(run, &calls).instrument(span).await {
         Some(halt) => RoundEnd::Halted(halt),
         None => RoundEnd::Continue,
     }
@@ -68,7 +74,15 @@ pub(super) async fn answer_pending(run: &mut RunState<'_>) -> Option<Halt> {
     run.steps.push(ToolStep::default());
     run.request.prefill = None;
     let job = run.job;
-    execute_calls(run, &job.pending_calls).await
+    let span = tracing::info_span!(
+        "chorus.tool_round",
+        chorus.round = 0,
+        chorus.calls = job.pending_calls.len(),
+        chorus.pending = true
+    );
+    execute_calls(run, &job.pending_calls)
+        .instrument(span)
+        .await
 }
 
 /// Runs `calls` concurrently, journals and records each result as it comes, and adds

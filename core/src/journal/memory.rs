@@ -8,7 +8,7 @@ use super::{
 use chorus_model::ids::RunId;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 
 pub struct MemoryJournal {
@@ -18,8 +18,9 @@ pub struct MemoryJournal {
 }
 
 struct RunLog {
-    /// Entries in seq order; the first has seq `base + 1`.
-    entries: RwLock<(u64, Vec<JournalEntry>)>,
+    /// Entries in seq order with when each was appended (for the fan-out latency);
+    /// the first has seq `base + 1`.
+    entries: RwLock<(u64, Vec<(JournalEntry, Instant)>)>,
     /// The last appended seq; readers wait on changes.
     last_seq: watch::Sender<u64>,
 }
@@ -34,14 +35,14 @@ impl RunLog {
 
     /// Copies the entries after `after` into `into`; returns true when the run has
     /// finished at or before `after` (a reader there has nothing more to wait for).
-    fn after(&self, after: u64, into: &mut VecDeque<JournalEntry>) -> bool {
+    fn after(&self, after: u64, into: &mut VecDeque<(JournalEntry, Instant)>) -> bool {
         let guard = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let (base, entries) = &*guard;
         let start = (after.saturating_sub(*base) as usize).min(entries.len());
         into.extend(entries[start..].iter().cloned());
         entries
             .last()
-            .is_some_and(|e| e.event.is_finished() && e.seq <= after)
+            .is_some_and(|(e, _)| e.event.is_finished() && e.seq <= after)
     }
 }
 
@@ -75,8 +76,11 @@ struct FollowState {
     log: Arc<RunLog>,
     rx: watch::Receiver<u64>,
     cursor: u64,
-    buffer: VecDeque<JournalEntry>,
+    buffer: VecDeque<(JournalEntry, Instant)>,
     done: bool,
+    /// When the reader began: entries appended since then are live, and their
+    /// delivery counts in the fan-out latency (the backlog's does not).
+    since: Instant,
 }
 
 #[async_trait::async_trait]
@@ -95,7 +99,9 @@ impl Journal for MemoryJournal {
             // A retry of the entry already there succeeds, as on Redis.
             if entry.seq < expected
                 && entry.seq > *base
-                && entries.get((entry.seq - *base - 1) as usize) == Some(&entry)
+                && entries
+                    .get((entry.seq - *base - 1) as usize)
+                    .is_some_and(|(held, _)| held == &entry)
             {
                 return Ok(());
             }
@@ -106,7 +112,7 @@ impl Journal for MemoryJournal {
                     got: entry.seq,
                 });
             }
-            entries.push(entry);
+            entries.push((entry, Instant::now()));
             log.last_seq.send_replace(expected);
         }
         if finished {
@@ -129,10 +135,14 @@ impl Journal for MemoryJournal {
             cursor: after,
             buffer: VecDeque::new(),
             done: false,
+            since: Instant::now(),
         };
         Box::pin(futures::stream::unfold(state, |mut s| async move {
             loop {
-                if let Some(entry) = s.buffer.pop_front() {
+                if let Some((entry, appended)) = s.buffer.pop_front() {
+                    if appended >= s.since {
+                        crate::telemetry::metrics::journal_fanout().record(appended.elapsed());
+                    }
                     s.cursor = entry.seq;
                     s.done = entry.event.is_finished();
                     return Some((Ok(entry), s));
@@ -158,7 +168,7 @@ impl Journal for MemoryJournal {
         if let Some(log) = self.existing(run) {
             log.after(after, &mut out);
         }
-        Ok(out.into())
+        Ok(out.into_iter().map(|(entry, _)| entry).collect())
     }
 
     async fn has_run(&self, run: &RunId) -> Result<bool, JournalError> {

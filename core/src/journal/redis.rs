@@ -51,6 +51,9 @@ struct Inner {
 struct Follow {
     /// Last seq the tailer has broadcast.
     cursor: u64,
+    /// When the first reader registered (Unix µs): entries appended since then are
+    /// live, and their delivery counts in the fan-out latency.
+    since_us: u64,
     finished: bool,
     readers: usize,
     tx: broadcast::Sender<Arc<JournalEntry>>,
@@ -185,6 +188,7 @@ impl Inner {
                 new = true;
                 Follow {
                     cursor: after,
+                    since_us: unix_micros(),
                     finished: false,
                     readers: 0,
                     tx: broadcast::channel(1024).0,
@@ -233,6 +237,28 @@ fn parse_entries(reply: Value) -> Result<Vec<JournalEntry>, JournalError> {
 }
 
 fn parse_entry(item: Value) -> Result<JournalEntry, JournalError> {
+    parse_timed_entry(item).map(|(entry, _)| entry)
+}
+
+/// Parses an entry list with each entry's append time (field `t`, Unix µs; entries
+/// written before it existed have none).
+fn parse_timed_entries(reply: Value) -> Result<Vec<(JournalEntry, Option<u64>)>, JournalError> {
+    let items = match reply {
+        Value::Array(items) => items,
+        Value::Nil => return Ok(Vec::new()),
+        other => return Err(JournalError::Corrupt(format!("unexpected reply {other:?}"))),
+    };
+    items.into_iter().map(parse_timed_entry).collect()
+}
+
+/// The time now in Unix microseconds (0 if the clock is before 1970).
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn parse_timed_entry(item: Value) -> Result<(JournalEntry, Option<u64>), JournalError> {
     let corrupt = |what: &str| JournalError::Corrupt(what.to_string());
     let Value::Array(mut parts) = item else {
         return Err(corrupt("entry is not an array"));
@@ -256,7 +282,12 @@ fn parse_entry(item: Value) -> Result<JournalEntry, JournalError> {
         .ok_or_else(|| corrupt("entry has no `e` field"))?;
     let event: RunEvent = serde_json::from_str(json)
         .map_err(|e| JournalError::Corrupt(format!("entry {id}: {e}")))?;
-    Ok(JournalEntry { seq, event })
+    let appended_us = fields
+        .chunks(2)
+        .find(|kv| kv[0] == "t")
+        .and_then(|kv| kv.get(1))
+        .and_then(|t| t.parse().ok());
+    Ok((JournalEntry { seq, event }, appended_us))
 }
 
 /// The tailer: one blocking XREAD over every followed, unfinished run.
@@ -336,7 +367,7 @@ fn dispatch(journal: &Inner, reply: Value) {
         else {
             continue;
         };
-        let entries = match parse_entries(entries) {
+        let entries = match parse_timed_entries(entries) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, run = %run, "journal tailer: skipping corrupt entries");
@@ -347,9 +378,16 @@ fn dispatch(journal: &Inner, reply: Value) {
         let Some(follow) = follows.get_mut(&run) else {
             continue;
         };
-        for entry in entries {
+        let now_us = unix_micros();
+        for (entry, appended_us) in entries {
             if entry.seq <= follow.cursor {
                 continue;
+            }
+            // Live entries only (not the backlog a new reader's XREAD brings); the
+            // writer may be another instance, so this is wall-clock time.
+            if let Some(t) = appended_us.filter(|t| *t >= follow.since_us) {
+                crate::telemetry::metrics::journal_fanout()
+                    .record(Duration::from_micros(now_us.saturating_sub(t)));
             }
             follow.cursor = entry.seq;
             follow.finished |= entry.event.is_finished();
@@ -556,6 +594,8 @@ impl Journal for RedisJournal {
             .arg(format!("0-{}", entry.seq))
             .arg("e")
             .arg(json)
+            .arg("t")
+            .arg(unix_micros())
             .ignore();
         // Unfinished runs keep their events at least a day; finished ones for the retention.
         let ttl = if entry.event.is_finished() {

@@ -134,6 +134,7 @@ impl ContainerGuard {
     pub fn created(&mut self, id: String) {
         self.id = id;
         self.confirmed = true;
+        crate::telemetry::metrics::sandbox_containers(1.0);
     }
 
     /// The create request failed: there is nothing to remove.
@@ -149,6 +150,9 @@ impl ContainerGuard {
     pub async fn remove(mut self) {
         self.armed = false;
         remove(&self.docker, &self.id).await;
+        if self.confirmed {
+            crate::telemetry::metrics::sandbox_containers(-1.0);
+        }
     }
 }
 
@@ -165,6 +169,7 @@ impl Drop for ContainerGuard {
                 rt.spawn(async move {
                     if confirmed {
                         remove(&docker, &id).await;
+                        crate::telemetry::metrics::sandbox_containers(-1.0);
                         return;
                     }
                     // The create request may still be landing: look for the name a

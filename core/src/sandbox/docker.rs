@@ -25,6 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 /// Seconds Docker requests may take before the client gives up.
 const REQUEST_TIMEOUT_SECS: u64 = 120;
@@ -504,7 +506,37 @@ impl Sandbox for DockerSandbox {
         request: ExecutionRequest,
         cancel: CancellationToken,
     ) -> Result<Execution, SandboxError> {
-        let result = self.run(request, cancel).await;
+        // A configured language's name, or `other`: the model writes the request.
+        let language = self
+            .config
+            .language(&request.language)
+            .map_or("other", |(name, _)| name)
+            .to_string();
+        let span = tracing::info_span!(
+            "chorus.sandbox.execute",
+            chorus.sandbox.language = %language,
+            chorus.sandbox.result = Empty,
+            chorus.sandbox.exit_code = Empty,
+            otel.status_code = Empty,
+        );
+        let started = Instant::now();
+        let result = self.run(request, cancel).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(e) if e.timed_out => "timeout",
+            Ok(e) if e.oom_killed => "oom",
+            Ok(e) if e.exit_code == Some(0) => "ok",
+            Ok(_) => "exit_error",
+            Err(SandboxError::Cancelled) => "cancelled",
+            Err(_) => "failed",
+        };
+        crate::telemetry::metrics::sandbox_execution(&language, outcome, started.elapsed());
+        span.record("chorus.sandbox.result", outcome);
+        if let Ok(Some(code)) = result.as_ref().map(|e| e.exit_code) {
+            span.record("chorus.sandbox.exit_code", code);
+        }
+        if !matches!(outcome, "ok" | "exit_error") {
+            span.record("otel.status_code", "ERROR");
+        }
         if let Err(SandboxError::Unavailable { .. }) = &result {
             // Reconnect (and renegotiate) next time: the engine may have restarted.
             *self.client.lock().await = None;

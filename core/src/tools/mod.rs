@@ -17,6 +17,7 @@ use chorus_store::{Account, Role};
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tracing::field::Empty;
 
 /// A tool as its source describes it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -325,7 +326,19 @@ impl ToolHost {
     }
 
     /// Runs the tool a model called `exposed` with the call timeout and output limit.
-    /// Never fails: problems come back as an error result for the model.
+    /// Never fails: problems come back as an error result for the model. Each call is
+    /// a span (`chorus.tool.call`) and counts in `chorus_tool_calls_total` by source.
+    #[tracing::instrument(
+        name = "chorus.tool.call",
+        skip_all,
+        fields(
+            gen_ai.tool.name = %exposed,
+            chorus.tool.source = Empty,
+            chorus.tool.result = Empty,
+            chorus.tool.output_bytes = Empty,
+            otel.status_code = Empty,
+        )
+    )]
     pub async fn call(
         &self,
         exposed: &str,
@@ -342,25 +355,43 @@ impl ToolHost {
         else {
             return ToolResult::error(format!("unknown tool `{exposed}`"));
         };
+        let span = tracing::Span::current();
+        span.record("chorus.tool.source", source.id());
         let timeout = self.settings.call_timeout;
-        let result = match tokio::time::timeout(
+        let started = std::time::Instant::now();
+        let (result, outcome) = match tokio::time::timeout(
             timeout,
             source.call(&tool.tool, arguments, context),
         )
         .await
         {
-            Err(_) => ToolResult::error(format!(
-                "the tool `{exposed}` did not answer within {} s (call timeout) and was cancelled",
-                timeout.as_secs_f64()
-            )),
-            Ok(Err(e)) => ToolResult::error(e.to_string()),
-            Ok(Ok(out)) => ToolResult {
-                output: out.text,
-                is_error: out.is_error,
-                truncated: false,
-                details: out.details,
-            },
+            Err(_) => (
+                ToolResult::error(format!(
+                    "the tool `{exposed}` did not answer within {} s (call timeout) and was cancelled",
+                    timeout.as_secs_f64()
+                )),
+                "timeout",
+            ),
+            Ok(Err(e)) => (ToolResult::error(e.to_string()), "error"),
+            Ok(Ok(out)) => {
+                let outcome = if out.is_error { "error" } else { "ok" };
+                (
+                    ToolResult {
+                        output: out.text,
+                        is_error: out.is_error,
+                        truncated: false,
+                        details: out.details,
+                    },
+                    outcome,
+                )
+            }
         };
+        crate::telemetry::metrics::tool_call(source.id(), outcome, started.elapsed());
+        span.record("chorus.tool.result", outcome);
+        span.record("chorus.tool.output_bytes", result.output.len());
+        if outcome != "ok" {
+            span.record("otel.status_code", "ERROR");
+        }
         truncate(result, self.settings.max_output_bytes)
     }
 

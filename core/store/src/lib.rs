@@ -93,6 +93,14 @@ pub enum StoreConflict {
     IdentityAccountInactive,
 }
 
+/// The connection pool's counts at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// The database handle shared by every core service. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -260,6 +268,16 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// The pool as it stands: connections open, of which idle, and the most it opens
+    /// (for metrics).
+    pub fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.pool.size(),
+            idle: self.pool.num_idle() as u32,
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

@@ -65,6 +65,7 @@ mod slack_unreachable_at_start;
 mod sse_resume;
 mod sso_oauth2;
 mod sso_oidc;
+mod telemetry;
 mod two_instances;
 mod web_guards;
 

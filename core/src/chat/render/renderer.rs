@@ -140,7 +140,8 @@ impl<'a> Renderer<'a> {
                     .account(&run.account_id)
                     .await?
                     .ok_or(CoreError::NotFound("account"))?;
-                match core.continue_run(&account, &run.id).await {
+                let surface = crate::telemetry::metrics::surface_label(&self.hub.surface);
+                match core.continue_run_on(&account, &run.id, surface).await {
                     Ok(next) => {
                         tracing::info!(surface = %self.hub.surface, run = %run.id, next = %next, "continuing an interrupted reply");
                         continued = true;
@@ -448,6 +449,7 @@ impl<'a> Renderer<'a> {
 
     fn backing_off(&mut self, retry_after: Duration) {
         self.wait_until = Some(Instant::now() + retry_after);
+        crate::telemetry::metrics::rate_limit_wait(&self.hub.surface, retry_after);
         tracing::info!(surface = %self.hub.surface, retry_after_ms = retry_after.as_millis() as u64, "rate limited; backing off");
     }
 
