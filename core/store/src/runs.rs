@@ -146,7 +146,7 @@ impl Store {
         };
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        admit(&mut tx, &turn.account_id, admission).await?;
+        admit(&mut tx, self.backend(), &turn.account_id, admission).await?;
         // Both messages in one statement: one round trip fewer on every admission.
         sqlx::query(
             "INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
@@ -209,7 +209,7 @@ impl Store {
     ) -> Result<RunId, StoreError> {
         let id = RunId::generate();
         let mut tx = self.begin_write().await?;
-        admit(&mut tx, &previous.account_id, admission).await?;
+        admit(&mut tx, self.backend(), &previous.account_id, admission).await?;
         let active = sqlx::query(
             "SELECT id FROM runs WHERE message_id = $1 AND status IN ('queued', 'streaming')",
         )
