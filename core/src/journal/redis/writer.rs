@@ -28,7 +28,9 @@ const EXPIRY_REFRESH: Duration = Duration::from_secs(3_600);
 
 /// KEYS: the runs' streams. ARGV: channel, running ttl, finished ttl, then four per
 /// entry: run id, seq, event JSON, expiry (0 keep, 1 running, 2 finished). Returns per
-/// entry 1 (stored), 0 (seq taken) or the error text.
+/// entry 1 (stored), 0 (seq taken) or the error text. Every call is a `pcall`: a
+/// script that stopped halfway would leave entries stored but never published (Redis
+/// does not roll a script back), and their readers waiting.
 const APPEND_SCRIPT: &str = r"
 local out = {}
 local pub = {}
@@ -42,11 +44,11 @@ for i = 1, #KEYS do
     out[i] = 1
     pub[#pub + 1] = ARGV[a + 1] .. ' ' .. seq .. ' ' .. ARGV[a + 3] .. '\n'
     local x = ARGV[a + 4]
-    if x == '1' then redis.call('EXPIRE', KEYS[i], ARGV[2])
-    elseif x == '2' then redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+    if x == '1' then redis.pcall('EXPIRE', KEYS[i], ARGV[2])
+    elseif x == '2' then redis.pcall('EXPIRE', KEYS[i], ARGV[3]) end
   end
 end
-if #pub > 0 then redis.call('PUBLISH', ARGV[1], table.concat(pub)) end
+if #pub > 0 then redis.pcall('PUBLISH', ARGV[1], table.concat(pub)) end
 return out
 ";
 
