@@ -6,7 +6,7 @@
 //! is charged in the transaction that ends it, at most once (`ledger.run_id` is
 //! unique).
 
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError};
 use chorus_model::ids::{AccountId, RunId};
 use chorus_model::money::{Charge, Refusal};
 use chorus_model::time::now_ms;
@@ -172,11 +172,38 @@ pub(crate) async fn charge_run(
 
 /// Decides whether a run may start; the account row is locked by the caller's
 /// transaction, so the decision holds until the run row is written.
+///
+/// An admission that decides nothing from the balance or the account's runs (a run
+/// that costs nothing, no concurrency limit) only needs the account to stay active
+/// until the run row is written: on PostgreSQL it takes a shared lock
+/// (`FOR SHARE`), so a burst of one account's free runs is admitted in parallel
+/// instead of one commit after another, while bans, merges and charges (which lock
+/// the row exclusively) still wait for it. On SQLite the write transaction excludes
+/// every other writer anyway.
 pub(crate) async fn admit(
     tx: &mut Tx,
+    backend: Backend,
     account: &AccountId,
     admission: &Admission,
 ) -> Result<(), StoreError> {
+    let decides = (admission.enforce_balance && admission.reservation != 0)
+        || admission.max_concurrent_runs > 0;
+    if !decides {
+        let sql = match backend {
+            Backend::Postgres => {
+                "SELECT id FROM accounts WHERE id = $1 AND status = 'active' FOR SHARE"
+            }
+            Backend::Sqlite => "SELECT id FROM accounts WHERE id = $1 AND status = 'active'",
+        };
+        return match sqlx::query(sql)
+            .bind(account.as_str())
+            .fetch_optional(&mut **tx)
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound("account")),
+        };
+    }
     let balance = lock_account(tx, account)
         .await?
         .ok_or(StoreError::NotFound("account"))?;

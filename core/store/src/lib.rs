@@ -105,6 +105,11 @@ pub struct PoolStats {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where write transactions run. On a SQLite file, one connection of its own: the
+    /// pool queues writers in order (FIFO) instead of letting them poll SQLite's
+    /// write lock with the busy handler's growing sleeps (up to 100 ms each), which
+    /// is what a burst of admissions waited on. Elsewhere the same pool as reads.
+    write_pool: AnyPool,
     backend: Backend,
     /// Micro-credits every new account starts with (`accounts.default_balance`).
     initial_balance: i64,
@@ -210,20 +215,28 @@ impl Store {
             Backend::Sqlite => prepare_sqlite_url(url)?,
             Backend::Postgres => url.to_string(),
         };
-        let pool = AnyPoolOptions::new()
+        let pool = pool_options(backend)
             .max_connections(max_connections.unwrap_or(match backend {
                 Backend::Sqlite => 8,
                 Backend::Postgres => 16,
             }))
-            .acquire_timeout(Duration::from_secs(30))
             .connect(&url)
             .await?;
-        if backend == Backend::Sqlite {
-            // WAL lets readers proceed while a run checkpoints; it persists in the file.
-            pool.execute("PRAGMA journal_mode = WAL").await?;
-        }
+        let write_pool = match backend {
+            Backend::Sqlite if !url.contains(":memory:") && !url.contains("mode=memory") => {
+                // WAL lets readers proceed while a transaction writes; it persists in
+                // the file, so it is set once, before the writer connects.
+                pool.execute("PRAGMA journal_mode = WAL").await?;
+                pool_options(backend)
+                    .max_connections(1)
+                    .connect(&url)
+                    .await?
+            }
+            _ => pool.clone(),
+        };
         Ok(Self {
             pool,
+            write_pool,
             backend,
             initial_balance: 0,
         })
@@ -267,6 +280,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.write_pool.close().await;
         self.pool.close().await;
     }
 
@@ -284,17 +298,40 @@ impl Store {
         &self.pool
     }
 
-    /// Starts a transaction that will write. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`), so it waits out a busy database instead of failing with
-    /// "database is locked" when a read-then-write transaction would have to upgrade
-    /// its lock after another connection committed.
+    /// Starts a transaction that will write. On SQLite it runs on the one writer
+    /// connection (queued in order behind the writes before it) and takes the write
+    /// lock at once (`BEGIN IMMEDIATE`), so it never has to upgrade a read lock after
+    /// another connection committed ("database is locked").
     pub(crate) async fn begin_write(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.write_pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.write_pool.begin().await,
         }
+    }
+}
+
+/// Pool settings of a backend. Every SQLite connection runs with `synchronous =
+/// NORMAL`: in WAL mode a commit is then written to the WAL without an fsync of its
+/// own (the WAL is synced at checkpoints), so a commit survives a crash or `kill -9`
+/// of the process and only an OS crash or power loss can lose the last commits —
+/// where `FULL` (the default) paid an fsync per commit, the cost of every admission.
+/// `busy_timeout = 5000`: a connection waits up to 5 s for another's write lock
+/// before failing with "database is locked" (single-statement writes outside
+/// [`Store::begin_write`] meet the writer connection there). Statements are prepared
+/// once per connection and reused (sqlx's statement cache, 100 per connection).
+fn pool_options(backend: Backend) -> AnyPoolOptions {
+    let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+    match backend {
+        Backend::Postgres => options,
+        Backend::Sqlite => options.after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                conn.execute("PRAGMA busy_timeout = 5000").await?;
+                Ok(())
+            })
+        }),
     }
 }
 

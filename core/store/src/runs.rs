@@ -146,25 +146,18 @@ impl Store {
         };
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        admit(&mut tx, &turn.account_id, admission).await?;
+        admit(&mut tx, self.backend(), &turn.account_id, admission).await?;
+        // Both messages in one statement: one round trip fewer on every admission.
         sqlx::query(
             "INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
-             VALUES ($1, $2, $3, 'user', $4, NULL, $5)",
+             VALUES ($1, $2, $3, 'user', $4, NULL, $5), ($6, $2, $1, 'assistant', '', $7, $8)",
         )
         .bind(ids.user_message_id.as_str())
         .bind(turn.conversation_id.as_str())
         .bind(turn.parent_id.as_ref().map(|p| p.as_str()))
         .bind(&turn.content)
         .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
-             VALUES ($1, $2, $3, 'assistant', '', $4, $5)",
-        )
         .bind(ids.assistant_message_id.as_str())
-        .bind(turn.conversation_id.as_str())
-        .bind(ids.user_message_id.as_str())
         .bind(&turn.model)
         .bind(now + 1)
         .execute(&mut *tx)
@@ -216,7 +209,7 @@ impl Store {
     ) -> Result<RunId, StoreError> {
         let id = RunId::generate();
         let mut tx = self.begin_write().await?;
-        admit(&mut tx, &previous.account_id, admission).await?;
+        admit(&mut tx, self.backend(), &previous.account_id, admission).await?;
         let active = sqlx::query(
             "SELECT id FROM runs WHERE message_id = $1 AND status IN ('queued', 'streaming')",
         )

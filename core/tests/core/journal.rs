@@ -1,7 +1,9 @@
 //! One journal suite, run against the in-process journal and Redis Streams: readers
 //! that join at any point get every event after their cursor exactly once, in order,
-//! ending after `finished`; and run starts announced to every subscriber, of every
-//! instance sharing the journal.
+//! ending after `finished`, also while many runs append at once (Redis sends them in
+//! shared batches); and run starts announced to every subscriber, of every instance
+//! sharing the journal. Redis only: a run's stream gets its expiry without one per
+//! event, and readers go on exactly when the live subscription is lost.
 //!
 //! Redis is required: set `CHORUS_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`);
 //! `scripts/test` starts one.
@@ -236,11 +238,51 @@ async fn run_starts_reach_every_subscriber(journal: Arc<dyn Journal>) {
     nothing_more(&mut late).await;
 }
 
+/// Appends every event of `run`, one at a time as a run's writer does.
+async fn write_run(journal: Arc<dyn Journal>, run: RunId) {
+    for seq in 1..=EVENTS {
+        journal
+            .append(
+                &run,
+                JournalEntry {
+                    seq,
+                    event: event(seq),
+                },
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Many runs written at once (their appends share batches on Redis), each read by a
+/// reader from the start and one joining midway: every reader gets exactly its run.
+async fn many_runs_at_once(journal: Arc<dyn Journal>) {
+    let runs: Vec<RunId> = (0..40).map(|_| RunId::generate()).collect();
+    let mut tasks = Vec::new();
+    for run in &runs {
+        tasks.push(tokio::spawn(read_all(journal.clone(), run.clone(), 0)));
+    }
+    for run in &runs {
+        tasks.push(tokio::spawn(write_run(journal.clone(), run.clone())));
+    }
+    for run in &runs {
+        tasks.push(tokio::spawn(read_all(
+            journal.clone(),
+            run.clone(),
+            EVENTS / 3,
+        )));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn memory_journal_suite() {
     let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::new(Duration::from_secs(60)));
     readers_join_at_every_point(journal.clone()).await;
     out_of_order_appends_are_refused(journal.clone()).await;
+    many_runs_at_once(journal.clone()).await;
     run_starts_reach_every_subscriber(journal).await;
 }
 
@@ -249,7 +291,178 @@ async fn redis_journal_suite() {
     let journal = redis_journal().await;
     readers_join_at_every_point(journal.clone()).await;
     out_of_order_appends_are_refused(journal.clone()).await;
+    many_runs_at_once(journal.clone()).await;
     run_starts_reach_every_subscriber(journal).await;
+}
+
+fn test_redis_url() -> String {
+    std::env::var("CHORUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn control_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("Redis is required for this test and is not reachable at {url}: {e} (run scripts/test)"))
+}
+
+/// A run's stream expires a day after its first event while it streams, and after
+/// the retention once it finished: set by the writer when the run starts and when it
+/// ends, not with every event.
+#[tokio::test]
+async fn redis_stream_expiry_follows_the_run() {
+    let url = test_redis_url();
+    let prefix = format!("chorus-test:{}:", uuid::Uuid::new_v4().simple());
+    let journal: Arc<dyn Journal> = Arc::new(
+        RedisJournal::connect(&url, &prefix, Duration::from_secs(60))
+            .await
+            .unwrap(),
+    );
+    let mut control = control_connection(&url).await;
+    let run = RunId::generate();
+    let key = format!("{prefix}run:{run}");
+    let ttl = |mut c: redis::aio::MultiplexedConnection| {
+        let key = key.clone();
+        async move {
+            let t: i64 = redis::cmd("TTL")
+                .arg(&key)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            t
+        }
+    };
+    for seq in 1..EVENTS {
+        journal
+            .append(
+                &run,
+                JournalEntry {
+                    seq,
+                    event: event(seq),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let running = ttl(control.clone()).await;
+    assert!(
+        (86_000..=86_400).contains(&running),
+        "an unfinished run's stream should expire in about a day, TTL {running}"
+    );
+    journal
+        .append(
+            &run,
+            JournalEntry {
+                seq: EVENTS,
+                event: event(EVENTS),
+            },
+        )
+        .await
+        .unwrap();
+    let finished = ttl(control.clone()).await;
+    assert!(
+        (1..=60).contains(&finished),
+        "a finished run's stream should expire after the retention (60 s), TTL {finished}"
+    );
+    let len: u64 = redis::cmd("XLEN")
+        .arg(&key)
+        .query_async(&mut control)
+        .await
+        .unwrap();
+    assert_eq!(len, EVENTS);
+}
+
+/// The ids of the pub/sub connections Redis has now.
+async fn pubsub_clients(control: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(control)
+        .await
+        .unwrap();
+    list.lines()
+        .filter_map(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("id="))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The live subscription of an instance is cut (Redis kills the connection) while a
+/// reader follows a run: what was published while it was down is read from the stream,
+/// and the reader still gets every event exactly once.
+#[tokio::test]
+async fn redis_readers_go_on_when_the_subscription_is_lost() {
+    let url = test_redis_url();
+    let prefix = format!("chorus-test:{}:", uuid::Uuid::new_v4().simple());
+    let mut control = control_connection(&url).await;
+    let before = pubsub_clients(&mut control).await;
+    let journal: Arc<dyn Journal> = Arc::new(
+        RedisJournal::connect(&url, &prefix, Duration::from_secs(60))
+            .await
+            .unwrap(),
+    );
+    // This journal's subscription (connections other tests opened meanwhile may be
+    // among them: cutting theirs is harmless by the same rule).
+    let ours: Vec<String> = pubsub_clients(&mut control)
+        .await
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert!(!ours.is_empty(), "the journal holds no pub/sub connection");
+    let run = RunId::generate();
+    let mut reader = journal.follow(&run, 0);
+    let append = |seq: u64| {
+        let (journal, run) = (journal.clone(), run.clone());
+        async move {
+            journal
+                .append(
+                    &run,
+                    JournalEntry {
+                        seq,
+                        event: event(seq),
+                    },
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let half = EVENTS / 2;
+    for seq in 1..=half {
+        append(seq).await;
+    }
+    for seq in 1..=half {
+        let entry = tokio::time::timeout(Duration::from_secs(10), reader.next())
+            .await
+            .expect("no live event within 10 s")
+            .expect("the reader ended")
+            .expect("journal error");
+        assert_eq!(entry.seq, seq);
+    }
+    for id in &ours {
+        let _: redis::Value = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async(&mut control)
+            .await
+            .unwrap();
+    }
+    for seq in half + 1..=EVENTS {
+        append(seq).await;
+    }
+    let rest: Vec<u64> = tokio::time::timeout(
+        Duration::from_secs(20),
+        reader
+            .map(|e| e.expect("journal error").seq)
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .expect("the reader did not reach `finished` after the subscription was lost");
+    assert_eq!(rest, (half + 1..=EVENTS).collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -1,15 +1,15 @@
 //! What the limits do when their counter store fails: one setting,
 //! `limits.on_store_error`, decides for the message limit, the login guessing limit
 //! and the link code guessing limit alike. The failure is real: Chorus connects to
-//! Redis as a user whose ACL refuses the string and scripting commands the counters
-//! use, while the journal's stream commands still work.
+//! Redis as a user whose ACL refuses the string commands the counters use, while the
+//! journal's commands (streams, its append script, pub/sub on its prefix) still work.
 
 use chorus_core::config::Config;
 use chorus_core::{Core, CoreError};
 use chorus_store::Identity;
 use std::collections::BTreeMap;
 
-/// A Redis user that may use streams but not counters, and the URL to connect as it.
+/// A Redis user that may use the journal but not counters, and the URL to connect as it.
 async fn counterless_redis_user(
     prefix: &str,
 ) -> (String, String, redis::aio::MultiplexedConnection) {
@@ -28,9 +28,9 @@ async fn counterless_redis_user(
         .arg("on")
         .arg(format!(">{password}"))
         .arg(format!("~{prefix}*"))
+        .arg(format!("&{prefix}*"))
         .arg("+@all")
         .arg("-@string")
-        .arg("-@scripting")
         .query_async(&mut control)
         .await
         .unwrap();

@@ -10,7 +10,12 @@
 //! schedule's origin and lag_k = offset_k - min(offset) is the latency Chorus added to
 //! that event (provider task, journal, SSE, HTTP) beyond its best case.
 //!
-//! Usage: bench [--replies N] [--tokens-per-second R] [--tokens T] [--bin PATH] [--redis URL --postgres URL]
+//! A burst (`--burst`) creates the conversations first, then sends every message at
+//! once: the figures that matter there are how long until every reply streams and
+//! each reply's first event after its message was sent. `--client-process` runs the
+//! clients in a second process (this program again), so the server's process is
+//! measured apart from them; `--all` runs SQLite and PostgreSQL, each with the
+//! in-process and the Redis journal, and prints one table. Run `bench --help`.
 
 // The report on stdout is this program's output.
 #![allow(clippy::print_stdout)]
@@ -18,11 +23,38 @@
 use anyhow::{Context, Result, bail};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sqlx::Connection;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+const HELP: &str = "\
+bench: many concurrent replies through chorus's HTTP API and SSE streams
+
+usage: bench [options]
+
+  --replies N              concurrent replies (default 1000)
+  --tokens T               tokens per reply (default 100)
+  --tokens-per-second R    each reply's pace (default 20)
+  --bin PATH               the chorus binary (default $CHORUS_BIN, else
+                           $CARGO_TARGET_DIR/release/chorus)
+  --redis URL              use the Redis journal on this server
+  --postgres URL           use PostgreSQL: a fresh database is created on this
+                           server (the URL's user may create databases) and dropped
+  --all                    run the four configurations (SQLite/PostgreSQL x
+                           in-process/Redis; needs --redis and --postgres) and print
+                           one table
+  --burst                  create the conversations first, then send every message
+                           at once (time until all stream, first event p50/p99)
+  --client-process         run the clients in a second process
+  -h, --help               this text
+
+Build: cargo build --release -p chorus -p chorus-tests --bin chorus --bin bench
+";
+
+#[derive(Clone)]
 struct Options {
     replies: usize,
     tokens_per_second: f64,
@@ -30,9 +62,14 @@ struct Options {
     bin: String,
     redis: Option<String>,
     postgres: Option<String>,
+    all: bool,
+    burst: bool,
+    client_process: bool,
+    /// Internal: be the client process of a server at this URL, with this API key.
+    client_of: Option<(String, String)>,
 }
 
-fn options() -> Result<Options> {
+fn options() -> Result<Option<Options>> {
     let mut o = Options {
         replies: 1000,
         tokens_per_second: 20.0,
@@ -43,6 +80,10 @@ fn options() -> Result<Options> {
         }),
         redis: None,
         postgres: None,
+        all: false,
+        burst: false,
+        client_process: false,
+        client_of: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -50,19 +91,77 @@ fn options() -> Result<Options> {
         let mut value = || {
             it.next()
                 .cloned()
-                .with_context(|| format!("{flag} needs a value"))
+                .with_context(|| format!("{flag} needs a value (see --help)"))
         };
         match flag.as_str() {
-            "--replies" => o.replies = value()?.parse()?,
-            "--tokens-per-second" => o.tokens_per_second = value()?.parse()?,
-            "--tokens" => o.tokens = value()?.parse()?,
+            "-h" | "--help" => {
+                print!("{HELP}");
+                return Ok(None);
+            }
+            "--replies" => o.replies = value()?.parse().context("--replies")?,
+            "--tokens-per-second" => {
+                o.tokens_per_second = value()?.parse().context("--tokens-per-second")?
+            }
+            "--tokens" => o.tokens = value()?.parse().context("--tokens")?,
             "--bin" => o.bin = value()?,
             "--redis" => o.redis = Some(value()?),
             "--postgres" => o.postgres = Some(value()?),
-            other => bail!("unknown flag {other}"),
+            "--all" => o.all = true,
+            "--burst" => o.burst = true,
+            "--client-process" => o.client_process = true,
+            "--client-of" => {
+                let url = value()?;
+                o.client_of = Some((url, value()?));
+            }
+            other => bail!("unknown flag {other} (see --help)"),
         }
     }
-    Ok(o)
+    if o.all && (o.redis.is_none() || o.postgres.is_none()) {
+        bail!("--all needs --redis URL and --postgres URL");
+    }
+    if o.replies == 0 || o.tokens == 0 || o.tokens_per_second <= 0.0 {
+        bail!("--replies, --tokens and --tokens-per-second must be positive");
+    }
+    Ok(Some(o))
+}
+
+/// A PostgreSQL database made for one run and dropped after it.
+struct BenchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    async fn create(admin_url: &str) -> Result<Self> {
+        let mut admin = sqlx::PgConnection::connect(admin_url)
+            .await
+            .with_context(|| "cannot connect to --postgres")?;
+        let name = format!("chorus_bench_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("cannot create database {name}"))?;
+        let _ = admin.close().await;
+        let mut url = url::Url::parse(admin_url).context("--postgres is not a URL")?;
+        url.set_path(&format!("/{name}"));
+        Ok(Self {
+            admin_url: admin_url.to_string(),
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    async fn drop_now(self) {
+        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut admin)
+            .await;
+        }
+    }
 }
 
 struct Server {
@@ -166,29 +265,47 @@ async fn start(o: &Options, dir: &std::path::Path) -> Result<(Server, String)> {
 
 struct ReplyStats {
     events: usize,
-    /// When the reply's stream opened.
+    /// When the reply's message was sent, and when its stream opened.
+    asked: Instant,
     opened: Instant,
+    /// When its first text arrived.
+    first: Option<Instant>,
     /// Each token's arrival and lag.
     lags_us: Vec<(Instant, u64)>,
 }
 
-async fn one_reply(
-    client: reqwest::Client,
-    url: String,
-    key: String,
-    interval: Duration,
-) -> Result<ReplyStats> {
-    let auth = format!("Bearer {key}");
+async fn new_conversation(client: &reqwest::Client, url: &str, auth: &str) -> Result<String> {
     let conv: Value = client
         .post(format!("{url}/api/conversations"))
-        .header("authorization", &auth)
+        .header("authorization", auth)
         .json(&json!({}))
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
-    let conv_id = conv["id"].as_str().context("conversation id")?;
+    Ok(conv["id"].as_str().context("conversation id")?.to_string())
+}
+
+/// One reply: a conversation (unless given one), a message, its run's SSE stream to
+/// `finished`. `go` holds a burst's messages until all conversations exist.
+async fn one_reply(
+    client: reqwest::Client,
+    url: String,
+    key: String,
+    interval: Duration,
+    conversation: Option<String>,
+    go: Option<tokio::sync::watch::Receiver<bool>>,
+) -> Result<ReplyStats> {
+    let auth = format!("Bearer {key}");
+    let conv_id = match conversation {
+        Some(id) => id,
+        None => new_conversation(&client, &url, &auth).await?,
+    };
+    if let Some(mut go) = go {
+        go.wait_for(|go| *go).await?;
+    }
+    let asked = Instant::now();
     let sent: Value = client
         .post(format!("{url}/api/conversations/{conv_id}/messages"))
         .header("authorization", &auth)
@@ -222,7 +339,9 @@ async fn one_reply(
                 let lags = lags_us(&arrivals, interval);
                 return Ok(ReplyStats {
                     events,
+                    asked,
                     opened,
+                    first: arrivals.first().copied(),
                     lags_us: arrivals.into_iter().zip(lags).collect(),
                 });
             }
@@ -262,101 +381,309 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let o = options()?;
-    let dir = std::env::temp_dir().join(format!("chorus-bench-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
-    let (server, key) = start(&o, &dir).await?;
-    let pid = server.child.id();
-    let idle_rss = peak_rss_kib(pid).unwrap_or(0);
+/// p50, p99 and max of some microsecond samples, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+struct Spread {
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    samples: usize,
+}
+
+impl Spread {
+    fn of(mut us: Vec<u64>) -> Self {
+        us.sort_unstable();
+        Self {
+            p50_ms: percentile(&us, 0.50) as f64 / 1000.0,
+            p99_ms: percentile(&us, 0.99) as f64 / 1000.0,
+            max_ms: us.last().copied().unwrap_or(0) as f64 / 1000.0,
+            samples: us.len(),
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
+            self.p50_ms, self.p99_ms, self.max_ms, self.samples
+        )
+    }
+}
+
+/// What the clients measured.
+#[derive(Debug, Serialize, Deserialize)]
+struct ClientReport {
+    replies: usize,
+    failures: usize,
+    first_failures: Vec<String>,
+    events: usize,
+    elapsed_s: f64,
+    /// Until every reply streamed, from the first message sent.
+    ramp_s: f64,
+    lag_all: Spread,
+    lag_steady: Spread,
+    /// From a reply's message sent to its first text.
+    first_event: Spread,
+}
+
+/// Runs the replies against a server and measures them.
+async fn clients(o: &Options, url: &str, key: &str) -> Result<ClientReport> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(o.replies)
         .build()?;
     let interval = Duration::from_secs_f64(1.0 / o.tokens_per_second);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..o.replies)
-        .map(|_| {
+    // A burst: the conversations first (not measured), then every message at once.
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let mut conversations: Vec<Option<String>> = vec![None; o.replies];
+    if o.burst {
+        let auth = format!("Bearer {key}");
+        let made = futures::stream::iter(0..o.replies)
+            .map(|_| new_conversation(&client, url, &auth))
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await;
+        for (slot, id) in conversations.iter_mut().zip(made) {
+            *slot = Some(id?);
+        }
+    }
+    let tasks: Vec<_> = conversations
+        .into_iter()
+        .map(|conversation| {
             tokio::spawn(one_reply(
                 client.clone(),
-                server.url.clone(),
-                key.clone(),
+                url.to_string(),
+                key.to_string(),
                 interval,
+                conversation,
+                o.burst.then(|| go_rx.clone()),
             ))
         })
         .collect();
+    let started = Instant::now();
+    go_tx.send_replace(true);
     let mut events = 0usize;
     let mut samples: Vec<(Instant, u64)> = Vec::new();
+    let mut first_event_us = Vec::new();
     let mut last_opened = started;
     let mut failures = 0usize;
+    let mut first_failures = Vec::new();
     for task in tasks {
         match task.await? {
             Ok(stats) => {
                 events += stats.events;
-                last_opened = last_opened.max(stats.opened);
+                last_opened = last_opened.max(stats.first.unwrap_or(stats.opened));
+                if let Some(first) = stats.first {
+                    first_event_us.push((first - stats.asked).as_micros() as u64);
+                }
                 samples.extend(stats.lags_us);
             }
             Err(e) => {
                 failures += 1;
-                if failures <= 3 {
-                    eprintln!("reply failed: {e:#}");
+                if first_failures.len() < 3 {
+                    first_failures.push(format!("{e:#}"));
                 }
             }
         }
     }
     let elapsed = started.elapsed();
-    let peak = peak_rss_kib(pid).unwrap_or(0);
-    // Steady state: once every reply is streaming (the ramp of 2 x N requests that
-    // create conversations and send messages is over).
-    let mut lags: Vec<u64> = samples.iter().map(|&(_, lag)| lag).collect();
-    let mut steady: Vec<u64> = samples
+    // Steady state: once every reply is streaming (the ramp of requests that create
+    // conversations and send messages is over).
+    let lags: Vec<u64> = samples.iter().map(|&(_, lag)| lag).collect();
+    let steady: Vec<u64> = samples
         .iter()
         .filter(|&&(at, _)| at > last_opened)
         .map(|&(_, lag)| lag)
         .collect();
-    lags.sort_unstable();
-    steady.sort_unstable();
-    println!("replies:           {} ({} failed)", o.replies, failures);
+    Ok(ClientReport {
+        replies: o.replies,
+        failures,
+        first_failures,
+        events,
+        elapsed_s: elapsed.as_secs_f64(),
+        ramp_s: (last_opened - started).as_secs_f64(),
+        lag_all: Spread::of(lags),
+        lag_steady: Spread::of(steady),
+        first_event: Spread::of(first_event_us),
+    })
+}
+
+/// The clients in a second process: this program with `--client-of`, whose stdout is
+/// its report as JSON.
+async fn clients_in_process(o: &Options, url: &str, key: &str) -> Result<ClientReport> {
+    let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+    cmd.arg("--client-of")
+        .arg(url)
+        .arg(key)
+        .arg("--replies")
+        .arg(o.replies.to_string())
+        .arg("--tokens")
+        .arg(o.tokens.to_string())
+        .arg("--tokens-per-second")
+        .arg(o.tokens_per_second.to_string());
+    if o.burst {
+        cmd.arg("--burst");
+    }
+    let out = cmd.stderr(Stdio::inherit()).output().await?;
+    if !out.status.success() {
+        bail!("the client process failed ({})", out.status);
+    }
+    serde_json::from_slice(&out.stdout).context("the client process's report")
+}
+
+/// One configuration's figures.
+struct Report {
+    name: String,
+    clients: ClientReport,
+    idle_rss_mib: u64,
+    peak_rss_mib: u64,
+}
+
+async fn run_config(o: &Options, redis: Option<&str>, postgres: Option<&str>) -> Result<Report> {
+    let name = format!(
+        "{} + {}",
+        if postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        if redis.is_some() {
+            "Redis journal"
+        } else {
+            "in-process journal"
+        }
+    );
+    let database = match postgres {
+        Some(admin) => Some(BenchDatabase::create(admin).await?),
+        None => None,
+    };
+    let mut one = o.clone();
+    one.redis = redis.map(str::to_string);
+    one.postgres = database.as_ref().map(|d| d.url.clone());
+    let dir = std::env::temp_dir().join(format!("chorus-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let result = async {
+        let (server, key) = start(&one, &dir).await?;
+        let pid = server.child.id();
+        let idle = peak_rss_kib(pid).unwrap_or(0);
+        let clients = if o.client_process {
+            clients_in_process(&one, &server.url, &key).await?
+        } else {
+            clients(&one, &server.url, &key).await?
+        };
+        let peak = peak_rss_kib(pid).unwrap_or(0);
+        drop(server);
+        Ok::<_, anyhow::Error>(Report {
+            name: name.clone(),
+            clients,
+            idle_rss_mib: idle / 1024,
+            peak_rss_mib: peak / 1024,
+        })
+    }
+    .await;
+    if let Some(db) = database {
+        db.drop_now().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn print_report(o: &Options, r: &Report) {
+    let c = &r.clients;
+    println!("configuration:     {}", r.name);
+    println!(
+        "replies:           {} ({} failed){}",
+        c.replies,
+        c.failures,
+        if o.burst { ", sent as one burst" } else { "" }
+    );
+    for failure in &c.first_failures {
+        println!("  reply failed:    {failure}");
+    }
     println!(
         "reply length:      {} tokens at {} tokens/s (~{:.1} s each)",
         o.tokens,
         o.tokens_per_second,
         o.tokens as f64 / o.tokens_per_second
     );
-    println!("wall time:         {:.2} s", elapsed.as_secs_f64());
+    println!("wall time:         {:.2} s", c.elapsed_s);
     println!(
         "replies/s:         {:.1}",
-        (o.replies - failures) as f64 / elapsed.as_secs_f64()
+        (c.replies - c.failures) as f64 / c.elapsed_s
     );
-    println!(
-        "events/s:          {:.0}",
-        events as f64 / elapsed.as_secs_f64()
-    );
-    println!(
-        "event lag (all):   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
-        percentile(&lags, 0.50) as f64 / 1000.0,
-        percentile(&lags, 0.99) as f64 / 1000.0,
-        lags.last().copied().unwrap_or(0) as f64 / 1000.0,
-        lags.len()
-    );
+    println!("events/s:          {:.0}", c.events as f64 / c.elapsed_s);
+    println!("event lag (all):   {}", c.lag_all.line());
     println!(
         "ramp:              all replies streaming after {:.2} s",
-        (last_opened - started).as_secs_f64()
+        c.ramp_s
     );
-    println!(
-        "steady-state lag:  p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
-        percentile(&steady, 0.50) as f64 / 1000.0,
-        percentile(&steady, 0.99) as f64 / 1000.0,
-        steady.last().copied().unwrap_or(0) as f64 / 1000.0,
-        steady.len()
-    );
+    println!("steady-state lag:  {}", c.lag_steady.line());
+    println!("first event:       {}", c.first_event.line());
     println!(
         "server RSS:        idle {} MiB, peak {} MiB",
-        idle_rss / 1024,
-        peak / 1024
+        r.idle_rss_mib, r.peak_rss_mib
     );
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn print_table(o: &Options, reports: &[Report]) {
+    println!(
+        "\n{} concurrent replies{}, {} tokens at {} tokens/s ({:.0} events/s demanded)\n",
+        o.replies,
+        if o.burst { " sent as one burst" } else { "" },
+        o.tokens,
+        o.tokens_per_second,
+        o.replies as f64 * o.tokens_per_second
+    );
+    println!(
+        "| configuration | events/s delivered | steady-state added lag p50 / p99 | all replies streaming after | first event p50 / p99 | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for r in reports {
+        let c = &r.clients;
+        println!(
+            "| {} | {:.0} | {:.2} / {:.2} ms | {:.2} s | {:.1} / {:.1} ms | {} MiB |",
+            r.name,
+            c.events as f64 / c.elapsed_s,
+            c.lag_steady.p50_ms,
+            c.lag_steady.p99_ms,
+            c.ramp_s,
+            c.first_event.p50_ms,
+            c.first_event.p99_ms,
+            r.peak_rss_mib
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let Some(o) = options()? else {
+        return Ok(());
+    };
+    if let Some((url, key)) = &o.client_of {
+        let report = clients(&o, url, key).await?;
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let configs: Vec<(Option<&str>, Option<&str>)> = if o.all {
+        vec![
+            (None, None),
+            (o.redis.as_deref(), None),
+            (None, o.postgres.as_deref()),
+            (o.redis.as_deref(), o.postgres.as_deref()),
+        ]
+    } else {
+        vec![(o.redis.as_deref(), o.postgres.as_deref())]
+    };
+    let mut reports = Vec::new();
+    let mut failures = 0;
+    for (redis, postgres) in configs {
+        let report = run_config(&o, redis, postgres).await?;
+        print_report(&o, &report);
+        println!();
+        failures += report.clients.failures;
+        reports.push(report);
+    }
+    if o.all {
+        print_table(&o, &reports);
+    }
     if failures > 0 {
         bail!("{failures} replies failed");
     }

@@ -1,16 +1,28 @@
 //! The Redis Streams journal, shared by every instance of a deployment.
 //!
-//! Each run is a stream `{prefix}run:{id}` whose entry ids are `0-{seq}`, so "events
-//! after seq N" is an exclusive XRANGE from `0-N`. Live delivery: one tailer task per
-//! instance runs a blocking XREAD over every run that local readers follow and fans
-//! entries out through broadcast channels. A reader subscribes first, then reads the
-//! backlog, then takes live entries, skipping what it has and refilling any gap with
-//! XRANGE, so it never misses or repeats an event.
+//! Storage: each run is a stream `{prefix}run:{id}` whose entry ids are `0-{seq}`, so
+//! "events after seq N" is an exclusive XRANGE from `0-N` and a `Last-Event-ID` resumes
+//! exactly there.
+//!
+//! Writes (`writer.rs`): appends go to one writer task per instance, which sends every
+//! append waiting at that moment in one script call — per entry an XADD at its seq,
+//! the expiry once per run (not per event), and one PUBLISH of the stored entries on
+//! the instance-wide channel `{prefix}journal`. An append returns once Redis stored it.
+//!
+//! Live delivery (`live.rs`): each instance holds one subscription to that channel and
+//! fans published entries out through a broadcast channel per followed run; nothing on
+//! the reading side costs Redis anything per followed run. A reader registers first,
+//! then reads the backlog with XRANGE, then takes live entries, skipping what it has
+//! and refilling any gap (or any lost subscription) with XRANGE, so it never misses or
+//! repeats an event.
 //!
 //! Run starts are announced on one small shared stream, `{prefix}run-starts` (trimmed
 //! to about [`RUN_STARTS_MAXLEN`] entries, one per run start, never per token). Each
 //! instance reads it with a blocking XREAD on its own connection, from the last entry
 //! there when it connected, and fans the announcements out locally.
+
+mod live;
+mod writer;
 
 use super::{
     EntryStream, Journal, JournalEntry, JournalError, RUN_STARTS_BUFFER, RunEvent, RunStartStream,
@@ -22,9 +34,9 @@ use redis::{AsyncConnectionConfig, Client, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// How long one XREAD of the tailer blocks; a new follow interrupts it at once.
+/// How long one XREAD of the run-start reader blocks.
 const TAIL_BLOCK_MS: usize = 5_000;
 /// About how many run starts the shared announcement stream keeps (readers only need
 /// the few since their last read).
@@ -33,6 +45,8 @@ const RUN_STARTS_MAXLEN: usize = 10_000;
 /// default (500 ms) turns a busy moment of this process into broken streams and 500s;
 /// the commands are cheap, so only a dead Redis is slow.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Live entries a reader may fall behind by before it refills from the stream.
+const LIVE_BUFFER: usize = 128;
 
 pub struct RedisJournal {
     inner: Arc<Inner>,
@@ -41,26 +55,33 @@ pub struct RedisJournal {
 struct Inner {
     conn: MultiplexedConnection,
     prefix: String,
-    retention_secs: u64,
     follows: Mutex<HashMap<RunId, Follow>>,
-    wake: Notify,
-    tailer_client_id: Mutex<Option<i64>>,
     run_starts: broadcast::Sender<RunStarted>,
+    /// Appends waiting for the writer task.
+    appends: mpsc::UnboundedSender<writer::Pending>,
+}
+
+/// What the subscription hands a run's local readers.
+#[derive(Clone)]
+enum Live {
+    Entry(Arc<JournalEntry>),
+    /// The subscription was lost and made again: read the stream for what it missed.
+    Resync,
 }
 
 struct Follow {
-    /// Last seq the tailer has broadcast.
+    /// Last seq handed to the readers.
     cursor: u64,
-    /// When the first reader registered (Unix µs): entries appended since then are
-    /// live, and their delivery counts in the fan-out latency.
+    /// When the first reader registered (Unix µs): batches sent since then are live,
+    /// and their delivery counts in the fan-out latency (a backlog's does not).
     since_us: u64,
-    finished: bool,
     readers: usize,
-    tx: broadcast::Sender<Arc<JournalEntry>>,
+    tx: broadcast::Sender<Live>,
 }
 
 impl RedisJournal {
-    /// Connects and starts the tailer task (stopped when the journal is dropped).
+    /// Connects, subscribes to live entries and starts the writer and the readers'
+    /// tasks (stopped when the journal is dropped).
     pub async fn connect(
         url: &str,
         prefix: &str,
@@ -70,8 +91,8 @@ impl RedisJournal {
     }
 
     /// [`RedisJournal::connect`] with another response timeout for the commands of
-    /// the writer and readers (not the blocking reads of the tailers): tests make it
-    /// tiny to lose answers of commands that did land.
+    /// the writer and readers (not the blocking reads of the run-start reader): tests
+    /// make it tiny to lose answers of commands that did land.
     pub async fn connect_with_timeout(
         url: &str,
         prefix: &str,
@@ -83,23 +104,40 @@ impl RedisJournal {
         let conn = client
             .get_multiplexed_async_connection_with_config(&conn_config)
             .await?;
+        let channel = format!("{prefix}journal");
+        // Subscribed before `connect` returns: an entry stored after that reaches every
+        // reader registered here.
+        let pubsub = live::subscribe(&client, &channel).await?;
+        // Loaded now, so that a call under load is an EVALSHA.
+        let sha = writer::load_script(&conn).await?;
+        let (appends, queue) = mpsc::unbounded_channel();
+        tokio::spawn(writer::write_batches(
+            queue,
+            writer::Target {
+                conn: conn.clone(),
+                prefix: prefix.to_string(),
+                channel: channel.clone(),
+                retention_secs: retention.as_secs().max(1),
+            },
+            sha,
+        ));
         let inner = Arc::new(Inner {
             conn,
             prefix: prefix.to_string(),
-            retention_secs: retention.as_secs().max(1),
             follows: Mutex::new(HashMap::new()),
-            wake: Notify::new(),
-            tailer_client_id: Mutex::new(None),
             run_starts: broadcast::channel(RUN_STARTS_BUFFER).0,
+            appends,
         });
+        tokio::spawn(live::listen(
+            Arc::downgrade(&inner),
+            client.clone(),
+            channel,
+            pubsub,
+        ));
         // The blocking reads wait up to TAIL_BLOCK_MS for an answer, so their
-        // connections wait that long and more before calling the answer lost.
+        // connection waits that long and more before calling the answer lost.
         let tail_config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(Duration::from_millis(TAIL_BLOCK_MS as u64 + 5_000)));
-        let tail_conn = client
-            .get_multiplexed_async_connection_with_config(&tail_config)
-            .await?;
-        tokio::spawn(tail(Arc::downgrade(&inner), tail_conn));
         let mut starts_conn = client
             .get_multiplexed_async_connection_with_config(&tail_config)
             .await?;
@@ -151,8 +189,8 @@ impl Inner {
         Ok(parse_entries(reply)?.pop())
     }
 
-    /// The seq of the stream's last entry (0 when it has none).
-    async fn last_seq(&self, run: &RunId) -> Result<u64, JournalError> {
+    /// The stream's last entry, if any.
+    async fn last_entry(&self, run: &RunId) -> Result<Option<JournalEntry>, JournalError> {
         let reply: Value = redis::cmd("XREVRANGE")
             .arg(self.key(run))
             .arg("+")
@@ -161,58 +199,20 @@ impl Inner {
             .arg(1)
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(parse_entries(reply)?.first().map_or(0, |e| e.seq))
-    }
-
-    /// Whether the run's last event is `finished` with a seq at or before `seq`.
-    async fn finished_at_or_before(&self, run: &RunId, seq: u64) -> Result<bool, JournalError> {
-        let reply: Value = redis::cmd("XREVRANGE")
-            .arg(self.key(run))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(parse_entries(reply)?
-            .first()
-            .is_some_and(|e| e.event.is_finished() && e.seq <= seq))
+        Ok(parse_entries(reply)?.pop())
     }
 
     /// Registers a reader of `run`; returns its live receiver.
-    async fn register(&self, run: &RunId, after: u64) -> broadcast::Receiver<Arc<JournalEntry>> {
-        let (rx, new) = {
-            let mut follows = self.follows.lock().unwrap_or_else(|e| e.into_inner());
-            let mut new = false;
-            let follow = follows.entry(run.clone()).or_insert_with(|| {
-                new = true;
-                Follow {
-                    cursor: after,
-                    since_us: unix_micros(),
-                    finished: false,
-                    readers: 0,
-                    tx: broadcast::channel(1024).0,
-                }
-            });
-            follow.readers += 1;
-            (follow.tx.subscribe(), new)
-        };
-        if new {
-            self.wake.notify_one();
-            let id = *self
-                .tailer_client_id
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(id) = id {
-                // Cut the tailer's current XREAD short so it includes this run now.
-                let _: Result<Value, _> = redis::cmd("CLIENT")
-                    .arg("UNBLOCK")
-                    .arg(id)
-                    .query_async(&mut self.conn.clone())
-                    .await;
-            }
-        }
-        rx
+    fn register(&self, run: &RunId, after: u64) -> broadcast::Receiver<Live> {
+        let mut follows = self.follows.lock().unwrap_or_else(|e| e.into_inner());
+        let follow = follows.entry(run.clone()).or_insert_with(|| Follow {
+            cursor: after,
+            since_us: unix_micros(),
+            readers: 0,
+            tx: broadcast::channel(LIVE_BUFFER).0,
+        });
+        follow.readers += 1;
+        follow.tx.subscribe()
     }
 
     fn unregister(&self, run: &RunId) {
@@ -224,9 +224,25 @@ impl Inner {
             }
         }
     }
+
+    /// Tells every local reader to read its stream for what the subscription missed.
+    fn resync_all(&self) {
+        let follows = self.follows.lock().unwrap_or_else(|e| e.into_inner());
+        for follow in follows.values() {
+            let _ = follow.tx.send(Live::Resync);
+        }
+    }
 }
 
 /// Parses an XRANGE/XREAD entry list: `[[id, [field, value, ...]], ...]`.
+/// The time now in Unix microseconds (0 if the clock is before 1970): wall-clock, as
+/// the writer of a batch may be another instance.
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 fn parse_entries(reply: Value) -> Result<Vec<JournalEntry>, JournalError> {
     let items = match reply {
         Value::Array(items) => items,
@@ -237,28 +253,6 @@ fn parse_entries(reply: Value) -> Result<Vec<JournalEntry>, JournalError> {
 }
 
 fn parse_entry(item: Value) -> Result<JournalEntry, JournalError> {
-    parse_timed_entry(item).map(|(entry, _)| entry)
-}
-
-/// Parses an entry list with each entry's append time (field `t`, Unix µs; entries
-/// written before it existed have none).
-fn parse_timed_entries(reply: Value) -> Result<Vec<(JournalEntry, Option<u64>)>, JournalError> {
-    let items = match reply {
-        Value::Array(items) => items,
-        Value::Nil => return Ok(Vec::new()),
-        other => return Err(JournalError::Corrupt(format!("unexpected reply {other:?}"))),
-    };
-    items.into_iter().map(parse_timed_entry).collect()
-}
-
-/// The time now in Unix microseconds (0 if the clock is before 1970).
-fn unix_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-fn parse_timed_entry(item: Value) -> Result<(JournalEntry, Option<u64>), JournalError> {
     let corrupt = |what: &str| JournalError::Corrupt(what.to_string());
     let Value::Array(mut parts) = item else {
         return Err(corrupt("entry is not an array"));
@@ -282,118 +276,7 @@ fn parse_timed_entry(item: Value) -> Result<(JournalEntry, Option<u64>), Journal
         .ok_or_else(|| corrupt("entry has no `e` field"))?;
     let event: RunEvent = serde_json::from_str(json)
         .map_err(|e| JournalError::Corrupt(format!("entry {id}: {e}")))?;
-    let appended_us = fields
-        .chunks(2)
-        .find(|kv| kv[0] == "t")
-        .and_then(|kv| kv.get(1))
-        .and_then(|t| t.parse().ok());
-    Ok((JournalEntry { seq, event }, appended_us))
-}
-
-/// The tailer: one blocking XREAD over every followed, unfinished run.
-async fn tail(inner: std::sync::Weak<Inner>, mut conn: MultiplexedConnection) {
-    let my_id: Result<i64, _> = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await;
-    if let (Ok(id), Some(journal)) = (&my_id, inner.upgrade()) {
-        *journal
-            .tailer_client_id
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(*id);
-    }
-    loop {
-        let Some(journal) = inner.upgrade() else {
-            return;
-        };
-        let targets: Vec<(RunId, u64)> = {
-            let follows = journal.follows.lock().unwrap_or_else(|e| e.into_inner());
-            follows
-                .iter()
-                .filter(|(_, f)| !f.finished)
-                .map(|(run, f)| (run.clone(), f.cursor))
-                .collect()
-        };
-        if targets.is_empty() {
-            // Re-check now and then so a dropped journal ends this task.
-            let _ = tokio::time::timeout(Duration::from_secs(5), journal.wake.notified()).await;
-            continue;
-        }
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(1000)
-            .arg("BLOCK")
-            .arg(TAIL_BLOCK_MS)
-            .arg("STREAMS");
-        for (run, _) in &targets {
-            cmd.arg(journal.key(run));
-        }
-        for (_, cursor) in &targets {
-            cmd.arg(format!("0-{cursor}"));
-        }
-        drop(journal);
-        let reply: Result<Value, _> = cmd.query_async(&mut conn).await;
-        let Some(journal) = inner.upgrade() else {
-            return;
-        };
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "journal tailer: XREAD failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        dispatch(&journal, reply);
-    }
-}
-
-/// Broadcasts what one XREAD returned to the local readers of each run.
-fn dispatch(journal: &Inner, reply: Value) {
-    let Value::Array(streams) = reply else { return };
-    let key_prefix = format!("{}run:", journal.prefix);
-    for stream in streams {
-        let (key, entries) = match stream {
-            Value::Array(mut kv) if kv.len() == 2 => {
-                let entries = kv.pop().unwrap_or(Value::Nil);
-                let key: Result<String, _> =
-                    redis::from_redis_value(kv.pop().unwrap_or(Value::Nil));
-                (key, entries)
-            }
-            // RESP3 servers answer with a map of key -> entries.
-            _ => continue,
-        };
-        let Ok(key) = key else { continue };
-        let Some(run) = key
-            .strip_prefix(&key_prefix)
-            .map(|r| RunId::from_stored(r.to_string()))
-        else {
-            continue;
-        };
-        let entries = match parse_timed_entries(entries) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, run = %run, "journal tailer: skipping corrupt entries");
-                continue;
-            }
-        };
-        let mut follows = journal.follows.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(follow) = follows.get_mut(&run) else {
-            continue;
-        };
-        let now_us = unix_micros();
-        for (entry, appended_us) in entries {
-            if entry.seq <= follow.cursor {
-                continue;
-            }
-            // Live entries only (not the backlog a new reader's XREAD brings); the
-            // writer may be another instance, so this is wall-clock time.
-            if let Some(t) = appended_us.filter(|t| *t >= follow.since_us) {
-                crate::telemetry::metrics::journal_fanout()
-                    .record(Duration::from_micros(now_us.saturating_sub(t)));
-            }
-            follow.cursor = entry.seq;
-            follow.finished |= entry.event.is_finished();
-            let _ = follow.tx.send(Arc::new(entry));
-        }
-    }
+    Ok(JournalEntry { seq, event })
 }
 
 /// Parses the entries of the announcement stream: `(entry id, announcement)`, skipping
@@ -492,7 +375,7 @@ struct ReaderState {
     inner: Arc<Inner>,
     run: RunId,
     cursor: u64,
-    rx: Option<broadcast::Receiver<Arc<JournalEntry>>>,
+    rx: Option<broadcast::Receiver<Live>>,
     buffer: VecDeque<JournalEntry>,
     done: bool,
     /// Set after a refill for a gap; a gap that survives the refill is real (the
@@ -522,23 +405,19 @@ impl ReaderState {
                 return None;
             }
             if self.rx.is_none() {
-                // Subscribe before reading the backlog so nothing falls between them.
-                self.rx = Some(self.inner.register(&self.run, self.cursor).await);
+                // Register before reading the backlog so nothing falls between them.
+                self.rx = Some(self.inner.register(&self.run, self.cursor));
                 if let Err(e) = self.refill().await {
                     self.done = true;
                     return Some(Err(e));
                 }
                 if self.buffer.is_empty() {
-                    match self
-                        .inner
-                        .finished_at_or_before(&self.run, self.cursor)
-                        .await
-                    {
-                        Ok(true) => {
+                    match self.inner.last_entry(&self.run).await {
+                        Ok(Some(last)) if last.event.is_finished() && last.seq <= self.cursor => {
                             self.done = true;
                             return None;
                         }
-                        Ok(false) => {}
+                        Ok(_) => {}
                         Err(e) => {
                             self.done = true;
                             return Some(Err(e));
@@ -551,7 +430,8 @@ impl ReaderState {
                     continue;
                 }
                 if entry.seq > self.cursor + 1 && !self.gap_refilled {
-                    // A gap (missed broadcast): read it from the stream.
+                    // A gap (an entry published before this reader registered, or a
+                    // lagged receiver): read it from the stream.
                     self.gap_refilled = true;
                     if let Err(e) = self.refill().await {
                         self.done = true;
@@ -565,18 +445,20 @@ impl ReaderState {
                 return Some(Ok(entry));
             }
             let rx = self.rx.as_mut()?;
-            match rx.recv().await {
-                Ok(entry) => self.buffer.push_back((*entry).clone()),
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    if let Err(e) = self.refill().await {
-                        self.done = true;
-                        return Some(Err(e));
-                    }
+            let refill = match rx.recv().await {
+                Ok(Live::Entry(entry)) => {
+                    self.buffer.push_back((*entry).clone());
+                    false
                 }
+                Ok(Live::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => true,
                 Err(broadcast::error::RecvError::Closed) => {
                     self.done = true;
                     return None;
                 }
+            };
+            if refill && let Err(e) = self.refill().await {
+                self.done = true;
+                return Some(Err(e));
             }
         }
     }
@@ -585,41 +467,38 @@ impl ReaderState {
 #[async_trait::async_trait]
 impl Journal for RedisJournal {
     async fn append(&self, run: &RunId, entry: JournalEntry) -> Result<(), JournalError> {
-        let key = self.inner.key(run);
         let json = serde_json::to_string(&entry.event)
             .map_err(|e| JournalError::Corrupt(e.to_string()))?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("XADD")
-            .arg(&key)
-            .arg(format!("0-{}", entry.seq))
-            .arg("e")
-            .arg(json)
-            .arg("t")
-            .arg(unix_micros())
-            .ignore();
-        // Unfinished runs keep their events at least a day; finished ones for the retention.
-        let ttl = if entry.event.is_finished() {
-            self.inner.retention_secs
-        } else {
-            86_400
+        let (done, answer) = oneshot::channel();
+        let pending = writer::Pending {
+            run: run.clone(),
+            seq: entry.seq,
+            json,
+            finished: entry.event.is_finished(),
+            done,
         };
-        pipe.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
-        let result: Result<(), redis::RedisError> =
-            pipe.query_async(&mut self.inner.conn.clone()).await;
-        match result {
+        let closed = || {
+            JournalError::Redis(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "the journal writer has stopped",
+            )))
+        };
+        self.inner.appends.send(pending).map_err(|_| closed())?;
+        match answer.await.map_err(|_| closed())?? {
+            writer::Stored::Yes => Ok(()),
             // The seq is taken. When it holds this very event, an earlier attempt landed
-            // and only its answer was lost (a response timeout): the retry succeeded.
-            Err(e) if e.to_string().contains("equal or smaller") => {
+            // and only its answer was lost (a response timeout): the retry succeeded (and
+            // that attempt published it).
+            writer::Stored::SeqTaken => {
                 if self.inner.entry_at(run, entry.seq).await?.as_ref() == Some(&entry) {
                     return Ok(());
                 }
                 Err(JournalError::OutOfOrder {
                     run: run.to_string(),
-                    expected: self.inner.last_seq(run).await? + 1,
+                    expected: self.inner.last_entry(run).await?.map_or(0, |e| e.seq) + 1,
                     got: entry.seq,
                 })
             }
-            other => Ok(other?),
         }
     }
 
