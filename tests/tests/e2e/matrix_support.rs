@@ -21,6 +21,11 @@ pub const BOT_NAME: &str = "Chorus";
 /// process and several syncing clients against the one Synapse.
 static SLOTS: Semaphore = Semaphore::const_new(3);
 
+/// One of [`SLOTS`], for a test that runs a Matrix bot without a [`MatrixWorld`].
+pub async fn slot() -> Result<SemaphorePermit<'static>> {
+    SLOTS.acquire().await.context("the Matrix test slots")
+}
+
 /// The bot's `[matrix]` settings that tests vary.
 #[derive(Clone, Debug)]
 pub struct BotOptions {
