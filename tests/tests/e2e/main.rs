@@ -16,6 +16,7 @@ mod cross_surface;
 mod discord_ask;
 mod discord_commands;
 mod discord_controls;
+mod discord_gateway;
 mod discord_limits;
 mod discord_private;
 mod discord_restart;
