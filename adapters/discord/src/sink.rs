@@ -146,6 +146,11 @@ impl DiscordSinkFactory {
         }
     }
 
+    /// The REST client the sinks post with (interaction answers use it too).
+    pub fn rest(&self) -> &Rest {
+        &self.rest
+    }
+
     /// Remembers what kind of channel `channel` is (from an event that said so).
     pub fn remember(&self, channel: u64, is_dm: bool) {
         let mut kinds = self.kinds.lock().unwrap_or_else(|e| e.into_inner());

@@ -154,6 +154,8 @@ pub struct State {
     pub typing: Vec<(u64, Instant)>,
     /// Message creates and edits to refuse with 429 (the next N), and the wait named.
     pub limit_next: VecDeque<f64>,
+    /// Interaction callbacks and webhook writes to refuse with 429 (the next N).
+    pub limit_answers_next: VecDeque<f64>,
     pub identifies: Vec<Value>,
     /// RESUMEs (op 6) the bot sent, and whether each was accepted.
     pub resumes: Vec<(Value, bool)>,
@@ -285,6 +287,15 @@ impl FakeDiscordBot {
         let mut s = self.lock();
         for _ in 0..n {
             s.limit_next.push_back(retry_after);
+        }
+    }
+
+    /// Refuses the next `n` interaction callbacks or webhook writes (`@original`
+    /// edits, follow-ups) with a 429 naming `retry_after` seconds.
+    pub fn rate_limit_answers_next(&self, n: usize, retry_after: f64) {
+        let mut s = self.lock();
+        for _ in 0..n {
+            s.limit_answers_next.push_back(retry_after);
         }
     }
 
