@@ -185,6 +185,12 @@ pub fn channel_of_key(key: &str) -> Option<u64> {
 
 #[async_trait::async_trait]
 impl SinkFactory for DiscordSinkFactory {
+    /// A stopped reply shows Continue and Regenerate buttons: the note names them.
+    fn continue_hint(&self, _prefix: &str) -> String {
+        "press **Continue** (or use `/continue`) to go on, or **Regenerate** for a new answer"
+            .into()
+    }
+
     fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>> {
         let Some(channel) = channel_of_key(channel_key) else {
             tracing::debug!(channel_key, "discord: not a Discord channel key");

@@ -59,6 +59,11 @@ async fn slack_stop_continue_regenerate_and_others_refused() -> Result<()> {
         .await?;
     stopped_with_note(&stopped.text, &text, "Stopped")?;
     ensure!(
+        stopped.text.contains("press **Continue**") && stopped.text.contains("**Regenerate**"),
+        "the stopped note does not name the buttons: {:?}",
+        stopped.text
+    );
+    ensure!(
         !world
             .slack
             .state()
