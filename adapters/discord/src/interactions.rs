@@ -8,17 +8,18 @@ use crate::addressing::Place;
 use crate::allow::Origin;
 use crate::bot::Bot;
 use crate::commands::{self, Slash};
-use chorus_core::chat::split::split_message;
 use crate::rest::Rest;
+use chorus_core::chat::split::split_message;
 use chorus_core::chat::{ChatContext, ChatOutcome, Command, Control, SinkError};
 use reqwest::Method;
 use serde_json::Value;
 use serenity::all::{
-    ApplicationId, ChannelId, CommandInteraction, ComponentInteraction, ComponentInteractionDataKind,
-    CreateActionRow, CreateAllowedMentions, CreateAutocompleteResponse, CreateInteractionResponse,
-    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateSelectMenu,
-    CreateSelectMenuKind, CreateSelectMenuOption, EditInteractionResponse, GuildId, Http,
-    Interaction, InteractionId, Member, PartialChannel, User,
+    ApplicationId, ChannelId, CommandInteraction, ComponentInteraction,
+    ComponentInteractionDataKind, CreateActionRow, CreateAllowedMentions,
+    CreateAutocompleteResponse, CreateInteractionResponse, CreateInteractionResponseFollowup,
+    CreateInteractionResponseMessage, CreateSelectMenu, CreateSelectMenuKind,
+    CreateSelectMenuOption, EditInteractionResponse, GuildId, Http, Interaction, InteractionId,
+    Member, PartialChannel, User,
 };
 use serenity::builder::Builder;
 use std::sync::Arc;
@@ -60,7 +61,11 @@ impl Ack<'_> {
         loop {
             match self.rest.call(method.clone(), path, Some(&body)).await {
                 Err(SinkError::RateLimited { retry_after }) if attempt < ANSWER_ATTEMPTS => {
-                    tracing::debug!(path, wait_ms = retry_after.as_millis() as u64, "discord: an interaction answer was rate limited; waiting");
+                    tracing::debug!(
+                        path,
+                        wait_ms = retry_after.as_millis() as u64,
+                        "discord: an interaction answer was rate limited; waiting"
+                    );
                     tokio::time::sleep(retry_after).await;
                     attempt += 1;
                 }
@@ -82,7 +87,10 @@ impl Ack<'_> {
         let response = CreateInteractionResponse::Defer(
             CreateInteractionResponseMessage::new().ephemeral(self.ephemeral),
         );
-        match self.send(Method::POST, &self.callback_path(), &response).await {
+        match self
+            .send(Method::POST, &self.callback_path(), &response)
+            .await
+        {
             Ok(_) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "discord: cannot acknowledge an interaction");
@@ -99,7 +107,10 @@ impl Ack<'_> {
                 .ephemeral(true)
                 .allowed_mentions(CreateAllowedMentions::new()),
         );
-        if let Err(e) = self.send(Method::POST, &self.callback_path(), &response).await {
+        if let Err(e) = self
+            .send(Method::POST, &self.callback_path(), &response)
+            .await
+        {
             tracing::warn!(error = %e, "discord: cannot answer an interaction");
         }
     }

@@ -97,7 +97,11 @@ async fn a_reply_interrupted_on_one_surface_is_continued_on_every_other() -> Res
     let stops: Vec<Result<()>> = futures::stream::iter(ROWS.iter().filter(|r| r.by == Stop))
         .map(|row| {
             let world = &world;
-            async move { stopped(world, row).await.with_context(|| format!("{row:?}")) }
+            async move {
+                stopped(world, row)
+                    .await
+                    .with_context(|| format!("{row:?}"))
+            }
         })
         .buffer_unordered(3)
         .collect()
@@ -107,7 +111,6 @@ async fn a_reply_interrupted_on_one_surface_is_continued_on_every_other() -> Res
         .filter_map(|r| r.err().map(|e| format!("{e:#}")))
         .collect();
     if !failed.is_empty() {
-        let _ = std::fs::copy(world.a.log_path(), "/tmp/surfaces-a.log");
         bail!("{} rows failed:\n{}", failed.len(), failed.join("\n\n"));
     }
 
@@ -212,9 +215,7 @@ async fn web_killed(world: &mut World, rows: &[Row]) -> Result<()> {
 /// it shows the reply in.
 async fn continued_on(world: &World, who: &Someone, surface: Surface) -> Result<()> {
     let by_itself = surface != Web;
-    let (here, _) = world
-        .resume(who, surface, "Interrupted", by_itself)
-        .await?;
+    let (here, _) = world.resume(who, surface, "Interrupted", by_itself).await?;
     let here = if by_itself {
         here
     } else {

@@ -40,7 +40,13 @@ async fn discord_gateway_lost_mid_reply_is_resumed_and_the_reply_finishes_in_pla
     world
         .fake
         .say(CHANNEL_ID, &alice, "and one more, please", true)?;
-    back(&world, "a RESUME after the dropped connection", 1, identified).await?;
+    back(
+        &world,
+        "a RESUME after the dropped connection",
+        1,
+        identified,
+    )
+    .await?;
     {
         let s = world.fake.lock();
         ensure!(

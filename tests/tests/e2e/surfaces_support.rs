@@ -81,14 +81,21 @@ pub struct Someone {
 #[derive(Clone, Debug)]
 pub enum Reply {
     /// The conversation, and the run to stop or continue.
-    Web { conversation: String, run: String },
+    Web {
+        conversation: String,
+        run: String,
+    },
     /// The thread's root and the bot's message in it.
     Matrix {
         root: OwnedEventId,
         message: OwnedEventId,
     },
-    Discord { message: u64 },
-    Slack { ts: String },
+    Discord {
+        message: u64,
+    },
+    Slack {
+        ts: String,
+    },
 }
 
 impl World {
@@ -293,7 +300,8 @@ impl World {
             Surface::Slack => {
                 let (user, dm) = who.slack()?;
                 let ts = format!("1800000000.{:06}", self.next());
-                let event = fixtures::message_im(&format!("EvTB{ts}"), dm, user, &ts, None, question);
+                let event =
+                    fixtures::message_im(&format!("EvTB{ts}"), dm, user, &ts, None, question);
                 let envelope = self.slack.deliver("events_api", event).await?;
                 self.slack.wait_ack(&envelope, WAIT).await?;
                 let first = self
@@ -357,9 +365,9 @@ impl World {
                 let stopped = self
                     .slack
                     .wait_until("the Slack reply stopped", WAIT, |st| {
-                        st.thread(dm, None).into_iter().find(|m| {
-                            &m.ts == ts && m.buttons == slack_support::CONTINUABLE
-                        })
+                        st.thread(dm, None)
+                            .into_iter()
+                            .find(|m| &m.ts == ts && m.buttons == slack_support::CONTINUABLE)
                     })
                     .await?;
                 matrix_support::check_partial_with_note(&stopped.text, &self.text, "Stopped")
@@ -448,14 +456,15 @@ impl World {
                     .as_str()
                     .with_context(|| format!("no choice in the menu {:?}", menu.components))?
                     .to_string();
-                let token = self.discord.select(menu.id, person, "chorus:resume", &choice)?;
+                let token = self
+                    .discord
+                    .select(menu.id, person, "chorus:resume", &choice)?;
                 self.discord.answer_of(&token, WAIT).await?;
                 let (message, partial) = self
                     .discord
                     .wait("the resumed reply on Discord", WAIT, |st| {
                         st.bot_messages(dm).into_iter().find_map(|m| {
-                            shows(&m.content, m.buttons() == DISCORD_CONTINUABLE)
-                                .map(|p| (m.id, p))
+                            shows(&m.content, m.buttons() == DISCORD_CONTINUABLE).map(|p| (m.id, p))
                         })
                     })
                     .await?;
@@ -469,7 +478,7 @@ impl World {
                     .wait_until("the private `/chorus resume` list", WAIT, |st| {
                         st.ephemerals
                             .iter()
-                            .find(|e| &e.user == user && e.text.contains("1. "))
+                            .find(|e| e.user == user && e.text.contains("1. "))
                             .cloned()
                     })
                     .await?;
@@ -616,7 +625,10 @@ impl World {
     async fn slack_command(&self, user: &str, channel: &str, text: &str) -> Result<()> {
         let envelope = self
             .slack
-            .deliver("slash_commands", fixtures::slash_command(user, channel, text))
+            .deliver(
+                "slash_commands",
+                fixtures::slash_command(user, channel, text),
+            )
             .await?;
         self.slack.wait_ack(&envelope, WAIT).await
     }
