@@ -135,6 +135,19 @@ impl MatrixWorld {
         self.bot.user_id()
     }
 
+    /// Restarts the server and waits until `/readyz` says its surfaces are connected:
+    /// the bot skips what came before its first sync, so a message sent earlier could
+    /// go unanswered.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.server.restart().await?;
+        let client = self.server.client();
+        chorus_tests::wait::until("the restarted bot to be connected", WAIT, || async {
+            let body: serde_json::Value = client.get("/readyz").await?.json().await?;
+            Ok((body["status"] == "ready").then_some(()))
+        })
+        .await
+    }
+
     /// A human user (rate limit lifted) logged in with matrix-sdk.
     pub async fn human(&self, name: &str) -> Result<MatrixUser> {
         MatrixUser::new_human(self.synapse, name).await
