@@ -8,14 +8,18 @@ use crate::addressing::Place;
 use crate::allow::Origin;
 use crate::bot::Bot;
 use crate::commands::{self, Slash};
+use crate::rest::Rest;
 use chorus_core::chat::split::split_message;
-use chorus_core::chat::{ChatContext, ChatOutcome, Command, Control};
+use chorus_core::chat::{ChatContext, ChatOutcome, Command, Control, SinkError};
+use reqwest::Method;
+use serde_json::Value;
 use serenity::all::{
-    ChannelId, CommandInteraction, ComponentInteraction, ComponentInteractionDataKind,
-    CreateActionRow, CreateAllowedMentions, CreateAutocompleteResponse, CreateInteractionResponse,
-    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateSelectMenu,
-    CreateSelectMenuKind, CreateSelectMenuOption, EditInteractionResponse, GuildId, Http,
-    Interaction, InteractionId, Member, PartialChannel, User,
+    ApplicationId, ChannelId, CommandInteraction, ComponentInteraction,
+    ComponentInteractionDataKind, CreateActionRow, CreateAllowedMentions,
+    CreateAutocompleteResponse, CreateInteractionResponse, CreateInteractionResponseFollowup,
+    CreateInteractionResponseMessage, CreateSelectMenu, CreateSelectMenuKind,
+    CreateSelectMenuOption, EditInteractionResponse, GuildId, Http, Interaction, InteractionId,
+    Member, PartialChannel, User,
 };
 use serenity::builder::Builder;
 use std::sync::Arc;
@@ -27,22 +31,67 @@ const CONTENT_LIMIT: usize = crate::config::DISCORD_CONTENT_LIMIT;
 /// Options a select menu or an autocomplete may show.
 const MAX_CHOICES: usize = 25;
 
-/// The parts of an interaction every answer needs.
+/// The parts of an interaction every answer needs. Its answers go through [`Rest`]
+/// (serenity's builders serialized), so a 429 on a callback or a webhook edit is
+/// waited out from its `retry_after` and tried again, a few times.
 struct Ack<'a> {
-    http: &'a Http,
+    rest: &'a Rest,
+    /// The application the interaction's webhook belongs to.
+    app: ApplicationId,
     id: InteractionId,
     token: &'a str,
     ephemeral: bool,
 }
 
+/// How many times one answer is tried when Discord keeps answering 429.
+const ANSWER_ATTEMPTS: usize = 5;
+
 impl Ack<'_> {
+    /// One call of the interaction's answer, again after each 429 (waiting what it
+    /// named), at most [`ANSWER_ATTEMPTS`] times.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<Value, SinkError> {
+        let body = serde_json::to_value(body)
+            .map_err(|e| SinkError::Failed(format!("discord: cannot encode an answer: {e}")))?;
+        let mut attempt = 1;
+        loop {
+            match self.rest.call(method.clone(), path, Some(&body)).await {
+                Err(SinkError::RateLimited { retry_after }) if attempt < ANSWER_ATTEMPTS => {
+                    tracing::debug!(
+                        path,
+                        wait_ms = retry_after.as_millis() as u64,
+                        "discord: an interaction answer was rate limited; waiting"
+                    );
+                    tokio::time::sleep(retry_after).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn callback_path(&self) -> String {
+        format!("/interactions/{}/{}/callback", self.id, self.token)
+    }
+
+    fn webhook_path(&self) -> String {
+        format!("/webhooks/{}/{}", self.app, self.token)
+    }
+
     /// Defers the answer (Discord shows "thinking…"); must come within 3 seconds.
     async fn defer(&self) -> bool {
         let response = CreateInteractionResponse::Defer(
             CreateInteractionResponseMessage::new().ephemeral(self.ephemeral),
         );
-        match response.execute(self.http, (self.id, self.token)).await {
-            Ok(()) => true,
+        match self
+            .send(Method::POST, &self.callback_path(), &response)
+            .await
+        {
+            Ok(_) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "discord: cannot acknowledge an interaction");
                 false
@@ -58,9 +107,22 @@ impl Ack<'_> {
                 .ephemeral(true)
                 .allowed_mentions(CreateAllowedMentions::new()),
         );
-        if let Err(e) = response.execute(self.http, (self.id, self.token)).await {
+        if let Err(e) = self
+            .send(Method::POST, &self.callback_path(), &response)
+            .await
+        {
             tracing::warn!(error = %e, "discord: cannot answer an interaction");
         }
+    }
+
+    /// Edits the deferred answer (`@original`); returns its message id.
+    async fn edit_original(&self, edit: &EditInteractionResponse) -> Result<u64, SinkError> {
+        let path = format!("{}/messages/@original", self.webhook_path());
+        let message = self.send(Method::PATCH, &path, edit).await?;
+        message["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| SinkError::Failed("discord: an edited answer without an id".into()))
     }
 
     /// Replaces the deferred answer with `text` (its first part; the rest as
@@ -69,13 +131,11 @@ impl Ack<'_> {
         let parts = split_message(text, CONTENT_LIMIT);
         let mut parts = parts.into_iter();
         let first = parts.next().unwrap_or_default();
-        let edited = EditInteractionResponse::new()
+        let edit = EditInteractionResponse::new()
             .content(first)
-            .allowed_mentions(CreateAllowedMentions::new())
-            .execute(self.http, self.token)
-            .await;
-        let id = match edited {
-            Ok(message) => Some(message.id.get()),
+            .allowed_mentions(CreateAllowedMentions::new());
+        let id = match self.edit_original(&edit).await {
+            Ok(id) => Some(id),
             Err(e) => {
                 tracing::warn!(error = %e, "discord: cannot answer an interaction");
                 return None;
@@ -88,13 +148,14 @@ impl Ack<'_> {
     }
 
     async fn follow_up(&self, text: &str, ephemeral: bool) {
-        let sent = CreateInteractionResponseFollowup::new()
+        let followup = CreateInteractionResponseFollowup::new()
             .content(text)
             .ephemeral(ephemeral)
-            .allowed_mentions(CreateAllowedMentions::new())
-            .execute(self.http, (None, self.token))
-            .await;
-        if let Err(e) = sent {
+            .allowed_mentions(CreateAllowedMentions::new());
+        if let Err(e) = self
+            .send(Method::POST, &self.webhook_path(), &followup)
+            .await
+        {
             tracing::warn!(error = %e, "discord: cannot send a follow-up");
         }
     }
@@ -146,12 +207,13 @@ impl Bot {
             return;
         };
         match interaction {
-            Interaction::Command(c) => self.on_command(&http, c).await,
+            Interaction::Command(c) => self.on_command(c).await,
             Interaction::Autocomplete(c) => self.on_autocomplete(&http, c).await,
-            Interaction::Component(c) => self.on_component(&http, c).await,
+            Interaction::Component(c) => self.on_component(c).await,
             Interaction::Modal(m) => {
                 Ack {
-                    http: &http,
+                    rest: self.sinks.rest(),
+                    app: m.application_id,
                     id: m.id,
                     token: &m.token,
                     ephemeral: true,
@@ -201,7 +263,7 @@ impl Bot {
         })
     }
 
-    async fn on_command(&self, http: &Http, c: CommandInteraction) {
+    async fn on_command(&self, c: CommandInteraction) {
         let roles = roles_of(c.member.as_deref());
         let origin = origin_of(
             c.guild_id,
@@ -219,7 +281,8 @@ impl Bot {
             })
         );
         let ack = Ack {
-            http,
+            rest: self.sinks.rest(),
+            app: c.application_id,
             id: c.id,
             token: &c.token,
             ephemeral,
@@ -378,12 +441,10 @@ impl Bot {
             .collect();
         let menu = CreateSelectMenu::new(RESUME_MENU, CreateSelectMenuKind::String { options })
             .placeholder("Pick a conversation to bring here");
-        let edited = EditInteractionResponse::new()
+        let edit = EditInteractionResponse::new()
             .content("Your recent conversations:")
-            .components(vec![CreateActionRow::SelectMenu(menu)])
-            .execute(ack.http, ack.token)
-            .await;
-        if let Err(e) = edited {
+            .components(vec![CreateActionRow::SelectMenu(menu)]);
+        if let Err(e) = ack.edit_original(&edit).await {
             tracing::warn!(error = %e, "discord: cannot show the resume menu");
         }
     }
@@ -411,7 +472,7 @@ impl Bot {
         }
     }
 
-    async fn on_component(&self, http: &Http, c: ComponentInteraction) {
+    async fn on_component(&self, c: ComponentInteraction) {
         let roles = roles_of(c.member.as_ref());
         let origin = origin_of(
             c.guild_id,
@@ -421,7 +482,8 @@ impl Bot {
             &roles,
         );
         let ack = Ack {
-            http,
+            rest: self.sinks.rest(),
+            app: c.application_id,
             id: c.id,
             token: &c.token,
             ephemeral: true,

@@ -1,5 +1,6 @@
-//! The REST calls that stream a reply — post, edit, typing, a DM channel — made
-//! directly so that a 429 reaches the renderer with its wait. serenity's own client,
+//! The REST calls that stream a reply — post, edit, typing, a DM channel — and the
+//! interactions' answers, made directly so that a 429 reaches the renderer (or the
+//! answer's retry) with its wait. serenity's own client,
 //! with its rate limiter off (needed for the test override), drops the body of a 429
 //! (`retry_after` in a body without `code` does not decode), so these few calls read
 //! `retry_after` and the rate-limit headers themselves.

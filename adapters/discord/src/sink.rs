@@ -146,6 +146,11 @@ impl DiscordSinkFactory {
         }
     }
 
+    /// The REST client the sinks post with (interaction answers use it too).
+    pub fn rest(&self) -> &Rest {
+        &self.rest
+    }
+
     /// Remembers what kind of channel `channel` is (from an event that said so).
     pub fn remember(&self, channel: u64, is_dm: bool) {
         let mut kinds = self.kinds.lock().unwrap_or_else(|e| e.into_inner());
@@ -180,6 +185,12 @@ pub fn channel_of_key(key: &str) -> Option<u64> {
 
 #[async_trait::async_trait]
 impl SinkFactory for DiscordSinkFactory {
+    /// A stopped reply shows Continue and Regenerate buttons: the note names them.
+    fn continue_hint(&self, _prefix: &str) -> String {
+        "press **Continue** (or use `/continue`) to go on, or **Regenerate** for a new answer"
+            .into()
+    }
+
     fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>> {
         let Some(channel) = channel_of_key(channel_key) else {
             tracing::debug!(channel_key, "discord: not a Discord channel key");

@@ -224,7 +224,16 @@ impl Bot {
     }
 }
 
-/// A direct chat: marked as one (`m.direct`), or just the bot and one person.
+/// A direct chat: marked as one (`m.direct`), or just the bot and one person. Just
+/// after the bot joined, the room's summary may not count it yet (a first message
+/// right after the join would go unanswered): then the joined members are asked for.
 async fn is_direct(room: &Room) -> bool {
-    room.is_direct().await.unwrap_or(false) || room.joined_members_count() == 2
+    if room.is_direct().await.unwrap_or(false) || room.joined_members_count() == 2 {
+        return true;
+    }
+    room.joined_members_count() < 2
+        && room
+            .members(matrix_sdk::RoomMemberships::JOIN)
+            .await
+            .is_ok_and(|members| members.len() == 2)
 }

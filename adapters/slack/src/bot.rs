@@ -12,7 +12,7 @@ use chorus_core::Core;
 use chorus_core::Identity;
 use chorus_core::chat::{ChatContext, ChatOutcome, Control, RenderHub, SurfaceHandle};
 use slack_morphism::prelude::*;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// The surface's name in bindings and identities: the same key "Sign in with Slack"
@@ -70,7 +70,17 @@ pub struct Bot {
     pub surface: SurfaceHandle,
     seen: Mutex<Seen>,
     titled: Mutex<HashSet<String>>,
+    /// Where each person (channel, user) last asked or bound a conversation.
+    last_places: Mutex<HashMap<(String, String), Place>>,
 }
+
+/// The `/chorus` commands that act on a reply: Slack sends slash commands without
+/// their thread (and refuses them inside threads), so typed in a channel they act
+/// on the thread where the person last asked there.
+const REPLY_COMMANDS: &[&str] = &["stop", "continue", "regenerate"];
+
+/// The `/chorus` commands that bind the place they are typed in to a conversation.
+const BINDING_COMMANDS: &[&str] = &["new", "resume"];
 
 impl Bot {
     pub fn new(
@@ -93,7 +103,26 @@ impl Bot {
             surface,
             seen: Mutex::default(),
             titled: Mutex::default(),
+            last_places: Mutex::default(),
         }
+    }
+
+    /// Remembers `place` as where `user` last asked or bound a conversation in its
+    /// channel.
+    fn record_place(&self, place: &Place, user: &str) {
+        self.last_places
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((place.channel.clone(), user.to_string()), place.clone());
+    }
+
+    /// Where `user` last asked or bound a conversation in `channel`, if anywhere.
+    fn last_place(&self, channel: &str, user: &str) -> Option<Place> {
+        self.last_places
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(channel.to_string(), user.to_string()))
+            .cloned()
     }
 
     /// Whether `id` was not handled before (a redelivered event or message is not).
@@ -207,6 +236,7 @@ impl Bot {
         if question.is_empty() {
             return;
         }
+        self.record_place(&place, &user);
         let bot = self.clone();
         self.surface.spawn(async move {
             let key = place.key();
@@ -318,19 +348,36 @@ impl Bot {
     }
 
     /// `/chorus …`: the shared command set in the channel it was typed in (a DM's
-    /// top level is its conversation). Its answers are ephemeral; a run it starts
-    /// renders in the channel.
+    /// top level is its conversation). `stop`, `continue` and `regenerate` act on
+    /// the reply where the person last asked in that channel (a mention's thread, an
+    /// assistant thread), since Slack sends a slash command without its thread.
+    /// Its answers are ephemeral; a run it starts renders where it acts.
     pub fn on_command(self: &Arc<Self>, command: SlackCommandEvent) {
-        let place = Place {
+        let typed_in = Place {
             team: command.team_id.to_string(),
             channel: command.channel_id.to_string(),
             thread_ts: None,
         };
         let user = command.user_id.to_string();
-        if !self.admits(&place, &user) {
+        if !self.admits(&typed_in, &user) {
             return;
         }
-        let text = format!("{PREFIX} {}", command.text.unwrap_or_default());
+        let args = command.text.unwrap_or_default();
+        let word = args
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_lowercase();
+        let place = if REPLY_COMMANDS.contains(&word.as_str()) {
+            self.last_place(&typed_in.channel, &user)
+                .unwrap_or(typed_in)
+        } else {
+            if BINDING_COMMANDS.contains(&word.as_str()) {
+                self.record_place(&typed_in, &user);
+            }
+            typed_in
+        };
+        let text = format!("{PREFIX} {args}");
         let bot = self.clone();
         self.surface.spawn(async move {
             let key = place.key();

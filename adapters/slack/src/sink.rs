@@ -302,6 +302,13 @@ impl SlackSinkFactory {
 
 #[async_trait::async_trait]
 impl SinkFactory for SlackSinkFactory {
+    /// A stopped reply shows Continue and Regenerate buttons: the note names them.
+    fn continue_hint(&self, prefix: &str) -> String {
+        format!(
+            "press **Continue** (or send `{prefix} continue`) to go on, or **Regenerate** for a new answer"
+        )
+    }
+
     fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>> {
         let place = Place::parse(channel_key)?;
         let recipient = self.native.then(|| self.askers.get(channel_key)).flatten();

@@ -1,7 +1,11 @@
 //! The fake gateway: a WebSocket server on loopback speaking Discord's gateway v10 in
 //! JSON text frames — HELLO on connect, READY after IDENTIFY, an ACK for every
 //! heartbeat — and sending the dispatches the tests make. One session at a time: a
-//! new connection (a restarted bot) replaces the last.
+//! new connection (a restarted bot) replaces the last. For the recovery tests, as
+//! Discord documents them: op 7 RECONNECT and op 9 INVALID SESSION sent on demand, a
+//! connection dropped without a close frame, and op 6 RESUME answered by replaying
+//! the dispatches after the bot's last sequence number and then RESUMED (a RESUME
+//! naming another session gets op 9 `false`).
 
 use super::{BOT_ID, GUILD_ID, State, fixture};
 use anyhow::Result;
@@ -56,7 +60,6 @@ fn ready(url: &str) -> Value {
     ready["user"]["username"] = json!("Chorus");
     ready["application"]["id"] = json!(BOT_ID.to_string());
     ready["guilds"] = json!([{"id": GUILD_ID.to_string(), "unavailable": true}]);
-    ready["session_id"] = json!(format!("session-{}", uuid::Uuid::new_v4().simple()));
     ready["resume_gateway_url"] = json!(url);
     ready
 }
@@ -75,6 +78,8 @@ async fn session(
     loop {
         tokio::select! {
             outgoing = rx.recv() => match outgoing {
+                // Dropping the stream closes the TCP connection with no close frame.
+                Some(frame) if frame["fake"] == "drop" => return Ok(()),
                 Some(frame) => ws.send(Message::Text(frame.to_string())).await?,
                 None => return Ok(()),
             },
@@ -100,17 +105,52 @@ async fn session(
                             }))).await?;
                             return Ok(());
                         }
+                        let session_id = format!("session-{}", uuid::Uuid::new_v4().simple());
                         let seq = {
                             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                             s.identifies.push(payload["d"].clone());
                             s.session = Some(tx.clone());
+                            s.session_id = Some(session_id.clone());
+                            s.dispatched.clear();
                             s.seq += 1;
                             s.seq
                         };
+                        let mut ready = ready(&url);
+                        ready["session_id"] = json!(session_id);
                         ws.send(Message::Text(
-                            json!({"op": 0, "t": "READY", "s": seq, "d": ready(&url)}).to_string(),
+                            json!({"op": 0, "t": "READY", "s": seq, "d": ready}).to_string(),
                         ))
                         .await?;
+                    }
+                    // RESUME → the missed dispatches, then RESUMED; this session is live.
+                    Some(6) => {
+                        let d = &payload["d"];
+                        let frames = {
+                            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                            let known = d["token"].as_str().unwrap_or_default().trim_start_matches("Bot ")
+                                == super::TOKEN
+                                && s.session_id.is_some()
+                                && d["session_id"].as_str() == s.session_id.as_deref();
+                            s.resumes.push((d.clone(), known));
+                            if known {
+                                let after = d["seq"].as_u64().unwrap_or(0);
+                                let mut frames: Vec<Value> = s
+                                    .dispatched
+                                    .iter()
+                                    .filter(|f| f["s"].as_u64().unwrap_or(0) > after)
+                                    .cloned()
+                                    .collect();
+                                s.seq += 1;
+                                frames.push(json!({"op": 0, "t": "RESUMED", "s": s.seq, "d": {}}));
+                                s.session = Some(tx.clone());
+                                frames
+                            } else {
+                                vec![json!({"op": 9, "d": false})]
+                            }
+                        };
+                        for frame in frames {
+                            ws.send(Message::Text(frame.to_string())).await?;
+                        }
                     }
                     _ => {}
                 }

@@ -154,11 +154,19 @@ pub struct State {
     pub typing: Vec<(u64, Instant)>,
     /// Message creates and edits to refuse with 429 (the next N), and the wait named.
     pub limit_next: VecDeque<f64>,
+    /// Interaction callbacks and webhook writes to refuse with 429 (the next N).
+    pub limit_answers_next: VecDeque<f64>,
     pub identifies: Vec<Value>,
+    /// RESUMEs (op 6) the bot sent, and whether each was accepted.
+    pub resumes: Vec<(Value, bool)>,
     next_id: u64,
     seq: u64,
     /// The live gateway session's outbox.
     session: Option<mpsc::UnboundedSender<Value>>,
+    /// The session id READY gave; a RESUME must name it.
+    session_id: Option<String>,
+    /// Every dispatch of the session, for a RESUME to replay what the bot missed.
+    dispatched: Vec<Value>,
 }
 
 impl State {
@@ -200,11 +208,18 @@ impl State {
             .as_ref()
             .context("no gateway session: the bot is not connected")?;
         self.seq += 1;
-        session
-            .send(json!({"op": 0, "t": event, "s": self.seq, "d": data}))
-            .ok()
-            .context("the gateway session is gone")?;
+        let frame = json!({"op": 0, "t": event, "s": self.seq, "d": data});
+        self.dispatched.push(frame.clone());
+        // A session dropped a moment ago: the bot gets the event when it resumes.
+        let _ = session.send(frame);
         Ok(())
+    }
+
+    /// Whether the gateway has a session the bot is connected on (a RESUME or an
+    /// IDENTIFY counted so far: `resumed`, `identified`).
+    pub fn reconnected(&self, resumed: usize, identified: usize) -> bool {
+        self.resumes.iter().filter(|(_, ok)| *ok).count() > resumed
+            || self.identifies.len() > identified
     }
 }
 
@@ -275,6 +290,15 @@ impl FakeDiscordBot {
         }
     }
 
+    /// Refuses the next `n` interaction callbacks or webhook writes (`@original`
+    /// edits, follow-ups) with a 429 naming `retry_after` seconds.
+    pub fn rate_limit_answers_next(&self, n: usize, retry_after: f64) {
+        let mut s = self.lock();
+        for _ in 0..n {
+            s.limit_answers_next.push_back(retry_after);
+        }
+    }
+
     /// Waits (bounded) until the bot is connected (READY sent) and its commands are
     /// registered.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
@@ -287,6 +311,31 @@ impl FakeDiscordBot {
             },
         )
         .await
+    }
+
+    /// Sends op 7 RECONNECT on the live session: the bot should reconnect and RESUME.
+    pub fn gateway_reconnect(&self) -> Result<()> {
+        self.gateway_send(json!({"op": 7, "d": null}))
+    }
+
+    /// Sends op 9 INVALID SESSION (`d`: whether it may be resumed) on the live session.
+    pub fn gateway_invalid_session(&self, resumable: bool) -> Result<()> {
+        self.gateway_send(json!({"op": 9, "d": resumable}))
+    }
+
+    /// Drops the live session's TCP connection without a close frame.
+    pub fn gateway_drop(&self) -> Result<()> {
+        self.gateway_send(json!({"fake": "drop"}))
+    }
+
+    fn gateway_send(&self, frame: Value) -> Result<()> {
+        let s = self.lock();
+        s.session
+            .as_ref()
+            .context("no gateway session")?
+            .send(frame)
+            .ok()
+            .context("the gateway session is gone")
     }
 
     /// Waits until `check` finds something in the state.

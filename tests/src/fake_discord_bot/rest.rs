@@ -127,8 +127,13 @@ async fn handle(
             StatusCode::UNAUTHORIZED,
             json!({"message": "401: Unauthorized", "code": 0}),
         )
-    } else if is_message_write(&method, &path) && !s.limit_next.is_empty() {
-        let wait = s.limit_next.pop_front().unwrap_or(1.0);
+    } else if let Some(wait) = if is_message_write(&method, &path) {
+        s.limit_next.pop_front()
+    } else if is_answer_write(&method, &path) {
+        s.limit_answers_next.pop_front()
+    } else {
+        None
+    } {
         let mut limit = fixture("rate_limit");
         limit["retry_after"] = json!(wait);
         s.calls.push(Call {
@@ -162,6 +167,11 @@ async fn handle(
         return status.into_response();
     }
     json_response(status, answer)
+}
+
+/// An interaction's callback, or a write to its webhook (`@original`, follow-ups).
+fn is_answer_write(method: &Method, path: &str) -> bool {
+    method != Method::GET && (path.ends_with("/callback") || path.starts_with("/api/v10/webhooks/"))
 }
 
 fn is_message_write(method: &Method, path: &str) -> bool {

@@ -54,6 +54,12 @@ async fn discord_buttons_stop_continue_regenerate_for_their_owner_only() -> Resu
         )
         .await?;
     check_partial_with_note(&stopped.content, &text, "Stopped")?;
+    ensure!(
+        stopped.content.contains("press **Continue**")
+            && stopped.content.contains("**Regenerate**"),
+        "the stopped note does not name the buttons: {:?}",
+        stopped.content
+    );
 
     // Continue goes on in the same message, to the whole script.
     let token = world.fake.press(reply.id, &alice, "chorus:continue")?;

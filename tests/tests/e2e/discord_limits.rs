@@ -1,6 +1,7 @@
 //! Discord's limits: a 60,000-character answer goes out in messages of at most 2,000
 //! characters, cut at line ends, with code blocks closed and reopened across a cut and
-//! nothing lost; 429s are waited out for the time Discord names.
+//! nothing lost; 429s are waited out for the time Discord names, on message writes
+//! and on interaction answers (the callback, the `@original` edit) alike.
 
 use crate::discord_support::*;
 use anyhow::{Result, ensure};
@@ -118,5 +119,46 @@ async fn discord_429s_are_waited_out_for_the_time_named() -> Result<()> {
         world.fake.lock().bot_messages(dm).len() == 1,
         "the 429s doubled the reply"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discord_429s_on_interaction_answers_are_waited_out() -> Result<()> {
+    let world = DiscordWorld::start("unused", 20.0, "").await?;
+    let alice = alice();
+    let dm = world.fake.dm_channel(&alice);
+    // The deferral (the interaction callback) and then the `@original` edit are
+    // each refused once.
+    world.fake.rate_limit_answers_next(2, 0.5);
+    let token = world.fake.slash(dm, &alice, "help", &[])?;
+    let (answer, shown) = world.fake.answer_of(&token, WAIT).await?;
+    ensure!(
+        answer.callback == Some(5) && answer.ephemeral && shown.content.contains("Commands"),
+        "`/help` was answered {answer:?} with {:?}",
+        shown.content
+    );
+    let calls = world.fake.calls();
+    let answers: Vec<_> = calls
+        .iter()
+        .filter(|c| c.path.ends_with("/callback") || c.path.starts_with("/api/v10/webhooks/"))
+        .collect();
+    let limited: Vec<_> = answers.iter().filter(|c| c.status == 429).collect();
+    ensure!(
+        limited.len() == 2,
+        "expected two 429s on the answer, saw {answers:?}"
+    );
+    for refused in limited {
+        let next = answers
+            .iter()
+            .find(|c| c.at > refused.at)
+            .expect("a call after the 429");
+        ensure!(
+            next.path == refused.path && next.at - refused.at >= Duration::from_millis(450),
+            "after a 429 asking for 0.5 s on {}, the bot called {} {:?} later",
+            refused.path,
+            next.path,
+            next.at - refused.at
+        );
+    }
     Ok(())
 }

@@ -92,7 +92,7 @@ async fn matrix_encrypted_room_works_after_a_bot_restart() -> Result<()> {
     // Registration made one device, the bot's login another.
     let devices = world.synapse.devices(&bot).await?;
 
-    world.server.restart().await?;
+    world.restart().await?;
     let after = alice.send_text(&room, "after the restart").await?;
     let reply = wait_text(&alice, &room, &bot, &after, &text).await?;
     ensure!(

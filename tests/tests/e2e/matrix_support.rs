@@ -21,6 +21,11 @@ pub const BOT_NAME: &str = "Chorus";
 /// process and several syncing clients against the one Synapse.
 static SLOTS: Semaphore = Semaphore::const_new(3);
 
+/// One of [`SLOTS`], for a test that runs a Matrix bot without a [`MatrixWorld`].
+pub async fn slot() -> Result<SemaphorePermit<'static>> {
+    SLOTS.acquire().await.context("the Matrix test slots")
+}
+
 /// The bot's `[matrix]` settings that tests vary.
 #[derive(Clone, Debug)]
 pub struct BotOptions {
@@ -128,6 +133,19 @@ impl MatrixWorld {
 
     pub fn bot_id(&self) -> &str {
         self.bot.user_id()
+    }
+
+    /// Restarts the server and waits until `/readyz` says its surfaces are connected:
+    /// the bot skips what came before its first sync, so a message sent earlier could
+    /// go unanswered.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.server.restart().await?;
+        let client = self.server.client();
+        chorus_tests::wait::until("the restarted bot to be connected", WAIT, || async {
+            let body: serde_json::Value = client.get("/readyz").await?.json().await?;
+            Ok((body["status"] == "ready").then_some(()))
+        })
+        .await
     }
 
     /// A human user (rate limit lifted) logged in with matrix-sdk.

@@ -1,6 +1,7 @@
 //! The buttons on the Slack app's replies: Stop while it streams, Continue and
 //! Regenerate once it stopped; only the person who asked may use them (anyone else
-//! is told so privately, and nothing happens).
+//! is told so privately, and nothing happens). `/chorus stop`, `continue` and
+//! `regenerate` typed in the channel act on the thread where the person asked.
 
 use crate::slack_support::*;
 use anyhow::{Result, ensure};
@@ -59,6 +60,11 @@ async fn slack_stop_continue_regenerate_and_others_refused() -> Result<()> {
         .await?;
     stopped_with_note(&stopped.text, &text, "Stopped")?;
     ensure!(
+        stopped.text.contains("press **Continue**") && stopped.text.contains("**Regenerate**"),
+        "the stopped note does not name the buttons: {:?}",
+        stopped.text
+    );
+    ensure!(
         !world
             .slack
             .state()
@@ -87,6 +93,60 @@ async fn slack_stop_continue_regenerate_and_others_refused() -> Result<()> {
     ensure!(
         again.len() == 2 && again[0].ts == reply.ts,
         "the regenerated answer is not a second message after the first: {again:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_chorus_commands_in_the_channel_act_on_the_mention_thread() -> Result<()> {
+    let text = script(160);
+    let world = SlackWorld::start(&text, 16.0, SlackOptions::default()).await?;
+    let root = world.mention(ALICE, "tell me a long story").await?;
+    let reply = world
+        .slack
+        .wait_until("the reply streaming in the mention's thread", WAIT, |s| {
+            s.thread(CHANNEL, Some(&root))
+                .into_iter()
+                .find(|m| m.text.len() > 20 && m.buttons == STREAMING)
+        })
+        .await?;
+
+    // Slack sends `/chorus` without a thread: typed in the channel, `stop` acts on
+    // the thread where Alice asked, and Bob's (who asked nothing there) on nothing.
+    world.command(BOB, CHANNEL, "stop").await?;
+    world
+        .slack
+        .wait_until("Bob told privately there is nothing of his", WAIT, |s| {
+            s.ephemerals.iter().find(|e| e.user == BOB).cloned()
+        })
+        .await?;
+    world.command(ALICE, CHANNEL, "stop").await?;
+    let stopped = world
+        .slack
+        .wait_until("the thread's reply stopped", WAIT, |s| {
+            s.thread(CHANNEL, Some(&root))
+                .into_iter()
+                .find(|m| m.ts == reply.ts && m.buttons == CONTINUABLE)
+        })
+        .await?;
+    stopped_with_note(&stopped.text, &text, "Stopped")?;
+
+    world.command(ALICE, CHANNEL, "continue").await?;
+    let continued = world.converged(CHANNEL, Some(&root), &text, ENDED).await?;
+    ensure!(
+        continued.len() == 1 && continued[0].ts == reply.ts,
+        "`/chorus continue` did not finish the thread's message: {continued:?}"
+    );
+    world.command(ALICE, CHANNEL, "regenerate").await?;
+    let both = format!("{text}{text}");
+    let again = world.converged(CHANNEL, Some(&root), &both, ENDED).await?;
+    ensure!(
+        again.len() == 2 && again[0].ts == reply.ts,
+        "`/chorus regenerate` did not answer again in the thread: {again:?}"
+    );
+    ensure!(
+        world.slack.state().thread(CHANNEL, None).is_empty(),
+        "the app posted at the channel's top level"
     );
     Ok(())
 }

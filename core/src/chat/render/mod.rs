@@ -87,6 +87,13 @@ pub trait MessageSink: Send + Sync + 'static {
 pub trait SinkFactory: Send + Sync + 'static {
     fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>>;
 
+    /// How the note of a stopped or interrupted reply tells its reader to go on
+    /// (`prefix`: how the surface's users type commands). By default a reaction or
+    /// the command; a surface that shows a Continue button names it.
+    fn continue_hint(&self, prefix: &str) -> String {
+        format!("react ▶️ or send `{prefix} continue` to go on")
+    }
+
     /// Whether only the person writing reads the binding's channel (a direct chat):
     /// a [`ChatOutcome::Private`](crate::chat::ChatOutcome::Private) is then an
     /// ordinary reply there. By default no channel is private.

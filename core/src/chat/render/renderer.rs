@@ -290,10 +290,7 @@ impl<'a> Renderer<'a> {
 
     /// How the reply ended, as a note after its text (nothing for a complete reply).
     fn ending(&self, run: &Run) -> String {
-        let again = format!(
-            "react ▶️ or send `{} continue` to go on",
-            self.hub.command_prefix
-        );
+        let again = self.hub.factory.continue_hint(&self.hub.command_prefix);
         match (run.status, run.finish_reason.as_deref()) {
             (RunStatus::Complete, Some("length")) => {
                 format!("\n\n_✂️ Cut off at the length limit: {again}._")

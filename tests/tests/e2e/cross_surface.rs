@@ -1,0 +1,225 @@
+//! Interrupt on one surface, continue on another: one table over every ordered pair
+//! of the surfaces that exist (the web, Matrix, Discord, Slack), through the drivers
+//! of `surfaces_support.rs` and one world (one Synapse, one fake Discord, one fake
+//! Slack, instance A with every surface and instance B with the web only, sharing
+//! PostgreSQL and Redis).
+//!
+//! Every row: a person whose identities on both surfaces are linked to one web
+//! account asks on the first, the reply is interrupted there, the second brings the
+//! conversation to itself showing the same partial reply as stopped or interrupted,
+//! continues it, and both end with the exact script in the messages they had: the
+//! reply's own message on the first surface, the resumed one on the second.
+//!
+//! - `Stop` rows (every ordered pair): stopped the surface's way (the web's stop,
+//!   `!chorus stop`, the Stop button), run three at a time.
+//! - `Kill` rows (each surface once): the process serving the reply is killed with
+//!   SIGKILL mid-reply; the other instance marks it interrupted once its lease lapses.
+//!   A bot's reply is continued on the web (B) while A is down, and the restarted bot
+//!   finishes the same message in place (no second message); a web reply whose
+//!   instance B dies is brought to each chat surface of A, whose renderer goes on
+//!   with it by itself (as for a reply its own restart interrupted). One kill serves
+//!   every row of its instance.
+
+use crate::surfaces_support::{Reply, Someone, Surface, World};
+use anyhow::{Context, Result, bail, ensure};
+use chorus_tests::script;
+use futures::{StreamExt, future::try_join_all};
+
+/// How a row interrupts the reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum By {
+    Stop,
+    Kill,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Row {
+    from: Surface,
+    to: Surface,
+    by: By,
+}
+
+const fn row(from: Surface, to: Surface, by: By) -> Row {
+    Row { from, to, by }
+}
+
+use By::{Kill, Stop};
+use Surface::{Discord, Matrix, Slack, Web};
+
+/// The table.
+const ROWS: &[Row] = &[
+    row(Web, Matrix, Stop),
+    row(Web, Discord, Stop),
+    row(Web, Slack, Stop),
+    row(Matrix, Web, Stop),
+    row(Matrix, Discord, Stop),
+    row(Matrix, Slack, Stop),
+    row(Discord, Web, Stop),
+    row(Discord, Matrix, Stop),
+    row(Discord, Slack, Stop),
+    row(Slack, Web, Stop),
+    row(Slack, Matrix, Stop),
+    row(Slack, Discord, Stop),
+    // A dies under its bots' replies; they go on on the web.
+    row(Matrix, Web, Kill),
+    row(Discord, Web, Kill),
+    row(Slack, Web, Kill),
+    // B dies under its web replies; they go on in the bots of A.
+    row(Web, Matrix, Kill),
+    row(Web, Discord, Kill),
+    row(Web, Slack, Kill),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_interrupted_on_one_surface_is_continued_on_every_other() -> Result<()> {
+    for from in Surface::ALL {
+        for to in Surface::ALL.into_iter().filter(|&to| to != from) {
+            ensure!(
+                ROWS.iter()
+                    .any(|r| r.from == from && r.to == to && r.by == Stop),
+                "the table has no row {from:?} → {to:?}"
+            );
+        }
+        ensure!(
+            ROWS.iter().any(|r| r.from == from && r.by == Kill),
+            "the table never kills the process under a {from:?} reply"
+        );
+    }
+    ensure!(
+        ROWS.iter()
+            .filter(|r| r.by == Kill)
+            .all(|r| (r.from == Web) != (r.to == Web)),
+        "a kill row runs between the web (B) and a chat surface (A)"
+    );
+
+    let mut world = World::start(&script(60), 8.0).await?;
+
+    let stops: Vec<Result<()>> = futures::stream::iter(ROWS.iter().filter(|r| r.by == Stop))
+        .map(|row| {
+            let world = &world;
+            async move {
+                stopped(world, row)
+                    .await
+                    .with_context(|| format!("{row:?}"))
+            }
+        })
+        .buffer_unordered(3)
+        .collect()
+        .await;
+    let failed: Vec<String> = stops
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+        .collect();
+    if !failed.is_empty() {
+        bail!("{} rows failed:\n{}", failed.len(), failed.join("\n\n"));
+    }
+
+    let (bots, web): (Vec<Row>, Vec<Row>) = ROWS
+        .iter()
+        .filter(|r| r.by == Kill)
+        .partition(|r| r.from != Web);
+    bots_killed(&mut world, &bots).await?;
+    web_killed(&mut world, &web).await
+}
+
+/// A `Stop` row.
+async fn stopped(world: &World, row: &Row) -> Result<()> {
+    let who = world.someone(&[row.from, row.to]).await?;
+    let reply = world.ask(&who, row.from, 20).await?;
+    let partial = world.stop(&who, &reply).await?;
+    let (here, shown) = world.resume(&who, row.to, "Stopped", false).await?;
+    ensure!(
+        shown == partial,
+        "{:?} shows {shown:?} where {:?} stopped at {partial:?}",
+        row.to,
+        row.from
+    );
+    let here = world.continue_reply(&who, here).await?;
+    world
+        .finished(&who, &here)
+        .await
+        .with_context(|| format!("{:?}'s view", row.to))?;
+    world
+        .finished(&who, &reply)
+        .await
+        .with_context(|| format!("{:?}'s view", row.from))
+}
+
+/// The `Kill` rows of the chat surfaces: A is killed under every row's reply at once,
+/// each is continued on the web (B), and the restarted bots finish their messages in
+/// place.
+async fn bots_killed(world: &mut World, rows: &[Row]) -> Result<()> {
+    let shared: &World = world;
+    let people = try_join_all(
+        rows.iter()
+            .map(|row| async move { shared.someone(&[row.from]).await }),
+    )
+    .await?;
+    let replies: Vec<Reply> = try_join_all(
+        rows.iter()
+            .zip(&people)
+            .map(|(row, who)| world.ask(who, row.from, 40)),
+    )
+    .await?;
+    world.a.kill_9()?;
+    for (row, who) in rows.iter().zip(&people) {
+        continued_on(world, who, row.to)
+            .await
+            .with_context(|| format!("{row:?}: continued on the web"))?;
+    }
+    world.restart_a().await?;
+    for ((row, who), reply) in rows.iter().zip(&people).zip(&replies) {
+        async {
+            world.finished(who, reply).await?;
+            world.alone(who, reply).await
+        }
+        .await
+        .with_context(|| format!("{row:?}: the restarted bot's message"))?;
+    }
+    Ok(())
+}
+
+/// The `Kill` rows of the web: B is killed under every row's web reply at once, and
+/// each is continued on its chat surface (on A); the web (now on A, the same session)
+/// shows each finished.
+async fn web_killed(world: &mut World, rows: &[Row]) -> Result<()> {
+    let shared: &World = world;
+    let mut people: Vec<Someone> = try_join_all(
+        rows.iter()
+            .map(|row| async move { shared.someone(&[Web, row.to]).await }),
+    )
+    .await?;
+    let replies: Vec<Reply> =
+        try_join_all(people.iter().map(|who| world.ask(who, Web, 40))).await?;
+    world.b.kill_9()?;
+    let a = world.a.url();
+    for who in &mut people {
+        who.web = who.web.same_session_on(&a);
+    }
+    for ((row, who), reply) in rows.iter().zip(&people).zip(&replies) {
+        // The web on A sees the run interrupted once B's lease lapses.
+        async {
+            world.resume(who, Web, "Interrupted", false).await?;
+            continued_on(world, who, row.to).await?;
+            world.finished(who, reply).await
+        }
+        .await
+        .with_context(|| format!("{row:?}"))?;
+    }
+    Ok(())
+}
+
+/// Brings the interrupted reply to `surface` and waits for the whole script there:
+/// the web continues it; a chat surface's renderer goes on with a reply a dead
+/// instance interrupted by itself, once (as after its own restart), in the message
+/// it shows the reply in.
+async fn continued_on(world: &World, who: &Someone, surface: Surface) -> Result<()> {
+    let by_itself = surface != Web;
+    let (here, _) = world.resume(who, surface, "Interrupted", by_itself).await?;
+    let here = if by_itself {
+        here
+    } else {
+        world.continue_reply(who, here).await?
+    };
+    world.finished(who, &here).await
+}
