@@ -5,6 +5,7 @@
 //!
 //! Build the binary first: `cargo build -p chorus && cargo test -p chorus-tests`.
 
+mod admin_console;
 mod anthropic_provider;
 mod authorization;
 mod azure_provider;
