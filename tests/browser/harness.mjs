@@ -58,7 +58,8 @@ export function scriptedProvider({ text, tokensPerSecond }) {
  * - `requires`: more files the test needs, as `[what, path, hint]`;
  * - `viewport`, `timeout` (the page's default timeout, ms), `shutdownMs` (how long
  *   chorus may take to stop before it is killed).
- * Returns an object that holds, once the tests run: `baseUrl`, `page`, and what the
+ * Returns an object that holds, once the tests run: `baseUrl`, `page`, `cli(args,
+ * input)` (the chorus CLI on this server's config and data), and what the
  * page recorded: `pageErrors`, `cspViolations`, `dialogs` (their messages) and
  * `eventStreams` (the URLs of the run event streams it opened).
  */
@@ -81,6 +82,7 @@ export function useChorus({ config, requires = [], viewport, timeout, shutdownMs
     h.baseUrl = `http://127.0.0.1:${port}`;
     const lines = ['[server]', `listen = "127.0.0.1:${port}"`, '', ...config({ port, baseUrl: h.baseUrl })];
     server = await startServer(tmp, lines, h.baseUrl);
+    h.cli = (args, input) => cli(tmp, args, input);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -127,6 +129,17 @@ function cleanEnv() {
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CHORUS_')) env[k] = v;
   env.RUST_LOG = env.RUST_LOG || 'info';
   return env;
+}
+
+/** Runs `chorus ARGS` on the test's config and data (e.g. `user create NAME --admin`). */
+function cli(tmp, args, input) {
+  const run = spawnSync(
+    BIN,
+    ['--config', path.join(tmp, 'chorus.toml'), '--data-dir', path.join(tmp, 'data'), ...args],
+    { input, env: cleanEnv(), encoding: 'utf8', timeout: 30000 },
+  );
+  assert.equal(run.status, 0, `chorus ${args.join(' ')} failed (${run.status}):\n${run.stdout}\n${run.stderr}`);
+  return run.stdout;
 }
 
 /** Writes the config, creates the account alice and serves until /healthz answers. */
