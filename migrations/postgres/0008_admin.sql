@@ -29,11 +29,17 @@ UPDATE accounts SET spent = COALESCE(
     (SELECT -SUM(l.amount) FROM ledger l WHERE l.account_id = accounts.id AND l.reason = 'run_usage'), 0);
 UPDATE accounts SET last_active_at = (SELECT MAX(r.created_at) FROM runs r WHERE r.account_id = accounts.id);
 CREATE INDEX accounts_spent ON accounts (spent);
-CREATE INDEX accounts_last_active ON accounts (last_active_at);
+CREATE INDEX accounts_last_active ON accounts (last_active_at DESC NULLS LAST);
 
--- Finding an account by any of its identities.
+-- An account's ledger includes its merged tombstones' rows.
+CREATE INDEX accounts_merged_into ON accounts (merged_into);
+-- Finding an account by any of its identities (external id or label).
 CREATE INDEX identities_external ON identities (external_id);
+CREATE INDEX identities_label ON identities (label);
+-- Name prefixes are searched in code point order, whatever the database's locale.
+CREATE INDEX accounts_name_c ON accounts (name COLLATE "C");
 -- The runs list (newest first, by account) and spend per period.
 CREATE INDEX runs_created ON runs (created_at);
 CREATE INDEX runs_account_created ON runs (account_id, created_at);
-CREATE INDEX ledger_reason_time ON ledger (reason, created_at);
+-- Covering: spend per period is summed from the index alone.
+CREATE INDEX ledger_reason_time ON ledger (reason, created_at, amount);

@@ -31,9 +31,13 @@ UPDATE accounts SET last_active_at = (SELECT MAX(r.created_at) FROM runs r WHERE
 CREATE INDEX accounts_spent ON accounts (spent);
 CREATE INDEX accounts_last_active ON accounts (last_active_at);
 
--- Finding an account by any of its identities.
+-- An account's ledger includes its merged tombstones' rows.
+CREATE INDEX accounts_merged_into ON accounts (merged_into);
+-- Finding an account by any of its identities (external id or label).
 CREATE INDEX identities_external ON identities (external_id);
+CREATE INDEX identities_label ON identities (label);
 -- The runs list (newest first, by account) and spend per period.
 CREATE INDEX runs_created ON runs (created_at);
 CREATE INDEX runs_account_created ON runs (account_id, created_at);
-CREATE INDEX ledger_reason_time ON ledger (reason, created_at);
+-- Covering: spend per period is summed from the index alone.
+CREATE INDEX ledger_reason_time ON ledger (reason, created_at, amount);

@@ -4,14 +4,12 @@
 
 use crate::ConfigDump;
 use crate::access::ApiAdmin;
-use crate::query::{AccountsQuery, AuditQuery, RunsQuery, account_id};
+use crate::query::{AccountsQuery, AuditQuery, RunsQuery, account_id, parse_role};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router};
-use chorus_model::Role;
 use chorus_model::ids::RunId;
 use chorus_web::{ApiError, AppState};
 use serde::Deserialize;
@@ -106,15 +104,6 @@ async fn reactivate(
 #[derive(Deserialize)]
 struct RoleBody {
     role: String,
-}
-
-/// `user` or `admin`, refused by name otherwise.
-pub fn parse_role(role: &str) -> Result<Role, chorus_core::CoreError> {
-    match role {
-        "user" => Ok(Role::User),
-        "admin" => Ok(Role::Admin),
-        other => Err(chorus_core::InvalidInput::Role(other.into()).into()),
-    }
 }
 
 async fn set_role(
@@ -243,21 +232,7 @@ async fn audit_csv(
     Query(q): Query<AuditQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let csv = state.core.audit_csv(&admin, &q.filter()?).await?;
-    Ok(csv_response(csv))
-}
-
-/// A CSV download named `chorus-audit.csv`.
-pub fn csv_response(csv: String) -> impl IntoResponse {
-    (
-        [
-            (CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                CONTENT_DISPOSITION,
-                "attachment; filename=\"chorus-audit.csv\"",
-            ),
-        ],
-        csv,
-    )
+    Ok(crate::headers::csv(csv))
 }
 
 async fn config(ApiAdmin(_): ApiAdmin, Extension(dump): Extension<ConfigDump>) -> Answer {

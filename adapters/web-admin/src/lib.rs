@@ -13,6 +13,7 @@
 mod access;
 mod api;
 mod csrf;
+mod headers;
 mod pages;
 mod query;
 mod refusal;

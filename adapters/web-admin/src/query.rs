@@ -2,6 +2,7 @@
 //! for pages and API alike into core's filters, refusing unknown values by name.
 
 use chorus_core::{AccountSort, AuditFilter, AuditKind, Core, CoreError, InvalidInput, RunFilter};
+use chorus_model::Role;
 use chorus_model::ids::AccountId;
 use serde::{Deserialize, Serialize};
 
@@ -120,4 +121,13 @@ fn non_empty(v: &Option<String>) -> Option<String> {
 /// A path's account id; anything else cannot name an account.
 pub fn account_id(raw: &str) -> Result<AccountId, CoreError> {
     AccountId::parse(raw).ok_or(CoreError::NotFound("account"))
+}
+
+/// `user` or `admin`, refused by name otherwise.
+pub fn parse_role(role: &str) -> Result<Role, CoreError> {
+    match role {
+        "user" => Ok(Role::User),
+        "admin" => Ok(Role::Admin),
+        other => Err(InvalidInput::Role(other.into()).into()),
+    }
 }

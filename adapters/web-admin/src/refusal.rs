@@ -50,6 +50,6 @@ impl IntoResponse for PageError {
                 }
             }
         };
-        (e.status, super::pages::headers(), Html(body.into_string())).into_response()
+        (e.status, crate::headers::page(), Html(body.into_string())).into_response()
     }
 }

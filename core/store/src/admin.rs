@@ -58,7 +58,7 @@ impl AccountSort {
         match self {
             Self::Spend => "a.spent DESC, a.id",
             Self::LastActive => "a.last_active_at DESC NULLS LAST, a.id",
-            Self::Name => "a.name, a.id",
+            Self::Name => "a.name",
         }
     }
 }
@@ -385,8 +385,9 @@ impl Store {
         Ok(())
     }
 
-    /// Live accounts whose name starts with `query`, or that have an identity whose
-    /// external id or label is `query` (all when `None`), sorted and paginated.
+    /// Live accounts whose name starts with `query` (case-sensitive, a range of the
+    /// name index), or that have an identity whose external id or label is `query`
+    /// (all when `None`), sorted and paginated. Every condition reads an index.
     pub async fn list_accounts(
         &self,
         query: Option<&str>,
@@ -394,23 +395,36 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<AccountListing>, StoreError> {
-        let prefix = query.map(|q| {
-            let escaped = q
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            format!("{escaped}%")
-        });
+        // Names from `query` up to (not including) `query` followed by the highest
+        // character: exactly the names it prefixes.
+        let upper = query.map(|q| format!("{q}\u{10FFFF}"));
+        // Compared in code point order on both backends (SQLite's BINARY; PostgreSQL's
+        // "C", which its index `accounts_name_c` serves), whatever the locale.
+        let name = match self.backend() {
+            super::Backend::Sqlite => "a.name",
+            super::Backend::Postgres => "a.name COLLATE \"C\"",
+        };
+        // Without a query the condition is left out (not made true by a NULL), so the
+        // planner walks the sort's index.
+        let search = if query.is_some() {
+            format!(
+                "AND a.id IN (SELECT n.id FROM accounts n WHERE {} >= $1 AND {} < $2 \
+                 UNION SELECT i.account_id FROM identities i WHERE i.external_id = $1 \
+                 UNION SELECT l.account_id FROM identities l WHERE l.label = $1)",
+                name.replace("a.", "n."),
+                name.replace("a.", "n.")
+            )
+        } else {
+            "AND COALESCE($1, $2) IS NULL".to_string()
+        };
         let sql = format!(
             "SELECT {ACCOUNT_COLUMNS_A}, a.balance, a.spent, a.last_active_at FROM accounts a \
-             WHERE a.merged_into IS NULL AND ($1 IS NULL OR a.name LIKE $2 ESCAPE '\\' \
-             OR a.id IN (SELECT i.account_id FROM identities i WHERE i.external_id = $1 OR i.label = $1)) \
-             ORDER BY {} LIMIT $3 OFFSET $4",
+             WHERE a.merged_into IS NULL {search} ORDER BY {} LIMIT $3 OFFSET $4",
             sort.order_by()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(query)
-            .bind(prefix)
+            .bind(upper)
             .bind(limit.clamp(1, 500))
             .bind(offset.max(0))
             .fetch_all(self.pool())

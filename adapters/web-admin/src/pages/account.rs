@@ -5,8 +5,7 @@
 use super::format::{ago, credits, maybe_ago};
 use super::{back_to, layout};
 use crate::access::{AdminForm, PageAdmin};
-use crate::api::parse_role;
-use crate::query::account_id;
+use crate::query::{account_id, parse_role};
 use crate::refusal::PageError;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

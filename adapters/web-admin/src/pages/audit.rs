@@ -82,5 +82,5 @@ pub async fn csv(
     Query(q): Query<AuditQuery>,
 ) -> Result<impl IntoResponse, PageError> {
     let csv = state.core.audit_csv(&who.admin, &q.filter()?).await?;
-    Ok(crate::api::csv_response(csv))
+    Ok(crate::headers::csv(csv))
 }

@@ -54,7 +54,7 @@ pub fn page(
             }
         }
     };
-    (super::headers(), Html(markup.into_string())).into_response()
+    (crate::headers::page(), Html(markup.into_string())).into_response()
 }
 
 /// The hidden CSRF field of a form.

@@ -13,8 +13,7 @@ mod overview;
 mod runs;
 
 use axum::Router;
-use axum::http::HeaderName;
-use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use chorus_web::AppState;
@@ -41,19 +40,6 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/audit", get(audit::page))
         .route("/admin/audit.csv", get(audit::csv))
         .route("/admin/config", get(config::page))
-}
-
-/// Headers of every console page: no caching of admin data, a CSP that allows only
-/// this server's stylesheet (no script runs on these pages), no framing.
-pub fn headers() -> [(HeaderName, &'static str); 2] {
-    [
-        (
-            CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
-        ),
-        (CACHE_CONTROL, "no-store"),
-    ]
 }
 
 /// After an action: back to the page it acted on (Post/Redirect/Get), with a notice.
