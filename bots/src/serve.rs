@@ -13,6 +13,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 /// Serves until SIGINT/SIGTERM. `metrics` is the recorder's handle when
 /// `[telemetry]` serves metrics.
 pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> anyhow::Result<()> {
+    // The admin console's Configuration page shows what `chorus config show` prints.
+    let config_dump = chorus_admin::ConfigDump(settings.masked_toml().into());
     let Settings {
         core: config,
         matrix: matrix_config,
@@ -66,7 +68,8 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
         }));
     }
     let streams_done = tokio_util::sync::CancellationToken::new();
-    let mut app = chorus_web::router(core.clone(), streams_done.clone()).merge(
+    let admin = chorus_admin::routes(config_dump);
+    let mut app = chorus_web::router_with(core.clone(), streams_done.clone(), admin).merge(
         chorus_gateway::router(core.clone(), gateway_config, streams_done.clone()),
     );
     if let (Some(s), Some(endpoint)) = (&slack_config, &slack_events)

@@ -32,7 +32,7 @@ mod identity;
 mod sandbox;
 mod sessions;
 mod surfaces;
-pub use admin::Admin;
+pub use admin::{ADMIN_PAGE, AccountDetail, Admin, Overview};
 pub use error::{Conflict, CoreError, Forbidden, InvalidInput};
 pub use gateway::{GatewayKeep, GatewayRequest, GatewayRun};
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
@@ -325,6 +325,10 @@ impl Core {
         };
         // The name of an account merged into another still logs in, to that account.
         let account = match account {
+            Some(a) if ok && hash.is_some() && a.is_suspended() => {
+                self.usable_account(Some(a), "login").await?;
+                return Err(CoreError::Unauthorized); // not reached: refused above
+            }
             Some(a) if ok && hash.is_some() => self
                 .store
                 .live_account(&a)
@@ -347,26 +351,29 @@ impl Core {
             .await?)
     }
 
-    /// The active account of a session token; the session's use (and `user_agent`,
-    /// the browser's) is recorded for the owner's list of sessions.
+    /// The active account of a session token; a suspended account's session is
+    /// refused with `Forbidden::AccountSuspended`. The session's use (and
+    /// `user_agent`, the browser's) is recorded for the owner's list of sessions.
     pub async fn account_by_session(
         &self,
         token: &str,
         user_agent: Option<&str>,
     ) -> Result<Option<Account>, CoreError> {
-        Ok(self
+        let account = self
             .store
             .account_by_session(&auth::token_hash(token), user_agent)
-            .await?
-            .filter(Account::is_active))
+            .await?;
+        self.usable_account(account, "web session").await
     }
 
+    /// The active account of an API key; a suspended account's key is refused with
+    /// `Forbidden::AccountSuspended`.
     pub async fn account_by_api_key(&self, key: &str) -> Result<Option<Account>, CoreError> {
-        Ok(self
+        let account = self
             .store
             .account_by_api_key(&auth::token_hash(key))
-            .await?
-            .filter(Account::is_active))
+            .await?;
+        self.usable_account(account, "API key").await
     }
 
     /// The account of a login name (the CLI names accounts this way).

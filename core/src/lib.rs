@@ -25,3 +25,9 @@ pub use chorus_providers::ToolChoice;
 // `Identity`) and what an API key may do. Everything else a surface names is core's
 // own or chorus-model's.
 pub use chorus_store::{ApiKeyScope, Identity};
+// What the admin console lists and filters by.
+pub use crate::core::{ADMIN_PAGE, AccountDetail, Overview};
+pub use chorus_store::{
+    AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord, LedgerEntry, RunFilter,
+    RunListing,
+};

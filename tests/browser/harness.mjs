@@ -58,7 +58,8 @@ export function scriptedProvider({ text, tokensPerSecond }) {
  * - `requires`: more files the test needs, as `[what, path, hint]`;
  * - `viewport`, `timeout` (the page's default timeout, ms), `shutdownMs` (how long
  *   chorus may take to stop before it is killed).
- * Returns an object that holds, once the tests run: `baseUrl`, `page`, and what the
+ * Returns an object that holds, once the tests run: `baseUrl`, `page`, `cli(args,
+ * input)` (the chorus CLI on this server's config and data), and what the
  * page recorded: `pageErrors`, `cspViolations`, `dialogs` (their messages) and
  * `eventStreams` (the URLs of the run event streams it opened); `newPage()` opens
  * another browser (a fresh context: its own cookies) recording into the same lists,
@@ -90,6 +91,7 @@ export function useChorus({ config, requires = [], viewport, timeout, shutdownMs
     h.baseUrl = `http://127.0.0.1:${port}`;
     const lines = ['[server]', `listen = "127.0.0.1:${port}"`, '', ...config({ port, baseUrl: h.baseUrl })];
     server = await startServer(tmp, lines, h.baseUrl);
+    h.cli = (args, input) => cli(tmp, args, input);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -138,16 +140,20 @@ function cleanEnv() {
   return env;
 }
 
+/** Runs `chorus ARGS` on the test's config and data (e.g. `user create NAME --admin`). */
+function cli(tmp, args, input) {
+  const run = spawnSync(
+    BIN,
+    ['--config', path.join(tmp, 'chorus.toml'), '--data-dir', path.join(tmp, 'data'), ...args],
+    { input, env: cleanEnv(), encoding: 'utf8', timeout: 30000 },
+  );
+  assert.equal(run.status, 0, `chorus ${args.join(' ')} failed (${run.status}):\n${run.stdout}\n${run.stderr}`);
+  return run.stdout;
+}
+
 /** Creates an account with `chorus user create` on the test's config and data. */
 function createUser(tmp, name, password) {
-  const config = path.join(tmp, 'chorus.toml');
-  const dataDir = path.join(tmp, 'data');
-  const create = spawnSync(
-    BIN,
-    ['--config', config, '--data-dir', dataDir, 'user', 'create', name, '--password-stdin'],
-    { input: `${password}\n`, env: cleanEnv(), encoding: 'utf8', timeout: 30000 },
-  );
-  assert.equal(create.status, 0, `user create failed (${create.status}):\n${create.stdout}\n${create.stderr}`);
+  cli(tmp, ['user', 'create', name, '--password-stdin'], `${password}\n`);
 }
 
 /** Writes the config, creates the account alice and serves until /healthz answers. */

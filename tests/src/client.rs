@@ -111,6 +111,15 @@ impl ApiClient {
         req
     }
 
+    /// A request with this client's cookies as a page of `origin` sends it (another
+    /// site's form posting to this server, in the CSRF tests).
+    pub fn request_from(&self, origin: &str, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(CALL_TIMEOUT)
+            .header("Origin", origin)
+    }
+
     /// A GET, retried once when a pooled connection turns out to be closed: the server
     /// rightly closes a connection after refusing a body it did not read (413), and a
     /// GET is safe to repeat, as every HTTP client does.

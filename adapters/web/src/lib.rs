@@ -10,6 +10,9 @@ mod guard;
 mod sse;
 
 pub use error::ApiError;
+// Shared with the admin console (`chorus-admin`), which is mounted inside this router.
+pub use extract::{ApiJson, Authed, SESSION_COOKIE, session_cookie};
+pub use guard::check as check_same_origin;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -30,6 +33,12 @@ pub struct AppState {
 
 /// The whole HTTP application: API, run streams, chat client, health checks.
 pub fn router(core: Core, shutdown: CancellationToken) -> Router {
+    router_with(core, shutdown, Router::new())
+}
+
+/// [`router`] with `extra` routes (the admin console) mounted inside it, behind the
+/// same body limit, Origin check and request timeout.
+pub fn router_with(core: Core, shutdown: CancellationToken, extra: Router<AppState>) -> Router {
     let max_body = core.config().server.max_body_bytes;
     let state = AppState {
         core,
@@ -37,6 +46,7 @@ pub fn router(core: Core, shutdown: CancellationToken) -> Router {
         streams: guard::StreamSlots::default(),
     };
     Router::new()
+        .merge(extra)
         .merge(api::routes())
         .merge(assets::routes())
         .layer(DefaultBodyLimit::max(max_body))

@@ -41,7 +41,17 @@ pub struct Account {
 }
 
 impl Account {
+    /// The status of an account that may use Chorus.
+    pub const ACTIVE: &'static str = "active";
+    /// The status an admin sets to refuse an account on every surface (reactivating
+    /// sets it back to [`Account::ACTIVE`]).
+    pub const SUSPENDED: &'static str = "suspended";
+
     pub fn is_active(&self) -> bool {
-        self.status == "active"
+        self.status == Self::ACTIVE
+    }
+
+    pub fn is_suspended(&self) -> bool {
+        self.status == Self::SUSPENDED
     }
 }

@@ -87,6 +87,19 @@ pub enum InvalidInput {
     GrantAmount { amount: f64, max: f64 },
     #[error("note is longer than {max} characters")]
     NoteTooLong { max: usize },
+    /// An account deletion confirmed with something other than its name.
+    #[error("type the account's name ({name:?}) to confirm its deletion")]
+    DeleteConfirmation { name: String },
+    /// A role other than `user` or `admin`.
+    #[error("role must be `user` or `admin`, not {0:?}")]
+    Role(String),
+    /// An unknown filter or sort value in an admin list.
+    #[error("{field} must be one of {expected}, not {value:?}")]
+    ListOption {
+        field: &'static str,
+        expected: &'static str,
+        value: String,
+    },
     #[error("tools: at most {max} entries")]
     TooManyTools { max: usize },
     /// A tool selection naming neither a tool server nor a tool the account may use.
@@ -121,6 +134,13 @@ pub enum Forbidden {
     /// A login to a disabled account.
     #[error("this account is disabled")]
     AccountDisabled,
+    /// Any request of an account an admin suspended, on every surface.
+    #[error("this account is suspended by an administrator; contact them to restore it")]
+    AccountSuspended,
+    /// An admin suspending, demoting or deleting their own account (which would lock
+    /// them out of the console mid-action).
+    #[error("an admin cannot suspend, demote or delete their own account; ask another admin")]
+    OwnAccount,
     /// A chat command in a thread bound to another person's conversation.
     #[error(
         "this thread is another person's conversation; start your own by writing to me outside it"
@@ -169,6 +189,12 @@ pub enum Conflict {
     /// A link code redeemed from an identity whose account is no longer active.
     #[error("the account of this identity is not active and cannot be merged")]
     IdentityAccountInactive,
+    /// An admin unlinking an account's last identity.
+    #[error("this is the account's last identity; delete the account instead")]
+    LastIdentity,
+    /// An account deleted while one of its runs is going.
+    #[error("a reply of this account is still going; stop it (or suspend the account) first")]
+    AccountRunActive,
 }
 
 impl From<StoreConflict> for Conflict {
@@ -181,6 +207,8 @@ impl From<StoreConflict> for Conflict {
             StoreConflict::TooManyLinkCodes { active } => Conflict::TooManyLinkCodes { active },
             StoreConflict::OwnLinkCode => Conflict::OwnLinkCode,
             StoreConflict::IdentityAccountInactive => Conflict::IdentityAccountInactive,
+            StoreConflict::LastIdentity => Conflict::LastIdentity,
+            StoreConflict::AccountRunActive => Conflict::AccountRunActive,
         }
     }
 }
@@ -224,6 +252,8 @@ mod tests {
             StoreConflict::TooManyLinkCodes { active: 3 },
             StoreConflict::OwnLinkCode,
             StoreConflict::IdentityAccountInactive,
+            StoreConflict::LastIdentity,
+            StoreConflict::AccountRunActive,
         ];
         for case in cases {
             let message = case.to_string();

@@ -133,6 +133,11 @@ impl Core {
             )?;
         let linking = flow.link_account_id.is_some();
         let (mut account, linked) = self.account_for(&external, flow.link_account_id).await?;
+        if account.is_suspended() {
+            // Refused, with the reason, and recorded like every suspended attempt.
+            self.usable_account(Some(account), "SSO login").await?;
+            return Err(Forbidden::AccountSuspended.into());
+        }
         if !account.is_active() {
             return Err(Forbidden::AccountDisabled.into());
         }

@@ -108,7 +108,7 @@ impl UsageReport {
 }
 
 /// Largest grant or deduction in one go, in credits.
-const MAX_GRANT: f64 = 1e9;
+pub(super) const MAX_GRANT: f64 = 1e9;
 
 impl Core {
     /// Decides what a new run of `account` on `model` must satisfy, after the

@@ -73,6 +73,13 @@ impl Core {
         };
         self.give_back(taken).await;
         if let Some(from) = &outcome.merged_from {
+            self.security_event(
+                "link_merge",
+                "account",
+                Some(outcome.account_id.as_str()),
+                serde_json::json!({"merged_from": from.as_str(), "identity": identity.key()}),
+            )
+            .await;
             // The merged account's conversations moved; their sandbox files follow.
             let workspaces = self.sandbox.workspaces();
             if let Err(e) = workspaces.adopt(from, &outcome.account_id).await {
@@ -93,16 +100,17 @@ impl Core {
         }
     }
 
-    /// The account a surface identity belongs to, if it has one.
+    /// The account a surface identity belongs to, if it has one; a suspended
+    /// account is refused with `Forbidden::AccountSuspended`.
     pub async fn account_for_identity(
         &self,
         identity: &Identity,
     ) -> Result<Option<Account>, CoreError> {
-        Ok(self
+        let account = self
             .store
             .account_by_identity(&identity.platform, &identity.external_id)
-            .await?
-            .filter(Account::is_active))
+            .await?;
+        self.usable_account(account, &identity.platform).await
     }
 
     /// The `link` command of a chat surface: without an argument, issues a code for
@@ -199,11 +207,17 @@ impl Core {
 
     /// The active account of an unrevoked API key, with the key's scopes.
     pub async fn api_key_account(&self, key: &str) -> Result<Option<KeyedAccount>, CoreError> {
-        Ok(self
+        let Some(keyed) = self
             .store
             .account_by_scoped_api_key(&auth::token_hash(key))
             .await?
-            .filter(|k| k.account.is_active()))
+        else {
+            return Ok(None);
+        };
+        let account = self
+            .usable_account(Some(keyed.account.clone()), "API key")
+            .await?;
+        Ok(account.map(|_| keyed))
     }
 
     // ---- login guessing limit ----
@@ -246,11 +260,26 @@ impl Core {
         let limits = &self.config.limits;
         let window = Duration::from_secs(limits.guess_window_secs);
         let name_key = name.to_lowercase();
-        let refused = || {
+        let limited = || {
             CoreError::RateLimited(format!(
                 "too many failed logins for this name; try again in {} minutes",
                 limits.guess_window_secs.div_ceil(60)
             ))
+        };
+        // A lockout is a security event, written when the limit refuses.
+        let refused = || {
+            let name = name.to_string();
+            let client = client.to_string();
+            async move {
+                self.security_event(
+                    "login_locked",
+                    "account_name",
+                    Some(&name),
+                    serde_json::json!({"client": client}),
+                )
+                .await;
+                limited()
+            }
         };
         let Some(by_address) = self
             .take_slot(
@@ -261,7 +290,7 @@ impl Core {
             )
             .await?
         else {
-            return Err(refused());
+            return Err(refused().await);
         };
         let by_account = match self
             .take_slot(
@@ -273,13 +302,25 @@ impl Core {
             .await
         {
             Ok(Some(slot)) => slot,
-            outcome => {
+            Ok(None) => {
                 self.give_back(by_address).await;
-                return Err(outcome.err().unwrap_or_else(refused));
+                return Err(refused().await);
+            }
+            Err(e) => {
+                self.give_back(by_address).await;
+                return Err(e);
             }
         };
         let result = attempt.await;
-        if !matches!(result, Err(CoreError::Unauthorized)) {
+        if matches!(result, Err(CoreError::Unauthorized)) {
+            self.security_event(
+                "login_failed",
+                "account_name",
+                Some(name),
+                serde_json::json!({"client": client}),
+            )
+            .await;
+        } else {
             self.give_back(by_address).await;
             self.give_back(by_account).await;
         }

@@ -387,7 +387,7 @@ impl Store {
 }
 
 /// Deletes a conversation and everything that hangs off it, in the caller's transaction.
-async fn delete_rows(
+pub(crate) async fn delete_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: &str,
 ) -> Result<(), StoreError> {

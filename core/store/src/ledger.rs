@@ -164,7 +164,14 @@ pub(crate) async fn charge_run(
         None,
     )
     .await?;
-    if !charged {
+    if charged {
+        // The running total the console sorts accounts by.
+        sqlx::query("UPDATE accounts SET spent = spent + $1 WHERE id = $2")
+            .bind(charge.amount)
+            .bind(account.as_str())
+            .execute(&mut **tx)
+            .await?;
+    } else {
         tracing::warn!(run = %run, "run was already charged; not charging it twice");
     }
     Ok(())
@@ -207,6 +214,12 @@ pub(crate) async fn admit(
     let balance = lock_account(tx, account)
         .await?
         .ok_or(StoreError::NotFound("account"))?;
+    // The row is locked already: the console's "last activity" costs no extra lock.
+    sqlx::query("UPDATE accounts SET last_active_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(account.as_str())
+        .execute(&mut **tx)
+        .await?;
     if admission.max_concurrent_runs > 0 {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM runs WHERE account_id = $1 AND status IN ('queued', 'streaming')",
@@ -266,14 +279,25 @@ impl Store {
         account: &AccountId,
         limit: i64,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.ledger_page(account, 0, limit).await
+    }
+
+    /// A page of the account's ledger, newest first, skipping `offset` rows.
+    pub async fn ledger_page(
+        &self,
+        account: &AccountId,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
         let sql = format!(
             "SELECT id, account_id, amount, reason, run_id, model, prompt_tokens, completion_tokens, \
              cached_prompt_tokens, note, created_at FROM ledger WHERE {OWN_AND_MERGED} \
-             ORDER BY created_at DESC, id DESC LIMIT $2"
+             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account.as_str())
             .bind(limit)
+            .bind(offset.max(0))
             .fetch_all(self.pool())
             .await?;
         rows.iter()

@@ -4,7 +4,9 @@
 //! Only core uses this module; surfaces reach data through core's services.
 
 mod accounts;
+mod admin;
 mod api_keys;
+mod audit;
 mod bindings;
 mod conversations;
 mod identities;
@@ -16,7 +18,9 @@ mod tool_steps;
 
 use accounts::ACCOUNT_COLUMNS_A;
 pub use accounts::{Account, Role};
+pub use admin::{AccountListing, AccountSort, RunFilter, RunListing};
 pub use api_keys::{ApiKeyInfo, ApiKeyScope, KeyedAccount};
+pub use audit::{Actor, AuditFilter, AuditKind, AuditRecord, Change};
 pub use bindings::RenderState;
 pub use conversations::{Conversation, Message, NewTurn};
 pub use identities::{IdentityRecord, SsoFlow};
@@ -91,6 +95,12 @@ pub enum StoreConflict {
     /// A link code redeemed by an identity whose account is no longer active.
     #[error("the account of this identity is not active and cannot be merged")]
     IdentityAccountInactive,
+    /// An admin may not unlink an account's last identity: nothing could reach it.
+    #[error("this is the account's last identity; delete the account instead")]
+    LastIdentity,
+    /// An account is not deleted while one of its runs is queued or streaming.
+    #[error("a reply of this account is still going; stop it (or suspend the account) first")]
+    AccountRunActive,
 }
 
 /// The connection pool's counts at one moment.
@@ -152,6 +162,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0007_gateway_retention.sql"),
     ),
     (
+        8,
+        "admin",
+        include_str!("../../../migrations/sqlite/0008_admin.sql"),
+    ),
+    (
         10,
         "session_list",
         include_str!("../../../migrations/sqlite/0010_session_list.sql"),
@@ -192,6 +207,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "gateway_retention",
         include_str!("../../../migrations/postgres/0007_gateway_retention.sql"),
+    ),
+    (
+        8,
+        "admin",
+        include_str!("../../../migrations/postgres/0008_admin.sql"),
     ),
     (
         10,

@@ -232,7 +232,18 @@ async fn merge(tx: &mut Tx, old: &AccountId, new: &AccountId) -> Result<LinkOutc
         )
         .await?;
     }
-    sqlx::query("UPDATE accounts SET status = 'merged', merged_into = $1 WHERE id = $2")
+    // The console's spend follows the person: the old account's moves with it (its
+    // ledger rows are read with the live account's already).
+    sqlx::query(
+        "UPDATE accounts SET spent = spent + (SELECT o.spent FROM accounts o WHERE o.id = $2), \
+         last_active_at = COALESCE(last_active_at, (SELECT o.last_active_at FROM accounts o WHERE o.id = $2)) \
+         WHERE id = $1",
+    )
+    .bind(new.as_str())
+    .bind(old.as_str())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE accounts SET status = 'merged', merged_into = $1, spent = 0 WHERE id = $2")
         .bind(new.as_str())
         .bind(old.as_str())
         .execute(&mut **tx)

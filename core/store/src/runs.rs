@@ -62,7 +62,7 @@ impl Run {
 }
 
 impl Run {
-    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: RunId::from_stored(row.try_get("id")?),
             account_id: AccountId::from_stored(row.try_get("account_id")?),
@@ -108,6 +108,11 @@ pub struct RunOutcome {
 const RUN_COLUMNS: &str = "id, account_id, conversation_id, message_id, continues_run_id, model, status, text, prefix_len, \
     checkpoint_seq, finish_reason, error, prompt_tokens, completion_tokens, cached_prompt_tokens, reasoning_tokens, lease_owner, lease_expires_at, \
     created_at, updated_at, finished_at";
+
+/// [`RUN_COLUMNS`] of a table aliased `r`.
+pub(crate) const RUN_COLUMNS_R: &str = "r.id, r.account_id, r.conversation_id, r.message_id, r.continues_run_id, r.model, r.status, r.text, r.prefix_len, \
+    r.checkpoint_seq, r.finish_reason, r.error, r.prompt_tokens, r.completion_tokens, r.cached_prompt_tokens, r.reasoning_tokens, r.lease_owner, r.lease_expires_at, \
+    r.created_at, r.updated_at, r.finished_at";
 
 /// The ids a new turn created.
 #[derive(Clone, Debug)]

@@ -384,6 +384,9 @@ async fn link_codes_merge_accounts(store: &Store) {
         3 * CREDIT - 700 + dave_balance
     );
     assert_eq!(assert_balanced(store, &dave.id).await, 0);
+    // The console's spend follows the person into the live account.
+    let listed = store.account_listing(&carol.id).await.unwrap().unwrap();
+    assert_eq!(listed.spent, 700 + 300);
     let convs: Vec<ConversationId> = store
         .list_conversations(&carol.id, 100)
         .await

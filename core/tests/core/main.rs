@@ -16,6 +16,7 @@ mod render;
 mod run_faults;
 mod sandbox;
 mod store;
+mod store_admin;
 mod store_bindings;
 mod store_identities;
 mod store_tools;

@@ -88,3 +88,85 @@ async fn redis_counters_are_shared_between_instances() {
     assert_eq!(a.count("msg:x", window).await.unwrap(), 2);
     assert_eq!(b.count("msg:y", window).await.unwrap(), 0);
 }
+
+/// A suspended account is refused by the chat layer every surface shares (the reply
+/// says why), and by its web session and API key; each attempt is a security event;
+/// reactivating lets the same identity, session and key in again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_suspended_account_is_refused_on_chat_surfaces_too() {
+    use chorus_core::chat::{ChatContext, ChatOutcome};
+    use chorus_core::{AuditFilter, AuditKind, Forbidden};
+
+    let dir = std::env::temp_dir().join(format!("chorus-susp-{}", uuid::Uuid::new_v4().simple()));
+    let toml = format!("data_dir = {:?}\n", dir.display().to_string());
+    let core = Core::start(Config::from_toml(&toml, &BTreeMap::new()).unwrap())
+        .await
+        .unwrap();
+    let root = core.create_account("root", true, None).await.unwrap();
+    let admin = core.admin(&root).unwrap();
+    let ctx = ChatContext {
+        surface: "matrix".into(),
+        channel_key: "!room:example.org|$root".into(),
+        identity: Identity::new("matrix", "@carol:example.org"),
+        display_name: Some("carol".into()),
+    };
+    // First contact makes carol's account.
+    let first = core.chat_text(&ctx, "!chorus usage", "!chorus").await;
+    assert!(
+        !matches!(&first, ChatOutcome::Reply(t) if t.contains("suspended")),
+        "{first:?}"
+    );
+    let carol = core
+        .account_for_identity(&ctx.identity)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, key) = core
+        .create_api_key(&carol, "script", &["chat".to_string()])
+        .await
+        .unwrap();
+
+    core.suspend_account(&admin, &carol.id).await.unwrap();
+    match core.chat_text(&ctx, "hello there", "!chorus").await {
+        ChatOutcome::Reply(text) => assert!(text.contains("suspended"), "{text}"),
+        other => panic!("a suspended account got {other:?}"),
+    }
+    assert!(matches!(
+        core.account_by_api_key(&key).await,
+        Err(CoreError::Forbidden(Forbidden::AccountSuspended))
+    ));
+    assert!(matches!(
+        core.api_key_account(&key).await,
+        Err(CoreError::Forbidden(Forbidden::AccountSuspended))
+    ));
+    let events = core
+        .audit_log(
+            &admin,
+            &AuditFilter {
+                kind: Some(AuditKind::Security),
+                action: Some("suspended_attempt".into()),
+                object_id: Some(carol.id.as_str().into()),
+                limit: 10,
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(events.len() >= 3, "{events:?}");
+
+    core.reactivate_account(&admin, &carol.id).await.unwrap();
+    assert!(
+        core.account_for_identity(&ctx.identity)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(core.account_by_api_key(&key).await.unwrap().is_some());
+    // An admin cannot suspend themselves.
+    assert!(matches!(
+        core.suspend_account(&admin, &root.id).await,
+        Err(CoreError::Forbidden(Forbidden::OwnAccount))
+    ));
+    core.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

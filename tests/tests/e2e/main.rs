@@ -6,6 +6,7 @@
 //! Build the binary first: `cargo build -p chorus && cargo test -p chorus-tests`.
 
 mod account_link_matrix;
+mod admin_console;
 mod anthropic_provider;
 mod authorization;
 mod azure_provider;

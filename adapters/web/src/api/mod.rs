@@ -163,6 +163,14 @@ mod tests {
             .map(openapi_path)
             .collect();
         assert!(!routed.is_empty());
-        assert_eq!(documented, routed);
+        // The admin console's routes (`chorus-admin`, which checks its own) are the
+        // only documented ones this router does not hold.
+        let missing: Vec<_> = routed.difference(&documented).collect();
+        assert!(missing.is_empty(), "undocumented routes: {missing:?}");
+        let extra: Vec<_> = documented
+            .difference(&routed)
+            .filter(|p| !p.starts_with("/api/admin/"))
+            .collect();
+        assert!(extra.is_empty(), "documented but not routed: {extra:?}");
     }
 }

@@ -1,8 +1,18 @@
 //! The admin capability: the one place where an account's role is checked for admin
-//! operations, which take an [`Admin`] instead of an account.
+//! operations, which take an [`Admin`] instead of an account. The operations
+//! themselves live beside it, one module per area of the console.
+
+mod accounts;
+mod audit;
+mod runs;
+mod security;
+
+pub use accounts::{AccountDetail, PAGE as ADMIN_PAGE};
+pub use audit::Overview;
 
 use super::{Core, CoreError, Forbidden};
 use chorus_model::{Account, Role};
+use chorus_store::Actor;
 
 /// Proof that the caller may perform admin operations: an admin account (checked by
 /// [`Core::admin`]), or the operator running one-shot CLI commands (given by
@@ -19,6 +29,20 @@ impl Admin {
     /// The admin account, when an account (not the CLI operator) acts.
     pub fn account(&self) -> Option<&Account> {
         self.0.as_ref()
+    }
+
+    /// Who the audit log names for this admin's changes.
+    pub(crate) fn actor(&self) -> Actor {
+        match &self.0 {
+            Some(a) => Actor {
+                id: Some(a.id.clone()),
+                name: a.name.clone(),
+            },
+            None => Actor {
+                id: None,
+                name: "operator".into(),
+            },
+        }
     }
 }
 
