@@ -47,7 +47,7 @@ impl FromRequestParts<AppState> for PageAdmin {
         })?;
         let account = state
             .core
-            .account_by_session(&session)
+            .account_by_session(&session, chorus_web::user_agent(parts))
             .await?
             .ok_or_else(|| {
                 PageError::new(

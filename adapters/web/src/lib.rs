@@ -11,7 +11,7 @@ mod sse;
 
 pub use error::ApiError;
 // Shared with the admin console (`chorus-admin`), which is mounted inside this router.
-pub use extract::{ApiJson, Authed, SESSION_COOKIE, session_cookie};
+pub use extract::{ApiJson, Authed, SESSION_COOKIE, session_cookie, user_agent};
 pub use guard::check as check_same_origin;
 
 use axum::Router;

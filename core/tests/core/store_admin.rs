@@ -246,7 +246,7 @@ async fn suite(mut store: Store) {
     );
     assert!(
         store
-            .account_by_session("session-hash")
+            .account_by_session("session-hash", None)
             .await
             .unwrap()
             .is_none()
