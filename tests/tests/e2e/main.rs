@@ -11,6 +11,7 @@ mod azure_provider;
 mod bad_input;
 mod bedrock_provider;
 mod cli;
+mod compose_deploy;
 mod crash_recovery;
 mod discord_ask;
 mod discord_commands;
