@@ -251,3 +251,50 @@ async fn compose_deployment_survives_the_instance_running_a_reply() -> Result<()
     );
     Ok(())
 }
+
+/// `debian_mirror SUITE` of `scripts/lib/debian.sh`, with the apt sources in `dir`.
+fn mirror_for(dir: &std::path::Path, suite: &str) -> Result<String> {
+    let lib = compose::repo_root().join("scripts/lib/debian.sh");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -euo pipefail; . '{}'; debian_mirror {suite}",
+            lib.display()
+        ))
+        .env("APT_SOURCES_DIR", dir)
+        .env_remove("DEBIAN_MIRROR")
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "debian_mirror failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Both image scripts build from the mirror this machine's apt sources use for the
+/// suite (deb822 `.sources` first, then one-line lists), skipping disabled entries and
+/// other suites, with deb.debian.org when none carries it.
+#[test]
+fn image_scripts_take_the_mirror_from_the_apt_sources() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let lists = dir.path().join("sources.list.d");
+    std::fs::create_dir_all(&lists)?;
+    ensure!(mirror_for(dir.path(), "bookworm")? == "http://deb.debian.org/debian");
+    std::fs::write(
+        dir.path().join("sources.list"),
+        "# a comment\ndeb-src http://src.example/debian bookworm main\n\
+         deb [arch=amd64 signed-by=/k.gpg] http://list.example/debian bookworm main\n",
+    )?;
+    ensure!(mirror_for(dir.path(), "bookworm")? == "http://list.example/debian");
+    std::fs::write(
+        lists.join("debian.sources"),
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\n\
+         Types: deb\nEnabled: no\nURIs: http://off.example/debian\nSuites: bookworm\n\n\
+         # the mirror\nTypes: deb deb-src\nURIs: https://deb822.example/debian\n\
+         Suites: bookworm bookworm-updates\nComponents: main\n",
+    )?;
+    ensure!(mirror_for(dir.path(), "bookworm")? == "https://deb822.example/debian");
+    ensure!(mirror_for(dir.path(), "trixie")? == "http://deb.debian.org/debian");
+    Ok(())
+}
