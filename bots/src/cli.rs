@@ -42,6 +42,14 @@ pub enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Ask a running server's /healthz and exit 0 if it answers 200 (a container's
+    /// health check: the image has no shell or HTTP client).
+    Healthcheck {
+        /// The server to ask, e.g. http://127.0.0.1:3000 (default: this config's
+        /// server.listen, on loopback when it listens on every interface).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -2,6 +2,7 @@
 //! logging and signals, and wires core to the surfaces.
 
 mod cli;
+mod healthcheck;
 mod serve;
 mod settings;
 mod telemetry;
@@ -150,6 +151,15 @@ async fn run(
                 "{user}: balance {} credits",
                 chorus_core::quota::fmt_credits(balance)
             )?;
+            Ok(())
+        }
+        Command::Healthcheck { url } => {
+            let url = match url {
+                Some(url) => url,
+                None => healthcheck::own_url(settings.core.listen_addr()?),
+            };
+            healthcheck::check(&url).await?;
+            writeln!(out, "healthy: {url}/healthz answered 200")?;
             Ok(())
         }
         Command::Apikey {

@@ -6,8 +6,8 @@
 
 use crate::settings::Settings;
 use crate::telemetry;
-use chorus_core::Core;
 use chorus_core::chat::{SupervisedSurface, supervise_surface};
+use chorus_core::{Conflict, Core, CoreError};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Serves until SIGINT/SIGTERM. `metrics` is the recorder's handle when
@@ -154,12 +154,26 @@ async fn bootstrap_admin(core: &Core, data_dir: &std::path::Path) -> anyhow::Res
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join("initial-admin-password");
     write_private(&path, &format!("{password}\n"))?;
-    core.create_account("admin", true, Some(&password)).await?;
-    tracing::warn!(
-        file = %path.display(),
-        "first start: created the account `admin`; its password is in the file (delete it once read)"
-    );
-    Ok(())
+    match core.create_account("admin", true, Some(&password)).await {
+        Ok(_) => {
+            tracing::warn!(
+                file = %path.display(),
+                "first start: created the account `admin`; its password is in the file (delete it once read)"
+            );
+            Ok(())
+        }
+        // Several instances started together on one empty database: another one
+        // created `admin` first, and its data directory has the password.
+        Err(CoreError::Conflict(Conflict::AccountNameTaken { .. })) => {
+            std::fs::remove_file(&path)?;
+            tracing::info!("first start: another instance created the account `admin`");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e.into())
+        }
+    }
 }
 
 fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {

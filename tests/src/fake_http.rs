@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// An axum app served on `127.0.0.1:0`. Stops when dropped.
+/// An axum app served on `127.0.0.1:0` (or an address given). Stops when dropped.
 pub struct FakeServer {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
@@ -24,7 +24,13 @@ pub struct FakeServer {
 
 impl FakeServer {
     pub async fn spawn(app: Router) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::spawn_on("127.0.0.1:0".parse()?, app).await
+    }
+
+    /// Serves `app` on `addr` (port 0: any free one), e.g. a Docker network's gateway
+    /// address, where containers on that network reach the host.
+    pub async fn spawn_on(addr: SocketAddr, app: Router) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -32,7 +38,7 @@ impl FakeServer {
         Ok(Self { addr, task })
     }
 
-    /// `http://127.0.0.1:PORT` followed by `path`.
+    /// `http://ADDRESS:PORT` followed by `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -19,7 +19,9 @@
 //!   filter results and refusals), the Anthropic Messages API, the Gemini API, Ollama's
 //!   native chat API (NDJSON) and model list, and AWS Bedrock ConverseStream (binary
 //!   event-stream frames, every request's SigV4 signature verified).
-//! - [`fake_tool_models`]: OpenAI and Anthropic models that call a tool, built in code.
+//! - [`fake_tool_models`]: OpenAI and Anthropic models that call a tool, built in code;
+//!   [`fake_script_model`]: an OpenAI-compatible model that streams a script slowly
+//!   and continues it from any cut-off point (bound where containers reach it).
 //! - [`fixture`]: the recorded replies under `tests/fixtures/PROVIDER/` the fakes replay.
 //! - [`provider_case`]: [`ProviderCase`], the fake + server + client + conversation
 //!   each provider test starts from, and its send-and-read steps.
@@ -47,12 +49,15 @@
 //! - [`otlp_receiver`]: an OTLP/HTTP trace receiver, decoding with
 //!   `opentelemetry-proto`'s types; [`prometheus`]: `/metrics` parsed as the
 //!   Prometheus text format.
+//! - [`compose`]: a Docker Compose project of `deploy/compose.yaml` with the images
+//!   `scripts/container-image` builds, taken down (`down -v`) when dropped.
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
 
 // matrix-sdk's sync future is deep enough to overflow the default limit when spawned.
 #![recursion_limit = "256"]
 
 pub mod client;
+pub mod compose;
 pub mod fake_anthropic;
 pub mod fake_azure;
 pub mod fake_bedrock;
@@ -64,6 +69,7 @@ pub mod fake_http;
 pub mod fake_ollama;
 pub mod fake_openai;
 pub mod fake_openai_responses;
+pub mod fake_script_model;
 pub mod fake_server;
 pub mod fake_slack;
 pub mod fake_tool_models;

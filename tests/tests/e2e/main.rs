@@ -13,6 +13,7 @@ mod azure_provider;
 mod bad_input;
 mod bedrock_provider;
 mod cli;
+mod compose_deploy;
 mod crash_recovery;
 mod cross_surface;
 mod discord_ask;
