@@ -82,6 +82,9 @@ pub fn init(config: &TelemetryConfig, serving: bool) -> anyhow::Result<Telemetry
     let fmt = match config.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .fmt_fields(json::text_fields())
+            // Colour codes only for a person at a terminal, not in container logs,
+            // journald or files.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .with_filter(log_filter())
             .boxed(),
