@@ -196,6 +196,20 @@ pub(crate) async fn admit(
     let decides = (admission.enforce_balance && admission.reservation != 0)
         || admission.max_concurrent_runs > 0;
     if !decides {
+        // The console's "last activity", to the minute: a burst of free runs writes it
+        // once. It comes before the shared lock, as two admissions upgrading their
+        // shared locks to write it could deadlock; a second one finds it fresh after
+        // the first commits and skips without locking.
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE accounts SET last_active_at = $1 \
+             WHERE id = $2 AND (last_active_at IS NULL OR last_active_at < $3)",
+        )
+        .bind(now)
+        .bind(account.as_str())
+        .bind(now - 60_000)
+        .execute(&mut **tx)
+        .await?;
         let sql = match backend {
             Backend::Postgres => {
                 "SELECT id FROM accounts WHERE id = $1 AND status = 'active' FOR SHARE"
