@@ -2,7 +2,8 @@
 //!
 //! In one process: a local OpenAI-compatible upstream (axum on loopback) that streams
 //! `--chunks` chunks and a usage chunk as fast as it can; `chorus serve` (release
-//! build by default, SQLite, in-process journal, quotas off) with that upstream as an
+//! build by default, SQLite, in-process journal, no prices and no message or
+//! concurrency limits) with that upstream as an
 //! `openai` provider; and, with `--litellm`, LiteLLM's proxy (`scripts/provision/
 //! 20-litellm.sh`) pointed at the same upstream. The same load — `--concurrency`
 //! clients sending `--requests` streaming chat completions in total — goes direct to
@@ -169,7 +170,8 @@ async fn start_chorus(
     let config = format!(
         "data_dir = {dir:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\ninstance_id = \"bench\"\n\
          [[providers]]\nid = \"up\"\nkind = \"openai\"\nbase_url = {upstream:?}\napi_key = \"sk-bench\"\n\
-         models = [\"bench\"]\n"
+         models = [\"bench\"]\n\
+         [limits]\nmessages_per_window = 0\nmax_concurrent_runs = 0\n"
     );
     let path = dir.join("chorus.toml");
     std::fs::write(&path, config)?;
