@@ -10,3 +10,11 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// Microseconds since the Unix epoch (0 if the clock is before 1970): for latencies
+/// measured across instances, where a monotonic clock cannot be shared.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}

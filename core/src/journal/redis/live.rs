@@ -95,7 +95,7 @@ pub(super) fn dispatch(journal: &Inner, payload: &[u8]) {
     let sent_us = lines
         .next_if(|line| line.starts_with("t "))
         .and_then(|line| line[2..].parse::<u64>().ok());
-    let now_us = super::unix_micros();
+    let now_us = chorus_model::time::now_us();
     for line in lines {
         let mut parts = line.splitn(3, ' ');
         let (Some(run), Some(seq), Some(json)) = (parts.next(), parts.next(), parts.next()) else {

@@ -207,7 +207,7 @@ impl Inner {
         let mut follows = self.follows.lock().unwrap_or_else(|e| e.into_inner());
         let follow = follows.entry(run.clone()).or_insert_with(|| Follow {
             cursor: after,
-            since_us: unix_micros(),
+            since_us: chorus_model::time::now_us(),
             readers: 0,
             tx: broadcast::channel(LIVE_BUFFER).0,
         });
@@ -235,14 +235,6 @@ impl Inner {
 }
 
 /// Parses an XRANGE/XREAD entry list: `[[id, [field, value, ...]], ...]`.
-/// The time now in Unix microseconds (0 if the clock is before 1970): wall-clock, as
-/// the writer of a batch may be another instance.
-fn unix_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 fn parse_entries(reply: Value) -> Result<Vec<JournalEntry>, JournalError> {
     let items = match reply {
         Value::Array(items) => items,

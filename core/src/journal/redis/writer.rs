@@ -152,7 +152,7 @@ pub(super) async fn write_batches(
         call.arg(&target.channel)
             .arg(RUNNING_TTL_SECS)
             .arg(target.retention_secs)
-            .arg(super::unix_micros());
+            .arg(chorus_model::time::now_us());
         for (p, expiry) in batch.iter().zip(&expiries) {
             call.arg(p.run.as_str())
                 .arg(p.seq)
