@@ -56,3 +56,29 @@ pub fn router(core: Core, config: GatewayConfig, shutdown: CancellationToken) ->
             shutdown,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every gateway route is documented in the web surface's openapi.json (the one
+    /// document `GET /api/openapi.json` serves), with a wildcard as a path parameter.
+    #[test]
+    fn openapi_documents_every_gateway_route() {
+        let spec: serde_json::Value =
+            serde_json::from_str(include_str!("../../web/openapi.json")).unwrap();
+        let paths = spec["paths"].as_object().unwrap();
+        let source = include_str!("lib.rs");
+        let router_fn = source.split("#[cfg(test)]").next().unwrap();
+        let routed: Vec<String> = router_fn
+            .split(".route(")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').nth(1))
+            .map(|route| route.replace("{*", "{"))
+            .collect();
+        assert_eq!(routed.len(), 4, "{routed:?}");
+        for route in &routed {
+            assert!(paths.contains_key(route), "{route} is not in openapi.json");
+        }
+        let documented = paths.keys().filter(|p| p.starts_with("/v1/")).count();
+        assert_eq!(documented, routed.len(), "a /v1 path is documented but not routed");
+    }
+}
