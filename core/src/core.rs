@@ -98,6 +98,8 @@ pub struct Core {
     pub(crate) hashing: Arc<auth::HashGate>,
     /// Set once local runs were interrupted, so a shutdown does it once.
     runs_interrupted: Arc<tokio::sync::OnceCell<()>>,
+    /// A suspended account's attempts, coalesced before they reach the audit log.
+    pub(crate) suspended_attempts: Arc<admin::AttemptCoalescer>,
 }
 
 /// How long a shutdown waits for local runs to end as `interrupted`.
@@ -202,6 +204,7 @@ impl Core {
                 Duration::from_millis(config_limits.password_hash_wait_ms),
             )),
             runs_interrupted: Arc::new(tokio::sync::OnceCell::new()),
+            suspended_attempts: Arc::default(),
         })
     }
 

@@ -9,6 +9,7 @@ mod security;
 
 pub use accounts::{AccountDetail, PAGE as ADMIN_PAGE};
 pub use audit::Overview;
+pub(crate) use security::AttemptCoalescer;
 
 use super::{Core, CoreError, Forbidden};
 use chorus_model::{Account, Role};
