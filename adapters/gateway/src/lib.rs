@@ -79,6 +79,10 @@ mod tests {
             assert!(paths.contains_key(route), "{route} is not in openapi.json");
         }
         let documented = paths.keys().filter(|p| p.starts_with("/v1/")).count();
-        assert_eq!(documented, routed.len(), "a /v1 path is documented but not routed");
+        assert_eq!(
+            documented,
+            routed.len(),
+            "a /v1 path is documented but not routed"
+        );
     }
 }

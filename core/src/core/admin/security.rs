@@ -131,14 +131,23 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(coalescer.due(&carol, "API key", t0), Some(1));
         for s in 1..=30 {
-            assert_eq!(coalescer.due(&carol, "API key", t0 + Duration::from_secs(s)), None);
+            assert_eq!(
+                coalescer.due(&carol, "API key", t0 + Duration::from_secs(s)),
+                None
+            );
         }
         // Another way in, another account: their own first rows.
         assert_eq!(coalescer.due(&carol, "web session", t0), Some(1));
         assert_eq!(coalescer.due(&dave, "API key", t0), Some(1));
         // A minute on, the next row stands for the 30 coalesced attempts and itself.
-        assert_eq!(coalescer.due(&carol, "API key", t0 + ATTEMPT_ROW_EVERY), Some(31));
-        assert_eq!(coalescer.due(&carol, "API key", t0 + ATTEMPT_ROW_EVERY), None);
+        assert_eq!(
+            coalescer.due(&carol, "API key", t0 + ATTEMPT_ROW_EVERY),
+            Some(31)
+        );
+        assert_eq!(
+            coalescer.due(&carol, "API key", t0 + ATTEMPT_ROW_EVERY),
+            None
+        );
         let later = t0 + 3 * ATTEMPT_ROW_EVERY;
         assert_eq!(coalescer.due(&carol, "API key", later), Some(2));
     }
