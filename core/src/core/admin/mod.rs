@@ -6,9 +6,12 @@ mod accounts;
 mod audit;
 mod runs;
 mod security;
+mod stats;
 
 pub use accounts::{AccountDetail, PAGE as ADMIN_PAGE};
 pub use audit::Overview;
+pub use stats::{Activity, ModelPrice, ProviderSummary, ProvidersPage};
+pub(super) use stats::publish_forever;
 
 use super::{Core, CoreError, Forbidden};
 use chorus_model::{Account, Role};
