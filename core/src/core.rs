@@ -33,7 +33,8 @@ mod sandbox;
 mod sessions;
 mod surfaces;
 pub use admin::{
-    ADMIN_PAGE, AccountDetail, Activity, Admin, ModelPrice, Overview, ProviderSummary, ProvidersPage,
+    ADMIN_PAGE, AccountDetail, Activity, Admin, ModelPrice, Overview, ProviderSummary,
+    ProvidersPage,
 };
 pub use error::{Conflict, CoreError, Forbidden, InvalidInput};
 pub use gateway::{GatewayKeep, GatewayRequest, GatewayRun};
@@ -218,9 +219,8 @@ impl Core {
             .spawn_housekeeping(|stop| sessions::purge_expired_forever(store, stop));
         let (store, providers) = (self.store.clone(), self.providers.clone());
         let instance = self.config.instance_id();
-        self.engine.spawn_housekeeping(|stop| {
-            admin::publish_forever(store, providers, instance, stop)
-        });
+        self.engine
+            .spawn_housekeeping(|stop| admin::publish_forever(store, providers, instance, stop));
     }
 
     pub fn config(&self) -> &Config {

@@ -159,8 +159,7 @@ impl Core {
             let (balance, own_amount, own_interval) =
                 self.store.balance_and_refill(&account.id).await?;
             let refill = own_amount.unwrap_or(credits_to_micros(quota.refill_amount));
-            let interval_secs =
-                own_interval.unwrap_or(quota.refill_interval_secs as i64);
+            let interval_secs = own_interval.unwrap_or(quota.refill_interval_secs as i64);
             if refill > 0
                 && crate::quota::check_balance(balance, 0, reservation).is_err()
                 && let Some(now) = self

@@ -241,12 +241,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let (account, _) = lock_live(&mut tx, id).await?;
-        let row = sqlx::query(
-            "SELECT refill_amount, refill_interval_secs FROM accounts WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
+        let row =
+            sqlx::query("SELECT refill_amount, refill_interval_secs FROM accounts WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
         let mut before = snapshot(&account, None);
         before["refill_amount"] = json!(row.try_get::<Option<i64>, _>("refill_amount")?);
         before["refill_interval_secs"] =

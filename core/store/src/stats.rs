@@ -129,10 +129,7 @@ impl Store {
     }
 
     /// Replaces this instance's rows of provider figures (one per provider).
-    pub async fn write_provider_stats(
-        &self,
-        rows: &[ProviderStat],
-    ) -> Result<(), StoreError> {
+    pub async fn write_provider_stats(&self, rows: &[ProviderStat]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for p in rows {
             sqlx::query(

@@ -293,7 +293,10 @@ async fn main() -> Result<()> {
             "overview with its charts (JSON)",
             "/api/admin/overview".to_string(),
         ),
-        ("providers and models (JSON)", "/api/admin/providers".to_string()),
+        (
+            "providers and models (JSON)",
+            "/api/admin/providers".to_string(),
+        ),
         ("runs, active", "/api/admin/runs?status=active".to_string()),
         ("audit log", "/api/admin/audit".to_string()),
     ];

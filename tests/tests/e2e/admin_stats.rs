@@ -5,10 +5,10 @@
 //! admin's per-account refill (refused out of range, audited, applied by the refill
 //! that admits a run, cleared back to the default).
 
+use crate::admin_console::{account_id, admin_client};
 use crate::quota_support::*;
 use anyhow::{Context, Result, ensure};
 use chorus_tests::wait::until;
-use crate::admin_console::{account_id, admin_client};
 use chorus_tests::{ServerConfig, TestDatabase, TestServer, logged_in_client, script, unique_name};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -59,25 +59,32 @@ async fn the_overview_and_providers_pages_count_every_instance() -> Result<()> {
     ensure!(a["error_rate_hour"].as_f64() == Some(0.0), "{a}");
 
     // The serving instance's provider figures reach the reader's Providers page.
-    let page = until("the serving instance's figures", Duration::from_secs(15), || async {
-        let p = expect_status(admin.get("/api/admin/providers").await?, 200).await?;
-        let s = p["providers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["id"] == "s")
-            .cloned()
-            .unwrap_or_default();
-        let from_a = s["instances"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|i| i["instance_id"] == "stats-a" && i["attempts"].as_i64() >= Some(2));
-        Ok(from_a.then_some(p))
-    })
+    let page = until(
+        "the serving instance's figures",
+        Duration::from_secs(15),
+        || async {
+            let p = expect_status(admin.get("/api/admin/providers").await?, 200).await?;
+            let s = p["providers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["id"] == "s")
+                .cloned()
+                .unwrap_or_default();
+            let from_a = s["instances"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|i| i["instance_id"] == "stats-a" && i["attempts"].as_i64() >= Some(2));
+            Ok(from_a.then_some(p))
+        },
+    )
     .await?;
     let s = &page["providers"][0];
-    ensure!(s["id"] == "s" && s["attempts"].as_i64() >= Some(2), "{page}");
+    ensure!(
+        s["id"] == "s" && s["attempts"].as_i64() >= Some(2),
+        "{page}"
+    );
     ensure!(s["error_rate"].as_f64() == Some(0.0), "{page}");
     ensure!(s["first_token_p50_ms"].is_i64(), "{page}");
     let instances: Vec<&str> = s["instances"]
@@ -110,7 +117,10 @@ async fn the_overview_and_providers_pages_count_every_instance() -> Result<()> {
             "{chart} has not {bars} bars"
         );
     }
-    ensure!(html.contains("2 replies (0 failed)"), "no bar says 2 replies");
+    ensure!(
+        html.contains("2 replies (0 failed)"),
+        "no bar says 2 replies"
+    );
     let html = admin.get("/admin/providers").await?.text().await?;
     ensure!(
         html.contains("stats-a") && html.contains("stats-b") && html.contains("s/demo"),

@@ -340,8 +340,16 @@ fn usage_chart(usage: &chorus_core::UsageReport) -> maud::Markup {
             }
         })
         .collect();
-    let first = usage.balance_by_day.first().map(|d| d.date.clone()).unwrap_or_default();
-    let last = usage.balance_by_day.last().map(|d| d.date.clone()).unwrap_or_default();
+    let first = usage
+        .balance_by_day
+        .first()
+        .map(|d| d.date.clone())
+        .unwrap_or_default();
+    let last = usage
+        .balance_by_day
+        .last()
+        .map(|d| d.date.clone())
+        .unwrap_or_default();
     chart::bars(
         "chart-usage",
         "Credits spent per day",

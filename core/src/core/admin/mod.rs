@@ -10,8 +10,8 @@ mod stats;
 
 pub use accounts::{AccountDetail, PAGE as ADMIN_PAGE};
 pub use audit::Overview;
-pub use stats::{Activity, ModelPrice, ProviderSummary, ProvidersPage};
 pub(super) use stats::publish_forever;
+pub use stats::{Activity, ModelPrice, ProviderSummary, ProvidersPage};
 
 use super::{Core, CoreError, Forbidden};
 use chorus_model::{Account, Role};

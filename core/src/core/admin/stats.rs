@@ -90,7 +90,9 @@ impl Core {
         let day = now.div_euclid(DAY_MS) * DAY_MS;
         let hour_start = minute - 59 * MINUTE_MS;
         let last_hour = filled(
-            self.store.run_stats(MINUTE_MS, hour_start, MINUTE_MS).await?,
+            self.store
+                .run_stats(MINUTE_MS, hour_start, MINUTE_MS)
+                .await?,
             hour_start,
             MINUTE_MS,
             60,
