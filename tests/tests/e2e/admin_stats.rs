@@ -137,11 +137,12 @@ async fn an_account_s_own_refill_is_audited_and_lets_it_run() -> Result<()> {
     let erin = logged_in_client(&server, &name).await?;
     let id = account_id(&admin, &name).await?;
     let conversation = erin.create_conversation(None).await?;
+    let messages = format!("/api/conversations/{conversation}/messages");
     let send = || {
         call(
             &erin,
             Method::POST,
-            &format!("/api/conversations/{conversation}/messages"),
+            &messages,
             Some(json!({"content": "hi"})),
         )
     };
