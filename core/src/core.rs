@@ -32,7 +32,10 @@ mod identity;
 mod sandbox;
 mod sessions;
 mod surfaces;
-pub use admin::{ADMIN_PAGE, AccountDetail, Admin, Overview};
+pub use admin::{
+    ADMIN_PAGE, AccountDetail, Activity, Admin, ModelPrice, Overview, ProviderSummary,
+    ProvidersPage,
+};
 pub use error::{Conflict, CoreError, Forbidden, InvalidInput};
 pub use gateway::{GatewayKeep, GatewayRequest, GatewayRun};
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
@@ -210,12 +213,17 @@ impl Core {
 
     /// Starts the background work of a serving instance: the sweeper that marks runs
     /// of dead instances (and this instance's previous life) interrupted, and the
-    /// hourly purge of expired sessions.
+    /// hourly purge of expired sessions, and the publishing of this instance's provider
+    /// figures for the console.
     pub fn start_background(&self) {
         self.engine.start_background();
         let store = self.store.clone();
         self.engine
             .spawn_housekeeping(|stop| sessions::purge_expired_forever(store, stop));
+        let (store, providers) = (self.store.clone(), self.providers.clone());
+        let instance = self.config.instance_id();
+        self.engine
+            .spawn_housekeeping(|stop| admin::publish_forever(store, providers, instance, stop));
     }
 
     pub fn config(&self) -> &Config {

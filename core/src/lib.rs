@@ -26,8 +26,11 @@ pub use chorus_providers::ToolChoice;
 // own or chorus-model's.
 pub use chorus_store::{ApiKeyScope, Identity};
 // What the admin console lists and filters by.
-pub use crate::core::{ADMIN_PAGE, AccountDetail, Overview};
+pub use crate::core::{
+    ADMIN_PAGE, AccountDetail, Activity, ModelPrice, Overview, ProviderSummary, ProvidersPage,
+    UsageReport,
+};
 pub use chorus_store::{
-    AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord, LedgerEntry, RunFilter,
-    RunListing,
+    AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord, LedgerEntry, ProviderStat,
+    RunFilter, RunListing, RunStatBucket, utc_date,
 };

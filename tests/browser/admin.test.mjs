@@ -1,15 +1,20 @@
 // The admin console in headless Chromium, as an admin uses it: log in on the chat
-// client, find alice on the Accounts page, grant credits (balance and ledger change),
-// suspend her while a reply streams (her session and API key are refused with a
-// message saying so, the reply stops), reactivate her, stop her next live reply from
-// the Runs page, and export the audit log as CSV with those actions in it. No script
-// runs on the console's pages; every action is a plain form.
+// client; alice links her Discord account (single sign-on against a local Discord
+// speaking OAuth2's documented wire format); the admin finds her on the Accounts page
+// by her Discord user id, grants credits (balance and ledger change), sets her own
+// auto-refill, suspends her while a reply streams (her session and API key are
+// refused with a message saying so, the reply stops), reactivates her, stops her next
+// live reply from the Runs page, sees the replies on the Overview's charts and the
+// provider on the Providers page, and exports the audit log as CSV with those
+// actions in it. No script runs on the console's pages; every action is a plain form.
 //
 // Runs on the shared harness (harness.mjs: what it needs and how to run it).
 // Screenshots go to $TEST_OUTPUT_DIR (default: the temp dir's chorus-admin-console/).
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { PASSWORD, USER, logIn, scriptedProvider, useChorus, waitFor } from './harness.mjs';
@@ -18,6 +23,66 @@ const OUT = process.env.TEST_OUTPUT_DIR || path.join(os.tmpdir(), 'chorus-admin-
 const ADMIN = 'root';
 // A long reply at 10 tokens a second: still streaming when the admin acts.
 const SCRIPT = Array.from({ length: 300 }, (_, i) => `word${i}`).join(' ');
+
+// Alice's Discord account, as the local Discord reports it.
+const DISCORD_USER = {
+  id: '80351110224678999',
+  username: 'alice_d',
+  discriminator: '0',
+  global_name: 'Alice',
+  avatar: null,
+  email: null,
+  verified: false,
+};
+
+/** A local Discord for OAuth2 (discord.com/developers/docs/topics/oauth2):
+ * `GET /oauth2/authorize` consents at once and redirects back with `code` and `state`,
+ * `POST /api/oauth2/token` exchanges a code for a token, `GET /api/users/@me` answers
+ * the token's user. */
+async function startFakeDiscord(user) {
+  const codes = new Set();
+  const tokens = new Set();
+  const json = (res, status, body) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://discord.local');
+    if (req.method === 'GET' && url.pathname === '/oauth2/authorize') {
+      if (!(url.searchParams.get('scope') || '').split(' ').includes('identify')) {
+        return json(res, 400, { error: 'invalid_scope' });
+      }
+      const code = crypto.randomUUID();
+      codes.add(code);
+      const back = new URL(url.searchParams.get('redirect_uri'));
+      back.searchParams.set('code', code);
+      back.searchParams.set('state', url.searchParams.get('state'));
+      res.writeHead(302, { location: back.toString() });
+      return res.end();
+    }
+    if (req.method === 'POST' && url.pathname === '/api/oauth2/token') {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      const form = new URLSearchParams(body);
+      if (form.get('grant_type') !== 'authorization_code' || !codes.delete(form.get('code'))) {
+        return json(res, 400, { error: 'invalid_grant' });
+      }
+      const access = crypto.randomUUID();
+      tokens.add(access);
+      return json(res, 200, { access_token: access, token_type: 'Bearer', expires_in: 604800, scope: 'identify' });
+    }
+    if (req.method === 'GET' && url.pathname === '/api/users/@me') {
+      const token = (req.headers.authorization || '').replace(/^Bearer /, '');
+      return tokens.has(token) ? json(res, 200, user) : json(res, 401, { message: '401: Unauthorized', code: 0 });
+    }
+    return json(res, 404, { message: '404: Not Found', code: 0 });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${server.address().port}` };
+}
+
+const discord = await startFakeDiscord(DISCORD_USER);
+after(() => discord.server.close());
 
 async function shot(page, name) {
   fs.mkdirSync(OUT, { recursive: true });
@@ -64,10 +129,24 @@ async function runStatus(admin, baseUrl, run) {
 
 describe('admin console in headless Chromium', { timeout: 120000 }, () => {
   const chorus = useChorus({
-    config: () => scriptedProvider({ text: SCRIPT, tokensPerSecond: 10 }),
+    config: ({ baseUrl }) => [
+      '[auth]',
+      `public_url = "${baseUrl}"`,
+      '[[auth.oauth2]]',
+      'id = "discord"',
+      'name = "Discord"',
+      'kind = "discord"',
+      'client_id = "1234567890"',
+      'client_secret = "browser-test-secret"',
+      `authorize_url = "${discord.url}/oauth2/authorize"`,
+      `token_url = "${discord.url}/api/oauth2/token"`,
+      `api_url = "${discord.url}/api"`,
+      '',
+      ...scriptedProvider({ text: SCRIPT, tokensPerSecond: 10 }),
+    ],
   });
 
-  test('find, grant, suspend, reactivate, stop a run, export the audit log', async () => {
+  test('find by Discord id, grant, refill, suspend, reactivate, stop a run, charts, providers, audit', async () => {
     const { page, baseUrl } = chorus;
     chorus.cli(['user', 'create', ADMIN, '--admin', '--password-stdin'], `${PASSWORD}\n`);
 
@@ -82,6 +161,16 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
     const withKey = () => fetch(`${baseUrl}/api/conversations`, { headers: { authorization: `Bearer ${apiKey}` } });
     assert.equal((await withKey()).status, 200);
 
+    // Alice links her Discord account from her account dialog.
+    await alice.click('#open-account');
+    await alice.click('#identities-link a');
+    await alice.waitForSelector('#app-view', { state: 'visible' });
+    const identities = await call(alice, 'GET', '/api/me/identities');
+    assert.ok(
+      JSON.stringify(identities.body).includes(DISCORD_USER.id),
+      `Discord is not linked: ${identities.text}`,
+    );
+
     // The admin logs in on the chat client, then opens the console.
     await page.goto(baseUrl);
     await page.fill('#login-name', ADMIN);
@@ -92,10 +181,11 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
     await page.waitForSelector('#streaming-now');
     await shot(page, '1-overview');
 
-    // Accounts: search, open alice.
+    // Accounts: search by her Discord user id, open alice.
     await page.click('nav a[href="/admin/accounts"]');
-    await page.fill('input[name="q"]', USER);
+    await page.fill('input[name="q"]', DISCORD_USER.id);
     await page.click('form.filters button[type="submit"]');
+    assert.equal(await page.locator('#accounts tr').count(), 2, 'one account found, under the header');
     await page.click(`#accounts a:text-is("${USER}")`);
     await page.waitForSelector('#summary');
     const accountUrl = page.url();
@@ -109,6 +199,15 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
     assert.equal(Number(await page.textContent('#balance')), Number(balanceBefore) + 7.5);
     assert.match(await page.textContent('#ledger tr:nth-child(2)'), /grant.*7\.5.*browser grant/s);
     await shot(page, '2-granted');
+    assert.match(await page.textContent('#identities'), new RegExp(`discord.*${DISCORD_USER.id}`, 's'));
+
+    // Her own auto-refill: 2 credits at most every 12 hours.
+    await page.fill('#refill-form input[name="amount"]', '2');
+    await page.fill('#refill-form input[name="interval_hours"]', '12');
+    await page.click('#refill-form button[type="submit"]');
+    await page.waitForSelector('.notice');
+    assert.match(await page.textContent('#refill'), /2 credits .* every 12 h \(its own\)/);
+    assert.equal(await page.inputValue('#refill-form input[name="amount"]'), '2');
 
     // Suspend while alice's reply streams.
     const run = await startReply(alice, 'Tell me a long story');
@@ -141,15 +240,30 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
     await page.waitForSelector('.notice');
     await waitFor('the live reply stopped', async () => (await runStatus(page, baseUrl, live)) === 'stopped');
 
+    // The overview charts the replies that ended, on every instance.
+    await page.goto(`${baseUrl}/admin`);
+    for (const [chart, bars] of [['#chart-hour', 60], ['#chart-day', 24], ['#chart-month', 30]]) {
+      assert.equal(await page.locator(`${chart} rect`).count(), bars, chart);
+    }
+    const today = await page.locator('#chart-month rect').last().getAttribute('data-value');
+    assert.ok(Number(today) >= 2, `today's bar shows ${today} replies`);
+    await shot(page, '6-overview-charts');
+
+    // Providers and models: the scripted provider with its attempts, its model's price.
+    await page.click('nav a[href="/admin/providers"]');
+    await page.waitForSelector('#providers tr[data-provider="scripted"]');
+    assert.match(await page.textContent('#models'), /scripted\/demo/);
+    await shot(page, '7-providers');
+
     // The audit log on screen, and as CSV with every action.
     await page.goto(`${baseUrl}/admin/audit`);
     await page.waitForSelector('#audit');
-    await shot(page, '6-audit');
+    await shot(page, '8-audit');
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#csv')]);
     const csv = fs.readFileSync(await download.path(), 'utf8');
     fs.mkdirSync(OUT, { recursive: true });
     fs.writeFileSync(path.join(OUT, 'audit.csv'), csv);
-    for (const action of ['grant', 'suspend', 'reactivate', 'stop_run', 'suspended_attempt']) {
+    for (const action of ['grant', 'set_refill', 'suspend', 'reactivate', 'stop_run', 'suspended_attempt']) {
       assert.ok(csv.includes(`,${action},`), `no ${action} in the CSV:\n${csv}`);
     }
     assert.ok(csv.includes('browser grant'), 'the grant note is not in the CSV');

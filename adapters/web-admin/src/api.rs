@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/accounts/{id}/suspend", post(suspend))
         .route("/api/admin/accounts/{id}/reactivate", post(reactivate))
         .route("/api/admin/accounts/{id}/role", put(set_role))
+        .route("/api/admin/accounts/{id}/refill", put(set_refill))
         .route("/api/admin/accounts/{id}/credits", post(credits))
         .route(
             "/api/admin/accounts/{id}/revoke-access",
@@ -38,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/runs", get(runs))
         .route("/api/admin/runs/{id}", get(run))
         .route("/api/admin/runs/{id}/stop", post(stop_run))
+        .route("/api/admin/providers", get(providers))
         .route("/api/admin/audit", get(audit))
         .route("/api/admin/audit.csv", get(audit_csv))
         .route("/api/admin/config", get(config))
@@ -115,6 +117,34 @@ async fn set_role(
     let role = parse_role(&body.role)?;
     state.core.set_role(&admin, &account_id(&id)?, role).await?;
     Ok(Json(json!({ "role": role })))
+}
+
+#[derive(Deserialize)]
+struct RefillBody {
+    /// Credits per refill (0: never); null or absent: the `[quota]` default.
+    amount: Option<f64>,
+    /// Smallest interval between two refills; null or absent: the default.
+    interval_secs: Option<i64>,
+}
+
+async fn set_refill(
+    State(state): State<AppState>,
+    ApiAdmin(admin): ApiAdmin,
+    Path(id): Path<String>,
+    chorus_web::ApiJson(body): chorus_web::ApiJson<RefillBody>,
+) -> Answer {
+    state
+        .core
+        .set_refill(&admin, &account_id(&id)?, body.amount, body.interval_secs)
+        .await?;
+    Ok(Json(json!({
+        "refill_amount": body.amount,
+        "refill_interval_secs": body.interval_secs,
+    })))
+}
+
+async fn providers(State(state): State<AppState>, ApiAdmin(admin): ApiAdmin) -> Answer {
+    Ok(Json(json!(state.core.providers_page(&admin).await?)))
 }
 
 #[derive(Deserialize)]

@@ -123,6 +123,9 @@ pub enum InvalidInput {
     /// `resume N` past the end of the list.
     #[error("there is no conversation number {number}; `{prefix} resume` lists them")]
     ResumeNumber { number: String, prefix: String },
+    /// An account's own refill out of range.
+    #[error("refill amount must be 0 to {max} credits and its interval 60 seconds to 366 days")]
+    Refill { max: f64 },
 }
 
 /// What a caller is not allowed, one case per rule.

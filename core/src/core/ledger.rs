@@ -153,17 +153,18 @@ impl Core {
                 ..Default::default()
             },
         );
-        let refill = credits_to_micros(quota.refill_amount);
-        if quota.enabled && refill > 0 {
-            let balance = self.store.balance(&account.id).await?;
-            if crate::quota::check_balance(balance, 0, reservation).is_err()
+        // A run that reserves nothing is never refused for its balance, so it needs no
+        // refill; otherwise the account's own refill (set by an admin) or the default.
+        if quota.enabled && reservation != 0 {
+            let (balance, own_amount, own_interval) =
+                self.store.balance_and_refill(&account.id).await?;
+            let refill = own_amount.unwrap_or(credits_to_micros(quota.refill_amount));
+            let interval_secs = own_interval.unwrap_or(quota.refill_interval_secs as i64);
+            if refill > 0
+                && crate::quota::check_balance(balance, 0, reservation).is_err()
                 && let Some(now) = self
                     .store
-                    .refill_if_due(
-                        &account.id,
-                        refill,
-                        quota.refill_interval_secs as i64 * 1000,
-                    )
+                    .refill_if_due(&account.id, refill, interval_secs.saturating_mul(1000))
                     .await?
             {
                 tracing::info!(account = %account.id, balance = now, "auto-refilled");

@@ -25,6 +25,12 @@ pub struct AccountListing {
     /// Micro-credits charged for runs, ever.
     pub spent: i64,
     pub last_active_at: Option<i64>,
+    /// The account's own auto-refill in micro-credits (0: never refilled); `None`
+    /// follows the `[quota]` default.
+    pub refill_amount: Option<i64>,
+    /// The account's own smallest interval between two refills; `None` follows the
+    /// `[quota]` default.
+    pub refill_interval_secs: Option<i64>,
 }
 
 /// How to order the accounts list.
@@ -224,6 +230,43 @@ impl Store {
         Ok(balance + amount)
     }
 
+    /// Sets an account's own auto-refill: `amount` micro-credits (0: never) at most
+    /// every `interval_secs`; `None` for either follows the `[quota]` default.
+    pub async fn admin_set_refill(
+        &self,
+        actor: &Actor,
+        id: &AccountId,
+        amount: Option<i64>,
+        interval_secs: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let (account, _) = lock_live(&mut tx, id).await?;
+        let row =
+            sqlx::query("SELECT refill_amount, refill_interval_secs FROM accounts WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        let mut before = snapshot(&account, None);
+        before["refill_amount"] = json!(row.try_get::<Option<i64>, _>("refill_amount")?);
+        before["refill_interval_secs"] =
+            json!(row.try_get::<Option<i64>, _>("refill_interval_secs")?);
+        sqlx::query(
+            "UPDATE accounts SET refill_amount = $1, refill_interval_secs = $2 WHERE id = $3",
+        )
+        .bind(amount)
+        .bind(interval_secs)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let mut after = snapshot(&account, None);
+        after["refill_amount"] = json!(amount);
+        after["refill_interval_secs"] = json!(interval_secs);
+        let change = admin_change(actor, "set_refill", "account", id.as_str(), before, after);
+        record(&mut tx, &change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Ends every web session and revokes every API key of an account; returns how
     /// many of each.
     pub async fn admin_revoke_access(
@@ -418,7 +461,7 @@ impl Store {
             "AND COALESCE($1, $2) IS NULL".to_string()
         };
         let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS_A}, a.balance, a.spent, a.last_active_at FROM accounts a \
+            "SELECT {ACCOUNT_COLUMNS_A}, a.balance, a.spent, a.last_active_at, a.refill_amount, a.refill_interval_secs FROM accounts a \
              WHERE a.merged_into IS NULL {search} ORDER BY {} LIMIT $3 OFFSET $4",
             sort.order_by()
         );
@@ -436,6 +479,8 @@ impl Store {
                     balance: r.try_get("balance")?,
                     spent: r.try_get("spent")?,
                     last_active_at: r.try_get("last_active_at")?,
+                    refill_amount: r.try_get("refill_amount")?,
+                    refill_interval_secs: r.try_get("refill_interval_secs")?,
                 })
             })
             .collect()
@@ -447,7 +492,7 @@ impl Store {
         id: &AccountId,
     ) -> Result<Option<AccountListing>, StoreError> {
         let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS_A}, a.balance, a.spent, a.last_active_at FROM accounts a \
+            "SELECT {ACCOUNT_COLUMNS_A}, a.balance, a.spent, a.last_active_at, a.refill_amount, a.refill_interval_secs FROM accounts a \
              WHERE a.id = $1 AND a.merged_into IS NULL"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -460,6 +505,8 @@ impl Store {
                 balance: r.try_get("balance")?,
                 spent: r.try_get("spent")?,
                 last_active_at: r.try_get("last_active_at")?,
+                refill_amount: r.try_get("refill_amount")?,
+                refill_interval_secs: r.try_get("refill_interval_secs")?,
             })
         })
         .transpose()
@@ -530,11 +577,13 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
-    /// Micro-credits charged for runs since `since` (Unix ms), over every account.
+    /// Micro-credits charged for runs since `since` (Unix ms, an hour's start), over
+    /// every account: from the hourly rollup (`run_stats`, charged in the transaction
+    /// that ends each run, as its ledger row), so a month is at most 744 × 8 rows.
     pub async fn spend_since(&self, since: i64) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(-amount), 0) AS BIGINT) AS total FROM ledger \
-             WHERE reason = 'run_usage' AND created_at >= $1",
+            "SELECT CAST(COALESCE(SUM(cost), 0) AS BIGINT) AS total FROM run_stats \
+             WHERE span = 3600000 AND bucket >= $1",
         )
         .bind(since)
         .fetch_one(self.pool())

@@ -276,6 +276,26 @@ impl Store {
         Ok(row.try_get("balance")?)
     }
 
+    /// The account's balance (micro-credits) and its own auto-refill amount and
+    /// interval in seconds (`None`: the `[quota]` default), in one read of its row.
+    pub async fn balance_and_refill(
+        &self,
+        account: &AccountId,
+    ) -> Result<(i64, Option<i64>, Option<i64>), StoreError> {
+        let row = sqlx::query(
+            "SELECT balance, refill_amount, refill_interval_secs FROM accounts WHERE id = $1",
+        )
+        .bind(account.as_str())
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("account"))?;
+        Ok((
+            row.try_get("balance")?,
+            row.try_get("refill_amount")?,
+            row.try_get("refill_interval_secs")?,
+        ))
+    }
+
     /// The sum of the account's own ledger rows (equal to its balance, always).
     pub async fn ledger_sum(&self, account: &AccountId) -> Result<i64, StoreError> {
         let row = sqlx::query(

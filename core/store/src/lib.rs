@@ -14,6 +14,7 @@ mod ledger;
 mod links;
 mod runs;
 mod sessions;
+mod stats;
 mod tool_steps;
 
 use accounts::ACCOUNT_COLUMNS_A;
@@ -28,6 +29,7 @@ pub use ledger::{Admission, LedgerEntry, LedgerReason, UsageBucket, utc_date};
 pub use links::{Identity, LinkOutcome};
 pub use runs::{Checkpoint, Run, RunOutcome, RunStatus, TurnIds};
 pub use sessions::SessionInfo;
+pub use stats::{HOUR_MS, MINUTE_MS, ProviderStat, RunStatBucket};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -171,6 +173,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "session_list",
         include_str!("../../../migrations/sqlite/0010_session_list.sql"),
     ),
+    (
+        12,
+        "console_stats",
+        include_str!("../../../migrations/sqlite/0012_console_stats.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -217,6 +224,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "session_list",
         include_str!("../../../migrations/postgres/0010_session_list.sql"),
+    ),
+    (
+        12,
+        "console_stats",
+        include_str!("../../../migrations/postgres/0012_console_stats.sql"),
     ),
 ];
 

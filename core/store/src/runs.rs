@@ -4,6 +4,7 @@
 //! per token) and is appended to its message in the same transaction that ends it.
 
 use super::ledger::{Admission, admit, charge_run, lock_account};
+use super::stats::record_run_end;
 use super::{NewTurn, Store, StoreConflict, StoreError};
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
 use chorus_model::money::Charge;
@@ -414,6 +415,16 @@ impl Store {
         if let Some(charge) = charge {
             charge_run(&mut tx, &account, id, charge).await?;
         }
+        record_run_end(
+            &mut tx,
+            id,
+            now,
+            outcome.status == RunStatus::Failed,
+            outcome.prompt_tokens.unwrap_or(0),
+            outcome.completion_tokens.unwrap_or(0),
+            charge.map_or(0, |c| c.amount),
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -486,6 +497,16 @@ impl Store {
         if let Some(charge) = charge {
             charge_run(&mut tx, &account, &run.id, charge).await?;
         }
+        record_run_end(
+            &mut tx,
+            &run.id,
+            now,
+            false,
+            charge.map_or(0, |c| c.tokens.prompt),
+            charge.map_or(0, |c| c.tokens.completion),
+            charge.map_or(0, |c| c.amount),
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }

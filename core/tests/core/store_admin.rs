@@ -8,8 +8,8 @@ use chorus_core::quota::{Charge, TokenCounts};
 use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
 use chorus_store::{
-    AccountSort, Actor, AuditFilter, AuditKind, Change, NewTurn, Role, RunFilter, RunOutcome,
-    RunStatus, Store, StoreConflict, StoreError,
+    AccountSort, Actor, AuditFilter, AuditKind, Change, HOUR_MS, MINUTE_MS, NewTurn, ProviderStat,
+    Role, RunFilter, RunOutcome, RunStatus, Store, StoreConflict, StoreError,
 };
 use serde_json::json;
 
@@ -105,7 +105,35 @@ async fn suite(mut store: Store) {
             .await
             .unwrap()
     );
-    assert_eq!(store.spend_since(started - 1).await.unwrap(), 300_000);
+    // The rollup counts the run in its minute and hour, with its tokens and charge.
+    let hour = started - started.rem_euclid(HOUR_MS);
+    let minute = started - started.rem_euclid(MINUTE_MS);
+    assert_eq!(store.spend_since(hour).await.unwrap(), 300_000);
+    assert_eq!(store.spend_since(hour + HOUR_MS).await.unwrap(), 0);
+    for (span, since) in [(MINUTE_MS, minute), (HOUR_MS, hour)] {
+        let buckets = store.run_stats(span, since, span).await.unwrap();
+        let total: Vec<(i64, i64, i64, i64, i64)> = buckets
+            .iter()
+            .map(|b| {
+                (
+                    b.replies,
+                    b.failed,
+                    b.prompt_tokens,
+                    b.completion_tokens,
+                    b.cost,
+                )
+            })
+            .collect();
+        assert_eq!(total, vec![(1, 0, 100, 20, 300_000)], "span {span}");
+        assert!(buckets[0].start >= since);
+    }
+    // Grouped by day from the hours.
+    let days = store
+        .run_stats(HOUR_MS, hour - 86_400_000, 86_400_000)
+        .await
+        .unwrap();
+    assert_eq!(days.iter().map(|b| b.replies).sum::<i64>(), 1);
+    assert_eq!(days.last().map(|b| b.start % 86_400_000), Some(0));
     let by_spend = store
         .list_accounts(None, AccountSort::Spend, 0, 10)
         .await
@@ -334,6 +362,55 @@ async fn suite(mut store: Store) {
         .await
         .unwrap();
     assert!(older.iter().all(|e| e.created_at < all[0].created_at));
+
+    // An account's own refill: read with the balance, audited with before and after.
+    assert_eq!(store.balance_and_refill(&bob.id).await.unwrap().1, None);
+    store
+        .admin_set_refill(&actor, &bob.id, Some(CREDIT), Some(3600))
+        .await
+        .unwrap();
+    let (_, amount, interval) = store.balance_and_refill(&bob.id).await.unwrap();
+    assert_eq!((amount, interval), (Some(CREDIT), Some(3600)));
+    let listed = store.account_listing(&bob.id).await.unwrap().unwrap();
+    assert_eq!(listed.refill_amount, Some(CREDIT));
+    let entry = &store.audit_log(&audit_of(bob.id.as_str())).await.unwrap()[0];
+    assert_eq!(entry.action, "set_refill");
+    assert_eq!(entry.before.as_ref().unwrap()["refill_amount"], json!(null));
+    assert_eq!(
+        entry.after.as_ref().unwrap()["refill_interval_secs"],
+        json!(3600)
+    );
+
+    // Provider figures: one row per instance and provider, replaced on each write,
+    // read back fresh only, pruned a day after their instance stopped writing.
+    let now = now_ms();
+    let stat = |instance: &str, attempts: i64, at: i64| ProviderStat {
+        instance_id: instance.into(),
+        provider: "p".into(),
+        attempts,
+        failures: 1,
+        first_token_p50_ms: Some(120),
+        first_token_p95_ms: None,
+        last_error: Some("boom".into()),
+        last_error_at: Some(at),
+        updated_at: at,
+    };
+    store
+        .write_provider_stats(&[stat("a", 5, now), stat("b", 7, now - 86_400_000 - 1)])
+        .await
+        .unwrap();
+    store
+        .write_provider_stats(&[stat("a", 9, now)])
+        .await
+        .unwrap();
+    let fresh = store.provider_stats(now - 60_000).await.unwrap();
+    assert_eq!(fresh, vec![stat("a", 9, now)]);
+    assert_eq!(store.provider_stats(0).await.unwrap().len(), 2);
+    store.prune_stats(now).await.unwrap();
+    assert_eq!(
+        store.provider_stats(0).await.unwrap(),
+        vec![stat("a", 9, now)]
+    );
     store.close().await;
 }
 

@@ -1,7 +1,8 @@
 //! Benchmark of the admin console's aggregates as data grows: fills a fresh database
 //! with N accounts (each with a Discord identity) and M ledger rows of run usage over
-//! the last 30 days, starts `chorus serve` on it, and times the console's lists and
-//! the overview over HTTP (an admin's API key), each request repeated; reports the
+//! the last 30 days (with the rollup of those runs the console charts, and three
+//! instances' provider figures), starts `chorus serve` on it, and times the console's
+//! lists, the account page, the overview and the providers page over HTTP (an admin's API key), each request repeated; reports the
 //! median and the slowest. The figures are wall time seen by the client on loopback,
 //! so they include HTTP and JSON or HTML rendering.
 //!
@@ -135,6 +136,30 @@ async fn fill(url: &str, o: &Options, now: i64) -> Result<()> {
     if !rows.is_empty() {
         insert_ledger(&mut tx, &mut rows).await?;
     }
+    // The console's rollup, as the transactions that ended those runs would have
+    // written it (minute and hour buckets, spread over 8 shards), and three instances'
+    // provider figures.
+    sqlx::query(
+        "INSERT INTO run_stats (span, bucket, shard, replies, failed, prompt_tokens, completion_tokens, cost) \
+         SELECT s.span, (l.created_at / s.span) * s.span, l.created_at % 8, COUNT(*), 0, \
+         SUM(l.prompt_tokens), SUM(l.completion_tokens), SUM(-l.amount) \
+         FROM ledger l CROSS JOIN (SELECT 60000 AS span UNION ALL SELECT 3600000) s \
+         WHERE l.reason = 'run_usage' \
+         GROUP BY s.span, (l.created_at / s.span) * s.span, l.created_at % 8",
+    )
+    .execute(&mut *tx)
+    .await?;
+    for instance in ["bench-a", "bench-b", "bench-c"] {
+        sqlx::query(
+            "INSERT INTO provider_stats (instance_id, provider, attempts, failures, first_token_p50_ms, \
+             first_token_p95_ms, last_error, last_error_at, updated_at) \
+             VALUES ($1, 'scripted', 100, 3, 180, 900, 'HTTP 529 overloaded', $2, $2)",
+        )
+        .bind(instance)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     // What autovacuum (PostgreSQL) would have done by the time anyone looks.
     let analyze = if url.starts_with("sqlite") {
@@ -264,7 +289,14 @@ async fn main() -> Result<()> {
             "account page (JSON)",
             format!("/api/admin/accounts/00000000-0000-7000-8000-{middle:012}"),
         ),
-        ("overview (JSON)", "/api/admin/overview".to_string()),
+        (
+            "overview with its charts (JSON)",
+            "/api/admin/overview".to_string(),
+        ),
+        (
+            "providers and models (JSON)",
+            "/api/admin/providers".to_string(),
+        ),
         ("runs, active", "/api/admin/runs?status=active".to_string()),
         ("audit log", "/api/admin/audit".to_string()),
     ];

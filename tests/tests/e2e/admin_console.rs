@@ -79,7 +79,7 @@ impl Form for reqwest::RequestBuilder {
     }
 }
 
-async fn admin_client(server: &TestServer) -> Result<ApiClient> {
+pub(crate) async fn admin_client(server: &TestServer) -> Result<ApiClient> {
     let name = unique_name("root");
     server
         .cli(
@@ -92,7 +92,7 @@ async fn admin_client(server: &TestServer) -> Result<ApiClient> {
     Ok(client)
 }
 
-async fn account_id(admin: &ApiClient, name: &str) -> Result<String> {
+pub(crate) async fn account_id(admin: &ApiClient, name: &str) -> Result<String> {
     let found = expect_status(
         admin.get(&format!("/api/admin/accounts?q={name}")).await?,
         200,
@@ -117,6 +117,8 @@ async fn snapshot(admin: &ApiClient, id: &str) -> Result<Value> {
 fn body_for(path: &str, victim: &str) -> Option<Value> {
     if path.ends_with("/role") {
         Some(json!({"role": "admin"}))
+    } else if path.ends_with("/refill") {
+        Some(json!({"amount": 100, "interval_secs": 60}))
     } else if path.ends_with("/credits") {
         Some(json!({"amount": 100}))
     } else if path.ends_with("/delete") {

@@ -7,6 +7,7 @@
 
 mod account_link_matrix;
 mod admin_console;
+mod admin_stats;
 mod anthropic_provider;
 mod authorization;
 mod azure_provider;

@@ -2,6 +2,7 @@
 //! and the actions on it (credits, role, suspend or reactivate, revoke access,
 //! unlink an identity, delete), each a form answered by a redirect back here.
 
+use super::chart::{self, Bar};
 use super::format::{ago, credits, maybe_ago};
 use super::{back_to, layout};
 use crate::access::{AdminForm, PageAdmin};
@@ -45,6 +46,18 @@ pub async fn page(
             tr { th { "Conversations" } td { (d.conversations) } }
             tr { th { "Web sessions" } td #sessions { (d.sessions) } }
             tr { th { "Created" } td { (ago(a.created_at)) } }
+            tr { th { "Auto-refill" } td #refill { (refill_text(&d.listing, &state)) } }
+        }
+
+        h2 { "Usage, last 30 days" }
+        (usage_chart(&d.usage))
+        @if d.usage.by_model.is_empty() { p.muted { "No reply in 30 days." } } @else {
+            table #usage-by-model {
+                tr { th { "Model" } th.num { "Replies" } th.num { "Prompt tokens" } th.num { "Completion tokens" } th.num { "Credits" } }
+                @for m in &d.usage.by_model {
+                    tr { td { (m.key) } td.num { (m.runs) } td.num { (m.prompt_tokens) } td.num { (m.completion_tokens) } td.num { (m.cost) } }
+                }
+            }
         }
 
         h2 { "Actions" }
@@ -53,6 +66,14 @@ pub async fn page(
             label { "Credits (negative deducts)" input type="number" name="amount" step="any" required; }
             label { "Note" input type="text" name="note" maxlength="300"; }
             button type="submit" { "Grant" }
+        }
+        form.action method="post" action=(act("refill")) #refill-form {
+            (layout::csrf(&who))
+            label { "Refill credits (empty: default)" input type="number" name="amount" step="any" min="0"
+                value=(d.listing.refill_amount.map(credits).unwrap_or_default()); }
+            label { "Every … hours (empty: default)" input type="number" name="interval_hours" step="any" min="0.0167"
+                value=(d.listing.refill_interval_secs.map(|s| chart::count(s as f64 / 3600.0)).unwrap_or_default()); }
+            button type="submit" { "Set refill" }
         }
         form.action method="post" action=(act("role")) {
             (layout::csrf(&who))
@@ -278,4 +299,105 @@ pub async fn delete(
         .delete_account(&f.page.admin, &account_id(&id)?, &f.form.confirm)
         .await?;
     Ok(back_to("/admin/accounts", "Account deleted."))
+}
+
+/// The account's auto-refill in words: its own, or the `[quota]` default.
+fn refill_text(listing: &chorus_core::AccountListing, state: &AppState) -> String {
+    let quota = &state.core.config().quota;
+    let amount = listing
+        .refill_amount
+        .unwrap_or(chorus_model::money::credits_to_micros(quota.refill_amount));
+    let secs = listing
+        .refill_interval_secs
+        .unwrap_or(quota.refill_interval_secs as i64);
+    let own = listing.refill_amount.is_some() || listing.refill_interval_secs.is_some();
+    let source = if own { "its own" } else { "the default" };
+    if amount <= 0 {
+        format!("none ({source})")
+    } else {
+        format!(
+            "{} credits when a reply would be refused, at most every {} h ({source})",
+            credits(amount),
+            chart::count(secs as f64 / 3600.0)
+        )
+    }
+}
+
+/// Credits spent per day over the report's window, as bars.
+fn usage_chart(usage: &chorus_core::UsageReport) -> maud::Markup {
+    let bars: Vec<Bar> = usage
+        .balance_by_day
+        .iter()
+        .map(|day| {
+            let line = usage.by_day.iter().find(|l| l.key == day.date);
+            let (cost, runs) = line.map_or((0.0, 0), |l| (l.cost, l.runs));
+            Bar {
+                value: cost,
+                title: format!(
+                    "{}: {cost} credits, {runs} replies, balance {} at the end",
+                    day.date, day.balance
+                ),
+            }
+        })
+        .collect();
+    let first = usage
+        .balance_by_day
+        .first()
+        .map(|d| d.date.clone())
+        .unwrap_or_default();
+    let last = usage
+        .balance_by_day
+        .last()
+        .map(|d| d.date.clone())
+        .unwrap_or_default();
+    chart::bars(
+        "chart-usage",
+        "Credits spent per day",
+        &bars,
+        &first,
+        &last,
+        |v| format!("{}", (v * 10_000.0).round() / 10_000.0),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct RefillForm {
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    interval_hours: String,
+}
+
+/// An optional number from a form field (empty: `None`).
+fn optional_number(field: &str, raw: &str) -> Result<Option<f64>, PageError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    raw.parse().map(Some).map_err(|_| {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("{field} must be a number, not {raw:?}"),
+        )
+    })
+}
+
+pub async fn refill(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    f: AdminForm<RefillForm>,
+) -> Result<Redirect, PageError> {
+    let amount = optional_number("the refill amount", &f.form.amount)?;
+    let hours = optional_number("the refill interval", &f.form.interval_hours)?;
+    state
+        .core
+        .set_refill(
+            &f.page.admin,
+            &account_id(&id)?,
+            amount,
+            hours.map(|h| (h * 3600.0).round() as i64),
+        )
+        .await?;
+    Ok(back_to(&here(&id), "Auto-refill set."))
 }

@@ -6,10 +6,11 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
 /// The console's areas, in navigation order: (path, label).
-const AREAS: [(&str, &str); 5] = [
+const AREAS: [(&str, &str); 6] = [
     ("/admin", "Overview"),
     ("/admin/accounts", "Accounts"),
     ("/admin/runs", "Runs"),
+    ("/admin/providers", "Providers"),
     ("/admin/audit", "Audit log"),
     ("/admin/config", "Configuration"),
 ];

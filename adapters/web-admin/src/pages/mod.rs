@@ -6,10 +6,12 @@
 mod account;
 mod accounts;
 mod audit;
+mod chart;
 mod config;
 mod format;
 mod layout;
 mod overview;
+mod providers;
 mod runs;
 
 use axum::Router;
@@ -27,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/accounts/{id}/suspend", post(account::suspend))
         .route("/admin/accounts/{id}/reactivate", post(account::reactivate))
         .route("/admin/accounts/{id}/role", post(account::role))
+        .route("/admin/accounts/{id}/refill", post(account::refill))
         .route("/admin/accounts/{id}/credits", post(account::grant))
         .route(
             "/admin/accounts/{id}/revoke-access",
@@ -37,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/runs", get(runs::page))
         .route("/admin/runs/{id}", get(runs::run_page))
         .route("/admin/runs/{id}/stop", post(runs::stop))
+        .route("/admin/providers", get(providers::page))
         .route("/admin/audit", get(audit::page))
         .route("/admin/audit.csv", get(audit::csv))
         .route("/admin/config", get(config::page))

@@ -5,7 +5,7 @@
 use super::super::identity::IdentityView;
 use super::super::ledger::MAX_GRANT;
 use super::Admin;
-use crate::core::{Core, CoreError, Forbidden, InvalidInput};
+use crate::core::{Core, CoreError, Forbidden, InvalidInput, UsageReport};
 use crate::quota::credits_to_micros;
 use chorus_model::ids::AccountId;
 use chorus_model::{Account, Role};
@@ -16,6 +16,10 @@ use serde::Serialize;
 pub const PAGE: i64 = 50;
 /// The longest search an admin may type (longer matches no name or identity).
 const MAX_QUERY: usize = 256;
+/// Days of usage the account page charts.
+const USAGE_DAYS: u32 = 30;
+/// The longest interval an account's own refill may wait (a year and a day).
+const MAX_REFILL_INTERVAL_SECS: i64 = 366 * 86_400;
 
 /// Everything the account page shows.
 #[derive(Clone, Debug, Serialize)]
@@ -28,6 +32,9 @@ pub struct AccountDetail {
     pub sessions: i64,
     /// The page of the ledger asked for, newest first.
     pub ledger: Vec<LedgerEntry>,
+    /// Usage of the last 30 days by day and by model, and the balance at each day's
+    /// end (from the account's ledger index).
+    pub usage: UsageReport,
 }
 
 impl Core {
@@ -71,7 +78,9 @@ impl Core {
             .store
             .ledger_page(id, i64::from(ledger_page) * PAGE, PAGE)
             .await?;
+        let usage = self.usage(&listing.account, USAGE_DAYS).await?;
         Ok(AccountDetail {
+            usage,
             listing,
             identities,
             api_keys,
@@ -154,6 +163,34 @@ impl Core {
                 note.as_deref(),
             )
             .await?)
+    }
+
+    /// Sets an account's own auto-refill (what the `[quota]` refill does for it when a
+    /// run would be refused): `credits` (0: never refilled) at most every
+    /// `interval_secs`; `None` for either follows the `[quota]` default. Audited.
+    pub async fn set_refill(
+        &self,
+        admin: &Admin,
+        id: &AccountId,
+        credits: Option<f64>,
+        interval_secs: Option<i64>,
+    ) -> Result<(), CoreError> {
+        let bad = InvalidInput::Refill { max: MAX_GRANT };
+        if credits.is_some_and(|c| !(c.is_finite() && (0.0..=MAX_GRANT).contains(&c))) {
+            return Err(bad.into());
+        }
+        if interval_secs.is_some_and(|s| !(60..=MAX_REFILL_INTERVAL_SECS).contains(&s)) {
+            return Err(bad.into());
+        }
+        self.store
+            .admin_set_refill(
+                &admin.actor(),
+                id,
+                credits.map(credits_to_micros),
+                interval_secs,
+            )
+            .await?;
+        Ok(())
     }
 
     /// Ends every web session and revokes every API key of an account; returns how

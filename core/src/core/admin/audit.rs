@@ -1,9 +1,10 @@
 //! The audit log as an admin reads it (filtered pages, CSV export) and the overview
 //! of the deployment (replies streaming now, spend today and this month, surfaces,
-//! providers).
+//! activity, providers).
 
 use super::Admin;
-use crate::core::{Core, CoreError, ProviderView, SurfaceStatus};
+use super::stats::{Activity, ProviderSummary};
+use crate::core::{Core, CoreError, SurfaceStatus};
 use chorus_model::time::now_ms;
 use chorus_store::{AuditFilter, AuditRecord, utc_date};
 use serde::Serialize;
@@ -22,8 +23,10 @@ pub struct Overview {
     /// Micro-credits charged since the first of the month (UTC).
     pub spend_month: i64,
     pub surfaces: Vec<SurfaceStatus>,
-    /// This instance's view of each provider.
-    pub providers: Vec<ProviderView>,
+    /// Replies, tokens and errors per minute, hour and day, on every instance.
+    pub activity: Activity,
+    /// Each provider's health over every instance.
+    pub providers: Vec<ProviderSummary>,
 }
 
 impl Core {
@@ -62,7 +65,8 @@ impl Core {
             spend_today: self.store.spend_since(today * DAY_MS).await?,
             spend_month: self.store.spend_since(month_start).await?,
             surfaces: self.surface_states(),
-            providers: self.provider_health(admin),
+            activity: self.activity(admin).await?,
+            providers: self.providers_across_instances(admin).await?,
         })
     }
 }

@@ -6,10 +6,13 @@ mod accounts;
 mod audit;
 mod runs;
 mod security;
+mod stats;
 
 pub use accounts::{AccountDetail, PAGE as ADMIN_PAGE};
 pub use audit::Overview;
 pub(crate) use security::AttemptCoalescer;
+pub(super) use stats::publish_forever;
+pub use stats::{Activity, ModelPrice, ProviderSummary, ProvidersPage};
 
 use super::{Core, CoreError, Forbidden};
 use chorus_model::{Account, Role};
