@@ -4,10 +4,10 @@
 //! until their instance restarted too (appends lost, readers cut off, logins and
 //! messages refused, `/readyz` failing).
 //!
-//! A command that finds the connection dropped fails as before (the caller's retry
-//! decides what to do) and marks the connection for replacement; the next command
-//! connects again. A response timeout is not a dropped connection: the answer of a
-//! command that landed late must not cost the connection.
+//! A command that finds the connection dropped connects again and is sent once more
+//! (a Redis that is still down fails it, and the caller's retry decides what to do).
+//! A response timeout is not a dropped connection: the answer of a command that
+//! landed late must not cost the connection.
 
 use redis::aio::MultiplexedConnection;
 use redis::{
@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 
 /// A shared, self-replacing multiplexed connection. Clones share it.
 #[derive(Clone)]
-pub(crate) struct Conn {
+pub struct Conn {
     shared: Arc<Shared>,
 }
 
@@ -38,7 +38,10 @@ struct Current {
 
 impl Conn {
     /// Connects now: an unreachable Redis at start is an error of the caller.
-    pub(crate) async fn connect(client: &Client, config: AsyncConnectionConfig) -> RedisResult<Self> {
+    pub(crate) async fn connect(
+        client: &Client,
+        config: AsyncConnectionConfig,
+    ) -> RedisResult<Self> {
         let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
@@ -71,18 +74,34 @@ impl Conn {
         Ok((current.generation, conn))
     }
 
-    /// Runs `cmd`; a dropped connection is replaced for the next command.
+    /// Runs `cmd`. A connection found dropped is replaced and `cmd` sent once more on
+    /// the new one: every command sent through a `Conn` may be repeated (reads, pings,
+    /// script loads, appends at a fixed seq that compare what a seq holds, counters).
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
         let (generation, mut conn) = self.get().await?;
-        let result = cmd.query_async(&mut conn).await;
-        self.check(generation, result).await
+        match cmd.query_async(&mut conn).await {
+            Err(e) if dropped(&e) => {
+                self.replace(generation, &e).await;
+                let (generation, mut conn) = self.get().await?;
+                let again = cmd.query_async(&mut conn).await;
+                self.check(generation, again).await
+            }
+            other => other,
+        }
     }
 
-    /// Runs `pipe`; a dropped connection is replaced for the next command.
+    /// [`Conn::query`] for a pipeline.
     pub(crate) async fn query_pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> RedisResult<T> {
         let (generation, mut conn) = self.get().await?;
-        let result = pipe.query_async(&mut conn).await;
-        self.check(generation, result).await
+        match pipe.query_async(&mut conn).await {
+            Err(e) if dropped(&e) => {
+                self.replace(generation, &e).await;
+                let (generation, mut conn) = self.get().await?;
+                let again = pipe.query_async(&mut conn).await;
+                self.check(generation, again).await
+            }
+            other => other,
+        }
     }
 
     /// Marks the connection of `generation` for replacement when `result` says it
@@ -91,13 +110,18 @@ impl Conn {
         if let Err(e) = &result
             && dropped(e)
         {
-            let mut current = self.shared.current.lock().await;
-            if current.generation == generation && current.conn.is_some() {
-                tracing::warn!(error = %e, "the Redis connection was dropped; reconnecting");
-                current.conn = None;
-            }
+            self.replace(generation, e).await;
         }
         result
+    }
+
+    /// Forgets the connection of `generation` (not a newer one another command made).
+    async fn replace(&self, generation: u64, error: &RedisError) {
+        let mut current = self.shared.current.lock().await;
+        if current.generation == generation && current.conn.is_some() {
+            tracing::warn!(%error, "the Redis connection was dropped; reconnecting");
+            current.conn = None;
+        }
     }
 }
 

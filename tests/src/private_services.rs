@@ -74,7 +74,10 @@ impl PrivateRedis {
 
     /// SIGKILL: everything it held is gone.
     pub fn kill(&mut self) -> Result<()> {
-        let mut child = self.child.take().context("the private Redis is not running")?;
+        let mut child = self
+            .child
+            .take()
+            .context("the private Redis is not running")?;
         child.kill()?;
         child.wait()?;
         Ok(())
@@ -262,7 +265,9 @@ fn postgres_bin() -> Result<PathBuf> {
         .filter_map(|e| {
             let version = e.file_name().to_string_lossy().parse::<u32>().ok()?;
             let bin = e.path().join("bin");
-            Path::new(&bin.join("initdb")).is_file().then_some((version, bin))
+            Path::new(&bin.join("initdb"))
+                .is_file()
+                .then_some((version, bin))
         })
         .collect();
     found.sort();

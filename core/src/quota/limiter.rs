@@ -12,8 +12,8 @@
 //! let a parallel burst pass the check all at once, each request seeing the count
 //! from before any of them failed.
 
-use chorus_model::time::now_ms;
 use crate::redis_conn::Conn;
+use chorus_model::time::now_ms;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;

@@ -255,7 +255,9 @@ pub async fn remove_or_retry(docker: &Docker, id: &str) {
                     tracing::info!(container = %id, "sandbox container removed once Docker answered again");
                     return;
                 }
-                Err(e) => tracing::debug!(container = %id, error = %e, "sandbox container removal retried"),
+                Err(e) => {
+                    tracing::debug!(container = %id, error = %e, "sandbox container removal retried")
+                }
             }
         }
         tracing::warn!(container = %id, "sandbox container left for the start-up reaper");

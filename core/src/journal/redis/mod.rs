@@ -28,8 +28,8 @@ use super::{
     EntryStream, Journal, JournalEntry, JournalError, RUN_STARTS_BUFFER, RunEvent, RunStartStream,
     RunStarted, run_start_stream,
 };
-use chorus_model::ids::{ConversationId, RunId};
 use crate::redis_conn::Conn;
+use chorus_model::ids::{ConversationId, RunId};
 use redis::{AsyncConnectionConfig, Client, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -322,11 +322,7 @@ fn parse_announcements(reply: Value) -> Vec<(String, Option<RunStarted>)> {
 
 /// The announcement reader: one blocking XREAD of the shared stream after the last
 /// entry read, each announcement broadcast to this instance's subscribers.
-async fn tail_run_starts(
-    inner: std::sync::Weak<Inner>,
-    conn: Conn,
-    mut last_id: String,
-) {
+async fn tail_run_starts(inner: std::sync::Weak<Inner>, conn: Conn, mut last_id: String) {
     loop {
         let Some(journal) = inner.upgrade() else {
             return;

@@ -10,8 +10,8 @@
 //! once Redis has run the script, so what an append reported stored is as durable as
 //! Redis makes it; a batch never waits for a timer, only for the batch before it.
 
-use chorus_model::ids::RunId;
 use crate::redis_conn::Conn;
+use chorus_model::ids::RunId;
 use redis::{Cmd, ErrorKind, RedisError, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -143,8 +143,8 @@ pub(super) async fn write_batches(
                 2
             } else if p.creates
                 || expiring
-                .get(&p.run)
-                .is_none_or(|at| at.elapsed() >= EXPIRY_REFRESH)
+                    .get(&p.run)
+                    .is_none_or(|at| at.elapsed() >= EXPIRY_REFRESH)
             {
                 1
             } else {
