@@ -197,13 +197,13 @@ impl Reader {
     }
 
     /// Reads to `finished`; returns the text it shows.
-    async fn to_finished(&mut self) -> Result<String> {
+    async fn follow_to_end(&mut self) -> Result<String> {
         self.read_until(|_, _| false).await?;
         Ok(replay_text(&self.events))
     }
 
     /// Reads to `finished`; returns every event.
-    async fn to_finished_events(mut self) -> Result<Vec<SseEvent>> {
+    async fn into_events_to_end(mut self) -> Result<Vec<SseEvent>> {
         self.read_until(|_, _| false).await?;
         Ok(self.events)
     }
@@ -273,7 +273,7 @@ async fn continue_to_script(
     text: &str,
 ) -> Result<String> {
     let continuation = client.continue_run(run).await?;
-    let shown = Reader::new(client, &continuation).to_finished().await?;
+    let shown = Reader::new(client, &continuation).follow_to_end().await?;
     let view = ended(client, &continuation).await?;
     ensure!(s(&view, "status") == "complete", "the continuation: {view}");
     let messages = client.messages(conversation).await?;
@@ -310,7 +310,7 @@ async fn check_ended(
         stored.starts_with(checkpointed),
         "the run kept {stored:?}, less than the checkpoint {checkpointed:?} seen before the fault"
     );
-    let shown = reader.to_finished().await?;
+    let shown = reader.follow_to_end().await?;
     ensure!(
         shown == stored,
         "a reader that followed the fault shows\n{shown:?}\nnot the run's text\n{stored:?}\n(events: {:?})",
@@ -441,7 +441,7 @@ async fn docker_stopped() -> Result<()> {
         s(&view, "status") == "complete",
         "the run after the cut: {view}"
     );
-    let shown = reader.to_finished().await?;
+    let shown = reader.follow_to_end().await?;
     let result = result_for(&reader.events, "code_interpreter")?;
     // The model is told the execution broke off and why (killed, Docker unreachable).
     let output = result.data["output"].as_str().unwrap_or_default();
@@ -479,7 +479,7 @@ async fn docker_stopped() -> Result<()> {
     let again = client.create_conversation(Some("quick/demo")).await?;
     set_tools(&client, &again, json!(["code_interpreter"])).await?;
     let run = client.send_message(&again, "compute").await?.run_id;
-    let events = Reader::new(&client, &run).to_finished_events().await?;
+    let events = Reader::new(&client, &run).into_events_to_end().await?;
     let result = result_for(&events, "code_interpreter")?;
     ensure!(
         result.data["is_error"] == false
@@ -707,7 +707,7 @@ async fn rolling_restart(mut rig: Rig) -> Result<()> {
         s(&cont_view, "status") == "interrupted",
         "A's continuation on B after SIGTERM: {cont_view}"
     );
-    let shown = read_cont_a.to_finished().await?;
+    let shown = read_cont_a.follow_to_end().await?;
     let messages = rig.on_a.messages(&conv_a).await?;
     let stored_a = s(only_assistant(&messages)?, "content").to_string();
     ensure!(
