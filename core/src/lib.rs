@@ -10,6 +10,7 @@ pub mod engine;
 pub mod journal;
 pub mod mcp;
 pub mod quota;
+pub mod redis_conn;
 pub mod sandbox;
 pub mod sso;
 pub mod telemetry;

@@ -44,6 +44,8 @@
 //! - [`fake_slack`]: a local Slack: the Web API methods the Slack app calls, a
 //!   Socket Mode WebSocket that delivers envelopes and checks their acks, the Events
 //!   API's request signing, and Slack's documented payloads as fixtures.
+//! - [`private_services`]: a `redis-server` and a PostgreSQL cluster of one test,
+//!   which it may kill and start again (the shared services are never restarted).
 //! - [`tcp_forward`]: a port that refuses connections until the test opens it to a
 //!   real service (a platform down at start that comes back).
 //! - [`otlp_receiver`]: an OTLP/HTTP trace receiver, decoding with
@@ -78,6 +80,7 @@ pub mod litellm;
 pub mod matrix_client;
 pub mod oidc_provider;
 pub mod otlp_receiver;
+pub mod private_services;
 pub mod prometheus;
 pub mod provider_case;
 pub mod provider_checks;

@@ -493,6 +493,41 @@ impl TestServer {
         Ok(())
     }
 
+    /// SIGTERM, as an orchestrator stopping the instance (a rolling restart): waits
+    /// until the process has drained and exited; fails unless it exited by itself,
+    /// successfully, within `timeout`.
+    pub async fn terminate(&mut self, timeout: Duration) -> Result<()> {
+        let mut child = self.child.take().context("the server is not running")?;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .context("cannot run kill")?;
+        if !status.success() {
+            bail!("kill -TERM {} failed", child.id());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!(
+                        "chorus serve exited with {status} after SIGTERM; its log:\n{}",
+                        tail(&self.log(), 80)
+                    );
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "chorus serve did not exit within {timeout:?} of SIGTERM; its log:\n{}",
+                    tail(&self.log(), 80)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Starts the server again with the same config, data dir and port.
     pub async fn restart(&mut self) -> Result<()> {
         if self.child.is_some() {

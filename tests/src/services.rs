@@ -42,7 +42,12 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates `chorus_test_<uuid>` on the server of `CHORUS_TEST_POSTGRES_URL`.
     pub async fn create() -> Result<Self> {
-        let admin_url = postgres_admin_url();
+        Self::create_on(&postgres_admin_url()).await
+    }
+
+    /// Creates `chorus_test_<uuid>` on the server of `admin_url` (a private server).
+    pub async fn create_on(admin_url: &str) -> Result<Self> {
+        let admin_url = admin_url.to_string();
         let unreachable = || {
             format!(
                 "PostgreSQL is not reachable at {} (set CHORUS_TEST_POSTGRES_URL to a server \

@@ -52,11 +52,11 @@ async fn write_end(run: &mut RunState<'_>, ending: Ending) {
     if let Some(err) = &failure {
         tracing::warn!(run = %run.job.run_id, error = %err, status = status.as_str(), "run ended with an error");
     }
-    if run.usage.is_none() && !text.is_empty() {
-        estimate(run, &text).await;
-    }
     if run.degraded {
         run.append(RunEvent::Snapshot { text: text.clone() }).await;
+    }
+    if run.usage.is_none() && !text.is_empty() {
+        estimate(run, &text).await;
     }
     if !run.steps.is_empty() {
         run.save_steps().await;

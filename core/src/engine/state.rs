@@ -42,6 +42,9 @@ pub(super) struct RunState<'a> {
     pub seq: u64,
     /// An append failed for good: the end replaces the lost events with a snapshot.
     pub degraded: bool,
+    /// An event was given up on: the next append starts with the text so far as a
+    /// snapshot.
+    snapshot_due: bool,
     /// The request of the next generation (its history grows by each tool round).
     pub request: ChatRequest,
     /// The tool rounds made and answered so far, saved to the run row at round
@@ -84,6 +87,7 @@ impl<'a> RunState<'a> {
             progress,
             seq: 0,
             degraded: false,
+            snapshot_due: false,
             request: job.request.clone(),
             steps: Vec::new(),
             rounds: 0,
@@ -108,8 +112,56 @@ impl<'a> RunState<'a> {
     /// after three failed attempts the run goes on `degraded` and ends with a
     /// snapshot standing in for what was lost. A retry of an append whose answer was
     /// lost is safe (the journal accepts the entry it already holds); when an append
-    /// given up on landed later, the run goes on after it.
+    /// given up on landed later, the run goes on after it. After an event was given
+    /// up on, or when the journal lost the run's earlier events (Redis restarted
+    /// without persistence), the text so far goes first as a snapshot, so readers
+    /// show the whole reply again at once rather than only at the end.
     pub async fn append(&mut self, event: RunEvent) {
+        if self.snapshot_due {
+            self.snapshot_due = false;
+            if !matches!(event, RunEvent::Snapshot { .. })
+                && !self.append_one(self.snapshot_before(&event)).await
+            {
+                self.snapshot_due = true;
+                return;
+            }
+        }
+        if let Some(lost) = self.try_append(event).await {
+            // The journal took the snapshot in place of what it lost, then the event.
+            if self.append_one(self.snapshot_before(&lost)).await {
+                self.append_one(lost).await;
+            }
+        }
+    }
+
+    /// The run's text before `event` as a snapshot (a delta is in the progress
+    /// already, and follows the snapshot itself: readers that skip snapshots, such as
+    /// the gateway's, still get it).
+    fn snapshot_before(&self, event: &RunEvent) -> RunEvent {
+        let mut text = self.progress().text.clone();
+        if let RunEvent::Delta { text: delta } = event
+            && text.ends_with(delta.as_str())
+        {
+            text.truncate(text.len() - delta.len());
+        }
+        RunEvent::Snapshot { text }
+    }
+
+    /// [`RunState::append_one`]; whether it was stored.
+    async fn append_one(&mut self, event: RunEvent) -> bool {
+        match self.try_append(event).await {
+            None => !self.snapshot_due,
+            Some(_) => {
+                self.snapshot_due = true;
+                false
+            }
+        }
+    }
+
+    /// Up to three attempts at appending `event`; returns it back when the journal
+    /// lost the run's earlier events (it must start again with a snapshot). Giving
+    /// up marks the run degraded and a snapshot due.
+    async fn try_append(&mut self, event: RunEvent) -> Option<RunEvent> {
         let mut entry = JournalEntry {
             seq: self.seq + 1,
             event,
@@ -125,7 +177,7 @@ impl<'a> RunState<'a> {
                 Ok(()) => {
                     metrics::journal_append().record(started.elapsed());
                     self.seq = entry.seq;
-                    return;
+                    return None;
                 }
                 // This task is the run's only writer: a seq past ours is an earlier
                 // event of ours that landed after we gave up on it.
@@ -134,6 +186,12 @@ impl<'a> RunState<'a> {
                     self.degraded = true;
                     entry.seq = expected;
                 }
+                Err(JournalError::Lost { .. })
+                    if !matches!(entry.event, RunEvent::Snapshot { .. }) =>
+                {
+                    tracing::warn!(run = %self.job.run_id, seq = entry.seq, "the journal lost the run's earlier events; starting them again with a snapshot");
+                    return Some(entry.event);
+                }
                 Err(e) => {
                     tracing::warn!(run = %self.job.run_id, error = %e, attempt, "journal append failed");
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
@@ -141,6 +199,8 @@ impl<'a> RunState<'a> {
             }
         }
         self.degraded = true;
+        self.snapshot_due = true;
+        None
     }
 
     /// Tells the checkpointer which journal seq the progress's text reaches.

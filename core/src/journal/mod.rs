@@ -114,6 +114,10 @@ pub enum JournalError {
     Redis(#[from] ::redis::RedisError),
     #[error("corrupt journal entry: {0}")]
     Corrupt(String),
+    /// The journal no longer holds the run's earlier events (Redis restarted without
+    /// persistence): only the run's first event or a snapshot may start it again.
+    #[error("the journal lost the earlier events of run {run}")]
+    Lost { run: String },
     #[error("sequence {got} out of order for run {run} (expected {expected})")]
     OutOfOrder {
         run: String,
@@ -162,7 +166,9 @@ pub trait Journal: Send + Sync {
     /// assigns `entry.seq`, one more than the last. Appending the very entry the
     /// journal already holds at that seq succeeds, so a retry after a lost answer is
     /// safe; any other seq fails with [`JournalError::OutOfOrder`], whose `expected` is
-    /// the seq the journal would take next.
+    /// the seq the journal would take next. An event appended to a run whose earlier
+    /// events the journal lost fails with [`JournalError::Lost`] unless it is the run's
+    /// first (seq 1) or a [`RunEvent::Snapshot`], which start the run's events again.
     async fn append(&self, run: &RunId, entry: JournalEntry) -> Result<(), JournalError>;
 
     /// The events after `after` and then live ones, ending after `finished`. A run the

@@ -12,8 +12,8 @@
 //! let a parallel burst pass the check all at once, each request seeing the count
 //! from before any of them failed.
 
+use crate::redis_conn::Conn;
 use chorus_model::time::now_ms;
-use redis::aio::MultiplexedConnection;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -28,7 +28,8 @@ pub enum LimiterError {
 pub enum Limiter {
     Memory(Mutex<MemoryCounters>),
     Redis {
-        conn: MultiplexedConnection,
+        /// Made again after Redis dropped it (a restart).
+        conn: Conn,
         prefix: String,
     },
 }
@@ -118,9 +119,7 @@ impl Limiter {
         let client = redis::Client::open(url)?;
         let config =
             redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let conn = Conn::connect(&client, config).await?;
         Ok(Limiter::Redis {
             conn,
             prefix: format!("{prefix}limit:"),
@@ -141,10 +140,8 @@ impl Limiter {
                 .unwrap_or_else(|e| e.into_inner())
                 .count(key, index)),
             Limiter::Redis { conn, prefix } => {
-                let mut conn = conn.clone();
-                let n: Option<i64> = redis::cmd("GET")
-                    .arg(format!("{prefix}{key}:{index}"))
-                    .query_async(&mut conn)
+                let n: Option<i64> = conn
+                    .query(redis::cmd("GET").arg(format!("{prefix}{key}:{index}")))
                     .await?;
                 Ok(n.unwrap_or(0).max(0) as u64)
             }
@@ -182,18 +179,19 @@ impl Limiter {
                 Ok(())
             }
             Limiter::Redis { conn, prefix } => {
-                let mut conn = conn.clone();
                 let redis_key = format!("{prefix}{}:{}", taken.key, taken.index);
                 // The expiry again, in case the key lapsed in between (DECR would
                 // otherwise leave a -1 behind for ever).
-                let (_, _): (i64, i64) = redis::pipe()
-                    .atomic()
-                    .cmd("DECR")
-                    .arg(&redis_key)
-                    .cmd("PEXPIRE")
-                    .arg(&redis_key)
-                    .arg(taken.window.as_millis() as u64 + 1000)
-                    .query_async(&mut conn)
+                let (_, _): (i64, i64) = conn
+                    .query_pipe(
+                        redis::pipe()
+                            .atomic()
+                            .cmd("DECR")
+                            .arg(&redis_key)
+                            .cmd("PEXPIRE")
+                            .arg(&redis_key)
+                            .arg(taken.window.as_millis() as u64 + 1000),
+                    )
                     .await?;
                 Ok(())
             }
@@ -213,16 +211,17 @@ impl Limiter {
                 .unwrap_or_else(|e| e.into_inner())
                 .incr(key, window_ms(window), index, now_ms())),
             Limiter::Redis { conn, prefix } => {
-                let mut conn = conn.clone();
                 let redis_key = format!("{prefix}{key}:{index}");
-                let (n, _): (i64, i64) = redis::pipe()
-                    .atomic()
-                    .cmd("INCR")
-                    .arg(&redis_key)
-                    .cmd("PEXPIRE")
-                    .arg(&redis_key)
-                    .arg(window.as_millis() as u64 + 1000)
-                    .query_async(&mut conn)
+                let (n, _): (i64, i64) = conn
+                    .query_pipe(
+                        redis::pipe()
+                            .atomic()
+                            .cmd("INCR")
+                            .arg(&redis_key)
+                            .cmd("PEXPIRE")
+                            .arg(&redis_key)
+                            .arg(window.as_millis() as u64 + 1000),
+                    )
                     .await?;
                 Ok(n.max(0) as u64)
             }

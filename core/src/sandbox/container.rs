@@ -13,6 +13,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::RemoveContainerOptionsBuilder;
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// Label on every sandbox container and volume (orphans are found by it).
 pub const LABEL: &str = "chorus.sandbox";
@@ -149,7 +150,7 @@ impl ContainerGuard {
     /// Kills and removes the container and its volume, and waits for it.
     pub async fn remove(mut self) {
         self.armed = false;
-        remove(&self.docker, &self.id).await;
+        remove_or_retry(&self.docker, &self.id).await;
         if self.confirmed {
             crate::telemetry::metrics::sandbox_containers(-1.0);
         }
@@ -168,15 +169,17 @@ impl Drop for ContainerGuard {
             Ok(rt) => {
                 rt.spawn(async move {
                     if confirmed {
-                        remove(&docker, &id).await;
+                        remove_or_retry(&docker, &id).await;
                         crate::telemetry::metrics::sandbox_containers(-1.0);
                         return;
                     }
                     // The create request may still be landing: look for the name a
                     // few times before deciding nothing was made.
                     for _ in 0..PENDING_CREATE_CHECKS {
-                        if remove(&docker, &id).await {
-                            return;
+                        match remove(&docker, &id).await {
+                            Removal::Missing => {}
+                            Removal::Removed => return,
+                            Removal::Failed => return remove_or_retry(&docker, &id).await,
                         }
                         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                     }
@@ -193,9 +196,28 @@ impl Drop for ContainerGuard {
 /// the container.
 const PENDING_CREATE_CHECKS: usize = 20;
 
+/// What became of a removal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// Docker has no such container.
+    Missing,
+    /// Docker could not be reached, or refused: the container may still be there.
+    Failed,
+}
+
 /// Force-removes a container with its anonymous volume; logs instead of failing.
-/// Returns false when Docker has no such container.
-pub async fn remove(docker: &Docker, id: &str) -> bool {
+pub async fn remove(docker: &Docker, id: &str) -> Removal {
+    match try_remove(docker, id).await {
+        Ok(removal) => removal,
+        Err(e) => {
+            tracing::warn!(container = %id, error = %e, "cannot remove sandbox container");
+            Removal::Failed
+        }
+    }
+}
+
+async fn try_remove(docker: &Docker, id: &str) -> Result<Removal, bollard::errors::Error> {
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
@@ -203,16 +225,43 @@ pub async fn remove(docker: &Docker, id: &str) -> bool {
     match docker.remove_container(id, Some(options)).await {
         Ok(()) => {
             tracing::debug!(container = %id, "sandbox container removed");
-            true
+            Ok(Removal::Removed)
         }
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
-        }) => false,
-        Err(e) => {
-            tracing::warn!(container = %id, error = %e, "cannot remove sandbox container");
-            true
-        }
+        }) => Ok(Removal::Missing),
+        Err(e) => Err(e),
     }
+}
+
+/// How often, and for how long, a removal that failed is tried again.
+const REMOVE_RETRY_EVERY: Duration = Duration::from_secs(1);
+const REMOVE_RETRY_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// Removes the container; when that fails (the engine unreachable: an execution its
+/// outage cut short) keeps trying from a background task, so the container does not
+/// outlive the outage (a restart's reaper catches what this gives up on).
+pub async fn remove_or_retry(docker: &Docker, id: &str) {
+    if remove(docker, id).await != Removal::Failed {
+        return;
+    }
+    let (docker, id) = (docker.clone(), id.to_string());
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        while started.elapsed() < REMOVE_RETRY_FOR {
+            tokio::time::sleep(REMOVE_RETRY_EVERY).await;
+            match try_remove(&docker, &id).await {
+                Ok(_) => {
+                    tracing::info!(container = %id, "sandbox container removed once Docker answered again");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(container = %id, error = %e, "sandbox container removal retried")
+                }
+            }
+        }
+        tracing::warn!(container = %id, "sandbox container left for the start-up reaper");
+    });
 }
 
 #[cfg(test)]

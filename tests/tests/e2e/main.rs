@@ -27,6 +27,7 @@ mod discord_restart;
 mod discord_support;
 mod discord_unreachable_at_start;
 mod fallback;
+mod faults;
 mod gateway_anthropic;
 mod gateway_disconnect;
 mod gateway_keep;

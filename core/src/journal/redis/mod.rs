@@ -28,8 +28,8 @@ use super::{
     EntryStream, Journal, JournalEntry, JournalError, RUN_STARTS_BUFFER, RunEvent, RunStartStream,
     RunStarted, run_start_stream,
 };
+use crate::redis_conn::Conn;
 use chorus_model::ids::{ConversationId, RunId};
-use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -53,7 +53,8 @@ pub struct RedisJournal {
 }
 
 struct Inner {
-    conn: MultiplexedConnection,
+    /// Made again after Redis dropped it (a restart).
+    conn: Conn,
     prefix: String,
     follows: Mutex<HashMap<RunId, Follow>>,
     run_starts: broadcast::Sender<RunStarted>,
@@ -101,9 +102,7 @@ impl RedisJournal {
     ) -> Result<Self, JournalError> {
         let client = Client::open(url)?;
         let conn_config = AsyncConnectionConfig::new().set_response_timeout(Some(response_timeout));
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&conn_config)
-            .await?;
+        let conn = Conn::connect(&client, conn_config).await?;
         let channel = format!("{prefix}journal");
         // Subscribed before `connect` returns: an entry stored after that reaches every
         // reader registered here.
@@ -138,18 +137,18 @@ impl RedisJournal {
         // connection waits that long and more before calling the answer lost.
         let tail_config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(Duration::from_millis(TAIL_BLOCK_MS as u64 + 5_000)));
-        let mut starts_conn = client
-            .get_multiplexed_async_connection_with_config(&tail_config)
-            .await?;
+        let starts_conn = Conn::connect(&client, tail_config).await?;
         // Announcements from now on: read after the stream's last entry at connection,
         // so none made once `connect` has returned is missed.
-        let last: Value = redis::cmd("XREVRANGE")
-            .arg(inner.run_starts_key())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut starts_conn)
+        let last: Value = starts_conn
+            .query(
+                redis::cmd("XREVRANGE")
+                    .arg(inner.run_starts_key())
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1),
+            )
             .await?;
         let from = parse_announcements(last)
             .first()
@@ -169,35 +168,44 @@ impl Inner {
     }
 
     async fn range(&self, run: &RunId, after: u64) -> Result<Vec<JournalEntry>, JournalError> {
-        let reply: Value = redis::cmd("XRANGE")
-            .arg(self.key(run))
-            .arg(format!("(0-{after}"))
-            .arg("+")
-            .query_async(&mut self.conn.clone())
+        let reply: Value = self
+            .conn
+            .query(
+                redis::cmd("XRANGE")
+                    .arg(self.key(run))
+                    .arg(format!("(0-{after}"))
+                    .arg("+"),
+            )
             .await?;
         parse_entries(reply)
     }
 
     /// The entry at `seq`, if the stream holds one.
     async fn entry_at(&self, run: &RunId, seq: u64) -> Result<Option<JournalEntry>, JournalError> {
-        let reply: Value = redis::cmd("XRANGE")
-            .arg(self.key(run))
-            .arg(format!("0-{seq}"))
-            .arg(format!("0-{seq}"))
-            .query_async(&mut self.conn.clone())
+        let reply: Value = self
+            .conn
+            .query(
+                redis::cmd("XRANGE")
+                    .arg(self.key(run))
+                    .arg(format!("0-{seq}"))
+                    .arg(format!("0-{seq}")),
+            )
             .await?;
         Ok(parse_entries(reply)?.pop())
     }
 
     /// The stream's last entry, if any.
     async fn last_entry(&self, run: &RunId) -> Result<Option<JournalEntry>, JournalError> {
-        let reply: Value = redis::cmd("XREVRANGE")
-            .arg(self.key(run))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.conn.clone())
+        let reply: Value = self
+            .conn
+            .query(
+                redis::cmd("XREVRANGE")
+                    .arg(self.key(run))
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1),
+            )
             .await?;
         Ok(parse_entries(reply)?.pop())
     }
@@ -314,26 +322,24 @@ fn parse_announcements(reply: Value) -> Vec<(String, Option<RunStarted>)> {
 
 /// The announcement reader: one blocking XREAD of the shared stream after the last
 /// entry read, each announcement broadcast to this instance's subscribers.
-async fn tail_run_starts(
-    inner: std::sync::Weak<Inner>,
-    mut conn: MultiplexedConnection,
-    mut last_id: String,
-) {
+async fn tail_run_starts(inner: std::sync::Weak<Inner>, conn: Conn, mut last_id: String) {
     loop {
         let Some(journal) = inner.upgrade() else {
             return;
         };
         let key = journal.run_starts_key();
         drop(journal);
-        let reply: Result<Value, _> = redis::cmd("XREAD")
-            .arg("COUNT")
-            .arg(1000)
-            .arg("BLOCK")
-            .arg(TAIL_BLOCK_MS)
-            .arg("STREAMS")
-            .arg(&key)
-            .arg(&last_id)
-            .query_async(&mut conn)
+        let reply: Result<Value, _> = conn
+            .query(
+                redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .arg("BLOCK")
+                    .arg(TAIL_BLOCK_MS)
+                    .arg("STREAMS")
+                    .arg(&key)
+                    .arg(&last_id),
+            )
             .await;
         let Some(journal) = inner.upgrade() else {
             return;
@@ -467,6 +473,7 @@ impl Journal for RedisJournal {
             seq: entry.seq,
             json,
             finished: entry.event.is_finished(),
+            creates: entry.seq == 1 || matches!(entry.event, RunEvent::Snapshot { .. }),
             done,
         };
         let closed = || {
@@ -478,6 +485,9 @@ impl Journal for RedisJournal {
         self.inner.appends.send(pending).map_err(|_| closed())?;
         match answer.await.map_err(|_| closed())?? {
             writer::Stored::Yes => Ok(()),
+            writer::Stored::StreamLost => Err(JournalError::Lost {
+                run: run.to_string(),
+            }),
             // The seq is taken. When it holds this very event, an earlier attempt landed
             // and only its answer was lost (a response timeout): the retry succeeded (and
             // that attempt published it).
@@ -515,25 +525,30 @@ impl Journal for RedisJournal {
     }
 
     async fn has_run(&self, run: &RunId) -> Result<bool, JournalError> {
-        let exists: i64 = redis::cmd("EXISTS")
-            .arg(self.inner.key(run))
-            .query_async(&mut self.inner.conn.clone())
+        let exists: i64 = self
+            .inner
+            .conn
+            .query(redis::cmd("EXISTS").arg(self.inner.key(run)))
             .await?;
         Ok(exists > 0)
     }
 
     async fn announce_run_start(&self, started: &RunStarted) -> Result<(), JournalError> {
-        let _: Value = redis::cmd("XADD")
-            .arg(self.inner.run_starts_key())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(RUN_STARTS_MAXLEN)
-            .arg("*")
-            .arg("c")
-            .arg(started.conversation_id.as_str())
-            .arg("r")
-            .arg(started.run_id.as_str())
-            .query_async(&mut self.inner.conn.clone())
+        let _: Value = self
+            .inner
+            .conn
+            .query(
+                redis::cmd("XADD")
+                    .arg(self.inner.run_starts_key())
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(RUN_STARTS_MAXLEN)
+                    .arg("*")
+                    .arg("c")
+                    .arg(started.conversation_id.as_str())
+                    .arg("r")
+                    .arg(started.run_id.as_str()),
+            )
             .await?;
         Ok(())
     }
@@ -543,8 +558,9 @@ impl Journal for RedisJournal {
     }
 
     async fn ping(&self) -> bool {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.inner.conn.clone())
+        self.inner
+            .conn
+            .query::<String>(&redis::cmd("PING"))
             .await
             .is_ok()
     }

@@ -10,8 +10,8 @@
 //! once Redis has run the script, so what an append reported stored is as durable as
 //! Redis makes it; a batch never waits for a timer, only for the batch before it.
 
+use crate::redis_conn::Conn;
 use chorus_model::ids::RunId;
-use redis::aio::MultiplexedConnection;
 use redis::{Cmd, ErrorKind, RedisError, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -28,18 +28,27 @@ const EXPIRY_REFRESH: Duration = Duration::from_secs(3_600);
 
 /// KEYS: the runs' streams. ARGV: channel, running ttl, finished ttl, the batch's send
 /// time (Unix µs, the first line of the published message: readers' fan-out latency),
-/// then four per entry: run id, seq, event JSON, expiry (0 keep, 1 running, 2 finished). Returns per
-/// entry 1 (stored), 0 (seq taken) or the error text. Every call is a `pcall`: a
+/// then five per entry: run id, seq, event JSON, expiry (0 keep, 1 running, 2
+/// finished), and whether the entry may create the stream (1: the run's first event or
+/// a snapshot; 0: the stream must exist, `NOMKSTREAM`). Returns per entry 1 (stored), 0
+/// (seq taken), 2 (the stream is gone: Redis lost the run's events) or the error text. Every call is a `pcall`: a
 /// script that stopped halfway would leave entries stored but never published (Redis
 /// does not roll a script back), and their readers waiting.
 const APPEND_SCRIPT: &str = r"
 local out = {}
 local pub = {}
 for i = 1, #KEYS do
-  local a = 4 + (i - 1) * 4
+  local a = 4 + (i - 1) * 5
   local seq = ARGV[a + 2]
-  local r = redis.pcall('XADD', KEYS[i], '0-' .. seq, 'e', ARGV[a + 3])
-  if type(r) == 'table' and r.err then
+  local r
+  if ARGV[a + 5] == '1' then
+    r = redis.pcall('XADD', KEYS[i], '0-' .. seq, 'e', ARGV[a + 3])
+  else
+    r = redis.pcall('XADD', KEYS[i], 'NOMKSTREAM', '0-' .. seq, 'e', ARGV[a + 3])
+  end
+  if not r then
+    out[i] = 2
+  elseif type(r) == 'table' and r.err then
     if string.find(r.err, 'equal or smaller', 1, true) then out[i] = 0 else out[i] = r.err end
   else
     out[i] = 1
@@ -61,6 +70,9 @@ pub(super) enum Stored {
     /// The seq holds an entry already (maybe this very one, from an attempt whose
     /// answer was lost).
     SeqTaken,
+    /// The run's stream is gone although this entry is not its first (Redis restarted
+    /// without persistence): nothing was stored.
+    StreamLost,
 }
 
 /// One append waiting for the writer.
@@ -69,34 +81,30 @@ pub(super) struct Pending {
     pub seq: u64,
     pub json: String,
     pub finished: bool,
+    /// The run's first event or a snapshot: the one kind of entry that may create the
+    /// run's stream (any other finds it gone when Redis lost it).
+    pub creates: bool,
     pub done: oneshot::Sender<Result<Stored, RedisError>>,
 }
 
 /// Where the writer writes.
 pub(super) struct Target {
-    pub conn: MultiplexedConnection,
+    pub conn: Conn,
     pub prefix: String,
     pub channel: String,
     pub retention_secs: u64,
 }
 
 /// Loads the script into Redis; returns its SHA1, what EVALSHA names it by.
-pub(super) async fn load_script(conn: &MultiplexedConnection) -> Result<String, RedisError> {
-    redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(APPEND_SCRIPT)
-        .query_async(&mut conn.clone())
+pub(super) async fn load_script(conn: &Conn) -> Result<String, RedisError> {
+    conn.query(redis::cmd("SCRIPT").arg("LOAD").arg(APPEND_SCRIPT))
         .await
 }
 
 /// Runs `call` (an EVALSHA of the script), loading the script again first when Redis
 /// no longer has it (restarted, or `SCRIPT FLUSH`).
-async fn eval(
-    conn: &MultiplexedConnection,
-    sha: &mut String,
-    call: &mut Cmd,
-) -> Result<Vec<Value>, RedisError> {
-    match call.query_async(&mut conn.clone()).await {
+async fn eval(conn: &Conn, sha: &mut String, call: &mut Cmd) -> Result<Vec<Value>, RedisError> {
+    match conn.query(call).await {
         Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
             *sha = load_script(conn).await?;
             let mut again = redis::cmd("EVALSHA");
@@ -106,7 +114,7 @@ async fn eval(
                     again.arg(bytes);
                 }
             }
-            again.query_async(&mut conn.clone()).await
+            conn.query(&again).await
         }
         other => other,
     }
@@ -133,9 +141,10 @@ pub(super) async fn write_batches(
         for p in &batch {
             let expiry = if p.finished {
                 2
-            } else if expiring
-                .get(&p.run)
-                .is_none_or(|at| at.elapsed() >= EXPIRY_REFRESH)
+            } else if p.creates
+                || expiring
+                    .get(&p.run)
+                    .is_none_or(|at| at.elapsed() >= EXPIRY_REFRESH)
             {
                 1
             } else {
@@ -157,7 +166,8 @@ pub(super) async fn write_batches(
             call.arg(p.run.as_str())
                 .arg(p.seq)
                 .arg(&p.json)
-                .arg(*expiry);
+                .arg(*expiry)
+                .arg(u8::from(p.creates));
         }
         let outcome = eval(&target.conn, &mut sha, &mut call).await;
         match outcome {
@@ -173,6 +183,7 @@ pub(super) async fn write_batches(
                             Ok(Stored::Yes)
                         }
                         Value::Int(0) => Ok(Stored::SeqTaken),
+                        Value::Int(2) => Ok(Stored::StreamLost),
                         other => Err(refused(format!("{other:?}"))),
                     };
                     // A caller that went away no longer needs the answer.
