@@ -2,6 +2,7 @@
 //! engine that executes runs. Surfaces (web, chat platforms) call into this crate and
 //! never touch SQL, Redis or a provider directly.
 
+pub mod access;
 pub mod auth;
 pub mod chat;
 pub mod config;
@@ -26,8 +27,8 @@ pub use chorus_providers::ToolChoice;
 // own or chorus-model's.
 pub use chorus_store::{ApiKeyScope, Identity};
 // What the admin console lists and filters by.
-pub use crate::core::{ADMIN_PAGE, AccountDetail, Overview};
+pub use crate::core::{ADMIN_PAGE, AccessSetting, AccessView, AccountDetail, Overview, RoleAccessView};
 pub use chorus_store::{
-    AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord, LedgerEntry, RunFilter,
+    AccessResource, AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord, LedgerEntry, RunFilter,
     RunListing,
 };

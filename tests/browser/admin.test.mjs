@@ -2,7 +2,8 @@
 // client, find alice on the Accounts page, grant credits (balance and ledger change),
 // suspend her while a reply streams (her session and API key are refused with a
 // message saying so, the reply stops), reactivate her, stop her next live reply from
-// the Runs page, and export the audit log as CSV with those actions in it. No script
+// the Runs page, restrict a model to her role on the Access page and see it leave her
+// model list (not the admin's), and export the audit log as CSV with those actions in it. No script
 // runs on the console's pages; every action is a plain form.
 //
 // Runs on the shared harness (harness.mjs: what it needs and how to run it).
@@ -64,7 +65,11 @@ async function runStatus(admin, baseUrl, run) {
 
 describe('admin console in headless Chromium', { timeout: 120000 }, () => {
   const chorus = useChorus({
-    config: () => scriptedProvider({ text: SCRIPT, tokensPerSecond: 10 }),
+    // Two models, so that one can be taken away from a role.
+    config: () =>
+      scriptedProvider({ text: SCRIPT, tokensPerSecond: 10 }).map((line) =>
+        line.startsWith('models = ') ? 'models = ["demo", "big"]' : line,
+      ),
   });
 
   test('find, grant, suspend, reactivate, stop a run, export the audit log', async () => {
@@ -141,6 +146,31 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
     await page.waitForSelector('.notice');
     await waitFor('the live reply stopped', async () => (await runStatus(page, baseUrl, live)) === 'stopped');
 
+    // Access: the user role may use scripted/demo only; alice's model picker loses
+    // scripted/big (the admin's list keeps it).
+    const aliceModels = async () => {
+      await alice.reload();
+      await alice.waitForSelector('#model-select option', { state: 'attached' });
+      return alice.$$eval('#model-select option', (options) => options.map((o) => o.value));
+    };
+    assert.deepEqual(await aliceModels(), ['scripted/demo', 'scripted/big']);
+    await page.click('nav a[href="/admin/access"]');
+    await page.waitForSelector('#user-models');
+    await page.check('#user-models input[name="mode"][value="only"]');
+    await page.fill('#user-models textarea[name="names"]', 'scripted/demo');
+    await page.click('#user-models button[type="submit"]');
+    await page.waitForSelector('.notice');
+    assert.equal(await page.textContent('#user-models .effective'), 'scripted/demo');
+    assert.equal(await page.textContent('#admin-models .effective'), 'every one');
+    await shot(page, '5b-access');
+    assert.deepEqual(await aliceModels(), ['scripted/demo']);
+    await shot(alice, '5c-alice-models');
+    const adminModels = await page.request.get(`${baseUrl}/api/models`);
+    assert.deepEqual(
+      (await adminModels.json()).models.map((m) => m.id),
+      ['scripted/demo', 'scripted/big'],
+    );
+
     // The audit log on screen, and as CSV with every action.
     await page.goto(`${baseUrl}/admin/audit`);
     await page.waitForSelector('#audit');
@@ -149,7 +179,7 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
     const csv = fs.readFileSync(await download.path(), 'utf8');
     fs.mkdirSync(OUT, { recursive: true });
     fs.writeFileSync(path.join(OUT, 'audit.csv'), csv);
-    for (const action of ['grant', 'suspend', 'reactivate', 'stop_run', 'suspended_attempt']) {
+    for (const action of ['grant', 'suspend', 'reactivate', 'stop_run', 'suspended_attempt', 'set_access']) {
       assert.ok(csv.includes(`,${action},`), `no ${action} in the CSV:\n${csv}`);
     }
     assert.ok(csv.includes('browser grant'), 'the grant note is not in the CSV');

@@ -3,6 +3,7 @@
 //!
 //! Only core uses this module; surfaces reach data through core's services.
 
+mod access;
 mod accounts;
 mod admin;
 mod api_keys;
@@ -17,6 +18,7 @@ mod sessions;
 mod tool_steps;
 
 use accounts::ACCOUNT_COLUMNS_A;
+pub use access::{AccessResource, AccessRule};
 pub use accounts::{Account, Role};
 pub use admin::{AccountListing, AccountSort, RunFilter, RunListing};
 pub use api_keys::{ApiKeyInfo, ApiKeyScope, KeyedAccount};
@@ -171,6 +173,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "session_list",
         include_str!("../../../migrations/sqlite/0010_session_list.sql"),
     ),
+    (
+        11,
+        "access",
+        include_str!("../../../migrations/sqlite/0011_access.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -217,6 +224,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "session_list",
         include_str!("../../../migrations/postgres/0010_session_list.sql"),
+    ),
+    (
+        11,
+        "access",
+        include_str!("../../../migrations/postgres/0011_access.sql"),
     ),
 ];
 

@@ -6,9 +6,10 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
 /// The console's areas, in navigation order: (path, label).
-const AREAS: [(&str, &str); 5] = [
+const AREAS: [(&str, &str); 6] = [
     ("/admin", "Overview"),
     ("/admin/accounts", "Accounts"),
+    ("/admin/access", "Access"),
     ("/admin/runs", "Runs"),
     ("/admin/audit", "Audit log"),
     ("/admin/config", "Configuration"),
