@@ -1,7 +1,7 @@
 //! The `[access]` section: per role, the models and tool servers it may use by
 //! default (the admin console's Access page overrides it in the database).
 
-use chorus_model::ConfigError;
+use chorus_model::config::ConfigError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

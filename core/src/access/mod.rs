@@ -10,6 +10,7 @@ pub use config::{AccessConfig, RoleAccess};
 pub use policy::{AccessPolicy, Allow, name_matches};
 
 use chorus_store::{Store, StoreError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,9 @@ pub const ACCESS_TTL: Duration = Duration::from_secs(5);
 pub struct AccessCache {
     defaults: AccessConfig,
     held: Mutex<Option<(Instant, Arc<AccessPolicy>)>>,
+    /// Bumped by [`AccessCache::invalidate`], so a read that began before a change
+    /// does not keep its older policy.
+    generation: AtomicU64,
 }
 
 impl AccessCache {
@@ -31,6 +35,7 @@ impl AccessCache {
         Self {
             defaults,
             held: Mutex::new(None),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -41,21 +46,27 @@ impl AccessCache {
 
     /// The policy in force now.
     pub async fn policy(&self, store: &Store) -> Result<Arc<AccessPolicy>, StoreError> {
-        if let Some((at, policy)) = self.held.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((at, policy)) = held
             && at.elapsed() < ACCESS_TTL
         {
-            return Ok(policy.clone());
+            return Ok(policy);
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let rules = store.access_rules().await?;
         let policy = Arc::new(AccessPolicy::new(&self.defaults, &rules));
-        *self.held.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), policy.clone()));
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::Acquire) == generation {
+            *held = Some((Instant::now(), policy.clone()));
+        }
         Ok(policy)
     }
 
     /// Forgets the held policy, so the next call reads the overrides (after a change
     /// on this instance).
     pub fn invalidate(&self) {
-        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *held = None;
     }
 }
