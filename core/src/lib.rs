@@ -27,8 +27,10 @@ pub use chorus_providers::ToolChoice;
 // own or chorus-model's.
 pub use chorus_store::{ApiKeyScope, Identity};
 // What the admin console lists and filters by.
-pub use crate::core::{ADMIN_PAGE, AccessSetting, AccessView, AccountDetail, Overview, RoleAccessView};
+pub use crate::core::{
+    ADMIN_PAGE, AccessSetting, AccessView, AccountDetail, Overview, RoleAccessView,
+};
 pub use chorus_store::{
-    AccessResource, AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord, LedgerEntry, RunFilter,
-    RunListing,
+    AccessResource, AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord, LedgerEntry,
+    RunFilter, RunListing,
 };

@@ -42,7 +42,10 @@ pub fn validate(config: &AccessConfig) -> Result<(), ConfigError> {
                 expected: "a role: `user` or `admin`".into(),
             });
         }
-        for (what, list) in [("models", &access.models), ("tool_servers", &access.tool_servers)] {
+        for (what, list) in [
+            ("models", &access.models),
+            ("tool_servers", &access.tool_servers),
+        ] {
             let Some(list) = list else { continue };
             if list.len() > MAX_NAMES {
                 return Err(ConfigError::Invalid {
@@ -58,7 +61,9 @@ pub fn validate(config: &AccessConfig) -> Result<(), ConfigError> {
                 return Err(ConfigError::Invalid {
                     key: format!("access.roles.{role}.{what}"),
                     value: bad.clone(),
-                    expected: format!("a name of 1 to {MAX_NAME} characters without surrounding spaces"),
+                    expected: format!(
+                        "a name of 1 to {MAX_NAME} characters without surrounding spaces"
+                    ),
                 });
             }
         }
@@ -77,6 +82,9 @@ mod tests {
         let err = validate(&parse("[roles.root]\nmodels = []")).unwrap_err();
         assert!(err.to_string().contains("access.roles.root"), "{err}");
         let err = validate(&parse("[roles.user]\ntool_servers = [\" \"]")).unwrap_err();
-        assert!(err.to_string().contains("access.roles.user.tool_servers"), "{err}");
+        assert!(
+            err.to_string().contains("access.roles.user.tool_servers"),
+            "{err}"
+        );
     }
 }

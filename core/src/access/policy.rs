@@ -72,7 +72,9 @@ impl AccessPolicy {
 
     /// Whether `role` may use the model (or alias) `model`.
     pub fn allows_model(&self, role: &str, model: &str) -> bool {
-        self.roles.get(role).is_none_or(|p| allowed(&p.models, model))
+        self.roles
+            .get(role)
+            .is_none_or(|p| allowed(&p.models, model))
     }
 
     /// Whether `role` may use the tool server `server` (an MCP server or `sandbox`).
@@ -112,7 +114,10 @@ mod tests {
         let none = AccessPolicy::new(&defaults, &[]);
         assert!(none.allows_model("user", "scripted/demo"));
         assert!(!none.allows_model("user", "openai/gpt-4o"));
-        assert!(none.allows_model("admin", "openai/gpt-4o"), "no list: everything");
+        assert!(
+            none.allows_model("admin", "openai/gpt-4o"),
+            "no list: everything"
+        );
         assert!(!none.allows_tool_server("user", "sandbox"));
         assert!(none.allows_tool_server("user", "files"));
 
@@ -131,9 +136,15 @@ mod tests {
             },
         ];
         let p = AccessPolicy::new(&defaults, &rules);
-        assert!(p.allows_model("user", "openai/gpt-4o"), "override: every model");
+        assert!(
+            p.allows_model("user", "openai/gpt-4o"),
+            "override: every model"
+        );
         assert!(p.roles["user"].models_overridden);
-        assert!(!p.allows_tool_server("user", "sandbox"), "tools still from config");
+        assert!(
+            !p.allows_tool_server("user", "sandbox"),
+            "tools still from config"
+        );
         assert!(!p.roles["user"].tool_servers_overridden);
         assert!(!p.allows_tool_server("admin", "files"), "empty list: none");
     }

@@ -142,7 +142,11 @@ impl Core {
             .into_iter()
             .map(|role| {
                 let p = policy.roles.get(role.as_str()).cloned().unwrap_or_default();
-                let d: RoleAccess = defaults.roles.get(role.as_str()).cloned().unwrap_or_default();
+                let d: RoleAccess = defaults
+                    .roles
+                    .get(role.as_str())
+                    .cloned()
+                    .unwrap_or_default();
                 RoleAccessView {
                     role: role.as_str(),
                     models: p.models,
@@ -190,7 +194,12 @@ impl Core {
             .set_access_rule(&admin.actor(), role.as_str(), resource, rule)
             .await?;
         self.access.invalidate();
-        tracing::info!(role = role.as_str(), resource = resource.as_str(), changed, "access changed");
+        tracing::info!(
+            role = role.as_str(),
+            resource = resource.as_str(),
+            changed,
+            "access changed"
+        );
         Ok(changed)
     }
 

@@ -542,11 +542,18 @@ mod tests {
         };
         let mut user = ToolUser::account(&alice);
         user.tool_servers = Some(vec!["internal".into()]);
-        let names: Vec<String> = host.available_to(&user).into_iter().map(|t| t.name).collect();
+        let names: Vec<String> = host
+            .available_to(&user)
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
         assert_eq!(names, ["whoami"]);
         let specs = host.specs_for(&user, &["srv".into(), "internal".into()]);
         assert_eq!(specs.len(), 1);
-        assert_eq!(host.check_selection(&user, &["srv".into()]), Err("srv".into()));
+        assert_eq!(
+            host.check_selection(&user, &["srv".into()]),
+            Err("srv".into())
+        );
         user.tool_servers = None;
         assert_eq!(host.available_to(&user).len(), 2);
     }

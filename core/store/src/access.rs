@@ -101,17 +101,16 @@ impl Store {
         rule: Option<Option<Vec<String>>>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let before = sqlx::query(
-            "SELECT allow_json FROM access_rules WHERE role = $1 AND resource = $2",
-        )
-        .bind(role)
-        .bind(resource.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| r.try_get::<Option<String>, _>("allow_json"))
-        .transpose()?
-        .map(parse_allow)
-        .transpose()?;
+        let before =
+            sqlx::query("SELECT allow_json FROM access_rules WHERE role = $1 AND resource = $2")
+                .bind(role)
+                .bind(resource.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get::<Option<String>, _>("allow_json"))
+                .transpose()?
+                .map(parse_allow)
+                .transpose()?;
         if before == rule {
             return Ok(false);
         }

@@ -17,8 +17,8 @@ mod runs;
 mod sessions;
 mod tool_steps;
 
-use accounts::ACCOUNT_COLUMNS_A;
 pub use access::{AccessResource, AccessRule};
+use accounts::ACCOUNT_COLUMNS_A;
 pub use accounts::{Account, Role};
 pub use admin::{AccountListing, AccountSort, RunFilter, RunListing};
 pub use api_keys::{ApiKeyInfo, ApiKeyScope, KeyedAccount};

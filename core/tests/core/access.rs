@@ -42,49 +42,114 @@ models = ["scripted/*"]
     let core = Core::start(Config::from_toml(&toml, &BTreeMap::new()).unwrap())
         .await
         .unwrap();
-    let root = core.create_account("root", true, Some("correct horse battery")).await.unwrap();
-    let alice = core.create_account("alice", false, Some("correct horse battery")).await.unwrap();
+    let root = core
+        .create_account("root", true, Some("correct horse battery"))
+        .await
+        .unwrap();
+    let alice = core
+        .create_account("alice", false, Some("correct horse battery"))
+        .await
+        .unwrap();
     let admin = core.admin(&root).unwrap();
-    assert_eq!(ids(&core.models_for(&alice).await.unwrap()), ["scripted/demo", "scripted/big"]);
-    let before = core.create_conversation(&alice, None, None, None).await.unwrap();
+    assert_eq!(
+        ids(&core.models_for(&alice).await.unwrap()),
+        ["scripted/demo", "scripted/big"]
+    );
+    let before = core
+        .create_conversation(&alice, None, None, None)
+        .await
+        .unwrap();
     assert_eq!(before.model, "scripted/big");
 
     // Names that are no model are refused, and nothing is stored.
     let err = core
-        .set_access(&admin, Role::User, AccessResource::Models, AccessSetting::Only(vec!["scripted/nope".into()]))
+        .set_access(
+            &admin,
+            Role::User,
+            AccessResource::Models,
+            AccessSetting::Only(vec!["scripted/nope".into()]),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, CoreError::Invalid(InvalidInput::AccessName { .. })), "{err}");
-    assert_eq!(core.access_view(&admin).await.unwrap().roles[0].models_source, "config");
+    assert!(
+        matches!(err, CoreError::Invalid(InvalidInput::AccessName { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        core.access_view(&admin).await.unwrap().roles[0].models_source,
+        "config"
+    );
 
-    assert!(core
-        .set_access(&admin, Role::User, AccessResource::Models, AccessSetting::Only(vec!["scripted/demo".into()]))
+    assert!(
+        core.set_access(
+            &admin,
+            Role::User,
+            AccessResource::Models,
+            AccessSetting::Only(vec!["scripted/demo".into()])
+        )
         .await
-        .unwrap());
+        .unwrap()
+    );
     // The same setting again changes nothing.
-    assert!(!core
-        .set_access(&admin, Role::User, AccessResource::Models, AccessSetting::Only(vec!["scripted/demo".into()]))
-        .await
-        .unwrap());
+    assert!(
+        !core
+            .set_access(
+                &admin,
+                Role::User,
+                AccessResource::Models,
+                AccessSetting::Only(vec!["scripted/demo".into()])
+            )
+            .await
+            .unwrap()
+    );
     let view = core.access_view(&admin).await.unwrap();
     assert_eq!(view.roles[0].role, "user");
     assert_eq!(view.roles[0].models_source, "override");
-    assert_eq!(view.roles[0].config_models, Some(vec!["scripted/*".to_string()]));
+    assert_eq!(
+        view.roles[0].config_models,
+        Some(vec!["scripted/*".to_string()])
+    );
 
-    assert_eq!(ids(&core.models_for(&alice).await.unwrap()), ["scripted/demo"]);
-    assert_eq!(ids(&core.models_for(&root).await.unwrap()), ["scripted/demo", "scripted/big"]);
+    assert_eq!(
+        ids(&core.models_for(&alice).await.unwrap()),
+        ["scripted/demo"]
+    );
+    assert_eq!(
+        ids(&core.models_for(&root).await.unwrap()),
+        ["scripted/demo", "scripted/big"]
+    );
     // A new conversation gets the first model the role may use.
-    assert_eq!(core.default_model_for(&alice).await.unwrap(), "scripted/demo");
-    assert_eq!(core.create_conversation(&alice, None, None, None).await.unwrap().model, "scripted/demo");
+    assert_eq!(
+        core.default_model_for(&alice).await.unwrap(),
+        "scripted/demo"
+    );
+    assert_eq!(
+        core.create_conversation(&alice, None, None, None)
+            .await
+            .unwrap()
+            .model,
+        "scripted/demo"
+    );
     // A run of the conversation made before is refused, naming the model.
     let err = core
         .send_message(&alice, &before.id, "Hello", None, None)
         .await
         .unwrap_err();
-    assert!(matches!(err, CoreError::Forbidden(Forbidden::ModelNotAllowed { .. })), "{err}");
+    assert!(
+        matches!(err, CoreError::Forbidden(Forbidden::ModelNotAllowed { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("`scripted/big`"), "{err}");
-    assert!(core.create_conversation(&alice, None, Some("scripted/big"), None).await.is_err());
-    assert!(core.create_conversation(&root, None, Some("scripted/big"), None).await.is_ok());
+    assert!(
+        core.create_conversation(&alice, None, Some("scripted/big"), None)
+            .await
+            .is_err()
+    );
+    assert!(
+        core.create_conversation(&root, None, Some("scripted/big"), None)
+            .await
+            .is_ok()
+    );
 
     // A chat surface: the `model` command lists only the role's models and refuses
     // the other; a chat identity without an account yet gets the default role's.
@@ -99,20 +164,43 @@ models = ["scripted/*"]
         ["scripted/demo"]
     );
     let list = reply(core.chat_text(&ctx, "!chorus model", "!chorus").await);
-    assert!(list.contains("`scripted/demo`") && !list.contains("scripted/big"), "{list}");
-    let refused = reply(core.chat_text(&ctx, "!chorus model scripted/big", "!chorus").await);
-    assert!(refused.contains("`scripted/big` is not available to your account"), "{refused}");
+    assert!(
+        list.contains("`scripted/demo`") && !list.contains("scripted/big"),
+        "{list}"
+    );
+    let refused = reply(
+        core.chat_text(&ctx, "!chorus model scripted/big", "!chorus")
+            .await,
+    );
+    assert!(
+        refused.contains("`scripted/big` is not available to your account"),
+        "{refused}"
+    );
 
     // Back to the config file: every scripted model again.
-    assert!(core
-        .set_access(&admin, Role::User, AccessResource::Models, AccessSetting::Config)
+    assert!(
+        core.set_access(
+            &admin,
+            Role::User,
+            AccessResource::Models,
+            AccessSetting::Config
+        )
         .await
-        .unwrap());
-    assert_eq!(ids(&core.models_for(&alice).await.unwrap()), ["scripted/demo", "scripted/big"]);
+        .unwrap()
+    );
+    assert_eq!(
+        ids(&core.models_for(&alice).await.unwrap()),
+        ["scripted/demo", "scripted/big"]
+    );
     // An empty list leaves the role no model at all.
-    core.set_access(&admin, Role::User, AccessResource::Models, AccessSetting::Only(vec![]))
-        .await
-        .unwrap();
+    core.set_access(
+        &admin,
+        Role::User,
+        AccessResource::Models,
+        AccessSetting::Only(vec![]),
+    )
+    .await
+    .unwrap();
     assert!(core.models_for(&alice).await.unwrap().is_empty());
     core.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);

@@ -25,22 +25,31 @@ async fn suite(store: Store) {
     assert!(store.access_rules().await.unwrap().is_empty());
 
     let only = Some(Some(vec!["scripted/demo".to_string(), "fast".to_string()]));
-    assert!(store
-        .set_access_rule(&actor, "user", AccessResource::Models, only.clone())
-        .await
-        .unwrap());
-    assert!(store
-        .set_access_rule(&actor, "admin", AccessResource::ToolServers, Some(None))
-        .await
-        .unwrap());
+    assert!(
+        store
+            .set_access_rule(&actor, "user", AccessResource::Models, only.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_access_rule(&actor, "admin", AccessResource::ToolServers, Some(None))
+            .await
+            .unwrap()
+    );
     // The same rule again is no change and no entry.
-    assert!(!store
-        .set_access_rule(&actor, "user", AccessResource::Models, only.clone())
-        .await
-        .unwrap());
+    assert!(
+        !store
+            .set_access_rule(&actor, "user", AccessResource::Models, only.clone())
+            .await
+            .unwrap()
+    );
     let rules = store.access_rules().await.unwrap();
     assert_eq!(rules.len(), 2);
-    assert_eq!((rules[0].role.as_str(), rules[0].resource), ("admin", AccessResource::ToolServers));
+    assert_eq!(
+        (rules[0].role.as_str(), rules[0].resource),
+        ("admin", AccessResource::ToolServers)
+    );
     assert_eq!(rules[0].allow, None);
     assert_eq!(rules[1].allow, only.clone().unwrap());
 
@@ -50,33 +59,55 @@ async fn suite(store: Store) {
         .set_access_rule(&actor, "user", AccessResource::Models, fewer)
         .await
         .unwrap();
-    assert!(store
-        .set_access_rule(&actor, "user", AccessResource::Models, None)
-        .await
-        .unwrap());
-    assert!(!store
-        .set_access_rule(&actor, "user", AccessResource::Models, None)
-        .await
-        .unwrap());
+    assert!(
+        store
+            .set_access_rule(&actor, "user", AccessResource::Models, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_access_rule(&actor, "user", AccessResource::Models, None)
+            .await
+            .unwrap()
+    );
     let rules = store.access_rules().await.unwrap();
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].role, "admin");
 
     let entries = audit().await;
-    let objects: Vec<&str> = entries.iter().filter_map(|e| e.object_id.as_deref()).collect();
+    let objects: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e.object_id.as_deref())
+        .collect();
     assert_eq!(
         objects,
-        ["user:models", "user:models", "admin:tool_servers", "user:models"],
+        [
+            "user:models",
+            "user:models",
+            "admin:tool_servers",
+            "user:models"
+        ],
         "newest first, one per change"
     );
-    assert!(entries.iter().all(|e| e.kind == "admin" && e.actor_name == "operator"));
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.kind == "admin" && e.actor_name == "operator")
+    );
     assert_eq!(entries[3].before, Some(json!({"source": "config"})));
     assert_eq!(
         entries[3].after,
         Some(json!({"source": "override", "allow": ["scripted/demo", "fast"]}))
     );
-    assert_eq!(entries[2].after, Some(json!({"source": "override", "allow": "all"})));
-    assert_eq!(entries[1].after, Some(json!({"source": "override", "allow": ["fast"]})));
+    assert_eq!(
+        entries[2].after,
+        Some(json!({"source": "override", "allow": "all"}))
+    );
+    assert_eq!(
+        entries[1].after,
+        Some(json!({"source": "override", "allow": ["fast"]}))
+    );
     assert_eq!(entries[0].before, entries[1].after);
     assert_eq!(entries[0].after, Some(json!({"source": "config"})));
     store.close().await;

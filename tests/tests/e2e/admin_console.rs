@@ -499,7 +499,10 @@ async fn a_model_restricted_to_a_role_leaves_its_lists_and_is_refused() -> Resul
     )
     .await?;
     ensure!(set["changed"] == true, "{set}");
-    ensure!(set["access"]["roles"][0]["models_source"] == "override", "{set}");
+    ensure!(
+        set["access"]["roles"][0]["models_source"] == "override",
+        "{set}"
+    );
     expect_error(
         call(
             &admin,
@@ -555,29 +558,43 @@ async fn a_model_restricted_to_a_role_leaves_its_lists_and_is_refused() -> Resul
     )
     .await?;
     ensure!(
-        refused["message"].as_str().is_some_and(|m| m.contains("t/demo")),
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("t/demo")),
         "{refused}"
     );
     expect_error(
-        call(&dora, Method::POST, "/api/conversations", Some(json!({"model": "t/demo"}))).await?,
+        call(
+            &dora,
+            Method::POST,
+            "/api/conversations",
+            Some(json!({"model": "t/demo"})),
+        )
+        .await?,
         403,
         "model_not_allowed",
     )
     .await?;
     let allowed = dora.create_conversation(None).await?;
     let sent = dora.send_message(&allowed, "hello").await?;
-    dora.wait_run_ended(&sent.run_id, Duration::from_secs(20)).await?;
+    dora.wait_run_ended(&sent.run_id, Duration::from_secs(20))
+        .await?;
 
     // The admin keeps every model, and runs the restricted one.
     ensure!(model_ids(&admin, "/api/models").await? == both);
     let mine = admin.create_conversation(Some("t/demo")).await?;
     let sent = admin.send_message(&mine, "hello").await?;
-    let ended = admin.wait_run_ended(&sent.run_id, Duration::from_secs(20)).await?;
+    let ended = admin
+        .wait_run_ended(&sent.run_id, Duration::from_secs(20))
+        .await?;
     ensure!(ended["status"] == "complete", "{ended}");
 
     // The page shows the override; its form (with the token) goes back to the config.
     let page = admin.get("/admin/access").await?.text().await?;
-    ensure!(page.contains("set here"), "the page does not show the override");
+    ensure!(
+        page.contains("set here"),
+        "the page does not show the override"
+    );
     let token = page
         .split("name=\"csrf\" value=\"")
         .nth(1)
@@ -586,7 +603,11 @@ async fn a_model_restricted_to_a_role_leaves_its_lists_and_is_refused() -> Resul
         .to_string();
     let resp = admin
         .request(Method::POST, "/admin/access/user/models")
-        .form_body(form(&[("csrf", token.as_str()), ("mode", "config"), ("names", "")]))
+        .form_body(form(&[
+            ("csrf", token.as_str()),
+            ("mode", "config"),
+            ("names", ""),
+        ]))
         .send()
         .await?;
     ensure!(resp.status().is_success(), "{}", resp.status());

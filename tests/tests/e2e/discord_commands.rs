@@ -101,7 +101,9 @@ async fn discord_model_autocomplete_shows_only_the_roles_models() -> Result<()> 
         .slash(dm, &alice, "model", &[("name", "t/demo")])?;
     let (_, refused) = world.fake.answer_of(&token, WAIT).await?;
     ensure!(
-        refused.content.contains("`t/demo` is not available to your account"),
+        refused
+            .content
+            .contains("`t/demo` is not available to your account"),
         "{refused:?}"
     );
     Ok(())

@@ -92,7 +92,9 @@ async fn models(
 ) -> Result<Json<serde_json::Value>, crate::ApiError> {
     use axum::extract::FromRequestParts;
     let (mut parts, _) = request.into_parts();
-    let signed_in = parts.headers.contains_key(axum::http::header::AUTHORIZATION)
+    let signed_in = parts
+        .headers
+        .contains_key(axum::http::header::AUTHORIZATION)
         || crate::extract::session_token(&parts).is_some();
     let (models, default_model) = if signed_in {
         let crate::extract::Authed(account) =
