@@ -48,6 +48,9 @@ pub struct Config {
     pub tools: crate::mcp::ToolsConfig,
     /// Metrics, traces and the log format.
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// Which models and tool servers each role may use by default (the admin
+    /// console's Access page overrides it).
+    pub access: crate::access::AccessConfig,
     /// The sections chat surfaces own (`[matrix]`, `[discord]`, `[slack]`), taken out
     /// of the file as TOML after environment overrides and `${VAR}` references, for the
     /// surface's own crate to parse and validate ([`Config::surface_section`]): core
@@ -372,6 +375,7 @@ impl Config {
         let listen = self.listen_addr()?;
         self.telemetry.validate(Some(listen))?;
         crate::mcp::config::validate(&self.mcp, &self.tools)?;
+        crate::access::config::validate(&self.access)?;
         if let Some(url) = &self.database.url {
             let u = url.expose();
             if !(u.starts_with("sqlite:")

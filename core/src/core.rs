@@ -24,6 +24,7 @@ mod linking;
 
 pub use ledger::UsageReport;
 pub use linking::IssuedLinkCode;
+mod access;
 mod admin;
 mod error;
 mod follow;
@@ -32,6 +33,7 @@ mod identity;
 mod sandbox;
 mod sessions;
 mod surfaces;
+pub use access::{AccessSetting, AccessView, RoleAccessView};
 pub use admin::{
     ADMIN_PAGE, AccountDetail, Activity, Admin, ModelPrice, Overview, ProviderSummary,
     ProvidersPage,
@@ -103,6 +105,8 @@ pub struct Core {
     runs_interrupted: Arc<tokio::sync::OnceCell<()>>,
     /// A suspended account's attempts, coalesced before they reach the audit log.
     pub(crate) suspended_attempts: Arc<admin::AttemptCoalescer>,
+    /// Which roles may use which models and tool servers (config + overrides).
+    pub(crate) access: Arc<crate::access::AccessCache>,
 }
 
 /// How long a shutdown waits for local runs to end as `interrupted`.
@@ -185,7 +189,9 @@ impl Core {
             &config.instance_id(),
         ));
         let config_limits = config.limits.clone();
+        let access = Arc::new(crate::access::AccessCache::new(config.access.clone()));
         Ok(Self {
+            access,
             store,
             journal,
             providers,
@@ -430,8 +436,11 @@ impl Core {
         model: Option<&str>,
         system_prompt: Option<&str>,
     ) -> Result<Conversation, CoreError> {
-        let model = model.unwrap_or(self.default_model());
-        self.check_model(model)?;
+        let model = match model {
+            Some(m) => m.to_string(),
+            None => self.default_model_for(account).await?,
+        };
+        self.check_model_for(account, &model).await?;
         let title = title
             .map(str::trim)
             .filter(|t| !t.is_empty())
@@ -441,7 +450,7 @@ impl Core {
         }
         Ok(self
             .store
-            .create_conversation(&account.id, title, model, system_prompt)
+            .create_conversation(&account.id, title, &model, system_prompt)
             .await?)
     }
 
@@ -559,7 +568,7 @@ impl Core {
             .await?
             .ok_or(CoreError::NotFound("conversation"))?;
         let model = model.unwrap_or(&conversation.model).to_string();
-        self.check_model(&model)?;
+        self.check_model_for(account, &model).await?;
         let parent_id = match place {
             Place::Root => None,
             Place::Under(p) => {
@@ -701,7 +710,7 @@ impl Core {
             .ok_or(CoreError::NotFound("conversation"))?;
         let partial = self.store.message_content(&previous.message_id).await?;
         let model = previous.model.clone();
-        self.check_model(&model)?;
+        self.check_model_for(account, &model).await?;
         let all = self
             .store
             .branch(&previous.conversation_id, &previous.message_id)

@@ -2,6 +2,7 @@
 //! engine that executes runs. Surfaces (web, chat platforms) call into this crate and
 //! never touch SQL, Redis or a provider directly.
 
+pub mod access;
 pub mod auth;
 pub mod chat;
 pub mod config;
@@ -28,10 +29,10 @@ pub use chorus_providers::ToolChoice;
 pub use chorus_store::{ApiKeyScope, Identity};
 // What the admin console lists and filters by.
 pub use crate::core::{
-    ADMIN_PAGE, AccountDetail, Activity, ModelPrice, Overview, ProviderSummary, ProvidersPage,
-    UsageReport,
+    ADMIN_PAGE, AccessSetting, AccessView, AccountDetail, Activity, ModelPrice, Overview,
+    ProviderSummary, ProvidersPage, RoleAccessView, UsageReport,
 };
 pub use chorus_store::{
-    AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord, LedgerEntry, ProviderStat,
-    RunFilter, RunListing, RunStatBucket, utc_date,
+    AccessResource, AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord, LedgerEntry,
+    ProviderStat, RunFilter, RunListing, RunStatBucket, utc_date,
 };

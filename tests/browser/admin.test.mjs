@@ -5,8 +5,10 @@
 // auto-refill, suspends her while a reply streams (her session and API key are
 // refused with a message saying so, the reply stops), reactivates her, stops her next
 // live reply from the Runs page, sees the replies on the Overview's charts and the
-// provider on the Providers page, and exports the audit log as CSV with those
-// actions in it. No script runs on the console's pages; every action is a plain form.
+// provider on the Providers page, restricts a model to her role on the Access page and
+// sees it leave her model list (not the admin's), and exports the audit log as CSV
+// with those actions in it. No script runs on the console's pages; every action is a
+// plain form.
 //
 // Runs on the shared harness (harness.mjs: what it needs and how to run it).
 // Screenshots go to $TEST_OUTPUT_DIR (default: the temp dir's chorus-admin-console/).
@@ -142,7 +144,10 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
       `token_url = "${discord.url}/api/oauth2/token"`,
       `api_url = "${discord.url}/api"`,
       '',
-      ...scriptedProvider({ text: SCRIPT, tokensPerSecond: 10 }),
+      // Two models, so that one can be taken away from a role.
+      ...scriptedProvider({ text: SCRIPT, tokensPerSecond: 10 }).map((line) =>
+        line.startsWith('models = ') ? 'models = ["demo", "big"]' : line,
+      ),
     ],
   });
 
@@ -255,6 +260,31 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
     assert.match(await page.textContent('#models'), /scripted\/demo/);
     await shot(page, '7-providers');
 
+    // Access: the user role may use scripted/demo only; alice's model picker loses
+    // scripted/big (the admin's list keeps it).
+    const aliceModels = async () => {
+      await alice.reload();
+      await alice.waitForSelector('#model-select option', { state: 'attached' });
+      return alice.$$eval('#model-select option', (options) => options.map((o) => o.value));
+    };
+    assert.deepEqual(await aliceModels(), ['scripted/demo', 'scripted/big']);
+    await page.click('nav a[href="/admin/access"]');
+    await page.waitForSelector('#user-models');
+    await page.check('#user-models input[name="mode"][value="only"]');
+    await page.fill('#user-models textarea[name="names"]', 'scripted/demo');
+    await page.click('#user-models button[type="submit"]');
+    await page.waitForSelector('.notice');
+    assert.equal(await page.textContent('#user-models .effective'), 'scripted/demo');
+    assert.equal(await page.textContent('#admin-models .effective'), 'every one');
+    await shot(page, '5b-access');
+    assert.deepEqual(await aliceModels(), ['scripted/demo']);
+    await shot(alice, '5c-alice-models');
+    const adminModels = await page.request.get(`${baseUrl}/api/models`);
+    assert.deepEqual(
+      (await adminModels.json()).models.map((m) => m.id),
+      ['scripted/demo', 'scripted/big'],
+    );
+
     // The audit log on screen, and as CSV with every action.
     await page.goto(`${baseUrl}/admin/audit`);
     await page.waitForSelector('#audit');
@@ -263,7 +293,7 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
     const csv = fs.readFileSync(await download.path(), 'utf8');
     fs.mkdirSync(OUT, { recursive: true });
     fs.writeFileSync(path.join(OUT, 'audit.csv'), csv);
-    for (const action of ['grant', 'set_refill', 'suspend', 'reactivate', 'stop_run', 'suspended_attempt']) {
+    for (const action of ['grant', 'set_refill', 'suspend', 'reactivate', 'stop_run', 'suspended_attempt', 'set_access']) {
       assert.ok(csv.includes(`,${action},`), `no ${action} in the CSV:\n${csv}`);
     }
     assert.ok(csv.includes('browser grant'), 'the grant note is not in the CSV');

@@ -455,9 +455,16 @@ impl Bot {
             .autocomplete()
             .map(|o| o.value.to_lowercase())
             .unwrap_or_default();
-        let response = self
-            .core
-            .models()
+        // The models the sender's role may use (the access policy), as `/model` takes.
+        let identity = self.context(&c.user, String::new()).identity;
+        let models = match self.core.models_for_identity(&identity).await {
+            Ok(models) => models,
+            Err(e) => {
+                tracing::debug!(error = %e, "discord: no models for an autocomplete");
+                Vec::new()
+            }
+        };
+        let response = models
             .iter()
             .filter(|m| m.id.to_lowercase().contains(&typed))
             .take(MAX_CHOICES)

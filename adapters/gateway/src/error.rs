@@ -73,6 +73,10 @@ impl GatewayError {
             CoreError::Unauthorized => {
                 Self::new(ErrorKind::Authentication, "API key is invalid or revoked")
             }
+            CoreError::Forbidden(e @ chorus_core::Forbidden::ModelNotAllowed { .. }) => Self {
+                param: Some("model"),
+                ..Self::new(ErrorKind::PermissionDenied, e.to_string())
+            },
             CoreError::Forbidden(e) => Self::new(ErrorKind::PermissionDenied, e.to_string()),
             CoreError::Invalid(chorus_core::InvalidInput::UnknownModel(model)) => Self {
                 param: Some("model"),

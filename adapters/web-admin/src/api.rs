@@ -4,7 +4,9 @@
 
 use crate::ConfigDump;
 use crate::access::ApiAdmin;
-use crate::query::{AccountsQuery, AuditQuery, RunsQuery, account_id, parse_role};
+use crate::query::{
+    AccountsQuery, AuditQuery, RunsQuery, access_setting, account_id, parse_resource, parse_role,
+};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -36,6 +38,8 @@ pub fn routes() -> Router<AppState> {
             delete(unlink),
         )
         .route("/api/admin/accounts/{id}/delete", post(delete_account))
+        .route("/api/admin/access", get(access))
+        .route("/api/admin/access/{role}/{resource}", put(set_access))
         .route("/api/admin/runs", get(runs))
         .route("/api/admin/runs/{id}", get(run))
         .route("/api/admin/runs/{id}/stop", post(stop_run))
@@ -43,6 +47,35 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/audit", get(audit))
         .route("/api/admin/audit.csv", get(audit_csv))
         .route("/api/admin/config", get(config))
+}
+
+async fn access(State(state): State<AppState>, ApiAdmin(admin): ApiAdmin) -> Answer {
+    Ok(Json(json!(state.core.access_view(&admin).await?)))
+}
+
+#[derive(Deserialize)]
+struct AccessBody {
+    /// `config`, `all` or `only`.
+    mode: String,
+    #[serde(default)]
+    names: Vec<String>,
+}
+
+async fn set_access(
+    State(state): State<AppState>,
+    ApiAdmin(admin): ApiAdmin,
+    Path((role, resource)): Path<(String, String)>,
+    chorus_web::ApiJson(body): chorus_web::ApiJson<AccessBody>,
+) -> Answer {
+    let role = parse_role(&role)?;
+    let resource = parse_resource(&resource)?;
+    let setting = access_setting(&body.mode, body.names)?;
+    let changed = state
+        .core
+        .set_access(&admin, role, resource, setting)
+        .await?;
+    let view = state.core.access_view(&admin).await?;
+    Ok(Json(json!({ "changed": changed, "access": view })))
 }
 
 async fn overview(State(state): State<AppState>, ApiAdmin(admin): ApiAdmin) -> Answer {

@@ -131,3 +131,36 @@ pub fn parse_role(role: &str) -> Result<Role, CoreError> {
         other => Err(InvalidInput::Role(other.into()).into()),
     }
 }
+
+/// `models` or `tool_servers`; anything else names no access list.
+pub fn parse_resource(resource: &str) -> Result<chorus_core::AccessResource, CoreError> {
+    chorus_core::AccessResource::parse(resource).ok_or(CoreError::NotFound("access list"))
+}
+
+/// What an access form or body sets: `config` (back to the config file), `all`, or
+/// `only` the names given (a list, or text with one name per line or comma).
+pub fn access_setting(
+    mode: &str,
+    names: Vec<String>,
+) -> Result<chorus_core::AccessSetting, CoreError> {
+    use chorus_core::AccessSetting;
+    match mode {
+        "config" => Ok(AccessSetting::Config),
+        "all" => Ok(AccessSetting::All),
+        "only" => Ok(AccessSetting::Only(
+            names
+                .iter()
+                .flat_map(|n| n.split([',', '\n', '\r']))
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect(),
+        )),
+        other => Err(InvalidInput::ListOption {
+            field: "mode",
+            expected: "config, all, only",
+            value: other.into(),
+        }
+        .into()),
+    }
+}

@@ -49,6 +49,9 @@ impl From<CoreError> for ApiError {
                 "invalid_credentials",
                 "wrong name or password",
             ),
+            CoreError::Forbidden(e @ chorus_core::Forbidden::ModelNotAllowed { .. }) => {
+                Self::new(StatusCode::FORBIDDEN, "model_not_allowed", e.to_string())
+            }
             CoreError::Forbidden(e) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
             CoreError::Invalid(e) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())

@@ -123,10 +123,10 @@ impl Core {
             Command::Model(None) => {
                 let current = match self.bound_conversation(ctx, &account).await? {
                     Some(c) => c.model,
-                    None => self.default_model().to_string(),
+                    None => self.default_model_for(&account).await?,
                 };
                 let mut text = String::from("Models:\n");
-                for model in self.models() {
+                for model in self.models_for(&account).await? {
                     let mark = if model.id == current {
                         " ← in use here"
                     } else {
@@ -138,7 +138,7 @@ impl Core {
                 Ok(ChatOutcome::Reply(text))
             }
             Command::Model(Some(model)) => {
-                self.check_model(&model)?;
+                self.check_model_for(&account, &model).await?;
                 match self.bound_conversation(ctx, &account).await? {
                     Some(c) => {
                         self.store

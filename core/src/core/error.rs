@@ -90,6 +90,21 @@ pub enum InvalidInput {
     /// An account deletion confirmed with something other than its name.
     #[error("type the account's name ({name:?}) to confirm its deletion")]
     DeleteConfirmation { name: String },
+    /// A name on an access list that is no model, alias or tool server.
+    #[error("{resource}: {name:?} names no {what} (expected one of: {known})")]
+    AccessName {
+        resource: &'static str,
+        what: &'static str,
+        name: String,
+        known: String,
+    },
+    /// An access list with too many or too long names.
+    #[error("{resource}: at most {max} names of at most {max_len} characters each")]
+    AccessList {
+        resource: &'static str,
+        max: usize,
+        max_len: usize,
+    },
     /// A role other than `user` or `admin`.
     #[error("role must be `user` or `admin`, not {0:?}")]
     Role(String),
@@ -149,6 +164,11 @@ pub enum Forbidden {
         "this thread is another person's conversation; start your own by writing to me outside it"
     )]
     OthersConversation,
+    /// A model (or alias) the access policy does not give the account's role.
+    #[error(
+        "the model `{model}` is not available to your account (role `{role}`); pick one of the models listed for you, or ask an admin"
+    )]
+    ModelNotAllowed { model: String, role: &'static str },
 }
 
 /// A valid request the current state refuses.

@@ -73,7 +73,7 @@ impl Core {
         request: GatewayRequest,
         keep: GatewayKeep,
     ) -> Result<GatewayRun, CoreError> {
-        self.check_model(&request.model)?;
+        self.check_model_for(account, &request.model).await?;
         let extras = [
             ("seed", request.seed.is_some()),
             ("response_format", request.response_format.is_some()),

@@ -42,6 +42,7 @@ impl Core {
     /// source admits accounts by identity.
     async fn tool_user<'a>(&self, account: &'a Account) -> Result<ToolUser<'a>, CoreError> {
         let mut user = ToolUser::account(account);
+        user.tool_servers = self.role_tool_servers(account).await?;
         if self.tools.needs_identities() {
             user.identities = self
                 .store
@@ -126,7 +127,7 @@ impl Core {
         let servers: Vec<_> = self
             .mcp
             .iter()
-            .filter(|s| s.access().allows(&user))
+            .filter(|s| s.access().allows(&user) && user.may_use_server(s.id_str()))
             .filter(|s| server.is_none_or(|id| s.id_str() == id))
             .cloned()
             .collect();

@@ -117,19 +117,35 @@ pub struct ToolAccess {
 }
 
 /// Who asks for tools: an account and its platform identities (read only when some
-/// source names identities; see [`ToolHost::needs_identities`]).
+/// source names identities; see [`ToolHost::needs_identities`]), and the tool
+/// servers its role may use (the access policy: `None`, every one).
 pub struct ToolUser<'a> {
     pub account: &'a Account,
     pub identities: Vec<(String, String)>,
+    pub tool_servers: crate::access::Allow,
 }
 
 impl<'a> ToolUser<'a> {
-    /// A user whose identities do not matter here (no source names any).
+    /// A user whose identities do not matter here (no source names any) and whose
+    /// role may use every server.
     pub fn account(account: &'a Account) -> Self {
         Self {
             account,
             identities: Vec::new(),
+            tool_servers: None,
         }
+    }
+
+    /// Whether the access policy lets this user's role use the source `id`.
+    pub fn may_use_server(&self, id: &str) -> bool {
+        self.tool_servers
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|e| crate::access::name_matches(e, id)))
+    }
+
+    /// Whether `user` may use `source`: its own access rule and the role's policy.
+    fn admitted(&self, source: &dyn ToolSource, access: &ToolAccess) -> bool {
+        access.allows(self) && self.may_use_server(source.id())
     }
 }
 
@@ -253,7 +269,7 @@ impl ToolHost {
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for (source, access) in self.sources() {
-            if user.is_some_and(|u| !access.allows(u)) {
+            if user.is_some_and(|u| !u.admitted(source.as_ref(), &access)) {
                 continue;
             }
             let mut tools = source.tools();
@@ -314,7 +330,7 @@ impl ToolHost {
         let sources: Vec<String> = self
             .sources()
             .into_iter()
-            .filter(|(_, access)| access.allows(user))
+            .filter(|(s, access)| user.admitted(s.as_ref(), access))
             .map(|(s, _)| s.id().to_string())
             .collect();
         for s in selection {
@@ -509,6 +525,39 @@ mod tests {
         assert!(!r.is_error && r.details.is_some());
     }
 
+    /// The access policy's server list hides a source's tools from the role, in the
+    /// tools offered to a model and in what a selection may name.
+    #[test]
+    fn the_role_policy_hides_servers() {
+        let host = ToolHost::new(ToolSettings::default());
+        host.register(Arc::new(Whoami { bare: true }), ToolAccess::default());
+        host.register(Arc::new(Whoami { bare: false }), ToolAccess::default());
+        let alice = Account {
+            id: chorus_model::ids::AccountId::generate(),
+            name: "alice".into(),
+            role: Role::User,
+            status: Account::ACTIVE.into(),
+            password_hash: None,
+            created_at: 0,
+        };
+        let mut user = ToolUser::account(&alice);
+        user.tool_servers = Some(vec!["internal".into()]);
+        let names: Vec<String> = host
+            .available_to(&user)
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["whoami"]);
+        let specs = host.specs_for(&user, &["srv".into(), "internal".into()]);
+        assert_eq!(specs.len(), 1);
+        assert_eq!(
+            host.check_selection(&user, &["srv".into()]),
+            Err("srv".into())
+        );
+        user.tool_servers = None;
+        assert_eq!(host.available_to(&user).len(), 2);
+    }
+
     #[test]
     fn access_by_role_and_account() {
         let account = |name: &str, role| Account {
@@ -547,11 +596,13 @@ mod tests {
         let linked = ToolUser {
             account: &alice,
             identities: vec![("discord".into(), "42".into())],
+            tool_servers: None,
         };
         assert!(by_identity.allows(&linked));
         let elsewhere = ToolUser {
             account: &admin,
             identities: vec![("matrix".into(), "42".into())],
+            tool_servers: None,
         };
         assert!(!by_identity.allows(&elsewhere));
     }

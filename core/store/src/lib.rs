@@ -3,6 +3,7 @@
 //!
 //! Only core uses this module; surfaces reach data through core's services.
 
+mod access;
 mod accounts;
 mod admin;
 mod api_keys;
@@ -17,6 +18,7 @@ mod sessions;
 mod stats;
 mod tool_steps;
 
+pub use access::{AccessResource, AccessRule};
 use accounts::ACCOUNT_COLUMNS_A;
 pub use accounts::{Account, Role};
 pub use admin::{AccountListing, AccountSort, RunFilter, RunListing};
@@ -174,6 +176,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0010_session_list.sql"),
     ),
     (
+        11,
+        "access",
+        include_str!("../../../migrations/sqlite/0011_access.sql"),
+    ),
+    (
         12,
         "console_stats",
         include_str!("../../../migrations/sqlite/0012_console_stats.sql"),
@@ -224,6 +231,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "session_list",
         include_str!("../../../migrations/postgres/0010_session_list.sql"),
+    ),
+    (
+        11,
+        "access",
+        include_str!("../../../migrations/postgres/0011_access.sql"),
     ),
     (
         12,

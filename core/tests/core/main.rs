@@ -4,6 +4,7 @@
 //! provider wire formats against local fakes, the Docker sandbox, faults inside runs
 //! and the limits' store, and property tests of the parsers of outside input.
 
+mod access;
 mod fuzz;
 mod journal;
 mod ledger;
@@ -16,6 +17,7 @@ mod render;
 mod run_faults;
 mod sandbox;
 mod store;
+mod store_access;
 mod store_admin;
 mod store_bindings;
 mod store_identities;

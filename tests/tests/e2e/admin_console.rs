@@ -3,7 +3,9 @@
 //! console form is refused without its CSRF token, with a wrong one, and from another
 //! origin; an admin suspends an account (its session, API key and gateway calls are
 //! refused with a message saying so, its running reply stops), reactivates it,
-//! grants credits, stops another account's run, and finds it all in the audit CSV.
+//! grants credits, stops another account's run, and finds it all in the audit CSV;
+//! a model restricted to a role leaves that role's model lists (web and gateway) and
+//! is refused when a run names it, while an admin keeps it.
 //! The routes are read from the console's source, so a new one is covered at once.
 
 use crate::quota_support::*;
@@ -110,7 +112,12 @@ async fn snapshot(admin: &ApiClient, id: &str) -> Result<Value> {
     let account =
         expect_status(admin.get(&format!("/api/admin/accounts/{id}")).await?, 200).await?;
     let audit = expect_status(admin.get("/api/admin/audit?kind=admin").await?, 200).await?;
-    Ok(json!({"account": account, "audit": audit["entries"].as_array().map(Vec::len)}))
+    let access = expect_status(admin.get("/api/admin/access").await?, 200).await?;
+    Ok(json!({
+        "account": account,
+        "audit": audit["entries"].as_array().map(Vec::len),
+        "access": access,
+    }))
 }
 
 /// A body each route accepts when the caller may use it.
@@ -123,6 +130,8 @@ fn body_for(path: &str, victim: &str) -> Option<Value> {
         Some(json!({"amount": 100}))
     } else if path.ends_with("/delete") {
         Some(json!({"confirm": victim}))
+    } else if path.starts_with("/api/admin/access/") {
+        Some(json!({"mode": "only", "names": []}))
     } else if path == "/api/admin/grants" {
         Some(json!({"account": victim, "amount": 100}))
     } else {
@@ -169,7 +178,9 @@ async fn the_console_refuses_everyone_but_admins_and_forms_need_their_token() ->
                         &id
                     },
                 )
-                .replace("{identity}", "x");
+                .replace("{identity}", "x")
+                .replace("{role}", "user")
+                .replace("{resource}", "models");
             let mut req = client.request(method.clone(), &path);
             if template.starts_with("/admin/") && *method == Method::POST {
                 req = req.form_body(form(&[
@@ -177,6 +188,8 @@ async fn the_console_refuses_everyone_but_admins_and_forms_need_their_token() ->
                     ("amount", "5"),
                     ("role", "admin"),
                     ("confirm", &victim_name),
+                    ("mode", "only"),
+                    ("names", ""),
                 ]));
             } else if let Some(body) = body_for(template, &victim_name) {
                 req = req.json(&body);
@@ -216,7 +229,8 @@ async fn the_console_refuses_everyone_but_admins_and_forms_need_their_token() ->
         .to_string();
     let grant = format!("/admin/accounts/{id}/credits");
     let suspend = format!("/admin/accounts/{id}/suspend");
-    for target in [&grant, &suspend] {
+    let access = "/admin/access/user/models".to_string();
+    for target in [&grant, &suspend, &access] {
         for (csrf, origin, code) in [
             (None, server.url(), "csrf"),
             (Some("0".repeat(64)), server.url(), "csrf"),
@@ -226,7 +240,11 @@ async fn the_console_refuses_everyone_but_admins_and_forms_need_their_token() ->
                 "cross_origin",
             ),
         ] {
-            let mut fields = vec![("amount", "5".to_string())];
+            let mut fields = vec![
+                ("amount", "5".to_string()),
+                ("mode", "only".to_string()),
+                ("names", String::new()),
+            ];
             if let Some(t) = &csrf {
                 fields.push(("csrf", t.clone()));
             }
@@ -434,6 +452,175 @@ async fn an_admin_suspends_grants_stops_and_finds_it_in_the_audit_log() -> Resul
         accounts.contains(&name),
         "the accounts page does not find {name}"
     );
+    Ok(())
+}
+
+/// The model ids `/api/models` (web) or `/v1/models` (gateway) lists for a client.
+async fn model_ids(client: &ApiClient, path: &str) -> Result<Vec<String>> {
+    let list = expect_status(client.get(path).await?, 200).await?;
+    let items = if path == "/api/models" {
+        &list["models"]
+    } else {
+        &list["data"]
+    };
+    Ok(items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_str().map(str::to_string))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_restricted_to_a_role_leaves_its_lists_and_is_refused() -> Result<()> {
+    let server = TestServer::start(
+        ServerConfig::new()
+            .scripted("s", &script(10), 500.0)
+            .scripted("t", &script(10), 500.0),
+    )
+    .await?;
+    let admin = admin_client(&server).await?;
+    let name = unique_name("dora");
+    let dora = logged_in_client(&server, &name).await?;
+    let by_key = ApiClient::with_api_key(&server.url(), &server.create_api_key(&name).await?);
+    let before = dora.create_conversation(Some("t/demo")).await?;
+    let both = ["s/demo", "t/demo"];
+    ensure!(model_ids(&dora, "/api/models").await? == both);
+    ensure!(model_ids(&by_key, "/v1/models").await? == both);
+
+    // The admin lets users use s/demo only (the JSON API; audited).
+    let set = expect_status(
+        call(
+            &admin,
+            Method::PUT,
+            "/api/admin/access/user/models",
+            Some(json!({"mode": "only", "names": ["s/demo"]})),
+        )
+        .await?,
+        200,
+    )
+    .await?;
+    ensure!(set["changed"] == true, "{set}");
+    ensure!(
+        set["access"]["roles"][0]["models_source"] == "override",
+        "{set}"
+    );
+    expect_error(
+        call(
+            &admin,
+            Method::PUT,
+            "/api/admin/access/user/models",
+            Some(json!({"mode": "only", "names": ["nope/model"]})),
+        )
+        .await?,
+        400,
+        "invalid_request",
+    )
+    .await?;
+
+    // Gone from the user's lists, web and gateway; refused by name when asked for.
+    ensure!(model_ids(&dora, "/api/models").await? == ["s/demo"]);
+    let web = expect_status(dora.get("/api/models").await?, 200).await?;
+    ensure!(web["default_model"] == "s/demo", "{web}");
+    ensure!(model_ids(&by_key, "/v1/models").await? == ["s/demo"]);
+    expect_status(by_key.get("/v1/models/t/demo").await?, 404).await?;
+    let completion = by_key
+        .request(Method::POST, "/v1/chat/completions")
+        .json(&json!({"model": "t/demo", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await?;
+    ensure!(completion.status() == 403, "{}", completion.status());
+    let body: Value = completion.json().await?;
+    ensure!(
+        body["error"]["param"] == "model"
+            && body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("`t/demo` is not available")),
+        "{body}"
+    );
+    let messages = by_key
+        .request(Method::POST, "/v1/messages")
+        .json(&json!({"model": "t/demo", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await?;
+    ensure!(messages.status() == 403, "{}", messages.status());
+    let body: Value = messages.json().await?;
+    ensure!(body["error"]["type"] == "permission_error", "{body}");
+    // A web run of the conversation made before, and a new one on that model.
+    let refused = expect_error(
+        call(
+            &dora,
+            Method::POST,
+            &format!("/api/conversations/{before}/messages"),
+            Some(json!({"content": "hello"})),
+        )
+        .await?,
+        403,
+        "model_not_allowed",
+    )
+    .await?;
+    ensure!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("t/demo")),
+        "{refused}"
+    );
+    expect_error(
+        call(
+            &dora,
+            Method::POST,
+            "/api/conversations",
+            Some(json!({"model": "t/demo"})),
+        )
+        .await?,
+        403,
+        "model_not_allowed",
+    )
+    .await?;
+    let allowed = dora.create_conversation(None).await?;
+    let sent = dora.send_message(&allowed, "hello").await?;
+    dora.wait_run_ended(&sent.run_id, Duration::from_secs(20))
+        .await?;
+
+    // The admin keeps every model, and runs the restricted one.
+    ensure!(model_ids(&admin, "/api/models").await? == both);
+    let mine = admin.create_conversation(Some("t/demo")).await?;
+    let sent = admin.send_message(&mine, "hello").await?;
+    let ended = admin
+        .wait_run_ended(&sent.run_id, Duration::from_secs(20))
+        .await?;
+    ensure!(ended["status"] == "complete", "{ended}");
+
+    // The page shows the override; its form (with the token) goes back to the config.
+    let page = admin.get("/admin/access").await?.text().await?;
+    ensure!(
+        page.contains("set here"),
+        "the page does not show the override"
+    );
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .context("the access page has no CSRF field")?
+        .to_string();
+    let resp = admin
+        .request(Method::POST, "/admin/access/user/models")
+        .form_body(form(&[
+            ("csrf", token.as_str()),
+            ("mode", "config"),
+            ("names", ""),
+        ]))
+        .send()
+        .await?;
+    ensure!(resp.status().is_success(), "{}", resp.status());
+    ensure!(model_ids(&dora, "/api/models").await? == both);
+    let audit = expect_status(admin.get("/api/admin/audit?action=set_access").await?, 200).await?;
+    let entries = audit["entries"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        entries.len() == 2 && entries.iter().all(|e| e["object_id"] == "user:models"),
+        "{audit}"
+    );
+    ensure!(entries[1]["after"]["allow"] == json!(["s/demo"]), "{audit}");
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The other slash commands: `/model` autocompletes from the models and switches the
-//! conversation's model, `/help` answers only the person who asked.
+//! conversation's model, `/help` answers only the person who asked; the access policy
+//! (here the config file's default) narrows what it offers and takes.
 
 use crate::discord_support::*;
 use anyhow::{Result, ensure};
@@ -54,6 +55,56 @@ async fn discord_model_autocompletes_and_switches_and_help_is_ephemeral() -> Res
     ensure!(
         answer.ephemeral && help.ephemeral && help.content.contains("help"),
         "{help:?}"
+    );
+    Ok(())
+}
+
+/// The config file's `[access]` default reaches Discord: `/model`'s autocomplete
+/// offers only the models the sender's role may use, and `/model` refuses another
+/// one by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discord_model_autocomplete_shows_only_the_roles_models() -> Result<()> {
+    let text = script(5);
+    let world = DiscordWorld::start_with(
+        chorus_tests::ServerConfig::new()
+            .scripted("s", &text, 40.0)
+            .scripted("t", &text, 40.0)
+            .raw_toml("[access.roles.user]\nmodels = [\"s/*\"]\n"),
+        "",
+    )
+    .await?;
+    let alice = alice();
+    let dm = world.fake.dm_channel(&alice);
+    let token = world.fake.raw_interaction(
+        dm,
+        &alice,
+        4,
+        json!({"id": "771825006014889984", "name": "model", "type": 1,
+               "options": [{"type": 3, "name": "name", "value": "demo", "focused": true}]}),
+    )?;
+    let answer = world
+        .fake
+        .wait("the autocomplete's choices", WAIT, |s| {
+            s.answers
+                .get(&token)
+                .filter(|a| a.callback == Some(8))
+                .cloned()
+        })
+        .await?;
+    ensure!(
+        answer.callback_data["choices"] == json!([{"name": "s/demo", "value": "s/demo"}]),
+        "choices: {}",
+        answer.callback_data
+    );
+    let token = world
+        .fake
+        .slash(dm, &alice, "model", &[("name", "t/demo")])?;
+    let (_, refused) = world.fake.answer_of(&token, WAIT).await?;
+    ensure!(
+        refused
+            .content
+            .contains("`t/demo` is not available to your account"),
+        "{refused:?}"
     );
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! `GET /v1/models` and `GET /v1/models/{id}`: every Chorus model and alias, so a
-//! client may name an alias and get its fallbacks.
+//! `GET /v1/models` and `GET /v1/models/{id}`: every Chorus model and alias the key's
+//! account may use (its role's, by the access policy), so a client may name an alias
+//! and get its fallbacks. A model it may not use is not found, as OpenAI answers.
 
 use super::OpenAiError;
 use crate::error::{ErrorKind, GatewayError};
@@ -17,10 +18,13 @@ pub async fn list(
     State(state): State<GatewayState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, OpenAiError> {
-    auth::account(&state.core, &headers).await?;
-    let data: Vec<Value> = state
+    let account = auth::account(&state.core, &headers).await?;
+    let models = state
         .core
-        .models()
+        .models_for(&account)
+        .await
+        .map_err(GatewayError::from)?;
+    let data: Vec<Value> = models
         .iter()
         .map(|m| model_json(&m.id, &m.provider))
         .collect();
@@ -32,10 +36,12 @@ pub async fn get(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, OpenAiError> {
-    auth::account(&state.core, &headers).await?;
+    let account = auth::account(&state.core, &headers).await?;
     state
         .core
-        .models()
+        .models_for(&account)
+        .await
+        .map_err(GatewayError::from)?
         .iter()
         .find(|m| m.id == id)
         .map(|m| Json(model_json(&m.id, &m.provider)))

@@ -9,6 +9,7 @@ use maud::{DOCTYPE, Markup, html};
 const AREAS: [(&str, &str); 6] = [
     ("/admin", "Overview"),
     ("/admin/accounts", "Accounts"),
+    ("/admin/access", "Access"),
     ("/admin/runs", "Runs"),
     ("/admin/providers", "Providers"),
     ("/admin/audit", "Audit log"),

@@ -3,6 +3,7 @@
 //! forms (POST, CSRF token) answered with a redirect to the page they act on, so
 //! everything works without JavaScript. `layout.rs` is the shell and navigation.
 
+mod access;
 mod account;
 mod accounts;
 mod audit;
@@ -37,6 +38,8 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/admin/accounts/{id}/unlink", post(account::unlink))
         .route("/admin/accounts/{id}/delete", post(account::delete))
+        .route("/admin/access", get(access::page))
+        .route("/admin/access/{role}/{resource}", post(access::set))
         .route("/admin/runs", get(runs::page))
         .route("/admin/runs/{id}", get(runs::run_page))
         .route("/admin/runs/{id}/stop", post(runs::stop))

@@ -83,11 +83,40 @@ pub fn routes() -> Router<AppState> {
         .fallback(not_found)
 }
 
-async fn models(State(state): State<AppState>) -> impl IntoResponse {
-    Json(json!({
-        "models": state.core.models(),
-        "default_model": state.core.default_model(),
-    }))
+/// The models the caller may use (its role's, by the access policy) and its default;
+/// without credentials, those of the role new accounts get. Credentials that are
+/// sent must be valid.
+async fn models(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Result<Json<serde_json::Value>, crate::ApiError> {
+    use axum::extract::FromRequestParts;
+    let (mut parts, _) = request.into_parts();
+    let signed_in = parts
+        .headers
+        .contains_key(axum::http::header::AUTHORIZATION)
+        || crate::extract::session_token(&parts).is_some();
+    let (models, default_model) = if signed_in {
+        let crate::extract::Authed(account) =
+            crate::extract::Authed::from_request_parts(&mut parts, &state).await?;
+        (
+            state.core.models_for(&account).await?,
+            state.core.default_model_for(&account).await?,
+        )
+    } else {
+        let role = state.core.default_role();
+        let models = state.core.models_for_role(role).await?;
+        let default = models
+            .iter()
+            .find(|m| m.id == state.core.default_model())
+            .or(models.first())
+            .map_or_else(|| state.core.default_model().to_string(), |m| m.id.clone());
+        (models, default)
+    };
+    Ok(Json(json!({
+        "models": models,
+        "default_model": default_model,
+    })))
 }
 
 async fn providers(
