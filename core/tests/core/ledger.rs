@@ -208,6 +208,10 @@ async fn concurrent_runs_start_and_end_exactly(store: &Store) {
     const SENDS: usize = 40;
     const LIMIT: u32 = 8;
     let ivy = store.create_account("ivy", Role::User, None).await.unwrap();
+    store
+        .credit(&ivy.id, CREDIT, LedgerReason::Grant, None)
+        .await
+        .unwrap();
     let start = assert_balanced(store, &ivy.id).await;
     let admission = Admission {
         enforce_balance: true,
