@@ -111,7 +111,10 @@ impl GroupCommit {
     }
 
     /// Applies `write` in the next batch; returns its result once committed.
-    pub(crate) async fn write<T: Send + 'static>(&self, write: WriteFn<T>) -> Result<T, StoreError> {
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        write: WriteFn<T>,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(TypedJob {
             write,

@@ -247,9 +247,9 @@ pub(crate) async fn admit(
         return match sqlx::query(
             "SELECT id FROM accounts WHERE id = $1 AND status = 'active' FOR SHARE",
         )
-            .bind(account.as_str())
-            .fetch_optional(&mut **tx)
-            .await?
+        .bind(account.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
         {
             Some(_) => Ok(()),
             None => Err(StoreError::NotFound("account")),

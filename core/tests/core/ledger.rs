@@ -245,7 +245,11 @@ async fn concurrent_runs_start_and_end_exactly(store: &Store) {
             Err(other) => panic!("{other:?}"),
         }
     }
-    assert_eq!(admitted.len(), LIMIT as usize, "the limit admits exactly its runs");
+    assert_eq!(
+        admitted.len(),
+        LIMIT as usize,
+        "the limit admits exactly its runs"
+    );
     let listed = store.list_conversations(&ivy.id, 100).await.unwrap();
     assert_eq!(
         listed.len(),
@@ -256,7 +260,11 @@ async fn concurrent_runs_start_and_end_exactly(store: &Store) {
         let messages = store.messages(conversation).await.unwrap();
         assert_eq!(messages.len(), 2, "the question and the reply");
         assert_eq!(messages[1].run_id.as_ref(), Some(&ids.run_id));
-        let stored = store.conversation(&ivy.id, conversation).await.unwrap().unwrap();
+        let stored = store
+            .conversation(&ivy.id, conversation)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(stored.system_prompt.as_deref(), Some("be brief"));
         assert!(stored.title.starts_with("API: "));
     }
