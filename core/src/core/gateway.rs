@@ -13,7 +13,7 @@ use chorus_model::chat::{ChatMessage, ChatRole, ToolSpec};
 use chorus_model::ids::{ConversationId, RunId};
 use chorus_model::time::now_ms;
 use chorus_providers::{ChatRequest, ToolChoice};
-use chorus_store::{Account, NewTurn};
+use chorus_store::{Account, NewConversation, NewTurn};
 use tracing::Instrument;
 
 /// One gateway request, already translated from its wire format: the model asked
@@ -145,48 +145,38 @@ impl Core {
                 Some(now_ms().saturating_add(retention.as_millis().min(i64::MAX as u128) as i64))
             }
         };
-        let conversation = self
-            .store
-            .create_expiring_conversation(
-                &account.id,
-                &title,
-                &model,
-                system.as_deref(),
-                expires_at,
-            )
-            .await?;
+        // The conversation, the turn and the run in the one transaction that admits
+        // the run: a refused request (balance, concurrency) leaves nothing behind.
+        let conversation = NewConversation {
+            title,
+            system_prompt: system,
+            expires_at,
+        };
         let turn = NewTurn {
             account_id: account.id.clone(),
-            conversation_id: conversation.id.clone(),
+            conversation_id: ConversationId::generate(),
             parent_id: None,
             content,
             model: model.clone(),
         };
         let settings = self.engine.settings();
         let lease_until = now_ms() + settings.lease_ttl.as_millis() as i64;
-        let ids = match self
+        let ids = self
             .store
-            .start_turn_admitted(&turn, &settings.owner, lease_until, &admission)
-            .await
-        {
-            Ok(ids) => ids,
-            Err(e) => {
-                // Refused (balance, concurrency): keep no empty conversation behind.
-                if let Err(cleanup) = self
-                    .store
-                    .delete_conversation(&account.id, &conversation.id)
-                    .await
-                {
-                    tracing::warn!(error = %cleanup, "could not remove a refused gateway conversation");
-                }
-                return Err(e.into());
-            }
-        };
+            .start_conversation_turn(
+                &conversation,
+                &turn,
+                &settings.owner,
+                lease_until,
+                &admission,
+            )
+            .await?;
+        let conversation_id = turn.conversation_id;
         self.engine.spawn(RunJob {
             run_id: ids.run_id.clone(),
             tool_context: ToolCallContext {
                 account_id: account.id.clone(),
-                conversation_id: conversation.id.clone(),
+                conversation_id: conversation_id.clone(),
             },
             message_id: ids.assistant_message_id.to_string(),
             model_ref: model,
@@ -198,7 +188,7 @@ impl Core {
         });
         Ok(GatewayRun {
             run_id: ids.run_id,
-            conversation_id: conversation.id,
+            conversation_id,
         })
     }
 }

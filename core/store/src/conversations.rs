@@ -63,6 +63,17 @@ pub struct NewTurn {
     pub model: String,
 }
 
+/// A conversation created with its first turn, in the transaction that admits the
+/// turn's run (a gateway request): a refused admission leaves nothing behind.
+#[derive(Clone, Debug)]
+pub struct NewConversation {
+    pub title: String,
+    pub system_prompt: Option<String>,
+    /// Kept only until then (Unix ms), and left out of conversation lists meanwhile;
+    /// `None`: kept.
+    pub expires_at: Option<i64>,
+}
+
 const CONVERSATION_COLUMNS: &str =
     "id, account_id, title, model, system_prompt, created_at, updated_at";
 
@@ -93,25 +104,16 @@ impl Store {
         let id = ConversationId::generate();
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO conversations (id, account_id, title, model, system_prompt, created_at, updated_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+        insert_conversation(
+            &mut tx,
+            &id,
+            account,
+            title,
+            model,
+            system_prompt,
+            now,
+            expires_at,
         )
-        .bind(id.as_str())
-        .bind(account.as_str())
-        .bind(title)
-        .bind(model)
-        .bind(system_prompt)
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO bindings (surface, channel_key, conversation_id, created_at) VALUES ('web', $1, $1, $2)",
-        )
-        .bind(id.as_str())
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(Conversation {
@@ -384,6 +386,42 @@ impl Store {
         chain.reverse();
         Ok(chain)
     }
+}
+
+/// Writes a conversation and its web binding (under its own id), in the caller's
+/// transaction.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn insert_conversation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &ConversationId,
+    account: &AccountId,
+    title: &str,
+    model: &str,
+    system_prompt: Option<&str>,
+    now: i64,
+    expires_at: Option<i64>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO conversations (id, account_id, title, model, system_prompt, created_at, updated_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+    )
+    .bind(id.as_str())
+    .bind(account.as_str())
+    .bind(title)
+    .bind(model)
+    .bind(system_prompt)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO bindings (surface, channel_key, conversation_id, created_at) VALUES ('web', $1, $1, $2)",
+    )
+    .bind(id.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Deletes a conversation and everything that hangs off it, in the caller's transaction.

@@ -118,6 +118,28 @@ pub(crate) async fn post(
     charge: Option<&Charge>,
     note: Option<&str>,
 ) -> Result<bool, StoreError> {
+    if !insert_row(tx, account, amount, reason, run, charge, note).await? {
+        return Ok(false); // this run was charged already
+    }
+    sqlx::query("UPDATE accounts SET balance = balance + $1 WHERE id = $2")
+        .bind(amount)
+        .bind(account.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(true)
+}
+
+/// Writes a ledger row; false when the run it charges was charged already.
+#[allow(clippy::too_many_arguments)]
+async fn insert_row(
+    tx: &mut Tx,
+    account: &AccountId,
+    amount: i64,
+    reason: LedgerReason,
+    run: Option<&RunId>,
+    charge: Option<&Charge>,
+    note: Option<&str>,
+) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO ledger (id, account_id, amount, reason, run_id, model, prompt_tokens, completion_tokens, \
          cached_prompt_tokens, note, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -136,25 +158,19 @@ pub(crate) async fn post(
     .bind(now_ms())
     .execute(&mut **tx)
     .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(false); // this run was charged already
-    }
-    sqlx::query("UPDATE accounts SET balance = balance + $1 WHERE id = $2")
-        .bind(amount)
-        .bind(account.as_str())
-        .execute(&mut **tx)
-        .await?;
-    Ok(true)
+    Ok(inserted.rows_affected() != 0)
 }
 
-/// Charges a run that just ended (in the transaction that ended it), once.
+/// Charges a run that just ended (in the transaction that ended it), once: its ledger
+/// row, then the balance and the running total the console sorts accounts by
+/// (`spent`) in one statement.
 pub(crate) async fn charge_run(
     tx: &mut Tx,
     account: &AccountId,
     run: &RunId,
     charge: &Charge,
 ) -> Result<(), StoreError> {
-    let charged = post(
+    let charged = insert_row(
         tx,
         account,
         -charge.amount,
@@ -165,8 +181,7 @@ pub(crate) async fn charge_run(
     )
     .await?;
     if charged {
-        // The running total the console sorts accounts by.
-        sqlx::query("UPDATE accounts SET spent = spent + $1 WHERE id = $2")
+        sqlx::query("UPDATE accounts SET balance = balance - $1, spent = spent + $1 WHERE id = $2")
             .bind(charge.amount)
             .bind(account.as_str())
             .execute(&mut **tx)
@@ -195,6 +210,25 @@ pub(crate) async fn admit(
 ) -> Result<(), StoreError> {
     let decides = (admission.enforce_balance && admission.reservation != 0)
         || admission.max_concurrent_runs > 0;
+    if !decides && backend == Backend::Sqlite {
+        // The write transaction excludes every other writer: the check and the
+        // console's "last activity" (to the minute) in one statement.
+        let now = now_ms();
+        return match sqlx::query(
+            "UPDATE accounts SET last_active_at = CASE \
+             WHEN last_active_at IS NULL OR last_active_at < $1 THEN $2 ELSE last_active_at END \
+             WHERE id = $3 AND status = 'active' RETURNING id",
+        )
+        .bind(now - 60_000)
+        .bind(now)
+        .bind(account.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound("account")),
+        };
+    }
     if !decides {
         // The console's "last activity", to the minute: a burst of free runs writes it
         // once. It comes before the shared lock, as two admissions upgrading their
@@ -210,30 +244,27 @@ pub(crate) async fn admit(
         .bind(now - 60_000)
         .execute(&mut **tx)
         .await?;
-        let sql = match backend {
-            Backend::Postgres => {
-                "SELECT id FROM accounts WHERE id = $1 AND status = 'active' FOR SHARE"
-            }
-            Backend::Sqlite => "SELECT id FROM accounts WHERE id = $1 AND status = 'active'",
-        };
-        return match sqlx::query(sql)
-            .bind(account.as_str())
-            .fetch_optional(&mut **tx)
-            .await?
+        return match sqlx::query(
+            "SELECT id FROM accounts WHERE id = $1 AND status = 'active' FOR SHARE",
+        )
+        .bind(account.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
         {
             Some(_) => Ok(()),
             None => Err(StoreError::NotFound("account")),
         };
     }
-    let balance = lock_account(tx, account)
-        .await?
-        .ok_or(StoreError::NotFound("account"))?;
-    // The row is locked already: the console's "last activity" costs no extra lock.
-    sqlx::query("UPDATE accounts SET last_active_at = $1 WHERE id = $2")
-        .bind(now_ms())
-        .bind(account.as_str())
-        .execute(&mut **tx)
-        .await?;
+    // Locks the row (as `lock_account`) while writing the console's "last activity".
+    let balance: i64 = sqlx::query(
+        "UPDATE accounts SET last_active_at = $1 WHERE id = $2 AND status = 'active' RETURNING balance",
+    )
+    .bind(now_ms())
+    .bind(account.as_str())
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::NotFound("account"))?
+    .try_get("balance")?;
     if admission.max_concurrent_runs > 0 {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM runs WHERE account_id = $1 AND status IN ('queued', 'streaming')",

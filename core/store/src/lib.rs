@@ -10,6 +10,7 @@ mod api_keys;
 mod audit;
 mod bindings;
 mod conversations;
+mod group_commit;
 mod identities;
 mod ledger;
 mod links;
@@ -25,7 +26,7 @@ pub use admin::{AccountListing, AccountSort, RunFilter, RunListing};
 pub use api_keys::{ApiKeyInfo, ApiKeyScope, KeyedAccount};
 pub use audit::{Actor, AuditFilter, AuditKind, AuditRecord, Change};
 pub use bindings::RenderState;
-pub use conversations::{Conversation, Message, NewTurn};
+pub use conversations::{Conversation, Message, NewConversation, NewTurn};
 pub use identities::{IdentityRecord, SsoFlow};
 pub use ledger::{Admission, LedgerEntry, LedgerReason, UsageBucket, utc_date};
 pub use links::{Identity, LinkOutcome};
@@ -124,6 +125,10 @@ pub struct Store {
     /// write lock with the busy handler's growing sleeps (up to 100 ms each), which
     /// is what a burst of admissions waited on. Elsewhere the same pool as reads.
     write_pool: AnyPool,
+    /// On a SQLite file, the task that commits the per-run writes of concurrent runs
+    /// (admissions and ends) in shared transactions on `write_pool`
+    /// (`group_commit.rs`); `None` elsewhere.
+    group: Option<group_commit::GroupCommit>,
     backend: Backend,
     /// Micro-credits every new account starts with (`accounts.default_balance`).
     initial_balance: i64,
@@ -266,21 +271,24 @@ impl Store {
             }))
             .connect(&url)
             .await?;
-        let write_pool = match backend {
+        let (write_pool, group) = match backend {
             Backend::Sqlite if !url.contains(":memory:") && !url.contains("mode=memory") => {
                 // WAL lets readers proceed while a transaction writes; it persists in
                 // the file, so it is set once, before the writer connects.
                 pool.execute("PRAGMA journal_mode = WAL").await?;
-                pool_options(backend)
+                let writer = pool_options(backend)
                     .max_connections(1)
                     .connect(&url)
-                    .await?
+                    .await?;
+                let group = group_commit::GroupCommit::start(writer.clone());
+                (writer, Some(group))
             }
-            _ => pool.clone(),
+            _ => (pool.clone(), None),
         };
         Ok(Self {
             pool,
             write_pool,
+            group,
             backend,
             initial_balance: 0,
         })
@@ -353,6 +361,24 @@ impl Store {
             Backend::Sqlite => self.write_pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.write_pool.begin().await,
         }
+    }
+
+    /// Runs `write` in a write transaction and commits it: on a SQLite file in the
+    /// next group commit (shared with the writes of other runs waiting at that
+    /// moment; a batch where any write fails runs each of its writes alone), else in
+    /// a transaction of its own. `write` must fail before writing anything it would
+    /// not want committed: its error rolls its transaction back.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        write: group_commit::WriteFn<T>,
+    ) -> Result<T, StoreError> {
+        if let Some(group) = &self.group {
+            return group.write(write).await;
+        }
+        let mut tx = self.begin_write().await?;
+        let value = write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(value)
     }
 }
 

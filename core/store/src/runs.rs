@@ -3,15 +3,18 @@
 //! A run's text lives in `runs.text` while it streams (checkpointed in batches, never
 //! per token) and is appended to its message in the same transaction that ends it.
 
-use super::ledger::{Admission, admit, charge_run, lock_account};
+use super::conversations::insert_conversation;
+use super::group_commit::{Tx, write_fn};
+use super::ledger::{Admission, admit, charge_run};
 use super::stats::record_run_end;
-use super::{NewTurn, Store, StoreConflict, StoreError};
+use super::{Backend, NewConversation, NewTurn, Store, StoreConflict, StoreError};
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
 use chorus_model::money::Charge;
 use chorus_model::time::now_ms;
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use std::sync::Arc;
 
 pub use chorus_model::run::RunStatus;
 
@@ -145,49 +148,52 @@ impl Store {
         lease_until: i64,
         admission: &Admission,
     ) -> Result<TurnIds, StoreError> {
-        let ids = TurnIds {
-            user_message_id: MessageId::generate(),
-            assistant_message_id: MessageId::generate(),
-            run_id: RunId::generate(),
-        };
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        admit(&mut tx, self.backend(), &turn.account_id, admission).await?;
-        // Both messages in one statement: one round trip fewer on every admission.
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
-             VALUES ($1, $2, $3, 'user', $4, NULL, $5), ($6, $2, $1, 'assistant', '', $7, $8)",
-        )
-        .bind(ids.user_message_id.as_str())
-        .bind(turn.conversation_id.as_str())
-        .bind(turn.parent_id.as_ref().map(|p| p.as_str()))
-        .bind(&turn.content)
-        .bind(now)
-        .bind(ids.assistant_message_id.as_str())
-        .bind(&turn.model)
-        .bind(now + 1)
-        .execute(&mut *tx)
-        .await?;
-        insert_run(
-            &mut tx,
-            &ids.run_id,
-            &turn.account_id,
-            &turn.conversation_id,
-            &ids.assistant_message_id,
-            None,
-            &turn.model,
-            owner,
+        self.write_turn(turn, None, owner, lease_until, admission)
+            .await
+    }
+
+    /// Creates `conversation` (its id is `turn.conversation_id`) with the turn's two
+    /// messages and its run, in the one transaction that admits the run: a refused
+    /// admission writes nothing at all.
+    pub async fn start_conversation_turn(
+        &self,
+        conversation: &NewConversation,
+        turn: &NewTurn,
+        owner: &str,
+        lease_until: i64,
+        admission: &Admission,
+    ) -> Result<TurnIds, StoreError> {
+        self.write_turn(turn, Some(conversation), owner, lease_until, admission)
+            .await
+    }
+
+    async fn write_turn(
+        &self,
+        turn: &NewTurn,
+        conversation: Option<&NewConversation>,
+        owner: &str,
+        lease_until: i64,
+        admission: &Admission,
+    ) -> Result<TurnIds, StoreError> {
+        let write = Arc::new(TurnWrite {
+            ids: TurnIds {
+                user_message_id: MessageId::generate(),
+                assistant_message_id: MessageId::generate(),
+                run_id: RunId::generate(),
+            },
+            turn: turn.clone(),
+            conversation: conversation.cloned(),
+            owner: owner.to_string(),
             lease_until,
-            admission,
-        )
+            admission: admission.clone(),
+            backend: self.backend(),
+        });
+        let ids = write.ids.clone();
+        self.write(write_fn(move |tx| {
+            let write = write.clone();
+            Box::pin(async move { write.apply(tx).await })
+        }))
         .await?;
-        sqlx::query("UPDATE conversations SET updated_at = $1, model = $2 WHERE id = $3")
-            .bind(now)
-            .bind(&turn.model)
-            .bind(turn.conversation_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(ids)
     }
 
@@ -213,37 +219,21 @@ impl Store {
         lease_until: i64,
         admission: &Admission,
     ) -> Result<RunId, StoreError> {
-        let id = RunId::generate();
-        let mut tx = self.begin_write().await?;
-        admit(&mut tx, self.backend(), &previous.account_id, admission).await?;
-        let active = sqlx::query(
-            "SELECT id FROM runs WHERE message_id = $1 AND status IN ('queued', 'streaming')",
-        )
-        .bind(previous.message_id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if active.is_some() {
-            return Err(StoreConflict::MessageRunActive.into());
-        }
-        insert_run(
-            &mut tx,
-            &id,
-            &previous.account_id,
-            &previous.conversation_id,
-            &previous.message_id,
-            Some(&previous.id),
-            model,
-            owner,
+        let write = Arc::new(ContinuationWrite {
+            id: RunId::generate(),
+            previous: previous.clone(),
+            model: model.to_string(),
+            owner: owner.to_string(),
             lease_until,
-            admission,
-        )
+            admission: admission.clone(),
+            backend: self.backend(),
+        });
+        let id = write.id.clone();
+        self.write(write_fn(move |tx| {
+            let write = write.clone();
+            Box::pin(async move { write.apply(tx).await })
+        }))
         .await?;
-        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(previous.conversation_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(id)
     }
 
@@ -379,54 +369,18 @@ impl Store {
         outcome: &RunOutcome,
         charge: Option<&Charge>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        lock_run_account(&mut tx, id).await?;
-        let now = now_ms();
-        let updated = sqlx::query(
-            "UPDATE runs SET status = $1, text = $2, checkpoint_seq = $3, finish_reason = $4, error = $5, \
-             prompt_tokens = $6, completion_tokens = $7, cached_prompt_tokens = $8, reasoning_tokens = $9, \
-             updated_at = $10, finished_at = $10, lease_expires_at = NULL \
-             WHERE id = $11 AND lease_owner = $12 AND status IN ('queued', 'streaming') RETURNING message_id, account_id",
-        )
-        .bind(outcome.status.as_str())
-        .bind(&outcome.text)
-        .bind(outcome.seq)
-        .bind(outcome.finish_reason.as_deref())
-        .bind(outcome.error.as_deref())
-        .bind(outcome.prompt_tokens)
-        .bind(outcome.completion_tokens)
-        .bind(outcome.cached_prompt_tokens)
-        .bind(outcome.reasoning_tokens)
-        .bind(now)
-        .bind(id.as_str())
-        .bind(owner)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = updated else {
-            return Ok(false);
-        };
-        let message_id: String = row.try_get("message_id")?;
-        let account = AccountId::from_stored(row.try_get("account_id")?);
-        sqlx::query("UPDATE messages SET content = content || $1 WHERE id = $2")
-            .bind(&outcome.text)
-            .bind(&message_id)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(charge) = charge {
-            charge_run(&mut tx, &account, id, charge).await?;
-        }
-        record_run_end(
-            &mut tx,
-            id,
-            now,
-            outcome.status == RunStatus::Failed,
-            outcome.prompt_tokens.unwrap_or(0),
-            outcome.completion_tokens.unwrap_or(0),
-            charge.map_or(0, |c| c.amount),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        let write = Arc::new(FinishWrite {
+            id: id.clone(),
+            owner: owner.to_string(),
+            outcome: outcome.clone(),
+            charge: charge.cloned(),
+            backend: self.backend(),
+        });
+        self.write(write_fn(move |tx| {
+            let write = write.clone();
+            Box::pin(async move { write.apply(tx).await })
+        }))
+        .await
     }
 
     /// Active runs whose lease has lapsed (their instance died), plus, when given, every
@@ -469,7 +423,7 @@ impl Store {
         charge: Option<&Charge>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        lock_run_account(&mut tx, &run.id).await?;
+        lock_run_account(&mut tx, self.backend(), &run.id).await?;
         let now = now_ms();
         let updated = sqlx::query(
             "UPDATE runs SET status = 'interrupted', text = $1, checkpoint_seq = $2, finish_reason = 'interrupted', \
@@ -514,20 +468,203 @@ impl Store {
 
 /// Locks the row of the account that owns run `id`, before the run's own row: the
 /// order every balance-changing transaction takes (account, then run), so ending a run
-/// never deadlocks with starting one or with a merge.
-async fn lock_run_account(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    id: &RunId,
-) -> Result<(), StoreError> {
-    let row = sqlx::query("SELECT account_id FROM runs WHERE id = $1")
-        .bind(id.as_str())
+/// never deadlocks with starting one or with a merge. One statement on PostgreSQL; on
+/// SQLite nothing to do, as the write transaction (`BEGIN IMMEDIATE`) already excludes
+/// every other writer.
+async fn lock_run_account(tx: &mut Tx, backend: Backend, id: &RunId) -> Result<(), StoreError> {
+    if backend == Backend::Sqlite {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE accounts SET balance = balance \
+         WHERE id = (SELECT account_id FROM runs WHERE id = $1) AND status = 'active'",
+    )
+    .bind(id.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A new turn to write: what [`Store::start_turn_admitted`] and
+/// [`Store::start_conversation_turn`] apply (possibly twice: see `group_commit.rs`).
+struct TurnWrite {
+    ids: TurnIds,
+    turn: NewTurn,
+    conversation: Option<NewConversation>,
+    owner: String,
+    lease_until: i64,
+    admission: Admission,
+    backend: Backend,
+}
+
+impl TurnWrite {
+    /// Admits the run, then writes the conversation (when new), both messages and the
+    /// run. A refusal comes before any write.
+    async fn apply(&self, tx: &mut Tx) -> Result<(), StoreError> {
+        let (turn, ids) = (&self.turn, &self.ids);
+        let now = now_ms();
+        admit(tx, self.backend, &turn.account_id, &self.admission).await?;
+        if let Some(c) = &self.conversation {
+            insert_conversation(
+                tx,
+                &turn.conversation_id,
+                &turn.account_id,
+                &c.title,
+                &turn.model,
+                c.system_prompt.as_deref(),
+                now,
+                c.expires_at,
+            )
+            .await?;
+        }
+        // Both messages in one statement: one round trip fewer on every admission.
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
+             VALUES ($1, $2, $3, 'user', $4, NULL, $5), ($6, $2, $1, 'assistant', '', $7, $8)",
+        )
+        .bind(ids.user_message_id.as_str())
+        .bind(turn.conversation_id.as_str())
+        .bind(turn.parent_id.as_ref().map(|p| p.as_str()))
+        .bind(&turn.content)
+        .bind(now)
+        .bind(ids.assistant_message_id.as_str())
+        .bind(&turn.model)
+        .bind(now + 1)
+        .execute(&mut **tx)
+        .await?;
+        insert_run(
+            tx,
+            &ids.run_id,
+            &turn.account_id,
+            &turn.conversation_id,
+            &ids.assistant_message_id,
+            None,
+            &turn.model,
+            &self.owner,
+            self.lease_until,
+            &self.admission,
+        )
+        .await?;
+        if self.conversation.is_none() {
+            // A new conversation was written with these values already.
+            sqlx::query("UPDATE conversations SET updated_at = $1, model = $2 WHERE id = $3")
+                .bind(now)
+                .bind(&turn.model)
+                .bind(turn.conversation_id.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A continuation to write ([`Store::start_continuation_admitted`]).
+struct ContinuationWrite {
+    id: RunId,
+    previous: Run,
+    model: String,
+    owner: String,
+    lease_until: i64,
+    admission: Admission,
+    backend: Backend,
+}
+
+impl ContinuationWrite {
+    async fn apply(&self, tx: &mut Tx) -> Result<(), StoreError> {
+        let previous = &self.previous;
+        admit(tx, self.backend, &previous.account_id, &self.admission).await?;
+        let active = sqlx::query(
+            "SELECT id FROM runs WHERE message_id = $1 AND status IN ('queued', 'streaming')",
+        )
+        .bind(previous.message_id.as_str())
         .fetch_optional(&mut **tx)
         .await?;
-    if let Some(row) = row {
-        let account = AccountId::from_stored(row.try_get("account_id")?);
-        lock_account(tx, &account).await?;
+        if active.is_some() {
+            return Err(StoreConflict::MessageRunActive.into());
+        }
+        insert_run(
+            tx,
+            &self.id,
+            &previous.account_id,
+            &previous.conversation_id,
+            &previous.message_id,
+            Some(&previous.id),
+            &self.model,
+            &self.owner,
+            self.lease_until,
+            &self.admission,
+        )
+        .await?;
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(previous.conversation_id.as_str())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
-    Ok(())
+}
+
+/// A run's end to write ([`Store::finish_run_charged`]).
+struct FinishWrite {
+    id: RunId,
+    owner: String,
+    outcome: RunOutcome,
+    charge: Option<Charge>,
+    backend: Backend,
+}
+
+impl FinishWrite {
+    /// Ends the run if it is still active and `owner`'s, appends its text to the
+    /// message and charges it; false (writing nothing) when it was not ours to end.
+    async fn apply(&self, tx: &mut Tx) -> Result<bool, StoreError> {
+        let (id, outcome) = (&self.id, &self.outcome);
+        lock_run_account(tx, self.backend, id).await?;
+        let now = now_ms();
+        let updated = sqlx::query(
+            "UPDATE runs SET status = $1, text = $2, checkpoint_seq = $3, finish_reason = $4, error = $5, \
+             prompt_tokens = $6, completion_tokens = $7, cached_prompt_tokens = $8, reasoning_tokens = $9, \
+             updated_at = $10, finished_at = $10, lease_expires_at = NULL \
+             WHERE id = $11 AND lease_owner = $12 AND status IN ('queued', 'streaming') RETURNING message_id, account_id",
+        )
+        .bind(outcome.status.as_str())
+        .bind(&outcome.text)
+        .bind(outcome.seq)
+        .bind(outcome.finish_reason.as_deref())
+        .bind(outcome.error.as_deref())
+        .bind(outcome.prompt_tokens)
+        .bind(outcome.completion_tokens)
+        .bind(outcome.cached_prompt_tokens)
+        .bind(outcome.reasoning_tokens)
+        .bind(now)
+        .bind(id.as_str())
+        .bind(&self.owner)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(row) = updated else {
+            return Ok(false);
+        };
+        let message_id: String = row.try_get("message_id")?;
+        let account = AccountId::from_stored(row.try_get("account_id")?);
+        sqlx::query("UPDATE messages SET content = content || $1 WHERE id = $2")
+            .bind(&outcome.text)
+            .bind(&message_id)
+            .execute(&mut **tx)
+            .await?;
+        if let Some(charge) = &self.charge {
+            charge_run(tx, &account, id, charge).await?;
+        }
+        record_run_end(
+            tx,
+            id,
+            now,
+            outcome.status == RunStatus::Failed,
+            outcome.prompt_tokens.unwrap_or(0),
+            outcome.completion_tokens.unwrap_or(0),
+            self.charge.as_ref().map_or(0, |c| c.amount),
+        )
+        .await?;
+        Ok(true)
+    }
 }
 
 /// A run's text to save: everything up to journal seq `seq`.
@@ -567,7 +704,7 @@ async fn checkpoint_on(
 
 #[allow(clippy::too_many_arguments)]
 async fn insert_run(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut Tx,
     id: &RunId,
     account: &AccountId,
     conversation: &ConversationId,

@@ -8,9 +8,10 @@ use chorus_core::quota::{Charge, LinkCode, Refusal, TokenCounts};
 use chorus_model::ids::{AccountId, ConversationId, RunId};
 use chorus_model::time::now_ms;
 use chorus_store::{
-    Account, Admission, ApiKeyScope, Identity, LedgerReason, NewTurn, Role, RunOutcome, RunStatus,
-    Store, StoreConflict, StoreError,
+    Account, Admission, ApiKeyScope, Identity, LedgerReason, NewConversation, NewTurn, Role,
+    RunOutcome, RunStatus, Store, StoreConflict, StoreError,
 };
+use futures::future::join_all;
 
 const OWNER: &str = "instance-a";
 const CREDIT: i64 = 1_000_000;
@@ -85,6 +86,7 @@ async fn suite(mut store: Store) {
     store.set_initial_balance(5 * CREDIT);
     runs_are_charged_once(&store).await;
     admission_refuses_exhausted_and_busy_accounts(&mut store).await;
+    concurrent_runs_start_and_end_exactly(&store).await;
     store.set_initial_balance(3 * CREDIT);
     link_codes_merge_accounts(&store).await;
     link_codes_are_single_use_and_expire(&store).await;
@@ -196,6 +198,97 @@ async fn runs_are_charged_once(store: &Store) {
     );
     let (none, _) = store.usage(&alice.id, now_ms() + 86_400_000).await.unwrap();
     assert!(none.is_empty());
+}
+
+/// Concurrent admissions and ends of one account (on SQLite they share group
+/// commits): a concurrency limit admits exactly as many runs as it allows, the
+/// refused ones write nothing (not even their new conversation), and each admitted
+/// run is charged exactly once however many ends race.
+async fn concurrent_runs_start_and_end_exactly(store: &Store) {
+    const SENDS: usize = 40;
+    const LIMIT: u32 = 8;
+    let ivy = store.create_account("ivy", Role::User, None).await.unwrap();
+    store
+        .credit(&ivy.id, CREDIT, LedgerReason::Grant, None)
+        .await
+        .unwrap();
+    let start = assert_balanced(store, &ivy.id).await;
+    let admission = Admission {
+        enforce_balance: true,
+        reservation: 10,
+        prompt_estimate: 5,
+        max_concurrent_runs: LIMIT,
+    };
+    let lease = now_ms() + 60_000;
+    let sends = (0..SENDS).map(|i| {
+        let (store, ivy, admission) = (store.clone(), ivy.clone(), admission.clone());
+        async move {
+            let conversation = NewConversation {
+                title: format!("API: {i}"),
+                system_prompt: Some("be brief".into()),
+                expires_at: None,
+            };
+            let turn = turn(&ivy, &ConversationId::generate(), &format!("q{i}"));
+            store
+                .start_conversation_turn(&conversation, &turn, OWNER, lease, &admission)
+                .await
+                .map(|ids| (turn.conversation_id, ids))
+        }
+    });
+    let mut admitted = Vec::new();
+    for result in join_all(sends).await {
+        match result {
+            Ok(started) => admitted.push(started),
+            Err(StoreError::Refused(Refusal::TooManyRuns { running })) => {
+                assert_eq!(running, i64::from(LIMIT));
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        admitted.len(),
+        LIMIT as usize,
+        "the limit admits exactly its runs"
+    );
+    let listed = store.list_conversations(&ivy.id, 100).await.unwrap();
+    assert_eq!(
+        listed.len(),
+        LIMIT as usize,
+        "a refused request leaves no conversation"
+    );
+    for (conversation, ids) in &admitted {
+        let messages = store.messages(conversation).await.unwrap();
+        assert_eq!(messages.len(), 2, "the question and the reply");
+        assert_eq!(messages[1].run_id.as_ref(), Some(&ids.run_id));
+        let stored = store
+            .conversation(&ivy.id, conversation)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.system_prompt.as_deref(), Some("be brief"));
+        assert!(stored.title.starts_with("API: "));
+    }
+    // Every end twice at once: each run is ended and charged once.
+    let ends = admitted.iter().chain(admitted.iter()).map(|(_, ids)| {
+        let (store, run) = (store.clone(), ids.run_id.clone());
+        async move {
+            store
+                .finish_run_charged(&run, OWNER, &outcome("done"), Some(&charge(1000)))
+                .await
+                .unwrap()
+        }
+    });
+    let ended = join_all(ends).await.into_iter().filter(|e| *e).count();
+    assert_eq!(ended, LIMIT as usize, "each run ends once");
+    assert_eq!(
+        assert_balanced(store, &ivy.id).await,
+        start - 1000 * i64::from(LIMIT)
+    );
+    for (conversation, _) in &admitted {
+        let messages = store.messages(conversation).await.unwrap();
+        assert_eq!(messages[1].content, "done");
+        assert_eq!(messages[1].run_status.as_deref(), Some("complete"));
+    }
 }
 
 async fn admission_refuses_exhausted_and_busy_accounts(store: &mut Store) {
