@@ -6,7 +6,7 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
 /// The console's areas, in navigation order: (path, label).
-const AREAS: [(&str, &str); 6] = [
+const AREAS: [(&str, &str); 7] = [
     ("/admin", "Overview"),
     ("/admin/accounts", "Accounts"),
     ("/admin/access", "Access"),
