@@ -57,7 +57,7 @@ impl EventsEndpoint {
         *self.inner.bot.write().unwrap_or_else(|e| e.into_inner()) = bot;
     }
 
-    fn bot(&self) -> Option<Arc<Bot>> {
+    pub(crate) fn bot(&self) -> Option<Arc<Bot>> {
         self.inner
             .bot
             .read()
