@@ -643,7 +643,7 @@ fn rest_answer() -> impl Strategy<Value = (u16, Vec<(String, String)>, Vec<u8>)>
 #[test]
 fn rest_answers_of_any_shape_are_read_without_a_panic() {
     let harness = Harness::new();
-    let rest = Rest::new(&harness.url, "fuzz-token".to_string().into()).expect("a client");
+    let rest = Rest::new(&harness.url, chorus_model::secret::Secret::new("fuzz-token")).expect("a client");
     let mut runner = TestRunner::new(cases());
     runner
         .run(&rest_answer(), |(status, headers, body)| {
