@@ -101,7 +101,9 @@ async fn rest(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, body: Byt
             path: path.clone(),
             body,
         });
-    if let Some((status, headers, body)) = fake.next.lock().unwrap_or_else(|e| e.into_inner()).take() {
+    if let Some((status, headers, body)) =
+        fake.next.lock().unwrap_or_else(|e| e.into_inner()).take()
+    {
         let mut response = Response::builder()
             .status(StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT));
         for (k, v) in headers {
@@ -136,9 +138,7 @@ impl Harness {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let fake: Arc<Fake> = Arc::default();
         let (core, bot, url) = runtime.block_on(async {
-            let app = axum::Router::new()
-                .fallback(rest)
-                .with_state(fake.clone());
+            let app = axum::Router::new().fallback(rest).with_state(fake.clone());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind the fake REST API");
@@ -191,7 +191,11 @@ impl Harness {
     }
 
     fn calls(&self) -> Vec<Call> {
-        self.fake.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.fake
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn accounts(&self) -> i64 {
@@ -310,9 +314,27 @@ fn mutate(body: &[u8], mutations: &[Mutation]) -> Vec<u8> {
 /// JSON of any shape, with the field names Discord's payloads use.
 fn json_value() -> impl Strategy<Value = Value> {
     let key = prop::sample::select(vec![
-        "type", "id", "token", "data", "name", "options", "value", "custom_id",
-        "component_type", "values", "user", "member", "roles", "guild_id", "channel_id",
-        "channel", "message", "content", "author", "focused", "application_id",
+        "type",
+        "id",
+        "token",
+        "data",
+        "name",
+        "options",
+        "value",
+        "custom_id",
+        "component_type",
+        "values",
+        "user",
+        "member",
+        "roles",
+        "guild_id",
+        "channel_id",
+        "channel",
+        "message",
+        "content",
+        "author",
+        "focused",
+        "application_id",
     ]);
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -320,7 +342,14 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(|n| Value::from(n.to_string())),
         prop::sample::select(vec![
-            "ask", "model", "link", "resume", "chorus:stop", "chorus:resume", ALLOWED_USER, "",
+            "ask",
+            "model",
+            "link",
+            "resume",
+            "chorus:stop",
+            "chorus:resume",
+            ALLOWED_USER,
+            "",
         ])
         .prop_map(Value::from),
         any::<String>().prop_map(Value::from),
@@ -339,8 +368,20 @@ fn json_value() -> impl Strategy<Value = Value> {
 /// or its bytes mutated, or any JSON with an interaction's type.
 fn interaction_payload() -> impl Strategy<Value = Vec<u8>> {
     let examples = prop::sample::select(vec![
-        command("ask", json!([{"type": 3, "name": "question", "value": "why?"}]), ALLOWED_USER, "t", true),
-        command("model", json!([{"type": 3, "name": "name", "value": "de", "focused": true}]), ALLOWED_USER, "t", false),
+        command(
+            "ask",
+            json!([{"type": 3, "name": "question", "value": "why?"}]),
+            ALLOWED_USER,
+            "t",
+            true,
+        ),
+        command(
+            "model",
+            json!([{"type": 3, "name": "name", "value": "de", "focused": true}]),
+            ALLOWED_USER,
+            "t",
+            false,
+        ),
         command("link", json!([]), ALLOWED_USER, "t", false),
         component(&Control::Stop.button_id(), ALLOWED_USER, "t"),
         {
@@ -350,7 +391,13 @@ fn interaction_payload() -> impl Strategy<Value = Vec<u8>> {
             c
         },
         {
-            let mut c = command("model", json!([{"type": 3, "name": "name", "value": "DE", "focused": true}]), ALLOWED_USER, "t", false);
+            let mut c = command(
+                "model",
+                json!([{"type": 3, "name": "name", "value": "DE", "focused": true}]),
+                ALLOWED_USER,
+                "t",
+                false,
+            );
             c["type"] = json!(4);
             c
         },
@@ -358,9 +405,20 @@ fn interaction_payload() -> impl Strategy<Value = Vec<u8>> {
     let replaced = (
         examples.clone(),
         prop::sample::select(vec![
-            "/data/name", "/data/options", "/data/custom_id", "/data/values", "/data/component_type",
-            "/member/user/id", "/member/roles", "/channel_id", "/guild_id", "/type", "/message",
-            "/data/options/0/value", "/data/options/0/type", "/token",
+            "/data/name",
+            "/data/options",
+            "/data/custom_id",
+            "/data/values",
+            "/data/component_type",
+            "/member/user/id",
+            "/member/roles",
+            "/channel_id",
+            "/guild_id",
+            "/type",
+            "/message",
+            "/data/options/0/value",
+            "/data/options/0/type",
+            "/token",
         ]),
         json_value(),
     )
@@ -413,16 +471,29 @@ enum Refused {
 }
 
 fn refused() -> impl Strategy<Value = Refused> {
-    let names = ["ask", "new", "model", "stop", "continue", "regenerate", "resume", "link", "usage", "help"];
+    let names = [
+        "ask",
+        "new",
+        "model",
+        "stop",
+        "continue",
+        "regenerate",
+        "resume",
+        "link",
+        "usage",
+        "help",
+    ];
     prop_oneof![
         (prop::sample::select(names.to_vec()), "[1-9][0-9]{0,18}")
-            .prop_filter("not the allowed user", |(_, u)| u != ALLOWED_USER && u.parse::<u64>().is_ok())
+            .prop_filter("not the allowed user", |(_, u)| u != ALLOWED_USER
+                && u.parse::<u64>().is_ok())
             .prop_map(|(n, u)| Refused::Stranger(n.to_string(), u)),
         any::<String>()
             .prop_filter("not a command", move |n| !names.contains(&n.as_str()))
             .prop_map(Refused::UnknownCommand),
         prop_oneof![any::<String>(), "chorus:[a-z]{0,12}".prop_map(String::from)]
-            .prop_filter("not a button", |id| Control::from_button_id(id).is_none() && id != "chorus:resume")
+            .prop_filter("not a button", |id| Control::from_button_id(id).is_none()
+                && id != "chorus:resume")
             .prop_map(Refused::UnknownButton),
     ]
 }
@@ -445,9 +516,13 @@ fn refused_interactions_get_one_private_answer_and_nothing_else() {
                     command(name, json!([]), ALLOWED_USER, &token, true),
                     "I do not know the command",
                 ),
-                Refused::UnknownButton(id) => (component(id, ALLOWED_USER, &token), "I do not know that button"),
+                Refused::UnknownButton(id) => (
+                    component(id, ALLOWED_USER, &token),
+                    "I do not know that button",
+                ),
             };
-            let interaction: Interaction = serde_json::from_value(payload).expect("a valid interaction");
+            let interaction: Interaction =
+                serde_json::from_value(payload).expect("a valid interaction");
             harness
                 .runtime
                 .block_on(harness.bot.clone().on_interaction(interaction));
@@ -464,11 +539,22 @@ fn refused_interactions_get_one_private_answer_and_nothing_else() {
             let content = call.body["data"]["content"].as_str().unwrap_or_default();
             prop_assert!(content.contains(why), "{:?}", content);
             prop_assert!(content.chars().count() <= DISCORD_CONTENT_LIMIT);
-            prop_assert_eq!(harness.accounts(), 0, "a refused interaction made an account");
+            prop_assert_eq!(
+                harness.accounts(),
+                0,
+                "a refused interaction made an account"
+            );
             Ok(())
         })
         .expect("every refused interaction answered privately");
-    assert_eq!(harness.calls().len(), harness.calls().iter().filter(|c| c.path.ends_with("/callback")).count());
+    assert_eq!(
+        harness.calls().len(),
+        harness
+            .calls()
+            .iter()
+            .filter(|c| c.path.ends_with("/callback"))
+            .count()
+    );
     harness.settle();
 }
 
@@ -495,13 +581,20 @@ fn markdown() -> impl Strategy<Value = String> {
 fn check_parts(text: &str, parts: &[String]) -> Result<(), TestCaseError> {
     prop_assert!(!parts.is_empty());
     for part in parts {
-        prop_assert!(part.chars().count() <= DISCORD_CONTENT_LIMIT, "{} characters", part.chars().count());
+        prop_assert!(
+            part.chars().count() <= DISCORD_CONTENT_LIMIT,
+            "{} characters",
+            part.chars().count()
+        );
     }
     let (last, full) = parts.split_last().expect("one part");
     for part in full {
         prop_assert_eq!(&close_open_fence(part), part, "a part leaves a fence open");
     }
-    prop_assert_eq!(close_open_fence(last) == *last, close_open_fence(text) == text);
+    prop_assert_eq!(
+        close_open_fence(last) == *last,
+        close_open_fence(text) == text
+    );
     if !text.contains("```") && !text.contains("~~~") {
         prop_assert_eq!(parts.concat(), text);
     }
@@ -531,7 +624,10 @@ fn answers_and_replies_of_any_text_fit_discord_whole() {
     let mut runner = TestRunner::new(cases());
     runner
         .run(&markdown(), |text| {
-            prop_assume!(!has_fence_opener_longer_than(&text, DISCORD_CONTENT_LIMIT / 2));
+            prop_assume!(!has_fence_opener_longer_than(
+                &text,
+                DISCORD_CONTENT_LIMIT / 2
+            ));
             // A reply posted in a channel, through the sink.
             let channel = 800_000_000_000_000_000u64 + IDS.fetch_add(1, Ordering::SeqCst) as u64;
             harness
@@ -540,7 +636,9 @@ fn answers_and_replies_of_any_text_fit_discord_whole() {
             let posted: Vec<String> = harness
                 .calls()
                 .into_iter()
-                .filter(|c| c.method == Method::POST && c.path == format!("/channels/{channel}/messages"))
+                .filter(|c| {
+                    c.method == Method::POST && c.path == format!("/channels/{channel}/messages")
+                })
                 .map(|c| c.body["content"].as_str().unwrap_or_default().to_string())
                 .collect();
             check_parts(&text, &posted)?;
@@ -550,9 +648,18 @@ fn answers_and_replies_of_any_text_fit_discord_whole() {
                 return Ok(());
             }
             let token = token();
-            let payload = command("ask", json!([{"type": 3, "name": "question", "value": text}]), ALLOWED_USER, &token, false);
-            let interaction: Interaction = serde_json::from_value(payload).expect("a valid interaction");
-            harness.runtime.block_on(harness.bot.clone().on_interaction(interaction));
+            let payload = command(
+                "ask",
+                json!([{"type": 3, "name": "question", "value": text}]),
+                ALLOWED_USER,
+                &token,
+                false,
+            );
+            let interaction: Interaction =
+                serde_json::from_value(payload).expect("a valid interaction");
+            harness
+                .runtime
+                .block_on(harness.bot.clone().on_interaction(interaction));
             let shown: Vec<String> = harness
                 .calls()
                 .into_iter()
@@ -578,14 +685,21 @@ fn messages_and_reactions_of_any_shape_never_panic() {
     let payload = prop_oneof![
         (markdown(), any::<bool>(), any::<bool>()).prop_map(move |(text, dm, mention_bot)| {
             let mut m = example.clone();
-            m["content"] = json!(if mention_bot { format!("<@{BOT_ID}> {text}") } else { text });
+            m["content"] = json!(if mention_bot {
+                format!("<@{BOT_ID}> {text}")
+            } else {
+                text
+            });
             m["author"]["id"] = json!(ALLOWED_USER);
             if !dm {
                 m["guild_id"] = json!("290926798626357999");
             }
             m.to_string().into_bytes()
         }),
-        (Just(fixture("message")), prop::collection::vec(mutation(), 1..4))
+        (
+            Just(fixture("message")),
+            prop::collection::vec(mutation(), 1..4)
+        )
             .prop_map(|(m, muts)| mutate(m.to_string().as_bytes(), &muts)),
         json_value().prop_map(|v| v.to_string().into_bytes()),
     ];
@@ -594,15 +708,21 @@ fn messages_and_reactions_of_any_shape_never_panic() {
         .run(&(payload, any::<bool>()), |(payload, as_reaction)| {
             if as_reaction {
                 if let Ok(reaction) = serde_json::from_slice::<Reaction>(&payload) {
-                    harness.runtime.block_on(harness.bot.clone().on_reaction(reaction));
+                    harness
+                        .runtime
+                        .block_on(harness.bot.clone().on_reaction(reaction));
                 }
             } else if let Ok(message) = serde_json::from_slice::<Message>(&payload) {
                 let place = Place::DM;
-                if let Some(text) = addressing::addressed(&place, false, &message.content, BOT_ID, "!chorus") {
+                if let Some(text) =
+                    addressing::addressed(&place, false, &message.content, BOT_ID, "!chorus")
+                {
                     prop_assert!(!text.contains(&mention), "{:?}", text);
                     prop_assert_eq!(text.trim(), text.as_str());
                 }
-                harness.runtime.block_on(harness.bot.clone().on_message(message));
+                harness
+                    .runtime
+                    .block_on(harness.bot.clone().on_message(message));
             }
             Ok(())
         })
@@ -631,8 +751,17 @@ fn rest_answer() -> impl Strategy<Value = (u16, Vec<(String, String)>, Vec<u8>)>
     .prop_map(|(k, v)| (k.to_string(), v));
     let body = prop_oneof![
         json_value().prop_map(|v| v.to_string().into_bytes()),
-        prop_oneof![any::<f64>().prop_map(|f| json!(f)), any::<i64>().prop_map(Value::from), Just(json!("1.5")), Just(json!(-3))]
-            .prop_map(|r| json!({"message": "You are being rate limited.", "retry_after": r, "global": false}).to_string().into_bytes()),
+        prop_oneof![
+            any::<f64>().prop_map(|f| json!(f)),
+            any::<i64>().prop_map(Value::from),
+            Just(json!("1.5")),
+            Just(json!(-3))
+        ]
+        .prop_map(|r| {
+            json!({"message": "You are being rate limited.", "retry_after": r, "global": false})
+                .to_string()
+                .into_bytes()
+        }),
         prop::collection::vec(any::<u8>(), 0..300),
     ];
     (status, prop::collection::vec(header, 0..3), body)
@@ -643,7 +772,11 @@ fn rest_answer() -> impl Strategy<Value = (u16, Vec<(String, String)>, Vec<u8>)>
 #[test]
 fn rest_answers_of_any_shape_are_read_without_a_panic() {
     let harness = Harness::new();
-    let rest = Rest::new(&harness.url, chorus_model::secret::Secret::new("fuzz-token")).expect("a client");
+    let rest = Rest::new(
+        &harness.url,
+        chorus_model::secret::Secret::new("fuzz-token"),
+    )
+    .expect("a client");
     let mut runner = TestRunner::new(cases());
     runner
         .run(&rest_answer(), |(status, headers, body)| {
@@ -652,7 +785,11 @@ fn rest_answers_of_any_shape_are_read_without_a_panic() {
             let json_body = serde_json::from_slice::<Value>(&body).is_ok();
             *harness.fake.next.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some((status, headers, body.clone()));
-            let result = harness.runtime.block_on(rest.call(Method::POST, "/channels/1/messages", Some(&json!({"content": "x"}))));
+            let result = harness.runtime.block_on(rest.call(
+                Method::POST,
+                "/channels/1/messages",
+                Some(&json!({"content": "x"})),
+            ));
             match (status, result) {
                 (429, Err(SinkError::RateLimited { retry_after })) => {
                     prop_assert!(retry_after.as_secs() <= 3600, "{:?}", retry_after)
@@ -660,7 +797,11 @@ fn rest_answers_of_any_shape_are_read_without_a_panic() {
                 (204, Ok(Value::Null)) => {}
                 (s, Ok(_)) => prop_assert!((200..300).contains(&s) && json_body, "{} accepted", s),
                 (s, Err(SinkError::Failed(message))) => {
-                    prop_assert!(message.starts_with("discord: POST /channels/1/messages"), "{}", message);
+                    prop_assert!(
+                        message.starts_with("discord: POST /channels/1/messages"),
+                        "{}",
+                        message
+                    );
                     if (200..300).contains(&s) {
                         prop_assert!(message.contains("bad JSON"), "{}", message);
                     } else {
@@ -706,18 +847,39 @@ fn autocomplete_offers_at_most_25_models_for_anything_typed() {
     runner
         .run(&any::<String>(), |typed| {
             let token = token();
-            let mut payload = command("model", json!([{"type": 3, "name": "name", "value": typed, "focused": true}]), ALLOWED_USER, &token, false);
+            let mut payload = command(
+                "model",
+                json!([{"type": 3, "name": "name", "value": typed, "focused": true}]),
+                ALLOWED_USER,
+                &token,
+                false,
+            );
             payload["type"] = json!(4);
-            let interaction: Interaction = serde_json::from_value(payload).expect("an autocomplete");
-            harness.runtime.block_on(harness.bot.clone().on_interaction(interaction));
-            let calls: Vec<Call> = harness.calls().into_iter().filter(|c| c.path.contains(&token)).collect();
+            let interaction: Interaction =
+                serde_json::from_value(payload).expect("an autocomplete");
+            harness
+                .runtime
+                .block_on(harness.bot.clone().on_interaction(interaction));
+            let calls: Vec<Call> = harness
+                .calls()
+                .into_iter()
+                .filter(|c| c.path.contains(&token))
+                .collect();
             prop_assert_eq!(calls.len(), 1, "{:?}", calls);
             prop_assert_eq!(&calls[0].body["type"], &json!(8));
-            let choices = calls[0].body["data"]["choices"].as_array().cloned().unwrap_or_default();
+            let choices = calls[0].body["data"]["choices"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             prop_assert!(choices.len() <= 25);
             for c in &choices {
                 let name = c["name"].as_str().unwrap_or_default().to_lowercase();
-                prop_assert!(name.contains(&typed.to_lowercase()), "{} for {:?}", name, typed);
+                prop_assert!(
+                    name.contains(&typed.to_lowercase()),
+                    "{} for {:?}",
+                    name,
+                    typed
+                );
             }
             Ok(())
         })

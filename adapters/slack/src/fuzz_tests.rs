@@ -71,7 +71,11 @@ fn count_panics() {
 type Calls = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// Slack's Web API as far as the app needs answers: `ok` with the fields it reads.
-async fn web_api(State(calls): State<Calls>, Path(method): Path<String>, body: Bytes) -> axum::Json<Value> {
+async fn web_api(
+    State(calls): State<Calls>,
+    Path(method): Path<String>,
+    body: Bytes,
+) -> axum::Json<Value> {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     calls
         .lock()
@@ -155,7 +159,13 @@ impl Harness {
     }
 
     /// Sends one request to the router; its status and body.
-    fn send(&self, path: &str, content_type: &str, body: &[u8], headers: &[(String, String)]) -> (u16, String) {
+    fn send(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+        headers: &[(String, String)],
+    ) -> (u16, String) {
         let mut request = axum::http::Request::post(path).header("content-type", content_type);
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
@@ -210,7 +220,8 @@ fn now() -> i64 {
 
 /// `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{body}` under `secret`, as Slack signs.
 fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<sha2_011::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    let mut mac =
+        Hmac::<sha2_011::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(format!("v0:{timestamp}:").as_bytes());
     mac.update(body);
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
@@ -219,7 +230,10 @@ fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
 fn signed_headers(secret: &str, timestamp: &str, body: &[u8]) -> Vec<(String, String)> {
     vec![
         ("x-slack-request-timestamp".into(), timestamp.into()),
-        ("x-slack-signature".into(), signature(secret, timestamp, body)),
+        (
+            "x-slack-signature".into(),
+            signature(secret, timestamp, body),
+        ),
     ]
 }
 
@@ -236,10 +250,16 @@ const FORM: &str = "application/x-www-form-urlencoded";
 
 fn fixture(name: &str) -> Value {
     let text = match name {
-        "app_mention" => include_str!("../../../tests/fixtures/slack/event_callback_app_mention.json"),
-        "message_im" => include_str!("../../../tests/fixtures/slack/event_callback_message_im.json"),
+        "app_mention" => {
+            include_str!("../../../tests/fixtures/slack/event_callback_app_mention.json")
+        }
+        "message_im" => {
+            include_str!("../../../tests/fixtures/slack/event_callback_message_im.json")
+        }
         "assistant" => {
-            include_str!("../../../tests/fixtures/slack/event_callback_assistant_thread_started.json")
+            include_str!(
+                "../../../tests/fixtures/slack/event_callback_assistant_thread_started.json"
+            )
         }
         "url_verification" => include_str!("../../../tests/fixtures/slack/url_verification.json"),
         "block_actions" => include_str!("../../../tests/fixtures/slack/block_actions.json"),
@@ -262,8 +282,19 @@ fn form(fields: &[(&str, String)]) -> Vec<u8> {
 fn command_fields(text: &str) -> Vec<(&'static str, String)> {
     let fixture = fixture("slash_command");
     let mut fields: Vec<(&'static str, String)> = [
-        "token", "team_id", "team_domain", "enterprise_id", "enterprise_name", "channel_id",
-        "channel_name", "user_id", "user_name", "command", "text", "response_url", "trigger_id",
+        "token",
+        "team_id",
+        "team_domain",
+        "enterprise_id",
+        "enterprise_name",
+        "channel_id",
+        "channel_name",
+        "user_id",
+        "user_name",
+        "command",
+        "text",
+        "response_url",
+        "trigger_id",
         "api_app_id",
     ]
     .into_iter()
@@ -391,7 +422,9 @@ enum Forgery {
 fn forgery() -> impl Strategy<Value = Forgery> {
     prop_oneof![
         prop::collection::vec(mutation(), 1..4).prop_map(Forgery::Body),
-        "[ -~]{0,40}".prop_filter("another secret", |s| s != SECRET).prop_map(Forgery::Secret),
+        "[ -~]{0,40}"
+            .prop_filter("another secret", |s| s != SECRET)
+            .prop_map(Forgery::Secret),
         prop_oneof![301i64..1_000_000_000, -1_000_000_000i64..-301].prop_map(Forgery::Stale),
         prop_oneof![
             "[ -~]{0,24}",
@@ -400,7 +433,8 @@ fn forgery() -> impl Strategy<Value = Forgery> {
                 .prop_map(|t| t.to_string()),
         ]
         .prop_filter("not within five minutes", |s| {
-            s.parse::<i64>().map_or(true, |t| (t as i128 - now() as i128).abs() > 300)
+            s.parse::<i64>()
+                .map_or(true, |t| (t as i128 - now() as i128).abs() > 300)
         })
         .prop_map(Forgery::Timestamp),
         (any::<prop::sample::Index>(), any::<char>()).prop_map(|(i, c)| Forgery::Signature(i, c)),
@@ -462,14 +496,18 @@ fn requests_not_signed_by_slack_are_refused_and_nothing_is_done() {
             let Some((body, headers)) = forge(&delivery, &forgery) else {
                 return Ok(());
             };
-            let (status, text) = harness.send(delivery.path, delivery.content_type, &body, &headers);
+            let (status, text) =
+                harness.send(delivery.path, delivery.content_type, &body, &headers);
             prop_assert_eq!(status, 401, "{:?} got {}: {}", forgery, status, text);
             prop_assert_eq!(text, "invalid Slack request signature");
             Ok(())
         })
         .expect("every forged request refused");
     let (calls, accounts) = harness.settle();
-    assert!(calls.is_empty(), "a refused request reached Slack: {calls:?}");
+    assert!(
+        calls.is_empty(),
+        "a refused request reached Slack: {calls:?}"
+    );
     assert_eq!(accounts, 0, "a refused request made an account");
 
     // The control: the same recordings, signed, are handled (a question makes an
@@ -487,8 +525,14 @@ fn requests_not_signed_by_slack_are_refused_and_nothing_is_done() {
     }
     let (calls, accounts) = harness.settle();
     assert!(accounts >= 1, "no question was handled");
-    for method in ["chat.postEphemeral", "assistant.threads.setSuggestedPrompts"] {
-        assert!(calls.iter().any(|(m, _)| m == method), "no {method}: {calls:?}");
+    for method in [
+        "chat.postEphemeral",
+        "assistant.threads.setSuggestedPrompts",
+    ] {
+        assert!(
+            calls.iter().any(|(m, _)| m == method),
+            "no {method}: {calls:?}"
+        );
     }
 }
 
@@ -504,7 +548,11 @@ fn a_signed_request_with_an_extreme_timestamp_is_refused_not_a_panic() {
     for ts in [i64::MIN, i64::MIN + 1, i64::MAX, -1] {
         let headers = signed_headers(SECRET, &ts.to_string(), &body);
         let (status, text) = harness.send("/slack/events", JSON, &body, &headers);
-        assert_eq!((status, text.as_str()), (401, "invalid Slack request signature"), "{ts}");
+        assert_eq!(
+            (status, text.as_str()),
+            (401, "invalid Slack request signature"),
+            "{ts}"
+        );
     }
     let (calls, accounts) = harness.settle();
     assert!(calls.is_empty() && accounts == 0, "{calls:?}");
@@ -512,7 +560,10 @@ fn a_signed_request_with_an_extreme_timestamp_is_refused_not_a_panic() {
 
 /// A body as it may come: a mutated recording, arbitrary JSON, a form, random bytes.
 fn any_body() -> impl Strategy<Value = (Delivery, Vec<u8>)> {
-    let recorded = (prop::sample::select(recorded()), prop::collection::vec(mutation(), 0..4))
+    let recorded = (
+        prop::sample::select(recorded()),
+        prop::collection::vec(mutation(), 0..4),
+    )
         .prop_map(|(d, m)| {
             let body = mutate(&d.body, &m);
             (d, body)
@@ -552,9 +603,28 @@ fn any_body() -> impl Strategy<Value = (Delivery, Vec<u8>)> {
 /// JSON of any shape, with the field names Slack's payloads use.
 fn json_value() -> impl Strategy<Value = Value> {
     let key = prop::sample::select(vec![
-        "type", "event", "event_id", "team_id", "challenge", "user", "channel", "text", "ts",
-        "thread_ts", "actions", "action_id", "container", "message_ts", "channel_id", "payload",
-        "subtype", "bot_id", "channel_type", "assistant_thread", "user_id", "command",
+        "type",
+        "event",
+        "event_id",
+        "team_id",
+        "challenge",
+        "user",
+        "channel",
+        "text",
+        "ts",
+        "thread_ts",
+        "actions",
+        "action_id",
+        "container",
+        "message_ts",
+        "channel_id",
+        "payload",
+        "subtype",
+        "bot_id",
+        "channel_type",
+        "assistant_thread",
+        "user_id",
+        "command",
     ]);
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -562,9 +632,20 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<f64>().prop_map(|f| json!(f)),
         prop::sample::select(vec![
-            "event_callback", "url_verification", "app_mention", "message", "block_actions",
-            "im", "chorus:stop", "chorus:continue", "D123", "C123", "1700000000.000100",
-            "T123ABC456", BOT_USER, "",
+            "event_callback",
+            "url_verification",
+            "app_mention",
+            "message",
+            "block_actions",
+            "im",
+            "chorus:stop",
+            "chorus:continue",
+            "D123",
+            "C123",
+            "1700000000.000100",
+            "T123ABC456",
+            BOT_USER,
+            "",
         ])
         .prop_map(Value::from),
         any::<String>().prop_map(Value::from),
@@ -632,7 +713,8 @@ fn url_verification_echoes_any_challenge() {
                 &signed_headers(SECRET, &ts, body.as_bytes()),
             );
             prop_assert_eq!(status, 200);
-            let answer: Value = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let answer: Value =
+                serde_json::from_str(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(answer, json!({ "challenge": challenge }));
             Ok(())
         })
@@ -653,15 +735,24 @@ fn socket_frame() -> impl Strategy<Value = String> {
         }),
         ("slash_commands", {
             let fields = command_fields("stop");
-            Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), Value::from(v))).collect())
+            Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), Value::from(v)))
+                    .collect(),
+            )
         }),
     ];
-    let wrapped = (prop::sample::select(payloads), prop::collection::vec(mutation(), 0..3))
+    let wrapped = (
+        prop::sample::select(payloads),
+        prop::collection::vec(mutation(), 0..3),
+    )
         .prop_map(|((kind, payload), mutations)| {
             let mut envelope = fixture("socket_envelope");
             envelope["type"] = json!(kind);
             envelope["payload"] = payload;
-            String::from_utf8_lossy(&mutate(envelope.to_string().as_bytes(), &mutations)).into_owned()
+            String::from_utf8_lossy(&mutate(envelope.to_string().as_bytes(), &mutations))
+                .into_owned()
         });
     prop_oneof![
         wrapped,
@@ -683,9 +774,15 @@ fn socket_frame() -> impl Strategy<Value = String> {
 #[derive(serde::Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Frame {
-    EventsApi { payload: SlackPushEventCallback },
-    Interactive { payload: SlackInteractionEvent },
-    SlashCommands { payload: SlackCommandEvent },
+    EventsApi {
+        payload: SlackPushEventCallback,
+    },
+    Interactive {
+        payload: SlackInteractionEvent,
+    },
+    SlashCommands {
+        payload: SlackCommandEvent,
+    },
     #[serde(other)]
     Other,
 }

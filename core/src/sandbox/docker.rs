@@ -298,7 +298,10 @@ impl DockerSandbox {
 
         // Copy the workspace back, within the quota.
         let mut notes = Vec::new();
-        let files = match self.copy_back(&docker, guard.id(holder), &dir, before).await {
+        let files = match self
+            .copy_back(&docker, guard.id(holder), &dir, before)
+            .await
+        {
             Ok(unpacked) => {
                 if !unpacked.skipped.is_empty() {
                     notes.push(format!(
