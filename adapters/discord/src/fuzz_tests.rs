@@ -81,8 +81,11 @@ struct Call {
 #[derive(Default)]
 struct Fake {
     calls: Mutex<Vec<Call>>,
-    next: Mutex<Option<(u16, Vec<(String, String)>, Vec<u8>)>>,
+    next: Mutex<Option<Answer>>,
 }
+
+/// A REST answer: status, headers, body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
 
 static IDS: AtomicUsize = AtomicUsize::new(1);
 
@@ -383,7 +386,7 @@ fn interaction_payload() -> impl Strategy<Value = Vec<u8>> {
             false,
         ),
         command("link", json!([]), ALLOWED_USER, "t", false),
-        component(&Control::Stop.button_id(), ALLOWED_USER, "t"),
+        component(Control::Stop.button_id(), ALLOWED_USER, "t"),
         {
             let mut c = component("chorus:resume", ALLOWED_USER, "t");
             c["data"]["component_type"] = json!(3);

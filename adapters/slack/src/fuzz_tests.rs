@@ -445,7 +445,10 @@ fn forgery() -> impl Strategy<Value = Forgery> {
 
 /// The request `delivery` forged as `forgery`: body and headers; `None` when the
 /// forgery happens to change nothing.
-fn forge(delivery: &Delivery, forgery: &Forgery) -> Option<(Vec<u8>, Vec<(String, String)>)> {
+/// A request's body and headers.
+type Request = (Vec<u8>, Vec<(String, String)>);
+
+fn forge(delivery: &Delivery, forgery: &Forgery) -> Option<Request> {
     let ts = now().to_string();
     let body = delivery.body.clone();
     let headers = signed_headers(SECRET, &ts, &body);
@@ -773,6 +776,7 @@ fn socket_frame() -> impl Strategy<Value = String> {
 /// payload types its callbacks receive).
 #[derive(serde::Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
 enum Frame {
     EventsApi {
         payload: SlackPushEventCallback,
