@@ -19,6 +19,8 @@ pub mod config;
 mod connection;
 mod controls;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod interactions;
 mod rest;
 mod sink;

@@ -270,7 +270,7 @@ impl SlackApi {
 
 /// A message: the markdown in a `markdown` block, the buttons in an `actions` block,
 /// and a short plain fallback for notifications.
-fn content(markdown: &str, buttons: Buttons) -> SlackMessageContent {
+pub(crate) fn content(markdown: &str, buttons: Buttons) -> SlackMessageContent {
     let mut blocks: Vec<SlackBlock> = vec![SlackMarkdownBlock::new(markdown.to_string()).into()];
     blocks.extend(actions(buttons));
     let fallback: String = markdown.chars().take(FALLBACK_CHARS).collect();

@@ -57,7 +57,7 @@ impl EventsEndpoint {
         *self.inner.bot.write().unwrap_or_else(|e| e.into_inner()) = bot;
     }
 
-    fn bot(&self) -> Option<Arc<Bot>> {
+    pub(crate) fn bot(&self) -> Option<Arc<Bot>> {
         self.inner
             .bot
             .read()
@@ -85,12 +85,34 @@ impl EventsEndpoint {
         let Ok(text) = std::str::from_utf8(body) else {
             return Err(refuse("body is not UTF-8"));
         };
+        // Checked here first, without overflow: slack-morphism's own check computes
+        // `now - ts`, which overflows (a panic in a debug build) for a timestamp near
+        // `i64::MIN` (fuzz_tests.rs keeps the case).
+        if !fresh(timestamp) {
+            return Err(refuse("timestamp not within five minutes"));
+        }
         if let Err(e) = verifier.verify(signature, text, timestamp) {
             tracing::debug!(error = %e, "slack: signature check failed");
             return Err(refuse("bad signature or stale timestamp"));
         }
         Ok(text)
     }
+}
+
+/// How far a request's timestamp may be from now, in seconds (Slack's five minutes).
+const MAX_TIMESTAMP_AGE_SECS: i64 = 300;
+
+/// Whether `timestamp` is whole Unix seconds within [`MAX_TIMESTAMP_AGE_SECS`] of now.
+fn fresh(timestamp: &str) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    timestamp
+        .parse::<i64>()
+        .ok()
+        .and_then(|ts| now.checked_sub(ts))
+        .and_then(i64::checked_abs)
+        .is_some_and(|age| age <= MAX_TIMESTAMP_AGE_SECS)
 }
 
 /// A request that is not Slack's: 401, and nothing in it is read.

@@ -14,6 +14,8 @@ mod bot;
 pub mod config;
 mod error;
 mod events;
+#[cfg(test)]
+mod fuzz_tests;
 mod key;
 mod sink;
 mod socket;

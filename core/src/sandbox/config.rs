@@ -41,7 +41,9 @@ pub struct SandboxConfig {
     pub max_concurrent: usize,
     /// Longest wait in that queue, in seconds, before the execution is refused.
     pub queue_timeout_secs: u64,
-    /// Size limit of one conversation's workspace, in MiB.
+    /// Size limit of one conversation's workspace, in MiB. It caps everything an
+    /// execution writes to `/mnt` (a tmpfs volume of this size, plus the program;
+    /// writes past it fail with `ENOSPC`), and those writes count against `memory_mb`.
     pub workspace_quota_mb: u64,
     /// Longest accepted program, in bytes.
     pub max_code_bytes: usize,
@@ -54,7 +56,9 @@ pub struct SandboxConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LanguageConfig {
-    /// Image with the interpreter; it needs nothing else (no shell, no tar).
+    /// Image with the interpreter; it needs nothing else (no shell, no tar). Its
+    /// `command` given `/dev/stdin` as the program must wait on it (interpreters do):
+    /// that is the holder that keeps the workspace volume mounted (container.rs).
     pub image: String,
     /// Command and arguments; the program's path is appended.
     pub command: Vec<String>,

@@ -1,15 +1,27 @@
-//! The container one execution gets, and the guard that removes it on every path.
+//! The containers one execution gets, and the guard that removes them on every path.
 //!
-//! The workspace travels through a fresh anonymous volume at `/mnt` (the root
-//! filesystem is read-only, and Docker's archive API writes into volumes, not tmpfs
-//! mounts): `/mnt/data` is the workspace, `/mnt/code` holds the program. Removing the
-//! container with `v=true` removes the volume with it.
+//! The workspace travels through a memory-backed volume at `/mnt` (the root
+//! filesystem is read-only): `/mnt/data` is the workspace, `/mnt/code` holds the
+//! program. The volume is a local-driver `tmpfs` of a fixed size and number of files
+//! ([`workspace_volume_options`]), so what a program writes there is capped in total,
+//! not only per file: past the cap a write fails with "No space left on device", and
+//! nothing lands on the Docker host's disk.
+//!
+//! A tmpfs volume lives only while it is mounted, and Docker's archive API mounts it
+//! only for the length of one call on a container that is not running. So each
+//! execution has two containers: the **holder**, started first, which keeps the
+//! volume mounted from the upload to the download (it runs the language's command on
+//! `/dev/stdin`, an open pipe nothing is written to, so it waits; it runs nothing
+//! else), and the **program**'s container, which mounts the holder's volume by name.
+//! The workspace is uploaded to and downloaded from the holder. Removing the program's
+//! container, then the holder with `v=true`, removes the volume.
 
 use super::config::{LanguageConfig, SandboxConfig};
+use super::workspace::MAX_FILES;
 use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
-    ResourcesUlimits,
+    MountVolumeOptionsDriverConfig, ResourcesUlimits,
 };
 use bollard::query_parameters::RemoveContainerOptionsBuilder;
 use std::collections::HashMap;
@@ -24,22 +36,155 @@ pub const LABEL_INSTANCE: &str = "chorus.sandbox.instance";
 pub const MOUNT: &str = "/mnt";
 pub const WORKDIR: &str = "/mnt/data";
 
-/// The create request of one execution's container.
+/// What the holder's command reads as its program: a pipe that stays open and empty.
+const HOLD: &str = "/dev/stdin";
+
+/// Files and directories `/mnt` may hold: the workspace's limit and a few for `/mnt`,
+/// `code/`, the program and `data/`.
+pub fn volume_files() -> usize {
+    MAX_FILES + 8
+}
+
+/// Bytes `/mnt` may hold: the workspace quota and room for a program of
+/// `program_bytes` (rounded up to 64 KiB, the largest page size a host may have: tmpfs
+/// counts whole pages).
+pub fn volume_bytes(config: &SandboxConfig, program_bytes: usize) -> u64 {
+    const PAGE: u64 = 64 * 1024;
+    config.workspace_quota_bytes() + (program_bytes as u64).div_ceil(PAGE).max(1) * PAGE
+}
+
+/// The local driver's options of the workspace volume: a tmpfs of
+/// [`volume_bytes`] and [`volume_files`] (its pages count against the program's memory
+/// limit as it writes them, never against the host's disk).
+pub fn workspace_volume_options(
+    config: &SandboxConfig,
+    program_bytes: usize,
+) -> HashMap<String, String> {
+    [
+        ("type".to_string(), "tmpfs".to_string()),
+        ("device".to_string(), "tmpfs".to_string()),
+        (
+            "o".to_string(),
+            format!(
+                "size={},nr_inodes={},mode=1777,nosuid,nodev",
+                volume_bytes(config, program_bytes),
+                volume_files()
+            ),
+        ),
+    ]
+    .into()
+}
+
+fn labels(instance: &str) -> HashMap<String, String> {
+    [
+        (LABEL.to_string(), "1".to_string()),
+        (LABEL_INSTANCE.to_string(), instance.to_string()),
+    ]
+    .into()
+}
+
+/// The isolation every container of an execution gets, with `mount` at `/mnt`.
+fn isolated(config: &SandboxConfig, mount: Mount) -> HostConfig {
+    let memory = (config.memory_mb * 1024 * 1024) as i64;
+    let fsize = config.workspace_quota_bytes() as i64;
+    HostConfig {
+        network_mode: Some("none".into()),
+        memory: Some(memory),
+        // Equal to `memory`: no swap on top of the limit.
+        memory_swap: Some(memory),
+        nano_cpus: Some((config.cpus * 1e9) as i64),
+        pids_limit: Some(config.pids_limit),
+        readonly_rootfs: Some(true),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        privileged: Some(false),
+        ipc_mode: Some("private".into()),
+        tmpfs: Some(
+            [(
+                "/tmp".to_string(),
+                format!("rw,nosuid,nodev,size={}m,mode=1777", config.tmp_mb),
+            )]
+            .into(),
+        ),
+        mounts: Some(vec![mount]),
+        // No single file beyond the quota, even in /tmp.
+        ulimits: Some(vec![ResourcesUlimits {
+            name: Some("fsize".into()),
+            soft: Some(fsize),
+            hard: Some(fsize),
+        }]),
+        // Output goes only to our attach stream, never to a log file on the host.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".into()),
+            config: None,
+        }),
+        auto_remove: Some(false),
+        ..Default::default()
+    }
+}
+
+/// The create request of an execution's holder: a new workspace volume at `/mnt`,
+/// kept mounted while it waits on [`HOLD`].
+pub fn holder_spec(
+    config: &SandboxConfig,
+    language: &LanguageConfig,
+    instance: &str,
+    program_bytes: usize,
+) -> ContainerCreateBody {
+    let mut cmd = language.command.clone();
+    cmd.push(HOLD.into());
+    let mount = Mount {
+        target: Some(MOUNT.into()),
+        typ: Some(MountType::VOLUME),
+        read_only: Some(false),
+        volume_options: Some(MountVolumeOptions {
+            labels: Some(labels(instance)),
+            no_copy: Some(true),
+            driver_config: Some(MountVolumeOptionsDriverConfig {
+                name: Some("local".into()),
+                options: Some(workspace_volume_options(config, program_bytes)),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(language.image.clone()),
+        cmd: Some(cmd),
+        user: Some(config.user.clone()),
+        working_dir: Some("/tmp".into()),
+        env: Some(vec!["HOME=/tmp".into()]),
+        labels: Some(labels(instance)),
+        attach_stdout: Some(false),
+        attach_stderr: Some(false),
+        attach_stdin: Some(false),
+        // Open and never written: the command waits on it.
+        open_stdin: Some(true),
+        stdin_once: Some(false),
+        tty: Some(false),
+        network_disabled: Some(true),
+        host_config: Some(isolated(config, mount)),
+        ..Default::default()
+    }
+}
+
+/// The create request of one execution's program, on the holder's `volume`.
 pub fn spec(
     config: &SandboxConfig,
     language: &LanguageConfig,
     program_name: &str,
     instance: &str,
+    volume: &str,
 ) -> ContainerCreateBody {
-    let labels: HashMap<String, String> = [
-        (LABEL.to_string(), "1".to_string()),
-        (LABEL_INSTANCE.to_string(), instance.to_string()),
-    ]
-    .into();
     let mut cmd = language.command.clone();
     cmd.push(format!("{MOUNT}/code/{program_name}"));
-    let memory = (config.memory_mb * 1024 * 1024) as i64;
-    let fsize = config.workspace_quota_bytes() as i64;
+    let mount = Mount {
+        target: Some(MOUNT.into()),
+        source: Some(volume.into()),
+        typ: Some(MountType::VOLUME),
+        read_only: Some(false),
+        ..Default::default()
+    };
     ContainerCreateBody {
         image: Some(language.image.clone()),
         cmd: Some(cmd),
@@ -50,143 +195,129 @@ pub fn spec(
             "PYTHONDONTWRITEBYTECODE=1".into(),
             "MPLCONFIGDIR=/tmp".into(),
         ]),
-        labels: Some(labels.clone()),
+        labels: Some(labels(instance)),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         attach_stdin: Some(false),
         open_stdin: Some(false),
         tty: Some(false),
         network_disabled: Some(true),
-        host_config: Some(HostConfig {
-            network_mode: Some("none".into()),
-            memory: Some(memory),
-            // Equal to `memory`: no swap on top of the limit.
-            memory_swap: Some(memory),
-            nano_cpus: Some((config.cpus * 1e9) as i64),
-            pids_limit: Some(config.pids_limit),
-            readonly_rootfs: Some(true),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
-            privileged: Some(false),
-            ipc_mode: Some("private".into()),
-            tmpfs: Some(
-                [(
-                    "/tmp".to_string(),
-                    format!("rw,nosuid,nodev,size={}m,mode=1777", config.tmp_mb),
-                )]
-                .into(),
-            ),
-            mounts: Some(vec![Mount {
-                target: Some(MOUNT.into()),
-                typ: Some(MountType::VOLUME),
-                read_only: Some(false),
-                volume_options: Some(MountVolumeOptions {
-                    labels: Some(labels),
-                    no_copy: Some(true),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]),
-            // No single file beyond the quota, even while the program runs.
-            ulimits: Some(vec![ResourcesUlimits {
-                name: Some("fsize".into()),
-                soft: Some(fsize),
-                hard: Some(fsize),
-            }]),
-            // Output goes only to our attach stream, never to a log file on the host.
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("none".into()),
-                config: None,
-            }),
-            auto_remove: Some(false),
-            ..Default::default()
-        }),
+        host_config: Some(isolated(config, mount)),
         ..Default::default()
     }
 }
 
-/// Owns a created container: [`ContainerGuard::remove`] removes it (and its volume);
-/// dropping the guard without that (a cancelled or panicking execution) removes it
-/// from a background task.
-pub struct ContainerGuard {
-    docker: Docker,
+/// One container a guard owns.
+struct Owned {
     /// The container's name until Docker confirmed the creation, then its id.
     id: String,
-    armed: bool,
     /// Docker answered the create request. Until then a dropped guard cannot know
     /// whether the container exists (the request may still land), so it keeps trying.
     confirmed: bool,
 }
 
+/// Owns the containers of one execution (the holder, then the program's):
+/// [`ContainerGuard::remove`] removes them, newest first, and with them the volume;
+/// dropping the guard without that (a cancelled or panicking execution) removes them
+/// from a background task, in the same order.
+pub struct ContainerGuard {
+    docker: Docker,
+    owned: Vec<Owned>,
+    armed: bool,
+}
+
+/// A container of a [`ContainerGuard`], by the order it was announced in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot(usize);
+
 impl ContainerGuard {
-    /// A guard for the container about to be created under `name`, taken before the
-    /// create request, so that a future dropped while Docker creates it (a stopped
-    /// run) still removes it.
-    pub fn before_create(docker: Docker, name: String) -> Self {
+    pub fn new(docker: Docker) -> Self {
         Self {
             docker,
-            id: name,
+            owned: Vec::new(),
             armed: true,
-            confirmed: false,
         }
     }
 
+    /// Takes the container about to be created under `name`, before the create
+    /// request, so that a future dropped while Docker creates it (a stopped run) still
+    /// removes it.
+    pub fn before_create(&mut self, name: String) -> Slot {
+        self.owned.push(Owned {
+            id: name,
+            confirmed: false,
+        });
+        Slot(self.owned.len() - 1)
+    }
+
     /// Docker created the container: `id` is it.
-    pub fn created(&mut self, id: String) {
-        self.id = id;
-        self.confirmed = true;
+    pub fn created(&mut self, slot: Slot, id: String) {
+        self.owned[slot.0] = Owned {
+            id,
+            confirmed: true,
+        };
         crate::telemetry::metrics::sandbox_containers(1.0);
     }
 
-    /// The create request failed: there is nothing to remove.
-    pub fn not_created(mut self) {
-        self.armed = false;
+    /// The create request failed: there is nothing to remove for the newest slot.
+    pub fn not_created(&mut self, slot: Slot) {
+        if slot.0 + 1 == self.owned.len() {
+            self.owned.pop();
+        }
     }
 
-    pub fn id(&self) -> &str {
-        &self.id
+    pub fn id(&self, slot: Slot) -> &str {
+        &self.owned[slot.0].id
     }
 
-    /// Kills and removes the container and its volume, and waits for it.
+    /// Kills and removes the containers (newest first) and the volume, and waits.
     pub async fn remove(mut self) {
         self.armed = false;
-        remove_or_retry(&self.docker, &self.id).await;
-        if self.confirmed {
-            crate::telemetry::metrics::sandbox_containers(-1.0);
+        for owned in std::mem::take(&mut self.owned).into_iter().rev() {
+            remove_or_retry(&self.docker, &owned.id).await;
+            if owned.confirmed {
+                crate::telemetry::metrics::sandbox_containers(-1.0);
+            }
         }
     }
 }
 
 impl Drop for ContainerGuard {
     fn drop(&mut self) {
-        if !self.armed {
+        if !self.armed || self.owned.is_empty() {
             return;
         }
-        let (docker, id, confirmed) = (self.docker.clone(), self.id.clone(), self.confirmed);
+        let (docker, owned) = (self.docker.clone(), std::mem::take(&mut self.owned));
         match tokio::runtime::Handle::try_current() {
             // Detached on purpose: the owner is gone; the removal is bounded by
             // Docker's request timeout, and start-up reaping catches what it misses.
             Ok(rt) => {
                 rt.spawn(async move {
-                    if confirmed {
-                        remove_or_retry(&docker, &id).await;
-                        crate::telemetry::metrics::sandbox_containers(-1.0);
-                        return;
-                    }
-                    // The create request may still be landing: look for the name a
-                    // few times before deciding nothing was made.
-                    for _ in 0..PENDING_CREATE_CHECKS {
-                        match remove(&docker, &id).await {
-                            Removal::Missing => {}
-                            Removal::Removed => return,
-                            Removal::Failed => return remove_or_retry(&docker, &id).await,
+                    for Owned { id, confirmed } in owned.into_iter().rev() {
+                        if confirmed {
+                            remove_or_retry(&docker, &id).await;
+                            crate::telemetry::metrics::sandbox_containers(-1.0);
+                            continue;
                         }
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        // The create request may still be landing: look for the name
+                        // a few times before deciding nothing was made.
+                        for _ in 0..PENDING_CREATE_CHECKS {
+                            match remove(&docker, &id).await {
+                                Removal::Missing => {}
+                                Removal::Removed => break,
+                                Removal::Failed => {
+                                    remove_or_retry(&docker, &id).await;
+                                    break;
+                                }
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        }
                     }
                 });
             }
             Err(_) => {
-                tracing::warn!(container = %id, "sandbox container left for the start-up reaper")
+                let ids: Vec<&str> = owned.iter().map(|o| o.id.as_str()).collect();
+                tracing::warn!(containers = ?ids, "sandbox containers left for the start-up reaper")
             }
         }
     }
@@ -272,7 +403,7 @@ mod tests {
     fn spec_isolates_the_container() {
         let config = SandboxConfig::default();
         let python = config.language("python").unwrap().1;
-        let spec = spec(&config, python, "main.py", "inst-1");
+        let spec = spec(&config, python, "main.py", "inst-1", "vol-1");
         let host = spec.host_config.as_ref().unwrap();
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.readonly_rootfs, Some(true));
@@ -291,5 +422,39 @@ mod tests {
         let labels = spec.labels.as_ref().unwrap();
         assert_eq!(labels[LABEL], "1");
         assert_eq!(labels[LABEL_INSTANCE], "inst-1");
+        let mount = &host.mounts.as_ref().unwrap()[0];
+        assert_eq!(mount.source.as_deref(), Some("vol-1"));
+        assert_eq!(mount.target.as_deref(), Some(MOUNT));
+    }
+
+    #[test]
+    fn the_holder_makes_a_capped_tmpfs_volume_and_waits() {
+        let config = SandboxConfig {
+            workspace_quota_mb: 2,
+            ..SandboxConfig::default()
+        };
+        let python = config.language("python").unwrap().1;
+        let holder = holder_spec(&config, python, "inst-1", 1000);
+        assert_eq!(
+            holder.cmd.as_deref().unwrap(),
+            ["python3", "-u", "/dev/stdin"]
+        );
+        assert_eq!(holder.open_stdin, Some(true));
+        let host = holder.host_config.as_ref().unwrap();
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        let mount = &host.mounts.as_ref().unwrap()[0];
+        assert_eq!(mount.source, None, "a new volume, removed with the holder");
+        let options = mount.volume_options.as_ref().unwrap();
+        assert_eq!(options.labels.as_ref().unwrap()[LABEL], "1");
+        let driver = options.driver_config.as_ref().unwrap();
+        let opts = driver.options.as_ref().unwrap();
+        assert_eq!(opts["type"], "tmpfs");
+        let size = 2 * 1024 * 1024 + 64 * 1024;
+        assert!(
+            opts["o"].starts_with(&format!("size={size},nr_inodes={},", MAX_FILES + 8)),
+            "{}",
+            opts["o"]
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! [`DockerSandbox`]: the [`Sandbox`] on a Docker engine, through bollard.
 //!
-//! One execution: wait for a slot (semaphore) → lock the workspace → create the
-//! container → upload workspace and program → attach → start → read output (bounded)
-//! until exit, the wall-clock limit (kill) or cancellation (kill, remove, return) →
-//! inspect (exit code, OOM) → download the workspace within the quota → remove.
+//! One execution: wait for a slot (semaphore) → lock the workspace → create and start
+//! the holder (its new tmpfs volume of the quota's size at `/mnt`) → upload workspace
+//! and program into it → create the program's container on that volume → attach →
+//! start → read output (bounded) until exit, the wall-clock limit (kill) or
+//! cancellation (kill, remove, return) → inspect (exit code, OOM) → download the
+//! workspace from the holder within the quota → remove both (and the volume).
 
 use super::config::SandboxConfig;
 use super::container::{self, ContainerGuard, LABEL, LABEL_INSTANCE, MOUNT};
@@ -224,9 +226,38 @@ impl DockerSandbox {
             .map_err(|e| SandboxError::Docker(e.to_string()))??
         };
 
-        let spec = container::spec(&self.config, lang, &program_name, &self.instance);
+        // The holder first: it keeps the workspace volume mounted from the upload to
+        // the download (container.rs).
         let name = format!("chorus-sbx-{}", uuid::Uuid::new_v4().simple());
-        let mut guard = ContainerGuard::before_create(docker.clone(), name.clone());
+        let mut guard = ContainerGuard::new(docker.clone());
+        let holder = guard.before_create(format!("{name}-hold"));
+        let created = docker
+            .create_container(
+                Some(
+                    CreateContainerOptionsBuilder::default()
+                        .name(guard.id(holder))
+                        .build(),
+                ),
+                container::holder_spec(&self.config, lang, &self.instance, request.code.len()),
+            )
+            .await;
+        match created {
+            Ok(created) => guard.created(holder, created.id),
+            Err(e) => {
+                guard.not_created(holder);
+                return Err(e.into());
+            }
+        }
+        let volume = match self.hold(&docker, guard.id(holder), tar_file).await {
+            Ok(volume) => volume,
+            Err(e) => {
+                guard.remove().await;
+                return Err(e);
+            }
+        };
+
+        let spec = container::spec(&self.config, lang, &program_name, &self.instance, &volume);
+        let program = guard.before_create(name.clone());
         let created = docker
             .create_container(
                 Some(CreateContainerOptionsBuilder::default().name(&name).build()),
@@ -234,15 +265,16 @@ impl DockerSandbox {
             )
             .await;
         match created {
-            Ok(created) => guard.created(created.id),
+            Ok(created) => guard.created(program, created.id),
             Err(e) => {
-                guard.not_created();
+                guard.not_created(program);
+                guard.remove().await;
                 return Err(e.into());
             }
         }
-        tracing::debug!(container = %guard.id(), language, "sandbox execution starting");
+        tracing::debug!(container = %guard.id(program), language, "sandbox execution starting");
 
-        let outcome = self.drive(&docker, &guard, tar_file, &cancel).await;
+        let outcome = self.drive(&docker, guard.id(program), &cancel).await;
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -253,7 +285,7 @@ impl DockerSandbox {
 
         // Exit code and OOM flag.
         let state = docker
-            .inspect_container(guard.id(), None)
+            .inspect_container(guard.id(program), None)
             .await
             .ok()
             .and_then(|i| i.state);
@@ -266,7 +298,10 @@ impl DockerSandbox {
 
         // Copy the workspace back, within the quota.
         let mut notes = Vec::new();
-        let files = match self.copy_back(&docker, guard.id(), &dir, before).await {
+        let files = match self
+            .copy_back(&docker, guard.id(holder), &dir, before)
+            .await
+        {
             Ok(unpacked) => {
                 if !unpacked.skipped.is_empty() {
                     notes.push(format!(
@@ -301,6 +336,14 @@ impl DockerSandbox {
                 ),
             );
         }
+        if workspace_full(&outcome) {
+            notes.push(format!(
+                "the workspace is full: /mnt holds at most sandbox.workspace_quota_mb = {} MiB \
+                 of files (and {} files); writing past that fails with \"No space left on device\"",
+                self.config.workspace_quota_mb,
+                workspace::MAX_FILES
+            ));
+        }
         let (stdout_truncated, stderr_truncated) =
             (outcome.stdout.truncated(), outcome.stderr.truncated());
         if stdout_truncated || stderr_truncated {
@@ -326,20 +369,29 @@ impl DockerSandbox {
         })
     }
 
-    /// Uploads, starts and follows the container until it ends, is killed at the time
-    /// limit, or is cancelled (then `Err(Cancelled)`).
-    async fn drive(
+    /// Starts the holder, finds its volume and uploads the workspace and program into
+    /// it; the volume's name. The holder must still run after the upload (a command
+    /// that does not wait on `/dev/stdin` would lose the volume's files).
+    async fn hold(
         &self,
         docker: &Docker,
-        guard: &ContainerGuard,
+        holder: &str,
         tar_file: std::fs::File,
-        cancel: &CancellationToken,
-    ) -> Result<Outcome, SandboxError> {
-        let id = guard.id();
+    ) -> Result<String, SandboxError> {
+        docker.start_container(holder, None).await?;
+        let volume = docker
+            .inspect_container(holder, None)
+            .await?
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| m.destination.as_deref() == Some(MOUNT))
+            .and_then(|m| m.name)
+            .ok_or_else(|| SandboxError::Docker("the workspace volume was not made".into()))?;
         let body = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(tar_file));
         docker
             .upload_to_container(
-                id,
+                holder,
                 Some(
                     UploadToContainerOptionsBuilder::default()
                         .path(MOUNT)
@@ -348,6 +400,36 @@ impl DockerSandbox {
                 bollard::body_try_stream(body),
             )
             .await?;
+        self.still_holding(docker, holder).await?;
+        Ok(volume)
+    }
+
+    /// Fails when the holder has stopped: its volume and the files in it are gone.
+    async fn still_holding(&self, docker: &Docker, holder: &str) -> Result<(), SandboxError> {
+        let running = docker
+            .inspect_container(holder, None)
+            .await?
+            .state
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        if running {
+            return Ok(());
+        }
+        Err(SandboxError::Docker(
+            "the workspace holder stopped: the language's command must wait when given \
+             /dev/stdin as its program (every interpreter does)"
+                .into(),
+        ))
+    }
+
+    /// Attaches, starts and follows the program's container until it ends, is killed
+    /// at the time limit, or is cancelled (then `Err(Cancelled)`).
+    async fn drive(
+        &self,
+        docker: &Docker,
+        id: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, SandboxError> {
         let attach = docker
             .attach_container(
                 id,
@@ -413,6 +495,7 @@ impl DockerSandbox {
         dir: &Path,
         before: workspace::Snapshot,
     ) -> Result<workspace::Unpacked, SandboxError> {
+        self.still_holding(docker, id).await?;
         let quota = self.workspaces.quota();
         // Tar headers and padding on top of the file bytes.
         let cap = quota + quota / 8 + 16 * 1024 * 1024;
@@ -452,6 +535,14 @@ struct Outcome {
     stdout: BoundedOutput,
     stderr: BoundedOutput,
     timed_out: bool,
+}
+
+/// Whether the program was told the workspace volume is full (`ENOSPC`, in the words
+/// of libc, Python, Node and the shells).
+fn workspace_full(outcome: &Outcome) -> bool {
+    [&outcome.stdout, &outcome.stderr]
+        .iter()
+        .any(|o| o.contains("No space left on device") || o.contains("ENOSPC"))
 }
 
 async fn kill(docker: &Docker, id: &str) {

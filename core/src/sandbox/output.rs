@@ -35,6 +35,11 @@ impl BoundedOutput {
         self.total
     }
 
+    /// Whether the kept bytes hold `needle`.
+    pub fn contains(&self, needle: &str) -> bool {
+        String::from_utf8_lossy(&self.kept).contains(needle)
+    }
+
     /// The kept text (invalid UTF-8 replaced), with a note when bytes were dropped.
     pub fn into_text(self) -> String {
         let truncated = self.truncated();

@@ -57,6 +57,7 @@ mod openai_responses_provider;
 mod openapi;
 mod quota_support;
 mod sandbox_files;
+mod sandbox_quota;
 mod sandbox_tool;
 mod slack_ask;
 mod slack_controls;
