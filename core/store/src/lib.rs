@@ -12,6 +12,7 @@ mod conversations;
 mod identities;
 mod ledger;
 mod links;
+mod marks;
 mod runs;
 mod sessions;
 mod tool_steps;
@@ -171,6 +172,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "session_list",
         include_str!("../../../migrations/sqlite/0010_session_list.sql"),
     ),
+    (
+        13,
+        "surface_marks",
+        include_str!("../../../migrations/sqlite/0013_surface_marks.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -217,6 +223,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "session_list",
         include_str!("../../../migrations/postgres/0010_session_list.sql"),
+    ),
+    (
+        13,
+        "surface_marks",
+        include_str!("../../../migrations/postgres/0013_surface_marks.sql"),
     ),
 ];
 

@@ -1,5 +1,6 @@
 //! The other slash commands: `/model` autocompletes from the models and switches the
-//! conversation's model, `/help` answers only the person who asked.
+//! conversation's model, `/help` answers only the person who asked, with what a
+//! Discord user can use: the slash commands and the reply buttons.
 
 use crate::discord_support::*;
 use anyhow::{Result, ensure};
@@ -51,9 +52,24 @@ async fn discord_model_autocompletes_and_switches_and_help_is_ephemeral() -> Res
 
     let token = world.fake.slash(dm, &alice, "help", &[])?;
     let (answer, help) = world.fake.answer_of(&token, WAIT).await?;
+    ensure!(answer.ephemeral && help.ephemeral, "{help:?}");
+    let registered = world.fake.lock().commands.clone();
+    ensure!(!registered.is_empty(), "no slash command registered");
+    for command in &registered {
+        let name = command["name"].as_str().unwrap_or_default();
+        ensure!(
+            help.content.contains(&format!("`/{name}")),
+            "`/help` does not list /{name}: {:?}",
+            help.content
+        );
+    }
     ensure!(
-        answer.ephemeral && help.ephemeral && help.content.contains("help"),
-        "{help:?}"
+        help.content.contains("`/ask question`")
+            && help.content.contains("**Stop**")
+            && help.content.contains("**Regenerate**")
+            && !help.content.contains("`!chorus new"),
+        "`/help` answered {:?}",
+        help.content
     );
     Ok(())
 }

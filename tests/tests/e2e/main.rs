@@ -25,6 +25,7 @@ mod discord_private;
 mod discord_restart;
 mod discord_support;
 mod discord_unreachable_at_start;
+mod discord_web_login;
 mod fallback;
 mod gateway_anthropic;
 mod gateway_disconnect;
