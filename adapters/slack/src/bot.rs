@@ -14,7 +14,7 @@ use chorus_core::chat::{
     ChatContext, ChatOutcome, Command, Control, RenderHub, SurfaceHandle, parse_command,
 };
 use slack_morphism::prelude::*;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// The surface's name in bindings and identities: the same key "Sign in with Slack"

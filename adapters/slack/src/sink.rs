@@ -215,7 +215,7 @@ impl MessageSink for SlackSink {
         };
         let assistant = *self
             .assistant
-            .get_or_init(|| self.threads.is_assistant(&self.place.key()))
+            .get_or_init(|| async { self.threads.is_assistant(&self.place.key()).await })
             .await;
         if !assistant {
             return Ok(());

@@ -356,7 +356,9 @@ impl World {
     /// once the surface shows it stopped.
     pub async fn stop(&self, who: &Someone, reply: &Reply) -> Result<String> {
         match reply {
-            Reply::Web { run, .. } => who.web.stop(run).await?,
+            Reply::Web { run, .. } => {
+                who.web.stop(run).await?;
+            }
             Reply::Matrix { root, .. } => {
                 let (user, room) = who.matrix()?;
                 user.send_in_thread(room, root, "!chorus stop", None)
