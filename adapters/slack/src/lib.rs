@@ -65,7 +65,7 @@ pub async fn start(
         .await
         .map_err(|_| auth_failed(format!("no answer within {} s", timeout.as_secs())))?
         .map_err(|e| auth_failed(e.to_string()))?;
-    let threads = Threads::new(core.clone());
+    let threads = Threads::new(core.clone(), SURFACE);
     let sinks = Arc::new(SlackSinkFactory::new(
         api.clone(),
         threads.clone(),

@@ -6,7 +6,6 @@
 //! instance, to which Slack may hand the next event — knows it too, with a bounded
 //! cache in front for what this process learnt itself.
 
-use crate::bot::SURFACE;
 use chorus_core::Core;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -42,13 +41,16 @@ impl Cache {
 #[derive(Clone)]
 pub struct Threads {
     core: Core,
+    /// The surface's name in the store.
+    surface: &'static str,
     cache: Arc<Mutex<Cache>>,
 }
 
 impl Threads {
-    pub fn new(core: Core) -> Self {
+    pub fn new(core: Core, surface: &'static str) -> Self {
         Self {
             core,
+            surface,
             cache: Arc::default(),
         }
     }
@@ -58,13 +60,13 @@ impl Threads {
     }
 
     async fn mark(&self, key: &str, name: &str, value: &str) {
-        if let Err(e) = self.core.mark_channel(SURFACE, key, name, value).await {
+        if let Err(e) = self.core.mark_channel(self.surface, key, name, value).await {
             tracing::warn!(channel = %key, mark = name, error = %e, "slack: cannot save what the app knows of a thread");
         }
     }
 
     async fn read(&self, key: &str, name: &str) -> Option<String> {
-        match self.core.channel_mark(SURFACE, key, name).await {
+        match self.core.channel_mark(self.surface, key, name).await {
             Ok(value) => value,
             Err(e) => {
                 tracing::warn!(channel = %key, mark = name, error = %e, "slack: cannot read what the app knows of a thread");
@@ -108,7 +110,7 @@ impl Threads {
     pub async fn last_place_of(&self, channel_key: &str, user: &str) -> Option<String> {
         match self
             .core
-            .latest_marked_channel(SURFACE, channel_key, ':', LAST_ASKED, user)
+            .latest_marked_channel(self.surface, channel_key, ':', LAST_ASKED, user)
             .await
         {
             Ok(key) => key,

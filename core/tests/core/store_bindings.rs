@@ -218,7 +218,10 @@ async fn deleting_a_conversation_removes_its_renders(store: &Store) {
 
 async fn channel_marks(store: &Store) {
     assert_eq!(
-        store.surface_mark("slack", "T1:D1:1.1", "asker").await.unwrap(),
+        store
+            .surface_mark("slack", "T1:D1:1.1", "asker")
+            .await
+            .unwrap(),
         None
     );
     store
@@ -234,11 +237,17 @@ async fn channel_marks(store: &Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.surface_mark("slack", "T1:D1:1.1", "asker").await.unwrap(),
+        store
+            .surface_mark("slack", "T1:D1:1.1", "asker")
+            .await
+            .unwrap(),
         Some("U2".into())
     );
     assert_eq!(
-        store.surface_mark("discord", "T1:D1:1.1", "asker").await.unwrap(),
+        store
+            .surface_mark("discord", "T1:D1:1.1", "asker")
+            .await
+            .unwrap(),
         None,
         "marks are per surface"
     );

@@ -53,7 +53,7 @@ const fn row(from: Surface, to: Surface, by: By) -> Row {
     Row { from, to, by }
 }
 
-use By::{Lost, Fail, Kill, Live, Stop};
+use By::{Fail, Kill, Live, Lost, Stop};
 use Surface::{Discord, Matrix, Slack, Web};
 
 /// The table.
@@ -143,11 +143,7 @@ async fn a_reply_interrupted_on_one_surface_is_continued_on_every_other() -> Res
         futures::stream::iter(ROWS.iter().filter(|r| matches!(r.by, Stop | Fail)))
             .map(|row| {
                 let world = &world;
-                async move {
-                    ended(world, row)
-                        .await
-                        .with_context(|| format!("{row:?}"))
-                }
+                async move { ended(world, row).await.with_context(|| format!("{row:?}")) }
             })
             .buffer_unordered(3)
             .collect()
@@ -286,9 +282,12 @@ async fn web_killed(world: &mut World, rows: &[Row]) -> Result<()> {
             .map(|row| async move { shared.someone(&[Web, row.to]).await }),
     )
     .await?;
-    let replies: Vec<Reply> =
-        try_join_all(people.iter().map(|who| world.ask(who, Web, "a long one, please", 40)))
-            .await?;
+    let replies: Vec<Reply> = try_join_all(
+        people
+            .iter()
+            .map(|who| world.ask(who, Web, "a long one, please", 40)),
+    )
+    .await?;
     world.b.kill_9()?;
     let a = world.a.url();
     for who in &mut people {

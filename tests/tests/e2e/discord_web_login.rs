@@ -62,7 +62,10 @@ async fn a_web_login_with_discord_is_the_bots_account_without_a_link_code() -> R
 
     // The conversation is in the web's list, with the question and the answer.
     let (_, list) = browser.api_get("/api/conversations").await?;
-    let conversations = list["conversations"].as_array().cloned().unwrap_or_default();
+    let conversations = list["conversations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     ensure!(
         conversations.len() == 1,
         "the web lists {conversations:?} instead of the bot's conversation"
@@ -89,7 +92,10 @@ async fn a_web_login_with_discord_is_the_bots_account_without_a_link_code() -> R
         .flatten()
         .filter_map(|m| m["runs"].as_i64())
         .sum();
-    ensure!(runs == 1, "the web's usage does not count the bot's reply: {usage}");
+    ensure!(
+        runs == 1,
+        "the web's usage does not count the bot's reply: {usage}"
+    );
     let balance = usage["balance"].as_f64().context("no balance")?;
     ensure!(balance >= 7.25, "the grant is not in the balance: {usage}");
     let token = world.fake.slash(dm, &nelly, "usage", &[])?;

@@ -162,8 +162,9 @@ async fn slack_restart_keeps_what_it_knows_of_its_threads() -> Result<()> {
     let state = world.slack.state();
     let after = &state.calls[calls..];
     ensure!(
-        after.iter().any(|c| c.method == "assistant.threads.setStatus"
-            && c.body["status"] == "is thinking…"),
+        after.iter().any(
+            |c| c.method == "assistant.threads.setStatus" && c.body["status"] == "is thinking…"
+        ),
         "the restarted app showed no status in the assistant thread"
     );
     ensure!(

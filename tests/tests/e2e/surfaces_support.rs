@@ -128,8 +128,7 @@ impl World {
         let redis = TestRedis::new().await?;
         let pace = Duration::from_secs_f64(1.0 / tokens_per_second);
         let model =
-            FakeScriptModel::spawn(([127, 0, 0, 1], 0).into(), text, MODEL_KEY, pace, pace)
-                .await?;
+            FakeScriptModel::spawn(([127, 0, 0, 1], 0).into(), text, MODEL_KEY, pace, pace).await?;
         let shared = ServerConfig::new()
             .postgres(db.url())
             .redis_journal(redis.url(), redis.prefix())
@@ -520,8 +519,10 @@ impl World {
                 .await?;
                 let view = until(&format!("the run to be {web_status}"), WAIT, || async {
                     let view = who.web.run(&run).await?;
-                    Ok((s(&view, "status") == web_status && !s(&view, "text").is_empty())
-                        .then_some(view))
+                    Ok(
+                        (s(&view, "status") == web_status && !s(&view, "text").is_empty())
+                            .then_some(view),
+                    )
                 })
                 .await?;
                 let partial = s(&view, "text").to_string();
