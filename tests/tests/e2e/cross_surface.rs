@@ -13,7 +13,7 @@
 //! - `Stop` rows (every ordered pair): stopped the surface's way (the web's stop,
 //!   `!chorus stop`, the Stop button); the second shows it stopped and continues it.
 //! - `Fail` rows (each surface once on each side): the provider errs mid-stream; the
-//!   second shows it failed and continues it. Run with the `Stop` rows, three at a time.
+//!   second shows it interrupted (how core ends a provider error mid-stream) and continues it. Run with the `Stop` rows, three at a time.
 //! - `Lost` rows (Discord and Slack): the bot's connection (the gateway, the Socket
 //!   Mode socket) drops mid-reply, and `Live` rows: nothing happens. Either way the
 //!   second surface brings the reply in while it still streams (the model holds it
@@ -175,7 +175,8 @@ async fn a_reply_interrupted_on_one_surface_is_continued_on_every_other() -> Res
 async fn ended(world: &World, row: &Row) -> Result<()> {
     let who = world.someone(&[row.from, row.to]).await?;
     let (question, note) = match row.by {
-        Fail => ("a long one, please [fail]", "Failed"),
+        // A provider error mid-stream ends the run `interrupted`, its text kept.
+        Fail => ("a long one, please [fail]", "Interrupted"),
         _ => ("a long one, please", "Stopped"),
     };
     let reply = world.ask(&who, row.from, question, 20).await?;

@@ -375,10 +375,11 @@ impl World {
         self.ended_as(who, reply, "Stopped").await
     }
 
-    /// Waits until `reply` shows that it failed (the provider erred mid-stream), with
-    /// the Continue control; returns the text it shows before the note.
+    /// Waits until `reply` shows that the provider erred mid-stream (core ends the
+    /// run `interrupted`, its text kept), with the Continue control; returns the text
+    /// it shows before the note.
     pub async fn failed(&self, who: &Someone, reply: &Reply) -> Result<String> {
-        self.ended_as(who, reply, "Failed").await
+        self.ended_as(who, reply, "Interrupted").await
     }
 
     /// Waits until `reply` has ended as `note` says ("Stopped", "Failed") and shows it
