@@ -10,6 +10,12 @@
 //! text that is not a prefix of the script is refused (400), so a test sees it.
 //! The pieces are the script's words with the spaces after them, so any lost,
 //! repeated or reordered piece changes the text.
+//!
+//! A fresh question can ask for a fault by a marker in its text: `[fail]` streams the
+//! first half of the script, then the error event OpenAI sends mid-stream
+//! ([`MIDSTREAM_ERROR`]); `[hold]` streams the first half, then waits until the test
+//! calls [`FakeScriptModel::release_holds`] before the rest (a reply that is certainly
+//! still streaming while the test looks at it, without racing a clock).
 
 use crate::fake_http::{FakeServer, paced_stream, sse_data, streaming_response};
 use crate::fake_server::{Recorder, unix_now};
@@ -23,6 +29,10 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
+
+/// The message of the error event a `[fail]` question gets mid-stream (OpenAI's).
+pub const MIDSTREAM_ERROR: &str = "The server had an error while processing your request.";
 
 /// What the fake received: the assistant text a request asked it to continue
 /// (`None` for a fresh question).
@@ -37,6 +47,8 @@ struct Shared {
     pace: Duration,
     continuation_pace: Duration,
     requests: Recorder<ScriptRequest>,
+    /// `true` once held replies may go on.
+    released: watch::Sender<bool>,
 }
 
 /// The running fake. Stops when dropped.
@@ -60,6 +72,7 @@ impl FakeScriptModel {
             pace,
             continuation_pace,
             requests: Recorder::default(),
+            released: watch::Sender::new(false),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
@@ -71,6 +84,11 @@ impl FakeScriptModel {
     /// The `base_url` of an `openai` provider: `http://ADDRESS:PORT/v1`.
     pub fn base_url(&self) -> String {
         self.server.url("/v1")
+    }
+
+    /// Lets every `[hold]` reply, held now or later, go on with the rest.
+    pub fn release_holds(&self) {
+        self.shared.released.send_replace(true);
     }
 
     /// Every model call so far, in order.
@@ -157,26 +175,86 @@ async fn completions(
     };
     let pieces = pieces(rest);
     let count = pieces.len();
+    // What a fresh question asked for: a fault half way through, or a hold there.
+    let question = messages
+        .last()
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default();
+    let fault = match continues {
+        None if question.contains("[fail]") => Fault::Fail(count / 2),
+        None if question.contains("[hold]") => Fault::Hold(count / 2),
+        _ => Fault::None,
+    };
     let mut frames: Vec<Bytes> = pieces
         .iter()
         .map(|p| chunk(json!({"role": "assistant", "content": p}), Value::Null))
         .collect();
-    frames.push(chunk(json!({}), json!("stop")));
-    frames.push(sse_data(json!({
-        "id": "chatcmpl-script",
-        "object": "chat.completion.chunk",
-        "created": unix_now(),
-        "model": model,
-        "choices": [],
-        "usage": {"prompt_tokens": 10, "completion_tokens": count, "total_tokens": 10 + count},
-    })));
-    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    let body = paced_stream(
+    if let Fault::Fail(at) = fault {
+        frames.truncate(at);
+        frames.push(sse_data(json!({
+            "error": {"message": MIDSTREAM_ERROR, "type": "server_error"}
+        })));
+    } else {
+        frames.push(chunk(json!({}), json!("stop")));
+        frames.push(sse_data(json!({
+            "id": "chatcmpl-script",
+            "object": "chat.completion.chunk",
+            "created": unix_now(),
+            "model": model,
+            "choices": [],
+            "usage": {"prompt_tokens": 10, "completion_tokens": count, "total_tokens": 10 + count},
+        })));
+        frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    }
+    let hold_at = match fault {
+        Fault::Hold(at) => Some(at),
+        _ => None,
+    };
+    let body = paced_held_stream(
         frames,
         move |i| if i < count { pace } else { Duration::ZERO },
-        None,
+        hold_at.map(|at| (at, shared.released.subscribe())),
     );
     streaming_response("text/event-stream", &[("cache-control", "no-cache")], body)
+}
+
+/// A fault a question asked for, at a piece index.
+#[derive(Clone, Copy)]
+enum Fault {
+    None,
+    Fail(usize),
+    Hold(usize),
+}
+
+/// [`paced_stream`], except that with `hold` = (index, release), the frame at that
+/// index waits until `release` says `true`.
+fn paced_held_stream(
+    frames: Vec<Bytes>,
+    pause: impl Fn(usize) -> Duration + Send + Sync + 'static,
+    hold: Option<(usize, watch::Receiver<bool>)>,
+) -> axum::body::Body {
+    let Some((at, released)) = hold else {
+        return paced_stream(frames, pause, None);
+    };
+    let stream = futures::stream::unfold(
+        (frames.into_iter(), 0usize, released),
+        move |(mut frames, n, mut released)| {
+            let pause = pause(n);
+            async move {
+                let frame = frames.next()?;
+                if n == at {
+                    // A sender dropped (the fake stopped) ends the wait too.
+                    let _ = released.wait_for(|r| *r).await;
+                }
+                tokio::time::sleep(pause).await;
+                Some((
+                    Ok::<_, std::convert::Infallible>(frame),
+                    (frames, n + 1, released),
+                ))
+            }
+        },
+    );
+    axum::body::Body::from_stream(stream)
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ pub enum Slash {
     },
     /// `/resume` without a choice: the menu of the person's recent conversations.
     ResumeMenu,
+    /// `/help`: what a Discord user can use ([`help_text`]).
+    Help,
 }
 
 /// Every slash command, as registered.
@@ -124,9 +126,45 @@ pub fn parse(name: &str, options: &[CommandDataOption]) -> Result<Slash, SlashEr
             false,
         ),
         "usage" => run(Command::Usage, true, false),
-        "help" => run(Command::Help(None), true, false),
+        "help" => Slash::Help,
         other => return Err(SlashError::Unknown(other.chars().take(40).collect())),
     })
+}
+
+/// The answer to `/help`: what a Discord user can use — the slash commands as
+/// registered (from [`definitions`], so the list cannot drift from what Discord
+/// shows), the buttons and reactions on a reply, and the text commands last. Core's
+/// help lists only the text commands (`!chorus …`), which are not how people use a
+/// Discord bot.
+pub fn help_text(prefix: &str) -> String {
+    let mut text = String::from(
+        "Ask me anything: write to me in a direct message, mention me in a channel (a thread opens for the conversation; answer in it to go on), or use `/ask`.\n\n**Slash commands**\n",
+    );
+    for def in definitions() {
+        let Ok(json) = serde_json::to_value(&def) else {
+            continue;
+        };
+        let mut usage = format!("/{}", json["name"].as_str().unwrap_or_default());
+        for option in json["options"].as_array().into_iter().flatten() {
+            let name = option["name"].as_str().unwrap_or_default();
+            if option["required"] == true {
+                usage.push_str(&format!(" {name}"));
+            } else {
+                usage.push_str(&format!(" [{name}]"));
+            }
+        }
+        text.push_str(&format!(
+            "- `{usage}` — {}\n",
+            json["description"].as_str().unwrap_or_default()
+        ));
+    }
+    text.push_str(
+        "\n**Buttons** on a reply: **Stop** while it is written; **Continue** (when it can go on) and **Regenerate** once it has ended. Only the person who asked can press them. The reactions ⏹️ ▶️ 🔁 do the same.\n",
+    );
+    text.push_str(&format!(
+        "\nThe same commands also work as text in a DM or a mention: `{prefix} help` lists them."
+    ));
+    text
 }
 
 #[cfg(test)]
@@ -182,6 +220,22 @@ mod tests {
             }
         ));
         assert_eq!(parse("resume", &[]).unwrap(), Slash::ResumeMenu);
+        assert_eq!(parse("help", &[]).unwrap(), Slash::Help);
+    }
+
+    #[test]
+    fn help_lists_the_slash_commands_and_buttons() {
+        let help = help_text("!chorus");
+        for def in definitions() {
+            let json = serde_json::to_value(&def).unwrap();
+            let name = json["name"].as_str().unwrap();
+            assert!(help.contains(&format!("`/{name}")), "/{name}: {help}");
+        }
+        assert!(help.contains("`/ask question`") && help.contains("`/link [code]`"));
+        assert!(help.contains("**Stop**") && help.contains("**Continue**"));
+        // The text commands are named once, not listed in place of the slash ones.
+        assert_eq!(help.matches("!chorus").count(), 1, "{help}");
+        assert!(help.len() < 2000, "one Discord message: {}", help.len());
     }
 
     #[test]

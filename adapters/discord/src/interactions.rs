@@ -303,6 +303,9 @@ impl Bot {
             .await;
         match slash {
             Slash::ResumeMenu => self.resume_menu(&ack, &c.user).await,
+            Slash::Help => {
+                ack.answer(&commands::help_text(&self.prefix)).await;
+            }
             Slash::Run {
                 command,
                 opens_thread,

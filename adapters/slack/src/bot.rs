@@ -7,12 +7,14 @@
 use crate::allow::Allowlist;
 use crate::api::SlackApi;
 use crate::key::{Place, message_id};
-use crate::sink::{Askers, AssistantThreads, Threads};
+use crate::threads::Threads;
 use chorus_core::Core;
 use chorus_core::Identity;
-use chorus_core::chat::{ChatContext, ChatOutcome, Control, RenderHub, SurfaceHandle};
+use chorus_core::chat::{
+    ChatContext, ChatOutcome, Command, Control, RenderHub, SurfaceHandle, parse_command,
+};
 use slack_morphism::prelude::*;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// The surface's name in bindings and identities: the same key "Sign in with Slack"
@@ -21,6 +23,20 @@ pub const SURFACE: &str = "slack";
 
 /// How people type commands: the slash command.
 pub const PREFIX: &str = "/chorus";
+
+/// What Slack's help adds to the command list: the buttons on a reply.
+pub const CONTROLS_HELP: &str = "\nButtons on a reply: **Stop** while it is written; **Continue** (when it can go on) and **Regenerate** once it has ended. Only the person whose conversation it is can press them.";
+
+/// Core's answer to `text`, with the buttons named after the command list when
+/// `text` asks for help (core knows the commands, the surface its controls).
+fn with_controls_help(text: &str, outcome: ChatOutcome) -> ChatOutcome {
+    match outcome {
+        ChatOutcome::Reply(help) if parse_command(text, PREFIX) == Ok(Command::Help(None)) => {
+            ChatOutcome::Reply(format!("{help}{CONTROLS_HELP}"))
+        }
+        other => other,
+    }
+}
 
 /// Events remembered to answer each once.
 const SEEN_CAPACITY: usize = 10_000;
@@ -63,15 +79,11 @@ pub struct Bot {
     /// The app's bot user: its own messages are never questions.
     pub bot_user: String,
     pub allow: Allowlist,
-    pub assistant: AssistantThreads,
-    /// Who asked last in each binding: the recipient of its native stream.
-    pub askers: Askers,
+    /// Assistant threads, who asked where (kept in the store across restarts).
+    pub threads: Threads,
     /// The surface's tasks: every handler runs on it.
     pub surface: SurfaceHandle,
     seen: Mutex<Seen>,
-    titled: Mutex<HashSet<String>>,
-    /// Where each person (channel, user) last asked or bound a conversation.
-    last_places: Mutex<HashMap<(String, String), Place>>,
 }
 
 /// The `/chorus` commands that act on a reply: Slack sends slash commands without
@@ -98,31 +110,10 @@ impl Bot {
             api,
             bot_user,
             allow,
-            assistant: threads.assistant,
-            askers: threads.askers,
+            threads,
             surface,
             seen: Mutex::default(),
-            titled: Mutex::default(),
-            last_places: Mutex::default(),
         }
-    }
-
-    /// Remembers `place` as where `user` last asked or bound a conversation in its
-    /// channel.
-    fn record_place(&self, place: &Place, user: &str) {
-        self.last_places
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((place.channel.clone(), user.to_string()), place.clone());
-    }
-
-    /// Where `user` last asked or bound a conversation in `channel`, if anywhere.
-    fn last_place(&self, channel: &str, user: &str) -> Option<Place> {
-        self.last_places
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(channel.to_string(), user.to_string()))
-            .cloned()
     }
 
     /// Whether `id` was not handled before (a redelivered event or message is not).
@@ -167,9 +158,9 @@ impl Bot {
                 if !self.admits(&place, thread.user_id.as_ref()) {
                     return;
                 }
-                self.assistant.insert(&place.key());
                 let bot = self.clone();
                 self.surface.spawn(async move {
+                    bot.threads.mark_assistant(&place.key()).await;
                     let thread_ts = place.thread_ts.as_deref().unwrap_or_default();
                     if let Err(e) = bot
                         .api
@@ -236,29 +227,25 @@ impl Bot {
         if question.is_empty() {
             return;
         }
-        self.record_place(&place, &user);
         let bot = self.clone();
         self.surface.spawn(async move {
             let key = place.key();
+            bot.threads.last_asked_at(&key, &user).await;
             bot.title_assistant_thread(&place, &key, &question).await;
             let ctx = context(&key, &user);
             tracing::debug!(channel = %key, user, "slack: message for the app");
             let outcome = bot.core.chat_text(&ctx, &question, PREFIX).await;
+            let outcome = with_controls_help(&question, outcome);
             bot.deliver(&place, &user, outcome).await;
         });
     }
 
     /// The first question of an assistant thread becomes its title.
     async fn title_assistant_thread(&self, place: &Place, key: &str, question: &str) {
-        let (true, Some(thread)) = (self.assistant.contains(key), &place.thread_ts) else {
+        let Some(thread) = &place.thread_ts else {
             return;
         };
-        if !self
-            .titled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string())
-        {
+        if !self.threads.is_assistant(key).await || !self.threads.first_title(key).await {
             return;
         }
         let title: String = question.chars().take(60).collect();
@@ -271,7 +258,7 @@ impl Bot {
     /// (a DM reply, or an ephemeral message in a shared channel), the rest as usual.
     async fn deliver(&self, place: &Place, user: &str, outcome: ChatOutcome) {
         if matches!(outcome, ChatOutcome::Render { .. }) {
-            self.askers.record(&place.key(), user);
+            self.threads.asked(&place.key(), user).await;
         }
         match outcome {
             ChatOutcome::Private { text, .. } if !place.is_direct() => {
@@ -368,21 +355,24 @@ impl Bot {
             .next()
             .unwrap_or_default()
             .to_lowercase();
-        let place = if REPLY_COMMANDS.contains(&word.as_str()) {
-            self.last_place(&typed_in.channel, &user)
-                .unwrap_or(typed_in)
-        } else {
-            if BINDING_COMMANDS.contains(&word.as_str()) {
-                self.record_place(&typed_in, &user);
-            }
-            typed_in
-        };
         let text = format!("{PREFIX} {args}");
         let bot = self.clone();
         self.surface.spawn(async move {
+            let place = if REPLY_COMMANDS.contains(&word.as_str()) {
+                match bot.threads.last_place_of(&typed_in.key(), &user).await {
+                    Some(key) => Place::parse(&key).unwrap_or(typed_in),
+                    None => typed_in,
+                }
+            } else {
+                if BINDING_COMMANDS.contains(&word.as_str()) {
+                    bot.threads.last_asked_at(&typed_in.key(), &user).await;
+                }
+                typed_in
+            };
             let key = place.key();
             let ctx = context(&key, &user);
-            match bot.core.chat_text(&ctx, text.trim(), PREFIX).await {
+            let outcome = bot.core.chat_text(&ctx, text.trim(), PREFIX).await;
+            match with_controls_help(text.trim(), outcome) {
                 ChatOutcome::Reply(text) | ChatOutcome::Private { text, .. } => {
                     bot.ephemeral(&place, &user, &text).await
                 }
@@ -416,6 +406,23 @@ pub fn clean_text(text: &str, bot_user: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_names_the_slash_command_and_the_buttons() {
+        let help = chorus_core::chat::help_text(PREFIX, None);
+        let answered = with_controls_help("/chorus help", ChatOutcome::Reply(help.clone()));
+        let ChatOutcome::Reply(text) = answered else {
+            panic!("not a reply")
+        };
+        assert!(text.contains("`/chorus resume [N | ID]`") && !text.contains("!chorus"));
+        assert!(text.ends_with(CONTROLS_HELP));
+        let ChatOutcome::Reply(text) =
+            with_controls_help("/chorus help model", ChatOutcome::Reply("x".into()))
+        else {
+            panic!("not a reply")
+        };
+        assert_eq!(text, "x", "the help of one command is left alone");
+    }
 
     #[test]
     fn mentions_and_escapes_are_removed() {

@@ -19,6 +19,7 @@ mod fuzz_tests;
 mod key;
 mod sink;
 mod socket;
+mod threads;
 
 pub use allow::Allowlist;
 pub use bot::{PREFIX, SURFACE, clean_text};
@@ -29,7 +30,8 @@ pub use key::Place;
 use crate::api::{Client, SlackApi};
 use crate::bot::Bot;
 use crate::config::{Mode, SlackConfig};
-use crate::sink::{SlackSinkFactory, Threads};
+use crate::sink::SlackSinkFactory;
+use crate::threads::Threads;
 use chorus_core::Core;
 use chorus_core::chat::SurfaceHandle;
 use slack_morphism::hyper_tokio::SlackClientHyperConnector;
@@ -65,7 +67,7 @@ pub async fn start(
         .await
         .map_err(|_| auth_failed(format!("no answer within {} s", timeout.as_secs())))?
         .map_err(|e| auth_failed(e.to_string()))?;
-    let threads = Threads::default();
+    let threads = Threads::new(core.clone(), SURFACE);
     let sinks = Arc::new(SlackSinkFactory::new(
         api.clone(),
         threads.clone(),

@@ -8,78 +8,28 @@
 
 use crate::api::{Buttons, SlackApi, error_code};
 use crate::key::{Place, message_id, parse_message_id};
+use crate::threads::Threads;
 use chorus_core::chat::{MessageSink, SinkError, SinkFactory, SinkLimits};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
 
 /// The status an assistant thread shows until the first text arrives.
 pub const THINKING: &str = "is thinking…";
-
-/// Assistant threads (Slack's AI-app split view) seen since the start, by binding
-/// key: their sinks show a status line while waiting.
-#[derive(Clone, Default)]
-pub struct AssistantThreads(Arc<Mutex<HashSet<String>>>);
-
-impl AssistantThreads {
-    pub fn insert(&self, key: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string());
-    }
-
-    pub fn contains(&self, key: &str) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(key)
-    }
-}
-
-/// What the handlers learn about threads and the sinks use.
-#[derive(Clone, Default)]
-pub struct Threads {
-    pub assistant: AssistantThreads,
-    pub askers: Askers,
-}
-
-/// Who asked last in each binding (its key → Slack user id): the recipient of a
-/// natively streamed reply there.
-#[derive(Clone, Default)]
-pub struct Askers(Arc<Mutex<HashMap<String, String>>>);
-
-/// Bindings remembered in [`Askers`] before it starts over (a hint only: without
-/// one, a reply is streamed by editing).
-const MAX_ASKERS: usize = 10_000;
-
-impl Askers {
-    pub fn record(&self, key: &str, user: &str) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_ASKERS && !map.contains_key(key) {
-            map.clear();
-        }
-        map.insert(key.to_string(), user.to_string());
-    }
-
-    fn get(&self, key: &str) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
-    }
-}
 
 /// Posts into one place (a thread, or the top of a DM).
 pub struct SlackSink {
     api: SlackApi,
     place: Place,
-    assistant: bool,
+    threads: Threads,
+    /// Whether the place is an assistant thread (it shows a status while waiting),
+    /// looked up once.
+    assistant: OnceCell<bool>,
     limits: SinkLimits,
-    /// The person a native stream is for; `None`: no native streaming here (off,
-    /// refused before, not in a thread, or nobody known to be asking).
-    recipient: Option<String>,
+    /// The person a native stream is for, looked up once; `None`: no native streaming
+    /// here (off, refused before, not in a thread, or nobody known to be asking).
+    recipient: OnceCell<Option<String>>,
     /// Set when Slack refused to start a stream: the surface edits from then on.
     refused: Arc<AtomicBool>,
     /// Native streaming is on (messages of an earlier process may be open streams).
@@ -118,10 +68,24 @@ impl SlackSink {
         };
     }
 
+    /// Who a native stream here is for: the person who started the binding's last
+    /// reply (known to the store across restarts), when native streaming is on.
+    async fn recipient(&self) -> Option<&str> {
+        self.recipient
+            .get_or_init(|| async {
+                if !self.native || self.place.thread_ts.is_none() {
+                    return None;
+                }
+                self.threads.asker(&self.place.key()).await
+            })
+            .await
+            .as_deref()
+    }
+
     /// Starts a native stream for a new message, when this place allows one; `None`
     /// when it does not (or Slack refused: the reply is then edited).
     async fn try_start_stream(&self, markdown: &str) -> Result<Option<String>, SinkError> {
-        let (Some(user), Some(thread)) = (&self.recipient, &self.place.thread_ts) else {
+        let (Some(user), Some(thread)) = (self.recipient().await, &self.place.thread_ts) else {
             return Ok(None);
         };
         if self.refused.load(Ordering::Relaxed) {
@@ -246,9 +210,16 @@ impl MessageSink for SlackSink {
 
     /// Slack shows no typing notice for apps; an assistant thread shows a status.
     async fn typing(&self, on: bool) -> Result<(), SinkError> {
-        let (true, Some(thread)) = (self.assistant, &self.place.thread_ts) else {
+        let Some(thread) = &self.place.thread_ts else {
             return Ok(());
         };
+        let assistant = *self
+            .assistant
+            .get_or_init(|| async { self.threads.is_assistant(&self.place.key()).await })
+            .await;
+        if !assistant {
+            return Ok(());
+        }
         let status = if on { THINKING } else { "" };
         self.api
             .set_status(&self.place.channel, thread, status)
@@ -278,8 +249,7 @@ impl MessageSink for SlackSink {
 /// Builds the sink of a binding from its key.
 pub struct SlackSinkFactory {
     api: SlackApi,
-    assistant: AssistantThreads,
-    askers: Askers,
+    threads: Threads,
     limits: SinkLimits,
     native: bool,
     refused: Arc<AtomicBool>,
@@ -291,8 +261,7 @@ impl SlackSinkFactory {
     pub fn new(api: SlackApi, threads: Threads, limits: SinkLimits, native: bool) -> Self {
         Self {
             api,
-            assistant: threads.assistant,
-            askers: threads.askers,
+            threads,
             limits,
             native,
             refused: Arc::default(),
@@ -311,13 +280,13 @@ impl SinkFactory for SlackSinkFactory {
 
     fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>> {
         let place = Place::parse(channel_key)?;
-        let recipient = self.native.then(|| self.askers.get(channel_key)).flatten();
         Some(Arc::new(SlackSink {
             api: self.api.clone(),
-            assistant: self.assistant.contains(channel_key),
+            threads: self.threads.clone(),
+            assistant: OnceCell::new(),
             place,
             limits: self.limits,
-            recipient,
+            recipient: OnceCell::new(),
             refused: self.refused.clone(),
             native: self.native,
             streams: Mutex::default(),

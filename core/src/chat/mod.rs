@@ -14,6 +14,7 @@ mod command;
 mod control;
 mod deliver;
 mod dispatch;
+mod marks;
 pub mod render;
 pub mod split;
 mod surface;

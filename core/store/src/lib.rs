@@ -14,6 +14,7 @@ mod group_commit;
 mod identities;
 mod ledger;
 mod links;
+mod marks;
 mod runs;
 mod sessions;
 mod stats;
@@ -190,6 +191,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "console_stats",
         include_str!("../../../migrations/sqlite/0012_console_stats.sql"),
     ),
+    (
+        13,
+        "surface_marks",
+        include_str!("../../../migrations/sqlite/0013_surface_marks.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -246,6 +252,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "console_stats",
         include_str!("../../../migrations/postgres/0012_console_stats.sql"),
+    ),
+    (
+        13,
+        "surface_marks",
+        include_str!("../../../migrations/postgres/0013_surface_marks.sql"),
     ),
 ];
 

@@ -443,6 +443,58 @@ async fn a_restarted_process_finishes_the_same_messages() {
     core.shutdown().await;
 }
 
+/// A reply interrupted elsewhere (here: a process that died, its render not resumed
+/// but brought to the binding as `resume` does) waits for Continue: only a render the
+/// surface's own restart left unfinished goes on by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_reply_brought_here_waits_for_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "alpha beta gamma delta epsilon zeta eta theta iota kappa ".repeat(6);
+    let board = RecordingBoard::new();
+    let factory = factory(&board, 4000, 100, 30);
+    let alice = ctx("@alice:x", "room|t1");
+    let run_id = {
+        let core = Core::start(config(dir.path(), &text, 30.0)).await.unwrap();
+        core.start_background();
+        let hub = core.render_hub("test", PREFIX, factory.clone());
+        let ChatOutcome::Render { run_id, .. } = core.chat_text(&alice, "greek", PREFIX).await
+        else {
+            panic!("no render")
+        };
+        hub.render("room|t1", run_id.clone());
+        wait_for("some text", || {
+            texts(&board).first().is_some_and(|t| t.len() > 30)
+        })
+        .await;
+        hub.shutdown().await;
+        core.shutdown().await;
+        run_id
+    };
+    let core = Core::start(config(dir.path(), &text, 200.0)).await.unwrap();
+    core.start_background();
+    let hub = core.render_hub("test", PREFIX, factory);
+    hub.render("room|t1", run_id);
+    wait_for("the interrupted note", || {
+        texts(&board)[0].contains("Interrupted")
+    })
+    .await;
+    let shown = texts(&board)[0].clone();
+    let (partial, _) = shown.rsplit_once("\n\n_").expect("a note after the text");
+    assert!(
+        !partial.is_empty() && partial.len() < text.len() && text.starts_with(partial),
+        "{shown:?}"
+    );
+    let outcome = core
+        .chat_command(&alice, chorus_core::chat::Command::Continue, PREFIX)
+        .await;
+    assert!(matches!(outcome, ChatOutcome::Render { .. }), "{outcome:?}");
+    hub.deliver("room|t1", outcome).await;
+    wait_for("the continued reply", || texts(&board)[0] == text).await;
+    assert_eq!(texts(&board).len(), 1, "continued in the same message");
+    hub.shutdown().await;
+    core.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn outcomes_are_delivered_as_replies_notices_and_renders() {
     let dir = tempfile::tempdir().unwrap();

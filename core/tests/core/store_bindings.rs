@@ -1,6 +1,7 @@
 //! Bindings and render state (migration 0005) on SQLite and PostgreSQL alike: a
 //! channel rebinds, a render's parts are found again by message id, unfinished renders
 //! are listed for a restarted process, and deleting a conversation leaves none behind.
+//! Channel marks (migration 0013) are set, replaced and found by key prefix.
 //!
 //! PostgreSQL is required: set `CHORUS_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test` starts one.
@@ -215,6 +216,71 @@ async fn deleting_a_conversation_removes_its_renders(store: &Store) {
     assert_eq!(store.binding("matrix", "k").await.unwrap(), None);
 }
 
+async fn channel_marks(store: &Store) {
+    assert_eq!(
+        store
+            .surface_mark("slack", "T1:D1:1.1", "asker")
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .set_surface_mark("slack", "T1:D1:1.1", "asker", "U1")
+        .await
+        .unwrap();
+    store
+        .set_surface_mark("slack", "T1:D1:1.1", "asker", "U2")
+        .await
+        .unwrap();
+    store
+        .set_surface_mark("slack", "T1:D1:1.1", "assistant", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .surface_mark("slack", "T1:D1:1.1", "asker")
+            .await
+            .unwrap(),
+        Some("U2".into())
+    );
+    assert_eq!(
+        store
+            .surface_mark("discord", "T1:D1:1.1", "asker")
+            .await
+            .unwrap(),
+        None,
+        "marks are per surface"
+    );
+    // The newest place marked for a person, under a channel's key.
+    for (key, user) in [
+        ("T1:C1", "U1"),
+        ("T1:C1:2.2", "U1"),
+        ("T1:C10:3.3", "U1"),
+        ("T1:C1:4.4", "U2"),
+    ] {
+        store
+            .set_surface_mark("slack", key, "last_asked", user)
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let latest = |prefix: &'static str, user: &'static str| async move {
+        store
+            .latest_marked_channel("slack", prefix, ':', "last_asked", user)
+            .await
+            .unwrap()
+    };
+    assert_eq!(latest("T1:C1", "U1").await, Some("T1:C1:2.2".into()));
+    assert_eq!(latest("T1:C1", "U2").await, Some("T1:C1:4.4".into()));
+    assert_eq!(latest("T1:C10", "U1").await, Some("T1:C10:3.3".into()));
+    assert_eq!(latest("T1:C2", "U1").await, None);
+    store
+        .set_surface_mark("slack", "T1:C1", "last_asked", "U1")
+        .await
+        .unwrap();
+    assert_eq!(latest("T1:C1", "U1").await, Some("T1:C1".into()));
+}
+
 fn support_outcome() -> chorus_store::RunOutcome {
     chorus_store::RunOutcome {
         status: chorus_store::RunStatus::Complete,
@@ -234,6 +300,7 @@ async fn bindings_on_sqlite() {
     let (store, dir) = support::sqlite_store().await;
     suite(&store).await;
     deleting_a_conversation_removes_its_renders(&store).await;
+    channel_marks(&store).await;
     store.close().await;
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -243,6 +310,7 @@ async fn bindings_on_postgres() {
     let (store, name) = support::postgres_store().await;
     suite(&store).await;
     deleting_a_conversation_removes_its_renders(&store).await;
+    channel_marks(&store).await;
     store.close().await;
     support::drop_pg(&name).await;
 }

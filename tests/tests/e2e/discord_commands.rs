@@ -1,6 +1,7 @@
 //! The other slash commands: `/model` autocompletes from the models and switches the
-//! conversation's model, `/help` answers only the person who asked; the access policy
-//! (here the config file's default) narrows what it offers and takes.
+//! conversation's model, `/help` answers only the person who asked, with what a
+//! Discord user can use: the slash commands and the reply buttons; the access policy
+//! (here the config file's default) narrows what `/model` offers and takes.
 
 use crate::discord_support::*;
 use anyhow::{Result, ensure};
@@ -52,9 +53,24 @@ async fn discord_model_autocompletes_and_switches_and_help_is_ephemeral() -> Res
 
     let token = world.fake.slash(dm, &alice, "help", &[])?;
     let (answer, help) = world.fake.answer_of(&token, WAIT).await?;
+    ensure!(answer.ephemeral && help.ephemeral, "{help:?}");
+    let registered = world.fake.lock().commands.clone();
+    ensure!(!registered.is_empty(), "no slash command registered");
+    for command in &registered {
+        let name = command["name"].as_str().unwrap_or_default();
+        ensure!(
+            help.content.contains(&format!("`/{name}")),
+            "`/help` does not list /{name}: {:?}",
+            help.content
+        );
+    }
     ensure!(
-        answer.ephemeral && help.ephemeral && help.content.contains("help"),
-        "{help:?}"
+        help.content.contains("`/ask question`")
+            && help.content.contains("**Stop**")
+            && help.content.contains("**Regenerate**")
+            && !help.content.contains("`!chorus new"),
+        "`/help` answered {:?}",
+        help.content
     );
     Ok(())
 }

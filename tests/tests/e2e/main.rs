@@ -26,6 +26,7 @@ mod discord_private;
 mod discord_restart;
 mod discord_support;
 mod discord_unreachable_at_start;
+mod discord_web_login;
 mod fallback;
 mod faults;
 mod gateway_anthropic;

@@ -1,5 +1,6 @@
 //! `/chorus` in a Slack channel: `link` and `usage` answer ephemerally, to the person
 //! who asked only, and never as a message others read; the code works on the web.
+//! `help` lists the commands in Slack's form (`/chorus …`) and the reply buttons.
 
 use crate::slack_support::*;
 use anyhow::{Result, ensure};
@@ -34,6 +35,24 @@ async fn slack_link_and_usage_are_ephemeral() -> Result<()> {
             (s.ephemerals.iter().filter(|e| e.user == ALICE).count() == 2).then_some(())
         })
         .await?;
+    world.command(ALICE, CHANNEL, "help").await?;
+    let help = world
+        .slack
+        .wait_until("Alice's help, ephemeral", WAIT, |s| {
+            s.ephemerals
+                .iter()
+                .filter(|e| e.user == ALICE)
+                .nth(2)
+                .map(|e| e.text.clone())
+        })
+        .await?;
+    ensure!(
+        help.contains("`/chorus resume [N | ID]`")
+            && help.contains("`/chorus link [CODE]`")
+            && help.contains("**Continue**")
+            && !help.contains("!chorus"),
+        "`/chorus help` answered {help:?}"
+    );
     {
         let state = world.slack.state();
         ensure!(

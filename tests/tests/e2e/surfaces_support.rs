@@ -7,12 +7,18 @@
 //! does with a reply — ask, stop, bring the conversation here (`resume`), continue —
 //! and what the reply's message shows are the same calls on every surface, so the
 //! table is data.
+//!
+//! The model is the fake script model (OpenAI's wire), which streams the world's
+//! script and continues it from any partial text; a question can ask it to fail half
+//! way through (`[fail]`, the error event OpenAI sends mid-stream) or to hold there
+//! until the test releases it (`[hold]`: a reply certainly still streaming).
 
 use crate::matrix_support::{self, BotAccount, BotOptions};
 use crate::slack_support::{self, SlackOptions};
 use crate::{only_assistant, s};
 use anyhow::{Context, Result, ensure};
 use chorus_tests::fake_discord_bot::{self as discord, FakeDiscordBot};
+use chorus_tests::fake_script_model::FakeScriptModel;
 use chorus_tests::fake_slack::{FakeSlack, fixtures};
 use chorus_tests::matrix_client::MatrixUser;
 use chorus_tests::synapse::Synapse;
@@ -50,6 +56,20 @@ impl Surface {
 }
 
 const DISCORD_CONTINUABLE: [&str; 2] = ["chorus:continue", "chorus:regenerate"];
+const DISCORD_STREAMING: [&str; 1] = ["chorus:stop"];
+
+/// The model's key (the fake checks it).
+const MODEL_KEY: &str = "sk-table";
+
+/// How a resumed reply is expected to show.
+#[derive(Clone, Copy, Debug)]
+pub enum Shows {
+    /// Ended with this note ("Stopped", "Interrupted", "Failed") and the Continue
+    /// control; the resume list names the state in lower case.
+    Ended(&'static str),
+    /// Still streaming: part of the script, no note, the Stop control.
+    Live,
+}
 
 /// The world of the table: the fakes, the Matrix bot account, instance A (every
 /// surface and the web) and instance B (the web only).
@@ -57,6 +77,7 @@ pub struct World {
     pub text: String,
     pub a: TestServer,
     pub b: TestServer,
+    pub model: FakeScriptModel,
     synapse: &'static Synapse,
     matrix_bot: BotAccount,
     pub discord: FakeDiscordBot,
@@ -99,18 +120,23 @@ pub enum Reply {
 }
 
 impl World {
-    /// Starts everything, the scripted model answering `text` at `tokens_per_second`;
-    /// returns once every surface of A is connected.
+    /// Starts everything, the model answering `text` at `tokens_per_second`; returns
+    /// once every surface of A is connected.
     pub async fn start(text: &str, tokens_per_second: f64) -> Result<Self> {
         let slot = matrix_support::slot().await?;
         let db = TestDatabase::create().await?;
         let redis = TestRedis::new().await?;
+        let pace = Duration::from_secs_f64(1.0 / tokens_per_second);
+        let model =
+            FakeScriptModel::spawn(([127, 0, 0, 1], 0).into(), text, MODEL_KEY, pace, pace).await?;
         let shared = ServerConfig::new()
             .postgres(db.url())
             .redis_journal(redis.url(), redis.prefix())
             .lease_ttl_secs(3)
             .checkpoint_interval_ms(200)
-            .scripted("s", text, tokens_per_second);
+            .openai("f", &model.base_url(), MODEL_KEY, &["script"])
+            // A held reply waits for the test, longer than the tests' usual idle limit.
+            .provider_setting("f", "idle_timeout_secs", 600);
         let synapse = Synapse::shared().await?;
         let matrix_bot = BotAccount::register(synapse).await?;
         // Many rows' replies at once through one bot: Synapse's low default limit
@@ -135,6 +161,7 @@ impl World {
             text: text.to_string(),
             a,
             b,
+            model,
             synapse,
             matrix_bot,
             discord,
@@ -258,9 +285,14 @@ impl World {
         Ok(who)
     }
 
-    /// Asks a question on `surface`; returns the reply once it shows `min` chars.
-    pub async fn ask(&self, who: &Someone, surface: Surface, min: usize) -> Result<Reply> {
-        let question = "a long one, please";
+    /// Asks `question` on `surface`; returns the reply once it shows `min` chars.
+    pub async fn ask(
+        &self,
+        who: &Someone,
+        surface: Surface,
+        question: &str,
+        min: usize,
+    ) -> Result<Reply> {
         match surface {
             Surface::Web => {
                 let conversation = who.web.create_conversation(None).await?;
@@ -325,8 +357,40 @@ impl World {
         match reply {
             Reply::Web { run, .. } => {
                 who.web.stop(run).await?;
+            }
+            Reply::Matrix { root, .. } => {
+                let (user, room) = who.matrix()?;
+                user.send_in_thread(room, root, "!chorus stop", None)
+                    .await?;
+            }
+            Reply::Discord { message } => {
+                let (person, _) = who.discord()?;
+                self.discord.press(*message, person, "chorus:stop")?;
+            }
+            Reply::Slack { ts } => {
+                let (user, dm) = who.slack()?;
+                self.slack_press(user, dm, ts, "chorus:stop").await?;
+            }
+        }
+        self.ended_as(who, reply, "Stopped").await
+    }
+
+    /// Waits until `reply` shows that the provider erred mid-stream (core ends the
+    /// run `interrupted`, its text kept), with the Continue control; returns the text
+    /// it shows before the note.
+    pub async fn failed(&self, who: &Someone, reply: &Reply) -> Result<String> {
+        self.ended_as(who, reply, "Interrupted").await
+    }
+
+    /// Waits until `reply` has ended as `note` says ("Stopped", "Failed") and shows it
+    /// (with the Continue control where there are buttons); returns the text before
+    /// the note, a proper prefix of the script.
+    async fn ended_as(&self, who: &Someone, reply: &Reply, note: &str) -> Result<String> {
+        let status = note.to_lowercase();
+        match reply {
+            Reply::Web { run, .. } => {
                 let ended = who.web.wait_run_ended(run, WAIT).await?;
-                ensure!(s(&ended, "status") == "stopped", "the web run: {ended}");
+                ensure!(s(&ended, "status") == status, "the web run: {ended}");
                 let partial = s(&ended, "text").to_string();
                 crate::assert_proper_prefix(&partial, &self.text)?;
                 Ok(partial)
@@ -334,71 +398,107 @@ impl World {
             Reply::Matrix { root, message } => {
                 let (user, room) = who.matrix()?;
                 let bot = self.matrix_bot();
-                user.send_in_thread(room, root, "!chorus stop", None)
-                    .await?;
-                let stopped = user
-                    .wait_until("the Matrix reply stopped", room, WAIT, |me| {
+                let ended = user
+                    .wait_until(&format!("the Matrix reply {status}"), room, WAIT, |me| {
                         me.replies(room, bot, Some(root))
                             .into_iter()
-                            .find(|r| &r.event_id == message && r.text.contains("Stopped"))
+                            .find(|r| &r.event_id == message && r.text.contains(note))
                     })
                     .await?;
-                matrix_support::check_partial_with_note(&stopped.text, &self.text, "Stopped")
+                matrix_support::check_partial_with_note(&ended.text, &self.text, note)
             }
             Reply::Discord { message } => {
-                let (person, _) = who.discord()?;
-                self.discord.press(*message, person, "chorus:stop")?;
-                let stopped = self
+                let ended = self
                     .discord
-                    .wait("the Discord reply stopped", WAIT, |st| {
+                    .wait(&format!("the Discord reply {status}"), WAIT, |st| {
                         st.messages
                             .get(message)
                             .filter(|m| m.buttons() == DISCORD_CONTINUABLE)
                             .cloned()
                     })
                     .await?;
-                matrix_support::check_partial_with_note(&stopped.content, &self.text, "Stopped")
+                matrix_support::check_partial_with_note(&ended.content, &self.text, note)
             }
             Reply::Slack { ts } => {
-                let (user, dm) = who.slack()?;
-                self.slack_press(user, dm, ts, "chorus:stop").await?;
-                let stopped = self
+                let (_, dm) = who.slack()?;
+                let ended = self
                     .slack
-                    .wait_until("the Slack reply stopped", WAIT, |st| {
+                    .wait_until(&format!("the Slack reply {status}"), WAIT, |st| {
                         st.thread(dm, None)
                             .into_iter()
                             .find(|m| &m.ts == ts && m.buttons == slack_support::CONTINUABLE)
                     })
                     .await?;
-                matrix_support::check_partial_with_note(&stopped.text, &self.text, "Stopped")
+                matrix_support::check_partial_with_note(&ended.text, &self.text, note)
             }
         }
     }
 
+    /// Drops the Discord gateway connection and the Slack socket of A at once and
+    /// waits until both are back (the Discord session resumed or identified anew, a
+    /// new Socket Mode connection open).
+    pub async fn drop_connections(&self) -> Result<()> {
+        let (resumed, identified) = {
+            let st = self.discord.lock();
+            (
+                st.resumes.iter().filter(|(_, ok)| *ok).count(),
+                st.identifies.len(),
+            )
+        };
+        let connections = self.slack.state().connections;
+        self.discord.gateway_drop()?;
+        self.slack.drop_socket()?;
+        self.discord
+            .wait("the Discord bot back on the gateway", WAIT, |st| {
+                st.reconnected(resumed, identified).then_some(())
+            })
+            .await?;
+        self.discord.wait_ready(WAIT).await?;
+        self.slack
+            .wait_until("the Slack app connected again", WAIT, |st| {
+                (st.connections > connections && st.connected()).then_some(())
+            })
+            .await
+    }
+
     /// Brings the person's newest conversation to `surface` (the web: finds it;
-    /// elsewhere: `resume` lists it as `note` says, `resume 1` or the menu binds it
-    /// here) and waits until its reply shows there with the note `note` ("Stopped",
-    /// "Interrupted"); returns it and the text it shows before the note. With
-    /// `goes_on`, the reply is not expected to wait for Continue: a chat surface's
-    /// renderer that meets a reply a dead instance interrupted goes on with it once,
-    /// by itself; it is returned once it shows some of the script.
+    /// elsewhere: `resume` lists it in the state `shows` says, `resume 1` or the menu
+    /// binds it here) and waits until its reply shows there as `shows` says: ended with
+    /// its note and the Continue control, or live (part of the script, the Stop
+    /// control); returns it and the text it shows (before the note).
     pub async fn resume(
         &self,
         who: &Someone,
         surface: Surface,
-        note: &str,
-        goes_on: bool,
+        shows: Shows,
     ) -> Result<(Reply, String)> {
-        let state = note.to_lowercase();
-        // What a message of the resumed reply shows before its note, if it is one.
-        let shows = |text: &str, continuable: bool| -> Option<String> {
-            if goes_on {
-                (!text.is_empty() && self.text.starts_with(text)).then(|| text.to_string())
-            } else if continuable {
-                matrix_support::check_partial_with_note(text, &self.text, note).ok()
-            } else {
-                None
+        let (state, web_status) = match shows {
+            Shows::Ended(note) => (note.to_lowercase(), note.to_lowercase()),
+            Shows::Live => ("being written".to_string(), "streaming".to_string()),
+        };
+        // What a message of the resumed reply shows (before its note), if it is one;
+        // `controls`: it carries the controls `shows` expects.
+        let shown = |text: &str, controls: bool| -> Option<String> {
+            if !controls {
+                return None;
             }
+            match shows {
+                Shows::Live => (!text.is_empty()
+                    && text.len() < self.text.len()
+                    && self.text.starts_with(text))
+                .then(|| text.to_string()),
+                Shows::Ended(note) => {
+                    matrix_support::check_partial_with_note(text, &self.text, note).ok()
+                }
+            }
+        };
+        let discord_controls: &[&str] = match shows {
+            Shows::Live => &DISCORD_STREAMING,
+            Shows::Ended(_) => &DISCORD_CONTINUABLE,
+        };
+        let slack_controls = match shows {
+            Shows::Live => slack_support::STREAMING,
+            Shows::Ended(_) => slack_support::CONTINUABLE,
         };
         match surface {
             Surface::Web => {
@@ -418,9 +518,12 @@ impl World {
                         .map(|m| s(m, "run_id").to_string()))
                 })
                 .await?;
-                let view = until(&format!("the run to be {state}"), WAIT, || async {
+                let view = until(&format!("the run to be {web_status}"), WAIT, || async {
                     let view = who.web.run(&run).await?;
-                    Ok((s(&view, "status") == state).then_some(view))
+                    Ok(
+                        (s(&view, "status") == web_status && !s(&view, "text").is_empty())
+                            .then_some(view),
+                    )
                 })
                 .await?;
                 let partial = s(&view, "text").to_string();
@@ -442,7 +545,7 @@ impl World {
                     .wait_until("the resumed reply in Matrix", room, WAIT, |me| {
                         me.replies(room, bot, Some(&root))
                             .into_iter()
-                            .find_map(|r| shows(&r.text, true).map(|p| (r.event_id, p)))
+                            .find_map(|r| shown(&r.text, true).map(|p| (r.event_id, p)))
                     })
                     .await?;
                 Ok((Reply::Matrix { root, message }, partial))
@@ -464,7 +567,7 @@ impl World {
                     .discord
                     .wait("the resumed reply on Discord", WAIT, |st| {
                         st.bot_messages(dm).into_iter().find_map(|m| {
-                            shows(&m.content, m.buttons() == DISCORD_CONTINUABLE).map(|p| (m.id, p))
+                            shown(&m.content, m.buttons() == discord_controls).map(|p| (m.id, p))
                         })
                     })
                     .await?;
@@ -492,8 +595,7 @@ impl World {
                     .slack
                     .wait_until("the resumed reply on Slack", WAIT, |st| {
                         st.thread(dm, None).into_iter().find_map(|m| {
-                            shows(&m.text, m.buttons == slack_support::CONTINUABLE)
-                                .map(|p| (m.ts, p))
+                            shown(&m.text, m.buttons == slack_controls).map(|p| (m.ts, p))
                         })
                     })
                     .await?;

@@ -7,7 +7,11 @@
 //! Each binding has one renderer at a time ([`RenderHub`]). Its state (which platform
 //! messages show which reply, and the last rendered seq) is saved in `renders`, so a
 //! restarted process finishes the same messages ([`RenderHub::resume_unfinished`]);
-//! a reply a restart interrupted is continued once, automatically.
+//! a reply found interrupted there is continued once, automatically (the restart cut
+//! it off under its reader's eyes). Any other interrupted reply a renderer shows — one
+//! brought here by `resume`, or followed from elsewhere when the instance running it
+//! died — ends with its note and the Continue control, as on the web: the person
+//! decides whether it goes on (it is paid from their balance).
 //!
 //! A hub also shows the runs started elsewhere — on the web, on another surface, on
 //! another instance — in every binding of their conversation: it subscribes to the
@@ -243,6 +247,13 @@ impl RenderHub {
     /// current one (a continuation of the same message goes on in the same messages).
     /// Nothing changes when the binding's renderer already follows `run_id`.
     pub fn render(&self, channel_key: &str, run_id: RunId) {
+        self.start_renderer(channel_key, run_id, false);
+    }
+
+    /// [`RenderHub::render`]; `continues_interrupted`: the render is one the
+    /// surface's previous process left unfinished, and a reply its restart
+    /// interrupted goes on by itself.
+    fn start_renderer(&self, channel_key: &str, run_id: RunId, continues_interrupted: bool) {
         let inner = self.inner.clone();
         if inner.shutdown.is_cancelled() {
             return;
@@ -284,7 +295,14 @@ impl RenderHub {
             if cancel.is_cancelled() {
                 return;
             }
-            let renderer = Renderer::new(&inner, &key, generation, sink, cancel);
+            let renderer = Renderer::new(
+                &inner,
+                &key,
+                generation,
+                sink,
+                cancel,
+                continues_interrupted,
+            );
             if let Err(e) = renderer.run(run_id.clone()).await {
                 tracing::warn!(surface = %inner.surface, channel = %key, run = %run_id, error = %e, "rendering failed");
             }
@@ -316,7 +334,7 @@ impl RenderHub {
             match latest {
                 Ok(Some(run)) => {
                     tracing::info!(surface = %inner.surface, channel = %key, run = %run.id, "resuming an unfinished render");
-                    self.render(&key, run.id);
+                    self.start_renderer(&key, run.id, true);
                 }
                 Ok(None) => {
                     tracing::warn!(channel = %key, "unfinished render of a message without runs")

@@ -59,6 +59,9 @@ pub(super) struct Renderer<'a> {
     /// Until when the platform asked us to wait (a rate limit): the final edit waits
     /// for it too.
     wait_until: Option<Instant>,
+    /// Whether an interrupted reply is continued by itself (once): only when this
+    /// renderer picks up a render the surface's previous process left unfinished.
+    continues_interrupted: bool,
 }
 
 impl<'a> Renderer<'a> {
@@ -68,6 +71,7 @@ impl<'a> Renderer<'a> {
         generation: u64,
         sink: Arc<dyn MessageSink>,
         cancel: CancellationToken,
+        continues_interrupted: bool,
     ) -> Self {
         let limits = sink.limits();
         Self {
@@ -77,6 +81,7 @@ impl<'a> Renderer<'a> {
             sink,
             limits,
             cancel,
+            continues_interrupted,
             screen: Screen {
                 ids: Vec::new(),
                 shown: Vec::new(),
@@ -130,11 +135,14 @@ impl<'a> Renderer<'a> {
                 .await?
                 .is_some_and(|latest| latest.id != run.id);
             if run.status == RunStatus::Interrupted
+                && self.continues_interrupted
                 && !continued
                 && !taken_over
                 && !self.cancel.is_cancelled()
             {
-                // A restart or a dead instance cut it off: go on from its text, once.
+                // This surface's own restart cut it off under its reader's eyes: go on
+                // from its text, once. A reply brought here or followed from elsewhere
+                // when its instance died waits for Continue, as on the web.
                 let account = core
                     .store()
                     .account(&run.account_id)
