@@ -508,8 +508,17 @@ async fn quota_overflow_keeps_the_previous_workspace() {
     let out = run("open('keep.txt', 'w').write('kept')").await;
     assert_eq!(out.files.len(), 1, "{out:?}");
     let out = run("open('a.bin', 'wb').write(b'0' * 700_000)\nopen('b.bin', 'wb').write(b'0' * 700_000)\nprint('wrote')").await;
-    assert_eq!(out.stdout, "wrote\n");
+    // The workspace volume is capped at the quota: the second write fails inside the
+    // program, which is told why, and nothing it wrote is kept.
+    assert_eq!(out.stdout, "", "{out:?}");
+    assert!(out.stderr.contains("No space left on device"), "{out:?}");
     assert!(out.files.is_empty(), "{out:?}");
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.contains("the workspace is full") && n.contains("workspace_quota_mb")),
+        "{out:?}"
+    );
     assert!(
         out.notes
             .iter()

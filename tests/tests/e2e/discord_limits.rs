@@ -133,7 +133,7 @@ async fn discord_429s_on_interaction_answers_are_waited_out() -> Result<()> {
     let token = world.fake.slash(dm, &alice, "help", &[])?;
     let (answer, shown) = world.fake.answer_of(&token, WAIT).await?;
     ensure!(
-        answer.callback == Some(5) && answer.ephemeral && shown.content.contains("Commands"),
+        answer.callback == Some(5) && answer.ephemeral && shown.content.contains("Slash commands"),
         "`/help` was answered {answer:?} with {:?}",
         shown.content
     );
