@@ -35,8 +35,8 @@ mod sessions;
 mod surfaces;
 pub use access::{AccessSetting, AccessView, RoleAccessView};
 pub use admin::{
-    ADMIN_PAGE, AccountDetail, Activity, Admin, ModelPrice, Overview, ProviderSummary,
-    ProvidersPage,
+    ADMIN_PAGE, AccountDetail, Activity, Admin, McpServerView, ModelPrice, Overview,
+    ProviderSummary, ProvidersPage, SandboxExecutionView, SandboxView, ToolsPage,
 };
 pub use error::{Conflict, CoreError, Forbidden, InvalidInput};
 pub use gateway::{GatewayKeep, GatewayRequest, GatewayRun};
@@ -615,6 +615,7 @@ impl Core {
             tool_context: ToolCallContext {
                 account_id: account.id.clone(),
                 conversation_id: conversation_id.clone(),
+                run_id: Some(ids.run_id.clone()),
             },
             message_id: ids.assistant_message_id.to_string(),
             model_ref: model,
@@ -756,6 +757,7 @@ impl Core {
             tool_context: ToolCallContext {
                 account_id: account.id.clone(),
                 conversation_id: previous.conversation_id.clone(),
+                run_id: Some(run_id.clone()),
             },
             message_id: previous.message_id.to_string(),
             model_ref: model,

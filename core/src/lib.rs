@@ -29,8 +29,9 @@ pub use chorus_providers::ToolChoice;
 pub use chorus_store::{ApiKeyScope, Identity};
 // What the admin console lists and filters by.
 pub use crate::core::{
-    ADMIN_PAGE, AccessSetting, AccessView, AccountDetail, Activity, ModelPrice, Overview,
-    ProviderSummary, ProvidersPage, RoleAccessView, UsageReport,
+    ADMIN_PAGE, AccessSetting, AccessView, AccountDetail, Activity, McpServerView, ModelPrice,
+    Overview, ProviderSummary, ProvidersPage, RoleAccessView, SandboxExecutionView, SandboxView,
+    ToolsPage, UsageReport,
 };
 pub use chorus_store::{
     AccessResource, AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord, LedgerEntry,

@@ -5,9 +5,10 @@
 // auto-refill, suspends her while a reply streams (her session and API key are
 // refused with a message saying so, the reply stops), reactivates her, stops her next
 // live reply from the Runs page, sees the replies on the Overview's charts and the
-// provider on the Providers page, restricts a model to her role on the Access page and
-// sees it leave her model list (not the admin's), and exports the audit log as CSV
-// with those actions in it. No script runs on the console's pages; every action is a
+// provider on the Providers page, restarts the MCP server (the real
+// @modelcontextprotocol/server-everything) on the Tools page and sees it connect again,
+// restricts a model to her role on the Access page and sees it leave her model list
+// (not the admin's), and exports the audit log as CSV with those actions in it. No script runs on the console's pages; every action is a
 // plain form.
 //
 // Runs on the shared harness (harness.mjs: what it needs and how to run it).
@@ -19,10 +20,15 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PASSWORD, USER, logIn, scriptedProvider, useChorus, waitFor } from './harness.mjs';
 
 const OUT = process.env.TEST_OUTPUT_DIR || path.join(os.tmpdir(), 'chorus-admin-console');
 const ADMIN = 'root';
+const EVERYTHING = path.join(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '..', 'mcp', 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js',
+);
 // A long reply at 10 tokens a second: still streaming when the admin acts.
 const SCRIPT = Array.from({ length: 300 }, (_, i) => `word${i}`).join(' ');
 
@@ -131,6 +137,14 @@ async function runStatus(admin, baseUrl, run) {
 
 describe('admin console in headless Chromium', { timeout: 120000 }, () => {
   const chorus = useChorus({
+    requires: [
+      [
+        '@modelcontextprotocol/server-everything',
+        EVERYTHING,
+        'run `npm ci` in tests/mcp (scripts/provision/30-mcp.sh)',
+      ],
+    ],
+    shutdownMs: 12000, // chorus stops its MCP servers first
     config: ({ baseUrl }) => [
       '[auth]',
       `public_url = "${baseUrl}"`,
@@ -148,6 +162,11 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
       ...scriptedProvider({ text: SCRIPT, tokensPerSecond: 10 }).map((line) =>
         line.startsWith('models = ') ? 'models = ["demo", "big"]' : line,
       ),
+      '',
+      '[[mcp.servers]]',
+      'id = "everything"',
+      'command = "node"',
+      `args = [${JSON.stringify(EVERYTHING)}, "stdio"]`,
     ],
   });
 
@@ -260,6 +279,33 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
     assert.match(await page.textContent('#models'), /scripted\/demo/);
     await shot(page, '7-providers');
 
+    // Tools: the MCP server connected with its tools; restarted, it connects again.
+    await page.click('nav a[href="/admin/tools"]');
+    const mcpRow = 'tr[data-server="everything"]';
+    const mcpState = async () => {
+      await page.reload();
+      return {
+        state: await page.textContent(`${mcpRow} .state`),
+        restarts: Number(await page.textContent(`${mcpRow} .restarts`)),
+      };
+    };
+    await waitFor('the MCP server connected', async () => (await mcpState()).state === 'connected', 30000, 300);
+    const restartsBefore = (await mcpState()).restarts;
+    assert.match(await page.textContent(mcpRow), /echo/);
+    await shot(page, '7b-tools');
+    await page.click(`${mcpRow} button`);
+    await page.waitForSelector('.notice');
+    await waitFor(
+      'the MCP server restarted',
+      async () => {
+        const s = await mcpState();
+        return s.state === 'connected' && s.restarts > restartsBefore;
+      },
+      30000,
+      300,
+    );
+    await shot(page, '7c-tools-restarted');
+
     // Access: the user role may use scripted/demo only; alice's model picker loses
     // scripted/big (the admin's list keeps it).
     const aliceModels = async () => {
@@ -293,7 +339,7 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
     const csv = fs.readFileSync(await download.path(), 'utf8');
     fs.mkdirSync(OUT, { recursive: true });
     fs.writeFileSync(path.join(OUT, 'audit.csv'), csv);
-    for (const action of ['grant', 'set_refill', 'suspend', 'reactivate', 'stop_run', 'suspended_attempt', 'set_access']) {
+    for (const action of ['grant', 'set_refill', 'suspend', 'reactivate', 'stop_run', 'suspended_attempt', 'set_access', 'restart_mcp_server']) {
       assert.ok(csv.includes(`,${action},`), `no ${action} in the CSV:\n${csv}`);
     }
     assert.ok(csv.includes('browser grant'), 'the grant note is not in the CSV');

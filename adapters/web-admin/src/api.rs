@@ -44,6 +44,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/runs/{id}", get(run))
         .route("/api/admin/runs/{id}/stop", post(stop_run))
         .route("/api/admin/providers", get(providers))
+        .route("/api/admin/tools", get(tools))
+        .route(
+            "/api/admin/tools/mcp/{server}/restart",
+            post(restart_mcp_server),
+        )
+        .route(
+            "/api/admin/tools/sandbox/{execution}/kill",
+            post(kill_execution),
+        )
         .route("/api/admin/audit", get(audit))
         .route("/api/admin/audit.csv", get(audit_csv))
         .route("/api/admin/config", get(config))
@@ -178,6 +187,28 @@ async fn set_refill(
 
 async fn providers(State(state): State<AppState>, ApiAdmin(admin): ApiAdmin) -> Answer {
     Ok(Json(json!(state.core.providers_page(&admin).await?)))
+}
+
+async fn tools(State(state): State<AppState>, ApiAdmin(admin): ApiAdmin) -> Answer {
+    Ok(Json(json!(state.core.tools_page(&admin).await?)))
+}
+
+async fn restart_mcp_server(
+    State(state): State<AppState>,
+    ApiAdmin(admin): ApiAdmin,
+    Path(server): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.core.admin_restart_mcp_server(&admin, &server).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn kill_execution(
+    State(state): State<AppState>,
+    ApiAdmin(admin): ApiAdmin,
+    Path(execution): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.core.admin_kill_execution(&admin, &execution).await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 #[derive(Deserialize)]

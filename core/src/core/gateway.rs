@@ -177,6 +177,7 @@ impl Core {
             tool_context: ToolCallContext {
                 account_id: account.id.clone(),
                 conversation_id: conversation_id.clone(),
+                run_id: Some(ids.run_id.clone()),
             },
             message_id: ids.assistant_message_id.to_string(),
             model_ref: model,

@@ -5,7 +5,9 @@
 //! HTTP session broke), a `notifications/tools/list_changed` (list again), or
 //! shutdown (close the connection, which ends a child process: stdin closed, then
 //! SIGTERM, then SIGKILL). A closed connection is reconnected with exponential
-//! backoff; calls in between fail at once with the last error.
+//! backoff; calls in between fail at once with the last error. An admin's
+//! [`McpServer::restart`] closes the connection the same way and connects again at
+//! once: a call in flight ends with the "connection closed" tool error, not a hang.
 
 use super::config::McpServerConfig;
 use super::output::result_text;
@@ -43,8 +45,13 @@ pub struct McpServer {
     cfg: McpServerConfig,
     state: Mutex<State>,
     shutdown: CancellationToken,
+    /// Wakes the supervisor to close the connection and connect again now.
+    restart: tokio::sync::Notify,
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// Why the supervisor closed a connection on an admin's request.
+const RESTARTED: &str = "restarted by an administrator";
 
 /// Receives the server's notifications.
 struct Handler {
@@ -66,6 +73,7 @@ impl McpServer {
             cfg,
             state: Mutex::new(State::default()),
             shutdown: CancellationToken::new(),
+            restart: tokio::sync::Notify::new(),
             supervisor: Mutex::new(None),
         });
         let task = tokio::spawn(server.clone().supervise());
@@ -79,6 +87,20 @@ impl McpServer {
 
     pub fn id_str(&self) -> &str {
         &self.cfg.id
+    }
+
+    /// Closes the connection (ending a child process) and connects again without
+    /// waiting out a backoff: the admin console's restart. Calls in flight fail with
+    /// the "connection closed" tool error; the restart counter goes up by one.
+    pub fn restart(&self) {
+        // A supervisor between two states misses this wake-up only while it is
+        // already reconnecting, which is what was asked.
+        self.restart.notify_waiters();
+    }
+
+    /// The names of the server's tools, as it listed them last.
+    pub fn tool_names(&self) -> Vec<String> {
+        self.state().tools.iter().map(|t| t.name.clone()).collect()
     }
 
     /// Who may use this server.
@@ -115,6 +137,7 @@ impl McpServer {
                 r = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(Handler { list_changed: tx })) => {
                     r.unwrap_or_else(|_| Err(format!("no MCP handshake within {} s", CONNECT_TIMEOUT.as_secs())))
                 }
+                _ = self.restart.notified() => Err(RESTARTED.to_string()),
                 _ = self.shutdown.cancelled() => return,
             };
             let reason = match connected {
@@ -122,20 +145,31 @@ impl McpServer {
                 Err(e) => Some(e),
             };
             let Some(reason) = reason else { return }; // shut down
-            tracing::warn!(server = %self.cfg.id, error = %reason, ?backoff, "MCP server unavailable; restarting");
+            let asked = reason == RESTARTED;
+            if asked {
+                tracing::info!(server = %self.cfg.id, "MCP server restarted by an administrator");
+            } else {
+                tracing::warn!(server = %self.cfg.id, error = %reason, ?backoff, "MCP server unavailable; restarting");
+            }
             {
                 let mut s = self.state();
                 s.peer = None;
-                s.last_error = Some(reason);
+                // An asked-for restart is no error: the last real one stays shown.
+                if !asked {
+                    s.last_error = Some(reason);
+                }
             }
-            if began.elapsed() >= HEALTHY_AFTER {
+            if asked || began.elapsed() >= HEALTHY_AFTER {
                 backoff = FIRST_BACKOFF;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = self.shutdown.cancelled() => return,
+            if !asked {
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = self.restart.notified() => backoff = FIRST_BACKOFF,
+                    _ = self.shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
             self.state().restarts += 1;
         }
     }
@@ -186,6 +220,12 @@ impl McpServer {
                     Some(line) => tracing::debug!(server = %self.cfg.id, stderr = %line, "MCP server log"),
                     None => stderr = None,
                 },
+                _ = self.restart.notified() => {
+                    self.state().peer = None;
+                    cancel.cancel();
+                    let _ = tokio::time::timeout(Duration::from_secs(10), &mut waiting).await;
+                    return Some(RESTARTED.into());
+                }
                 _ = self.shutdown.cancelled() => {
                     cancel.cancel();
                     // Closing the transport ends a child process (stdin closed,

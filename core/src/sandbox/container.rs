@@ -31,6 +31,26 @@ use std::time::Duration;
 pub const LABEL: &str = "chorus.sandbox";
 /// Label naming the instance that started a container.
 pub const LABEL_INSTANCE: &str = "chorus.sandbox.instance";
+/// Label naming the execution (shared by its holder and its program's container):
+/// what the admin console lists and kills.
+pub const LABEL_EXECUTION: &str = "chorus.sandbox.execution";
+/// Label naming the run whose tool call started the execution (absent outside a run).
+pub const LABEL_RUN: &str = "chorus.sandbox.run";
+/// Label naming the account whose workspace the execution uses.
+pub const LABEL_ACCOUNT: &str = "chorus.sandbox.account";
+/// Label saying which of an execution's containers this is: `holder` or `program`.
+pub const LABEL_ROLE: &str = "chorus.sandbox.role";
+
+/// What labels an execution's containers and volume: every engine's containers are
+/// listed by them, so the console sees every instance's executions.
+#[derive(Clone, Debug)]
+pub struct Tags<'a> {
+    pub instance: &'a str,
+    /// The execution's name (`chorus-sbx-…`), also the program container's name.
+    pub execution: &'a str,
+    pub run: Option<&'a str>,
+    pub account: &'a str,
+}
 
 /// Where the volume is mounted; the workspace is `MOUNT/data`.
 pub const MOUNT: &str = "/mnt";
@@ -75,12 +95,19 @@ pub fn workspace_volume_options(
     .into()
 }
 
-fn labels(instance: &str) -> HashMap<String, String> {
-    [
+fn labels(tags: &Tags<'_>, role: &str) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = [
         (LABEL.to_string(), "1".to_string()),
-        (LABEL_INSTANCE.to_string(), instance.to_string()),
+        (LABEL_INSTANCE.to_string(), tags.instance.to_string()),
+        (LABEL_EXECUTION.to_string(), tags.execution.to_string()),
+        (LABEL_ACCOUNT.to_string(), tags.account.to_string()),
+        (LABEL_ROLE.to_string(), role.to_string()),
     ]
-    .into()
+    .into();
+    if let Some(run) = tags.run {
+        labels.insert(LABEL_RUN.to_string(), run.to_string());
+    }
+    labels
 }
 
 /// The isolation every container of an execution gets, with `mount` at `/mnt`.
@@ -128,7 +155,7 @@ fn isolated(config: &SandboxConfig, mount: Mount) -> HostConfig {
 pub fn holder_spec(
     config: &SandboxConfig,
     language: &LanguageConfig,
-    instance: &str,
+    tags: &Tags<'_>,
     program_bytes: usize,
 ) -> ContainerCreateBody {
     let mut cmd = language.command.clone();
@@ -138,7 +165,7 @@ pub fn holder_spec(
         typ: Some(MountType::VOLUME),
         read_only: Some(false),
         volume_options: Some(MountVolumeOptions {
-            labels: Some(labels(instance)),
+            labels: Some(labels(tags, "holder")),
             no_copy: Some(true),
             driver_config: Some(MountVolumeOptionsDriverConfig {
                 name: Some("local".into()),
@@ -154,7 +181,7 @@ pub fn holder_spec(
         user: Some(config.user.clone()),
         working_dir: Some("/tmp".into()),
         env: Some(vec!["HOME=/tmp".into()]),
-        labels: Some(labels(instance)),
+        labels: Some(labels(tags, "holder")),
         attach_stdout: Some(false),
         attach_stderr: Some(false),
         attach_stdin: Some(false),
@@ -173,7 +200,7 @@ pub fn spec(
     config: &SandboxConfig,
     language: &LanguageConfig,
     program_name: &str,
-    instance: &str,
+    tags: &Tags<'_>,
     volume: &str,
 ) -> ContainerCreateBody {
     let mut cmd = language.command.clone();
@@ -195,7 +222,7 @@ pub fn spec(
             "PYTHONDONTWRITEBYTECODE=1".into(),
             "MPLCONFIGDIR=/tmp".into(),
         ]),
-        labels: Some(labels(instance)),
+        labels: Some(labels(tags, "program")),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         attach_stdin: Some(false),
@@ -403,7 +430,13 @@ mod tests {
     fn spec_isolates_the_container() {
         let config = SandboxConfig::default();
         let python = config.language("python").unwrap().1;
-        let spec = spec(&config, python, "main.py", "inst-1", "vol-1");
+        let tags = Tags {
+            instance: "inst-1",
+            execution: "chorus-sbx-1",
+            run: Some("run-1"),
+            account: "acc-1",
+        };
+        let spec = spec(&config, python, "main.py", &tags, "vol-1");
         let host = spec.host_config.as_ref().unwrap();
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.readonly_rootfs, Some(true));
@@ -422,6 +455,10 @@ mod tests {
         let labels = spec.labels.as_ref().unwrap();
         assert_eq!(labels[LABEL], "1");
         assert_eq!(labels[LABEL_INSTANCE], "inst-1");
+        assert_eq!(labels[LABEL_EXECUTION], "chorus-sbx-1");
+        assert_eq!(labels[LABEL_RUN], "run-1");
+        assert_eq!(labels[LABEL_ACCOUNT], "acc-1");
+        assert_eq!(labels[LABEL_ROLE], "program");
         let mount = &host.mounts.as_ref().unwrap()[0];
         assert_eq!(mount.source.as_deref(), Some("vol-1"));
         assert_eq!(mount.target.as_deref(), Some(MOUNT));
@@ -434,7 +471,16 @@ mod tests {
             ..SandboxConfig::default()
         };
         let python = config.language("python").unwrap().1;
-        let holder = holder_spec(&config, python, "inst-1", 1000);
+        let tags = Tags {
+            instance: "inst-1",
+            execution: "chorus-sbx-1",
+            run: None,
+            account: "acc-1",
+        };
+        let holder = holder_spec(&config, python, &tags, 1000);
+        let labels = holder.labels.as_ref().unwrap();
+        assert_eq!(labels[LABEL_ROLE], "holder");
+        assert!(!labels.contains_key(LABEL_RUN));
         assert_eq!(
             holder.cmd.as_deref().unwrap(),
             ["python3", "-u", "/dev/stdin"]

@@ -6,9 +6,18 @@
 //! start → read output (bounded) until exit, the wall-clock limit (kill) or
 //! cancellation (kill, remove, return) → inspect (exit code, OOM) → download the
 //! workspace from the holder within the quota → remove both (and the volume).
+//!
+//! The admin console lists the executions running on the engine (every instance's:
+//! they are found by label) and kills one: its containers are renamed with
+//! [`STOPPED_MARK`] and killed, so the instance that runs it, whichever it is, reads
+//! from the name that an administrator stopped it, says so in the tool result, and
+//! removes the containers and the volume as on every other path.
 
 use super::config::SandboxConfig;
-use super::container::{self, ContainerGuard, LABEL, LABEL_INSTANCE, MOUNT};
+use super::container::{
+    self, ContainerGuard, LABEL, LABEL_ACCOUNT, LABEL_EXECUTION, LABEL_INSTANCE, LABEL_ROLE,
+    LABEL_RUN, MOUNT, Tags,
+};
 use super::output::BoundedOutput;
 use super::workspace::{self, Workspaces};
 use super::{Execution, ExecutionRequest, Sandbox, SandboxError};
@@ -16,7 +25,7 @@ use bollard::container::LogOutput;
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder,
     DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListVolumesOptionsBuilder, UploadToContainerOptionsBuilder,
+    ListVolumesOptionsBuilder, RenameContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
 use futures::{StreamExt, TryStreamExt};
@@ -36,6 +45,30 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 const AVAILABILITY_TTL: Duration = Duration::from_secs(5);
 /// Extra time after a kill for the container to report its end.
 const KILL_GRACE: Duration = Duration::from_secs(10);
+/// Appended to the name of a container an administrator killed: how the instance
+/// running the execution learns why it ended.
+pub const STOPPED_MARK: &str = "-stopped-by-admin";
+/// The prefix of every execution's name.
+const EXECUTION_PREFIX: &str = "chorus-sbx-";
+
+/// An execution running on the Docker engine, as its containers' labels tell it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunningExecution {
+    /// The execution's name (`chorus-sbx-…`), what a kill names.
+    pub id: String,
+    /// The run whose tool call started it.
+    pub run_id: Option<String>,
+    /// The account whose workspace it uses.
+    pub account_id: Option<String>,
+    /// The instance running it.
+    pub instance: Option<String>,
+    /// When its first container was created (Unix ms).
+    pub started_at: i64,
+    /// Its containers (the holder, and the program's once created).
+    pub containers: usize,
+    /// Whether the program itself runs yet (else its workspace is being prepared).
+    pub program_running: bool,
+}
 
 /// The code sandbox on a Docker engine. Cheap to share (`Arc`); every method is safe
 /// to call concurrently.
@@ -159,6 +192,96 @@ impl DockerSandbox {
         Ok(reaped)
     }
 
+    /// The executions running on the engine now, every instance's, oldest first.
+    pub async fn executions(&self) -> Result<Vec<RunningExecution>, SandboxError> {
+        let docker = self.docker().await?;
+        let filters: HashMap<String, Vec<String>> =
+            [("label".to_string(), vec![format!("{LABEL}=1")])].into();
+        let options = ListContainersOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let mut executions: Vec<RunningExecution> = Vec::new();
+        for c in docker.list_containers(Some(options)).await? {
+            let labels = c.labels.unwrap_or_default();
+            let label = |key: &str| labels.get(key).cloned();
+            // Containers of a version before the execution label: one each.
+            let Some(id) = label(LABEL_EXECUTION).or(c.id.clone()) else {
+                continue;
+            };
+            let created = c.created.unwrap_or(0) * 1000;
+            let program = label(LABEL_ROLE).as_deref() == Some("program");
+            match executions.iter_mut().find(|e| e.id == id) {
+                Some(e) => {
+                    e.containers += 1;
+                    e.started_at = e.started_at.min(created);
+                    e.program_running |= program;
+                }
+                None => executions.push(RunningExecution {
+                    id,
+                    run_id: label(LABEL_RUN),
+                    account_id: label(LABEL_ACCOUNT),
+                    instance: label(LABEL_INSTANCE),
+                    started_at: created,
+                    containers: 1,
+                    program_running: program,
+                }),
+            }
+        }
+        executions.sort_by_key(|e| e.started_at);
+        Ok(executions)
+    }
+
+    /// Kills a running execution, whichever instance runs it: marks its containers
+    /// ([`STOPPED_MARK`]) and kills them, program first. The instance running it
+    /// then ends the tool call with "stopped by an administrator" and removes the
+    /// containers and the volume. `Ok(false)`: no such execution runs.
+    pub async fn kill_execution(&self, execution: &str) -> Result<bool, SandboxError> {
+        if !is_execution_name(execution) {
+            return Ok(false);
+        }
+        let docker = self.docker().await?;
+        let filters: HashMap<String, Vec<String>> = [(
+            "label".to_string(),
+            vec![
+                format!("{LABEL}=1"),
+                format!("{LABEL_EXECUTION}={execution}"),
+            ],
+        )]
+        .into();
+        let options = ListContainersOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let mut containers = docker.list_containers(Some(options)).await?;
+        if containers.is_empty() {
+            return Ok(false);
+        }
+        // The program before its holder: the holder's end takes the volume's files.
+        containers.sort_by_key(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_ROLE))
+                .is_none_or(|r| r != "program")
+        });
+        for c in containers {
+            let (Some(id), Some(name)) = (c.id, c.names.and_then(|n| n.into_iter().next())) else {
+                continue;
+            };
+            let name = name.trim_start_matches('/');
+            if !name.ends_with(STOPPED_MARK) {
+                let renamed = format!("{name}{STOPPED_MARK}");
+                docker
+                    .rename_container(
+                        &id,
+                        RenameContainerOptionsBuilder::new().name(&renamed).build(),
+                    )
+                    .await?;
+            }
+            kill(&docker, &id).await;
+        }
+        tracing::info!(execution, "sandbox execution killed by an administrator");
+        Ok(true)
+    }
+
     async fn run(
         &self,
         request: ExecutionRequest,
@@ -228,7 +351,13 @@ impl DockerSandbox {
 
         // The holder first: it keeps the workspace volume mounted from the upload to
         // the download (container.rs).
-        let name = format!("chorus-sbx-{}", uuid::Uuid::new_v4().simple());
+        let name = format!("{EXECUTION_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        let tags = Tags {
+            instance: &self.instance,
+            execution: &name,
+            run: request.run.as_ref().map(|r| r.as_str()),
+            account: request.account.as_str(),
+        };
         let mut guard = ContainerGuard::new(docker.clone());
         let holder = guard.before_create(format!("{name}-hold"));
         let created = docker
@@ -238,7 +367,7 @@ impl DockerSandbox {
                         .name(guard.id(holder))
                         .build(),
                 ),
-                container::holder_spec(&self.config, lang, &self.instance, request.code.len()),
+                container::holder_spec(&self.config, lang, &tags, request.code.len()),
             )
             .await;
         match created {
@@ -251,12 +380,13 @@ impl DockerSandbox {
         let volume = match self.hold(&docker, guard.id(holder), tar_file).await {
             Ok(volume) => volume,
             Err(e) => {
+                let e = or_stopped(&docker, guard.id(holder), e).await;
                 guard.remove().await;
                 return Err(e);
             }
         };
 
-        let spec = container::spec(&self.config, lang, &program_name, &self.instance, &volume);
+        let spec = container::spec(&self.config, lang, &program_name, &tags, &volume);
         let program = guard.before_create(name.clone());
         let created = docker
             .create_container(
@@ -268,9 +398,16 @@ impl DockerSandbox {
             Ok(created) => guard.created(program, created.id),
             Err(e) => {
                 guard.not_created(program);
+                let e = or_stopped(&docker, guard.id(holder), e.into()).await;
                 guard.remove().await;
-                return Err(e.into());
+                return Err(e);
             }
+        }
+        // Killed by an administrator while it was being prepared (only the holder
+        // was there to kill): the program must not start.
+        if stopped(&docker, guard.id(holder)).await {
+            guard.remove().await;
+            return Err(SandboxError::StoppedByAdmin);
         }
         tracing::debug!(container = %guard.id(program), language, "sandbox execution starting");
 
@@ -278,30 +415,41 @@ impl DockerSandbox {
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(e) => {
+                let e = or_stopped(&docker, guard.id(holder), e).await;
                 guard.remove().await;
                 return Err(e);
             }
         };
 
-        // Exit code and OOM flag.
-        let state = docker
-            .inspect_container(guard.id(program), None)
-            .await
-            .ok()
-            .and_then(|i| i.state);
+        // Exit code, OOM flag, and whether an administrator killed it.
+        let inspected = docker.inspect_container(guard.id(program), None).await.ok();
+        let stopped_by_admin = inspected
+            .as_ref()
+            .is_some_and(|i| marked(i.name.as_deref()))
+            || stopped(&docker, guard.id(holder)).await;
+        let state = inspected.and_then(|i| i.state);
         let oom_killed = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
-        let exit_code = if outcome.timed_out {
+        let exit_code = if outcome.timed_out || stopped_by_admin {
             None
         } else {
             state.as_ref().and_then(|s| s.exit_code)
         };
 
-        // Copy the workspace back, within the quota.
+        // Copy the workspace back, within the quota (not after a kill: the holder
+        // and its volume's files are gone with it).
         let mut notes = Vec::new();
-        let files = match self
-            .copy_back(&docker, guard.id(holder), &dir, before)
-            .await
-        {
+        let copied = if stopped_by_admin {
+            notes.push(
+                "killed: stopped by an administrator; the workspace is as it was before \
+                 this execution"
+                    .to_string(),
+            );
+            Ok(workspace::Unpacked::default())
+        } else {
+            self.copy_back(&docker, guard.id(holder), &dir, before)
+                .await
+        };
+        let files = match copied {
             Ok(unpacked) => {
                 if !unpacked.skipped.is_empty() {
                     notes.push(format!(
@@ -363,6 +511,7 @@ impl DockerSandbox {
             stderr_truncated,
             timed_out: outcome.timed_out,
             oom_killed,
+            stopped_by_admin,
             files,
             notes,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -545,6 +694,35 @@ fn workspace_full(outcome: &Outcome) -> bool {
         .any(|o| o.contains("No space left on device") || o.contains("ENOSPC"))
 }
 
+/// Whether `name` is an execution's name (`chorus-sbx-` and 32 hex digits).
+fn is_execution_name(name: &str) -> bool {
+    name.strip_prefix(EXECUTION_PREFIX)
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Whether a container's name carries [`STOPPED_MARK`].
+fn marked(name: Option<&str>) -> bool {
+    name.is_some_and(|n| n.ends_with(STOPPED_MARK))
+}
+
+/// Whether an administrator killed the container `id` (still there to inspect).
+async fn stopped(docker: &Docker, id: &str) -> bool {
+    docker
+        .inspect_container(id, None)
+        .await
+        .is_ok_and(|i| marked(i.name.as_deref()))
+}
+
+/// `e`, or [`SandboxError::StoppedByAdmin`] when the holder `holder` was killed by
+/// an administrator (which is why the step failed).
+async fn or_stopped(docker: &Docker, holder: &str, e: SandboxError) -> SandboxError {
+    if stopped(docker, holder).await {
+        SandboxError::StoppedByAdmin
+    } else {
+        e
+    }
+}
+
 async fn kill(docker: &Docker, id: &str) {
     let options = KillContainerOptionsBuilder::default()
         .signal("SIGKILL")
@@ -613,11 +791,13 @@ impl Sandbox for DockerSandbox {
         let started = Instant::now();
         let result = self.run(request, cancel).instrument(span.clone()).await;
         let outcome = match &result {
+            Ok(e) if e.stopped_by_admin => "stopped",
             Ok(e) if e.timed_out => "timeout",
             Ok(e) if e.oom_killed => "oom",
             Ok(e) if e.exit_code == Some(0) => "ok",
             Ok(_) => "exit_error",
             Err(SandboxError::Cancelled) => "cancelled",
+            Err(SandboxError::StoppedByAdmin) => "stopped",
             Err(_) => "failed",
         };
         crate::telemetry::metrics::sandbox_execution(&language, outcome, started.elapsed());

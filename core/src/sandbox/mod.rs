@@ -18,12 +18,12 @@ mod tool;
 mod workspace;
 
 pub use config::{DEFAULT_IMAGE, LanguageConfig, SandboxConfig};
-pub use container::{LABEL, LABEL_INSTANCE};
-pub use docker::DockerSandbox;
+pub use container::{LABEL, LABEL_ACCOUNT, LABEL_EXECUTION, LABEL_INSTANCE, LABEL_ROLE, LABEL_RUN};
+pub use docker::{DockerSandbox, RunningExecution};
 pub use tool::{SOURCE_ID, SandboxTool};
 pub use workspace::{WorkspaceError, WorkspaceFile, Workspaces, safe_relative};
 
-use chorus_model::ids::{AccountId, ConversationId};
+use chorus_model::ids::{AccountId, ConversationId, RunId};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +35,9 @@ pub const TOOL_NAME: &str = "code_interpreter";
 pub struct ExecutionRequest {
     pub account: AccountId,
     pub conversation: ConversationId,
+    /// The run whose tool call asks for it, labelled on its containers (for the
+    /// admin console); `None` outside a run.
+    pub run: Option<RunId>,
     /// A configured language name (or a synonym such as `python3`, `bash`).
     pub language: String,
     pub code: String,
@@ -54,6 +57,8 @@ pub struct Execution {
     pub timed_out: bool,
     /// Killed by the kernel at the memory limit.
     pub oom_killed: bool,
+    /// Killed by an administrator from the admin console.
+    pub stopped_by_admin: bool,
     /// Files of the workspace this execution created or changed (path, size).
     pub files: Vec<WorkspaceFile>,
     /// Plain-language notes for the model: limits hit, files not kept.
@@ -116,6 +121,8 @@ pub enum SandboxError {
     QueueTimeout(u64),
     #[error("the execution was cancelled")]
     Cancelled,
+    #[error("the execution was stopped by an administrator before the program started")]
+    StoppedByAdmin,
     #[error("Docker: {0}")]
     Docker(String),
     #[error(transparent)]

@@ -155,6 +155,7 @@ impl ToolSource for SandboxTool {
         let request = ExecutionRequest {
             account: context.account_id.clone(),
             conversation: context.conversation_id.clone(),
+            run: context.run_id.clone(),
             language: args.language,
             code: args.code,
         };

@@ -46,6 +46,9 @@ pub struct ToolOutput {
 pub struct ToolCallContext {
     pub account_id: AccountId,
     pub conversation_id: ConversationId,
+    /// The run making the call (labelled on sandbox containers for the admin
+    /// console); `None` outside a run.
+    pub run_id: Option<chorus_model::ids::RunId>,
 }
 
 /// Why a source could not run a call at all.
@@ -512,6 +515,7 @@ mod tests {
         let context = ToolCallContext {
             account_id: chorus_model::ids::AccountId::generate(),
             conversation_id: chorus_model::ids::ConversationId::generate(),
+            run_id: None,
         };
         let r = host.call("whoami", serde_json::json!({}), &context).await;
         assert_eq!(r.output, context.conversation_id.to_string());

@@ -67,6 +67,7 @@ fn request(
     ExecutionRequest {
         account: account.clone(),
         conversation: conversation.clone(),
+        run: None,
         language: language.into(),
         code: code.into(),
     }
@@ -470,6 +471,69 @@ async fn cancellation_and_dropping_kill_the_container() {
     wait_for(|| async { h.containers().await == 1 }).await;
     task.abort();
     wait_for(|| async { h.containers().await == 0 }).await;
+}
+
+/// The admin console's kill: the execution is listed by its labels (run, account,
+/// instance), killed from the listing, and its tool call returns "stopped by an
+/// administrator" with the workspace as it was; nothing is left on the engine.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_execution_listed_by_label_is_killed_by_an_administrator() {
+    let h = harness(SandboxConfig {
+        timeout_secs: 120,
+        ..small_config()
+    })
+    .await;
+    let (account, conversation) = (AccountId::generate(), ConversationId::generate());
+    let run = chorus_model::ids::RunId::generate();
+    let code = "open('partial.txt', 'w').write('x')\nimport time\nprint('started', flush=True)\ntime.sleep(100)\n";
+    let task = {
+        let sandbox = h.sandbox.clone();
+        let mut req = request(&account, &conversation, "python", code);
+        req.run = Some(run.clone());
+        tokio::spawn(async move { sandbox.execute(req, CancellationToken::new()).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed =
+        loop {
+            let found =
+                h.sandbox.executions().await.unwrap().into_iter().find(|e| {
+                    e.instance.as_deref() == Some(h.instance.as_str()) && e.program_running
+                });
+            if let Some(found) = found {
+                break found;
+            }
+            assert!(Instant::now() < deadline, "the execution was never listed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+    assert_eq!(listed.run_id.as_deref(), Some(run.as_str()));
+    assert_eq!(listed.account_id.as_deref(), Some(account.as_str()));
+    assert_eq!(listed.containers, 2, "{listed:?}");
+    assert!(listed.id.starts_with("chorus-sbx-"), "{listed:?}");
+
+    assert!(h.sandbox.kill_execution(&listed.id).await.unwrap());
+    let out = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the killed execution ends")
+        .unwrap()
+        .expect("a killed execution is a result, not an error");
+    assert!(out.stopped_by_admin, "{out:?}");
+    assert_eq!(out.exit_code, None);
+    assert!(
+        out.to_tool_output().contains("stopped by an administrator"),
+        "{}",
+        out.to_tool_output()
+    );
+    assert!(out.files.is_empty(), "{out:?}");
+    let files = h
+        .sandbox
+        .workspaces()
+        .list(&account, &conversation)
+        .await
+        .unwrap_or_default();
+    assert!(files.is_empty(), "the workspace changed: {files:?}");
+    h.assert_no_containers().await;
+    assert!(!h.sandbox.kill_execution(&listed.id).await.unwrap());
+    assert!(!h.sandbox.kill_execution("not-an-execution").await.unwrap());
 }
 
 async fn wait_for<F, Fut>(mut check: F)

@@ -179,6 +179,8 @@ async fn the_console_refuses_everyone_but_admins_and_forms_need_their_token() ->
                     },
                 )
                 .replace("{identity}", "x")
+                .replace("{server}", "everything")
+                .replace("{execution}", "chorus-sbx-0123456789abcdef0123456789abcdef")
                 .replace("{role}", "user")
                 .replace("{resource}", "models");
             let mut req = client.request(method.clone(), &path);
@@ -230,7 +232,9 @@ async fn the_console_refuses_everyone_but_admins_and_forms_need_their_token() ->
     let grant = format!("/admin/accounts/{id}/credits");
     let suspend = format!("/admin/accounts/{id}/suspend");
     let access = "/admin/access/user/models".to_string();
-    for target in [&grant, &suspend, &access] {
+    let restart = "/admin/tools/mcp/everything/restart".to_string();
+    let kill = "/admin/tools/sandbox/chorus-sbx-0123456789abcdef0123456789abcdef/kill".to_string();
+    for target in [&grant, &suspend, &access, &restart, &kill] {
         for (csrf, origin, code) in [
             (None, server.url(), "csrf"),
             (Some("0".repeat(64)), server.url(), "csrf"),

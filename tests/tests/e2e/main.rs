@@ -8,6 +8,7 @@
 mod account_link_matrix;
 mod admin_console;
 mod admin_stats;
+mod admin_tools;
 mod anthropic_provider;
 mod authorization;
 mod azure_provider;

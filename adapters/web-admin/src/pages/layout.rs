@@ -6,12 +6,13 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
 /// The console's areas, in navigation order: (path, label).
-const AREAS: [(&str, &str); 7] = [
+const AREAS: [(&str, &str); 8] = [
     ("/admin", "Overview"),
     ("/admin/accounts", "Accounts"),
     ("/admin/access", "Access"),
     ("/admin/runs", "Runs"),
     ("/admin/providers", "Providers"),
+    ("/admin/tools", "Tools"),
     ("/admin/audit", "Audit log"),
     ("/admin/config", "Configuration"),
 ];

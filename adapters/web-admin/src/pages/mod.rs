@@ -14,6 +14,7 @@ mod layout;
 mod overview;
 mod providers;
 mod runs;
+mod tools;
 
 use axum::Router;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -44,6 +45,15 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/runs/{id}", get(runs::run_page))
         .route("/admin/runs/{id}/stop", post(runs::stop))
         .route("/admin/providers", get(providers::page))
+        .route("/admin/tools", get(tools::page))
+        .route(
+            "/admin/tools/mcp/{server}/restart",
+            post(tools::restart_mcp_server),
+        )
+        .route(
+            "/admin/tools/sandbox/{execution}/kill",
+            post(tools::kill_execution),
+        )
         .route("/admin/audit", get(audit::page))
         .route("/admin/audit.csv", get(audit::csv))
         .route("/admin/config", get(config::page))

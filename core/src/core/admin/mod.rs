@@ -7,12 +7,14 @@ mod audit;
 mod runs;
 mod security;
 mod stats;
+mod tools;
 
 pub use accounts::{AccountDetail, PAGE as ADMIN_PAGE};
 pub use audit::Overview;
 pub(crate) use security::AttemptCoalescer;
 pub(super) use stats::publish_forever;
 pub use stats::{Activity, ModelPrice, ProviderSummary, ProvidersPage};
+pub use tools::{McpServerView, SandboxExecutionView, SandboxView, ToolsPage};
 
 use super::{Core, CoreError, Forbidden};
 use chorus_model::{Account, Role};
