@@ -2,9 +2,10 @@
 //! the official Python SDK (`tests/mcp/py_server.py`, stdio) restarted from
 //! `/api/admin/tools` in the middle of a call (the call ends with a clear tool error,
 //! the restart counter goes up, the tool works again), and a real Docker sandbox
-//! execution of a long `sleep` listed with its run and account and killed (the
-//! run's tool result says an administrator stopped it, and Docker has no container
-//! of it left). Both actions are in the audit log; the page lists both areas.
+//! execution of a long `sleep` listed with its run and account and killed from
+//! another instance on the same engine (the run's tool result says an administrator
+//! stopped it, and Docker has no container or volume of it left). Both actions are in
+//! the audit log; the page lists both areas.
 
 use crate::admin_console::admin_client;
 use crate::finished;
@@ -206,9 +207,20 @@ async fn an_admin_kills_a_sandbox_execution_and_nothing_is_left() -> Result<()> 
     );
     ensure!(!containers(&instance)?.is_empty());
 
+    // Another instance on the same engine (its own database) lists it too, from
+    // Docker's labels, and kills it.
+    let other = sandbox_server("unused", &unique_name("sbother")).await?;
+    let other_admin = admin_client(&other).await?;
+    let seen = expect_status(other_admin.get("/api/admin/tools").await?, 200).await?;
+    ensure!(
+        seen["sandbox"]["executions"].as_array().is_some_and(|l| l
+            .iter()
+            .any(|e| e["id"] == id.as_str() && e["instance"] == instance.as_str())),
+        "the other instance does not list the execution: {seen}"
+    );
     expect_status(
         call(
-            &admin,
+            &other_admin,
             Method::POST,
             &format!("/api/admin/tools/sandbox/{id}/kill"),
             None,
@@ -263,7 +275,9 @@ async fn an_admin_kills_a_sandbox_execution_and_nothing_is_left() -> Result<()> 
     .await?;
     ensure!(resp.status() == 404, "{}", resp.status());
     let audit = expect_status(
-        admin.get(&format!("/api/admin/audit?object={id}")).await?,
+        other_admin
+            .get(&format!("/api/admin/audit?object={id}"))
+            .await?,
         200,
     )
     .await?;
@@ -274,6 +288,7 @@ async fn an_admin_kills_a_sandbox_execution_and_nothing_is_left() -> Result<()> 
             && entries[0]["before"]["run_id"] == sent.run_id.as_str(),
         "{audit}"
     );
+    drop(other);
     drop(server);
     Ok(())
 }
