@@ -815,3 +815,23 @@ impl Sandbox for DockerSandbox {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_execution_names_are_killed_and_the_mark_is_read_back() {
+        let name = format!("{EXECUTION_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        assert!(is_execution_name(&name));
+        assert!(!is_execution_name(&format!("{name}-hold")));
+        assert!(!is_execution_name("chorus-sbx-"));
+        assert!(!is_execution_name("other-0123456789abcdef0123456789abcdef"));
+        assert!(!is_execution_name(
+            "chorus-sbx-0123456789abcdef0123456789abcdeg"
+        ));
+        assert!(marked(Some(&format!("/{name}-hold{STOPPED_MARK}"))));
+        assert!(!marked(Some(&format!("/{name}-hold"))));
+        assert!(!marked(None));
+    }
+}

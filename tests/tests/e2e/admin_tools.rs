@@ -146,6 +146,20 @@ async fn an_admin_restarts_an_mcp_server_mid_call_and_its_tools_work_again() -> 
         entries.len() == 1 && entries[0]["object_id"] == "py",
         "{audit}"
     );
+    // This server's sandbox is disabled: it runs nothing, so there is nothing to kill.
+    let tools = expect_status(admin.get("/api/admin/tools").await?, 200).await?;
+    ensure!(
+        tools["sandbox"]["enabled"] == false && tools["sandbox"]["executions"] == json!([]),
+        "{tools}"
+    );
+    let resp = call(
+        &admin,
+        Method::POST,
+        "/api/admin/tools/sandbox/chorus-sbx-0123456789abcdef0123456789abcdef/kill",
+        None,
+    )
+    .await?;
+    ensure!(resp.status() == 404, "{}", resp.status());
     let page = admin.get("/admin/tools").await?.text().await?;
     ensure!(
         page.contains("data-server=\"py\"") && page.contains("/admin/tools/mcp/py/restart"),

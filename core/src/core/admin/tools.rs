@@ -183,6 +183,11 @@ impl Core {
     }
 }
 
+/// A disabled sandbox runs no execution (so there is none to kill); anything else
+/// is Docker failing to answer.
 fn sandbox_error(e: SandboxError) -> CoreError {
-    CoreError::Unavailable(e.to_string())
+    match e {
+        SandboxError::Disabled => CoreError::NotFound("sandbox execution"),
+        other => CoreError::Unavailable(other.to_string()),
+    }
 }
