@@ -33,7 +33,7 @@ mod identity;
 mod sandbox;
 mod sessions;
 mod surfaces;
-pub use access::{AccessSetting, AccessView, RoleAccessView};
+pub use access::{AccessSetting, AccessView, GroupDetail, GroupView, RoleAccessView};
 pub use admin::{
     ADMIN_PAGE, AccountDetail, Activity, Admin, ModelPrice, Overview, ProviderSummary,
     ProvidersPage,

@@ -29,10 +29,10 @@ pub use chorus_providers::ToolChoice;
 pub use chorus_store::{ApiKeyScope, Identity};
 // What the admin console lists and filters by.
 pub use crate::core::{
-    ADMIN_PAGE, AccessSetting, AccessView, AccountDetail, Activity, ModelPrice, Overview,
-    ProviderSummary, ProvidersPage, RoleAccessView, UsageReport,
+    ADMIN_PAGE, AccessSetting, AccessView, AccountDetail, Activity, GroupDetail, GroupView,
+    ModelPrice, Overview, ProviderSummary, ProvidersPage, RoleAccessView, UsageReport,
 };
 pub use chorus_store::{
-    AccessResource, AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord, LedgerEntry,
-    ProviderStat, RunFilter, RunListing, RunStatBucket, utc_date,
+    AccessGroup, AccessResource, AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord,
+    GroupMember, LedgerEntry, ProviderStat, RunFilter, RunListing, RunStatBucket, utc_date,
 };
