@@ -29,8 +29,9 @@ pub use chorus_providers::ToolChoice;
 pub use chorus_store::{ApiKeyScope, Identity};
 // What the admin console lists and filters by.
 pub use crate::core::{
-    ADMIN_PAGE, AccessSetting, AccessView, AccountDetail, Activity, GroupDetail, GroupView,
-    ModelPrice, Overview, ProviderSummary, ProvidersPage, RoleAccessView, UsageReport,
+    ADMIN_PAGE, AccessSetting, AccessView, AccountDetail, Activity, GROUP_MEMBERS_PAGE,
+    GroupDetail, GroupView, ModelPrice, Overview, ProviderSummary, ProvidersPage, RoleAccessView,
+    UsageReport,
 };
 pub use chorus_store::{
     AccessGroup, AccessResource, AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord,

@@ -302,7 +302,8 @@ impl Core {
 // ---- groups of accounts ----
 
 /// Rows per page of a group's members.
-const MEMBERS_PAGE: i64 = 100;
+pub const GROUP_MEMBERS_PAGE: usize = 100;
+const MEMBERS_PAGE: i64 = GROUP_MEMBERS_PAGE as i64;
 
 impl Core {
     /// A group's page: what it gives and a page of its members (`page` from 0).

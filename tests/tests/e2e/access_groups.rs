@@ -314,7 +314,11 @@ async fn a_tool_server_a_group_gives_is_offered_and_called_by_its_members_only()
     let page = post_form(
         &admin,
         &format!("/admin/accounts/{bob_id}/groups"),
-        &[("csrf", token.as_str()), ("action", "add"), ("group", group.as_str())],
+        &[
+            ("csrf", token.as_str()),
+            ("action", "add"),
+            ("group", group.as_str()),
+        ],
     )
     .await?;
     ensure!(
@@ -340,7 +344,11 @@ async fn a_tool_server_a_group_gives_is_offered_and_called_by_its_members_only()
     let page = post_form(
         &admin,
         &format!("/admin/accounts/{bob_id}/groups"),
-        &[("csrf", token.as_str()), ("action", "remove"), ("group", group.as_str())],
+        &[
+            ("csrf", token.as_str()),
+            ("action", "remove"),
+            ("group", group.as_str()),
+        ],
     )
     .await?;
     ensure!(page.contains("Removed from the group."), "{page}");

@@ -85,7 +85,8 @@ fn list_form(
             h3 { (title) }
             p { "Gives: " strong.effective { (describe(list)) } }
             textarea name="names" rows="4" cols="40" { (list.join("\n")) }
-            p.muted { "One a line; empty gives none. Available: " (known.join(", "))
+            p.muted { "One a line; empty gives none. Available: "
+                @if known.is_empty() { "none" } @else { (known.join(", ")) }
                 @if resource == AccessResource::Models { "; or PROVIDER/* for a provider's models, * for all." }
                 @else { "; or * for all." } }
             button type="submit" { "Save " (title.to_lowercase()) }
@@ -105,7 +106,8 @@ pub async fn page(
     let g = &d.group.group;
     let here = group_path(&g.id);
     let body = html! {
-        p { a href="/admin/access" { "← Access" } " · " (d.group.members) " members" }
+        p { a href="/admin/access" { "← Access" } " · "
+            (d.group.members) @if d.group.members == 1 { " member" } @else { " members" } }
         div.cards {
             div.card { (list_form(&who, g, AccessResource::Models, &view.models)) }
             div.card { (list_form(&who, g, AccessResource::ToolServers, &view.tool_servers)) }
@@ -138,7 +140,9 @@ pub async fn page(
             }
             p {
                 @if page > 0 { a href=(format!("{here}?page={}", page - 1)) { "← Previous" } " " }
-                a href=(format!("{here}?page={}", page + 1)) { "Next →" }
+                @if d.member_list.len() == chorus_core::GROUP_MEMBERS_PAGE {
+                    a href=(format!("{here}?page={}", page + 1)) { "Next →" }
+                }
             }
         }
         h2 { "Delete" }
