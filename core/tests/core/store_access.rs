@@ -293,7 +293,7 @@ async fn groups_suite(store: Store) {
     store.delete_access_group(&actor, &other.id).await.unwrap();
     assert_eq!(
         store.account_access_groups(&bob.id).await.unwrap(),
-        [staff.id.clone()]
+        [staff.id.as_str()]
     );
     assert!(store.access_group(&other.id).await.unwrap().is_none());
     let deleted = audit("delete_access_group").await;
