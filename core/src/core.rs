@@ -33,7 +33,9 @@ mod identity;
 mod sandbox;
 mod sessions;
 mod surfaces;
-pub use access::{AccessSetting, AccessView, RoleAccessView};
+pub use access::{
+    AccessSetting, AccessView, GROUP_MEMBERS_PAGE, GroupDetail, GroupView, RoleAccessView,
+};
 pub use admin::{
     ADMIN_PAGE, AccountDetail, Activity, Admin, McpServerView, ModelPrice, Overview,
     ProviderSummary, ProvidersPage, SandboxExecutionView, SandboxView, ToolsPage,

@@ -29,11 +29,11 @@ pub use chorus_providers::ToolChoice;
 pub use chorus_store::{ApiKeyScope, Identity};
 // What the admin console lists and filters by.
 pub use crate::core::{
-    ADMIN_PAGE, AccessSetting, AccessView, AccountDetail, Activity, McpServerView, ModelPrice,
-    Overview, ProviderSummary, ProvidersPage, RoleAccessView, SandboxExecutionView, SandboxView,
-    ToolsPage, UsageReport,
+    ADMIN_PAGE, AccessSetting, AccessView, AccountDetail, Activity, GROUP_MEMBERS_PAGE,
+    GroupDetail, GroupView, McpServerView, ModelPrice, Overview, ProviderSummary, ProvidersPage,
+    RoleAccessView, SandboxExecutionView, SandboxView, ToolsPage, UsageReport,
 };
 pub use chorus_store::{
-    AccessResource, AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord, LedgerEntry,
-    ProviderStat, RunFilter, RunListing, RunStatBucket, utc_date,
+    AccessGroup, AccessResource, AccountListing, AccountSort, AuditFilter, AuditKind, AuditRecord,
+    GroupMember, LedgerEntry, ProviderStat, RunFilter, RunListing, RunStatBucket, utc_date,
 };

@@ -331,6 +331,31 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
       ['scripted/demo', 'scripted/big'],
     );
 
+    // A group gives scripted/big back to alice alone: made on the Access page, alice
+    // added from her account's page, then removed from the group's page.
+    await page.goto(`${baseUrl}/admin/access`);
+    await page.fill('#create-group input[name="name"]', 'big models');
+    await page.click('#create-group button[type="submit"]');
+    await page.waitForSelector('#group-models');
+    await page.fill('#group-models textarea[name="names"]', 'scripted/big');
+    await page.click('#group-models button[type="submit"]');
+    await page.waitForSelector('.notice');
+    assert.equal(await page.textContent('#group-models .effective'), 'scripted/big');
+    const groupUrl = page.url().split('?')[0];
+    await page.goto(accountUrl);
+    await page.selectOption('#add-to-group select[name="group"]', { label: 'big models' });
+    await page.click('#add-to-group button[type="submit"]');
+    await page.waitForSelector('#account-groups');
+    assert.match(await page.textContent('#account-groups'), /big models/);
+    assert.deepEqual(await aliceModels(), ['scripted/demo', 'scripted/big']);
+    await page.goto(groupUrl);
+    assert.match(await page.textContent('#members'), new RegExp(USER));
+    await shot(page, '5d-group');
+    await page.click('#members button[type="submit"]');
+    await page.waitForSelector('.notice');
+    assert.equal(await page.locator('#members').count(), 0, 'no member left');
+    assert.deepEqual(await aliceModels(), ['scripted/demo']);
+
     // The audit log on screen, and as CSV with every action.
     await page.goto(`${baseUrl}/admin/audit`);
     await page.waitForSelector('#audit');
@@ -339,7 +364,7 @@ describe('admin console in headless Chromium', { timeout: 120000 }, () => {
     const csv = fs.readFileSync(await download.path(), 'utf8');
     fs.mkdirSync(OUT, { recursive: true });
     fs.writeFileSync(path.join(OUT, 'audit.csv'), csv);
-    for (const action of ['grant', 'set_refill', 'suspend', 'reactivate', 'stop_run', 'suspended_attempt', 'set_access', 'restart_mcp_server']) {
+    for (const action of ['grant', 'set_refill', 'suspend', 'reactivate', 'stop_run', 'suspended_attempt', 'set_access', 'create_access_group', 'set_group_access', 'add_to_group', 'remove_from_group', 'restart_mcp_server']) {
       assert.ok(csv.includes(`,${action},`), `no ${action} in the CSV:\n${csv}`);
     }
     assert.ok(csv.includes('browser grant'), 'the grant note is not in the CSV');

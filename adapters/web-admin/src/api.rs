@@ -6,6 +6,7 @@ use crate::ConfigDump;
 use crate::access::ApiAdmin;
 use crate::query::{
     AccountsQuery, AuditQuery, RunsQuery, access_setting, account_id, parse_resource, parse_role,
+    split_names,
 };
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -40,6 +41,22 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/accounts/{id}/delete", post(delete_account))
         .route("/api/admin/access", get(access))
         .route("/api/admin/access/{role}/{resource}", put(set_access))
+        .route(
+            "/api/admin/access/groups",
+            get(access_groups).post(create_group),
+        )
+        .route(
+            "/api/admin/access/groups/{group}",
+            get(access_group).delete(delete_group),
+        )
+        .route(
+            "/api/admin/access/groups/{group}/{resource}",
+            put(set_group_access),
+        )
+        .route(
+            "/api/admin/access/groups/{group}/members/{account}",
+            put(add_member).delete(remove_member),
+        )
         .route("/api/admin/runs", get(runs))
         .route("/api/admin/runs/{id}", get(run))
         .route("/api/admin/runs/{id}/stop", post(stop_run))
@@ -85,6 +102,104 @@ async fn set_access(
         .await?;
     let view = state.core.access_view(&admin).await?;
     Ok(Json(json!({ "changed": changed, "access": view })))
+}
+
+async fn access_groups(State(state): State<AppState>, ApiAdmin(admin): ApiAdmin) -> Answer {
+    let view = state.core.access_view(&admin).await?;
+    Ok(Json(json!({ "groups": view.groups })))
+}
+
+#[derive(Deserialize)]
+struct GroupBody {
+    name: String,
+}
+
+async fn create_group(
+    State(state): State<AppState>,
+    ApiAdmin(admin): ApiAdmin,
+    chorus_web::ApiJson(body): chorus_web::ApiJson<GroupBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let group = state.core.create_access_group(&admin, &body.name).await?;
+    Ok((StatusCode::CREATED, Json(json!(group))))
+}
+
+#[derive(Deserialize)]
+struct MembersPage {
+    page: Option<u32>,
+}
+
+async fn access_group(
+    State(state): State<AppState>,
+    ApiAdmin(admin): ApiAdmin,
+    Path(group): Path<String>,
+    Query(page): Query<MembersPage>,
+) -> Answer {
+    let detail = state
+        .core
+        .access_group(&admin, &group, page.page.unwrap_or(0))
+        .await?;
+    Ok(Json(json!(detail)))
+}
+
+async fn delete_group(
+    State(state): State<AppState>,
+    ApiAdmin(admin): ApiAdmin,
+    Path(group): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.core.delete_access_group(&admin, &group).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct GroupListBody {
+    #[serde(default)]
+    names: Vec<String>,
+}
+
+async fn set_group_access(
+    State(state): State<AppState>,
+    ApiAdmin(admin): ApiAdmin,
+    Path((group, resource)): Path<(String, String)>,
+    chorus_web::ApiJson(body): chorus_web::ApiJson<GroupListBody>,
+) -> Answer {
+    let resource = parse_resource(&resource)?;
+    let changed = state
+        .core
+        .set_group_access(&admin, &group, resource, split_names(body.names))
+        .await?;
+    let detail = state.core.access_group(&admin, &group, 0).await?;
+    Ok(Json(json!({ "changed": changed, "group": detail })))
+}
+
+async fn set_member(
+    state: &AppState,
+    admin: &chorus_core::Admin,
+    group: &str,
+    account: &str,
+    member: bool,
+) -> Answer {
+    let account = account_id(account)?;
+    let changed = state
+        .core
+        .set_group_member(admin, group, &account, member)
+        .await?;
+    Ok(Json(json!({ "changed": changed, "member": member })))
+}
+
+async fn add_member(
+    State(state): State<AppState>,
+    ApiAdmin(admin): ApiAdmin,
+    Path((group, account)): Path<(String, String)>,
+) -> Answer {
+    set_member(&state, &admin, &group, &account, true).await
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    ApiAdmin(admin): ApiAdmin,
+    Path((group, account)): Path<(String, String)>,
+) -> Answer {
+    set_member(&state, &admin, &group, &account, false).await
 }
 
 async fn overview(State(state): State<AppState>, ApiAdmin(admin): ApiAdmin) -> Answer {

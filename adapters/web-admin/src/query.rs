@@ -147,15 +147,7 @@ pub fn access_setting(
     match mode {
         "config" => Ok(AccessSetting::Config),
         "all" => Ok(AccessSetting::All),
-        "only" => Ok(AccessSetting::Only(
-            names
-                .iter()
-                .flat_map(|n| n.split([',', '\n', '\r']))
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .map(str::to_string)
-                .collect(),
-        )),
+        "only" => Ok(AccessSetting::Only(split_names(names))),
         other => Err(InvalidInput::ListOption {
             field: "mode",
             expected: "config, all, only",
@@ -163,4 +155,15 @@ pub fn access_setting(
         }
         .into()),
     }
+}
+
+/// The names of an access list: a list, or text with one name per line or comma.
+pub fn split_names(names: Vec<String>) -> Vec<String> {
+    names
+        .iter()
+        .flat_map(|n| n.split([',', '\n', '\r']))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
 }

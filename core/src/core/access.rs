@@ -1,12 +1,14 @@
 //! The access policy on the facade: the one place that decides which models and
-//! tool servers an account may use (by its role), for every model list, admission
-//! and tool offer on every surface, and the admin's view and changes of it.
+//! tool servers an account may use (its role's lists united with its groups'), for
+//! every model list, admission and tool offer on every surface, and the admin's view
+//! and changes of it (role overrides, groups and their members).
 
 use super::{Core, CoreError, Forbidden, InvalidInput};
-use crate::access::{AccessPolicy, Allow, RoleAccess, config::MAX_NAME, config::MAX_NAMES};
+use crate::access::{AccessPolicy, Allow, Grant, RoleAccess, config::MAX_NAME, config::MAX_NAMES};
+use chorus_model::ids::AccountId;
 use chorus_model::{Account, Role};
 use chorus_providers::ModelInfo;
-use chorus_store::AccessResource;
+use chorus_store::{AccessGroup, AccessResource, GroupMember};
 use serde::Serialize;
 
 use super::Admin;
@@ -35,16 +37,44 @@ pub struct RoleAccessView {
     pub config_tool_servers: Allow,
 }
 
-/// The Access page: every role, and what may be named.
+/// A group as the Access page lists it: what it gives and how many are in it.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupView {
+    #[serde(flatten)]
+    pub group: AccessGroup,
+    pub members: i64,
+}
+
+/// A group's page: the group and a page of its members (by name).
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupDetail {
+    #[serde(flatten)]
+    pub group: GroupView,
+    pub member_list: Vec<GroupMember>,
+}
+
+/// The longest group name.
+pub const MAX_GROUP_NAME: usize = 64;
+
+/// The Access page: every role, every group, and what may be named.
 #[derive(Clone, Debug, Serialize)]
 pub struct AccessView {
     pub roles: Vec<RoleAccessView>,
+    pub groups: Vec<GroupView>,
     /// Model ids and alias names.
     pub models: Vec<String>,
     /// MCP server ids and `sandbox`.
     pub tool_servers: Vec<String>,
     /// Seconds within which another instance applies a change.
     pub refresh_secs: u64,
+}
+
+fn group_view(group: AccessGroup, sizes: &[(String, i64)]) -> GroupView {
+    let members = sizes
+        .iter()
+        .find(|(id, _)| *id == group.id)
+        .map_or(0, |(_, n)| *n);
+    GroupView { group, members }
 }
 
 fn source(overridden: bool) -> &'static str {
@@ -56,9 +86,28 @@ impl Core {
         Ok(self.access.policy(&self.store).await?)
     }
 
+    /// What `account` may use: its role's lists united with its groups' (its
+    /// memberships are read only when some group could add to its role's lists).
+    async fn grant_of(&self, account: &Account) -> Result<Grant, CoreError> {
+        let policy = self.access_policy_now().await?;
+        let role = account.role.as_str();
+        let groups = if policy.groups_matter(role) {
+            self.store.account_access_groups(&account.id).await?
+        } else {
+            Vec::new()
+        };
+        Ok(policy.grant(role, &groups))
+    }
+
     /// The models (and aliases) `account` may use, in the configured order.
     pub async fn models_for(&self, account: &Account) -> Result<Vec<ModelInfo>, CoreError> {
-        self.models_for_role(account.role).await
+        let grant = self.grant_of(account).await?;
+        Ok(self
+            .models()
+            .iter()
+            .filter(|m| grant.allows_model(&m.id))
+            .cloned()
+            .collect())
     }
 
     /// The models a role may use (for a caller not signed in: the role new accounts
@@ -90,30 +139,28 @@ impl Core {
     /// its role may use it, else the first model it may use (else the default, which
     /// admission then refuses with a message naming it).
     pub async fn default_model_for(&self, account: &Account) -> Result<String, CoreError> {
-        let policy = self.access_policy_now().await?;
-        let role = account.role.as_str();
+        let grant = self.grant_of(account).await?;
         let default = self.default_model();
-        if policy.allows_model(role, default) {
+        if grant.allows_model(default) {
             return Ok(default.to_string());
         }
         Ok(self
             .models()
             .iter()
-            .find(|m| policy.allows_model(role, &m.id))
+            .find(|m| grant.allows_model(&m.id))
             .map_or(default, |m| m.id.as_str())
             .to_string())
     }
 
-    /// Refuses a model that does not exist, or that `account`'s role may not use
-    /// (with a message naming the model).
+    /// Refuses a model that does not exist, or that `account` may not use (by its
+    /// role and groups; with a message naming the model).
     pub(crate) async fn check_model_for(
         &self,
         account: &Account,
         model: &str,
     ) -> Result<(), CoreError> {
         self.check_model(model)?;
-        let policy = self.access_policy_now().await?;
-        if policy.allows_model(account.role.as_str(), model) {
+        if self.grant_of(account).await?.allows_model(model) {
             Ok(())
         } else {
             Err(Forbidden::ModelNotAllowed {
@@ -124,16 +171,12 @@ impl Core {
         }
     }
 
-    /// The tool servers `account`'s role may use (`None`: every one).
-    pub(super) async fn role_tool_servers(&self, account: &Account) -> Result<Allow, CoreError> {
-        let policy = self.access_policy_now().await?;
-        Ok(policy
-            .roles
-            .get(account.role.as_str())
-            .and_then(|p| p.tool_servers.clone()))
+    /// The tool servers `account` may use, by its role and groups (`None`: every one).
+    pub(super) async fn account_tool_servers(&self, account: &Account) -> Result<Allow, CoreError> {
+        Ok(self.grant_of(account).await?.tool_servers)
     }
 
-    /// The Access page: each role's lists and where they come from.
+    /// The Access page: each role's lists and where they come from, and the groups.
     pub async fn access_view(&self, _: &Admin) -> Result<AccessView, CoreError> {
         self.access.invalidate();
         let policy = self.access_policy_now().await?;
@@ -158,8 +201,16 @@ impl Core {
                 }
             })
             .collect();
+        let sizes = self.store.access_group_sizes().await?;
+        let mut groups: Vec<GroupView> = policy
+            .groups
+            .values()
+            .map(|g| group_view(g.clone(), &sizes))
+            .collect();
+        groups.sort_by(|a, b| a.group.name.cmp(&b.group.name));
         Ok(AccessView {
             roles,
+            groups,
             models: self.models().iter().map(|m| m.id.clone()).collect(),
             tool_servers: self.tool_server_ids(),
             refresh_secs: crate::access::ACCESS_TTL.as_secs(),
@@ -245,5 +296,147 @@ impl Core {
             }
         }
         Ok(names)
+    }
+}
+
+// ---- groups of accounts ----
+
+/// Rows per page of a group's members.
+pub const GROUP_MEMBERS_PAGE: usize = 100;
+const MEMBERS_PAGE: i64 = GROUP_MEMBERS_PAGE as i64;
+
+impl Core {
+    /// A group's page: what it gives and a page of its members (`page` from 0).
+    pub async fn access_group(
+        &self,
+        _: &Admin,
+        id: &str,
+        page: u32,
+    ) -> Result<GroupDetail, CoreError> {
+        let group = self
+            .store
+            .access_group(id)
+            .await?
+            .ok_or(CoreError::NotFound("access group"))?;
+        let sizes = self.store.access_group_sizes().await?;
+        let member_list = self
+            .store
+            .access_group_members(id, i64::from(page) * MEMBERS_PAGE, MEMBERS_PAGE)
+            .await?;
+        Ok(GroupDetail {
+            group: group_view(group, &sizes),
+            member_list,
+        })
+    }
+
+    /// Every group, by name.
+    pub async fn all_access_groups(&self, _: &Admin) -> Result<Vec<AccessGroup>, CoreError> {
+        Ok(self.store.access_groups().await?)
+    }
+
+    /// The groups `account` is in, by name (for its page in the console).
+    pub async fn groups_of(
+        &self,
+        _: &Admin,
+        account: &AccountId,
+    ) -> Result<Vec<AccessGroup>, CoreError> {
+        let ids = self.store.account_access_groups(account).await?;
+        let mut groups: Vec<AccessGroup> = self
+            .store
+            .access_groups()
+            .await?
+            .into_iter()
+            .filter(|g| ids.contains(&g.id))
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(groups)
+    }
+
+    /// Creates a group that gives nothing yet (audited). Names are 1 to 64
+    /// characters without control characters, unique.
+    pub async fn create_access_group(
+        &self,
+        admin: &Admin,
+        name: &str,
+    ) -> Result<AccessGroup, CoreError> {
+        let name = name.trim();
+        if name.is_empty()
+            || name.chars().count() > MAX_GROUP_NAME
+            || name.chars().any(char::is_control)
+        {
+            return Err(InvalidInput::GroupName {
+                max: MAX_GROUP_NAME,
+            }
+            .into());
+        }
+        let group = self.store.create_access_group(&admin.actor(), name).await?;
+        self.access.invalidate();
+        tracing::info!(group = %group.id, name, "access group created");
+        Ok(group)
+    }
+
+    /// Sets what a group gives of `resource`: the names (models, aliases,
+    /// `PROVIDER/*`, `*`; tool servers), checked as for a role (audited).
+    pub async fn set_group_access(
+        &self,
+        admin: &Admin,
+        group: &str,
+        resource: AccessResource,
+        names: Vec<String>,
+    ) -> Result<bool, CoreError> {
+        let names = self.checked_names(resource, names)?;
+        let changed = self
+            .store
+            .set_access_group_list(&admin.actor(), group, resource, &names)
+            .await?;
+        self.access.invalidate();
+        tracing::info!(
+            group,
+            resource = resource.as_str(),
+            changed,
+            "group access changed"
+        );
+        Ok(changed)
+    }
+
+    /// Deletes a group; its members keep what their role and other groups give
+    /// (audited).
+    pub async fn delete_access_group(&self, admin: &Admin, group: &str) -> Result<(), CoreError> {
+        self.store
+            .delete_access_group(&admin.actor(), group)
+            .await?;
+        self.access.invalidate();
+        tracing::info!(group, "access group deleted");
+        Ok(())
+    }
+
+    /// Adds an account to a group or removes it (audited on the account); returns
+    /// whether anything changed. Applies to the account's next request on every
+    /// instance (memberships are read with each check, never held).
+    pub async fn set_group_member(
+        &self,
+        admin: &Admin,
+        group: &str,
+        account: &AccountId,
+        member: bool,
+    ) -> Result<bool, CoreError> {
+        let changed = self
+            .store
+            .set_access_group_member(&admin.actor(), group, account, member)
+            .await?;
+        tracing::info!(group, account = %account, member, changed, "group membership changed");
+        Ok(changed)
+    }
+
+    /// The account an admin names in a form: its id, or else its exact name.
+    pub async fn account_named(&self, _: &Admin, raw: &str) -> Result<AccountId, CoreError> {
+        let raw = raw.trim();
+        if let Some(id) = AccountId::parse(raw) {
+            return Ok(id);
+        }
+        match self.store.account_by_name(raw).await? {
+            Some(account) => Ok(account.id),
+            None => Err(CoreError::NotFound("account")),
+        }
     }
 }

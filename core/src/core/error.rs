@@ -138,6 +138,9 @@ pub enum InvalidInput {
     /// `resume N` past the end of the list.
     #[error("there is no conversation number {number}; `{prefix} resume` lists them")]
     ResumeNumber { number: String, prefix: String },
+    /// An access group's name that is empty, too long or holds control characters.
+    #[error("a group name must be 1 to {max} characters, without control characters")]
+    GroupName { max: usize },
     /// An account's own refill out of range.
     #[error("refill amount must be 0 to {max} credits and its interval 60 seconds to 366 days")]
     Refill { max: f64 },
@@ -218,6 +221,9 @@ pub enum Conflict {
     /// An account deleted while one of its runs is going.
     #[error("a reply of this account is still going; stop it (or suspend the account) first")]
     AccountRunActive,
+    /// A new access group's name belongs to another group.
+    #[error("an access group named {name:?} already exists")]
+    AccessGroupNameTaken { name: String },
 }
 
 impl From<StoreConflict> for Conflict {
@@ -232,6 +238,7 @@ impl From<StoreConflict> for Conflict {
             StoreConflict::IdentityAccountInactive => Conflict::IdentityAccountInactive,
             StoreConflict::LastIdentity => Conflict::LastIdentity,
             StoreConflict::AccountRunActive => Conflict::AccountRunActive,
+            StoreConflict::AccessGroupNameTaken { name } => Conflict::AccessGroupNameTaken { name },
         }
     }
 }
@@ -277,6 +284,9 @@ mod tests {
             StoreConflict::IdentityAccountInactive,
             StoreConflict::LastIdentity,
             StoreConflict::AccountRunActive,
+            StoreConflict::AccessGroupNameTaken {
+                name: "staff".into(),
+            },
         ];
         for case in cases {
             let message = case.to_string();

@@ -42,7 +42,7 @@ impl Core {
     /// source admits accounts by identity.
     async fn tool_user<'a>(&self, account: &'a Account) -> Result<ToolUser<'a>, CoreError> {
         let mut user = ToolUser::account(account);
-        user.tool_servers = self.role_tool_servers(account).await?;
+        user.tool_servers = self.account_tool_servers(account).await?;
         if self.tools.needs_identities() {
             user.identities = self
                 .store

@@ -403,6 +403,7 @@ impl Store {
                 "DELETE FROM api_keys WHERE account_id = $1",
                 "DELETE FROM link_codes WHERE account_id = $1",
                 "DELETE FROM sso_flows WHERE link_account_id = $1",
+                "DELETE FROM access_group_members WHERE account_id = $1",
             ] {
                 sqlx::query(sql).bind(owner).execute(&mut *tx).await?;
             }

@@ -4,6 +4,7 @@
 //! Only core uses this module; surfaces reach data through core's services.
 
 mod access;
+mod access_groups;
 mod accounts;
 mod admin;
 mod api_keys;
@@ -21,6 +22,7 @@ mod stats;
 mod tool_steps;
 
 pub use access::{AccessResource, AccessRule};
+pub use access_groups::{AccessGroup, GroupMember};
 use accounts::ACCOUNT_COLUMNS_A;
 pub use accounts::{Account, Role};
 pub use admin::{AccountListing, AccountSort, RunFilter, RunListing};
@@ -107,6 +109,9 @@ pub enum StoreConflict {
     /// An account is not deleted while one of its runs is queued or streaming.
     #[error("a reply of this account is still going; stop it (or suspend the account) first")]
     AccountRunActive,
+    /// Access group names are unique.
+    #[error("an access group named {name:?} already exists")]
+    AccessGroupNameTaken { name: String },
 }
 
 /// The connection pool's counts at one moment.
@@ -196,6 +201,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "surface_marks",
         include_str!("../../../migrations/sqlite/0013_surface_marks.sql"),
     ),
+    (
+        15,
+        "access_groups",
+        include_str!("../../../migrations/sqlite/0015_access_groups.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -257,6 +267,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         "surface_marks",
         include_str!("../../../migrations/postgres/0013_surface_marks.sql"),
+    ),
+    (
+        15,
+        "access_groups",
+        include_str!("../../../migrations/postgres/0015_access_groups.sql"),
     ),
 ];
 

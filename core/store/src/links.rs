@@ -208,6 +208,7 @@ async fn merge(tx: &mut Tx, old: &AccountId, new: &AccountId) -> Result<LinkOutc
             .execute(&mut **tx)
             .await?;
     }
+    super::access_groups::merge_memberships(tx, old, new).await?;
     if balance != 0 {
         let out = format!("merged into account {new}");
         let into = format!("merged from account {old}");

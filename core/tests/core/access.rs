@@ -205,3 +205,156 @@ models = ["scripted/*"]
     core.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A group gives its members models on top of their role's (the union), from the
+/// moment they join until they leave or it is deleted; others of the same role get
+/// the role's alone. Names are checked as for a role, group names are unique.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_adds_models_to_its_members_only() {
+    let dir = std::env::temp_dir().join(format!("chorus-groups-{}", uuid::Uuid::new_v4().simple()));
+    let toml = format!(
+        r#"data_dir = {:?}
+[engine]
+default_model = "scripted/demo"
+[[providers]]
+id = "scripted"
+kind = "scripted"
+models = ["demo", "big"]
+[access.roles.user]
+models = ["scripted/demo"]
+"#,
+        dir.display().to_string()
+    );
+    let core = Core::start(Config::from_toml(&toml, &BTreeMap::new()).unwrap())
+        .await
+        .unwrap();
+    let root = core
+        .create_account("root", true, Some("correct horse battery"))
+        .await
+        .unwrap();
+    let alice = core
+        .create_account("alice", false, Some("correct horse battery"))
+        .await
+        .unwrap();
+    let bob = core
+        .create_account("bob", false, Some("correct horse battery"))
+        .await
+        .unwrap();
+    let admin = core.admin(&root).unwrap();
+
+    for bad in ["", "   ", &"x".repeat(65), "tab\there"] {
+        let err = core.create_access_group(&admin, bad).await.unwrap_err();
+        assert!(
+            matches!(err, CoreError::Invalid(InvalidInput::GroupName { .. })),
+            "{bad:?}: {err}"
+        );
+    }
+    let group = core
+        .create_access_group(&admin, "big models")
+        .await
+        .unwrap();
+    let err = core
+        .create_access_group(&admin, "big models")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Conflict(_)), "{err}");
+    let err = core
+        .set_group_access(
+            &admin,
+            &group.id,
+            AccessResource::Models,
+            vec!["scripted/nope".into()],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::Invalid(InvalidInput::AccessName { .. })),
+        "{err}"
+    );
+    assert!(
+        core.set_group_access(
+            &admin,
+            &group.id,
+            AccessResource::Models,
+            vec!["scripted/big".into()]
+        )
+        .await
+        .unwrap()
+    );
+    // A group without members changes nobody's lists.
+    assert_eq!(
+        ids(&core.models_for(&alice).await.unwrap()),
+        ["scripted/demo"]
+    );
+
+    assert!(
+        core.set_group_member(&admin, &group.id, &alice.id, true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !core
+            .set_group_member(&admin, &group.id, &alice.id, true)
+            .await
+            .unwrap(),
+        "already a member"
+    );
+    assert_eq!(
+        ids(&core.models_for(&alice).await.unwrap()),
+        ["scripted/demo", "scripted/big"]
+    );
+    assert_eq!(
+        ids(&core.models_for(&bob).await.unwrap()),
+        ["scripted/demo"]
+    );
+    assert!(
+        core.create_conversation(&alice, None, Some("scripted/big"), None)
+            .await
+            .is_ok()
+    );
+    let err = core
+        .create_conversation(&bob, None, Some("scripted/big"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::Forbidden(Forbidden::ModelNotAllowed { .. })),
+        "{err}"
+    );
+    let view = core.access_view(&admin).await.unwrap();
+    assert_eq!(view.groups.len(), 1);
+    assert_eq!(
+        (view.groups[0].group.name.as_str(), view.groups[0].members),
+        ("big models", 1)
+    );
+    let detail = core.access_group(&admin, &group.id, 0).await.unwrap();
+    assert_eq!(detail.member_list.len(), 1);
+    assert_eq!(detail.member_list[0].name, "alice");
+    assert_eq!(
+        core.groups_of(&admin, &alice.id).await.unwrap()[0].id,
+        group.id
+    );
+
+    // Leaving the group takes the model away at once; so does deleting the group.
+    core.set_group_member(&admin, &group.id, &alice.id, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&core.models_for(&alice).await.unwrap()),
+        ["scripted/demo"]
+    );
+    core.set_group_member(&admin, &group.id, &alice.id, true)
+        .await
+        .unwrap();
+    core.delete_access_group(&admin, &group.id).await.unwrap();
+    assert_eq!(
+        ids(&core.models_for(&alice).await.unwrap()),
+        ["scripted/demo"]
+    );
+    assert!(core.access_view(&admin).await.unwrap().groups.is_empty());
+    assert!(matches!(
+        core.access_group(&admin, &group.id, 0).await.unwrap_err(),
+        CoreError::NotFound(_)
+    ));
+    core.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

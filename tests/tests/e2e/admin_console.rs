@@ -52,7 +52,7 @@ fn console_routes() -> Vec<(Method, String)> {
 }
 
 /// `application/x-www-form-urlencoded`, as a browser posts a form.
-fn form<K: AsRef<str>, V: AsRef<str>>(fields: &[(K, V)]) -> String {
+pub(crate) fn form<K: AsRef<str>, V: AsRef<str>>(fields: &[(K, V)]) -> String {
     let enc = |s: &str| -> String {
         s.bytes()
             .map(|b| match b {
@@ -70,7 +70,7 @@ fn form<K: AsRef<str>, V: AsRef<str>>(fields: &[(K, V)]) -> String {
         .join("&")
 }
 
-trait Form {
+pub(crate) trait Form {
     fn form_body(self, body: String) -> Self;
 }
 
@@ -130,6 +130,8 @@ fn body_for(path: &str, victim: &str) -> Option<Value> {
         Some(json!({"amount": 100}))
     } else if path.ends_with("/delete") {
         Some(json!({"confirm": victim}))
+    } else if path == "/api/admin/access/groups" {
+        Some(json!({"name": "sneaky"}))
     } else if path.starts_with("/api/admin/access/") {
         Some(json!({"mode": "only", "names": []}))
     } else if path == "/api/admin/grants" {
@@ -182,7 +184,9 @@ async fn the_console_refuses_everyone_but_admins_and_forms_need_their_token() ->
                 .replace("{server}", "everything")
                 .replace("{execution}", "chorus-sbx-0123456789abcdef0123456789abcdef")
                 .replace("{role}", "user")
-                .replace("{resource}", "models");
+                .replace("{resource}", "models")
+                .replace("{group}", "x")
+                .replace("{account}", &id);
             let mut req = client.request(method.clone(), &path);
             if template.starts_with("/admin/") && *method == Method::POST {
                 req = req.form_body(form(&[
@@ -192,6 +196,9 @@ async fn the_console_refuses_everyone_but_admins_and_forms_need_their_token() ->
                     ("confirm", &victim_name),
                     ("mode", "only"),
                     ("names", ""),
+                    ("name", "sneaky"),
+                    ("account", &victim_name),
+                    ("group", "x"),
                 ]));
             } else if let Some(body) = body_for(template, &victim_name) {
                 req = req.json(&body);
@@ -234,7 +241,8 @@ async fn the_console_refuses_everyone_but_admins_and_forms_need_their_token() ->
     let access = "/admin/access/user/models".to_string();
     let restart = "/admin/tools/mcp/everything/restart".to_string();
     let kill = "/admin/tools/sandbox/chorus-sbx-0123456789abcdef0123456789abcdef/kill".to_string();
-    for target in [&grant, &suspend, &access, &restart, &kill] {
+    let new_group = "/admin/access/groups".to_string();
+    for target in [&grant, &suspend, &access, &restart, &kill, &new_group] {
         for (csrf, origin, code) in [
             (None, server.url(), "csrf"),
             (Some("0".repeat(64)), server.url(), "csrf"),
@@ -248,6 +256,7 @@ async fn the_console_refuses_everyone_but_admins_and_forms_need_their_token() ->
                 ("amount", "5".to_string()),
                 ("mode", "only".to_string()),
                 ("names", String::new()),
+                ("name", "sneaky".to_string()),
             ];
             if let Some(t) = &csrf {
                 fields.push(("csrf", t.clone()));

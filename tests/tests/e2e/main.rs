@@ -5,6 +5,7 @@
 //!
 //! Build the binary first: `cargo build -p chorus && cargo test -p chorus-tests`.
 
+mod access_groups;
 mod account_link_matrix;
 mod admin_console;
 mod admin_stats;

@@ -1,6 +1,7 @@
 //! Access: which models and tool servers each role may use. Per role and list, a form
 //! chooses the config file's default, every one, or only the names given; the change
-//! is audited and applies on every surface (on other instances within seconds).
+//! is audited and applies on every surface (on other instances within seconds). The
+//! groups of accounts follow (`groups.rs`).
 
 use super::{back_to, layout};
 use crate::access::{AdminForm, PageAdmin};
@@ -99,6 +100,7 @@ pub async fn page(
                 }
             }
         }
+        (super::groups::section(&who, &view.groups))
         p { a href="/admin/audit?action=set_access" { "Audit log of access changes" } }
     };
     Ok(layout::page(

@@ -33,6 +33,7 @@ pub async fn page(
         .core
         .admin_account(&who.admin, &id, ledger_page)
         .await?;
+    let all_groups = state.core.all_access_groups(&who.admin).await?;
     let a = &d.listing.account;
     let here = format!("/admin/accounts/{}", a.id.as_str());
     let act = |what: &str| format!("{here}/{what}");
@@ -97,6 +98,8 @@ pub async fn page(
             label { "Type the name to delete the account and its data" input type="text" name="confirm" required autocomplete="off"; }
             button.danger type="submit" { "Delete account" }
         }
+
+        (super::groups::account_section(&who, a.id.as_str(), &d.groups, &all_groups))
 
         h2 { "Identities" }
         table #identities {

@@ -10,6 +10,7 @@ mod audit;
 mod chart;
 mod config;
 mod format;
+mod groups;
 mod layout;
 mod overview;
 mod providers;
@@ -41,6 +42,15 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/accounts/{id}/delete", post(account::delete))
         .route("/admin/access", get(access::page))
         .route("/admin/access/{role}/{resource}", post(access::set))
+        .route("/admin/access/groups", post(groups::create))
+        .route("/admin/access/groups/{group}", get(groups::page))
+        .route(
+            "/admin/access/groups/{group}/{resource}",
+            post(groups::set_list),
+        )
+        .route("/admin/access/groups/{group}/members", post(groups::member))
+        .route("/admin/access/groups/{group}/delete", post(groups::delete))
+        .route("/admin/accounts/{id}/groups", post(groups::account_member))
         .route("/admin/runs", get(runs::page))
         .route("/admin/runs/{id}", get(runs::run_page))
         .route("/admin/runs/{id}/stop", post(runs::stop))

@@ -35,6 +35,8 @@ pub struct AccountDetail {
     /// Usage of the last 30 days by day and by model, and the balance at each day's
     /// end (from the account's ledger index).
     pub usage: UsageReport,
+    /// The access groups it is in (what they give adds to its role's lists).
+    pub groups: Vec<chorus_store::AccessGroup>,
 }
 
 impl Core {
@@ -62,7 +64,7 @@ impl Core {
     /// ledger (`ledger_page` from 0).
     pub async fn admin_account(
         &self,
-        _: &Admin,
+        admin: &Admin,
         id: &AccountId,
         ledger_page: u32,
     ) -> Result<AccountDetail, CoreError> {
@@ -79,8 +81,10 @@ impl Core {
             .ledger_page(id, i64::from(ledger_page) * PAGE, PAGE)
             .await?;
         let usage = self.usage(&listing.account, USAGE_DAYS).await?;
+        let groups = self.groups_of(admin, id).await?;
         Ok(AccountDetail {
             usage,
+            groups,
             listing,
             identities,
             api_keys,
