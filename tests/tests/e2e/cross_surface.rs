@@ -12,13 +12,15 @@
 //!
 //! - `Stop` rows (every ordered pair): stopped the surface's way (the web's stop,
 //!   `!chorus stop`, the Stop button); the second shows it stopped and continues it.
-//! - `Fail` rows (each surface once on each side): the provider errs mid-stream; the
-//!   second shows it interrupted (how core ends a provider error mid-stream) and continues it. Run with the `Stop` rows, three at a time.
-//! - `Lost` rows (Discord and Slack): the bot's connection (the gateway, the Socket
-//!   Mode socket) drops mid-reply, and `Live` rows: nothing happens. Either way the
-//!   second surface brings the reply in while it still streams (the model holds it
-//!   half way until every row has looked), shows it live, then the whole; one drop of
-//!   each connection serves every row.
+//! - `Fail` rows (every surface on each side, and each bot's reply on the web and in
+//!   Matrix): the provider errs mid-stream; the second shows it interrupted (how core
+//!   ends a provider error mid-stream) and continues it. Run with the `Stop` rows,
+//!   three at a time.
+//! - `Lost` rows (Discord and Slack, each continued on the web and in Matrix): the
+//!   bot's connection (the gateway, the Socket Mode socket) drops mid-reply, and
+//!   `Live` rows: nothing happens. Either way the second surface brings the reply in
+//!   while it still streams (the model holds it half way until every row has looked),
+//!   shows it live, then the whole; one drop of each connection serves every row.
 //! - `Kill` rows (each surface once): the process serving the reply is killed with
 //!   SIGKILL mid-reply; the other instance marks it interrupted once its lease lapses.
 //!   A bot's reply is continued on the web (B) while A is down, and the restarted bot
@@ -73,11 +75,16 @@ const ROWS: &[Row] = &[
     // The provider errs mid-stream.
     row(Web, Slack, Fail),
     row(Matrix, Discord, Fail),
+    row(Discord, Web, Fail),
     row(Discord, Matrix, Fail),
     row(Slack, Web, Fail),
+    row(Slack, Matrix, Fail),
     // The bot's connection drops mid-reply, or nothing happens: the other surface
     // brings the reply in while it streams.
+    row(Discord, Web, Lost),
+    row(Discord, Matrix, Lost),
     row(Discord, Slack, Lost),
+    row(Slack, Web, Lost),
     row(Slack, Matrix, Lost),
     row(Web, Discord, Live),
     row(Matrix, Web, Live),
@@ -130,6 +137,24 @@ async fn a_reply_interrupted_on_one_surface_is_continued_on_every_other() -> Res
             .all(|r| matches!(r.from, Discord | Slack)),
         "only a bot has a connection to drop"
     );
+    // Issues 14 and 15: a bot's reply interrupted in any of its ways — its connection
+    // lost, Stop, the provider's error mid-stream, its process killed — is continued
+    // on the web and in Matrix (a killed process's on the web: the other instance,
+    // while the bot's own instance is down; once up again, the bot finishes the reply
+    // itself, in place).
+    for bot in [Discord, Slack] {
+        for (by, to) in [Stop, Fail, Lost]
+            .into_iter()
+            .flat_map(|by| [(by, Web), (by, Matrix)])
+            .chain([(Kill, Web)])
+        {
+            ensure!(
+                ROWS.iter()
+                    .any(|r| r.from == bot && r.to == to && r.by == by),
+                "the table does not continue on {to:?} a {bot:?} reply interrupted by {by:?}"
+            );
+        }
+    }
     ensure!(
         ROWS.iter()
             .filter(|r| r.by == Kill)
