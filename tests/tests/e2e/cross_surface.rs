@@ -32,7 +32,7 @@
 use crate::surfaces_support::{Reply, Shows, Someone, Surface, World};
 use anyhow::{Context, Result, bail, ensure};
 use chorus_tests::script;
-use futures::{StreamExt, future::try_join_all};
+use futures::{StreamExt, TryStreamExt, future::try_join_all};
 
 /// How a row interrupts the reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,16 +227,29 @@ async fn ended(world: &World, row: &Row) -> Result<()> {
         .with_context(|| format!("{:?}'s view", row.from))
 }
 
+/// A person for each of `rows`, on the surfaces `on` names for it, made three at a
+/// time (each logs in on the web, and the server checks only a few passwords at once).
+async fn people(
+    world: &World,
+    rows: &[Row],
+    on: impl Fn(&Row) -> Vec<Surface>,
+) -> Result<Vec<Someone>> {
+    futures::stream::iter(rows)
+        .map(|row| {
+            let surfaces = on(row);
+            async move { world.someone(&surfaces).await }
+        })
+        .buffered(3)
+        .try_collect()
+        .await
+}
+
 /// The `Lost` and `Live` rows: every row's reply is held half way by the model; the
 /// bots' connections drop under them (once each, for every `Lost` row) and come back;
 /// each reply is brought to its second surface, which shows it live, and once every
 /// row has looked the model goes on, and both surfaces show the whole script.
 async fn streaming(world: &World, rows: &[Row]) -> Result<()> {
-    let people = try_join_all(
-        rows.iter()
-            .map(|row| async move { world.someone(&[row.from, row.to]).await }),
-    )
-    .await?;
+    let people = people(world, rows, |row| vec![row.from, row.to]).await?;
     let replies: Vec<Reply> = try_join_all(
         rows.iter()
             .zip(&people)
@@ -268,12 +281,7 @@ async fn streaming(world: &World, rows: &[Row]) -> Result<()> {
 /// each is continued on the web (B), and the restarted bots finish their messages in
 /// place.
 async fn bots_killed(world: &mut World, rows: &[Row]) -> Result<()> {
-    let shared: &World = world;
-    let people = try_join_all(
-        rows.iter()
-            .map(|row| async move { shared.someone(&[row.from]).await }),
-    )
-    .await?;
+    let people = people(world, rows, |row| vec![row.from]).await?;
     let replies: Vec<Reply> = try_join_all(
         rows.iter()
             .zip(&people)
@@ -302,12 +310,7 @@ async fn bots_killed(world: &mut World, rows: &[Row]) -> Result<()> {
 /// each is brought to its chat surface (on A), shows interrupted there and is
 /// continued; the web (now on A, the same session) shows each finished.
 async fn web_killed(world: &mut World, rows: &[Row]) -> Result<()> {
-    let shared: &World = world;
-    let mut people: Vec<Someone> = try_join_all(
-        rows.iter()
-            .map(|row| async move { shared.someone(&[Web, row.to]).await }),
-    )
-    .await?;
+    let mut people = people(world, rows, |row| vec![Web, row.to]).await?;
     let replies: Vec<Reply> = try_join_all(
         people
             .iter()
