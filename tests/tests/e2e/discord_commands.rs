@@ -1,5 +1,5 @@
 //! The other slash commands: `/model` autocompletes from the models and switches the
-//! conversation's model, `/help` answers only the person who asked, with what a
+//! conversation's model, `/new`, `/stop` and `/regenerate` answer, `/help` answers only the person who asked, with what a
 //! Discord user can use: the slash commands and the reply buttons (as `!chorus help`
 //! does), and core's answers name those, not the text commands; the access policy
 //! (here the config file's default) narrows what `/model` offers and takes.
@@ -70,8 +70,33 @@ async fn discord_model_autocompletes_and_switches_and_help_is_ephemeral() -> Res
             .contains("There is no reply to continue here. `/resume` lists your conversations."),
         "{nothing:?}"
     );
+    // `/new`, `/stop` and `/regenerate` as slash commands: a new conversation here,
+    // with nothing written and nothing to answer again yet.
+    let token = world
+        .fake
+        .slash(dm, &alice, "new", &[("title", "Trip plans")])?;
+    let (_, started) = world.fake.answer_of(&token, WAIT).await?;
+    ensure!(
+        started
+            .content
+            .contains("Started a new conversation, “Trip plans”"),
+        "{started:?}"
+    );
+    let token = world.fake.slash(dm, &alice, "stop", &[])?;
+    let (_, idle) = world.fake.answer_of(&token, WAIT).await?;
+    ensure!(
+        idle.ephemeral && idle.content.contains("Nothing is being written here"),
+        "{idle:?}"
+    );
+    let token = world.fake.slash(dm, &alice, "regenerate", &[])?;
+    let (_, nothing) = world.fake.answer_of(&token, WAIT).await?;
+    ensure!(
+        nothing.ephemeral && nothing.content.contains("no question to answer again"),
+        "{nothing:?}"
+    );
     world.fake.say(dm, &alice, "!chorus help", false)?;
-    let text_help = world.wait_partial(dm, 0, 100).await?;
+    // The public answer to `/new` is the bot's first message here.
+    let text_help = world.wait_partial(dm, 1, 100).await?;
     ensure!(
         text_help.content.contains("**Slash commands**")
             && text_help.content.contains("`/resume`")
