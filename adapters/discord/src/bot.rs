@@ -160,7 +160,7 @@ impl Bot {
         };
         let ctx = self.context(&msg.author, key.to_string());
         tracing::debug!(channel = %ctx.channel_key, user = %msg.author.id, "discord: message for the bot");
-        let outcome = self.core.chat_text(&ctx, &text, &self.prefix).await;
+        let outcome = self.core.chat_text(&ctx, &text, &self.hub).await;
         self.hub.deliver(&ctx.channel_key, outcome).await;
     }
 
@@ -262,7 +262,7 @@ impl Bot {
         let ctx = self.context(&user, key);
         let outcome = self
             .core
-            .chat_command(&ctx, control.command(), &self.prefix)
+            .chat_command(&ctx, control.command(), &self.hub)
             .await;
         self.hub.deliver(&ctx.channel_key, outcome).await;
     }

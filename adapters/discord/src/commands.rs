@@ -131,11 +131,11 @@ pub fn parse(name: &str, options: &[CommandDataOption]) -> Result<Slash, SlashEr
     })
 }
 
-/// The answer to `/help`: what a Discord user can use — the slash commands as
-/// registered (from [`definitions`], so the list cannot drift from what Discord
-/// shows), the buttons and reactions on a reply, and the text commands last. Core's
-/// help lists only the text commands (`!chorus …`), which are not how people use a
-/// Discord bot.
+/// The answer to `/help` and to `!chorus help`: what a Discord user can use — the
+/// slash commands as registered (from [`definitions`], so the list cannot drift from
+/// what Discord shows), the buttons and reactions on a reply, and the text commands
+/// last. Core's help lists only the text commands (`!chorus …`), which are not how
+/// people use a Discord bot.
 pub fn help_text(prefix: &str) -> String {
     let mut text = String::from(
         "Ask me anything: write to me in a direct message, mention me in a channel (a thread opens for the conversation; answer in it to go on), or use `/ask`.\n\n**Slash commands**\n",
@@ -162,9 +162,27 @@ pub fn help_text(prefix: &str) -> String {
         "\n**Buttons** on a reply: **Stop** while it is written; **Continue** (when it can go on) and **Regenerate** once it has ended. Only the person who asked can press them. The reactions ⏹️ ▶️ 🔁 do the same.\n",
     );
     text.push_str(&format!(
-        "\nThe same commands also work as text in a DM or a mention: `{prefix} help` lists them."
+        "\nThe same commands also work as text in a DM or a mention: `{prefix} COMMAND` (`{prefix} help COMMAND` shows one)."
     ));
     text
+}
+
+/// How core's answers name a command on Discord ([`SinkFactory::command_hint`]): the
+/// reply buttons where there are some, and the slash commands, which every Discord
+/// user has (text commands need the message-content intent outside DMs and mentions).
+/// `resume N` names the text form too: `/resume` offers a menu, not the numbers of a
+/// list already shown.
+///
+/// [`SinkFactory::command_hint`]: chorus_core::chat::SinkFactory::command_hint
+pub fn command_hint(prefix: &str, name: &str, args: &str) -> String {
+    match name {
+        "stop" => "the **Stop** button (or `/stop`)".into(),
+        "continue" => "the **Continue** button (or `/continue`)".into(),
+        "regenerate" => "the **Regenerate** button (or `/regenerate`)".into(),
+        "resume" if !args.is_empty() => format!("`/resume` (or `{prefix} resume {args}`)"),
+        "model" if !args.is_empty() => "`/model name`".into(),
+        _ => format!("`/{name}`"),
+    }
 }
 
 #[cfg(test)]
@@ -233,9 +251,51 @@ mod tests {
         }
         assert!(help.contains("`/ask question`") && help.contains("`/link [code]`"));
         assert!(help.contains("**Stop**") && help.contains("**Continue**"));
-        // The text commands are named once, not listed in place of the slash ones.
-        assert_eq!(help.matches("!chorus").count(), 1, "{help}");
+        // The text commands are named, not listed in place of the slash ones.
+        assert_eq!(help.matches("!chorus").count(), 2, "{help}");
+        assert!(!help.contains("`!chorus new"), "{help}");
         assert!(help.len() < 2000, "one Discord message: {}", help.len());
+    }
+
+    #[test]
+    fn hints_name_buttons_and_slash_commands_that_exist() {
+        let names: Vec<String> = definitions()
+            .iter()
+            .map(|d| {
+                serde_json::to_value(d).unwrap()["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        for (name, args) in [
+            ("stop", ""),
+            ("continue", ""),
+            ("regenerate", ""),
+            ("resume", ""),
+            ("resume", "N"),
+            ("model", "NAME"),
+            ("link", ""),
+            ("usage", ""),
+        ] {
+            let hint = command_hint("!chorus", name, args);
+            assert!(
+                names.contains(&name.to_string()),
+                "/{name} is not registered"
+            );
+            assert!(hint.contains(&format!("`/{name}")), "{name}: {hint}");
+        }
+        assert_eq!(
+            command_hint("!chorus", "continue", ""),
+            "the **Continue** button (or `/continue`)"
+        );
+        assert_eq!(command_hint("!chorus", "resume", ""), "`/resume`");
+        assert_eq!(
+            command_hint("!chorus", "resume", "N"),
+            "`/resume` (or `!chorus resume N`)"
+        );
+        // `/model`'s option is `name`.
+        assert_eq!(command_hint("!chorus", "model", "NAME"), "`/model name`");
     }
 
     #[test]

@@ -336,7 +336,7 @@ impl Bot {
                 }
                 let ctx = self.context(&c.user, key.to_string());
                 let is_ask = matches!(command, Command::Ask(_));
-                let outcome = self.core.chat_command(&ctx, command, &self.prefix).await;
+                let outcome = self.core.chat_command(&ctx, command, &self.hub).await;
                 self.answer_outcome(&ack, &ctx, outcome, is_ask, key != c.channel_id.get())
                     .await;
             }
@@ -528,7 +528,7 @@ impl Bot {
             let ctx = self.context(&c.user, key.to_string());
             let outcome = self
                 .core
-                .chat_command(&ctx, Command::Resume(Some(choice)), &self.prefix)
+                .chat_command(&ctx, Command::Resume(Some(choice)), &self.hub)
                 .await;
             let elsewhere = key != c.channel_id.get();
             return self
@@ -554,7 +554,7 @@ impl Bot {
         let ctx = self.context(&c.user, key);
         let outcome = self
             .core
-            .chat_command(&ctx, control.command(), &self.prefix)
+            .chat_command(&ctx, control.command(), &self.hub)
             .await;
         let outcome = match (control, outcome) {
             (Control::Stop, ChatOutcome::Nothing) => ChatOutcome::Reply("⏹️ Stopping.".into()),

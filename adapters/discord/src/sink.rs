@@ -2,6 +2,7 @@
 //! for core's progressive renderer: posts with a Stop button, content edits, typing,
 //! and the buttons of an ended reply; 429s go back to the renderer with their wait.
 
+use crate::commands;
 use crate::controls;
 use crate::rest::Rest;
 use chorus_core::Identity;
@@ -189,6 +190,20 @@ impl SinkFactory for DiscordSinkFactory {
     fn continue_hint(&self, _prefix: &str) -> String {
         "press **Continue** (or use `/continue`) to go on, or **Regenerate** for a new answer"
             .into()
+    }
+
+    /// The buttons and slash commands ([`commands::command_hint`]).
+    fn command_hint(&self, prefix: &str, name: &str, args: &str) -> String {
+        commands::command_hint(prefix, name, args)
+    }
+
+    /// The slash commands and buttons for the list ([`commands::help_text`], what
+    /// `/help` answers too); one command's help as core writes it.
+    fn help(&self, prefix: &str, topic: Option<&str>) -> String {
+        match topic {
+            None => commands::help_text(prefix),
+            Some(_) => chorus_core::chat::help_text(prefix, topic),
+        }
     }
 
     fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>> {

@@ -128,7 +128,7 @@ impl Bot {
         // Core may take a while (a model list, a link); the sync loop must not wait.
         let bot = self.clone();
         self.surface.spawn(async move {
-            let outcome = bot.core.chat_text(&ctx, &question, &bot.prefix).await;
+            let outcome = bot.core.chat_text(&ctx, &question, &bot.hub).await;
             bot.hub.deliver(&ctx.channel_key, outcome).await;
         });
     }
@@ -162,7 +162,7 @@ impl Bot {
             tracing::debug!(channel = %ctx.channel_key, ?control, "matrix: reaction control");
             let outcome = bot
                 .core
-                .chat_command(&ctx, control.command(), &bot.prefix)
+                .chat_command(&ctx, control.command(), &bot.hub)
                 .await;
             bot.hub.deliver(&ctx.channel_key, outcome).await;
         });

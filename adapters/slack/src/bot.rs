@@ -10,9 +10,7 @@ use crate::key::{Place, message_id};
 use crate::threads::Threads;
 use chorus_core::Core;
 use chorus_core::Identity;
-use chorus_core::chat::{
-    ChatContext, ChatOutcome, Command, Control, RenderHub, SurfaceHandle, parse_command,
-};
+use chorus_core::chat::{ChatContext, ChatOutcome, Control, RenderHub, SurfaceHandle};
 use slack_morphism::prelude::*;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -23,20 +21,6 @@ pub const SURFACE: &str = "slack";
 
 /// How people type commands: the slash command.
 pub const PREFIX: &str = "/chorus";
-
-/// What Slack's help adds to the command list: the buttons on a reply.
-pub const CONTROLS_HELP: &str = "\nButtons on a reply: **Stop** while it is written; **Continue** (when it can go on) and **Regenerate** once it has ended. Only the person whose conversation it is can press them.";
-
-/// Core's answer to `text`, with the buttons named after the command list when
-/// `text` asks for help (core knows the commands, the surface its controls).
-fn with_controls_help(text: &str, outcome: ChatOutcome) -> ChatOutcome {
-    match outcome {
-        ChatOutcome::Reply(help) if parse_command(text, PREFIX) == Ok(Command::Help(None)) => {
-            ChatOutcome::Reply(format!("{help}{CONTROLS_HELP}"))
-        }
-        other => other,
-    }
-}
 
 /// Events remembered to answer each once.
 const SEEN_CAPACITY: usize = 10_000;
@@ -234,8 +218,7 @@ impl Bot {
             bot.title_assistant_thread(&place, &key, &question).await;
             let ctx = context(&key, &user);
             tracing::debug!(channel = %key, user, "slack: message for the app");
-            let outcome = bot.core.chat_text(&ctx, &question, PREFIX).await;
-            let outcome = with_controls_help(&question, outcome);
+            let outcome = bot.core.chat_text(&ctx, &question, &bot.hub).await;
             bot.deliver(&place, &user, outcome).await;
         });
     }
@@ -324,7 +307,7 @@ impl Bot {
             }
             let ctx = context(&key, &user);
             tracing::debug!(channel = %key, ?control, user, "slack: button");
-            match bot.core.chat_command(&ctx, control.command(), PREFIX).await {
+            match bot.core.chat_command(&ctx, control.command(), &bot.hub).await {
                 // A refusal or a remark is for the presser alone.
                 ChatOutcome::Reply(text) | ChatOutcome::Private { text, .. } => {
                     bot.ephemeral(&place, &user, &text).await
@@ -371,8 +354,7 @@ impl Bot {
             };
             let key = place.key();
             let ctx = context(&key, &user);
-            let outcome = bot.core.chat_text(&ctx, text.trim(), PREFIX).await;
-            match with_controls_help(text.trim(), outcome) {
+            match bot.core.chat_text(&ctx, text.trim(), &bot.hub).await {
                 ChatOutcome::Reply(text) | ChatOutcome::Private { text, .. } => {
                     bot.ephemeral(&place, &user, &text).await
                 }
@@ -406,23 +388,6 @@ pub fn clean_text(text: &str, bot_user: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn help_names_the_slash_command_and_the_buttons() {
-        let help = chorus_core::chat::help_text(PREFIX, None);
-        let answered = with_controls_help("/chorus help", ChatOutcome::Reply(help.clone()));
-        let ChatOutcome::Reply(text) = answered else {
-            panic!("not a reply")
-        };
-        assert!(text.contains("`/chorus resume [N | ID]`") && !text.contains("!chorus"));
-        assert!(text.ends_with(CONTROLS_HELP));
-        let ChatOutcome::Reply(text) =
-            with_controls_help("/chorus help model", ChatOutcome::Reply("x".into()))
-        else {
-            panic!("not a reply")
-        };
-        assert_eq!(text, "x", "the help of one command is left alone");
-    }
 
     #[test]
     fn mentions_and_escapes_are_removed() {

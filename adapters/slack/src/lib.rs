@@ -14,6 +14,7 @@ mod bot;
 pub mod config;
 mod error;
 mod events;
+mod forms;
 #[cfg(test)]
 mod fuzz_tests;
 mod key;

@@ -7,6 +7,7 @@
 //! thread's status line instead of a typing notice.
 
 use crate::api::{Buttons, SlackApi, error_code};
+use crate::forms;
 use crate::key::{Place, message_id, parse_message_id};
 use crate::threads::Threads;
 use chorus_core::chat::{MessageSink, SinkError, SinkFactory, SinkLimits};
@@ -274,8 +275,18 @@ impl SinkFactory for SlackSinkFactory {
     /// A stopped reply shows Continue and Regenerate buttons: the note names them.
     fn continue_hint(&self, prefix: &str) -> String {
         format!(
-            "press **Continue** (or send `{prefix} continue`) to go on, or **Regenerate** for a new answer"
+            "press **Continue** (or use `{prefix} continue`) to go on, or **Regenerate** for a new answer"
         )
+    }
+
+    /// The buttons and `/chorus` ([`forms::command_hint`]).
+    fn command_hint(&self, prefix: &str, name: &str, args: &str) -> String {
+        forms::command_hint(prefix, name, args)
+    }
+
+    /// The `/chorus` commands and the buttons ([`forms::help`]).
+    fn help(&self, prefix: &str, topic: Option<&str>) -> String {
+        forms::help(prefix, topic)
     }
 
     fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>> {

@@ -155,7 +155,8 @@ pub fn help_text(prefix: &str, topic: Option<&str>) -> String {
     text
 }
 
-fn usage_line(prefix: &str, name: &str, args: &str) -> String {
+/// `PREFIX name args` (no args: `PREFIX name`).
+pub(crate) fn usage_line(prefix: &str, name: &str, args: &str) -> String {
     if args.is_empty() {
         format!("{prefix} {name}")
     } else {

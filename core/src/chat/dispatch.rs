@@ -3,7 +3,7 @@
 //! sender's account and the binding's conversation and answers with what to do next.
 //! Errors become replies that name the problem: a chat surface has no status codes.
 
-use crate::chat::{ChatContext, ChatOutcome, Command, help_text, parse_command};
+use crate::chat::{ChatContext, ChatOutcome, Command, CommandForms, parse_command};
 use crate::core::{Conflict, Core, CoreError, Forbidden, InvalidInput, Place};
 use crate::sso::ExternalIdentity;
 use crate::telemetry::metrics::surface_label;
@@ -16,10 +16,18 @@ const RESUME_LIST_LEN: i64 = 10;
 
 impl Core {
     /// Carries out a text message addressed to the bot: a command when it starts with
-    /// `prefix`, a question otherwise. Never fails: errors come back as a reply.
-    pub async fn chat_text(&self, ctx: &ChatContext, text: &str, prefix: &str) -> ChatOutcome {
-        match parse_command(text, prefix) {
-            Ok(command) => self.chat_command(ctx, command, prefix).await,
+    /// the prefix of `forms`, a question otherwise. Never fails: errors come back as a
+    /// reply. `forms` (the surface's [`RenderHub`](crate::chat::RenderHub), or a bare
+    /// prefix) says how the answers name other commands.
+    pub async fn chat_text<'a>(
+        &self,
+        ctx: &ChatContext,
+        text: &str,
+        forms: impl Into<CommandForms<'a>>,
+    ) -> ChatOutcome {
+        let forms = forms.into();
+        match parse_command(text, forms.prefix()) {
+            Ok(command) => self.chat_command(ctx, command, forms).await,
             Err(e) => ChatOutcome::Reply(e.to_string()),
         }
     }
@@ -31,14 +39,14 @@ impl Core {
         skip_all,
         fields(surface = %ctx.surface, chorus.command = command_name(&command))
     )]
-    pub async fn chat_command(
+    pub async fn chat_command<'a>(
         &self,
         ctx: &ChatContext,
         command: Command,
-        prefix: &str,
+        forms: impl Into<CommandForms<'a>>,
     ) -> ChatOutcome {
         let name = command_name(&command);
-        match self.run_command(ctx, command, prefix).await {
+        match self.run_command(ctx, command, forms.into()).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 if matches!(e, CoreError::Store(_) | CoreError::Journal(_)) {
@@ -55,10 +63,10 @@ impl Core {
         &self,
         ctx: &ChatContext,
         command: Command,
-        prefix: &str,
+        forms: CommandForms<'_>,
     ) -> Result<ChatOutcome, CoreError> {
         if let Command::Help(topic) = &command {
-            return Ok(ChatOutcome::Reply(help_text(prefix, topic.as_deref())));
+            return Ok(ChatOutcome::Reply(forms.help(topic.as_deref())));
         }
         if let Command::Link(Some(code)) = &command {
             // Redeeming needs no account of its own: the identity joins the issuer's.
@@ -81,7 +89,7 @@ impl Core {
                 text: self.usage_command(&ctx.identity).await?,
                 notice: "I have sent you your usage privately, in a direct chat.".into(),
             }),
-            Command::Ask(question) => self.chat_ask(ctx, &account, &question, prefix).await,
+            Command::Ask(question) => self.chat_ask(ctx, &account, &question, forms).await,
             Command::Stop => {
                 let run = self.bound_run(ctx, &account).await?;
                 match run {
@@ -102,12 +110,13 @@ impl Core {
                     notice: None,
                 }),
                 None => Ok(ChatOutcome::Reply(format!(
-                    "There is no reply to continue here. `{prefix} resume` lists your conversations."
+                    "There is no reply to continue here. {} lists your conversations.",
+                    forms.hint("resume", "")
                 ))),
             },
-            Command::Regenerate => self.chat_regenerate(ctx, &account, prefix).await,
-            Command::Resume(None) => self.resume_list(&account, prefix).await,
-            Command::Resume(Some(which)) => self.resume_bind(ctx, &account, &which, prefix).await,
+            Command::Regenerate => self.chat_regenerate(ctx, &account, forms).await,
+            Command::Resume(None) => self.resume_list(&account, forms).await,
+            Command::Resume(Some(which)) => self.resume_bind(ctx, &account, &which, forms).await,
             Command::New(title) => {
                 // Refused before anything is made in another person's thread.
                 self.bound_conversation(ctx, &account).await?;
@@ -134,7 +143,7 @@ impl Core {
                     };
                     text.push_str(&format!("- `{}`{mark}\n", model.id));
                 }
-                text.push_str(&format!("\n`{prefix} model NAME` switches."));
+                text.push_str(&format!("\n{} switches.", forms.hint("model", "NAME")));
                 Ok(ChatOutcome::Reply(text))
             }
             Command::Model(Some(model)) => {
@@ -231,7 +240,7 @@ impl Core {
         ctx: &ChatContext,
         account: &Account,
         question: &str,
-        prefix: &str,
+        forms: CommandForms<'_>,
     ) -> Result<ChatOutcome, CoreError> {
         let conversation = match self.bound_conversation(ctx, account).await? {
             Some(c) => c,
@@ -244,7 +253,7 @@ impl Core {
                 c
             }
         };
-        self.refuse_while_running(&conversation.id, prefix).await?;
+        self.refuse_while_running(&conversation.id, forms).await?;
         let sent = self
             .send_message_at(
                 account,
@@ -265,14 +274,14 @@ impl Core {
         &self,
         ctx: &ChatContext,
         account: &Account,
-        prefix: &str,
+        forms: CommandForms<'_>,
     ) -> Result<ChatOutcome, CoreError> {
         let Some(conversation) = self.bound_conversation(ctx, account).await? else {
             return Ok(ChatOutcome::Reply(
                 "There is no answer to regenerate here.".into(),
             ));
         };
-        self.refuse_while_running(&conversation.id, prefix).await?;
+        self.refuse_while_running(&conversation.id, forms).await?;
         let messages = self.store.messages(&conversation.id).await?;
         // The newest question; its answer again, as a new branch beside the old one.
         let Some(question) = messages.iter().rev().find(|m| m.role == "user") else {
@@ -303,11 +312,11 @@ impl Core {
     async fn refuse_while_running(
         &self,
         conversation: &ConversationId,
-        prefix: &str,
+        forms: CommandForms<'_>,
     ) -> Result<(), CoreError> {
         match self.store.latest_run_of_conversation(conversation).await? {
             Some(run) if run.status.is_active() => Err(Conflict::ReplyInProgress {
-                prefix: prefix.to_string(),
+                stop: forms.hint("stop", ""),
             }
             .into()),
             _ => Ok(()),
@@ -316,7 +325,11 @@ impl Core {
 
     /// The account's most recent conversations (from every surface), numbered for
     /// `resume N`, with how their last reply stands.
-    async fn resume_list(&self, account: &Account, prefix: &str) -> Result<ChatOutcome, CoreError> {
+    async fn resume_list(
+        &self,
+        account: &Account,
+        forms: CommandForms<'_>,
+    ) -> Result<ChatOutcome, CoreError> {
         let conversations = self
             .store
             .list_conversations(&account.id, RESUME_LIST_LEN)
@@ -357,7 +370,9 @@ impl Core {
             ));
         }
         text.push_str(&format!(
-            "\n`{prefix} resume N` brings one here; then `{prefix} continue` goes on with a stopped or interrupted reply."
+            "\n{} brings one here; then {} goes on with a stopped or interrupted reply.",
+            forms.hint("resume", "N"),
+            forms.hint("continue", "")
         ));
         Ok(ChatOutcome::Reply(text))
     }
@@ -367,7 +382,7 @@ impl Core {
         ctx: &ChatContext,
         account: &Account,
         which: &str,
-        prefix: &str,
+        forms: CommandForms<'_>,
     ) -> Result<ChatOutcome, CoreError> {
         let conversations = self
             .store
@@ -378,7 +393,7 @@ impl Core {
             Ok(_) => {
                 return Err(InvalidInput::ResumeNumber {
                     number: which.to_string(),
-                    prefix: prefix.to_string(),
+                    list: forms.hint("resume", ""),
                 }
                 .into());
             }

@@ -14,6 +14,7 @@ mod command;
 mod control;
 mod deliver;
 mod dispatch;
+mod forms;
 mod marks;
 pub mod render;
 pub mod split;
@@ -25,6 +26,7 @@ pub use crate::{SurfaceState, SurfaceStatus};
 pub use command::{Command, CommandError, help_text, parse_command};
 pub use control::Control;
 pub use deliver::{NOT_SENT_PRIVATELY, REPLY_ATTEMPTS, post_reply};
+pub use forms::{CommandForms, text_hint};
 pub use render::{MessageSink, RenderHub, SinkError, SinkFactory, SinkLimits};
 pub use surface::{SupervisedSurface, SurfaceHandle, supervise_surface};
 

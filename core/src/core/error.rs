@@ -135,9 +135,10 @@ pub enum InvalidInput {
         model: String,
         kind: String,
     },
-    /// `resume N` past the end of the list.
-    #[error("there is no conversation number {number}; `{prefix} resume` lists them")]
-    ResumeNumber { number: String, prefix: String },
+    /// `resume N` past the end of the list; `list` names the command that lists
+    /// them, in the surface's form.
+    #[error("there is no conversation number {number}; {list} lists them")]
+    ResumeNumber { number: String, list: String },
     /// An access group's name that is empty, too long or holds control characters.
     #[error("a group name must be 1 to {max} characters, without control characters")]
     GroupName { max: usize },
@@ -183,9 +184,10 @@ pub enum Conflict {
         "the reply is complete; only a stopped, interrupted, failed or cut-off reply can be continued"
     )]
     RunComplete,
-    /// A chat command that needs the binding's reply to have ended.
-    #[error("a reply is still being written here; wait for it or send `{prefix} stop`")]
-    ReplyInProgress { prefix: String },
+    /// A chat command that needs the binding's reply to have ended; `stop` names
+    /// the way to stop it, in the surface's form.
+    #[error("a reply is still being written here; wait for it, or stop it with {stop}")]
+    ReplyInProgress { stop: String },
     /// Every name tried for a new single sign-on account was taken.
     #[error("cannot find a free account name like {base:?}")]
     NoFreeAccountName { base: String },

@@ -5,7 +5,7 @@
 
 use chorus_core::Core;
 use chorus_core::chat::testing::{RecordingBoard, private_channel};
-use chorus_core::chat::{ChatContext, ChatOutcome, SinkFactory, SinkLimits};
+use chorus_core::chat::{ChatContext, ChatOutcome, Command, MessageSink, SinkFactory, SinkLimits};
 use chorus_core::config::Config;
 use chorus_store::Identity;
 use std::collections::BTreeMap;
@@ -611,6 +611,84 @@ async fn a_run_started_on_the_web_shows_in_the_bound_channel() {
         let channels: Vec<&str> = b.messages.iter().map(|m| m.channel.as_str()).collect();
         assert_eq!(channels, ["room|t1", "room|t1"], "each run posted once");
     }
+    hub.shutdown().await;
+    core.shutdown().await;
+}
+
+/// A surface with slash commands (as Discord's and Slack's factories say): its own
+/// forms for core's answers, the rest as the recording factory does it.
+struct SlashForms(Arc<dyn SinkFactory>);
+
+#[async_trait::async_trait]
+impl SinkFactory for SlashForms {
+    fn sink(&self, channel_key: &str) -> Option<Arc<dyn MessageSink>> {
+        self.0.sink(channel_key)
+    }
+
+    fn command_hint(&self, _prefix: &str, name: &str, _args: &str) -> String {
+        format!("`/{name}`")
+    }
+
+    fn help(&self, _prefix: &str, topic: Option<&str>) -> String {
+        format!("Slash commands ({topic:?}).")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_name_commands_in_the_surfaces_own_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = Core::start(config(dir.path(), &script(60), 20.0))
+        .await
+        .unwrap();
+    core.start_background();
+    let board = RecordingBoard::new();
+    let slashes = Arc::new(SlashForms(factory(&board, 4000, 50, 30)));
+    let hub = core.render_hub("test", PREFIX, slashes);
+    let alice = ctx("@alice:x", "room|t1");
+    let reply = |outcome: ChatOutcome| match outcome {
+        ChatOutcome::Reply(text) => text,
+        other => panic!("not a reply: {other:?}"),
+    };
+
+    assert_eq!(
+        reply(core.chat_text(&alice, "!chorus continue", &hub).await),
+        "There is no reply to continue here. `/resume` lists your conversations."
+    );
+    assert_eq!(
+        reply(core.chat_text(&alice, "!chorus help", &hub).await),
+        "Slash commands (None)."
+    );
+    assert_eq!(
+        reply(
+            core.chat_command(&alice, Command::Help(Some("stop".into())), &hub)
+                .await
+        ),
+        "Slash commands (Some(\"stop\"))."
+    );
+    let models = reply(core.chat_text(&alice, "!chorus model", &hub).await);
+    assert!(models.ends_with("\n`/model` switches."), "{models}");
+
+    let ChatOutcome::Render { .. } = core.chat_text(&alice, "count", &hub).await else {
+        panic!("no run")
+    };
+    let busy = reply(core.chat_text(&alice, "and again", &hub).await);
+    assert!(busy.ends_with("stop it with `/stop`."), "{busy}");
+    assert_eq!(
+        core.chat_command(&alice, Command::Stop, &hub).await,
+        ChatOutcome::Nothing
+    );
+    let list = reply(core.chat_text(&alice, "!chorus resume", &hub).await);
+    assert!(
+        list.ends_with(
+            "\n`/resume` brings one here; then `/continue` goes on with a stopped or interrupted reply."
+        ),
+        "{list}"
+    );
+    let wrong = reply(core.chat_text(&alice, "!chorus resume 9", &hub).await);
+    assert!(wrong.contains("`/resume` lists them"), "{wrong}");
+    // A bare prefix names the text commands.
+    let wrong = reply(core.chat_text(&alice, "!chorus resume 9", PREFIX).await);
+    assert!(wrong.contains("`!chorus resume` lists them"), "{wrong}");
     hub.shutdown().await;
     core.shutdown().await;
 }

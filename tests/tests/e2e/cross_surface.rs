@@ -12,13 +12,15 @@
 //!
 //! - `Stop` rows (every ordered pair): stopped the surface's way (the web's stop,
 //!   `!chorus stop`, the Stop button); the second shows it stopped and continues it.
-//! - `Fail` rows (each surface once on each side): the provider errs mid-stream; the
-//!   second shows it interrupted (how core ends a provider error mid-stream) and continues it. Run with the `Stop` rows, three at a time.
-//! - `Lost` rows (Discord and Slack): the bot's connection (the gateway, the Socket
-//!   Mode socket) drops mid-reply, and `Live` rows: nothing happens. Either way the
-//!   second surface brings the reply in while it still streams (the model holds it
-//!   half way until every row has looked), shows it live, then the whole; one drop of
-//!   each connection serves every row.
+//! - `Fail` rows (every surface on each side, and each bot's reply on the web and in
+//!   Matrix): the provider errs mid-stream; the second shows it interrupted (how core
+//!   ends a provider error mid-stream) and continues it. Run with the `Stop` rows,
+//!   three at a time.
+//! - `Lost` rows (Discord and Slack, each continued on the web and in Matrix): the
+//!   bot's connection (the gateway, the Socket Mode socket) drops mid-reply, and
+//!   `Live` rows: nothing happens. Either way the second surface brings the reply in
+//!   while it still streams (the model holds it half way until every row has looked),
+//!   shows it live, then the whole; one drop of each connection serves every row.
 //! - `Kill` rows (each surface once): the process serving the reply is killed with
 //!   SIGKILL mid-reply; the other instance marks it interrupted once its lease lapses.
 //!   A bot's reply is continued on the web (B) while A is down, and the restarted bot
@@ -30,7 +32,7 @@
 use crate::surfaces_support::{Reply, Shows, Someone, Surface, World};
 use anyhow::{Context, Result, bail, ensure};
 use chorus_tests::script;
-use futures::{StreamExt, future::try_join_all};
+use futures::{StreamExt, TryStreamExt, future::try_join_all};
 
 /// How a row interrupts the reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,11 +75,16 @@ const ROWS: &[Row] = &[
     // The provider errs mid-stream.
     row(Web, Slack, Fail),
     row(Matrix, Discord, Fail),
+    row(Discord, Web, Fail),
     row(Discord, Matrix, Fail),
     row(Slack, Web, Fail),
+    row(Slack, Matrix, Fail),
     // The bot's connection drops mid-reply, or nothing happens: the other surface
     // brings the reply in while it streams.
+    row(Discord, Web, Lost),
+    row(Discord, Matrix, Lost),
     row(Discord, Slack, Lost),
+    row(Slack, Web, Lost),
     row(Slack, Matrix, Lost),
     row(Web, Discord, Live),
     row(Matrix, Web, Live),
@@ -130,6 +137,24 @@ async fn a_reply_interrupted_on_one_surface_is_continued_on_every_other() -> Res
             .all(|r| matches!(r.from, Discord | Slack)),
         "only a bot has a connection to drop"
     );
+    // Issues 14 and 15: a bot's reply interrupted in any of its ways — its connection
+    // lost, Stop, the provider's error mid-stream, its process killed — is continued
+    // on the web and in Matrix (a killed process's on the web: the other instance,
+    // while the bot's own instance is down; once up again, the bot finishes the reply
+    // itself, in place).
+    for bot in [Discord, Slack] {
+        for (by, to) in [Stop, Fail, Lost]
+            .into_iter()
+            .flat_map(|by| [(by, Web), (by, Matrix)])
+            .chain([(Kill, Web)])
+        {
+            ensure!(
+                ROWS.iter()
+                    .any(|r| r.from == bot && r.to == to && r.by == by),
+                "the table does not continue on {to:?} a {bot:?} reply interrupted by {by:?}"
+            );
+        }
+    }
     ensure!(
         ROWS.iter()
             .filter(|r| r.by == Kill)
@@ -202,16 +227,29 @@ async fn ended(world: &World, row: &Row) -> Result<()> {
         .with_context(|| format!("{:?}'s view", row.from))
 }
 
+/// A person for each of `rows`, on the surfaces `on` names for it, made three at a
+/// time (each logs in on the web, and the server checks only a few passwords at once).
+async fn people(
+    world: &World,
+    rows: &[Row],
+    on: impl Fn(&Row) -> Vec<Surface>,
+) -> Result<Vec<Someone>> {
+    futures::stream::iter(rows)
+        .map(|row| {
+            let surfaces = on(row);
+            async move { world.someone(&surfaces).await }
+        })
+        .buffered(3)
+        .try_collect()
+        .await
+}
+
 /// The `Lost` and `Live` rows: every row's reply is held half way by the model; the
 /// bots' connections drop under them (once each, for every `Lost` row) and come back;
 /// each reply is brought to its second surface, which shows it live, and once every
 /// row has looked the model goes on, and both surfaces show the whole script.
 async fn streaming(world: &World, rows: &[Row]) -> Result<()> {
-    let people = try_join_all(
-        rows.iter()
-            .map(|row| async move { world.someone(&[row.from, row.to]).await }),
-    )
-    .await?;
+    let people = people(world, rows, |row| vec![row.from, row.to]).await?;
     let replies: Vec<Reply> = try_join_all(
         rows.iter()
             .zip(&people)
@@ -243,12 +281,7 @@ async fn streaming(world: &World, rows: &[Row]) -> Result<()> {
 /// each is continued on the web (B), and the restarted bots finish their messages in
 /// place.
 async fn bots_killed(world: &mut World, rows: &[Row]) -> Result<()> {
-    let shared: &World = world;
-    let people = try_join_all(
-        rows.iter()
-            .map(|row| async move { shared.someone(&[row.from]).await }),
-    )
-    .await?;
+    let people = people(world, rows, |row| vec![row.from]).await?;
     let replies: Vec<Reply> = try_join_all(
         rows.iter()
             .zip(&people)
@@ -277,12 +310,7 @@ async fn bots_killed(world: &mut World, rows: &[Row]) -> Result<()> {
 /// each is brought to its chat surface (on A), shows interrupted there and is
 /// continued; the web (now on A, the same session) shows each finished.
 async fn web_killed(world: &mut World, rows: &[Row]) -> Result<()> {
-    let shared: &World = world;
-    let mut people: Vec<Someone> = try_join_all(
-        rows.iter()
-            .map(|row| async move { shared.someone(&[Web, row.to]).await }),
-    )
-    .await?;
+    let mut people = people(world, rows, |row| vec![Web, row.to]).await?;
     let replies: Vec<Reply> = try_join_all(
         people
             .iter()

@@ -70,6 +70,7 @@ mod slack_private;
 mod slack_resilience;
 mod slack_support;
 mod slack_unreachable_at_start;
+mod slack_web_login;
 mod sse_resume;
 mod sso_oauth2;
 mod sso_oidc;

@@ -1,12 +1,12 @@
 //! Asking the Slack app, as people do in Slack: mentioning it in a channel (the reply
 //! goes in the message's thread, streamed natively with a Stop button until it ends,
-//! or by `chat.update` in the workspace's pace; a stream Slack expired is finished by
-//! editing), in a DM (at its top level; an event Slack delivers twice is answered
+//! its appends paced, or by `chat.update` in the workspace's pace; a stream Slack
+//! expired is finished by editing, one it refused is posted and edited instead), in a DM (at its top level; an event Slack delivers twice is answered
 //! once) and in an assistant thread (prompts, status, title).
 
 use crate::slack_support::*;
 use anyhow::{Result, ensure};
-use chorus_tests::fake_slack::fixtures;
+use chorus_tests::fake_slack::{Fault, fixtures};
 use chorus_tests::script;
 use std::time::Duration;
 
@@ -46,11 +46,49 @@ async fn slack_channel_mention_streams_natively_in_its_thread() -> Result<()> {
         "the stream is not for Alice in her thread: {}",
         start.body
     );
+    let appends = state.calls_of("chat.appendStream");
     ensure!(
-        state.calls_of("chat.appendStream").len() >= 2
+        appends.len() >= 2
             && state.calls_of("chat.stopStream").len() == 1
             && state.calls_of("chat.postMessage").is_empty(),
         "not streamed natively: {:?}",
+        state.calls.iter().map(|c| &c.method).collect::<Vec<_>>()
+    );
+    // Buffered: appends come at most one per edit interval (200 ms here), however fast
+    // the model writes (the last one, the whole text, comes when the reply ends).
+    for pair in appends.windows(2).take(appends.len() - 2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        ensure!(
+            gap >= Duration::from_millis(150),
+            "two appends {gap:?} apart: the pacing is 200 ms"
+        );
+    }
+    Ok(())
+}
+
+/// Slack refusing to start a native stream (`ok: false`, as where the app may not
+/// stream): the reply is posted and edited instead, to the same text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_refused_stream_is_posted_and_edited_instead() -> Result<()> {
+    let text = script(30);
+    let world = SlackWorld::start(&text, 40.0, SlackOptions::default()).await?;
+    world.slack.fail_next(
+        "chat.startStream",
+        Fault::Error("not_allowed_token_type".into()),
+    );
+    let root = world.mention(ALICE, "what is Chorus?").await?;
+    let done = world.converged(CHANNEL, Some(&root), &text, ENDED).await?;
+    let state = world.slack.state();
+    ensure!(
+        done.len() == 1 && !done[0].streamed,
+        "the reply is not one edited message: {done:?}"
+    );
+    ensure!(
+        state.calls_of("chat.startStream").len() == 1
+            && state.calls_of("chat.postMessage").len() == 1
+            && !state.calls_of("chat.update").is_empty()
+            && state.calls_of("chat.appendStream").is_empty(),
+        "not posted and edited after the refusal: {:?}",
         state.calls.iter().map(|c| &c.method).collect::<Vec<_>>()
     );
     Ok(())

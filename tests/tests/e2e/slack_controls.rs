@@ -1,7 +1,8 @@
 //! The buttons on the Slack app's replies: Stop while it streams, Continue and
 //! Regenerate once it stopped; only the person who asked may use them (anyone else
-//! is told so privately, and nothing happens). `/chorus stop`, `continue` and
-//! `regenerate` typed in the channel act on the thread where the person asked.
+//! is told so privately, and nothing happens; `regenerate` while it streams is
+//! refused, naming the Stop button). `/chorus stop`, `continue` and `regenerate`
+//! typed in the channel act on the thread where the person asked.
 
 use crate::slack_support::*;
 use anyhow::{Result, ensure};
@@ -42,6 +43,27 @@ async fn slack_stop_continue_regenerate_and_others_refused() -> Result<()> {
         })
         .await?;
 
+    // Regenerating while it streams is refused, naming how to stop it in Slack's form.
+    world.command(ALICE, CHANNEL, "regenerate").await?;
+    let busy = world
+        .slack
+        .wait_until(
+            "Alice told privately the reply is still written",
+            WAIT,
+            |s| {
+                s.ephemerals
+                    .iter()
+                    .find(|e| e.user == ALICE && e.channel == CHANNEL)
+                    .map(|e| e.text.clone())
+            },
+        )
+        .await?;
+    ensure!(
+        busy.contains("still being written")
+            && busy.contains("the **Stop** button (or `/chorus stop`)"),
+        "`/chorus regenerate` while streaming answered {busy:?}"
+    );
+
     // Alice stops it: the text so far with a note, and Continue and Regenerate.
     world
         .press(ALICE, CHANNEL, &reply.ts, "chorus:stop")
@@ -70,7 +92,7 @@ async fn slack_stop_continue_regenerate_and_others_refused() -> Result<()> {
             .state()
             .ephemerals
             .iter()
-            .any(|e| e.user == ALICE),
+            .any(|e| e.user == ALICE && e.text != busy),
         "Alice got a private refusal for her own reply"
     );
 

@@ -33,6 +33,8 @@ pub struct SlackOptions {
     pub min_edit_interval_ms: u64,
     pub update_interval_ms: u64,
     pub max_edits_per_message: u32,
+    /// More lines of the `[slack]` section (the allowlists).
+    pub extra: String,
 }
 
 impl Default for SlackOptions {
@@ -43,6 +45,7 @@ impl Default for SlackOptions {
             min_edit_interval_ms: 200,
             update_interval_ms: 100,
             max_edits_per_message: 40,
+            extra: String::new(),
         }
     }
 }
@@ -181,13 +184,14 @@ pub fn slack_toml(api_url: &str, options: &SlackOptions) -> String {
     format!(
         "[slack]\nbot_token = \"{}\"\n{mode}api_url = \"{}\"\nnative_streaming = {}\n\
          min_edit_interval_ms = {}\nupdate_interval_ms = {}\nmax_edits_per_message = {}\n\
-         connect_timeout_secs = 20\n",
+         connect_timeout_secs = 20\n{}\n",
         fake_slack::BOT_TOKEN,
         api_url,
         options.native_streaming,
         options.min_edit_interval_ms,
         options.update_interval_ms,
         options.max_edits_per_message,
+        options.extra,
     )
 }
 

@@ -20,6 +20,7 @@
 
 mod renderer;
 
+use crate::chat::CommandForms;
 use crate::core::Core;
 use crate::journal::{RunStartStream, RunStarted};
 use chorus_model::ids::RunId;
@@ -98,6 +99,21 @@ pub trait SinkFactory: Send + Sync + 'static {
         format!("react ▶️ or send `{prefix} continue` to go on")
     }
 
+    /// How core's answers name the command `name` of the shared set with `args` (as
+    /// its help shows them; empty for none) — "`{prefix} resume` lists your
+    /// conversations", "stop it with `{prefix} stop`" — as a markdown noun phrase. By
+    /// default the text command; a surface with slash commands or buttons names those,
+    /// which is how its people give commands.
+    fn command_hint(&self, prefix: &str, name: &str, args: &str) -> String {
+        crate::chat::forms::text_hint(prefix, name, args)
+    }
+
+    /// The answer to `help` (`topic`: one command's). By default the shared command
+    /// list in text form; a surface adds its own ways (buttons, slash commands).
+    fn help(&self, prefix: &str, topic: Option<&str>) -> String {
+        crate::chat::help_text(prefix, topic)
+    }
+
     /// Whether only the person writing reads the binding's channel (a direct chat):
     /// a [`ChatOutcome::Private`](crate::chat::ChatOutcome::Private) is then an
     /// ordinary reply there. By default no channel is private.
@@ -147,7 +163,8 @@ struct HubInner {
 
 impl Core {
     /// The renderers of one surface. `command_prefix` is how the surface's users type
-    /// commands (the final notes of stopped replies name `PREFIX continue`).
+    /// text commands (`factory` turns it into the surface's forms for the final notes
+    /// of stopped replies and core's answers: [`RenderHub::command_forms`]).
     pub fn render_hub(
         &self,
         surface: &str,
@@ -342,6 +359,11 @@ impl RenderHub {
                 Err(e) => tracing::warn!(channel = %key, error = %e, "cannot resume a render"),
             }
         }
+    }
+
+    /// How this surface's people give commands, for core's answers that name one.
+    pub fn command_forms(&self) -> CommandForms<'_> {
+        CommandForms::of(&self.inner.command_prefix, &*self.inner.factory)
     }
 
     /// The core these renderers follow runs of.
