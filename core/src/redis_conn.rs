@@ -65,7 +65,11 @@ impl Conn {
 
     /// The current connection, if there is one: a clone under a read lock.
     fn current(&self) -> Option<(u64, MultiplexedConnection)> {
-        let current = self.shared.current.read().unwrap_or_else(|e| e.into_inner());
+        let current = self
+            .shared
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         current.conn.clone().map(|conn| (current.generation, conn))
     }
 
@@ -84,7 +88,11 @@ impl Conn {
             .client
             .get_multiplexed_async_connection_with_config(&self.shared.config)
             .await?;
-        let mut current = self.shared.current.write().unwrap_or_else(|e| e.into_inner());
+        let mut current = self
+            .shared
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         current.generation += 1;
         current.conn = Some(conn.clone());
         tracing::info!("connected to Redis again");
@@ -134,7 +142,11 @@ impl Conn {
 
     /// Forgets the connection of `generation` (not a newer one another command made).
     fn replace(&self, generation: u64, error: &RedisError) {
-        let mut current = self.shared.current.write().unwrap_or_else(|e| e.into_inner());
+        let mut current = self
+            .shared
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         if current.generation == generation && current.conn.is_some() {
             tracing::warn!(%error, "the Redis connection was dropped; reconnecting");
             current.conn = None;

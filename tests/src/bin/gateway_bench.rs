@@ -78,9 +78,7 @@ fn options() -> Result<Options> {
             "--requests" => o.requests = value()?.parse()?,
             "--concurrency" => o.concurrency = value()?.parse()?,
             "--chunks" => o.chunks = value()?.parse()?,
-            "--chunk-interval-us" => {
-                o.chunk_interval = Duration::from_micros(value()?.parse()?)
-            }
+            "--chunk-interval-us" => o.chunk_interval = Duration::from_micros(value()?.parse()?),
             "--rate" => o.rate = Some(value()?.parse()?),
             "--seconds" => o.seconds = value()?.parse()?,
             "--litellm" => o.litellm = true,
