@@ -147,11 +147,25 @@ async fn start_upstream(chunks: usize, interval: Duration) -> Result<String> {
                 } else if interval.is_zero() {
                     ("text/event-stream", Body::from(whole_stream))
                 } else {
-                    let paced = futures::stream::iter(0..frames.len()).then(move |k| {
-                        let frame = frames[k].clone();
+                    // Every frame due when the task wakes goes out at once: a timer
+                    // per frame would add a timer tick to each, not keep to the schedule.
+                    let paced = futures::stream::unfold(0usize, move |k| {
+                        let frames = frames.clone();
                         async move {
-                            tokio::time::sleep_until(started + interval * k as u32).await;
-                            Ok::<_, std::convert::Infallible>(frame)
+                            if k == frames.len() {
+                                return None;
+                            }
+                            let due = started + interval * k as u32;
+                            if tokio::time::Instant::now() < due {
+                                tokio::time::sleep_until(due).await;
+                            }
+                            let now = tokio::time::Instant::now();
+                            let mut end = k + 1;
+                            while end < frames.len() && started + interval * end as u32 <= now {
+                                end += 1;
+                            }
+                            let piece = Bytes::from(frames[k..end].concat());
+                            Some((Ok::<_, std::convert::Infallible>(piece), end))
                         }
                     });
                     ("text/event-stream", Body::from_stream(paced))
