@@ -13,7 +13,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{
     AsyncConnectionConfig, Client, Cmd, FromRedisValue, Pipeline, RedisError, RedisResult,
 };
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::sync::Mutex;
 
 /// A shared, self-replacing multiplexed connection. Clones share it.
@@ -25,7 +25,12 @@ pub struct Conn {
 struct Shared {
     client: Client,
     config: AsyncConnectionConfig,
-    current: Mutex<Current>,
+    /// The connection every command clones: a short read lock, never held across an
+    /// await, so commands do not queue behind one another.
+    current: RwLock<Current>,
+    /// Held only while connecting again, so that one command reconnects and the
+    /// others wait for its connection instead of each making their own.
+    reconnect: Mutex<()>,
 }
 
 struct Current {
@@ -49,25 +54,45 @@ impl Conn {
             shared: Arc::new(Shared {
                 client: client.clone(),
                 config,
-                current: Mutex::new(Current {
+                current: RwLock::new(Current {
                     generation: 0,
                     conn: Some(conn),
                 }),
+                reconnect: Mutex::new(()),
             }),
         })
     }
 
+    /// The current connection, if there is one: a clone under a read lock.
+    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
+        let current = self
+            .shared
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        current.conn.clone().map(|conn| (current.generation, conn))
+    }
+
     /// The current connection (connecting when the last one was dropped).
     async fn get(&self) -> RedisResult<(u64, MultiplexedConnection)> {
-        let mut current = self.shared.current.lock().await;
-        if let Some(conn) = &current.conn {
-            return Ok((current.generation, conn.clone()));
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        let _connecting = self.shared.reconnect.lock().await;
+        // Another command may have connected while this one waited.
+        if let Some(current) = self.current() {
+            return Ok(current);
         }
         let conn = self
             .shared
             .client
             .get_multiplexed_async_connection_with_config(&self.shared.config)
             .await?;
+        let mut current = self
+            .shared
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         current.generation += 1;
         current.conn = Some(conn.clone());
         tracing::info!("connected to Redis again");
@@ -81,10 +106,10 @@ impl Conn {
         let (generation, mut conn) = self.get().await?;
         match cmd.query_async(&mut conn).await {
             Err(e) if dropped(&e) => {
-                self.replace(generation, &e).await;
+                self.replace(generation, &e);
                 let (generation, mut conn) = self.get().await?;
                 let again = cmd.query_async(&mut conn).await;
-                self.check(generation, again).await
+                self.check(generation, again)
             }
             other => other,
         }
@@ -95,10 +120,10 @@ impl Conn {
         let (generation, mut conn) = self.get().await?;
         match pipe.query_async(&mut conn).await {
             Err(e) if dropped(&e) => {
-                self.replace(generation, &e).await;
+                self.replace(generation, &e);
                 let (generation, mut conn) = self.get().await?;
                 let again = pipe.query_async(&mut conn).await;
-                self.check(generation, again).await
+                self.check(generation, again)
             }
             other => other,
         }
@@ -106,18 +131,22 @@ impl Conn {
 
     /// Marks the connection of `generation` for replacement when `result` says it
     /// was dropped.
-    async fn check<T>(&self, generation: u64, result: RedisResult<T>) -> RedisResult<T> {
+    fn check<T>(&self, generation: u64, result: RedisResult<T>) -> RedisResult<T> {
         if let Err(e) = &result
             && dropped(e)
         {
-            self.replace(generation, e).await;
+            self.replace(generation, e);
         }
         result
     }
 
     /// Forgets the connection of `generation` (not a newer one another command made).
-    async fn replace(&self, generation: u64, error: &RedisError) {
-        let mut current = self.shared.current.lock().await;
+    fn replace(&self, generation: u64, error: &RedisError) {
+        let mut current = self
+            .shared
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         if current.generation == generation && current.conn.is_some() {
             tracing::warn!(%error, "the Redis connection was dropped; reconnecting");
             current.conn = None;

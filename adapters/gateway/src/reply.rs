@@ -245,3 +245,36 @@ impl Drop for StopOnDrop {
         });
     }
 }
+
+/// A streaming response's body, produced piece by piece (each piece one or more
+/// whole SSE events). `next` must be cancel-safe: a call dropped before it finished
+/// loses nothing (the body asks for more pieces only while they are ready at once).
+pub(crate) trait Pieces: Send + 'static {
+    fn next(&mut self) -> impl std::future::Future<Output = Option<String>> + Send;
+}
+
+/// The most bytes one body frame gathers from pieces ready at once.
+const FRAME_BYTES: usize = 16 * 1024;
+
+/// The body of a streaming response: each frame carries every piece ready at that
+/// moment (up to [`FRAME_BYTES`]), so a burst of events costs one frame and one write
+/// instead of one each, and a lone event still leaves at once: nothing waits to fill
+/// a frame.
+pub(crate) fn body<P: Pieces>(pieces: P) -> axum::body::Body {
+    use futures::FutureExt;
+    let frames = futures::stream::unfold(pieces, |mut p| async move {
+        let mut frame = p.next().await?;
+        while frame.len() < FRAME_BYTES {
+            match p.next().now_or_never() {
+                Some(Some(more)) => frame.push_str(&more),
+                // Not ready (the next frame waits for it), or the end.
+                _ => break,
+            }
+        }
+        Some((
+            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(frame)),
+            p,
+        ))
+    });
+    axum::body::Body::from_stream(frames)
+}

@@ -13,10 +13,13 @@
 //! in order, each seeing the ones before it (an admission counts the runs and
 //! reservations admitted just before it in the same batch), nothing is answered
 //! before it is committed, and nothing half-written is ever committed: when any write
-//! of a batch fails — a refusal (balance, concurrency, a conflict) as much as a
-//! database error — the whole batch is rolled back and each of its writes is run
-//! again alone, in its own transaction, as without batching; so a refused admission
-//! writes nothing, exactly as before.
+//! of a batch fails, the whole batch is rolled back and applied once more, each write
+//! in a savepoint of one transaction. A write the state refuses (balance,
+//! concurrency, a conflict, a row not found) is rolled back to its savepoint and
+//! answered with its refusal — a refused admission writes nothing, exactly as alone —
+//! while the others go on and commit together: a burst over a spent balance costs two
+//! transactions, not one per write. Any other failure there (a database error) runs
+//! each write of the batch alone, in its own transaction, as without batching.
 //!
 //! Only the writer of a SQLite file batches (PostgreSQL runs concurrent transactions
 //! on many connections, and one transaction locking the rows of many accounts could
@@ -34,7 +37,7 @@ pub(crate) const MAX_BATCH: usize = 128;
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// One write: applied in a transaction it does not own (it never commits).
-/// It may be applied twice (a failed batch runs it again alone), so it keeps no state
+/// It may be applied more than once (a failed batch is applied again), so it keeps no state
 /// between tries beyond its result.
 pub(crate) type WriteFn<T> =
     Box<dyn for<'t> Fn(&'t mut Tx) -> BoxFuture<'t, Result<T, StoreError>> + Send + Sync>;
@@ -51,6 +54,8 @@ where
 trait Job: Send {
     /// Applies the write in `tx`, keeping its result until the batch commits.
     fn apply<'t>(&'t mut self, tx: &'t mut Tx) -> BoxFuture<'t, Result<(), StoreError>>;
+    /// Keeps `refusal` as the write's answer (its savepoint was rolled back).
+    fn refuse(&mut self, refusal: StoreError);
     /// Answers the caller: the kept result, or `error` when the batch failed.
     fn answer(self: Box<Self>, error: Option<StoreError>);
     /// Whether the caller has gone away (its future was dropped) before the write
@@ -75,6 +80,10 @@ impl<T: Send + 'static> Job for TypedJob<T> {
                 Err(e) => Err(e),
             }
         })
+    }
+
+    fn refuse(&mut self, refusal: StoreError) {
+        self.result = Some(Err(refusal));
     }
 
     fn answer(self: Box<Self>, error: Option<StoreError>) {
@@ -149,7 +158,8 @@ async fn commit_forever(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<Box<dyn J
 }
 
 /// Applies every write of `batch` in one transaction and answers them after the
-/// commit; if any fails (or the commit does), rolls back and runs each alone.
+/// commit; if any fails (or the commit does), rolls back and applies them again with
+/// a savepoint each ([`with_savepoints`]).
 async fn commit_batch(pool: &AnyPool, mut batch: Vec<Box<dyn Job>>) {
     let size = batch.len();
     let failed = match begin(pool).await {
@@ -177,12 +187,62 @@ async fn commit_batch(pool: &AnyPool, mut batch: Vec<Box<dyn Job>>) {
             }
         }
         Some(e) => {
-            tracing::debug!(size, error = %e, "a batched write failed; running each write of the batch alone");
+            tracing::debug!(size, error = %e, "a batched write failed; applying the batch again with a savepoint per write");
+            with_savepoints(pool, batch).await;
+        }
+    }
+}
+
+/// Whether a write's error is the stored state refusing it (answered as such, the
+/// batch going on), rather than the database failing (the batch runs alone).
+fn is_refusal(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Refused(_) | StoreError::Conflict(_) | StoreError::NotFound(_)
+    )
+}
+
+/// Applies every write of `batch` in one transaction, each in its own savepoint: a
+/// refused write is rolled back to its savepoint and keeps its refusal as its answer,
+/// the others commit together. On any other failure the transaction is dropped
+/// (rolled back) and each write runs alone.
+async fn with_savepoints(pool: &AnyPool, mut batch: Vec<Box<dyn Job>>) {
+    let result = async {
+        let mut tx = begin(pool).await?;
+        for job in batch.iter_mut() {
+            savepoint(&mut tx, "SAVEPOINT chorus_group").await?;
+            match job.apply(&mut tx).await {
+                Ok(()) => {}
+                Err(e) if is_refusal(&e) => {
+                    savepoint(&mut tx, "ROLLBACK TO chorus_group").await?;
+                    job.refuse(e);
+                }
+                Err(e) => return Err(e),
+            }
+            savepoint(&mut tx, "RELEASE chorus_group").await?;
+        }
+        tx.commit().await?;
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            for job in batch {
+                job.answer(None);
+            }
+        }
+        Err(e) => {
+            tracing::debug!(size = batch.len(), error = %e, "a batched write failed with savepoints; running each write of the batch alone");
             for job in batch {
                 alone(pool, job).await;
             }
         }
     }
+}
+
+async fn savepoint(tx: &mut Tx, statement: &'static str) -> Result<(), StoreError> {
+    sqlx::query(statement).execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Applies one write in its own transaction and answers it.

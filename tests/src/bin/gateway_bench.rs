@@ -1,7 +1,8 @@
 //! Benchmark of the OpenAI-compatible gateway against a direct call and LiteLLM.
 //!
 //! In one process: a local OpenAI-compatible upstream (axum on loopback) that streams
-//! `--chunks` chunks and a usage chunk as fast as it can; `chorus serve` (release
+//! `--chunks` chunks and a usage chunk (as fast as it can, or one every
+//! `--chunk-interval-us` microseconds, like a model generating); `chorus serve` (release
 //! build by default, SQLite, in-process journal, no prices and no message or
 //! concurrency limits) with that upstream as an
 //! `openai` provider; and, with `--litellm`, LiteLLM's proxy (`scripts/provision/
@@ -12,8 +13,13 @@
 //! `--rate R` adds the non-streaming mode: requests sent at a fixed R per second (open
 //! loop) for `--seconds`, direct and through Chorus, with the latency Chorus adds.
 //!
-//! Usage: gateway_bench [--requests N] [--concurrency C] [--chunks K] [--rate R]
-//!        [--seconds S] [--litellm] [--bin PATH]
+//! With the instant upstream, "of direct" is Chorus's whole per-request cost against
+//! almost nothing; with a paced one (`--chunk-interval-us 220`: 200 chunks in about
+//! 44 ms, the direct total p50 of issue 17's figures) it is what a client of a real
+//! model would see.
+//!
+//! Usage: gateway_bench [--requests N] [--concurrency C] [--chunks K]
+//!        [--chunk-interval-us U] [--rate R] [--seconds S] [--litellm] [--bin PATH]
 
 // The report on stdout is this program's output.
 #![allow(clippy::print_stdout)]
@@ -37,6 +43,9 @@ struct Options {
     requests: usize,
     concurrency: usize,
     chunks: usize,
+    /// Time between two chunks of the upstream's stream (zero: all at once). A
+    /// non-streaming answer waits as long as the whole stream would take.
+    chunk_interval: Duration,
     rate: Option<f64>,
     seconds: f64,
     litellm: bool,
@@ -48,6 +57,7 @@ fn options() -> Result<Options> {
         requests: 2000,
         concurrency: 50,
         chunks: 200,
+        chunk_interval: Duration::ZERO,
         rate: None,
         seconds: 10.0,
         litellm: false,
@@ -68,6 +78,7 @@ fn options() -> Result<Options> {
             "--requests" => o.requests = value()?.parse()?,
             "--concurrency" => o.concurrency = value()?.parse()?,
             "--chunks" => o.chunks = value()?.parse()?,
+            "--chunk-interval-us" => o.chunk_interval = Duration::from_micros(value()?.parse()?),
             "--rate" => o.rate = Some(value()?.parse()?),
             "--seconds" => o.seconds = value()?.parse()?,
             "--litellm" => o.litellm = true,
@@ -78,9 +89,10 @@ fn options() -> Result<Options> {
     Ok(o)
 }
 
-/// The upstream's whole streamed body (built once: serving costs a copy).
-fn upstream_body(chunks: usize) -> Bytes {
-    let mut s = String::new();
+/// The upstream's streamed body, one piece per event (built once: serving costs a
+/// copy): the chunks, then the finish chunk, the usage chunk and `[DONE]` together.
+fn upstream_frames(chunks: usize) -> Vec<Bytes> {
+    let mut frames = Vec::with_capacity(chunks + 1);
     for i in 0..chunks {
         let delta = if i == 0 {
             json!({"role": "assistant", "content": "w0 "})
@@ -89,15 +101,17 @@ fn upstream_body(chunks: usize) -> Bytes {
         };
         let chunk = json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
             "model": "bench", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
-        s.push_str(&format!("data: {chunk}\n\n"));
+        frames.push(Bytes::from(format!("data: {chunk}\n\n")));
     }
     let end = json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
         "model": "bench", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
     let usage = json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
         "model": "bench", "choices": [],
         "usage": {"prompt_tokens": 10, "completion_tokens": chunks, "total_tokens": 10 + chunks}});
-    s.push_str(&format!("data: {end}\n\ndata: {usage}\n\ndata: [DONE]\n\n"));
-    Bytes::from(s)
+    frames.push(Bytes::from(format!(
+        "data: {end}\n\ndata: {usage}\n\ndata: [DONE]\n\n"
+    )));
+    frames
 }
 
 /// The non-streaming answer of the upstream.
@@ -111,25 +125,54 @@ fn upstream_json(chunks: usize) -> Bytes {
     )
 }
 
-/// Starts the upstream; returns its base URL (`http://127.0.0.1:P/v1`).
-async fn start_upstream(chunks: usize) -> Result<String> {
-    let stream = upstream_body(chunks);
+/// Starts the upstream; returns its base URL (`http://127.0.0.1:P/v1`). Paced
+/// (`interval` > 0), chunk k leaves at start + k x interval on a fixed schedule (the
+/// timer's millisecond granularity sends the chunks due in one tick together).
+async fn start_upstream(chunks: usize, interval: Duration) -> Result<String> {
+    let frames: Arc<[Bytes]> = upstream_frames(chunks).into();
+    let whole_stream = Bytes::from(frames.concat());
     let whole = upstream_json(chunks);
     let app = Router::new().route(
         "/v1/chat/completions",
         post(move |body: Bytes| {
-            let (stream, whole) = (stream.clone(), whole.clone());
+            let (frames, whole_stream, whole) =
+                (frames.clone(), whole_stream.clone(), whole.clone());
             async move {
                 let streaming = serde_json::from_slice::<serde_json::Value>(&body)
                     .is_ok_and(|v| v["stream"] == true);
-                let (kind, body) = if streaming {
-                    ("text/event-stream", stream)
+                let started = tokio::time::Instant::now();
+                let (kind, body) = if !streaming {
+                    tokio::time::sleep_until(started + interval * chunks as u32).await;
+                    ("application/json", Body::from(whole))
+                } else if interval.is_zero() {
+                    ("text/event-stream", Body::from(whole_stream))
                 } else {
-                    ("application/json", whole)
+                    // Every frame due when the task wakes goes out at once: a timer
+                    // per frame would add a timer tick to each, not keep to the schedule.
+                    let paced = futures::stream::unfold(0usize, move |k| {
+                        let frames = frames.clone();
+                        async move {
+                            if k == frames.len() {
+                                return None;
+                            }
+                            let due = started + interval * k as u32;
+                            if tokio::time::Instant::now() < due {
+                                tokio::time::sleep_until(due).await;
+                            }
+                            let now = tokio::time::Instant::now();
+                            let mut end = k + 1;
+                            while end < frames.len() && started + interval * end as u32 <= now {
+                                end += 1;
+                            }
+                            let piece = Bytes::from(frames[k..end].concat());
+                            Some((Ok::<_, std::convert::Infallible>(piece), end))
+                        }
+                    });
+                    ("text/event-stream", Body::from_stream(paced))
                 };
                 Response::builder()
                     .header("content-type", kind)
-                    .body(Body::from(body))
+                    .body(body)
                     .unwrap_or_default()
             }
         }),
@@ -350,7 +393,7 @@ async fn open_loop(o: &Options, rate: f64, t: &Target) -> Result<Vec<Duration>> 
 #[tokio::main]
 async fn main() -> Result<()> {
     let o = options()?;
-    let upstream = start_upstream(o.chunks).await?;
+    let upstream = start_upstream(o.chunks, o.chunk_interval).await?;
     let dir = tempfile::tempdir()?;
     let (server, key) = start_chorus(&o, dir.path(), &upstream).await?;
     let mut targets = vec![
@@ -384,8 +427,17 @@ async fn main() -> Result<()> {
     } else {
         None
     };
+    let pace = if o.chunk_interval.is_zero() {
+        "all at once".to_string()
+    } else {
+        format!(
+            "one every {} µs ({} ms a stream)",
+            o.chunk_interval.as_micros(),
+            (o.chunk_interval * o.chunks as u32).as_millis()
+        )
+    };
     println!(
-        "{} streaming requests, {} concurrent clients, {} chunks each\n",
+        "{} streaming requests, {} concurrent clients, {} chunks each, {pace}\n",
         o.requests, o.concurrency, o.chunks
     );
     println!("| target | replies/s | first chunk p50 / p99 (ms) | total p50 / p99 (ms) |");

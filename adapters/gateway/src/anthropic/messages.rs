@@ -10,12 +10,11 @@ use crate::error::{ErrorKind, GatewayError, core_error};
 use crate::reply::{self, Follow, ReplyEvent, ReplyUsage};
 use crate::{GatewayState, RUN_ID_HEADER, auth};
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chorus_model::ids::RunId;
-use std::convert::Infallible;
 
 pub async fn create(
     State(state): State<GatewayState>,
@@ -87,7 +86,7 @@ struct Streaming {
     done: bool,
 }
 
-impl Streaming {
+impl reply::Pieces for Streaming {
     async fn next(&mut self) -> Option<String> {
         if self.done {
             return None;
@@ -137,16 +136,12 @@ fn stream(follow: Follow, id: String, model: String, run: RunId) -> Response {
         started: false,
         done: false,
     };
-    let body = futures::stream::unfold(state, |mut s| async move {
-        let piece = s.next().await?;
-        Some((Ok::<_, Infallible>(Bytes::from(piece)), s))
-    });
     (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        Body::from_stream(body),
+        reply::body(state),
     )
         .into_response()
 }

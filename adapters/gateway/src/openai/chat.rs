@@ -11,12 +11,11 @@ use crate::error::{ErrorKind, GatewayError, core_error};
 use crate::reply::{self, Follow, ReplyEvent, ReplyUsage};
 use crate::{GatewayState, RUN_ID_HEADER, auth};
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chorus_model::ids::RunId;
-use std::convert::Infallible;
 
 pub async fn completions(
     State(state): State<GatewayState>,
@@ -116,7 +115,9 @@ impl Streaming {
             include_usage: self.include_usage,
         }
     }
+}
 
+impl reply::Pieces for Streaming {
     /// The next piece of the body; `None` at its end.
     async fn next(&mut self) -> Option<String> {
         if self.done {
@@ -179,16 +180,12 @@ fn stream(
         started: false,
         done: false,
     };
-    let body = futures::stream::unfold(state, |mut s| async move {
-        let piece = s.next().await?;
-        Some((Ok::<_, Infallible>(Bytes::from(piece)), s))
-    });
     (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        Body::from_stream(body),
+        reply::body(state),
     )
         .into_response()
 }
