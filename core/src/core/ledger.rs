@@ -1,13 +1,12 @@
 //! Core's quota commands: admission of runs (rate limit, refill, balance and
 //! concurrency) and usage reports (grants are the console's, `admin/accounts.rs`).
 
-use super::{Admin, Core, CoreError, InvalidInput};
+use super::{Core, CoreError, InvalidInput};
 use crate::config::OnStoreError;
 use crate::quota::{LimiterError, TokenCounts, credits_to_micros, fmt_credits, micros_to_credits};
-use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
 use chorus_providers::{ChatRequest, estimate_usage};
-use chorus_store::{Account, Admission, LedgerEntry, LedgerReason, UsageBucket};
+use chorus_store::{Account, Admission, LedgerEntry, UsageBucket};
 use serde::Serialize;
 use std::time::Duration;
 
