@@ -141,11 +141,16 @@ async fn run(
             command: UserCommand::Grant { user, amount, note },
         } => {
             let (core, operator) = chorus_core::Core::start_for_admin(settings.core).await?;
-            let result = core
-                .grant_credits(&operator, &user, amount, note.as_deref())
-                .await;
+            let result = match core.account_by_name(&user).await {
+                Ok(Some(account)) => {
+                    core.grant_credits(&operator, &account.id, amount, note.as_deref())
+                        .await
+                }
+                Ok(None) => Err(chorus_core::CoreError::NotFound("account")),
+                Err(e) => Err(e),
+            };
             core.shutdown().await;
-            let (_, balance) = result?;
+            let balance = result?;
             writeln!(
                 out,
                 "{user}: balance {} credits",

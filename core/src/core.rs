@@ -385,16 +385,6 @@ impl Core {
         self.usable_account(account, "web session").await
     }
 
-    /// The active account of an API key; a suspended account's key is refused with
-    /// `Forbidden::AccountSuspended`.
-    pub async fn account_by_api_key(&self, key: &str) -> Result<Option<Account>, CoreError> {
-        let account = self
-            .store
-            .account_by_api_key(&auth::token_hash(key))
-            .await?;
-        self.usable_account(account, "API key").await
-    }
-
     /// The account of a login name (the CLI names accounts this way).
     pub async fn account_by_name(&self, name: &str) -> Result<Option<Account>, CoreError> {
         Ok(self.store.account_by_name(name).await?)

@@ -341,7 +341,7 @@ async fn credits(
 ) -> Answer {
     let balance = state
         .core
-        .adjust_credits(&admin, &account_id(&id)?, body.amount, body.note.as_deref())
+        .grant_credits(&admin, &account_id(&id)?, body.amount, body.note.as_deref())
         .await?;
     Ok(Json(json!({
         "balance": chorus_model::money::micros_to_credits(balance),

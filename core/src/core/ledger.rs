@@ -1,13 +1,12 @@
 //! Core's quota commands: admission of runs (rate limit, refill, balance and
-//! concurrency), usage reports and grants.
+//! concurrency) and usage reports (grants are the console's, `admin/accounts.rs`).
 
-use super::{Admin, Core, CoreError, InvalidInput};
+use super::{Core, CoreError, InvalidInput};
 use crate::config::OnStoreError;
 use crate::quota::{LimiterError, TokenCounts, credits_to_micros, fmt_credits, micros_to_credits};
-use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
 use chorus_providers::{ChatRequest, estimate_usage};
-use chorus_store::{Account, Admission, LedgerEntry, LedgerReason, UsageBucket};
+use chorus_store::{Account, Admission, LedgerEntry, UsageBucket};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -247,54 +246,6 @@ impl Core {
         limit: i64,
     ) -> Result<Vec<LedgerEntry>, CoreError> {
         Ok(self.store.ledger(&account.id, limit.clamp(1, 1000)).await?)
-    }
-
-    /// An admin adds `credits` (negative to deduct) to the account named
-    /// `account_name`; returns the account and its new balance in micro-credits. An
-    /// admin account's grant notes who gave it (`by NAME: note`); the CLI operator's
-    /// note is kept as given.
-    pub async fn grant_credits(
-        &self,
-        admin: &Admin,
-        account_name: &str,
-        credits: f64,
-        note: Option<&str>,
-    ) -> Result<(AccountId, i64), CoreError> {
-        let note = match admin.account() {
-            Some(by) => Some(match note.map(str::trim).filter(|n| !n.is_empty()) {
-                Some(n) => format!("by {}: {n}", by.name),
-                None => format!("by {}", by.name),
-            }),
-            None => note.map(str::to_string),
-        };
-        let note = note.as_deref();
-        if !(credits.is_finite() && credits != 0.0 && credits.abs() <= MAX_GRANT) {
-            return Err(InvalidInput::GrantAmount {
-                amount: credits,
-                max: MAX_GRANT,
-            }
-            .into());
-        }
-        if note.is_some_and(|n| n.chars().count() > 300) {
-            return Err(InvalidInput::NoteTooLong { max: 300 }.into());
-        }
-        let account = self
-            .store
-            .account_by_name(account_name)
-            .await?
-            .filter(Account::is_active)
-            .ok_or(CoreError::NotFound("account"))?;
-        let balance = self
-            .store
-            .credit(
-                &account.id,
-                credits_to_micros(credits),
-                LedgerReason::Grant,
-                note,
-            )
-            .await?;
-        tracing::info!(account = %account.id, micros = credits_to_micros(credits), balance, "credits granted");
-        Ok((account.id, balance))
     }
 }
 

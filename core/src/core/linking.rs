@@ -209,7 +209,7 @@ impl Core {
     pub async fn api_key_account(&self, key: &str) -> Result<Option<KeyedAccount>, CoreError> {
         let Some(keyed) = self
             .store
-            .account_by_scoped_api_key(&auth::token_hash(key))
+            .account_by_api_key(&auth::token_hash(key))
             .await?
         else {
             return Ok(None);

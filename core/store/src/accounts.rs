@@ -233,29 +233,4 @@ impl Store {
             .await?;
         Ok(ended.rows_affected())
     }
-
-    /// The account of an unrevoked API key; records its use (to the minute, so a busy
-    /// key does not cost a database write per request).
-    pub async fn account_by_api_key(&self, key_hash: &str) -> Result<Option<Account>, StoreError> {
-        let sql = format!(
-            "SELECT a.{}, k.last_used_at AS key_last_used_at FROM accounts a JOIN api_keys k ON k.account_id = a.id \
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-            ACCOUNT_COLUMNS.replace(", ", ", a.")
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(key_hash)
-            .fetch_optional(self.pool())
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let last_used: Option<i64> = row.try_get("key_last_used_at")?;
-        let now = now_ms();
-        if last_used.is_none_or(|t| now - t >= 60_000) {
-            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE key_hash = $2")
-                .bind(now)
-                .bind(key_hash)
-                .execute(self.pool())
-                .await?;
-        }
-        Ok(Some(account_from_row(&row)?))
-    }
 }

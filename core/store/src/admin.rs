@@ -7,13 +7,12 @@ use super::audit::{Actor, AuditKind, Change, record};
 use super::identities::IdentityRecord;
 use super::ledger::{LedgerReason, post};
 use super::{Account, Role, Run, Store, StoreConflict, StoreError};
+use crate::Tx;
 use chorus_model::ids::{AccountId, RunId};
 use chorus_model::time::now_ms;
 use serde::Serialize;
 use serde_json::json;
 use sqlx::Row;
-
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// An account as the console lists it.
 #[derive(Clone, Debug, Serialize)]

@@ -144,7 +144,7 @@ impl Store {
     }
 
     /// The account and scopes of an unrevoked key; records its use to the minute.
-    pub async fn account_by_scoped_api_key(
+    pub async fn account_by_api_key(
         &self,
         key_hash: &str,
     ) -> Result<Option<KeyedAccount>, StoreError> {

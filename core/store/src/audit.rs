@@ -4,13 +4,12 @@
 //! attempts), each written on its own.
 
 use super::{Store, StoreError};
+use crate::Tx;
 use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
-
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// Who made a change: an admin account, or (no id) the CLI operator or the system.
 #[derive(Clone, Debug)]

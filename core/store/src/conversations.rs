@@ -1,6 +1,7 @@
 //! Conversations, their message trees and surface bindings.
 
 use super::{Store, StoreConflict, StoreError};
+use crate::Tx;
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
 use chorus_model::time::now_ms;
 use serde::Serialize;
@@ -392,7 +393,7 @@ impl Store {
 /// transaction.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_conversation(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut Tx,
     id: &ConversationId,
     account: &AccountId,
     title: &str,
@@ -425,10 +426,7 @@ pub(crate) async fn insert_conversation(
 }
 
 /// Deletes a conversation and everything that hangs off it, in the caller's transaction.
-pub(crate) async fn delete_rows(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: &str,
-) -> Result<(), StoreError> {
+pub(crate) async fn delete_rows(tx: &mut Tx, id: &str) -> Result<(), StoreError> {
     for sql in [
         "DELETE FROM bindings WHERE conversation_id = $1",
         "DELETE FROM renders WHERE message_id IN (SELECT id FROM messages WHERE conversation_id = $1)",

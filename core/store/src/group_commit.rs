@@ -26,6 +26,7 @@
 //! deadlock with a merge).
 
 use super::StoreError;
+use crate::Tx;
 use futures::future::BoxFuture;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
@@ -33,8 +34,6 @@ use tokio::sync::{mpsc, oneshot};
 /// The most writes one transaction takes (a bound on how long a batch holds the
 /// write lock and on what a failed batch runs again alone).
 pub(crate) const MAX_BATCH: usize = 128;
-
-pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// One write: applied in a transaction it does not own (it never commits).
 /// It may be applied more than once (a failed batch is applied again), so it keeps no state

@@ -7,6 +7,7 @@
 //! unique).
 
 use super::{Backend, Store, StoreError};
+use crate::Tx;
 use chorus_model::ids::{AccountId, RunId};
 use chorus_model::money::{Charge, Refusal};
 use chorus_model::time::now_ms;
@@ -88,8 +89,6 @@ pub struct UsageBucket {
     /// Micro-credits charged.
     pub cost: i64,
 }
-
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// Locks the account's row until the transaction ends and returns its balance, or
 /// `None` when it is not active (unknown, banned, merged).

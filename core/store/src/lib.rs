@@ -43,6 +43,10 @@ use sqlx::{AnyPool, Executor};
 use std::sync::Once;
 use std::time::Duration;
 
+/// A transaction on the store's pool, as `begin_write` opens it; the one name every
+/// module's helpers that write inside a caller's transaction take.
+pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
 /// Which SQL engine sits behind the `Any` pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -380,9 +384,7 @@ impl Store {
     /// connection (queued in order behind the writes before it) and takes the write
     /// lock at once (`BEGIN IMMEDIATE`), so it never has to upgrade a read lock after
     /// another connection committed ("database is locked").
-    pub(crate) async fn begin_write(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    pub(crate) async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => self.write_pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.write_pool.begin().await,

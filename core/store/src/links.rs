@@ -3,6 +3,7 @@
 
 use super::ledger::{LedgerReason, lock_account, post};
 use super::{Account, Store, StoreConflict, StoreError};
+use crate::Tx;
 use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
 use serde::Serialize;
@@ -46,8 +47,6 @@ pub struct LinkOutcome {
     /// Micro-credits moved with the merge.
     pub balance_moved: i64,
 }
-
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 impl Store {
     /// Stores a new link code (its hash) for `account`, unless it already holds

@@ -4,10 +4,11 @@
 //! per token) and is appended to its message in the same transaction that ends it.
 
 use super::conversations::insert_conversation;
-use super::group_commit::{Tx, write_fn};
+use super::group_commit::write_fn;
 use super::ledger::{Admission, admit, charge_run};
 use super::stats::record_run_end;
 use super::{Backend, NewConversation, NewTurn, Store, StoreConflict, StoreError};
+use crate::Tx;
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
 use chorus_model::money::Charge;
 use chorus_model::time::now_ms;

@@ -4,11 +4,10 @@
 //! (`provider_stats`, written every few seconds by that instance).
 
 use super::{Store, StoreError};
+use crate::Tx;
 use chorus_model::ids::RunId;
 use serde::Serialize;
 use sqlx::Row;
-
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// A minute, in ms: the rollup's fine bucket.
 pub const MINUTE_MS: i64 = 60_000;

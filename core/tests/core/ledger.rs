@@ -533,7 +533,7 @@ async fn link_codes_merge_accounts(store: &Store) {
     );
     assert!(
         store
-            .account_by_scoped_api_key("dave-key")
+            .account_by_api_key("dave-key")
             .await
             .unwrap()
             .is_none()
@@ -666,7 +666,7 @@ async fn api_keys_have_scopes_and_revocation(store: &Store) {
         .unwrap();
     assert_eq!(key.scopes, vec![ApiKeyScope::Read]);
     let keyed = store
-        .account_by_scoped_api_key("gina-read")
+        .account_by_api_key("gina-read")
         .await
         .unwrap()
         .unwrap();
@@ -679,7 +679,7 @@ async fn api_keys_have_scopes_and_revocation(store: &Store) {
     let used = listed[0].last_used_at.expect("use recorded");
     // Used again at once: not written again (to the minute).
     store
-        .account_by_scoped_api_key("gina-read")
+        .account_by_api_key("gina-read")
         .await
         .unwrap()
         .unwrap();
@@ -694,7 +694,7 @@ async fn api_keys_have_scopes_and_revocation(store: &Store) {
     );
     assert!(
         store
-            .account_by_scoped_api_key("gina-read")
+            .account_by_api_key("gina-read")
             .await
             .unwrap()
             .is_some()
@@ -706,7 +706,7 @@ async fn api_keys_have_scopes_and_revocation(store: &Store) {
     );
     assert!(
         store
-            .account_by_scoped_api_key("gina-read")
+            .account_by_api_key("gina-read")
             .await
             .unwrap()
             .is_none()

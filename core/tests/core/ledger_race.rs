@@ -58,7 +58,7 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
         .unwrap();
     let root = core.create_account("root", true, None).await.unwrap();
     let admin = core.admin(&root).unwrap();
-    core.grant_credits(&admin, "racer", 1.0, Some("race"))
+    core.grant_credits(&admin, &account.id, 1.0, Some("race"))
         .await
         .unwrap();
     let mut conversations = Vec::new();
@@ -290,7 +290,7 @@ model_info = {{ demo = {{ prompt_price = 1000.0, completion_price = 2000.0 }} }}
     let admin = core.admin(&root).unwrap();
     // 16 reserved completion tokens at 2,000 credits per million are 0.032 credits,
     // plus the prompt: 0.1 credits cover two such reservations, not three.
-    core.grant_credits(&admin, "burst", 0.1, None)
+    core.grant_credits(&admin, &account.id, 0.1, None)
         .await
         .unwrap();
     let conversations =

@@ -150,6 +150,7 @@ async fn accounts_sessions_and_keys(store: &Store) {
             .await
             .unwrap()
             .unwrap()
+            .account
             .id,
         alice.id
     );

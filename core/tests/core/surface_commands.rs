@@ -132,7 +132,7 @@ async fn a_suspended_account_is_refused_on_chat_surfaces_too() {
         other => panic!("a suspended account got {other:?}"),
     }
     assert!(matches!(
-        core.account_by_api_key(&key).await,
+        core.api_key_account(&key).await,
         Err(CoreError::Forbidden(Forbidden::AccountSuspended))
     ));
     assert!(matches!(
@@ -177,7 +177,7 @@ async fn a_suspended_account_is_refused_on_chat_surfaces_too() {
             .unwrap()
             .is_some()
     );
-    assert!(core.account_by_api_key(&key).await.unwrap().is_some());
+    assert!(core.api_key_account(&key).await.unwrap().is_some());
     // An admin cannot suspend themselves.
     assert!(matches!(
         core.suspend_account(&admin, &root.id).await,

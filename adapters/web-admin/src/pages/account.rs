@@ -239,7 +239,7 @@ async fn credits_action(
     })?;
     Ok(state
         .core
-        .adjust_credits(&f.page.admin, &account_id(id)?, amount, Some(&f.form.note))
+        .grant_credits(&f.page.admin, &account_id(id)?, amount, Some(&f.form.note))
         .await?)
 }
 

@@ -129,9 +129,15 @@ pub async fn grant(
     ApiJson(req): ApiJson<Grant>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let admin = state.core.admin(&admin)?;
-    let (account_id, balance) = state
+    let account_id = state
         .core
-        .grant_credits(&admin, &req.account, req.amount, req.note.as_deref())
+        .account_by_name(&req.account)
+        .await?
+        .ok_or(chorus_core::CoreError::NotFound("account"))?
+        .id;
+    let balance = state
+        .core
+        .grant_credits(&admin, &account_id, req.amount, req.note.as_deref())
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -134,8 +134,12 @@ impl Core {
     }
 
     /// Adds `credits` (negative deducts) to an account, active or suspended, with a
-    /// note; returns the new balance in micro-credits.
-    pub async fn adjust_credits(
+    /// `grant` ledger row and an audit entry (`grant` or `deduct`); returns the new
+    /// balance in micro-credits. An admin account's note says who gave it (`by NAME:
+    /// note`); the CLI operator's is kept as given. The one way credits are granted:
+    /// the console, `POST /api/admin/grants` and `chorus user grant` (these two name
+    /// the account, see [`Core::account_by_name`]).
+    pub async fn grant_credits(
         &self,
         admin: &Admin,
         id: &AccountId,
