@@ -188,9 +188,13 @@ async fn exhausted_balances_are_refused_and_usage_adds_up() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_refill_rate_and_concurrency_limits() -> Result<()> {
-    let server = priced_server(
+    // 8 tokens at 4 a second: the first run still streams when the second message
+    // comes, on a machine however loaded.
+    let server = TestServer::start(priced_at(
+        ServerConfig::new(),
         "refill_amount = 0.1\nrefill_interval_secs = 3600\n[limits]\nmessages_per_window = 3\nwindow_secs = 3600\nmax_concurrent_runs = 1\n",
-    )
+        4.0,
+    ))
     .await?;
     let client = logged_in_client(&server, &unique_name("limited")).await?;
     let a = client.create_conversation(None).await?;

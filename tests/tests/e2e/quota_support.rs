@@ -16,13 +16,19 @@ pub const COMPLETION_PRICE: f64 = 2000.0;
 /// A server config with the scripted model priced, quotas enforced (a run reserves
 /// 16 completion tokens, twice the scripted reply), `extra` TOML sections appended.
 pub fn priced(config: ServerConfig, extra: &str) -> ServerConfig {
+    priced_at(config, extra, 200.0)
+}
+
+/// [`priced`] with the scripted model writing `tokens_per_sec`: a slow one keeps a
+/// run streaming while a test acts on it, however loaded the machine is.
+pub fn priced_at(config: ServerConfig, extra: &str, tokens_per_sec: f64) -> ServerConfig {
     let mut model_info = toml::Table::new();
     let mut demo = toml::Table::new();
     demo.insert("prompt_price".into(), PROMPT_PRICE.into());
     demo.insert("completion_price".into(), COMPLETION_PRICE.into());
     model_info.insert("demo".into(), toml::Value::Table(demo));
     config
-        .scripted("s", TEXT, 200.0)
+        .scripted("s", TEXT, tokens_per_sec)
         .provider_setting("s", "model_info", toml::Value::Table(model_info))
         .raw_toml(&format!(
             "[quota]\nenabled = true\nreserve_output_tokens = 16\n{extra}"
