@@ -4,7 +4,8 @@
 //! and checks their names, the store keeps them.
 
 use super::access::AccessResource;
-use super::audit::{Actor, AuditKind, Change, record};
+use super::admin::admin_change;
+use super::audit::{Actor, record};
 use super::{Store, StoreConflict, StoreError};
 use chorus_model::ids::AccountId;
 use chorus_model::time::now_ms;
@@ -91,25 +92,6 @@ async fn group_names_of(tx: &mut Tx, account: &AccountId) -> Result<Vec<String>,
     .bind(account.as_str())
     .fetch_all(&mut **tx)
     .await?)
-}
-
-fn change<'a>(
-    actor: &'a Actor,
-    action: &'a str,
-    object_type: &'a str,
-    object_id: &'a str,
-    before: serde_json::Value,
-    after: serde_json::Value,
-) -> Change<'a> {
-    Change {
-        kind: AuditKind::Admin,
-        actor,
-        action,
-        object_type,
-        object_id: Some(object_id),
-        before,
-        after,
-    }
 }
 
 impl Store {
@@ -225,7 +207,7 @@ impl Store {
         .await?;
         record(
             &mut tx,
-            &change(
+            &admin_change(
                 actor,
                 "create_access_group",
                 "access_group",
@@ -267,7 +249,7 @@ impl Store {
         let after = group_in(&mut tx, group).await?;
         record(
             &mut tx,
-            &change(
+            &admin_change(
                 actor,
                 "set_group_access",
                 "access_group",
@@ -301,7 +283,7 @@ impl Store {
         snapshot["members"] = json!(members);
         record(
             &mut tx,
-            &change(
+            &admin_change(
                 actor,
                 "delete_access_group",
                 "access_group",
@@ -360,7 +342,7 @@ impl Store {
         let after = group_names_of(&mut tx, account).await?;
         record(
             &mut tx,
-            &change(
+            &admin_change(
                 actor,
                 if member {
                     "add_to_group"

@@ -117,7 +117,9 @@ async fn lock_live(tx: &mut Tx, id: &AccountId) -> Result<(Account, i64), StoreE
     Ok((account_from_row(&row)?, row.try_get("balance")?))
 }
 
-fn admin_change<'a>(
+/// An admin action's audit entry on one object, written in the transaction that
+/// makes the change (the store's admin modules share it).
+pub(crate) fn admin_change<'a>(
     actor: &'a Actor,
     action: &'a str,
     object_type: &'a str,
