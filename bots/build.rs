@@ -17,6 +17,11 @@
 //! A build that picks another linker (`target.<triple>.linker`, `-C linker-features`,
 //! `-C link-self-contained`, `-fuse-ld` in RUSTFLAGS) gets neither flag.
 
+#![allow(
+    clippy::print_stdout,
+    reason = "a build script speaks to cargo on stdout"
+)]
+
 use std::env;
 
 fn main() {
