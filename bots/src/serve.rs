@@ -103,19 +103,20 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
             tracing::info!(%metrics_addr, "metrics at http://{metrics_addr}/metrics");
             let router = telemetry::metrics::router(core.clone(), handle, token, "/metrics");
             let stop = stopping.clone();
-            metrics_server = Some(tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-            }));
+            metrics_server = Some(tokio::spawn(chorus_web::serve(
+                listener,
+                router,
+                Box::pin(stop.cancelled_owned()),
+            )));
         }
     }
     let engine_core = core.clone();
     let stop_metrics = stopping.clone();
-    // Connection info gives handlers the client address (per-client login limits).
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    // Handlers see the client address (per-client login limits).
+    chorus_web::serve(
+        listener,
+        app,
+        Box::pin(async move {
             shutdown_signal().await;
             stop_metrics.cancel();
             for surface in surfaces {
@@ -131,8 +132,9 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
             // Runs end first, so their readers see `finished`; then open streams close.
             engine_core.interrupt_runs().await;
             streams_done.cancel();
-        })
-        .await?;
+        }),
+    )
+    .await?;
     stopping.cancel();
     if let Some(server) = metrics_server
         && let Ok(Err(e)) = server.await

@@ -7,12 +7,14 @@ mod assets;
 mod error;
 mod extract;
 mod guard;
+mod serve;
 mod sse;
 
 pub use error::ApiError;
 // Shared with the admin console (`chorus-admin`), which is mounted inside this router.
 pub use extract::{ApiJson, Authed, SESSION_COOKIE, session_cookie, user_agent};
 pub use guard::check as check_same_origin;
+pub use serve::{Shutdown, serve};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
