@@ -77,6 +77,33 @@ pub struct Admission {
     pub max_concurrent_runs: u32,
 }
 
+impl Admission {
+    /// Whether the balance or the account's active runs decide it (otherwise only the
+    /// account's being active does).
+    pub(crate) fn decides(&self) -> bool {
+        (self.enforce_balance && self.reservation != 0) || self.max_concurrent_runs > 0
+    }
+}
+
+/// The decision of an admission that [`Admission::decides`], from the account's
+/// `balance` and its active runs (`running` of them, holding `held`), all read while
+/// no other admission of the account can change them.
+pub(crate) fn check_admission(
+    admission: &Admission,
+    balance: i64,
+    running: i64,
+    held: i64,
+) -> Result<(), StoreError> {
+    if admission.max_concurrent_runs > 0 && running >= i64::from(admission.max_concurrent_runs) {
+        return Err(StoreError::Refused(Refusal::TooManyRuns { running }));
+    }
+    if admission.enforce_balance {
+        chorus_model::money::check_balance(balance, held, admission.reservation)
+            .map_err(StoreError::Refused)?;
+    }
+    Ok(())
+}
+
 /// Usage of one day or one model.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct UsageBucket {
@@ -207,8 +234,7 @@ pub(crate) async fn admit(
     account: &AccountId,
     admission: &Admission,
 ) -> Result<(), StoreError> {
-    let decides = (admission.enforce_balance && admission.reservation != 0)
-        || admission.max_concurrent_runs > 0;
+    let decides = admission.decides();
     if !decides && backend == Backend::Sqlite {
         // The write transaction excludes every other writer: the check and the
         // console's "last activity" (to the minute) in one statement.
@@ -264,31 +290,30 @@ pub(crate) async fn admit(
     .await?
     .ok_or(StoreError::NotFound("account"))?
     .try_get("balance")?;
-    if admission.max_concurrent_runs > 0 {
-        let row = sqlx::query(
+    let running = if admission.max_concurrent_runs > 0 {
+        sqlx::query(
             "SELECT COUNT(*) AS n FROM runs WHERE account_id = $1 AND status IN ('queued', 'streaming')",
         )
         .bind(account.as_str())
         .fetch_one(&mut **tx)
-        .await?;
-        let running: i64 = row.try_get("n")?;
-        if running >= admission.max_concurrent_runs as i64 {
-            return Err(StoreError::Refused(Refusal::TooManyRuns { running }));
-        }
-    }
-    if admission.enforce_balance {
-        let row = sqlx::query(
+        .await?
+        .try_get("n")?
+    } else {
+        0
+    };
+    let held = if admission.enforce_balance {
+        sqlx::query(
             "SELECT CAST(COALESCE(SUM(reserved), 0) AS BIGINT) AS held FROM runs \
              WHERE account_id = $1 AND status IN ('queued', 'streaming')",
         )
         .bind(account.as_str())
         .fetch_one(&mut **tx)
-        .await?;
-        let held: i64 = row.try_get("held")?;
-        chorus_model::money::check_balance(balance, held, admission.reservation)
-            .map_err(StoreError::Refused)?;
-    }
-    Ok(())
+        .await?
+        .try_get("held")?
+    } else {
+        0
+    };
+    check_admission(admission, balance, running, held)
 }
 
 /// Rows of the ledger in `account_id IN (account and the tombstones merged into it)`.

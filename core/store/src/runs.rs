@@ -3,10 +3,9 @@
 //! A run's text lives in `runs.text` while it streams (checkpointed in batches, never
 //! per token) and is appended to its message in the same transaction that ends it.
 
-use super::conversations::insert_conversation;
 use super::group_commit::write_fn;
-use super::ledger::{Admission, admit, charge_run};
-use super::stats::record_run_end;
+use super::ledger::{Admission, admit, charge_run, check_admission};
+use super::stats::{HOUR_MS, MINUTE_MS, record_run_end, run_end_buckets, run_shard};
 use super::{Backend, NewConversation, NewTurn, Store, StoreConflict, StoreError};
 use crate::Tx;
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
@@ -18,6 +17,143 @@ use sqlx::any::AnyRow;
 use std::sync::Arc;
 
 pub use chorus_model::run::RunStatus;
+
+/// A run's end on SQLite, several statements each of which writes only when the one
+/// before it did (`changes()` is the row count of the statement before): the run's
+/// row (`$11`, if still active and `$12`'s; it returns `ended`), its message's text,
+/// the rollup's minute and hour rows (`$13`..`$21`).
+macro_rules! finish_sqlite_sql {
+    () => {
+        "UPDATE runs SET status = $1, text = $2, checkpoint_seq = $3, finish_reason = $4, error = $5, \
+         prompt_tokens = $6, completion_tokens = $7, cached_prompt_tokens = $8, reasoning_tokens = $9, \
+         updated_at = $10, finished_at = $10, lease_expires_at = NULL \
+         WHERE id = $11 AND lease_owner = $12 AND status IN ('queued', 'streaming') RETURNING 'ended' AS what; \
+         UPDATE messages SET content = content || $2 \
+         WHERE id = (SELECT message_id FROM runs WHERE id = $11) AND changes() = 1; \
+         INSERT INTO run_stats (span, bucket, shard, replies, failed, prompt_tokens, completion_tokens, cost) \
+         SELECT column1, column2, $17, 1, $18, $19, $20, $21 FROM (VALUES ($13, $14), ($15, $16)) \
+         WHERE changes() = 1 \
+         ON CONFLICT (span, bucket, shard) DO UPDATE SET \
+         replies = run_stats.replies + excluded.replies, failed = run_stats.failed + excluded.failed, \
+         prompt_tokens = run_stats.prompt_tokens + excluded.prompt_tokens, \
+         completion_tokens = run_stats.completion_tokens + excluded.completion_tokens, \
+         cost = run_stats.cost + excluded.cost"
+    };
+}
+
+/// The charge of a run's end on SQLite, after [`finish_sqlite_sql`] (whose rollup
+/// statement wrote 2 rows when the run ended): its ledger row `$22` (returning
+/// `charged`; none when the run was charged already), then the balance, only if that
+/// row is there.
+macro_rules! charge_sqlite_sql {
+    () => {
+        "INSERT INTO ledger (id, account_id, amount, reason, run_id, model, prompt_tokens, completion_tokens, \
+         cached_prompt_tokens, note, created_at) \
+         SELECT $22, account_id, -$23, 'run_usage', $11, $24, $25, $26, $27, NULL, $10 FROM runs \
+         WHERE id = $11 AND changes() = 2 \
+         ON CONFLICT (run_id) DO NOTHING RETURNING 'charged' AS what; \
+         UPDATE accounts SET balance = balance - $23, spent = spent + $23 \
+         WHERE id = (SELECT account_id FROM ledger WHERE id = $22)"
+    };
+}
+
+/// A run's end on PostgreSQL, the `WITH` clauses of one statement: the run's row
+/// (`r`), its message's text and the rollup's rows, each written from `r`'s row, so
+/// not at all when the run was not ours to end.
+macro_rules! finish_postgres_sql {
+    () => {
+        "WITH r AS (UPDATE runs SET status = $1, text = $2, checkpoint_seq = $3, finish_reason = $4, error = $5, \
+         prompt_tokens = $6, completion_tokens = $7, cached_prompt_tokens = $8, reasoning_tokens = $9, \
+         updated_at = $10, finished_at = $10, lease_expires_at = NULL \
+         WHERE id = $11 AND lease_owner = $12 AND status IN ('queued', 'streaming') \
+         RETURNING message_id, account_id), \
+         m AS (UPDATE messages SET content = messages.content || $2 FROM r WHERE messages.id = r.message_id), \
+         s AS (INSERT INTO run_stats (span, bucket, shard, replies, failed, prompt_tokens, completion_tokens, cost) \
+         SELECT v.span, v.bucket, $17, 1, $18, $19, $20, $21 FROM r, (VALUES ($13, $14), ($15, $16)) AS v(span, bucket) \
+         ON CONFLICT (span, bucket, shard) DO UPDATE SET \
+         replies = run_stats.replies + excluded.replies, failed = run_stats.failed + excluded.failed, \
+         prompt_tokens = run_stats.prompt_tokens + excluded.prompt_tokens, \
+         completion_tokens = run_stats.completion_tokens + excluded.completion_tokens, \
+         cost = run_stats.cost + excluded.cost)"
+    };
+}
+
+/// A new turn's two messages (`$2` conversation, `$3`/`$4` user/assistant message,
+/// `$6` parent, `$7` content, `$8` model, `$9`/`$14` their times); on SQLite only if
+/// the account `$1` is active (the admission before it in the same query decides
+/// that: an inactive or unknown account writes nothing and fails no foreign key).
+macro_rules! turn_messages_sql {
+    (Postgres) => {
+        concat!(
+            "INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) VALUES ",
+            turn_messages_sql!(rows)
+        )
+    };
+    (Sqlite) => {
+        concat!(
+            "INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
+             SELECT * FROM (VALUES ",
+            turn_messages_sql!(rows),
+            ") AS v",
+            active_account_sql!()
+        )
+    };
+    (rows) => {
+        "($3, $2, $6, 'user', $7, NULL, $9), ($4, $2, $3, 'assistant', '', $8, $14)"
+    };
+}
+
+/// A new turn's queued run on its (empty) assistant message (`$5` run, `$1` account,
+/// `$10`/`$11` lease, `$12` prompt estimate, `$13` reservation); on SQLite only if the
+/// account is active.
+macro_rules! turn_run_sql {
+    (Postgres) => {
+        concat!(turn_run_sql!(columns), " VALUES (", turn_run_sql!(values), ")")
+    };
+    (Sqlite) => {
+        concat!(
+            turn_run_sql!(columns),
+            " SELECT ",
+            turn_run_sql!(values),
+            active_account_sql!()
+        )
+    };
+    (columns) => {
+        "INSERT INTO runs (id, account_id, conversation_id, message_id, continues_run_id, model, status, text, \
+         prefix_len, checkpoint_seq, stop_requested, lease_owner, lease_expires_at, created_at, updated_at, \
+         prompt_estimate, reserved)"
+    };
+    (values) => {
+        "$5, $1, $2, $4, NULL, $8, 'queued', '', 0, 0, 0, $10, $11, $9, $9, $12, $13"
+    };
+}
+
+/// A new conversation (`$2`, of account `$1`, `$15` title, `$16` system prompt,
+/// `$17` expiry) and its web binding; on SQLite only if the account is active.
+macro_rules! turn_conversation_sql {
+    (Postgres) => {
+        "WITH c AS (INSERT INTO conversations (id, account_id, title, model, system_prompt, created_at, updated_at, expires_at) \
+         VALUES ($2, $1, $15, $8, $16, $9, $9, $17)), \
+         b AS (INSERT INTO bindings (surface, channel_key, conversation_id, created_at) VALUES ('web', $2, $2, $9)), "
+    };
+    (Sqlite) => {
+        concat!(
+            "INSERT INTO conversations (id, account_id, title, model, system_prompt, created_at, updated_at, expires_at) \
+             SELECT $2, $1, $15, $8, $16, $9, $9, $17",
+            active_account_sql!(),
+            "; INSERT INTO bindings (surface, channel_key, conversation_id, created_at) SELECT 'web', $2, $2, $9",
+            active_account_sql!(),
+            "; "
+        )
+    };
+}
+
+/// The condition of a new turn's rows on SQLite: account `$1` is active.
+macro_rules! active_account_sql {
+    () => {
+        " WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND status = 'active')"
+    };
+}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Run {
@@ -308,8 +444,9 @@ impl Store {
             .ok_or(StoreError::NotFound("leased run"))
     }
 
-    /// Checkpoints many runs in few transactions (the hot path of a busy instance).
-    /// For each run: `Some(stop_requested)`, or `None` when its lease is lost.
+    /// Checkpoints many runs in few transactions (the hot path of a busy instance),
+    /// up to [`CHECKPOINT_BATCH`] runs per statement. For each run:
+    /// `Some(stop_requested)`, or `None` when its lease is lost.
     pub async fn checkpoint_many(
         &self,
         owner: &str,
@@ -319,9 +456,14 @@ impl Store {
         let mut results = Vec::with_capacity(runs.len());
         for chunk in runs.chunks(256) {
             let mut tx = self.begin_write().await?;
-            for (id, cp) in chunk {
-                results
-                    .push(checkpoint_on(&mut tx, id, owner, &cp.text, cp.seq, lease_until).await?);
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                // Statements of a few sizes only (powers of two), each prepared once
+                // per connection: 45 runs are written as 32 + 8 + 4 + 1.
+                let n = CHECKPOINT_BATCH.min(1 << rest.len().ilog2());
+                let (batch, tail) = rest.split_at(n);
+                results.extend(checkpoint_batch(&mut tx, owner, batch, lease_until).await?);
+                rest = tail;
             }
             tx.commit().await?;
         }
@@ -499,62 +641,138 @@ struct TurnWrite {
 }
 
 impl TurnWrite {
-    /// Admits the run, then writes the conversation (when new), both messages and the
-    /// run. A refusal comes before any write.
+    /// Admits the run and writes the conversation (when new), both messages and the
+    /// run, in one round trip to the database (see [`TurnWrite::apply_sqlite`] and
+    /// [`TurnWrite::apply_postgres`]). A refusal is an error, so the caller's
+    /// transaction (or the group commit's savepoint) rolls back everything the turn
+    /// wrote: a refused admission leaves nothing behind.
     async fn apply(&self, tx: &mut Tx) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => self.apply_sqlite(tx).await,
+            Backend::Postgres => self.apply_postgres(tx).await,
+        }
+    }
+
+    /// The statement that writes the turn's rows, parameters `$1`..`$17` as
+    /// [`TurnWrite::bind`] binds them; on SQLite several statements in one query
+    /// (sqlx runs each in turn, binding `$n` by number across them), on PostgreSQL
+    /// one statement whose data-modifying `WITH` clauses write together (the
+    /// foreign keys between the new rows are checked at the end of the statement).
+    fn rows_sql(&self) -> &'static str {
+        match (self.backend, self.conversation.is_some()) {
+            (Backend::Sqlite, true) => concat!(
+                turn_conversation_sql!(Sqlite),
+                turn_messages_sql!(Sqlite),
+                "; ",
+                turn_run_sql!(Sqlite),
+            ),
+            (Backend::Sqlite, false) => concat!(
+                turn_messages_sql!(Sqlite),
+                "; ",
+                turn_run_sql!(Sqlite),
+                "; UPDATE conversations SET updated_at = $9, model = $8 WHERE id = $2",
+            ),
+            (Backend::Postgres, true) => concat!(
+                turn_conversation_sql!(Postgres),
+                "m AS (",
+                turn_messages_sql!(Postgres),
+                ") ",
+                turn_run_sql!(Postgres),
+            ),
+            (Backend::Postgres, false) => concat!(
+                "WITH u AS (UPDATE conversations SET updated_at = $9, model = $8 WHERE id = $2), ",
+                "m AS (",
+                turn_messages_sql!(Postgres),
+                ") ",
+                turn_run_sql!(Postgres),
+            ),
+        }
+    }
+
+    /// Binds `$1`..`$14`, and `$15`..`$17` when the conversation is new (PostgreSQL
+    /// refuses a parameter its statement does not use).
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        now: i64,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
         let (turn, ids) = (&self.turn, &self.ids);
+        let query = query
+            .bind(turn.account_id.as_str())
+            .bind(turn.conversation_id.as_str())
+            .bind(ids.user_message_id.as_str())
+            .bind(ids.assistant_message_id.as_str())
+            .bind(ids.run_id.as_str())
+            .bind(turn.parent_id.as_ref().map(|p| p.as_str()))
+            .bind(&turn.content)
+            .bind(&turn.model)
+            .bind(now)
+            .bind(&self.owner)
+            .bind(self.lease_until)
+            .bind(self.admission.prompt_estimate)
+            .bind(self.admission.reservation)
+            .bind(now + 1);
+        match &self.conversation {
+            Some(c) => query
+                .bind(&c.title)
+                .bind(c.system_prompt.as_deref())
+                .bind(c.expires_at),
+            None => query,
+        }
+    }
+
+    /// SQLite: the admission (the account's check, its "last activity" to the
+    /// minute, and what its active runs count and hold) and the rows in one query.
+    /// The write transaction excludes every other writer, so what the admission
+    /// statement returns still holds when the rows are written; the decision is made
+    /// here on what it returned, and a refusal rolls the rows back.
+    async fn apply_sqlite(&self, tx: &mut Tx) -> Result<(), StoreError> {
+        let admission = &self.admission;
+        let decides = admission.decides();
+        // `$18`: the minute before now. The subqueries only when their figures decide.
+        let admit = if decides {
+            "UPDATE accounts SET last_active_at = CASE \
+             WHEN last_active_at IS NULL OR last_active_at < $18 THEN $9 ELSE last_active_at END \
+             WHERE id = $1 AND status = 'active' RETURNING balance, \
+             (SELECT COUNT(*) FROM runs WHERE account_id = $1 AND status IN ('queued', 'streaming')) AS running, \
+             (SELECT CAST(COALESCE(SUM(reserved), 0) AS BIGINT) FROM runs \
+             WHERE account_id = $1 AND status IN ('queued', 'streaming')) AS held; "
+        } else {
+            "UPDATE accounts SET last_active_at = CASE \
+             WHEN last_active_at IS NULL OR last_active_at < $18 THEN $9 ELSE last_active_at END \
+             WHERE id = $1 AND status = 'active' RETURNING balance, 0 AS running, 0 AS held; "
+        };
+        let sql = format!("{admit}{}", self.rows_sql());
         let now = now_ms();
-        admit(tx, self.backend, &turn.account_id, &self.admission).await?;
-        if let Some(c) = &self.conversation {
-            insert_conversation(
-                tx,
-                &turn.conversation_id,
-                &turn.account_id,
-                &c.title,
-                &turn.model,
-                c.system_prompt.as_deref(),
-                now,
-                c.expires_at,
-            )
-            .await?;
-        }
-        // Both messages in one statement: one round trip fewer on every admission.
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
-             VALUES ($1, $2, $3, 'user', $4, NULL, $5), ($6, $2, $1, 'assistant', '', $7, $8)",
-        )
-        .bind(ids.user_message_id.as_str())
-        .bind(turn.conversation_id.as_str())
-        .bind(turn.parent_id.as_ref().map(|p| p.as_str()))
-        .bind(&turn.content)
-        .bind(now)
-        .bind(ids.assistant_message_id.as_str())
-        .bind(&turn.model)
-        .bind(now + 1)
-        .execute(&mut **tx)
-        .await?;
-        insert_run(
-            tx,
-            &ids.run_id,
-            &turn.account_id,
-            &turn.conversation_id,
-            &ids.assistant_message_id,
-            None,
-            &turn.model,
-            &self.owner,
-            self.lease_until,
-            &self.admission,
-        )
-        .await?;
+        let mut query = self.bind(sqlx::query(sqlx::AssertSqlSafe(sql)), now);
         if self.conversation.is_none() {
-            // A new conversation was written with these values already.
-            sqlx::query("UPDATE conversations SET updated_at = $1, model = $2 WHERE id = $3")
-                .bind(now)
-                .bind(&turn.model)
-                .bind(turn.conversation_id.as_str())
-                .execute(&mut **tx)
-                .await?;
+            // `$15`..`$17` unused: SQLite takes them as NULL, but `$18` needs its place.
+            query = query
+                .bind(None::<&str>)
+                .bind(None::<&str>)
+                .bind(None::<i64>);
         }
+        // Every row of every statement: fetching less could leave statements unrun.
+        let rows = query.bind(now - 60_000).fetch_all(&mut **tx).await?;
+        let row = rows.first().ok_or(StoreError::NotFound("account"))?;
+        if decides {
+            check_admission(
+                admission,
+                row.try_get("balance")?,
+                row.try_get("running")?,
+                row.try_get("held")?,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: the admission as ever (it must lock the account's row before it
+    /// counts the account's runs, which one statement's snapshot cannot), then the
+    /// rows in one statement.
+    async fn apply_postgres(&self, tx: &mut Tx) -> Result<(), StoreError> {
+        admit(tx, self.backend, &self.turn.account_id, &self.admission).await?;
+        let query = self.bind(sqlx::query(self.rows_sql()), now_ms());
+        query.execute(&mut **tx).await?;
         Ok(())
     }
 }
@@ -616,55 +834,79 @@ struct FinishWrite {
 
 impl FinishWrite {
     /// Ends the run if it is still active and `owner`'s, appends its text to the
-    /// message and charges it; false (writing nothing) when it was not ours to end.
+    /// message, counts it in the console's rollup and charges it (its ledger row,
+    /// then the balance only if that row was written: a run is charged once); false,
+    /// writing nothing, when it was not ours to end. One query on SQLite; on
+    /// PostgreSQL the account's lock, then one statement.
     async fn apply(&self, tx: &mut Tx) -> Result<bool, StoreError> {
         let (id, outcome) = (&self.id, &self.outcome);
         lock_run_account(tx, self.backend, id).await?;
         let now = now_ms();
-        let updated = sqlx::query(
-            "UPDATE runs SET status = $1, text = $2, checkpoint_seq = $3, finish_reason = $4, error = $5, \
-             prompt_tokens = $6, completion_tokens = $7, cached_prompt_tokens = $8, reasoning_tokens = $9, \
-             updated_at = $10, finished_at = $10, lease_expires_at = NULL \
-             WHERE id = $11 AND lease_owner = $12 AND status IN ('queued', 'streaming') RETURNING message_id, account_id",
-        )
-        .bind(outcome.status.as_str())
-        .bind(&outcome.text)
-        .bind(outcome.seq)
-        .bind(outcome.finish_reason.as_deref())
-        .bind(outcome.error.as_deref())
-        .bind(outcome.prompt_tokens)
-        .bind(outcome.completion_tokens)
-        .bind(outcome.cached_prompt_tokens)
-        .bind(outcome.reasoning_tokens)
-        .bind(now)
-        .bind(id.as_str())
-        .bind(&self.owner)
-        .fetch_optional(&mut **tx)
-        .await?;
-        let Some(row) = updated else {
-            return Ok(false);
+        let sql = match (self.backend, self.charge.is_some()) {
+            (Backend::Sqlite, true) => concat!(finish_sqlite_sql!(), "; ", charge_sqlite_sql!()),
+            (Backend::Sqlite, false) => finish_sqlite_sql!(),
+            (Backend::Postgres, true) => concat!(
+                finish_postgres_sql!(),
+                ", l AS (INSERT INTO ledger (id, account_id, amount, reason, run_id, model, prompt_tokens, \
+                 completion_tokens, cached_prompt_tokens, note, created_at) \
+                 SELECT $22, r.account_id, -$23, 'run_usage', $11, $24, $25, $26, $27, NULL, $10 FROM r \
+                 ON CONFLICT (run_id) DO NOTHING RETURNING account_id), \
+                 a AS (UPDATE accounts SET balance = balance - $23, spent = spent + $23 \
+                 FROM l WHERE accounts.id = l.account_id) \
+                 SELECT 'ended' AS what FROM r UNION ALL SELECT 'charged' FROM l"
+            ),
+            (Backend::Postgres, false) => {
+                concat!(finish_postgres_sql!(), " SELECT 'ended' AS what FROM r")
+            }
         };
-        let message_id: String = row.try_get("message_id")?;
-        let account = AccountId::from_stored(row.try_get("account_id")?);
-        sqlx::query("UPDATE messages SET content = content || $1 WHERE id = $2")
+        let (minute, hour) = run_end_buckets(now);
+        let cost = self.charge.as_ref().map_or(0, |c| c.amount);
+        let query = sqlx::query(sql)
+            .bind(outcome.status.as_str())
             .bind(&outcome.text)
-            .bind(&message_id)
-            .execute(&mut **tx)
-            .await?;
-        if let Some(charge) = &self.charge {
-            charge_run(tx, &account, id, charge).await?;
+            .bind(outcome.seq)
+            .bind(outcome.finish_reason.as_deref())
+            .bind(outcome.error.as_deref())
+            .bind(outcome.prompt_tokens)
+            .bind(outcome.completion_tokens)
+            .bind(outcome.cached_prompt_tokens)
+            .bind(outcome.reasoning_tokens)
+            .bind(now)
+            .bind(id.as_str())
+            .bind(&self.owner)
+            .bind(MINUTE_MS)
+            .bind(minute)
+            .bind(HOUR_MS)
+            .bind(hour)
+            .bind(run_shard(id))
+            .bind(i64::from(outcome.status == RunStatus::Failed))
+            .bind(outcome.prompt_tokens.unwrap_or(0).max(0))
+            .bind(outcome.completion_tokens.unwrap_or(0).max(0))
+            .bind(cost);
+        let query = match &self.charge {
+            Some(charge) => query
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(charge.amount)
+                .bind(&charge.model)
+                .bind(charge.tokens.prompt)
+                .bind(charge.tokens.completion)
+                .bind(charge.tokens.cached_prompt),
+            None => query,
+        };
+        // Every row of every statement: fetching less could leave statements unrun.
+        let rows = query.fetch_all(&mut **tx).await?;
+        let mut ended = false;
+        let mut charged = false;
+        for row in &rows {
+            match row.try_get::<String, _>("what")?.as_str() {
+                "ended" => ended = true,
+                _ => charged = true,
+            }
         }
-        record_run_end(
-            tx,
-            id,
-            now,
-            outcome.status == RunStatus::Failed,
-            outcome.prompt_tokens.unwrap_or(0),
-            outcome.completion_tokens.unwrap_or(0),
-            self.charge.as_ref().map_or(0, |c| c.amount),
-        )
-        .await?;
-        Ok(true)
+        if ended && self.charge.is_some() && !charged {
+            tracing::warn!(run = %id, "run was already charged; not charging it twice");
+        }
+        Ok(ended)
     }
 }
 
@@ -701,6 +943,54 @@ async fn checkpoint_on(
         Some(row) => Some(row.try_get::<i64, _>("stop_requested")? != 0),
         None => None,
     })
+}
+
+/// The most runs one checkpoint statement saves (a power of two: see
+/// [`Store::checkpoint_many`]).
+pub(crate) const CHECKPOINT_BATCH: usize = 64;
+
+/// Checkpoints `runs` (at most [`CHECKPOINT_BATCH`]) in one statement, as
+/// [`checkpoint_on`] does each: a run's row is written only if `owner` still holds
+/// its lease, and the statement returns the rows it wrote. The results are in the
+/// order of `runs`.
+async fn checkpoint_batch(
+    tx: &mut Tx,
+    owner: &str,
+    runs: &[(RunId, Checkpoint)],
+    lease_until: i64,
+) -> Result<Vec<Option<bool>>, StoreError> {
+    use std::fmt::Write as _;
+    // `column1`.. are the names both SQLite and PostgreSQL give a VALUES list's columns.
+    let mut sql = String::from(
+        "UPDATE runs SET status = 'streaming', text = v.column2, checkpoint_seq = v.column3, \
+         lease_expires_at = $1, updated_at = $2 FROM (VALUES ",
+    );
+    for i in 0..runs.len() {
+        let p = 4 + 3 * i;
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(sql, "{sep}(${p}, ${}, ${})", p + 1, p + 2);
+    }
+    sql.push_str(
+        ") AS v WHERE runs.id = v.column1 AND runs.lease_owner = $3 \
+         AND runs.status IN ('queued', 'streaming') RETURNING runs.id, runs.stop_requested",
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(lease_until)
+        .bind(now_ms())
+        .bind(owner);
+    for (id, cp) in runs {
+        query = query.bind(id.as_str()).bind(cp.text.as_str()).bind(cp.seq);
+    }
+    let rows = query.fetch_all(&mut **tx).await?;
+    let mut stops = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        stops.insert(id, row.try_get::<i64, _>("stop_requested")? != 0);
+    }
+    Ok(runs
+        .iter()
+        .map(|(id, _)| stops.get(id.as_str()).copied())
+        .collect())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -50,6 +50,19 @@ pub struct ProviderStat {
     pub updated_at: i64,
 }
 
+/// The shard of the rollup a run's end is counted in (spread by run id).
+pub(crate) fn run_shard(run: &RunId) -> i64 {
+    i64::from(run.as_str().bytes().last().unwrap_or(0) % SHARDS)
+}
+
+/// The start of the minute and of the hour `ended_at` (Unix ms) falls in.
+pub(crate) fn run_end_buckets(ended_at: i64) -> (i64, i64) {
+    (
+        ended_at.div_euclid(MINUTE_MS) * MINUTE_MS,
+        ended_at.div_euclid(HOUR_MS) * HOUR_MS,
+    )
+}
+
 /// Adds a run that just ended to its minute and hour, in the transaction that ends it
 /// (its last statement: the bucket row is locked only until the commit that follows).
 pub(crate) async fn record_run_end(
@@ -61,7 +74,7 @@ pub(crate) async fn record_run_end(
     completion_tokens: i64,
     cost: i64,
 ) -> Result<(), StoreError> {
-    let shard = i64::from(run.as_str().bytes().last().unwrap_or(0) % SHARDS);
+    let (minute, hour) = run_end_buckets(ended_at);
     sqlx::query(
         "INSERT INTO run_stats (span, bucket, shard, replies, failed, prompt_tokens, completion_tokens, cost) \
          VALUES ($1, $2, $5, 1, $6, $7, $8, $9), ($3, $4, $5, 1, $6, $7, $8, $9) \
@@ -72,10 +85,10 @@ pub(crate) async fn record_run_end(
          cost = run_stats.cost + excluded.cost",
     )
     .bind(MINUTE_MS)
-    .bind(ended_at.div_euclid(MINUTE_MS) * MINUTE_MS)
+    .bind(minute)
     .bind(HOUR_MS)
-    .bind(ended_at.div_euclid(HOUR_MS) * HOUR_MS)
-    .bind(shard)
+    .bind(hour)
+    .bind(run_shard(run))
     .bind(i64::from(failed))
     .bind(prompt_tokens.max(0))
     .bind(completion_tokens.max(0))

@@ -415,6 +415,55 @@ async fn admission_refuses_exhausted_and_busy_accounts(store: &mut Store) {
         matches!(busy, StoreError::Refused(Refusal::TooManyRuns { .. })),
         "{busy:?}"
     );
+    // A gateway turn (a new conversation with its turn) that is refused leaves no
+    // conversation behind, and one of an unknown account is refused as such.
+    let kept = store.list_conversations(&bob.id, 100).await.unwrap().len();
+    let conversation = NewConversation {
+        title: "gateway".into(),
+        system_prompt: None,
+        expires_at: None,
+    };
+    let gateway_turn = NewTurn {
+        conversation_id: ConversationId::generate(),
+        ..turn(&bob, &conv.id, "five")
+    };
+    let refused = store
+        .start_conversation_turn(
+            &conversation,
+            &gateway_turn,
+            OWNER,
+            lease,
+            &enforce(100 * CREDIT, 0),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Refused(Refusal::CannotCover { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.list_conversations(&bob.id, 100).await.unwrap().len(),
+        kept
+    );
+    let stranger = NewTurn {
+        account_id: AccountId::generate(),
+        conversation_id: ConversationId::generate(),
+        ..turn(&bob, &conv.id, "six")
+    };
+    let unknown = store
+        .start_conversation_turn(
+            &conversation,
+            &stranger,
+            OWNER,
+            lease,
+            &Admission::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unknown, StoreError::NotFound("account")),
+        "{unknown:?}"
+    );
     assert_balanced(store, &bob.id).await;
 }
 

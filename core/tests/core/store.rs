@@ -466,6 +466,44 @@ async fn runs_checkpoints_and_finish(store: &Store) {
         "not ours to write"
     );
 
+    // More runs than one statement saves: results in order, whatever the split.
+    let many = store
+        .create_conversation(&carol.id, "many", "scripted/demo", None)
+        .await
+        .unwrap();
+    let mut batch = Vec::new();
+    for i in 0..70 {
+        let owner = if i % 3 == 0 { "instance-b" } else { OWNER };
+        let started = store
+            .start_turn(&turn(&carol, &many.id, None, "n"), owner, lease)
+            .await
+            .unwrap();
+        if i == 67 {
+            store.request_stop(&started.run_id).await.unwrap();
+        }
+        let text = format!("run {i}");
+        batch.push((started.run_id, chorus_store::Checkpoint { text, seq: i }));
+    }
+    let results = store.checkpoint_many(OWNER, &batch, lease).await.unwrap();
+    for (i, ((id, _), result)) in batch.iter().zip(&results).enumerate() {
+        let expected = match i {
+            _ if i % 3 == 0 => None,
+            67 => Some(true),
+            _ => Some(false),
+        };
+        assert_eq!(*result, expected, "run {i}");
+        let saved = store.run(id).await.unwrap().unwrap();
+        if expected.is_some() {
+            assert_eq!(
+                (saved.text.as_str(), saved.checkpoint_seq),
+                (format!("run {i}").as_str(), i as i64)
+            );
+            assert_eq!(saved.status, RunStatus::Streaming);
+        } else {
+            assert_eq!(saved.text, "", "not ours to write");
+        }
+    }
+
     store.request_stop(&ids.run_id).await.unwrap();
     assert!(
         store
