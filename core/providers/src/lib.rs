@@ -29,7 +29,7 @@ pub use openai::OpenAiProvider;
 pub use openai_responses::OpenAiResponsesProvider;
 pub use registry::{ModelInfo, ProviderRegistry, ResolveError, Target};
 pub use scripted::{DEFAULT_SCRIPT, ScriptedProvider};
-pub use tokens::{count_tokens, estimate_usage};
+pub use tokens::{QUICK_PROMPT_BYTES, count_tokens, estimate_usage, prompt_is_quick};
 
 pub use chorus_model::chat::{ChatMessage, ChatRole, ToolCall, ToolSpec};
 use futures::Stream;

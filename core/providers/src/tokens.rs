@@ -3,6 +3,11 @@
 
 use super::{ChatMessage, ChatRequest, Usage};
 use crate::config::ProviderKind;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once a BPE tokenizer has been loaded (its first use parses its vocabulary,
+/// tens of milliseconds): until then no count is [`prompt_is_quick`].
+static BPE_LOADED: AtomicBool = AtomicBool::new(false);
 
 /// Tokens OpenAI's chat format adds per message (role and separators), as its
 /// cookbook counts them, and once for the reply's priming.
@@ -19,10 +24,47 @@ pub fn count_tokens(kind: ProviderKind, model: &str, text: &str) -> u64 {
             // Unknown names (deployments, compatible servers) get the current encoding.
             let bpe = tiktoken_rs::bpe_for_model(model)
                 .unwrap_or_else(|_| tiktoken_rs::o200k_base_singleton());
-            bpe.encode_ordinary(text).len() as u64
+            let n = bpe.encode_ordinary(text).len() as u64;
+            BPE_LOADED.store(true, Ordering::Relaxed);
+            n
         }
         _ => super::estimate_tokens(text),
     }
+}
+
+/// Longest prompt (bytes of message text and prefill, no tools offered, no tool
+/// calls) whose count [`prompt_is_quick`] calls cheap enough to run on an async
+/// worker. A BPE tokenizer encodes roughly 1–5 MB/s of prose, so 1 KiB costs at most
+/// a few hundred microseconds and usually tens — about what handing the request to
+/// the blocking pool and back costs (a thread wake-up each way, and a copy of the
+/// request), and within tokio's budget for work between two awaits.
+pub const QUICK_PROMPT_BYTES: usize = 1024;
+
+/// Whether counting `request`'s prompt for a provider of `kind` is cheap enough to do
+/// inline: always for the providers counted at four characters a token, and for a BPE
+/// tokenizer when the prompt is short ([`QUICK_PROMPT_BYTES`]) and a tokenizer has
+/// been loaded already (another model's first count may still load its own, once).
+pub fn prompt_is_quick(kind: ProviderKind, request: &ChatRequest) -> bool {
+    if !matches!(
+        kind,
+        ProviderKind::Openai | ProviderKind::Azure | ProviderKind::OpenaiResponses
+    ) {
+        return true;
+    }
+    if !BPE_LOADED.load(Ordering::Relaxed) || !request.tools.is_empty() {
+        return false;
+    }
+    let mut bytes = request.prefill.as_ref().map_or(0, String::len);
+    for m in &request.messages {
+        if !m.tool_calls.is_empty() {
+            return false;
+        }
+        bytes += m.content.len();
+        if bytes > QUICK_PROMPT_BYTES {
+            return false;
+        }
+    }
+    bytes <= QUICK_PROMPT_BYTES
 }
 
 /// The usage of a generation whose provider reported none: the prompt as the model
@@ -61,6 +103,33 @@ pub fn estimate_usage(kind: ProviderKind, request: &ChatRequest, completion: &st
 mod tests {
     use super::*;
     use crate::ChatRole;
+
+    #[test]
+    fn only_short_plain_prompts_are_counted_inline() {
+        let short = ChatRequest {
+            model: "gpt-4o".into(),
+            messages: vec![ChatMessage::text(ChatRole::User, "What is the weather?")],
+            ..Default::default()
+        };
+        // Counted at four characters a token: always quick.
+        assert!(prompt_is_quick(ProviderKind::Anthropic, &short));
+        // Loads the tokenizer, after which a short prompt is quick.
+        count_tokens(ProviderKind::Openai, "gpt-4o", "Hello");
+        assert!(prompt_is_quick(ProviderKind::Openai, &short));
+        let mut long = short.clone();
+        long.messages.push(ChatMessage::text(
+            ChatRole::User,
+            "word ".repeat(QUICK_PROMPT_BYTES / 5 + 1),
+        ));
+        assert!(!prompt_is_quick(ProviderKind::Openai, &long));
+        let mut tools = short.clone();
+        tools.tools.push(crate::ToolSpec {
+            name: "t".into(),
+            description: String::new(),
+            parameters: serde_json::json!({}),
+        });
+        assert!(!prompt_is_quick(ProviderKind::Openai, &tools));
+    }
 
     #[test]
     fn offered_tools_count_as_prompt() {

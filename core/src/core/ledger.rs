@@ -5,7 +5,7 @@ use super::{Core, CoreError, InvalidInput};
 use crate::config::OnStoreError;
 use crate::quota::{LimiterError, TokenCounts, credits_to_micros, fmt_credits, micros_to_credits};
 use chorus_model::time::now_ms;
-use chorus_providers::{ChatRequest, estimate_usage};
+use chorus_providers::{ChatRequest, estimate_usage, prompt_is_quick};
 use chorus_store::{Account, Admission, LedgerEntry, UsageBucket};
 use serde::Serialize;
 use std::time::Duration;
@@ -197,13 +197,17 @@ impl Core {
         }
     }
 
-    /// Prompt tokens of `request` as `model`'s tokenizer counts them (off the async
-    /// workers: a long prompt takes milliseconds to encode).
+    /// Prompt tokens of `request` as `model`'s tokenizer counts them: a short prompt
+    /// inline ([`prompt_is_quick`]: cheaper than the hand-off), a long one off the
+    /// async workers (it takes milliseconds to encode).
     async fn estimate_prompt(&self, model: &str, request: &ChatRequest) -> i64 {
         let kind = match self.providers.resolve_chain(model) {
             Ok(chain) if !chain.is_empty() => chain[0].kind,
             _ => crate::config::ProviderKind::Scripted,
         };
+        if prompt_is_quick(kind, request) {
+            return estimate_usage(kind, request, "").prompt_tokens as i64;
+        }
         let request = request.clone();
         tokio::task::spawn_blocking(move || estimate_usage(kind, &request, "").prompt_tokens)
             .await
