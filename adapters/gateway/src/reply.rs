@@ -8,6 +8,7 @@
 
 use crate::error::{ErrorKind, GatewayError};
 use chorus_core::Core;
+use chorus_core::GatewayRun;
 use chorus_core::journal::{EntryStream, RunEvent};
 use chorus_model::account::Account;
 use chorus_model::ids::RunId;
@@ -88,16 +89,17 @@ pub struct Follow {
 }
 
 impl Follow {
-    /// Follows `run` from its start.
-    pub async fn start(
+    /// Follows `run`, just started, from its start.
+    pub fn start(
         core: &Core,
         account: &Account,
-        run: RunId,
+        run: &GatewayRun,
         cancel_on_disconnect: bool,
         shutdown: CancellationToken,
-    ) -> Result<Self, GatewayError> {
-        let entries = core.follow_run(account, &run, 0).await?;
-        Ok(Self {
+    ) -> Self {
+        let entries = core.follow_gateway_run(run);
+        let run = run.run_id.clone();
+        Self {
             entries,
             shutdown,
             _reader: chorus_core::telemetry::StreamReaderGuard::open("gateway"),
@@ -107,7 +109,7 @@ impl Follow {
                 account: account.clone(),
                 run,
             },
-        })
+        }
     }
 
     /// The next event of the reply; `None` after its end (or when the server shuts

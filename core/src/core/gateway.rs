@@ -8,6 +8,7 @@
 
 use super::{Core, CoreError, InvalidInput};
 use crate::engine::RunJob;
+use crate::journal::EntryStream;
 use crate::tools::ToolCallContext;
 use chorus_model::chat::{ChatMessage, ChatRole, ToolSpec};
 use chorus_model::ids::{ConversationId, RunId};
@@ -50,8 +51,11 @@ pub enum GatewayKeep {
     Runs { retention: std::time::Duration },
 }
 
-/// The run a gateway request started.
+/// The run a gateway request started. Only [`Core::start_gateway_run`] makes one
+/// (`non_exhaustive`): it vouches that the run is the account's and was just admitted
+/// ([`Core::follow_gateway_run`]).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct GatewayRun {
     pub run_id: RunId,
     /// The conversation that keeps the request and its reply.
@@ -191,6 +195,13 @@ impl Core {
             run_id: ids.run_id,
             conversation_id,
         })
+    }
+
+    /// The events of a run [`Core::start_gateway_run`] just started, from its first:
+    /// no store read (the run is the account's and was active when admitted), and no
+    /// journal check, since every event of a run this new is still to come or held.
+    pub fn follow_gateway_run(&self, run: &GatewayRun) -> EntryStream {
+        self.journal.follow(&run.run_id, 0)
     }
 }
 

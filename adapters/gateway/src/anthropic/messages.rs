@@ -45,11 +45,10 @@ async fn handle(
     let follow = Follow::start(
         &state.core,
         &account,
-        run.run_id.clone(),
+        &run,
         state.config.cancel_on_disconnect,
         state.shutdown.clone(),
-    )
-    .await?;
+    );
     let id = format!("msg_{}", run.run_id.to_string().replace('-', ""));
     let mut response = if streaming {
         stream(follow, id, model, run.run_id.clone())

@@ -47,11 +47,10 @@ async fn handle(
     let follow = Follow::start(
         &state.core,
         &account,
-        run.run_id.clone(),
+        &run,
         state.config.cancel_on_disconnect,
         state.shutdown.clone(),
-    )
-    .await?;
+    );
     let id = format!("chatcmpl-{}", run.run_id);
     let created = now_secs();
     let mut response = if streaming {
