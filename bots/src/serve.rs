@@ -25,6 +25,10 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
     let addr = config.listen_addr()?;
     let metrics_addr = config.telemetry.metrics_addr()?;
     let telemetry_config = config.telemetry.clone();
+    // Read once: off, every timing call costs one relaxed atomic load.
+    if telemetry_config.timing {
+        chorus_core::telemetry::timing::enable();
+    }
     let scripted_only = config.providers.is_empty();
     let data_dir = config.data_dir();
     let core = Core::start(config).await?;

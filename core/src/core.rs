@@ -8,6 +8,7 @@ use crate::engine::{Engine, EngineSettings, RunJob};
 use crate::journal::{Journal, JournalEntry, MemoryJournal, RedisJournal, RunEvent};
 use crate::quota::{Limiter, PriceTable};
 use crate::sso::{Sso, SsoError};
+use crate::telemetry::timing;
 use crate::tools::{ToolCallContext, ToolHost};
 use chorus_model::ids::{ConversationId, MessageId, RunId};
 use chorus_model::time::now_ms;
@@ -554,13 +555,16 @@ impl Core {
         if content.chars().count() > max {
             return Err(InvalidInput::MessageTooLong { max }.into());
         }
+        timing::set_kind("message");
         let conversation = self
             .store
             .conversation(&account.id, conversation_id)
             .await?
             .ok_or(CoreError::NotFound("conversation"))?;
+        timing::mark("conversation");
         let model = model.unwrap_or(&conversation.model).to_string();
         self.check_model_for(account, &model).await?;
+        timing::mark("model_check");
         let parent_id = match place {
             Place::Root => None,
             Place::Under(p) => {
@@ -580,7 +584,9 @@ impl Core {
             Some(p) => self.store.branch(conversation_id, p).await?,
             None => Vec::new(),
         };
+        timing::mark("branch");
         let tools = self.tool_context(account, conversation_id).await?;
+        timing::mark("tools");
         let mut request = build_request(&conversation, &before, &model, None, &tools);
         request
             .messages
@@ -589,6 +595,7 @@ impl Core {
             .admission(account, &model, &request)
             .instrument(tracing::info_span!("chorus.admission", chorus.model_ref = %model))
             .await?;
+        timing::mark("admission");
         let turn = NewTurn {
             account_id: account.id.clone(),
             conversation_id: conversation_id.clone(),
@@ -602,6 +609,7 @@ impl Core {
             .store
             .start_turn_admitted(&turn, &settings.owner, lease_until, &admission)
             .await?;
+        timing::mark("turn_write");
         self.engine.spawn(RunJob {
             run_id: ids.run_id.clone(),
             tool_context: ToolCallContext {
@@ -617,6 +625,7 @@ impl Core {
             client_tools: false,
             surface,
         });
+        timing::mark("spawn");
         Ok(SentMessage {
             conversation_id: conversation_id.clone(),
             message_id: ids.user_message_id,

@@ -54,6 +54,8 @@
 //! - [`compose`]: a Docker Compose project of `deploy/compose.yaml` with the images
 //!   `scripts/container-image` builds, taken down (`down -v`) when dropped.
 //! - [`wait`]: polling with a deadline, instead of sleeping and hoping.
+//! - [`timing_report`]: the per-phase figures a server logs with `[telemetry] timing`
+//!   on, as the benchmarks' `--timing` report.
 
 // matrix-sdk's sync future is deep enough to overflow the default limit when spawned.
 #![recursion_limit = "256"]
@@ -89,6 +91,7 @@ pub mod services;
 pub mod sso_browser;
 pub mod synapse;
 pub mod tcp_forward;
+pub mod timing_report;
 pub mod wait;
 
 pub use client::{ApiClient, Resume, RunEvents, SentMessage, SseEvent};

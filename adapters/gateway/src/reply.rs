@@ -10,9 +10,11 @@ use crate::error::{ErrorKind, GatewayError};
 use chorus_core::Core;
 use chorus_core::GatewayRun;
 use chorus_core::journal::{EntryStream, RunEvent};
+use chorus_core::telemetry::timing;
 use chorus_model::account::Account;
 use chorus_model::ids::RunId;
 use futures::StreamExt;
+use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Token counts of a reply, as the run journaled them.
@@ -86,6 +88,8 @@ pub struct Follow {
     guard: StopOnDrop,
     /// Counts this reader in `chorus_sse_readers{surface="gateway"}` while it lives.
     _reader: chorus_core::telemetry::StreamReaderGuard,
+    /// While timing is on, when following began, until the first event is logged.
+    timed_since: Option<Instant>,
 }
 
 impl Follow {
@@ -100,6 +104,7 @@ impl Follow {
         let entries = core.follow_gateway_run(run);
         let run = run.run_id.clone();
         Self {
+            timed_since: timing::on().then(Instant::now),
             entries,
             shutdown,
             _reader: chorus_core::telemetry::StreamReaderGuard::open("gateway"),
@@ -143,6 +148,12 @@ impl Follow {
                 }
             };
             if let Some(event) = reply_event(entry.event) {
+                if let Some(since) = self.timed_since.take() {
+                    timing::log_step(
+                        "gateway_first_event",
+                        &[("wait", since.elapsed().as_micros())],
+                    );
+                }
                 if matches!(event, ReplyEvent::End(_)) {
                     self.guard.armed = false;
                 }

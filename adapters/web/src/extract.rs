@@ -8,6 +8,7 @@ use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use chorus_core::ApiKeyScope;
+use chorus_core::telemetry::timing;
 use chorus_model::account::Account;
 use serde::de::DeserializeOwned;
 
@@ -28,7 +29,9 @@ impl FromRequestParts<AppState> for Authed {
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim)
                 .ok_or_else(ApiError::unauthenticated)?;
-            return match state.core.api_key_account(key).await? {
+            let keyed = state.core.api_key_account(key).await?;
+            timing::mark("auth");
+            return match keyed {
                 Some(keyed) => {
                     let reads = parts.method == Method::GET || parts.method == Method::HEAD;
                     if !reads && !keyed.scopes.contains(&ApiKeyScope::Chat) {
@@ -48,11 +51,12 @@ impl FromRequestParts<AppState> for Authed {
             };
         }
         let token = session_token(parts).ok_or_else(ApiError::unauthenticated)?;
-        match state
+        let account = state
             .core
             .account_by_session(&token, user_agent(parts))
-            .await?
-        {
+            .await?;
+        timing::mark("auth");
+        match account {
             Some(account) => Ok(Authed(account)),
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -18,8 +18,11 @@ pub use serve::{Shutdown, serve};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
+use axum::extract::Request;
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::Response;
 use chorus_core::Core;
+use chorus_core::telemetry::timing;
 use tokio_util::sync::CancellationToken;
 
 /// Everything a handler needs.
@@ -54,5 +57,12 @@ pub fn router_with(core: Core, shutdown: CancellationToken, extra: Router<AppSta
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn_with_state(state.clone(), guard::same_origin))
         .layer(from_fn_with_state(state.clone(), guard::timeout))
+        .layer(from_fn(timed))
         .with_state(state)
+}
+
+/// Gives each request a timeline of its own while `[telemetry] timing` is on (see
+/// `chorus_core::telemetry::timing`); a plain pass-through otherwise.
+async fn timed(request: Request, next: Next) -> Response {
+    timing::timed("api", next.run(request)).await
 }

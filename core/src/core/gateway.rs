@@ -9,6 +9,7 @@
 use super::{Core, CoreError, InvalidInput};
 use crate::engine::RunJob;
 use crate::journal::EntryStream;
+use crate::telemetry::timing;
 use crate::tools::ToolCallContext;
 use chorus_model::chat::{ChatMessage, ChatRole, ToolSpec};
 use chorus_model::ids::{ConversationId, RunId};
@@ -78,6 +79,7 @@ impl Core {
         keep: GatewayKeep,
     ) -> Result<GatewayRun, CoreError> {
         self.check_model_for(account, &request.model).await?;
+        timing::mark("model_check");
         let extras = [
             ("seed", request.seed.is_some()),
             ("response_format", request.response_format.is_some()),
@@ -143,6 +145,7 @@ impl Core {
             .admission(account, &model, &chat)
             .instrument(tracing::info_span!("chorus.admission", chorus.model_ref = %model))
             .await?;
+        timing::mark("admission");
         let expires_at = match keep {
             GatewayKeep::Conversations => None,
             GatewayKeep::Runs { retention } => {
@@ -175,6 +178,7 @@ impl Core {
                 &admission,
             )
             .await?;
+        timing::mark("turn_write");
         let conversation_id = turn.conversation_id;
         self.engine.spawn(RunJob {
             run_id: ids.run_id.clone(),
@@ -191,6 +195,7 @@ impl Core {
             client_tools: true,
             surface: "gateway",
         });
+        timing::mark("spawn");
         Ok(GatewayRun {
             run_id: ids.run_id,
             conversation_id,

@@ -8,6 +8,7 @@
 //! instead of N.
 
 use super::EngineInner;
+use crate::telemetry::timing;
 use chorus_model::ids::RunId;
 use chorus_model::time::now_ms;
 use chorus_store::Checkpoint;
@@ -87,11 +88,19 @@ async fn checkpoint_once(inner: &EngineInner) {
         return;
     }
     let lease_until = now_ms() + inner.settings.lease_ttl.as_millis() as i64;
-    let results = match inner
+    let started = Instant::now();
+    let written = inner
         .store
         .checkpoint_many(&inner.settings.owner, &due, lease_until)
-        .await
-    {
+        .await;
+    timing::log_step(
+        "checkpoint",
+        &[
+            ("runs", due.len() as u128),
+            ("write", started.elapsed().as_micros()),
+        ],
+    );
+    let results = match written {
         Ok(results) => results,
         Err(e) => {
             tracing::warn!(error = %e, runs = due.len(), "checkpoint failed; retrying next interval");

@@ -39,6 +39,11 @@ pub struct TelemetryConfig {
     /// `text` (human-readable lines) or `json` (one object a line, with the
     /// `trace_id` and `span_id` of the span it was logged in).
     pub log_format: LogFormat,
+    /// Whether each request's phases (authentication, admission, the turn's write,
+    /// following the run...) and the store's group commits are timed and logged at
+    /// target `chorus_core::telemetry::timing` (INFO), for finding where latency goes
+    /// (`bench --timing`). Off: nothing is timed.
+    pub timing: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -52,6 +57,7 @@ impl Default for TelemetryConfig {
             service_name: "chorus".into(),
             include_content: false,
             log_format: LogFormat::Text,
+            timing: false,
         }
     }
 }

@@ -29,6 +29,7 @@ use super::StoreError;
 use crate::Tx;
 use futures::future::BoxFuture;
 use sqlx::AnyPool;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// The most writes one transaction takes (a bound on how long a batch holds the
@@ -60,9 +61,12 @@ trait Job: Send {
     /// Whether the caller has gone away (its future was dropped) before the write
     /// ran: then it is not written, as a dropped transaction would have rolled back.
     fn abandoned(&self) -> bool;
+    /// When the write was queued.
+    fn queued(&self) -> Instant;
 }
 
 struct TypedJob<T> {
+    queued: Instant,
     write: WriteFn<T>,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
@@ -100,6 +104,10 @@ impl<T: Send + 'static> Job for TypedJob<T> {
     fn abandoned(&self) -> bool {
         self.reply.is_closed()
     }
+
+    fn queued(&self) -> Instant {
+        self.queued
+    }
 }
 
 /// The handle writes are queued on. Cheap to clone; the task ends when the last
@@ -125,6 +133,7 @@ impl GroupCommit {
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(TypedJob {
+            queued: Instant::now(),
             write,
             result: None,
             reply,
@@ -146,14 +155,36 @@ async fn commit_forever(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<Box<dyn J
         if batch.is_empty() {
             continue;
         }
-        if batch.len() == 1 {
-            for job in batch {
-                alone(&pool, job).await;
-            }
+        if crate::timing() {
+            let started = Instant::now();
+            let waited = batch
+                .iter()
+                .map(|job| started.duration_since(job.queued()))
+                .max()
+                .unwrap_or_default();
+            let size = batch.len();
+            commit_any(&pool, batch).await;
+            tracing::info!(
+                target: "chorus_core::telemetry::timing",
+                "group_commit size={size} wait={} write={}",
+                waited.as_micros(),
+                started.elapsed().as_micros()
+            );
             continue;
         }
-        commit_batch(&pool, batch).await;
+        commit_any(&pool, batch).await;
     }
+}
+
+/// Commits `batch`: alone when it is one write, else together.
+async fn commit_any(pool: &AnyPool, batch: Vec<Box<dyn Job>>) {
+    if batch.len() == 1 {
+        for job in batch {
+            alone(pool, job).await;
+        }
+        return;
+    }
+    commit_batch(pool, batch).await;
 }
 
 /// Applies every write of `batch` in one transaction and answers them after the

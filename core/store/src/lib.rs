@@ -41,7 +41,23 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
 use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Whether the store logs the timing of its shared writes ([`set_timing`]).
+static TIMING: AtomicBool = AtomicBool::new(false);
+
+/// Turns on (or off) the timing of group commits: each batch logged at target
+/// `chorus_core::telemetry::timing` with its size, how long its oldest write waited
+/// in the queue, and how long applying and committing it took (microseconds). Core
+/// calls it once at start when `[telemetry] timing` is on.
+pub fn set_timing(on: bool) {
+    TIMING.store(on, Ordering::Relaxed);
+}
+
+pub(crate) fn timing() -> bool {
+    TIMING.load(Ordering::Relaxed)
+}
 
 /// A transaction on the store's pool, as `begin_write` opens it; the one name every
 /// module's helpers that write inside a caller's transaction take.

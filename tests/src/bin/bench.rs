@@ -21,6 +21,7 @@
 #![allow(clippy::print_stdout)]
 
 use anyhow::{Context, Result, bail};
+use chorus_tests::timing_report;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,8 @@ usage: bench [options]
   --burst                  create the conversations first, then send every message
                            at once (time until all stream, first event p50/p99)
   --client-process         run the clients in a second process
+  --timing                 run chorus with [telemetry] timing on and print each
+                           phase's p50/p99 as it logged them (timing costs a little)
   -h, --help               this text
 
 Build: cargo build --release -p chorus -p chorus-tests --bin chorus --bin bench
@@ -65,6 +68,7 @@ struct Options {
     all: bool,
     burst: bool,
     client_process: bool,
+    timing: bool,
     /// Internal: be the client process of a server at this URL, with this API key.
     client_of: Option<(String, String)>,
 }
@@ -83,6 +87,7 @@ fn options() -> Result<Option<Options>> {
         all: false,
         burst: false,
         client_process: false,
+        timing: false,
         client_of: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -109,6 +114,7 @@ fn options() -> Result<Option<Options>> {
             "--all" => o.all = true,
             "--burst" => o.burst = true,
             "--client-process" => o.client_process = true,
+            "--timing" => o.timing = true,
             "--client-of" => {
                 let url = value()?;
                 o.client_of = Some((url, value()?));
@@ -210,6 +216,9 @@ async fn start(o: &Options, dir: &std::path::Path) -> Result<(Server, String)> {
     if let Some(pg) = &o.postgres {
         config.push_str(&format!("[database]\nurl = {pg:?}\nmax_connections = 32\n"));
     }
+    if o.timing {
+        config.push_str(timing_report::CONFIG);
+    }
     let config_path = dir.join("chorus.toml");
     std::fs::write(&config_path, config)?;
     let mut create = chorus(
@@ -238,7 +247,14 @@ async fn start(o: &Options, dir: &std::path::Path) -> Result<(Server, String)> {
     let key = String::from_utf8(key.stdout)?.trim().to_string();
     let log = std::fs::File::create(dir.join("server.log"))?;
     let child = chorus(&o.bin, &config_path, &["serve"])
-        .env("CHORUS_LOG", "warn")
+        .env(
+            "CHORUS_LOG",
+            if o.timing {
+                timing_report::LOG_FILTER
+            } else {
+                "warn"
+            },
+        )
         .stderr(log)
         .spawn()?;
     let server = Server {
@@ -571,6 +587,13 @@ async fn run_config(o: &Options, redis: Option<&str>, postgres: Option<&str>) ->
         };
         let peak = peak_rss_kib(pid).unwrap_or(0);
         drop(server);
+        if o.timing {
+            let log = std::fs::read_to_string(dir.join("server.log"))?;
+            println!(
+                "{name}: the server's phases (timing on)\n\n{}",
+                timing_report::table(&timing_report::parse(&log))
+            );
+        }
         Ok::<_, anyhow::Error>(Report {
             name: name.clone(),
             clients,

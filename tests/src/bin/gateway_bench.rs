@@ -18,8 +18,12 @@
 //! 44 ms, the direct total p50 of issue 17's figures) it is what a client of a real
 //! model would see.
 //!
+//! `--timing` runs Chorus with `[telemetry] timing` on and ends the report with each
+//! phase's p50 / p99 as the server logged them (its timing costs a little itself).
+//!
 //! Usage: gateway_bench [--requests N] [--concurrency C] [--chunks K]
-//!        [--chunk-interval-us U] [--rate R] [--seconds S] [--litellm] [--bin PATH]
+//!        [--chunk-interval-us U] [--rate R] [--seconds S] [--litellm] [--timing]
+//!        [--bin PATH]
 
 // The report on stdout is this program's output.
 #![allow(clippy::print_stdout)]
@@ -29,6 +33,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use axum::routing::post;
+use chorus_tests::timing_report;
 use futures::StreamExt;
 use serde_json::json;
 use std::io::Write;
@@ -49,6 +54,8 @@ struct Options {
     rate: Option<f64>,
     seconds: f64,
     litellm: bool,
+    /// Run Chorus with `[telemetry] timing` on and report its phases.
+    timing: bool,
     bin: String,
 }
 
@@ -61,6 +68,7 @@ fn options() -> Result<Options> {
         rate: None,
         seconds: 10.0,
         litellm: false,
+        timing: false,
         bin: std::env::var("CHORUS_BIN").unwrap_or_else(|_| {
             let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
             format!("{target}/release/chorus")
@@ -82,6 +90,7 @@ fn options() -> Result<Options> {
             "--rate" => o.rate = Some(value()?.parse()?),
             "--seconds" => o.seconds = value()?.parse()?,
             "--litellm" => o.litellm = true,
+            "--timing" => o.timing = true,
             "--bin" => o.bin = value()?,
             other => bail!("unknown flag {other}"),
         }
@@ -214,7 +223,8 @@ async fn start_chorus(
         "data_dir = {dir:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\ninstance_id = \"bench\"\n\
          [[providers]]\nid = \"up\"\nkind = \"openai\"\nbase_url = {upstream:?}\napi_key = \"sk-bench\"\n\
          models = [\"bench\"]\n\
-         [limits]\nmessages_per_window = 0\nmax_concurrent_runs = 0\n"
+         [limits]\nmessages_per_window = 0\nmax_concurrent_runs = 0\n{}",
+        if o.timing { timing_report::CONFIG } else { "" }
     );
     let path = dir.join("chorus.toml");
     std::fs::write(&path, config)?;
@@ -239,7 +249,14 @@ async fn start_chorus(
     let key = String::from_utf8(key.stdout)?.trim().to_string();
     let log = std::fs::File::create(dir.join("server.log"))?;
     let child = chorus(&o.bin, &path, &["serve"])
-        .env("CHORUS_LOG", "warn")
+        .env(
+            "CHORUS_LOG",
+            if o.timing {
+                timing_report::LOG_FILTER
+            } else {
+                "warn"
+            },
+        )
         .stderr(log)
         .spawn()?;
     let server = Server {
@@ -481,5 +498,13 @@ async fn main() -> Result<()> {
             base = Some(lat);
         }
     }
+    if o.timing {
+        let log = std::fs::read_to_string(dir.path().join("server.log"))?;
+        println!(
+            "\nChorus's phases (timing on), all requests above\n\n{}",
+            timing_report::table(&timing_report::parse(&log))
+        );
+    }
+    drop(server);
     Ok(())
 }

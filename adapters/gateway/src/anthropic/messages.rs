@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use chorus_core::telemetry::timing;
 use chorus_model::ids::RunId;
 
 pub async fn create(
@@ -21,7 +22,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match handle(&state, &headers, &body).await {
+    match timing::timed("messages", handle(&state, &headers, &body)).await {
         Ok(response) => response,
         Err(e) => AnthropicError(e).into_response(),
     }
@@ -33,6 +34,7 @@ async fn handle(
     body: &[u8],
 ) -> Result<Response, GatewayError> {
     let account = auth::account(&state.core, headers).await?;
+    timing::mark("auth");
     let request: MessagesRequest = serde_json::from_slice(body)
         .map_err(|e| GatewayError::invalid("body", format!("malformed request body: {e}")))?;
     let streaming = request.stream;
@@ -49,6 +51,7 @@ async fn handle(
         state.config.cancel_on_disconnect,
         state.shutdown.clone(),
     );
+    timing::mark("follow");
     let id = format!("msg_{}", run.run_id.to_string().replace('-', ""));
     let mut response = if streaming {
         stream(follow, id, model, run.run_id.clone())
@@ -71,6 +74,8 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&run.run_id.to_string()) {
         response.headers_mut().insert(RUN_ID_HEADER, v);
     }
+    // Streaming: the response's head; otherwise the whole reply.
+    timing::mark("respond");
     Ok(response)
 }
 

@@ -15,6 +15,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use chorus_core::telemetry::timing;
 use chorus_model::ids::RunId;
 
 pub async fn completions(
@@ -22,7 +23,7 @@ pub async fn completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match handle(&state, &headers, &body).await {
+    match timing::timed("chat_completions", handle(&state, &headers, &body)).await {
         Ok(response) => response,
         Err(e) => OpenAiError(e).into_response(),
     }
@@ -34,6 +35,7 @@ async fn handle(
     body: &[u8],
 ) -> Result<Response, GatewayError> {
     let account = auth::account(&state.core, headers).await?;
+    timing::mark("auth");
     let request: ChatCompletionRequest = serde_json::from_slice(body)
         .map_err(|e| GatewayError::invalid("body", format!("malformed request body: {e}")))?;
     let streaming = request.stream;
@@ -51,6 +53,7 @@ async fn handle(
         state.config.cancel_on_disconnect,
         state.shutdown.clone(),
     );
+    timing::mark("follow");
     let id = format!("chatcmpl-{}", run.run_id);
     let created = now_secs();
     let mut response = if streaming {
@@ -86,6 +89,8 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&run.run_id.to_string()) {
         response.headers_mut().insert(RUN_ID_HEADER, v);
     }
+    // Streaming: the response's head; otherwise the whole reply.
+    timing::mark("respond");
     Ok(response)
 }
 
