@@ -16,9 +16,18 @@ pub fn count_tokens(kind: ProviderKind, model: &str, text: &str) -> u64 {
     }
     match kind {
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::OpenaiResponses => {
-            // Unknown names (deployments, compatible servers) get the current encoding.
-            let bpe = tiktoken_rs::bpe_for_model(model)
-                .unwrap_or_else(|_| tiktoken_rs::o200k_base_singleton());
+            // Only the two encodings of OpenAI's chat models are linked in: cl100k for
+            // the GPT-4 and GPT-3.5 generation, o200k for every later one (gpt-oss's
+            // harmony encoding has o200k's vocabulary). The completion-only encodings
+            // (p50k, r50k: davinci, GPT-2) would add 1.7 MB of vocabulary to the binary
+            // for models no chat API serves. Unknown names (deployments, compatible
+            // servers) get the current encoding.
+            let bpe = match tiktoken_rs::tokenizer::get_tokenizer(model) {
+                Some(tiktoken_rs::tokenizer::Tokenizer::Cl100kBase) => {
+                    tiktoken_rs::cl100k_base_singleton()
+                }
+                _ => tiktoken_rs::o200k_base_singleton(),
+            };
             bpe.encode_ordinary(text).len() as u64
         }
         _ => super::estimate_tokens(text),
@@ -107,6 +116,22 @@ mod tests {
             count_tokens(ProviderKind::Anthropic, "claude", "12345678"),
             2
         );
+    }
+
+    #[test]
+    fn each_generation_counts_with_its_own_encoding() {
+        // Text whose counts differ between the two encodings, so a model given the
+        // other one's would fail here.
+        let text = "Привет! Это проверка токенизатора: сколько токенов?";
+        let cl100k = tiktoken_rs::cl100k_base_singleton().encode_ordinary(text).len() as u64;
+        let o200k = tiktoken_rs::o200k_base_singleton().encode_ordinary(text).len() as u64;
+        assert_ne!(cl100k, o200k);
+        for model in ["gpt-4", "gpt-4-0613", "gpt-3.5-turbo"] {
+            assert_eq!(count_tokens(ProviderKind::Openai, model, text), cl100k, "{model}");
+        }
+        for model in ["gpt-4o", "gpt-4.1-mini", "o3", "gpt-oss-120b", "my-deployment"] {
+            assert_eq!(count_tokens(ProviderKind::Openai, model, text), o200k, "{model}");
+        }
     }
 
     #[test]
