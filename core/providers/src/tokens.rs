@@ -5,9 +5,44 @@ use super::{ChatMessage, ChatRequest, Usage};
 use crate::config::ProviderKind;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set once a BPE tokenizer has been loaded (its first use parses its vocabulary,
-/// tens of milliseconds): until then no count is [`prompt_is_quick`].
-static BPE_LOADED: AtomicBool = AtomicBool::new(false);
+/// The two BPE encodings linked in: cl100k for OpenAI's GPT-4 and GPT-3.5 generation,
+/// o200k for every later one (gpt-oss's harmony encoding has o200k's vocabulary). The
+/// completion-only encodings (p50k, r50k: davinci, GPT-2) would add 1.7 MB of
+/// vocabulary to the binary for models no chat API serves. Unknown names
+/// (deployments, compatible servers) get the current encoding.
+#[derive(Clone, Copy)]
+enum Encoding {
+    Cl100k,
+    O200k,
+}
+
+/// Set once each encoding has been loaded (its first use parses its vocabulary, tens
+/// of milliseconds): until then no count with it is [`prompt_is_quick`].
+static CL100K_LOADED: AtomicBool = AtomicBool::new(false);
+static O200K_LOADED: AtomicBool = AtomicBool::new(false);
+
+impl Encoding {
+    fn of(model: &str) -> Self {
+        match tiktoken_rs::tokenizer::get_tokenizer(model) {
+            Some(tiktoken_rs::tokenizer::Tokenizer::Cl100kBase) => Self::Cl100k,
+            _ => Self::O200k,
+        }
+    }
+
+    fn bpe(self) -> &'static tiktoken_rs::CoreBPE {
+        match self {
+            Self::Cl100k => tiktoken_rs::cl100k_base_singleton(),
+            Self::O200k => tiktoken_rs::o200k_base_singleton(),
+        }
+    }
+
+    fn loaded(self) -> &'static AtomicBool {
+        match self {
+            Self::Cl100k => &CL100K_LOADED,
+            Self::O200k => &O200K_LOADED,
+        }
+    }
+}
 
 /// Tokens OpenAI's chat format adds per message (role and separators), as its
 /// cookbook counts them, and once for the reply's priming.
@@ -21,11 +56,9 @@ pub fn count_tokens(kind: ProviderKind, model: &str, text: &str) -> u64 {
     }
     match kind {
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::OpenaiResponses => {
-            // Unknown names (deployments, compatible servers) get the current encoding.
-            let bpe = tiktoken_rs::bpe_for_model(model)
-                .unwrap_or_else(|_| tiktoken_rs::o200k_base_singleton());
-            let n = bpe.encode_ordinary(text).len() as u64;
-            BPE_LOADED.store(true, Ordering::Relaxed);
+            let encoding = Encoding::of(model);
+            let n = encoding.bpe().encode_ordinary(text).len() as u64;
+            encoding.loaded().store(true, Ordering::Relaxed);
             n
         }
         _ => super::estimate_tokens(text),
@@ -42,8 +75,8 @@ pub const QUICK_PROMPT_BYTES: usize = 1024;
 
 /// Whether counting `request`'s prompt for a provider of `kind` is cheap enough to do
 /// inline: always for the providers counted at four characters a token, and for a BPE
-/// tokenizer when the prompt is short ([`QUICK_PROMPT_BYTES`]) and a tokenizer has
-/// been loaded already (another model's first count may still load its own, once).
+/// tokenizer when the prompt is short ([`QUICK_PROMPT_BYTES`]) and the model's encoding
+/// has been loaded already.
 pub fn prompt_is_quick(kind: ProviderKind, request: &ChatRequest) -> bool {
     if !matches!(
         kind,
@@ -51,7 +84,11 @@ pub fn prompt_is_quick(kind: ProviderKind, request: &ChatRequest) -> bool {
     ) {
         return true;
     }
-    if !BPE_LOADED.load(Ordering::Relaxed) || !request.tools.is_empty() {
+    if !Encoding::of(&request.model)
+        .loaded()
+        .load(Ordering::Relaxed)
+        || !request.tools.is_empty()
+    {
         return false;
     }
     let mut bytes = request.prefill.as_ref().map_or(0, String::len);
@@ -113,7 +150,7 @@ mod tests {
         };
         // Counted at four characters a token: always quick.
         assert!(prompt_is_quick(ProviderKind::Anthropic, &short));
-        // Loads the tokenizer, after which a short prompt is quick.
+        // Loads the model's encoding, after which a short prompt is quick.
         count_tokens(ProviderKind::Openai, "gpt-4o", "Hello");
         assert!(prompt_is_quick(ProviderKind::Openai, &short));
         let mut long = short.clone();
@@ -176,6 +213,40 @@ mod tests {
             count_tokens(ProviderKind::Anthropic, "claude", "12345678"),
             2
         );
+    }
+
+    #[test]
+    fn each_generation_counts_with_its_own_encoding() {
+        // Text whose counts differ between the two encodings, so a model given the
+        // other one's would fail here.
+        let text = "Привет! Это проверка токенизатора: сколько токенов?";
+        let cl100k = tiktoken_rs::cl100k_base_singleton()
+            .encode_ordinary(text)
+            .len() as u64;
+        let o200k = tiktoken_rs::o200k_base_singleton()
+            .encode_ordinary(text)
+            .len() as u64;
+        assert_ne!(cl100k, o200k);
+        for model in ["gpt-4", "gpt-4-0613", "gpt-3.5-turbo"] {
+            assert_eq!(
+                count_tokens(ProviderKind::Openai, model, text),
+                cl100k,
+                "{model}"
+            );
+        }
+        for model in [
+            "gpt-4o",
+            "gpt-4.1-mini",
+            "o3",
+            "gpt-oss-120b",
+            "my-deployment",
+        ] {
+            assert_eq!(
+                count_tokens(ProviderKind::Openai, model, text),
+                o200k,
+                "{model}"
+            );
+        }
     }
 
     #[test]

@@ -211,6 +211,13 @@ impl<'a> Renderer<'a> {
         let mut dirty = !reply.full().is_empty();
         let mut next_edit = Instant::now();
         let mut next_typing = Instant::now();
+        // Nothing is on screen yet: the typing notice goes first, even when the run has
+        // words already (a renderer that attaches late), and is cleared before the first
+        // post below. So the notice always precedes the reply, whichever comes first.
+        if nothing_posted(&self.screen) {
+            let _ = self.sink.typing(true).await;
+            next_typing = Instant::now() + TYPING_RENEW;
+        }
         loop {
             let waiting = reply.full().is_empty();
             if waiting && Instant::now() >= next_typing {
