@@ -123,14 +123,32 @@ mod tests {
         // Text whose counts differ between the two encodings, so a model given the
         // other one's would fail here.
         let text = "Привет! Это проверка токенизатора: сколько токенов?";
-        let cl100k = tiktoken_rs::cl100k_base_singleton().encode_ordinary(text).len() as u64;
-        let o200k = tiktoken_rs::o200k_base_singleton().encode_ordinary(text).len() as u64;
+        let cl100k = tiktoken_rs::cl100k_base_singleton()
+            .encode_ordinary(text)
+            .len() as u64;
+        let o200k = tiktoken_rs::o200k_base_singleton()
+            .encode_ordinary(text)
+            .len() as u64;
         assert_ne!(cl100k, o200k);
         for model in ["gpt-4", "gpt-4-0613", "gpt-3.5-turbo"] {
-            assert_eq!(count_tokens(ProviderKind::Openai, model, text), cl100k, "{model}");
+            assert_eq!(
+                count_tokens(ProviderKind::Openai, model, text),
+                cl100k,
+                "{model}"
+            );
         }
-        for model in ["gpt-4o", "gpt-4.1-mini", "o3", "gpt-oss-120b", "my-deployment"] {
-            assert_eq!(count_tokens(ProviderKind::Openai, model, text), o200k, "{model}");
+        for model in [
+            "gpt-4o",
+            "gpt-4.1-mini",
+            "o3",
+            "gpt-oss-120b",
+            "my-deployment",
+        ] {
+            assert_eq!(
+                count_tokens(ProviderKind::Openai, model, text),
+                o200k,
+                "{model}"
+            );
         }
     }
 
