@@ -6,7 +6,13 @@
 use std::collections::BTreeMap;
 
 /// The log filter that lets the timing lines through beside warnings.
-pub const LOG_FILTER: &str = "warn,chorus_core::telemetry::timing=info";
+const LOG_FILTER: &str = "warn,chorus_core::telemetry::timing=info";
+
+/// The server's `CHORUS_LOG` for a benchmark: warnings only, and the timing lines
+/// when `timing` is asked for.
+pub fn log_filter(timing: bool) -> &'static str {
+    if timing { LOG_FILTER } else { "warn" }
+}
 
 /// The `[telemetry]` section that turns timing on.
 pub const CONFIG: &str = "[telemetry]\ntiming = true\n";

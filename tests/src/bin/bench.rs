@@ -247,14 +247,7 @@ async fn start(o: &Options, dir: &std::path::Path) -> Result<(Server, String)> {
     let key = String::from_utf8(key.stdout)?.trim().to_string();
     let log = std::fs::File::create(dir.join("server.log"))?;
     let child = chorus(&o.bin, &config_path, &["serve"])
-        .env(
-            "CHORUS_LOG",
-            if o.timing {
-                timing_report::LOG_FILTER
-            } else {
-                "warn"
-            },
-        )
+        .env("CHORUS_LOG", timing_report::log_filter(o.timing))
         .stderr(log)
         .spawn()?;
     let server = Server {

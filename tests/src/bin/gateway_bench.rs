@@ -249,14 +249,7 @@ async fn start_chorus(
     let key = String::from_utf8(key.stdout)?.trim().to_string();
     let log = std::fs::File::create(dir.join("server.log"))?;
     let child = chorus(&o.bin, &path, &["serve"])
-        .env(
-            "CHORUS_LOG",
-            if o.timing {
-                timing_report::LOG_FILTER
-            } else {
-                "warn"
-            },
-        )
+        .env("CHORUS_LOG", timing_report::log_filter(o.timing))
         .stderr(log)
         .spawn()?;
     let server = Server {
