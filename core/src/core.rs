@@ -42,7 +42,7 @@ pub use admin::{
     ProviderSummary, ProvidersPage, SandboxExecutionView, SandboxView, ToolsPage,
 };
 pub use error::{Conflict, CoreError, Forbidden, InvalidInput};
-pub use gateway::{GatewayKeep, GatewayRequest, GatewayRun};
+pub use gateway::{GatewayKeep, GatewayRequest, GatewayRun, GatewayRunOptions};
 pub use identity::{IdentityView, SsoCallback, SsoLogin, SsoStart};
 pub use surfaces::{SurfaceState, SurfaceStatus};
 
@@ -108,6 +108,8 @@ pub struct Core {
     runs_interrupted: Arc<tokio::sync::OnceCell<()>>,
     /// A suspended account's attempts, coalesced before they reach the audit log.
     pub(crate) suspended_attempts: Arc<admin::AttemptCoalescer>,
+    /// Accounts whose gateway requests were refused lately (no early provider calls).
+    pub(crate) gateway_refusals: Arc<gateway::RecentRefusals>,
     /// Which roles may use which models and tool servers (config + overrides).
     pub(crate) access: Arc<crate::access::AccessCache>,
 }
@@ -217,6 +219,7 @@ impl Core {
             )),
             runs_interrupted: Arc::new(tokio::sync::OnceCell::new()),
             suspended_attempts: Arc::default(),
+            gateway_refusals: Arc::default(),
         })
     }
 
@@ -624,6 +627,8 @@ impl Core {
             pending_calls: Vec::new(),
             client_tools: false,
             surface,
+            early: None,
+            finish_first: false,
         });
         timing::mark("spawn");
         Ok(SentMessage {
@@ -767,6 +772,8 @@ impl Core {
             pending_calls: replayed.pending,
             client_tools: false,
             surface,
+            early: None,
+            finish_first: false,
         });
         Ok(run_id)
     }

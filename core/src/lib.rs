@@ -19,7 +19,8 @@ pub mod tools;
 
 pub use crate::core::{
     Admin, Conflict, Core, CoreError, Forbidden, GatewayKeep, GatewayRequest, GatewayRun,
-    IdentityView, InvalidInput, SsoCallback, SsoLogin, SsoStart, SurfaceState, SurfaceStatus,
+    GatewayRunOptions, IdentityView, InvalidInput, SsoCallback, SsoLogin, SsoStart, SurfaceState,
+    SurfaceStatus,
 };
 // The one provider type a gateway request names: which tool the model must call.
 pub use chorus_providers::ToolChoice;

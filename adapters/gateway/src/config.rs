@@ -1,8 +1,8 @@
 //! The `[gateway]` section: whether the OpenAI- and Anthropic-compatible API is
 //! served, how its requests are kept, and what a dropped client does to its run.
 
-use chorus_core::GatewayKeep;
 use chorus_core::config::Config;
+use chorus_core::{GatewayKeep, GatewayRunOptions};
 use chorus_model::config::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -33,6 +33,15 @@ pub struct GatewayConfig {
     /// stays in the ledger). Fractions are allowed.
     #[serde(default = "default_retention_days")]
     pub retention_days: f64,
+    /// Send a request's provider call while its admission is written, so that the
+    /// write does not add to the reply's latency. Only for accounts whose admission
+    /// is certain or likely: no balance or concurrency limit to check, or a balance
+    /// that covers the run and no refusal of the account on this instance in the
+    /// last minute. A request refused after all has its call cancelled before
+    /// anything was read from it (the provider may still bill its prompt). `false`:
+    /// every call waits for its admission.
+    #[serde(default = "default_early_upstream")]
+    pub early_upstream: bool,
 }
 
 /// `[gateway] keep`.
@@ -52,6 +61,10 @@ fn default_enabled() -> bool {
     true
 }
 
+fn default_early_upstream() -> bool {
+    true
+}
+
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
@@ -59,6 +72,7 @@ impl Default for GatewayConfig {
             cancel_on_disconnect: false,
             keep: Keep::default(),
             retention_days: default_retention_days(),
+            early_upstream: default_early_upstream(),
         }
     }
 }
@@ -84,6 +98,14 @@ impl GatewayConfig {
             ));
         }
         Ok(())
+    }
+
+    /// How core starts each request's run.
+    pub fn run_options(&self) -> GatewayRunOptions {
+        GatewayRunOptions {
+            keep: self.keep(),
+            early_upstream: self.early_upstream,
+        }
     }
 
     /// How core keeps each request.
@@ -130,7 +152,7 @@ mod tests {
     #[test]
     fn defaults_keep_runs_for_thirty_days_and_never_cancel() {
         let c = load("").unwrap();
-        assert!(c.enabled && !c.cancel_on_disconnect);
+        assert!(c.enabled && !c.cancel_on_disconnect && c.early_upstream);
         assert_eq!(
             c.keep(),
             GatewayKeep::Runs {
@@ -146,8 +168,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let c = load("[gateway]\nkeep = \"conversations\"\ncancel_on_disconnect = true\n").unwrap();
+        let c = load(
+            "[gateway]\nkeep = \"conversations\"\ncancel_on_disconnect = true\nearly_upstream = false\n",
+        )
+        .unwrap();
         assert_eq!(c.keep(), GatewayKeep::Conversations);
+        assert!(!c.run_options().early_upstream);
         let e = load("[gateway]\nretention_days = 0\n")
             .unwrap_err()
             .to_string();

@@ -7,15 +7,18 @@
 //! for tools ends the run with the calls in the journal.
 
 use super::{Core, CoreError, InvalidInput};
-use crate::engine::RunJob;
+use crate::engine::{EarlyStream, RunJob};
 use crate::journal::EntryStream;
 use crate::telemetry::timing;
 use crate::tools::ToolCallContext;
 use chorus_model::chat::{ChatMessage, ChatRole, ToolSpec};
-use chorus_model::ids::{ConversationId, RunId};
+use chorus_model::ids::{AccountId, ConversationId, RunId};
 use chorus_model::time::now_ms;
 use chorus_providers::{ChatRequest, ToolChoice};
-use chorus_store::{Account, NewConversation, NewTurn};
+use chorus_store::{Account, Admission, NewConversation, NewTurn};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// One gateway request, already translated from its wire format: the model asked
@@ -52,6 +55,16 @@ pub enum GatewayKeep {
     Runs { retention: std::time::Duration },
 }
 
+/// How the gateway starts its runs (`[gateway]` settings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GatewayRunOptions {
+    pub keep: GatewayKeep,
+    /// Send the provider call while the admission is written, when the account is in
+    /// good standing ([`Core::start_gateway_run`]), so that the write does not add to
+    /// the reply's latency.
+    pub early_upstream: bool,
+}
+
 /// The run a gateway request started. Only [`Core::start_gateway_run`] makes one
 /// (`non_exhaustive`): it vouches that the run is the account's and was just admitted
 /// ([`Core::follow_gateway_run`]).
@@ -71,12 +84,21 @@ impl Core {
     /// written when the model is unknown or the history is unusable; admission
     /// (rate limit, balance, concurrency) fails as for any run. Its span is the root
     /// of the reply's trace.
+    ///
+    /// With `early_upstream`, the provider call goes out while the admission is
+    /// written, when the admission cannot refuse (no balance or concurrency limit to
+    /// check), or when the balance just read covers the run's reservation and this
+    /// instance refused none of the account's requests in the last
+    /// [`RecentRefusals::FOR`]. Nothing of it is read before the run is admitted; a
+    /// refused admission cancels it. So the write overlaps the model's time to first
+    /// token, and an account that is out of credits never reaches the provider twice
+    /// in a row.
     #[tracing::instrument(name = "chorus.reply", skip_all, fields(surface = "gateway", chorus.kind = "gateway"))]
     pub async fn start_gateway_run(
         &self,
         account: &Account,
         request: GatewayRequest,
-        keep: GatewayKeep,
+        options: GatewayRunOptions,
     ) -> Result<GatewayRun, CoreError> {
         self.check_model_for(account, &request.model).await?;
         timing::mark("model_check");
@@ -141,12 +163,18 @@ impl Core {
             seed: request.seed,
             response_format: request.response_format,
         };
-        let admission = self
-            .admission(account, &model, &chat)
+        let (admission, balance_seen) = self
+            .admission_seen(account, &model, &chat)
             .instrument(tracing::info_span!("chorus.admission", chorus.model_ref = %model))
             .await?;
         timing::mark("admission");
-        let expires_at = match keep {
+        let early = (options.early_upstream
+            && self.may_call_early(account, &admission, balance_seen))
+        .then(|| self.providers.resolve_chain(&model).ok())
+        .flatten()
+        .and_then(|chain| chain.into_iter().next())
+        .map(|first| EarlyStream::open(&first, chat.clone()));
+        let expires_at = match options.keep {
             GatewayKeep::Conversations => None,
             GatewayKeep::Runs { retention } => {
                 Some(now_ms().saturating_add(retention.as_millis().min(i64::MAX as u128) as i64))
@@ -168,7 +196,7 @@ impl Core {
         };
         let settings = self.engine.settings();
         let lease_until = now_ms() + settings.lease_ttl.as_millis() as i64;
-        let ids = self
+        let written = self
             .store
             .start_conversation_turn(
                 &conversation,
@@ -177,7 +205,19 @@ impl Core {
                 lease_until,
                 &admission,
             )
-            .await?;
+            .await;
+        let ids = match written {
+            Ok(ids) => ids,
+            Err(e) => {
+                if early.is_some() {
+                    tracing::info!(account = %account.id, error = %e, "gateway: admission refused; its early provider call is cancelled");
+                }
+                // Whatever refused it (balance, concurrency, the database), the
+                // account's next requests wait for their admission.
+                self.gateway_refusals.note(&account.id);
+                return Err(e.into());
+            }
+        };
         timing::mark("turn_write");
         let conversation_id = turn.conversation_id;
         self.engine.spawn(RunJob {
@@ -194,6 +234,8 @@ impl Core {
             pending_calls: Vec::new(),
             client_tools: true,
             surface: "gateway",
+            early,
+            finish_first: true,
         });
         timing::mark("spawn");
         Ok(GatewayRun {
@@ -202,11 +244,57 @@ impl Core {
         })
     }
 
+    /// Whether a gateway request's provider call may go out before its admission is
+    /// written (see [`Core::start_gateway_run`]).
+    fn may_call_early(
+        &self,
+        account: &Account,
+        admission: &Admission,
+        balance_seen: Option<i64>,
+    ) -> bool {
+        if !admission.decides() {
+            return true;
+        }
+        let covered = !(admission.enforce_balance && admission.reservation != 0)
+            || balance_seen.is_some_and(|balance| balance >= admission.reservation);
+        covered && !self.gateway_refusals.recent(&account.id)
+    }
+
     /// The events of a run [`Core::start_gateway_run`] just started, from its first:
     /// no store read (the run is the account's and was active when admitted), and no
     /// journal check, since every event of a run this new is still to come or held.
     pub fn follow_gateway_run(&self, run: &GatewayRun) -> EntryStream {
         self.journal.follow(&run.run_id, 0)
+    }
+}
+
+/// The accounts whose gateway requests this instance refused lately: their next
+/// requests call the provider only once admitted, so that an account out of credits
+/// (or at its concurrency limit) does not make the deployment pay for calls it then
+/// cancels.
+#[derive(Debug, Default)]
+pub(crate) struct RecentRefusals {
+    at: Mutex<HashMap<AccountId, Instant>>,
+}
+
+impl RecentRefusals {
+    /// How long a refusal keeps an account's calls waiting for their admission.
+    pub(crate) const FOR: Duration = Duration::from_secs(60);
+    /// Entries kept before the expired ones are dropped.
+    const PRUNE_ABOVE: usize = 1024;
+
+    fn note(&self, account: &AccountId) {
+        let mut at = self.at.lock().unwrap_or_else(|e| e.into_inner());
+        if at.len() >= Self::PRUNE_ABOVE {
+            at.retain(|_, when| when.elapsed() < Self::FOR);
+        }
+        at.insert(account.clone(), Instant::now());
+    }
+
+    fn recent(&self, account: &AccountId) -> bool {
+        let at = self.at.lock().unwrap_or_else(|e| e.into_inner());
+        at.get(account)
+            .is_some_and(|when| when.elapsed() < Self::FOR)
     }
 }
 

@@ -119,6 +119,18 @@ impl Core {
         model: &str,
         request: &ChatRequest,
     ) -> Result<Admission, CoreError> {
+        Ok(self.admission_seen(account, model, request).await?.0)
+    }
+
+    /// [`Core::admission`], with the account's balance when it was read (quotas on and
+    /// a reservation to cover): what the gateway weighs before it calls the provider
+    /// while the admission is written.
+    pub(crate) async fn admission_seen(
+        &self,
+        account: &Account,
+        model: &str,
+        request: &ChatRequest,
+    ) -> Result<(Admission, Option<i64>), CoreError> {
         let limits = &self.config.limits;
         if limits.messages_per_window > 0 {
             let window = Duration::from_secs(limits.window_secs);
@@ -154,9 +166,11 @@ impl Core {
         );
         // A run that reserves nothing is never refused for its balance, so it needs no
         // refill; otherwise the account's own refill (set by an admin) or the default.
+        let mut balance_seen = None;
         if quota.enabled && reservation != 0 {
             let (balance, own_amount, own_interval) =
                 self.store.balance_and_refill(&account.id).await?;
+            balance_seen = Some(balance);
             let refill = own_amount.unwrap_or(credits_to_micros(quota.refill_amount));
             let interval_secs = own_interval.unwrap_or(quota.refill_interval_secs as i64);
             if refill > 0
@@ -167,14 +181,16 @@ impl Core {
                     .await?
             {
                 tracing::info!(account = %account.id, balance = now, "auto-refilled");
+                balance_seen = Some(now);
             }
         }
-        Ok(Admission {
+        let admission = Admission {
             enforce_balance: quota.enabled,
             reservation,
             prompt_estimate,
             max_concurrent_runs: limits.max_concurrent_runs,
-        })
+        };
+        Ok((admission, balance_seen))
     }
 
     /// What a limit does when its counter store failed (`limits.on_store_error`), the

@@ -1,6 +1,9 @@
 //! The end of a run: its status from how it ended, a usage estimate when no provider
 //! reported any, and the one write that ends it — status, text appended to the message
-//! and the charge in one transaction, then `finished` in the journal.
+//! and the charge in one transaction, then `finished` in the journal. A run whose
+//! readers take its end from the journal alone (`RunJob::finish_first`: a gateway
+//! response) announces `finished` once the write is queued, where the store applies
+//! writes in order.
 //!
 //! Ending is a compare-and-set on the run's status and lease, so a run ends once: a run
 //! whose lease was lost, or that another instance already ended, writes nothing.
@@ -9,7 +12,8 @@ use super::state::{Halt, RunState};
 use crate::journal::RunEvent;
 use crate::quota::TokenCounts;
 use chorus_providers::estimate_usage;
-use chorus_store::{RunOutcome, RunStatus};
+use chorus_store::{RunOutcome, RunStatus, StoreError};
+use futures::future::BoxFuture;
 use tracing::Instrument;
 
 /// How a run's steps ended.
@@ -62,16 +66,26 @@ async fn write_end(run: &mut RunState<'_>, ending: Ending) {
         run.save_steps().await;
     }
     let content = run.inner.settings.include_content.then(|| text.clone());
-    let Some(charged) = save_outcome(run, status, text, &reason, &failure).await else {
+    let finished = RunEvent::Finished {
+        status: status.as_str().to_string(),
+        reason: reason.clone(),
+        error: failure.clone(),
+    };
+    let (write, amount) = queue_outcome(run, status, text, &reason, &failure);
+    // A reader that takes the end from the journal alone (a gateway response) need
+    // not wait for the write where writes are ordered: the next admission of the
+    // account is queued behind this end, so it sees the run ended and charged.
+    let announced = run.job.finish_first && run.inner.store.orders_writes();
+    if announced {
+        run.append(finished.clone()).await;
+    }
+    let Some(charged) = saved(run, write.await, amount, announced) else {
         return;
     };
     record_end(run, status, &reason, charged, content);
-    run.append(RunEvent::Finished {
-        status: status.as_str().to_string(),
-        reason,
-        error: failure,
-    })
-    .await;
+    if !announced {
+        run.append(finished).await;
+    }
     tracing::info!(run = %run.job.run_id, status = status.as_str(), "run ended");
 }
 
@@ -146,16 +160,16 @@ fn record_end(
     }
 }
 
-/// The transaction that ends the run: status, text and charge. `None` when the run
-/// is not ours to end (already ended elsewhere) or the write failed; either way the
-/// run must not announce an end of its own. Otherwise the micro-credits charged.
-async fn save_outcome(
+/// Queues the transaction that ends the run (status, text and charge), with the
+/// micro-credits it charges; the write is ordered behind every write queued before
+/// it, where the store orders writes.
+fn queue_outcome(
     run: &RunState<'_>,
     status: RunStatus,
     text: String,
     reason: &str,
     failure: &Option<String>,
-) -> Option<i64> {
+) -> (BoxFuture<'static, Result<bool, StoreError>>, i64) {
     let usage = run.usage;
     let outcome = RunOutcome {
         status,
@@ -178,21 +192,34 @@ async fn save_outcome(
             },
         )
     });
+    let amount = charge.as_ref().map_or(0, |c| c.amount);
     let owner = &run.inner.settings.owner;
-    match run
+    let write = run
         .inner
         .store
-        .finish_run_charged(&run.job.run_id, owner, &outcome, charge.as_ref())
-        .await
-    {
-        Ok(true) => Some(charge.map_or(0, |c| c.amount)),
+        .finish_run_queued(&run.job.run_id, owner, outcome, charge);
+    (write, amount)
+}
+
+/// The micro-credits charged when the end was written; `None` when the run is not
+/// ours to end (already ended elsewhere) or the write failed: then a run that has not
+/// announced its end must not announce one of its own (`announced`: it did, so the
+/// log says its readers saw an end the store does not hold yet).
+fn saved(
+    run: &RunState<'_>,
+    written: Result<bool, StoreError>,
+    amount: i64,
+    announced: bool,
+) -> Option<i64> {
+    match written {
+        Ok(true) => Some(amount),
         Ok(false) => {
-            tracing::warn!(run = %run.job.run_id, "run was already ended elsewhere");
+            tracing::warn!(run = %run.job.run_id, announced, "run was already ended elsewhere");
             None
         }
         Err(e) => {
             // The lease will lapse and the sweeper will interrupt the run with its checkpoint.
-            tracing::error!(run = %run.job.run_id, error = %e, "could not save the end of the run");
+            tracing::error!(run = %run.job.run_id, error = %e, announced, "could not save the end of the run");
             None
         }
     }

@@ -8,6 +8,7 @@
 //! calls) and `finish.rs` (the one final write); none of them calls back up.
 
 mod checkpoint;
+mod early;
 mod finish;
 mod run;
 mod state;
@@ -15,6 +16,8 @@ mod step;
 mod stream;
 mod sweeper;
 mod tool_round;
+
+pub(crate) use early::EarlyStream;
 
 use crate::journal::{Journal, RunStarted};
 use crate::quota::PriceTable;
@@ -62,6 +65,12 @@ pub(crate) struct RunJob {
     /// The surface the reply was asked on (a metric label:
     /// [`crate::telemetry::metrics::surface_label`]).
     pub surface: &'static str,
+    /// The first attempt's provider call, already sent while the run was admitted.
+    pub early: Option<EarlyStream>,
+    /// Its readers take the run's end from the journal alone (a gateway response, which
+    /// reads nothing back from the store): `finished` may go out before the end's
+    /// write commits, once it is queued where the store orders writes (`finish.rs`).
+    pub finish_first: bool,
 }
 
 /// A run executing on this instance: how to stop it and what it has produced.

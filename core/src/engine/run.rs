@@ -27,12 +27,14 @@ use tokio_util::sync::CancellationToken;
 /// checkpointer saves while it streams.
 pub(super) async fn run(
     inner: &EngineInner,
-    job: RunJob,
+    mut job: RunJob,
     stop: CancellationToken,
     progress: SharedProgress,
     meter: crate::telemetry::metrics::ReplyMeter,
 ) {
+    let early = job.early.take();
     let mut run = RunState::new(inner, &job, &stop, progress, meter);
+    run.early = early;
     run.append(RunEvent::Started {
         message_id: job.message_id.clone(),
         model: job.model_ref.clone(),

@@ -8,7 +8,7 @@
 //! and calls none of them.
 
 use super::checkpoint::{Progress, SharedProgress};
-use super::{EngineInner, RunJob};
+use super::{EarlyStream, EngineInner, RunJob};
 use crate::config::ProviderKind;
 use crate::journal::{JournalEntry, JournalError, RunEvent};
 use crate::telemetry::metrics::{self, ReplyMeter};
@@ -70,6 +70,9 @@ pub(super) struct RunState<'a> {
     pub span: tracing::Span,
     /// Fallbacks taken, for the run's span.
     pub fallbacks: u32,
+    /// The first attempt's provider call, sent while the run was admitted; taken by
+    /// that attempt (dropped, which cancels it, if the run never makes it).
+    pub early: Option<EarlyStream>,
 }
 
 impl<'a> RunState<'a> {
@@ -100,6 +103,7 @@ impl<'a> RunState<'a> {
             // The run's task is instrumented with its span.
             span: tracing::Span::current(),
             fallbacks: 0,
+            early: None,
         }
     }
 

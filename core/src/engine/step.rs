@@ -138,12 +138,21 @@ async fn attempt_once(run: &mut RunState<'_>, target: &Target, out: &mut StreamS
     let mut request = run.request.clone();
     request.model = target.model.clone();
     run.meter.attempt();
-    let attempt_started = Instant::now();
+    // The run's first attempt may have been sent while the run was admitted: it
+    // started then.
+    let early = run.early.take().filter(|early| early.is_for(target));
+    let attempt_started = early.as_ref().map_or_else(Instant::now, |e| e.started());
     let first_token_deadline =
         tokio::time::Instant::from_std(attempt_started) + target.first_token_timeout;
     let (stop, inner) = (run.stop, run.inner);
+    let opening = async {
+        match early {
+            Some(early) => early.stream().await,
+            None => target.provider.stream(request.clone()).await,
+        }
+    };
     let started = tokio::select! {
-        r = tokio::time::timeout_at(first_token_deadline, target.provider.stream(request.clone())) => {
+        r = tokio::time::timeout_at(first_token_deadline, opening) => {
             r.unwrap_or_else(|_| Err(first_token_timeout()))
         }
         _ = stop.cancelled() => return Attempt::Halted(Halt::Stop),

@@ -131,6 +131,16 @@ impl GroupCommit {
         &self,
         write: WriteFn<T>,
     ) -> Result<T, StoreError> {
+        self.enqueue(write)?.await
+    }
+
+    /// Queues `write` now, behind every write queued before it and ahead of every
+    /// write queued after; the returned future answers once it is committed. Dropping
+    /// that future before the write's batch began leaves the write unwritten.
+    pub(crate) fn enqueue<T: Send + 'static>(
+        &self,
+        write: WriteFn<T>,
+    ) -> Result<impl std::future::Future<Output = Result<T, StoreError>> + use<T>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(TypedJob {
             queued: Instant::now(),
@@ -141,9 +151,11 @@ impl GroupCommit {
         self.queue
             .send(job)
             .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?
+        Ok(async move {
+            answer
+                .await
+                .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?
+        })
     }
 }
 

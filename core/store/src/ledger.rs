@@ -80,7 +80,7 @@ pub struct Admission {
 impl Admission {
     /// Whether the balance or the account's active runs decide it (otherwise only the
     /// account's being active does).
-    pub(crate) fn decides(&self) -> bool {
+    pub fn decides(&self) -> bool {
         (self.enforce_balance && self.reservation != 0) || self.max_concurrent_runs > 0
     }
 }

@@ -424,6 +424,31 @@ impl Store {
         tx.commit().await?;
         Ok(value)
     }
+
+    /// Whether writes are applied in the order they are queued, by one writer (the
+    /// SQLite backend's group commit): a write queued before another is committed
+    /// first, whichever caller awaits.
+    pub fn orders_writes(&self) -> bool {
+        self.group.is_some()
+    }
+
+    /// [`Store::write`] queued at once where writes are ordered
+    /// ([`Store::orders_writes`]): the write then precedes every write queued after
+    /// this call returns. Elsewhere the write starts when the future is polled.
+    pub(crate) fn write_queued<T: Send + 'static>(
+        &self,
+        write: group_commit::WriteFn<T>,
+    ) -> futures::future::BoxFuture<'static, Result<T, StoreError>> {
+        use futures::FutureExt;
+        if let Some(group) = &self.group {
+            return match group.enqueue(write) {
+                Ok(answer) => answer.boxed(),
+                Err(e) => futures::future::ready(Err(e)).boxed(),
+            };
+        }
+        let store = self.clone();
+        async move { store.write(write).await }.boxed()
+    }
 }
 
 /// Pool settings of a backend. Every SQLite connection runs with `synchronous =

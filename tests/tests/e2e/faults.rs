@@ -456,14 +456,24 @@ async fn docker_stopped() -> Result<()> {
     let messages = client.messages(&conversation).await?;
     ensure!(s(only_assistant(&messages)?, "content") == shown);
 
-    // The engine is back: the container goes, the sandbox works again.
+    // The engine is back: the containers go (each removal is retried every second;
+    // a force-removal under the whole suite's Docker load can take a while), the
+    // sandbox works again.
     engine.open_unix(&socket).await?;
-    until(
-        "the cut-off execution's container to be removed",
-        Duration::from_secs(20),
+    let removed = until(
+        "the cut-off execution's containers to be removed",
+        Duration::from_secs(60),
         || async { Ok(containers(&instance)?.is_empty().then_some(())) },
     )
-    .await?;
+    .await;
+    if let Err(e) = removed {
+        let left = std::process::Command::new("docker")
+            .args(["-H", &docker_host(), "ps", "-a", "--no-trunc", "--filter"])
+            .arg(format!("label=chorus.sandbox.instance={instance}"))
+            .args(["--format", "{{.ID}} {{.Status}} {{.Labels}}"])
+            .output()?;
+        return Err(e.context(format!("left: {}", String::from_utf8_lossy(&left.stdout))));
+    }
     until(
         "code_interpreter to be offered again",
         Duration::from_secs(30),

@@ -33,6 +33,7 @@ mod fallback;
 mod faults;
 mod gateway_anthropic;
 mod gateway_disconnect;
+mod gateway_early;
 mod gateway_keep;
 mod gateway_ledger;
 mod gateway_openai;

@@ -43,7 +43,11 @@ async fn handle(
     let model = request.model.clone();
     let run = state
         .core
-        .start_gateway_run(&account, request.into_gateway()?, state.config.keep())
+        .start_gateway_run(
+            &account,
+            request.into_gateway()?,
+            state.config.run_options(),
+        )
         .await
         .map_err(|e| core_error(&state.core, e))?;
     let follow = Follow::start(

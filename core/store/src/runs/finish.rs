@@ -10,6 +10,7 @@ use crate::{Backend, Store, StoreError};
 use chorus_model::ids::{AccountId, RunId};
 use chorus_model::money::Charge;
 use chorus_model::time::now_ms;
+use futures::future::BoxFuture;
 use sqlx::Row;
 use std::sync::Arc;
 
@@ -96,18 +97,31 @@ impl Store {
         outcome: &RunOutcome,
         charge: Option<&Charge>,
     ) -> Result<bool, StoreError> {
+        self.finish_run_queued(id, owner, outcome.clone(), charge.cloned())
+            .await
+    }
+
+    /// [`Store::finish_run_charged`], queued when this call returns where writes are
+    /// ordered ([`Store::orders_writes`]): every write queued after it (the next
+    /// admission of the same account) sees the run ended and charged.
+    pub fn finish_run_queued(
+        &self,
+        id: &RunId,
+        owner: &str,
+        outcome: RunOutcome,
+        charge: Option<Charge>,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
         let write = Arc::new(FinishWrite {
             id: id.clone(),
             owner: owner.to_string(),
-            outcome: outcome.clone(),
-            charge: charge.cloned(),
+            outcome,
+            charge,
             backend: self.backend(),
         });
-        self.write(write_fn(move |tx| {
+        self.write_queued(write_fn(move |tx| {
             let write = write.clone();
             Box::pin(async move { write.apply(tx).await })
         }))
-        .await
     }
 
     /// Marks an orphaned run interrupted with `text` (its checkpoint, or more if the
