@@ -375,6 +375,17 @@ fn lags_us(arrivals: &[Instant], interval: Duration) -> Vec<u64> {
     offsets.iter().map(|&o| (o - best) as u64).collect()
 }
 
+/// CPU time the process has used (user + system), from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command's closing parenthesis: utime and stime are the
+    // 12th and 13th of them, in clock ticks (every thread's).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // /proc counts in USER_HZ, which Linux fixes at 100 per second for user space.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -432,6 +443,8 @@ struct ClientReport {
     lag_steady: Spread,
     /// From a reply's message sent to its first text.
     first_event: Spread,
+    /// CPU the clients' process used meanwhile, in seconds.
+    cpu_s: f64,
 }
 
 /// Runs the replies against a server and measures them.
@@ -439,6 +452,7 @@ async fn clients(o: &Options, url: &str, key: &str) -> Result<ClientReport> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(o.replies)
         .build()?;
+    let cpu_before = cpu_time(std::process::id()).unwrap_or_default();
     let interval = Duration::from_secs_f64(1.0 / o.tokens_per_second);
     // A burst: the conversations first (not measured), then every message at once.
     let (go_tx, go_rx) = tokio::sync::watch::channel(false);
@@ -512,6 +526,10 @@ async fn clients(o: &Options, url: &str, key: &str) -> Result<ClientReport> {
         lag_all: Spread::of(lags),
         lag_steady: Spread::of(steady),
         first_event: Spread::of(first_event_us),
+        cpu_s: cpu_time(std::process::id())
+            .unwrap_or_default()
+            .saturating_sub(cpu_before)
+            .as_secs_f64(),
     })
 }
 
@@ -544,6 +562,8 @@ struct Report {
     clients: ClientReport,
     idle_rss_mib: u64,
     peak_rss_mib: u64,
+    /// CPU the server used while the clients ran (conversations included).
+    server_cpu: Duration,
 }
 
 async fn run_config(o: &Options, redis: Option<&str>, postgres: Option<&str>) -> Result<Report> {
@@ -573,12 +593,14 @@ async fn run_config(o: &Options, redis: Option<&str>, postgres: Option<&str>) ->
         let (server, key) = start(&one, &dir).await?;
         let pid = server.child.id();
         let idle = peak_rss_kib(pid).unwrap_or(0);
+        let cpu_before = cpu_time(pid).unwrap_or_default();
         let clients = if o.client_process {
             clients_in_process(&one, &server.url, &key).await?
         } else {
             clients(&one, &server.url, &key).await?
         };
         let peak = peak_rss_kib(pid).unwrap_or(0);
+        let server_cpu = cpu_time(pid).unwrap_or_default().saturating_sub(cpu_before);
         drop(server);
         if o.timing {
             let log = std::fs::read_to_string(dir.join("server.log"))?;
@@ -592,6 +614,7 @@ async fn run_config(o: &Options, redis: Option<&str>, postgres: Option<&str>) ->
             clients,
             idle_rss_mib: idle / 1024,
             peak_rss_mib: peak / 1024,
+            server_cpu,
         })
     }
     .await;
@@ -636,6 +659,20 @@ fn print_report(o: &Options, r: &Report) {
     println!(
         "server RSS:        idle {} MiB, peak {} MiB",
         r.idle_rss_mib, r.peak_rss_mib
+    );
+    println!(
+        "server CPU:        {:.2} s ({:.2} ms per reply, its conversation included)",
+        r.server_cpu.as_secs_f64(),
+        r.server_cpu.as_secs_f64() * 1000.0 / c.replies.max(1) as f64
+    );
+    println!(
+        "clients' CPU:      {:.2} s{}",
+        c.cpu_s,
+        if o.client_process {
+            " (their own process)"
+        } else {
+            " (this process, beside the server)"
+        }
     );
 }
 
