@@ -142,8 +142,14 @@ async fn call_before_admission(
         || async { Ok((calls(upstream, content).0 > 0).then_some(())) },
     )
     .await;
+    // The response waits for the admission, which waits for the lock.
+    let waiting = !request.is_finished();
     lock.commit().await?;
     reached?;
+    ensure!(
+        waiting,
+        "the request was answered while its account's row was locked"
+    );
     request.await?
 }
 
