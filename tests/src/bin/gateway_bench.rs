@@ -9,7 +9,11 @@
 //! 20-litellm.sh`) pointed at the same upstream. The same load — `--concurrency`
 //! clients sending `--requests` streaming chat completions in total — goes direct to
 //! the upstream, through Chorus's `/v1/chat/completions`, and through LiteLLM, and
-//! the report gives replies/s and first-chunk and total latency p50/p99 for each.
+//! the report gives replies/s and first-chunk and total latency p50/p99 for each, and
+//! under each the two ends of a request's time the upstream did not spend: from the
+//! client's send until the upstream had the request, and from the upstream's last
+//! chunk until the client read the end (each request names itself in its message;
+//! the upstream logs when it received it and when it wrote its end).
 //! `--rate R` adds the non-streaming mode: requests sent at a fixed R per second (open
 //! loop) for `--seconds`, direct and through Chorus, with the latency Chorus adds.
 //!
@@ -36,6 +40,7 @@ use axum::routing::post;
 use chorus_tests::timing_report;
 use futures::StreamExt;
 use serde_json::json;
+use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -134,32 +139,77 @@ fn upstream_json(chunks: usize) -> Bytes {
     )
 }
 
+/// When the upstream received each streamed request and wrote its last piece, by
+/// the request's last message (each client request names itself there), so that a
+/// client's timeline splits into before the upstream, the upstream, and after it.
+#[derive(Clone, Default)]
+struct UpstreamLog(Arc<std::sync::Mutex<HashMap<String, Served>>>);
+
+/// When the upstream received a request, and wrote its end once it did.
+type Served = (Instant, Option<Instant>);
+
+impl UpstreamLog {
+    fn received(&self, request: &str) {
+        let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        log.insert(request.to_string(), (Instant::now(), None));
+    }
+
+    fn ended(&self, request: &str) {
+        let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, end)) = log.get_mut(request) {
+            *end = Some(Instant::now());
+        }
+    }
+
+    fn get(&self, request: &str) -> Option<(Instant, Instant)> {
+        let log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        log.get(request)
+            .and_then(|&(start, end)| Some((start, end?)))
+    }
+}
+
 /// Starts the upstream; returns its base URL (`http://127.0.0.1:P/v1`). Paced
 /// (`interval` > 0), chunk k leaves at start + k x interval on a fixed schedule (the
 /// timer's millisecond granularity sends the chunks due in one tick together).
-async fn start_upstream(chunks: usize, interval: Duration) -> Result<String> {
+async fn start_upstream(chunks: usize, interval: Duration, log: UpstreamLog) -> Result<String> {
     let frames: Arc<[Bytes]> = upstream_frames(chunks).into();
     let whole_stream = Bytes::from(frames.concat());
     let whole = upstream_json(chunks);
     let app = Router::new().route(
         "/v1/chat/completions",
         post(move |body: Bytes| {
-            let (frames, whole_stream, whole) =
-                (frames.clone(), whole_stream.clone(), whole.clone());
+            let (frames, whole_stream, whole, log) = (
+                frames.clone(),
+                whole_stream.clone(),
+                whole.clone(),
+                log.clone(),
+            );
             async move {
-                let streaming = serde_json::from_slice::<serde_json::Value>(&body)
-                    .is_ok_and(|v| v["stream"] == true);
+                let request = serde_json::from_slice::<serde_json::Value>(&body).ok();
+                let streaming = request.as_ref().is_some_and(|v| v["stream"] == true);
+                let name = request
+                    .as_ref()
+                    .and_then(|v| {
+                        v["messages"].as_array()?.last()?["content"]
+                            .as_str()
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_default();
+                if streaming {
+                    log.received(&name);
+                }
                 let started = tokio::time::Instant::now();
                 let (kind, body) = if !streaming {
                     tokio::time::sleep_until(started + interval * chunks as u32).await;
                     ("application/json", Body::from(whole))
                 } else if interval.is_zero() {
+                    log.ended(&name);
                     ("text/event-stream", Body::from(whole_stream))
                 } else {
                     // Every frame due when the task wakes goes out at once: a timer
                     // per frame would add a timer tick to each, not keep to the schedule.
                     let paced = futures::stream::unfold(0usize, move |k| {
-                        let frames = frames.clone();
+                        let (frames, log, name) = (frames.clone(), log.clone(), name.clone());
                         async move {
                             if k == frames.len() {
                                 return None;
@@ -174,6 +224,9 @@ async fn start_upstream(chunks: usize, interval: Duration) -> Result<String> {
                                 end += 1;
                             }
                             let piece = Bytes::from(frames[k..end].concat());
+                            if end == frames.len() {
+                                log.ended(&name);
+                            }
                             Some((Ok::<_, std::convert::Infallible>(piece), end))
                         }
                     });
@@ -283,15 +336,32 @@ struct Target {
     model: String,
 }
 
-/// First-chunk and total latency of one streamed reply.
-async fn one_stream(http: &reqwest::Client, t: &Target) -> Result<(Duration, Duration)> {
+/// One streamed reply's timeline: first-chunk and total latency, and the times the
+/// upstream received it and wrote its end, after the client sent it and before the
+/// client read its end (`None` when the upstream kept no record of it).
+struct Streamed {
+    first: Duration,
+    total: Duration,
+    /// Client sent → upstream received; upstream wrote its end → client read the end.
+    around_upstream: Option<(Duration, Duration)>,
+}
+
+/// Names each request of the run (its message), for the upstream's log.
+static REQUESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One streamed reply.
+async fn one_stream(http: &reqwest::Client, t: &Target, log: &UpstreamLog) -> Result<Streamed> {
+    let name = format!(
+        "benchmark {}",
+        REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let start = Instant::now();
     let resp = http
         .post(format!("{}/chat/completions", t.base))
         .bearer_auth(&t.key)
         .json(
             &json!({"model": t.model, "stream": true, "stream_options": {"include_usage": true},
-            "messages": [{"role": "user", "content": "benchmark"}]}),
+            "messages": [{"role": "user", "content": name}]}),
         )
         .send()
         .await?
@@ -313,7 +383,17 @@ async fn one_stream(http: &reqwest::Client, t: &Target) -> Result<(Duration, Dur
     if !tail.ends_with(b"data: [DONE]\n\n") {
         bail!("{}: the stream did not end with [DONE]", t.name);
     }
-    Ok((first.unwrap_or_else(|| start.elapsed()), start.elapsed()))
+    let end = Instant::now();
+    Ok(Streamed {
+        first: first.unwrap_or_else(|| start.elapsed()),
+        total: end - start,
+        around_upstream: log.get(&name).map(|(received, ended)| {
+            (
+                received.saturating_duration_since(start),
+                end.saturating_duration_since(ended),
+            )
+        }),
+    })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -328,7 +408,7 @@ fn ms(d: Duration) -> String {
 }
 
 /// `concurrency` clients send `requests` streaming completions in total.
-async fn closed_loop(o: &Options, t: &Target) -> Result<f64> {
+async fn closed_loop(o: &Options, t: &Target, log: &UpstreamLog) -> Result<f64> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(o.concurrency)
         .build()?;
@@ -336,26 +416,39 @@ async fn closed_loop(o: &Options, t: &Target) -> Result<f64> {
     let started = Instant::now();
     let mut clients = Vec::new();
     for _ in 0..o.concurrency {
-        let (http, t, next, n) = (http.clone(), t.clone(), next.clone(), o.requests);
+        let (http, t, next, n, log) = (
+            http.clone(),
+            t.clone(),
+            next.clone(),
+            o.requests,
+            log.clone(),
+        );
         clients.push(tokio::spawn(async move {
             let mut out = Vec::new();
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
-                out.push(one_stream(&http, &t).await?);
+                out.push(one_stream(&http, &t, &log).await?);
             }
             Ok::<_, anyhow::Error>(out)
         }));
     }
     let mut firsts = Vec::new();
     let mut totals = Vec::new();
+    let (mut before, mut after) = (Vec::new(), Vec::new());
     for c in clients {
-        for (f, total) in c.await?? {
-            firsts.push(f);
-            totals.push(total);
+        for one in c.await?? {
+            firsts.push(one.first);
+            totals.push(one.total);
+            if let Some((b, a)) = one.around_upstream {
+                before.push(b);
+                after.push(a);
+            }
         }
     }
     let wall = started.elapsed();
     firsts.sort();
     totals.sort();
+    before.sort();
+    after.sort();
     let rate = totals.len() as f64 / wall.as_secs_f64();
     println!(
         "| {} | {:.0} | {} / {} | {} / {} |",
@@ -366,6 +459,15 @@ async fn closed_loop(o: &Options, t: &Target) -> Result<f64> {
         ms(percentile(&totals, 0.5)),
         ms(percentile(&totals, 0.99)),
     );
+    if !before.is_empty() {
+        println!(
+            "|   until the upstream had the request; after its last chunk | | {} / {} | {} / {} |",
+            ms(percentile(&before, 0.5)),
+            ms(percentile(&before, 0.99)),
+            ms(percentile(&after, 0.5)),
+            ms(percentile(&after, 0.99)),
+        );
+    }
     Ok(rate)
 }
 
@@ -403,7 +505,8 @@ async fn open_loop(o: &Options, rate: f64, t: &Target) -> Result<Vec<Duration>> 
 #[tokio::main]
 async fn main() -> Result<()> {
     let o = options()?;
-    let upstream = start_upstream(o.chunks, o.chunk_interval).await?;
+    let log = UpstreamLog::default();
+    let upstream = start_upstream(o.chunks, o.chunk_interval, log.clone()).await?;
     let dir = tempfile::tempdir()?;
     let (server, key) = start_chorus(&o, dir.path(), &upstream).await?;
     let mut targets = vec![
@@ -456,9 +559,9 @@ async fn main() -> Result<()> {
     for t in &targets {
         // A short warm-up (connections, first allocations) outside the figures.
         for _ in 0..5 {
-            one_stream(&reqwest::Client::new(), t).await?;
+            one_stream(&reqwest::Client::new(), t, &log).await?;
         }
-        let rate = closed_loop(&o, t).await?;
+        let rate = closed_loop(&o, t, &log).await?;
         match direct {
             None => direct = Some(rate),
             Some(d) => println!("|   (of direct) | {:.0} % | | |", 100.0 * rate / d),
