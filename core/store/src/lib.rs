@@ -20,6 +20,7 @@ mod runs;
 mod sessions;
 mod stats;
 mod tool_steps;
+mod wal;
 
 pub use access::{AccessResource, AccessRule};
 pub use access_groups::{AccessGroup, GroupMember};
@@ -327,6 +328,7 @@ impl Store {
                     .connect(&url)
                     .await?;
                 let group = group_commit::GroupCommit::start(writer.clone());
+                tokio::spawn(wal::checkpoint_forever(pool.clone()));
                 (writer, Some(group))
             }
             _ => (pool.clone(), None),
@@ -456,7 +458,8 @@ impl Store {
 /// own (the WAL is synced at checkpoints), so a commit survives a crash or `kill -9`
 /// of the process and only an OS crash or power loss can lose the last commits —
 /// where `FULL` (the default) paid an fsync per commit, the cost of every admission.
-/// `busy_timeout = 5000`: a connection waits up to 5 s for another's write lock
+/// No commit checkpoints the WAL: one task does, every 250 ms, off the writer
+/// (`wal.rs`). `busy_timeout = 5000`: a connection waits up to 5 s for another's write lock
 /// before failing with "database is locked" (single-statement writes outside
 /// [`Store::begin_write`] meet the writer connection there). Statements are prepared
 /// once per connection and reused (sqlx's statement cache, 100 per connection).
@@ -468,6 +471,8 @@ fn pool_options(backend: Backend) -> AnyPoolOptions {
             Box::pin(async move {
                 conn.execute("PRAGMA synchronous = NORMAL").await?;
                 conn.execute("PRAGMA busy_timeout = 5000").await?;
+                conn.execute(sqlx::AssertSqlSafe(wal::connection_pragmas()))
+                    .await?;
                 Ok(())
             })
         }),

@@ -774,3 +774,45 @@ async fn store_suite_on_postgres() {
     store.close().await;
     drop_pg(&name).await;
 }
+
+/// A SQLite file's write-ahead log is checkpointed by a task of its own, not by the
+/// commits (`store/src/wal.rs`): 2 MiB of writes, half of what makes SQLite checkpoint
+/// on commit by default, reach the database file soon without anyone asking.
+#[tokio::test]
+async fn sqlite_checkpoints_its_log_off_the_writer() {
+    let (store, dir) = sqlite_store().await;
+    let file = dir.join("chorus.db");
+    let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
+    let before = size();
+    let dave = store
+        .create_account("dave", Role::User, None)
+        .await
+        .unwrap();
+    let text = "x".repeat(256 * 1024);
+    for _ in 0..8 {
+        let conv = store
+            .create_conversation(&dave.id, "c", "scripted/demo", None)
+            .await
+            .unwrap();
+        store
+            .start_turn(
+                &turn(&dave, &conv.id, None, &text),
+                OWNER,
+                now_ms() + 60_000,
+            )
+            .await
+            .unwrap();
+    }
+    let written = 8 * text.len() as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() < before + written {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was not checkpointed: the database file has {} of the {written} bytes written",
+            size().saturating_sub(before)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

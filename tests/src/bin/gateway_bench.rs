@@ -241,6 +241,11 @@ async fn start_upstream(chunks: usize, interval: Duration, log: UpstreamLog) -> 
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    // As a model API's servers do: with Nagle's algorithm on, each paced write would
+    // wait for the acknowledgement of the one before (delayed by up to 40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(format!("http://{addr}/v1"))
 }
