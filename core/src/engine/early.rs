@@ -12,6 +12,7 @@
 use chorus_providers::{ChatRequest, ProviderError, ProviderErrorKind, ProviderStream, Target};
 use std::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 /// The stream of the first attempt on a model chain's first target, being opened.
 pub(crate) struct EarlyStream {
@@ -32,8 +33,9 @@ impl EarlyStream {
         Self {
             model_ref: target.model_ref.clone(),
             started: Instant::now(),
+            // In the span of the request that asked for it (the reply's trace).
             opening: AbortOnDropHandle::new(tokio::spawn(
-                async move { provider.stream(request).await },
+                async move { provider.stream(request).await }.instrument(tracing::Span::current()),
             )),
         }
     }

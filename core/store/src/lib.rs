@@ -41,8 +41,8 @@ pub use stats::{HOUR_MS, MINUTE_MS, ProviderStat, RunStatBucket};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
-use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 /// Whether the store logs the timing of its shared writes ([`set_timing`]).
@@ -156,6 +156,8 @@ pub struct Store {
     /// (admissions and ends) in shared transactions on `write_pool`
     /// (`group_commit.rs`); `None` elsewhere.
     group: Option<group_commit::GroupCommit>,
+    /// On a SQLite file, what keeps its WAL checkpoint task going (`wal.rs`).
+    _wal: Option<Arc<wal::Checkpointer>>,
     backend: Backend,
     /// Micro-credits every new account starts with (`accounts.default_balance`).
     initial_balance: i64,
@@ -328,15 +330,17 @@ impl Store {
                     .connect(&url)
                     .await?;
                 let group = group_commit::GroupCommit::start(writer.clone());
-                tokio::spawn(wal::checkpoint_forever(pool.clone()));
-                (writer, Some(group))
+                let wal = Arc::new(wal::start(pool.clone()));
+                (writer, Some((group, wal)))
             }
             _ => (pool.clone(), None),
         };
+        let (group, wal) = group.unzip();
         Ok(Self {
             pool,
             write_pool,
             group,
+            _wal: wal,
             backend,
             initial_balance: 0,
         })

@@ -16,6 +16,7 @@
 
 use sqlx::AnyPool;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// How often the log is checkpointed.
 pub(crate) const EVERY: Duration = Duration::from_millis(250);
@@ -29,12 +30,28 @@ pub(crate) fn connection_pragmas() -> String {
     format!("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {SIZE_LIMIT}")
 }
 
-/// Checkpoints the log every [`EVERY`] until the pool is closed.
-pub(crate) async fn checkpoint_forever(pool: AnyPool) {
+/// Keeps the checkpoint task of one store going: the task ends when the store's last
+/// handle drops this (or when the pool is closed), so it never keeps a pool open.
+#[derive(Debug)]
+pub(crate) struct Checkpointer {
+    _stop: oneshot::Sender<()>,
+}
+
+/// Starts checkpointing the log of `pool`'s file every [`EVERY`].
+pub(crate) fn start(pool: AnyPool) -> Checkpointer {
+    let (stop, stopped) = oneshot::channel();
+    tokio::spawn(checkpoint_forever(pool, stopped));
+    Checkpointer { _stop: stop }
+}
+
+async fn checkpoint_forever(pool: AnyPool, mut stopped: oneshot::Receiver<()>) {
     let mut ticker = tokio::time::interval(EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = ticker.tick() => {}
+        }
         if pool.is_closed() {
             return;
         }
