@@ -248,3 +248,68 @@ async fn rate_and_concurrency_limits_answer_429_with_retry_after() -> Result<()>
     ensure!(rest.ends_with("data: [DONE]\n\n"), "{rest}");
     Ok(())
 }
+
+/// A client that sends its next request the moment the last one ended is never
+/// refused by a concurrency limit of one. On SQLite a gateway reply ends before its
+/// run's end is committed (the end is queued on the one writer, which applies the
+/// next admission after it); on PostgreSQL the end is committed first. Streaming and
+/// not, on both backends, each reply charged.
+#[tokio::test(flavor = "multi_thread")]
+async fn back_to_back_requests_at_a_concurrency_limit_of_one_are_admitted() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    for postgres in [false, true] {
+        let config = if postgres {
+            ServerConfig::new().postgres(db.url())
+        } else {
+            ServerConfig::new()
+        };
+        let server =
+            TestServer::start(priced(config, "[limits]\nmax_concurrent_runs = 1\n")).await?;
+        let name = unique_name("serial");
+        server.create_user(&name, chorus_tests::PASSWORD).await?;
+        server.cli(&["user", "grant", &name, "10"], None).await?;
+        let key = server.create_api_key(&name).await?;
+        let http = reqwest::Client::new();
+        for i in 0..20 {
+            let streaming = i % 2 == 1;
+            let resp = http
+                .post(format!("{}/v1/chat/completions", server.url()))
+                .bearer_auth(&key)
+                .json(&json!({"model": "s/demo", "stream": streaming,
+                    "messages": [{"role": "user", "content": "hello"}]}))
+                .send()
+                .await?;
+            let status = resp.status();
+            let body = resp.text().await?;
+            ensure!(
+                status == 200,
+                "request {i} (postgres: {postgres}, streaming: {streaming}): {status} {body}"
+            );
+            ensure!(
+                if streaming {
+                    body.ends_with("data: [DONE]\n\n")
+                } else {
+                    body.contains(TEXT)
+                },
+                "request {i}: {body}"
+            );
+        }
+        // Every reply charged (the last end may still be in the writer's queue).
+        chorus_tests::wait::until(
+            "the 20 runs to be charged",
+            Duration::from_secs(10),
+            || async {
+                let usage: Value = http
+                    .get(format!("{}/api/me/usage", server.url()))
+                    .bearer_auth(&key)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                Ok((usage["by_model"][0]["runs"] == 20).then_some(()))
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
