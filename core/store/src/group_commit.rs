@@ -50,6 +50,25 @@ where
     Box::new(write)
 }
 
+/// A write kept as a value (its rows, ids and admission), applied by reference, as
+/// often as its batch needs ([`WriteFn`]).
+pub(crate) trait Apply: Send + Sync + 'static {
+    type Output: Send + 'static;
+    fn apply(
+        &self,
+        tx: &mut Tx,
+    ) -> impl std::future::Future<Output = Result<Self::Output, StoreError>> + Send;
+}
+
+/// The [`WriteFn`] of an [`Apply`] value: each try applies the same shared value.
+pub(crate) fn shared_write<W: Apply>(write: W) -> WriteFn<W::Output> {
+    let write = std::sync::Arc::new(write);
+    write_fn(move |tx| {
+        let write = write.clone();
+        Box::pin(async move { write.apply(tx).await })
+    })
+}
+
 /// A write waiting for its batch, its result type erased.
 trait Job: Send {
     /// Applies the write in `tx`, keeping its result until the batch commits.

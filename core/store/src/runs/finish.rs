@@ -3,7 +3,7 @@
 
 use super::{Run, RunOutcome};
 use crate::Tx;
-use crate::group_commit::write_fn;
+use crate::group_commit::{Apply, shared_write};
 use crate::ledger::charge_run;
 use crate::stats::{HOUR_MS, MINUTE_MS, record_run_end, run_end_buckets, run_shard};
 use crate::{Backend, Store, StoreError};
@@ -12,7 +12,6 @@ use chorus_model::money::Charge;
 use chorus_model::time::now_ms;
 use futures::future::BoxFuture;
 use sqlx::Row;
-use std::sync::Arc;
 
 pub use chorus_model::run::RunStatus;
 
@@ -111,16 +110,12 @@ impl Store {
         outcome: RunOutcome,
         charge: Option<Charge>,
     ) -> BoxFuture<'static, Result<bool, StoreError>> {
-        let write = Arc::new(FinishWrite {
+        self.write_queued(shared_write(FinishWrite {
             id: id.clone(),
             owner: owner.to_string(),
             outcome,
             charge,
             backend: self.backend(),
-        });
-        self.write_queued(write_fn(move |tx| {
-            let write = write.clone();
-            Box::pin(async move { write.apply(tx).await })
         }))
     }
 
@@ -216,7 +211,9 @@ struct FinishWrite {
     backend: Backend,
 }
 
-impl FinishWrite {
+impl Apply for FinishWrite {
+    type Output = bool;
+
     /// Ends the run if it is still active and `owner`'s, appends its text to the
     /// message, counts it in the console's rollup and charges it (its ledger row,
     /// then the balance only if that row was written: a run is charged once); false,

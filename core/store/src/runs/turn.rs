@@ -3,13 +3,12 @@
 
 use super::{Run, TurnIds};
 use crate::Tx;
-use crate::group_commit::write_fn;
+use crate::group_commit::{Apply, shared_write};
 use crate::ledger::{Admission, admit, check_admission};
 use crate::{Backend, NewConversation, NewTurn, Store, StoreConflict, StoreError};
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
 use chorus_model::time::now_ms;
 use sqlx::Row;
-use std::sync::Arc;
 
 /// A new turn's two messages (`$2` conversation, `$3`/`$4` user/assistant message,
 /// `$6` parent, `$7` content, `$8` model, `$9`/`$14` their times); on SQLite only if
@@ -137,7 +136,7 @@ impl Store {
         lease_until: i64,
         admission: &Admission,
     ) -> Result<TurnIds, StoreError> {
-        let write = Arc::new(TurnWrite {
+        let write = TurnWrite {
             ids: TurnIds {
                 user_message_id: MessageId::generate(),
                 assistant_message_id: MessageId::generate(),
@@ -149,13 +148,9 @@ impl Store {
             lease_until,
             admission: admission.clone(),
             backend: self.backend(),
-        });
+        };
         let ids = write.ids.clone();
-        self.write(write_fn(move |tx| {
-            let write = write.clone();
-            Box::pin(async move { write.apply(tx).await })
-        }))
-        .await?;
+        self.write(shared_write(write)).await?;
         Ok(ids)
     }
 
@@ -181,7 +176,7 @@ impl Store {
         lease_until: i64,
         admission: &Admission,
     ) -> Result<RunId, StoreError> {
-        let write = Arc::new(ContinuationWrite {
+        let write = ContinuationWrite {
             id: RunId::generate(),
             previous: previous.clone(),
             model: model.to_string(),
@@ -189,13 +184,9 @@ impl Store {
             lease_until,
             admission: admission.clone(),
             backend: self.backend(),
-        });
+        };
         let id = write.id.clone();
-        self.write(write_fn(move |tx| {
-            let write = write.clone();
-            Box::pin(async move { write.apply(tx).await })
-        }))
-        .await?;
+        self.write(shared_write(write)).await?;
         Ok(id)
     }
 }
@@ -212,7 +203,9 @@ struct TurnWrite {
     backend: Backend,
 }
 
-impl TurnWrite {
+impl Apply for TurnWrite {
+    type Output = ();
+
     /// Admits the run and writes the conversation (when new), both messages and the
     /// run, in one round trip to the database (see [`TurnWrite::apply_sqlite`] and
     /// [`TurnWrite::apply_postgres`]). A refusal is an error, so the caller's
@@ -224,7 +217,9 @@ impl TurnWrite {
             Backend::Postgres => self.apply_postgres(tx).await,
         }
     }
+}
 
+impl TurnWrite {
     /// The statement that writes the turn's rows, parameters `$1`..`$17` as
     /// [`TurnWrite::bind`] binds them; on SQLite several statements in one query
     /// (sqlx runs each in turn, binding `$n` by number across them), on PostgreSQL
@@ -360,7 +355,9 @@ struct ContinuationWrite {
     backend: Backend,
 }
 
-impl ContinuationWrite {
+impl Apply for ContinuationWrite {
+    type Output = ();
+
     async fn apply(&self, tx: &mut Tx) -> Result<(), StoreError> {
         let previous = &self.previous;
         admit(tx, self.backend, &previous.account_id, &self.admission).await?;
