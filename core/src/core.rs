@@ -559,38 +559,41 @@ impl Core {
             return Err(InvalidInput::MessageTooLong { max }.into());
         }
         timing::set_kind("message");
-        let conversation = self
+        let mut context = self
             .store
-            .conversation(&account.id, conversation_id)
+            .turn_context(&account.id, conversation_id)
             .await?
             .ok_or(CoreError::NotFound("conversation"))?;
         timing::mark("conversation");
+        let conversation = &context.conversation;
         let model = model.unwrap_or(&conversation.model).to_string();
         self.check_model_for(account, &model).await?;
         timing::mark("model_check");
         let parent_id = match place {
             Place::Root => None,
             Place::Under(p) => {
-                if !self
-                    .store
-                    .message_in_conversation(conversation_id, p)
-                    .await?
-                {
+                if !context.has_message(p) {
                     return Err(CoreError::NotFound("parent message"));
                 }
                 Some(p.clone())
             }
-            Place::Newest => self.store.latest_message(conversation_id).await?,
+            Place::Newest => context.latest_message().cloned(),
         };
         // Context: the branch up to the parent, then the new message.
         let before = match &parent_id {
-            Some(p) => self.store.branch(conversation_id, p).await?,
+            Some(p) => context.branch(p),
             None => Vec::new(),
         };
         timing::mark("branch");
-        let tools = self.tool_context(account, conversation_id).await?;
+        let tools = self
+            .tool_context_of(
+                account,
+                &context.tools,
+                std::mem::take(&mut context.tool_steps),
+            )
+            .await?;
         timing::mark("tools");
-        let mut request = build_request(&conversation, &before, &model, None, &tools);
+        let mut request = build_request(&context.conversation, &before, &model, None, &tools);
         request
             .messages
             .push(ChatMessage::text(ChatRole::User, content));

@@ -16,6 +16,11 @@ impl Core {
         id: &RunId,
         after: u64,
     ) -> Result<EntryStream, CoreError> {
+        if self.engine.runs_here_for(id, &account.id) {
+            // Executed here, so active until its journal says it ended: the store's
+            // row has nothing to add.
+            return self.follow_active(id, after).await;
+        }
         let run = self.owned_run(account, id).await?;
         if !run.status.is_active() {
             // The run is over: what the journal holds is final, so answer from it
@@ -24,6 +29,11 @@ impl Core {
             let entries = settled_events(&run, backlog, after);
             return Ok(Box::pin(futures::stream::iter(entries.into_iter().map(Ok))));
         }
+        self.follow_active(id, after).await
+    }
+
+    /// Follows an active run's journal after `after`.
+    async fn follow_active(&self, id: &RunId, after: u64) -> Result<EntryStream, CoreError> {
         if self.journal.has_run(id).await? {
             return Ok(self.journal.follow(id, after));
         }

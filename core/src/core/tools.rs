@@ -105,11 +105,23 @@ impl Core {
         conversation: &ConversationId,
     ) -> Result<ToolContext, CoreError> {
         let selection = self.store.conversation_tools(conversation).await?;
+        let steps = self.store.conversation_tool_steps(conversation).await?;
+        self.tool_context_of(account, &selection, steps).await
+    }
+
+    /// [`Core::tool_context`] from a conversation's tool selection and steps already
+    /// read.
+    pub(super) async fn tool_context_of(
+        &self,
+        account: &Account,
+        selection: &[String],
+        steps: Vec<(MessageId, Vec<ToolStep>)>,
+    ) -> Result<ToolContext, CoreError> {
         Ok(ToolContext {
             specs: self
                 .tools
-                .specs_for(&self.tool_user(account).await?, &selection),
-            steps: self.store.conversation_tool_steps(conversation).await?,
+                .specs_for(&self.tool_user(account).await?, selection),
+            steps,
         })
     }
 }

@@ -77,6 +77,9 @@ pub(crate) struct RunJob {
 pub(crate) struct LocalRun {
     pub stop: CancellationToken,
     pub progress: checkpoint::SharedProgress,
+    /// Whose run it is: a reader of a local run is checked against it without a
+    /// store read ([`Engine::runs_here_for`]).
+    pub account: chorus_model::ids::AccountId,
 }
 
 /// Removes a run from the local runs when its task ends, however it ends.
@@ -173,6 +176,7 @@ impl Engine {
                 LocalRun {
                     stop: stop.clone(),
                     progress: progress.clone(),
+                    account: job.tool_context.account_id.clone(),
                 },
             );
         // Counted as started (and streaming) with the first model of its chain.
@@ -234,6 +238,17 @@ impl Engine {
             run::run(&inner, job, stop, progress, meter).await;
         };
         self.inner.tasks.spawn(task.instrument(span));
+    }
+
+    /// Whether this instance executes `run` for `account` (then it has not ended, or
+    /// is ending: its journal holds its events up to its end).
+    pub fn runs_here_for(&self, run: &RunId, account: &chorus_model::ids::AccountId) -> bool {
+        self.inner
+            .local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(run)
+            .is_some_and(|local| local.account == *account)
     }
 
     /// Stops a run if this instance executes it. Returns false when it runs elsewhere

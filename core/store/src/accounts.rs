@@ -207,6 +207,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.keys.invalidate();
         Ok(ended.rows_affected())
     }
 

@@ -170,6 +170,7 @@ impl Store {
         );
         record(&mut tx, &change).await?;
         tx.commit().await?;
+        self.keys.invalidate();
         Ok(before)
     }
 
@@ -199,6 +200,7 @@ impl Store {
         );
         record(&mut tx, &change).await?;
         tx.commit().await?;
+        self.keys.invalidate();
         Ok(before)
     }
 
@@ -300,6 +302,7 @@ impl Store {
         );
         record(&mut tx, &change).await?;
         tx.commit().await?;
+        self.keys.invalidate();
         Ok((sessions, keys))
     }
 
@@ -427,6 +430,7 @@ impl Store {
         );
         record(&mut tx, &change).await?;
         tx.commit().await?;
+        self.keys.invalidate();
         Ok(())
     }
 

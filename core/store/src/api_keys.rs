@@ -140,11 +140,22 @@ impl Store {
         .bind(account.as_str())
         .execute(self.pool())
         .await?;
+        self.keys.invalidate();
         Ok(done.rows_affected() == 1)
     }
 
     /// The account and scopes of an unrevoked key; records its use to the minute.
+    /// Held for a few seconds per instance (`key_cache.rs`).
     pub async fn account_by_api_key(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<KeyedAccount>, StoreError> {
+        self.keys
+            .get_or_read(key_hash, || self.read_account_by_api_key(key_hash))
+            .await
+    }
+
+    async fn read_account_by_api_key(
         &self,
         key_hash: &str,
     ) -> Result<Option<KeyedAccount>, StoreError> {

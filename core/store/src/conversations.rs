@@ -2,6 +2,7 @@
 
 use super::{Store, StoreConflict, StoreError};
 use crate::Tx;
+use chorus_model::history::ToolStep;
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
 use chorus_model::time::now_ms;
 use serde::Serialize;
@@ -280,59 +281,55 @@ impl Store {
         &self,
         conversation: &ConversationId,
     ) -> Result<Vec<Message>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, parent_id, role, content, model, created_at FROM messages \
-             WHERE conversation_id = $1 ORDER BY created_at, id",
-        )
-        .bind(conversation.as_str())
-        .fetch_all(self.pool())
-        .await?;
-        let runs = sqlx::query(
-            "SELECT id, message_id, status, text, finish_reason, error, prompt_tokens, completion_tokens \
-             FROM runs WHERE conversation_id = $1 ORDER BY created_at, id",
-        )
-        .bind(conversation.as_str())
-        .fetch_all(self.pool())
-        .await?;
-        let mut messages = rows
-            .iter()
-            .map(|row| {
-                Ok(Message {
-                    id: MessageId::from_stored(row.try_get("id")?),
-                    parent_id: row
-                        .try_get::<Option<String>, _>("parent_id")?
-                        .map(MessageId::from_stored),
-                    role: row.try_get("role")?,
-                    content: row.try_get("content")?,
-                    model: row.try_get("model")?,
-                    created_at: row.try_get("created_at")?,
-                    run_id: None,
-                    run_status: None,
-                    run_finish_reason: None,
-                    run_error: None,
-                    run_prompt_tokens: None,
-                    run_completion_tokens: None,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        for run in &runs {
-            let message_id: String = run.try_get("message_id")?;
-            let status: String = run.try_get("status")?;
-            if let Some(m) = messages.iter_mut().find(|m| m.id.as_str() == message_id) {
-                if status == "queued" || status == "streaming" {
-                    // The run's text joins the message only when the run ends.
-                    let text: String = run.try_get("text")?;
-                    m.content.push_str(&text);
-                }
-                m.run_id = Some(RunId::from_stored(run.try_get("id")?));
-                m.run_status = Some(status);
-                m.run_finish_reason = run.try_get("finish_reason")?;
-                m.run_error = run.try_get("error")?;
-                m.run_prompt_tokens = run.try_get("prompt_tokens")?;
-                m.run_completion_tokens = run.try_get("completion_tokens")?;
-            }
-        }
-        Ok(messages)
+        let mut conn = self.pool().acquire().await?;
+        let rows = sqlx::query(MESSAGES_SQL)
+            .bind(conversation.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+        let runs = sqlx::query(RUNS_SQL)
+            .bind(conversation.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(messages_with_runs(&rows, &runs)?)
+    }
+
+    /// What a new turn of `account`'s conversation `id` is built from, in three reads
+    /// on one connection: the conversation with its tool selection, its messages
+    /// (with their runs' state), and its runs' tool steps. `None`: `account` owns no
+    /// such conversation.
+    pub async fn turn_context(
+        &self,
+        account: &AccountId,
+        id: &ConversationId,
+    ) -> Result<Option<TurnContext>, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS}, tools FROM conversations WHERE id = $1 AND account_id = $2"
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .bind(account.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let conversation = Conversation::from_row(&row)?;
+        let tools: Option<String> = row.try_get("tools")?;
+        let rows = sqlx::query(MESSAGES_SQL)
+            .bind(id.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+        let runs = sqlx::query(RUNS_SQL)
+            .bind(id.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(Some(TurnContext {
+            conversation,
+            tools: crate::tool_steps::parse_selection(tools),
+            messages: messages_with_runs(&rows, &runs)?,
+            tool_steps: crate::tool_steps::steps_by_message(&runs)?,
+        }))
     }
 
     /// The newest message of a conversation: where a new turn hangs by default.
@@ -371,21 +368,108 @@ impl Store {
         conversation: &ConversationId,
         leaf: &MessageId,
     ) -> Result<Vec<Message>, StoreError> {
-        let all = self.messages(conversation).await?;
-        let mut chain = Vec::new();
-        let mut cursor = Some(leaf.clone());
-        while let Some(id) = cursor {
-            let Some(m) = all.iter().find(|m| m.id == id) else {
-                break;
-            };
-            cursor = m.parent_id.clone();
-            chain.push(m.clone());
-            if chain.len() > all.len() {
-                break; // a cycle would be a bug elsewhere; never loop forever on it
+        Ok(chain_to(&self.messages(conversation).await?, leaf))
+    }
+}
+
+/// A conversation's messages, oldest first (ties by id).
+const MESSAGES_SQL: &str = "SELECT id, parent_id, role, content, model, created_at FROM messages \
+     WHERE conversation_id = $1 ORDER BY created_at, id";
+
+/// A conversation's runs, oldest first: their state for their messages, and their
+/// tool steps.
+const RUNS_SQL: &str = "SELECT id, message_id, status, text, finish_reason, error, prompt_tokens, \
+     completion_tokens, prefix_len, tool_steps FROM runs WHERE conversation_id = $1 ORDER BY created_at, id";
+
+/// Messages as read with [`MESSAGES_SQL`], each with the state of its newest run
+/// from [`RUNS_SQL`] (a running one's checkpointed text joined to its content).
+fn messages_with_runs(rows: &[AnyRow], runs: &[AnyRow]) -> Result<Vec<Message>, sqlx::Error> {
+    let mut messages = rows
+        .iter()
+        .map(|row| {
+            Ok(Message {
+                id: MessageId::from_stored(row.try_get("id")?),
+                parent_id: row
+                    .try_get::<Option<String>, _>("parent_id")?
+                    .map(MessageId::from_stored),
+                role: row.try_get("role")?,
+                content: row.try_get("content")?,
+                model: row.try_get("model")?,
+                created_at: row.try_get("created_at")?,
+                run_id: None,
+                run_status: None,
+                run_finish_reason: None,
+                run_error: None,
+                run_prompt_tokens: None,
+                run_completion_tokens: None,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    for run in runs {
+        let message_id: String = run.try_get("message_id")?;
+        let status: String = run.try_get("status")?;
+        if let Some(m) = messages.iter_mut().find(|m| m.id.as_str() == message_id) {
+            if status == "queued" || status == "streaming" {
+                // The run's text joins the message only when the run ends.
+                let text: String = run.try_get("text")?;
+                m.content.push_str(&text);
             }
+            m.run_id = Some(RunId::from_stored(run.try_get("id")?));
+            m.run_status = Some(status);
+            m.run_finish_reason = run.try_get("finish_reason")?;
+            m.run_error = run.try_get("error")?;
+            m.run_prompt_tokens = run.try_get("prompt_tokens")?;
+            m.run_completion_tokens = run.try_get("completion_tokens")?;
         }
-        chain.reverse();
-        Ok(chain)
+    }
+    Ok(messages)
+}
+
+/// The messages from the root down to `leaf`, following parents; empty when `leaf`
+/// is not among `all`.
+fn chain_to(all: &[Message], leaf: &MessageId) -> Vec<Message> {
+    let mut chain = Vec::new();
+    let mut cursor = Some(leaf.clone());
+    while let Some(id) = cursor {
+        let Some(m) = all.iter().find(|m| m.id == id) else {
+            break;
+        };
+        cursor = m.parent_id.clone();
+        chain.push(m.clone());
+        if chain.len() > all.len() {
+            break; // a cycle would be a bug elsewhere; never loop forever on it
+        }
+    }
+    chain.reverse();
+    chain
+}
+
+/// What a new turn of a conversation is built from ([`Store::turn_context`]).
+#[derive(Clone, Debug)]
+pub struct TurnContext {
+    pub conversation: Conversation,
+    /// The tools chosen for the conversation.
+    pub tools: Vec<String>,
+    /// Every message, oldest first.
+    pub messages: Vec<Message>,
+    /// The tool steps of each message, merged over its runs.
+    pub tool_steps: Vec<(MessageId, Vec<ToolStep>)>,
+}
+
+impl TurnContext {
+    /// The newest message: where a new turn hangs by default.
+    pub fn latest_message(&self) -> Option<&MessageId> {
+        self.messages.last().map(|m| &m.id)
+    }
+
+    /// Whether `message` belongs to the conversation.
+    pub fn has_message(&self, message: &MessageId) -> bool {
+        self.messages.iter().any(|m| m.id == *message)
+    }
+
+    /// The messages from the root down to `leaf`.
+    pub fn branch(&self, leaf: &MessageId) -> Vec<Message> {
+        chain_to(&self.messages, leaf)
     }
 }
 

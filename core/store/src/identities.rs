@@ -187,6 +187,7 @@ impl Store {
             .bind(account.as_str())
             .execute(self.pool())
             .await?;
+        self.keys.invalidate();
         Ok(())
     }
 

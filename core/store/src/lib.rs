@@ -13,6 +13,7 @@ mod bindings;
 mod conversations;
 mod group_commit;
 mod identities;
+mod key_cache;
 mod ledger;
 mod links;
 mod marks;
@@ -30,7 +31,7 @@ pub use admin::{AccountListing, AccountSort, RunFilter, RunListing};
 pub use api_keys::{ApiKeyInfo, ApiKeyScope, KeyedAccount};
 pub use audit::{Actor, AuditFilter, AuditKind, AuditRecord, Change};
 pub use bindings::RenderState;
-pub use conversations::{Conversation, Message, NewConversation, NewTurn};
+pub use conversations::{Conversation, Message, NewConversation, NewTurn, TurnContext};
 pub use identities::{IdentityRecord, SsoFlow};
 pub use ledger::{Admission, LedgerEntry, LedgerReason, UsageBucket, utc_date};
 pub use links::{Identity, LinkOutcome};
@@ -161,6 +162,9 @@ pub struct Store {
     backend: Backend,
     /// Micro-credits every new account starts with (`accounts.default_balance`).
     initial_balance: i64,
+    /// The accounts of recently used API keys (`key_cache.rs`), forgotten by every
+    /// write of keys or accounts made through this store.
+    keys: Arc<key_cache::KeyCache>,
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -343,6 +347,7 @@ impl Store {
             _wal: wal,
             backend,
             initial_balance: 0,
+            keys: Arc::default(),
         })
     }
 

@@ -150,6 +150,7 @@ impl Store {
             }
         };
         tx.commit().await?;
+        self.keys.invalidate();
         Ok(outcome)
     }
 

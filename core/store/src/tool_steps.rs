@@ -7,6 +7,7 @@ use super::{Store, StoreError};
 use chorus_model::history::ToolStep;
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 /// One run's steps with the message text length before it.
 type RunSteps = (usize, Vec<ToolStep>);
@@ -42,21 +43,7 @@ impl Store {
         .bind(conversation.as_str())
         .fetch_all(self.pool())
         .await?;
-        let mut by_message: Vec<(MessageId, Vec<RunSteps>)> = Vec::new();
-        for row in rows {
-            let id = MessageId::from_stored(row.try_get::<String, _>("message_id")?);
-            let prefix: i64 = row.try_get("prefix_len")?;
-            let json: String = row.try_get("tool_steps")?;
-            let steps: Vec<ToolStep> = serde_json::from_str(&json).unwrap_or_default();
-            match by_message.iter_mut().find(|(m, _)| *m == id) {
-                Some((_, runs)) => runs.push((prefix.max(0) as usize, steps)),
-                None => by_message.push((id, vec![(prefix.max(0) as usize, steps)])),
-            }
-        }
-        Ok(by_message
-            .into_iter()
-            .map(|(id, runs)| (id, chorus_model::history::merge_runs(runs)))
-            .collect())
+        Ok(steps_by_message(&rows)?)
     }
 
     /// The tools a conversation offers (server ids and tool names).
@@ -72,9 +59,7 @@ impl Store {
             Some(r) => r.try_get("tools")?,
             None => None,
         };
-        Ok(json
-            .and_then(|j| serde_json::from_str(&j).ok())
-            .unwrap_or_default())
+        Ok(parse_selection(json))
     }
 
     /// Sets the tools of a conversation `account` owns; false when it owns none such.
@@ -94,4 +79,35 @@ impl Store {
                 .await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// A conversation's tool selection as stored (a JSON list, or nothing).
+pub(crate) fn parse_selection(json: Option<String>) -> Vec<String> {
+    json.and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default()
+}
+
+/// The tool steps of each message, merged over its runs in order, from rows of
+/// runs (oldest first) with `message_id`, `prefix_len` and `tool_steps` (rows
+/// without steps are passed over).
+pub(crate) fn steps_by_message(
+    rows: &[AnyRow],
+) -> Result<Vec<(MessageId, Vec<ToolStep>)>, sqlx::Error> {
+    let mut by_message: Vec<(MessageId, Vec<RunSteps>)> = Vec::new();
+    for row in rows {
+        let Some(json) = row.try_get::<Option<String>, _>("tool_steps")? else {
+            continue;
+        };
+        let id = MessageId::from_stored(row.try_get::<String, _>("message_id")?);
+        let prefix: i64 = row.try_get("prefix_len")?;
+        let steps: Vec<ToolStep> = serde_json::from_str(&json).unwrap_or_default();
+        match by_message.iter_mut().find(|(m, _)| *m == id) {
+            Some((_, runs)) => runs.push((prefix.max(0) as usize, steps)),
+            None => by_message.push((id, vec![(prefix.max(0) as usize, steps)])),
+        }
+    }
+    Ok(by_message
+        .into_iter()
+        .map(|(id, runs)| (id, chorus_model::history::merge_runs(runs)))
+        .collect())
 }
