@@ -268,6 +268,15 @@ async fn suite(mut store: Store) {
         .await
         .unwrap();
     assert_eq!(store.account_counts(&alice.id).await.unwrap(), (1, 1));
+    // Used once, so this instance holds the key's account (`key_cache.rs`): the
+    // revocation must forget it at once.
+    assert!(
+        store
+            .account_by_api_key("key-hash")
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(
         store.admin_revoke_access(&actor, &alice.id).await.unwrap(),
         (1, 1)
