@@ -319,7 +319,7 @@ impl Store {
         };
         let pool = pool_options(backend)
             .max_connections(max_connections.unwrap_or(match backend {
-                Backend::Sqlite => 8,
+                Backend::Sqlite => sqlite_readers(),
                 Backend::Postgres => 16,
             }))
             .connect(&url)
@@ -486,6 +486,16 @@ fn pool_options(backend: Backend) -> AnyPoolOptions {
             })
         }),
     }
+}
+
+/// The default number of SQLite reader connections: twice the cores, at least two.
+/// Each connection is a thread of its own; in a burst every one of them is runnable,
+/// and beyond about two per core they only take CPU turns from the writer and the
+/// async workers (a burst of 1,000 messages on 2 cores reached its first events
+/// sooner with 4 readers than with 8: README.md, "Fewer reads per message").
+fn sqlite_readers() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (2 * cores).clamp(2, 64) as u32
 }
 
 /// Makes sure a SQLite URL creates its file, and that the file's directory exists.
