@@ -16,10 +16,13 @@ impl Core {
         id: &RunId,
         after: u64,
     ) -> Result<EntryStream, CoreError> {
-        if self.engine.runs_here_for(id, &account.id) {
-            // Executed here, so active until its journal says it ended: the store's
-            // row has nothing to add.
-            return self.follow_active(id, after).await;
+        if after == 0 && self.engine.runs_here_for(id, &account.id) {
+            // A first read of a run executed here: its journal holds every event up
+            // to its end, so the store's row has nothing to add. A reader resuming
+            // after some seq takes the path below, which answers one that already
+            // saw `finished` with `finished` again (the journal alone would end the
+            // stream with nothing).
+            return self.follow_active(id, 0).await;
         }
         let run = self.owned_run(account, id).await?;
         if !run.status.is_active() {
