@@ -373,7 +373,11 @@ impl DockerSandbox {
         match created {
             Ok(created) => guard.created(holder, created.id),
             Err(e) => {
-                guard.not_created(holder);
+                if docker_answered(&e) {
+                    guard.not_created(holder);
+                }
+                // Otherwise the request may have created it: the guard, dropped,
+                // removes it by name once Docker answers.
                 return Err(e.into());
             }
         }
@@ -397,7 +401,11 @@ impl DockerSandbox {
         match created {
             Ok(created) => guard.created(program, created.id),
             Err(e) => {
-                guard.not_created(program);
+                if docker_answered(&e) {
+                    guard.not_created(program);
+                }
+                // Otherwise (the connection lost mid-request) Docker may have created
+                // it without our hearing: the guard removes it by name.
                 let e = or_stopped(&docker, guard.id(holder), e.into()).await;
                 guard.remove().await;
                 return Err(e);
@@ -814,6 +822,12 @@ impl Sandbox for DockerSandbox {
         }
         result
     }
+}
+
+/// Whether a failed request was refused by Docker itself (so it did nothing), rather
+/// than lost on the way (so it may have been carried out).
+fn docker_answered(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { .. })
 }
 
 #[cfg(test)]
