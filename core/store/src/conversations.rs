@@ -282,14 +282,7 @@ impl Store {
         conversation: &ConversationId,
     ) -> Result<Vec<Message>, StoreError> {
         let mut conn = self.pool().acquire().await?;
-        let rows = sqlx::query(MESSAGES_SQL)
-            .bind(conversation.as_str())
-            .fetch_all(&mut *conn)
-            .await?;
-        let runs = sqlx::query(RUNS_SQL)
-            .bind(conversation.as_str())
-            .fetch_all(&mut *conn)
-            .await?;
+        let (rows, runs) = message_and_run_rows(&mut conn, conversation).await?;
         Ok(messages_with_runs(&rows, &runs)?)
     }
 
@@ -316,14 +309,7 @@ impl Store {
         };
         let conversation = Conversation::from_row(&row)?;
         let tools: Option<String> = row.try_get("tools")?;
-        let rows = sqlx::query(MESSAGES_SQL)
-            .bind(id.as_str())
-            .fetch_all(&mut *conn)
-            .await?;
-        let runs = sqlx::query(RUNS_SQL)
-            .bind(id.as_str())
-            .fetch_all(&mut *conn)
-            .await?;
+        let (rows, runs) = message_and_run_rows(&mut conn, id).await?;
         Ok(Some(TurnContext {
             conversation,
             tools: crate::tool_steps::parse_selection(tools),
@@ -380,6 +366,22 @@ const MESSAGES_SQL: &str = "SELECT id, parent_id, role, content, model, created_
 /// tool steps.
 const RUNS_SQL: &str = "SELECT id, message_id, status, text, finish_reason, error, prompt_tokens, \
      completion_tokens, prefix_len, tool_steps FROM runs WHERE conversation_id = $1 ORDER BY created_at, id";
+
+/// A conversation's rows of [`MESSAGES_SQL`] and of [`RUNS_SQL`], on `conn`.
+async fn message_and_run_rows(
+    conn: &mut sqlx::AnyConnection,
+    conversation: &ConversationId,
+) -> Result<(Vec<AnyRow>, Vec<AnyRow>), sqlx::Error> {
+    let rows = sqlx::query(MESSAGES_SQL)
+        .bind(conversation.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+    let runs = sqlx::query(RUNS_SQL)
+        .bind(conversation.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok((rows, runs))
+}
 
 /// Messages as read with [`MESSAGES_SQL`], each with the state of its newest run
 /// from [`RUNS_SQL`] (a running one's checkpointed text joined to its content).
