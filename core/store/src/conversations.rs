@@ -1,6 +1,6 @@
 //! Conversations, their message trees and surface bindings.
 
-use super::{Store, StoreConflict, StoreError};
+use super::{Backend, Store, StoreConflict, StoreError};
 use crate::Tx;
 use chorus_model::history::ToolStep;
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
@@ -296,20 +296,32 @@ impl Store {
         id: &ConversationId,
     ) -> Result<Option<TurnContext>, StoreError> {
         let mut conn = self.pool().acquire().await?;
-        let sql = format!(
-            "SELECT {CONVERSATION_COLUMNS}, tools FROM conversations WHERE id = $1 AND account_id = $2"
-        );
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.as_str())
-            .bind(account.as_str())
-            .fetch_optional(&mut *conn)
-            .await?
-        else {
-            return Ok(None);
+        let (row, rows, runs) = match self.backend() {
+            Backend::Sqlite => {
+                let mut parts = turn_context_rows_sqlite(&mut conn, account, id).await?;
+                let Some(row) = parts.conversation.pop() else {
+                    return Ok(None);
+                };
+                (row, parts.messages, parts.runs)
+            }
+            Backend::Postgres => {
+                let sql = format!(
+                    "SELECT {CONVERSATION_COLUMNS}, tools FROM conversations WHERE id = $1 AND account_id = $2"
+                );
+                let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(id.as_str())
+                    .bind(account.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let (rows, runs) = message_and_run_rows(&mut conn, id).await?;
+                (row, rows, runs)
+            }
         };
         let conversation = Conversation::from_row(&row)?;
         let tools: Option<String> = row.try_get("tools")?;
-        let (rows, runs) = message_and_run_rows(&mut conn, id).await?;
         Ok(Some(TurnContext {
             conversation,
             tools: crate::tool_steps::parse_selection(tools),
@@ -381,6 +393,56 @@ async fn message_and_run_rows(
         .fetch_all(&mut *conn)
         .await?;
     Ok((rows, runs))
+}
+
+/// [`Store::turn_context`]'s rows on SQLite, by statement.
+#[derive(Default)]
+struct TurnContextRows {
+    conversation: Vec<AnyRow>,
+    messages: Vec<AnyRow>,
+    runs: Vec<AnyRow>,
+}
+
+/// On SQLite, [`Store::turn_context`]'s three reads as one query of three statements
+/// (`$1` the conversation, `$2` its account): one round trip to the connection's
+/// worker thread instead of three, each row marked with the statement it came from.
+static TURN_CONTEXT_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let marked =
+        |part: &str, sql: &str| sql.replacen("SELECT ", &format!("SELECT '{part}' AS part, "), 1);
+    format!(
+        "SELECT 'conversation' AS part, {CONVERSATION_COLUMNS}, tools FROM conversations \
+         WHERE id = $1 AND account_id = $2; {}; {}",
+        marked("message", MESSAGES_SQL),
+        marked("run", RUNS_SQL)
+    )
+});
+
+async fn turn_context_rows_sqlite(
+    conn: &mut sqlx::AnyConnection,
+    account: &AccountId,
+    conversation: &ConversationId,
+) -> Result<TurnContextRows, StoreError> {
+    // Every row of every statement (fetching less could leave statements unrun).
+    let rows = sqlx::query(sqlx::AssertSqlSafe(TURN_CONTEXT_SQLITE.as_str()))
+        .bind(conversation.as_str())
+        .bind(account.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut parts = TurnContextRows::default();
+    for row in rows {
+        let part: String = row.try_get("part")?;
+        match part.as_str() {
+            "conversation" => parts.conversation.push(row),
+            "message" => parts.messages.push(row),
+            "run" => parts.runs.push(row),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "a turn context row of part {other:?}"
+                )));
+            }
+        }
+    }
+    Ok(parts)
 }
 
 /// Messages as read with [`MESSAGES_SQL`], each with the state of its newest run

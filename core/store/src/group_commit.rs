@@ -21,6 +21,13 @@
 //! transactions, not one per write. Any other failure there (a database error) runs
 //! each write of the batch alone, in its own transaction, as without batching.
 //!
+//! Writes of one kind queued next to each other (new turns: [`ApplyMany`]) are applied
+//! together, in a few set-based statements for all of them instead of a round trip
+//! to the connection's worker thread each: their decisions are taken in Rust on what
+//! one read returned, in queue order, and a refused write is simply left out of the
+//! statements, so it writes nothing and costs the batch no savepoint. The batch's
+//! other writes still run one after another around them.
+//!
 //! Only the writer of a SQLite file batches (PostgreSQL runs concurrent transactions
 //! on many connections, and one transaction locking the rows of many accounts could
 //! deadlock with a merge).
@@ -29,6 +36,8 @@ use super::StoreError;
 use crate::Tx;
 use futures::future::BoxFuture;
 use sqlx::AnyPool;
+use std::any::{Any, TypeId};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
@@ -62,10 +71,67 @@ pub(crate) trait Apply: Send + Sync + 'static {
 
 /// The [`WriteFn`] of an [`Apply`] value: each try applies the same shared value.
 pub(crate) fn shared_write<W: Apply>(write: W) -> WriteFn<W::Output> {
-    let write = std::sync::Arc::new(write);
+    let write = Arc::new(write);
     write_fn(move |tx| {
         let write = write.clone();
         Box::pin(async move { write.apply(tx).await })
+    })
+}
+
+/// A write that a batch applies together with the writes of its kind queued next to
+/// it, in a few set-based statements for all of them ([`ApplyMany::apply_many`]);
+/// alone (and when a batch is applied again with savepoints) through [`Apply`].
+pub(crate) trait ApplyMany: Apply<Output = ()> {
+    /// Applies `writes` in `tx` as if one after another, each seeing the ones before
+    /// it. Returns each write's answer, in order: `Ok`, or the refusal of a write that
+    /// wrote nothing. An `Err` is the database failing: the batch's transaction is
+    /// then rolled back and its writes applied again one by one.
+    fn apply_many(
+        writes: &[&Self],
+        tx: &mut Tx,
+    ) -> impl std::future::Future<Output = Result<Vec<Result<(), StoreError>>, StoreError>> + Send;
+
+    /// Whether this write can be applied with others (it may carry something the
+    /// set-based statements cannot); when not, it is applied on its own.
+    fn combinable(&self) -> bool {
+        true
+    }
+}
+
+/// The answers of writes applied together, or the database's failure.
+type ManyAnswers = Result<Vec<Result<(), StoreError>>, StoreError>;
+
+/// [`ApplyMany::apply_many`] of one write type, its values erased.
+type ManyFn = for<'t> fn(&'t mut Tx, Vec<Arc<dyn Any + Send + Sync>>) -> BoxFuture<'t, ManyAnswers>;
+
+/// What a job applied together with its neighbours gives its batch.
+struct Together {
+    /// Jobs are applied together only with jobs of the same type.
+    kind: TypeId,
+    value: Arc<dyn Any + Send + Sync>,
+    apply: ManyFn,
+}
+
+fn apply_many_erased<W: ApplyMany>(
+    tx: &mut Tx,
+    values: Vec<Arc<dyn Any + Send + Sync>>,
+) -> BoxFuture<'_, ManyAnswers> {
+    Box::pin(async move {
+        let writes = values
+            .into_iter()
+            .map(|value| value.downcast::<W>())
+            .collect::<Result<Vec<Arc<W>>, _>>()
+            .map_err(|_| StoreError::Corrupt("writes of two kinds were applied together".into()))?;
+        let refs: Vec<&W> = writes.iter().map(|write| &**write).collect();
+        let answers = W::apply_many(&refs, tx).await?;
+        if answers.len() != refs.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} writes applied together gave {} answers",
+                refs.len(),
+                answers.len()
+            )));
+        }
+        Ok(answers)
     })
 }
 
@@ -82,6 +148,12 @@ trait Job: Send {
     fn abandoned(&self) -> bool;
     /// When the write was queued.
     fn queued(&self) -> Instant;
+    /// The write's set-based form, when it can be applied with its neighbours.
+    fn together(&self) -> Option<Together> {
+        None
+    }
+    /// Keeps the answer it was given when applied with its neighbours.
+    fn settle(&mut self, answer: Result<(), StoreError>);
 }
 
 struct TypedJob<T> {
@@ -127,6 +199,68 @@ impl<T: Send + 'static> Job for TypedJob<T> {
     fn queued(&self) -> Instant {
         self.queued
     }
+
+    fn settle(&mut self, answer: Result<(), StoreError>) {
+        // Never applied with others (it has no `together`): an `Ok` here would be a bug.
+        self.result = Some(answer.and_then(|()| {
+            Err(StoreError::Corrupt(
+                "a write without a set-based form was applied with others".into(),
+            ))
+        }));
+    }
+}
+
+/// A write of an [`ApplyMany`] type waiting for its batch.
+struct ManyJob<W> {
+    queued: Instant,
+    write: Arc<W>,
+    result: Option<Result<(), StoreError>>,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl<W: ApplyMany> Job for ManyJob<W> {
+    fn apply<'t>(&'t mut self, tx: &'t mut Tx) -> BoxFuture<'t, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.write.apply(tx).await?;
+            self.result = Some(Ok(()));
+            Ok(())
+        })
+    }
+
+    fn refuse(&mut self, refusal: StoreError) {
+        self.result = Some(Err(refusal));
+    }
+
+    fn answer(self: Box<Self>, error: Option<StoreError>) {
+        let result = match (error, self.result) {
+            (Some(e), _) => Err(e),
+            (None, Some(result)) => result,
+            (None, None) => Err(StoreError::Corrupt(
+                "a batched write was answered before it ran".into(),
+            )),
+        };
+        let _ = self.reply.send(result);
+    }
+
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    fn queued(&self) -> Instant {
+        self.queued
+    }
+
+    fn together(&self) -> Option<Together> {
+        self.write.combinable().then(|| Together {
+            kind: TypeId::of::<W>(),
+            value: self.write.clone(),
+            apply: apply_many_erased::<W>,
+        })
+    }
+
+    fn settle(&mut self, answer: Result<(), StoreError>) {
+        self.result = Some(answer);
+    }
 }
 
 /// The handle writes are queued on. Cheap to clone; the task ends when the last
@@ -167,6 +301,27 @@ impl GroupCommit {
             result: None,
             reply,
         });
+        self.send(job, answer)
+    }
+
+    /// Applies `write` in the next batch, together with the writes of its type queued
+    /// next to it ([`ApplyMany`]); returns its answer once committed.
+    pub(crate) async fn write_many<W: ApplyMany>(&self, write: W) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(ManyJob {
+            queued: Instant::now(),
+            write: Arc::new(write),
+            result: None,
+            reply,
+        });
+        self.send(job, answer)?.await
+    }
+
+    fn send<T: Send + 'static>(
+        &self,
+        job: Box<dyn Job>,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<impl std::future::Future<Output = Result<T, StoreError>> + use<T>, StoreError> {
         self.queue
             .send(job)
             .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
@@ -225,20 +380,11 @@ async fn commit_batch(pool: &AnyPool, mut batch: Vec<Box<dyn Job>>) {
     let size = batch.len();
     let failed = match begin(pool).await {
         Err(e) => Some(StoreError::from(e)),
-        Ok(mut tx) => {
-            let mut failure = None;
-            for job in batch.iter_mut() {
-                if let Err(e) = job.apply(&mut tx).await {
-                    failure = Some(e);
-                    break;
-                }
-            }
-            match failure {
-                // Dropping the transaction rolls it back.
-                Some(e) => Some(e),
-                None => tx.commit().await.err().map(StoreError::from),
-            }
-        }
+        Ok(mut tx) => match apply_in_order(&mut tx, &mut batch).await {
+            // Dropping the transaction rolls it back.
+            Err(e) => Some(e),
+            Ok(()) => tx.commit().await.err().map(StoreError::from),
+        },
     };
     match failed {
         None => {
@@ -252,6 +398,39 @@ async fn commit_batch(pool: &AnyPool, mut batch: Vec<Box<dyn Job>>) {
             with_savepoints(pool, batch).await;
         }
     }
+}
+
+/// Applies the writes of `batch` one after another in `tx`, those queued next to
+/// writes of their kind together ([`ApplyMany`]). Stops at the first failure: a write
+/// applied alone failing (even refused), or the database failing under writes
+/// applied together (their refusals are answers, not failures).
+async fn apply_in_order(tx: &mut Tx, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+    let mut start = 0;
+    while start < batch.len() {
+        let Some(first) = batch[start].together() else {
+            batch[start].apply(tx).await?;
+            start += 1;
+            continue;
+        };
+        let mut values = vec![first.value];
+        for job in &batch[start + 1..] {
+            match job.together() {
+                Some(next) if next.kind == first.kind => values.push(next.value),
+                _ => break,
+            }
+        }
+        let end = start + values.len();
+        if values.len() == 1 {
+            batch[start].apply(tx).await?;
+        } else {
+            let answers = (first.apply)(tx, values).await?;
+            for (job, answer) in batch[start..end].iter_mut().zip(answers) {
+                job.settle(answer);
+            }
+        }
+        start = end;
+    }
+    Ok(())
 }
 
 /// Whether a write's error is the stored state refusing it (answered as such, the

@@ -233,6 +233,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "access_groups",
         include_str!("../../../migrations/sqlite/0015_access_groups.sql"),
     ),
+    (
+        16,
+        "run_indexes",
+        include_str!("../../../migrations/sqlite/0016_run_indexes.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -299,6 +304,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "access_groups",
         include_str!("../../../migrations/postgres/0015_access_groups.sql"),
+    ),
+    (
+        16,
+        "run_indexes",
+        include_str!("../../../migrations/postgres/0016_run_indexes.sql"),
     ),
 ];
 
@@ -434,6 +444,22 @@ impl Store {
         let value = write(&mut tx).await?;
         tx.commit().await?;
         Ok(value)
+    }
+
+    /// [`Store::write`] of a write that a SQLite batch applies together with the
+    /// writes of its kind queued next to it, in set-based statements
+    /// ([`group_commit::ApplyMany`]); elsewhere in a transaction of its own.
+    pub(crate) async fn write_many<W: group_commit::ApplyMany>(
+        &self,
+        write: W,
+    ) -> Result<(), StoreError> {
+        if let Some(group) = &self.group {
+            return group.write_many(write).await;
+        }
+        let mut tx = self.begin_write().await?;
+        group_commit::Apply::apply(&write, &mut tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Whether writes are applied in the order they are queued, by one writer (the

@@ -15,7 +15,9 @@
 //! each reply's first event after its message was sent. `--client-process` runs the
 //! clients in a second process (this program again), so the server's process is
 //! measured apart from them; `--all` runs SQLite and PostgreSQL, each with the
-//! in-process and the Redis journal, and prints one table. Run `bench --help`.
+//! in-process and the Redis journal, and prints one table. `--floor` runs the same
+//! clients against a server that does no work at all (`bench/null_server.rs`): the
+//! floor this machine and the clients put under every figure. Run `bench --help`.
 
 // The report on stdout is this program's output.
 #![allow(clippy::print_stdout)]
@@ -30,6 +32,9 @@ use sqlx::Connection;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "bench/null_server.rs"]
+mod null_server;
 
 const HELP: &str = "\
 bench: many concurrent replies through chorus's HTTP API and SSE streams
@@ -50,6 +55,9 @@ usage: bench [options]
   --burst                  create the conversations first, then send every message
                            at once (time until all stream, first event p50/p99)
   --client-process         run the clients in a second process
+  --floor                  the same clients against a server that does no work (no
+                           database, journal or provider; same token schedule): what
+                           this machine and the clients alone cost
   --timing                 run chorus with [telemetry] timing on and print each
                            phase's p50/p99 as it logged them (timing costs a little)
   -h, --help               this text
@@ -69,6 +77,9 @@ struct Options {
     burst: bool,
     client_process: bool,
     timing: bool,
+    floor: bool,
+    /// Internal: be the server of `--floor` on this port.
+    null_server: Option<u16>,
     /// Internal: be the client process of a server at this URL, with this API key.
     client_of: Option<(String, String)>,
 }
@@ -88,6 +99,8 @@ fn options() -> Result<Option<Options>> {
         burst: false,
         client_process: false,
         timing: false,
+        floor: false,
+        null_server: None,
         client_of: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -115,12 +128,17 @@ fn options() -> Result<Option<Options>> {
             "--burst" => o.burst = true,
             "--client-process" => o.client_process = true,
             "--timing" => o.timing = true,
+            "--floor" => o.floor = true,
+            "--null-server" => o.null_server = Some(value()?.parse().context("--null-server")?),
             "--client-of" => {
                 let url = value()?;
                 o.client_of = Some((url, value()?));
             }
             other => bail!("unknown flag {other} (see --help)"),
         }
+    }
+    if o.floor && (o.all || o.redis.is_some() || o.postgres.is_some() || o.timing) {
+        bail!("--floor runs no Chorus: it takes none of --all, --redis, --postgres, --timing");
     }
     if o.all && (o.redis.is_none() || o.postgres.is_none()) {
         bail!("--all needs --redis URL and --postgres URL");
@@ -194,6 +212,45 @@ fn chorus(bin: &str, config: &std::path::Path, args: &[&str]) -> Command {
     c
 }
 
+/// Waits until `server` answers `/readyz`.
+async fn ready(server: &Server, log: &std::path::Path) -> Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client
+            .get(format!("{}/readyz", server.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("server did not become ready; see {}", log.display())
+}
+
+/// `--floor`'s server: this program again, with `--null-server` (a process of its
+/// own, as Chorus's is).
+async fn start_null(o: &Options, dir: &std::path::Path) -> Result<(Server, String)> {
+    let port = free_port()?;
+    let log = dir.join("server.log");
+    let child = Command::new(std::env::current_exe()?)
+        .arg("--null-server")
+        .arg(port.to_string())
+        .arg("--tokens")
+        .arg(o.tokens.to_string())
+        .arg("--tokens-per-second")
+        .arg(o.tokens_per_second.to_string())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    ready(&server, &log).await?;
+    Ok((server, "no-key".into()))
+}
+
 async fn start(o: &Options, dir: &std::path::Path) -> Result<(Server, String)> {
     let port = free_port()?;
     let script: Vec<String> = (0..o.tokens).map(|i| format!("word{i} ")).collect();
@@ -254,22 +311,8 @@ async fn start(o: &Options, dir: &std::path::Path) -> Result<(Server, String)> {
         child,
         url: format!("http://127.0.0.1:{port}"),
     };
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client
-            .get(format!("{}/readyz", server.url))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok((server, key));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!(
-        "server did not become ready; see {}",
-        dir.join("server.log").display()
-    )
+    ready(&server, &dir.join("server.log")).await?;
+    Ok((server, key))
 }
 
 struct ReplyStats {
@@ -567,19 +610,23 @@ struct Report {
 }
 
 async fn run_config(o: &Options, redis: Option<&str>, postgres: Option<&str>) -> Result<Report> {
-    let name = format!(
-        "{} + {}",
-        if postgres.is_some() {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        },
-        if redis.is_some() {
-            "Redis journal"
-        } else {
-            "in-process journal"
-        }
-    );
+    let name = if o.floor {
+        "no server work (floor)".to_string()
+    } else {
+        format!(
+            "{} + {}",
+            if postgres.is_some() {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            },
+            if redis.is_some() {
+                "Redis journal"
+            } else {
+                "in-process journal"
+            }
+        )
+    };
     let database = match postgres {
         Some(admin) => Some(BenchDatabase::create(admin).await?),
         None => None,
@@ -590,7 +637,11 @@ async fn run_config(o: &Options, redis: Option<&str>, postgres: Option<&str>) ->
     let dir = std::env::temp_dir().join(format!("chorus-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     let result = async {
-        let (server, key) = start(&one, &dir).await?;
+        let (server, key) = if o.floor {
+            start_null(&one, &dir).await?
+        } else {
+            start(&one, &dir).await?
+        };
         let pid = server.child.id();
         let idle = peak_rss_kib(pid).unwrap_or(0);
         let cpu_before = cpu_time(pid).unwrap_or_default();
@@ -710,6 +761,14 @@ async fn main() -> Result<()> {
     let Some(o) = options()? else {
         return Ok(());
     };
+    if let Some(port) = o.null_server {
+        return null_server::serve(
+            port,
+            o.tokens,
+            Duration::from_secs_f64(1.0 / o.tokens_per_second),
+        )
+        .await;
+    }
     if let Some((url, key)) = &o.client_of {
         let report = clients(&o, url, key).await?;
         println!("{}", serde_json::to_string(&report)?);

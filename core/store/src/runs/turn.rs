@@ -150,7 +150,7 @@ impl Store {
             backend: self.backend(),
         };
         let ids = write.ids.clone();
-        self.write(shared_write(write)).await?;
+        self.write_many(write).await?;
         Ok(ids)
     }
 
@@ -191,8 +191,11 @@ impl Store {
     }
 }
 
+mod set;
+
 /// A new turn to write: what [`Store::start_turn_admitted`] and
-/// [`Store::start_conversation_turn`] apply (possibly twice: see `group_commit.rs`).
+/// [`Store::start_conversation_turn`] apply (possibly twice: see `group_commit.rs`),
+/// on SQLite together with the new turns queued next to it (`turn/set.rs`).
 struct TurnWrite {
     ids: TurnIds,
     turn: NewTurn,

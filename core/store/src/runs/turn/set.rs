@@ -1,0 +1,253 @@
+//! New turns applied together on SQLite: however many a group commit's batch holds,
+//! they cost two queries (one read of their accounts, one write of every row) where
+//! each cost a query of its own, a round trip to the writer connection's worker thread
+//! that, in a burst on a busy machine, waits for a CPU turn every time.
+//!
+//! The admissions are decided here, in queue order, on what the read returned: each
+//! admitted run counts for the next admission of its account (one more active run,
+//! its reservation held), exactly as when each turn's statement saw the rows of the
+//! ones before it in the same transaction. A refused turn is left out of the write,
+//! so it writes nothing. The rows go in as one JSON array parameter read by
+//! `json_each`, so the statements' text is the same for every batch and is prepared
+//! once per connection.
+
+use super::TurnWrite;
+use crate::group_commit::ApplyMany;
+use crate::ledger::check_admission;
+use crate::{Backend, StoreError, Tx};
+use chorus_model::time::now_ms;
+use serde::Serialize;
+use sqlx::Row;
+use std::collections::{HashMap, HashSet};
+
+/// Each active account of `$1` (a JSON array of ids) with what decides its
+/// admissions: its balance, and its active runs' number and reservations. An
+/// inactive or unknown account has no row.
+const ACCOUNTS_SQL: &str = "SELECT a.id, a.balance, \
+    (SELECT COUNT(*) FROM runs WHERE account_id = a.id AND status IN ('queued', 'streaming')) AS running, \
+    (SELECT CAST(COALESCE(SUM(reserved), 0) AS BIGINT) FROM runs \
+    WHERE account_id = a.id AND status IN ('queued', 'streaming')) AS held \
+    FROM accounts a WHERE a.id IN (SELECT value FROM json_each($1)) AND a.status = 'active'";
+
+/// [`ACCOUNTS_SQL`] when no admission of the batch decides on those figures.
+const ACTIVE_ACCOUNTS_SQL: &str = "SELECT a.id, a.balance, 0 AS running, 0 AS held \
+    FROM accounts a WHERE a.id IN (SELECT value FROM json_each($1)) AND a.status = 'active'";
+
+/// Every row of the admitted turns `$1` (a JSON array of [`TurnRow`]) at time `$2`
+/// (their messages at their own `at`):
+/// their accounts' last activity (to the minute: `$3` is the minute before), the new
+/// conversations and their web bindings, both messages of each turn, the queued
+/// runs, and the existing conversations' time and model (`$4`, one entry each).
+const ROWS_SQL: &str = "\
+    UPDATE accounts SET last_active_at = $2 \
+    WHERE id IN (SELECT t.value ->> 'account' FROM json_each($1) AS t) \
+    AND (last_active_at IS NULL OR last_active_at < $3); \
+    INSERT INTO conversations (id, account_id, title, model, system_prompt, created_at, updated_at, expires_at) \
+    SELECT t.value ->> 'conversation', t.value ->> 'account', t.value ->> 'title', t.value ->> 'model', \
+    t.value ->> 'system_prompt', $2, $2, t.value ->> 'expires_at' \
+    FROM json_each($1) AS t WHERE t.value ->> 'new' = 1; \
+    INSERT INTO bindings (surface, channel_key, conversation_id, created_at) \
+    SELECT 'web', t.value ->> 'conversation', t.value ->> 'conversation', $2 \
+    FROM json_each($1) AS t WHERE t.value ->> 'new' = 1; \
+    INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
+    SELECT t.value ->> 'user_message', t.value ->> 'conversation', t.value ->> 'parent', 'user', \
+    t.value ->> 'content', NULL, t.value ->> 'at' FROM json_each($1) AS t \
+    UNION ALL \
+    SELECT t.value ->> 'assistant_message', t.value ->> 'conversation', t.value ->> 'user_message', \
+    'assistant', '', t.value ->> 'model', t.value ->> 'at' + 1 FROM json_each($1) AS t; \
+    INSERT INTO runs (id, account_id, conversation_id, message_id, continues_run_id, model, status, text, \
+    prefix_len, checkpoint_seq, stop_requested, lease_owner, lease_expires_at, created_at, updated_at, \
+    prompt_estimate, reserved) \
+    SELECT t.value ->> 'run', t.value ->> 'account', t.value ->> 'conversation', \
+    t.value ->> 'assistant_message', NULL, t.value ->> 'model', 'queued', '', 0, 0, 0, t.value ->> 'owner', \
+    t.value ->> 'lease_until', $2, $2, t.value ->> 'prompt_estimate', t.value ->> 'reserved' \
+    FROM json_each($1) AS t; \
+    UPDATE conversations SET updated_at = $2, model = u.value ->> 'model' \
+    FROM json_each($4) AS u WHERE conversations.id = u.value ->> 'conversation'";
+
+/// One admitted turn's values, as [`ROWS_SQL`] reads them.
+#[derive(Serialize)]
+struct TurnRow<'a> {
+    account: &'a str,
+    conversation: &'a str,
+    /// 1 when the turn creates its conversation.
+    new: u8,
+    title: Option<&'a str>,
+    system_prompt: Option<&'a str>,
+    expires_at: Option<i64>,
+    user_message: &'a str,
+    assistant_message: &'a str,
+    run: &'a str,
+    parent: Option<&'a str>,
+    content: &'a str,
+    /// When its user message was written (its reply's message a millisecond later).
+    at: i64,
+    model: &'a str,
+    owner: &'a str,
+    lease_until: i64,
+    prompt_estimate: i64,
+    reserved: i64,
+}
+
+impl<'a> TurnRow<'a> {
+    fn of(write: &'a TurnWrite, at: i64) -> Self {
+        let (turn, ids, conversation) = (&write.turn, &write.ids, write.conversation.as_ref());
+        Self {
+            account: turn.account_id.as_str(),
+            conversation: turn.conversation_id.as_str(),
+            new: u8::from(conversation.is_some()),
+            title: conversation.map(|c| c.title.as_str()),
+            system_prompt: conversation.and_then(|c| c.system_prompt.as_deref()),
+            expires_at: conversation.and_then(|c| c.expires_at),
+            user_message: ids.user_message_id.as_str(),
+            assistant_message: ids.assistant_message_id.as_str(),
+            run: ids.run_id.as_str(),
+            parent: turn.parent_id.as_ref().map(|p| p.as_str()),
+            content: &turn.content,
+            at,
+            model: &turn.model,
+            owner: &write.owner,
+            lease_until: write.lease_until,
+            prompt_estimate: write.admission.prompt_estimate,
+            reserved: write.admission.reservation,
+        }
+    }
+}
+
+/// An existing conversation's new time and model: the last turn of the batch on it.
+#[derive(Serialize)]
+struct ConversationUpdate<'a> {
+    conversation: &'a str,
+    model: &'a str,
+}
+
+/// What the admissions of one account decide on, as the batch goes.
+struct Standing {
+    balance: i64,
+    running: i64,
+    held: i64,
+}
+
+impl ApplyMany for TurnWrite {
+    async fn apply_many(
+        writes: &[&Self],
+        tx: &mut Tx,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut standing = read_standing(writes, tx).await?;
+        let mut answers = Vec::with_capacity(writes.len());
+        let mut admitted = Vec::with_capacity(writes.len());
+        for &write in writes {
+            let answer = match standing.get_mut(write.turn.account_id.as_str()) {
+                None => Err(StoreError::NotFound("account")),
+                Some(account) => admit(write, account),
+            };
+            if answer.is_ok() {
+                admitted.push(write);
+            }
+            answers.push(answer);
+        }
+        if !admitted.is_empty() {
+            write_rows(&admitted, tx).await?;
+        }
+        Ok(answers)
+    }
+
+    /// Only on SQLite (the only backend that batches), and not with a NUL character in
+    /// any text: JSON carries it as `\u0000`, which SQLite's JSON functions do not
+    /// give back whole.
+    fn combinable(&self) -> bool {
+        let texts = [
+            Some(self.turn.content.as_str()),
+            Some(self.turn.model.as_str()),
+            self.conversation.as_ref().map(|c| c.title.as_str()),
+            self.conversation
+                .as_ref()
+                .and_then(|c| c.system_prompt.as_deref()),
+        ];
+        self.backend == Backend::Sqlite && !texts.into_iter().flatten().any(|t| t.contains('\0'))
+    }
+}
+
+/// The standing of every active account of `writes`, read once.
+async fn read_standing(
+    writes: &[&TurnWrite],
+    tx: &mut Tx,
+) -> Result<HashMap<String, Standing>, StoreError> {
+    let mut accounts: Vec<&str> = writes.iter().map(|w| w.turn.account_id.as_str()).collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    let sql = if writes.iter().any(|w| w.admission.decides()) {
+        ACCOUNTS_SQL
+    } else {
+        ACTIVE_ACCOUNTS_SQL
+    };
+    let rows = sqlx::query(sql)
+        .bind(to_json(&accounts)?)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("id")?,
+                Standing {
+                    balance: row.try_get("balance")?,
+                    running: row.try_get("running")?,
+                    held: row.try_get("held")?,
+                },
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
+/// Decides `write`'s admission on its account's standing; an admitted run counts for
+/// the account's next admission.
+fn admit(write: &TurnWrite, account: &mut Standing) -> Result<(), StoreError> {
+    let admission = &write.admission;
+    if admission.decides() {
+        check_admission(admission, account.balance, account.running, account.held)?;
+    }
+    account.running += 1;
+    account.held += admission.reservation;
+    Ok(())
+}
+
+/// Writes every row of the `admitted` turns in one query.
+async fn write_rows(admitted: &[&TurnWrite], tx: &mut Tx) -> Result<(), StoreError> {
+    let now = now_ms();
+    // Turns on one conversation keep their order in time, as when each was written
+    // at its own moment: each one's messages two milliseconds after the one before.
+    let mut turns_on: HashMap<&str, i64> = HashMap::new();
+    let rows: Vec<TurnRow> = admitted
+        .iter()
+        .map(|w| {
+            let before = turns_on.entry(w.turn.conversation_id.as_str()).or_insert(0);
+            let at = now + 2 * *before;
+            *before += 1;
+            TurnRow::of(w, at)
+        })
+        .collect();
+    // The last turn on each existing conversation sets its model.
+    let mut updated = HashSet::new();
+    let updates: Vec<ConversationUpdate> = admitted
+        .iter()
+        .rev()
+        .filter(|w| w.conversation.is_none() && updated.insert(w.turn.conversation_id.as_str()))
+        .map(|w| ConversationUpdate {
+            conversation: w.turn.conversation_id.as_str(),
+            model: &w.turn.model,
+        })
+        .collect();
+    sqlx::query(ROWS_SQL)
+        .bind(to_json(&rows)?)
+        .bind(now)
+        .bind(now - 60_000)
+        .bind(to_json(&updates)?)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
