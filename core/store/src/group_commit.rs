@@ -71,7 +71,10 @@ pub(crate) trait Apply: Send + Sync + 'static {
 
 /// The [`WriteFn`] of an [`Apply`] value: each try applies the same shared value.
 pub(crate) fn shared_write<W: Apply>(write: W) -> WriteFn<W::Output> {
-    let write = Arc::new(write);
+    shared_write_of(Arc::new(write))
+}
+
+fn shared_write_of<W: Apply>(write: Arc<W>) -> WriteFn<W::Output> {
     write_fn(move |tx| {
         let write = write.clone();
         Box::pin(async move { write.apply(tx).await })
@@ -210,44 +213,32 @@ impl<T: Send + 'static> Job for TypedJob<T> {
     }
 }
 
-/// A write of an [`ApplyMany`] type waiting for its batch.
+/// A write of an [`ApplyMany`] type waiting for its batch: alone, the [`TypedJob`] of
+/// its [`Apply`]; beside writes of its type, its value for their set-based form.
 struct ManyJob<W> {
-    queued: Instant,
+    job: TypedJob<()>,
     write: Arc<W>,
-    result: Option<Result<(), StoreError>>,
-    reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
 impl<W: ApplyMany> Job for ManyJob<W> {
     fn apply<'t>(&'t mut self, tx: &'t mut Tx) -> BoxFuture<'t, Result<(), StoreError>> {
-        Box::pin(async move {
-            self.write.apply(tx).await?;
-            self.result = Some(Ok(()));
-            Ok(())
-        })
+        self.job.apply(tx)
     }
 
     fn refuse(&mut self, refusal: StoreError) {
-        self.result = Some(Err(refusal));
+        self.job.refuse(refusal);
     }
 
     fn answer(self: Box<Self>, error: Option<StoreError>) {
-        let result = match (error, self.result) {
-            (Some(e), _) => Err(e),
-            (None, Some(result)) => result,
-            (None, None) => Err(StoreError::Corrupt(
-                "a batched write was answered before it ran".into(),
-            )),
-        };
-        let _ = self.reply.send(result);
+        Box::new(self.job).answer(error);
     }
 
     fn abandoned(&self) -> bool {
-        self.reply.is_closed()
+        self.job.abandoned()
     }
 
     fn queued(&self) -> Instant {
-        self.queued
+        self.job.queued()
     }
 
     fn together(&self) -> Option<Together> {
@@ -259,7 +250,7 @@ impl<W: ApplyMany> Job for ManyJob<W> {
     }
 
     fn settle(&mut self, answer: Result<(), StoreError>) {
-        self.result = Some(answer);
+        self.job.result = Some(answer);
     }
 }
 
@@ -308,11 +299,15 @@ impl GroupCommit {
     /// next to it ([`ApplyMany`]); returns its answer once committed.
     pub(crate) async fn write_many<W: ApplyMany>(&self, write: W) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
+        let write = Arc::new(write);
         let job = Box::new(ManyJob {
-            queued: Instant::now(),
-            write: Arc::new(write),
-            result: None,
-            reply,
+            job: TypedJob {
+                queued: Instant::now(),
+                write: shared_write_of(write.clone()),
+                result: None,
+                reply,
+            },
+            write,
         });
         self.send(job, answer)?.await
     }
