@@ -1,6 +1,6 @@
 //! Conversations, their message trees and surface bindings.
 
-use super::{Backend, Store, StoreConflict, StoreError};
+use super::{Store, StoreConflict, StoreError};
 use crate::Tx;
 use chorus_model::history::ToolStep;
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
@@ -286,8 +286,8 @@ impl Store {
         Ok(messages_with_runs(&rows, &runs)?)
     }
 
-    /// What a new turn of `account`'s conversation `id` is built from, in three reads
-    /// on one connection: the conversation with its tool selection, its messages
+    /// What a new turn of `account`'s conversation `id` is built from, in one read
+    /// ([`TURN_CONTEXT_SQL`]): the conversation with its tool selection, its messages
     /// (with their runs' state), and its runs' tool steps. `None`: `account` owns no
     /// such conversation.
     pub async fn turn_context(
@@ -295,31 +295,29 @@ impl Store {
         account: &AccountId,
         id: &ConversationId,
     ) -> Result<Option<TurnContext>, StoreError> {
-        let mut conn = self.pool().acquire().await?;
-        let (row, rows, runs) = match self.backend() {
-            Backend::Sqlite => {
-                let mut parts = turn_context_rows_sqlite(&mut conn, account, id).await?;
-                let Some(row) = parts.conversation.pop() else {
-                    return Ok(None);
-                };
-                (row, parts.messages, parts.runs)
+        let rows = sqlx::query(TURN_CONTEXT_SQL)
+            .bind(id.as_str())
+            .bind(account.as_str())
+            .fetch_all(self.pool())
+            .await?;
+        let mut parts = TurnContextRows::default();
+        for row in rows {
+            let part: String = row.try_get("part")?;
+            match part.as_str() {
+                "conversation" => parts.conversation.push(row),
+                "message" => parts.messages.push(row),
+                "run" => parts.runs.push(row),
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "a turn context row of part {other:?}"
+                    )));
+                }
             }
-            Backend::Postgres => {
-                let sql = format!(
-                    "SELECT {CONVERSATION_COLUMNS}, tools FROM conversations WHERE id = $1 AND account_id = $2"
-                );
-                let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(id.as_str())
-                    .bind(account.as_str())
-                    .fetch_optional(&mut *conn)
-                    .await?
-                else {
-                    return Ok(None);
-                };
-                let (rows, runs) = message_and_run_rows(&mut conn, id).await?;
-                (row, rows, runs)
-            }
+        }
+        let Some(row) = parts.conversation.pop() else {
+            return Ok(None);
         };
+        let (rows, runs) = (parts.messages, parts.runs);
         let conversation = Conversation::from_row(&row)?;
         let tools: Option<String> = row.try_get("tools")?;
         Ok(Some(TurnContext {
@@ -395,7 +393,7 @@ async fn message_and_run_rows(
     Ok((rows, runs))
 }
 
-/// [`Store::turn_context`]'s rows on SQLite, by statement.
+/// [`Store::turn_context`]'s rows, by part.
 #[derive(Default)]
 struct TurnContextRows {
     conversation: Vec<AnyRow>,
@@ -403,47 +401,33 @@ struct TurnContextRows {
     runs: Vec<AnyRow>,
 }
 
-/// On SQLite, [`Store::turn_context`]'s three reads as one query of three statements
-/// (`$1` the conversation, `$2` its account): one round trip to the connection's
-/// worker thread instead of three, each row marked with the statement it came from.
-static TURN_CONTEXT_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let marked =
-        |part: &str, sql: &str| sql.replacen("SELECT ", &format!("SELECT '{part}' AS part, "), 1);
-    format!(
-        "SELECT 'conversation' AS part, {CONVERSATION_COLUMNS}, tools FROM conversations \
-         WHERE id = $1 AND account_id = $2; {}; {}",
-        marked("message", MESSAGES_SQL),
-        marked("run", RUNS_SQL)
-    )
-});
-
-async fn turn_context_rows_sqlite(
-    conn: &mut sqlx::AnyConnection,
-    account: &AccountId,
-    conversation: &ConversationId,
-) -> Result<TurnContextRows, StoreError> {
-    // Every row of every statement (fetching less could leave statements unrun).
-    let rows = sqlx::query(sqlx::AssertSqlSafe(TURN_CONTEXT_SQLITE.as_str()))
-        .bind(conversation.as_str())
-        .bind(account.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut parts = TurnContextRows::default();
-    for row in rows {
-        let part: String = row.try_get("part")?;
-        match part.as_str() {
-            "conversation" => parts.conversation.push(row),
-            "message" => parts.messages.push(row),
-            "run" => parts.runs.push(row),
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "a turn context row of part {other:?}"
-                )));
-            }
-        }
-    }
-    Ok(parts)
-}
+/// [`Store::turn_context`]'s read (`$1` the conversation, `$2` its account): the
+/// conversation's row (as `SELECT CONVERSATION_COLUMNS, tools`), its messages' (as
+/// [`MESSAGES_SQL`]) and its runs' (as [`RUNS_SQL`]) in one statement, so one round
+/// trip to the database (on SQLite, to the connection's worker thread) instead of
+/// three. Each row says its `part`, the columns of the other parts NULL; ordered by
+/// part, then oldest first. The messages and runs of a conversation the account does
+/// not own are not read.
+const TURN_CONTEXT_SQL: &str = "\
+    SELECT 'conversation' AS part, id, account_id, title, model, system_prompt, created_at, \
+    updated_at, tools, CAST(NULL AS TEXT) AS parent_id, CAST(NULL AS TEXT) AS role, \
+    CAST(NULL AS TEXT) AS content, CAST(NULL AS TEXT) AS message_id, CAST(NULL AS TEXT) AS status, \
+    CAST(NULL AS TEXT) AS text, CAST(NULL AS TEXT) AS finish_reason, CAST(NULL AS TEXT) AS error, \
+    CAST(NULL AS BIGINT) AS prompt_tokens, CAST(NULL AS BIGINT) AS completion_tokens, \
+    CAST(NULL AS BIGINT) AS prefix_len, CAST(NULL AS TEXT) AS tool_steps \
+    FROM conversations WHERE id = $1 AND account_id = $2 \
+    UNION ALL \
+    SELECT 'message', id, NULL, NULL, model, NULL, created_at, NULL, NULL, parent_id, role, \
+    content, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+    FROM messages WHERE conversation_id = $1 \
+    AND EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND account_id = $2) \
+    UNION ALL \
+    SELECT 'run', id, NULL, NULL, NULL, NULL, created_at, NULL, NULL, NULL, NULL, NULL, \
+    message_id, status, text, finish_reason, error, prompt_tokens, completion_tokens, prefix_len, \
+    tool_steps \
+    FROM runs WHERE conversation_id = $1 \
+    AND EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND account_id = $2) \
+    ORDER BY part, created_at, id";
 
 /// Messages as read with [`MESSAGES_SQL`], each with the state of its newest run
 /// from [`RUNS_SQL`] (a running one's checkpointed text joined to its content).
