@@ -228,6 +228,27 @@ pub(crate) async fn charge_run(
 /// instead of one commit after another, while bans, merges and charges (which lock
 /// the row exclusively) still wait for it. On SQLite the write transaction excludes
 /// every other writer anyway.
+/// Writes `account`'s "last activity" (to the minute: only when older than a minute)
+/// without locking anything else. On PostgreSQL it must come before the account's
+/// shared lock in the same transaction: two admissions upgrading their shared locks
+/// to write it could deadlock.
+pub(crate) async fn touch_last_activity(
+    tx: &mut Tx,
+    account: &AccountId,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE accounts SET last_active_at = $1 \
+         WHERE id = $2 AND (last_active_at IS NULL OR last_active_at < $3)",
+    )
+    .bind(now)
+    .bind(account.as_str())
+    .bind(now - crate::activity::ACTIVITY_RESOLUTION_MS)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 pub(crate) async fn admit(
     tx: &mut Tx,
     backend: Backend,
@@ -259,16 +280,7 @@ pub(crate) async fn admit(
         // once. It comes before the shared lock, as two admissions upgrading their
         // shared locks to write it could deadlock; a second one finds it fresh after
         // the first commits and skips without locking.
-        let now = now_ms();
-        sqlx::query(
-            "UPDATE accounts SET last_active_at = $1 \
-             WHERE id = $2 AND (last_active_at IS NULL OR last_active_at < $3)",
-        )
-        .bind(now)
-        .bind(account.as_str())
-        .bind(now - 60_000)
-        .execute(&mut **tx)
-        .await?;
+        touch_last_activity(tx, account, now_ms()).await?;
         return match sqlx::query(
             "SELECT id FROM accounts WHERE id = $1 AND status = 'active' FOR SHARE",
         )

@@ -6,6 +6,7 @@
 mod access;
 mod access_groups;
 mod accounts;
+mod activity;
 mod admin;
 mod api_keys;
 mod audit;
@@ -165,6 +166,8 @@ pub struct Store {
     /// The accounts of recently used API keys (`key_cache.rs`), forgotten by every
     /// write of keys or accounts made through this store.
     keys: Arc<key_cache::KeyCache>,
+    /// When this instance last wrote each account's last activity (`activity.rs`).
+    activity: Arc<activity::ActivityMarks>,
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -358,6 +361,7 @@ impl Store {
             backend,
             initial_balance: 0,
             keys: Arc::default(),
+            activity: Arc::default(),
         })
     }
 

@@ -4,7 +4,7 @@
 use super::{Run, TurnIds};
 use crate::Tx;
 use crate::group_commit::{Apply, shared_write};
-use crate::ledger::{Admission, admit, check_admission};
+use crate::ledger::{Admission, admit, check_admission, touch_last_activity};
 use crate::{Backend, NewConversation, NewTurn, Store, StoreConflict, StoreError};
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
 use chorus_model::time::now_ms;
@@ -30,6 +30,14 @@ macro_rules! turn_messages_sql {
             active_account_sql!()
         )
     };
+    (PostgresChecked) => {
+        concat!(
+            "INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
+             SELECT * FROM (VALUES ",
+            turn_messages_sql!(rows),
+            ") AS v WHERE EXISTS (SELECT 1 FROM a)"
+        )
+    };
     (rows) => {
         "($3, $2, $6, 'user', $7, NULL, $9), ($4, $2, $3, 'assistant', '', $8, $14)"
     };
@@ -50,6 +58,14 @@ macro_rules! turn_run_sql {
             active_account_sql!()
         )
     };
+    (PostgresChecked) => {
+        concat!(
+            turn_run_sql!(columns),
+            " SELECT ",
+            turn_run_sql!(values),
+            " FROM a RETURNING id"
+        )
+    };
     (columns) => {
         "INSERT INTO runs (id, account_id, conversation_id, message_id, continues_run_id, model, status, text, \
          prefix_len, checkpoint_seq, stop_requested, lease_owner, lease_expires_at, created_at, updated_at, \
@@ -68,6 +84,11 @@ macro_rules! turn_conversation_sql {
          VALUES ($2, $1, $15, $8, $16, $9, $9, $17)), \
          b AS (INSERT INTO bindings (surface, channel_key, conversation_id, created_at) VALUES ('web', $2, $2, $9)), "
     };
+    (PostgresChecked) => {
+        "c AS (INSERT INTO conversations (id, account_id, title, model, system_prompt, created_at, updated_at, expires_at) \
+         SELECT $2, $1, $15, $8, $16, $9, $9, $17 FROM a), \
+         b AS (INSERT INTO bindings (surface, channel_key, conversation_id, created_at) SELECT 'web', $2, $2, $9 FROM a), "
+    };
     (Sqlite) => {
         concat!(
             "INSERT INTO conversations (id, account_id, title, model, system_prompt, created_at, updated_at, expires_at) \
@@ -77,6 +98,16 @@ macro_rules! turn_conversation_sql {
             active_account_sql!(),
             "; "
         )
+    };
+}
+
+/// On PostgreSQL, the first clause of a new turn's statement when its admission
+/// cannot refuse it: account `$1` is active, its row share-locked until the commit
+/// (as [`crate::ledger::admit`] locks it), and every row of the turn is written only
+/// if it is (`a` has a row).
+macro_rules! checked_account_sql {
+    () => {
+        "WITH a AS (SELECT id FROM accounts WHERE id = $1 AND status = 'active' FOR SHARE), "
     };
 }
 
@@ -148,6 +179,8 @@ impl Store {
             lease_until,
             admission: admission.clone(),
             backend: self.backend(),
+            touch_activity: self.backend() == Backend::Postgres
+                && self.activity.due(&turn.account_id, now_ms()),
         };
         let ids = write.ids.clone();
         self.write_many(write).await?;
@@ -204,6 +237,9 @@ struct TurnWrite {
     lease_until: i64,
     admission: Admission,
     backend: Backend,
+    /// On PostgreSQL, whether this instance is due to write the account's last
+    /// activity (`activity.rs`); on SQLite the admission's statement writes it.
+    touch_activity: bool,
 }
 
 impl Apply for TurnWrite {
@@ -229,6 +265,29 @@ impl TurnWrite {
     /// one statement whose data-modifying `WITH` clauses write together (the
     /// foreign keys between the new rows are checked at the end of the statement).
     fn rows_sql(&self) -> &'static str {
+        let checked = self.backend == Backend::Postgres && !self.admission.decides();
+        if checked {
+            return if self.conversation.is_some() {
+                concat!(
+                    checked_account_sql!(),
+                    turn_conversation_sql!(PostgresChecked),
+                    "m AS (",
+                    turn_messages_sql!(PostgresChecked),
+                    ") ",
+                    turn_run_sql!(PostgresChecked),
+                )
+            } else {
+                concat!(
+                    checked_account_sql!(),
+                    "u AS (UPDATE conversations SET updated_at = $9, model = $8 \
+                     WHERE id = $2 AND EXISTS (SELECT 1 FROM a)), ",
+                    "m AS (",
+                    turn_messages_sql!(PostgresChecked),
+                    ") ",
+                    turn_run_sql!(PostgresChecked),
+                )
+            };
+        }
         match (self.backend, self.conversation.is_some()) {
             (Backend::Sqlite, true) => concat!(
                 turn_conversation_sql!(Sqlite),
@@ -336,14 +395,28 @@ impl TurnWrite {
         Ok(())
     }
 
-    /// PostgreSQL: the admission as ever (it must lock the account's row before it
-    /// counts the account's runs, which one statement's snapshot cannot), then the
-    /// rows in one statement.
+    /// PostgreSQL: an admission that decides on the balance or the active runs as
+    /// ever (it must lock the account's row before it counts the account's runs,
+    /// which one statement's snapshot cannot), then the rows in one statement. One
+    /// that cannot refuse (only an inactive account fails it) is the first clause of
+    /// the rows' statement, after the last activity when this instance is due to
+    /// write it: one round trip where it took three.
     async fn apply_postgres(&self, tx: &mut Tx) -> Result<(), StoreError> {
-        admit(tx, self.backend, &self.turn.account_id, &self.admission).await?;
-        let query = self.bind(sqlx::query(self.rows_sql()), now_ms());
-        query.execute(&mut **tx).await?;
-        Ok(())
+        let now = now_ms();
+        if self.admission.decides() {
+            admit(tx, self.backend, &self.turn.account_id, &self.admission).await?;
+            let query = self.bind(sqlx::query(self.rows_sql()), now);
+            query.execute(&mut **tx).await?;
+            return Ok(());
+        }
+        if self.touch_activity {
+            touch_last_activity(tx, &self.turn.account_id, now).await?;
+        }
+        let query = self.bind(sqlx::query(self.rows_sql()), now);
+        match query.fetch_optional(&mut **tx).await? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound("account")),
+        }
     }
 }
 
