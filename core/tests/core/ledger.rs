@@ -481,6 +481,43 @@ async fn turns_queued_together_are_decided_in_order(store: &Store) {
         assert_eq!(messages[0].content, nul, "the text is written whole");
     }
 
+    // Turns that only an inactive account refuses, together: the suspended account's
+    // writes nothing, the others are written.
+    let free = Admission::default();
+    let (lee_turn, max_turn) = (
+        turn(&lee, &ConversationId::generate(), "again"),
+        turn(&max, &ConversationId::generate(), "free"),
+    );
+    let (lee_conversation, max_conversation) = (new_conversation("l"), new_conversation("m"));
+    let (refused, admitted_free) = tokio::join!(
+        store.start_conversation_turn(&lee_conversation, &lee_turn, OWNER, lease, &free),
+        store.start_conversation_turn(&max_conversation, &max_turn, OWNER, lease, &free),
+    );
+    assert!(
+        matches!(refused, Err(StoreError::NotFound("account"))),
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .list_conversations(&lee.id, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .messages(&lee_turn.conversation_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let run = store
+        .latest_run_of_conversation(&max_turn.conversation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.id, admitted_free.unwrap().run_id);
+
     // A new conversation whose id is taken fails with the database's error; the turns
     // beside it are written.
     let taken = NewTurn {
@@ -488,11 +525,7 @@ async fn turns_queued_together_are_decided_in_order(store: &Store) {
         ..turn(&max, &shared.id, "taken")
     };
     let fresh = turn(&max, &ConversationId::generate(), "fresh");
-    let (free, t, f) = (
-        Admission::default(),
-        new_conversation("t"),
-        new_conversation("f"),
-    );
+    let (t, f) = (new_conversation("t"), new_conversation("f"));
     let (taken, started) = tokio::join!(
         store.start_conversation_turn(&t, &taken, OWNER, lease, &free),
         store.start_conversation_turn(&f, &fresh, OWNER, lease, &free),

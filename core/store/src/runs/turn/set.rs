@@ -1,15 +1,18 @@
 //! New turns applied together on SQLite: however many a group commit's batch holds,
-//! they cost two queries (one read of their accounts, one write of every row) where
-//! each cost a query of its own, a round trip to the writer connection's worker thread
-//! that, in a burst on a busy machine, waits for a CPU turn every time.
+//! they cost one query writing every row (and, when an admission decides on the
+//! balance or the active runs, one read of their accounts before it) where each cost
+//! a query of its own, a round trip to the writer connection's worker thread that, in
+//! a burst on a busy machine, waits for a CPU turn every time.
 //!
-//! The admissions are decided here, in queue order, on what the read returned: each
-//! admitted run counts for the next admission of its account (one more active run,
-//! its reservation held), exactly as when each turn's statement saw the rows of the
-//! ones before it in the same transaction. A refused turn is left out of the write,
-//! so it writes nothing. The rows go in as one JSON array parameter read by
-//! `json_each`, so the statements' text is the same for every batch and is prepared
-//! once per connection.
+//! The statements write a turn's rows only if its account is active, and return the
+//! runs they wrote: a turn whose run is not among them is refused as an inactive or
+//! unknown account's. Admissions that decide are decided here, in queue order, on
+//! what the read returned: each admitted run counts for the next admission of its
+//! account (one more active run, its reservation held), exactly as when each turn's
+//! statement saw the rows of the ones before it in the same transaction. A refused
+//! turn is left out of the write, so it writes nothing. The rows go in as one JSON
+//! array parameter read by `json_each`, so the statements' text is the same for
+//! every batch and is prepared once per connection.
 
 use super::TurnWrite;
 use crate::group_commit::ApplyMany;
@@ -33,37 +36,57 @@ const ACCOUNTS_SQL: &str = "SELECT a.id, a.balance, \
 const ACTIVE_ACCOUNTS_SQL: &str = "SELECT a.id, a.balance, 0 AS running, 0 AS held \
     FROM accounts a WHERE a.id IN (SELECT value FROM json_each($1)) AND a.status = 'active'";
 
-/// Every row of the admitted turns `$1` (a JSON array of [`TurnRow`]) at time `$2`
-/// (their messages at their own `at`):
-/// their accounts' last activity (to the minute: `$3` is the minute before), the new
-/// conversations and their web bindings, both messages of each turn, the queued
-/// runs, and the existing conversations' time and model (`$4`, one entry each).
-const ROWS_SQL: &str = "\
-    UPDATE accounts SET last_active_at = $2 \
-    WHERE id IN (SELECT t.value ->> 'account' FROM json_each($1) AS t) \
-    AND (last_active_at IS NULL OR last_active_at < $3); \
-    INSERT INTO conversations (id, account_id, title, model, system_prompt, created_at, updated_at, expires_at) \
-    SELECT t.value ->> 'conversation', t.value ->> 'account', t.value ->> 'title', t.value ->> 'model', \
-    t.value ->> 'system_prompt', $2, $2, t.value ->> 'expires_at' \
-    FROM json_each($1) AS t WHERE t.value ->> 'new' = 1; \
-    INSERT INTO bindings (surface, channel_key, conversation_id, created_at) \
-    SELECT 'web', t.value ->> 'conversation', t.value ->> 'conversation', $2 \
-    FROM json_each($1) AS t WHERE t.value ->> 'new' = 1; \
-    INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
-    SELECT t.value ->> 'user_message', t.value ->> 'conversation', t.value ->> 'parent', 'user', \
-    t.value ->> 'content', NULL, t.value ->> 'at' FROM json_each($1) AS t \
-    UNION ALL \
-    SELECT t.value ->> 'assistant_message', t.value ->> 'conversation', t.value ->> 'user_message', \
-    'assistant', '', t.value ->> 'model', t.value ->> 'at' + 1 FROM json_each($1) AS t; \
-    INSERT INTO runs (id, account_id, conversation_id, message_id, continues_run_id, model, status, text, \
-    prefix_len, checkpoint_seq, stop_requested, lease_owner, lease_expires_at, created_at, updated_at, \
-    prompt_estimate, reserved) \
-    SELECT t.value ->> 'run', t.value ->> 'account', t.value ->> 'conversation', \
-    t.value ->> 'assistant_message', NULL, t.value ->> 'model', 'queued', '', 0, 0, 0, t.value ->> 'owner', \
-    t.value ->> 'lease_until', $2, $2, t.value ->> 'prompt_estimate', t.value ->> 'reserved' \
-    FROM json_each($1) AS t; \
-    UPDATE conversations SET updated_at = $2, model = u.value ->> 'model' \
-    FROM json_each($4) AS u WHERE conversations.id = u.value ->> 'conversation'";
+/// The condition of a turn's rows: its account (`t`'s) is active.
+macro_rules! active_account {
+    ($t:literal) => {
+        concat!(
+            " EXISTS (SELECT 1 FROM accounts a WHERE a.id = ",
+            $t,
+            ".value ->> 'account' AND a.status = 'active')"
+        )
+    };
+}
+
+/// Every row of the turns `$1` (a JSON array of [`TurnRow`]) whose account is active,
+/// at time `$2` (their messages at their own `at`): their accounts' last activity (to
+/// the minute: `$3` is the minute before), the new conversations and their web
+/// bindings, both messages of each turn, the queued runs (returning their ids: a
+/// turn whose run is not among them was not written), and the existing
+/// conversations' time and model (`$4`, one entry each).
+const ROWS_SQL: &str = concat!(
+    "UPDATE accounts SET last_active_at = $2 \
+     WHERE status = 'active' AND id IN (SELECT t.value ->> 'account' FROM json_each($1) AS t) \
+     AND (last_active_at IS NULL OR last_active_at < $3); \
+     INSERT INTO conversations (id, account_id, title, model, system_prompt, created_at, updated_at, expires_at) \
+     SELECT t.value ->> 'conversation', t.value ->> 'account', t.value ->> 'title', t.value ->> 'model', \
+     t.value ->> 'system_prompt', $2, $2, t.value ->> 'expires_at' \
+     FROM json_each($1) AS t WHERE t.value ->> 'new' = 1 AND",
+    active_account!("t"),
+    "; INSERT INTO bindings (surface, channel_key, conversation_id, created_at) \
+     SELECT 'web', t.value ->> 'conversation', t.value ->> 'conversation', $2 \
+     FROM json_each($1) AS t WHERE t.value ->> 'new' = 1 AND",
+    active_account!("t"),
+    "; INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
+     SELECT t.value ->> 'user_message', t.value ->> 'conversation', t.value ->> 'parent', 'user', \
+     t.value ->> 'content', NULL, t.value ->> 'at' FROM json_each($1) AS t WHERE",
+    active_account!("t"),
+    " UNION ALL \
+     SELECT t.value ->> 'assistant_message', t.value ->> 'conversation', t.value ->> 'user_message', \
+     'assistant', '', t.value ->> 'model', t.value ->> 'at' + 1 FROM json_each($1) AS t WHERE",
+    active_account!("t"),
+    "; INSERT INTO runs (id, account_id, conversation_id, message_id, continues_run_id, model, status, text, \
+     prefix_len, checkpoint_seq, stop_requested, lease_owner, lease_expires_at, created_at, updated_at, \
+     prompt_estimate, reserved) \
+     SELECT t.value ->> 'run', t.value ->> 'account', t.value ->> 'conversation', \
+     t.value ->> 'assistant_message', NULL, t.value ->> 'model', 'queued', '', 0, 0, 0, t.value ->> 'owner', \
+     t.value ->> 'lease_until', $2, $2, t.value ->> 'prompt_estimate', t.value ->> 'reserved' \
+     FROM json_each($1) AS t WHERE",
+    active_account!("t"),
+    " RETURNING id; \
+     UPDATE conversations SET updated_at = $2, model = u.value ->> 'model' \
+     FROM json_each($4) AS u WHERE conversations.id = u.value ->> 'conversation' AND",
+    active_account!("u"),
+);
 
 /// One admitted turn's values, as [`ROWS_SQL`] reads them.
 #[derive(Serialize)]
@@ -117,6 +140,7 @@ impl<'a> TurnRow<'a> {
 /// An existing conversation's new time and model: the last turn of the batch on it.
 #[derive(Serialize)]
 struct ConversationUpdate<'a> {
+    account: &'a str,
     conversation: &'a str,
     model: &'a str,
 }
@@ -133,21 +157,21 @@ impl ApplyMany for TurnWrite {
         writes: &[&Self],
         tx: &mut Tx,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let mut standing = read_standing(writes, tx).await?;
-        let mut answers = Vec::with_capacity(writes.len());
-        let mut admitted = Vec::with_capacity(writes.len());
-        for &write in writes {
-            let answer = match standing.get_mut(write.turn.account_id.as_str()) {
-                None => Err(StoreError::NotFound("account")),
-                Some(account) => admit(write, account),
-            };
-            if answer.is_ok() {
-                admitted.push(write);
-            }
-            answers.push(answer);
+        // Only an inactive account can refuse a turn whose admission does not decide,
+        // and the rows' statements check that themselves: then no read first.
+        let (mut answers, admitted) = if writes.iter().any(|w| w.admission.decides()) {
+            decide(writes, tx).await?
+        } else {
+            (writes.iter().map(|_| Ok(())).collect(), writes.to_vec())
+        };
+        if admitted.is_empty() {
+            return Ok(answers);
         }
-        if !admitted.is_empty() {
-            write_rows(&admitted, tx).await?;
+        let written = write_rows(&admitted, tx).await?;
+        for (answer, write) in answers.iter_mut().zip(writes) {
+            if answer.is_ok() && !written.contains(write.ids.run_id.as_str()) {
+                *answer = Err(StoreError::NotFound("account"));
+            }
         }
         Ok(answers)
     }
@@ -167,6 +191,28 @@ impl ApplyMany for TurnWrite {
         self.backend == Backend::Sqlite && !texts.into_iter().flatten().any(|t| t.contains('\0'))
     }
 }
+
+/// Decides the admissions of `writes` in order on their accounts' standing, read
+/// once: each one's answer, and the admitted writes.
+async fn decide<'w>(writes: &[&'w TurnWrite], tx: &mut Tx) -> Result<TurnAnswers<'w>, StoreError> {
+    let mut standing = read_standing(writes, tx).await?;
+    let mut answers = Vec::with_capacity(writes.len());
+    let mut admitted = Vec::with_capacity(writes.len());
+    for &write in writes {
+        let answer = match standing.get_mut(write.turn.account_id.as_str()) {
+            None => Err(StoreError::NotFound("account")),
+            Some(account) => admit(write, account),
+        };
+        if answer.is_ok() {
+            admitted.push(write);
+        }
+        answers.push(answer);
+    }
+    Ok((answers, admitted))
+}
+
+/// Each write's answer, and the writes admitted.
+type TurnAnswers<'w> = (Vec<Result<(), StoreError>>, Vec<&'w TurnWrite>);
 
 /// The standing of every active account of `writes`, read once.
 async fn read_standing(
@@ -212,8 +258,9 @@ fn admit(write: &TurnWrite, account: &mut Standing) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Writes every row of the `admitted` turns in one query.
-async fn write_rows(admitted: &[&TurnWrite], tx: &mut Tx) -> Result<(), StoreError> {
+/// Writes every row of the `admitted` turns whose account is active, in one query;
+/// returns the ids of the runs written.
+async fn write_rows(admitted: &[&TurnWrite], tx: &mut Tx) -> Result<HashSet<String>, StoreError> {
     let now = now_ms();
     // Turns on one conversation keep their order in time, as when each was written
     // at its own moment: each one's messages two milliseconds after the one before.
@@ -234,18 +281,25 @@ async fn write_rows(admitted: &[&TurnWrite], tx: &mut Tx) -> Result<(), StoreErr
         .rev()
         .filter(|w| w.conversation.is_none() && updated.insert(w.turn.conversation_id.as_str()))
         .map(|w| ConversationUpdate {
+            account: w.turn.account_id.as_str(),
             conversation: w.turn.conversation_id.as_str(),
             model: &w.turn.model,
         })
         .collect();
-    sqlx::query(ROWS_SQL)
+    // Every row of every statement (fetching less could leave statements unrun); only
+    // the runs' statement returns rows.
+    let written = sqlx::query(ROWS_SQL)
         .bind(to_json(&rows)?)
         .bind(now)
         .bind(now - 60_000)
         .bind(to_json(&updates)?)
-        .execute(&mut **tx)
+        .fetch_all(&mut **tx)
         .await?;
-    Ok(())
+    written
+        .iter()
+        .map(|row| row.try_get::<String, _>("id"))
+        .collect::<Result<_, _>>()
+        .map_err(StoreError::from)
 }
 
 fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
