@@ -1,6 +1,6 @@
 //! Conversations, their message trees and surface bindings.
 
-use super::{Store, StoreConflict, StoreError};
+use super::{Backend, Store, StoreConflict, StoreError};
 use crate::Tx;
 use chorus_model::history::ToolStep;
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
@@ -286,8 +286,8 @@ impl Store {
         Ok(messages_with_runs(&rows, &runs)?)
     }
 
-    /// What a new turn of `account`'s conversation `id` is built from, in one read
-    /// ([`TURN_CONTEXT_SQL`]): the conversation with its tool selection, its messages
+    /// What a new turn of `account`'s conversation `id` is built from, in one round
+    /// trip ([`TURN_CONTEXT_SQL`], on SQLite [`TURN_CONTEXT_SQLITE`]): the conversation with its tool selection, its messages
     /// (with their runs' state), and its runs' tool steps. `None`: `account` owns no
     /// such conversation.
     pub async fn turn_context(
@@ -295,7 +295,11 @@ impl Store {
         account: &AccountId,
         id: &ConversationId,
     ) -> Result<Option<TurnContext>, StoreError> {
-        let rows = sqlx::query(TURN_CONTEXT_SQL)
+        let sql = match self.backend() {
+            Backend::Sqlite => TURN_CONTEXT_SQLITE.as_str(),
+            Backend::Postgres => TURN_CONTEXT_SQL,
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.as_str())
             .bind(account.as_str())
             .fetch_all(self.pool())
@@ -400,6 +404,22 @@ struct TurnContextRows {
     messages: Vec<AnyRow>,
     runs: Vec<AnyRow>,
 }
+
+/// On SQLite, [`TURN_CONTEXT_SQL`]'s three parts as three statements of one query
+/// (sqlx runs each in turn, binding `$n` by number across them): still one round trip
+/// to the connection's worker thread, without the union's sorts and wide rows, which
+/// made the read measurably slower there in a burst (README.md, "Admissions
+/// together"). Each row says its `part` as in the union.
+static TURN_CONTEXT_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let marked =
+        |part: &str, sql: &str| sql.replacen("SELECT ", &format!("SELECT '{part}' AS part, "), 1);
+    format!(
+        "SELECT 'conversation' AS part, {CONVERSATION_COLUMNS}, tools FROM conversations \
+         WHERE id = $1 AND account_id = $2; {}; {}",
+        marked("message", MESSAGES_SQL),
+        marked("run", RUNS_SQL)
+    )
+});
 
 /// [`Store::turn_context`]'s read (`$1` the conversation, `$2` its account): the
 /// conversation's row (as `SELECT CONVERSATION_COLUMNS, tools`), its messages' (as
