@@ -23,10 +23,11 @@
 //!
 //! Writes of one kind queued next to each other (new turns: [`ApplyMany`]) are applied
 //! together, in a few set-based statements for all of them instead of a round trip
-//! to the connection's worker thread each: their decisions are taken in Rust on what
-//! one read returned, in queue order, and a refused write is simply left out of the
-//! statements, so it writes nothing and costs the batch no savepoint. The batch's
-//! other writes still run one after another around them.
+//! to the connection's worker thread each: their decisions are taken in queue order
+//! (in Rust, on what one read returned, or by the statements' own conditions), and a
+//! refused write is simply left out of the statements, so it writes nothing and costs
+//! the batch no savepoint. The batch's other writes still run one after another
+//! around them.
 //!
 //! Only the writer of a SQLite file batches (PostgreSQL runs concurrent transactions
 //! on many connections, and one transaction locking the rows of many accounts could
