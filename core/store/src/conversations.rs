@@ -287,9 +287,9 @@ impl Store {
     }
 
     /// What a new turn of `account`'s conversation `id` is built from, in one round
-    /// trip ([`TURN_CONTEXT_SQL`], on SQLite [`TURN_CONTEXT_SQLITE`]): the conversation with its tool selection, its messages
-    /// (with their runs' state), and its runs' tool steps. `None`: `account` owns no
-    /// such conversation.
+    /// trip ([`TURN_CONTEXT_SQL`], on SQLite [`TURN_CONTEXT_SQLITE`]): the
+    /// conversation with its tool selection, its messages (with their runs' state),
+    /// and its runs' tool steps. `None`: `account` owns no such conversation.
     pub async fn turn_context(
         &self,
         account: &AccountId,

@@ -218,16 +218,6 @@ pub(crate) async fn charge_run(
     Ok(())
 }
 
-/// Decides whether a run may start; the account row is locked by the caller's
-/// transaction, so the decision holds until the run row is written.
-///
-/// An admission that decides nothing from the balance or the account's runs (a run
-/// that costs nothing, no concurrency limit) only needs the account to stay active
-/// until the run row is written: on PostgreSQL it takes a shared lock
-/// (`FOR SHARE`), so a burst of one account's free runs is admitted in parallel
-/// instead of one commit after another, while bans, merges and charges (which lock
-/// the row exclusively) still wait for it. On SQLite the write transaction excludes
-/// every other writer anyway.
 /// Writes `account`'s "last activity" (to the minute: only when older than a minute)
 /// without locking anything else. On PostgreSQL it must come before the account's
 /// shared lock in the same transaction: two admissions upgrading their shared locks
@@ -249,6 +239,16 @@ pub(crate) async fn touch_last_activity(
     Ok(())
 }
 
+/// Decides whether a run may start; the account row is locked by the caller's
+/// transaction, so the decision holds until the run row is written.
+///
+/// An admission that decides nothing from the balance or the account's runs (a run
+/// that costs nothing, no concurrency limit) only needs the account to stay active
+/// until the run row is written: on PostgreSQL it takes a shared lock
+/// (`FOR SHARE`), so a burst of one account's free runs is admitted in parallel
+/// instead of one commit after another, while bans, merges and charges (which lock
+/// the row exclusively) still wait for it. On SQLite the write transaction excludes
+/// every other writer anyway.
 pub(crate) async fn admit(
     tx: &mut Tx,
     backend: Backend,
