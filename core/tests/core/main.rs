@@ -5,6 +5,7 @@
 //! and the limits' store, and property tests of the parsers of outside input.
 
 mod access;
+mod concurrent_admissions;
 mod fuzz;
 mod journal;
 mod ledger;
