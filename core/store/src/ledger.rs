@@ -249,11 +249,16 @@ pub(crate) async fn touch_last_activity(
 /// instead of one commit after another, while bans, merges and charges (which lock
 /// the row exclusively) still wait for it. On SQLite the write transaction excludes
 /// every other writer anyway.
+///
+/// `touch_activity`: whether the account's last activity is due from this instance
+/// ([`Store::activity_due`](crate::Store::activity_due)); only the PostgreSQL
+/// admission that decides nothing writes it apart, the others in their own statement.
 pub(crate) async fn admit(
     tx: &mut Tx,
     backend: Backend,
     account: &AccountId,
     admission: &Admission,
+    touch_activity: bool,
 ) -> Result<(), StoreError> {
     let decides = admission.decides();
     if !decides && backend == Backend::Sqlite {
@@ -276,11 +281,13 @@ pub(crate) async fn admit(
         };
     }
     if !decides {
-        // The console's "last activity", to the minute: a burst of free runs writes it
-        // once. It comes before the shared lock, as two admissions upgrading their
+        // The console's "last activity", to the minute: an instance writes it at most
+        // once a minute per account, and a burst of free runs once. It comes before the shared lock, as two admissions upgrading their
         // shared locks to write it could deadlock; a second one finds it fresh after
         // the first commits and skips without locking.
-        touch_last_activity(tx, account, now_ms()).await?;
+        if touch_activity {
+            touch_last_activity(tx, account, now_ms()).await?;
+        }
         return match sqlx::query(
             "SELECT id FROM accounts WHERE id = $1 AND status = 'active' FOR SHARE",
         )

@@ -450,6 +450,14 @@ impl Store {
         Ok(value)
     }
 
+    /// Whether a write admitting a run of `account` is to write its last activity
+    /// where that is a statement of its own (PostgreSQL), this instance not having
+    /// written it in the last minute (`activity.rs`); marks it written if so.
+    pub(crate) fn activity_due(&self, account: &chorus_model::ids::AccountId) -> bool {
+        self.backend == Backend::Postgres
+            && self.activity.due(account, chorus_model::time::now_ms())
+    }
+
     /// [`Store::write`] of a write that a SQLite batch applies together with the
     /// writes of its kind queued next to it, in set-based statements
     /// ([`group_commit::ApplyMany`]); elsewhere in a transaction of its own.

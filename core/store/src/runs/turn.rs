@@ -179,8 +179,7 @@ impl Store {
             lease_until,
             admission: admission.clone(),
             backend: self.backend(),
-            touch_activity: self.backend() == Backend::Postgres
-                && self.activity.due(&turn.account_id, now_ms()),
+            touch_activity: self.activity_due(&turn.account_id),
         };
         let ids = write.ids.clone();
         self.write_many(write).await?;
@@ -217,6 +216,7 @@ impl Store {
             lease_until,
             admission: admission.clone(),
             backend: self.backend(),
+            touch_activity: self.activity_due(&previous.account_id),
         };
         let id = write.id.clone();
         self.write(shared_write(write)).await?;
@@ -404,7 +404,14 @@ impl TurnWrite {
     async fn apply_postgres(&self, tx: &mut Tx) -> Result<(), StoreError> {
         let now = now_ms();
         if self.admission.decides() {
-            admit(tx, self.backend, &self.turn.account_id, &self.admission).await?;
+            admit(
+                tx,
+                self.backend,
+                &self.turn.account_id,
+                &self.admission,
+                self.touch_activity,
+            )
+            .await?;
             let query = self.bind(sqlx::query(self.rows_sql()), now);
             query.execute(&mut **tx).await?;
             return Ok(());
@@ -429,6 +436,8 @@ struct ContinuationWrite {
     lease_until: i64,
     admission: Admission,
     backend: Backend,
+    /// As [`TurnWrite`]'s.
+    touch_activity: bool,
 }
 
 impl Apply for ContinuationWrite {
@@ -436,7 +445,14 @@ impl Apply for ContinuationWrite {
 
     async fn apply(&self, tx: &mut Tx) -> Result<(), StoreError> {
         let previous = &self.previous;
-        admit(tx, self.backend, &previous.account_id, &self.admission).await?;
+        admit(
+            tx,
+            self.backend,
+            &previous.account_id,
+            &self.admission,
+            self.touch_activity,
+        )
+        .await?;
         let active = sqlx::query(
             "SELECT id FROM runs WHERE message_id = $1 AND status IN ('queued', 'streaming')",
         )
