@@ -1,5 +1,5 @@
-//! Group commit for the SQLite writer: the per-run writes (a run's admission and its
-//! end) of concurrent runs share one transaction.
+//! Group commit: the per-run writes (a run's admission and its end) of concurrent
+//! runs share one transaction, on SQLite's writer; on PostgreSQL, new turns do.
 //!
 //! SQLite has one writer at a time and every statement is a round trip to the
 //! connection's worker thread, so on a busy instance the writer connection is the
@@ -29,18 +29,23 @@
 //! the batch no savepoint. The batch's other writes still run one after another
 //! around them.
 //!
-//! Only the writer of a SQLite file batches (PostgreSQL runs concurrent transactions
-//! on many connections, and one transaction locking the rows of many accounts could
-//! deadlock with a merge).
+//! On a SQLite file every write of the writer connection goes through one lane.
+//! On PostgreSQL, which runs concurrent transactions on many connections, only new
+//! turns whose admission cannot refuse them are batched ([`ApplyMany::combinable`]),
+//! on a few lanes (each a connection of its own, taking whatever is queued when it is
+//! free): a burst's turns then wait for a lane, not for the shared pool's
+//! connections, and cost a statement per batch. Such a batch locks its accounts'
+//! rows in id order, as merges do, so it cannot deadlock with them or with another
+//! batch (`runs/turn/set_postgres.rs`).
 
 use super::StoreError;
-use crate::Tx;
+use crate::{Backend, Tx};
 use futures::future::BoxFuture;
 use sqlx::AnyPool;
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// The most writes one transaction takes (a bound on how long a batch holds the
 /// write lock and on what a failed batch runs again alone).
@@ -263,11 +268,15 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the task that commits the writes queued on the returned handle, on the
-    /// writer `pool` (one connection).
-    pub(crate) fn start(pool: AnyPool) -> Self {
+    /// Starts `lanes` tasks that commit the writes queued on the returned handle on
+    /// `pool` (a connection per lane), each taking every write queued when it is
+    /// free. Writes are applied in queue order only with one lane (SQLite's writer).
+    pub(crate) fn start(pool: AnyPool, backend: Backend, lanes: usize) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(commit_forever(pool, rx));
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..lanes.max(1) {
+            tokio::spawn(commit_forever(pool.clone(), backend, rx.clone()));
+        }
         Self { queue }
     }
 
@@ -329,9 +338,17 @@ impl GroupCommit {
     }
 }
 
-async fn commit_forever(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<Box<dyn Job>>) {
+/// The queue the lanes of one group commit share: a lane holds it only while it
+/// waits for writes, so the next free lane takes the writes queued meanwhile.
+type SharedQueue = Arc<Mutex<mpsc::UnboundedReceiver<Box<dyn Job>>>>;
+
+async fn commit_forever(pool: AnyPool, backend: Backend, rx: SharedQueue) {
+    let lane = Lane { pool, backend };
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    loop {
+        if rx.lock().await.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+            return;
+        }
         let mut batch = std::mem::take(&mut jobs);
         batch.retain(|job| !job.abandoned());
         if batch.is_empty() {
@@ -345,7 +362,7 @@ async fn commit_forever(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<Box<dyn J
                 .max()
                 .unwrap_or_default();
             let size = batch.len();
-            commit_any(&pool, batch).await;
+            commit_any(&lane, batch).await;
             tracing::info!(
                 target: "chorus_core::telemetry::timing",
                 "group_commit size={size} wait={} write={}",
@@ -354,27 +371,42 @@ async fn commit_forever(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<Box<dyn J
             );
             continue;
         }
-        commit_any(&pool, batch).await;
+        commit_any(&lane, batch).await;
+    }
+}
+
+/// Where one lane commits: its pool, and how a write transaction begins there.
+struct Lane {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Lane {
+    async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 }
 
 /// Commits `batch`: alone when it is one write, else together.
-async fn commit_any(pool: &AnyPool, batch: Vec<Box<dyn Job>>) {
+async fn commit_any(lane: &Lane, batch: Vec<Box<dyn Job>>) {
     if batch.len() == 1 {
         for job in batch {
-            alone(pool, job).await;
+            alone(lane, job).await;
         }
         return;
     }
-    commit_batch(pool, batch).await;
+    commit_batch(lane, batch).await;
 }
 
 /// Applies every write of `batch` in one transaction and answers them after the
 /// commit; if any fails (or the commit does), rolls back and applies them again with
 /// a savepoint each ([`with_savepoints`]).
-async fn commit_batch(pool: &AnyPool, mut batch: Vec<Box<dyn Job>>) {
+async fn commit_batch(lane: &Lane, mut batch: Vec<Box<dyn Job>>) {
     let size = batch.len();
-    let failed = match begin(pool).await {
+    let failed = match lane.begin().await {
         Err(e) => Some(StoreError::from(e)),
         Ok(mut tx) => match apply_in_order(&mut tx, &mut batch).await {
             // Dropping the transaction rolls it back.
@@ -391,7 +423,7 @@ async fn commit_batch(pool: &AnyPool, mut batch: Vec<Box<dyn Job>>) {
         }
         Some(e) => {
             tracing::debug!(size, error = %e, "a batched write failed; applying the batch again with a savepoint per write");
-            with_savepoints(pool, batch).await;
+            with_savepoints(lane, batch).await;
         }
     }
 }
@@ -442,9 +474,9 @@ fn is_refusal(e: &StoreError) -> bool {
 /// refused write is rolled back to its savepoint and keeps its refusal as its answer,
 /// the others commit together. On any other failure the transaction is dropped
 /// (rolled back) and each write runs alone.
-async fn with_savepoints(pool: &AnyPool, mut batch: Vec<Box<dyn Job>>) {
+async fn with_savepoints(lane: &Lane, mut batch: Vec<Box<dyn Job>>) {
     let result = async {
-        let mut tx = begin(pool).await?;
+        let mut tx = lane.begin().await?;
         for job in batch.iter_mut() {
             savepoint(&mut tx, "SAVEPOINT chorus_group").await?;
             match job.apply(&mut tx).await {
@@ -470,7 +502,7 @@ async fn with_savepoints(pool: &AnyPool, mut batch: Vec<Box<dyn Job>>) {
         Err(e) => {
             tracing::debug!(size = batch.len(), error = %e, "a batched write failed with savepoints; running each write of the batch alone");
             for job in batch {
-                alone(pool, job).await;
+                alone(lane, job).await;
             }
         }
     }
@@ -482,20 +514,16 @@ async fn savepoint(tx: &mut Tx, statement: &'static str) -> Result<(), StoreErro
 }
 
 /// Applies one write in its own transaction and answers it.
-async fn alone(pool: &AnyPool, mut job: Box<dyn Job>) {
+async fn alone(lane: &Lane, mut job: Box<dyn Job>) {
     if job.abandoned() {
         return;
     }
     let result = async {
-        let mut tx = begin(pool).await?;
+        let mut tx = lane.begin().await?;
         job.apply(&mut tx).await?;
         tx.commit().await?;
         Ok::<_, StoreError>(())
     }
     .await;
     job.answer(result.err());
-}
-
-async fn begin(pool: &AnyPool) -> Result<Tx, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
 }

@@ -66,6 +66,11 @@ pub(crate) fn timing() -> bool {
 /// module's helpers that write inside a caller's transaction take.
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
+/// How many connections write PostgreSQL's batched new turns, each a transaction at
+/// a time: while one lane commits (its WAL flush), the next applies the turns queued
+/// meanwhile.
+pub(crate) const TURN_LANES: usize = 2;
+
 /// Which SQL engine sits behind the `Any` pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -158,6 +163,13 @@ pub struct Store {
     /// (admissions and ends) in shared transactions on `write_pool`
     /// (`group_commit.rs`); `None` elsewhere.
     group: Option<group_commit::GroupCommit>,
+    /// On PostgreSQL, the lanes that write new turns whose admission cannot refuse
+    /// them in batches, on connections of their own ([`TURN_LANES`]); `None` elsewhere.
+    turns: Option<group_commit::GroupCommit>,
+    /// Where checkpoints are written: on PostgreSQL a connection of their own, so a
+    /// busy instance's checkpoints (a transaction per 256 runs) never hold the
+    /// connections a burst's requests read on; elsewhere `write_pool`.
+    checkpoint_pool: AnyPool,
     /// On a SQLite file, what keeps its WAL checkpoint task going (`wal.rs`).
     _wal: Option<Arc<wal::Checkpointer>>,
     backend: Backend,
@@ -337,6 +349,21 @@ impl Store {
             }))
             .connect(&url)
             .await?;
+        let (turns, checkpoint_pool) = match backend {
+            Backend::Postgres => {
+                let lanes = pool_options(backend)
+                    .max_connections(TURN_LANES as u32)
+                    .connect(&url)
+                    .await?;
+                let checkpoints = pool_options(backend)
+                    .max_connections(1)
+                    .connect(&url)
+                    .await?;
+                let turns = group_commit::GroupCommit::start(lanes, backend, TURN_LANES);
+                (Some(turns), Some(checkpoints))
+            }
+            Backend::Sqlite => (None, None),
+        };
         let (write_pool, group) = match backend {
             Backend::Sqlite if !url.contains(":memory:") && !url.contains("mode=memory") => {
                 // WAL lets readers proceed while a transaction writes; it persists in
@@ -346,7 +373,7 @@ impl Store {
                     .max_connections(1)
                     .connect(&url)
                     .await?;
-                let group = group_commit::GroupCommit::start(writer.clone());
+                let group = group_commit::GroupCommit::start(writer.clone(), backend, 1);
                 let wal = Arc::new(wal::start(pool.clone()));
                 (writer, Some((group, wal)))
             }
@@ -355,8 +382,10 @@ impl Store {
         let (group, wal) = group.unzip();
         Ok(Self {
             pool,
+            checkpoint_pool: checkpoint_pool.unwrap_or_else(|| write_pool.clone()),
             write_pool,
             group,
+            turns,
             _wal: wal,
             backend,
             initial_balance: 0,
@@ -403,6 +432,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.checkpoint_pool.close().await;
         self.write_pool.close().await;
         self.pool.close().await;
     }
@@ -432,6 +462,15 @@ impl Store {
         }
     }
 
+    /// Starts a transaction that writes checkpoints: on PostgreSQL on their own
+    /// connection, elsewhere as [`Store::begin_write`].
+    pub(crate) async fn begin_checkpoint(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.begin_write().await,
+            Backend::Postgres => self.checkpoint_pool.begin().await,
+        }
+    }
+
     /// Runs `write` in a write transaction and commits it: on a SQLite file in the
     /// next group commit (shared with the writes of other runs waiting at that
     /// moment; a batch where any write fails runs each of its writes alone), else in
@@ -458,15 +497,19 @@ impl Store {
             && self.activity.due(account, chorus_model::time::now_ms())
     }
 
-    /// [`Store::write`] of a write that a SQLite batch applies together with the
-    /// writes of its kind queued next to it, in set-based statements
-    /// ([`group_commit::ApplyMany`]); elsewhere in a transaction of its own.
+    /// [`Store::write`] of a write that a batch applies together with the writes of
+    /// its kind queued next to it, in set-based statements
+    /// ([`group_commit::ApplyMany`]): every such write on a SQLite file, a combinable
+    /// one on PostgreSQL (on the turn lanes); elsewhere in a transaction of its own.
     pub(crate) async fn write_many<W: group_commit::ApplyMany>(
         &self,
         write: W,
     ) -> Result<(), StoreError> {
         if let Some(group) = &self.group {
             return group.write_many(write).await;
+        }
+        if let Some(turns) = self.turns.as_ref().filter(|_| write.combinable()) {
+            return turns.write_many(write).await;
         }
         let mut tx = self.begin_write().await?;
         group_commit::Apply::apply(&write, &mut tx).await?;

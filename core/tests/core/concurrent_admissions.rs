@@ -1,6 +1,7 @@
 //! Admissions racing on SQLite and PostgreSQL: concurrent sends of one account, and
 //! new turns of several accounts sent at once (on SQLite a group commit applies them
-//! together, in set-based statements), decided exactly as one at a time would be.
+//! together, in set-based statements; on PostgreSQL the turn lanes do so for turns
+//! their admission cannot refuse), decided exactly as one at a time would be.
 
 use crate::ledger::{CREDIT, OWNER, assert_balanced, charge, outcome, turn};
 use crate::support;
@@ -15,6 +16,7 @@ async fn suite(mut store: Store) {
     store.set_initial_balance(5 * CREDIT);
     concurrent_runs_start_and_end_exactly(&store).await;
     turns_queued_together_are_decided_in_order(&store).await;
+    a_burst_of_free_turns_is_written_whole(&store).await;
     store.close().await;
 }
 
@@ -369,6 +371,162 @@ async fn turns_queued_together_are_decided_in_order(store: &Store) {
         );
     }
     assert_eq!(assert_balanced(store, &kim.id).await, kim_balance - 300);
+}
+
+/// Two bursts of free turns at once, over the same accounts and more than one batch
+/// takes (on PostgreSQL both turn lanes write batches locking the same rows, the
+/// first of them writing the accounts' last activity), one account suspended: every
+/// turn of an active account is written whole (on SQLite each turn on a conversation
+/// after the one queued before it), and nothing is written for the suspended one.
+async fn a_burst_of_free_turns_is_written_whole(store: &Store) {
+    const TURNS: usize = 100;
+    let started = now_ms();
+    let mut accounts = Vec::new();
+    for name in ["burst-a", "burst-b", "burst-c"] {
+        accounts.push(store.create_account(name, Role::User, None).await.unwrap());
+    }
+    let gone = store
+        .create_account("burst-gone", Role::User, None)
+        .await
+        .unwrap();
+    store
+        .admin_set_status(&chorus_store::Actor::system(), &gone.id, "suspended")
+        .await
+        .unwrap();
+    let shared = store
+        .create_conversation(&accounts[0].id, "shared", "scripted/demo", None)
+        .await
+        .unwrap();
+    let lease = now_ms() + 60_000;
+    let free = Admission::default();
+    let burst = |round: usize| {
+        join_all((0..TURNS).map(|i| {
+            let account = if i % 10 == 9 { &gone } else { &accounts[i % 3] };
+            // Every sixth turn of the first account goes to its shared conversation.
+            let existing = (i % 6 == 0).then(|| shared.id.clone());
+            let text = format!("r{round}-{i}");
+            let turn = turn(
+                account,
+                existing.as_ref().unwrap_or(&ConversationId::generate()),
+                &text,
+            );
+            let conversation = existing.is_none().then(|| NewConversation {
+                title: text.clone(),
+                system_prompt: Some("be brief".into()),
+                expires_at: None,
+            });
+            let (store, free) = (store.clone(), free.clone());
+            async move {
+                let ids = match &conversation {
+                    Some(c) => {
+                        store
+                            .start_conversation_turn(c, &turn, OWNER, lease, &free)
+                            .await
+                    }
+                    None => store.start_turn_admitted(&turn, OWNER, lease, &free).await,
+                };
+                (turn, ids)
+            }
+        }))
+    };
+    let (first, second) = tokio::join!(burst(0), burst(1));
+    for (turn, ids) in first.iter().chain(&second) {
+        if turn.account_id == gone.id {
+            assert!(
+                matches!(ids, Err(StoreError::NotFound("account"))),
+                "{ids:?}"
+            );
+            assert!(
+                store
+                    .messages(&turn.conversation_id)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            continue;
+        }
+        let ids = ids.as_ref().unwrap();
+        let messages = store.messages(&turn.conversation_id).await.unwrap();
+        let question = messages
+            .iter()
+            .find(|m| m.id == ids.user_message_id)
+            .expect("the question is written");
+        assert_eq!(question.content, turn.content);
+        let reply = messages
+            .iter()
+            .find(|m| m.id == ids.assistant_message_id)
+            .expect("the reply is written");
+        assert_eq!(reply.parent_id.as_ref(), Some(&question.id));
+        assert_eq!(reply.run_id.as_ref(), Some(&ids.run_id));
+        assert_eq!(reply.run_status.as_deref(), Some("queued"));
+        assert!(
+            (question.created_at, question.id.as_str()) < (reply.created_at, reply.id.as_str()),
+            "the reply is listed after its question"
+        );
+    }
+    assert!(
+        store
+            .list_conversations(&gone.id, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let on_shared = |(turn, _): &&(NewTurn, _)| turn.conversation_id == shared.id;
+    let shared_turns = first.iter().chain(&second).filter(on_shared).count();
+    let refused = first
+        .iter()
+        .chain(&second)
+        .filter(|(t, _)| t.account_id == gone.id)
+        .count();
+    assert_eq!((shared_turns, refused), (2 * 17, 2 * 10));
+    let shared_messages = store.messages(&shared.id).await.unwrap();
+    assert_eq!(shared_messages.len(), 2 * shared_turns);
+    // SQLite's writer applies the turns in queue order; PostgreSQL's lanes apply two
+    // batches at once, in no set order between them.
+    let sqlite = store.backend() == chorus_store::Backend::Sqlite;
+    if sqlite {
+        let questions: Vec<&str> = shared_messages
+            .iter()
+            .filter(|m| m.role == "user")
+            .map(|m| m.content.as_str())
+            .collect();
+        let queued: Vec<&str> = first
+            .iter()
+            .chain(&second)
+            .filter(on_shared)
+            .map(|(turn, _)| turn.content.as_str())
+            .collect();
+        assert_eq!(questions, queued, "turns are listed in queue order");
+        let roles: Vec<&str> = shared_messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["user", "assistant"].repeat(shared_turns));
+    }
+    let owned: usize = join_all(
+        accounts
+            .iter()
+            .map(|a| store.list_conversations(&a.id, 1000)),
+    )
+    .await
+    .into_iter()
+    .map(|c| c.unwrap().len())
+    .sum();
+    assert_eq!(
+        owned,
+        2 * TURNS - shared_turns - refused + 1,
+        "one conversation per new turn"
+    );
+    let listed = store
+        .list_accounts(Some("burst-"), chorus_store::AccountSort::LastActive, 0, 10)
+        .await
+        .unwrap();
+    for listing in listed {
+        let active = listing.account.id != gone.id;
+        assert_eq!(
+            listing.last_active_at.is_some_and(|t| t >= started),
+            active,
+            "{}",
+            listing.account.name
+        );
+    }
 }
 
 #[tokio::test]

@@ -35,7 +35,7 @@ impl Store {
     ) -> Result<Vec<Option<bool>>, StoreError> {
         let mut results = Vec::with_capacity(runs.len());
         for chunk in runs.chunks(256) {
-            let mut tx = self.begin_write().await?;
+            let mut tx = self.begin_checkpoint().await?;
             let mut rest = chunk;
             while !rest.is_empty() {
                 // Statements of a few sizes only (powers of two), each prepared once

@@ -225,6 +225,7 @@ impl Store {
 }
 
 mod set;
+mod set_postgres;
 
 /// A new turn to write: what [`Store::start_turn_admitted`] and
 /// [`Store::start_conversation_turn`] apply (possibly twice: see `group_commit.rs`),

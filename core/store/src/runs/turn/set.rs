@@ -48,7 +48,7 @@ macro_rules! active_account {
 }
 
 /// Every row of the turns `$1` (a JSON array of [`TurnRow`]) whose account is active,
-/// at time `$2` (their messages at their own `at`): their accounts' last activity (to
+/// at time `$2` (see [`rows_of`] for their order): their accounts' last activity (to
 /// the minute: `$3` is the minute before), the new conversations and their web
 /// bindings, both messages of each turn, the queued runs (returning their ids: a
 /// turn whose run is not among them was not written), and the existing
@@ -68,11 +68,11 @@ const ROWS_SQL: &str = concat!(
     active_account!("t"),
     "; INSERT INTO messages (id, conversation_id, parent_id, role, content, model, created_at) \
      SELECT t.value ->> 'user_message', t.value ->> 'conversation', t.value ->> 'parent', 'user', \
-     t.value ->> 'content', NULL, t.value ->> 'at' FROM json_each($1) AS t WHERE",
+     t.value ->> 'content', NULL, $2 FROM json_each($1) AS t WHERE",
     active_account!("t"),
     " UNION ALL \
      SELECT t.value ->> 'assistant_message', t.value ->> 'conversation', t.value ->> 'user_message', \
-     'assistant', '', t.value ->> 'model', t.value ->> 'at' + 1 FROM json_each($1) AS t WHERE",
+     'assistant', '', t.value ->> 'model', $2 FROM json_each($1) AS t WHERE",
     active_account!("t"),
     "; INSERT INTO runs (id, account_id, conversation_id, message_id, continues_run_id, model, status, text, \
      prefix_len, checkpoint_seq, stop_requested, lease_owner, lease_expires_at, created_at, updated_at, \
@@ -88,9 +88,9 @@ const ROWS_SQL: &str = concat!(
     active_account!("u"),
 );
 
-/// One admitted turn's values, as [`ROWS_SQL`] reads them.
+/// One admitted turn's values, as [`ROWS_SQL`] (and PostgreSQL's batch) reads them.
 #[derive(Serialize)]
-struct TurnRow<'a> {
+pub(super) struct TurnRow<'a> {
     account: &'a str,
     conversation: &'a str,
     /// 1 when the turn creates its conversation.
@@ -103,8 +103,6 @@ struct TurnRow<'a> {
     run: &'a str,
     parent: Option<&'a str>,
     content: &'a str,
-    /// When its user message was written (its reply's message a millisecond later).
-    at: i64,
     model: &'a str,
     owner: &'a str,
     lease_until: i64,
@@ -113,7 +111,7 @@ struct TurnRow<'a> {
 }
 
 impl<'a> TurnRow<'a> {
-    fn of(write: &'a TurnWrite, at: i64) -> Self {
+    fn of(write: &'a TurnWrite) -> Self {
         let (turn, ids, conversation) = (&write.turn, &write.ids, write.conversation.as_ref());
         Self {
             account: turn.account_id.as_str(),
@@ -127,7 +125,6 @@ impl<'a> TurnRow<'a> {
             run: ids.run_id.as_str(),
             parent: turn.parent_id.as_ref().map(|p| p.as_str()),
             content: &turn.content,
-            at,
             model: &turn.model,
             owner: &write.owner,
             lease_until: write.lease_until,
@@ -139,7 +136,7 @@ impl<'a> TurnRow<'a> {
 
 /// An existing conversation's new time and model: the last turn of the batch on it.
 #[derive(Serialize)]
-struct ConversationUpdate<'a> {
+pub(super) struct ConversationUpdate<'a> {
     account: &'a str,
     conversation: &'a str,
     model: &'a str,
@@ -157,6 +154,12 @@ impl ApplyMany for TurnWrite {
         writes: &[&Self],
         tx: &mut Tx,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        if writes
+            .first()
+            .is_some_and(|w| w.backend == Backend::Postgres)
+        {
+            return super::set_postgres::apply_many(writes, tx).await;
+        }
         // Only an inactive account can refuse a turn whose admission does not decide,
         // and the rows' statements check that themselves: then no read first.
         let (mut answers, admitted) = if writes.iter().any(|w| w.admission.decides()) {
@@ -176,9 +179,11 @@ impl ApplyMany for TurnWrite {
         Ok(answers)
     }
 
-    /// Only on SQLite (the only backend that batches), and not with a NUL character in
-    /// any text: JSON carries it as `\u0000`, which SQLite's JSON functions do not
-    /// give back whole.
+    /// Not with a NUL character in any text: JSON carries it as `\u0000`, which
+    /// SQLite's JSON functions do not give back whole (and PostgreSQL's text cannot
+    /// hold, so such a turn fails alone). On PostgreSQL only when the admission cannot
+    /// refuse the turn: one that decides on the balance or the active runs locks its
+    /// account's row and counts them in a transaction of its own.
     fn combinable(&self) -> bool {
         let texts = [
             Some(self.turn.content.as_str()),
@@ -188,7 +193,11 @@ impl ApplyMany for TurnWrite {
                 .as_ref()
                 .and_then(|c| c.system_prompt.as_deref()),
         ];
-        self.backend == Backend::Sqlite && !texts.into_iter().flatten().any(|t| t.contains('\0'))
+        let batched = match self.backend {
+            Backend::Sqlite => true,
+            Backend::Postgres => !self.admission.decides(),
+        };
+        batched && !texts.into_iter().flatten().any(|t| t.contains('\0'))
     }
 }
 
@@ -262,30 +271,7 @@ fn admit(write: &TurnWrite, account: &mut Standing) -> Result<(), StoreError> {
 /// returns the ids of the runs written.
 async fn write_rows(admitted: &[&TurnWrite], tx: &mut Tx) -> Result<HashSet<String>, StoreError> {
     let now = now_ms();
-    // Turns on one conversation keep their order in time, as when each was written
-    // at its own moment: each one's messages two milliseconds after the one before.
-    let mut turns_on: HashMap<&str, i64> = HashMap::new();
-    let rows: Vec<TurnRow> = admitted
-        .iter()
-        .map(|w| {
-            let before = turns_on.entry(w.turn.conversation_id.as_str()).or_insert(0);
-            let at = now + 2 * *before;
-            *before += 1;
-            TurnRow::of(w, at)
-        })
-        .collect();
-    // The last turn on each existing conversation sets its model.
-    let mut updated = HashSet::new();
-    let updates: Vec<ConversationUpdate> = admitted
-        .iter()
-        .rev()
-        .filter(|w| w.conversation.is_none() && updated.insert(w.turn.conversation_id.as_str()))
-        .map(|w| ConversationUpdate {
-            account: w.turn.account_id.as_str(),
-            conversation: w.turn.conversation_id.as_str(),
-            model: &w.turn.model,
-        })
-        .collect();
+    let (rows, updates) = rows_of(admitted);
     // Every row of every statement (fetching less could leave statements unrun); only
     // the runs' statement returns rows.
     let written = sqlx::query(ROWS_SQL)
@@ -302,6 +288,33 @@ async fn write_rows(admitted: &[&TurnWrite], tx: &mut Tx) -> Result<HashSet<Stri
         .map_err(StoreError::from)
 }
 
-fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+/// The rows of the `admitted` turns, and the existing conversations' updates.
+///
+/// Every message of a batch is written at the same moment. Messages are listed by
+/// time, then id, and ids are UUIDv7 generated in order by this process (each turn's
+/// question before its reply, a turn's ids before it is queued): so turns on one
+/// conversation keep their queue order, the reply after its question, and a later
+/// batch's turns come after them. (Spacing them a few milliseconds apart put a
+/// batch's later turns in the future, before the next batch's.)
+pub(super) fn rows_of<'w>(
+    admitted: &[&'w TurnWrite],
+) -> (Vec<TurnRow<'w>>, Vec<ConversationUpdate<'w>>) {
+    let rows: Vec<TurnRow> = admitted.iter().map(|w| TurnRow::of(w)).collect();
+    // The last turn on each existing conversation sets its model.
+    let mut updated = HashSet::new();
+    let updates: Vec<ConversationUpdate> = admitted
+        .iter()
+        .rev()
+        .filter(|w| w.conversation.is_none() && updated.insert(w.turn.conversation_id.as_str()))
+        .map(|w| ConversationUpdate {
+            account: w.turn.account_id.as_str(),
+            conversation: w.turn.conversation_id.as_str(),
+            model: &w.turn.model,
+        })
+        .collect();
+    (rows, updates)
+}
+
+pub(super) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
