@@ -163,9 +163,11 @@ fn cut_point(text: &str, room: usize) -> usize {
     };
     // The next part starts with what follows the cut: never with a fence marker the
     // text had in the middle of a line, which would open a code block there. Cutting
-    // a character earlier (into the marker run, at worst) keeps it text.
+    // a character earlier (into the marker run, at worst) keeps it text. Only the
+    // text up to `end` decides: what comes after it may not have been written yet,
+    // and a cut must stay where it is as the reply grows.
     let first = text.chars().next().map_or(0, char::len_utf8);
-    while cut > first && opens_fence(&text[cut..]) {
+    while cut > first && may_open_fence(&text[cut..end]) {
         cut = text[..cut]
             .char_indices()
             .next_back()
@@ -174,10 +176,15 @@ fn cut_point(text: &str, room: usize) -> usize {
     cut.max(first)
 }
 
-/// Whether a part starting with `text` would start with a code fence marker.
-fn opens_fence(text: &str) -> bool {
-    let body = text.trim_start_matches(' ');
-    text.len() - body.len() <= 3 && (body.starts_with("```") || body.starts_with("~~~"))
+/// Whether a part starting with `ahead` (what follows a cut, up to the end of the
+/// room) could start with a code fence marker, whatever follows `ahead`: a marker, or
+/// the start of one that `ahead` ends in (even no character of it yet).
+fn may_open_fence(ahead: &str) -> bool {
+    let body = ahead.trim_start_matches(' ');
+    ahead.len() - body.len() <= 3
+        && ["```", "~~~"]
+            .iter()
+            .any(|marker| body.starts_with(marker) || marker.starts_with(body))
 }
 
 #[cfg(test)]

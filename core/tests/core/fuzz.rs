@@ -310,3 +310,23 @@ fn a_lone_opening_fence_is_one_part_left_open() {
     assert_eq!(split_message("```", 0), vec!["```".to_string()]);
     assert_eq!(close_open_fence("```"), "```\n```");
 }
+
+/// Found by `split_parts_fit_close_their_fences_and_stay_put`: a long line cut just
+/// before ``` (not yet written when the reply was shorter) moved its cut a character
+/// back once the marker arrived, so a part already posted changed. A cut now depends
+/// only on the text up to the end of its part's room, for every prefix alike.
+#[test]
+fn a_cut_before_a_fence_marker_stays_put_as_the_text_grows() {
+    let text = "a```rust\n\u{200b}\u{feff}\r     é✓日本語🎉a0a  ```  a aA 0a0®ͺ A𐩠𐾰𚿵a𐿠ਏΣଅaA0aa\u{200b}\u{feff}\rA0a     ~~~\n~~~\n ~~~\n~~~\n  \u{200b}\u{feff}\rA~~~\nA~~~\n~~~\n!chorus~~~\n0A0AaAAA00aA ```rust\n";
+    let parts = split_message(text, 96);
+    for at in (0..=text.len()).filter(|&at| text.is_char_boundary(at)) {
+        let earlier = split_message(&text[..at], 96);
+        for (i, part) in earlier
+            .iter()
+            .enumerate()
+            .take(earlier.len().saturating_sub(1))
+        {
+            assert_eq!(part, &parts[i], "part {i} changed at {at} bytes");
+        }
+    }
+}
