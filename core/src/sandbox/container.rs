@@ -319,28 +319,21 @@ impl Drop for ContainerGuard {
             // Detached on purpose: the owner is gone; the removal is bounded by
             // Docker's request timeout, and start-up reaping catches what it misses.
             Ok(rt) => {
+                // Containers known to exist go at once, newest first; one whose create
+                // request was cut off is looked for beside them, so its checks never
+                // hold up the others' removal.
+                let (confirmed, pending): (Vec<Owned>, Vec<Owned>) =
+                    owned.into_iter().partition(|o| o.confirmed);
+                let removing = docker.clone();
                 rt.spawn(async move {
-                    for Owned { id, confirmed } in owned.into_iter().rev() {
-                        if confirmed {
-                            remove_or_retry(&docker, &id).await;
-                            crate::telemetry::metrics::sandbox_containers(-1.0);
-                            continue;
-                        }
-                        // The create request may still be landing: look for the name
-                        // a few times before deciding nothing was made.
-                        for _ in 0..PENDING_CREATE_CHECKS {
-                            match remove(&docker, &id).await {
-                                Removal::Missing => {}
-                                Removal::Removed => break,
-                                Removal::Failed => {
-                                    remove_or_retry(&docker, &id).await;
-                                    break;
-                                }
-                            }
-                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                        }
+                    for Owned { id, .. } in confirmed.into_iter().rev() {
+                        remove_or_retry(&removing, &id).await;
+                        crate::telemetry::metrics::sandbox_containers(-1.0);
                     }
                 });
+                for Owned { id, .. } in pending {
+                    rt.spawn(remove_when_created(docker.clone(), id));
+                }
             }
             Err(_) => {
                 let ids: Vec<&str> = owned.iter().map(|o| o.id.as_str()).collect();
@@ -353,6 +346,22 @@ impl Drop for ContainerGuard {
 /// How many times (every 500 ms) a guard dropped during the create request looks for
 /// the container.
 const PENDING_CREATE_CHECKS: usize = 20;
+
+/// Removes the container named `id` whose create request may still be landing: looks
+/// for it a few times before deciding nothing was made.
+async fn remove_when_created(docker: Docker, id: String) {
+    for _ in 0..PENDING_CREATE_CHECKS {
+        match remove(&docker, &id).await {
+            Removal::Missing => {}
+            Removal::Removed => return,
+            Removal::Failed => {
+                remove_or_retry(&docker, &id).await;
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
 
 /// What became of a removal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
