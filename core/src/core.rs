@@ -558,6 +558,9 @@ impl Core {
         if content.chars().count() > max {
             return Err(InvalidInput::MessageTooLong { max }.into());
         }
+        if content.contains('\0') {
+            return Err(InvalidInput::NulCharacter.into());
+        }
         timing::set_kind("message");
         let mut context = self
             .store

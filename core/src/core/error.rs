@@ -74,6 +74,10 @@ pub enum InvalidInput {
     EmptyMessage,
     #[error("content is longer than {max} characters")]
     MessageTooLong { max: usize },
+    /// Text with a NUL character (U+0000), which PostgreSQL cannot store: refused on
+    /// every backend alike, so a deployment behaves the same on either.
+    #[error("content must not contain a NUL character (U+0000)")]
+    NulCharacter,
     #[error("key name must be 1 to 64 characters, without control characters")]
     KeyName,
     #[error("scopes must list `read` and/or `chat`")]

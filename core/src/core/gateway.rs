@@ -125,7 +125,7 @@ impl Core {
             .ok_or(InvalidInput::EmptyMessage)?;
         // The stored turn shows what this request added: its last message (a
         // question, or the results of the client's tools).
-        let content = if last.role == ChatRole::Tool {
+        let content = storable(if last.role == ChatRole::Tool {
             format!(
                 "(tool result for {})\n{}",
                 last.tool_call_id.as_deref().unwrap_or("a call"),
@@ -133,7 +133,7 @@ impl Core {
             )
         } else {
             last.content.clone()
-        };
+        });
         if content.trim().is_empty() && last.tool_calls.is_empty() {
             return Err(InvalidInput::EmptyMessage.into());
         }
@@ -143,7 +143,7 @@ impl Core {
             .filter(|m| m.role == ChatRole::System)
             .map(|m| m.content.as_str())
             .collect();
-        let system = (!system.is_empty()).then(|| system.join("\n\n"));
+        let system = (!system.is_empty()).then(|| storable(system.join("\n\n")));
         let title = gateway_title(&content);
         let model = request.model.clone();
         let chat = ChatRequest {
@@ -299,6 +299,17 @@ impl RecentRefusals {
 }
 
 /// `API: ` and the start of the request's last message, on one line.
+/// `text` as the run's conversation keeps it: a NUL character (U+0000), which an API
+/// client may send and PostgreSQL cannot store, is kept as U+FFFD. The provider is
+/// sent the request's own text.
+fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
 fn gateway_title(content: &str) -> String {
     let line: String = content
         .split_whitespace()

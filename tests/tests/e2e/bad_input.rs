@@ -253,6 +253,12 @@ async fn bad_bodies_are_rejected_and_write_nothing() -> Result<()> {
             Some("invalid_request"),
         ),
         (
+            "a NUL character",
+            json_body(r#"{"content": "before\u0000after"}"#.into()),
+            400,
+            Some("invalid_request"),
+        ),
+        (
             "unknown model",
             json_body(r#"{"content": "hi", "model": "nope/imaginary-model"}"#.into()),
             400,
@@ -274,6 +280,12 @@ async fn bad_bodies_are_rejected_and_write_nothing() -> Result<()> {
             .await
             .with_context(|| format!("sending {what}"))?;
         let error = expect_error(resp, status, code).await.context(what)?;
+        if what == "a NUL character" {
+            ensure!(
+                s(&error, "message").contains("NUL character"),
+                "the error does not name the character: {error}"
+            );
+        }
         if what == "unknown model" {
             ensure!(
                 s(&error, "message").contains("nope/imaginary-model"),

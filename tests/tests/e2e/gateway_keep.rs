@@ -11,10 +11,20 @@ use std::time::Duration;
 
 /// One non-streaming completion; returns its run id.
 async fn one_request(server: &TestServer, key: &str) -> Result<String> {
+    request_of(
+        server,
+        key,
+        json!([{"role": "user", "content": "hello there"}]),
+    )
+    .await
+}
+
+/// One non-streaming completion of `messages`; returns its run id.
+async fn request_of(server: &TestServer, key: &str, messages: Value) -> Result<String> {
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", server.url()))
         .bearer_auth(key)
-        .json(&json!({"model": "s/demo", "messages": [{"role": "user", "content": "hello there"}]}))
+        .json(&json!({"model": "s/demo", "messages": messages}))
         .send()
         .await?;
     ensure!(resp.status() == 200, "{}", resp.status());
@@ -59,6 +69,29 @@ async fn runs_are_hidden_then_deleted_after_retention_with_the_ledger_kept() -> 
         conversations(&owner).await?.is_empty(),
         "a kept run is not listed"
     );
+    let pool = db.pool().await?;
+    // A NUL character, which an API client may send and PostgreSQL's text cannot
+    // hold, is kept as U+FFFD; the request is answered as any other.
+    let with_nul = request_of(
+        &server,
+        &key,
+        json!([
+            {"role": "system", "content": "be\u{0}brief"},
+            {"role": "user", "content": "before\u{0}after"},
+        ]),
+    )
+    .await?;
+    let (system, question): (Option<String>, String) = sqlx::query_as(
+        "SELECT c.system_prompt, m.content FROM runs r JOIN conversations c ON c.id = r.conversation_id \
+         JOIN messages m ON m.conversation_id = c.id AND m.role = 'user' WHERE r.id = $1",
+    )
+    .bind(&with_nul)
+    .fetch_one(&pool)
+    .await?;
+    ensure!(
+        system.as_deref() == Some("be\u{FFFD}brief") && question == "before\u{FFFD}after",
+        "{system:?} {question:?}"
+    );
     wait::until(
         "the run to pass its retention",
         Duration::from_secs(20),
@@ -68,7 +101,6 @@ async fn runs_are_hidden_then_deleted_after_retention_with_the_ledger_kept() -> 
         },
     )
     .await?;
-    let pool = db.pool().await?;
     let charged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE run_id = $1")
         .bind(&run_id)
         .fetch_one(&pool)
