@@ -224,6 +224,7 @@ impl Store {
     }
 }
 
+mod rows;
 mod set;
 mod set_postgres;
 

@@ -12,14 +12,15 @@
 //! statement saw the rows of the ones before it in the same transaction. A refused
 //! turn is left out of the write, so it writes nothing. The rows go in as one JSON
 //! array parameter read by `json_each`, so the statements' text is the same for
-//! every batch and is prepared once per connection.
+//! every batch and is prepared once per connection. (A PostgreSQL lane's batch is
+//! handed to `set_postgres.rs`.)
 
 use super::TurnWrite;
+use super::rows::{rows_of, to_json};
 use crate::group_commit::ApplyMany;
 use crate::ledger::check_admission;
 use crate::{Backend, StoreError, Tx};
 use chorus_model::time::now_ms;
-use serde::Serialize;
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
@@ -47,11 +48,11 @@ macro_rules! active_account {
     };
 }
 
-/// Every row of the turns `$1` (a JSON array of [`TurnRow`]) whose account is active,
-/// at time `$2` (see [`rows_of`] for their order): their accounts' last activity (to
-/// the minute: `$3` is the minute before), the new conversations and their web
-/// bindings, both messages of each turn, the queued runs (returning their ids: a
-/// turn whose run is not among them was not written), and the existing
+/// Every row of the turns `$1` (a JSON array of `rows::TurnRow`) whose account is
+/// active, at time `$2` (see `rows::rows_of` for their order): their accounts' last
+/// activity (to the minute: `$3` is the minute before), the new conversations and
+/// their web bindings, both messages of each turn, the queued runs (returning their
+/// ids: a turn whose run is not among them was not written), and the existing
 /// conversations' time and model (`$4`, one entry each).
 const ROWS_SQL: &str = concat!(
     "UPDATE accounts SET last_active_at = $2 \
@@ -87,60 +88,6 @@ const ROWS_SQL: &str = concat!(
      FROM json_each($4) AS u WHERE conversations.id = u.value ->> 'conversation' AND",
     active_account!("u"),
 );
-
-/// One admitted turn's values, as [`ROWS_SQL`] (and PostgreSQL's batch) reads them.
-#[derive(Serialize)]
-pub(super) struct TurnRow<'a> {
-    account: &'a str,
-    conversation: &'a str,
-    /// 1 when the turn creates its conversation.
-    new: u8,
-    title: Option<&'a str>,
-    system_prompt: Option<&'a str>,
-    expires_at: Option<i64>,
-    user_message: &'a str,
-    assistant_message: &'a str,
-    run: &'a str,
-    parent: Option<&'a str>,
-    content: &'a str,
-    model: &'a str,
-    owner: &'a str,
-    lease_until: i64,
-    prompt_estimate: i64,
-    reserved: i64,
-}
-
-impl<'a> TurnRow<'a> {
-    fn of(write: &'a TurnWrite) -> Self {
-        let (turn, ids, conversation) = (&write.turn, &write.ids, write.conversation.as_ref());
-        Self {
-            account: turn.account_id.as_str(),
-            conversation: turn.conversation_id.as_str(),
-            new: u8::from(conversation.is_some()),
-            title: conversation.map(|c| c.title.as_str()),
-            system_prompt: conversation.and_then(|c| c.system_prompt.as_deref()),
-            expires_at: conversation.and_then(|c| c.expires_at),
-            user_message: ids.user_message_id.as_str(),
-            assistant_message: ids.assistant_message_id.as_str(),
-            run: ids.run_id.as_str(),
-            parent: turn.parent_id.as_ref().map(|p| p.as_str()),
-            content: &turn.content,
-            model: &turn.model,
-            owner: &write.owner,
-            lease_until: write.lease_until,
-            prompt_estimate: write.admission.prompt_estimate,
-            reserved: write.admission.reservation,
-        }
-    }
-}
-
-/// An existing conversation's new time and model: the last turn of the batch on it.
-#[derive(Serialize)]
-pub(super) struct ConversationUpdate<'a> {
-    account: &'a str,
-    conversation: &'a str,
-    model: &'a str,
-}
 
 /// What the admissions of one account decide on, as the batch goes.
 struct Standing {
@@ -286,35 +233,4 @@ async fn write_rows(admitted: &[&TurnWrite], tx: &mut Tx) -> Result<HashSet<Stri
         .map(|row| row.try_get::<String, _>("id"))
         .collect::<Result<_, _>>()
         .map_err(StoreError::from)
-}
-
-/// The rows of the `admitted` turns, and the existing conversations' updates.
-///
-/// Every message of a batch is written at the same moment. Messages are listed by
-/// time, then id, and ids are UUIDv7 generated in order by this process (each turn's
-/// question before its reply, a turn's ids before it is queued): so turns on one
-/// conversation keep their queue order, the reply after its question, and a later
-/// batch's turns come after them. (Spacing them a few milliseconds apart put a
-/// batch's later turns in the future, before the next batch's.)
-pub(super) fn rows_of<'w>(
-    admitted: &[&'w TurnWrite],
-) -> (Vec<TurnRow<'w>>, Vec<ConversationUpdate<'w>>) {
-    let rows: Vec<TurnRow> = admitted.iter().map(|w| TurnRow::of(w)).collect();
-    // The last turn on each existing conversation sets its model.
-    let mut updated = HashSet::new();
-    let updates: Vec<ConversationUpdate> = admitted
-        .iter()
-        .rev()
-        .filter(|w| w.conversation.is_none() && updated.insert(w.turn.conversation_id.as_str()))
-        .map(|w| ConversationUpdate {
-            account: w.turn.account_id.as_str(),
-            conversation: w.turn.conversation_id.as_str(),
-            model: &w.turn.model,
-        })
-        .collect();
-    (rows, updates)
-}
-
-pub(super) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

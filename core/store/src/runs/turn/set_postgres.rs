@@ -15,7 +15,7 @@
 //! it is prepared once per connection.
 
 use super::TurnWrite;
-use super::set::{rows_of, to_json};
+use super::rows::{rows_of, to_json};
 use crate::{StoreError, Tx};
 use chorus_model::time::now_ms;
 use sqlx::Row;
@@ -32,7 +32,7 @@ const LOCK_WRITTEN_SQL: &str = "SELECT id FROM accounts \
     ORDER BY id FOR NO KEY UPDATE";
 
 /// Every row of the turns `$1` (a JSON array of `TurnRow`, their accounts locked and
-/// active) at time `$2` (in order: `set::rows_of`): the last activity of the
+/// active) at time `$2` (in order: `rows::rows_of`): the last activity of the
 /// accounts `$3` (to the minute: `$4` is the minute before), the new conversations
 /// and their web bindings, both messages of each turn, the queued runs, and the
 /// existing conversations' time and model (`$5`, one entry each). The foreign keys
