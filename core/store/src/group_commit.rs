@@ -265,6 +265,8 @@ impl<W: ApplyMany> Job for ManyJob<W> {
 #[derive(Clone)]
 pub(crate) struct GroupCommit {
     queue: mpsc::UnboundedSender<Box<dyn Job>>,
+    /// The lanes' connections.
+    pool: AnyPool,
 }
 
 impl GroupCommit {
@@ -277,7 +279,12 @@ impl GroupCommit {
         for _ in 0..lanes.max(1) {
             tokio::spawn(commit_forever(pool.clone(), backend, rx.clone()));
         }
-        Self { queue }
+        Self { queue, pool }
+    }
+
+    /// Closes the lanes' connections: a write queued after this fails.
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Applies `write` in the next batch; returns its result once committed.

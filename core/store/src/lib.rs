@@ -432,6 +432,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(turns) = &self.turns {
+            turns.close().await;
+        }
         self.checkpoint_pool.close().await;
         self.write_pool.close().await;
         self.pool.close().await;

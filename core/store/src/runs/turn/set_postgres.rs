@@ -21,15 +21,16 @@ use chorus_model::time::now_ms;
 use sqlx::Row;
 use std::collections::HashSet;
 
-/// The active accounts among `$1` (a JSON array of ids), share-locked in id order.
+/// The active accounts among `$1` (a JSON array of ids), share-locked in id order:
+/// byte order (`COLLATE "C"`), the order merges compare ids in.
 const LOCK_SHARED_SQL: &str = "SELECT id FROM accounts \
     WHERE id IN (SELECT json_array_elements_text($1::json)) AND status = 'active' \
-    ORDER BY id FOR SHARE";
+    ORDER BY id COLLATE \"C\" FOR SHARE";
 
 /// [`LOCK_SHARED_SQL`], locked to be written (the batch writes a last activity).
 const LOCK_WRITTEN_SQL: &str = "SELECT id FROM accounts \
     WHERE id IN (SELECT json_array_elements_text($1::json)) AND status = 'active' \
-    ORDER BY id FOR NO KEY UPDATE";
+    ORDER BY id COLLATE \"C\" FOR NO KEY UPDATE";
 
 /// Every row of the turns `$1` (a JSON array of `TurnRow`, their accounts locked and
 /// active) at time `$2` (in order: `rows::rows_of`): the last activity of the
