@@ -298,7 +298,6 @@ impl RecentRefusals {
     }
 }
 
-/// `API: ` and the start of the request's last message, on one line.
 /// `text` as the run's conversation keeps it: a NUL character (U+0000), which an API
 /// client may send and PostgreSQL cannot store, is kept as U+FFFD. The provider is
 /// sent the request's own text.
@@ -310,6 +309,7 @@ fn storable(text: String) -> String {
     }
 }
 
+/// `API: ` and the start of the request's last message, on one line.
 fn gateway_title(content: &str) -> String {
     let line: String = content
         .split_whitespace()

@@ -1,7 +1,8 @@
 //! How gateway requests are kept (`[gateway] keep`): by default as runs, readable by
 //! their owner but out of the web client's conversation list, deleted after
 //! `retention_days` with their charge left in the ledger; with `keep =
-//! "conversations"`, as conversations in the web client.
+//! "conversations"`, as conversations in the web client. What cannot be stored as
+//! sent (a NUL character) is stored replaced.
 
 use crate::quota_support::{TEXT, assert_ledger_balanced, priced};
 use anyhow::{Result, ensure};
@@ -69,29 +70,6 @@ async fn runs_are_hidden_then_deleted_after_retention_with_the_ledger_kept() -> 
         conversations(&owner).await?.is_empty(),
         "a kept run is not listed"
     );
-    let pool = db.pool().await?;
-    // A NUL character, which an API client may send and PostgreSQL's text cannot
-    // hold, is kept as U+FFFD; the request is answered as any other.
-    let with_nul = request_of(
-        &server,
-        &key,
-        json!([
-            {"role": "system", "content": "be\u{0}brief"},
-            {"role": "user", "content": "before\u{0}after"},
-        ]),
-    )
-    .await?;
-    let (system, question): (Option<String>, String) = sqlx::query_as(
-        "SELECT c.system_prompt, m.content FROM runs r JOIN conversations c ON c.id = r.conversation_id \
-         JOIN messages m ON m.conversation_id = c.id AND m.role = 'user' WHERE r.id = $1",
-    )
-    .bind(&with_nul)
-    .fetch_one(&pool)
-    .await?;
-    ensure!(
-        system.as_deref() == Some("be\u{FFFD}brief") && question == "before\u{FFFD}after",
-        "{system:?} {question:?}"
-    );
     wait::until(
         "the run to pass its retention",
         Duration::from_secs(20),
@@ -101,6 +79,7 @@ async fn runs_are_hidden_then_deleted_after_retention_with_the_ledger_kept() -> 
         },
     )
     .await?;
+    let pool = db.pool().await?;
     let charged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE run_id = $1")
         .bind(&run_id)
         .fetch_one(&pool)
@@ -126,5 +105,37 @@ async fn keep_conversations_lists_each_request_in_the_web_client() -> Result<()>
     );
     let run = owner.run(&run_id).await?;
     ensure!(run["conversation_id"] == listed[0]["id"], "{run}");
+    Ok(())
+}
+
+/// A NUL character, which an API client may send and PostgreSQL's text cannot hold, is
+/// kept as U+FFFD in the stored copy of the request; the request is answered as any
+/// other.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nul_character_is_stored_as_a_replacement_on_postgresql() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    let server = TestServer::start(priced(ServerConfig::new().postgres(db.url()), "")).await?;
+    let key = keyed_account(&server).await?;
+    let pool = db.pool().await?;
+    let with_nul = request_of(
+        &server,
+        &key,
+        json!([
+            {"role": "system", "content": "be\u{0}brief"},
+            {"role": "user", "content": "before\u{0}after"},
+        ]),
+    )
+    .await?;
+    let (system, question): (Option<String>, String) = sqlx::query_as(
+        "SELECT c.system_prompt, m.content FROM runs r JOIN conversations c ON c.id = r.conversation_id \
+         JOIN messages m ON m.conversation_id = c.id AND m.role = 'user' WHERE r.id = $1",
+    )
+    .bind(&with_nul)
+    .fetch_one(&pool)
+    .await?;
+    ensure!(
+        system.as_deref() == Some("be\u{FFFD}brief") && question == "before\u{FFFD}after",
+        "{system:?} {question:?}"
+    );
     Ok(())
 }
