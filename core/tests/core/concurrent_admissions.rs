@@ -12,6 +12,17 @@ use chorus_model::time::now_ms;
 use chorus_store::{Admission, LedgerReason, NewConversation, NewTurn, Role, Store, StoreError};
 use futures::future::join_all;
 
+/// An admission that decides: a reservation held against the balance, at most
+/// `max_concurrent_runs` runs at once.
+fn limited_admission(max_concurrent_runs: u32) -> Admission {
+    Admission {
+        enforce_balance: true,
+        reservation: 10,
+        prompt_estimate: 5,
+        max_concurrent_runs,
+    }
+}
+
 async fn suite(mut store: Store) {
     store.set_initial_balance(5 * CREDIT);
     concurrent_runs_start_and_end_exactly(&store).await;
@@ -33,12 +44,7 @@ async fn concurrent_runs_start_and_end_exactly(store: &Store) {
         .await
         .unwrap();
     let start = assert_balanced(store, &ivy.id).await;
-    let admission = Admission {
-        enforce_balance: true,
-        reservation: 10,
-        prompt_estimate: 5,
-        max_concurrent_runs: LIMIT,
-    };
+    let admission = limited_admission(LIMIT);
     let lease = now_ms() + 60_000;
     let sends = (0..SENDS).map(|i| {
         let (store, ivy, admission) = (store.clone(), ivy.clone(), admission.clone());
@@ -134,12 +140,7 @@ async fn turns_queued_together_are_decided_in_order(store: &Store) {
         .create_conversation(&max.id, "shared", "scripted/demo", None)
         .await
         .unwrap();
-    let limited = Admission {
-        enforce_balance: true,
-        reservation: 10,
-        prompt_estimate: 5,
-        max_concurrent_runs: LIMIT,
-    };
+    let limited = limited_admission(LIMIT);
     let lease = now_ms() + 60_000;
     let new_conversation = |title: &str| NewConversation {
         title: title.into(),

@@ -88,6 +88,22 @@ pub(super) fn rows_of<'w>(
     (rows, updates)
 }
 
+/// The accounts of the `writes` that `keep` keeps, in byte order, each once (the
+/// order a batch locks them in on PostgreSQL).
+pub(super) fn accounts_of<'w>(
+    writes: &[&'w TurnWrite],
+    keep: impl Fn(&TurnWrite) -> bool,
+) -> Vec<&'w str> {
+    let mut accounts: Vec<&str> = writes
+        .iter()
+        .filter(|w| keep(w))
+        .map(|w| w.turn.account_id.as_str())
+        .collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    accounts
+}
+
 pub(super) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

@@ -16,7 +16,7 @@
 //! handed to `set_postgres.rs`.)
 
 use super::TurnWrite;
-use super::rows::{rows_of, to_json};
+use super::rows::{accounts_of, rows_of, to_json};
 use crate::group_commit::ApplyMany;
 use crate::ledger::check_admission;
 use crate::{Backend, StoreError, Tx};
@@ -175,9 +175,7 @@ async fn read_standing(
     writes: &[&TurnWrite],
     tx: &mut Tx,
 ) -> Result<HashMap<String, Standing>, StoreError> {
-    let mut accounts: Vec<&str> = writes.iter().map(|w| w.turn.account_id.as_str()).collect();
-    accounts.sort_unstable();
-    accounts.dedup();
+    let accounts = accounts_of(writes, |_| true);
     let sql = if writes.iter().any(|w| w.admission.decides()) {
         ACCOUNTS_SQL
     } else {

@@ -15,7 +15,7 @@
 //! it is prepared once per connection.
 
 use super::TurnWrite;
-use super::rows::{rows_of, to_json};
+use super::rows::{accounts_of, rows_of, to_json};
 use crate::{StoreError, Tx};
 use chorus_model::time::now_ms;
 use sqlx::Row;
@@ -73,16 +73,8 @@ pub(super) async fn apply_many(
             "an admission that decides was batched on PostgreSQL".into(),
         ));
     }
-    let mut accounts: Vec<&str> = writes.iter().map(|w| w.turn.account_id.as_str()).collect();
-    accounts.sort_unstable();
-    accounts.dedup();
-    let mut touched: Vec<&str> = writes
-        .iter()
-        .filter(|w| w.touch_activity)
-        .map(|w| w.turn.account_id.as_str())
-        .collect();
-    touched.sort_unstable();
-    touched.dedup();
+    let accounts = accounts_of(writes, |_| true);
+    let mut touched = accounts_of(writes, |w| w.touch_activity);
     let lock = if touched.is_empty() {
         LOCK_SHARED_SQL
     } else {
