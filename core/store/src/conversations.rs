@@ -1,8 +1,7 @@
 //! Conversations, their message trees and surface bindings.
 
-use super::{Backend, Store, StoreConflict, StoreError};
+use super::{Store, StoreConflict, StoreError};
 use crate::Tx;
-use chorus_model::history::ToolStep;
 use chorus_model::ids::{AccountId, ConversationId, MessageId, RunId};
 use chorus_model::time::now_ms;
 use serde::Serialize;
@@ -21,7 +20,7 @@ pub struct Conversation {
 }
 
 impl Conversation {
-    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: ConversationId::from_stored(row.try_get("id")?),
             account_id: AccountId::from_stored(row.try_get("account_id")?),
@@ -76,7 +75,7 @@ pub struct NewConversation {
     pub expires_at: Option<i64>,
 }
 
-const CONVERSATION_COLUMNS: &str =
+pub(crate) const CONVERSATION_COLUMNS: &str =
     "id, account_id, title, model, system_prompt, created_at, updated_at";
 
 impl Store {
@@ -286,52 +285,6 @@ impl Store {
         Ok(messages_with_runs(&rows, &runs)?)
     }
 
-    /// What a new turn of `account`'s conversation `id` is built from, in one round
-    /// trip ([`TURN_CONTEXT_SQL`], on SQLite [`TURN_CONTEXT_SQLITE`]): the
-    /// conversation with its tool selection, its messages (with their runs' state),
-    /// and its runs' tool steps. `None`: `account` owns no such conversation.
-    pub async fn turn_context(
-        &self,
-        account: &AccountId,
-        id: &ConversationId,
-    ) -> Result<Option<TurnContext>, StoreError> {
-        let sql = match self.backend() {
-            Backend::Sqlite => TURN_CONTEXT_SQLITE.as_str(),
-            Backend::Postgres => TURN_CONTEXT_SQL,
-        };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.as_str())
-            .bind(account.as_str())
-            .fetch_all(self.pool())
-            .await?;
-        let mut parts = TurnContextRows::default();
-        for row in rows {
-            let part: String = row.try_get("part")?;
-            match part.as_str() {
-                "conversation" => parts.conversation.push(row),
-                "message" => parts.messages.push(row),
-                "run" => parts.runs.push(row),
-                other => {
-                    return Err(StoreError::Corrupt(format!(
-                        "a turn context row of part {other:?}"
-                    )));
-                }
-            }
-        }
-        let Some(row) = parts.conversation.pop() else {
-            return Ok(None);
-        };
-        let (rows, runs) = (parts.messages, parts.runs);
-        let conversation = Conversation::from_row(&row)?;
-        let tools: Option<String> = row.try_get("tools")?;
-        Ok(Some(TurnContext {
-            conversation,
-            tools: crate::tool_steps::parse_selection(tools),
-            messages: messages_with_runs(&rows, &runs)?,
-            tool_steps: crate::tool_steps::steps_by_message(&runs)?,
-        }))
-    }
-
     /// The newest message of a conversation: where a new turn hangs by default.
     pub async fn latest_message(
         &self,
@@ -373,12 +326,12 @@ impl Store {
 }
 
 /// A conversation's messages, oldest first (ties by id).
-const MESSAGES_SQL: &str = "SELECT id, parent_id, role, content, model, created_at FROM messages \
+pub(crate) const MESSAGES_SQL: &str = "SELECT id, parent_id, role, content, model, created_at FROM messages \
      WHERE conversation_id = $1 ORDER BY created_at, id";
 
 /// A conversation's runs, oldest first: their state for their messages, and their
 /// tool steps.
-const RUNS_SQL: &str = "SELECT id, message_id, status, text, finish_reason, error, prompt_tokens, \
+pub(crate) const RUNS_SQL: &str = "SELECT id, message_id, status, text, finish_reason, error, prompt_tokens, \
      completion_tokens, prefix_len, tool_steps FROM runs WHERE conversation_id = $1 ORDER BY created_at, id";
 
 /// A conversation's rows of [`MESSAGES_SQL`] and of [`RUNS_SQL`], on `conn`.
@@ -397,61 +350,12 @@ async fn message_and_run_rows(
     Ok((rows, runs))
 }
 
-/// [`Store::turn_context`]'s rows, by part.
-#[derive(Default)]
-struct TurnContextRows {
-    conversation: Vec<AnyRow>,
-    messages: Vec<AnyRow>,
-    runs: Vec<AnyRow>,
-}
-
-/// On SQLite, [`TURN_CONTEXT_SQL`]'s three parts as three statements of one query
-/// (sqlx runs each in turn, binding `$n` by number across them): still one round trip
-/// to the connection's worker thread, without the union's sorts and wide rows, which
-/// made the read measurably slower there in a burst (README.md, "Admissions
-/// together"). Each row says its `part` as in the union.
-static TURN_CONTEXT_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let marked =
-        |part: &str, sql: &str| sql.replacen("SELECT ", &format!("SELECT '{part}' AS part, "), 1);
-    format!(
-        "SELECT 'conversation' AS part, {CONVERSATION_COLUMNS}, tools FROM conversations \
-         WHERE id = $1 AND account_id = $2; {}; {}",
-        marked("message", MESSAGES_SQL),
-        marked("run", RUNS_SQL)
-    )
-});
-
-/// [`Store::turn_context`]'s read (`$1` the conversation, `$2` its account): the
-/// conversation's row (as `SELECT CONVERSATION_COLUMNS, tools`), its messages' (as
-/// [`MESSAGES_SQL`]) and its runs' (as [`RUNS_SQL`]) in one statement, so one round
-/// trip to the database (on SQLite, to the connection's worker thread) instead of
-/// three. Each row says its `part`, the columns of the other parts NULL; ordered by
-/// part, then oldest first. The messages and runs of a conversation the account does
-/// not own are not read.
-const TURN_CONTEXT_SQL: &str = "\
-    SELECT 'conversation' AS part, id, account_id, title, model, system_prompt, created_at, \
-    updated_at, tools, CAST(NULL AS TEXT) AS parent_id, CAST(NULL AS TEXT) AS role, \
-    CAST(NULL AS TEXT) AS content, CAST(NULL AS TEXT) AS message_id, CAST(NULL AS TEXT) AS status, \
-    CAST(NULL AS TEXT) AS text, CAST(NULL AS TEXT) AS finish_reason, CAST(NULL AS TEXT) AS error, \
-    CAST(NULL AS BIGINT) AS prompt_tokens, CAST(NULL AS BIGINT) AS completion_tokens, \
-    CAST(NULL AS BIGINT) AS prefix_len, CAST(NULL AS TEXT) AS tool_steps \
-    FROM conversations WHERE id = $1 AND account_id = $2 \
-    UNION ALL \
-    SELECT 'message', id, NULL, NULL, model, NULL, created_at, NULL, NULL, parent_id, role, \
-    content, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
-    FROM messages WHERE conversation_id = $1 \
-    AND EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND account_id = $2) \
-    UNION ALL \
-    SELECT 'run', id, NULL, NULL, NULL, NULL, created_at, NULL, NULL, NULL, NULL, NULL, \
-    message_id, status, text, finish_reason, error, prompt_tokens, completion_tokens, prefix_len, \
-    tool_steps \
-    FROM runs WHERE conversation_id = $1 \
-    AND EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND account_id = $2) \
-    ORDER BY part, created_at, id";
-
 /// Messages as read with [`MESSAGES_SQL`], each with the state of its newest run
 /// from [`RUNS_SQL`] (a running one's checkpointed text joined to its content).
-fn messages_with_runs(rows: &[AnyRow], runs: &[AnyRow]) -> Result<Vec<Message>, sqlx::Error> {
+pub(crate) fn messages_with_runs(
+    rows: &[AnyRow],
+    runs: &[AnyRow],
+) -> Result<Vec<Message>, sqlx::Error> {
     let mut messages = rows
         .iter()
         .map(|row| {
@@ -495,7 +399,7 @@ fn messages_with_runs(rows: &[AnyRow], runs: &[AnyRow]) -> Result<Vec<Message>, 
 
 /// The messages from the root down to `leaf`, following parents; empty when `leaf`
 /// is not among `all`.
-fn chain_to(all: &[Message], leaf: &MessageId) -> Vec<Message> {
+pub(crate) fn chain_to(all: &[Message], leaf: &MessageId) -> Vec<Message> {
     let mut chain = Vec::new();
     let mut cursor = Some(leaf.clone());
     while let Some(id) = cursor {
@@ -510,35 +414,6 @@ fn chain_to(all: &[Message], leaf: &MessageId) -> Vec<Message> {
     }
     chain.reverse();
     chain
-}
-
-/// What a new turn of a conversation is built from ([`Store::turn_context`]).
-#[derive(Clone, Debug)]
-pub struct TurnContext {
-    pub conversation: Conversation,
-    /// The tools chosen for the conversation.
-    pub tools: Vec<String>,
-    /// Every message, oldest first.
-    pub messages: Vec<Message>,
-    /// The tool steps of each message, merged over its runs.
-    pub tool_steps: Vec<(MessageId, Vec<ToolStep>)>,
-}
-
-impl TurnContext {
-    /// The newest message: where a new turn hangs by default.
-    pub fn latest_message(&self) -> Option<&MessageId> {
-        self.messages.last().map(|m| &m.id)
-    }
-
-    /// Whether `message` belongs to the conversation.
-    pub fn has_message(&self, message: &MessageId) -> bool {
-        self.messages.iter().any(|m| m.id == *message)
-    }
-
-    /// The messages from the root down to `leaf`.
-    pub fn branch(&self, leaf: &MessageId) -> Vec<Message> {
-        chain_to(&self.messages, leaf)
-    }
 }
 
 /// Writes a conversation and its web binding (under its own id), in the caller's

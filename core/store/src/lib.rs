@@ -18,10 +18,12 @@ mod key_cache;
 mod ledger;
 mod links;
 mod marks;
+mod read_lanes;
 mod runs;
 mod sessions;
 mod stats;
 mod tool_steps;
+mod turn_context;
 mod wal;
 
 pub use access::{AccessResource, AccessRule};
@@ -32,13 +34,14 @@ pub use admin::{AccountListing, AccountSort, RunFilter, RunListing};
 pub use api_keys::{ApiKeyInfo, ApiKeyScope, KeyedAccount};
 pub use audit::{Actor, AuditFilter, AuditKind, AuditRecord, Change};
 pub use bindings::RenderState;
-pub use conversations::{Conversation, Message, NewConversation, NewTurn, TurnContext};
+pub use conversations::{Conversation, Message, NewConversation, NewTurn};
 pub use identities::{IdentityRecord, SsoFlow};
 pub use ledger::{Admission, LedgerEntry, LedgerReason, UsageBucket, utc_date};
 pub use links::{Identity, LinkOutcome};
 pub use runs::{Checkpoint, Run, RunOutcome, RunStatus, TurnIds};
 pub use sessions::SessionInfo;
 pub use stats::{HOUR_MS, MINUTE_MS, ProviderStat, RunStatBucket};
+pub use turn_context::TurnContext;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -70,6 +73,10 @@ pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 /// a time: while one lane commits (its WAL flush), the next applies the turns queued
 /// meanwhile.
 pub(crate) const TURN_LANES: usize = 2;
+
+/// How many reads of new turns' conversations PostgreSQL runs at once, each for
+/// every such read queued when it began (`read_lanes.rs`), on the shared pool.
+pub(crate) const TURN_CONTEXT_LANES: usize = 2;
 
 /// Which SQL engine sits behind the `Any` pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +173,9 @@ pub struct Store {
     /// On PostgreSQL, the lanes that write new turns whose admission cannot refuse
     /// them in batches, on connections of their own ([`TURN_LANES`]); `None` elsewhere.
     turns: Option<group_commit::GroupCommit>,
+    /// On PostgreSQL, the lanes that read new turns' conversations in batches
+    /// ([`TURN_CONTEXT_LANES`]); `None` elsewhere.
+    turn_contexts: Option<read_lanes::ReadLanes<turn_context::TurnContextReads>>,
     /// Where checkpoints are written: on PostgreSQL a connection of their own, so a
     /// busy instance's checkpoints (a transaction per 256 runs) never hold the
     /// connections a burst's requests read on; elsewhere `write_pool`.
@@ -380,7 +390,10 @@ impl Store {
             _ => (pool.clone(), None),
         };
         let (group, wal) = group.unzip();
+        let turn_contexts = (backend == Backend::Postgres)
+            .then(|| read_lanes::ReadLanes::start(pool.clone(), TURN_CONTEXT_LANES));
         Ok(Self {
+            turn_contexts,
             pool,
             checkpoint_pool: checkpoint_pool.unwrap_or_else(|| write_pool.clone()),
             write_pool,

@@ -64,6 +64,7 @@ async fn suite(store: &Store) {
     runs_checkpoints_and_finish(store).await;
     orphans_are_interrupted_once(store).await;
     deleting_a_conversation_removes_its_tree(store).await;
+    turn_contexts_read_at_once_answer_each_reader(store).await;
     // Migrating twice is a no-op.
     store.migrate().await.expect("second migrate");
 }
@@ -757,6 +758,78 @@ async fn orphans_are_interrupted_once(store: &Store) {
             .await
             .is_err()
     );
+}
+
+/// Many turn contexts read at once (on PostgreSQL the reads waiting together share
+/// one statement, `store/src/read_lanes.rs`): each reader gets its own conversation
+/// with its messages in order and a streaming run's text so far, the same
+/// conversation twice gets it twice, and a conversation of someone else's or no
+/// one's gets nothing.
+async fn turn_contexts_read_at_once_answer_each_reader(store: &Store) {
+    let dora = store
+        .create_account("dora", Role::User, None)
+        .await
+        .unwrap();
+    let finn = store
+        .create_account("finn", Role::User, None)
+        .await
+        .unwrap();
+    let lease = now_ms() + 60_000;
+    // (owner, conversation, title, the messages' contents in order)
+    let mut made = Vec::new();
+    for i in 0..24 {
+        let owner = if i % 4 == 3 { &finn } else { &dora };
+        let title = format!("talk {i}");
+        let conv = store
+            .create_conversation(&owner.id, &title, "scripted/demo", None)
+            .await
+            .unwrap();
+        let mut contents = Vec::new();
+        let mut parent = None;
+        for j in 0..i % 3 {
+            let question = format!("q{i}.{j}");
+            let ids = store
+                .start_turn(&turn(owner, &conv.id, parent, &question), OWNER, lease)
+                .await
+                .unwrap();
+            let partial = format!("a{i}.{j}");
+            store
+                .checkpoint(&ids.run_id, OWNER, &partial, 1, lease)
+                .await
+                .unwrap();
+            contents.extend([question, partial]);
+            parent = Some(ids.assistant_message_id);
+        }
+        made.push((owner.clone(), conv.id, title, contents));
+    }
+    let reads = made
+        .iter()
+        .flat_map(|(owner, conv, title, contents)| {
+            let other = if owner.id == dora.id { &finn } else { &dora };
+            let mine = Some((title.clone(), contents.clone()));
+            [
+                (owner.id.clone(), conv.clone(), mine.clone()),
+                (other.id.clone(), conv.clone(), None),
+                (owner.id.clone(), conv.clone(), mine),
+            ]
+        })
+        .chain((0..8).map(|_| (dora.id.clone(), ConversationId::generate(), None)))
+        .collect::<Vec<_>>();
+    let read = futures::future::join_all(
+        reads
+            .iter()
+            .map(|(account, conv, _)| store.turn_context(account, conv)),
+    )
+    .await;
+    for ((account, conv, expected), got) in reads.iter().zip(read) {
+        let got = got.unwrap().map(|context| {
+            assert_eq!(&context.conversation.id, conv);
+            assert_eq!(&context.conversation.account_id, account);
+            let contents: Vec<String> = context.messages.into_iter().map(|m| m.content).collect();
+            (context.conversation.title, contents)
+        });
+        assert_eq!(&got, expected, "{account}'s read of {conv}");
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,134 @@
+//! Batched reads: the reads of one kind that wait at the same moment are answered
+//! by one statement, on PostgreSQL, where each read on its own costs a round trip,
+//! an executor start and a turn of a connection of the pool.
+//!
+//! A burst of new messages makes as many reads of their conversations as there are
+//! messages, all at once: each queued for one of the pool's connections, each a
+//! server process's round trip. Here a few lanes take the reads: a free lane takes
+//! every read queued at that moment (at most [`MAX_BATCH`]) and answers them all
+//! from one statement, so the queue drains in a few statements whatever its length.
+//! A read waits for no timer: alone, it is read at once, as before; the lanes only
+//! gather what is already waiting while they are busy.
+//!
+//! When the batched statement fails, each read of the batch is read again on its
+//! own, so every caller gets its own answer or its own error.
+
+use crate::StoreError;
+use sqlx::AnyPool;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// The most reads one statement answers.
+pub(crate) const MAX_BATCH: usize = 128;
+
+/// A read that several callers' keys can share one statement.
+pub(crate) trait ReadMany: Send + Sync + 'static {
+    type Key: Send + Sync + 'static;
+    type Value: Send + 'static;
+
+    /// The values of `keys`, in order, one each.
+    fn read_many(
+        pool: &AnyPool,
+        keys: &[&Self::Key],
+    ) -> impl Future<Output = Result<Vec<Self::Value>, StoreError>> + Send;
+
+    /// The value of `key` alone (a failed batch's reads, again one by one).
+    fn read_one(
+        pool: &AnyPool,
+        key: &Self::Key,
+    ) -> impl Future<Output = Result<Self::Value, StoreError>> + Send;
+}
+
+/// One caller's read and where its answer goes.
+struct Job<R: ReadMany> {
+    key: R::Key,
+    answer: oneshot::Sender<Result<R::Value, StoreError>>,
+}
+
+type Queue<R> = Arc<Mutex<mpsc::UnboundedReceiver<Job<R>>>>;
+
+/// The queue of one kind of read and its lanes. Cloning it shares them; the lanes
+/// end when the last clone is dropped.
+pub(crate) struct ReadLanes<R: ReadMany> {
+    queue: mpsc::UnboundedSender<Job<R>>,
+}
+
+impl<R: ReadMany> Clone for ReadLanes<R> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<R: ReadMany> ReadLanes<R> {
+    /// Starts `lanes` tasks reading on `pool` (each holds one of its connections
+    /// while it reads).
+    pub(crate) fn start(pool: AnyPool, lanes: usize) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let rx: Queue<R> = Arc::new(Mutex::new(rx));
+        for _ in 0..lanes.max(1) {
+            tokio::spawn(read_forever::<R>(pool.clone(), rx.clone()));
+        }
+        Self { queue }
+    }
+
+    /// Reads `key`, with whatever other reads are waiting when a lane is free.
+    pub(crate) async fn read(&self, key: R::Key) -> Result<R::Value, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        self.queue.send(Job { key, answer }).map_err(|_| closed())?;
+        answered.await.map_err(|_| closed())?
+    }
+}
+
+/// The lanes are gone (the store is closing): as a closed pool answers.
+fn closed() -> StoreError {
+    StoreError::Database(sqlx::Error::PoolClosed)
+}
+
+/// One lane: takes every read queued when it is free, answers them, again.
+async fn read_forever<R: ReadMany>(pool: AnyPool, queue: Queue<R>) {
+    loop {
+        let mut jobs = {
+            // The queue is held only while waiting: the next free lane takes what
+            // arrives while this one reads.
+            let mut rx = queue.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            jobs
+        };
+        // A caller that went away (its request dropped) needs no answer.
+        jobs.retain(|job| !job.answer.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        let keys: Vec<&R::Key> = jobs.iter().map(|job| &job.key).collect();
+        match R::read_many(&pool, &keys).await {
+            Ok(values) if values.len() == jobs.len() => {
+                for (job, value) in jobs.into_iter().zip(values) {
+                    let _ = job.answer.send(Ok(value));
+                }
+            }
+            outcome => {
+                let error = match outcome {
+                    Ok(values) => format!("{} reads gave {} values", jobs.len(), values.len()),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(reads = jobs.len(), error = %error, "a batched read failed; reading each alone");
+                for job in jobs {
+                    let value = R::read_one(&pool, &job.key).await;
+                    let _ = job.answer.send(value);
+                }
+            }
+        }
+    }
+}
