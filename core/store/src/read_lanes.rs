@@ -17,6 +17,7 @@ use crate::StoreError;
 use sqlx::AnyPool;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// The most reads one statement answers.
@@ -44,6 +45,7 @@ pub(crate) trait ReadMany: Send + Sync + 'static {
 struct Job<R: ReadMany> {
     key: R::Key,
     answer: oneshot::Sender<Result<R::Value, StoreError>>,
+    queued: Instant,
 }
 
 type Queue<R> = Arc<Mutex<mpsc::UnboundedReceiver<Job<R>>>>;
@@ -77,7 +79,12 @@ impl<R: ReadMany> ReadLanes<R> {
     /// Reads `key`, with whatever other reads are waiting when a lane is free.
     pub(crate) async fn read(&self, key: R::Key) -> Result<R::Value, StoreError> {
         let (answer, answered) = oneshot::channel();
-        self.queue.send(Job { key, answer }).map_err(|_| closed())?;
+        let job = Job {
+            key,
+            answer,
+            queued: Instant::now(),
+        };
+        self.queue.send(job).map_err(|_| closed())?;
         answered.await.map_err(|_| closed())?
     }
 }
@@ -89,45 +96,58 @@ fn closed() -> StoreError {
 
 /// One lane: takes every read queued when it is free, answers them, again.
 async fn read_forever<R: ReadMany>(pool: AnyPool, queue: Queue<R>) {
+    let mut jobs: Vec<Job<R>> = Vec::with_capacity(MAX_BATCH);
     loop {
-        let mut jobs = {
-            // The queue is held only while waiting: the next free lane takes what
-            // arrives while this one reads.
-            let mut rx = queue.lock().await;
-            let Some(first) = rx.recv().await else {
-                return;
-            };
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            jobs
-        };
+        // The queue is held only while waiting: the next free lane takes what
+        // arrives while this one reads.
+        if queue.lock().await.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+            return;
+        }
+        let mut batch = std::mem::take(&mut jobs);
         // A caller that went away (its request dropped) needs no answer.
-        jobs.retain(|job| !job.answer.is_closed());
-        if jobs.is_empty() {
+        batch.retain(|job| !job.answer.is_closed());
+        if batch.is_empty() {
             continue;
         }
-        let keys: Vec<&R::Key> = jobs.iter().map(|job| &job.key).collect();
-        match R::read_many(&pool, &keys).await {
-            Ok(values) if values.len() == jobs.len() => {
-                for (job, value) in jobs.into_iter().zip(values) {
-                    let _ = job.answer.send(Ok(value));
-                }
+        if crate::timing() {
+            let started = Instant::now();
+            let waited = batch
+                .iter()
+                .map(|job| started.duration_since(job.queued))
+                .max()
+                .unwrap_or_default();
+            let size = batch.len();
+            answer::<R>(&pool, batch).await;
+            tracing::info!(
+                target: "chorus_core::telemetry::timing",
+                "read_batch size={size} wait={} read={}",
+                waited.as_micros(),
+                started.elapsed().as_micros()
+            );
+            continue;
+        }
+        answer::<R>(&pool, batch).await;
+    }
+}
+
+/// Reads `batch` in one statement, or each alone when that fails, and answers each.
+async fn answer<R: ReadMany>(pool: &AnyPool, batch: Vec<Job<R>>) {
+    let keys: Vec<&R::Key> = batch.iter().map(|job| &job.key).collect();
+    match R::read_many(pool, &keys).await {
+        Ok(values) if values.len() == batch.len() => {
+            for (job, value) in batch.into_iter().zip(values) {
+                let _ = job.answer.send(Ok(value));
             }
-            outcome => {
-                let error = match outcome {
-                    Ok(values) => format!("{} reads gave {} values", jobs.len(), values.len()),
-                    Err(e) => e.to_string(),
-                };
-                tracing::warn!(reads = jobs.len(), error = %error, "a batched read failed; reading each alone");
-                for job in jobs {
-                    let value = R::read_one(&pool, &job.key).await;
-                    let _ = job.answer.send(value);
-                }
+        }
+        outcome => {
+            let error = match outcome {
+                Ok(values) => format!("{} reads gave {} values", batch.len(), values.len()),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(reads = batch.len(), error = %error, "a batched read failed; reading each alone");
+            for job in batch {
+                let value = R::read_one(pool, &job.key).await;
+                let _ = job.answer.send(value);
             }
         }
     }
