@@ -9,7 +9,7 @@ use crate::conversations::{
     messages_with_runs,
 };
 use crate::read_lanes::ReadMany;
-use crate::{Backend, Store, StoreError};
+use crate::{Store, StoreError};
 use chorus_model::history::ToolStep;
 use chorus_model::ids::{AccountId, ConversationId, MessageId};
 use serde::Serialize;
@@ -57,26 +57,23 @@ impl Store {
         account: &AccountId,
         id: &ConversationId,
     ) -> Result<Option<TurnContext>, StoreError> {
-        let key = TurnContextKey {
-            conversation: id.clone(),
-            account: account.clone(),
-        };
-        match (&self.turn_contexts, self.backend()) {
-            (Some(lanes), _) => lanes.read(key).await,
-            (None, Backend::Postgres) => TurnContextReads::read_one(self.pool(), &key).await,
-            (None, Backend::Sqlite) => {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(TURN_CONTEXT_SQLITE.as_str()))
-                    .bind(id.as_str())
-                    .bind(account.as_str())
-                    .fetch_all(self.pool())
-                    .await?;
-                let mut parts = TurnContextRows::default();
-                for row in rows {
-                    parts.push(row)?;
-                }
-                parts.context()
-            }
+        if let Some(lanes) = &self.turn_contexts {
+            let key = TurnContextKey {
+                conversation: id.clone(),
+                account: account.clone(),
+            };
+            return lanes.read(key).await;
         }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(TURN_CONTEXT_SQLITE.as_str()))
+            .bind(id.as_str())
+            .bind(account.as_str())
+            .fetch_all(self.pool())
+            .await?;
+        let mut parts = TurnContextRows::default();
+        for row in rows {
+            parts.push(row)?;
+        }
+        parts.context()
     }
 }
 
@@ -104,8 +101,9 @@ impl ReadMany for TurnContextReads {
         pool: &AnyPool,
         keys: &[&TurnContextKey],
     ) -> Result<Vec<Option<TurnContext>>, StoreError> {
-        // Each conversation once, whoever asked for it (two sends to one
-        // conversation, or a guess at someone else's).
+        // Each pair once (two sends to one conversation ask for it twice); a
+        // conversation asked for by its owner and by a guess at someone else's is
+        // read once, for the pair that owns it.
         let rows: Vec<KeyRow> = keys
             .iter()
             .map(|key| KeyRow {
