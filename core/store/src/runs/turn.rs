@@ -11,7 +11,7 @@ use chorus_model::time::now_ms;
 use sqlx::Row;
 
 /// A new turn's two messages (`$2` conversation, `$3`/`$4` user/assistant message,
-/// `$6` parent, `$7` content, `$8` model, `$9`/`$14` their times); on SQLite only if
+/// `$6` parent, `$7` content, `$8` model, `$9`/`$14` their time, the same); on SQLite only if
 /// the account `$1` is active (the admission before it in the same query decides
 /// that: an inactive or unknown account writes nothing and fails no foreign key).
 macro_rules! turn_messages_sql {
@@ -342,7 +342,11 @@ impl TurnWrite {
             .bind(self.lease_until)
             .bind(self.admission.prompt_estimate)
             .bind(self.admission.reservation)
-            .bind(now + 1);
+            // The reply at the question's time, after it by id (UUIDv7, generated
+            // after the question's), as in a batch (`rows::rows_of`): a reply a
+            // millisecond later sorted after the next turn's question when both
+            // turns were written within one millisecond.
+            .bind(now);
         match &self.conversation {
             Some(c) => query
                 .bind(&c.title)
