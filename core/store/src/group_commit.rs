@@ -361,24 +361,15 @@ async fn commit_forever(pool: AnyPool, backend: Backend, rx: SharedQueue) {
         if batch.is_empty() {
             continue;
         }
-        if crate::timing() {
-            let started = Instant::now();
-            let waited = batch
-                .iter()
-                .map(|job| started.duration_since(job.queued()))
-                .max()
-                .unwrap_or_default();
-            let size = batch.len();
-            commit_any(&lane, batch).await;
-            tracing::info!(
-                target: "chorus_core::telemetry::timing",
-                "group_commit size={size} wait={} write={}",
-                waited.as_micros(),
-                started.elapsed().as_micros()
-            );
-            continue;
-        }
-        commit_any(&lane, batch).await;
+        let (size, oldest) = (batch.len(), batch.iter().map(|job| job.queued()).min());
+        crate::timed_batch(
+            "group_commit",
+            "write",
+            size,
+            oldest,
+            commit_any(&lane, batch),
+        )
+        .await;
     }
 }
 

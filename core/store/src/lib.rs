@@ -53,16 +53,36 @@ use std::time::Duration;
 /// Whether the store logs the timing of its shared writes ([`set_timing`]).
 static TIMING: AtomicBool = AtomicBool::new(false);
 
-/// Turns on (or off) the timing of group commits: each batch logged at target
-/// `chorus_core::telemetry::timing` with its size, how long its oldest write waited
-/// in the queue, and how long applying and committing it took (microseconds). Core
-/// calls it once at start when `[telemetry] timing` is on.
+/// Turns on (or off) the timing of group commits and batched reads: each batch
+/// logged at target `chorus_core::telemetry::timing` with its size, how long its
+/// oldest entry waited in the queue, and how long applying and committing it (or
+/// reading it) took (microseconds). Core calls it once at start when `[telemetry]
+/// timing` is on.
 pub fn set_timing(on: bool) {
     TIMING.store(on, Ordering::Relaxed);
 }
 
-pub(crate) fn timing() -> bool {
-    TIMING.load(Ordering::Relaxed)
+/// Does `work`, a batch of `size` entries, the oldest queued at `oldest`; with
+/// timing on, logs it as `KIND size=… wait=… DONE=…` ([`set_timing`]).
+pub(crate) async fn timed_batch(
+    kind: &str,
+    done: &str,
+    size: usize,
+    oldest: Option<std::time::Instant>,
+    work: impl std::future::Future<Output = ()>,
+) {
+    if !TIMING.load(Ordering::Relaxed) {
+        return work.await;
+    }
+    let started = std::time::Instant::now();
+    let waited = oldest.map_or(Duration::ZERO, |queued| started.duration_since(queued));
+    work.await;
+    tracing::info!(
+        target: "chorus_core::telemetry::timing",
+        "{kind} size={size} wait={} {done}={}",
+        waited.as_micros(),
+        started.elapsed().as_micros()
+    );
 }
 
 /// A transaction on the store's pool, as `begin_write` opens it; the one name every

@@ -109,24 +109,8 @@ async fn read_forever<R: ReadMany>(pool: AnyPool, queue: Queue<R>) {
         if batch.is_empty() {
             continue;
         }
-        if crate::timing() {
-            let started = Instant::now();
-            let waited = batch
-                .iter()
-                .map(|job| started.duration_since(job.queued))
-                .max()
-                .unwrap_or_default();
-            let size = batch.len();
-            answer::<R>(&pool, batch).await;
-            tracing::info!(
-                target: "chorus_core::telemetry::timing",
-                "read_batch size={size} wait={} read={}",
-                waited.as_micros(),
-                started.elapsed().as_micros()
-            );
-            continue;
-        }
-        answer::<R>(&pool, batch).await;
+        let (size, oldest) = (batch.len(), batch.iter().map(|job| job.queued).min());
+        crate::timed_batch("read_batch", "read", size, oldest, answer(&pool, batch)).await;
     }
 }
 
