@@ -50,7 +50,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-/// Whether the store logs the timing of its shared writes ([`set_timing`]).
+/// Whether the store logs the timing of its batched writes and reads ([`set_timing`]).
 static TIMING: AtomicBool = AtomicBool::new(false);
 
 /// Turns on (or off) the timing of group commits and batched reads: each batch
