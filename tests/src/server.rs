@@ -642,10 +642,30 @@ async fn run_cli(cmd: Command, args: &[&str], stdin: Option<&str>) -> Result<Cli
     })
 }
 
-/// A loopback port nobody listens on right now.
+/// The ports [`free_port`] hands out: below Linux's ephemeral range (32768–60999
+/// by default), which the kernel draws from for every socket bound to port 0 and
+/// every outgoing connection. A server killed and restarted on its port (the
+/// `kill -9` tests) then finds it free again: a port from the ephemeral range could
+/// be taken meanwhile by another test's fake server or connection, and the restarted
+/// server failed to listen while the other process answered its health check.
+const FREE_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A loopback port nobody listens on right now, from [`FREE_PORTS`]: each call of
+/// this process takes the next one that binds, so no two calls share a port until
+/// the range wraps; processes start at different places in it.
 pub fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;
-    Ok(listener.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = FREE_PORTS.end - FREE_PORTS.start;
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = (FREE_PORTS.start + offset) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port in {FREE_PORTS:?}")
 }
 
 /// The last `lines` lines of `text`.
