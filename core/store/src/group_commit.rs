@@ -39,13 +39,14 @@
 //! batch (`runs/turn/set_postgres.rs`).
 
 use super::StoreError;
+use crate::lanes::{self, SharedQueue};
 use crate::{Backend, Tx};
 use futures::future::BoxFuture;
 use sqlx::AnyPool;
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// The most writes one transaction takes (a bound on how long a batch holds the
 /// write lock and on what a failed batch runs again alone).
@@ -274,8 +275,7 @@ impl GroupCommit {
     /// `pool` (a connection per lane), each taking every write queued when it is
     /// free. Writes are applied in queue order only with one lane (SQLite's writer).
     pub(crate) fn start(pool: AnyPool, backend: Backend, lanes: usize) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
-        let rx = Arc::new(Mutex::new(rx));
+        let (queue, rx) = lanes::queue();
         for _ in 0..lanes.max(1) {
             tokio::spawn(commit_forever(pool.clone(), backend, rx.clone()));
         }
@@ -345,19 +345,10 @@ impl GroupCommit {
     }
 }
 
-/// The queue the lanes of one group commit share: a lane holds it only while it
-/// waits for writes, so the next free lane takes the writes queued meanwhile.
-type SharedQueue = Arc<Mutex<mpsc::UnboundedReceiver<Box<dyn Job>>>>;
-
-async fn commit_forever(pool: AnyPool, backend: Backend, rx: SharedQueue) {
+/// One lane: commits every write queued when it is free (`lanes.rs`), again.
+async fn commit_forever(pool: AnyPool, backend: Backend, rx: SharedQueue<Box<dyn Job>>) {
     let lane = Lane { pool, backend };
-    let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
-    loop {
-        if rx.lock().await.recv_many(&mut jobs, MAX_BATCH).await == 0 {
-            return;
-        }
-        let mut batch = std::mem::take(&mut jobs);
-        batch.retain(|job| !job.abandoned());
+    while let Some(batch) = lanes::next_batch(&rx, MAX_BATCH, |job| !job.abandoned()).await {
         if batch.is_empty() {
             continue;
         }

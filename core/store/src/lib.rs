@@ -15,6 +15,7 @@ mod conversations;
 mod group_commit;
 mod identities;
 mod key_cache;
+mod lanes;
 mod ledger;
 mod links;
 mod marks;

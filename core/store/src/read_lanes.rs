@@ -14,14 +14,14 @@
 //! own, so every caller gets its own answer or its own error.
 
 use crate::StoreError;
+use crate::lanes::{self, SharedQueue};
 use sqlx::AnyPool;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// The most reads one statement answers.
-pub(crate) const MAX_BATCH: usize = 128;
+const MAX_BATCH: usize = 128;
 
 /// A read that several callers' keys can share one statement.
 pub(crate) trait ReadMany: Send + Sync + 'static {
@@ -48,8 +48,6 @@ struct Job<R: ReadMany> {
     queued: Instant,
 }
 
-type Queue<R> = Arc<Mutex<mpsc::UnboundedReceiver<Job<R>>>>;
-
 /// The queue of one kind of read and its lanes. Cloning it shares them; the lanes
 /// end when the last clone is dropped.
 pub(crate) struct ReadLanes<R: ReadMany> {
@@ -68,8 +66,7 @@ impl<R: ReadMany> ReadLanes<R> {
     /// Starts `lanes` tasks reading on `pool` (each holds one of its connections
     /// while it reads).
     pub(crate) fn start(pool: AnyPool, lanes: usize) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
-        let rx: Queue<R> = Arc::new(Mutex::new(rx));
+        let (queue, rx) = lanes::queue();
         for _ in 0..lanes.max(1) {
             tokio::spawn(read_forever::<R>(pool.clone(), rx.clone()));
         }
@@ -94,18 +91,12 @@ fn closed() -> StoreError {
     StoreError::Database(sqlx::Error::PoolClosed)
 }
 
-/// One lane: takes every read queued when it is free, answers them, again.
-async fn read_forever<R: ReadMany>(pool: AnyPool, queue: Queue<R>) {
-    let mut jobs: Vec<Job<R>> = Vec::with_capacity(MAX_BATCH);
-    loop {
-        // The queue is held only while waiting: the next free lane takes what
-        // arrives while this one reads.
-        if queue.lock().await.recv_many(&mut jobs, MAX_BATCH).await == 0 {
-            return;
-        }
-        let mut batch = std::mem::take(&mut jobs);
-        // A caller that went away (its request dropped) needs no answer.
-        batch.retain(|job| !job.answer.is_closed());
+/// One lane: answers every read queued when it is free (`lanes.rs`), again.
+async fn read_forever<R: ReadMany>(pool: AnyPool, queue: SharedQueue<Job<R>>) {
+    // A caller that went away (its request dropped) needs no answer.
+    while let Some(batch) =
+        lanes::next_batch(&queue, MAX_BATCH, |job| !job.answer.is_closed()).await
+    {
         if batch.is_empty() {
             continue;
         }
