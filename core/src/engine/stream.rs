@@ -1,7 +1,8 @@
 //! The hot path: one provider stream moved into the journal and the run's progress.
 //!
 //! Each provider event becomes one journal append and, for text, an append to the
-//! in-memory progress. Nothing here waits on the database: the checkpointer saves the
+//! in-memory progress; text deltas that arrived together become one
+//! ([`coalesce`]). Nothing here waits on the database: the checkpointer saves the
 //! progress in batches, so a slow database slows checkpoints, never tokens.
 
 use super::state::{Halt, RunState};
@@ -43,6 +44,9 @@ pub(super) enum PumpEnd {
     Failed(ProviderError),
 }
 
+/// The most text one journal event gathers from deltas that arrived together.
+const COALESCE_BYTES: usize = 16 * 1024;
+
 /// Streams until the provider ends, fails, the run is stopped, or no output came
 /// before `first_token_deadline`.
 pub(super) async fn pump(
@@ -54,19 +58,85 @@ pub(super) async fn pump(
     // Copies of the run's own references, so that the arms can borrow `run` mutably.
     let (stop, inner) = (run.stop, run.inner);
     let shutdown = &inner.shutdown;
+    // An item that had already arrived behind deltas it could not join.
+    let mut ready = None;
     loop {
         let waiting_for_first = !out.produced;
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => return PumpEnd::Halted(Halt::Stop),
-            _ = tokio::time::sleep_until(first_token_deadline), if waiting_for_first => {
-                return PumpEnd::Failed(first_token_timeout());
+        let next = match ready.take() {
+            Some(Ready::Item(next)) => next,
+            // Only now, with the text that arrived before it journaled.
+            Some(Ready::Panicked(payload)) => std::panic::resume_unwind(payload),
+            None => tokio::select! {
+                biased;
+                _ = stop.cancelled() => return PumpEnd::Halted(Halt::Stop),
+                _ = tokio::time::sleep_until(first_token_deadline), if waiting_for_first => {
+                    return PumpEnd::Failed(first_token_timeout());
+                }
+                _ = shutdown.cancelled() => return PumpEnd::Halted(Halt::Shutdown),
+                next = stream.next() => next,
+            },
+        };
+        match next {
+            None => return PumpEnd::Done,
+            Some(Ok(event)) => {
+                let event = coalesce(event, stream, &mut ready, run);
+                take(run, out, event).await;
             }
-            _ = shutdown.cancelled() => return PumpEnd::Halted(Halt::Shutdown),
-            next = stream.next() => match next {
-                None => return PumpEnd::Done,
-                Some(Ok(event)) => take(run, out, event).await,
-                Some(Err(e)) => return PumpEnd::Failed(e),
+            Some(Err(e)) => return PumpEnd::Failed(e),
+        }
+    }
+}
+
+/// What the provider's stream gave behind deltas it could not join.
+enum Ready {
+    Item(Option<Result<ProviderEvent, ProviderError>>),
+    /// The stream panicked (a bug in a provider): the panic goes on once the text
+    /// received before it is journaled, as it would have without the joining.
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+/// Joins to a text (or reasoning) delta the deltas of its kind that have already
+/// arrived behind it (read in the same network read, or piled up while this run's
+/// task waited for a core), so they cost one journal event, one wake-up per reader
+/// and one chunk per client instead of one each. Nothing waits for more: a delta
+/// that is alone goes out as it came, and the text is the same either way. The first
+/// item that cannot join is kept in `ready`, to be taken next.
+fn coalesce(
+    mut event: ProviderEvent,
+    stream: &mut ProviderStream,
+    ready: &mut Option<Ready>,
+    run: &mut RunState<'_>,
+) -> ProviderEvent {
+    use futures::FutureExt;
+    loop {
+        let (ProviderEvent::Text(text) | ProviderEvent::Reasoning(text)) = &event else {
+            return event;
+        };
+        if text.len() >= COALESCE_BYTES {
+            return event;
+        }
+        let polled = std::panic::AssertUnwindSafe(stream.next())
+            .catch_unwind()
+            .now_or_never();
+        let next = match polled {
+            // Not ready: nothing more has arrived yet.
+            None => return event,
+            Some(Ok(next)) => next,
+            Some(Err(payload)) => {
+                *ready = Some(Ready::Panicked(payload));
+                return event;
+            }
+        };
+        match (&mut event, next) {
+            (ProviderEvent::Text(text), Some(Ok(ProviderEvent::Text(more))))
+            | (ProviderEvent::Reasoning(text), Some(Ok(ProviderEvent::Reasoning(more)))) => {
+                // Each provider event still counts in the token-interval histogram.
+                run.meter.event();
+                text.push_str(&more);
+            }
+            (_, other) => {
+                *ready = Some(Ready::Item(other));
+                return event;
             }
         }
     }

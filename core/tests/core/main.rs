@@ -1,7 +1,7 @@
 //! Core's integration tests, in one binary so that a change to core links one test
 //! executable, not one per suite: the store and ledger suites on SQLite and
 //! PostgreSQL, the journal on both backends, the renderer and chat commands, the
-//! provider wire formats against local fakes, the Docker sandbox, faults inside runs
+//! provider wire formats against local fakes, the Docker sandbox, how a run journals its deltas, faults inside runs
 //! and the limits' store, and property tests of the parsers of outside input.
 
 mod access;
@@ -15,6 +15,7 @@ mod login_limits;
 mod openai_wire;
 mod provider_tools;
 mod render;
+mod run_deltas;
 mod run_faults;
 mod sandbox;
 mod store;

@@ -15,6 +15,19 @@ use std::time::Duration;
 /// `finished`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panic_in_a_run_ends_it_failed_with_its_text_charged_once() {
+    panic_ends_the_run_failed_with_its_text(100.0).await;
+}
+
+/// The same panic where the words before it have all arrived at once (a pace no timer
+/// keeps): the engine joins them into one delta, and polls the stream for more while
+/// joining; the panic met there still comes after the text received before it is
+/// journaled, charged and saved.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_behind_joined_deltas_keeps_the_text_before_it() {
+    panic_ends_the_run_failed_with_its_text(1_000_000.0).await;
+}
+
+async fn panic_ends_the_run_failed_with_its_text(tokens_per_second: f64) {
     let dir = std::env::temp_dir().join(format!("chorus-panic-{}", uuid::Uuid::new_v4().simple()));
     let toml = format!(
         r#"data_dir = {:?}
@@ -30,7 +43,7 @@ id = "scripted"
 kind = "scripted"
 models = ["demo"]
 text = "alpha beta gamma @panic never shown"
-tokens_per_second = 100.0
+tokens_per_second = {tokens_per_second:?}
 "#,
         dir.display().to_string()
     );

@@ -8,7 +8,10 @@
 //! start + k * interval on a fixed schedule, so for each reply offset_k = arrival_k -
 //! k * interval is constant when nothing adds delay; the least-delayed token fixes the
 //! schedule's origin and lag_k = offset_k - min(offset) is the latency Chorus added to
-//! that event (provider task, journal, SSE, HTTP) beyond its best case.
+//! that event (provider task, journal, SSE, HTTP) beyond its best case. Tokens that
+//! reach Chorus together (a run's task that fell behind its schedule) leave as one
+//! delta; each token of it counts as arrived with it, so events/s and lag are per
+//! token either way.
 //!
 //! A burst (`--burst`) creates the conversations first, then sends every message at
 //! once: the figures that matter there are how long until every reply streams and
@@ -380,10 +383,17 @@ async fn one_reply(
     let mut arrivals: Vec<Instant> = Vec::new();
     while let Some(event) = stream.next().await {
         let event = event?;
-        events += 1;
         match event.event.as_str() {
-            "delta" => arrivals.push(Instant::now()),
+            // Chorus joins tokens that arrived together into one delta: each of its
+            // tokens (`wordK `) arrived now, and counts as the event it was scheduled as.
+            "delta" => {
+                let now = Instant::now();
+                let tokens = event.data.matches("word").count().max(1);
+                events += tokens;
+                arrivals.extend(std::iter::repeat_n(now, tokens));
+            }
             "finished" => {
+                events += 1;
                 let data: Value = serde_json::from_str(&event.data)?;
                 if data["status"] != "complete" {
                     bail!("run ended {}", data["status"]);
@@ -397,7 +407,7 @@ async fn one_reply(
                     lags_us: arrivals.into_iter().zip(lags).collect(),
                 });
             }
-            _ => {}
+            _ => events += 1,
         }
     }
     bail!("stream ended before finished")

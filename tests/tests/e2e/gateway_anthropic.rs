@@ -56,7 +56,9 @@ async fn anthropic_python_sdk_streams_uses_tools_and_gets_typed_errors() -> Resu
     ensure!(
         events.first() == Some(&"message_start")
             && events.get(1) == Some(&"content_block_start")
-            && deltas == 8
+            // One per token of the script, or fewer where tokens that arrived
+            // together were joined.
+            && (1..=8).contains(&deltas)
             && events[events.len() - 3..]
                 == ["content_block_stop", "message_delta", "message_stop"],
         "event order: {events:?}"
