@@ -1,12 +1,8 @@
 //! How a run's text reaches its journal, through the real engine (SQLite, in-process
 //! journal, the scripted provider): deltas that arrived together become one event.
 
-use chorus_core::Core;
-use chorus_core::config::Config;
-use chorus_core::journal::{JournalEntry, RunEvent};
-use futures::StreamExt;
-use std::collections::BTreeMap;
-use std::time::Duration;
+use crate::support::{alice_says_hello, core_with, events_to_end};
+use chorus_core::journal::RunEvent;
 
 const WORDS: usize = 300;
 
@@ -15,44 +11,19 @@ const WORDS: usize = 300;
 /// reply is still exact, its events numbered without a gap, its usage the model's.
 #[tokio::test(flavor = "multi_thread")]
 async fn deltas_that_arrived_together_are_journaled_as_one_event() {
-    let dir = std::env::temp_dir().join(format!("chorus-join-{}", uuid::Uuid::new_v4().simple()));
     let script: String = (0..WORDS).map(|i| format!("w{i} ")).collect();
-    let toml = format!(
-        r#"data_dir = {:?}
-[[providers]]
+    let (core, dir) = core_with(&format!(
+        r#"[[providers]]
 id = "scripted"
 kind = "scripted"
 models = ["demo"]
 text = {script:?}
 tokens_per_second = 1000000.0
-"#,
-        dir.display().to_string()
-    );
-    let core = Core::start(Config::from_toml(&toml, &BTreeMap::new()).unwrap())
-        .await
-        .unwrap();
-    let alice = core
-        .create_account("alice", false, Some("correct horse battery"))
-        .await
-        .unwrap();
-    let conversation = core
-        .create_conversation(&alice, None, Some("scripted/demo"), None)
-        .await
-        .unwrap();
-    let sent = core
-        .send_message(&alice, &conversation.id, "Hello", None, None)
-        .await
-        .unwrap();
-    let events: Vec<JournalEntry> = tokio::time::timeout(
-        Duration::from_secs(20),
-        core.follow_run(&alice, &sent.run_id, 0)
-            .await
-            .unwrap()
-            .map(|e| e.expect("journal error"))
-            .collect(),
-    )
-    .await
-    .expect("the run never finished");
+"#
+    ))
+    .await;
+    let (alice, sent) = alice_says_hello(&core, "scripted/demo").await;
+    let events = events_to_end(&core, &alice, &sent.run_id).await;
 
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
@@ -80,7 +51,10 @@ tokens_per_second = 1000000.0
         &events.last().unwrap().event,
         RunEvent::Finished { status, .. } if status == "complete"
     ));
-    let saved = core.conversation(&alice, &conversation.id).await.unwrap();
+    let saved = core
+        .conversation(&alice, &sent.conversation_id)
+        .await
+        .unwrap();
     let reply = saved
         .messages
         .iter()

@@ -1,13 +1,9 @@
 //! Faults inside a run, through the real engine (SQLite, in-process journal, the
 //! scripted provider): a panic in the run's task.
 
-use chorus_core::Core;
-use chorus_core::config::Config;
-use chorus_core::journal::{JournalEntry, RunEvent};
+use crate::support::{alice_says_hello, core_with, events_to_end};
+use chorus_core::journal::RunEvent;
 use chorus_model::RunStatus;
-use futures::StreamExt;
-use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// The scripted provider panics when its script reaches `@panic` (feature `test-util`),
 /// inside the run's task, after three words have streamed. Before the fix the run
@@ -28,10 +24,8 @@ async fn a_panic_behind_joined_deltas_keeps_the_text_before_it() {
 }
 
 async fn panic_ends_the_run_failed_with_its_text(tokens_per_second: f64) {
-    let dir = std::env::temp_dir().join(format!("chorus-panic-{}", uuid::Uuid::new_v4().simple()));
-    let toml = format!(
-        r#"data_dir = {:?}
-[engine]
+    let (core, dir) = core_with(&format!(
+        r#"[engine]
 checkpoint_interval_ms = 50
 [accounts]
 default_balance = 10.0
@@ -44,37 +38,14 @@ kind = "scripted"
 models = ["demo"]
 text = "alpha beta gamma @panic never shown"
 tokens_per_second = {tokens_per_second:?}
-"#,
-        dir.display().to_string()
-    );
-    let core = Core::start(Config::from_toml(&toml, &BTreeMap::new()).unwrap())
-        .await
-        .unwrap();
+"#
+    ))
+    .await;
     // The checkpointer (which renewed the lease of the dead run) and the sweeper.
     core.start_background();
-    let alice = core
-        .create_account("alice", false, Some("correct horse battery"))
-        .await
-        .unwrap();
-    let conversation = core
-        .create_conversation(&alice, None, Some("scripted/demo"), None)
-        .await
-        .unwrap();
-    let sent = core
-        .send_message(&alice, &conversation.id, "Hello", None, None)
-        .await
-        .unwrap();
+    let (alice, sent) = alice_says_hello(&core, "scripted/demo").await;
 
-    let events: Vec<JournalEntry> = tokio::time::timeout(
-        Duration::from_secs(20),
-        core.follow_run(&alice, &sent.run_id, 0)
-            .await
-            .unwrap()
-            .map(|e| e.expect("journal error"))
-            .collect(),
-    )
-    .await
-    .expect("the run whose task panicked never reached `finished`");
+    let events = events_to_end(&core, &alice, &sent.run_id).await;
     let text: String = events
         .iter()
         .filter_map(|e| match &e.event {
@@ -107,7 +78,10 @@ tokens_per_second = {tokens_per_second:?}
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(run.text, "alpha beta gamma ");
     assert_eq!(run.lease_expires_at, None, "the lease was not released");
-    let conversation = core.conversation(&alice, &conversation.id).await.unwrap();
+    let conversation = core
+        .conversation(&alice, &sent.conversation_id)
+        .await
+        .unwrap();
     let reply = conversation
         .messages
         .iter()
@@ -132,16 +106,7 @@ tokens_per_second = {tokens_per_second:?}
         .send_message(&alice, &conversation.conversation.id, "Again", None, None)
         .await
         .unwrap();
-    let last = tokio::time::timeout(
-        Duration::from_secs(20),
-        core.follow_run(&alice, &again.run_id, 0)
-            .await
-            .unwrap()
-            .map(|e| e.expect("journal error"))
-            .collect::<Vec<_>>(),
-    )
-    .await
-    .expect("the second run never finished");
+    let last = events_to_end(&core, &alice, &again.run_id).await;
     assert!(matches!(
         &last.last().unwrap().event,
         RunEvent::Finished { status, .. } if status == "failed"

@@ -55,3 +55,56 @@ pub async fn drop_pg(name: &str) {
             .await;
     }
 }
+
+/// A core started on a fresh SQLite data dir, configured by `sections` (TOML after
+/// `data_dir`), and the dir to remove afterwards.
+pub async fn core_with(sections: &str) -> (chorus_core::Core, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("chorus-core-{}", uuid::Uuid::new_v4().simple()));
+    let toml = format!("data_dir = {:?}\n{sections}", dir.display().to_string());
+    let config =
+        chorus_core::config::Config::from_toml(&toml, &Default::default()).expect("test config");
+    let core = chorus_core::Core::start(config).await.expect("start core");
+    (core, dir)
+}
+
+/// A run's events from its start to `finished`; panics after 20 s without one.
+pub async fn events_to_end(
+    core: &chorus_core::Core,
+    account: &chorus_model::account::Account,
+    run: &chorus_model::ids::RunId,
+) -> Vec<chorus_core::journal::JournalEntry> {
+    use futures::StreamExt;
+    let events = core
+        .follow_run(account, run, 0)
+        .await
+        .expect("follow the run")
+        .map(|e| e.expect("journal error"))
+        .collect();
+    tokio::time::timeout(std::time::Duration::from_secs(20), events)
+        .await
+        .unwrap_or_else(|_| panic!("run {run} did not reach `finished` within 20 s"))
+}
+
+/// A new account `alice` says "Hello" in a new conversation with `model`: the
+/// account and the message sent (its run streaming).
+pub async fn alice_says_hello(
+    core: &chorus_core::Core,
+    model: &str,
+) -> (
+    chorus_model::account::Account,
+    chorus_core::core::SentMessage,
+) {
+    let alice = core
+        .create_account("alice", false, Some("correct horse battery"))
+        .await
+        .expect("create alice");
+    let conversation = core
+        .create_conversation(&alice, None, Some(model), None)
+        .await
+        .expect("create a conversation");
+    let sent = core
+        .send_message(&alice, &conversation.id, "Hello", None, None)
+        .await
+        .expect("send a message");
+    (alice, sent)
+}
