@@ -1,6 +1,13 @@
 //! `chorus`: the one binary. It owns the runtime, the CLI, configuration loading,
 //! logging and signals, and wires core to the surfaces.
 
+/// mimalloc instead of glibc's malloc: a streaming reply allocates a little per event
+/// on several threads, where glibc's arenas cost about a tenth of the server's time.
+/// Measured (README, "Performance"): about a fifth less CPU per reply and lower lag
+/// under load, for some more resident memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 mod healthcheck;
 mod serve;
