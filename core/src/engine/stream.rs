@@ -7,6 +7,7 @@
 
 use super::state::{Halt, RunState};
 use crate::journal::RunEvent;
+use crate::telemetry::metrics::ReplyMeter;
 use chorus_providers::{
     ProviderError, ProviderErrorKind, ProviderEvent, ProviderStream, ToolCall, Usage,
 };
@@ -79,7 +80,7 @@ pub(super) async fn pump(
         match next {
             None => return PumpEnd::Done,
             Some(Ok(event)) => {
-                let event = coalesce(event, stream, &mut ready, run);
+                let event = coalesce(event, stream, &mut ready, &mut run.meter);
                 take(run, out, event).await;
             }
             Some(Err(e)) => return PumpEnd::Failed(e),
@@ -105,7 +106,7 @@ fn coalesce(
     mut event: ProviderEvent,
     stream: &mut ProviderStream,
     ready: &mut Option<Ready>,
-    run: &mut RunState<'_>,
+    meter: &mut ReplyMeter,
 ) -> ProviderEvent {
     use futures::FutureExt;
     loop {
@@ -131,7 +132,7 @@ fn coalesce(
             (ProviderEvent::Text(text), Some(Ok(ProviderEvent::Text(more))))
             | (ProviderEvent::Reasoning(text), Some(Ok(ProviderEvent::Reasoning(more)))) => {
                 // Each provider event still counts in the token-interval histogram.
-                run.meter.event();
+                meter.event();
                 text.push_str(&more);
             }
             (_, other) => {

@@ -1,7 +1,7 @@
 //! How a run's text reaches its journal, through the real engine (SQLite, in-process
 //! journal, the scripted provider): deltas that arrived together become one event.
 
-use crate::support::{alice_says_hello, core_with, events_to_end};
+use crate::support::{alice_says_hello, core_with, events_to_end, saved_reply};
 use chorus_core::journal::RunEvent;
 
 const WORDS: usize = 300;
@@ -51,16 +51,7 @@ tokens_per_second = 1000000.0
         &events.last().unwrap().event,
         RunEvent::Finished { status, .. } if status == "complete"
     ));
-    let saved = core
-        .conversation(&alice, &sent.conversation_id)
-        .await
-        .unwrap();
-    let reply = saved
-        .messages
-        .iter()
-        .find(|m| m.id == sent.assistant_message_id)
-        .expect("the reply message");
-    assert_eq!(reply.content, script);
+    assert_eq!(saved_reply(&core, &alice, &sent).await, script);
     core.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,7 +1,7 @@
 //! Faults inside a run, through the real engine (SQLite, in-process journal, the
 //! scripted provider): a panic in the run's task.
 
-use crate::support::{alice_says_hello, core_with, events_to_end};
+use crate::support::{alice_says_hello, core_with, events_to_end, saved_reply};
 use chorus_core::journal::RunEvent;
 use chorus_model::RunStatus;
 
@@ -78,16 +78,7 @@ tokens_per_second = {tokens_per_second:?}
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(run.text, "alpha beta gamma ");
     assert_eq!(run.lease_expires_at, None, "the lease was not released");
-    let conversation = core
-        .conversation(&alice, &sent.conversation_id)
-        .await
-        .unwrap();
-    let reply = conversation
-        .messages
-        .iter()
-        .find(|m| m.id == sent.assistant_message_id)
-        .expect("the reply message");
-    assert_eq!(reply.content, "alpha beta gamma ");
+    assert_eq!(saved_reply(&core, &alice, &sent).await, "alpha beta gamma ");
     // Charged once, for what it produced; the balance is still the ledger's sum.
     let ledger = core.ledger(&alice, 100).await.unwrap();
     let charges: Vec<_> = ledger
@@ -103,7 +94,7 @@ tokens_per_second = {tokens_per_second:?}
     );
     // The engine is still whole: the next message gets an answer up to the panic again.
     let again = core
-        .send_message(&alice, &conversation.conversation.id, "Again", None, None)
+        .send_message(&alice, &sent.conversation_id, "Again", None, None)
         .await
         .unwrap();
     let last = events_to_end(&core, &alice, &again.run_id).await;

@@ -108,3 +108,21 @@ pub async fn alice_says_hello(
         .expect("send a message");
     (alice, sent)
 }
+
+/// The saved text of the reply `sent` started, as its conversation lists it.
+pub async fn saved_reply(
+    core: &chorus_core::Core,
+    account: &chorus_model::account::Account,
+    sent: &chorus_core::core::SentMessage,
+) -> String {
+    let saved = core
+        .conversation(account, &sent.conversation_id)
+        .await
+        .expect("read the conversation");
+    saved
+        .messages
+        .into_iter()
+        .find(|m| m.id == sent.assistant_message_id)
+        .expect("the reply message")
+        .content
+}
