@@ -3,8 +3,10 @@
 //! It answers `POST /v1/messages` in the documented streaming wire format: named
 //! server-sent events (`event: NAME` + `data: JSON`) `message_start` (with the input
 //! usage), `content_block_start`, `ping`, `content_block_delta`s, `content_block_stop`,
-//! `message_delta` (stop reason, output usage) and `message_stop`. Routing, recording
-//! and replay are [`Fake`]'s; this module holds the wire format.
+//! `message_delta` (stop reason, output usage) and `message_stop`. A request with
+//! `stream: false` (or none) gets the same reply as one Message ([`message`]), when
+//! the stream would have ended. Routing, recording and replay are [`Fake`]'s; this
+//! module holds the wire format.
 //!
 //! Like the real API, it refuses (with Anthropic's error body) a request without
 //! `x-api-key` (401) or `anthropic-version`, without an integer `max_tokens`, with a
@@ -205,4 +207,83 @@ impl Wire for AnthropicWire {
             ("[think]", Behaviour::Thinking),
         ]
     }
+
+    fn whole(&self, request: &RecordedRequest) -> Option<fn(&str) -> Response> {
+        whole_unless_streaming(request)
+    }
+}
+
+/// [`message`], for a request whose `stream` is not `true` (the API's default).
+pub fn whole_unless_streaming(request: &RecordedRequest) -> Option<fn(&str) -> Response> {
+    (request.body["stream"] != true).then_some(message as fn(&str) -> Response)
+}
+
+/// Anthropic's answer to a request that does not stream, made of the events of
+/// `sse`: one Message with the content blocks the events built (text and thinking
+/// joined, a `tool_use` block's `input` parsed from its JSON fragments), the stop
+/// reason and the usage. A stream that breaks off with an `error` event is that
+/// error's status (529 when overloaded, else 500) with its body.
+pub fn message(sse: &str) -> Response {
+    let mut message = json!({});
+    let mut blocks: Vec<Value> = Vec::new();
+    let mut inputs: Vec<String> = Vec::new();
+    let events = sse
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok());
+    for event in events {
+        let index = event["index"].as_u64().unwrap_or(0) as usize;
+        match event["type"].as_str().unwrap_or_default() {
+            "message_start" => message = event["message"].clone(),
+            "content_block_start" => {
+                if blocks.len() <= index {
+                    blocks.resize(index + 1, Value::Null);
+                    inputs.resize(index + 1, String::new());
+                }
+                blocks[index] = event["content_block"].clone();
+            }
+            "content_block_delta" => {
+                let (Some(block), delta) = (blocks.get_mut(index), &event["delta"]) else {
+                    continue;
+                };
+                let append = |block: &mut Value, field: &str, more: &Value| {
+                    let so_far = block[field].as_str().unwrap_or_default().to_string();
+                    block[field] = json!(so_far + more.as_str().unwrap_or_default());
+                };
+                match delta["type"].as_str().unwrap_or_default() {
+                    "text_delta" => append(block, "text", &delta["text"]),
+                    "thinking_delta" => append(block, "thinking", &delta["thinking"]),
+                    "signature_delta" => append(block, "signature", &delta["signature"]),
+                    "input_json_delta" => {
+                        inputs[index].push_str(delta["partial_json"].as_str().unwrap_or_default())
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_stop" if !inputs.get(index).is_none_or(String::is_empty) => {
+                blocks[index]["input"] =
+                    serde_json::from_str(&inputs[index]).unwrap_or(Value::Null);
+            }
+            "message_delta" => {
+                message["stop_reason"] = event["delta"]["stop_reason"].clone();
+                message["stop_sequence"] = event["delta"]["stop_sequence"].clone();
+                for (k, v) in event["usage"].as_object().into_iter().flatten() {
+                    message["usage"][k] = v.clone();
+                }
+            }
+            "error" => {
+                let kind = event["error"]["type"].as_str().unwrap_or("api_error");
+                let status = if kind == "overloaded_error" {
+                    StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                let message = event["error"]["message"].as_str().unwrap_or_default();
+                return api_error(status, kind, message);
+            }
+            _ => {}
+        }
+    }
+    message["content"] = json!(blocks);
+    axum::Json(message).into_response()
 }

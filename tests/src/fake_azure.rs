@@ -136,4 +136,8 @@ impl Wire for AzureWire {
     fn markers(&self) -> &'static [(&'static str, Behaviour)] {
         &[("[blocked-prompt]", Behaviour::BlockedPrompt)]
     }
+
+    fn whole(&self, request: &RecordedRequest) -> Option<fn(&str) -> Response> {
+        crate::fake_openai::whole_unless_streaming(request)
+    }
 }

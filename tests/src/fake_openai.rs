@@ -4,8 +4,9 @@
 //! replaying the fixtures of `tests/fixtures/openai/`: `data: {chat.completion.chunk}`
 //! events, a chunk with the `finish_reason`, then (as the request asks with
 //! `stream_options.include_usage`) a chunk with empty `choices` and the `usage`, then
-//! `data: [DONE]`. Routing, recording and replay are [`Fake`]'s; this module holds the
-//! wire format.
+//! `data: [DONE]`. A request with `stream: false` (or none) gets the same reply as
+//! one `chat.completion` ([`chat_completion`]), when the stream would have ended.
+//! Routing, recording and replay are [`Fake`]'s; this module holds the wire format.
 //!
 //! What it does is chosen per request by a marker in the last user message:
 //!
@@ -126,6 +127,93 @@ impl Wire for OpenAiWire {
     fn build(&self, behaviour: Behaviour, request: &RecordedRequest) -> Option<Response> {
         (behaviour == Behaviour::Slow).then(|| slow_reply(request))
     }
+
+    fn whole(&self, request: &RecordedRequest) -> Option<fn(&str) -> Response> {
+        whole_unless_streaming(request)
+    }
+}
+
+/// [`chat_completion`], for a request whose `stream` is not `true` (OpenAI's default).
+pub fn whole_unless_streaming(request: &RecordedRequest) -> Option<fn(&str) -> Response> {
+    (request.body["stream"] != true).then_some(chat_completion as fn(&str) -> Response)
+}
+
+/// OpenAI's answer to `stream: false`, made of the `chat.completion.chunk`s of `sse`:
+/// one `chat.completion` whose message holds the text, reasoning and tool calls the
+/// chunks carried (each call whole), with the last finish reason and the usage. A
+/// stream that breaks off with an `error` event is a 500 with that error, as a
+/// request that fails before its answer is.
+pub fn chat_completion(sse: &str) -> Response {
+    let mut head = json!({});
+    let (mut text, mut reasoning) = (String::new(), String::new());
+    let mut calls: Vec<Value> = Vec::new();
+    let (mut finish, mut usage) = (Value::Null, None);
+    let chunks = sse
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok());
+    for chunk in chunks {
+        if let Some(error) = chunk.get("error") {
+            let body = axum::Json(json!({"error": error}));
+            return (StatusCode::INTERNAL_SERVER_ERROR, body).into_response();
+        }
+        if head.get("id").is_none() && chunk["id"].as_str().is_some_and(|id| !id.is_empty()) {
+            head = json!({"id": chunk["id"], "created": chunk["created"], "model": chunk["model"]});
+        }
+        for choice in chunk["choices"].as_array().into_iter().flatten() {
+            let delta = &choice["delta"];
+            text.push_str(delta["content"].as_str().unwrap_or_default());
+            reasoning.push_str(delta["reasoning_content"].as_str().unwrap_or_default());
+            for fragment in delta["tool_calls"].as_array().into_iter().flatten() {
+                let index = fragment["index"].as_u64().unwrap_or(0) as usize;
+                if calls.len() <= index {
+                    calls.resize(
+                        index + 1,
+                        json!({"type": "function",
+                        "function": {"name": "", "arguments": ""}}),
+                    );
+                }
+                let call = &mut calls[index];
+                if let Some(id) = fragment["id"].as_str() {
+                    call["id"] = json!(id);
+                }
+                if let Some(name) = fragment["function"]["name"].as_str() {
+                    call["function"]["name"] = json!(name);
+                }
+                let args = fragment["function"]["arguments"]
+                    .as_str()
+                    .unwrap_or_default();
+                let so_far = call["function"]["arguments"].as_str().unwrap_or_default();
+                call["function"]["arguments"] = json!(format!("{so_far}{args}"));
+            }
+            if !choice["finish_reason"].is_null() {
+                finish = choice["finish_reason"].clone();
+            }
+        }
+        if chunk["usage"].is_object() {
+            usage = Some(chunk["usage"].clone());
+        }
+    }
+    let mut message = json!({"role": "assistant",
+        "content": if text.is_empty() { Value::Null } else { json!(text) }});
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = json!(reasoning);
+    }
+    if !calls.is_empty() {
+        message["tool_calls"] = json!(calls);
+    }
+    let mut body = json!({
+        "id": head.get("id").cloned().unwrap_or(json!("chatcmpl-fake")),
+        "object": "chat.completion",
+        "created": head.get("created").cloned().unwrap_or(json!(unix_now())),
+        "model": head.get("model").cloned().unwrap_or(Value::Null),
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+    });
+    if let Some(usage) = usage {
+        body["usage"] = usage;
+    }
+    axum::Json(body).into_response()
 }
 
 /// `[slow]`: forty chunks, one every [`SLOW_CHUNK_INTERVAL`], then stop and usage.

@@ -278,6 +278,13 @@ pub trait Wire: Send + Sync + 'static {
     fn build(&self, _behaviour: Behaviour, _request: &RecordedRequest) -> Option<Response> {
         None
     }
+
+    /// For a request that did not ask to stream, how the API makes its one whole
+    /// answer from the events of the stream it would have sent; `None` where the
+    /// request streams (or this fake always streams).
+    fn whole(&self, _request: &RecordedRequest) -> Option<fn(&str) -> Response> {
+        None
+    }
 }
 
 struct Shared<W> {
@@ -408,17 +415,36 @@ async fn handle<W: Wire>(
     if let Some((_, response)) = refusal {
         return response;
     }
-    if let Some(response) = wire.build(request.behaviour, &request) {
-        return response;
+    let response = match wire.build(request.behaviour, &request) {
+        Some(response) => response,
+        None => match request.behaviour.fixture() {
+            Some(name) => replay(W::FIXTURES, name, Some(request.hang_up_flag())),
+            None => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("fake {}: no reply for {:?}", W::FIXTURES, request.behaviour),
+            )
+                .into_response(),
+        },
+    };
+    match wire.whole(&request) {
+        Some(fold) if response.status().is_success() && is_event_stream(&response) => {
+            // Read at the stream's own pace: the whole answer comes when it would have
+            // ended, and a client that hangs up meanwhile is noted as for a stream.
+            match axum::body::to_bytes(response.into_body(), usize::MAX).await {
+                Ok(sse) => fold(&String::from_utf8_lossy(&sse)),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            }
+        }
+        _ => response,
     }
-    match request.behaviour.fixture() {
-        Some(name) => replay(W::FIXTURES, name, Some(request.hang_up_flag())),
-        None => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("fake {}: no reply for {:?}", W::FIXTURES, request.behaviour),
-        )
-            .into_response(),
-    }
+}
+
+fn is_event_stream(response: &Response) -> bool {
+    response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"))
 }
 
 /// `(role, content)` of every message of a `messages` array whose contents are strings.

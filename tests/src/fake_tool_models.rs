@@ -6,7 +6,9 @@
 //! over several fragments, as both APIs stream them) and finish reason
 //! `tool_calls` / `tool_use`. A request carrying a tool result gets the text
 //! `The tool said: RESULT`. Both replies are built in code; routing and recording are
-//! [`Fake`]'s, so a test can check how the calls and results were sent back.
+//! [`Fake`]'s, so a test can check how the calls and results were sent back. A
+//! request that does not ask to stream gets the same reply whole (a
+//! `chat.completion`, a Message), as each API answers it.
 
 use crate::fake_server::{
     Behaviour, Fake, RecordedRequest, Wire, roles_and_contents, sse_data, sse_event,
@@ -119,6 +121,13 @@ impl Wire for ToolWire {
         } else {
             Behaviour::Normal
         })
+    }
+
+    fn whole(&self, request: &RecordedRequest) -> Option<fn(&str) -> Response> {
+        match self {
+            ToolWire::OpenAi => crate::fake_openai::whole_unless_streaming(request),
+            ToolWire::Anthropic => crate::fake_anthropic::whole_unless_streaming(request),
+        }
     }
 
     fn build(&self, behaviour: Behaviour, request: &RecordedRequest) -> Option<Response> {

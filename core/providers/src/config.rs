@@ -39,6 +39,16 @@ impl ProviderKind {
 }
 
 impl ProviderKind {
+    /// Whether the kind's provider makes one non-streaming call when the request
+    /// asks for a whole reply ([`crate::ChatRequest::whole_reply`]); the others
+    /// stream either way.
+    pub fn answers_whole(self) -> bool {
+        matches!(
+            self,
+            ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Anthropic
+        )
+    }
+
     /// Whether the provider needs its model names listed in config (others discover them).
     pub fn needs_model_list(self) -> bool {
         matches!(
@@ -83,6 +93,12 @@ pub struct ProviderConfig {
     /// takes longer counts as timed out (retried, then the alias's next model).
     #[serde(default = "default_first_token_timeout")]
     pub first_token_timeout_secs: u64,
+    /// Seconds to wait for a whole reply asked for without streaming (a gateway
+    /// request that did not ask to stream, on a kind that answers whole:
+    /// [`ProviderKind::answers_whole`]). It replaces the first-token timeout for that
+    /// call, since nothing arrives before the reply is complete.
+    #[serde(default = "default_whole_reply_timeout")]
+    pub whole_reply_timeout_secs: u64,
     /// Provider-specific request parameters merged into every request body as they
     /// are (e.g. `{ seed = 7 }` for OpenAI, `{ top_k = 40 }` for Anthropic).
     #[serde(default)]
@@ -152,6 +168,11 @@ pub(super) fn default_max_retry_wait() -> u64 {
     20
 }
 
+/// The OpenAI and Anthropic SDKs' own default request timeout.
+pub(super) fn default_whole_reply_timeout() -> u64 {
+    600
+}
+
 pub(super) fn default_connect_timeout() -> u64 {
     30
 }
@@ -176,6 +197,7 @@ impl ProviderConfig {
             max_retries: default_max_retries(),
             max_retry_wait_secs: default_max_retry_wait(),
             first_token_timeout_secs: default_first_token_timeout(),
+            whole_reply_timeout_secs: default_whole_reply_timeout(),
             params: serde_json::Map::new(),
             model_info: BTreeMap::new(),
             api_version: None,

@@ -74,6 +74,12 @@ pub struct ChatRequest {
     /// OpenAI's `response_format` object (`json_object`, `json_schema`), passed as
     /// given; only Chat Completions providers take it.
     pub response_format: Option<serde_json::Value>,
+    /// Nobody reads the reply before it is complete (a gateway request that did not
+    /// ask to stream): a provider whose kind [answers whole](config::ProviderKind::answers_whole)
+    /// makes one non-streaming call, which costs it and Chorus far less than a
+    /// stream of chunks, and yields the whole reply as its events at once. Others
+    /// stream as always.
+    pub whole_reply: bool,
 }
 
 /// Token counts of a generation.

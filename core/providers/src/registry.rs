@@ -47,6 +47,8 @@ pub struct Target {
     pub max_retries: u32,
     pub max_retry_wait: Duration,
     pub first_token_timeout: Duration,
+    /// How long a whole (non-streamed) reply may take, on kinds that answer whole.
+    pub whole_reply_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -231,6 +233,7 @@ impl ProviderRegistry {
                     max_retries: cfg.max_retries,
                     max_retry_wait: Duration::from_secs(cfg.max_retry_wait_secs),
                     first_token_timeout: Duration::from_secs(cfg.first_token_timeout_secs),
+                    whole_reply_timeout: Duration::from_secs(cfg.whole_reply_timeout_secs),
                 })
             })
             .collect()

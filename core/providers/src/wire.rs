@@ -20,6 +20,8 @@ pub(super) struct HttpSettings {
     pub(super) params: serde_json::Map<String, Value>,
     /// How long a stream may stay silent before it counts as dropped.
     pub(super) idle_timeout: Duration,
+    /// How long a whole (non-streamed) reply may take to arrive.
+    pub(super) whole_reply_timeout: Duration,
 }
 
 impl HttpSettings {
@@ -36,6 +38,7 @@ impl HttpSettings {
                 .collect(),
             params: cfg.params.clone(),
             idle_timeout: Duration::from_secs(cfg.idle_timeout_secs),
+            whole_reply_timeout: Duration::from_secs(cfg.whole_reply_timeout_secs),
         }
     }
 }

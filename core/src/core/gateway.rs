@@ -42,6 +42,9 @@ pub struct GatewayRequest {
     pub seed: Option<i64>,
     /// OpenAI's `response_format` (not `text`): refused like `seed`.
     pub response_format: Option<serde_json::Value>,
+    /// The client did not ask to stream: it reads the reply only once complete, so
+    /// the provider may be asked for it whole ([`ChatRequest::whole_reply`]).
+    pub whole_reply: bool,
 }
 
 /// How a gateway request and its reply are kept.
@@ -162,6 +165,7 @@ impl Core {
             tool_choice: request.tool_choice,
             seed: request.seed,
             response_format: request.response_format,
+            whole_reply: request.whole_reply,
         };
         let (admission, balance_seen) = self
             .admission_seen(account, &model, &chat)

@@ -137,13 +137,19 @@ enum Attempt {
 async fn attempt_once(run: &mut RunState<'_>, target: &Target, out: &mut StreamState) -> Attempt {
     let mut request = run.request.clone();
     request.model = target.model.clone();
+    // A whole reply arrives at once, when complete: its deadline is the whole reply's.
+    let whole = request.whole_reply && target.kind.answers_whole();
     run.meter.attempt();
     // The run's first attempt may have been sent while the run was admitted: it
     // started then.
     let early = run.early.take().filter(|early| early.is_for(target));
     let attempt_started = early.as_ref().map_or_else(Instant::now, |e| e.started());
-    let first_token_deadline =
-        tokio::time::Instant::from_std(attempt_started) + target.first_token_timeout;
+    let first_token_deadline = tokio::time::Instant::from_std(attempt_started)
+        + if whole {
+            target.whole_reply_timeout
+        } else {
+            target.first_token_timeout
+        };
     let (stop, inner) = (run.stop, run.inner);
     let opening = async {
         match early {
@@ -164,9 +170,10 @@ async fn attempt_once(run: &mut RunState<'_>, target: &Target, out: &mut StreamS
             run.streamed_with = Some((target.kind, request));
             run.charged_model = target.model_ref.clone();
             let end = pump(run, &mut stream, out, first_token_deadline).await;
+            // A whole reply's wait is its generation's, not a time to first token.
             let first_token = out
                 .first_output_at
-                .filter(|t| *t >= attempt_started)
+                .filter(|t| !whole && *t >= attempt_started)
                 .map(|t| t - attempt_started);
             match end {
                 PumpEnd::Done => {

@@ -2,7 +2,9 @@
 //! stream shaped like OpenAI's (two parallel tool calls whose fragments interleave and
 //! whose arguments are split mid-token, with SSE frames themselves split across
 //! writes), and the provider must turn it into exactly the expected events. The same
-//! stream through the Azure dialect checks its URL, `api-version` and `api-key`.
+//! stream through the Azure dialect checks its URL, `api-version` and `api-key`. A
+//! request for a whole reply goes without streaming, and the same reply as one
+//! `chat.completion` gives the same events, its text in one piece.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -83,6 +85,34 @@ fn frames() -> Vec<String> {
     frames
 }
 
+/// The same reply, not streamed: one `chat.completion`, as OpenAI answers `stream:
+/// false`.
+fn whole() -> Value {
+    let weather = |id: &str, city: &str| {
+        json!({"id": id, "type": "function", "function": {"name": "get_weather",
+            "arguments": format!("{{\"location\": \"{city}\", \"unit\": \"celsius\"}}")}})
+    };
+    json!({
+        "id": "chatcmpl-AbC123",
+        "object": "chat.completion",
+        "created": 1_730_000_000,
+        "model": "gpt-4o-2024-08-06",
+        "system_fingerprint": "fp_45c6de4934",
+        "choices": [{
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "Checking both cities.",
+                "refusal": null,
+                "tool_calls": [weather("call_Paris9x", "Paris"), weather("call_Rome7y", "Rome")],
+            },
+            "logprobs": null,
+            "finish_reason": "tool_calls",
+        }],
+        "usage": {"prompt_tokens": 85, "completion_tokens": 61, "total_tokens": 146},
+    })
+}
+
 async fn completions(
     State(seen): State<Seen>,
     uri: Uri,
@@ -91,9 +121,25 @@ async fn completions(
     body: Bytes,
 ) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let streaming = body["stream"] == true;
     seen.lock()
         .unwrap()
         .push((uri.path().to_string(), query, headers, body));
+    if !streaming {
+        // In two writes, so the client reads the whole body before parsing it.
+        let text = whole().to_string();
+        let (a, b) = text.split_at(text.len() / 2);
+        let pieces = [Bytes::from(a.to_string()), Bytes::from(b.to_string())];
+        let stream = futures::stream::iter(pieces).then(|piece| async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            Ok::<_, Infallible>(piece)
+        });
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from_stream(stream))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
     // Every frame goes out in two writes, cut in the middle, so the client has to
     // reassemble SSE events as well as tool-call fragments.
     let pieces: Vec<Bytes> = frames()
@@ -182,11 +228,18 @@ fn expected_events() -> Vec<ProviderEvent> {
 }
 
 async fn run(config_toml: &str, model_ref: &str) -> Vec<ProviderEvent> {
+    run_request(config_toml, model_ref, false).await
+}
+
+async fn run_request(config_toml: &str, model_ref: &str, whole_reply: bool) -> Vec<ProviderEvent> {
     let config = Config::from_toml(config_toml, &BTreeMap::new()).expect("valid config");
     let registry = ProviderRegistry::from_config(&config.providers, None);
     let (provider, model) = registry.resolve(model_ref).expect("known model");
     let stream = provider
-        .stream(request(&model))
+        .stream(ChatRequest {
+            whole_reply,
+            ..request(&model)
+        })
         .await
         .expect("stream starts");
     tokio::time::timeout(Duration::from_secs(10), stream.collect::<Vec<_>>())
@@ -244,5 +297,31 @@ async fn azure_dialect_uses_the_deployment_url_and_api_key() {
     assert_eq!(headers["api-key"], "az-wire");
     assert!(headers.get(header::AUTHORIZATION).is_none());
     assert!(body.get("model").is_none(), "{body}");
+    task.abort();
+}
+
+#[tokio::test]
+async fn a_whole_reply_is_asked_for_without_streaming_and_gives_the_same_events() {
+    let (url, seen, task) = start_fake().await;
+    let events = run_request(
+        &format!(
+            "[[providers]]\nid = \"oai\"\nkind = \"openai\"\nbase_url = \"{url}/v1\"\n\
+             api_key = \"sk-wire\"\nmodels = [\"gpt-4o\"]\n"
+        ),
+        "oai/gpt-4o",
+        true,
+    )
+    .await;
+    // The same events as the stream's, the text in one piece.
+    let mut expected = expected_events();
+    expected.splice(..2, [ProviderEvent::Text("Checking both cities.".into())]);
+    assert_eq!(events, expected);
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let body = &seen[0].3;
+    assert_eq!(body["stream"], false, "{body}");
+    assert!(body.get("stream_options").is_none(), "{body}");
+    assert_eq!(body["tools"][0]["function"]["name"], "get_weather");
     task.abort();
 }

@@ -175,6 +175,14 @@ async fn early_calls_are_read_once_and_cancelled_when_refused() -> Result<()> {
         "the admitted request's calls upstream (made, hung up on): {:?}",
         calls(&upstream, "first")
     );
+    // Not asked to stream: neither was the upstream.
+    let sent = upstream.requests();
+    let first = sent.iter().find(|r| r.last_user_text() == "first");
+    ensure!(
+        first.is_some_and(|r| r.body["stream"] == false),
+        "the admitted request's call: {:?}",
+        first.map(|r| &r.body)
+    );
 
     // The concurrency limit refuses the next request after its call went out: the
     // call is cancelled during the reply, which paces 40 chunks over six seconds.

@@ -99,9 +99,15 @@ async fn check_common(gw: &Gateway, out: &Value) -> Result<()> {
     Ok(())
 }
 
-/// The upstream got the client's tool call and result back in its own format.
+/// The upstream got the client's tool call and result back in its own format, and
+/// was asked to stream only when the client was.
 fn check_upstream_round_trip(gw: &Gateway) -> Result<()> {
     let requests = gw.upstream.requests();
+    let streamed: Vec<bool> = requests.iter().map(|r| r.body["stream"] == true).collect();
+    ensure!(
+        streamed.contains(&true) && streamed.contains(&false),
+        "the tool calls' requests upstream (streamed?): {streamed:?}"
+    );
     let with_result = requests
         .iter()
         .find(|r| {
@@ -210,6 +216,13 @@ async fn parameters_reach_the_upstream_or_are_refused_by_name() -> Result<()> {
         resp.status(),
         resp.text().await?
     );
+    // Not asked to stream: the upstream was asked for its whole reply, which it sent
+    // as one `chat.completion`.
+    let reply: Value = resp.json().await?;
+    ensure!(
+        reply["choices"][0]["message"]["content"] == "The tool said: nothing",
+        "{reply}"
+    );
     let sent = gw
         .upstream
         .requests()
@@ -225,6 +238,7 @@ async fn parameters_reach_the_upstream_or_are_refused_by_name() -> Result<()> {
         ("response_format", json!({"type": "json_object"})),
         ("reasoning_effort", json!("low")),
         ("tool_choice", json!("required")),
+        ("stream", json!(false)),
     ] {
         let got = &sent[field];
         let close = match (got.as_f64(), want.as_f64()) {

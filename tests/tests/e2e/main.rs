@@ -38,6 +38,7 @@ mod gateway_keep;
 mod gateway_ledger;
 mod gateway_openai;
 mod gateway_support;
+mod gateway_whole;
 mod gemini_provider;
 mod ledger;
 mod linking;

@@ -111,6 +111,7 @@ impl MessagesRequest {
             reasoning_effort: self.thinking.as_ref().and_then(effort),
             seed: None,
             response_format: None,
+            whole_reply: !self.stream,
         })
     }
 }

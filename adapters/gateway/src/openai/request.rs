@@ -186,6 +186,7 @@ impl ChatCompletionRequest {
             reasoning_effort: self.reasoning_effort,
             seed: self.seed,
             response_format,
+            whole_reply: !self.stream,
         })
     }
 }

@@ -1,4 +1,4 @@
-//! Anthropic Messages API, streamed.
+//! Anthropic Messages API, streamed (or, for a whole reply, not).
 //!
 //! Request: `POST {base_url}/v1/messages` with the headers `x-api-key` and
 //! `anthropic-version: 2023-06-01` and a body with `stream: true`. The system prompt is
@@ -21,6 +21,11 @@
 //! results, and a user text after them, share one message). A streamed `tool_use`
 //! block sends its input as `input_json_delta` fragments; at `content_block_stop` the
 //! concatenated JSON is parsed and the call emitted whole.
+//!
+//! A request for a whole reply ([`ChatRequest::whole_reply`]) goes with `stream:
+//! false`; the one Message that answers it (its `content` blocks, `stop_reason` and
+//! `usage`) becomes the events its stream would have given. A server that answers a
+//! streaming request with one Message (LiteLLM's proxy does) is read the same way.
 //!
 //! Continuation uses the API's native assistant prefill: the partial reply is the
 //! final assistant message and the model goes on from its last character.
@@ -182,7 +187,7 @@ impl AnthropicProvider {
             "model": request.model,
             "max_tokens": request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             "messages": messages,
-            "stream": true,
+            "stream": !request.whole_reply,
         });
         if !system.is_empty() {
             body["system"] = json!(system.join("\n\n"));
@@ -447,7 +452,13 @@ impl Provider for AnthropicProvider {
             .post(&self.url)
             .headers(headers)
             .json(&body);
-        let response = tokio::time::timeout(self.http.idle_timeout, req.send())
+        // A whole reply's headers may come only once it is complete.
+        let wait = if request.whole_reply {
+            self.http.whole_reply_timeout
+        } else {
+            self.http.idle_timeout
+        };
+        let response = tokio::time::timeout(wait, req.send())
             .await
             .map_err(|_| {
                 ProviderError::new(ProviderErrorKind::Timeout, "no response headers in time")
@@ -474,7 +485,7 @@ impl Provider for AnthropicProvider {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("application/json"));
         if whole {
-            let body = tokio::time::timeout(self.http.idle_timeout, response.text())
+            let body = tokio::time::timeout(wait, response.text())
                 .await
                 .map_err(|_| {
                     ProviderError::new(

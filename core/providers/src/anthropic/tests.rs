@@ -700,3 +700,10 @@ fn a_whole_message_gives_the_events_a_stream_would() {
     .unwrap_err();
     assert!(err.message.contains("Overloaded"), "{}", err.message);
 }
+
+#[test]
+fn a_whole_reply_is_asked_for_without_streaming() {
+    let mut whole = request(vec![msg(ChatRole::User, "hi")]);
+    whole.whole_reply = true;
+    assert_eq!(provider(json!({})).prepare(&whole).body["stream"], false);
+}

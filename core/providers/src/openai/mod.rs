@@ -1,10 +1,15 @@
-//! OpenAI Chat Completions, streamed: the wire format of OpenAI, of Azure OpenAI and
+//! OpenAI Chat Completions, streamed (or, for a whole reply, not): the wire format of OpenAI, of Azure OpenAI and
 //! of every OpenAI-compatible server (vLLM, LM Studio, OpenRouter, Groq, LiteLLM...).
 //!
 //! Request: `POST {base_url}/chat/completions` with `stream: true` and
 //! `stream_options.include_usage`. Response: server-sent events whose data is a
 //! `chat.completion.chunk`, ending with `data: [DONE]`; the usage arrives in a last
 //! chunk with empty `choices`.
+//!
+//! A request for a whole reply ([`ChatRequest::whole_reply`]) goes with `stream:
+//! false`; its `chat.completion` answer (`choices[0].message` with `content`,
+//! `reasoning_content` and whole `tool_calls`, `finish_reason`, `usage`) becomes the
+//! same events as its stream would have.
 //!
 //! Tool calls stream as `choices[0].delta.tool_calls[]` fragments keyed by `index`: the
 //! first fragment of an index carries the call's `id` and `function.name`, later ones
@@ -105,11 +110,15 @@ impl OpenAiProvider {
             messages.push(json!({"role": "assistant", "content": partial}));
             messages.push(json!({"role": "user", "content": CONTINUE_INSTRUCTION}));
         }
-        let mut body = json!({
-            "messages": messages,
-            "stream": true,
-            "stream_options": {"include_usage": true},
-        });
+        let mut body = if request.whole_reply {
+            json!({"messages": messages, "stream": false})
+        } else {
+            json!({
+                "messages": messages,
+                "stream": true,
+                "stream_options": {"include_usage": true},
+            })
+        };
         // Azure routes by deployment (in the URL); the body's model is not needed.
         if self.dialect == Dialect::OpenAi {
             body["model"] = json!(request.model);
@@ -221,7 +230,13 @@ impl Provider for OpenAiProvider {
         for (name, value) in &self.http.headers {
             req = req.header(name, value.expose());
         }
-        let response = tokio::time::timeout(self.http.idle_timeout, req.send())
+        // A whole reply's headers may come only once it is complete.
+        let wait = if request.whole_reply {
+            self.http.whole_reply_timeout
+        } else {
+            self.http.idle_timeout
+        };
+        let response = tokio::time::timeout(wait, req.send())
             .await
             .map_err(|_| {
                 ProviderError::new(ProviderErrorKind::Timeout, "no response headers in time")
@@ -246,12 +261,67 @@ impl Provider for OpenAiProvider {
             err.retry_after = retry_after;
             return Err(err);
         }
+        let streamed = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        // A server that streams although asked not to is read as a stream.
+        if request.whole_reply && !streamed {
+            let body = tokio::time::timeout(wait, response.text())
+                .await
+                .map_err(|_| {
+                    ProviderError::new(
+                        ProviderErrorKind::Timeout,
+                        "the whole reply did not arrive in time (whole_reply_timeout_secs)",
+                    )
+                })?
+                .map_err(|e| transport_error(&e))?;
+            let events = whole_completion(&body)?;
+            return Ok(Box::pin(futures::stream::iter(
+                events.into_iter().map(Ok::<_, ProviderError>),
+            )));
+        }
         Ok(wire::sse_stream(
             response,
             self.http.idle_timeout,
             ChunkParser::default(),
         ))
     }
+}
+
+/// The events of a non-streamed `chat.completion`, in the order a stream of it
+/// would have given them.
+fn whole_completion(body: &str) -> Result<VecDeque<ProviderEvent>, ProviderError> {
+    let completion: Completion = serde_json::from_str(body).map_err(|e| {
+        ProviderError::new(
+            ProviderErrorKind::Protocol,
+            format!("malformed chat.completion ({e}): {}", truncate(body, 200)),
+        )
+    })?;
+    let chunk = Chunk {
+        choices: completion
+            .choices
+            .into_iter()
+            .map(|choice| Choice {
+                delta: choice.message.map(|mut message| {
+                    // A message's calls are whole and carry no `index`: each is its own.
+                    for (i, call) in message.tool_calls.iter_mut().flatten().enumerate() {
+                        call.index = Some(i as u64);
+                    }
+                    message
+                }),
+                finish_reason: choice.finish_reason,
+            })
+            .collect(),
+        usage: completion.usage,
+        error: completion.error,
+    };
+    let mut parser = ChunkParser::default();
+    let mut out = VecDeque::new();
+    parser.apply(chunk, &mut out)?;
+    parser.end(&mut out)?;
+    Ok(out)
 }
 
 impl wire::SseParser for ChunkParser {
@@ -277,6 +347,22 @@ struct Chunk {
     choices: Vec<Choice>,
     usage: Option<ChunkUsage>,
     error: Option<Value>,
+}
+
+/// A non-streamed reply: `chat.completion`.
+#[derive(Deserialize)]
+struct Completion {
+    #[serde(default)]
+    choices: Vec<WholeChoice>,
+    usage: Option<ChunkUsage>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WholeChoice {
+    /// The same fields as a chunk's `delta`, whole.
+    message: Option<Delta>,
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -364,6 +450,15 @@ impl ChunkParser {
                 format!("malformed chunk ({e}): {}", truncate(data, 200)),
             )
         })?;
+        self.apply(chunk, out)
+    }
+
+    /// The events of one parsed chunk (or of a whole completion as one chunk).
+    fn apply(
+        &mut self,
+        chunk: Chunk,
+        out: &mut VecDeque<ProviderEvent>,
+    ) -> Result<(), ProviderError> {
         if let Some(error) = chunk.error {
             let message = error
                 .get("message")

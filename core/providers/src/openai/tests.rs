@@ -407,3 +407,84 @@ fn azure_url_auth_body_and_filter_chunks() {
         "{message}"
     );
 }
+
+#[test]
+fn a_whole_reply_is_asked_for_without_streaming() {
+    let provider = OpenAiProvider::new(&config(ProviderKind::Openai));
+    let request = ChatRequest {
+        model: "gpt-4o-mini".into(),
+        messages: vec![ChatMessage::text(ChatRole::User, "hi")],
+        whole_reply: true,
+        ..Default::default()
+    };
+    let body = provider.body(&request);
+    assert_eq!(body["stream"], false);
+    assert!(body.get("stream_options").is_none(), "{body}");
+    let streamed = provider.body(&ChatRequest {
+        whole_reply: false,
+        ..request
+    });
+    assert_eq!(streamed["stream"], true);
+    assert_eq!(streamed["stream_options"]["include_usage"], true);
+}
+
+#[test]
+fn a_whole_completion_gives_the_events_of_its_stream() {
+    let body = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {
+            "role": "assistant", "reasoning_content": "Think.", "content": "Hello there.",
+        }, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12,
+            "prompt_tokens_details": {"cached_tokens": 4},
+            "completion_tokens_details": {"reasoning_tokens": 1}},
+    });
+    let events = Vec::from(whole_completion(&body.to_string()).unwrap());
+    assert_eq!(
+        events,
+        vec![
+            ProviderEvent::Reasoning("Think.".into()),
+            ProviderEvent::Text("Hello there.".into()),
+            ProviderEvent::Finished("stop".into()),
+            ProviderEvent::Usage(Usage {
+                prompt_tokens: 9,
+                completion_tokens: 3,
+                cached_prompt_tokens: 4,
+                reasoning_tokens: 1,
+                estimated: false,
+            }),
+        ]
+    );
+}
+
+#[test]
+fn a_whole_completion_s_tool_calls_come_whole_and_in_order() {
+    let call = |id: &str, city: &str| {
+        json!({"id": id, "type": "function",
+            "function": {"name": "weather", "arguments": json!({"city": city}).to_string()}})
+    };
+    let body = json!({
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+            "tool_calls": [call("call_1", "Oslo"), call("call_2", "Rome")]},
+            "finish_reason": "tool_calls"}],
+    });
+    let events = Vec::from(whole_completion(&body.to_string()).unwrap());
+    let calls: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            ProviderEvent::ToolCall(c) => Some((c.id.as_str(), c.arguments["city"].clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        vec![("call_1", json!("Oslo")), ("call_2", json!("Rome"))]
+    );
+    assert_eq!(
+        events.last(),
+        Some(&ProviderEvent::Finished("tool_calls".into()))
+    );
+    let err = whole_completion("data: {\"choices\": []}").unwrap_err();
+    assert_eq!(err.kind, ProviderErrorKind::Protocol, "{err}");
+}
