@@ -15,8 +15,14 @@ fn redis_url() -> String {
     std::env::var("CHORUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// A core with `limits` (TOML lines of `[limits]`), its counters in process or in
-/// Redis under a fresh prefix, and the account `alice`.
+/// A window of a day: the limits count in fixed windows, and one of 15 minutes (the
+/// default) ended in the middle of a test often enough to fail it (its count started
+/// again). A day's ends at midnight UTC; its Redis counters are gone a day later.
+const NO_WINDOW_END: &str = "guess_window_secs = 86400";
+
+/// A core with `limits` (TOML lines of `[limits]`; the guessing window
+/// [`NO_WINDOW_END`]), its counters in process or in Redis under a fresh prefix, and
+/// the account `alice`.
 async fn core_with(limits: &str, redis: bool) -> (Core, PathBuf) {
     let (core, dir, _) = core_with_prefix(limits, redis).await;
     (core, dir)
@@ -26,7 +32,7 @@ async fn core_with(limits: &str, redis: bool) -> (Core, PathBuf) {
 async fn core_with_prefix(limits: &str, redis: bool) -> (Core, PathBuf, String) {
     let dir = std::env::temp_dir().join(format!("chorus-login-{}", uuid::Uuid::new_v4().simple()));
     let mut toml = format!(
-        "data_dir = {:?}\n[limits]\n{limits}\n",
+        "data_dir = {:?}\n[limits]\n{NO_WINDOW_END}\n{limits}\n",
         dir.display().to_string()
     );
     let prefix = format!("chorus_test:{}:", uuid::Uuid::new_v4().simple());
