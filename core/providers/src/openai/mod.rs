@@ -1,5 +1,6 @@
-//! OpenAI Chat Completions, streamed (or, for a whole reply, not): the wire format of OpenAI, of Azure OpenAI and
-//! of every OpenAI-compatible server (vLLM, LM Studio, OpenRouter, Groq, LiteLLM...).
+//! OpenAI Chat Completions, streamed (or, for a whole reply, not): the wire format of
+//! OpenAI, of Azure OpenAI and of every OpenAI-compatible server (vLLM, LM Studio,
+//! OpenRouter, Groq, LiteLLM...).
 //!
 //! Request: `POST {base_url}/chat/completions` with `stream: true` and
 //! `stream_options.include_usage`. Response: server-sent events whose data is a
