@@ -39,16 +39,6 @@ impl ProviderKind {
 }
 
 impl ProviderKind {
-    /// Whether the kind's provider makes one non-streaming call when the request
-    /// asks for a whole reply ([`crate::ChatRequest::whole_reply`]); the others
-    /// stream either way.
-    pub fn answers_whole(self) -> bool {
-        matches!(
-            self,
-            ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Anthropic
-        )
-    }
-
     /// Whether the provider needs its model names listed in config (others discover them).
     pub fn needs_model_list(self) -> bool {
         matches!(
@@ -94,8 +84,8 @@ pub struct ProviderConfig {
     #[serde(default = "default_first_token_timeout")]
     pub first_token_timeout_secs: u64,
     /// Seconds to wait for a whole reply asked for without streaming (a gateway
-    /// request that did not ask to stream, on a kind that answers whole:
-    /// [`ProviderKind::answers_whole`]). It replaces the first-token timeout for that
+    /// request that did not ask to stream, on a provider that answers whole:
+    /// [`crate::Provider::answers_whole`]). It replaces the first-token timeout for that
     /// call, since nothing arrives before the reply is complete.
     #[serde(default = "default_whole_reply_timeout")]
     pub whole_reply_timeout_secs: u64,

@@ -75,7 +75,7 @@ pub struct ChatRequest {
     /// given; only Chat Completions providers take it.
     pub response_format: Option<serde_json::Value>,
     /// Nobody reads the reply before it is complete (a gateway request that did not
-    /// ask to stream): a provider whose kind [answers whole](config::ProviderKind::answers_whole)
+    /// ask to stream): a provider that [answers whole](Provider::answers_whole)
     /// makes one non-streaming call, which costs it and Chorus far less than a
     /// stream of chunks, and yields the whole reply as its events at once. Others
     /// stream as always.
@@ -186,6 +186,14 @@ pub trait Provider: Send + Sync {
     /// Starts a generation. Errors before the first event come back here; errors
     /// after it come through the stream.
     async fn stream(&self, request: ChatRequest) -> Result<ProviderStream, ProviderError>;
+
+    /// Whether a request for a whole reply ([`ChatRequest::whole_reply`]) is one
+    /// non-streaming call here, whose first event comes only with the whole reply: the
+    /// engine then gives it `whole_reply_timeout_secs` instead of the first-token
+    /// timeout. Providers that always stream keep the default.
+    fn answers_whole(&self) -> bool {
+        false
+    }
 
     /// The models the provider serves, for providers whose config lists none (Ollama
     /// lists its local models). Empty when the provider cannot tell.

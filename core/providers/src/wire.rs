@@ -43,6 +43,35 @@ impl HttpSettings {
     }
 }
 
+impl HttpSettings {
+    /// How long to wait for a response's headers, and for a whole reply's body: a
+    /// whole reply ([`crate::ChatRequest::whole_reply`]) may send its headers only once
+    /// it is complete.
+    pub(super) fn response_wait(&self, whole_reply: bool) -> Duration {
+        if whole_reply {
+            self.whole_reply_timeout
+        } else {
+            self.idle_timeout
+        }
+    }
+}
+
+/// The body of a whole (non-streamed) answer, read within `limit`.
+pub(super) async fn whole_body(
+    response: reqwest::Response,
+    limit: Duration,
+) -> Result<String, ProviderError> {
+    tokio::time::timeout(limit, response.text())
+        .await
+        .map_err(|_| {
+            ProviderError::new(
+                ProviderErrorKind::Timeout,
+                "the whole reply did not arrive in time (whole_reply_timeout_secs)",
+            )
+        })?
+        .map_err(|e| transport_error(&e))
+}
+
 /// A reqwest client with the configured connect timeout.
 pub(super) fn client(connect_timeout_secs: u64) -> reqwest::Client {
     reqwest::Client::builder()

@@ -138,7 +138,7 @@ async fn attempt_once(run: &mut RunState<'_>, target: &Target, out: &mut StreamS
     let mut request = run.request.clone();
     request.model = target.model.clone();
     // A whole reply arrives at once, when complete: its deadline is the whole reply's.
-    let whole = request.whole_reply && target.kind.answers_whole();
+    let whole = request.whole_reply && target.provider.answers_whole();
     run.meter.attempt();
     // The run's first attempt may have been sent while the run was admitted: it
     // started then.

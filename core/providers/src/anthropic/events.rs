@@ -333,15 +333,6 @@ pub(super) fn stream_error(error: &WireError) -> ProviderError {
     }
 }
 
-pub(super) fn transport_error(e: &reqwest::Error) -> ProviderError {
-    let kind = if e.is_timeout() {
-        ProviderErrorKind::Timeout
-    } else {
-        ProviderErrorKind::Connect
-    };
-    ProviderError::new(kind, format!("request failed: {e}"))
-}
-
 pub(super) fn status_kind(status: u16) -> ProviderErrorKind {
     match status {
         429 => ProviderErrorKind::RateLimited,

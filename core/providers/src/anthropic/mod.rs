@@ -418,6 +418,10 @@ fn messages_url(base: &str) -> String {
 
 #[async_trait::async_trait]
 impl Provider for AnthropicProvider {
+    fn answers_whole(&self) -> bool {
+        true
+    }
+
     async fn stream(&self, request: ChatRequest) -> Result<ProviderStream, ProviderError> {
         let Prepared { body, strip } = self.prepare(&request);
         let mut headers = HeaderMap::new();
@@ -452,18 +456,8 @@ impl Provider for AnthropicProvider {
             .post(&self.url)
             .headers(headers)
             .json(&body);
-        // A whole reply's headers may come only once it is complete.
-        let wait = if request.whole_reply {
-            self.http.whole_reply_timeout
-        } else {
-            self.http.idle_timeout
-        };
-        let response = tokio::time::timeout(wait, req.send())
-            .await
-            .map_err(|_| {
-                ProviderError::new(ProviderErrorKind::Timeout, "no response headers in time")
-            })?
-            .map_err(|e| transport_error(&e))?;
+        let wait = self.http.response_wait(request.whole_reply);
+        let response = wire::send(req, wait).await?;
         let status = response.status();
         if !status.is_success() {
             let retry_after = response
@@ -485,16 +479,7 @@ impl Provider for AnthropicProvider {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("application/json"));
         if whole {
-            let body = tokio::time::timeout(wait, response.text())
-                .await
-                .map_err(|_| {
-                    ProviderError::new(
-                        ProviderErrorKind::Timeout,
-                        "the message did not arrive in time",
-                    )
-                })?
-                .map_err(|e| transport_error(&e))?;
-            let events = whole_message(&body, strip)?;
+            let events = whole_message(&wire::whole_body(response, wait).await?, strip)?;
             return Ok(futures::stream::iter(events.into_iter().map(Ok)).boxed());
         }
         Ok(wire::sse_stream(

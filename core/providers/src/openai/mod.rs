@@ -219,6 +219,10 @@ fn message_json(m: &ChatMessage) -> Value {
 
 #[async_trait::async_trait]
 impl Provider for OpenAiProvider {
+    fn answers_whole(&self) -> bool {
+        true
+    }
+
     async fn stream(&self, request: ChatRequest) -> Result<ProviderStream, ProviderError> {
         let url = self.url(&request.model)?;
         let mut req = self.http.client.post(url).json(&self.body(&request));
@@ -231,18 +235,8 @@ impl Provider for OpenAiProvider {
         for (name, value) in &self.http.headers {
             req = req.header(name, value.expose());
         }
-        // A whole reply's headers may come only once it is complete.
-        let wait = if request.whole_reply {
-            self.http.whole_reply_timeout
-        } else {
-            self.http.idle_timeout
-        };
-        let response = tokio::time::timeout(wait, req.send())
-            .await
-            .map_err(|_| {
-                ProviderError::new(ProviderErrorKind::Timeout, "no response headers in time")
-            })?
-            .map_err(|e| transport_error(&e))?;
+        let wait = self.http.response_wait(request.whole_reply);
+        let response = wire::send(req, wait).await?;
         let status = response.status();
         if !status.is_success() {
             let retry_after = response
@@ -269,16 +263,7 @@ impl Provider for OpenAiProvider {
             .is_some_and(|t| t.starts_with("text/event-stream"));
         // A server that streams although asked not to is read as a stream.
         if request.whole_reply && !streamed {
-            let body = tokio::time::timeout(wait, response.text())
-                .await
-                .map_err(|_| {
-                    ProviderError::new(
-                        ProviderErrorKind::Timeout,
-                        "the whole reply did not arrive in time (whole_reply_timeout_secs)",
-                    )
-                })?
-                .map_err(|e| transport_error(&e))?;
-            let events = whole_completion(&body)?;
+            let events = whole_completion(&wire::whole_body(response, wait).await?)?;
             return Ok(Box::pin(futures::stream::iter(
                 events.into_iter().map(Ok::<_, ProviderError>),
             )));
@@ -602,15 +587,6 @@ impl ChunkParser {
         out.extend(calls);
         Ok(())
     }
-}
-
-fn transport_error(e: &reqwest::Error) -> ProviderError {
-    let kind = if e.is_timeout() {
-        ProviderErrorKind::Timeout
-    } else {
-        ProviderErrorKind::Connect
-    };
-    ProviderError::new(kind, format!("request failed: {e}"))
 }
 
 fn status_kind(status: u16) -> ProviderErrorKind {
