@@ -208,14 +208,9 @@ impl Wire for AnthropicWire {
         ]
     }
 
-    fn whole(&self, request: &RecordedRequest) -> Option<fn(&str) -> Response> {
-        whole_unless_streaming(request)
+    fn whole(&self) -> Option<fn(&str) -> Response> {
+        Some(message)
     }
-}
-
-/// [`message`], for a request whose `stream` is not `true` (the API's default).
-pub fn whole_unless_streaming(request: &RecordedRequest) -> Option<fn(&str) -> Response> {
-    (request.body["stream"] != true).then_some(message as fn(&str) -> Response)
 }
 
 /// Anthropic's answer to a request that does not stream, made of the events of

@@ -137,7 +137,7 @@ impl Wire for AzureWire {
         &[("[blocked-prompt]", Behaviour::BlockedPrompt)]
     }
 
-    fn whole(&self, request: &RecordedRequest) -> Option<fn(&str) -> Response> {
-        crate::fake_openai::whole_unless_streaming(request)
+    fn whole(&self) -> Option<fn(&str) -> Response> {
+        Some(crate::fake_openai::chat_completion)
     }
 }

@@ -128,14 +128,9 @@ impl Wire for OpenAiWire {
         (behaviour == Behaviour::Slow).then(|| slow_reply(request))
     }
 
-    fn whole(&self, request: &RecordedRequest) -> Option<fn(&str) -> Response> {
-        whole_unless_streaming(request)
+    fn whole(&self) -> Option<fn(&str) -> Response> {
+        Some(chat_completion)
     }
-}
-
-/// [`chat_completion`], for a request whose `stream` is not `true` (OpenAI's default).
-pub fn whole_unless_streaming(request: &RecordedRequest) -> Option<fn(&str) -> Response> {
-    (request.body["stream"] != true).then_some(chat_completion as fn(&str) -> Response)
 }
 
 /// OpenAI's answer to `stream: false`, made of the `chat.completion.chunk`s of `sse`:

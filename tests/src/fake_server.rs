@@ -279,10 +279,10 @@ pub trait Wire: Send + Sync + 'static {
         None
     }
 
-    /// For a request that did not ask to stream, how the API makes its one whole
-    /// answer from the events of the stream it would have sent; `None` where the
-    /// request streams (or this fake always streams).
-    fn whole(&self, _request: &RecordedRequest) -> Option<fn(&str) -> Response> {
+    /// How the API makes its one whole answer, for a request whose `stream` is not
+    /// `true`, from the events of the stream it would have sent; `None` where this
+    /// fake always streams.
+    fn whole(&self) -> Option<fn(&str) -> Response> {
         None
     }
 }
@@ -426,8 +426,11 @@ async fn handle<W: Wire>(
                 .into_response(),
         },
     };
-    match wire.whole(&request) {
-        Some(fold) if response.status().is_success() && is_event_stream(&response) => {
+    let streaming = request.body["stream"] == true;
+    match wire.whole() {
+        Some(fold)
+            if !streaming && response.status().is_success() && is_event_stream(&response) =>
+        {
             // Read at the stream's own pace: the whole answer comes when it would have
             // ended, and a client that hangs up meanwhile is noted as for a stream.
             match axum::body::to_bytes(response.into_body(), usize::MAX).await {

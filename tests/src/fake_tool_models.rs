@@ -123,11 +123,11 @@ impl Wire for ToolWire {
         })
     }
 
-    fn whole(&self, request: &RecordedRequest) -> Option<fn(&str) -> Response> {
-        match self {
-            ToolWire::OpenAi => crate::fake_openai::whole_unless_streaming(request),
-            ToolWire::Anthropic => crate::fake_anthropic::whole_unless_streaming(request),
-        }
+    fn whole(&self) -> Option<fn(&str) -> Response> {
+        Some(match self {
+            ToolWire::OpenAi => crate::fake_openai::chat_completion,
+            ToolWire::Anthropic => crate::fake_anthropic::message,
+        })
     }
 
     fn build(&self, behaviour: Behaviour, request: &RecordedRequest) -> Option<Response> {
