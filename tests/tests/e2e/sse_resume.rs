@@ -86,7 +86,8 @@ async fn resume_everywhere(server: &TestServer, text: &str) -> Result<(String, u
     };
 
     // Phase 1, live: every k at once, resuming each way, while the run streams.
-    // Started + one delta per token + usage + finished; k goes one past the end.
+    // Started + a delta per token (at most) + usage + finished; k goes one past the
+    // end of the most there can be.
     let max_k = TOKENS + 4;
     let live = readers(&client, &run, max_k).await?;
     let all = watcher.await.context("the watcher panicked")??;
@@ -95,7 +96,13 @@ async fn resume_everywhere(server: &TestServer, text: &str) -> Result<(String, u
         .context("the watcher never saw `finished`")?;
     check_complete(&all, text).context("the uninterrupted reader")?;
     let total = all.len();
-    ensure!(total > TOKENS, "only {total} events for {TOKENS} tokens");
+    // Tokens that reached the run's task together are one delta (the engine joins
+    // them), which a loaded machine makes happen now and then: most still come one by
+    // one, so the readers' cut points fall all along the reply.
+    ensure!(
+        total > TOKENS / 2 + 3,
+        "only {total} events for {TOKENS} tokens"
+    );
     for r in &live {
         check_resumed(r, &all, text)?;
     }
