@@ -33,6 +33,15 @@ macro_rules! id_type {
             }
         }
 
+        /// Maps keyed by the id can be looked up with a borrowed `&str` (an id read
+        /// off the wire), without making an id of it first. Sound because the derived
+        /// `Hash`, `Eq` and `Ord` of a one-field struct are those of its `String`.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
@@ -68,5 +77,13 @@ mod tests {
         assert_eq!(RunId::parse(id.as_str()), Some(id));
         assert_eq!(RunId::parse("not-a-run"), None);
         assert_eq!(RunId::parse("../../etc/passwd"), None);
+    }
+
+    #[test]
+    fn a_map_of_ids_is_read_by_str() {
+        let id = RunId::generate();
+        let map = std::collections::HashMap::from([(id.clone(), 7)]);
+        assert_eq!(map.get(id.as_str()), Some(&7));
+        assert_eq!(map.get("another"), None);
     }
 }

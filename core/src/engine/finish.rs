@@ -39,6 +39,8 @@ pub(super) async fn finish(run: &mut RunState<'_>, ending: Ending) {
 }
 
 async fn write_end(run: &mut RunState<'_>, ending: Ending) {
+    // The last streamed append's answer first: it may leave the run degraded.
+    run.settle().await;
     let (text, lease_lost) = {
         let mut p = run.progress();
         (std::mem::take(&mut p.text), p.lease_lost)

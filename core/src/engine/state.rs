@@ -10,12 +10,12 @@
 use super::checkpoint::{Progress, SharedProgress};
 use super::{EarlyStream, EngineInner, RunJob};
 use crate::config::ProviderKind;
-use crate::journal::{JournalEntry, JournalError, RunEvent};
-use crate::telemetry::metrics::{self, ReplyMeter};
+use crate::journal::{AppendAnswer, JournalEntry, JournalError, RunEvent};
+use crate::telemetry::metrics::ReplyMeter;
 use chorus_model::history::ToolStep;
 use chorus_providers::{ChatRequest, Usage};
 use std::sync::MutexGuard;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Why a run stopped before it ended by itself. The two end differently: a stop is
@@ -73,6 +73,8 @@ pub(super) struct RunState<'a> {
     /// The first attempt's provider call, sent while the run was admitted; taken by
     /// that attempt (dropped, which cancels it, if the run never makes it).
     pub early: Option<EarlyStream>,
+    /// A streamed append whose answer is still to be read ([`RunState::settle`]).
+    in_flight: Option<(JournalEntry, AppendAnswer)>,
 }
 
 impl<'a> RunState<'a> {
@@ -104,6 +106,7 @@ impl<'a> RunState<'a> {
             span: tracing::Span::current(),
             fallbacks: 0,
             early: None,
+            in_flight: None,
         }
     }
 
@@ -112,15 +115,71 @@ impl<'a> RunState<'a> {
         self.progress.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends an event with the next seq. A journal outage does not end the run:
-    /// after three failed attempts the run goes on `degraded` and ends with a
-    /// snapshot standing in for what was lost. A retry of an append whose answer was
-    /// lost is safe (the journal accepts the entry it already holds); when an append
-    /// given up on landed later, the run goes on after it. After an event was given
-    /// up on, or when the journal lost the run's earlier events (Redis restarted
-    /// without persistence), the text so far goes first as a snapshot, so readers
-    /// show the whole reply again at once rather than only at the end.
+    /// Appends an event with the next seq and waits until the journal has stored it.
+    /// A journal outage does not end the run: after three failed attempts the run goes
+    /// on `degraded` and ends with a snapshot standing in for what was lost. A retry of
+    /// an append whose answer was lost is safe (the journal accepts the entry it
+    /// already holds); when an append given up on landed later, the run goes on after
+    /// it. After an event was given up on, or when the journal lost the run's earlier
+    /// events (Redis restarted without persistence), the text so far goes first as a
+    /// snapshot, so readers show the whole reply again at once rather than only at the
+    /// end.
     pub async fn append(&mut self, event: RunEvent) {
+        self.settle().await;
+        self.append_now(event).await;
+    }
+
+    /// Appends a streamed event (a delta, which goes into the progress too, or
+    /// reasoning) without waiting for the journal's answer: the answer is read when
+    /// the next event is appended, or when the run ends, with every rule of
+    /// [`RunState::append`]. By then it has come, so the run's task wakes once per
+    /// event (for the provider's next token), not twice. Nothing else changes: the
+    /// journal stores the event as soon as it would have, and a run has at most one
+    /// append on its way.
+    pub async fn append_streamed(&mut self, event: RunEvent) {
+        use futures::FutureExt;
+        // Before the progress grows: a snapshot standing in for a lost append is made
+        // from the progress as it was when that append was made.
+        self.settle().await;
+        if let RunEvent::Delta { text } = &event {
+            self.progress().push(text);
+        }
+        if self.snapshot_due {
+            // After a failure: the slow path, which starts with the snapshot.
+            self.append_now(event).await;
+            self.sync_seq();
+            return;
+        }
+        let entry = JournalEntry {
+            seq: self.seq + 1,
+            event,
+        };
+        let mut answer = self.inner.journal.submit(&self.job.run_id, entry.clone());
+        match (&mut answer).now_or_never() {
+            // A journal that stores at once (in-process) has answered already.
+            Some(outcome) => {
+                self.conclude(entry, outcome).await;
+                self.sync_seq();
+            }
+            None => self.in_flight = Some((entry, answer)),
+        }
+    }
+
+    /// Reads the answer of the streamed append on its way, if any, retrying it or
+    /// starting again with a snapshot as [`RunState::append`] would have, and tells the
+    /// checkpointer the seq its text now reaches. Everything that reads `seq` or
+    /// `degraded`, or appends, settles first.
+    pub async fn settle(&mut self) {
+        let Some((entry, answer)) = self.in_flight.take() else {
+            return;
+        };
+        let outcome = answer.await;
+        self.conclude(entry, outcome).await;
+        self.sync_seq();
+    }
+
+    /// [`RunState::append`] without settling first.
+    async fn append_now(&mut self, event: RunEvent) {
         if self.snapshot_due {
             self.snapshot_due = false;
             if !matches!(event, RunEvent::Snapshot { .. })
@@ -131,10 +190,23 @@ impl<'a> RunState<'a> {
             }
         }
         if let Some(lost) = self.try_append(event).await {
-            // The journal took the snapshot in place of what it lost, then the event.
-            if self.append_one(self.snapshot_before(&lost)).await {
-                self.append_one(lost).await;
-            }
+            self.snapshot_in_place_of(lost).await;
+        }
+    }
+
+    /// Completes an append from its first attempt's outcome; a journal that lost the
+    /// run's earlier events takes the snapshot in place of them, then the event.
+    async fn conclude(&mut self, entry: JournalEntry, outcome: Result<(), JournalError>) {
+        if let Some(lost) = self.complete_append(entry, outcome).await {
+            self.snapshot_in_place_of(lost).await;
+        }
+    }
+
+    /// The journal lost the run's earlier events: it takes the snapshot in place of
+    /// what it lost, then `lost`, the event it refused.
+    async fn snapshot_in_place_of(&mut self, lost: RunEvent) {
+        if self.append_one(self.snapshot_before(&lost)).await {
+            self.append_one(lost).await;
         }
     }
 
@@ -166,20 +238,28 @@ impl<'a> RunState<'a> {
     /// lost the run's earlier events (it must start again with a snapshot). Giving
     /// up marks the run degraded and a snapshot due.
     async fn try_append(&mut self, event: RunEvent) -> Option<RunEvent> {
-        let mut entry = JournalEntry {
+        let entry = JournalEntry {
             seq: self.seq + 1,
             event,
         };
-        for attempt in 0..3u32 {
-            let started = Instant::now();
-            match self
-                .inner
-                .journal
-                .append(&self.job.run_id, entry.clone())
-                .await
-            {
+        let outcome = self
+            .inner
+            .journal
+            .submit(&self.job.run_id, entry.clone())
+            .await;
+        self.complete_append(entry, outcome).await
+    }
+
+    /// [`RunState::try_append`] from its first attempt's `outcome`: the attempts left.
+    async fn complete_append(
+        &mut self,
+        mut entry: JournalEntry,
+        mut outcome: Result<(), JournalError>,
+    ) -> Option<RunEvent> {
+        let mut attempt = 0u32;
+        loop {
+            match outcome {
                 Ok(()) => {
-                    metrics::journal_append().record(started.elapsed());
                     self.seq = entry.seq;
                     return None;
                 }
@@ -201,6 +281,15 @@ impl<'a> RunState<'a> {
                     tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 }
             }
+            attempt += 1;
+            if attempt == 3 {
+                break;
+            }
+            outcome = self
+                .inner
+                .journal
+                .submit(&self.job.run_id, entry.clone())
+                .await;
         }
         self.degraded = true;
         self.snapshot_due = true;

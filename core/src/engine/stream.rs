@@ -2,7 +2,8 @@
 //!
 //! Each provider event becomes one journal append and, for text, an append to the
 //! in-memory progress; text deltas that arrived together become one
-//! ([`coalesce`]). Nothing here waits on the database: the checkpointer saves the
+//! ([`coalesce`]). A delta's append is not waited for: its answer is read with the
+//! next event's (`RunState::append_streamed`). Nothing here waits on the database: the checkpointer saves the
 //! progress in batches, so a slow database slows checkpoints, never tokens.
 
 use super::state::{Halt, RunState};
@@ -156,13 +157,11 @@ async fn take(run: &mut RunState<'_>, out: &mut StreamState, event: ProviderEven
     match event {
         ProviderEvent::Text(delta) => {
             out.output_arrived();
-            run.progress().push(&delta);
-            run.append(RunEvent::Delta { text: delta }).await;
-            run.sync_seq();
+            run.append_streamed(RunEvent::Delta { text: delta }).await;
         }
         ProviderEvent::Reasoning(r) => {
             out.output_arrived();
-            run.append(RunEvent::Reasoning { text: r }).await;
+            run.append_streamed(RunEvent::Reasoning { text: r }).await;
         }
         ProviderEvent::Usage(u) => {
             out.usage = Some(u);

@@ -2,8 +2,8 @@
 //! watch channel. The embedded default; one instance only.
 
 use super::{
-    EntryStream, Journal, JournalEntry, JournalError, RUN_STARTS_BUFFER, RunStartStream,
-    RunStarted, run_start_stream,
+    AppendAnswer, EntryStream, Journal, JournalEntry, JournalError, RUN_STARTS_BUFFER,
+    RunStartStream, RunStarted, run_start_stream,
 };
 use chorus_model::ids::RunId;
 use std::collections::{HashMap, VecDeque};
@@ -83,9 +83,9 @@ struct FollowState {
     since: Instant,
 }
 
-#[async_trait::async_trait]
-impl Journal for MemoryJournal {
-    async fn append(&self, run: &RunId, entry: JournalEntry) -> Result<(), JournalError> {
+impl MemoryJournal {
+    /// Stores the entry at once (the answer of [`Journal::submit`]).
+    fn store(&self, run: &RunId, entry: JournalEntry) -> Result<(), JournalError> {
         let log = self.log(run);
         let finished = entry.event.is_finished();
         {
@@ -125,6 +125,18 @@ impl Journal for MemoryJournal {
             });
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Journal for MemoryJournal {
+    fn submit(&self, run: &RunId, entry: JournalEntry) -> AppendAnswer {
+        let started = Instant::now();
+        let outcome = self.store(run, entry);
+        if outcome.is_ok() {
+            crate::telemetry::metrics::journal_append().record(started.elapsed());
+        }
+        AppendAnswer::done(outcome)
     }
 
     fn follow(&self, run: &RunId, after: u64) -> EntryStream {

@@ -13,8 +13,12 @@ pub use redis::RedisJournal;
 
 use chorus_model::ids::{ConversationId, RunId};
 use futures::Stream;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
+use sync_wrapper::SyncWrapper;
 
 /// One event of a run. Serialized with its kind in `kind`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,17 +163,70 @@ fn run_start_stream(rx: tokio::sync::broadcast::Receiver<RunStarted>) -> RunStar
     }))
 }
 
+/// The answer to an append handed to the journal with [`Journal::submit`]. The append
+/// is on its way whether or not this is ever awaited; awaiting it only reads how it
+/// went. A journal that stores at once answers without an allocation.
+pub struct AppendAnswer(Answer);
+
+enum Answer {
+    Done(Option<Result<(), JournalError>>),
+    /// Only ever polled through `&mut`, so the answer can sit in a run's state, which
+    /// is shared (`&`) across awaits.
+    Waiting(SyncWrapper<BoxFuture<'static, Result<(), JournalError>>>),
+}
+
+impl AppendAnswer {
+    /// An append that has already been stored, or refused.
+    pub fn done(outcome: Result<(), JournalError>) -> Self {
+        Self(Answer::Done(Some(outcome)))
+    }
+
+    /// An append whose answer comes later.
+    pub fn waiting(
+        answer: impl Future<Output = Result<(), JournalError>> + Send + 'static,
+    ) -> Self {
+        Self(Answer::Waiting(SyncWrapper::new(Box::pin(answer))))
+    }
+}
+
+impl Future for AppendAnswer {
+    type Output = Result<(), JournalError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            Answer::Done(outcome) => Poll::Ready(
+                outcome
+                    .take()
+                    .expect("an append's answer is read at most once"),
+            ),
+            Answer::Waiting(answer) => answer.get_mut().as_mut().poll(cx),
+        }
+    }
+}
+
 /// Where runs' events are kept and read.
 #[async_trait::async_trait]
 pub trait Journal: Send + Sync {
-    /// Appends the next event of `run`. Exactly one writer per run (the lease holder)
-    /// assigns `entry.seq`, one more than the last. Appending the very entry the
-    /// journal already holds at that seq succeeds, so a retry after a lost answer is
-    /// safe; any other seq fails with [`JournalError::OutOfOrder`], whose `expected` is
-    /// the seq the journal would take next. An event appended to a run whose earlier
-    /// events the journal lost fails with [`JournalError::Lost`] unless it is the run's
-    /// first (seq 1) or a [`RunEvent::Snapshot`], which start the run's events again.
-    async fn append(&self, run: &RunId, entry: JournalEntry) -> Result<(), JournalError>;
+    /// Hands the next event of `run` to the journal and returns its answer without
+    /// waiting for it: a run's task reads the answer when it has its next event, by
+    /// which time it has come, so the task wakes once per event instead of twice.
+    /// The writer of a run waits for one answer before it submits the next entry, so
+    /// a run never has two appends on their way.
+    ///
+    /// Exactly one writer per run (the lease holder) assigns `entry.seq`, one more than
+    /// the last. Appending the very entry the journal already holds at that seq
+    /// succeeds, so a retry after a lost answer is safe; any other seq fails with
+    /// [`JournalError::OutOfOrder`], whose `expected` is the seq the journal would take
+    /// next. An event appended to a run whose earlier events the journal lost fails
+    /// with [`JournalError::Lost`] unless it is the run's first (seq 1) or a
+    /// [`RunEvent::Snapshot`], which start the run's events again.
+    fn submit(&self, run: &RunId, entry: JournalEntry) -> AppendAnswer;
+
+    /// Appends the next event of `run` and waits until it is stored
+    /// ([`Journal::submit`], awaited).
+    async fn append(&self, run: &RunId, entry: JournalEntry) -> Result<(), JournalError> {
+        self.submit(run, entry).await
+    }
 
     /// The events after `after` and then live ones, ending after `finished`. A run the
     /// journal does not know yet is waited for.

@@ -11,7 +11,6 @@
 
 use super::{Inner, Live};
 use crate::journal::{JournalEntry, RunEvent};
-use chorus_model::ids::RunId;
 use futures::StreamExt;
 use redis::aio::PubSub;
 use redis::{Client, RedisResult, Value};
@@ -102,7 +101,7 @@ pub(super) fn dispatch(journal: &Inner, payload: &[u8]) {
             tracing::warn!("journal: skipping a corrupt published entry");
             continue;
         };
-        let Some(follow) = follows.get_mut(&RunId::from_stored(run.to_string())) else {
+        let Some(follow) = follows.get_mut(run) else {
             continue;
         };
         let Ok(seq) = seq.parse::<u64>() else {

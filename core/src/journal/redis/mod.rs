@@ -25,8 +25,8 @@ mod live;
 mod writer;
 
 use super::{
-    EntryStream, Journal, JournalEntry, JournalError, RUN_STARTS_BUFFER, RunEvent, RunStartStream,
-    RunStarted, run_start_stream,
+    AppendAnswer, EntryStream, Journal, JournalEntry, JournalError, RUN_STARTS_BUFFER, RunEvent,
+    RunStartStream, RunStarted, run_start_stream,
 };
 use crate::redis_conn::Conn;
 use chorus_model::ids::{ConversationId, RunId};
@@ -240,6 +240,14 @@ impl Inner {
             let _ = follow.tx.send(Live::Resync);
         }
     }
+}
+
+/// The answer of an append whose writer task is gone (the journal is being dropped).
+fn writer_stopped() -> JournalError {
+    JournalError::Redis(redis::RedisError::from((
+        redis::ErrorKind::Io,
+        "the journal writer has stopped",
+    )))
 }
 
 /// Parses an XRANGE/XREAD entry list: `[[id, [field, value, ...]], ...]`.
@@ -464,9 +472,11 @@ impl ReaderState {
 
 #[async_trait::async_trait]
 impl Journal for RedisJournal {
-    async fn append(&self, run: &RunId, entry: JournalEntry) -> Result<(), JournalError> {
-        let json = serde_json::to_string(&entry.event)
-            .map_err(|e| JournalError::Corrupt(e.to_string()))?;
+    fn submit(&self, run: &RunId, entry: JournalEntry) -> AppendAnswer {
+        let json = match serde_json::to_string(&entry.event) {
+            Ok(json) => json,
+            Err(e) => return AppendAnswer::done(Err(JournalError::Corrupt(e.to_string()))),
+        };
         let (done, answer) = oneshot::channel();
         let pending = writer::Pending {
             run: run.clone(),
@@ -474,34 +484,35 @@ impl Journal for RedisJournal {
             json,
             finished: entry.event.is_finished(),
             creates: entry.seq == 1 || matches!(entry.event, RunEvent::Snapshot { .. }),
+            queued: std::time::Instant::now(),
             done,
         };
-        let closed = || {
-            JournalError::Redis(redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "the journal writer has stopped",
-            )))
-        };
-        self.inner.appends.send(pending).map_err(|_| closed())?;
-        match answer.await.map_err(|_| closed())?? {
-            writer::Stored::Yes => Ok(()),
-            writer::Stored::StreamLost => Err(JournalError::Lost {
-                run: run.to_string(),
-            }),
-            // The seq is taken. When it holds this very event, an earlier attempt landed
-            // and only its answer was lost (a response timeout): the retry succeeded (and
-            // that attempt published it).
-            writer::Stored::SeqTaken => {
-                if self.inner.entry_at(run, entry.seq).await?.as_ref() == Some(&entry) {
-                    return Ok(());
-                }
-                Err(JournalError::OutOfOrder {
-                    run: run.to_string(),
-                    expected: self.inner.last_entry(run).await?.map_or(0, |e| e.seq) + 1,
-                    got: entry.seq,
-                })
-            }
+        if self.inner.appends.send(pending).is_err() {
+            return AppendAnswer::done(Err(writer_stopped()));
         }
+        let inner = self.inner.clone();
+        let run = run.clone();
+        AppendAnswer::waiting(async move {
+            match answer.await.map_err(|_| writer_stopped())?? {
+                writer::Stored::Yes => Ok(()),
+                writer::Stored::StreamLost => Err(JournalError::Lost {
+                    run: run.to_string(),
+                }),
+                // The seq is taken. When it holds this very event, an earlier attempt
+                // landed and only its answer was lost (a response timeout): the retry
+                // succeeded (and that attempt published it).
+                writer::Stored::SeqTaken => {
+                    if inner.entry_at(&run, entry.seq).await?.as_ref() == Some(&entry) {
+                        return Ok(());
+                    }
+                    Err(JournalError::OutOfOrder {
+                        run: run.to_string(),
+                        expected: inner.last_entry(&run).await?.map_or(0, |e| e.seq) + 1,
+                        got: entry.seq,
+                    })
+                }
+            }
+        })
     }
 
     fn follow(&self, run: &RunId, after: u64) -> EntryStream {

@@ -84,6 +84,8 @@ pub(super) struct Pending {
     /// The run's first event or a snapshot: the one kind of entry that may create the
     /// run's stream (any other finds it gone when Redis lost it).
     pub creates: bool,
+    /// When the append was handed to the writer (the append latency's start).
+    pub queued: Instant,
     pub done: oneshot::Sender<Result<Stored, RedisError>>,
 }
 
@@ -172,9 +174,12 @@ pub(super) async fn write_batches(
         let outcome = eval(&target.conn, &mut sha, &mut call).await;
         match outcome {
             Ok(results) if results.len() == batch.len() => {
+                let answered = Instant::now();
                 for ((p, result), expiry) in batch.drain(..).zip(results).zip(&expiries) {
                     let answer = match result {
                         Value::Int(1) => {
+                            crate::telemetry::metrics::journal_append()
+                                .record(answered.saturating_duration_since(p.queued));
                             match expiry {
                                 2 => expiring.remove(&p.run),
                                 1 => expiring.insert(p.run.clone(), Instant::now()),
