@@ -3,8 +3,9 @@
 //! Each provider event becomes one journal append and, for text, an append to the
 //! in-memory progress; text deltas that arrived together become one
 //! ([`coalesce`]). A delta's append is not waited for: its answer is read with the
-//! next event's (`RunState::append_streamed`). Nothing here waits on the database: the checkpointer saves the
-//! progress in batches, so a slow database slows checkpoints, never tokens.
+//! next event's (`RunState::append_streamed`). Nothing here waits on the database:
+//! the checkpointer saves the progress in batches, so a slow database slows
+//! checkpoints, never tokens.
 
 use super::state::{Halt, RunState};
 use crate::journal::RunEvent;

@@ -210,8 +210,8 @@ pub trait Journal: Send + Sync {
     /// Hands the next event of `run` to the journal and returns its answer without
     /// waiting for it: a run's task reads the answer when it has its next event, by
     /// which time it has come, so the task wakes once per event instead of twice.
-    /// The writer of a run waits for one answer before it submits the next entry, so
-    /// a run never has two appends on their way.
+    /// A run's writer reads one answer before it submits the run's next entry, so a
+    /// journal never has two appends of one run on their way to order.
     ///
     /// Exactly one writer per run (the lease holder) assigns `entry.seq`, one more than
     /// the last. Appending the very entry the journal already holds at that seq

@@ -9,22 +9,27 @@ use futures::StreamExt;
 
 const WORDS: usize = 300;
 
+/// The section of a scripted model, `scripted/demo`, that says `script` at
+/// `tokens_per_second`.
+fn scripted_provider(script: &str, tokens_per_second: f64) -> String {
+    format!(
+        r#"[[providers]]
+id = "scripted"
+kind = "scripted"
+models = ["demo"]
+text = {script:?}
+tokens_per_second = {tokens_per_second:?}
+"#
+    )
+}
+
 /// At a pace no timer keeps, every word but the first is due at once when the first
 /// comes: the engine joins them instead of journaling one event per word, and the
 /// reply is still exact, its events numbered without a gap, its usage the model's.
 #[tokio::test(flavor = "multi_thread")]
 async fn deltas_that_arrived_together_are_journaled_as_one_event() {
     let script: String = (0..WORDS).map(|i| format!("w{i} ")).collect();
-    let (core, dir) = core_with(&format!(
-        r#"[[providers]]
-id = "scripted"
-kind = "scripted"
-models = ["demo"]
-text = {script:?}
-tokens_per_second = 1000000.0
-"#
-    ))
-    .await;
+    let (core, dir) = core_with(&scripted_provider(&script, 1_000_000.0)).await;
     let (alice, sent) = alice_says_hello(&core, "scripted/demo").await;
     let events = events_to_end(&core, &alice, &sent.run_id).await;
 
@@ -92,20 +97,11 @@ async fn read_one(reader: &mut chorus_core::journal::EntryStream) -> JournalEntr
 async fn a_run_whose_redis_stream_is_lost_mid_reply_starts_it_again_with_a_snapshot() {
     let url =
         std::env::var("CHORUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let prefix = format!("chorus-test-{}:", uuid::Uuid::new_v4().simple());
+    let prefix = format!("chorus-test:{}:", uuid::Uuid::new_v4().simple());
     let script: String = (0..60).map(|i| format!("w{i} ")).collect();
     let (core, dir) = core_with(&format!(
-        r#"[journal]
-redis_url = {url:?}
-key_prefix = {prefix:?}
-
-[[providers]]
-id = "scripted"
-kind = "scripted"
-models = ["demo"]
-text = {script:?}
-tokens_per_second = 60.0
-"#
+        "[journal]\nredis_url = {url:?}\nkey_prefix = {prefix:?}\nretention_secs = 60\n\n{}",
+        scripted_provider(&script, 60.0)
     ))
     .await;
     let (alice, sent) = alice_says_hello(&core, "scripted/demo").await;
