@@ -3,7 +3,8 @@
 //! Starts `chorus serve` (release build by default) with the scripted provider on a
 //! fresh data dir, creates an account and API key, then for each of N concurrent
 //! clients creates a conversation, sends a message and reads the run's SSE stream to
-//! `finished`. Reports replies/s, events/s, the lag each event arrives after its
+//! `finished`. Reports replies/s, events/s (over the wall time, and while every reply
+//! streamed: what compares with the demand), the lag each event arrives after its
 //! scheduled time, and the server's peak RSS. The scripted provider emits token k at
 //! start + k * interval on a fixed schedule, so for each reply offset_k = arrival_k -
 //! k * interval is constant when nothing adds delay; the least-delayed token fixes the
@@ -494,6 +495,11 @@ struct ClientReport {
     ramp_s: f64,
     lag_all: Spread,
     lag_steady: Spread,
+    /// Tokens a second that arrived while every reply was streaming (from the last
+    /// reply's first text to the first reply's last token), when that lasted 0.5 s or
+    /// more: what the demand (replies × tokens a second) is to be compared with.
+    #[serde(default)]
+    steady_events_per_s: Option<f64>,
     /// From a reply's message sent to its first text.
     first_event: Spread,
     /// CPU the clients' process used meanwhile, in seconds.
@@ -540,6 +546,8 @@ async fn clients(o: &Options, url: &str, key: &str) -> Result<ClientReport> {
     let mut samples: Vec<(Instant, u64)> = Vec::new();
     let mut first_event_us = Vec::new();
     let mut last_opened = started;
+    // When the first reply to end had its last token.
+    let mut first_done: Option<Instant> = None;
     let mut failures = 0usize;
     let mut first_failures = Vec::new();
     for task in tasks {
@@ -549,6 +557,9 @@ async fn clients(o: &Options, url: &str, key: &str) -> Result<ClientReport> {
                 last_opened = last_opened.max(stats.first.unwrap_or(stats.opened));
                 if let Some(first) = stats.first {
                     first_event_us.push((first - stats.asked).as_micros() as u64);
+                }
+                if let Some(&(last, _)) = stats.lags_us.last() {
+                    first_done = Some(first_done.map_or(last, |done| done.min(last)));
                 }
                 samples.extend(stats.lags_us);
             }
@@ -569,6 +580,17 @@ async fn clients(o: &Options, url: &str, key: &str) -> Result<ClientReport> {
         .filter(|&&(at, _)| at > last_opened)
         .map(|&(_, lag)| lag)
         .collect();
+    let steady_events_per_s = first_done
+        .map(|done| done.saturating_duration_since(last_opened))
+        .filter(|all_streaming| *all_streaming >= Duration::from_millis(500))
+        .map(|all_streaming| {
+            let end = last_opened + all_streaming;
+            let arrived = samples
+                .iter()
+                .filter(|&&(at, _)| at > last_opened && at <= end)
+                .count();
+            arrived as f64 / all_streaming.as_secs_f64()
+        });
     Ok(ClientReport {
         replies: o.replies,
         failures,
@@ -578,6 +600,7 @@ async fn clients(o: &Options, url: &str, key: &str) -> Result<ClientReport> {
         ramp_s: (last_opened - started).as_secs_f64(),
         lag_all: Spread::of(lags),
         lag_steady: Spread::of(steady),
+        steady_events_per_s,
         first_event: Spread::of(first_event_us),
         cpu_s: cpu_time(std::process::id())
             .unwrap_or_default()
@@ -709,7 +732,12 @@ fn print_report(o: &Options, r: &Report) {
         "replies/s:         {:.1}",
         (c.replies - c.failures) as f64 / c.elapsed_s
     );
-    println!("events/s:          {:.0}", c.events as f64 / c.elapsed_s);
+    println!(
+        "events/s:          {:.0} over the wall time; {} while every reply streamed ({:.0} demanded)",
+        c.events as f64 / c.elapsed_s,
+        steady_rate(c),
+        o.replies as f64 * o.tokens_per_second
+    );
     println!("event lag (all):   {}", c.lag_all.line());
     println!(
         "ramp:              all replies streaming after {:.2} s",
@@ -737,6 +765,14 @@ fn print_report(o: &Options, r: &Report) {
     );
 }
 
+/// The tokens a second delivered while every reply streamed, or why there is none.
+fn steady_rate(c: &ClientReport) -> String {
+    c.steady_events_per_s.map_or_else(
+        || "— (the ramp outlasted the first reply)".to_string(),
+        |rate| format!("{rate:.0}"),
+    )
+}
+
 fn print_table(o: &Options, reports: &[Report]) {
     println!(
         "\n{} concurrent replies{}, {} tokens at {} tokens/s ({:.0} events/s demanded)\n",
@@ -747,15 +783,16 @@ fn print_table(o: &Options, reports: &[Report]) {
         o.replies as f64 * o.tokens_per_second
     );
     println!(
-        "| configuration | events/s delivered | steady-state added lag p50 / p99 | all replies streaming after | first event p50 / p99 | peak RSS |"
+        "| configuration | events/s delivered | events/s while every reply streamed | steady-state added lag p50 / p99 | all replies streaming after | first event p50 / p99 | peak RSS |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for r in reports {
         let c = &r.clients;
         println!(
-            "| {} | {:.0} | {:.2} / {:.2} ms | {:.2} s | {:.1} / {:.1} ms | {} MiB |",
+            "| {} | {:.0} | {} | {:.2} / {:.2} ms | {:.2} s | {:.1} / {:.1} ms | {} MiB |",
             r.name,
             c.events as f64 / c.elapsed_s,
+            steady_rate(c),
             c.lag_steady.p50_ms,
             c.lag_steady.p99_ms,
             c.ramp_s,
