@@ -137,7 +137,6 @@ impl<'a> RunState<'a> {
     /// journal stores the event as soon as it would have, and a run has at most one
     /// append on its way.
     pub async fn append_streamed(&mut self, event: RunEvent) {
-        use futures::FutureExt;
         // Before the progress grows: a snapshot standing in for a lost append is made
         // from the progress as it was when that append was made.
         self.settle().await;
@@ -155,7 +154,7 @@ impl<'a> RunState<'a> {
             event,
         };
         let mut answer = self.inner.journal.submit(&self.job.run_id, entry.clone());
-        match (&mut answer).now_or_never() {
+        match answer.take_ready() {
             // A journal that stores at once (in-process) has answered already.
             Some(outcome) => {
                 self.conclude(entry, outcome).await;

@@ -181,6 +181,16 @@ impl AppendAnswer {
         Self(Answer::Done(Some(outcome)))
     }
 
+    /// The answer, when the journal gave it at once (it stored or refused the entry
+    /// in `submit`); `None` when it comes later. Looks without polling, so a caller
+    /// that would only check for a ready answer does no work for one that is not.
+    pub fn take_ready(&mut self) -> Option<Result<(), JournalError>> {
+        match &mut self.0 {
+            Answer::Done(outcome) => outcome.take(),
+            Answer::Waiting(_) => None,
+        }
+    }
+
     /// An append whose answer comes later.
     pub fn waiting(
         answer: impl Future<Output = Result<(), JournalError>> + Send + 'static,
