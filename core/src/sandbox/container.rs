@@ -20,12 +20,13 @@ use super::config::{LanguageConfig, SandboxConfig};
 use super::workspace::MAX_FILES;
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
-    MountVolumeOptionsDriverConfig, ResourcesUlimits,
+    ContainerCreateBody, ContainerCreateResponse, HostConfig, HostConfigLogConfig, Mount,
+    MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig, ResourcesUlimits,
 };
-use bollard::query_parameters::RemoveContainerOptionsBuilder;
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use std::collections::HashMap;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
 /// Label on every sandbox container and volume (orphans are found by it).
 pub const LABEL: &str = "chorus.sandbox";
@@ -234,12 +235,18 @@ pub fn spec(
     }
 }
 
+/// The answer to a create request.
+type Created = Result<ContainerCreateResponse, bollard::errors::Error>;
+
 /// One container a guard owns.
 struct Owned {
     /// The container's name until Docker confirmed the creation, then its id.
     id: String,
-    /// Docker answered the create request. Until then a dropped guard cannot know
-    /// whether the container exists (the request may still land), so it keeps trying.
+    /// The create request, while it runs. It runs in a task of its own, so an
+    /// execution dropped meanwhile (a stopped run) does not cut it off: whoever
+    /// discards the guard waits for its answer and removes what it made.
+    request: Option<JoinHandle<Created>>,
+    /// Docker answered the create request with the container's id.
     confirmed: bool,
 }
 
@@ -253,7 +260,7 @@ pub struct ContainerGuard {
     armed: bool,
 }
 
-/// A container of a [`ContainerGuard`], by the order it was announced in.
+/// A container of a [`ContainerGuard`], by the order it was created in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot(usize);
 
@@ -266,30 +273,42 @@ impl ContainerGuard {
         }
     }
 
-    /// Takes the container about to be created under `name`, before the create
-    /// request, so that a future dropped while Docker creates it (a stopped run) still
-    /// removes it.
-    pub fn before_create(&mut self, name: String) -> Slot {
+    /// Creates a container named `name` and owns it from before the request is sent,
+    /// so that no path (an error, a dropped execution) leaves it behind. On an error
+    /// Docker answered nothing was made; on one it did not (the connection lost), the
+    /// container may exist and the guard removes it by name.
+    pub async fn create(
+        &mut self,
+        name: String,
+        spec: ContainerCreateBody,
+    ) -> Result<Slot, bollard::errors::Error> {
+        let docker = self.docker.clone();
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
         self.owned.push(Owned {
             id: name,
+            request: None,
             confirmed: false,
         });
-        Slot(self.owned.len() - 1)
-    }
-
-    /// Docker created the container: `id` is it.
-    pub fn created(&mut self, slot: Slot, id: String) {
-        self.owned[slot.0] = Owned {
-            id,
-            confirmed: true,
-        };
-        crate::telemetry::metrics::sandbox_containers(1.0);
-    }
-
-    /// The create request failed: there is nothing to remove for the newest slot.
-    pub fn not_created(&mut self, slot: Slot) {
-        if slot.0 + 1 == self.owned.len() {
-            self.owned.pop();
+        let slot = Slot(self.owned.len() - 1);
+        let request = self.owned[slot.0].request.insert(tokio::spawn(async move {
+            docker.create_container(Some(options), spec).await
+        }));
+        let created = request.await.unwrap_or_else(|e| Err(request_lost(e)));
+        let owned = &mut self.owned[slot.0];
+        owned.request = None;
+        match created {
+            Ok(created) => {
+                owned.id = created.id;
+                owned.confirmed = true;
+                crate::telemetry::metrics::sandbox_containers(1.0);
+                Ok(slot)
+            }
+            Err(e) => {
+                if docker_answered(&e) {
+                    self.owned.pop();
+                }
+                Err(e)
+            }
         }
     }
 
@@ -297,15 +316,17 @@ impl ContainerGuard {
         &self.owned[slot.0].id
     }
 
-    /// Kills and removes the containers (newest first) and the volume, and waits.
+    /// Kills and removes the containers (newest first) and the volume, and waits. The
+    /// removal runs in a task of its own: an execution dropped while it waits does
+    /// not stop it half-way.
     pub async fn remove(mut self) {
         self.armed = false;
-        for owned in std::mem::take(&mut self.owned).into_iter().rev() {
-            remove_or_retry(&self.docker, &owned.id).await;
-            if owned.confirmed {
-                crate::telemetry::metrics::sandbox_containers(-1.0);
-            }
+        let owned = std::mem::take(&mut self.owned);
+        if owned.is_empty() {
+            return;
         }
+        // A join error is the runtime shutting down: the start-up reaper takes over.
+        let _ = tokio::spawn(discard(self.docker.clone(), owned)).await;
     }
 }
 
@@ -314,26 +335,12 @@ impl Drop for ContainerGuard {
         if !self.armed || self.owned.is_empty() {
             return;
         }
-        let (docker, owned) = (self.docker.clone(), std::mem::take(&mut self.owned));
+        let owned = std::mem::take(&mut self.owned);
         match tokio::runtime::Handle::try_current() {
             // Detached on purpose: the owner is gone; the removal is bounded by
             // Docker's request timeout, and start-up reaping catches what it misses.
             Ok(rt) => {
-                // Containers known to exist go at once, newest first; one whose create
-                // request was cut off is looked for beside them, so its checks never
-                // hold up the others' removal.
-                let (confirmed, pending): (Vec<Owned>, Vec<Owned>) =
-                    owned.into_iter().partition(|o| o.confirmed);
-                let removing = docker.clone();
-                rt.spawn(async move {
-                    for Owned { id, .. } in confirmed.into_iter().rev() {
-                        remove_or_retry(&removing, &id).await;
-                        crate::telemetry::metrics::sandbox_containers(-1.0);
-                    }
-                });
-                for Owned { id, .. } in pending {
-                    rt.spawn(remove_when_created(docker.clone(), id));
-                }
+                rt.spawn(discard(self.docker.clone(), owned));
             }
             Err(_) => {
                 let ids: Vec<&str> = owned.iter().map(|o| o.id.as_str()).collect();
@@ -343,19 +350,66 @@ impl Drop for ContainerGuard {
     }
 }
 
-/// How many times (every 500 ms) a guard dropped during the create request looks for
-/// the container.
+/// Removes a guard's containers, newest first (the program's before the holder whose
+/// volume it mounts). A create request still running is waited for, and what it made
+/// removed.
+async fn discard(docker: Docker, owned: Vec<Owned>) {
+    for Owned {
+        id,
+        request,
+        confirmed,
+    } in owned.into_iter().rev()
+    {
+        if confirmed {
+            remove_or_retry(&docker, &id).await;
+            crate::telemetry::metrics::sandbox_containers(-1.0);
+            continue;
+        }
+        let answer = match request {
+            // The owner went away while Docker created it: its answer says what to remove.
+            Some(request) => request.await.unwrap_or_else(|e| Err(request_lost(e))),
+            // The answer was lost on the way ([`ContainerGuard::create`] failed with it).
+            None => {
+                remove_when_created(&docker, &id).await;
+                continue;
+            }
+        };
+        match answer {
+            Ok(created) => remove_or_retry(&docker, &created.id).await,
+            Err(e) if docker_answered(&e) => {}
+            Err(_) => remove_when_created(&docker, &id).await,
+        }
+    }
+}
+
+/// Whether a failed request was refused by Docker itself (so it did nothing), rather
+/// than lost on the way (so it may have been carried out).
+pub fn docker_answered(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { .. })
+}
+
+/// A create request whose answer never came back (its task failed): Docker may have
+/// carried it out.
+fn request_lost(why: impl std::fmt::Display) -> bollard::errors::Error {
+    bollard::errors::Error::IOError {
+        err: std::io::Error::other(format!("container create request lost: {why}")),
+    }
+}
+
+/// How many times (every 500 ms) a container whose create request was lost on the way
+/// is looked for.
 const PENDING_CREATE_CHECKS: usize = 20;
 
-/// Removes the container named `id` whose create request may still be landing: looks
-/// for it a few times before deciding nothing was made.
-async fn remove_when_created(docker: Docker, id: String) {
+/// Removes the container named `id` whose create request was lost on the way (Docker
+/// may still be carrying it out): looks for it a few times before deciding nothing
+/// was made.
+async fn remove_when_created(docker: &Docker, id: &str) {
     for _ in 0..PENDING_CREATE_CHECKS {
-        match remove(&docker, &id).await {
+        match remove(docker, id).await {
             Removal::Missing => {}
             Removal::Removed => return,
             Removal::Failed => {
-                remove_or_retry(&docker, &id).await;
+                remove_or_retry(docker, id).await;
                 return;
             }
         }

@@ -23,9 +23,9 @@ use super::workspace::{self, Workspaces};
 use super::{Execution, ExecutionRequest, Sandbox, SandboxError};
 use bollard::container::LogOutput;
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder,
-    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListVolumesOptionsBuilder, RenameContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
+    RenameContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
 use futures::{StreamExt, TryStreamExt};
@@ -359,28 +359,12 @@ impl DockerSandbox {
             account: request.account.as_str(),
         };
         let mut guard = ContainerGuard::new(docker.clone());
-        let holder = guard.before_create(format!("{name}-hold"));
-        let created = docker
-            .create_container(
-                Some(
-                    CreateContainerOptionsBuilder::default()
-                        .name(guard.id(holder))
-                        .build(),
-                ),
+        let holder = guard
+            .create(
+                format!("{name}-hold"),
                 container::holder_spec(&self.config, lang, &tags, request.code.len()),
             )
-            .await;
-        match created {
-            Ok(created) => guard.created(holder, created.id),
-            Err(e) => {
-                if docker_answered(&e) {
-                    guard.not_created(holder);
-                }
-                // Otherwise the request may have created it: the guard, dropped,
-                // removes it by name once Docker answers.
-                return Err(e.into());
-            }
-        }
+            .await?;
         let volume = match self.hold(&docker, guard.id(holder), tar_file).await {
             Ok(volume) => volume,
             Err(e) => {
@@ -391,26 +375,14 @@ impl DockerSandbox {
         };
 
         let spec = container::spec(&self.config, lang, &program_name, &tags, &volume);
-        let program = guard.before_create(name.clone());
-        let created = docker
-            .create_container(
-                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
-                spec,
-            )
-            .await;
-        match created {
-            Ok(created) => guard.created(program, created.id),
+        let program = match guard.create(name.clone(), spec).await {
+            Ok(program) => program,
             Err(e) => {
-                if docker_answered(&e) {
-                    guard.not_created(program);
-                }
-                // Otherwise (the connection lost mid-request) Docker may have created
-                // it without our hearing: the guard removes it by name.
                 let e = or_stopped(&docker, guard.id(holder), e.into()).await;
                 guard.remove().await;
                 return Err(e);
             }
-        }
+        };
         // Killed by an administrator while it was being prepared (only the holder
         // was there to kill): the program must not start.
         if stopped(&docker, guard.id(holder)).await {
@@ -822,12 +794,6 @@ impl Sandbox for DockerSandbox {
         }
         result
     }
-}
-
-/// Whether a failed request was refused by Docker itself (so it did nothing), rather
-/// than lost on the way (so it may have been carried out).
-fn docker_answered(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { .. })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! containers with its own instance id and checks that none is left afterwards.
 
 use bollard::Docker;
-use bollard::query_parameters::ListContainersOptionsBuilder;
+use bollard::query_parameters::{ListContainersOptionsBuilder, ListVolumesOptionsBuilder};
 use chorus_core::sandbox::{
     DockerSandbox, Execution, ExecutionRequest, LABEL_INSTANCE, Sandbox, SandboxConfig,
     SandboxError, WorkspaceError,
@@ -87,19 +87,27 @@ impl Harness {
             .expect("execution")
     }
 
-    /// Containers carrying this test's instance label, running or not.
-    async fn containers(&self) -> usize {
-        let docker = Docker::connect_with_unix(&docker_host(), 30, bollard::API_DEFAULT_VERSION)
+    async fn engine(&self) -> Docker {
+        Docker::connect_with_unix(&docker_host(), 30, bollard::API_DEFAULT_VERSION)
             .unwrap()
             .negotiate_version()
             .await
-            .unwrap();
-        let filters: HashMap<String, Vec<String>> = [(
+            .unwrap()
+    }
+
+    fn labelled(&self) -> HashMap<String, Vec<String>> {
+        [(
             "label".to_string(),
             vec![format!("{LABEL_INSTANCE}={}", self.instance)],
         )]
-        .into();
-        docker
+        .into()
+    }
+
+    /// Containers carrying this test's instance label, running or not.
+    async fn containers(&self) -> usize {
+        let filters = self.labelled();
+        self.engine()
+            .await
             .list_containers(Some(
                 ListContainersOptionsBuilder::default()
                     .all(true)
@@ -108,6 +116,23 @@ impl Harness {
             ))
             .await
             .unwrap()
+            .len()
+    }
+
+    /// Workspace volumes carrying this test's instance label.
+    async fn volumes(&self) -> usize {
+        let filters = self.labelled();
+        self.engine()
+            .await
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .unwrap()
+            .volumes
+            .unwrap_or_default()
             .len()
     }
 
@@ -427,6 +452,11 @@ async fn concurrent_executions_stay_within_the_maximum_and_queue() {
     h.assert_no_containers().await;
 }
 
+/// An execution's program is running when both its containers (the holder and the
+/// program's) are there; they are made one after the other, so a test that waits for
+/// a count between must not expect to see it.
+const RUNNING: usize = 2;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cancellation_and_dropping_kill_the_container() {
     let h = harness(SandboxConfig {
@@ -435,11 +465,8 @@ async fn cancellation_and_dropping_kill_the_container() {
     })
     .await;
     let code = "import time\nprint('started', flush=True)\ntime.sleep(100)\n";
-
-    // Cancel through the token.
-    let cancel = CancellationToken::new();
-    let task = {
-        let (sandbox, cancel) = (h.sandbox.clone(), cancel.clone());
+    let start = |cancel: CancellationToken| {
+        let sandbox = h.sandbox.clone();
         let req = request(
             &AccountId::generate(),
             &ConversationId::generate(),
@@ -448,7 +475,11 @@ async fn cancellation_and_dropping_kill_the_container() {
         );
         tokio::spawn(async move { sandbox.execute(req, cancel).await })
     };
-    wait_for(|| async { h.containers().await == 1 }).await;
+
+    // Cancel through the token.
+    let cancel = CancellationToken::new();
+    let task = start(cancel.clone());
+    wait_for(|| async { h.containers().await == RUNNING }).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let at = Instant::now();
     cancel.cancel();
@@ -457,20 +488,24 @@ async fn cancellation_and_dropping_kill_the_container() {
     assert!(at.elapsed() < Duration::from_secs(10));
     h.assert_no_containers().await;
 
-    // Drop the execution's future (an aborted run task): the guard removes it.
-    let task = {
-        let sandbox = h.sandbox.clone();
-        let req = request(
-            &AccountId::generate(),
-            &ConversationId::generate(),
-            "python",
-            code,
-        );
-        tokio::spawn(async move { sandbox.execute(req, CancellationToken::new()).await })
-    };
-    wait_for(|| async { h.containers().await == 1 }).await;
+    // Drop the execution's future while its program runs (an aborted run task): the
+    // guard removes both containers and the volume.
+    let task = start(CancellationToken::new());
+    wait_for(|| async { h.containers().await == RUNNING }).await;
     task.abort();
-    wait_for(|| async { h.containers().await == 0 }).await;
+    wait_for(|| async { h.containers().await == 0 && h.volumes().await == 0 }).await;
+
+    // Drop it while the containers are being made (the holder's start, the upload,
+    // the program's create request): whatever Docker makes after is removed too.
+    for _ in 0..3 {
+        let task = start(CancellationToken::new());
+        poll_until(Duration::from_millis(5), || async {
+            h.containers().await >= 1
+        })
+        .await;
+        task.abort();
+        wait_for(|| async { h.containers().await == 0 && h.volumes().await == 0 }).await;
+    }
 }
 
 /// The admin console's kill: the execution is listed by its labels (run, account,
@@ -536,7 +571,16 @@ async fn an_execution_listed_by_label_is_killed_by_an_administrator() {
     assert!(!h.sandbox.kill_execution("not-an-execution").await.unwrap());
 }
 
-async fn wait_for<F, Fut>(mut check: F)
+async fn wait_for<F, Fut>(check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    poll_until(Duration::from_millis(100), check).await
+}
+
+/// Checks every `every` until `check` holds; fails after 20 s.
+async fn poll_until<F, Fut>(every: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -547,7 +591,7 @@ where
             Instant::now() < deadline,
             "condition not reached within 20 s"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
