@@ -384,7 +384,7 @@ async fn discard(docker: Docker, owned: Vec<Owned>) {
 
 /// Whether a failed request was refused by Docker itself (so it did nothing), rather
 /// than lost on the way (so it may have been carried out).
-pub fn docker_answered(e: &bollard::errors::Error) -> bool {
+fn docker_answered(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { .. })
 }
 
