@@ -356,6 +356,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "run_indexes",
         include_str!("../../../migrations/postgres/0016_run_indexes.sql"),
     ),
+    (
+        17,
+        "runs_fillfactor",
+        include_str!("../../../migrations/postgres/0017_runs_fillfactor.sql"),
+    ),
 ];
 
 impl Store {

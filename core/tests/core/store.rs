@@ -505,6 +505,37 @@ async fn runs_checkpoints_and_finish(store: &Store) {
         }
     }
 
+    // The batched checkpoint renews a lease once a sixth of it has passed, not at
+    // every write (which would rewrite `runs_active`'s entry twice a second).
+    let one = |text: &str| {
+        vec![(
+            ids.run_id.clone(),
+            chorus_store::Checkpoint {
+                text: text.into(),
+                seq: 4,
+            },
+        )]
+    };
+    let lease_of = |run: Option<chorus_store::Run>| run.unwrap().lease_expires_at;
+    let soon = lease + 1_000;
+    store
+        .checkpoint_many(OWNER, &one("Hel"), soon)
+        .await
+        .unwrap();
+    let run = store.run(&ids.run_id).await.unwrap();
+    assert_eq!(lease_of(run.clone()), Some(lease), "renewed too early");
+    assert_eq!(run.unwrap().text, "Hel", "the text is written all the same");
+    let later = lease + 20_000;
+    store
+        .checkpoint_many(OWNER, &one("Hell"), later)
+        .await
+        .unwrap();
+    assert_eq!(
+        lease_of(store.run(&ids.run_id).await.unwrap()),
+        Some(later),
+        "not renewed once a sixth of the lease had passed"
+    );
+
     store.request_stop(&ids.run_id).await.unwrap();
     assert!(
         store

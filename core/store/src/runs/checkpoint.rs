@@ -90,6 +90,15 @@ async fn checkpoint_on(
 /// [`Store::checkpoint_many`]).
 pub(crate) const CHECKPOINT_BATCH: usize = 64;
 
+/// The lease a checkpoint leaves as it is when it runs out after this time: renewed
+/// once a sixth of its length has passed, not at every checkpoint. A checkpoint then
+/// changes no indexed column of the run (`lease_expires_at` is in `runs_active`), so
+/// PostgreSQL can write it as a heap-only update instead of a new entry in each of
+/// the table's indexes, twice a second for every streaming run.
+fn renew_below(lease_until: i64, now: i64) -> i64 {
+    lease_until - (lease_until - now).max(0) / 6
+}
+
 /// Checkpoints `runs` (at most [`CHECKPOINT_BATCH`]) in one statement, as
 /// [`checkpoint_on`] does each: a run's row is written only if `owner` still holds
 /// its lease, and the statement returns the rows it wrote. The results are in the
@@ -104,10 +113,12 @@ async fn checkpoint_batch(
     // `column1`.. are the names both SQLite and PostgreSQL give a VALUES list's columns.
     let mut sql = String::from(
         "UPDATE runs SET status = 'streaming', text = v.column2, checkpoint_seq = v.column3, \
-         lease_expires_at = $1, updated_at = $2 FROM (VALUES ",
+         lease_expires_at = CASE WHEN runs.lease_expires_at IS NULL \
+         OR runs.lease_expires_at < $4 THEN $1 ELSE runs.lease_expires_at END, \
+         updated_at = $2 FROM (VALUES ",
     );
     for i in 0..runs.len() {
-        let p = 4 + 3 * i;
+        let p = 5 + 3 * i;
         let sep = if i == 0 { "" } else { ", " };
         let _ = write!(sql, "{sep}(${p}, ${}, ${})", p + 1, p + 2);
     }
@@ -115,10 +126,12 @@ async fn checkpoint_batch(
         ") AS v WHERE runs.id = v.column1 AND runs.lease_owner = $3 \
          AND runs.status IN ('queued', 'streaming') RETURNING runs.id, runs.stop_requested",
     );
+    let now = now_ms();
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(lease_until)
-        .bind(now_ms())
-        .bind(owner);
+        .bind(now)
+        .bind(owner)
+        .bind(renew_below(lease_until, now));
     for (id, cp) in runs {
         query = query.bind(id.as_str()).bind(cp.text.as_str()).bind(cp.seq);
     }
