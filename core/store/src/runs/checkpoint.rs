@@ -25,7 +25,8 @@ impl Store {
     }
 
     /// Checkpoints many runs in few transactions (the hot path of a busy instance),
-    /// up to [`CHECKPOINT_BATCH`] runs per statement. For each run:
+    /// up to [`CHECKPOINT_BATCH`] runs per statement; a lease is moved to
+    /// `lease_until` only once a sixth of it has passed. For each run:
     /// `Some(stop_requested)`, or `None` when its lease is lost.
     pub async fn checkpoint_many(
         &self,
@@ -90,17 +91,19 @@ async fn checkpoint_on(
 /// [`Store::checkpoint_many`]).
 pub(crate) const CHECKPOINT_BATCH: usize = 64;
 
-/// The lease a checkpoint leaves as it is when it runs out after this time: renewed
-/// once a sixth of its length has passed, not at every checkpoint. A checkpoint then
-/// changes no indexed column of the run (`lease_expires_at` is in `runs_active`), so
-/// PostgreSQL can write it as a heap-only update instead of a new entry in each of
-/// the table's indexes, twice a second for every streaming run.
+/// The time a run's lease must run out before for a batched checkpoint to renew it:
+/// a lease is renewed once a sixth of its length has passed, not at every
+/// checkpoint. The other checkpoints then change no indexed column of the run
+/// (`lease_expires_at` is in `runs_active`), so PostgreSQL can write them as
+/// heap-only updates instead of a new entry in each of the table's indexes, twice a
+/// second for every streaming run.
 fn renew_below(lease_until: i64, now: i64) -> i64 {
     lease_until - (lease_until - now).max(0) / 6
 }
 
 /// Checkpoints `runs` (at most [`CHECKPOINT_BATCH`]) in one statement, as
-/// [`checkpoint_on`] does each: a run's row is written only if `owner` still holds
+/// [`checkpoint_on`] does each but renewing a lease only when it is due
+/// ([`renew_below`]): a run's row is written only if `owner` still holds
 /// its lease, and the statement returns the rows it wrote. The results are in the
 /// order of `runs`.
 async fn checkpoint_batch(
