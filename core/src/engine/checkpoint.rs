@@ -62,7 +62,11 @@ pub(super) async fn checkpoint_forever(inner: Arc<EngineInner>) {
 
 /// Saves every local run that has new text or a lease due for renewal.
 async fn checkpoint_once(inner: &EngineInner) {
-    let renew_after = inner.settings.lease_ttl / 3;
+    // A run with no new text is written this long after its last checkpoint, to renew
+    // its lease. The store renews a lease only once a sixth of it has passed, and the
+    // last checkpoint may not have renewed it: so a sixth here too, which keeps about
+    // two thirds of a lease left at the least, as when every checkpoint renewed it.
+    let renew_after = inner.settings.lease_ttl / 6;
     let due: Vec<(RunId, Checkpoint)> = {
         let local = inner.local.lock().unwrap_or_else(|e| e.into_inner());
         local
