@@ -452,9 +452,9 @@ async fn concurrent_executions_stay_within_the_maximum_and_queue() {
     h.assert_no_containers().await;
 }
 
-/// An execution's program is running when both its containers (the holder and the
-/// program's) are there; they are made one after the other, so a test that waits for
-/// a count between must not expect to see it.
+/// The containers of an execution whose program's container exists (the holder and
+/// the program's). They are made one after the other, so a test must not wait to see
+/// a count between: it may pass faster than the test looks.
 const RUNNING: usize = 2;
 
 #[tokio::test(flavor = "multi_thread")]
