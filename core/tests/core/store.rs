@@ -4,57 +4,14 @@
 //! PostgreSQL is required: set `CHORUS_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test` starts one.
 
+use crate::support::{drop_pg, postgres_store, sqlite_store};
 use chorus_model::ids::{ConversationId, MessageId, RunId};
 use chorus_model::time::now_ms;
 use chorus_store::{
     ApiKeyScope, NewTurn, Role, RunOutcome, RunStatus, Store, StoreConflict, StoreError,
 };
-use sqlx::Executor;
 
 const OWNER: &str = "instance-a";
-
-async fn sqlite_store() -> (Store, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("chorus-store-{}", uuid::Uuid::new_v4().simple()));
-    let url = format!("sqlite://{}/chorus.db", dir.display());
-    let store = Store::connect(&url, None).await.expect("open sqlite");
-    store.migrate().await.expect("migrate sqlite");
-    (store, dir)
-}
-
-/// A fresh PostgreSQL database for one test, dropped afterwards by [`drop_pg`].
-async fn postgres_store() -> (Store, String) {
-    let admin_url = std::env::var("CHORUS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL is required for this test and is not reachable at {admin_url}: {e} (run scripts/test)")
-    });
-    let name = format!("chorus_store_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("create test database");
-    admin.close().await;
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b);
-    let store = Store::connect(&format!("{base}/{name}"), Some(4))
-        .await
-        .expect("open postgres");
-    store.migrate().await.expect("migrate postgres");
-    (store, name)
-}
-
-async fn drop_pg(name: &str) {
-    let admin_url = std::env::var("CHORUS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
-        let _ = admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .await;
-    }
-}
 
 async fn suite(store: &Store) {
     accounts_sessions_and_keys(store).await;
